@@ -1,0 +1,11 @@
+/*
+ * The subcommands of the homing binary. Each takes the arguments after its
+ * own name (argv[0] is the subcommand) and returns the process exit status.
+ */
+#pragma once
+
+int cmd_serve(int argc, char **argv);
+int cmd_schedule(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_standalone(int argc, char **argv);
+int cmd_nearest(int argc, char **argv);

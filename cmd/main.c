@@ -1,0 +1,41 @@
+/*
+ * homing — one binary, several subcommands, like the tools operators know.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd/commands.h"
+
+struct command {
+        const char *name;
+        int (*run)(int argc, char **argv);
+        const char *summary;
+};
+
+static const struct command commands[] = {
+        { "nearest", cmd_nearest, "print the k nearest datacenters for each \"lat lon\" line on stdin" },
+};
+
+static void usage(FILE *f) {
+        fprintf(f, "usage: homing <command> [options]\n\ncommands:\n");
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "\n'homing <command> --help' describes a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+        if (argc < 2) {
+                usage(stderr);
+                return 2;
+        }
+        if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+                usage(stdout);
+                return 0;
+        }
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                if (!strcmp(argv[1], commands[i].name))
+                        return commands[i].run(argc - 1, argv + 1);
+        fprintf(stderr, "homing: unknown command '%s'\n\n", argv[1]);
+        usage(stderr);
+        return 2;
+}
