@@ -7,5 +7,6 @@
 int cmd_serve(int argc, char **argv);
 int cmd_schedule(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
+int cmd_relay(int argc, char **argv);
 int cmd_standalone(int argc, char **argv);
 int cmd_nearest(int argc, char **argv);

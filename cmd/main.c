@@ -13,6 +13,11 @@ struct command {
 };
 
 static const struct command commands[] = {
+        { "serve", cmd_serve, "the HTTP API: location ingest, REST, health, metrics, dashboard" },
+        { "schedule", cmd_schedule, "consume location reports, decide placements, publish the outbox" },
+        { "relay", cmd_relay, "publish the outbox to Kafka (schedule runs one too)" },
+        { "migrate", cmd_migrate, "apply pending SQL migrations and create the Kafka topics" },
+        { "standalone", cmd_standalone, "serve, schedule and relay in one process, for a laptop" },
         { "nearest", cmd_nearest, "print the k nearest datacenters for each \"lat lon\" line on stdin" },
 };
 
@@ -20,7 +25,8 @@ static void usage(FILE *f) {
         fprintf(f, "usage: homing <command> [options]\n\ncommands:\n");
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
                 fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);
-        fprintf(f, "\n'homing <command> --help' describes a command's options.\n");
+        fprintf(f, "\nEvery setting is a flag (--pg-dsn ...) and an environment variable\n"
+                   "(HOMING_PG_DSN ...); the flag wins. 'homing <command> --help' lists them.\n");
 }
 
 int main(int argc, char **argv) {

@@ -1,0 +1,193 @@
+/*
+ * POST /v1/locations: validate every report, hand them to Kafka, and answer
+ * 202 only when the broker has stored them all (acks=all). The connection is
+ * suspended meanwhile, so no thread waits; the producer's delivery reports
+ * resume it. If Kafka cannot take them in time the answer is 503 with
+ * Retry-After: the device keeps the reports and sends them again.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "api/internal.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "bus/bus.h"
+#include "report/report.h"
+
+static const unsigned counted_statuses[] = { 202, 400, 413, 415, 422, 503 };
+
+void api_count_ingest(struct api *a, unsigned status) {
+        for (size_t i = 0; i < sizeof(counted_statuses) / sizeof(counted_statuses[0]); i++)
+                if (counted_statuses[i] == status)
+                        atomic_fetch_add(&a->ingest_by_status[i], 1);
+}
+
+static int64_t wall_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool is_json_content_type(const char *value) {
+        size_t n = strlen("application/json");
+        if (!value || strncasecmp(value, "application/json", n) != 0)
+                return false;
+        /* Parameters such as "; charset=utf-8" may follow. */
+        return value[n] == '\0' || value[n] == ';' || value[n] == ' ';
+}
+
+static enum MHD_Result reply_invalid(struct request *req, int index, const struct report_error *e) {
+        char pointer[96];
+        json_t *errors;
+
+        if (index >= 0)
+                snprintf(pointer, sizeof(pointer), "/%d%s", index, e->pointer);
+        else
+                snprintf(pointer, sizeof(pointer), "%s", e->pointer);
+        errors = json_pack("{s:[{s:s, s:s}]}", "errors", "pointer", pointer, "detail", e->detail);
+        api_count_ingest(req->api, 422);
+        return api_reply_problem(req, 422, "invalid-report", "The report is not valid",
+                                 e->detail, errors);
+}
+
+/* Encodes and produces every report; a report that cannot be handed over fails the request. */
+static void produce_all(struct request *req, const struct report *reports, int n) {
+        struct api *a = req->api;
+        int handed = 0;
+
+        /* One extra count, dropped after suspending, so no delivery can resume us early. */
+        atomic_store(&req->pending, n + 1);
+        for (int i = 0; i < n; i++) {
+                char *value = report_encode(&reports[i]);
+                int r = value ? bus_produce(a->producer, a->cfg->topic_locations,
+                                            reports[i].user_id, strlen(reports[i].user_id),
+                                            value, strlen(value), req)
+                              : -ENOMEM;
+                free(value);
+                if (r < 0)
+                        break;
+                handed++;
+        }
+        if (handed < n) {
+                /* Nothing will report on the ones never handed over. */
+                atomic_fetch_sub(&req->pending, n - handed);
+                atomic_store(&req->failed, 1);
+        }
+}
+
+void api_ingest_delivered(void *opaque, int err) {
+        struct request *req = opaque;
+
+        if (err)
+                atomic_store(&req->failed, 1);
+        if (atomic_fetch_sub(&req->pending, 1) == 1)
+                MHD_resume_connection(req->conn);
+}
+
+static enum MHD_Result finish(struct request *req) {
+        struct api *a = req->api;
+
+        if (atomic_load(&req->failed)) {
+                struct MHD_Response *resp;
+                enum MHD_Result ret;
+                json_t *doc = json_pack("{s:s, s:s, s:i, s:s}", "type",
+                                        "urn:homing:problem:kafka-unavailable", "title",
+                                        "Reports cannot be stored right now", "status", 503,
+                                        "detail",
+                                        "Kafka did not store the reports in time; nothing was "
+                                        "accepted. Send them again later.");
+                char *text = json_dumps(doc, JSON_COMPACT);
+                json_decref(doc);
+                api_count_ingest(a, 503);
+                resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+                MHD_add_response_header(resp, "Content-Type", "application/problem+json");
+                MHD_add_response_header(resp, "Retry-After", "5");
+                ret = MHD_queue_response(req->conn, 503, resp);
+                MHD_destroy_response(resp);
+                return ret;
+        }
+        atomic_fetch_add(&a->reports_accepted, (unsigned long)req->n_reports);
+        api_count_ingest(a, 202);
+        return api_reply_json(req, 202, json_pack("{s:i}", "accepted", req->n_reports));
+}
+
+enum MHD_Result api_ingest(struct request *req) {
+        struct api *a = req->api;
+        struct report_limits limits = { wall_ms(), a->cfg->max_future_skew_s * 1000 };
+        struct report *reports = NULL;
+        struct report_error e;
+        json_error_t jerr;
+        json_t *doc;
+        size_t n;
+        enum MHD_Result ret;
+
+        if (req->produced)
+                return finish(req);
+
+        if (!is_json_content_type(MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                              "Content-Type"))) {
+                api_count_ingest(a, 415);
+                return api_reply_problem(req, 415, "unsupported-media-type",
+                                         "Unsupported media type",
+                                         "location reports are sent as application/json", NULL);
+        }
+        if (req->body_too_large) {
+                char detail[96];
+                snprintf(detail, sizeof(detail), "the body exceeds %ld bytes", a->cfg->max_body_bytes);
+                api_count_ingest(a, 413);
+                return api_reply_problem(req, 413, "body-too-large", "Request body too large",
+                                         detail, NULL);
+        }
+
+        doc = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!doc) {
+                char detail[256];
+                snprintf(detail, sizeof(detail), "line %d, column %d: %s", jerr.line, jerr.column,
+                         jerr.text);
+                api_count_ingest(a, 400);
+                return api_reply_problem(req, 400, "malformed-json", "The body is not valid JSON",
+                                         detail, NULL);
+        }
+
+        n = json_is_array(doc) ? json_array_size(doc) : 1;
+        if (json_is_array(doc) && (n == 0 || n > (size_t)a->cfg->max_reports_per_request)) {
+                char detail[96];
+                snprintf(detail, sizeof(detail), "an array holds 1 to %ld reports",
+                         a->cfg->max_reports_per_request);
+                json_decref(doc);
+                api_count_ingest(a, 422);
+                return api_reply_problem(req, 422, "invalid-report", "The report is not valid",
+                                         detail, NULL);
+        }
+        reports = calloc(n, sizeof(*reports));
+        if (!reports) {
+                json_decref(doc);
+                return MHD_NO;
+        }
+        for (size_t i = 0; i < n; i++) {
+                const json_t *item = json_is_array(doc) ? json_array_get(doc, i) : doc;
+                if (report_from_json(item, &limits, &reports[i], &e) < 0) {
+                        ret = reply_invalid(req, json_is_array(doc) ? (int)i : -1, &e);
+                        goto out;
+                }
+                reports[i].received_ms = limits.now_ms;
+        }
+
+        /* All valid: only now does anything leave the process. */
+        req->n_reports = (int)n;
+        req->produced = true;
+        produce_all(req, reports, (int)n);
+        MHD_suspend_connection(req->conn);
+        if (atomic_fetch_sub(&req->pending, 1) == 1)
+                MHD_resume_connection(req->conn);
+        ret = MHD_YES;
+out:
+        free(reports);
+        json_decref(doc);
+        return ret;
+}

@@ -1,0 +1,214 @@
+/*
+ * The configuration table. Adding a setting is one field in struct config and
+ * one row below; parsing, bounds, the environment and --help follow from it.
+ */
+#include "base/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+
+enum setting_type { SETTING_STRING, SETTING_LONG, SETTING_DOUBLE };
+
+struct setting {
+        const char *name; /* flag name; the variable is HOMING_ + upper-case */
+        enum setting_type type;
+        size_t offset;
+        const char *fallback;
+        double min, max; /* bounds for numbers */
+        const char *help;
+};
+
+#define FIELD(f) offsetof(struct config, f)
+
+static const struct setting settings[] = {
+        { "pg-dsn", SETTING_STRING, FIELD(pg_dsn),
+          "host=127.0.0.1 port=55432 dbname=homing user=homing", 0, 0,
+          "PostgreSQL connection (libpq conninfo)" },
+        { "kafka-brokers", SETTING_STRING, FIELD(kafka_brokers), "127.0.0.1:59092", 0, 0,
+          "Kafka bootstrap servers" },
+        { "listen", SETTING_STRING, FIELD(listen), "127.0.0.1:58080", 0, 0,
+          "host:port of the HTTP server (port 0 picks a free one)" },
+        { "topic-locations", SETTING_STRING, FIELD(topic_locations), "homing.locations.v1", 0, 0,
+          "topic of location reports" },
+        { "topic-transfers", SETTING_STRING, FIELD(topic_transfers), "homing.transfers.v1", 0, 0,
+          "topic of transfer jobs" },
+        { "topic-audit", SETTING_STRING, FIELD(topic_audit), "homing.audit.v1", 0, 0,
+          "topic of audit events (CloudEvents)" },
+        { "consumer-group", SETTING_STRING, FIELD(consumer_group), "homing-scheduler", 0, 0,
+          "consumer group of the schedulers" },
+        { "topic-partitions", SETTING_LONG, FIELD(topic_partitions), "6", 1, 1000,
+          "partitions of topics that `homing migrate` creates" },
+        { "produce-timeout-ms", SETTING_LONG, FIELD(produce_timeout_ms), "5000", 100, 300000,
+          "how long a report may wait for Kafka before the API answers 503" },
+        { "max-body-bytes", SETTING_LONG, FIELD(max_body_bytes), "262144", 256, 16777216,
+          "largest request body accepted (413 beyond)" },
+        { "max-reports-per-request", SETTING_LONG, FIELD(max_reports_per_request), "500", 1, 10000,
+          "largest array of reports in one POST" },
+        { "max-future-skew-s", SETTING_LONG, FIELD(max_future_skew_s), "300", 0, 86400,
+          "how far in the future a device timestamp may lie" },
+        { "http-threads", SETTING_LONG, FIELD(http_threads), "2", 1, 64,
+          "HTTP worker threads" },
+        { "move-margin-m", SETTING_DOUBLE, FIELD(move_margin_m), "50000", 0, 20040000,
+          "a datacenter must be closer than the current one by this many metres" },
+        { "batch-max", SETTING_LONG, FIELD(batch_max), "500", 1, 100000,
+          "reports the scheduler commits in one PostgreSQL transaction at most" },
+        { "batch-wait-ms", SETTING_LONG, FIELD(batch_wait_ms), "50", 0, 10000,
+          "how long the scheduler waits to fill a batch" },
+        { "catalog-refresh-s", SETTING_LONG, FIELD(catalog_refresh_s), "10", 1, 3600,
+          "how often the scheduler reloads the datacenter catalog" },
+        { "migrations-dir", SETTING_STRING, FIELD(migrations_dir), HOMING_MIGRATIONS_DIR, 0, 0,
+          "folder of numbered SQL migrations" },
+        { "log-level", SETTING_STRING, FIELD(log_level), "info", 0, 0,
+          "debug, info, warn or error" },
+};
+
+#define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+static void env_name(const struct setting *s, char *out, size_t size) {
+        size_t n = (size_t)snprintf(out, size, "HOMING_");
+        for (const char *p = s->name; *p && n + 1 < size; p++)
+                out[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+        out[n] = '\0';
+}
+
+static int setting_assign(struct config *cfg, const struct setting *s, const char *value,
+                          const char *origin) {
+        char *slot = (char *)cfg + s->offset;
+        char *end;
+
+        switch (s->type) {
+        case SETTING_STRING: {
+                char *copy = strdup(value);
+                if (!copy)
+                        return -ENOMEM;
+                free(*(char **)slot);
+                *(char **)slot = copy;
+                return 0;
+        }
+        case SETTING_LONG: {
+                long v;
+                errno = 0;
+                v = strtol(value, &end, 10);
+                if (errno || end == value || *end || v < s->min || v > s->max) {
+                        fprintf(stderr, "homing: %s: '%s' is not a whole number in [%.0f, %.0f]\n",
+                                origin, value, s->min, s->max);
+                        return -EINVAL;
+                }
+                *(long *)slot = v;
+                return 0;
+        }
+        case SETTING_DOUBLE: {
+                double v;
+                errno = 0;
+                v = strtod(value, &end);
+                if (errno || end == value || *end || !isfinite(v) || v < s->min || v > s->max) {
+                        fprintf(stderr, "homing: %s: '%s' is not a number in [%g, %g]\n", origin,
+                                value, s->min, s->max);
+                        return -EINVAL;
+                }
+                *(double *)slot = v;
+                return 0;
+        }
+        }
+        return -EINVAL;
+}
+
+static const struct setting *setting_find(const char *name, size_t len) {
+        for (size_t i = 0; i < N_SETTINGS; i++)
+                if (strlen(settings[i].name) == len && !strncmp(settings[i].name, name, len))
+                        return &settings[i];
+        return NULL;
+}
+
+int config_load(struct config *cfg, int argc, char **argv, const char *usage) {
+        char var[64], origin[96];
+        int r;
+
+        memset(cfg, 0, sizeof(*cfg));
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                const char *env;
+                env_name(&settings[i], var, sizeof(var));
+                env = getenv(var);
+                r = setting_assign(cfg, &settings[i], env && *env ? env : settings[i].fallback, var);
+                if (r < 0)
+                        goto fail;
+        }
+
+        for (int i = 1; i < argc; i++) {
+                const char *arg = argv[i], *eq, *value;
+                const struct setting *s;
+
+                if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+                        printf("usage: %s\n\n", usage);
+                        config_print_help(stdout);
+                        config_fini(cfg);
+                        return 1;
+                }
+                if (strncmp(arg, "--", 2) != 0) {
+                        fprintf(stderr, "homing %s: unexpected argument '%s'\n", argv[0], arg);
+                        r = -EINVAL;
+                        goto fail;
+                }
+                arg += 2;
+                eq = strchr(arg, '=');
+                s = setting_find(arg, eq ? (size_t)(eq - arg) : strlen(arg));
+                if (!s) {
+                        fprintf(stderr, "homing %s: unknown option '%s' (see --help)\n", argv[0],
+                                argv[i]);
+                        r = -EINVAL;
+                        goto fail;
+                }
+                if (eq) {
+                        value = eq + 1;
+                } else if (i + 1 < argc) {
+                        value = argv[++i];
+                } else {
+                        fprintf(stderr, "homing %s: --%s needs a value\n", argv[0], s->name);
+                        r = -EINVAL;
+                        goto fail;
+                }
+                snprintf(origin, sizeof(origin), "--%s", s->name);
+                r = setting_assign(cfg, s, value, origin);
+                if (r < 0)
+                        goto fail;
+        }
+
+        if (log_set_level(cfg->log_level) < 0) {
+                fprintf(stderr, "homing: log level '%s' is not debug, info, warn or error\n",
+                        cfg->log_level);
+                r = -EINVAL;
+                goto fail;
+        }
+        return 0;
+
+fail:
+        config_fini(cfg);
+        return r;
+}
+
+void config_fini(struct config *cfg) {
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                if (settings[i].type == SETTING_STRING) {
+                        char **slot = (char **)((char *)cfg + settings[i].offset);
+                        free(*slot);
+                        *slot = NULL;
+                }
+        }
+}
+
+void config_print_help(FILE *f) {
+        char var[64];
+
+        fprintf(f, "settings (flag, environment variable, default):\n");
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                env_name(&settings[i], var, sizeof(var));
+                fprintf(f, "  --%-24s %s\n      %s (default: %s)\n", settings[i].name, var,
+                        settings[i].help, settings[i].fallback);
+        }
+}

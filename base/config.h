@@ -1,0 +1,48 @@
+/*
+ * config — every setting homing has, in one table: a default, an environment
+ * variable HOMING_<NAME> that overrides it, and a flag --<name> that
+ * overrides both. Values are checked against their bounds when read.
+ */
+#pragma once
+
+#include <stdio.h>
+
+struct config {
+        /* connections */
+        char *pg_dsn;          /* libpq conninfo */
+        char *kafka_brokers;   /* host:port[,host:port...] */
+        char *listen;          /* host:port of the HTTP server */
+        /* Kafka */
+        char *topic_locations;
+        char *topic_transfers;
+        char *topic_audit;
+        char *consumer_group;
+        long topic_partitions;
+        long produce_timeout_ms;
+        /* ingest */
+        long max_body_bytes;
+        long max_reports_per_request;
+        long max_future_skew_s;
+        long http_threads;
+        /* scheduler */
+        double move_margin_m;
+        long batch_max;
+        long batch_wait_ms;
+        long catalog_refresh_s;
+        /* housekeeping */
+        char *migrations_dir;
+        char *log_level;
+};
+
+/*
+ * Fills `cfg` from defaults, the environment and argv (argv[0] is the
+ * command's name; every other argument must be a known flag). Returns 0, 1
+ * when --help was asked for and printed, or -EINVAL after printing what is
+ * wrong to stderr. `cfg` owns its strings: release them with config_fini().
+ */
+int config_load(struct config *cfg, int argc, char **argv, const char *usage);
+
+void config_fini(struct config *cfg);
+
+/* Prints every setting, its variable, default and meaning. */
+void config_print_help(FILE *f);

@@ -1,0 +1,412 @@
+/*
+ * Kafka through librdkafka. The producer owns a thread that polls for
+ * delivery reports, so callers never have to; the consumer's rebalance
+ * callback asks the caller where each assigned partition starts.
+ */
+#include "bus/bus.h"
+
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+
+struct bus_producer {
+        rd_kafka_t *rk;
+        bus_delivered_fn on_delivery;
+        pthread_t poller;
+        atomic_bool stopping;
+};
+
+struct bus_consumer {
+        rd_kafka_t *rk;
+        char *topic;
+        struct bus_consumer_ops ops;
+        void *ctx;
+};
+
+static void on_log(const rd_kafka_t *rk, int level, const char *facility, const char *message);
+
+static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errbuf,
+                    size_t errbuf_size) {
+        if (rd_kafka_conf_set(conf, name, value, errbuf, errbuf_size) != RD_KAFKA_CONF_OK)
+                return -EINVAL;
+        return 0;
+}
+
+/* A configuration with what every client of ours shares. */
+static rd_kafka_conf_t *conf_new(void) {
+        rd_kafka_conf_t *conf = conf_new();
+        rd_kafka_conf_set_log_cb(conf, on_log);
+        return conf;
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+        /* Transport errors come and go with the broker; librdkafka retries them. */
+        log_warn("kafka", "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+/* librdkafka's own log lines join ours, as JSON. */
+static void on_log(const rd_kafka_t *rk, int level, const char *facility, const char *message) {
+        log_line(level <= 3 ? LOG_ERROR : level <= 4 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG,
+                 "kafka", NULL, "%s: %s", facility, message);
+}
+
+static void on_delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+        struct bus_producer *p = opaque;
+        int err = 0;
+
+        if (m->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT)
+                err = -ETIMEDOUT;
+        else if (m->err)
+                err = -EIO;
+        if (err)
+                log_debug("kafka", "delivery failed: %s", rd_kafka_err2str(m->err));
+        p->on_delivery(m->_private, err);
+}
+
+static void *producer_poll_loop(void *arg) {
+        struct bus_producer *p = arg;
+
+        while (!atomic_load(&p->stopping))
+                rd_kafka_poll(p->rk, 100);
+        return NULL;
+}
+
+int bus_producer_new(const char *brokers, long timeout_ms, bus_delivered_fn on_delivery,
+                     struct bus_producer **out, char *errbuf, size_t errbuf_size) {
+        struct bus_producer *p;
+        rd_kafka_conf_t *conf;
+        char timeout[32];
+
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->on_delivery = on_delivery;
+        snprintf(timeout, sizeof(timeout), "%ld", timeout_ms);
+
+        conf = conf_new();
+        if (conf_set(conf, "bootstrap.servers", brokers, errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "acks", "all", errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "linger.ms", "2", errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "message.timeout.ms", timeout, errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "compression.type", "lz4", errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errbuf_size) < 0)
+                goto fail;
+        rd_kafka_conf_set_opaque(conf, p);
+        rd_kafka_conf_set_dr_msg_cb(conf, on_delivery_report);
+        rd_kafka_conf_set_error_cb(conf, on_error);
+
+        p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errbuf_size);
+        if (!p->rk)
+                goto fail; /* conf is still ours */
+        if (pthread_create(&p->poller, NULL, producer_poll_loop, p) != 0) {
+                snprintf(errbuf, errbuf_size, "cannot start the delivery thread");
+                rd_kafka_destroy(p->rk);
+                free(p);
+                return -EAGAIN;
+        }
+        *out = p;
+        return 0;
+
+fail:
+        rd_kafka_conf_destroy(conf);
+        free(p);
+        return -EINVAL;
+}
+
+int bus_producer_flush(struct bus_producer *p, long timeout_ms) {
+        return rd_kafka_flush(p->rk, (int)timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -ETIMEDOUT;
+}
+
+long bus_producer_queued(struct bus_producer *p) {
+        return rd_kafka_outq_len(p->rk);
+}
+
+struct bus_producer *bus_producer_free(struct bus_producer *p) {
+        if (!p)
+                return NULL;
+        if (bus_producer_flush(p, 10000) < 0)
+                log_error("kafka", "%ld messages were still undelivered at shutdown",
+                          bus_producer_queued(p));
+        atomic_store(&p->stopping, true);
+        pthread_join(p->poller, NULL);
+        rd_kafka_destroy(p->rk);
+        free(p);
+        return NULL;
+}
+
+int bus_produce(struct bus_producer *p, const char *topic, const void *key, size_t key_len,
+                const void *value, size_t value_len, void *opaque) {
+        rd_kafka_resp_err_t err;
+
+        err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_KEY((void *)key, key_len),
+                                RD_KAFKA_V_VALUE((void *)value, value_len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                return -ENOBUFS;
+        if (err) {
+                log_warn("kafka", "cannot produce to %s: %s", topic, rd_kafka_err2str(err));
+                return -EIO;
+        }
+        return 0;
+}
+
+bool bus_producer_reachable(struct bus_producer *p, long timeout_ms) {
+        const struct rd_kafka_metadata *md;
+
+        if (rd_kafka_metadata(p->rk, 0, NULL, &md, (int)timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                return false;
+        rd_kafka_metadata_destroy(md);
+        return true;
+}
+
+int bus_ensure_topics(const char *brokers, const char *const *topics, size_t n_topics,
+                      int partitions, char *errbuf, size_t errbuf_size) {
+        rd_kafka_conf_t *conf = conf_new();
+        rd_kafka_NewTopic_t **new_topics = NULL;
+        rd_kafka_queue_t *queue = NULL;
+        rd_kafka_event_t *event = NULL;
+        rd_kafka_t *rk;
+        int r = -EIO;
+
+        if (conf_set(conf, "bootstrap.servers", brokers, errbuf, errbuf_size) < 0) {
+                rd_kafka_conf_destroy(conf);
+                return -EINVAL;
+        }
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errbuf_size);
+        if (!rk) {
+                rd_kafka_conf_destroy(conf);
+                return -EINVAL;
+        }
+
+        new_topics = calloc(n_topics, sizeof(*new_topics));
+        if (!new_topics)
+                goto out;
+        for (size_t i = 0; i < n_topics; i++) {
+                new_topics[i] = rd_kafka_NewTopic_new(topics[i], partitions, 1, errbuf,
+                                                      errbuf_size);
+                if (!new_topics[i])
+                        goto out;
+        }
+        queue = rd_kafka_queue_new(rk);
+        rd_kafka_CreateTopics(rk, new_topics, n_topics, NULL, queue);
+        event = rd_kafka_queue_poll(queue, 30000);
+        if (!event) {
+                snprintf(errbuf, errbuf_size, "Kafka did not answer CreateTopics within 30 s");
+                goto out;
+        }
+        if (rd_kafka_event_error(event)) {
+                snprintf(errbuf, errbuf_size, "%s", rd_kafka_event_error_string(event));
+                goto out;
+        }
+        {
+                size_t n;
+                const rd_kafka_topic_result_t **results =
+                        rd_kafka_CreateTopics_result_topics(
+                                rd_kafka_event_CreateTopics_result(event), &n);
+                for (size_t i = 0; i < n; i++) {
+                        rd_kafka_resp_err_t err = rd_kafka_topic_result_error(results[i]);
+                        if (err && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                                snprintf(errbuf, errbuf_size, "%s: %s",
+                                         rd_kafka_topic_result_name(results[i]),
+                                         rd_kafka_topic_result_error_string(results[i]));
+                                goto out;
+                        }
+                        if (!err)
+                                log_info("kafka", "created topic %s with %d partitions",
+                                         rd_kafka_topic_result_name(results[i]), partitions);
+                }
+        }
+        r = 0;
+out:
+        if (event)
+                rd_kafka_event_destroy(event);
+        if (queue)
+                rd_kafka_queue_destroy(queue);
+        for (size_t i = 0; new_topics && i < n_topics; i++)
+                if (new_topics[i])
+                        rd_kafka_NewTopic_destroy(new_topics[i]);
+        free(new_topics);
+        rd_kafka_destroy(rk);
+        return r;
+}
+
+static struct bus_partition *partitions_of(const rd_kafka_topic_partition_list_t *list) {
+        struct bus_partition *parts = calloc(list->cnt ? (size_t)list->cnt : 1, sizeof(*parts));
+        for (int i = 0; parts && i < list->cnt; i++) {
+                parts[i].partition = list->elems[i].partition;
+                parts[i].offset = -1;
+        }
+        return parts;
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *list, void *opaque) {
+        struct bus_consumer *c = opaque;
+        bool cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+        struct bus_partition *parts = partitions_of(list);
+        size_t n = (size_t)list->cnt;
+
+        if (!parts)
+                abort(); /* cannot honour a rebalance without memory */
+
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                if (c->ops.on_assign(c->ctx, parts, n) < 0) {
+                        /* Without a known start we must not read: stay out until the
+                         * group reassigns, rather than risk duplicates. */
+                        log_error("kafka", "cannot resume %zu assigned partitions; leaving them", n);
+                        free(parts);
+                        if (cooperative)
+                                rd_kafka_incremental_unassign(rk, list);
+                        else
+                                rd_kafka_assign(rk, NULL);
+                        return;
+                }
+                for (size_t i = 0; i < n; i++)
+                        list->elems[i].offset =
+                                parts[i].offset < 0 ? RD_KAFKA_OFFSET_BEGINNING : parts[i].offset;
+                if (cooperative)
+                        rd_kafka_incremental_assign(rk, list);
+                else
+                        rd_kafka_assign(rk, list);
+                log_info("kafka", "assigned %zu partitions of %s", n, c->topic);
+        } else {
+                c->ops.on_revoke(c->ctx, parts, n);
+                if (cooperative)
+                        rd_kafka_incremental_unassign(rk, list);
+                else
+                        rd_kafka_assign(rk, NULL);
+                log_info("kafka", "revoked %zu partitions of %s", n, c->topic);
+        }
+        free(parts);
+}
+
+int bus_consumer_new(const char *brokers, const char *group, const char *topic,
+                     const struct bus_consumer_ops *ops, void *ctx, struct bus_consumer **out,
+                     char *errbuf, size_t errbuf_size) {
+        struct bus_consumer *c;
+        rd_kafka_conf_t *conf;
+        rd_kafka_topic_partition_list_t *subscription;
+        rd_kafka_resp_err_t err;
+
+        c = calloc(1, sizeof(*c));
+        if (!c || !(c->topic = strdup(topic))) {
+                free(c);
+                return -ENOMEM;
+        }
+        c->ops = *ops;
+        c->ctx = ctx;
+
+        conf = conf_new();
+        if (conf_set(conf, "bootstrap.servers", brokers, errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "group.id", group, errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "enable.auto.commit", "false", errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "enable.auto.offset.store", "false", errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "auto.offset.reset", "earliest", errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errbuf,
+                     errbuf_size) < 0 ||
+            conf_set(conf, "session.timeout.ms", "10000", errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "heartbeat.interval.ms", "1000", errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errbuf_size) < 0) {
+                rd_kafka_conf_destroy(conf);
+                goto fail;
+        }
+        rd_kafka_conf_set_opaque(conf, c);
+        rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+        rd_kafka_conf_set_error_cb(conf, on_error);
+
+        c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errbuf_size);
+        if (!c->rk) {
+                rd_kafka_conf_destroy(conf);
+                goto fail;
+        }
+        rd_kafka_poll_set_consumer(c->rk);
+
+        subscription = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(subscription, topic, RD_KAFKA_PARTITION_UA);
+        err = rd_kafka_subscribe(c->rk, subscription);
+        rd_kafka_topic_partition_list_destroy(subscription);
+        if (err) {
+                snprintf(errbuf, errbuf_size, "subscribe to %s: %s", topic, rd_kafka_err2str(err));
+                rd_kafka_destroy(c->rk);
+                goto fail;
+        }
+        *out = c;
+        return 0;
+
+fail:
+        free(c->topic);
+        free(c);
+        return -EINVAL;
+}
+
+struct bus_consumer *bus_consumer_free(struct bus_consumer *c) {
+        if (!c)
+                return NULL;
+        rd_kafka_consumer_close(c->rk);
+        rd_kafka_destroy(c->rk);
+        free(c->topic);
+        free(c);
+        return NULL;
+}
+
+int bus_consumer_poll(struct bus_consumer *c, long timeout_ms, struct bus_message **out) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, (int)timeout_ms);
+
+        if (!m)
+                return 0;
+        if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        log_warn("kafka", "consume: %s", rd_kafka_message_errstr(m));
+                rd_kafka_message_destroy(m);
+                return 0;
+        }
+        *out = (struct bus_message *)m;
+        return 1;
+}
+
+int bus_consumer_seek(struct bus_consumer *c, int32_t partition, int64_t offset) {
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_error_t *error;
+        int r = 0;
+
+        rd_kafka_topic_partition_list_add(list, c->topic, partition)->offset =
+                offset < 0 ? RD_KAFKA_OFFSET_BEGINNING : offset;
+        error = rd_kafka_seek_partitions(c->rk, list, 5000);
+        if (error) {
+                log_warn("kafka", "seek partition %d to %lld: %s", partition, (long long)offset,
+                         rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+                r = -EIO;
+        }
+        rd_kafka_topic_partition_list_destroy(list);
+        return r;
+}
+
+int32_t bus_message_partition(const struct bus_message *m) {
+        return ((const rd_kafka_message_t *)m)->partition;
+}
+
+int64_t bus_message_offset(const struct bus_message *m) {
+        return ((const rd_kafka_message_t *)m)->offset;
+}
+
+const void *bus_message_value(const struct bus_message *m, size_t *len) {
+        const rd_kafka_message_t *rm = (const rd_kafka_message_t *)m;
+        *len = rm->len;
+        return rm->payload;
+}
+
+struct bus_message *bus_message_free(struct bus_message *m) {
+        if (m)
+                rd_kafka_message_destroy((rd_kafka_message_t *)m);
+        return NULL;
+}

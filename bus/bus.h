@@ -1,0 +1,88 @@
+/*
+ * bus — homing's Kafka plumbing: a producer whose every message reports its
+ * fate back, a consumer whose partitions start where the caller says, and
+ * the topics. librdkafka's types stay behind this header.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct bus_producer;
+struct bus_consumer;
+struct bus_message;
+
+/*
+ * Called once per produced message, from the producer's own thread: `err` is
+ * 0 when the broker stored it (acks=all), -ETIMEDOUT or -EIO when not.
+ */
+typedef void (*bus_delivered_fn)(void *opaque, int err);
+
+/*
+ * An idempotent producer with acks=all. Messages that Kafka has not taken
+ * within `timeout_ms` fail. Returns 0 or -EINVAL (`errbuf` says why).
+ */
+int bus_producer_new(const char *brokers, long timeout_ms, bus_delivered_fn on_delivery,
+                     struct bus_producer **out, char *errbuf, size_t errbuf_size);
+
+/* Flushes what is queued (up to 10 s), says what was left, and frees. NULL is fine. */
+struct bus_producer *bus_producer_free(struct bus_producer *p);
+
+/*
+ * Queues one message; key and value are copied. `opaque` comes back in the
+ * delivery callback. Returns 0, -ENOBUFS when the local queue is full, or
+ * -EIO; after a failure no callback comes.
+ */
+int bus_produce(struct bus_producer *p, const char *topic, const void *key, size_t key_len,
+                const void *value, size_t value_len, void *opaque);
+
+/* Waits until every queued message has its delivery report. Returns 0 or -ETIMEDOUT. */
+int bus_producer_flush(struct bus_producer *p, long timeout_ms);
+
+/* Messages queued and not yet reported. */
+long bus_producer_queued(struct bus_producer *p);
+
+/* True when the cluster answers a metadata request within `timeout_ms`. */
+bool bus_producer_reachable(struct bus_producer *p, long timeout_ms);
+
+/* Creates the topics that don't exist yet. Returns 0 or -EIO (`errbuf` says why). */
+int bus_ensure_topics(const char *brokers, const char *const *topics, size_t n_topics,
+                      int partitions, char *errbuf, size_t errbuf_size);
+
+struct bus_partition {
+        int32_t partition;
+        int64_t offset; /* set by on_assign: the next offset to read, or -1 for the start */
+};
+
+struct bus_consumer_ops {
+        /* Partitions were assigned: fill in where each one starts. Return 0 or <0. */
+        int (*on_assign)(void *ctx, struct bus_partition *parts, size_t n);
+        /* Partitions are being taken away: finish with them before returning. */
+        void (*on_revoke)(void *ctx, const struct bus_partition *parts, size_t n);
+};
+
+/*
+ * A consumer in `group` on one topic, cooperative-sticky, offsets never
+ * committed to Kafka: the caller keeps them (in PostgreSQL, beside its effects).
+ */
+int bus_consumer_new(const char *brokers, const char *group, const char *topic,
+                     const struct bus_consumer_ops *ops, void *ctx, struct bus_consumer **out,
+                     char *errbuf, size_t errbuf_size);
+
+/* Leaves the group (revoking what it holds) and frees. NULL is fine. */
+struct bus_consumer *bus_consumer_free(struct bus_consumer *c);
+
+/*
+ * Waits up to `timeout_ms` for a message. Returns 1 and a message the caller
+ * frees with bus_message_free(), 0 when none came, or -EIO.
+ */
+int bus_consumer_poll(struct bus_consumer *c, long timeout_ms, struct bus_message **out);
+
+/* Moves a partition's read position, e.g. after a lost race for its offset. */
+int bus_consumer_seek(struct bus_consumer *c, int32_t partition, int64_t offset);
+
+int32_t bus_message_partition(const struct bus_message *m);
+int64_t bus_message_offset(const struct bus_message *m);
+const void *bus_message_value(const struct bus_message *m, size_t *len);
+struct bus_message *bus_message_free(struct bus_message *m);

@@ -1,0 +1,240 @@
+/*
+ * Location reports: strict validation on the way in, a stable JSON encoding
+ * on Kafka. Times travel as RFC 3339 text on the wire and as Unix
+ * milliseconds inside homing.
+ */
+#include "report/report.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "geo/geo.h"
+
+static int fail(struct report_error *err, const char *pointer, const char *detail) {
+        if (err) {
+                snprintf(err->pointer, sizeof(err->pointer), "%s", pointer);
+                snprintf(err->detail, sizeof(err->detail), "%s", detail);
+        }
+        return -EINVAL;
+}
+
+static bool id_valid(const char *s) {
+        size_t n = strlen(s);
+        if (n == 0 || n > REPORT_ID_MAX)
+                return false;
+        for (; *s; s++)
+                if (!isalnum((unsigned char)*s) && !strchr("-_.:@", *s))
+                        return false;
+        return true;
+}
+
+static int copy_id(const json_t *obj, const char *name, char out[REPORT_ID_MAX + 1],
+                   struct report_error *err) {
+        char pointer[32], detail[160];
+        const json_t *v = json_object_get(obj, name);
+
+        snprintf(pointer, sizeof(pointer), "/%s", name);
+        if (!v)
+                return fail(err, pointer, "is required");
+        if (!json_is_string(v))
+                return fail(err, pointer, "must be a string");
+        if (!id_valid(json_string_value(v))) {
+                snprintf(detail, sizeof(detail),
+                         "must be 1 to %d characters of letters, digits and -_.:@",
+                         REPORT_ID_MAX);
+                return fail(err, pointer, detail);
+        }
+        strcpy(out, json_string_value(v));
+        return 0;
+}
+
+static int get_number(const json_t *obj, const char *name, double *out,
+                      struct report_error *err) {
+        char pointer[32];
+        const json_t *v = json_object_get(obj, name);
+
+        snprintf(pointer, sizeof(pointer), "/%s", name);
+        if (!v)
+                return fail(err, pointer, "is required");
+        if (!json_is_number(v))
+                return fail(err, pointer, "must be a number");
+        *out = json_number_value(v);
+        if (!isfinite(*out))
+                return fail(err, pointer, "must be finite");
+        return 0;
+}
+
+/* received_at is not here: the API sets it, never the device. */
+static const char *const known_members[] = { "device_id", "user_id", "lat", "lon",
+                                             "accuracy_m", "ts" };
+
+/* `from_kafka`: the API has stamped received_at, so it may be present. */
+static int parse_report(const json_t *json, const struct report_limits *limits, bool from_kafka,
+                        struct report *out, struct report_error *err) {
+        const char *key;
+        json_t *value;
+        const json_t *ts;
+        int r;
+
+        memset(out, 0, sizeof(*out));
+        if (!json_is_object(json))
+                return fail(err, "", "a report must be a JSON object");
+
+        json_object_foreach((json_t *)json, key, value) {
+                bool known = from_kafka && !strcmp(key, "received_at");
+                for (size_t i = 0; i < sizeof(known_members) / sizeof(known_members[0]); i++)
+                        known = known || !strcmp(key, known_members[i]);
+                if (!known) {
+                        char pointer[64];
+                        snprintf(pointer, sizeof(pointer), "/%.60s", key);
+                        return fail(err, pointer, "is not a field of a location report");
+                }
+        }
+
+        if ((r = copy_id(json, "device_id", out->device_id, err)) < 0 ||
+            (r = copy_id(json, "user_id", out->user_id, err)) < 0 ||
+            (r = get_number(json, "lat", &out->lat, err)) < 0 ||
+            (r = get_number(json, "lon", &out->lon, err)) < 0 ||
+            (r = get_number(json, "accuracy_m", &out->accuracy_m, err)) < 0)
+                return r;
+        if (out->lat < -90.0 || out->lat > 90.0)
+                return fail(err, "/lat", "must be within [-90, 90]");
+        if (out->lon < -180.0 || out->lon > 180.0)
+                return fail(err, "/lon", "must be within [-180, 180]");
+        if (out->accuracy_m < 0.0)
+                return fail(err, "/accuracy_m", "must not be negative");
+
+        ts = json_object_get(json, "ts");
+        if (!ts)
+                return fail(err, "/ts", "is required");
+        if (!json_is_string(ts) || report_parse_time(json_string_value(ts), &out->ts_ms) < 0)
+                return fail(err, "/ts", "must be an RFC 3339 date-time, e.g. 2026-11-25T19:00:00Z");
+        if (limits && out->ts_ms > limits->now_ms + limits->max_future_ms)
+                return fail(err, "/ts", "lies too far in the future: check the device's clock");
+        return 0;
+}
+
+int report_from_json(const json_t *json, const struct report_limits *limits,
+                     struct report *out, struct report_error *err) {
+        return parse_report(json, limits, false, out, err);
+}
+
+int report_decode(const char *text, size_t len, struct report *out) {
+        json_t *json, *received;
+        int r = -EINVAL;
+
+        json = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+        if (!json)
+                return -EINVAL;
+        if (parse_report(json, NULL, true, out, NULL) < 0)
+                goto out;
+        received = json_object_get(json, "received_at");
+        if (!json_is_string(received) ||
+            report_parse_time(json_string_value(received), &out->received_ms) < 0)
+                goto out;
+        r = 0;
+out:
+        json_decref(json);
+        return r;
+}
+
+char *report_encode(const struct report *r) {
+        char ts[REPORT_TIME_LEN], received[REPORT_TIME_LEN];
+        json_t *json;
+        char *text;
+
+        report_format_time(r->ts_ms, ts);
+        report_format_time(r->received_ms, received);
+        json = json_pack("{s:s, s:s, s:f, s:f, s:f, s:s, s:s}", "device_id", r->device_id,
+                         "user_id", r->user_id, "lat", r->lat, "lon", r->lon, "accuracy_m",
+                         r->accuracy_m, "ts", ts, "received_at", received);
+        if (!json)
+                return NULL;
+        text = json_dumps(json, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+        json_decref(json);
+        return text;
+}
+
+/* Reads exactly n digits. */
+static bool digits(const char **p, int n, int *out) {
+        int v = 0;
+        for (int i = 0; i < n; i++, (*p)++) {
+                if (!isdigit((unsigned char)**p))
+                        return false;
+                v = v * 10 + (**p - '0');
+        }
+        *out = v;
+        return true;
+}
+
+static int days_in_month(int year, int month) {
+        static const int days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+        bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        return month == 2 && leap ? 29 : days[month - 1];
+}
+
+int report_parse_time(const char *text, int64_t *out_ms) {
+        const char *p = text;
+        int year, month, day, hour, minute, second, off_h = 0, off_m = 0, sign = 0;
+        int64_t frac_ms = 0;
+        struct tm tm = { 0 };
+
+        if (!digits(&p, 4, &year) || *p++ != '-' || !digits(&p, 2, &month) || *p++ != '-' ||
+            !digits(&p, 2, &day) || (*p != 'T' && *p != 't' && *p != ' ') || !*p++ ||
+            !digits(&p, 2, &hour) || *p++ != ':' || !digits(&p, 2, &minute) || *p++ != ':' ||
+            !digits(&p, 2, &second))
+                return -EINVAL;
+        if (*p == '.') {
+                int scale = 100, n = 0;
+                p++;
+                while (isdigit((unsigned char)*p)) {
+                        frac_ms += (*p - '0') * scale;
+                        scale /= 10;
+                        p++;
+                        n++;
+                }
+                if (n == 0)
+                        return -EINVAL;
+        }
+        if (*p == 'Z' || *p == 'z') {
+                p++;
+        } else if (*p == '+' || *p == '-') {
+                sign = *p++ == '-' ? -1 : 1;
+                if (!digits(&p, 2, &off_h) || *p++ != ':' || !digits(&p, 2, &off_m) ||
+                    off_h > 23 || off_m > 59)
+                        return -EINVAL;
+        } else {
+                return -EINVAL;
+        }
+        if (*p)
+                return -EINVAL;
+        /* RFC 3339 allows a leap second (60); we fold it into the next one. */
+        if (year < 1970 || month < 1 || month > 12 || day < 1 ||
+            day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60)
+                return -EINVAL;
+
+        tm.tm_year = year - 1900;
+        tm.tm_mon = month - 1;
+        tm.tm_mday = day;
+        tm.tm_hour = hour;
+        tm.tm_min = minute;
+        tm.tm_sec = second;
+        *out_ms = ((int64_t)timegm(&tm) - sign * (off_h * 3600 + off_m * 60)) * 1000 + frac_ms;
+        return 0;
+}
+
+void report_format_time(int64_t ms, char out[REPORT_TIME_LEN]) {
+        time_t secs = (time_t)(ms / 1000);
+        struct tm tm;
+
+        gmtime_r(&secs, &tm);
+        snprintf(out, REPORT_TIME_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (int)(ms % 1000));
+}

@@ -1,0 +1,64 @@
+/*
+ * report — a device's location report: the contract between the API (which
+ * validates it and puts it on homing.locations.v1) and the scheduler (which
+ * reads it back). Parsing is strict: a report is either wholly valid or
+ * rejected with the JSON pointer of the first offending field.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define REPORT_ID_MAX 64
+
+struct report {
+        char device_id[REPORT_ID_MAX + 1];
+        char user_id[REPORT_ID_MAX + 1];
+        double lat, lon;     /* WGS84 degrees */
+        double accuracy_m;   /* horizontal, metres, >= 0 */
+        int64_t ts_ms;       /* the device's clock, Unix milliseconds */
+        int64_t received_ms; /* when the API received it; 0 until then */
+};
+
+/* Why a report was refused: a JSON pointer and a sentence for a person. */
+struct report_error {
+        char pointer[64];
+        char detail[192];
+};
+
+struct report_limits {
+        int64_t now_ms;          /* the receiver's clock */
+        int64_t max_future_ms;   /* how far ahead of now_ms ts may be */
+};
+
+struct json_t;
+
+/*
+ * Validates one JSON object as a report. `json` is borrowed. Returns 0 and
+ * fills `out`, or -EINVAL and fills `err` (its pointer relative to the object,
+ * e.g. "/lat"). Unknown members are refused: a typo must not pass silently.
+ */
+int report_from_json(const struct json_t *json, const struct report_limits *limits,
+                     struct report *out, struct report_error *err);
+
+/*
+ * Parses a report as the scheduler reads it from Kafka, including
+ * received_at. Returns 0 or -EINVAL.
+ */
+int report_decode(const char *text, size_t len, struct report *out);
+
+/*
+ * Serializes a report for Kafka. Returns a malloc'd NUL-terminated string
+ * (the caller frees it), or NULL when out of memory.
+ */
+char *report_encode(const struct report *r);
+
+/* RFC 3339 date-time ("2026-11-25T19:00:00.250+01:00") to Unix milliseconds.
+ * Returns 0 or -EINVAL. */
+int report_parse_time(const char *text, int64_t *out_ms);
+
+#define REPORT_TIME_LEN 64
+
+/* Unix milliseconds to RFC 3339 in UTC with milliseconds. */
+void report_format_time(int64_t ms, char out[REPORT_TIME_LEN]);

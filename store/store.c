@@ -1,0 +1,349 @@
+/*
+ * PostgreSQL through libpq. Every statement is parameterised: values never
+ * become part of SQL text. Failures are logged here once, with the SQLSTATE,
+ * and passed up as negative errno values.
+ */
+#include "store/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+
+struct store {
+        PGconn *conn;
+        char *dsn;
+};
+
+struct store_result {
+        PGresult *res;
+};
+
+/* Server notices ("already exists, skipping") are for debugging, not for operators. */
+static void on_notice(void *arg, const char *message) {
+        log_debug("store", "%.*s", (int)strcspn(message, "\n"), message);
+}
+
+static PGconn *open_connection(const char *dsn) {
+        PGconn *conn = PQconnectdb(dsn);
+
+        if (PQstatus(conn) != CONNECTION_OK) {
+                char msg[256];
+                snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
+                msg[strcspn(msg, "\n")] = '\0';
+                log_error("store", "cannot connect to PostgreSQL: %s", msg);
+                PQfinish(conn);
+                return NULL;
+        }
+        PQsetNoticeProcessor(conn, on_notice, NULL);
+        return conn;
+}
+
+int store_connect(const char *dsn, struct store **out) {
+        struct store *s = calloc(1, sizeof(*s));
+
+        if (!s || !(s->dsn = strdup(dsn))) {
+                free(s);
+                return -ENOMEM;
+        }
+        s->conn = open_connection(dsn);
+        if (!s->conn) {
+                free(s->dsn);
+                free(s);
+                return -ECONNREFUSED;
+        }
+        *out = s;
+        return 0;
+}
+
+struct store *store_free(struct store *s) {
+        if (!s)
+                return NULL;
+        PQfinish(s->conn);
+        free(s->dsn);
+        free(s);
+        return NULL;
+}
+
+/* Re-opens a broken connection, but never inside a transaction: its work is lost. */
+static int ensure_connected(struct store *s) {
+        if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+                return 0;
+        PQfinish(s->conn);
+        s->conn = open_connection(s->dsn);
+        return s->conn ? 0 : -ECONNREFUSED;
+}
+
+int store_exec(struct store *s, const char *sql, int n_params, const char *const *params,
+               struct store_result **out) {
+        PGresult *res;
+        ExecStatusType status;
+        const char *state;
+        int r;
+
+        if (PQtransactionStatus(s->conn) == PQTRANS_IDLE || PQstatus(s->conn) != CONNECTION_OK)
+                if ((r = ensure_connected(s)) < 0)
+                        return r;
+
+        res = PQexecParams(s->conn, sql, n_params, NULL, params, NULL, NULL, 0);
+        status = PQresultStatus(res);
+        if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+                if (out) {
+                        *out = malloc(sizeof(**out));
+                        if (!*out) {
+                                PQclear(res);
+                                return -ENOMEM;
+                        }
+                        (*out)->res = res;
+                } else {
+                        PQclear(res);
+                }
+                return 0;
+        }
+
+        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        /* 40001 serialization failure, 40P01 deadlock: the caller may retry. */
+        r = state && (!strcmp(state, "40001") || !strcmp(state, "40P01")) ? -EAGAIN : -EIO;
+        {
+                char msg[256];
+                snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
+                msg[strcspn(msg, "\n")] = '\0';
+                log_line(r == -EAGAIN ? LOG_WARN : LOG_ERROR, "store", NULL,
+                         "%.60s: %s (SQLSTATE %s)", sql, msg, state ? state : "none");
+        }
+        PQclear(res);
+        return r;
+}
+
+int store_run(struct store *s, const char *sql) {
+        return store_exec(s, sql, 0, NULL, NULL);
+}
+
+int store_begin(struct store *s) {
+        return store_run(s, "BEGIN");
+}
+
+int store_commit(struct store *s) {
+        return store_run(s, "COMMIT");
+}
+
+void store_rollback(struct store *s) {
+        if (s->conn && PQtransactionStatus(s->conn) != PQTRANS_IDLE)
+                PQclear(PQexec(s->conn, "ROLLBACK"));
+}
+
+bool store_ping(struct store *s) {
+        return store_run(s, "SELECT 1") == 0;
+}
+
+size_t store_rows(const struct store_result *r) {
+        return (size_t)PQntuples(r->res);
+}
+
+long store_changed(const struct store_result *r) {
+        return strtol(PQcmdTuples(r->res), NULL, 10);
+}
+
+const char *store_text(const struct store_result *r, size_t row, int col) {
+        if (PQgetisnull(r->res, (int)row, col))
+                return NULL;
+        return PQgetvalue(r->res, (int)row, col);
+}
+
+int64_t store_int(const struct store_result *r, size_t row, int col) {
+        const char *v = store_text(r, row, col);
+        return v ? strtoll(v, NULL, 10) : 0;
+}
+
+double store_double(const struct store_result *r, size_t row, int col) {
+        const char *v = store_text(r, row, col);
+        return v ? strtod(v, NULL) : 0.0;
+}
+
+bool store_bool(const struct store_result *r, size_t row, int col) {
+        const char *v = store_text(r, row, col);
+        return v && v[0] == 't';
+}
+
+struct store_result *store_result_free(struct store_result *r) {
+        if (r) {
+                PQclear(r->res);
+                free(r);
+        }
+        return NULL;
+}
+
+/* ---- migrations ---- */
+
+struct migration {
+        int version;
+        char name[256];
+};
+
+static int migration_cmp(const void *a, const void *b) {
+        return ((const struct migration *)a)->version - ((const struct migration *)b)->version;
+}
+
+/* Lists NNN_name.sql files in order. Returns the count or <0. */
+static int migrations_list(const char *dir, struct migration **out) {
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        struct migration *list = NULL;
+        int n = 0, cap = 0;
+
+        if (!d) {
+                log_error("store", "cannot open migrations folder %s: %s", dir, strerror(errno));
+                return -errno;
+        }
+        while ((e = readdir(d))) {
+                char *end;
+                long version = strtol(e->d_name, &end, 10);
+                size_t len = strlen(e->d_name);
+
+                if (end == e->d_name || *end != '_' || len < 5 ||
+                    strcmp(e->d_name + len - 4, ".sql") != 0 || len >= sizeof(list->name))
+                        continue;
+                if (n == cap) {
+                        struct migration *grown;
+                        cap = cap ? cap * 2 : 16;
+                        grown = realloc(list, (size_t)cap * sizeof(*list));
+                        if (!grown) {
+                                free(list);
+                                closedir(d);
+                                return -ENOMEM;
+                        }
+                        list = grown;
+                }
+                list[n].version = (int)version;
+                strcpy(list[n].name, e->d_name);
+                n++;
+        }
+        closedir(d);
+        qsort(list, (size_t)n, sizeof(*list), migration_cmp);
+        for (int i = 1; i < n; i++) {
+                if (list[i].version == list[i - 1].version) {
+                        log_error("store", "migrations %s and %s share a number", list[i - 1].name,
+                                  list[i].name);
+                        free(list);
+                        return -EINVAL;
+                }
+        }
+        *out = list;
+        return n;
+}
+
+static char *read_file(const char *path) {
+        FILE *f = fopen(path, "rb");
+        char *text = NULL;
+        long size;
+
+        if (!f)
+                return NULL;
+        if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+            (text = malloc((size_t)size + 1))) {
+                if (fread(text, 1, (size_t)size, f) != (size_t)size) {
+                        free(text);
+                        text = NULL;
+                } else {
+                        text[size] = '\0';
+                }
+        }
+        fclose(f);
+        return text;
+}
+
+/* Applies one migration inside the caller's transaction. */
+static int migration_apply(struct store *s, const char *dir, const struct migration *m) {
+        char path[4096], version[16];
+        const char *params[2] = { version, m->name };
+        char *sql;
+        PGresult *res;
+        int r = 0;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, m->name);
+        sql = read_file(path);
+        if (!sql) {
+                log_error("store", "cannot read %s", path);
+                return -EIO;
+        }
+        /* PQexec runs a file's several statements; parameters are not needed here. */
+        res = PQexec(s->conn, sql);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+                char msg[256];
+                snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
+                msg[strcspn(msg, "\n")] = '\0';
+                log_error("store", "migration %s failed: %s", m->name, msg);
+                r = -EIO;
+        }
+        PQclear(res);
+        free(sql);
+        if (r < 0)
+                return r;
+        snprintf(version, sizeof(version), "%d", m->version);
+        return store_exec(s, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2,
+                          params, NULL);
+}
+
+int store_migrate(struct store *s, const char *dir) {
+        struct migration *list = NULL;
+        struct store_result *applied = NULL;
+        int n, r, count = 0;
+
+        n = migrations_list(dir, &list);
+        if (n < 0)
+                return n;
+
+        /* One migrator at a time, across processes. */
+        r = store_run(s, "SELECT pg_advisory_lock(727001)");
+        if (r < 0)
+                goto out;
+        r = store_run(s, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                         " version integer PRIMARY KEY,"
+                         " name text NOT NULL,"
+                         " applied_at timestamptz NOT NULL DEFAULT now())");
+        if (r < 0)
+                goto unlock;
+        r = store_exec(s, "SELECT version FROM schema_migrations", 0, NULL, &applied);
+        if (r < 0)
+                goto unlock;
+
+        for (int i = 0; i < n; i++) {
+                bool done = false;
+                for (size_t j = 0; j < store_rows(applied) && !done; j++)
+                        done = store_int(applied, j, 0) == list[i].version;
+                if (done)
+                        continue;
+                if ((r = store_begin(s)) < 0)
+                        goto unlock;
+                r = migration_apply(s, dir, &list[i]);
+                if (r < 0) {
+                        store_rollback(s);
+                        goto unlock;
+                }
+                if ((r = store_commit(s)) < 0)
+                        goto unlock;
+                log_info("store", "applied migration %s", list[i].name);
+                count++;
+        }
+        r = count;
+unlock:
+        store_run(s, "SELECT pg_advisory_unlock(727001)");
+out:
+        store_result_free(applied);
+        free(list);
+        return r;
+}
+
+int store_schema_version(struct store *s, int *applied) {
+        struct store_result *res = NULL;
+        int r = store_exec(s, "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, NULL,
+                           &res);
+        if (r == 0)
+                *applied = (int)store_int(res, 0, 0);
+        store_result_free(res);
+        return r;
+}

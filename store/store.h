@@ -1,0 +1,59 @@
+/*
+ * store — homing's PostgreSQL access layer: one connection, parameterised
+ * statements, transactions, and the migrations. libpq's types stay behind
+ * this header; results are read as text, by row and column.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+struct store_result;
+
+/* Connects with a libpq conninfo. Returns 0 or -ECONNREFUSED (logged). */
+int store_connect(const char *dsn, struct store **out);
+
+struct store *store_free(struct store *s);
+
+/*
+ * Runs one statement with text parameters (NULL entries are SQL NULL).
+ * Returns 0 and, when `out` is not NULL, the rows (free them with
+ * store_result_free); -EAGAIN on a serialization or deadlock failure worth
+ * retrying; -EIO otherwise (logged with the statement's first words). A
+ * broken connection is re-opened on the next call outside a transaction.
+ */
+int store_exec(struct store *s, const char *sql, int n_params, const char *const *params,
+               struct store_result **out);
+
+/* Statements without rows or parameters: "BEGIN", "COMMIT", ... */
+int store_run(struct store *s, const char *sql);
+
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+/* Rolls back if a transaction is open; never fails. */
+void store_rollback(struct store *s);
+
+/* True when the server answers. */
+bool store_ping(struct store *s);
+
+size_t store_rows(const struct store_result *r);
+/* Rows changed by an INSERT/UPDATE/DELETE. */
+long store_changed(const struct store_result *r);
+/* A field as text, or NULL when it is SQL NULL. Borrowed from `r`. */
+const char *store_text(const struct store_result *r, size_t row, int col);
+int64_t store_int(const struct store_result *r, size_t row, int col);
+double store_double(const struct store_result *r, size_t row, int col);
+bool store_bool(const struct store_result *r, size_t row, int col);
+struct store_result *store_result_free(struct store_result *r);
+
+/*
+ * Applies the migrations in `dir` (files NNN_name.sql) that are not yet
+ * recorded, in order, each in its own transaction; concurrent callers
+ * serialise on an advisory lock. Returns the number applied, or <0.
+ */
+int store_migrate(struct store *s, const char *dir);
+
+/* Highest migration recorded and highest found in `dir` (for /readyz). */
+int store_schema_version(struct store *s, int *applied);
