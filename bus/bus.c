@@ -40,7 +40,7 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, 
 
 /* A configuration with what every client of ours shares. */
 static rd_kafka_conf_t *conf_new(void) {
-        rd_kafka_conf_t *conf = conf_new();
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
         rd_kafka_conf_set_log_cb(conf, on_log);
         return conf;
 }
