@@ -144,7 +144,7 @@ enum MHD_Result api_ingest(struct request *req) {
                                          detail, NULL);
         }
 
-        doc = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+        doc = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
         if (!doc) {
                 char detail[256];
                 snprintf(detail, sizeof(detail), "line %d, column %d: %s", jerr.line, jerr.column,

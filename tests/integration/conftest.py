@@ -1,0 +1,222 @@
+"""Fixtures for tests against the real stack.
+
+tests/run brings up PostgreSQL and Kafka (deploy/stack up) and exports what
+homing reads. Each test module gets its own database and its own topics, so
+tests never see each other's data, and runs homing itself as a subprocess:
+the sanitized build unless HOMING_BIN says otherwise.
+"""
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[2]
+HOMING_BIN = os.environ.get("HOMING_BIN", str(ROOT / "build-san" / "homing"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def admin_dsn():
+    return os.environ["HOMING_PG_DSN"].replace("dbname=homing", "dbname=postgres")
+
+
+class Homing:
+    """One homing process with its own database, topics and HTTP port."""
+
+    def __init__(self, dsn, topics, group, command, tmp_path, extra=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ)
+        self.env.update({
+            "HOMING_PG_DSN": dsn,
+            "HOMING_LISTEN": f"127.0.0.1:{self.port}",
+            "HOMING_TOPIC_LOCATIONS": topics["locations"],
+            "HOMING_TOPIC_TRANSFERS": topics["transfers"],
+            "HOMING_TOPIC_AUDIT": topics["audit"],
+            "HOMING_CONSUMER_GROUP": group,
+            "HOMING_TOPIC_PARTITIONS": "3",
+            "HOMING_LOG_LEVEL": "info",
+        })
+        self.env.update(extra or {})
+        self.log_path = tmp_path / f"homing-{command}-{self.port}.log"
+        self.command = command
+        self.proc = None
+
+    def migrate(self):
+        subprocess.run([HOMING_BIN, "migrate"], env=self.env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+
+    def start(self):
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([HOMING_BIN, self.command], env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            assert self.proc.poll() is None, f"homing exited: {self.log_text()}"
+            if self.command in ("serve", "standalone"):
+                try:
+                    if self.get("/healthz")[0] == 200:
+                        return self
+                except OSError:
+                    pass
+            elif "consuming" in self.log_text():
+                return self
+            time.sleep(0.1)
+        raise AssertionError(f"homing did not start: {self.log_text()}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                raise AssertionError("homing did not stop within 30 s of SIGTERM")
+        # A sanitizer report makes the exit status non-zero.
+        code = self.proc.returncode if self.proc else 0
+        self.log.close()
+        assert code == 0, f"homing exited with {code}: {self.log_text()[-4000:]}"
+
+    def log_text(self):
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def request(self, method, path, body=None, content_type="application/json", timeout=30):
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if content_type and data is not None:
+            req.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def post(self, path, body, **kw):
+        return self.request("POST", path, body, **kw)
+
+
+@pytest.fixture(scope="module")
+def database():
+    """A fresh database for the module, dropped afterwards."""
+    name = f"homing_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = os.environ["HOMING_PG_DSN"].replace("dbname=homing", f"dbname={name}")
+    yield dsn
+    with psycopg.connect(admin_dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def topics():
+    tag = uuid.uuid4().hex[:8]
+    return {k: f"test.{tag}.{k}" for k in ("locations", "transfers", "audit")}
+
+
+@pytest.fixture(scope="module")
+def db(database):
+    with psycopg.connect(database, autocommit=True) as conn:
+        yield conn
+
+
+def brokers():
+    return os.environ["HOMING_KAFKA_BROKERS"]
+
+
+def read_topic(topic, expect, timeout=30):
+    """Reads a topic from the start with a real consumer until `expect`
+    messages came or the time is up; returns (key, value) pairs."""
+    consumer = Consumer({
+        "bootstrap.servers": brokers(),
+        "group.id": f"test-reader-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    })
+    consumer.subscribe([topic])
+    got = []
+    deadline = time.time() + timeout
+    try:
+        while len(got) < expect and time.time() < deadline:
+            m = consumer.poll(0.5)
+            if m is None or m.error():
+                continue
+            got.append((m.key().decode() if m.key() else None, json.loads(m.value())))
+    finally:
+        consumer.close()
+    return got
+
+
+def topic_message_count(topic):
+    """Messages in all partitions of a topic, from the watermarks."""
+    consumer = Consumer({"bootstrap.servers": brokers(), "group.id": "test-watermarks"})
+    try:
+        md = consumer.list_topics(topic, timeout=10)
+        total = 0
+        for p in md.topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+def wait_for(predicate, timeout=30, interval=0.2, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def now_rfc3339(offset_s=0):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + offset_s))
+
+
+def report(user="u-1", device="d-1", lat=48.8566, lon=2.3522, accuracy=25, ts=None):
+    return {"device_id": device, "user_id": user, "lat": lat, "lon": lon,
+            "accuracy_m": accuracy, "ts": ts or now_rfc3339()}
+
+
+# A small catalog at real places (city-level coordinates).
+SITES = [
+    ("t-paris", "Paris", 48.86, 2.35),
+    ("t-frankfurt", "Frankfurt", 50.11, 8.68),
+    ("t-tokyo", "Tokyo", 35.68, 139.69),
+    ("t-virginia", "Ashburn", 39.04, -77.49),
+    ("t-sydney", "Sydney", -33.87, 151.21),
+]
+
+
+def seed_catalog(db):
+    for sid, city, lat, lon in SITES:
+        db.execute("INSERT INTO datacenters (id, name, city, lat, lon, capacity_bytes)"
+                   " VALUES (%s, %s, %s, %s, %s, 1099511627776)", (sid, city, city, lat, lon))
+    db.execute("INSERT INTO templates (id, name, size_bytes) VALUES ('tpl-1', 'base', 1000)")
+    db.execute("INSERT INTO template_replicas VALUES ('tpl-1', 't-tokyo'), ('tpl-1', 't-paris')")
+
+
+def seed_snapshot(db, user, at, snapshot=None, size=500):
+    snapshot = snapshot or f"snap-{user}"
+    db.execute("INSERT INTO snapshots (id, user_id, template_id, size_bytes)"
+               " VALUES (%s, %s, 'tpl-1', %s)", (snapshot, user, size))
+    db.execute("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+               " VALUES (%s, %s, 1, true)", (snapshot, at))
+    return snapshot
