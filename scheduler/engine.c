@@ -81,8 +81,8 @@ enum engine_reason engine_check_report(const struct engine_policy *p,
         return ENGINE_OK;
 }
 
-void engine_snapshot_init(struct engine_snapshot *s, uint32_t current, uint32_t template_index,
-                          uint64_t size_bytes, uint32_t zone_set) {
+void engine_snapshot_init(struct engine_snapshot *s, uint32_t current, uint16_t template_index,
+                          uint64_t size_bytes, uint16_t zone_set) {
         *s = (struct engine_snapshot){
                 .current = current,
                 .pending = ENGINE_NO_SITE,
@@ -192,9 +192,12 @@ int engine_decide(const struct engine_policy *p, const struct engine_context *ct
         n_any = geo_index_nearest(ctx->index, lat, lon, NULL, &any, 1);
         if (n_any < 0)
                 return n_any;
-        n_best = geo_index_nearest(ctx->index, lat, lon, &eligible, &best, 1);
+        n_best = s->zone_set < ctx->n_zone_sets
+                         ? geo_index_nearest(ctx->index, lat, lon, &eligible, &best, 1)
+                         : -ENOENT;
         if (n_best == -ENOENT) {
-                /* The snapshot names a zone the catalog does not have: nowhere qualifies. */
+                /* The snapshot names a zone the catalog does not have, or its set of
+                 * zones could not be kept: nowhere qualifies. */
                 out->current_m = distance_to(ctx->index, s->current, lat, lon);
                 s->candidate = ENGINE_NO_SITE;
                 s->candidate_reports = 0;

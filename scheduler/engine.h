@@ -86,7 +86,8 @@ enum engine_reason engine_check_report(const struct engine_policy *p,
                                        struct engine_device *device, double lat, double lon,
                                        double accuracy_m, int64_t ts_ms, int64_t received_ms);
 
-/* What the policy knows and keeps about one snapshot. */
+/* What the policy knows and keeps about one snapshot (56 bytes: a
+ * scheduler holds one for every snapshot of every user it tracks). */
 struct engine_snapshot {
         uint32_t current;            /* site of the active placement, or ENGINE_NO_SITE */
         uint32_t pending;            /* target of the transfer in flight, or ENGINE_NO_SITE */
@@ -95,15 +96,15 @@ struct engine_snapshot {
         int64_t candidate_since_ms;
         int64_t last_move_ms;        /* 0: never moved */
         int64_t window_start_ms;     /* the 24 h window of max_moves_per_day */
-        int32_t window_moves;
-        uint32_t template_index;     /* into engine_context.templates */
         uint64_t size_bytes;
-        uint32_t zone_set;           /* into engine_context.zone_sets; 0: anywhere */
+        uint16_t template_index;     /* into engine_context.templates */
+        uint16_t zone_set;           /* into engine_context.zone_sets; 0: anywhere */
+        uint16_t window_moves;
 };
 
 /* Resets the policy fields of a snapshot held at `current`. */
-void engine_snapshot_init(struct engine_snapshot *s, uint32_t current, uint32_t template_index,
-                          uint64_t size_bytes, uint32_t zone_set);
+void engine_snapshot_init(struct engine_snapshot *s, uint32_t current, uint16_t template_index,
+                          uint64_t size_bytes, uint16_t zone_set);
 
 struct engine_template {
         uint64_t bytes;

@@ -40,7 +40,7 @@ const char scheduler_load_snapshots_sql[] =
         " LEFT JOIN transfers t ON t.snapshot_id = s.id AND t.state IN ('queued', 'running')"
         " LEFT JOIN snapshot_policy_state ps ON ps.snapshot_id = s.id"
         " WHERE s.user_id = ANY ($1::text[])"
-        " ORDER BY s.user_id, s.id";
+        " ORDER BY s.user_id COLLATE \"C\", s.id";
 
 static uint8_t reason_from_name(const char *name) {
         for (int r = 0; name && r < ENGINE_REASON_COUNT; r++)
@@ -52,11 +52,10 @@ static uint8_t reason_from_name(const char *name) {
 void scheduler_fill_snapshot(struct world *w, struct tracked_snapshot *snap,
                              const struct store_result *res, size_t row) {
         struct engine_snapshot *p = &snap->policy;
-        uint32_t template = world_template(w, store_text(res, row, 2));
-        uint32_t zones = world_zone_set(w, store_text(res, row, 4));
-
-        engine_snapshot_init(p, world_site(w, store_text(res, row, 5)), template,
-                             (uint64_t)store_int(res, row, 3), zones == UINT32_MAX ? 0 : zones);
+        engine_snapshot_init(p, world_site(w, store_text(res, row, 5)),
+                             world_template(w, store_text(res, row, 2)),
+                             (uint64_t)store_int(res, row, 3),
+                             world_zone_set(w, store_text(res, row, 4)));
         snap->pending_transfer = store_int(res, row, 6);
         p->pending = world_site(w, store_text(res, row, 7));
         p->candidate = world_site(w, store_text(res, row, 8));
@@ -64,7 +63,7 @@ void scheduler_fill_snapshot(struct world *w, struct tracked_snapshot *snap,
         p->candidate_reports = (int32_t)store_int(res, row, 10);
         p->last_move_ms = epoch_ms(res, row, 11);
         p->window_start_ms = epoch_ms(res, row, 12);
-        p->window_moves = (int32_t)store_int(res, row, 13);
+        p->window_moves = (uint16_t)store_int(res, row, 13);
         snap->last_outcome = store_text(res, row, 14) && !strcmp(store_text(res, row, 14), "move")
                                      ? ENGINE_MOVE
                                      : ENGINE_STAY;

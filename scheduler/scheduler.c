@@ -48,10 +48,11 @@ struct batch_report {
         struct tracked_user *user;
 };
 
-/* A device fix to persist (one per device per batch). */
+/* A credible fix to persist; the last one of each device wins. */
 struct device_update {
         struct tracked_user *user;
         uint16_t device;
+        uint32_t seq; /* order in the batch */
         double lat, lon; /* as reported: the fix in memory is single precision */
         double accuracy_m;
         int64_t received_ms;
@@ -65,6 +66,7 @@ struct decision_record {
         struct engine_decision decision;
 };
 
+/* A snapshot whose policy state changed; may be listed more than once. */
 struct dirty_snapshot {
         struct tracked_user *user;
         uint16_t snapshot;
@@ -193,27 +195,52 @@ static void rewind_partitions(struct scheduler *s) {
 
 /* ---- loading users ---- */
 
+/* A user of the batch to load, and the partition its reports come from. */
+struct missing_user {
+        const char *id;
+        int16_t partition;
+};
+
+static int cmp_missing(const void *a, const void *b) {
+        return strcmp(((const struct missing_user *)a)->id, ((const struct missing_user *)b)->id);
+}
+
+/* The rows of `res` whose column 0 is `id`, from *row on (rows sorted by column 0). */
+static size_t rows_of(const struct store_result *res, size_t *row, const char *id) {
+        size_t n = 0;
+        while (*row < store_rows(res) && strcmp(store_text(res, *row, 0), id) < 0)
+                (*row)++;
+        while (*row + n < store_rows(res) && !strcmp(store_text(res, *row + n, 0), id))
+                n++;
+        return n;
+}
+
 /*
- * Loads every user of the batch that is not in memory yet: the users are
- * added first (the table drops repeats), then two queries fill them in.
+ * Loads every user of the batch that is not in memory yet, with two
+ * queries; rows come sorted by user id (byte order), as the missing ids are.
  */
 static int load_users(struct scheduler *s) {
+        struct missing_user *missing = calloc(s->n_messages + 1, sizeof(*missing));
+        const char **snap_ids = NULL, **dev_ids = NULL;
         struct store_array ids;
         struct store_result *snaps = NULL, *devices = NULL;
         const char *param[1];
+        size_t n_missing = 0, snap_row = 0, dev_row = 0;
         int r = 0;
 
         store_array_init(&ids);
+        if (!missing)
+                return -ENOMEM;
         for (size_t i = 0; i < s->n_messages; i++) {
                 const struct batch_report *b = &s->reports[i];
-                if (!b->report.user_id[0] || user_table_find(s->users, b->report.user_id))
-                        continue;
-                if (!user_table_add(s->users, b->report.user_id, b->partition, 0)) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-                store_array_add_text(&ids, b->report.user_id);
+                if (b->report.user_id[0] && !user_table_find(s->users, b->report.user_id))
+                        missing[n_missing++] = (struct missing_user){ b->report.user_id,
+                                                                      (int16_t)b->partition };
         }
+        qsort(missing, n_missing, sizeof(*missing), cmp_missing);
+        for (size_t i = 0; i < n_missing; i++)
+                if (i == 0 || strcmp(missing[i].id, missing[i - 1].id) != 0)
+                        store_array_add_text(&ids, missing[i].id);
         if (ids.n == 0)
                 goto out;
         param[0] = store_array_text(&ids);
@@ -226,48 +253,49 @@ static int load_users(struct scheduler *s) {
                 r = store_exec(s->db,
                                "SELECT user_id, device_id,"
                                "       round(extract(epoch FROM reported_at) * 1000), lat, lon"
-                               " FROM device_locations WHERE user_id = ANY ($1::text[])",
+                               " FROM device_locations WHERE user_id = ANY ($1::text[])"
+                               " ORDER BY user_id COLLATE \"C\", device_id",
                                1, param, &devices);
-        if (r < 0)
-                goto out;
+        snap_ids = calloc(store_rows(snaps) + 1, sizeof(*snap_ids));
+        dev_ids = calloc(store_rows(devices) + 1, sizeof(*dev_ids));
+        if (r == 0 && (!snap_ids || !dev_ids))
+                r = -ENOMEM;
 
-        /* Rows come grouped by user. */
-        for (size_t row = 0, n; row < store_rows(snaps) && r == 0; row += n) {
-                struct tracked_user *u = user_table_find(s->users, store_text(snaps, row, 0));
-                for (n = 1; row + n < store_rows(snaps) &&
-                            !strcmp(store_text(snaps, row + n, 0), store_text(snaps, row, 0));
-                     n++)
-                        ;
-                if (!u || n > UINT16_MAX)
+        for (size_t i = 0; i < n_missing && r == 0; i++) {
+                const char *id = missing[i].id;
+                size_t n_snaps, n_devs;
+                struct tracked_user *u;
+
+                if (i > 0 && !strcmp(id, missing[i - 1].id))
                         continue;
-                u->snapshots = calloc(n, sizeof(*u->snapshots));
-                if (!u->snapshots) {
+                n_snaps = rows_of(snaps, &snap_row, id);
+                n_devs = rows_of(devices, &dev_row, id);
+                for (size_t k = 0; k < n_snaps; k++)
+                        snap_ids[k] = store_text(snaps, snap_row + k, 1);
+                for (size_t k = 0; k < n_devs; k++)
+                        dev_ids[k] = store_text(devices, dev_row + k, 1);
+                u = user_table_add(s->users, id, missing[i].partition, snap_ids, n_snaps, dev_ids,
+                                   n_devs);
+                if (!u) {
                         r = -ENOMEM;
                         break;
                 }
-                u->n_snapshots = (uint16_t)n;
-                for (size_t k = 0; k < n; k++) {
-                        u->snapshots[k].id = strdup(store_text(snaps, row + k, 1));
-                        if (!u->snapshots[k].id)
-                                r = -ENOMEM;
-                        scheduler_fill_snapshot(s->world, &u->snapshots[k], snaps, row + k);
+                for (size_t k = 0; k < n_snaps; k++)
+                        scheduler_fill_snapshot(s->world, &user_snapshots(u)[k], snaps, snap_row + k);
+                for (size_t k = 0; k < n_devs; k++) {
+                        struct engine_device *fix = &user_devices(u)[k].fix;
+                        fix->ts_ms = store_int(devices, dev_row + k, 2);
+                        fix->lat = (float)store_double(devices, dev_row + k, 3);
+                        fix->lon = (float)store_double(devices, dev_row + k, 4);
                 }
-        }
-        for (size_t d = 0; d < store_rows(devices) && r == 0; d++) {
-                struct tracked_user *u = user_table_find(s->users, store_text(devices, d, 0));
-                struct tracked_device *dev = u ? user_device(u, store_text(devices, d, 1)) : NULL;
-                if (!dev) {
-                        r = -ENOMEM;
-                        break;
-                }
-                dev->fix.ts_ms = store_int(devices, d, 2);
-                dev->fix.lat = (float)store_double(devices, d, 3);
-                dev->fix.lon = (float)store_double(devices, d, 4);
         }
 out:
         store_result_free(snaps);
         store_result_free(devices);
         store_array_fini(&ids);
+        free(missing);
+        free(snap_ids);
+        free(dev_ids);
         return r;
 }
 
@@ -324,8 +352,6 @@ static int note_decision(struct scheduler *s, struct tracked_user *u, uint16_t s
 }
 
 static int mark_dirty(struct scheduler *s, struct tracked_user *u, uint16_t snap) {
-        if (u->snapshots[snap].dirty)
-                return 0;
         if (s->n_dirty == s->cap_dirty) {
                 size_t cap = s->cap_dirty ? s->cap_dirty * 2 : 64;
                 struct dirty_snapshot *grown = realloc(s->dirty, cap * sizeof(*grown));
@@ -335,7 +361,6 @@ static int mark_dirty(struct scheduler *s, struct tracked_user *u, uint16_t snap
                 s->cap_dirty = cap;
         }
         s->dirty[s->n_dirty++] = (struct dirty_snapshot){ u, snap };
-        u->snapshots[snap].dirty = true;
         return 0;
 }
 
@@ -344,35 +369,31 @@ static int decide_report(struct scheduler *s, size_t i) {
         struct batch_report *b = &s->reports[i];
         const struct report *rep = &b->report;
         struct tracked_user *u = user_table_find(s->users, rep->user_id);
-        struct tracked_device *dev;
+        struct tracked_snapshot *snaps;
         enum engine_reason verdict;
-        int r = 0;
+        int device, r = 0;
 
         if (!u)
                 return -ENOENT; /* load_users put every user of the batch in memory */
         b->user = u;
-        dev = user_device(u, rep->device_id);
-        if (!dev)
-                return -ENOMEM;
-        verdict = engine_check_report(&s->policy, &dev->fix, rep->lat, rep->lon, rep->accuracy_m,
-                                      rep->ts_ms, rep->received_ms);
+        device = user_device(u, rep->device_id);
+        if (device < 0)
+                return device;
+        verdict = engine_check_report(&s->policy, &user_devices(u)[device].fix, rep->lat,
+                                      rep->lon, rep->accuracy_m, rep->ts_ms, rep->received_ms);
         if (verdict != ENGINE_OK) {
                 s->drops[verdict]++;
                 s->drops_total++;
                 return 0;
         }
-        if (dev->batch_slot < 0) {
-                dev->batch_slot = (int32_t)s->n_devices++;
-                s->devices[dev->batch_slot].user = u;
-                s->devices[dev->batch_slot].device = (uint16_t)(dev - u->devices);
-        }
-        s->devices[dev->batch_slot].lat = rep->lat;
-        s->devices[dev->batch_slot].lon = rep->lon;
-        s->devices[dev->batch_slot].accuracy_m = rep->accuracy_m;
-        s->devices[dev->batch_slot].received_ms = rep->received_ms;
+        s->devices[s->n_devices] = (struct device_update){
+                u, (uint16_t)device, (uint32_t)s->n_devices, rep->lat, rep->lon,
+                rep->accuracy_m, rep->received_ms };
+        s->n_devices++;
 
+        snaps = user_snapshots(u);
         for (uint16_t k = 0; k < u->n_snapshots && r == 0; k++) {
-                struct tracked_snapshot *snap = &u->snapshots[k];
+                struct tracked_snapshot *snap = &snaps[k];
                 struct engine_snapshot before = snap->policy;
                 struct engine_decision d;
 
@@ -394,6 +415,41 @@ static int decide_report(struct scheduler *s, size_t i) {
         return r;
 }
 
+/* Orders by (user, device or snapshot), the latest first within each. */
+static int cmp_device_updates(const void *pa, const void *pb) {
+        const struct device_update *a = pa, *b = pb;
+        if (a->user != b->user)
+                return a->user < b->user ? -1 : 1;
+        if (a->device != b->device)
+                return a->device < b->device ? -1 : 1;
+        return a->seq > b->seq ? -1 : a->seq < b->seq;
+}
+
+static int cmp_dirty(const void *pa, const void *pb) {
+        const struct dirty_snapshot *a = pa, *b = pb;
+        if (a->user != b->user)
+                return a->user < b->user ? -1 : 1;
+        return (a->snapshot > b->snapshot) - (a->snapshot < b->snapshot);
+}
+
+/* Keeps one entry per device (its last fix) and one per snapshot. */
+static void batch_dedupe(struct scheduler *s) {
+        size_t n = 0;
+
+        qsort(s->devices, s->n_devices, sizeof(*s->devices), cmp_device_updates);
+        for (size_t i = 0; i < s->n_devices; i++)
+                if (n == 0 || s->devices[i].user != s->devices[n - 1].user ||
+                    s->devices[i].device != s->devices[n - 1].device)
+                        s->devices[n++] = s->devices[i];
+        s->n_devices = n;
+        n = 0;
+        qsort(s->dirty, s->n_dirty, sizeof(*s->dirty), cmp_dirty);
+        for (size_t i = 0; i < s->n_dirty; i++)
+                if (n == 0 || cmp_dirty(&s->dirty[i], &s->dirty[n - 1]) != 0)
+                        s->dirty[n++] = s->dirty[i];
+        s->n_dirty = n;
+}
+
 /* ---- committing ---- */
 
 static int persist_devices(struct scheduler *s) {
@@ -408,7 +464,7 @@ static int persist_devices(struct scheduler *s) {
         store_array_init(&rcv);
         for (size_t i = 0; i < s->n_devices; i++) {
                 struct device_update *d = &s->devices[i];
-                struct tracked_device *td = &d->user->devices[d->device];
+                struct tracked_device *td = &user_devices(d->user)[d->device];
                 store_array_add_text(&dev, td->id);
                 store_array_add_text(&user, d->user->id);
                 store_array_add_double(&lat, d->lat);
@@ -454,7 +510,7 @@ static int persist_policy_state(struct scheduler *s) {
         store_array_init(&reps), store_array_init(&moved), store_array_init(&wstart);
         store_array_init(&wmoves), store_array_init(&outcome), store_array_init(&reason);
         for (size_t i = 0; i < s->n_dirty; i++) {
-                struct tracked_snapshot *snap = &s->dirty[i].user->snapshots[s->dirty[i].snapshot];
+                struct tracked_snapshot *snap = &user_snapshots(s->dirty[i].user)[s->dirty[i].snapshot];
                 const struct engine_snapshot *p = &snap->policy;
                 store_array_add_text(&id, snap->id);
                 store_array_add_text(&cand, world_site_id(s->world, p->candidate));
@@ -530,7 +586,7 @@ static int persist_stays(struct scheduler *s) {
         store_array_init(&lon), store_array_init(&ts), store_array_init(&details);
         for (size_t i = 0; i < s->n_decisions; i++) {
                 const struct decision_record *rec = &s->decisions[i];
-                const struct tracked_snapshot *sn = &rec->user->snapshots[rec->snapshot];
+                const struct tracked_snapshot *sn = &user_snapshots(rec->user)[rec->snapshot];
                 const struct report *rep = &s->reports[rec->report].report;
                 char json[512];
                 if (rec->decision.outcome != ENGINE_STAY)
@@ -639,7 +695,7 @@ static const char move_sql[] =
         "SELECT id FROM t";
 
 static int persist_move(struct scheduler *s, struct decision_record *rec) {
-        struct tracked_snapshot *snap = &rec->user->snapshots[rec->snapshot];
+        struct tracked_snapshot *snap = &user_snapshots(rec->user)[rec->snapshot];
         const struct batch_report *b = &s->reports[rec->report];
         const struct engine_decision *d = &rec->decision;
         char key[200], bytes[32], cur_m[32], target_m[32], lat[32], lon[32], ts[32], old[32];
@@ -718,10 +774,6 @@ static int persist_drops(struct scheduler *s) {
 static void batch_clear(struct scheduler *s) {
         for (size_t i = 0; i < s->n_messages; i++)
                 s->messages[i] = bus_message_free(s->messages[i]);
-        for (size_t i = 0; i < s->n_devices; i++)
-                s->devices[i].user->devices[s->devices[i].device].batch_slot = -1;
-        for (size_t i = 0; i < s->n_dirty; i++)
-                s->dirty[i].user->snapshots[s->dirty[i].snapshot].dirty = false;
         s->n_messages = s->n_devices = s->n_decisions = s->n_dirty = 0;
         memset(s->drops, 0, sizeof(s->drops));
 }
@@ -770,8 +822,10 @@ static int batch_commit(struct scheduler *s) {
                 r = decide_report(s, i);
                 processed++;
         }
-        if (r == 0)
+        if (r == 0) {
+                batch_dedupe(s);
                 r = persist_devices(s);
+        }
         for (size_t i = 0; i < s->n_decisions && r == 0; i++)
                 if (s->decisions[i].decision.outcome == ENGINE_MOVE)
                         r = persist_move(s, &s->decisions[i]);

@@ -1,6 +1,6 @@
 /*
  * The user table: open addressing with linear probing over pointers to
- * users, keyed by the user id's FNV-1a hash, grown at 70% load. Deletion
+ * users, keyed by the user id's FNV-1a hash, grown at 80% load. Deletion
  * uses backward shifting, so no tombstones accumulate over a long run.
  */
 #include "scheduler/state.h"
@@ -37,13 +37,11 @@ int user_table_new(struct user_table **out) {
 }
 
 static void user_free(struct tracked_user *u) {
-        for (size_t i = 0; i < u->n_devices; i++)
-                free(u->devices[i].id);
-        for (size_t i = 0; i < u->n_snapshots; i++)
-                free(u->snapshots[i].id);
-        free(u->devices);
-        free(u->snapshots);
-        free(u->id);
+        if (u->grown) {
+                for (size_t i = u->n_inline_devices; i < u->n_devices; i++)
+                        free((char *)u->grown[i].id);
+                free(u->grown);
+        }
         free(u);
 }
 
@@ -81,44 +79,75 @@ static int grow(struct user_table *t) {
         return 0;
 }
 
-struct tracked_user *user_table_add(struct user_table *t, const char *id, int32_t partition,
-                                    size_t n_snapshots) {
-        struct tracked_user *u;
+struct tracked_snapshot *user_snapshots(struct tracked_user *u) {
+        return (struct tracked_snapshot *)(u + 1);
+}
 
-        if ((t->count + 1) * 10 > t->n_slots * 7 && grow(t) < 0)
+struct tracked_device *user_devices(struct tracked_user *u) {
+        return u->grown ? u->grown : (struct tracked_device *)(user_snapshots(u) + u->n_snapshots);
+}
+
+struct tracked_user *user_table_add(struct user_table *t, const char *id, int16_t partition,
+                                    const char *const *snapshot_ids, size_t n_snapshots,
+                                    const char *const *device_ids, size_t n_devices) {
+        size_t names = strlen(id) + 1;
+        struct tracked_snapshot *snaps;
+        struct tracked_device *devs;
+        struct tracked_user *u;
+        char *p;
+
+        if (n_snapshots > UINT16_MAX || n_devices > UINT16_MAX)
                 return NULL;
-        u = calloc(1, sizeof(*u));
+        if ((t->count + 1) * 10 > t->n_slots * 8 && grow(t) < 0)
+                return NULL;
+        for (size_t i = 0; i < n_snapshots; i++)
+                names += strlen(snapshot_ids[i]) + 1;
+        for (size_t i = 0; i < n_devices; i++)
+                names += strlen(device_ids[i]) + 1;
+        u = calloc(1, sizeof(*u) + n_snapshots * sizeof(*snaps) + n_devices * sizeof(*devs) + names);
         if (!u)
                 return NULL;
-        u->id = strdup(id);
-        u->snapshots = n_snapshots ? calloc(n_snapshots, sizeof(*u->snapshots)) : NULL;
-        if (!u->id || (n_snapshots && !u->snapshots)) {
-                user_free(u);
-                return NULL;
-        }
         u->partition = partition;
         u->n_snapshots = (uint16_t)n_snapshots;
+        u->n_devices = u->n_inline_devices = (uint16_t)n_devices;
+        snaps = user_snapshots(u);
+        devs = user_devices(u);
+        p = (char *)(devs + n_devices);
+        u->id = strcpy(p, id);
+        p += strlen(p) + 1;
+        for (size_t i = 0; i < n_snapshots; i++) {
+                snaps[i].id = strcpy(p, snapshot_ids[i]);
+                p += strlen(p) + 1;
+        }
+        for (size_t i = 0; i < n_devices; i++) {
+                devs[i].id = strcpy(p, device_ids[i]);
+                p += strlen(p) + 1;
+        }
         t->slots[slot_of(t, id)] = u;
         t->count++;
         return u;
 }
 
-struct tracked_device *user_device(struct tracked_user *u, const char *device_id) {
-        struct tracked_device *grown;
+int user_device(struct tracked_user *u, const char *device_id) {
+        struct tracked_device *devs = user_devices(u), *grown;
+        char *copy;
 
         for (size_t i = 0; i < u->n_devices; i++)
-                if (!strcmp(u->devices[i].id, device_id))
-                        return &u->devices[i];
+                if (!strcmp(devs[i].id, device_id))
+                        return (int)i;
         if (u->n_devices == UINT16_MAX)
-                return NULL;
-        grown = realloc(u->devices, (u->n_devices + 1u) * sizeof(*grown));
-        if (!grown)
-                return NULL;
-        u->devices = grown;
-        grown[u->n_devices] = (struct tracked_device){ .id = strdup(device_id), .batch_slot = -1 };
-        if (!grown[u->n_devices].id)
-                return NULL;
-        return &u->devices[u->n_devices++];
+                return -ENOMEM;
+        copy = strdup(device_id);
+        grown = copy ? realloc(u->grown, (u->n_devices + 1u) * sizeof(*grown)) : NULL;
+        if (!grown) {
+                free(copy);
+                return -ENOMEM;
+        }
+        if (!u->grown)
+                memcpy(grown, devs, u->n_devices * sizeof(*grown));
+        u->grown = grown;
+        grown[u->n_devices] = (struct tracked_device){ .id = copy };
+        return u->n_devices++;
 }
 
 /* Empties slot i and moves later members of its probe run back into the gap. */

@@ -275,11 +275,11 @@ const char *world_site_id(const struct world *w, uint32_t site) {
         return site == ENGINE_NO_SITE ? NULL : geo_index_site_id(w->index, site);
 }
 
-uint32_t world_template(const struct world *w, const char *template_id) {
-        for (size_t i = 0; i < w->n_templates; i++)
+uint16_t world_template(const struct world *w, const char *template_id) {
+        for (size_t i = 0; i < w->n_templates && i < UINT16_MAX; i++)
                 if (!strcmp(w->template_entries[i].id, template_id))
-                        return (uint32_t)i;
-        return UINT32_MAX;
+                        return (uint16_t)i;
+        return UINT16_MAX;
 }
 
 /* Splits "{a,b}" (ids are plain: no quotes or commas inside) into strings. */
@@ -320,7 +320,7 @@ static int split_array(const char *text, struct engine_zone_set *out) {
         return 0;
 }
 
-uint32_t world_zone_set(struct world *w, const char *pg_array) {
+uint16_t world_zone_set(struct world *w, const char *pg_array) {
         struct engine_zone_set set;
         struct engine_zone_set *sets;
         char **texts;
@@ -329,9 +329,9 @@ uint32_t world_zone_set(struct world *w, const char *pg_array) {
                 pg_array = "{}";
         for (size_t i = 0; i < w->n_zone_sets; i++)
                 if (!strcmp(w->zone_set_texts[i], pg_array))
-                        return (uint32_t)i;
-        if (split_array(pg_array, &set) < 0)
-                return UINT32_MAX;
+                        return (uint16_t)i;
+        if (w->n_zone_sets >= UINT16_MAX || split_array(pg_array, &set) < 0)
+                return UINT16_MAX;
         sets = realloc(w->zone_sets, (w->n_zone_sets + 1) * sizeof(*sets));
         if (sets)
                 w->zone_sets = sets;
@@ -342,10 +342,10 @@ uint32_t world_zone_set(struct world *w, const char *pg_array) {
                 for (size_t j = 0; j < set.n; j++)
                         free((char *)set.ids[j]);
                 free((char **)set.ids);
-                return UINT32_MAX;
+                return UINT16_MAX;
         }
         w->zone_sets[w->n_zone_sets] = set;
         w->ctx.zone_sets = w->zone_sets;
         w->ctx.n_zone_sets = ++w->n_zone_sets;
-        return (uint32_t)(w->n_zone_sets - 1);
+        return (uint16_t)(w->n_zone_sets - 1);
 }

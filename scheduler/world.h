@@ -27,11 +27,13 @@ const struct engine_context *world_context(const struct world *w);
 uint32_t world_site(const struct world *w, const char *datacenter_id);
 const char *world_site_id(const struct world *w, uint32_t site);
 
-/* A template's index by id (UINT32_MAX when unknown). */
-uint32_t world_template(const struct world *w, const char *template_id);
+/* A template's index by id (UINT16_MAX when unknown). */
+uint16_t world_template(const struct world *w, const char *template_id);
 
 /*
  * The index of a set of zones given as a PostgreSQL text array ("{eu,ch}"),
- * interned: equal sets share an index; "{}" is 0. UINT32_MAX on ENOMEM.
+ * interned: equal sets share an index; "{}" is 0. UINT16_MAX when it cannot
+ * be kept (out of memory, too many sets): the engine then lets the snapshot
+ * go nowhere rather than anywhere.
  */
-uint32_t world_zone_set(struct world *w, const char *pg_array);
+uint16_t world_zone_set(struct world *w, const char *pg_array);
