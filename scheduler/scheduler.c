@@ -97,6 +97,12 @@ struct scheduler {
         unsigned long reports_total, invalid_total, moves_total, drops_total;
 };
 
+static int64_t now_us(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int64_t now_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -782,6 +788,7 @@ static int batch_commit(struct scheduler *s) {
         int64_t last[MAX_PARTITIONS];
         bool touched[MAX_PARTITIONS] = { false };
         size_t processed = 0;
+        int64_t t[5];
         int r;
 
         if (s->n_messages == 0)
@@ -813,15 +820,18 @@ static int batch_commit(struct scheduler *s) {
                 }
         }
 
+        t[0] = now_us();
         r = store_begin(s->db);
         if (r == 0)
                 r = load_users(s);
+        t[1] = now_us();
         for (size_t i = 0; i < s->n_messages && r == 0; i++) {
                 if (!s->reports[i].report.user_id[0])
                         continue;
                 r = decide_report(s, i);
                 processed++;
         }
+        t[2] = now_us();
         if (r == 0) {
                 batch_dedupe(s);
                 r = persist_devices(s);
@@ -838,8 +848,13 @@ static int batch_commit(struct scheduler *s) {
         for (int32_t p = 0; p < MAX_PARTITIONS && r == 0; p++)
                 if (touched[p])
                         r = advance_offset(s, p, last[p] + 1);
+        t[3] = now_us();
         if (r == 0)
                 r = store_commit(s->db);
+        t[4] = now_us();
+        log_debug("scheduler", "batch of %zu: load %lld us, decide %lld us, write %lld us, commit %lld us",
+                  s->n_messages, (long long)(t[1] - t[0]), (long long)(t[2] - t[1]),
+                  (long long)(t[3] - t[2]), (long long)(t[4] - t[3]));
 
         if (r == 0) {
                 s->reports_total += processed;
