@@ -24,8 +24,16 @@ struct config {
         long max_reports_per_request;
         long max_future_skew_s;
         long http_threads;
-        /* scheduler */
+        /* scheduler: the policy (README explains each) */
         double move_margin_m;
+        double move_margin_ratio;
+        double max_accuracy_m;
+        double max_speed_mps;
+        long dwell_s;
+        long dwell_reports;
+        long cooldown_s;
+        long max_moves_per_day;
+        double km_per_gib;
         long batch_max;
         long batch_wait_ms;
         long catalog_refresh_s;

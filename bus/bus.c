@@ -313,7 +313,7 @@ int bus_consumer_new(const char *brokers, const char *group, const char *topic,
             conf_set(conf, "auto.offset.reset", "earliest", errbuf, errbuf_size) < 0 ||
             conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errbuf,
                      errbuf_size) < 0 ||
-            conf_set(conf, "session.timeout.ms", "10000", errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "session.timeout.ms", "6000", errbuf, errbuf_size) < 0 ||
             conf_set(conf, "heartbeat.interval.ms", "1000", errbuf, errbuf_size) < 0 ||
             conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errbuf_size) < 0) {
                 rd_kafka_conf_destroy(conf);

@@ -1,42 +1,283 @@
 /*
- * The skeleton's policy: move when the nearest eligible datacenter is closer
- * than the current one by more than a margin. The richer policy (dwell,
- * cooldown, credibility, cost) grows here, still pure.
+ * The policy. A report moves a snapshot only when all of these hold: the
+ * report is credible; a better eligible datacenter exists (active, with room
+ * for the snapshot and, where the template is missing, the template; inside
+ * the snapshot's zones; closer than the current one by both margins); the
+ * user has dwelt near it long enough and often enough; the snapshot is not
+ * cooling down nor at its daily limit; and the distance saved pays for the
+ * bytes to send. Otherwise it stays, and the reason says which rule held it.
  */
 #include "scheduler/engine.h"
 
+#include <errno.h>
+#include <math.h>
 #include <string.h>
 
-#include "geo/geo.h"
+#define DAY_MS (24LL * 3600 * 1000)
+#define GIB 1073741824.0
 
-void engine_decide(const struct engine_policy *policy, const struct engine_site *sites,
-                   size_t n_sites, const char *current_id, double cur_lat, double cur_lon,
-                   double lat, double lon, struct engine_decision *out) {
-        int best = -1;
-        double best_m = 0.0;
+static const char *const reason_names[ENGINE_REASON_COUNT] = {
+        [ENGINE_OK] = "ok",
+        [ENGINE_CLOSER] = "closer",
+        [ENGINE_ALREADY_NEAREST] = "already_nearest",
+        [ENGINE_WITHIN_MARGIN] = "within_margin",
+        [ENGINE_DWELL] = "dwell",
+        [ENGINE_TRANSFER_PENDING] = "transfer_pending",
+        [ENGINE_COOLDOWN] = "cooldown",
+        [ENGINE_DAILY_LIMIT] = "daily_limit",
+        [ENGINE_NOT_WORTH_IT] = "not_worth_it",
+        [ENGINE_NO_ELIGIBLE_SITE] = "no_eligible_site",
+        [ENGINE_ZONE] = "zone",
+        [ENGINE_CAPACITY] = "capacity",
+        [ENGINE_DRAINING] = "draining",
+        [ENGINE_DOWN] = "down",
+        [ENGINE_LOW_ACCURACY] = "low_accuracy",
+        [ENGINE_STALE] = "stale",
+        [ENGINE_DUPLICATE] = "duplicate",
+        [ENGINE_IMPLAUSIBLE_SPEED] = "implausible_speed",
+        [ENGINE_FUTURE] = "future",
+};
 
-        for (size_t i = 0; i < n_sites; i++) {
-                double d = geo_distance_m(lat, lon, sites[i].lat, sites[i].lon);
-                if (best < 0 || d < best_m ||
-                    (d == best_m && strcmp(sites[i].id, sites[best].id) < 0)) {
-                        best = (int)i;
-                        best_m = d;
-                }
+const char *engine_reason_name(enum engine_reason reason) {
+        return (unsigned)reason < ENGINE_REASON_COUNT ? reason_names[reason] : "unknown";
+}
+
+void engine_policy_defaults(struct engine_policy *p) {
+        *p = (struct engine_policy){
+                .max_accuracy_m = 2000,
+                .max_speed_mps = 300, /* an airliner, with room */
+                .max_future_skew_ms = 300 * 1000,
+                .margin_m = 50000,
+                .margin_ratio = 0.2,
+                .dwell_ms = 30 * 60 * 1000LL,
+                .min_reports = 3,
+                .cooldown_ms = 6 * 3600 * 1000LL,
+                .max_moves_per_day = 4,
+                .km_per_gib = 5,
+        };
+}
+
+enum engine_reason engine_check_report(const struct engine_policy *p,
+                                       struct engine_device *device, double lat, double lon,
+                                       double accuracy_m, int64_t ts_ms, int64_t received_ms) {
+        if (!(accuracy_m <= p->max_accuracy_m))
+                return ENGINE_LOW_ACCURACY;
+        if (ts_ms > received_ms + p->max_future_skew_ms)
+                return ENGINE_FUTURE;
+        if (device->ts_ms != 0) {
+                double seconds, metres;
+                if (ts_ms < device->ts_ms)
+                        return ENGINE_STALE;
+                if (ts_ms == device->ts_ms)
+                        return ENGINE_DUPLICATE;
+                seconds = (double)(ts_ms - device->ts_ms) / 1000.0;
+                metres = geo_distance_m(device->lat, device->lon, lat, lon);
+                if (metres > p->max_speed_mps * seconds)
+                        return ENGINE_IMPLAUSIBLE_SPEED;
         }
+        device->ts_ms = ts_ms;
+        device->lat = (float)lat;
+        device->lon = (float)lon;
+        return ENGINE_OK;
+}
 
-        out->target = best;
-        out->target_m = best_m;
-        out->current_m = geo_distance_m(lat, lon, cur_lat, cur_lon);
+void engine_snapshot_init(struct engine_snapshot *s, uint32_t current, uint16_t template_index,
+                          uint64_t size_bytes, uint16_t zone_set) {
+        *s = (struct engine_snapshot){
+                .current = current,
+                .pending = ENGINE_NO_SITE,
+                .candidate = ENGINE_NO_SITE,
+                .template_index = template_index,
+                .size_bytes = size_bytes,
+                .zone_set = zone_set,
+        };
+}
+
+static bool template_at(const struct engine_context *ctx, const struct engine_snapshot *s,
+                        size_t site) {
+        const struct engine_template *t;
+        if (s->template_index >= ctx->n_templates)
+                return false;
+        t = &ctx->templates[s->template_index];
+        return t->replicas && site / 64 < t->n_words && (t->replicas[site / 64] >> (site % 64)) & 1;
+}
+
+static uint64_t bytes_to(const struct engine_context *ctx, const struct engine_snapshot *s,
+                         size_t site) {
+        uint64_t template_bytes =
+                s->template_index < ctx->n_templates ? ctx->templates[s->template_index].bytes : 0;
+        return s->size_bytes + (template_at(ctx, s, site) ? 0 : template_bytes);
+}
+
+struct room_check {
+        const struct engine_context *ctx;
+        const struct engine_snapshot *s;
+};
+
+/* A site has room when its free bytes hold the snapshot and, if missing, the template. */
+static bool has_room(void *userdata, const geo_index *index, size_t site) {
+        const struct room_check *check = userdata;
+        geo_site info;
+        if (site == check->s->current)
+                return true; /* it is already there */
+        return geo_index_site(index, site, &info) == 0 &&
+               info.free_bytes >= bytes_to(check->ctx, check->s, site);
+}
+
+/* Why the nearest site of all is not the one chosen. */
+static enum engine_reason why_not(const struct engine_context *ctx, const struct engine_snapshot *s,
+                                  size_t site) {
+        const struct engine_zone_set *zones;
+        geo_site info;
+
+        if (geo_index_site(ctx->index, site, &info) < 0)
+                return ENGINE_NO_ELIGIBLE_SITE;
+        if (info.status == GEO_SITE_DRAINING)
+                return ENGINE_DRAINING;
+        if (info.status == GEO_SITE_DOWN)
+                return ENGINE_DOWN;
+        zones = s->zone_set < ctx->n_zone_sets ? &ctx->zone_sets[s->zone_set] : NULL;
+        if (zones && zones->n) {
+                bool inside = false;
+                for (size_t i = 0; i < zones->n && !inside; i++)
+                        inside = geo_index_site_in_zone(ctx->index, site, zones->ids[i]) == 1;
+                if (!inside)
+                        return ENGINE_ZONE;
+        }
+        return ENGINE_CAPACITY;
+}
+
+static double distance_to(const geo_index *index, uint32_t site, double lat, double lon) {
+        geo_site info;
+        if (site == ENGINE_NO_SITE || geo_index_site(index, site, &info) < 0)
+                return INFINITY;
+        return geo_distance_m(lat, lon, info.lat, info.lon);
+}
+
+/* Both margins: by more than margin_m, and by more than margin_ratio of the way. */
+static bool beats_margins(const struct engine_policy *p, double current_m, double target_m) {
+        if (isinf(current_m))
+                return !isinf(target_m);
+        return current_m - target_m > p->margin_m &&
+               target_m < current_m * (1.0 - p->margin_ratio);
+}
+
+static void stay(struct engine_decision *out, enum engine_reason reason) {
         out->outcome = ENGINE_STAY;
+        out->reason = reason;
+}
 
-        if (best < 0)
-                out->reason = "no_eligible_site";
-        else if (!strcmp(sites[best].id, current_id))
-                out->reason = "already_nearest";
-        else if (out->current_m - best_m <= policy->margin_m)
-                out->reason = "within_margin";
-        else {
-                out->outcome = ENGINE_MOVE;
-                out->reason = "closer";
+int engine_decide(const struct engine_policy *p, const struct engine_context *ctx,
+                  struct engine_snapshot *s, double lat, double lon, int64_t ts_ms,
+                  struct engine_decision *out) {
+        const struct engine_zone_set *zones =
+                s->zone_set < ctx->n_zone_sets ? &ctx->zone_sets[s->zone_set] : NULL;
+        struct room_check check = { ctx, s };
+        geo_filter eligible = {
+                .statuses = GEO_STATUS_BIT(GEO_SITE_ACTIVE),
+                .min_free_bytes = 0,
+                .zones = zones ? zones->ids : NULL,
+                .n_zones = zones ? zones->n : 0,
+                .accept = has_room,
+                .userdata = &check,
+        };
+        geo_hit any, best;
+        int n_any, n_best;
+        double gain_km;
+
+        memset(out, 0, sizeof(*out));
+        out->target = out->nearest = out->superseded = ENGINE_NO_SITE;
+        out->target_m = INFINITY;
+
+        n_any = geo_index_nearest(ctx->index, lat, lon, NULL, &any, 1);
+        if (n_any < 0)
+                return n_any;
+        n_best = s->zone_set < ctx->n_zone_sets
+                         ? geo_index_nearest(ctx->index, lat, lon, &eligible, &best, 1)
+                         : -ENOENT;
+        if (n_best == -ENOENT) {
+                /* The snapshot names a zone the catalog does not have, or its set of
+                 * zones could not be kept: nowhere qualifies. */
+                out->current_m = distance_to(ctx->index, s->current, lat, lon);
+                s->candidate = ENGINE_NO_SITE;
+                s->candidate_reports = 0;
+                stay(out, ENGINE_ZONE);
+                return 0;
         }
+        if (n_best < 0)
+                return n_best;
+
+        out->current_m = distance_to(ctx->index, s->current, lat, lon);
+        if (n_any == 1)
+                out->nearest = (uint32_t)any.site;
+        if (n_best == 1) {
+                out->target = (uint32_t)best.site;
+                out->target_m = best.distance_m;
+                out->bytes = bytes_to(ctx, s, best.site);
+                out->template_present = template_at(ctx, s, best.site);
+        }
+
+        /* No better eligible site: say what held back the nearest one, if anything. */
+        if (n_best == 0 || out->target == s->current ||
+            !beats_margins(p, out->current_m, out->target_m)) {
+                s->candidate = ENGINE_NO_SITE;
+                s->candidate_reports = 0;
+                if (out->nearest != ENGINE_NO_SITE && out->nearest != out->target &&
+                    out->nearest != s->current && beats_margins(p, out->current_m, any.distance_m))
+                        stay(out, why_not(ctx, s, out->nearest));
+                else if (n_best == 0)
+                        stay(out, ENGINE_NO_ELIGIBLE_SITE);
+                else if (out->target == s->current)
+                        stay(out, ENGINE_ALREADY_NEAREST);
+                else
+                        stay(out, ENGINE_WITHIN_MARGIN);
+                return 0;
+        }
+
+        /* The user must stay near the same better site for a while. */
+        if (s->candidate != out->target) {
+                s->candidate = out->target;
+                s->candidate_since_ms = ts_ms;
+                s->candidate_reports = 0;
+        }
+        s->candidate_reports++;
+        out->dwell_ms = ts_ms - s->candidate_since_ms;
+        out->dwell_reports = s->candidate_reports;
+        if (out->dwell_ms < p->dwell_ms || s->candidate_reports < p->min_reports) {
+                stay(out, ENGINE_DWELL);
+                return 0;
+        }
+
+        if (s->pending == out->target) {
+                stay(out, ENGINE_TRANSFER_PENDING);
+                return 0;
+        }
+        if (s->last_move_ms && ts_ms - s->last_move_ms < p->cooldown_ms) {
+                stay(out, ENGINE_COOLDOWN);
+                return 0;
+        }
+        if (s->window_start_ms && ts_ms - s->window_start_ms < DAY_MS &&
+            s->window_moves >= p->max_moves_per_day) {
+                stay(out, ENGINE_DAILY_LIMIT);
+                return 0;
+        }
+        gain_km = isinf(out->current_m) ? INFINITY : (out->current_m - out->target_m) / 1000.0;
+        if (gain_km < p->km_per_gib * ((double)out->bytes / GIB)) {
+                stay(out, ENGINE_NOT_WORTH_IT);
+                return 0;
+        }
+
+        out->outcome = ENGINE_MOVE;
+        out->reason = ENGINE_CLOSER;
+        out->superseded = s->pending;
+        s->pending = out->target;
+        s->last_move_ms = ts_ms;
+        if (!s->window_start_ms || ts_ms - s->window_start_ms >= DAY_MS) {
+                s->window_start_ms = ts_ms;
+                s->window_moves = 0;
+        }
+        s->window_moves++;
+        s->candidate = ENGINE_NO_SITE;
+        s->candidate_reports = 0;
+        return 0;
 }

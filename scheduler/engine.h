@@ -1,38 +1,150 @@
 /*
- * engine — the placement decision, as a pure function: given where a
- * snapshot is, the datacenters it may move to and where its user just was,
- * stay or move, and why. No I/O, no clock: the caller brings everything.
+ * engine — the placement decision, as pure functions: given where a
+ * snapshot is, what the catalog offers and where its user just was, stay or
+ * move, and why. No I/O and no clock: time is the report's own timestamp, so
+ * the same reports in the same order give the same decisions on any
+ * scheduler, before or after a crash.
+ *
+ * A report first passes engine_check_report (is it credible?), then
+ * engine_decide runs once for each snapshot of its user. Both update the
+ * state they are given; the caller keeps that state and persists it with
+ * the decision's effects.
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
-/* A datacenter a snapshot may move to (active, with room). Borrowed. */
-struct engine_site {
-        const char *id;
-        double lat, lon;
-};
+#include "geo/geo.h"
+
+#define ENGINE_NO_SITE UINT32_MAX
 
 struct engine_policy {
-        double margin_m; /* the target must be closer than the current site by more */
+        /* credibility */
+        double max_accuracy_m;       /* a fix less precise than this is ignored */
+        double max_speed_mps;        /* faster than this from the last fix: ignored */
+        int64_t max_future_skew_ms;  /* device clock ahead of the receiver by more: ignored */
+        /* a better site */
+        double margin_m;             /* closer than the current site by more than this... */
+        double margin_ratio;         /* ...and by more than this fraction of the current distance */
+        /* the user stays */
+        int64_t dwell_ms;            /* the same better site for at least this long... */
+        int32_t min_reports;         /* ...and this many reports */
+        /* the snapshot rests */
+        int64_t cooldown_ms;         /* between two moves of one snapshot */
+        int32_t max_moves_per_day;   /* in any 24 h window that starts with a move */
+        /* worth it */
+        double km_per_gib;           /* every GiB to send must save this many km */
 };
 
-enum engine_outcome { ENGINE_STAY, ENGINE_MOVE };
+/* The defaults README documents. */
+void engine_policy_defaults(struct engine_policy *p);
 
-struct engine_decision {
-        enum engine_outcome outcome;
-        const char *reason;   /* a stable word: "closer", "already_nearest", ... */
-        int target;           /* index into sites of the nearest eligible site, or -1 */
-        double current_m;     /* distance from the report to the current site */
-        double target_m;      /* distance to the nearest eligible site */
+enum engine_outcome { ENGINE_STAY, ENGINE_MOVE, ENGINE_DROP };
+
+enum engine_reason {
+        ENGINE_OK = 0,
+        /* moves */
+        ENGINE_CLOSER,
+        /* stays */
+        ENGINE_ALREADY_NEAREST,
+        ENGINE_WITHIN_MARGIN,
+        ENGINE_DWELL,
+        ENGINE_TRANSFER_PENDING,
+        ENGINE_COOLDOWN,
+        ENGINE_DAILY_LIMIT,
+        ENGINE_NOT_WORTH_IT,
+        ENGINE_NO_ELIGIBLE_SITE,
+        ENGINE_ZONE,        /* the nearest site is outside the snapshot's zones */
+        ENGINE_CAPACITY,    /* the nearest site has no room */
+        ENGINE_DRAINING,    /* the nearest site is draining */
+        ENGINE_DOWN,        /* the nearest site is down */
+        /* dropped reports */
+        ENGINE_LOW_ACCURACY,
+        ENGINE_STALE,       /* older than the device's last report */
+        ENGINE_DUPLICATE,   /* as old as the device's last report */
+        ENGINE_IMPLAUSIBLE_SPEED,
+        ENGINE_FUTURE,
+        ENGINE_REASON_COUNT
+};
+
+/* A stable lower-case word for logs, metrics and the API ("dwell"). */
+const char *engine_reason_name(enum engine_reason reason);
+
+/* A device's last credible fix; all zero before the first. */
+struct engine_device {
+        int64_t ts_ms;
+        float lat, lon;
 };
 
 /*
- * Decides for one snapshot held at `current_id` (located at cur_lat, cur_lon)
- * and a report at (lat, lon). `sites` may or may not include the current
- * site. Ties between sites go to the smaller id, so the answer is the same
- * on every scheduler.
+ * Judges one report of a device. Returns ENGINE_OK and records the fix in
+ * *device, or the reason to drop it (and *device is unchanged).
  */
-void engine_decide(const struct engine_policy *policy, const struct engine_site *sites,
-                   size_t n_sites, const char *current_id, double cur_lat, double cur_lon,
-                   double lat, double lon, struct engine_decision *out);
+enum engine_reason engine_check_report(const struct engine_policy *p,
+                                       struct engine_device *device, double lat, double lon,
+                                       double accuracy_m, int64_t ts_ms, int64_t received_ms);
+
+/* What the policy knows and keeps about one snapshot (56 bytes: a
+ * scheduler holds one for every snapshot of every user it tracks). */
+struct engine_snapshot {
+        uint32_t current;            /* site of the active placement, or ENGINE_NO_SITE */
+        uint32_t pending;            /* target of the transfer in flight, or ENGINE_NO_SITE */
+        uint32_t candidate;          /* the better site the user is dwelling near */
+        int32_t candidate_reports;
+        int64_t candidate_since_ms;
+        int64_t last_move_ms;        /* 0: never moved */
+        int64_t window_start_ms;     /* the 24 h window of max_moves_per_day */
+        uint64_t size_bytes;
+        uint16_t template_index;     /* into engine_context.templates */
+        uint16_t zone_set;           /* into engine_context.zone_sets; 0: anywhere */
+        uint16_t window_moves;
+};
+
+/* Resets the policy fields of a snapshot held at `current`. */
+void engine_snapshot_init(struct engine_snapshot *s, uint32_t current, uint16_t template_index,
+                          uint64_t size_bytes, uint16_t zone_set);
+
+struct engine_template {
+        uint64_t bytes;
+        const uint64_t *replicas; /* bitmap over site indexes; NULL: none */
+        size_t n_words;           /* 64-bit words in the bitmap */
+};
+
+struct engine_zone_set {
+        const char *const *ids;
+        size_t n;
+};
+
+/* The world a decision is made in. Everything is borrowed. */
+struct engine_context {
+        const geo_index *index;
+        const struct engine_template *templates;
+        size_t n_templates;
+        const struct engine_zone_set *zone_sets; /* [0] is "anywhere" */
+        size_t n_zone_sets;
+};
+
+struct engine_decision {
+        enum engine_outcome outcome;
+        enum engine_reason reason;
+        uint32_t target;          /* the nearest eligible site, or ENGINE_NO_SITE */
+        uint32_t nearest;         /* the nearest site of any kind, or ENGINE_NO_SITE */
+        double current_m;         /* report to the current site (INFINITY: none) */
+        double target_m;          /* report to the target (INFINITY: none) */
+        uint64_t bytes;           /* what a move to the target sends */
+        bool template_present;    /* the target holds the template */
+        uint32_t superseded;      /* a move's cancelled transfer target, or ENGINE_NO_SITE */
+        int64_t dwell_ms;         /* how long the user has been near the target */
+        int32_t dwell_reports;
+};
+
+/*
+ * Decides for one snapshot and a credible report at (lat, lon) taken at
+ * ts_ms. Updates the snapshot's policy state (dwell, pending, cooldown).
+ * Returns 0, or <0 when the index refuses the query (then nothing changed).
+ */
+int engine_decide(const struct engine_policy *p, const struct engine_context *ctx,
+                  struct engine_snapshot *s, double lat, double lon, int64_t ts_ms,
+                  struct engine_decision *out);

@@ -1,14 +1,20 @@
 /*
- * The consumer loop. Offsets live in PostgreSQL, not in Kafka: a batch's
- * effects and its advanced offsets commit together, and the offset update
- * is conditional on the value this process last saw, so a process that lost
- * its partitions (a rebalance, a pause, a zombie) cannot commit twice what
- * another already did. On assignment, each partition resumes from the offset
- * stored in PostgreSQL.
+ * The consumer loop. Reports arrive in batches; each batch is decided in
+ * memory (engine.c over the state in state.c) and its effects — device
+ * fixes, policy state, decisions, transfers, outbox rows — commit in one
+ * PostgreSQL transaction together with the advanced offsets.
+ *
+ * Offsets live in PostgreSQL, not in Kafka, and their update is conditional
+ * on the value this process last saw: a process that lost its partitions (a
+ * rebalance, a pause, a zombie) cannot commit what another already did; it
+ * rolls back, forgets its in-memory state and reads again. On assignment
+ * each partition resumes from PostgreSQL's offset, and a user's state is
+ * loaded from PostgreSQL the first time one of its reports comes.
  */
 #include "scheduler/scheduler.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +27,9 @@
 #include "bus/bus.h"
 #include "report/report.h"
 #include "scheduler/engine.h"
+#include "scheduler/internal.h"
+#include "scheduler/state.h"
+#include "scheduler/world.h"
 #include "store/store.h"
 
 #define MAX_PARTITIONS 1024
@@ -31,11 +40,36 @@ struct partition_state {
         int64_t next; /* the next offset to process, as PostgreSQL has it */
 };
 
-struct catalog {
-        struct engine_site *sites;
-        char **ids;
-        size_t n;
-        time_t loaded_at;
+/* A report of the batch, decoded. */
+struct batch_report {
+        struct report report;
+        int32_t partition;
+        int64_t offset;
+        struct tracked_user *user;
+};
+
+/* A credible fix to persist; the last one of each device wins. */
+struct device_update {
+        struct tracked_user *user;
+        uint16_t device;
+        uint32_t seq; /* order in the batch */
+        double lat, lon; /* as reported: the fix in memory is single precision */
+        double accuracy_m;
+        int64_t received_ms;
+};
+
+/* A decision to record: every move, and a stay whose reason changed. */
+struct decision_record {
+        struct tracked_user *user;
+        uint16_t snapshot;
+        size_t report; /* index into the batch */
+        struct engine_decision decision;
+};
+
+/* A snapshot whose policy state changed; may be listed more than once. */
+struct dirty_snapshot {
+        struct tracked_user *user;
+        uint16_t snapshot;
 };
 
 struct scheduler {
@@ -43,12 +77,31 @@ struct scheduler {
         struct store *db;
         struct bus_consumer *consumer;
         struct engine_policy policy;
-        struct catalog catalog;
-        struct bus_message **batch;
-        size_t n_batch;
+        struct world *world;
+        struct user_table *users;
+        time_t world_loaded_at;
+        char changes_seen_at[40]; /* PostgreSQL time of the last look for changes */
+
+        struct bus_message **messages;
+        size_t n_messages;
+        struct batch_report *reports;
+        struct device_update *devices;
+        size_t n_devices;
+        struct decision_record *decisions;
+        size_t n_decisions, cap_decisions;
+        struct dirty_snapshot *dirty;
+        size_t n_dirty, cap_dirty;
+        unsigned long drops[ENGINE_REASON_COUNT];
+
         struct partition_state parts[MAX_PARTITIONS];
-        unsigned long reports, invalid, moves;
+        unsigned long reports_total, invalid_total, moves_total, drops_total;
 };
+
+static int64_t now_us(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static int64_t now_ms(void) {
         struct timespec ts;
@@ -56,49 +109,7 @@ static int64_t now_ms(void) {
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void catalog_clear(struct catalog *c) {
-        for (size_t i = 0; i < c->n; i++)
-                free(c->ids[i]);
-        free(c->ids);
-        free(c->sites);
-        memset(c, 0, sizeof(*c));
-}
-
-/* Loads the datacenters a snapshot may move to. Keeps the old list on failure. */
-static int catalog_load(struct scheduler *s) {
-        struct store_result *res = NULL;
-        struct catalog fresh = { 0 };
-        int r;
-
-        r = store_exec(s->db, "SELECT id, lat, lon FROM datacenters WHERE status = 'active' "
-                              "ORDER BY id", 0, NULL, &res);
-        if (r < 0)
-                return r;
-        fresh.n = store_rows(res);
-        fresh.sites = calloc(fresh.n + 1, sizeof(*fresh.sites));
-        fresh.ids = calloc(fresh.n + 1, sizeof(*fresh.ids));
-        if (!fresh.sites || !fresh.ids) {
-                r = -ENOMEM;
-                goto out;
-        }
-        for (size_t i = 0; i < fresh.n; i++) {
-                fresh.ids[i] = strdup(store_text(res, i, 0));
-                if (!fresh.ids[i]) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-                fresh.sites[i] = (struct engine_site){ fresh.ids[i], store_double(res, i, 1),
-                                                       store_double(res, i, 2) };
-        }
-        fresh.loaded_at = time(NULL);
-        catalog_clear(&s->catalog);
-        s->catalog = fresh;
-        fresh = (struct catalog){ 0 };
-out:
-        catalog_clear(&fresh);
-        store_result_free(res);
-        return r;
-}
+/* ---- partitions and offsets ---- */
 
 static int on_assign(void *ctx, struct bus_partition *parts, size_t n) {
         struct scheduler *s = ctx;
@@ -125,6 +136,8 @@ static int on_assign(void *ctx, struct bus_partition *parts, size_t n) {
                         }
                 }
                 parts[i].offset = p->stored ? p->next : -1;
+                /* Whatever we knew of its users may be stale now. */
+                user_table_drop_partition(s->users, parts[i].partition);
         }
         store_result_free(res);
         return 0;
@@ -137,143 +150,12 @@ static void on_revoke(void *ctx, const struct bus_partition *parts, size_t n) {
 
         /* Finish what we hold before the partitions go to another process. */
         batch_commit(s);
-        for (size_t i = 0; i < n; i++)
-                if (parts[i].partition >= 0 && parts[i].partition < MAX_PARTITIONS)
+        for (size_t i = 0; i < n; i++) {
+                if (parts[i].partition >= 0 && parts[i].partition < MAX_PARTITIONS) {
                         s->parts[parts[i].partition].assigned = false;
-}
-
-/* The effects of one move, in one statement: the transfer, why, and the outbox. */
-static const char move_sql[] =
-        "WITH present AS ("
-        "  SELECT EXISTS (SELECT 1 FROM template_replicas"
-        "                 WHERE template_id = $4 AND datacenter_id = $3) AS yes),"
-        " t AS ("
-        "  INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id, template_present,"
-        "                         priority, reason, idempotency_key, bytes_total)"
-        "  SELECT $1, $2, $3, $4, present.yes, $5::int, $6, $7,"
-        "         $8::bigint + CASE WHEN present.yes THEN 0"
-        "                      ELSE (SELECT size_bytes FROM templates WHERE id = $4) END"
-        "  FROM present"
-        "  ON CONFLICT (idempotency_key) DO NOTHING"
-        "  RETURNING *),"
-        " d AS ("
-        "  INSERT INTO decisions (snapshot_id, user_id, device_id, outcome, reason, from_dc,"
-        "                         to_dc, from_distance_m, to_distance_m, report_lat, report_lon,"
-        "                         report_ts, transfer_id)"
-        "  SELECT t.snapshot_id, $9, $10, 'move', $6, $2, $3, $11::float8, $12::float8,"
-        "         $13::float8, $14::float8, to_timestamp($15::float8 / 1000), t.id FROM t),"
-        " job AS ("
-        "  INSERT INTO outbox (topic, key, payload)"
-        "  SELECT $16, t.snapshot_id, jsonb_build_object("
-        "    'transfer_id', t.id, 'snapshot_id', t.snapshot_id, 'from_dc', t.from_dc,"
-        "    'to_dc', t.to_dc, 'template_id', t.template_id,"
-        "    'template_present', t.template_present, 'priority', t.priority,"
-        "    'reason', t.reason, 'bytes_total', t.bytes_total,"
-        "    'idempotency_key', t.idempotency_key) FROM t),"
-        " audit AS ("
-        "  INSERT INTO outbox (topic, key, payload)"
-        "  SELECT $17, t.snapshot_id, jsonb_build_object("
-        "    'specversion', '1.0', 'id', 'transfer-' || t.id || '-queued',"
-        "    'source', '/homing/scheduler', 'type', 'io.homing.transfer.queued',"
-        "    'time', to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-        "    'subject', t.snapshot_id, 'datacontenttype', 'application/json',"
-        "    'data', jsonb_build_object('transfer_id', t.id, 'snapshot_id', t.snapshot_id,"
-        "      'user_id', $9, 'from_dc', t.from_dc, 'to_dc', t.to_dc, 'reason', t.reason,"
-        "      'from_distance_m', $11::float8, 'to_distance_m', $12::float8,"
-        "      'template_present', t.template_present)) FROM t)"
-        "SELECT id FROM t";
-
-static int record_move(struct scheduler *s, const struct report *rep, const char *snapshot_id,
-                       const char *template_id, const char *priority, const char *size,
-                       const char *from_dc, const struct engine_decision *d,
-                       int32_t partition, int64_t offset) {
-        char key[160], cur_m[32], target_m[32], lat[32], lon[32], ts[32];
-        const char *to_dc = s->catalog.sites[d->target].id;
-        const char *params[17] = { snapshot_id, from_dc, to_dc, template_id, priority, d->reason,
-                                   key, size, rep->user_id, rep->device_id, cur_m, target_m,
-                                   lat, lon, ts, s->cfg->topic_transfers, s->cfg->topic_audit };
-        struct store_result *res = NULL;
-        int r;
-
-        /* The report that caused it names the transfer: replaying it is a no-op. */
-        snprintf(key, sizeof(key), "%s/%s/%d/%lld", snapshot_id, s->cfg->topic_locations,
-                 partition, (long long)offset);
-        snprintf(cur_m, sizeof(cur_m), "%.3f", d->current_m);
-        snprintf(target_m, sizeof(target_m), "%.3f", d->target_m);
-        snprintf(lat, sizeof(lat), "%.9f", rep->lat);
-        snprintf(lon, sizeof(lon), "%.9f", rep->lon);
-        snprintf(ts, sizeof(ts), "%lld", (long long)rep->ts_ms);
-
-        r = store_exec(s->db, move_sql, 17, params, &res);
-        if (r == 0 && store_rows(res) == 1) {
-                const char *ids[] = { "snapshot_id", snapshot_id, "user_id", rep->user_id,
-                                      "transfer_id", store_text(res, 0, 0), NULL };
-                log_line(LOG_INFO, "scheduler", ids, "move %s -> %s: %.0f m -> %.0f m", from_dc,
-                         to_dc, d->current_m, d->target_m);
-                s->moves++;
+                        user_table_drop_partition(s->users, parts[i].partition);
+                }
         }
-        store_result_free(res);
-        return r;
-}
-
-static int process_report(struct scheduler *s, const struct report *rep, int32_t partition,
-                          int64_t offset) {
-        char lat[32], lon[32], acc[32], ts[32], received[32];
-        const char *loc[] = { rep->device_id, rep->user_id, lat, lon, acc, ts, received };
-        const char *user[] = { rep->user_id };
-        struct store_result *res = NULL;
-        int r;
-
-        snprintf(lat, sizeof(lat), "%.9f", rep->lat);
-        snprintf(lon, sizeof(lon), "%.9f", rep->lon);
-        snprintf(acc, sizeof(acc), "%.3f", rep->accuracy_m);
-        snprintf(ts, sizeof(ts), "%lld", (long long)rep->ts_ms);
-        snprintf(received, sizeof(received), "%lld", (long long)rep->received_ms);
-
-        /* The last known location of the device; an older report does not overwrite it. */
-        r = store_exec(s->db,
-                       "INSERT INTO device_locations (device_id, user_id, lat, lon, accuracy_m,"
-                       " reported_at, received_at)"
-                       " VALUES ($1, $2, $3, $4, $5, to_timestamp($6::float8 / 1000),"
-                       "         to_timestamp($7::float8 / 1000))"
-                       " ON CONFLICT (device_id) DO UPDATE SET user_id = excluded.user_id,"
-                       "  lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,"
-                       "  reported_at = excluded.reported_at, received_at = excluded.received_at,"
-                       "  updated_at = now()"
-                       " WHERE device_locations.reported_at <= excluded.reported_at",
-                       7, loc, NULL);
-        if (r < 0)
-                return r;
-
-        r = store_exec(s->db,
-                       "SELECT s.id, s.template_id, s.priority, s.size_bytes, p.datacenter_id,"
-                       "       dc.lat, dc.lon, t.to_dc"
-                       " FROM snapshots s"
-                       " JOIN placements p ON p.snapshot_id = s.id AND p.active"
-                       " JOIN datacenters dc ON dc.id = p.datacenter_id"
-                       " LEFT JOIN transfers t ON t.snapshot_id = s.id"
-                       "  AND t.state IN ('queued', 'running')"
-                       " WHERE s.user_id = $1 ORDER BY s.id",
-                       1, user, &res);
-        if (r < 0)
-                return r;
-
-        for (size_t i = 0; i < store_rows(res) && r == 0; i++) {
-                struct engine_decision d;
-                const char *current = store_text(res, i, 4);
-
-                engine_decide(&s->policy, s->catalog.sites, s->catalog.n, current,
-                              store_double(res, i, 5), store_double(res, i, 6), rep->lat,
-                              rep->lon, &d);
-                /* One transfer in flight per snapshot; superseding it is policy work to come. */
-                if (d.outcome != ENGINE_MOVE || store_text(res, i, 7))
-                        continue;
-                r = record_move(s, rep, store_text(res, i, 0), store_text(res, i, 1),
-                                store_text(res, i, 2), store_text(res, i, 3), current, &d,
-                                partition, offset);
-        }
-        store_result_free(res);
-        return r;
 }
 
 /* Advances a partition's stored offset from what we last saw; 0 rows means we lost it. */
@@ -305,14 +187,9 @@ static int advance_offset(struct scheduler *s, int32_t partition, int64_t next) 
         return r;
 }
 
-static void batch_clear(struct scheduler *s) {
-        for (size_t i = 0; i < s->n_batch; i++)
-                s->batch[i] = bus_message_free(s->batch[i]);
-        s->n_batch = 0;
-}
-
 /* After a failed batch: forget what we thought and read again from PostgreSQL. */
 static void rewind_partitions(struct scheduler *s) {
+        user_table_drop_partition(s->users, -1);
         for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
                 struct bus_partition part = { p, -1 };
                 if (!s->parts[p].assigned)
@@ -322,44 +199,665 @@ static void rewind_partitions(struct scheduler *s) {
         }
 }
 
+/* ---- loading users ---- */
+
+/* A user of the batch to load, and the partition its reports come from. */
+struct missing_user {
+        const char *id;
+        int16_t partition;
+};
+
+static int cmp_missing(const void *a, const void *b) {
+        return strcmp(((const struct missing_user *)a)->id, ((const struct missing_user *)b)->id);
+}
+
+/* The rows of `res` whose column 0 is `id`, from *row on (rows sorted by column 0). */
+static size_t rows_of(const struct store_result *res, size_t *row, const char *id) {
+        size_t n = 0;
+        while (*row < store_rows(res) && strcmp(store_text(res, *row, 0), id) < 0)
+                (*row)++;
+        while (*row + n < store_rows(res) && !strcmp(store_text(res, *row + n, 0), id))
+                n++;
+        return n;
+}
+
+/*
+ * Loads every user of the batch that is not in memory yet, with two
+ * queries; rows come sorted by user id (byte order), as the missing ids are.
+ */
+static int load_users(struct scheduler *s) {
+        struct missing_user *missing = calloc(s->n_messages + 1, sizeof(*missing));
+        const char **snap_ids = NULL, **dev_ids = NULL;
+        struct store_array ids;
+        struct store_result *snaps = NULL, *devices = NULL;
+        const char *param[1];
+        size_t n_missing = 0, snap_row = 0, dev_row = 0;
+        int r = 0;
+
+        store_array_init(&ids);
+        if (!missing)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n_messages; i++) {
+                const struct batch_report *b = &s->reports[i];
+                if (b->report.user_id[0] && !user_table_find(s->users, b->report.user_id))
+                        missing[n_missing++] = (struct missing_user){ b->report.user_id,
+                                                                      (int16_t)b->partition };
+        }
+        qsort(missing, n_missing, sizeof(*missing), cmp_missing);
+        for (size_t i = 0; i < n_missing; i++)
+                if (i == 0 || strcmp(missing[i].id, missing[i - 1].id) != 0)
+                        store_array_add_text(&ids, missing[i].id);
+        if (ids.n == 0)
+                goto out;
+        param[0] = store_array_text(&ids);
+        if (!param[0]) {
+                r = -ENOMEM;
+                goto out;
+        }
+        r = store_exec(s->db, scheduler_load_snapshots_sql, 1, param, &snaps);
+        if (r == 0)
+                r = store_exec(s->db,
+                               "SELECT user_id, device_id,"
+                               "       round(extract(epoch FROM reported_at) * 1000), lat, lon"
+                               " FROM device_locations WHERE user_id = ANY ($1::text[])"
+                               " ORDER BY user_id COLLATE \"C\", device_id",
+                               1, param, &devices);
+        snap_ids = calloc(store_rows(snaps) + 1, sizeof(*snap_ids));
+        dev_ids = calloc(store_rows(devices) + 1, sizeof(*dev_ids));
+        if (r == 0 && (!snap_ids || !dev_ids))
+                r = -ENOMEM;
+
+        for (size_t i = 0; i < n_missing && r == 0; i++) {
+                const char *id = missing[i].id;
+                size_t n_snaps, n_devs;
+                struct tracked_user *u;
+
+                if (i > 0 && !strcmp(id, missing[i - 1].id))
+                        continue;
+                n_snaps = rows_of(snaps, &snap_row, id);
+                n_devs = rows_of(devices, &dev_row, id);
+                for (size_t k = 0; k < n_snaps; k++)
+                        snap_ids[k] = store_text(snaps, snap_row + k, 1);
+                for (size_t k = 0; k < n_devs; k++)
+                        dev_ids[k] = store_text(devices, dev_row + k, 1);
+                u = user_table_add(s->users, id, missing[i].partition, snap_ids, n_snaps, dev_ids,
+                                   n_devs);
+                if (!u) {
+                        r = -ENOMEM;
+                        break;
+                }
+                for (size_t k = 0; k < n_snaps; k++)
+                        scheduler_fill_snapshot(s->world, &user_snapshots(u)[k], snaps, snap_row + k);
+                for (size_t k = 0; k < n_devs; k++) {
+                        struct engine_device *fix = &user_devices(u)[k].fix;
+                        fix->ts_ms = store_int(devices, dev_row + k, 2);
+                        fix->lat = (float)store_double(devices, dev_row + k, 3);
+                        fix->lon = (float)store_double(devices, dev_row + k, 4);
+                }
+        }
+out:
+        store_result_free(snaps);
+        store_result_free(devices);
+        store_array_fini(&ids);
+        free(missing);
+        free(snap_ids);
+        free(dev_ids);
+        return r;
+}
+
+/*
+ * Users whose snapshots changed under us since the last look (a transfer
+ * ended, an operator cancelled one, a snapshot was added or edited) are
+ * forgotten, to be loaded afresh with their next report.
+ */
+static void forget_changed_users(struct scheduler *s) {
+        struct store_result *res = NULL;
+        const char *since[1] = { s->changes_seen_at[0] ? s->changes_seen_at : NULL };
+        size_t forgotten = 0;
+
+        if (store_exec(s->db,
+                       "SELECT now()::text, array_agg(DISTINCT user_id)::text FROM ("
+                       " SELECT sn.user_id FROM transfers t JOIN snapshots sn ON sn.id = t.snapshot_id"
+                       "  WHERE $1::timestamptz IS NOT NULL AND t.updated_at >= $1::timestamptz"
+                       "    AND t.state NOT IN ('queued')"
+                       " UNION ALL"
+                       " SELECT user_id FROM snapshots"
+                       "  WHERE $1::timestamptz IS NOT NULL AND created_at >= $1::timestamptz) changed",
+                       1, since, &res) < 0)
+                return;
+        if (store_text(res, 0, 1)) {
+                /* "{u-1,u-2}": user ids are plain (no commas, quotes or spaces). */
+                char *list = strdup(store_text(res, 0, 1) + 1), *save = NULL;
+                if (list) {
+                        list[strlen(list) - 1] = '\0';
+                        for (char *id = strtok_r(list, ",", &save); id; id = strtok_r(NULL, ",", &save))
+                                forgotten += user_table_remove(s->users, id);
+                        free(list);
+                }
+        }
+        snprintf(s->changes_seen_at, sizeof(s->changes_seen_at), "%s", store_text(res, 0, 0));
+        if (forgotten)
+                log_debug("scheduler", "%zu users changed in PostgreSQL; reloading them", forgotten);
+        store_result_free(res);
+}
+
+/* ---- deciding ---- */
+
+static int note_decision(struct scheduler *s, struct tracked_user *u, uint16_t snap, size_t report,
+                         const struct engine_decision *d) {
+        if (s->n_decisions == s->cap_decisions) {
+                size_t cap = s->cap_decisions ? s->cap_decisions * 2 : 64;
+                struct decision_record *grown = realloc(s->decisions, cap * sizeof(*grown));
+                if (!grown)
+                        return -ENOMEM;
+                s->decisions = grown;
+                s->cap_decisions = cap;
+        }
+        s->decisions[s->n_decisions++] = (struct decision_record){ u, snap, report, *d };
+        return 0;
+}
+
+static int mark_dirty(struct scheduler *s, struct tracked_user *u, uint16_t snap) {
+        if (s->n_dirty == s->cap_dirty) {
+                size_t cap = s->cap_dirty ? s->cap_dirty * 2 : 64;
+                struct dirty_snapshot *grown = realloc(s->dirty, cap * sizeof(*grown));
+                if (!grown)
+                        return -ENOMEM;
+                s->dirty = grown;
+                s->cap_dirty = cap;
+        }
+        s->dirty[s->n_dirty++] = (struct dirty_snapshot){ u, snap };
+        return 0;
+}
+
+/* Runs the policy over one report; effects are gathered for the commit. */
+static int decide_report(struct scheduler *s, size_t i) {
+        struct batch_report *b = &s->reports[i];
+        const struct report *rep = &b->report;
+        struct tracked_user *u = user_table_find(s->users, rep->user_id);
+        struct tracked_snapshot *snaps;
+        enum engine_reason verdict;
+        int device, r = 0;
+
+        if (!u)
+                return -ENOENT; /* load_users put every user of the batch in memory */
+        b->user = u;
+        device = user_device(u, rep->device_id);
+        if (device < 0)
+                return device;
+        verdict = engine_check_report(&s->policy, &user_devices(u)[device].fix, rep->lat,
+                                      rep->lon, rep->accuracy_m, rep->ts_ms, rep->received_ms);
+        if (verdict != ENGINE_OK) {
+                s->drops[verdict]++;
+                s->drops_total++;
+                return 0;
+        }
+        s->devices[s->n_devices] = (struct device_update){
+                u, (uint16_t)device, (uint32_t)s->n_devices, rep->lat, rep->lon,
+                rep->accuracy_m, rep->received_ms };
+        s->n_devices++;
+
+        snaps = user_snapshots(u);
+        for (uint16_t k = 0; k < u->n_snapshots && r == 0; k++) {
+                struct tracked_snapshot *snap = &snaps[k];
+                struct engine_snapshot before = snap->policy;
+                struct engine_decision d;
+
+                r = engine_decide(&s->policy, world_context(s->world), &snap->policy, rep->lat,
+                                  rep->lon, rep->ts_ms, &d);
+                if (r < 0)
+                        break;
+                if (d.outcome == ENGINE_MOVE || d.reason != snap->last_reason ||
+                    d.outcome != snap->last_outcome) {
+                        r = note_decision(s, u, k, i, &d);
+                        snap->last_reason = (uint8_t)d.reason;
+                        snap->last_outcome = (uint8_t)d.outcome;
+                        if (r == 0)
+                                r = mark_dirty(s, u, k);
+                } else if (memcmp(&before, &snap->policy, sizeof(before)) != 0) {
+                        r = mark_dirty(s, u, k);
+                }
+        }
+        return r;
+}
+
+/* Orders by (user, device or snapshot), the latest first within each. */
+static int cmp_device_updates(const void *pa, const void *pb) {
+        const struct device_update *a = pa, *b = pb;
+        if (a->user != b->user)
+                return a->user < b->user ? -1 : 1;
+        if (a->device != b->device)
+                return a->device < b->device ? -1 : 1;
+        return a->seq > b->seq ? -1 : a->seq < b->seq;
+}
+
+static int cmp_dirty(const void *pa, const void *pb) {
+        const struct dirty_snapshot *a = pa, *b = pb;
+        if (a->user != b->user)
+                return a->user < b->user ? -1 : 1;
+        return (a->snapshot > b->snapshot) - (a->snapshot < b->snapshot);
+}
+
+/* Keeps one entry per device (its last fix) and one per snapshot. */
+static void batch_dedupe(struct scheduler *s) {
+        size_t n = 0;
+
+        qsort(s->devices, s->n_devices, sizeof(*s->devices), cmp_device_updates);
+        for (size_t i = 0; i < s->n_devices; i++)
+                if (n == 0 || s->devices[i].user != s->devices[n - 1].user ||
+                    s->devices[i].device != s->devices[n - 1].device)
+                        s->devices[n++] = s->devices[i];
+        s->n_devices = n;
+        n = 0;
+        qsort(s->dirty, s->n_dirty, sizeof(*s->dirty), cmp_dirty);
+        for (size_t i = 0; i < s->n_dirty; i++)
+                if (n == 0 || cmp_dirty(&s->dirty[i], &s->dirty[n - 1]) != 0)
+                        s->dirty[n++] = s->dirty[i];
+        s->n_dirty = n;
+}
+
+/* ---- committing ---- */
+
+static int persist_devices(struct scheduler *s) {
+        struct store_array dev, user, lat, lon, acc, ts, rcv;
+        const char *params[7];
+        int r = 0;
+
+        if (s->n_devices == 0)
+                return 0;
+        store_array_init(&dev), store_array_init(&user), store_array_init(&lat);
+        store_array_init(&lon), store_array_init(&acc), store_array_init(&ts);
+        store_array_init(&rcv);
+        for (size_t i = 0; i < s->n_devices; i++) {
+                struct device_update *d = &s->devices[i];
+                struct tracked_device *td = &user_devices(d->user)[d->device];
+                store_array_add_text(&dev, td->id);
+                store_array_add_text(&user, d->user->id);
+                store_array_add_double(&lat, d->lat);
+                store_array_add_double(&lon, d->lon);
+                store_array_add_double(&acc, d->accuracy_m);
+                store_array_add_int(&ts, td->fix.ts_ms);
+                store_array_add_int(&rcv, d->received_ms);
+        }
+        params[0] = store_array_text(&dev), params[1] = store_array_text(&user);
+        params[2] = store_array_text(&lat), params[3] = store_array_text(&lon);
+        params[4] = store_array_text(&acc), params[5] = store_array_text(&ts);
+        params[6] = store_array_text(&rcv);
+        for (int i = 0; i < 7; i++)
+                if (!params[i])
+                        r = -ENOMEM;
+        if (r == 0)
+                r = store_exec(
+                        s->db,
+                        "INSERT INTO device_locations (device_id, user_id, lat, lon, accuracy_m,"
+                        "                              reported_at, received_at)"
+                        " SELECT d, u, la, lo, a, to_timestamp(t / 1000.0), to_timestamp(rc / 1000.0)"
+                        " FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[],"
+                        "             $5::float8[], $6::int8[], $7::int8[]) AS x(d, u, la, lo, a, t, rc)"
+                        " ON CONFLICT (device_id) DO UPDATE SET user_id = excluded.user_id,"
+                        "  lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,"
+                        "  reported_at = excluded.reported_at, received_at = excluded.received_at,"
+                        "  updated_at = now()",
+                        7, params, NULL);
+        store_array_fini(&dev), store_array_fini(&user), store_array_fini(&lat);
+        store_array_fini(&lon), store_array_fini(&acc), store_array_fini(&ts);
+        store_array_fini(&rcv);
+        return r;
+}
+
+static int persist_policy_state(struct scheduler *s) {
+        struct store_array id, cand, since, reps, moved, wstart, wmoves, outcome, reason;
+        const char *params[9];
+        int r = 0;
+
+        if (s->n_dirty == 0)
+                return 0;
+        store_array_init(&id), store_array_init(&cand), store_array_init(&since);
+        store_array_init(&reps), store_array_init(&moved), store_array_init(&wstart);
+        store_array_init(&wmoves), store_array_init(&outcome), store_array_init(&reason);
+        for (size_t i = 0; i < s->n_dirty; i++) {
+                struct tracked_snapshot *snap = &user_snapshots(s->dirty[i].user)[s->dirty[i].snapshot];
+                const struct engine_snapshot *p = &snap->policy;
+                store_array_add_text(&id, snap->id);
+                store_array_add_text(&cand, world_site_id(s->world, p->candidate));
+                store_array_add_double(&since, p->candidate == ENGINE_NO_SITE ? NAN : (double)p->candidate_since_ms);
+                store_array_add_int(&reps, p->candidate_reports);
+                store_array_add_double(&moved, p->last_move_ms ? (double)p->last_move_ms : NAN);
+                store_array_add_double(&wstart, p->window_start_ms ? (double)p->window_start_ms : NAN);
+                store_array_add_int(&wmoves, p->window_moves);
+                store_array_add_text(&outcome, snap->last_reason == ENGINE_OK ? NULL
+                                               : snap->last_outcome == ENGINE_MOVE ? "move"
+                                                                                    : "stay");
+                store_array_add_text(&reason, snap->last_reason == ENGINE_OK
+                                                      ? NULL
+                                                      : engine_reason_name(snap->last_reason));
+        }
+        params[0] = store_array_text(&id), params[1] = store_array_text(&cand);
+        params[2] = store_array_text(&since), params[3] = store_array_text(&reps);
+        params[4] = store_array_text(&moved), params[5] = store_array_text(&wstart);
+        params[6] = store_array_text(&wmoves), params[7] = store_array_text(&outcome);
+        params[8] = store_array_text(&reason);
+        for (int i = 0; i < 9; i++)
+                if (!params[i])
+                        r = -ENOMEM;
+        if (r == 0)
+                r = store_exec(
+                        s->db,
+                        "INSERT INTO snapshot_policy_state (snapshot_id, candidate_dc,"
+                        "  candidate_since, candidate_reports, last_move_at, window_start,"
+                        "  window_moves, last_outcome, last_reason, last_decided_at)"
+                        " SELECT i, c, to_timestamp(cs / 1000.0), cr, to_timestamp(lm / 1000.0),"
+                        "        to_timestamp(ws / 1000.0), wm, lo, lr, now()"
+                        " FROM unnest($1::text[], $2::text[], $3::float8[], $4::int[], $5::float8[],"
+                        "             $6::float8[], $7::int[], $8::text[], $9::text[])"
+                        "      AS x(i, c, cs, cr, lm, ws, wm, lo, lr)"
+                        " ON CONFLICT (snapshot_id) DO UPDATE SET"
+                        "  candidate_dc = excluded.candidate_dc,"
+                        "  candidate_since = excluded.candidate_since,"
+                        "  candidate_reports = excluded.candidate_reports,"
+                        "  last_move_at = excluded.last_move_at, window_start = excluded.window_start,"
+                        "  window_moves = excluded.window_moves, last_outcome = excluded.last_outcome,"
+                        "  last_reason = excluded.last_reason, last_decided_at = now(),"
+                        "  updated_at = now()",
+                        9, params, NULL);
+        store_array_fini(&id), store_array_fini(&cand), store_array_fini(&since);
+        store_array_fini(&reps), store_array_fini(&moved), store_array_fini(&wstart);
+        store_array_fini(&wmoves), store_array_fini(&outcome), store_array_fini(&reason);
+        return r;
+}
+
+/* The details column: the numbers behind a decision. */
+static void decision_details(const struct scheduler *s, const struct engine_decision *d,
+                             char *buf, size_t size) {
+        const char *nearest = world_site_id(s->world, d->nearest);
+        snprintf(buf, size,
+                 "{\"nearest_dc\": %s%s%s, \"dwell_ms\": %lld, \"dwell_reports\": %d,"
+                 " \"bytes\": %llu, \"template_present\": %s, \"margin_m\": %.0f,"
+                 " \"margin_ratio\": %g}",
+                 nearest ? "\"" : "", nearest ? nearest : "null", nearest ? "\"" : "",
+                 (long long)d->dwell_ms, d->dwell_reports, (unsigned long long)d->bytes,
+                 d->template_present ? "true" : "false", s->policy.margin_m,
+                 s->policy.margin_ratio);
+}
+
+static int persist_stays(struct scheduler *s) {
+        struct store_array snap, user, dev, reason, from, to, from_m, to_m, lat, lon, ts, details;
+        const char *params[12];
+        size_t n = 0;
+        int r = 0;
+
+        store_array_init(&snap), store_array_init(&user), store_array_init(&dev);
+        store_array_init(&reason), store_array_init(&from), store_array_init(&to);
+        store_array_init(&from_m), store_array_init(&to_m), store_array_init(&lat);
+        store_array_init(&lon), store_array_init(&ts), store_array_init(&details);
+        for (size_t i = 0; i < s->n_decisions; i++) {
+                const struct decision_record *rec = &s->decisions[i];
+                const struct tracked_snapshot *sn = &user_snapshots(rec->user)[rec->snapshot];
+                const struct report *rep = &s->reports[rec->report].report;
+                char json[512];
+                if (rec->decision.outcome != ENGINE_STAY)
+                        continue;
+                decision_details(s, &rec->decision, json, sizeof(json));
+                store_array_add_text(&snap, sn->id);
+                store_array_add_text(&user, rec->user->id);
+                store_array_add_text(&dev, rep->device_id);
+                store_array_add_text(&reason, engine_reason_name(rec->decision.reason));
+                store_array_add_text(&from, world_site_id(s->world, sn->policy.current));
+                store_array_add_text(&to, world_site_id(s->world, rec->decision.target));
+                store_array_add_double(&from_m, rec->decision.current_m);
+                store_array_add_double(&to_m, rec->decision.target_m);
+                store_array_add_double(&lat, rep->lat);
+                store_array_add_double(&lon, rep->lon);
+                store_array_add_int(&ts, rep->ts_ms);
+                store_array_add_text(&details, json);
+                n++;
+        }
+        params[0] = store_array_text(&snap), params[1] = store_array_text(&user);
+        params[2] = store_array_text(&dev), params[3] = store_array_text(&reason);
+        params[4] = store_array_text(&from), params[5] = store_array_text(&to);
+        params[6] = store_array_text(&from_m), params[7] = store_array_text(&to_m);
+        params[8] = store_array_text(&lat), params[9] = store_array_text(&lon);
+        params[10] = store_array_text(&ts), params[11] = store_array_text(&details);
+        for (int i = 0; i < 12; i++)
+                if (!params[i])
+                        r = -ENOMEM;
+        if (r == 0 && n > 0)
+                r = store_exec(
+                        s->db,
+                        "INSERT INTO decisions (snapshot_id, user_id, device_id, outcome, reason,"
+                        "  from_dc, to_dc, from_distance_m, to_distance_m, report_lat, report_lon,"
+                        "  report_ts, details)"
+                        " SELECT sn, u, d, 'stay', re, f, t, fm, tm, la, lo, to_timestamp(ts / 1000.0),"
+                        "        de"
+                        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+                        "             $6::text[], $7::float8[], $8::float8[], $9::float8[],"
+                        "             $10::float8[], $11::int8[], $12::jsonb[])"
+                        "      AS x(sn, u, d, re, f, t, fm, tm, la, lo, ts, de)",
+                        12, params, NULL);
+        store_array_fini(&snap), store_array_fini(&user), store_array_fini(&dev);
+        store_array_fini(&reason), store_array_fini(&from), store_array_fini(&to);
+        store_array_fini(&from_m), store_array_fini(&to_m), store_array_fini(&lat);
+        store_array_fini(&lon), store_array_fini(&ts), store_array_fini(&details);
+        return r;
+}
+
+/* The transfer a move replaces is cancelled, with its audit event. */
+static const char supersede_sql[] =
+        "WITH ended AS (SELECT homing_transfer_ended($1::bigint, 'cancelled',"
+        "                      'superseded: the user settled nearer another datacenter') AS yes)"
+        " INSERT INTO outbox (topic, key, payload)"
+        " SELECT $2, t.snapshot_id, jsonb_build_object("
+        "   'specversion', '1.0', 'id', 'transfer-' || t.id || '-cancelled',"
+        "   'source', '/homing/scheduler', 'type', 'io.homing.transfer.cancelled',"
+        "   'time', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+        "   'subject', t.snapshot_id, 'datacontenttype', 'application/json',"
+        "   'data', jsonb_build_object('transfer_id', t.id, 'snapshot_id', t.snapshot_id,"
+        "     'from_dc', t.from_dc, 'to_dc', t.to_dc, 'reason', 'superseded'))"
+        " FROM ended, transfers t WHERE ended.yes AND t.id = $1::bigint";
+
+/* The effects of one move, in one statement: the transfer, its reservation,
+ * why, and the outbox rows (the job, and two audit events). */
+static const char move_sql[] =
+        "WITH t AS ("
+        "  INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id, template_present,"
+        "                         priority, reason, idempotency_key, bytes_total)"
+        "  SELECT s.id, $2, $3, s.template_id, $4::boolean, s.priority, 'closer', $5, $6::bigint"
+        "  FROM snapshots s WHERE s.id = $1"
+        "  ON CONFLICT (idempotency_key) DO NOTHING"
+        "  RETURNING *),"
+        " reserve AS ("
+        "  UPDATE datacenters SET reserved_bytes = reserved_bytes + t.bytes_total,"
+        "                         updated_at = now()"
+        "  FROM t WHERE datacenters.id = t.to_dc),"
+        " d AS ("
+        "  INSERT INTO decisions (snapshot_id, user_id, device_id, outcome, reason, from_dc,"
+        "                         to_dc, from_distance_m, to_distance_m, report_lat, report_lon,"
+        "                         report_ts, transfer_id, details)"
+        "  SELECT t.snapshot_id, $7, $8, 'move', 'closer', $2, $3, $9::float8, $10::float8,"
+        "         $11::float8, $12::float8, to_timestamp($13::float8 / 1000), t.id, $16::jsonb"
+        "  FROM t),"
+        " job AS ("
+        "  INSERT INTO outbox (topic, key, payload)"
+        "  SELECT $14, t.snapshot_id, jsonb_build_object("
+        "    'transfer_id', t.id, 'snapshot_id', t.snapshot_id, 'from_dc', t.from_dc,"
+        "    'to_dc', t.to_dc, 'template_id', t.template_id,"
+        "    'template_present', t.template_present, 'priority', t.priority,"
+        "    'reason', t.reason, 'bytes_total', t.bytes_total,"
+        "    'idempotency_key', t.idempotency_key) FROM t),"
+        " audit AS ("
+        "  INSERT INTO outbox (topic, key, payload)"
+        "  SELECT $15, t.snapshot_id, jsonb_build_object("
+        "    'specversion', '1.0', 'id', 'transfer-' || t.id || '-' || e.kind,"
+        "    'source', '/homing/scheduler', 'type', e.type,"
+        "    'time', to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+        "    'subject', t.snapshot_id, 'datacontenttype', 'application/json',"
+        "    'data', jsonb_build_object('transfer_id', t.id, 'snapshot_id', t.snapshot_id,"
+        "      'user_id', $7, 'device_id', $8, 'from_dc', t.from_dc, 'to_dc', t.to_dc,"
+        "      'reason', t.reason, 'from_distance_m', $9::float8, 'to_distance_m', $10::float8,"
+        "      'template_present', t.template_present, 'bytes_total', t.bytes_total,"
+        "      'details', $16::jsonb))"
+        "  FROM t, (VALUES ('decided', 'io.homing.placement.decided'),"
+        "                  ('queued', 'io.homing.transfer.queued')) AS e(kind, type))"
+        "SELECT id FROM t";
+
+static int persist_move(struct scheduler *s, struct decision_record *rec) {
+        struct tracked_snapshot *snap = &user_snapshots(rec->user)[rec->snapshot];
+        const struct batch_report *b = &s->reports[rec->report];
+        const struct engine_decision *d = &rec->decision;
+        char key[200], bytes[32], cur_m[32], target_m[32], lat[32], lon[32], ts[32], old[32];
+        char details[512];
+        const char *params[16] = { snap->id,
+                                   world_site_id(s->world, snap->policy.current),
+                                   world_site_id(s->world, d->target),
+                                   d->template_present ? "true" : "false",
+                                   key, bytes, rec->user->id, b->report.device_id,
+                                   isfinite(d->current_m) ? cur_m : NULL, target_m, lat, lon, ts,
+                                   s->cfg->topic_transfers, s->cfg->topic_audit, details };
+        struct store_result *res = NULL;
+        int r;
+
+        if (snap->pending_transfer) {
+                const char *cancel[2] = { old, s->cfg->topic_audit };
+                snprintf(old, sizeof(old), "%lld", (long long)snap->pending_transfer);
+                r = store_exec(s->db, supersede_sql, 2, cancel, NULL);
+                if (r < 0)
+                        return r;
+        }
+        /* The report that caused it names the transfer: replaying it is a no-op. */
+        snprintf(key, sizeof(key), "%s/%s/%d/%lld", snap->id, s->cfg->topic_locations,
+                 b->partition, (long long)b->offset);
+        snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)d->bytes);
+        snprintf(cur_m, sizeof(cur_m), "%.3f", d->current_m);
+        snprintf(target_m, sizeof(target_m), "%.3f", d->target_m);
+        snprintf(lat, sizeof(lat), "%.9f", b->report.lat);
+        snprintf(lon, sizeof(lon), "%.9f", b->report.lon);
+        snprintf(ts, sizeof(ts), "%lld", (long long)b->report.ts_ms);
+        decision_details(s, d, details, sizeof(details));
+
+        r = store_exec(s->db, move_sql, 16, params, &res);
+        if (r == 0 && store_rows(res) == 1) {
+                const char *ids[] = { "snapshot_id", snap->id, "user_id", rec->user->id,
+                                      "transfer_id", store_text(res, 0, 0), NULL };
+                snap->pending_transfer = store_int(res, 0, 0);
+                log_line(LOG_INFO, "scheduler", ids, "move %s -> %s: %.0f m -> %.0f m%s",
+                         params[1] ? params[1] : "(nowhere)", params[2], d->current_m,
+                         d->target_m, d->superseded != ENGINE_NO_SITE ? " (superseding)" : "");
+                s->moves_total++;
+        }
+        store_result_free(res);
+        return r;
+}
+
+static int persist_drops(struct scheduler *s) {
+        struct store_array reasons, counts;
+        const char *params[2];
+        int r = 0;
+
+        store_array_init(&reasons);
+        store_array_init(&counts);
+        for (int i = 0; i < ENGINE_REASON_COUNT; i++) {
+                if (s->drops[i]) {
+                        store_array_add_text(&reasons, engine_reason_name((enum engine_reason)i));
+                        store_array_add_int(&counts, (int64_t)s->drops[i]);
+                }
+        }
+        params[0] = store_array_text(&reasons);
+        params[1] = store_array_text(&counts);
+        if (!params[0] || !params[1])
+                r = -ENOMEM;
+        else if (reasons.n)
+                r = store_exec(s->db,
+                               "INSERT INTO dropped_reports (reason, count)"
+                               " SELECT * FROM unnest($1::text[], $2::int8[])"
+                               " ON CONFLICT (reason) DO UPDATE"
+                               " SET count = dropped_reports.count + excluded.count",
+                               2, params, NULL);
+        store_array_fini(&reasons);
+        store_array_fini(&counts);
+        return r;
+}
+
+static void batch_clear(struct scheduler *s) {
+        for (size_t i = 0; i < s->n_messages; i++)
+                s->messages[i] = bus_message_free(s->messages[i]);
+        s->n_messages = s->n_devices = s->n_decisions = s->n_dirty = 0;
+        memset(s->drops, 0, sizeof(s->drops));
+}
+
 static int batch_commit(struct scheduler *s) {
         int64_t last[MAX_PARTITIONS];
         bool touched[MAX_PARTITIONS] = { false };
+        size_t processed = 0;
+        int64_t t[5];
         int r;
 
-        if (s->n_batch == 0)
+        if (s->n_messages == 0)
                 return 0;
-        r = store_begin(s->db);
-        for (size_t i = 0; i < s->n_batch && r == 0; i++) {
-                struct bus_message *m = s->batch[i];
-                int32_t p = bus_message_partition(m);
-                int64_t off = bus_message_offset(m);
-                struct report rep;
+
+        /* Decode, skipping what PostgreSQL says is done already (after a re-seek). */
+        for (size_t i = 0; i < s->n_messages; i++) {
+                struct batch_report *b = &s->reports[i];
+                int32_t p = bus_message_partition(s->messages[i]);
+                int64_t off = bus_message_offset(s->messages[i]);
                 const void *value;
                 size_t len;
 
-                /* Behind what PostgreSQL holds: already done (we were re-seeked). */
-                if (p < 0 || p >= MAX_PARTITIONS || (s->parts[p].stored && off < s->parts[p].next))
+                memset(b, 0, sizeof(*b));
+                b->partition = p;
+                b->offset = off;
+                if (p < 0 || p >= MAX_PARTITIONS || !s->parts[p].assigned ||
+                    (s->parts[p].stored && off < s->parts[p].next))
                         continue;
                 touched[p] = true;
                 last[p] = off;
-                value = bus_message_value(m, &len);
-                if (report_decode(value, len, &rep) < 0) {
+                value = bus_message_value(s->messages[i], &len);
+                if (report_decode(value, len, &b->report) < 0) {
                         /* The API validated it; a bad one here came from elsewhere. */
                         log_warn("scheduler", "partition %d offset %lld: not a location report; skipped",
                                  p, (long long)off);
-                        s->invalid++;
-                        continue;
+                        b->report.user_id[0] = '\0';
+                        s->invalid_total++;
                 }
-                s->reports++;
-                r = process_report(s, &rep, p, off);
         }
+
+        t[0] = now_us();
+        r = store_begin(s->db);
+        if (r == 0)
+                r = load_users(s);
+        t[1] = now_us();
+        for (size_t i = 0; i < s->n_messages && r == 0; i++) {
+                if (!s->reports[i].report.user_id[0])
+                        continue;
+                r = decide_report(s, i);
+                processed++;
+        }
+        t[2] = now_us();
+        if (r == 0) {
+                batch_dedupe(s);
+                r = persist_devices(s);
+        }
+        for (size_t i = 0; i < s->n_decisions && r == 0; i++)
+                if (s->decisions[i].decision.outcome == ENGINE_MOVE)
+                        r = persist_move(s, &s->decisions[i]);
+        if (r == 0)
+                r = persist_stays(s);
+        if (r == 0)
+                r = persist_policy_state(s);
+        if (r == 0)
+                r = persist_drops(s);
         for (int32_t p = 0; p < MAX_PARTITIONS && r == 0; p++)
                 if (touched[p])
                         r = advance_offset(s, p, last[p] + 1);
+        t[3] = now_us();
         if (r == 0)
                 r = store_commit(s->db);
+        t[4] = now_us();
+        log_debug("scheduler", "batch of %zu: load %lld us, decide %lld us, write %lld us, commit %lld us",
+                  s->n_messages, (long long)(t[1] - t[0]), (long long)(t[2] - t[1]),
+                  (long long)(t[3] - t[2]), (long long)(t[4] - t[3]));
+
         if (r == 0) {
+                s->reports_total += processed;
                 for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
                         if (touched[p]) {
                                 s->parts[p].stored = true;
@@ -372,65 +870,86 @@ static int batch_commit(struct scheduler *s) {
                         log_warn("scheduler", "another scheduler advanced a partition first; "
                                               "re-reading offsets");
                 else
-                        log_error("scheduler", "batch of %zu reports rolled back; will retry",
-                                  s->n_batch);
+                        log_error("scheduler", "batch of %zu reports rolled back (%s); will retry",
+                                  s->n_messages, strerror(-r));
+                /* Memory ran ahead of what committed: forget it all, then re-read. */
+                batch_clear(s);
                 rewind_partitions(s);
+                return r;
         }
         batch_clear(s);
         return r;
 }
 
 int scheduler_run(const struct config *cfg, atomic_bool *stop) {
-        struct scheduler s = { .cfg = cfg, .policy = { .margin_m = cfg->move_margin_m } };
+        struct scheduler s = { .cfg = cfg };
         struct bus_consumer_ops ops = { on_assign, on_revoke };
         char errbuf[512];
         int r;
 
-        s.batch = calloc((size_t)cfg->batch_max, sizeof(*s.batch));
-        if (!s.batch)
-                return -ENOMEM;
+        scheduler_policy_from_config(&s.policy, cfg);
+        s.messages = calloc((size_t)cfg->batch_max, sizeof(*s.messages));
+        s.reports = calloc((size_t)cfg->batch_max, sizeof(*s.reports));
+        s.devices = calloc((size_t)cfg->batch_max, sizeof(*s.devices));
+        if (!s.messages || !s.reports || !s.devices || world_new(&s.world) < 0 ||
+            user_table_new(&s.users) < 0) {
+                r = -ENOMEM;
+                goto out;
+        }
         while ((r = store_connect(cfg->pg_dsn, &s.db)) < 0 && !atomic_load(stop))
                 sleep(1);
         if (r < 0)
                 goto out;
-        while ((r = catalog_load(&s)) < 0 && !atomic_load(stop))
+        while ((r = world_load(s.world, s.db)) < 0 && !atomic_load(stop))
                 sleep(1);
         if (r < 0)
                 goto out;
+        s.world_loaded_at = time(NULL);
+        forget_changed_users(&s);
         r = bus_consumer_new(cfg->kafka_brokers, cfg->consumer_group, cfg->topic_locations, &ops,
                              &s, &s.consumer, errbuf, sizeof(errbuf));
         if (r < 0) {
                 log_error("scheduler", "cannot create the consumer: %s", errbuf);
                 goto out;
         }
-        log_info("scheduler", "consuming %s as group %s; %zu active datacenters",
-                 cfg->topic_locations, cfg->consumer_group, s.catalog.n);
+        log_info("scheduler", "consuming %s as group %s; %zu datacenters",
+                 cfg->topic_locations, cfg->consumer_group,
+                 geo_index_count(world_context(s.world)->index));
 
         while (!atomic_load(stop)) {
                 int64_t deadline = now_ms() + cfg->batch_wait_ms;
 
-                if (time(NULL) - s.catalog.loaded_at >= cfg->catalog_refresh_s)
-                        catalog_load(&s);
-                while (s.n_batch < (size_t)cfg->batch_max && !atomic_load(stop)) {
+                if (time(NULL) - s.world_loaded_at >= cfg->catalog_refresh_s) {
+                        /* Between batches: no decision holds a site index meanwhile. */
+                        world_load(s.world, s.db);
+                        forget_changed_users(&s);
+                        s.world_loaded_at = time(NULL);
+                }
+                while (s.n_messages < (size_t)cfg->batch_max && !atomic_load(stop)) {
                         struct bus_message *m;
                         int64_t left = deadline - now_ms();
-                        r = bus_consumer_poll(s.consumer, s.n_batch ? (left > 0 ? left : 0) : 200, &m);
+                        r = bus_consumer_poll(s.consumer, s.n_messages ? (left > 0 ? left : 0) : 200, &m);
                         if (r == 1)
-                                s.batch[s.n_batch++] = m;
-                        else if (s.n_batch ? left <= 0 : true)
+                                s.messages[s.n_messages++] = m;
+                        else if (s.n_messages ? left <= 0 : true)
                                 break;
                 }
                 if (batch_commit(&s) < 0)
                         usleep(200 * 1000);
         }
         r = 0;
-        log_info("scheduler", "stopping: %lu reports, %lu moves, %lu invalid", s.reports, s.moves,
-                 s.invalid);
+        log_info("scheduler", "stopping: %lu reports, %lu moves, %lu dropped, %lu invalid",
+                 s.reports_total, s.moves_total, s.drops_total, s.invalid_total);
 out:
         batch_clear(&s);
         s.consumer = bus_consumer_free(s.consumer); /* revokes: on_revoke commits nothing left */
-        catalog_clear(&s.catalog);
+        s.users = user_table_free(s.users);
+        s.world = world_free(s.world);
         s.db = store_free(s.db);
-        free(s.batch);
+        free(s.messages);
+        free(s.reports);
+        free(s.devices);
+        free(s.decisions);
+        free(s.dirty);
         return r;
 }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <stdatomic.h>
+#include <stdint.h>
 
 struct config;
 
@@ -18,3 +19,16 @@ int scheduler_run(const struct config *cfg, atomic_bool *stop);
  * Several relays may run; one holds the lock and works, the others wait.
  */
 int relay_run(const struct config *cfg, atomic_bool *stop);
+
+struct store;
+
+/*
+ * What homing would decide, and why, if `user_id` reported from (lat, lon)
+ * at ts_ms — changing nothing. For each of the user's snapshots: the
+ * decision now (with its dwell so far) and the decision once the user had
+ * stayed there long enough. Uses `db` (borrowed) for the catalog and the
+ * user's state. Returns 0 and a malloc'd JSON document in *json_out,
+ * -ENOENT when the user has no snapshot, or another negative errno.
+ */
+int scheduler_what_if(const struct config *cfg, struct store *db, const char *user_id,
+                      double lat, double lon, int64_t ts_ms, char **json_out);

@@ -8,6 +8,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <libpq-fe.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,4 +348,103 @@ int store_schema_version(struct store *s, int *applied) {
                 *applied = (int)store_int(res, 0, 0);
         store_result_free(res);
         return r;
+}
+
+/* ---- array literals ---- */
+
+void store_array_init(struct store_array *a) {
+        *a = (struct store_array){ 0 };
+}
+
+void store_array_fini(struct store_array *a) {
+        free(a->buf);
+        *a = (struct store_array){ 0 };
+}
+
+static void array_reserve(struct store_array *a, size_t more) {
+        char *grown;
+        size_t cap;
+
+        if (a->failed || a->len + more + 3 <= a->cap)
+                return;
+        cap = a->cap ? a->cap : 256;
+        while (cap < a->len + more + 3)
+                cap *= 2;
+        grown = realloc(a->buf, cap);
+        if (!grown) {
+                a->failed = true;
+                return;
+        }
+        a->buf = grown;
+        a->cap = cap;
+}
+
+/* Starts an element: the opening brace or a comma. */
+static void array_next(struct store_array *a) {
+        array_reserve(a, 1);
+        if (!a->failed)
+                a->buf[a->len++] = a->n++ ? ',' : '{';
+}
+
+static void array_append(struct store_array *a, const char *fmt, ...) {
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(NULL, 0, fmt, ap);
+        va_end(ap);
+        array_reserve(a, (size_t)n);
+        if (a->failed)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(a->buf + a->len, a->cap - a->len, fmt, ap);
+        va_end(ap);
+        a->len += (size_t)n;
+}
+
+void store_array_add_text(struct store_array *a, const char *value) {
+        array_next(a);
+        if (!value) {
+                array_append(a, "NULL");
+                return;
+        }
+        array_reserve(a, strlen(value) * 2 + 2);
+        if (a->failed)
+                return;
+        a->buf[a->len++] = '"';
+        for (; *value; value++) {
+                if (*value == '"' || *value == '\\')
+                        a->buf[a->len++] = '\\';
+                a->buf[a->len++] = *value;
+        }
+        a->buf[a->len++] = '"';
+}
+
+void store_array_add_int(struct store_array *a, int64_t value) {
+        array_next(a);
+        array_append(a, "%lld", (long long)value);
+}
+
+void store_array_add_double(struct store_array *a, double value) {
+        array_next(a);
+        if (isfinite(value))
+                array_append(a, "%.17g", value);
+        else
+                array_append(a, "NULL");
+}
+
+const char *store_array_text(struct store_array *a) {
+        if (a->n == 0) {
+                array_reserve(a, 2);
+                if (!a->failed) {
+                        a->buf[0] = '{';
+                        a->len = 1;
+                }
+        }
+        array_reserve(a, 1);
+        if (a->failed)
+                return NULL;
+        a->buf[a->len] = '}';
+        a->buf[a->len + 1] = '\0';
+        return a->buf;
 }

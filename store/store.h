@@ -57,3 +57,24 @@ int store_migrate(struct store *s, const char *dir);
 
 /* Highest migration recorded and highest found in `dir` (for /readyz). */
 int store_schema_version(struct store *s, int *applied);
+
+/*
+ * A PostgreSQL array literal built in caller storage, for passing many rows
+ * in one parameter ("SELECT ... FROM unnest($1::text[], ...)"). Adding never
+ * fails on its own: after a failed allocation the array is marked failed and
+ * store_array_text() returns NULL, so the caller checks once at the end.
+ */
+struct store_array {
+        char *buf;
+        size_t len, cap;
+        size_t n;
+        bool failed;
+};
+
+void store_array_init(struct store_array *a);
+void store_array_fini(struct store_array *a);
+void store_array_add_text(struct store_array *a, const char *value); /* NULL adds NULL */
+void store_array_add_int(struct store_array *a, int64_t value);
+void store_array_add_double(struct store_array *a, double value);  /* not finite adds NULL */
+/* The literal ("{...}"), borrowed from `a`; NULL if anything failed. */
+const char *store_array_text(struct store_array *a);

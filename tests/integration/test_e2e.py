@@ -10,8 +10,10 @@ from conftest import (Homing, read_topic, report, seed_catalog, seed_snapshot, w
 
 @pytest.fixture(scope="module")
 def homing(database, db, topics, tmp_path_factory):
+    # No dwell: the first credible report near a better site moves the snapshot.
     h = Homing(database, topics, f"test-{topics['locations']}", "standalone",
-               tmp_path_factory.mktemp("e2e"))
+               tmp_path_factory.mktemp("e2e"),
+               extra={"HOMING_DWELL_S": "0", "HOMING_DWELL_REPORTS": "1"})
     h.migrate()
     seed_catalog(db)
     h.start()
@@ -74,12 +76,17 @@ def test_the_transfer_job_and_its_audit_event_reach_kafka(homing, db, topics):
     assert job["template_id"] == "tpl-1" and job["template_present"] is True
     assert job["idempotency_key"].startswith("snap-u-traveller/")
 
-    events = read_topic(topics["audit"], expect=1)
-    key, event = next((k, v) for k, v in events if v["data"]["transfer_id"] == transfer_id)
-    assert event["specversion"] == "1.0"
-    assert event["type"] == "io.homing.transfer.queued"
-    assert event["subject"] == "snap-u-traveller"
-    assert event["id"] == f"transfer-{transfer_id}-queued"
+    # The decision and the queued transfer, each a CloudEvent.
+    events = [v for _, v in read_topic(topics["audit"], expect=2)
+              if v["data"].get("transfer_id") == transfer_id]
+    assert {e["type"] for e in events} == {"io.homing.placement.decided",
+                                           "io.homing.transfer.queued"}
+    for event in events:
+        assert event["specversion"] == "1.0"
+        assert event["subject"] == "snap-u-traveller"
+        assert event["source"] == "/homing/scheduler"
+    assert {e["id"] for e in events} == {f"transfer-{transfer_id}-decided",
+                                         f"transfer-{transfer_id}-queued"}
     wait_for(lambda: db.execute("SELECT bool_and(sent_at IS NOT NULL) FROM outbox").fetchone()[0],
              what="outbox marked sent")
 

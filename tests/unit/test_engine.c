@@ -1,77 +1,439 @@
-/* The placement decision at its edges. */
+/* The placement policy, rule by rule, at its edges. */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "base/config.h"
 #include "geo/geo.h"
 #include "scheduler/engine.h"
 #include "tap.h"
 
-/* Paris and Frankfurt, from the demo catalog. */
-static const struct engine_site sites[] = {
-        { "aws-eu-west-3", 48.86, 2.35 },
-        { "aws-eu-central-1", 50.11, 8.68 },
+#define MIN_MS (60 * 1000LL)
+#define HOUR_MS (60 * MIN_MS)
+#define DAY_MS (24 * HOUR_MS)
+#define GIB 1073741824ULL
+#define T0 1795633200000LL /* 2026-11-25T19:00:00Z */
+
+/* Sites on the equator, where distances are simple to reason about. */
+enum { A, B, C, D, N_SITES };
+
+struct world {
+        geo_index *index;
+        uint64_t replicas[1];
+        struct engine_template templates[1];
+        struct engine_zone_set zone_sets[2];
+        struct engine_context ctx;
+        geo_zone *zone;
 };
 
-static const struct engine_policy policy = { .margin_m = 50000 };
+static const char *const east_only[] = { "east" };
 
-TEST(a_user_far_from_the_snapshot_moves_it_to_the_nearest_site) {
+/* A at 0°, B at 10°E, C at 10.5°E, D at 30°E; the zone "east" holds C and D. */
+static void world_init(struct world *w, enum geo_status b_status, uint64_t b_free) {
+        geo_site sites[N_SITES] = {
+                { "a", 0, 0, GEO_SITE_ACTIVE, 100 * GIB },
+                { "b", 0, 10, b_status, b_free },
+                { "c", 0, 10.5, GEO_SITE_ACTIVE, 100 * GIB },
+                { "d", 0, 30, GEO_SITE_ACTIVE, 100 * GIB },
+        };
+        char err[128];
+
+        memset(w, 0, sizeof(*w));
+        if (geo_zone_new(&w->zone, "east",
+                         "{\"type\": \"Polygon\", \"coordinates\": [[[10.2, -5], [40, -5], [40, 5],"
+                         " [10.2, 5], [10.2, -5]]]}",
+                         err, sizeof(err)) < 0)
+                abort();
+        if (geo_index_new(&w->index, sites, N_SITES, &w->zone, 1) < 0)
+                abort();
+        w->replicas[0] = 1u << A | 1u << C; /* the template is at a and c */
+        w->templates[0] = (struct engine_template){ 10 * GIB, w->replicas, 1 };
+        w->zone_sets[0] = (struct engine_zone_set){ NULL, 0 };
+        w->zone_sets[1] = (struct engine_zone_set){ east_only, 1 };
+        w->ctx = (struct engine_context){ w->index, w->templates, 1, w->zone_sets, 2 };
+}
+
+static void world_fini(struct world *w) {
+        geo_index_unref(w->index);
+        geo_zone_unref(w->zone);
+}
+
+/* A policy where only the rule under test bites. */
+static struct engine_policy lenient(void) {
+        struct engine_policy p;
+        engine_policy_defaults(&p);
+        p.margin_m = 0;
+        p.margin_ratio = 0;
+        p.dwell_ms = 0;
+        p.min_reports = 1;
+        p.cooldown_ms = 0;
+        p.max_moves_per_day = 1000;
+        p.km_per_gib = 0;
+        return p;
+}
+
+static struct engine_snapshot snapshot_at(uint32_t site) {
+        struct engine_snapshot s;
+        engine_snapshot_init(&s, site, 0, 1 * GIB, 0);
+        return s;
+}
+
+static enum engine_reason decide(const struct engine_policy *p, struct world *w,
+                                 struct engine_snapshot *s, double lon, int64_t ts,
+                                 struct engine_decision *d) {
+        struct engine_decision local;
+        d = d ? d : &local;
+        if (engine_decide(p, &w->ctx, s, 0, lon, ts, d) < 0)
+                return ENGINE_REASON_COUNT;
+        return d->reason;
+}
+
+/* ---- credibility ---- */
+
+TEST(accuracy_at_the_bound_passes_and_beyond_is_dropped) {
+        struct engine_policy p = lenient();
+        struct engine_device dev = { 0 };
+        p.max_accuracy_m = 100;
+        CHECK(engine_check_report(&p, &dev, 1, 1, 100.001, T0, T0) == ENGINE_LOW_ACCURACY);
+        CHECK(dev.ts_ms == 0);
+        CHECK(engine_check_report(&p, &dev, 1, 1, 100, T0, T0) == ENGINE_OK);
+        CHECK(dev.ts_ms == T0);
+}
+
+TEST(older_and_repeated_reports_are_dropped) {
+        struct engine_policy p = lenient();
+        struct engine_device dev = { 0 };
+        CHECK(engine_check_report(&p, &dev, 1, 1, 5, T0, T0) == ENGINE_OK);
+        CHECK(engine_check_report(&p, &dev, 1, 1, 5, T0 - 1, T0) == ENGINE_STALE);
+        CHECK(engine_check_report(&p, &dev, 1, 1, 5, T0, T0) == ENGINE_DUPLICATE);
+        CHECK(engine_check_report(&p, &dev, 1, 1, 5, T0 + 1, T0) == ENGINE_OK);
+}
+
+TEST(a_jump_faster_than_the_speed_bound_is_ignored) {
+        struct engine_policy p = lenient();
+        struct engine_device dev = { 0 };
+        double metres = geo_distance_m(0, 0, 0, 1); /* about 111 km */
+        p.max_speed_mps = 300;
+        CHECK(engine_check_report(&p, &dev, 0, 0, 5, T0, T0) == ENGINE_OK);
+        /* 111 km needs at least 371.07 s at 300 m/s. */
+        CHECK(engine_check_report(&p, &dev, 0, 1, 5, T0 + (int64_t)(metres / 300 * 1000) - 1, T0 + DAY_MS) ==
+              ENGINE_IMPLAUSIBLE_SPEED);
+        CHECK(dev.ts_ms == T0 && dev.lon == 0);
+        CHECK(engine_check_report(&p, &dev, 0, 1, 5, T0 + (int64_t)(metres / 300 * 1000) + 1, T0 + DAY_MS) ==
+              ENGINE_OK);
+}
+
+TEST(a_device_clock_ahead_beyond_the_skew_is_ignored) {
+        struct engine_policy p = lenient();
+        struct engine_device dev = { 0 };
+        p.max_future_skew_ms = 1000;
+        CHECK(engine_check_report(&p, &dev, 0, 0, 5, T0 + 1001, T0) == ENGINE_FUTURE);
+        CHECK(engine_check_report(&p, &dev, 0, 0, 5, T0 + 1000, T0) == ENGINE_OK);
+}
+
+/* ---- a better site ---- */
+
+TEST(exactly_at_the_absolute_margin_stays_and_a_millimetre_more_moves) {
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(A);
+        double lon = 8; /* nearer b than a */
+        double gain = geo_distance_m(0, lon, 0, 0) - geo_distance_m(0, lon, 0, 10);
+
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        p.margin_m = gain;
+        CHECK(decide(&p, &w, &s, lon, T0, NULL) == ENGINE_WITHIN_MARGIN);
+        p.margin_m = gain - 0.001;
+        CHECK(decide(&p, &w, &s, lon, T0, NULL) == ENGINE_CLOSER);
+        world_fini(&w);
+}
+
+TEST(the_relative_margin_holds_back_a_small_share_of_the_way) {
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(A);
         struct engine_decision d;
-        engine_decide(&policy, sites, 2, "aws-eu-central-1", 50.11, 8.68, 48.85, 2.35, &d);
-        CHECK(d.outcome == ENGINE_MOVE);
-        CHECK_STR(d.reason, "closer");
-        CHECK(d.target == 0);
-        CHECK(d.current_m > d.target_m);
+        double lon = 6;
+        double to_a = geo_distance_m(0, lon, 0, 0), to_b = geo_distance_m(0, lon, 0, 10);
+
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        p.margin_ratio = 1 - to_b / to_a; /* b is exactly that share nearer */
+        CHECK(decide(&p, &w, &s, lon, T0, &d) == ENGINE_WITHIN_MARGIN);
+        p.margin_ratio -= 1e-9;
+        CHECK(decide(&p, &w, &s, lon, T0, &d) == ENGINE_CLOSER);
+        CHECK(d.target == B);
+        world_fini(&w);
 }
 
 TEST(a_user_already_nearest_stays) {
-        struct engine_decision d;
-        engine_decide(&policy, sites, 2, "aws-eu-west-3", 48.86, 2.35, 48.85, 2.30, &d);
-        CHECK(d.outcome == ENGINE_STAY);
-        CHECK_STR(d.reason, "already_nearest");
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(B);
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        CHECK(decide(&p, &w, &s, 9.9, T0, NULL) == ENGINE_ALREADY_NEAREST);
+        world_fini(&w);
 }
 
-TEST(exactly_at_the_margin_stays_and_just_beyond_moves) {
+/* ---- the user stays ---- */
+
+TEST(one_second_short_of_the_dwell_stays_and_at_the_dwell_moves) {
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(A);
         struct engine_decision d;
-        double lat = 49.3, lon = 4.0;
-        double gain;
+
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        p.dwell_ms = 30 * MIN_MS;
+        p.min_reports = 3;
+        CHECK(decide(&p, &w, &s, 10, T0, &d) == ENGINE_DWELL);
+        CHECK(d.dwell_reports == 1 && d.dwell_ms == 0);
+        CHECK(decide(&p, &w, &s, 10, T0 + 10 * MIN_MS, &d) == ENGINE_DWELL);
+        CHECK(decide(&p, &w, &s, 10, T0 + 30 * MIN_MS - 1000, &d) == ENGINE_DWELL);
+        CHECK(d.dwell_reports == 3);
+        CHECK(decide(&p, &w, &s, 10, T0 + 30 * MIN_MS, &d) == ENGINE_CLOSER);
+        world_fini(&w);
+}
+
+TEST(too_few_reports_hold_a_move_even_after_the_dwell_time) {
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(A);
+
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        p.dwell_ms = 30 * MIN_MS;
+        p.min_reports = 3;
+        CHECK(decide(&p, &w, &s, 10, T0, NULL) == ENGINE_DWELL);
+        CHECK(decide(&p, &w, &s, 10, T0 + 2 * HOUR_MS, NULL) == ENGINE_DWELL);
+        CHECK(decide(&p, &w, &s, 10, T0 + 2 * HOUR_MS + 1, NULL) == ENGINE_CLOSER);
+        world_fini(&w);
+}
+
+TEST(a_train_through_a_city_does_not_move_and_a_flight_that_stays_does) {
+        struct world w;
         struct engine_policy p;
+        struct engine_snapshot train = snapshot_at(A), flight = snapshot_at(A);
+        int moves = 0;
 
-        engine_decide(&policy, sites, 2, "aws-eu-central-1", 50.11, 8.68, lat, lon, &d);
-        gain = d.current_m - d.target_m;
-        p.margin_m = gain;
-        engine_decide(&p, sites, 2, "aws-eu-central-1", 50.11, 8.68, lat, lon, &d);
-        CHECK(d.outcome == ENGINE_STAY);
-        CHECK_STR(d.reason, "within_margin");
-        p.margin_m = gain - 0.001;
-        engine_decide(&p, sites, 2, "aws-eu-central-1", 50.11, 8.68, lat, lon, &d);
-        CHECK(d.outcome == ENGINE_MOVE);
+        engine_policy_defaults(&p);
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        /* The train: 20 minutes near d, a report a minute, then back near a. */
+        for (int i = 0; i < 20; i++)
+                moves += decide(&p, &w, &train, 30, T0 + i * MIN_MS, NULL) == ENGINE_CLOSER;
+        for (int i = 20; i < 200; i++)
+                moves += decide(&p, &w, &train, 0.1, T0 + i * MIN_MS, NULL) == ENGINE_CLOSER;
+        CHECK(moves == 0);
+        /* The flight lands near d and the user stays two days, a report every 10 min. */
+        for (int i = 0; i < 2 * 24 * 6; i++)
+                moves += decide(&p, &w, &flight, 30.05, T0 + i * 10 * MIN_MS, NULL) == ENGINE_CLOSER;
+        CHECK(moves == 1);
+        CHECK(flight.pending == D);
+        world_fini(&w);
 }
 
-TEST(ties_go_to_the_smaller_id) {
-        static const struct engine_site twins[] = { { "b-site", 10, 10 }, { "a-site", 10, 10 } };
+TEST(a_user_oscillating_around_the_midpoint_moves_at_most_once) {
+        struct world w;
+        struct engine_policy p;
+        struct engine_snapshot s = snapshot_at(A);
+        int moves = 0;
+
+        engine_policy_defaults(&p);
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        /* Between a (0°) and b (10°): 4.9° and 5.1°, alternating, a week long. */
+        for (int i = 0; i < 7 * 24 * 6; i++) {
+                double lon = i % 2 ? 4.9 : 5.1;
+                if (decide(&p, &w, &s, lon, T0 + i * 10 * MIN_MS, NULL) == ENGINE_CLOSER) {
+                        moves++;
+                        s.current = s.pending; /* the transfer completed */
+                        s.pending = ENGINE_NO_SITE;
+                }
+        }
+        CHECK(moves <= 1);
+        world_fini(&w);
+}
+
+/* ---- the snapshot rests ---- */
+
+TEST(a_move_within_the_cooldown_waits) {
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(A);
+
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        p.cooldown_ms = 6 * HOUR_MS;
+        CHECK(decide(&p, &w, &s, 10, T0, NULL) == ENGINE_CLOSER);
+        s.current = B, s.pending = ENGINE_NO_SITE;
+        CHECK(decide(&p, &w, &s, 30, T0 + 6 * HOUR_MS - 1, NULL) == ENGINE_COOLDOWN);
+        CHECK(decide(&p, &w, &s, 30, T0 + 6 * HOUR_MS, NULL) == ENGINE_CLOSER);
+        world_fini(&w);
+}
+
+TEST(the_daily_limit_counts_moves_in_a_24_hour_window) {
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(A);
+        static const double away[] = { 10, 30 };
+
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        p.max_moves_per_day = 2;
+        for (int i = 0; i < 2; i++) {
+                CHECK(decide(&p, &w, &s, away[i], T0 + i * HOUR_MS, NULL) == ENGINE_CLOSER);
+                s.current = s.pending, s.pending = ENGINE_NO_SITE;
+        }
+        CHECK(decide(&p, &w, &s, 0, T0 + 2 * HOUR_MS, NULL) == ENGINE_DAILY_LIMIT);
+        CHECK(decide(&p, &w, &s, 0, T0 + DAY_MS - 1, NULL) == ENGINE_DAILY_LIMIT);
+        CHECK(decide(&p, &w, &s, 0, T0 + DAY_MS, NULL) == ENGINE_CLOSER);
+        world_fini(&w);
+}
+
+/* ---- worth it ---- */
+
+TEST(the_distance_saved_must_pay_for_the_bytes_and_a_missing_template_costs_more) {
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(A);
         struct engine_decision d;
-        engine_decide(&policy, twins, 2, "far", -40, -100, 10, 10, &d);
-        CHECK(d.target == 1);
-        CHECK(d.outcome == ENGINE_MOVE);
+        double gain_km;
+
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        /* To b (no template): 1 + 10 GiB. */
+        decide(&p, &w, &s, 10, T0, &d);
+        CHECK(d.bytes == 11 * GIB && !d.template_present);
+        s = snapshot_at(A);
+        gain_km = (d.current_m - d.target_m) / 1000;
+        p.km_per_gib = gain_km / 11 + 1e-9;
+        CHECK(decide(&p, &w, &s, 10, T0, &d) == ENGINE_NOT_WORTH_IT);
+        p.km_per_gib = gain_km / 11;
+        CHECK(decide(&p, &w, &s, 10, T0, &d) == ENGINE_CLOSER);
+        /* To c (template present): the snapshot alone. */
+        s = snapshot_at(A);
+        decide(&p, &w, &s, 10.5, T0, &d);
+        CHECK(d.target == C && d.bytes == 1 * GIB && d.template_present);
+        world_fini(&w);
 }
 
-TEST(no_eligible_site_means_stay) {
+/* ---- eligibility ---- */
+
+TEST(a_draining_nearest_site_is_skipped_for_the_next_eligible_one) {
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(A);
         struct engine_decision d;
-        engine_decide(&policy, NULL, 0, "aws-eu-west-3", 48.86, 2.35, 0, 0, &d);
-        CHECK(d.outcome == ENGINE_STAY);
-        CHECK_STR(d.reason, "no_eligible_site");
-        CHECK(d.target == -1);
+
+        world_init(&w, GEO_SITE_DRAINING, 100 * GIB);
+        CHECK(decide(&p, &w, &s, 10, T0, &d) == ENGINE_CLOSER);
+        CHECK(d.nearest == B && d.target == C);
+        world_fini(&w);
 }
 
-TEST(distances_are_geodesic_on_wgs84) {
+TEST(a_stay_names_what_held_back_the_nearest_site) {
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(C);
         struct engine_decision d;
-        engine_decide(&policy, sites, 2, "aws-eu-central-1", 50.11, 8.68, 48.86, 2.35, &d);
-        CHECK_NEAR(d.current_m, geo_distance_m(48.86, 2.35, 50.11, 8.68), 1e-9);
-        CHECK(d.target_m == 0.0);
+
+        /* The user is at b; c (current) is 55 km away; b is down, full or outside the zone. */
+        p.margin_m = 10000;
+        world_init(&w, GEO_SITE_DOWN, 100 * GIB);
+        CHECK(decide(&p, &w, &s, 10, T0, &d) == ENGINE_DOWN);
+        world_fini(&w);
+        world_init(&w, GEO_SITE_DRAINING, 100 * GIB);
+        CHECK(decide(&p, &w, &s, 10, T0, &d) == ENGINE_DRAINING);
+        world_fini(&w);
+        world_init(&w, GEO_SITE_ACTIVE, 5 * GIB); /* needs 11 GiB: snapshot and template */
+        CHECK(decide(&p, &w, &s, 10, T0, &d) == ENGINE_CAPACITY);
+        world_fini(&w);
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        s.zone_set = 1; /* "east": c and d only */
+        CHECK(decide(&p, &w, &s, 10, T0, &d) == ENGINE_ZONE);
+        world_fini(&w);
 }
 
-TAP_MAIN(TAP_TEST(a_user_far_from_the_snapshot_moves_it_to_the_nearest_site),
+TEST(a_snapshot_restricted_to_a_zone_moves_only_inside_it) {
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(D);
+        struct engine_decision d;
+
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        s.zone_set = 1;
+        CHECK(decide(&p, &w, &s, 1, T0, &d) == ENGINE_CLOSER);
+        CHECK(d.nearest == A && d.target == C);
+        world_fini(&w);
+}
+
+TEST(an_unknown_zone_means_nowhere_qualifies) {
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(A);
+        static const char *const nowhere[] = { "atlantis" };
+
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        w.zone_sets[1] = (struct engine_zone_set){ nowhere, 1 };
+        s.zone_set = 1;
+        CHECK(decide(&p, &w, &s, 10, T0, NULL) == ENGINE_ZONE);
+        world_fini(&w);
+}
+
+/* ---- transfers in flight ---- */
+
+TEST(a_transfer_to_the_same_target_is_left_alone_and_a_new_target_supersedes_it) {
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(A);
+        struct engine_decision d;
+
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        CHECK(decide(&p, &w, &s, 10, T0, &d) == ENGINE_CLOSER);
+        CHECK(d.superseded == ENGINE_NO_SITE && s.pending == B);
+        CHECK(decide(&p, &w, &s, 10, T0 + MIN_MS, &d) == ENGINE_TRANSFER_PENDING);
+        CHECK(decide(&p, &w, &s, 30, T0 + 2 * MIN_MS, &d) == ENGINE_CLOSER);
+        CHECK(d.superseded == B && s.pending == D);
+        world_fini(&w);
+}
+
+TEST(the_defaults_are_the_configured_defaults) {
+        struct engine_policy p;
+        struct config c;
+        char *argv[] = { "schedule", NULL };
+        const char *vars[] = { "HOMING_MOVE_MARGIN_M", "HOMING_MOVE_MARGIN_RATIO",
+                               "HOMING_MAX_ACCURACY_M", "HOMING_MAX_SPEED_MPS", "HOMING_DWELL_S",
+                               "HOMING_DWELL_REPORTS", "HOMING_COOLDOWN_S",
+                               "HOMING_MAX_MOVES_PER_DAY", "HOMING_KM_PER_GIB",
+                               "HOMING_MAX_FUTURE_SKEW_S" };
+        for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+                unsetenv(vars[i]);
+        engine_policy_defaults(&p);
+        CHECK(config_load(&c, 1, argv, "t") == 0);
+        CHECK(p.margin_m == c.move_margin_m);
+        CHECK(p.margin_ratio == c.move_margin_ratio);
+        CHECK(p.max_accuracy_m == c.max_accuracy_m);
+        CHECK(p.max_speed_mps == c.max_speed_mps);
+        CHECK(p.max_future_skew_ms == c.max_future_skew_s * 1000);
+        CHECK(p.dwell_ms == c.dwell_s * 1000);
+        CHECK(p.min_reports == c.dwell_reports);
+        CHECK(p.cooldown_ms == c.cooldown_s * 1000);
+        CHECK(p.max_moves_per_day == c.max_moves_per_day);
+        CHECK(p.km_per_gib == c.km_per_gib);
+        config_fini(&c);
+}
+
+TAP_MAIN(TAP_TEST(accuracy_at_the_bound_passes_and_beyond_is_dropped),
+         TAP_TEST(older_and_repeated_reports_are_dropped),
+         TAP_TEST(a_jump_faster_than_the_speed_bound_is_ignored),
+         TAP_TEST(a_device_clock_ahead_beyond_the_skew_is_ignored),
+         TAP_TEST(exactly_at_the_absolute_margin_stays_and_a_millimetre_more_moves),
+         TAP_TEST(the_relative_margin_holds_back_a_small_share_of_the_way),
          TAP_TEST(a_user_already_nearest_stays),
-         TAP_TEST(exactly_at_the_margin_stays_and_just_beyond_moves),
-         TAP_TEST(ties_go_to_the_smaller_id),
-         TAP_TEST(no_eligible_site_means_stay),
-         TAP_TEST(distances_are_geodesic_on_wgs84))
+         TAP_TEST(one_second_short_of_the_dwell_stays_and_at_the_dwell_moves),
+         TAP_TEST(too_few_reports_hold_a_move_even_after_the_dwell_time),
+         TAP_TEST(a_train_through_a_city_does_not_move_and_a_flight_that_stays_does),
+         TAP_TEST(a_user_oscillating_around_the_midpoint_moves_at_most_once),
+         TAP_TEST(a_move_within_the_cooldown_waits),
+         TAP_TEST(the_daily_limit_counts_moves_in_a_24_hour_window),
+         TAP_TEST(the_distance_saved_must_pay_for_the_bytes_and_a_missing_template_costs_more),
+         TAP_TEST(a_draining_nearest_site_is_skipped_for_the_next_eligible_one),
+         TAP_TEST(a_stay_names_what_held_back_the_nearest_site),
+         TAP_TEST(a_snapshot_restricted_to_a_zone_moves_only_inside_it),
+         TAP_TEST(an_unknown_zone_means_nowhere_qualifies),
+         TAP_TEST(a_transfer_to_the_same_target_is_left_alone_and_a_new_target_supersedes_it),
+         TAP_TEST(the_defaults_are_the_configured_defaults))

@@ -1,0 +1,83 @@
+"""A transfer's life seen from PostgreSQL: queued with a reservation; on
+success the template replica, the placement swap (never two active copies)
+and the bytes; the scheduler then decides from the new place; a closer
+target supersedes a transfer in flight."""
+import psycopg
+import pytest
+
+from conftest import Homing, report, seed_catalog, seed_snapshot, wait_for
+
+
+@pytest.fixture(scope="module")
+def homing(database, db, topics, tmp_path_factory):
+    h = Homing(database, topics, "lifecycle", "standalone", tmp_path_factory.mktemp("life"),
+               extra={"HOMING_DWELL_S": "0", "HOMING_DWELL_REPORTS": "1",
+                      "HOMING_COOLDOWN_S": "0", "HOMING_CATALOG_REFRESH_S": "1"})
+    h.migrate()
+    seed_catalog(db)
+    h.start()
+    yield h
+    h.stop()
+
+
+def transfers(db, snapshot):
+    return db.execute("SELECT id, from_dc, to_dc, state, template_present, bytes_total"
+                      " FROM transfers WHERE snapshot_id = %s ORDER BY id", (snapshot,)).fetchall()
+
+
+def dc_bytes(db, dc):
+    return db.execute("SELECT used_bytes, reserved_bytes FROM datacenters WHERE id = %s",
+                      (dc,)).fetchone()
+
+
+def test_a_transfer_lives_queued_then_succeeds_then_the_scheduler_follows(homing, db):
+    snap = seed_snapshot(db, "u-life", "t-tokyo")
+    assert homing.post("/v1/locations", report(user="u-life", device="d-1", lat=50.1,
+                                               lon=8.7, ts=None))[0] == 202
+    rows = wait_for(lambda: transfers(db, snap), what="a transfer")
+    tid, src, dst, state, present, total = rows[0]
+    assert (src, dst, state, present, total) == ("t-tokyo", "t-frankfurt", "queued", False, 1500)
+    assert dc_bytes(db, "t-frankfurt") == (0, 1500)
+
+    # The agent reports success: the template is there, then the copy moves.
+    assert db.execute("SELECT homing_transfer_succeeded(%s)", (tid,)).fetchone()[0] is True
+    assert db.execute("SELECT homing_transfer_succeeded(%s)", (tid,)).fetchone()[0] is False
+    placements = db.execute("SELECT datacenter_id, active, deactivated_at IS NOT NULL"
+                            " FROM placements WHERE snapshot_id = %s ORDER BY id",
+                            (snap,)).fetchall()
+    assert placements == [("t-tokyo", False, True), ("t-frankfurt", True, False)]
+    assert db.execute("SELECT count(*) FROM template_replicas WHERE template_id = 'tpl-1'"
+                      " AND datacenter_id = 't-frankfurt'").fetchone()[0] == 1
+    assert dc_bytes(db, "t-frankfurt") == (1500, 0)
+
+    # The database refuses a second active copy.
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        db.execute("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+                   " VALUES (%s, 't-paris', 1, true)", (snap,))
+
+    # The scheduler learns where the snapshot is now: from Frankfurt to Tokyo.
+    def moved_back():
+        homing.post("/v1/locations", report(user="u-life", device="d-2", lat=35.7, lon=139.7))
+        return [r for r in transfers(db, snap) if r[3] == "queued"]
+    row = wait_for(moved_back, interval=1.5, what="a transfer from the new place")[0]
+    assert (row[1], row[2], row[4]) == ("t-frankfurt", "t-tokyo", True)
+
+
+def test_a_closer_target_supersedes_the_transfer_in_flight(homing, db):
+    snap = seed_snapshot(db, "u-restless", "t-virginia")
+    assert homing.post("/v1/locations", report(user="u-restless", device="d-3", lat=35.7,
+                                               lon=139.7))[0] == 202
+    first = wait_for(lambda: transfers(db, snap), what="a transfer")[0]
+    assert first[2] == "t-tokyo"
+    assert dc_bytes(db, "t-tokyo")[1] >= 500
+
+    reserved_before = dc_bytes(db, "t-tokyo")[1]
+    assert homing.post("/v1/locations", report(user="u-restless", device="d-4", lat=-33.9,
+                                               lon=151.2))[0] == 202
+    rows = wait_for(lambda: len(transfers(db, snap)) == 2 and transfers(db, snap),
+                    what="the superseding transfer")
+    assert [(r[2], r[3]) for r in rows] == [("t-tokyo", "cancelled"), ("t-sydney", "queued")]
+    assert dc_bytes(db, "t-tokyo")[1] == reserved_before - first[5]
+    reasons = db.execute("SELECT reason, outcome FROM decisions WHERE snapshot_id = %s"
+                         " ORDER BY id", (snap,)).fetchall()
+    assert reasons == [("closer", "move"), ("closer", "move")]
