@@ -5,15 +5,45 @@
 #pragma once
 
 #include <stdint.h>
+#include <stdio.h>
 
 struct config;
 struct api;
+struct metrics;
+struct store;
 
-/* Starts serving on cfg->listen. `cfg` is borrowed for the server's life. */
-int api_start(const struct config *cfg, struct api **out);
+/* What the API uses that other parts of homing provide; cmd/ wires them. */
+struct api_hooks {
+        /* The process's metrics registry (borrowed); NULL: the API keeps its own. */
+        struct metrics *metrics;
+        /* The scheduler's what-if (scheduler_what_if); NULL: that route answers 501. */
+        int (*what_if)(const struct config *cfg, struct store *db, const char *user_id,
+                       double lat, double lon, int64_t ts_ms, char **json_out);
+};
+
+/*
+ * Starts serving on cfg->listen (HTTPS when cfg->tls_cert and tls_key are
+ * set). `cfg` and what `hooks` points to are borrowed for the server's life;
+ * `hooks` may be NULL. Returns 0 or <0 (logged).
+ */
+int api_start(const struct config *cfg, const struct api_hooks *hooks, struct api **out);
 
 /* The port actually bound (useful with port 0). */
 uint16_t api_port(const struct api *a);
 
 /* Stops accepting, lets reports in flight finish, and frees. NULL is fine. */
 struct api *api_stop(struct api *a);
+
+/* Prints the route table: method, path template, who may call, summary. */
+void api_routes_print(FILE *f);
+
+struct store;
+
+/*
+ * Makes an operator token: stores its SHA-256 with `name`, `role` ("viewer",
+ * "operator", "admin") and `created_by`, and hands back the secret (malloc'd,
+ * shown once: it is not kept) and the token's id. Runs in the caller's
+ * transaction if one is open. Returns 0, -EINVAL for a bad name or role, or <0.
+ */
+int api_operator_token_create(struct store *db, const char *name, const char *role,
+                              const char *created_by, char **token, int64_t *id);

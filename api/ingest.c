@@ -4,6 +4,10 @@
  * suspended meanwhile, so no thread waits; the producer's delivery reports
  * resume it. If Kafka cannot take them in time the answer is 503 with
  * Retry-After: the device keeps the reports and sends them again.
+ *
+ * The device token (checked before this runs, access.c) names one device
+ * and one user: every report of the request must be theirs, or nothing is
+ * produced and the answer is 403.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -17,14 +21,18 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "bus/bus.h"
+#include "metrics/metrics.h"
 #include "report/report.h"
 
-static const unsigned counted_statuses[] = { 202, 400, 413, 415, 422, 503 };
+const unsigned api_ingest_statuses[] = { 202, 400, 401, 403, 413, 415, 422, 503 };
+const size_t api_n_ingest_statuses = sizeof(api_ingest_statuses) / sizeof(api_ingest_statuses[0]);
 
-void api_count_ingest(struct api *a, unsigned status) {
-        for (size_t i = 0; i < sizeof(counted_statuses) / sizeof(counted_statuses[0]); i++)
-                if (counted_statuses[i] == status)
-                        atomic_fetch_add(&a->ingest_by_status[i], 1);
+void api_count_ingest(struct request *req, unsigned status) {
+        struct api *a = req->api;
+        for (size_t i = 0; i < api_n_ingest_statuses; i++)
+                if (api_ingest_statuses[i] == status)
+                        metrics_counter_inc(a->ingest_requests, (size_t[]){ i });
+        metrics_histogram_observe(a->ingest_seconds, NULL, metrics_now() - req->started_at);
 }
 
 static int64_t wall_ms(void) {
@@ -50,7 +58,7 @@ static enum MHD_Result reply_invalid(struct request *req, int index, const struc
         else
                 snprintf(pointer, sizeof(pointer), "%s", e->pointer);
         errors = json_pack("{s:[{s:s, s:s}]}", "errors", "pointer", pointer, "detail", e->detail);
-        api_count_ingest(req->api, 422);
+        api_count_ingest(req, 422);
         return api_reply_problem(req, 422, "invalid-report", "The report is not valid",
                                  e->detail, errors);
 }
@@ -85,8 +93,11 @@ void api_ingest_delivered(void *opaque, int err) {
 
         if (err)
                 atomic_store(&req->failed, 1);
-        if (atomic_fetch_sub(&req->pending, 1) == 1)
+        if (atomic_fetch_sub(&req->pending, 1) == 1) {
+                metrics_histogram_observe(req->api->produce_seconds, NULL,
+                                          metrics_now() - req->produced_at);
                 MHD_resume_connection(req->conn);
+        }
 }
 
 static enum MHD_Result finish(struct request *req) {
@@ -103,7 +114,7 @@ static enum MHD_Result finish(struct request *req) {
                                         "accepted. Send them again later.");
                 char *text = json_dumps(doc, JSON_COMPACT);
                 json_decref(doc);
-                api_count_ingest(a, 503);
+                api_count_ingest(req, 503);
                 resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
                 MHD_add_response_header(resp, "Content-Type", "application/problem+json");
                 MHD_add_response_header(resp, "Retry-After", "5");
@@ -111,8 +122,8 @@ static enum MHD_Result finish(struct request *req) {
                 MHD_destroy_response(resp);
                 return ret;
         }
-        atomic_fetch_add(&a->reports_accepted, (unsigned long)req->n_reports);
-        api_count_ingest(a, 202);
+        metrics_counter_add(a->reports_accepted, NULL, (uint64_t)req->n_reports);
+        api_count_ingest(req, 202);
         return api_reply_json(req, 202, json_pack("{s:i}", "accepted", req->n_reports));
 }
 
@@ -131,7 +142,7 @@ enum MHD_Result api_ingest(struct request *req) {
 
         if (!is_json_content_type(MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
                                                               "Content-Type"))) {
-                api_count_ingest(a, 415);
+                api_count_ingest(req, 415);
                 return api_reply_problem(req, 415, "unsupported-media-type",
                                          "Unsupported media type",
                                          "location reports are sent as application/json", NULL);
@@ -139,7 +150,7 @@ enum MHD_Result api_ingest(struct request *req) {
         if (req->body_too_large) {
                 char detail[96];
                 snprintf(detail, sizeof(detail), "the body exceeds %ld bytes", a->cfg->max_body_bytes);
-                api_count_ingest(a, 413);
+                api_count_ingest(req, 413);
                 return api_reply_problem(req, 413, "body-too-large", "Request body too large",
                                          detail, NULL);
         }
@@ -149,7 +160,7 @@ enum MHD_Result api_ingest(struct request *req) {
                 char detail[256];
                 snprintf(detail, sizeof(detail), "line %d, column %d: %s", jerr.line, jerr.column,
                          jerr.text);
-                api_count_ingest(a, 400);
+                api_count_ingest(req, 400);
                 return api_reply_problem(req, 400, "malformed-json", "The body is not valid JSON",
                                          detail, NULL);
         }
@@ -160,7 +171,7 @@ enum MHD_Result api_ingest(struct request *req) {
                 snprintf(detail, sizeof(detail), "an array holds 1 to %ld reports",
                          a->cfg->max_reports_per_request);
                 json_decref(doc);
-                api_count_ingest(a, 422);
+                api_count_ingest(req, 422);
                 return api_reply_problem(req, 422, "invalid-report", "The report is not valid",
                                          detail, NULL);
         }
@@ -177,10 +188,31 @@ enum MHD_Result api_ingest(struct request *req) {
                 }
                 reports[i].received_ms = limits.now_ms;
         }
+        for (size_t i = 0; i < n; i++) {
+                const struct auth_device_claims *c = &req->who.device;
+                bool device_ok = !strcmp(reports[i].device_id, c->device_id);
+                if (!device_ok || strcmp(reports[i].user_id, c->user_id) != 0) {
+                        char pointer[32], detail[200];
+                        const char *field = device_ok ? "user_id" : "device_id";
+                        if (json_is_array(doc))
+                                snprintf(pointer, sizeof(pointer), "/%zu/%s", i, field);
+                        else
+                                snprintf(pointer, sizeof(pointer), "/%s", field);
+                        snprintf(detail, sizeof(detail),
+                                 "the device token speaks for device '%s' of user '%s' only",
+                                 c->device_id, c->user_id);
+                        api_count_ingest(req, 403);
+                        ret = api_reply_problem(req, 403, "forbidden", "Forbidden", detail,
+                                                json_pack("{s:[{s:s, s:s}]}", "errors", "pointer",
+                                                          pointer, "detail", detail));
+                        goto out;
+                }
+        }
 
         /* All valid: only now does anything leave the process. */
         req->n_reports = (int)n;
         req->produced = true;
+        req->produced_at = metrics_now();
         produce_all(req, reports, (int)n);
         MHD_suspend_connection(req->conn);
         if (atomic_fetch_sub(&req->pending, 1) == 1)

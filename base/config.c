@@ -54,6 +54,17 @@ static const struct setting settings[] = {
           "how far in the future a device timestamp may lie" },
         { "http-threads", SETTING_LONG, FIELD(http_threads), "2", 1, 64,
           "HTTP worker threads" },
+        { "device-token-keys", SETTING_STRING, FIELD(device_token_keys), "", 0, 0,
+          "device token keys, kid:base64key[,kid:base64key...]: the first signs, all verify "
+          "(homing token key makes one)" },
+        { "tls-cert", SETTING_STRING, FIELD(tls_cert), "", 0, 0,
+          "PEM certificate (chain) file: with --tls-key, the API serves HTTPS" },
+        { "tls-key", SETTING_STRING, FIELD(tls_key), "", 0, 0,
+          "PEM private key file of --tls-cert" },
+        { "dashboard-dir", SETTING_STRING, FIELD(dashboard_dir), HOMING_DASHBOARD_DIR, 0, 0,
+          "folder of the dashboard's files, with its npm packages in node_modules" },
+        { "db-pool-size", SETTING_LONG, FIELD(db_pool_size), "4", 1, 64,
+          "PostgreSQL connections the API keeps for operator requests" },
         { "move-margin-m", SETTING_DOUBLE, FIELD(move_margin_m), "50000", 0, 20040000,
           "a datacenter must be closer than the current one by more than this many metres" },
         { "move-margin-ratio", SETTING_DOUBLE, FIELD(move_margin_ratio), "0.2", 0, 1,
@@ -80,6 +91,9 @@ static const struct setting settings[] = {
           "how often the scheduler reloads the datacenter catalog" },
         { "migrations-dir", SETTING_STRING, FIELD(migrations_dir), HOMING_MIGRATIONS_DIR, 0, 0,
           "folder of numbered SQL migrations" },
+        { "metrics-listen", SETTING_STRING, FIELD(metrics_listen), "", 0, 0,
+          "host:port where `schedule` and `relay` serve /metrics and /healthz (\"\": nowhere; "
+          "`serve` and `standalone` have /metrics on --listen)" },
         { "log-level", SETTING_STRING, FIELD(log_level), "info", 0, 0,
           "debug, info, warn or error" },
 };

@@ -24,6 +24,12 @@ struct config {
         long max_reports_per_request;
         long max_future_skew_s;
         long http_threads;
+        /* the operator API and access control */
+        char *device_token_keys; /* "kid:base64key,..."; the first signs, all verify */
+        char *tls_cert;          /* PEM files; both set: HTTPS */
+        char *tls_key;
+        char *dashboard_dir;     /* the dashboard's files (and its node_modules) */
+        long db_pool_size;       /* PostgreSQL connections of the API */
         /* scheduler: the policy (README explains each) */
         double move_margin_m;
         double move_margin_ratio;
@@ -37,6 +43,7 @@ struct config {
         long batch_max;
         long batch_wait_ms;
         long catalog_refresh_s;
+        char *metrics_listen;    /* host:port of /metrics for schedule and relay; "": none */
         /* housekeeping */
         char *migrations_dir;
         char *log_level;

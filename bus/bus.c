@@ -373,6 +373,15 @@ int bus_consumer_poll(struct bus_consumer *c, long timeout_ms, struct bus_messag
         return 1;
 }
 
+int bus_consumer_high_watermark(struct bus_consumer *c, int32_t partition, int64_t *high) {
+        int64_t low;
+        if (rd_kafka_get_watermark_offsets(c->rk, c->topic, partition, &low, high) !=
+                    RD_KAFKA_RESP_ERR_NO_ERROR ||
+            *high < 0)
+                return -ENOENT;
+        return 0;
+}
+
 int bus_consumer_seek(struct bus_consumer *c, int32_t partition, int64_t offset) {
         rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
         rd_kafka_error_t *error;

@@ -79,6 +79,12 @@ struct bus_consumer *bus_consumer_free(struct bus_consumer *c);
  */
 int bus_consumer_poll(struct bus_consumer *c, long timeout_ms, struct bus_message **out);
 
+/*
+ * The partition's high watermark as last fetched (cached: it does not wait
+ * for the broker). Returns 0, or -ENOENT when none is known yet.
+ */
+int bus_consumer_high_watermark(struct bus_consumer *c, int32_t partition, int64_t *high);
+
 /* Moves a partition's read position, e.g. after a lost race for its offset. */
 int bus_consumer_seek(struct bus_consumer *c, int32_t partition, int64_t offset);
 

@@ -10,3 +10,5 @@ int cmd_migrate(int argc, char **argv);
 int cmd_relay(int argc, char **argv);
 int cmd_standalone(int argc, char **argv);
 int cmd_nearest(int argc, char **argv);
+int cmd_token(int argc, char **argv);
+int cmd_routes(int argc, char **argv);

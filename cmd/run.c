@@ -14,6 +14,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "cmd/commands.h"
+#include "metrics/metrics.h"
 #include "scheduler/scheduler.h"
 
 static atomic_bool stop_requested;
@@ -32,30 +33,75 @@ static void install_signals(void) {
 
 struct worker {
         const struct config *cfg;
-        int (*run)(const struct config *cfg, atomic_bool *stop);
+        int (*run)(const struct config *cfg, struct metrics *metrics, atomic_bool *stop);
+        struct metrics *metrics;
         pthread_t thread;
         int result;
 };
 
 static void *worker_main(void *arg) {
         struct worker *w = arg;
-        w->result = w->run(w->cfg, &stop_requested);
+        w->result = w->run(w->cfg, w->metrics, &stop_requested);
         /* One part failing to start stops the process: half a homing misleads. */
         if (w->result < 0)
                 atomic_store(&stop_requested, true);
         return NULL;
 }
 
-/* Runs the API (if `serve`) and the given workers until a signal. */
+/* The registry every part of the process counts into, with what the process is. */
+static int metrics_setup(struct metrics **out) {
+        static const char *versions[] = { HOMING_VERSION, NULL };
+        struct metrics_gauge *info;
+        int r = metrics_new(out);
+
+        if (r == 0)
+                r = metrics_register_process(*out);
+        if (r == 0)
+                r = metrics_gauge_register(
+                        *out, "homing_build_info", "The running homing's version (always 1).",
+                        (const struct metrics_label[]){ { "version", versions }, { NULL, NULL } },
+                        &info);
+        if (r == 0)
+                metrics_gauge_set(info, (size_t[]){ 0 }, 1);
+        return r;
+}
+
+/*
+ * Runs the API (if `serve`) and the given workers until a signal. A process
+ * without the API serves /metrics on --metrics-listen, when set.
+ */
 static int run_parts(const struct config *cfg, bool serve, struct worker *workers, size_t n) {
+        struct metrics *metrics = NULL;
+        struct metrics_server *metrics_server = NULL;
         struct api *api = NULL;
+        char errbuf[256];
         int r = 0;
 
         install_signals();
-        if (serve && api_start(cfg, &api) < 0)
+        if (metrics_setup(&metrics) < 0) {
+                log_error("homing", "cannot set up metrics");
+                metrics_free(metrics);
                 return 1;
-        for (size_t i = 0; i < n; i++)
+        }
+        if (serve) {
+                struct api_hooks hooks = { metrics, scheduler_what_if };
+                if (api_start(cfg, &hooks, &api) < 0) {
+                        metrics_free(metrics);
+                        return 1;
+                }
+        } else if (cfg->metrics_listen[0]) {
+                if (metrics_server_start(metrics, cfg->metrics_listen, &metrics_server, errbuf,
+                                         sizeof(errbuf)) < 0) {
+                        log_error("homing", "--metrics-listen %s: %s", cfg->metrics_listen, errbuf);
+                        metrics_free(metrics);
+                        return 1;
+                }
+                log_info("homing", "metrics on http://%s/metrics", cfg->metrics_listen);
+        }
+        for (size_t i = 0; i < n; i++) {
+                workers[i].metrics = metrics;
                 pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
+        }
         while (!atomic_load(&stop_requested))
                 pause();
         log_info("homing", "stopping");
@@ -65,6 +111,8 @@ static int run_parts(const struct config *cfg, bool serve, struct worker *worker
                         r = 1;
         }
         api_stop(api);
+        metrics_server_free(metrics_server);
+        metrics_free(metrics);
         return r;
 }
 
@@ -90,8 +138,8 @@ int cmd_schedule(int argc, char **argv) {
         if (r >= 0)
                 return r;
         {
-                struct worker workers[] = { { &cfg, scheduler_run, 0, 0 },
-                                            { &cfg, relay_run, 0, 0 } };
+                struct worker workers[] = { { .cfg = &cfg, .run = scheduler_run },
+                                            { .cfg = &cfg, .run = relay_run } };
                 r = run_parts(&cfg, false, workers, 2);
         }
         config_fini(&cfg);
@@ -104,7 +152,7 @@ int cmd_relay(int argc, char **argv) {
         if (r >= 0)
                 return r;
         {
-                struct worker workers[] = { { &cfg, relay_run, 0, 0 } };
+                struct worker workers[] = { { .cfg = &cfg, .run = relay_run } };
                 r = run_parts(&cfg, false, workers, 1);
         }
         config_fini(&cfg);
@@ -118,8 +166,8 @@ int cmd_standalone(int argc, char **argv) {
         if (r >= 0)
                 return r;
         {
-                struct worker workers[] = { { &cfg, scheduler_run, 0, 0 },
-                                            { &cfg, relay_run, 0, 0 } };
+                struct worker workers[] = { { .cfg = &cfg, .run = scheduler_run },
+                                            { .cfg = &cfg, .run = relay_run } };
                 r = run_parts(&cfg, true, workers, 2);
         }
         config_fini(&cfg);

@@ -17,10 +17,70 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "bus/bus.h"
+#include "metrics/metrics.h"
 #include "store/store.h"
 
 #define RELAY_BATCH "500"
 #define RELAY_LOCK "727002"
+
+struct relay_metrics {
+        struct metrics_counter *published, *failures;
+        struct metrics_gauge *leader, *backlog, *oldest, *transfers; /* transfers {state} */
+        struct metrics_histogram *tx_seconds;                         /* {component} */
+};
+
+static int register_metrics(struct metrics *m, struct relay_metrics *rm) {
+        static const char *components[] = { "scheduler", "relay", NULL };
+        static const char *states[] = { "queued", "running", NULL };
+        int r;
+
+        if ((r = metrics_counter_register(m, "homing_outbox_published_total",
+                                          "Outbox rows Kafka stored (at least once).", NULL,
+                                          &rm->published)) < 0 ||
+            (r = metrics_counter_register(m, "homing_outbox_publish_failures_total",
+                                          "Outbox batches Kafka did not take; sent again.", NULL,
+                                          &rm->failures)) < 0 ||
+            (r = metrics_gauge_register(m, "homing_relay_leader",
+                                        "1 when this relay holds the lock and publishes.", NULL,
+                                        &rm->leader)) < 0 ||
+            (r = metrics_gauge_register(m, "homing_outbox_backlog_rows",
+                                        "Outbox rows not yet published (database-wide).", NULL,
+                                        &rm->backlog)) < 0 ||
+            (r = metrics_gauge_register(m, "homing_outbox_oldest_unsent_age_seconds",
+                                        "Age of the oldest unpublished outbox row.", NULL,
+                                        &rm->oldest)) < 0 ||
+            (r = metrics_gauge_register(
+                     m, "homing_transfers_open", "Transfers in flight by state (database-wide).",
+                     (const struct metrics_label[]){ { "state", states }, { NULL, NULL } },
+                     &rm->transfers)) < 0 ||
+            (r = metrics_histogram_register(
+                     m, "homing_pg_transaction_duration_seconds",
+                     "PostgreSQL transactions, begin to commit or rollback.",
+                     (const struct metrics_label[]){ { "component", components }, { NULL, NULL } },
+                     metrics_buckets_request, METRICS_N_BUCKETS_REQUEST, &rm->tx_seconds)) < 0)
+                log_error("relay", "cannot register the relay's metrics: %s", strerror(-r));
+        return r;
+}
+
+/* The database-wide gauges: every relay keeps them, so aggregate them with max. */
+static void refresh_gauges(struct store *db, struct relay_metrics *rm) {
+        struct store_result *res = NULL;
+
+        if (store_exec(db, "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)"
+                           " FROM outbox WHERE sent_at IS NULL", 0, NULL, &res) == 0) {
+                metrics_gauge_set(rm->backlog, NULL, store_double(res, 0, 0));
+                metrics_gauge_set(rm->oldest, NULL, store_double(res, 0, 1));
+        }
+        res = store_result_free(res);
+        if (store_exec(db, "SELECT count(*) FILTER (WHERE state = 'queued'),"
+                           " count(*) FILTER (WHERE state = 'running')"
+                           " FROM transfers WHERE state IN ('queued', 'running')",
+                       0, NULL, &res) == 0) {
+                metrics_gauge_set(rm->transfers, (size_t[]){ 0 }, store_double(res, 0, 0));
+                metrics_gauge_set(rm->transfers, (size_t[]){ 1 }, store_double(res, 0, 1));
+        }
+        store_result_free(res);
+}
 
 struct delivery_count {
         atomic_long pending;
@@ -102,13 +162,18 @@ out:
         return r < 0 ? r : (int)n;
 }
 
-int relay_run(const struct config *cfg, atomic_bool *stop) {
+int relay_run(const struct config *cfg, struct metrics *metrics, atomic_bool *stop) {
         struct store *db = NULL;
         struct bus_producer *producer = NULL;
+        struct relay_metrics rm = { 0 };
         char errbuf[512];
         bool leader = false;
+        double refreshed = 0;
         int r;
 
+        r = register_metrics(metrics, &rm);
+        if (r < 0)
+                return r;
         while ((r = store_connect(cfg->pg_dsn, &db)) < 0 && !atomic_load(stop))
                 sleep(1);
         if (r < 0)
@@ -122,6 +187,13 @@ int relay_run(const struct config *cfg, atomic_bool *stop) {
         }
 
         while (!atomic_load(stop)) {
+                double started = metrics_now();
+
+                if (started - refreshed >= 5) {
+                        refresh_gauges(db, &rm);
+                        refreshed = started;
+                }
+                metrics_gauge_set(rm.leader, NULL, leader);
                 if (!leader) {
                         struct store_result *res = NULL;
                         if (store_exec(db, "SELECT pg_try_advisory_lock(" RELAY_LOCK ")", 0, NULL,
@@ -136,13 +208,20 @@ int relay_run(const struct config *cfg, atomic_bool *stop) {
                         }
                 }
                 r = relay_batch(db, producer);
+                metrics_histogram_observe(rm.tx_seconds, (size_t[]){ 1 } /* relay */,
+                                          metrics_now() - started);
+                if (r > 0)
+                        metrics_counter_add(rm.published, NULL, (uint64_t)r);
                 /* The lock may have gone with a broken connection: take it again
                  * (re-taking a lock this session holds is harmless). */
-                if (r < 0)
+                if (r < 0) {
+                        metrics_counter_inc(rm.failures, NULL);
                         leader = false;
+                }
                 if (r <= 0)
                         usleep(r < 0 ? 1000 * 1000 : 100 * 1000);
         }
+        metrics_gauge_set(rm.leader, NULL, 0);
         producer = bus_producer_free(producer);
         store_free(db);
         return 0;

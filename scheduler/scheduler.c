@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "bus/bus.h"
+#include "metrics/metrics.h"
 #include "report/report.h"
 #include "scheduler/engine.h"
 #include "scheduler/internal.h"
@@ -95,6 +97,19 @@ struct scheduler {
 
         struct partition_state parts[MAX_PARTITIONS];
         unsigned long reports_total, invalid_total, moves_total, drops_total;
+
+        /* what /metrics says; the batch's tallies are counted once it commits */
+        struct metrics_counter *m_decisions;  /* {outcome, reason} */
+        struct metrics_counter *m_dropped;    /* {reason} */
+        struct metrics_counter *m_reports, *m_invalid, *m_superseded;
+        struct metrics_counter *m_rollbacks;  /* {cause} */
+        struct metrics_histogram *m_batch_seconds, *m_batch_reports, *m_decide_seconds;
+        struct metrics_gauge *m_partitions;
+        struct metrics_fn *m_lag;
+        pthread_mutex_t lag_lock;
+        int64_t lag[MAX_PARTITIONS];          /* -1: not ours, or not known */
+        unsigned long tally_decisions[2][ENGINE_REASON_COUNT];
+        unsigned long tally_superseded, tally_invalid;
 };
 
 static int64_t now_us(void) {
@@ -107,6 +122,105 @@ static int64_t now_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- metrics ---- */
+
+/* Per partition this process holds: messages in Kafka it has not committed. */
+static void emit_lag(void *userdata, struct metrics_emitter *e) {
+        struct scheduler *s = userdata;
+        char partition[16];
+
+        pthread_mutex_lock(&s->lag_lock);
+        for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
+                if (s->lag[p] < 0)
+                        continue;
+                snprintf(partition, sizeof(partition), "%d", p);
+                metrics_emit(e, (const char *[]){ s->cfg->topic_locations, partition },
+                             (double)s->lag[p]);
+        }
+        pthread_mutex_unlock(&s->lag_lock);
+}
+
+static void update_lag(struct scheduler *s) {
+        size_t assigned = 0;
+
+        pthread_mutex_lock(&s->lag_lock);
+        for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
+                int64_t high;
+                s->lag[p] = -1;
+                if (!s->parts[p].assigned)
+                        continue;
+                assigned++;
+                if (bus_consumer_high_watermark(s->consumer, p, &high) == 0)
+                        s->lag[p] = high - (s->parts[p].stored ? s->parts[p].next : 0);
+        }
+        pthread_mutex_unlock(&s->lag_lock);
+        metrics_gauge_set(s->m_partitions, NULL, (double)assigned);
+}
+
+static int register_metrics(struct scheduler *s, struct metrics *m) {
+        static const char *outcomes[] = { "stay", "move", NULL };
+        static const char *causes[] = { "conflict", "error", NULL };
+        static const char *components[] = { "scheduler", "relay", NULL };
+        static const char *decided[ENGINE_DOWN - ENGINE_CLOSER + 2];
+        static const char *dropped[ENGINE_FUTURE - ENGINE_LOW_ACCURACY + 2];
+        static const double batch_sizes[] = { 1, 10, 50, 100, 250, 500, 1000, 2500, 5000 };
+        static const char *lag_labels[] = { "topic", "partition", NULL };
+        int r;
+
+        for (int i = ENGINE_CLOSER; i <= ENGINE_DOWN; i++)
+                decided[i - ENGINE_CLOSER] = engine_reason_name((enum engine_reason)i);
+        for (int i = ENGINE_LOW_ACCURACY; i <= ENGINE_FUTURE; i++)
+                dropped[i - ENGINE_LOW_ACCURACY] = engine_reason_name((enum engine_reason)i);
+        if ((r = metrics_counter_register(
+                     m, "homing_decisions_total",
+                     "Placement decisions by outcome and the rule that decided.",
+                     (const struct metrics_label[]){
+                             { "outcome", outcomes }, { "reason", decided }, { NULL, NULL } },
+                     &s->m_decisions)) < 0 ||
+            (r = metrics_counter_register(
+                     m, "homing_scheduler_reports_dropped_total",
+                     "Reports not credible enough to decide on, by why.",
+                     (const struct metrics_label[]){ { "reason", dropped }, { NULL, NULL } },
+                     &s->m_dropped)) < 0 ||
+            (r = metrics_counter_register(m, "homing_scheduler_reports_total",
+                                          "Reports the scheduler committed.", NULL,
+                                          &s->m_reports)) < 0 ||
+            (r = metrics_counter_register(m, "homing_scheduler_reports_invalid_total",
+                                          "Messages on the topic that were not reports.", NULL,
+                                          &s->m_invalid)) < 0 ||
+            (r = metrics_counter_register(m, "homing_transfers_superseded_total",
+                                          "Transfers in flight cancelled for a closer target.",
+                                          NULL, &s->m_superseded)) < 0 ||
+            (r = metrics_counter_register(
+                     m, "homing_scheduler_rollbacks_total",
+                     "Batches rolled back: another scheduler got there first, or an error.",
+                     (const struct metrics_label[]){ { "cause", causes }, { NULL, NULL } },
+                     &s->m_rollbacks)) < 0 ||
+            (r = metrics_histogram_register(
+                     m, "homing_pg_transaction_duration_seconds",
+                     "PostgreSQL transactions, begin to commit or rollback.",
+                     (const struct metrics_label[]){ { "component", components }, { NULL, NULL } },
+                     metrics_buckets_request, METRICS_N_BUCKETS_REQUEST, &s->m_batch_seconds)) < 0 ||
+            (r = metrics_histogram_register(m, "homing_scheduler_batch_reports",
+                                            "Reports per committed batch.", NULL, batch_sizes,
+                                            sizeof(batch_sizes) / sizeof(batch_sizes[0]),
+                                            &s->m_batch_reports)) < 0 ||
+            (r = metrics_histogram_register(
+                     m, "homing_decide_duration_seconds",
+                     "One decision: the nearest eligible datacenter and the policy.", NULL,
+                     metrics_buckets_fast, METRICS_N_BUCKETS_FAST, &s->m_decide_seconds)) < 0 ||
+            (r = metrics_gauge_register(m, "homing_consumer_partitions_assigned",
+                                        "Partitions of the locations topic this process holds.",
+                                        NULL, &s->m_partitions)) < 0 ||
+            (r = metrics_gauge_fn_labelled(
+                     m, "homing_consumer_lag_messages",
+                     "Reports in Kafka this process has not committed yet, per partition it holds.",
+                     lag_labels, emit_lag, s, &s->m_lag)) < 0)
+                log_error("scheduler", "cannot register the scheduler's metrics: %s",
+                          strerror(-r));
+        return r;
 }
 
 /* ---- partitions and offsets ---- */
@@ -389,7 +503,6 @@ static int decide_report(struct scheduler *s, size_t i) {
                                       rep->lon, rep->accuracy_m, rep->ts_ms, rep->received_ms);
         if (verdict != ENGINE_OK) {
                 s->drops[verdict]++;
-                s->drops_total++;
                 return 0;
         }
         s->devices[s->n_devices] = (struct device_update){
@@ -402,11 +515,16 @@ static int decide_report(struct scheduler *s, size_t i) {
                 struct tracked_snapshot *snap = &snaps[k];
                 struct engine_snapshot before = snap->policy;
                 struct engine_decision d;
+                double started;
 
+                started = metrics_now();
                 r = engine_decide(&s->policy, world_context(s->world), &snap->policy, rep->lat,
                                   rep->lon, rep->ts_ms, &d);
+                metrics_histogram_observe(s->m_decide_seconds, NULL, metrics_now() - started);
                 if (r < 0)
                         break;
+                s->tally_decisions[d.outcome == ENGINE_MOVE][d.reason]++;
+                s->tally_superseded += d.superseded != ENGINE_NO_SITE;
                 if (d.outcome == ENGINE_MOVE || d.reason != snap->last_reason ||
                     d.outcome != snap->last_outcome) {
                         r = note_decision(s, u, k, i, &d);
@@ -782,6 +900,31 @@ static void batch_clear(struct scheduler *s) {
                 s->messages[i] = bus_message_free(s->messages[i]);
         s->n_messages = s->n_devices = s->n_decisions = s->n_dirty = 0;
         memset(s->drops, 0, sizeof(s->drops));
+        memset(s->tally_decisions, 0, sizeof(s->tally_decisions));
+        s->tally_superseded = s->tally_invalid = 0;
+}
+
+/* A committed batch: its tallies become what /metrics says. */
+static void count_batch(struct scheduler *s, size_t processed) {
+        for (int outcome = 0; outcome < 2; outcome++)
+                for (int reason = ENGINE_CLOSER; reason <= ENGINE_DOWN; reason++)
+                        if (s->tally_decisions[outcome][reason])
+                                metrics_counter_add(s->m_decisions,
+                                                    (size_t[]){ (size_t)outcome,
+                                                                (size_t)(reason - ENGINE_CLOSER) },
+                                                    s->tally_decisions[outcome][reason]);
+        for (int reason = ENGINE_LOW_ACCURACY; reason <= ENGINE_FUTURE; reason++) {
+                if (s->drops[reason])
+                        metrics_counter_add(s->m_dropped,
+                                            (size_t[]){ (size_t)(reason - ENGINE_LOW_ACCURACY) },
+                                            s->drops[reason]);
+                s->drops_total += s->drops[reason];
+        }
+        metrics_counter_add(s->m_reports, NULL, processed);
+        metrics_counter_add(s->m_invalid, NULL, s->tally_invalid);
+        metrics_counter_add(s->m_superseded, NULL, s->tally_superseded);
+        metrics_histogram_observe(s->m_batch_reports, NULL, (double)s->n_messages);
+        s->invalid_total += s->tally_invalid;
 }
 
 static int batch_commit(struct scheduler *s) {
@@ -816,7 +959,7 @@ static int batch_commit(struct scheduler *s) {
                         log_warn("scheduler", "partition %d offset %lld: not a location report; skipped",
                                  p, (long long)off);
                         b->report.user_id[0] = '\0';
-                        s->invalid_total++;
+                        s->tally_invalid++;
                 }
         }
 
@@ -856,7 +999,10 @@ static int batch_commit(struct scheduler *s) {
                   s->n_messages, (long long)(t[1] - t[0]), (long long)(t[2] - t[1]),
                   (long long)(t[3] - t[2]), (long long)(t[4] - t[3]));
 
+        metrics_histogram_observe(s->m_batch_seconds, (size_t[]){ 0 } /* scheduler */,
+                                  (double)(now_us() - t[0]) / 1e6);
         if (r == 0) {
+                count_batch(s, processed);
                 s->reports_total += processed;
                 for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
                         if (touched[p]) {
@@ -866,6 +1012,7 @@ static int batch_commit(struct scheduler *s) {
                 }
         } else {
                 store_rollback(s->db);
+                metrics_counter_inc(s->m_rollbacks, (size_t[]){ r == -ESTALE ? 0 : 1 });
                 if (r == -ESTALE)
                         log_warn("scheduler", "another scheduler advanced a partition first; "
                                               "re-reading offsets");
@@ -881,13 +1028,19 @@ static int batch_commit(struct scheduler *s) {
         return r;
 }
 
-int scheduler_run(const struct config *cfg, atomic_bool *stop) {
+int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool *stop) {
         struct scheduler s = { .cfg = cfg };
         struct bus_consumer_ops ops = { on_assign, on_revoke };
         char errbuf[512];
         int r;
 
         scheduler_policy_from_config(&s.policy, cfg);
+        pthread_mutex_init(&s.lag_lock, NULL);
+        for (int32_t p = 0; p < MAX_PARTITIONS; p++)
+                s.lag[p] = -1;
+        r = register_metrics(&s, metrics);
+        if (r < 0)
+                goto out;
         s.messages = calloc((size_t)cfg->batch_max, sizeof(*s.messages));
         s.reports = calloc((size_t)cfg->batch_max, sizeof(*s.reports));
         s.devices = calloc((size_t)cfg->batch_max, sizeof(*s.devices));
@@ -936,11 +1089,13 @@ int scheduler_run(const struct config *cfg, atomic_bool *stop) {
                 }
                 if (batch_commit(&s) < 0)
                         usleep(200 * 1000);
+                update_lag(&s);
         }
         r = 0;
         log_info("scheduler", "stopping: %lu reports, %lu moves, %lu dropped, %lu invalid",
                  s.reports_total, s.moves_total, s.drops_total, s.invalid_total);
 out:
+        metrics_fn_detach(s.m_lag); /* `s` is about to go */
         batch_clear(&s);
         s.consumer = bus_consumer_free(s.consumer); /* revokes: on_revoke commits nothing left */
         s.users = user_table_free(s.users);
@@ -951,5 +1106,6 @@ out:
         free(s.devices);
         free(s.decisions);
         free(s.dirty);
+        pthread_mutex_destroy(&s.lag_lock);
         return r;
 }

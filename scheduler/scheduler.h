@@ -10,15 +10,20 @@
 #include <stdint.h>
 
 struct config;
+struct metrics;
 
-/* Consumes until *stop turns true. Returns 0, or <0 when it cannot start. */
-int scheduler_run(const struct config *cfg, atomic_bool *stop);
+/*
+ * Consumes until *stop turns true, counting into `metrics` (borrowed; it
+ * must outlive the call). Returns 0, or <0 when it cannot start.
+ */
+int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool *stop);
 
 /*
  * Publishes outbox rows to Kafka in order and marks them sent, until *stop.
  * Several relays may run; one holds the lock and works, the others wait.
+ * Also keeps the database-wide gauges (outbox backlog, transfers by state).
  */
-int relay_run(const struct config *cfg, atomic_bool *stop);
+int relay_run(const struct config *cfg, struct metrics *metrics, atomic_bool *stop);
 
 struct store;
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Counts test results for tests/run: TAP test points from meson's
 testlog.json (a binary that died before reporting counts as one failure) and
-test cases from pytest's JUnit XML. Prints one line per suite, then the
+test cases from pytest's JUnit XML files (integration, browser: one suite
+each, named after the file). Prints one line per suite, then the
 total as "N passed, N failed, N skipped"; exits 1 if anything failed."""
 import json
 import re
@@ -42,9 +43,13 @@ def count_junit(path):
 
 
 def main():
-    unit, integration = sys.argv[1], sys.argv[2]
+    unit, junit_files = sys.argv[1], sys.argv[2:]
+    suites = [("unit", count_meson(unit))]
+    for path in junit_files:
+        name = path.rsplit("/", 1)[-1].split(".")[0]
+        suites.append((name, count_junit(path)))
     totals = [0, 0, 0]
-    for name, counts in (("unit", count_meson(unit)), ("integration", count_junit(integration))):
+    for name, counts in suites:
         print(f"{name}: {counts[0]} passed, {counts[1]} failed, {counts[2]} skipped",
               file=sys.stderr)
         totals = [a + b for a, b in zip(totals, counts)]

@@ -1,14 +1,23 @@
--- wrk script: POST one location report per request, spread over 10,000 users.
+-- wrk script: POST one location report per request, spread over the devices
+-- whose tokens bench/ingest/run minted ("device user token" lines in the
+-- file $BENCH_TOKENS), each with its own Authorization header.
 local ts = os.date("!%Y-%m-%dT%H:%M:%SZ")
 local counter = 0
+local devices = {}
+for line in io.lines(os.getenv("BENCH_TOKENS")) do
+  local device, user, token = line:match("^(%S+) (%S+) (%S+)$")
+  if token then devices[#devices + 1] = { device, user, "Bearer " .. token } end
+end
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
 request = function()
   counter = counter + 1
-  local user = counter % 10000
+  local d = devices[counter % #devices + 1]
   local body = string.format(
-    '{"device_id":"d-%d","user_id":"u-%d","lat":%.5f,"lon":%.5f,"accuracy_m":20,"ts":"%s"}',
-    user, user, 48.85 + (counter % 100) / 1000, 2.35 + (counter % 77) / 1000, ts)
-  return wrk.format(nil, "/v1/locations", nil, body)
+    '{"device_id":"%s","user_id":"%s","lat":%.5f,"lon":%.5f,"accuracy_m":20,"ts":"%s"}',
+    d[1], d[2], 48.85 + (counter % 100) / 1000, 2.35 + (counter % 77) / 1000, ts)
+  -- wrk.format takes these headers instead of wrk.headers: name them all.
+  return wrk.format(nil, "/v1/locations",
+                    { ["Content-Type"] = "application/json", ["Authorization"] = d[3] }, body)
 end

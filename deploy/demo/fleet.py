@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """A small demo fleet: devices of the 200 demo users that travel between the
 cities of the demo catalog, stay a while, and report their location to
-homing over HTTP, as phones would. Standard library only.
+homing over HTTP, as phones would, each with its own device token.
+Standard library only.
 
-Usage: fleet.py URL [--users N] [--rate R] [--seconds S]
+Usage: fleet.py URL --tokens FILE [--users N] [--rate R] [--seconds S]
+
+FILE has "device user token" lines, as `homing token device --stdin` prints
+them for "device user" lines (deploy/quickstart makes it).
 """
 import argparse
 import csv
@@ -29,9 +33,23 @@ def cities():
     return out
 
 
-def post(url, body):
+def read_tokens(path):
+    tokens = {}
+    if path:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 3:
+                    tokens[parts[0]] = parts[2]
+    return tokens
+
+
+def post(url, body, token):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url + "/v1/locations", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+                                 headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=15) as resp:
             return resp.status
@@ -44,11 +62,13 @@ def post(url, body):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("url")
+    ap.add_argument("--tokens", help="file of 'device user token' lines")
     ap.add_argument("--users", type=int, default=200)
     ap.add_argument("--rate", type=float, default=20, help="reports per second")
     ap.add_argument("--seconds", type=float, default=0, help="stop after this long (0: never)")
     args = ap.parse_args()
 
+    tokens = read_tokens(args.tokens)
     rng = random.Random(42)
     places = cities()
     # Each user is somewhere, and leaves for another city after a while.
@@ -64,13 +84,14 @@ def main():
             leaves[user] = tick + rng.uniform(30, 300)
             print(f"fleet: u-{user:04d} flew to {where[user][0]}", flush=True)
         city, lat, lon = where[user]
+        device = f"d-{user:04d}"
         status = post(args.url, {
             "device_id": f"d-{user:04d}", "user_id": f"u-{user:04d}",
             "lat": round(lat + rng.uniform(-0.05, 0.05), 5),
             "lon": round(lon + rng.uniform(-0.05, 0.05), 5),
             "accuracy_m": round(rng.uniform(5, 60), 1),
             "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        })
+        }, tokens.get(device))
         counts[status] = counts.get(status, 0) + 1
         if time.time() - last_print >= 10:
             print("fleet: responses " + ", ".join(f"{k or 'no answer'}: {v}"

@@ -4,6 +4,11 @@ tests/run brings up PostgreSQL and Kafka (deploy/stack up) and exports what
 homing reads. Each test module gets its own database and its own topics, so
 tests never see each other's data, and runs homing itself as a subprocess:
 the sanitized build unless HOMING_BIN says otherwise.
+
+Access control is on, as in production: every homing here gets a device
+token key, and requests carry tokens minted by `homing token` (see
+Homing.request: by default a report carries its own device's token and
+anything else a viewer's; pass token=None for none, or another token).
 """
 import json
 import os
@@ -29,6 +34,11 @@ def free_port():
         return s.getsockname()[1]
 
 
+# The device-token key of every homing the tests run (32 bytes, base64).
+DEVICE_TOKEN_KEYS = "kt:dGVzdHMtb25seS1kZXZpY2UtdG9rZW4ta2V5LTMyYnk="
+AUTO = object()  # Homing.request: pick the token the request's kind needs
+
+
 def admin_dsn():
     return os.environ["HOMING_PG_DSN"].replace("dbname=homing", "dbname=postgres")
 
@@ -49,18 +59,23 @@ class Homing:
             "HOMING_CONSUMER_GROUP": group,
             "HOMING_TOPIC_PARTITIONS": "3",
             "HOMING_LOG_LEVEL": "info",
+            "HOMING_DEVICE_TOKEN_KEYS": DEVICE_TOKEN_KEYS,
         })
         self.env.update(extra or {})
         self.log_path = tmp_path / f"homing-{command}-{self.port}.log"
         self.command = command
         self.proc = None
+        self.scheme = "http"
+        self.tokens = {}
 
     def migrate(self):
         subprocess.run([HOMING_BIN, "migrate"], env=self.env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
 
     def start(self):
-        self.log = open(self.log_path, "w")
+        # Appended: a process started again (the fault test) keeps its history.
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen([HOMING_BIN, self.command], env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
@@ -72,7 +87,7 @@ class Homing:
                         return self
                 except OSError:
                     pass
-            elif "consuming" in self.log_text():
+            elif "consuming" in self.log_text()[self.log_offset:]:
                 return self
             time.sleep(0.1)
         raise AssertionError(f"homing did not start: {self.log_text()}")
@@ -93,22 +108,78 @@ class Homing:
     def log_text(self):
         return self.log_path.read_text() if self.log_path.exists() else ""
 
-    def request(self, method, path, body=None, content_type="application/json", timeout=30):
+    def homing(self, *args, stdin=None):
+        """Runs another homing command with this one's settings; its stdout."""
+        return subprocess.run([HOMING_BIN, *args], env=self.env, check=True, input=stdin,
+                              capture_output=True, text=True, timeout=60).stdout.strip()
+
+    def device_token(self, device="d-1", user="u-1", ttl="1h"):
+        key = ("device", device, user, ttl)
+        if key not in self.tokens:
+            self.tokens[key] = self.homing("token", "device", "--device", device,
+                                           "--user", user, "--ttl", ttl)
+        return self.tokens[key]
+
+    def token(self, role="viewer", name=None):
+        """An operator token with this role (made once per homing, cached)."""
+        key = ("operator", role, name)
+        if key not in self.tokens:
+            self.tokens[key] = self.homing("token", "operator", "--role", role,
+                                           "--name", name or f"test-{role}")
+        return self.tokens[key]
+
+    def _auto_token(self, path, data):
+        path = path.split("?")[0]
+        if path in ("/", "/healthz", "/readyz", "/v1/openapi.json") or \
+                path.startswith("/dashboard/"):
+            return None
+        if path != "/v1/locations":
+            return self.token("viewer")
+        try:
+            doc = json.loads(data or b"")
+        except ValueError:
+            doc = None
+        first = doc[0] if isinstance(doc, list) and doc else doc
+        if isinstance(first, dict) and isinstance(first.get("device_id"), str) \
+                and isinstance(first.get("user_id"), str):
+            try:
+                return self.device_token(first["device_id"], first["user_id"])
+            except subprocess.CalledProcessError:
+                pass  # ids a token cannot hold: the report is refused anyway
+        return self.device_token()
+
+    def request(self, method, path, body=None, content_type="application/json", timeout=30,
+                token=AUTO, headers=None):
         data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method)
         if content_type and data is not None:
             req.add_header("Content-Type", content_type)
+        if token is AUTO:
+            token = self._auto_token(path, data)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        for name, value in (headers or {}).items():
+            req.add_header(name, value)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.ssl_context()) as resp:
                 return resp.status, dict(resp.headers), resp.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read()
 
-    def get(self, path):
-        return self.request("GET", path)
+    def ssl_context(self):
+        return None
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
 
     def post(self, path, body, **kw):
         return self.request("POST", path, body, **kw)
+
+    def json(self, method, path, body=None, expect=200, **kw):
+        """Sends, checks the status, returns (decoded body, headers)."""
+        status, headers, raw = self.request(method, path, body, **kw)
+        assert status == expect, f"{method} {path}: {status} {raw[:500]!r}"
+        return (json.loads(raw) if raw else None), headers
 
 
 @pytest.fixture(scope="module")

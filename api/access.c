@@ -1,0 +1,162 @@
+/*
+ * Access control: every route says who may call it (internal.h, enum
+ * api_access); this file checks the bearer token against that.
+ *
+ *  - Device routes (POST /v1/locations) take a device token, checked here
+ *    with the keyring alone: no database round trip. The claims stay on the
+ *    request, and ingest refuses reports for another device or user.
+ *  - Operator routes take an operator token. Its SHA-256 is looked up among
+ *    the unrevoked tokens (the secret itself is never stored); the token's
+ *    role must reach the route's.
+ *
+ * No or unknown credentials: 401. A known credential without the right: 403.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "api/internal.h"
+#include "base/log.h"
+#include "metrics/metrics.h"
+#include "store/store.h"
+
+static const char *bearer_token(struct request *req) {
+        const char *h = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Authorization");
+
+        if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+                return NULL;
+        h += 7;
+        h += strspn(h, " ");
+        return *h ? h : NULL;
+}
+
+static enum MHD_Result unauthorized(struct request *req, const char *detail) {
+        metrics_counter_inc(req->api->auth_failures, NULL);
+        return api_reply_problem(req, 401, "unauthorized", "Unauthorized", detail, NULL);
+}
+
+static enum MHD_Result forbidden(struct request *req, const char *detail) {
+        return api_reply_problem(req, 403, "forbidden", "Forbidden", detail, NULL);
+}
+
+static const char *device_token_problem(int r) {
+        switch (r) {
+        case -EKEYEXPIRED:
+                return "the device token has expired";
+        case -ENOKEY:
+                return "the device token's key is not (or no longer) known";
+        case -EBADMSG:
+                return "the device token's signature does not match";
+        default:
+                return "a device token (v1.<kid>.<payload>.<mac>) is required";
+        }
+}
+
+static enum auth_role role_needed(enum api_access access) {
+        switch (access) {
+        case ACCESS_VIEWER:
+                return AUTH_ROLE_VIEWER;
+        case ACCESS_OPERATOR:
+                return AUTH_ROLE_OPERATOR;
+        case ACCESS_ADMIN:
+                return AUTH_ROLE_ADMIN;
+        default:
+                return AUTH_ROLE_NONE;
+        }
+}
+
+/* Looks the operator token up; fills req->who. 1 found, 0 not, <0 database. */
+static int operator_lookup(struct request *req, const char *token) {
+        char hash[65];
+        const char *params[1] = { hash };
+        struct store_result *res = NULL;
+        int r;
+
+        auth_sha256_hex(token, strlen(token), hash);
+        r = api_exec(req,
+                     "SELECT id, name, role FROM operator_tokens"
+                     " WHERE secret_sha256 = $1 AND revoked_at IS NULL",
+                     1, params, &res);
+        if (r < 0)
+                return r;
+        r = store_rows(res) == 1;
+        if (r) {
+                req->who.kind = PRINCIPAL_OPERATOR;
+                req->who.token_id = store_int(res, 0, 0);
+                snprintf(req->who.name, sizeof(req->who.name), "%s", store_text(res, 0, 1));
+                req->who.role = auth_role_parse(store_text(res, 0, 2));
+        }
+        store_result_free(res);
+        return r;
+}
+
+bool api_check_access(struct request *req, enum MHD_Result *reply) {
+        enum api_access access = req->route->access;
+        const char *token;
+        struct auth_device_claims claims;
+        int r;
+
+        if (access == ACCESS_PUBLIC)
+                return true;
+        token = bearer_token(req);
+        if (!token) {
+                *reply = unauthorized(req, access == ACCESS_DEVICE
+                                                   ? "send Authorization: Bearer <device token>"
+                                                   : "send Authorization: Bearer <operator token>");
+                return false;
+        }
+
+        r = auth_device_token_verify(req->api->device_keys, token, (int64_t)time(NULL), &claims);
+        if (access == ACCESS_DEVICE) {
+                if (r < 0) {
+                        *reply = unauthorized(req, device_token_problem(r));
+                        return false;
+                }
+                req->who.kind = PRINCIPAL_DEVICE;
+                req->who.device = claims;
+                snprintf(req->who.name, sizeof(req->who.name), "%s", claims.device_id);
+                return true;
+        }
+        if (r == 0) {
+                *reply = forbidden(req, "a device token may only post location reports");
+                return false;
+        }
+        if (!auth_operator_token_wellformed(token)) {
+                *reply = unauthorized(req, "an operator token (hop_...) is required");
+                return false;
+        }
+        if (!req->db)
+                req->db = api_db_acquire(req->api);
+        r = operator_lookup(req, token);
+        if (r < 0) {
+                *reply = api_reply_db_error(req);
+                return false;
+        }
+        if (r == 0) {
+                *reply = unauthorized(req, "the operator token is not known or was revoked");
+                return false;
+        }
+        if (req->who.role < role_needed(access)) {
+                char detail[320];
+                snprintf(detail, sizeof(detail), "this needs the %s role; the token '%s' is %s",
+                         auth_role_name(role_needed(access)), req->who.name,
+                         auth_role_name(req->who.role));
+                *reply = forbidden(req, detail);
+                return false;
+        }
+        return true;
+}
+
+json_t *api_actor_json(const struct request *req) {
+        if (req->who.kind == PRINCIPAL_OPERATOR)
+                return json_pack("{s:s, s:I, s:s, s:s}", "kind", "operator", "token_id",
+                                 (json_int_t)req->who.token_id, "name", req->who.name, "role",
+                                 auth_role_name(req->who.role));
+        if (req->who.kind == PRINCIPAL_DEVICE)
+                return json_pack("{s:s, s:s, s:s}", "kind", "device", "device_id",
+                                 req->who.device.device_id, "user_id", req->who.device.user_id);
+        return json_pack("{s:s}", "kind", "anonymous");
+}

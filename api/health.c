@@ -1,0 +1,91 @@
+/*
+ * The small routes: health and readiness (public, for probes), Prometheus
+ * metrics, the dashboard's numbers (/v1/stats), who a token is (/v1/me),
+ * and the OpenAPI document.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/internal.h"
+#include "base/config.h"
+#include "bus/bus.h"
+#include "metrics/metrics.h"
+#include "store/store.h"
+
+enum MHD_Result api_healthz(struct request *req) {
+        return api_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+enum MHD_Result api_readyz(struct request *req) {
+        struct api *a = req->api;
+        struct store *db = api_db_acquire(a);
+        bool pg, kafka;
+        int version = 0;
+
+        pg = store_schema_version(db, &version) == 0;
+        api_db_release(a, db);
+        kafka = bus_producer_reachable(a->producer, 2000);
+        if (pg && kafka && version > 0)
+                return api_reply_json(req, 200, json_pack("{s:s, s:i}", "status", "ready",
+                                                          "schema_version", version));
+        return api_reply_problem(req, 503, "not-ready", "Not ready",
+                                 !pg ? "PostgreSQL is not reachable"
+                                 : version == 0 ? "migrations are not applied: run homing migrate"
+                                                : "Kafka is not reachable",
+                                 json_pack("{s:b, s:b}", "postgres", pg, "kafka", kafka));
+}
+
+enum MHD_Result api_metrics(struct request *req) {
+        char *text = NULL;
+
+        if (metrics_render(req->api->hooks.metrics, &text, NULL) < 0)
+                return MHD_NO;
+        return api_reply_text(req, 200, METRICS_CONTENT_TYPE, text);
+}
+
+enum MHD_Result api_stats(struct request *req) {
+        struct store_result *res = NULL;
+        json_t *doc;
+
+        if (api_exec(req,
+                     "SELECT json_build_object("
+                     " 'transfers', (SELECT json_build_object("
+                     "    'queued', count(*) FILTER (WHERE state = 'queued'),"
+                     "    'running', count(*) FILTER (WHERE state = 'running'),"
+                     "    'failed_last_hour', count(*) FILTER (WHERE state = 'failed'"
+                     "                        AND updated_at > now() - interval '1 hour'))"
+                     "   FROM transfers WHERE state IN ('queued', 'running', 'failed')),"
+                     " 'decisions_last_minute', (SELECT count(*) FROM decisions"
+                     "   WHERE created_at > now() - interval '1 minute'),"
+                     " 'datacenters', (SELECT json_build_object("
+                     "    'active', count(*) FILTER (WHERE status = 'active'),"
+                     "    'draining', count(*) FILTER (WHERE status = 'draining'),"
+                     "    'down', count(*) FILTER (WHERE status = 'down')) FROM datacenters),"
+                     " 'time', homing_time(now()))::text",
+                     0, NULL, &res) < 0)
+                return api_reply_db_error(req);
+        doc = json_loads(store_text(res, 0, 0), 0, NULL);
+        store_result_free(res);
+        if (!doc)
+                return MHD_NO;
+        /* This process's ingest: the dashboard turns the total into a rate. */
+        json_object_set_new(doc, "ingest",
+                            json_pack("{s:I, s:I}", "reports_accepted_total",
+                                      (json_int_t)metrics_counter_value(
+                                              req->api->reports_accepted, NULL),
+                                      "requests_accepted_total",
+                                      (json_int_t)metrics_counter_value(
+                                              req->api->ingest_requests, (size_t[]){ 0 })));
+        return api_reply_json(req, 200, doc);
+}
+
+enum MHD_Result api_me(struct request *req) {
+        return api_reply_json(req, 200, api_actor_json(req));
+}
+
+enum MHD_Result api_openapi(struct request *req) {
+        char *text = strdup(api_openapi_json);
+        return api_reply_text(req, 200, "application/json", text);
+}

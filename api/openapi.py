@@ -1,0 +1,539 @@
+#!/usr/bin/env python3
+"""Writes homing's OpenAPI 3.1 document, and the same text as a C string
+for the binary to serve at /v1/openapi.json. Run by the build:
+
+    openapi.py OUT.json OUT.c
+
+The operations below mirror api/router.c route by route; each carries
+x-homing-access (public, device, viewer, operator, admin), and
+tests/integration/test_rest_openapi.py checks both lists are the same."""
+import json
+import sys
+
+VERSION = "0.1.0"
+
+# ---- reusable pieces --------------------------------------------------------
+
+def ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema):
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,64}$"}
+TIME = {"type": "string", "format": "date-time"}
+COUNT = {"type": "integer", "minimum": 0}
+STATUS = {"type": "string", "enum": ["active", "draining", "down"]}
+STATE = {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]}
+
+
+def obj(props, required=(), extra=False):
+    o = {"type": "object", "properties": props, "additionalProperties": extra}
+    if required:
+        o["required"] = list(required)
+    return o
+
+
+def page_of(name):
+    return obj({"items": {"type": "array", "items": ref(name)},
+                "next_cursor": nullable({"type": "string"})}, ["items", "next_cursor"])
+
+
+SCHEMAS = {
+    "Problem": obj({
+        "type": {"type": "string"}, "title": {"type": "string"},
+        "status": {"type": "integer"}, "detail": {"type": "string"},
+        "errors": {"type": "array", "items": obj({"pointer": {"type": "string"},
+                                                   "detail": {"type": "string"}})},
+    }, ["type", "title", "status", "detail"], extra=True),
+    "Datacenter": obj({
+        "id": ID, "name": {"type": "string"}, "provider": nullable({"type": "string"}),
+        "city": nullable({"type": "string"}), "country_code": nullable({"type": "string"}),
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180},
+        "status": STATUS, "capacity_bytes": COUNT, "used_bytes": COUNT,
+        "reserved_bytes": {**COUNT, "description": "promised to transfers in flight here"},
+        "snapshots": {"type": "integer", "description": "active placements held here"},
+        "distance_m": {"type": "number", "description": "only in /v1/datacenters/nearest"},
+        "created_at": TIME, "updated_at": TIME,
+    }, ["id", "name", "lat", "lon", "status", "capacity_bytes", "used_bytes", "snapshots"]),
+    "DatacenterInput": obj({
+        "id": ID, "name": {"type": "string"}, "provider": nullable({"type": "string"}),
+        "city": nullable({"type": "string"}),
+        "country_code": nullable({"type": "string", "pattern": "^[A-Z]{2}$"}),
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180},
+        "status": STATUS, "capacity_bytes": COUNT, "used_bytes": COUNT,
+    }, ["id", "name", "lat", "lon"]),
+    "DatacenterPatch": obj({
+        "name": {"type": "string"}, "provider": nullable({"type": "string"}),
+        "city": nullable({"type": "string"}),
+        "country_code": nullable({"type": "string", "pattern": "^[A-Z]{2}$"}),
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180},
+        "capacity_bytes": COUNT, "used_bytes": COUNT,
+    }),
+    "StatusChange": obj({"status": STATUS}, ["status"]),
+    "Template": obj({
+        "id": ID, "name": {"type": "string"}, "size_bytes": COUNT,
+        "replicas": {"type": "array", "items": ID}, "created_at": TIME, "updated_at": TIME,
+    }, ["id", "name", "size_bytes", "replicas"]),
+    "TemplateInput": obj({"id": ID, "name": {"type": "string"}, "size_bytes": COUNT},
+                         ["id", "name", "size_bytes"]),
+    "TemplatePatch": obj({"name": {"type": "string"}, "size_bytes": COUNT}),
+    "Replica": obj({"template_id": ID, "datacenter_id": ID, "created_at": TIME}),
+    "ActivePlacement": obj({"datacenter_id": ID, "version": {"type": "integer"},
+                            "since": TIME}),
+    "Snapshot": obj({
+        "id": ID, "user_id": ID, "template_id": ID, "size_bytes": COUNT,
+        "priority": {"type": "integer"}, "version": {"type": "integer"},
+        "allowed_zones": {"type": "array", "items": ID},
+        "placement": nullable(ref("ActivePlacement")),
+        "created_at": TIME, "updated_at": TIME,
+    }, ["id", "user_id", "template_id", "size_bytes", "priority", "allowed_zones", "placement"]),
+    "SnapshotInput": obj({
+        "id": ID, "user_id": ID, "template_id": ID, "size_bytes": COUNT,
+        "priority": {"type": "integer"}, "allowed_zones": {"type": "array", "items": ID},
+        "datacenter_id": {**ID, "description": "where the snapshot is now (its first placement)"},
+    }, ["id", "user_id", "template_id", "size_bytes", "datacenter_id"]),
+    "SnapshotPatch": obj({"size_bytes": COUNT, "priority": {"type": "integer"},
+                          "allowed_zones": {"type": "array", "items": ID}}),
+    "Placement": obj({
+        "id": {"type": "integer"}, "snapshot_id": ID, "datacenter_id": ID,
+        "version": {"type": "integer"}, "active": {"type": "boolean"},
+        "created_at": TIME, "deactivated_at": nullable(TIME),
+    }),
+    "Decision": obj({
+        "id": {"type": "integer"}, "snapshot_id": ID, "user_id": ID, "device_id": ID,
+        "outcome": {"type": "string"}, "reason": {"type": "string"},
+        "from_dc": nullable(ID), "to_dc": nullable(ID),
+        "from_distance_m": nullable({"type": "number"}),
+        "to_distance_m": nullable({"type": "number"}),
+        "report_lat": {"type": "number"}, "report_lon": {"type": "number"},
+        "report_ts": TIME, "transfer_id": nullable({"type": "integer"}),
+        "details": {"type": "object", "description": "the numbers behind the decision"},
+        "created_at": TIME,
+    }),
+    "WhatIfDecision": obj({
+        "outcome": {"type": "string", "enum": ["move", "stay"]},
+        "reason": {"type": "string", "description": "the rule that decided; see scheduler/README.md"},
+        "target_dc": nullable(ID), "nearest_dc": nullable(ID),
+        "current_distance_m": nullable({"type": "number"}),
+        "target_distance_m": nullable({"type": "number"}),
+        "bytes": COUNT, "template_present": {"type": "boolean"},
+        "supersedes_transfer_to": nullable(ID),
+        "dwell_ms": {"type": "integer"}, "dwell_reports": {"type": "integer"},
+    }),
+    "WhatIf": obj({
+        "user_id": ID, "lat": {"type": "number"}, "lon": {"type": "number"},
+        "snapshots": {"type": "array", "items": obj({
+            "snapshot_id": ID, "current_dc": nullable(ID),
+            "transfer_in_flight_to": nullable(ID),
+            "now": ref("WhatIfDecision"),
+            "once_settled": {**ref("WhatIfDecision"),
+                             "description": "as if the user had dwelt there long enough"},
+        })},
+        "policy": {"type": "object", "description": "the policy in force"},
+    }),
+    "Transfer": obj({
+        "id": {"type": "integer"}, "snapshot_id": ID, "from_dc": nullable(ID), "to_dc": ID,
+        "template_id": ID, "template_present": {"type": "boolean"},
+        "priority": {"type": "integer"}, "reason": {"type": "string"}, "state": STATE,
+        "attempts": {"type": "integer"}, "bytes_total": COUNT, "bytes_done": COUNT,
+        "error": nullable({"type": "string"}), "retry_of": nullable({"type": "integer"}),
+        "idempotency_key": {"type": "string"}, "created_at": TIME, "updated_at": TIME,
+    }, ["id", "snapshot_id", "to_dc", "state"]),
+    "Zone": obj({"id": ID, "name": {"type": "string"}, "geojson": ref("GeoJSONGeometry"),
+                 "created_at": TIME, "updated_at": TIME}),
+    "ZoneInput": obj({"name": {"type": "string"}, "geojson": ref("GeoJSONGeometry")},
+                     ["name", "geojson"]),
+    "GeoJSONGeometry": {
+        "type": "object", "required": ["type"],
+        "description": "RFC 7946: a Polygon or MultiPolygon (or a Feature, FeatureCollection "
+                       "or GeometryCollection of them), longitude before latitude",
+        "properties": {"type": {"type": "string", "enum": [
+            "Polygon", "MultiPolygon", "GeometryCollection", "Feature", "FeatureCollection"]}},
+    },
+    "OperatorToken": obj({
+        "id": {"type": "integer"}, "name": {"type": "string"},
+        "role": {"type": "string", "enum": ["viewer", "operator", "admin"]},
+        "created_by": nullable({"type": "string"}), "created_at": TIME,
+        "revoked_at": nullable(TIME),
+        "token": {"type": "string", "description": "only in the answer that made it"},
+    }),
+    "OperatorTokenInput": obj({"name": {"type": "string"},
+                               "role": {"type": "string",
+                                        "enum": ["viewer", "operator", "admin"]}},
+                              ["name", "role"]),
+    "DeviceTokenInput": obj({"device_id": ID, "user_id": ID,
+                             "ttl_s": {"type": "integer", "minimum": 60,
+                                       "maximum": 366 * 86400, "default": 30 * 86400}},
+                            ["device_id", "user_id"]),
+    "DeviceToken": obj({"token": {"type": "string"}, "device_id": ID, "user_id": ID,
+                        "kid": {"type": "string"}, "expires_at": TIME}),
+    "Actor": obj({"kind": {"type": "string", "enum": ["operator", "device", "anonymous"]},
+                  "token_id": {"type": "integer"}, "name": {"type": "string"},
+                  "role": {"type": "string"}, "device_id": ID, "user_id": ID}),
+    "Stats": {"type": "object", "properties": {
+        "transfers": obj({"queued": COUNT, "running": COUNT, "failed_last_hour": COUNT}),
+        "decisions_last_minute": COUNT,
+        "datacenters": obj({"active": COUNT, "draining": COUNT, "down": COUNT}),
+        "ingest": obj({"reports_accepted_total": COUNT, "requests_accepted_total": COUNT}),
+        "time": TIME}},
+    "LocationReport": obj({
+        "device_id": ID, "user_id": ID,
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180},
+        "accuracy_m": {"type": "number", "minimum": 0}, "ts": TIME,
+    }, ["device_id", "user_id", "lat", "lon", "accuracy_m", "ts"]),
+}
+for name in ("Datacenter", "Template", "Replica", "Snapshot", "Placement", "Decision",
+             "Transfer", "Zone", "OperatorToken"):
+    SCHEMAS[name + "Page"] = page_of(name)
+
+PROBLEM = {"application/problem+json": {"schema": ref("Problem")}}
+RESPONSES = {
+    "BadRequest": "the query or cursor is not valid, or the body is not JSON",
+    "Unauthorized": "no token, or one that is unknown, revoked or expired",
+    "Forbidden": "the token's role (or device) does not allow this",
+    "NotFound": "no such resource",
+    "Conflict": "the current state forbids it (the problem's type says why)",
+    "PreconditionFailed": "If-Match does not match the current ETag",
+    "PreconditionRequired": "If-Match is required here",
+    "UnsupportedMediaType": "the body is not application/json",
+    "TooLarge": "the body exceeds --max-body-bytes",
+    "Invalid": "a member is missing, unknown, of the wrong type or out of range; "
+               "errors[0].pointer names it",
+    "Unavailable": "PostgreSQL (or Kafka, for ingest) could not do it now; nothing changed",
+}
+STATUS_OF = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403",
+             "NotFound": "404", "Conflict": "409", "PreconditionFailed": "412",
+             "PreconditionRequired": "428", "UnsupportedMediaType": "415", "TooLarge": "413",
+             "Invalid": "422", "Unavailable": "503"}
+
+PARAMETERS = {
+    "limit": {"name": "limit", "in": "query", "description": "items per page (1 to 500)",
+              "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}},
+    "cursor": {"name": "cursor", "in": "query",
+               "description": "next_cursor of the previous page (opaque)",
+               "schema": {"type": "string"}},
+    "IfMatch": {"name": "If-Match", "in": "header",
+                "description": "the ETag you read; 412 when the resource changed since",
+                "schema": {"type": "string"}},
+}
+
+
+def path_param(name, description=None, integer=False):
+    return {"name": name, "in": "path", "required": True,
+            "description": description or name,
+            "schema": {"type": "integer"} if integer else ID}
+
+
+def query(name, schema, description):
+    return {"name": name, "in": "query", "description": description, "schema": schema}
+
+
+def body(schema_name):
+    return {"required": True,
+            "content": {"application/json": {"schema": ref(schema_name)}}}
+
+
+def ok(schema_name=None, status="200", description="OK", etag=False, location=False,
+       content_type="application/json", schema=None):
+    r = {"description": description}
+    if schema_name or schema:
+        r["content"] = {content_type: {"schema": schema or ref(schema_name)}}
+    headers = {}
+    if etag:
+        headers["ETag"] = {"description": "the version to send back in If-Match",
+                           "schema": {"type": "string"}}
+    if location:
+        headers["Location"] = {"description": "the new resource",
+                               "schema": {"type": "string"}}
+    if headers:
+        r["headers"] = headers
+    return {status: r}
+
+
+PAGED = [{"$ref": "#/components/parameters/limit"}, {"$ref": "#/components/parameters/cursor"}]
+IF_MATCH = [{"$ref": "#/components/parameters/IfMatch"}]
+
+# ---- the operations, in the order of api/router.c -----------------------------
+
+OPS = []
+
+
+def op(method, path, access, operation_id, summary, responses, params=(), request=None,
+       errors=(), description=None, tag=None):
+    OPS.append(dict(method=method, path=path, access=access, operation_id=operation_id,
+                    summary=summary, responses=responses, params=list(params),
+                    request=request, errors=list(errors), description=description, tag=tag))
+
+
+ID_PARAM = [path_param("id")]
+READ_ERRORS = ["NotFound"]
+WRITE_ERRORS = ["UnsupportedMediaType", "TooLarge", "BadRequest", "Invalid", "Unavailable"]
+
+op("get", "/", "public", "dashboard", "the operator dashboard",
+   ok(content_type="text/html", schema={"type": "string"}, description="the page"),
+   tag="dashboard")
+op("get", "/dashboard/{file}", "public", "dashboardFile",
+   "the dashboard's scripts, style and map data",
+   ok(content_type="application/octet-stream", schema={"type": "string"}),
+   [{"name": "file", "in": "path", "required": True, "description": "a file of the dashboard",
+     "schema": {"type": "string", "enum": [
+         "app.js", "app.css", "d3-array.min.js", "d3-geo.min.js", "topojson-client.min.js",
+         "countries-110m.json"]}}], errors=["NotFound"], tag="dashboard")
+op("get", "/healthz", "public", "healthz", "alive",
+   ok(schema={"type": "object"}), tag="health")
+op("get", "/readyz", "public", "readyz", "PostgreSQL, migrations and Kafka ready",
+   ok(schema={"type": "object"}), errors=["Unavailable"], tag="health")
+op("get", "/v1/openapi.json", "public", "openapi", "this API's OpenAPI 3.1 document",
+   ok(schema={"type": "object"}), tag="health")
+op("post", "/v1/locations", "device", "postLocations", "post location reports",
+   {"202": {"description": "Kafka stored every report (acks=all)",
+            "content": {"application/json": {"schema": obj({"accepted": COUNT})}}}},
+   request={"required": True, "content": {"application/json": {"schema": {"oneOf": [
+       ref("LocationReport"),
+       {"type": "array", "items": ref("LocationReport"), "minItems": 1}]}}}},
+   errors=["UnsupportedMediaType", "TooLarge", "BadRequest", "Invalid", "Unavailable"],
+   description="Every report must be for the device and user of the device token (403 "
+               "otherwise). 202 comes only once Kafka has stored all of them; 503 with "
+               "Retry-After when it could not in time: nothing was accepted.",
+   tag="ingest")
+op("get", "/metrics", "viewer", "metrics", "Prometheus metrics",
+   ok(content_type="text/plain", schema={"type": "string"}), tag="health")
+op("get", "/v1/me", "viewer", "me", "who the token belongs to", ok("Actor"), tag="tokens")
+op("get", "/v1/stats", "viewer", "stats", "queue depth, decisions, ingest", ok("Stats"),
+   tag="health")
+op("get", "/v1/datacenters", "viewer", "listDatacenters", "list datacenters",
+   ok("DatacenterPage"), [query("status", STATUS, "only datacenters in this status")] + PAGED,
+   errors=["BadRequest"], tag="datacenters")
+op("get", "/v1/datacenters/nearest", "viewer", "nearestDatacenters",
+   "the k nearest active datacenters, with geodesic distances (WGS84) in metres",
+   ok(schema=obj({"items": {"type": "array", "items": ref("Datacenter")}})),
+   [{**query("lat", {"type": "number", "minimum": -90, "maximum": 90}, "latitude"),
+     "required": True},
+    {**query("lon", {"type": "number", "minimum": -180, "maximum": 180}, "longitude"),
+     "required": True},
+    query("k", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
+          "how many")], errors=["BadRequest"], tag="datacenters")
+op("get", "/v1/datacenters/{id}", "viewer", "getDatacenter", "one datacenter",
+   ok("Datacenter", etag=True), ID_PARAM, errors=READ_ERRORS, tag="datacenters")
+op("get", "/v1/templates", "viewer", "listTemplates", "list templates", ok("TemplatePage"),
+   PAGED, errors=["BadRequest"], tag="templates")
+op("get", "/v1/templates/{id}", "viewer", "getTemplate", "one template",
+   ok("Template", etag=True), ID_PARAM, errors=READ_ERRORS, tag="templates")
+op("get", "/v1/templates/{id}/replicas", "viewer", "listReplicas",
+   "where a template is replicated", ok("ReplicaPage"), ID_PARAM + PAGED,
+   errors=READ_ERRORS + ["BadRequest"], tag="templates")
+op("get", "/v1/snapshots", "viewer", "listSnapshots", "list snapshots", ok("SnapshotPage"),
+   [query("user_id", ID, "only this user's"), query("template_id", ID, "only of this template"),
+    query("datacenter_id", ID, "only those active at this datacenter")] + PAGED,
+   errors=["BadRequest"], tag="snapshots")
+op("get", "/v1/snapshots/{id}", "viewer", "getSnapshot", "one snapshot",
+   ok("Snapshot", etag=True), ID_PARAM, errors=READ_ERRORS, tag="snapshots")
+op("get", "/v1/snapshots/{id}/placement", "viewer", "getActivePlacement",
+   "a snapshot's active placement", ok("Placement"), ID_PARAM, errors=READ_ERRORS,
+   tag="snapshots")
+op("get", "/v1/snapshots/{id}/placements", "viewer", "listPlacements",
+   "a snapshot's placement history, newest first", ok("PlacementPage"), ID_PARAM + PAGED,
+   errors=READ_ERRORS + ["BadRequest"], tag="snapshots")
+op("get", "/v1/snapshots/{id}/decisions", "viewer", "listDecisions",
+   "a snapshot's recent decisions (moves and stays, and why), newest first",
+   ok("DecisionPage"), ID_PARAM + PAGED, errors=READ_ERRORS + ["BadRequest"], tag="snapshots")
+op("get", "/v1/users/{id}/what-if", "viewer", "whatIf",
+   "what homing would decide for each of the user's snapshots if the user reported from "
+   "there, and why; nothing changes", ok("WhatIf"),
+   ID_PARAM + [query("lat", {"type": "number", "minimum": -90, "maximum": 90}, "latitude"),
+               query("lon", {"type": "number", "minimum": -180, "maximum": 180}, "longitude"),
+               query("ts", TIME, "when (default: now)")],
+   errors=READ_ERRORS + ["BadRequest"], tag="snapshots")
+op("get", "/v1/transfers", "viewer", "listTransfers", "list transfers, newest first",
+   ok("TransferPage"),
+   [query("state", {"type": "string"}, "comma-separated states (queued,running,...)"),
+    query("datacenter_id", ID, "only transfers from or to this datacenter"),
+    query("snapshot_id", ID, "only this snapshot's"),
+    query("since", TIME, "created at or after"), query("until", TIME, "created before")]
+   + PAGED, errors=["BadRequest"], tag="transfers")
+op("get", "/v1/transfers/{id}", "viewer", "getTransfer", "one transfer", ok("Transfer"),
+   [path_param("id", integer=True)], errors=READ_ERRORS, tag="transfers")
+op("get", "/v1/zones", "viewer", "listZones", "list zones", ok("ZonePage"), PAGED,
+   errors=["BadRequest"], tag="zones")
+op("get", "/v1/zones/{id}", "viewer", "getZone", "one zone", ok("Zone", etag=True), ID_PARAM,
+   errors=READ_ERRORS, tag="zones")
+op("put", "/v1/datacenters/{id}/status", "operator", "setDatacenterStatus",
+   "set a datacenter's status: draining stops new placements there",
+   ok("Datacenter", etag=True), ID_PARAM + IF_MATCH, body("StatusChange"),
+   errors=READ_ERRORS + WRITE_ERRORS + ["PreconditionFailed"], tag="datacenters")
+op("post", "/v1/transfers/{id}/cancel", "operator", "cancelTransfer",
+   "cancel a queued or running transfer", ok("Transfer"), [path_param("id", integer=True)],
+   errors=READ_ERRORS + ["Conflict", "Unavailable"], tag="transfers")
+op("post", "/v1/transfers/{id}/retry", "operator", "retryTransfer",
+   "retry a failed or cancelled transfer: queues a new one (retry_of names the old)",
+   ok("Transfer", status="201", description="the new transfer", location=True),
+   [path_param("id", integer=True)], errors=READ_ERRORS + ["Conflict", "Unavailable"],
+   tag="transfers")
+op("post", "/v1/datacenters", "admin", "createDatacenter", "add a datacenter",
+   ok("Datacenter", status="201", description="created", etag=True, location=True),
+   request=body("DatacenterInput"), errors=WRITE_ERRORS + ["Conflict"], tag="datacenters")
+op("patch", "/v1/datacenters/{id}", "admin", "updateDatacenter",
+   "change a datacenter (If-Match required)", ok("Datacenter", etag=True),
+   ID_PARAM + IF_MATCH, body("DatacenterPatch"),
+   errors=READ_ERRORS + WRITE_ERRORS + ["PreconditionFailed", "PreconditionRequired"],
+   tag="datacenters")
+op("delete", "/v1/datacenters/{id}", "admin", "deleteDatacenter",
+   "remove a datacenter: refused while it holds active placements or has history",
+   {"204": {"description": "removed"}}, ID_PARAM + IF_MATCH,
+   errors=READ_ERRORS + ["Conflict", "PreconditionFailed", "Unavailable"], tag="datacenters")
+op("post", "/v1/templates", "admin", "createTemplate", "add a template",
+   ok("Template", status="201", description="created", etag=True, location=True),
+   request=body("TemplateInput"), errors=WRITE_ERRORS + ["Conflict"], tag="templates")
+op("patch", "/v1/templates/{id}", "admin", "updateTemplate",
+   "change a template (If-Match required)", ok("Template", etag=True), ID_PARAM + IF_MATCH,
+   body("TemplatePatch"),
+   errors=READ_ERRORS + WRITE_ERRORS + ["PreconditionFailed", "PreconditionRequired"],
+   tag="templates")
+op("delete", "/v1/templates/{id}", "admin", "deleteTemplate",
+   "remove a template: refused while snapshots or transfers use it",
+   {"204": {"description": "removed"}}, ID_PARAM + IF_MATCH,
+   errors=READ_ERRORS + ["Conflict", "PreconditionFailed", "Unavailable"], tag="templates")
+REPLICA_PARAMS = [path_param("id", "the template"),
+                  path_param("datacenter_id", "the datacenter")]
+op("put", "/v1/templates/{id}/replicas/{datacenter_id}", "admin", "putReplica",
+   "record that a datacenter holds the template",
+   {**ok("Template", status="201", description="recorded", etag=True),
+    **ok("Template", description="already recorded", etag=True)},
+   REPLICA_PARAMS + IF_MATCH,
+   errors=READ_ERRORS + ["PreconditionFailed", "Unavailable"], tag="templates")
+op("delete", "/v1/templates/{id}/replicas/{datacenter_id}", "admin", "deleteReplica",
+   "forget a template's replica", {"204": {"description": "forgotten"}},
+   REPLICA_PARAMS + IF_MATCH, errors=READ_ERRORS + ["PreconditionFailed", "Unavailable"],
+   tag="templates")
+op("post", "/v1/snapshots", "admin", "createSnapshot",
+   "add a snapshot with its first (active) placement",
+   ok("Snapshot", status="201", description="created", etag=True, location=True),
+   request=body("SnapshotInput"), errors=WRITE_ERRORS + ["Conflict"], tag="snapshots")
+op("patch", "/v1/snapshots/{id}", "admin", "updateSnapshot",
+   "change a snapshot's size, priority or allowed zones (If-Match required)",
+   ok("Snapshot", etag=True), ID_PARAM + IF_MATCH, body("SnapshotPatch"),
+   errors=READ_ERRORS + WRITE_ERRORS + ["PreconditionFailed", "PreconditionRequired"],
+   tag="snapshots")
+op("delete", "/v1/snapshots/{id}", "admin", "deleteSnapshot",
+   "remove a snapshot: refused while a transfer of it is queued or running",
+   {"204": {"description": "removed"}}, ID_PARAM + IF_MATCH,
+   errors=READ_ERRORS + ["Conflict", "PreconditionFailed", "Unavailable"], tag="snapshots")
+op("put", "/v1/zones/{id}", "admin", "putZone", "create or replace a zone from GeoJSON",
+   {**ok("Zone", status="201", description="created", etag=True, location=True),
+    **ok("Zone", description="replaced", etag=True)},
+   ID_PARAM + IF_MATCH, body("ZoneInput"), errors=WRITE_ERRORS + ["PreconditionFailed"],
+   tag="zones")
+op("delete", "/v1/zones/{id}", "admin", "deleteZone",
+   "remove a zone: refused while snapshots are confined to it",
+   {"204": {"description": "removed"}}, ID_PARAM + IF_MATCH,
+   errors=READ_ERRORS + ["Conflict", "PreconditionFailed", "Unavailable"], tag="zones")
+op("get", "/v1/tokens", "admin", "listTokens", "list operator tokens (never their secrets)",
+   ok("OperatorTokenPage"), PAGED, errors=["BadRequest"], tag="tokens")
+op("post", "/v1/tokens", "admin", "createToken",
+   "make an operator token: its secret is in this answer only",
+   ok("OperatorToken", status="201", description="created", location=True),
+   request=body("OperatorTokenInput"), errors=WRITE_ERRORS, tag="tokens")
+op("delete", "/v1/tokens/{id}", "admin", "revokeToken", "revoke an operator token",
+   {"204": {"description": "revoked"}}, [path_param("id", integer=True)],
+   errors=READ_ERRORS + ["Unavailable"], tag="tokens")
+op("post", "/v1/device-tokens", "admin", "createDeviceToken",
+   "mint a device token (signed, not stored)",
+   ok("DeviceToken", status="201", description="minted"), request=body("DeviceTokenInput"),
+   errors=WRITE_ERRORS, tag="tokens")
+
+# ---- the document --------------------------------------------------------------
+
+SECURITY = {"public": [], "device": [{"deviceToken": []}]}
+for role in ("viewer", "operator", "admin"):
+    SECURITY[role] = [{"operatorToken": []}]
+
+
+def document():
+    paths = {}
+    for o in OPS:
+        responses = dict(o["responses"])
+        errors = list(o["errors"])
+        if o["access"] != "public":
+            errors += ["Unauthorized", "Forbidden"]
+        for e in errors:
+            responses.setdefault(STATUS_OF[e], {"$ref": f"#/components/responses/{e}"})
+        operation = {
+            "operationId": o["operation_id"],
+            "summary": o["summary"],
+            "tags": [o["tag"]],
+            "security": SECURITY[o["access"]],
+            "x-homing-access": o["access"],
+            "responses": responses,
+        }
+        if o["description"]:
+            operation["description"] = o["description"]
+        elif o["access"] not in ("public", "device"):
+            operation["description"] = f"Needs an operator token with the {o['access']} role " \
+                                       "or a higher one."
+        if o["params"]:
+            operation["parameters"] = o["params"]
+        if o["request"]:
+            operation["requestBody"] = o["request"]
+        paths.setdefault(o["path"], {})[o["method"]] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "homing",
+            "version": VERSION,
+            "summary": "keeps each user's VM snapshot in the datacenter nearest to the user",
+            "description": (
+                "Devices post locations with a device token; operators read and act with "
+                "bearer tokens that carry a role: viewer (read), operator (drain, cancel, "
+                "retry), admin (catalog, zones, tokens). Lists are paged with an opaque "
+                "cursor (next_cursor). Single resources carry an ETag; PATCH needs If-Match, "
+                "other writes honour it. Errors are RFC 9457 problem documents. Every write "
+                "is one PostgreSQL transaction and every operator action an audit event "
+                "(CloudEvents) on the audit topic."),
+        },
+        "servers": [{"url": "/"}],
+        "tags": [{"name": t} for t in ("datacenters", "templates", "snapshots", "transfers",
+                                       "zones", "tokens", "ingest", "health", "dashboard")],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "parameters": PARAMETERS,
+            "responses": {name: {"description": text, "content": PROBLEM}
+                          for name, text in RESPONSES.items()},
+            "securitySchemes": {
+                "operatorToken": {"type": "http", "scheme": "bearer",
+                                  "description": "hop_... from `homing token operator` or "
+                                                 "POST /v1/tokens; the role decides"},
+                "deviceToken": {"type": "http", "scheme": "bearer",
+                                "description": "v1.<kid>.<payload>.<HMAC-SHA-256>, from "
+                                               "`homing token device` or POST /v1/device-tokens"},
+            },
+        },
+    }
+
+
+def c_bytes(data):
+    """A C initializer: string literals over 4095 characters are not ISO C."""
+    hexes = [f"0x{b:02x}" for b in data] + ["0"]
+    return ",\n".join("        " + ", ".join(hexes[i:i + 16]) for i in range(0, len(hexes), 16))
+
+
+def main():
+    doc = document()
+    with open(sys.argv[1], "w") as f:
+        f.write(json.dumps(doc, indent=1) + "\n")
+    compact = json.dumps(doc, separators=(",", ":")).encode()
+    with open(sys.argv[2], "w") as f:
+        f.write("/* Generated by api/openapi.py from its tables: do not edit. */\n"
+                "extern const char api_openapi_json[];\n"
+                "const char api_openapi_json[] = {\n" + c_bytes(compact) + "\n};\n")
+
+
+if __name__ == "__main__":
+    main()

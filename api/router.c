@@ -1,0 +1,176 @@
+/*
+ * The routes: one table of method, path template, who may call, handler.
+ * `homing routes` prints it, the OpenAPI document describes exactly it (a
+ * test compares them), and the access check reads it.
+ *
+ * A template's {name} segment matches one non-empty path segment. When
+ * several templates match a path, the one with more literal segments wins
+ * (/v1/datacenters/nearest over /v1/datacenters/{id}). A path that matches
+ * with another method is a 405 with Allow; no match is a 404.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "api/internal.h"
+
+const struct api_route api_routes[] = {
+        /* anyone */
+        { "GET", "/", ACCESS_PUBLIC, api_dashboard_index, "the operator dashboard" },
+        { "GET", "/dashboard/{file}", ACCESS_PUBLIC, api_dashboard_file,
+          "the dashboard's scripts, style and map data" },
+        { "GET", "/healthz", ACCESS_PUBLIC, api_healthz, "alive" },
+        { "GET", "/readyz", ACCESS_PUBLIC, api_readyz, "PostgreSQL, migrations and Kafka ready" },
+        { "GET", "/v1/openapi.json", ACCESS_PUBLIC, api_openapi, "this API's OpenAPI 3.1 document" },
+        /* devices */
+        { "POST", "/v1/locations", ACCESS_DEVICE, api_ingest, "post location reports" },
+        /* viewers */
+        { "GET", "/metrics", ACCESS_VIEWER, api_metrics, "Prometheus metrics" },
+        { "GET", "/v1/me", ACCESS_VIEWER, api_me, "who the token belongs to" },
+        { "GET", "/v1/stats", ACCESS_VIEWER, api_stats, "queue depth, decisions, ingest" },
+        { "GET", "/v1/datacenters", ACCESS_VIEWER, api_datacenters_list, "list datacenters" },
+        { "GET", "/v1/datacenters/nearest", ACCESS_VIEWER, api_datacenters_nearest,
+          "the k nearest datacenters" },
+        { "GET", "/v1/datacenters/{id}", ACCESS_VIEWER, api_datacenters_get, "one datacenter" },
+        { "GET", "/v1/templates", ACCESS_VIEWER, api_templates_list, "list templates" },
+        { "GET", "/v1/templates/{id}", ACCESS_VIEWER, api_templates_get, "one template" },
+        { "GET", "/v1/templates/{id}/replicas", ACCESS_VIEWER, api_replicas_list,
+          "where a template is replicated" },
+        { "GET", "/v1/snapshots", ACCESS_VIEWER, api_snapshots_list, "list snapshots" },
+        { "GET", "/v1/snapshots/{id}", ACCESS_VIEWER, api_snapshots_get, "one snapshot" },
+        { "GET", "/v1/snapshots/{id}/placement", ACCESS_VIEWER, api_snapshots_placement,
+          "a snapshot's active placement" },
+        { "GET", "/v1/snapshots/{id}/placements", ACCESS_VIEWER, api_snapshots_placements,
+          "a snapshot's placement history" },
+        { "GET", "/v1/snapshots/{id}/decisions", ACCESS_VIEWER, api_snapshots_decisions,
+          "a snapshot's recent decisions" },
+        { "GET", "/v1/users/{id}/what-if", ACCESS_VIEWER, api_users_what_if,
+          "what homing would decide if the user were there, and why" },
+        { "GET", "/v1/transfers", ACCESS_VIEWER, api_transfers_list, "list transfers" },
+        { "GET", "/v1/transfers/{id}", ACCESS_VIEWER, api_transfers_get, "one transfer" },
+        { "GET", "/v1/zones", ACCESS_VIEWER, api_zones_list, "list zones" },
+        { "GET", "/v1/zones/{id}", ACCESS_VIEWER, api_zones_get, "one zone" },
+        /* operators */
+        { "PUT", "/v1/datacenters/{id}/status", ACCESS_OPERATOR, api_datacenters_set_status,
+          "set a datacenter's status (drain it)" },
+        { "POST", "/v1/transfers/{id}/cancel", ACCESS_OPERATOR, api_transfers_cancel,
+          "cancel a queued or running transfer" },
+        { "POST", "/v1/transfers/{id}/retry", ACCESS_OPERATOR, api_transfers_retry,
+          "retry a failed or cancelled transfer" },
+        /* admins */
+        { "POST", "/v1/datacenters", ACCESS_ADMIN, api_datacenters_create, "add a datacenter" },
+        { "PATCH", "/v1/datacenters/{id}", ACCESS_ADMIN, api_datacenters_update,
+          "change a datacenter" },
+        { "DELETE", "/v1/datacenters/{id}", ACCESS_ADMIN, api_datacenters_delete,
+          "remove a datacenter" },
+        { "POST", "/v1/templates", ACCESS_ADMIN, api_templates_create, "add a template" },
+        { "PATCH", "/v1/templates/{id}", ACCESS_ADMIN, api_templates_update, "change a template" },
+        { "DELETE", "/v1/templates/{id}", ACCESS_ADMIN, api_templates_delete,
+          "remove a template" },
+        { "PUT", "/v1/templates/{id}/replicas/{datacenter_id}", ACCESS_ADMIN, api_replicas_put,
+          "record a template's replica at a datacenter" },
+        { "DELETE", "/v1/templates/{id}/replicas/{datacenter_id}", ACCESS_ADMIN,
+          api_replicas_delete, "forget a template's replica" },
+        { "POST", "/v1/snapshots", ACCESS_ADMIN, api_snapshots_create,
+          "add a snapshot and its first placement" },
+        { "PATCH", "/v1/snapshots/{id}", ACCESS_ADMIN, api_snapshots_update, "change a snapshot" },
+        { "DELETE", "/v1/snapshots/{id}", ACCESS_ADMIN, api_snapshots_delete,
+          "remove a snapshot" },
+        { "PUT", "/v1/zones/{id}", ACCESS_ADMIN, api_zones_put, "create or replace a zone" },
+        { "DELETE", "/v1/zones/{id}", ACCESS_ADMIN, api_zones_delete, "remove a zone" },
+        { "GET", "/v1/tokens", ACCESS_ADMIN, api_tokens_list, "list operator tokens" },
+        { "POST", "/v1/tokens", ACCESS_ADMIN, api_tokens_create, "make an operator token" },
+        { "DELETE", "/v1/tokens/{id}", ACCESS_ADMIN, api_tokens_revoke,
+          "revoke an operator token" },
+        { "POST", "/v1/device-tokens", ACCESS_ADMIN, api_device_tokens_create,
+          "mint a device token" },
+};
+
+const size_t api_n_routes = sizeof(api_routes) / sizeof(api_routes[0]);
+
+static const char *const access_names[] = { "public", "device", "viewer", "operator", "admin" };
+
+void api_routes_print(FILE *f) {
+        for (size_t i = 0; i < api_n_routes; i++)
+                fprintf(f, "%-6s %-46s %-8s %s\n", api_routes[i].method, api_routes[i].pattern,
+                        access_names[api_routes[i].access], api_routes[i].summary);
+}
+
+/*
+ * Matches a path against a template. Returns -1 for no match, else the
+ * number of literal segments; fills params when `params` is not NULL.
+ */
+static int match(const char *pattern, const char *path,
+                 char params[API_MAX_PARAMS][API_PARAM_MAX + 1], size_t *n_params) {
+        int literal = 0;
+        size_t n = 0;
+
+        for (;;) {
+                size_t plen, slen;
+                if (*pattern != '/' || *path != '/')
+                        return -1;
+                pattern++;
+                path++;
+                plen = strcspn(pattern, "/");
+                slen = strcspn(path, "/");
+                if (plen > 1 && pattern[0] == '{' && pattern[plen - 1] == '}') {
+                        if (slen == 0 || slen > API_PARAM_MAX || n == API_MAX_PARAMS)
+                                return -1;
+                        if (params) {
+                                memcpy(params[n], path, slen);
+                                params[n][slen] = '\0';
+                        }
+                        n++;
+                } else {
+                        if (plen != slen || memcmp(pattern, path, plen) != 0)
+                                return -1;
+                        literal++;
+                }
+                pattern += plen;
+                path += slen;
+                if (!*pattern && !*path)
+                        break;
+        }
+        if (n_params)
+                *n_params = n;
+        return literal;
+}
+
+static enum MHD_Result not_found(struct request *req) {
+        return api_reply_problem(req, 404, "not-found", "Not found", "no such resource", NULL);
+}
+
+static enum MHD_Result wrong_method(struct request *req) {
+        return api_reply_problem(req, 405, "method-not-allowed", "Method not allowed",
+                                 "this resource does not take that method", NULL);
+}
+
+void api_route(struct request *req, const char *method, const char *path) {
+        int best = -1;
+
+        for (size_t i = 0; i < api_n_routes; i++) {
+                int m = match(api_routes[i].pattern, path, NULL, NULL);
+                if (m > best)
+                        best = m;
+        }
+        req->route = NULL;
+        req->handle = not_found;
+        if (best < 0)
+                return;
+        for (size_t i = 0; i < api_n_routes; i++) {
+                if (match(api_routes[i].pattern, path, NULL, NULL) != best)
+                        continue;
+                if (!strcmp(method, api_routes[i].method)) {
+                        match(api_routes[i].pattern, path, req->params, &req->n_params);
+                        req->route = &api_routes[i];
+                        req->handle = api_routes[i].handle;
+                        return;
+                }
+                if (strlen(req->allow) + strlen(api_routes[i].method) + 3 < sizeof(req->allow)) {
+                        if (req->allow[0])
+                                strcat(req->allow, ", ");
+                        strcat(req->allow, api_routes[i].method);
+                }
+        }
+        req->handle = wrong_method;
+}

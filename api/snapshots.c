@@ -1,0 +1,393 @@
+/*
+ * /v1/snapshots: users' VM snapshots, where each lives now (its active
+ * placement), where it lived (the placement history) and why it moved or
+ * stayed (the scheduler's decisions). Viewers read; admins add a snapshot
+ * with its first placement, change its size, priority and allowed zones
+ * (If-Match required), and remove it (refused while a transfer of it is
+ * queued or running).
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/internal.h"
+#include "store/store.h"
+
+#define SNAP_JSON                                                                             \
+        "json_build_object('id', s.id, 'user_id', s.user_id, 'template_id', s.template_id,"  \
+        " 'size_bytes', s.size_bytes, 'priority', s.priority, 'version', s.version,"          \
+        " 'allowed_zones', to_json(s.allowed_zones),"                                        \
+        " 'placement', (SELECT json_build_object('datacenter_id', p.datacenter_id,"          \
+        "                 'version', p.version, 'since', homing_time(p.created_at))"          \
+        "               FROM placements p WHERE p.snapshot_id = s.id AND p.active),"          \
+        " 'created_at', homing_time(s.created_at), 'updated_at', homing_time(s.updated_at))"
+
+#define SELECT_ONE "SELECT s.row_version, " SNAP_JSON "::text FROM snapshots s WHERE s.id = $1"
+
+static const struct api_field snap_fields[] = {
+        { "id", FIELD_ID, true, false, 0, 0 },
+        { "user_id", FIELD_ID, true, false, 0, 0 },
+        { "template_id", FIELD_ID, true, false, 0, 0 },
+        { "size_bytes", FIELD_COUNT, true, false, 0, 0 },
+        { "priority", FIELD_INTEGER, false, false, -1000000, 1000000 },
+        { "allowed_zones", FIELD_ID_ARRAY, false, false, 0, 0 },
+        { "datacenter_id", FIELD_ID, true, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+static const struct api_field snap_patch_fields[] = {
+        { "size_bytes", FIELD_COUNT, false, false, 0, 0 },
+        { "priority", FIELD_INTEGER, false, false, -1000000, 1000000 },
+        { "allowed_zones", FIELD_ID_ARRAY, false, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+enum MHD_Result api_snapshots_list(struct request *req) {
+        const char *user = api_query(req, "user_id"), *tpl = api_query(req, "template_id"),
+                   *dc = api_query(req, "datacenter_id");
+        struct api_page page;
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+
+        if (!api_page_parse(req, &page, false, &ret))
+                return ret;
+        {
+                const char *params[5] = { user, tpl, dc, page.after, page.limit_plus_one };
+                if (api_exec(req,
+                             "SELECT s.id, " SNAP_JSON "::text FROM snapshots s"
+                             " WHERE ($1::text IS NULL OR s.user_id = $1)"
+                             "   AND ($2::text IS NULL OR s.template_id = $2)"
+                             "   AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM placements p"
+                             "        WHERE p.snapshot_id = s.id AND p.active"
+                             "          AND p.datacenter_id = $3))"
+                             "   AND ($4::text IS NULL OR s.id > $4)"
+                             " ORDER BY s.id LIMIT $5::int",
+                             5, params, &res) < 0) {
+                        api_page_fini(&page);
+                        return api_reply_db_error(req);
+                }
+        }
+        ret = api_reply_page(req, &page, res, 1);
+        store_result_free(res);
+        api_page_fini(&page);
+        return ret;
+}
+
+enum MHD_Result api_snapshots_get(struct request *req) {
+        const char *params[1] = { api_param(req, 0) };
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+        int r = api_fetch_one(req, SELECT_ONE, 1, params, &res);
+
+        if (r <= 0)
+                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "snapshot", params[0]);
+        ret = api_reply_row(req, 200, res, NULL);
+        store_result_free(res);
+        return ret;
+}
+
+static enum MHD_Result commit_and_reply(struct request *req, const char *id, unsigned status,
+                                        const char *audit_type, json_t *audit_data) {
+        const char *params[1] = { id };
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+        char location[192];
+
+        if (api_fetch_one(req, SELECT_ONE, 1, params, &res) <= 0) {
+                json_decref(audit_data);
+                return api_reply_db_error(req);
+        }
+        json_object_set_new(audit_data, "snapshot", json_loads(store_text(res, 0, 1), 0, NULL));
+        if (api_audit(req, audit_type, id, audit_data) < 0 || api_commit(req) < 0) {
+                store_result_free(res);
+                return api_reply_db_error(req);
+        }
+        snprintf(location, sizeof(location), "/v1/snapshots/%s", id);
+        ret = api_reply_row(req, status, res, status == 201 ? location : NULL);
+        store_result_free(res);
+        return ret;
+}
+
+/* Every allowed zone must exist: 0 when they do, 1 and the first unknown one in out, <0. */
+static int unknown_zone(struct request *req, const json_t *zones, char *out, size_t size) {
+        struct store_result *res = NULL;
+        char *text;
+        int r;
+
+        if (!zones || json_array_size(zones) == 0)
+                return 0;
+        text = json_dumps(zones, JSON_COMPACT);
+        {
+                const char *params[1] = { text };
+                r = api_fetch_one(req,
+                                  "SELECT z FROM jsonb_array_elements_text($1::jsonb) z"
+                                  " WHERE NOT EXISTS (SELECT 1 FROM zones WHERE id = z) LIMIT 1",
+                                  1, params, &res);
+        }
+        free(text);
+        if (r == 1)
+                snprintf(out, size, "%s", store_text(res, 0, 0));
+        store_result_free(res);
+        return r;
+}
+
+enum MHD_Result api_snapshots_create(struct request *req) {
+        enum MHD_Result ret;
+        json_t *body = api_body_object(req, &ret);
+        struct store_result *res = NULL;
+        const char *id;
+        char *text = NULL, zone[AUTH_ID_MAX + 1];
+        int r;
+
+        if (!body)
+                return ret;
+        if (!api_check_fields(req, body, snap_fields, &ret))
+                goto out;
+        id = json_string_value(json_object_get(body, "id"));
+        if (api_begin(req) < 0) {
+                ret = api_reply_db_error(req);
+                goto out;
+        }
+        {
+                const char *params[2] = { json_string_value(json_object_get(body, "template_id")),
+                                          json_string_value(json_object_get(body, "datacenter_id")) };
+                r = api_fetch_one(req,
+                                  "SELECT EXISTS (SELECT 1 FROM templates WHERE id = $1),"
+                                  "       EXISTS (SELECT 1 FROM datacenters WHERE id = $2)",
+                                  2, params, &res);
+        }
+        if (r <= 0) {
+                ret = api_reply_db_error(req);
+                goto out;
+        }
+        if (!store_bool(res, 0, 0) || !store_bool(res, 0, 1)) {
+                bool tpl = store_bool(res, 0, 0);
+                ret = api_reply_invalid(req, tpl ? "/datacenter_id" : "/template_id",
+                                        tpl ? "no such datacenter" : "no such template");
+                goto out;
+        }
+        store_result_free(res);
+        res = NULL;
+        r = unknown_zone(req, json_object_get(body, "allowed_zones"), zone, sizeof(zone));
+        if (r != 0) {
+                ret = r < 0 ? api_reply_db_error(req)
+                            : api_reply_invalid(req, "/allowed_zones", "names a zone that does not exist");
+                goto out;
+        }
+        text = json_dumps(body, JSON_COMPACT);
+        {
+                const char *params[1] = { text };
+                r = api_fetch_one(
+                        req,
+                        "WITH s AS ("
+                        "  INSERT INTO snapshots (id, user_id, template_id, size_bytes, priority,"
+                        "                         allowed_zones)"
+                        "  SELECT j->>'id', j->>'user_id', j->>'template_id',"
+                        "   (j->>'size_bytes')::bigint, coalesce((j->>'priority')::int, 0),"
+                        "   coalesce(ARRAY(SELECT jsonb_array_elements_text(j->'allowed_zones')),"
+                        "            '{}')"
+                        "  FROM (SELECT $1::jsonb AS j) b"
+                        "  ON CONFLICT (id) DO NOTHING RETURNING id, version)"
+                        " INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+                        " SELECT s.id, $1::jsonb->>'datacenter_id', s.version, true FROM s"
+                        " RETURNING snapshot_id",
+                        1, params, &res);
+        }
+        if (r < 0)
+                ret = api_reply_db_error(req);
+        else if (r == 0)
+                ret = api_reply_conflict(req, "already-exists", "a snapshot with this id exists");
+        else
+                ret = commit_and_reply(req, id, 201, "io.homing.snapshot.created", json_object());
+out:
+        store_result_free(res);
+        free(text);
+        json_decref(body);
+        return ret;
+}
+
+static int lock_snapshot(struct request *req, const char *id, int64_t *version, bool *moving) {
+        const char *params[1] = { id };
+        struct store_result *res = NULL;
+        int r = api_begin(req);
+
+        if (r < 0)
+                return r;
+        r = api_fetch_one(req,
+                          "SELECT row_version, EXISTS (SELECT 1 FROM transfers t"
+                          "  WHERE t.snapshot_id = s.id AND t.state IN ('queued', 'running'))"
+                          " FROM snapshots s WHERE id = $1 FOR UPDATE",
+                          1, params, &res);
+        if (r == 1) {
+                *version = store_int(res, 0, 0);
+                *moving = store_bool(res, 0, 1);
+        }
+        store_result_free(res);
+        return r;
+}
+
+enum MHD_Result api_snapshots_update(struct request *req) {
+        const char *id = api_param(req, 0);
+        enum MHD_Result ret;
+        json_t *body = api_body_object(req, &ret);
+        char *text, zone[AUTH_ID_MAX + 1];
+        int64_t version;
+        bool moving;
+        int r;
+
+        if (!body)
+                return ret;
+        if (!api_check_fields(req, body, snap_patch_fields, &ret))
+                goto out;
+        if (json_object_size(body) == 0) {
+                ret = api_reply_invalid(req, "", "name at least one member to change");
+                goto out;
+        }
+        r = lock_snapshot(req, id, &version, &moving);
+        if (r <= 0) {
+                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "snapshot", id);
+                goto out;
+        }
+        if (!api_if_match(req, version, true, &ret))
+                goto out;
+        r = unknown_zone(req, json_object_get(body, "allowed_zones"), zone, sizeof(zone));
+        if (r != 0) {
+                ret = r < 0 ? api_reply_db_error(req)
+                            : api_reply_invalid(req, "/allowed_zones", "names a zone that does not exist");
+                goto out;
+        }
+        text = json_dumps(body, JSON_COMPACT);
+        {
+                const char *params[2] = { id, text };
+                r = api_exec(req,
+                             "UPDATE snapshots s SET"
+                             " size_bytes = CASE WHEN j ? 'size_bytes'"
+                             "   THEN (j->>'size_bytes')::bigint ELSE s.size_bytes END,"
+                             " priority = CASE WHEN j ? 'priority'"
+                             "   THEN (j->>'priority')::int ELSE s.priority END,"
+                             " allowed_zones = CASE WHEN j ? 'allowed_zones'"
+                             "   THEN ARRAY(SELECT jsonb_array_elements_text(j->'allowed_zones'))"
+                             "   ELSE s.allowed_zones END,"
+                             " updated_at = now()"
+                             " FROM (SELECT $2::jsonb AS j) b WHERE s.id = $1",
+                             2, params, NULL);
+        }
+        free(text);
+        ret = r < 0 ? api_reply_db_error(req)
+                    : commit_and_reply(req, id, 200, "io.homing.snapshot.updated",
+                                       json_pack("{s:O}", "changes", body));
+out:
+        json_decref(body);
+        return ret;
+}
+
+enum MHD_Result api_snapshots_delete(struct request *req) {
+        const char *id = api_param(req, 0);
+        const char *params[1] = { id };
+        enum MHD_Result ret;
+        int64_t version;
+        bool moving;
+        int r = lock_snapshot(req, id, &version, &moving);
+
+        if (r <= 0)
+                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "snapshot", id);
+        if (!api_if_match(req, version, false, &ret))
+                return ret;
+        if (moving)
+                return api_reply_conflict(req, "snapshot-in-transfer",
+                                          "a transfer of this snapshot is queued or running: "
+                                          "cancel it first");
+        if (api_exec(req, "DELETE FROM snapshots WHERE id = $1", 1, params, NULL) < 0 ||
+            api_audit(req, "io.homing.snapshot.deleted", id,
+                      json_pack("{s:s}", "snapshot_id", id)) < 0 ||
+            api_commit(req) < 0)
+                return api_reply_db_error(req);
+        return api_reply_empty(req, 204);
+}
+
+/* 1 when the snapshot exists, 0 after answering 404, <0 after answering 503. */
+static int snapshot_exists(struct request *req, const char *id, enum MHD_Result *ret) {
+        const char *params[1] = { id };
+        struct store_result *res = NULL;
+        int r = api_fetch_one(req, "SELECT 1 FROM snapshots WHERE id = $1", 1, params, &res);
+
+        store_result_free(res);
+        if (r < 0)
+                *ret = api_reply_db_error(req);
+        else if (r == 0)
+                *ret = api_reply_not_found(req, "snapshot", id);
+        return r;
+}
+
+#define PLACEMENT_JSON                                                                        \
+        "json_build_object('id', p.id, 'snapshot_id', p.snapshot_id,"                        \
+        " 'datacenter_id', p.datacenter_id, 'version', p.version, 'active', p.active,"        \
+        " 'created_at', homing_time(p.created_at),"                                           \
+        " 'deactivated_at', homing_time(p.deactivated_at))"
+
+enum MHD_Result api_snapshots_placement(struct request *req) {
+        const char *params[1] = { api_param(req, 0) };
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+        int r;
+
+        if (snapshot_exists(req, params[0], &ret) <= 0)
+                return ret;
+        r = api_fetch_one(req,
+                          "SELECT p.id, " PLACEMENT_JSON "::text FROM placements p"
+                          " WHERE p.snapshot_id = $1 AND p.active",
+                          1, params, &res);
+        if (r <= 0)
+                return r < 0 ? api_reply_db_error(req)
+                             : api_reply_not_found(req, "active placement of snapshot", params[0]);
+        ret = api_reply_raw(req, 200, store_text(res, 0, 1), NULL);
+        store_result_free(res);
+        return ret;
+}
+
+/* A page of a snapshot's rows, newest first: `sql` takes $1 id, $2 cursor, $3 limit. */
+static enum MHD_Result snapshot_page(struct request *req, const char *sql) {
+        const char *id = api_param(req, 0);
+        struct api_page page;
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+
+        if (!api_page_parse(req, &page, true, &ret))
+                return ret;
+        if (snapshot_exists(req, id, &ret) <= 0) {
+                api_page_fini(&page);
+                return ret;
+        }
+        {
+                const char *params[3] = { id, page.after, page.limit_plus_one };
+                ret = api_exec(req, sql, 3, params, &res) < 0 ? api_reply_db_error(req)
+                                                              : api_reply_page(req, &page, res, 1);
+        }
+        store_result_free(res);
+        api_page_fini(&page);
+        return ret;
+}
+
+enum MHD_Result api_snapshots_placements(struct request *req) {
+        return snapshot_page(req, "SELECT p.id, " PLACEMENT_JSON "::text FROM placements p"
+                                  " WHERE p.snapshot_id = $1"
+                                  "   AND ($2::bigint IS NULL OR p.id < $2::bigint)"
+                                  " ORDER BY p.id DESC LIMIT $3::int");
+}
+
+enum MHD_Result api_snapshots_decisions(struct request *req) {
+        /* Named columns: the decisions table grows, this answer keeps its shape. */
+        return snapshot_page(
+                req, "SELECT d.id, json_build_object('id', d.id, 'snapshot_id', d.snapshot_id,"
+                     "  'user_id', d.user_id, 'device_id', d.device_id, 'outcome', d.outcome,"
+                     "  'reason', d.reason, 'from_dc', d.from_dc, 'to_dc', d.to_dc,"
+                     "  'from_distance_m', d.from_distance_m, 'to_distance_m', d.to_distance_m,"
+                     "  'report_lat', d.report_lat, 'report_lon', d.report_lon,"
+                     "  'report_ts', homing_time(d.report_ts), 'transfer_id', d.transfer_id,"
+                     "  'details', d.details,"
+                     "  'created_at', homing_time(d.created_at))::text"
+                     " FROM decisions d WHERE d.snapshot_id = $1"
+                     "   AND ($2::bigint IS NULL OR d.id < $2::bigint)"
+                     " ORDER BY d.id DESC LIMIT $3::int");
+}

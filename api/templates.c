@@ -1,0 +1,319 @@
+/*
+ * /v1/templates: the VM templates snapshots are made from, and where each is
+ * replicated (a transfer to a datacenter that holds the template moves only
+ * the snapshot). Viewers read; admins add, change (If-Match required),
+ * remove (refused while snapshots or transfers use the template), and record
+ * or forget replicas. A replica change is a change of the template: its
+ * ETag moves.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/internal.h"
+#include "store/store.h"
+
+#define TPL_JSON                                                                              \
+        "json_build_object('id', t.id, 'name', t.name, 'size_bytes', t.size_bytes,"          \
+        " 'replicas', coalesce((SELECT json_agg(r.datacenter_id ORDER BY r.datacenter_id)"  \
+        "                       FROM template_replicas r WHERE r.template_id = t.id), '[]'),"  \
+        " 'created_at', homing_time(t.created_at), 'updated_at', homing_time(t.updated_at))"
+
+#define SELECT_ONE "SELECT t.row_version, " TPL_JSON "::text FROM templates t WHERE t.id = $1"
+
+static const struct api_field tpl_fields[] = {
+        { "id", FIELD_ID, true, false, 0, 0 },
+        { "name", FIELD_STRING, true, false, 0, 0 },
+        { "size_bytes", FIELD_COUNT, true, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+static const struct api_field tpl_patch_fields[] = {
+        { "name", FIELD_STRING, false, false, 0, 0 },
+        { "size_bytes", FIELD_COUNT, false, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+enum MHD_Result api_templates_list(struct request *req) {
+        struct api_page page;
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+
+        if (!api_page_parse(req, &page, false, &ret))
+                return ret;
+        {
+                const char *params[2] = { page.after, page.limit_plus_one };
+                if (api_exec(req,
+                             "SELECT t.id, " TPL_JSON "::text FROM templates t"
+                             " WHERE ($1::text IS NULL OR t.id > $1) ORDER BY t.id LIMIT $2::int",
+                             2, params, &res) < 0) {
+                        api_page_fini(&page);
+                        return api_reply_db_error(req);
+                }
+        }
+        ret = api_reply_page(req, &page, res, 1);
+        store_result_free(res);
+        api_page_fini(&page);
+        return ret;
+}
+
+enum MHD_Result api_templates_get(struct request *req) {
+        const char *params[1] = { api_param(req, 0) };
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+        int r = api_fetch_one(req, SELECT_ONE, 1, params, &res);
+
+        if (r <= 0)
+                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "template", params[0]);
+        ret = api_reply_row(req, 200, res, NULL);
+        store_result_free(res);
+        return ret;
+}
+
+static enum MHD_Result commit_and_reply(struct request *req, const char *id, unsigned status,
+                                        const char *audit_type, json_t *audit_data) {
+        const char *params[1] = { id };
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+        char location[192];
+
+        if (api_fetch_one(req, SELECT_ONE, 1, params, &res) <= 0) {
+                json_decref(audit_data);
+                return api_reply_db_error(req);
+        }
+        json_object_set_new(audit_data, "template", json_loads(store_text(res, 0, 1), 0, NULL));
+        if (api_audit(req, audit_type, id, audit_data) < 0 || api_commit(req) < 0) {
+                store_result_free(res);
+                return api_reply_db_error(req);
+        }
+        snprintf(location, sizeof(location), "/v1/templates/%s", id);
+        ret = api_reply_row(req, status, res, status == 201 ? location : NULL);
+        store_result_free(res);
+        return ret;
+}
+
+enum MHD_Result api_templates_create(struct request *req) {
+        enum MHD_Result ret;
+        json_t *body = api_body_object(req, &ret);
+        struct store_result *res = NULL;
+        char *text;
+        int r;
+
+        if (!body)
+                return ret;
+        if (!api_check_fields(req, body, tpl_fields, &ret))
+                goto out;
+        text = json_dumps(body, JSON_COMPACT);
+        {
+                const char *params[1] = { text };
+                r = api_begin(req);
+                if (r == 0)
+                        r = api_fetch_one(req,
+                                          "INSERT INTO templates (id, name, size_bytes)"
+                                          " SELECT j->>'id', j->>'name', (j->>'size_bytes')::bigint"
+                                          " FROM (SELECT $1::jsonb AS j) b"
+                                          " ON CONFLICT (id) DO NOTHING RETURNING id",
+                                          1, params, &res);
+        }
+        free(text);
+        store_result_free(res);
+        if (r < 0)
+                ret = api_reply_db_error(req);
+        else if (r == 0)
+                ret = api_reply_conflict(req, "already-exists", "a template with this id exists");
+        else
+                ret = commit_and_reply(req, json_string_value(json_object_get(body, "id")), 201,
+                                       "io.homing.template.created", json_object());
+out:
+        json_decref(body);
+        return ret;
+}
+
+/* Begins and locks the template's row: 1 and its version, 0 not found, <0. */
+static int lock_template(struct request *req, const char *id, int64_t *version) {
+        const char *params[1] = { id };
+        struct store_result *res = NULL;
+        int r = api_begin(req);
+
+        if (r < 0)
+                return r;
+        r = api_fetch_one(req, "SELECT row_version FROM templates WHERE id = $1 FOR UPDATE", 1,
+                          params, &res);
+        if (r == 1)
+                *version = store_int(res, 0, 0);
+        store_result_free(res);
+        return r;
+}
+
+enum MHD_Result api_templates_update(struct request *req) {
+        const char *id = api_param(req, 0);
+        enum MHD_Result ret;
+        json_t *body = api_body_object(req, &ret);
+        int64_t version;
+        char *text;
+        int r;
+
+        if (!body)
+                return ret;
+        if (!api_check_fields(req, body, tpl_patch_fields, &ret))
+                goto out;
+        if (json_object_size(body) == 0) {
+                ret = api_reply_invalid(req, "", "name at least one member to change");
+                goto out;
+        }
+        r = lock_template(req, id, &version);
+        if (r <= 0) {
+                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "template", id);
+                goto out;
+        }
+        if (!api_if_match(req, version, true, &ret))
+                goto out;
+        text = json_dumps(body, JSON_COMPACT);
+        {
+                const char *params[2] = { id, text };
+                r = api_exec(req,
+                             "UPDATE templates t SET"
+                             " name = CASE WHEN j ? 'name' THEN j->>'name' ELSE t.name END,"
+                             " size_bytes = CASE WHEN j ? 'size_bytes'"
+                             "   THEN (j->>'size_bytes')::bigint ELSE t.size_bytes END,"
+                             " updated_at = now()"
+                             " FROM (SELECT $2::jsonb AS j) b WHERE t.id = $1",
+                             2, params, NULL);
+        }
+        free(text);
+        ret = r < 0 ? api_reply_db_error(req)
+                    : commit_and_reply(req, id, 200, "io.homing.template.updated",
+                                       json_pack("{s:O}", "changes", body));
+out:
+        json_decref(body);
+        return ret;
+}
+
+enum MHD_Result api_templates_delete(struct request *req) {
+        const char *id = api_param(req, 0);
+        const char *params[1] = { id };
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+        int64_t version;
+        int r = lock_template(req, id, &version);
+
+        if (r <= 0)
+                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "template", id);
+        if (!api_if_match(req, version, false, &ret))
+                return ret;
+        if (api_fetch_one(req,
+                          "SELECT EXISTS (SELECT 1 FROM snapshots WHERE template_id = $1)"
+                          "    OR EXISTS (SELECT 1 FROM transfers WHERE template_id = $1)",
+                          1, params, &res) <= 0)
+                return api_reply_db_error(req);
+        r = store_bool(res, 0, 0);
+        store_result_free(res);
+        if (r)
+                return api_reply_conflict(req, "template-in-use",
+                                          "snapshots or transfers refer to this template");
+        if (api_exec(req, "DELETE FROM templates WHERE id = $1", 1, params, NULL) < 0 ||
+            api_audit(req, "io.homing.template.deleted", id,
+                      json_pack("{s:s}", "template_id", id)) < 0 ||
+            api_commit(req) < 0)
+                return api_reply_db_error(req);
+        return api_reply_empty(req, 204);
+}
+
+enum MHD_Result api_replicas_list(struct request *req) {
+        const char *id = api_param(req, 0);
+        const char *one[1] = { id };
+        struct api_page page;
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+        int r;
+
+        if (!api_page_parse(req, &page, false, &ret))
+                return ret;
+        r = api_fetch_one(req, "SELECT 1 FROM templates WHERE id = $1", 1, one, &res);
+        store_result_free(res);
+        res = NULL;
+        if (r <= 0) {
+                api_page_fini(&page);
+                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "template", id);
+        }
+        {
+                const char *params[3] = { id, page.after, page.limit_plus_one };
+                r = api_exec(req,
+                             "SELECT r.datacenter_id, json_build_object('template_id', r.template_id,"
+                             "  'datacenter_id', r.datacenter_id,"
+                             "  'created_at', homing_time(r.created_at))::text"
+                             " FROM template_replicas r WHERE r.template_id = $1"
+                             "  AND ($2::text IS NULL OR r.datacenter_id > $2)"
+                             " ORDER BY r.datacenter_id LIMIT $3::int",
+                             3, params, &res);
+        }
+        ret = r < 0 ? api_reply_db_error(req) : api_reply_page(req, &page, res, 1);
+        store_result_free(res);
+        api_page_fini(&page);
+        return ret;
+}
+
+enum MHD_Result api_replicas_put(struct request *req) {
+        const char *id = api_param(req, 0), *dc = api_param(req, 1);
+        const char *params[2] = { id, dc };
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+        int64_t version;
+        int r = lock_template(req, id, &version);
+
+        if (r <= 0)
+                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "template", id);
+        if (!api_if_match(req, version, false, &ret))
+                return ret;
+        r = api_fetch_one(req, "SELECT 1 FROM datacenters WHERE id = $1", 1, &params[1], &res);
+        store_result_free(res);
+        res = NULL;
+        if (r <= 0)
+                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "datacenter", dc);
+        r = api_fetch_one(req,
+                          "INSERT INTO template_replicas (template_id, datacenter_id)"
+                          " VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
+                          2, params, &res);
+        store_result_free(res);
+        if (r < 0)
+                return api_reply_db_error(req);
+        if (r == 0) {
+                /* Already recorded: say so, change nothing. */
+                api_commit(req);
+                return api_templates_get(req);
+        }
+        if (api_exec(req, "UPDATE templates SET updated_at = now() WHERE id = $1", 1, params,
+                     NULL) < 0)
+                return api_reply_db_error(req);
+        return commit_and_reply(req, id, 201, "io.homing.template.replica_added",
+                                json_pack("{s:s, s:s}", "template_id", id, "datacenter_id", dc));
+}
+
+enum MHD_Result api_replicas_delete(struct request *req) {
+        const char *id = api_param(req, 0), *dc = api_param(req, 1);
+        const char *params[2] = { id, dc };
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+        int64_t version;
+        int r = lock_template(req, id, &version);
+
+        if (r <= 0)
+                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "template", id);
+        if (!api_if_match(req, version, false, &ret))
+                return ret;
+        r = api_fetch_one(req,
+                          "DELETE FROM template_replicas WHERE template_id = $1 AND datacenter_id = $2"
+                          " RETURNING 1",
+                          2, params, &res);
+        store_result_free(res);
+        if (r <= 0)
+                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "replica at", dc);
+        if (api_exec(req, "UPDATE templates SET updated_at = now() WHERE id = $1", 1, params,
+                     NULL) < 0 ||
+            api_audit(req, "io.homing.template.replica_removed", id,
+                      json_pack("{s:s, s:s}", "template_id", id, "datacenter_id", dc)) < 0 ||
+            api_commit(req) < 0)
+                return api_reply_db_error(req);
+        return api_reply_empty(req, 204);
+}

@@ -1,0 +1,214 @@
+/*
+ * Tokens, for admins: operator tokens (list without secrets, make one — its
+ * secret is in the answer once and never again —, revoke) and device tokens
+ * (minted with the first device key; nothing is stored, the signature is
+ * the proof). Every one of these is an audit event, without the secret.
+ */
+#include "api/api.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/internal.h"
+#include "auth/auth.h"
+#include "report/report.h"
+#include "store/store.h"
+
+#define TOKEN_JSON                                                                            \
+        "json_build_object('id', o.id, 'name', o.name, 'role', o.role,"                      \
+        " 'created_by', o.created_by, 'created_at', homing_time(o.created_at),"               \
+        " 'revoked_at', homing_time(o.revoked_at))"
+
+int api_operator_token_create(struct store *db, const char *name, const char *role,
+                              const char *created_by, char **token, int64_t *id) {
+        struct store_result *res = NULL;
+        char hash[65], *secret = NULL;
+        int r;
+
+        if (!name || !*name || strlen(name) > 128 || auth_role_parse(role) == AUTH_ROLE_NONE)
+                return -EINVAL;
+        r = auth_operator_token_generate(&secret);
+        if (r < 0)
+                return r;
+        auth_sha256_hex(secret, strlen(secret), hash);
+        {
+                const char *params[4] = { name, role, hash, created_by };
+                r = store_exec(db,
+                               "INSERT INTO operator_tokens (name, role, secret_sha256, created_by)"
+                               " VALUES ($1, $2, $3, $4) RETURNING id",
+                               4, params, &res);
+        }
+        if (r < 0 || store_rows(res) != 1) {
+                free(secret);
+                store_result_free(res);
+                return r < 0 ? r : -EIO;
+        }
+        *id = store_int(res, 0, 0);
+        *token = secret;
+        store_result_free(res);
+        return 0;
+}
+
+enum MHD_Result api_tokens_list(struct request *req) {
+        struct api_page page;
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+
+        if (!api_page_parse(req, &page, true, &ret))
+                return ret;
+        {
+                const char *params[2] = { page.after, page.limit_plus_one };
+                ret = api_exec(req,
+                               "SELECT o.id, " TOKEN_JSON "::text FROM operator_tokens o"
+                               " WHERE ($1::bigint IS NULL OR o.id > $1::bigint)"
+                               " ORDER BY o.id LIMIT $2::int",
+                               2, params, &res) < 0
+                              ? api_reply_db_error(req)
+                              : api_reply_page(req, &page, res, 1);
+        }
+        store_result_free(res);
+        api_page_fini(&page);
+        return ret;
+}
+
+enum MHD_Result api_tokens_create(struct request *req) {
+        static const struct api_field fields[] = {
+                { "name", FIELD_STRING, true, false, 0, 0 },
+                { "role", FIELD_STRING, true, false, 0, 0 },
+                { NULL, 0, false, false, 0, 0 },
+        };
+        enum MHD_Result ret;
+        json_t *body = api_body_object(req, &ret), *doc;
+        struct store_result *res = NULL;
+        const char *name, *role;
+        char *token = NULL, id_text[24], location[64];
+        const char *headers[3] = { "Location", location, NULL };
+        int64_t id;
+
+        if (!body)
+                return ret;
+        if (!api_check_fields(req, body, fields, &ret))
+                goto out;
+        name = json_string_value(json_object_get(body, "name"));
+        role = json_string_value(json_object_get(body, "role"));
+        if (auth_role_parse(role) == AUTH_ROLE_NONE) {
+                ret = api_reply_invalid(req, "/role", "is viewer, operator or admin");
+                goto out;
+        }
+        if (api_begin(req) < 0 ||
+            api_operator_token_create(req->db, name, role, req->who.name, &token, &id) < 0) {
+                ret = api_reply_db_error(req);
+                goto out;
+        }
+        snprintf(id_text, sizeof(id_text), "%lld", (long long)id);
+        {
+                const char *params[1] = { id_text };
+                if (api_fetch_one(req,
+                                  "SELECT o.id, " TOKEN_JSON "::text FROM operator_tokens o"
+                                  " WHERE o.id = $1::bigint",
+                                  1, params, &res) <= 0 ||
+                    api_audit(req, "io.homing.token.created", id_text,
+                              json_pack("{s:I, s:s, s:s}", "token_id", (json_int_t)id, "name",
+                                        name, "role", role)) < 0 ||
+                    api_commit(req) < 0) {
+                        ret = api_reply_db_error(req);
+                        goto out;
+                }
+        }
+        doc = json_loads(store_text(res, 0, 1), 0, NULL);
+        json_object_set_new(doc, "token", json_string(token));
+        snprintf(location, sizeof(location), "/v1/tokens/%s", id_text);
+        ret = api_reply(req, 201, doc, headers);
+out:
+        if (token) {
+                explicit_bzero(token, strlen(token));
+                free(token);
+        }
+        store_result_free(res);
+        json_decref(body);
+        return ret;
+}
+
+enum MHD_Result api_tokens_revoke(struct request *req) {
+        const char *id = api_param(req, 0);
+        const char *params[1] = { id };
+        struct store_result *res = NULL;
+        int r;
+
+        if (strspn(id, "0123456789") != strlen(id) || strlen(id) > 18)
+                return api_reply_not_found(req, "token", id);
+        if (api_begin(req) < 0)
+                return api_reply_db_error(req);
+        r = api_fetch_one(req,
+                          "UPDATE operator_tokens SET revoked_at = coalesce(revoked_at, now())"
+                          " WHERE id = $1::bigint RETURNING name",
+                          1, params, &res);
+        if (r <= 0)
+                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "token", id);
+        r = api_audit(req, "io.homing.token.revoked", id,
+                      json_pack("{s:I, s:s}", "token_id", (json_int_t)strtoll(id, NULL, 10),
+                                "name", store_text(res, 0, 0)));
+        store_result_free(res);
+        if (r < 0 || api_commit(req) < 0)
+                return api_reply_db_error(req);
+        return api_reply_empty(req, 204);
+}
+
+enum MHD_Result api_device_tokens_create(struct request *req) {
+        static const struct api_field fields[] = {
+                { "device_id", FIELD_ID, true, false, 0, 0 },
+                { "user_id", FIELD_ID, true, false, 0, 0 },
+                { "ttl_s", FIELD_INTEGER, false, false, 60, 366 * 86400 },
+                { NULL, 0, false, false, 0, 0 },
+        };
+        enum MHD_Result ret;
+        json_t *body = api_body_object(req, &ret), *ttl;
+        const char *device, *user;
+        char *token = NULL, expires[REPORT_TIME_LEN];
+        int64_t exp_s;
+        int r;
+
+        if (!body)
+                return ret;
+        if (!api_check_fields(req, body, fields, &ret))
+                goto out;
+        if (auth_keyring_size(req->api->device_keys) == 0) {
+                ret = api_reply_problem(req, 503, "no-device-token-keys",
+                                        "Device tokens are not configured",
+                                        "start homing with --device-token-keys", NULL);
+                goto out;
+        }
+        device = json_string_value(json_object_get(body, "device_id"));
+        user = json_string_value(json_object_get(body, "user_id"));
+        ttl = json_object_get(body, "ttl_s");
+        exp_s = (int64_t)time(NULL) + (ttl ? (int64_t)json_integer_value(ttl) : 30 * 86400);
+        r = auth_device_token_mint(req->api->device_keys, device, user, exp_s, &token);
+        if (r < 0) {
+                ret = api_reply_problem(req, 500, "internal", "Internal error",
+                                        "the token could not be made", NULL);
+                goto out;
+        }
+        report_format_time(exp_s * 1000, expires);
+        if (api_begin(req) < 0 ||
+            api_audit(req, "io.homing.device_token.minted", device,
+                      json_pack("{s:s, s:s, s:s, s:s}", "device_id", device, "user_id", user,
+                                "expires_at", expires, "kid",
+                                auth_keyring_signing_kid(req->api->device_keys))) < 0 ||
+            api_commit(req) < 0) {
+                ret = api_reply_db_error(req);
+                goto out;
+        }
+        ret = api_reply_json(req, 201,
+                             json_pack("{s:s, s:s, s:s, s:s, s:s}", "token", token, "device_id",
+                                       device, "user_id", user, "kid",
+                                       auth_keyring_signing_kid(req->api->device_keys),
+                                       "expires_at", expires));
+out:
+        free(token);
+        json_decref(body);
+        return ret;
+}

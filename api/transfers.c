@@ -1,0 +1,309 @@
+/*
+ * /v1/transfers: the moves the scheduler queued. Viewers list them (by state,
+ * datacenter, snapshot and time, newest first) and read one; operators
+ * cancel and retry.
+ *
+ * The state machine: queued → running → succeeded | failed; queued or
+ * running → cancelled (an operator). A retry never rewrites history: it
+ * queues a new transfer that names the old one (retry_of), from where the
+ * snapshot is now to the old target, with the idempotency key
+ * "retry-of-<id>" — so a transfer is retried at most once (retry the retry
+ * if it fails too), and a double click queues one transfer, not two. The
+ * new transfer reserves its bytes at the target, and its job goes to the
+ * transfers topic through the outbox, like the scheduler's. Cancelling goes
+ * through homing_transfer_ended() (migration 002), which releases them.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/internal.h"
+#include "base/config.h"
+#include "report/report.h"
+#include "store/store.h"
+
+#define TRANSFER_JSON                                                                         \
+        "json_build_object('id', t.id, 'snapshot_id', t.snapshot_id, 'from_dc', t.from_dc,"  \
+        " 'to_dc', t.to_dc, 'template_id', t.template_id,"                                    \
+        " 'template_present', t.template_present, 'priority', t.priority,"                   \
+        " 'reason', t.reason, 'state', t.state, 'attempts', t.attempts,"                     \
+        " 'bytes_total', t.bytes_total, 'bytes_done', t.bytes_done, 'error', t.error,"       \
+        " 'retry_of', t.retry_of, 'idempotency_key', t.idempotency_key,"                     \
+        " 'created_at', homing_time(t.created_at), 'updated_at', homing_time(t.updated_at))"
+
+#define SELECT_ONE "SELECT t.id, " TRANSFER_JSON "::text FROM transfers t WHERE t.id = $1::bigint"
+
+static bool state_list_valid(const char *list) {
+        static const char *const states[] = { "queued", "running", "succeeded", "failed",
+                                              "cancelled" };
+        for (const char *p = list; *p;) {
+                size_t n = strcspn(p, ","), i;
+                for (i = 0; i < sizeof(states) / sizeof(states[0]); i++)
+                        if (strlen(states[i]) == n && !memcmp(states[i], p, n))
+                                break;
+                if (i == sizeof(states) / sizeof(states[0]))
+                        return false;
+                p += n;
+                if (*p == ',')
+                        p++;
+        }
+        return *list != '\0';
+}
+
+/* An RFC 3339 query argument as Unix milliseconds in text; false when malformed. */
+static bool query_time(struct request *req, const char *name, char out[24], const char **param) {
+        const char *v = api_query(req, name);
+        int64_t ms;
+
+        *param = NULL;
+        if (!v)
+                return true;
+        if (report_parse_time(v, &ms) < 0)
+                return false;
+        snprintf(out, 24, "%lld", (long long)ms);
+        *param = out;
+        return true;
+}
+
+static bool transfer_id_valid(const char *id) {
+        size_t n = strlen(id);
+        if (n == 0 || n > 18)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (id[i] < '0' || id[i] > '9')
+                        return false;
+        return true;
+}
+
+enum MHD_Result api_transfers_list(struct request *req) {
+        const char *state = api_query(req, "state"), *dc = api_query(req, "datacenter_id"),
+                   *snapshot = api_query(req, "snapshot_id"), *since, *until;
+        char since_ms[24], until_ms[24];
+        struct api_page page;
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+
+        if (state && !state_list_valid(state))
+                return api_reply_problem(req, 400, "invalid-query", "Invalid query",
+                                         "state is a comma-separated list of queued, running, "
+                                         "succeeded, failed, cancelled",
+                                         NULL);
+        if (!query_time(req, "since", since_ms, &since) || !query_time(req, "until", until_ms, &until))
+                return api_reply_problem(req, 400, "invalid-query", "Invalid query",
+                                         "since and until are RFC 3339 date-times", NULL);
+        if (!api_page_parse(req, &page, true, &ret))
+                return ret;
+        {
+                const char *params[7] = { state, dc, snapshot, since, until, page.after,
+                                          page.limit_plus_one };
+                if (api_exec(req,
+                             "SELECT t.id, " TRANSFER_JSON "::text FROM transfers t"
+                             " WHERE ($1::text IS NULL OR t.state = ANY (string_to_array($1, ',')))"
+                             "   AND ($2::text IS NULL OR t.from_dc = $2 OR t.to_dc = $2)"
+                             "   AND ($3::text IS NULL OR t.snapshot_id = $3)"
+                             "   AND ($4::text IS NULL OR t.created_at >= to_timestamp($4::float8 / 1000))"
+                             "   AND ($5::text IS NULL OR t.created_at < to_timestamp($5::float8 / 1000))"
+                             "   AND ($6::bigint IS NULL OR t.id < $6::bigint)"
+                             " ORDER BY t.id DESC LIMIT $7::int",
+                             7, params, &res) < 0) {
+                        api_page_fini(&page);
+                        return api_reply_db_error(req);
+                }
+        }
+        ret = api_reply_page(req, &page, res, 1);
+        store_result_free(res);
+        api_page_fini(&page);
+        return ret;
+}
+
+enum MHD_Result api_transfers_get(struct request *req) {
+        const char *params[1] = { api_param(req, 0) };
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+        int r;
+
+        if (!transfer_id_valid(params[0]))
+                return api_reply_not_found(req, "transfer", params[0]);
+        r = api_fetch_one(req, SELECT_ONE, 1, params, &res);
+        if (r <= 0)
+                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", params[0]);
+        ret = api_reply_raw(req, 200, store_text(res, 0, 1), NULL);
+        store_result_free(res);
+        return ret;
+}
+
+/* Commits, then answers with the transfer `id` as the transaction left it. */
+static enum MHD_Result commit_and_reply(struct request *req, const char *id, unsigned status,
+                                        const char *audit_type, const char *subject,
+                                        json_t *audit_data) {
+        const char *params[1] = { id };
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+        char location[64];
+        const char *headers[3] = { "Location", location, NULL };
+
+        if (api_fetch_one(req, SELECT_ONE, 1, params, &res) <= 0) {
+                json_decref(audit_data);
+                return api_reply_db_error(req);
+        }
+        json_object_set_new(audit_data, "transfer", json_loads(store_text(res, 0, 1), 0, NULL));
+        if (api_audit(req, audit_type, subject, audit_data) < 0 || api_commit(req) < 0) {
+                store_result_free(res);
+                return api_reply_db_error(req);
+        }
+        snprintf(location, sizeof(location), "/v1/transfers/%s", id);
+        ret = api_reply_raw(req, status, store_text(res, 0, 1), status == 201 ? headers : NULL);
+        store_result_free(res);
+        return ret;
+}
+
+/* Begins, locks the transfer: 1 and its state and snapshot, 0 not found, <0. */
+static int lock_transfer(struct request *req, const char *id, char state[16], char snapshot[80]) {
+        const char *params[1] = { id };
+        struct store_result *res = NULL;
+        int r;
+
+        if (!transfer_id_valid(id))
+                return 0;
+        if ((r = api_begin(req)) < 0)
+                return r;
+        r = api_fetch_one(req,
+                          "SELECT state, snapshot_id FROM transfers WHERE id = $1::bigint FOR UPDATE",
+                          1, params, &res);
+        if (r == 1) {
+                snprintf(state, 16, "%s", store_text(res, 0, 0));
+                snprintf(snapshot, 80, "%s", store_text(res, 0, 1));
+        }
+        store_result_free(res);
+        return r;
+}
+
+enum MHD_Result api_transfers_cancel(struct request *req) {
+        const char *id = api_param(req, 0);
+        char state[16], snapshot[80], detail[128];
+        int r = lock_transfer(req, id, state, snapshot);
+
+        if (r <= 0)
+                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", id);
+        if (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0) {
+                snprintf(detail, sizeof(detail),
+                         "the transfer is %s; only queued or running ones can be cancelled", state);
+                return api_reply_conflict(req, "transfer-not-cancellable", detail);
+        }
+        {
+                /* The schema's own way to end a transfer: it also releases the
+                 * bytes the transfer had reserved at its target. */
+                char error[200];
+                const char *params[2] = { id, error };
+                snprintf(error, sizeof(error), "cancelled by %s", req->who.name);
+                if (api_exec(req, "SELECT homing_transfer_ended($1::bigint, 'cancelled', $2)", 2,
+                             params, NULL) < 0)
+                        return api_reply_db_error(req);
+        }
+        return commit_and_reply(req, id, 200, "io.homing.transfer.cancelled", snapshot,
+                                json_pack("{s:I, s:s}", "transfer_id",
+                                          (json_int_t)strtoll(id, NULL, 10), "from_state", state));
+}
+
+/* After a retry inserted nothing: why not. */
+static enum MHD_Result retry_refused(struct request *req, const char *id) {
+        const char *params[1] = { id };
+        struct store_result *res = NULL;
+        char detail[192];
+        int r = api_fetch_one(
+                req,
+                "SELECT (SELECT r.id FROM transfers r WHERE r.retry_of = o.id),"
+                "       (SELECT x.id FROM transfers x WHERE x.snapshot_id = o.snapshot_id"
+                "          AND x.state IN ('queued', 'running')),"
+                "       (SELECT p.datacenter_id = o.to_dc FROM placements p"
+                "          WHERE p.snapshot_id = o.snapshot_id AND p.active),"
+                "       (SELECT d.status FROM datacenters d WHERE d.id = o.to_dc)"
+                " FROM transfers o WHERE o.id = $1::bigint",
+                1, params, &res);
+        enum MHD_Result ret;
+
+        if (r <= 0)
+                return api_reply_db_error(req);
+        if (store_text(res, 0, 0)) {
+                snprintf(detail, sizeof(detail), "transfer %s was retried already: transfer %s",
+                         id, store_text(res, 0, 0));
+                ret = api_reply_conflict(req, "already-retried", detail);
+        } else if (store_text(res, 0, 1)) {
+                snprintf(detail, sizeof(detail),
+                         "transfer %s of the same snapshot is queued or running",
+                         store_text(res, 0, 1));
+                ret = api_reply_conflict(req, "snapshot-in-transfer", detail);
+        } else if (store_bool(res, 0, 2)) {
+                ret = api_reply_conflict(req, "already-there",
+                                         "the snapshot is already active at the target");
+        } else {
+                snprintf(detail, sizeof(detail), "the target datacenter is %s, not active",
+                         store_text(res, 0, 3) ? store_text(res, 0, 3) : "gone");
+                ret = api_reply_conflict(req, "target-unavailable", detail);
+        }
+        store_result_free(res);
+        return ret;
+}
+
+enum MHD_Result api_transfers_retry(struct request *req) {
+        const char *id = api_param(req, 0);
+        struct store_result *res = NULL;
+        char state[16], snapshot[80], detail[128], new_id[24];
+        int r = lock_transfer(req, id, state, snapshot);
+
+        if (r <= 0)
+                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", id);
+        if (strcmp(state, "failed") != 0 && strcmp(state, "cancelled") != 0) {
+                snprintf(detail, sizeof(detail),
+                         "the transfer is %s; only failed or cancelled ones can be retried", state);
+                return api_reply_conflict(req, "transfer-not-retryable", detail);
+        }
+        {
+                const char *params[2] = { id, req->api->cfg->topic_transfers };
+                /* ON CONFLICT without a target: the retry key, and the one open
+                 * transfer per snapshot, both turn into "nothing inserted". */
+                r = api_fetch_one(
+                        req,
+                        "WITH t AS ("
+                        "  INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id,"
+                        "    template_present, priority, reason, idempotency_key, bytes_total,"
+                        "    retry_of)"
+                        "  SELECT o.snapshot_id, p.datacenter_id, o.to_dc, o.template_id, x.present,"
+                        "    o.priority, 'operator-retry', 'retry-of-' || o.id,"
+                        "    s.size_bytes + CASE WHEN x.present THEN 0 ELSE tpl.size_bytes END, o.id"
+                        "  FROM transfers o"
+                        "  JOIN snapshots s ON s.id = o.snapshot_id"
+                        "  JOIN templates tpl ON tpl.id = o.template_id"
+                        "  JOIN datacenters d ON d.id = o.to_dc AND d.status = 'active'"
+                        "  LEFT JOIN placements p ON p.snapshot_id = o.snapshot_id AND p.active"
+                        "  CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM template_replicas r"
+                        "    WHERE r.template_id = o.template_id AND r.datacenter_id = o.to_dc)"
+                        "    AS present) x"
+                        "  WHERE o.id = $1::bigint AND p.datacenter_id IS DISTINCT FROM o.to_dc"
+                        "  ON CONFLICT DO NOTHING RETURNING *),"
+                        " reserve AS ("
+                        "  UPDATE datacenters d SET reserved_bytes = d.reserved_bytes + t.bytes_total,"
+                        "   updated_at = now() FROM t WHERE d.id = t.to_dc),"
+                        " job AS ("
+                        "  INSERT INTO outbox (topic, key, payload)"
+                        "  SELECT $2, t.snapshot_id, jsonb_build_object("
+                        "    'transfer_id', t.id, 'snapshot_id', t.snapshot_id, 'from_dc', t.from_dc,"
+                        "    'to_dc', t.to_dc, 'template_id', t.template_id,"
+                        "    'template_present', t.template_present, 'priority', t.priority,"
+                        "    'reason', t.reason, 'bytes_total', t.bytes_total,"
+                        "    'idempotency_key', t.idempotency_key, 'retry_of', t.retry_of) FROM t)"
+                        "SELECT id FROM t",
+                        2, params, &res);
+        }
+        if (r < 0)
+                return api_reply_db_error(req);
+        if (r == 0)
+                return retry_refused(req, id);
+        snprintf(new_id, sizeof(new_id), "%s", store_text(res, 0, 0));
+        store_result_free(res);
+        return commit_and_reply(req, new_id, 201, "io.homing.transfer.retried", snapshot,
+                                json_pack("{s:I, s:I}", "transfer_id",
+                                          (json_int_t)strtoll(new_id, NULL, 10), "retry_of",
+                                          (json_int_t)strtoll(id, NULL, 10)));
+}

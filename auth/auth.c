@@ -1,0 +1,462 @@
+/*
+ * Device tokens (HMAC-SHA-256, rotating keys), operator tokens (random,
+ * stored as SHA-256), roles. See auth.h for the formats. The primitives come
+ * from Nettle and GnuTLS; this file only arranges them.
+ */
+#include "auth/auth.h"
+
+#include <errno.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <jansson.h>
+#include <nettle/base64.h>
+#include <nettle/hmac.h>
+#include <nettle/memops.h>
+#include <nettle/sha2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KEY_MIN_BYTES 32
+#define KEY_MAX_BYTES 128
+#define OPERATOR_SECRET_BYTES 32
+
+/* ---- roles ---------------------------------------------------------------- */
+
+static const char *const role_names[] = { "none", "viewer", "operator", "admin" };
+
+enum auth_role auth_role_parse(const char *name) {
+        for (int r = AUTH_ROLE_VIEWER; name && r <= AUTH_ROLE_ADMIN; r++)
+                if (!strcmp(name, role_names[r]))
+                        return (enum auth_role)r;
+        return AUTH_ROLE_NONE;
+}
+
+const char *auth_role_name(enum auth_role role) {
+        return role >= AUTH_ROLE_NONE && role <= AUTH_ROLE_ADMIN ? role_names[role] : "none";
+}
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+bool auth_equal(const void *a, const void *b, size_t n) {
+        return memeql_sec(a, b, n) != 0;
+}
+
+int auth_random(void *buf, size_t len) {
+        return gnutls_rnd(GNUTLS_RND_KEY, buf, len) == 0 ? 0 : -EIO;
+}
+
+static int base64_encode_with(void (*init)(struct base64_encode_ctx *), bool pad,
+                              const void *data, size_t len, char **out) {
+        struct base64_encode_ctx ctx;
+        size_t n;
+        char *text = malloc(BASE64_ENCODE_LENGTH(len) + BASE64_ENCODE_FINAL_LENGTH + 1);
+
+        if (!text)
+                return -ENOMEM;
+        init(&ctx);
+        n = base64_encode_update(&ctx, text, len, data);
+        n += base64_encode_final(&ctx, text + n);
+        while (!pad && n > 0 && text[n - 1] == '=')
+                n--;
+        text[n] = '\0';
+        *out = text;
+        return 0;
+}
+
+int auth_base64url_encode(const void *data, size_t len, char **out) {
+        return base64_encode_with(base64url_encode_init, false, data, len, out);
+}
+
+static bool base64url_char(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '_';
+}
+
+int auth_base64url_decode(const char *text, size_t len, uint8_t **out, size_t *out_len) {
+        struct base64_decode_ctx ctx;
+        char *padded, *again = NULL;
+        uint8_t *bytes;
+        size_t n = 0, padded_len = len;
+        bool ok;
+
+        for (size_t i = 0; i < len; i++)
+                if (!base64url_char(text[i]))
+                        return -EINVAL;
+        if (len % 4 == 1)
+                return -EINVAL;
+        /* Nettle wants whole quanta: put back the padding base64url leaves off. */
+        while (padded_len % 4)
+                padded_len++;
+        padded = malloc(padded_len + 1);
+        bytes = malloc(BASE64_DECODE_LENGTH(padded_len) + 1);
+        if (!padded || !bytes) {
+                free(padded);
+                free(bytes);
+                return -ENOMEM;
+        }
+        memcpy(padded, text, len);
+        memset(padded + len, '=', padded_len - len);
+        base64url_decode_init(&ctx);
+        ok = base64_decode_update(&ctx, &n, bytes, padded_len, padded) &&
+             base64_decode_final(&ctx);
+        free(padded);
+        /* One encoding per value: stray low bits would make a second spelling. */
+        if (ok && auth_base64url_encode(bytes, n, &again) < 0) {
+                free(bytes);
+                return -ENOMEM;
+        }
+        ok = ok && strlen(again) == len && !memcmp(again, text, len);
+        free(again);
+        if (!ok) {
+                free(bytes);
+                return -EINVAL;
+        }
+        bytes[n] = '\0';
+        *out = bytes;
+        *out_len = n;
+        return 0;
+}
+
+void auth_sha256_hex(const void *data, size_t len, char out[65]) {
+        static const char hex[] = "0123456789abcdef";
+        struct sha256_ctx ctx;
+        uint8_t digest[SHA256_DIGEST_SIZE];
+
+        sha256_init(&ctx);
+        sha256_update(&ctx, len, data);
+        sha256_digest(&ctx, sizeof(digest), digest);
+        for (size_t i = 0; i < sizeof(digest); i++) {
+                out[2 * i] = hex[digest[i] >> 4];
+                out[2 * i + 1] = hex[digest[i] & 15];
+        }
+        out[64] = '\0';
+}
+
+bool auth_id_valid(const char *id) {
+        size_t n = id ? strlen(id) : 0;
+
+        if (n < 1 || n > AUTH_ID_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = id[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      strchr("-_.:@", c)))
+                        return false;
+        }
+        return true;
+}
+
+static bool kid_valid(const char *kid, size_t n) {
+        if (n < 1 || n > AUTH_KID_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = kid[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '_'))
+                        return false;
+        }
+        return true;
+}
+
+/* ---- keyring ----------------------------------------------------------------- */
+
+struct auth_key {
+        char kid[AUTH_KID_MAX + 1];
+        uint8_t key[KEY_MAX_BYTES];
+        size_t key_len;
+};
+
+struct auth_keyring {
+        struct auth_key *keys;
+        size_t n;
+};
+
+struct auth_keyring *auth_keyring_free(struct auth_keyring *ring) {
+        if (ring) {
+                /* Keys are secrets: leave nothing behind. */
+                if (ring->keys)
+                        explicit_bzero(ring->keys, ring->n * sizeof(*ring->keys));
+                free(ring->keys);
+                free(ring);
+        }
+        return NULL;
+}
+
+size_t auth_keyring_size(const struct auth_keyring *ring) {
+        return ring ? ring->n : 0;
+}
+
+const char *auth_keyring_signing_kid(const struct auth_keyring *ring) {
+        return ring && ring->n ? ring->keys[0].kid : NULL;
+}
+
+static int key_parse(const char *entry, size_t len, struct auth_key *key, char *err,
+                     size_t err_size) {
+        const char *colon = memchr(entry, ':', len);
+        struct base64_decode_ctx ctx;
+        uint8_t *bytes = NULL;
+        size_t kid_len, b64_len, n = 0;
+        int r = -EINVAL;
+
+        if (!colon || !kid_valid(entry, (size_t)(colon - entry))) {
+                snprintf(err, err_size, "a key is kid:base64key, the kid 1 to %d of [A-Za-z0-9_-]",
+                         AUTH_KID_MAX);
+                return -EINVAL;
+        }
+        kid_len = (size_t)(colon - entry);
+        b64_len = len - kid_len - 1;
+        memcpy(key->kid, entry, kid_len);
+        key->kid[kid_len] = '\0';
+        bytes = malloc(BASE64_DECODE_LENGTH(b64_len) + 1);
+        if (!bytes)
+                return -ENOMEM;
+        base64_decode_init(&ctx);
+        if (!base64_decode_update(&ctx, &n, bytes, b64_len, colon + 1) ||
+            !base64_decode_final(&ctx)) {
+                snprintf(err, err_size, "key '%s' is not base64", key->kid);
+        } else if (n < KEY_MIN_BYTES || n > KEY_MAX_BYTES) {
+                snprintf(err, err_size, "key '%s' has %zu bytes; keys have %d to %d", key->kid, n,
+                         KEY_MIN_BYTES, KEY_MAX_BYTES);
+        } else {
+                memcpy(key->key, bytes, n);
+                key->key_len = n;
+                r = 0;
+        }
+        explicit_bzero(bytes, BASE64_DECODE_LENGTH(b64_len));
+        free(bytes);
+        return r;
+}
+
+int auth_keyring_new(const char *spec, struct auth_keyring **out, char *err, size_t err_size) {
+        struct auth_keyring *ring = calloc(1, sizeof(*ring));
+        size_t entries = 1;
+        const char *p;
+        int r;
+
+        if (!ring)
+                return -ENOMEM;
+        if (!spec || !*spec) {
+                *out = ring;
+                return 0;
+        }
+        for (p = spec; *p; p++)
+                entries += *p == ',';
+        ring->keys = calloc(entries, sizeof(*ring->keys));
+        if (!ring->keys) {
+                free(ring);
+                return -ENOMEM;
+        }
+        for (p = spec; *p;) {
+                size_t len = strcspn(p, ",");
+                r = key_parse(p, len, &ring->keys[ring->n], err, err_size);
+                if (r < 0)
+                        goto fail;
+                for (size_t i = 0; i < ring->n; i++) {
+                        if (!strcmp(ring->keys[i].kid, ring->keys[ring->n].kid)) {
+                                snprintf(err, err_size, "kid '%s' appears twice", ring->keys[i].kid);
+                                r = -EINVAL;
+                                goto fail;
+                        }
+                }
+                ring->n++;
+                p += len;
+                if (*p == ',')
+                        p++;
+        }
+        *out = ring;
+        return 0;
+fail:
+        auth_keyring_free(ring);
+        return r;
+}
+
+static const struct auth_key *keyring_find(const struct auth_keyring *ring, const char *kid,
+                                           size_t kid_len) {
+        for (size_t i = 0; ring && i < ring->n; i++)
+                if (strlen(ring->keys[i].kid) == kid_len && !memcmp(ring->keys[i].kid, kid, kid_len))
+                        return &ring->keys[i];
+        return NULL;
+}
+
+int auth_key_generate(const char *kid, char **out) {
+        uint8_t key[KEY_MIN_BYTES];
+        char *b64 = NULL, *entry;
+        int r;
+
+        if (!kid || !kid_valid(kid, strlen(kid)))
+                return -EINVAL;
+        if (auth_random(key, sizeof(key)) < 0)
+                return -EIO;
+        r = base64_encode_with(base64_encode_init, true, key, sizeof(key), &b64);
+        explicit_bzero(key, sizeof(key));
+        if (r < 0)
+                return r;
+        if (asprintf(&entry, "%s:%s", kid, b64) < 0)
+                entry = NULL;
+        free(b64);
+        if (!entry)
+                return -ENOMEM;
+        *out = entry;
+        return 0;
+}
+
+/* ---- device tokens ------------------------------------------------------------ */
+
+static void mac_compute(const struct auth_key *key, const char *signed_part, size_t len,
+                        uint8_t mac[SHA256_DIGEST_SIZE]) {
+        struct hmac_sha256_ctx ctx;
+
+        hmac_sha256_set_key(&ctx, key->key_len, key->key);
+        hmac_sha256_update(&ctx, len, (const uint8_t *)signed_part);
+        hmac_sha256_digest(&ctx, SHA256_DIGEST_SIZE, mac);
+        explicit_bzero(&ctx, sizeof(ctx));
+}
+
+int auth_device_token_mint(const struct auth_keyring *ring, const char *device_id,
+                           const char *user_id, int64_t exp_s, char **out) {
+        const struct auth_key *key;
+        uint8_t mac[SHA256_DIGEST_SIZE];
+        json_t *payload;
+        char *json = NULL, *b64_payload = NULL, *b64_mac = NULL, *signed_part = NULL,
+             *token = NULL;
+        int r = -ENOMEM;
+
+        if (!auth_id_valid(device_id) || !auth_id_valid(user_id) || exp_s <= 0)
+                return -EINVAL;
+        if (!ring || ring->n == 0)
+                return -ENOKEY;
+        key = &ring->keys[0];
+        payload = json_pack("{s:s, s:s, s:I}", "device_id", device_id, "user_id", user_id, "exp",
+                            (json_int_t)exp_s);
+        json = payload ? json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        json_decref(payload);
+        if (!json || auth_base64url_encode(json, strlen(json), &b64_payload) < 0)
+                goto out;
+        if (asprintf(&signed_part, "v1.%s.%s", key->kid, b64_payload) < 0) {
+                signed_part = NULL;
+                goto out;
+        }
+        mac_compute(key, signed_part, strlen(signed_part), mac);
+        if (auth_base64url_encode(mac, sizeof(mac), &b64_mac) < 0)
+                goto out;
+        if (asprintf(&token, "%s.%s", signed_part, b64_mac) < 0)
+                goto out;
+        *out = token;
+        r = 0;
+out:
+        free(json);
+        free(b64_payload);
+        free(b64_mac);
+        free(signed_part);
+        return r;
+}
+
+/* Copies a string member that must be a valid id. */
+static bool claim_id(const json_t *payload, const char *name, char out[AUTH_ID_MAX + 1]) {
+        const char *v = json_string_value(json_object_get(payload, name));
+        if (!v || !auth_id_valid(v))
+                return false;
+        strcpy(out, v);
+        return true;
+}
+
+int auth_device_token_verify(const struct auth_keyring *ring, const char *token, int64_t now_s,
+                             struct auth_device_claims *claims) {
+        const char *kid, *payload_b64, *mac_b64, *dot;
+        size_t len, kid_len, payload_len;
+        const struct auth_key *key;
+        uint8_t mac[SHA256_DIGEST_SIZE], *given = NULL, *json = NULL;
+        size_t given_len = 0, json_len = 0;
+        json_t *payload = NULL;
+        int r = -EINVAL;
+
+        len = token ? strnlen(token, AUTH_TOKEN_MAX + 1) : 0;
+        if (len == 0 || len > AUTH_TOKEN_MAX || strncmp(token, "v1.", 3) != 0)
+                return -EINVAL;
+        kid = token + 3;
+        if (!(dot = strchr(kid, '.')))
+                return -EINVAL;
+        kid_len = (size_t)(dot - kid);
+        payload_b64 = dot + 1;
+        if (!(dot = strchr(payload_b64, '.')))
+                return -EINVAL;
+        payload_len = (size_t)(dot - payload_b64);
+        mac_b64 = dot + 1;
+        if (strchr(mac_b64, '.') || !kid_valid(kid, kid_len) || payload_len == 0)
+                return -EINVAL;
+
+        key = keyring_find(ring, kid, kid_len);
+        if (!key)
+                return -ENOKEY;
+        if (auth_base64url_decode(mac_b64, strlen(mac_b64), &given, &given_len) < 0)
+                return -EINVAL;
+        if (given_len != sizeof(mac)) {
+                r = -EBADMSG;
+                goto out;
+        }
+        mac_compute(key, token, (size_t)(mac_b64 - 1 - token), mac);
+        if (!auth_equal(mac, given, sizeof(mac))) {
+                r = -EBADMSG;
+                goto out;
+        }
+
+        /* Signed by us: now the payload may be read. */
+        if (auth_base64url_decode(payload_b64, payload_len, &json, &json_len) < 0)
+                goto out;
+        payload = json_loadb((const char *)json, json_len, JSON_REJECT_DUPLICATES, NULL);
+        if (!json_is_object(payload) || json_object_size(payload) != 3 ||
+            !json_is_integer(json_object_get(payload, "exp")) ||
+            !claim_id(payload, "device_id", claims->device_id) ||
+            !claim_id(payload, "user_id", claims->user_id))
+                goto out;
+        claims->exp_s = json_integer_value(json_object_get(payload, "exp"));
+        memcpy(claims->kid, kid, kid_len);
+        claims->kid[kid_len] = '\0';
+        r = claims->exp_s > now_s ? 0 : -EKEYEXPIRED;
+out:
+        json_decref(payload);
+        free(given);
+        free(json);
+        return r;
+}
+
+/* ---- operator tokens ------------------------------------------------------------ */
+
+int auth_operator_token_generate(char **out) {
+        uint8_t secret[OPERATOR_SECRET_BYTES];
+        char *b64 = NULL, *token;
+        int r;
+
+        if (auth_random(secret, sizeof(secret)) < 0)
+                return -EIO;
+        r = auth_base64url_encode(secret, sizeof(secret), &b64);
+        explicit_bzero(secret, sizeof(secret));
+        if (r < 0)
+                return r;
+        if (asprintf(&token, AUTH_OPERATOR_PREFIX "%s", b64) < 0)
+                token = NULL;
+        explicit_bzero(b64, strlen(b64));
+        free(b64);
+        if (!token)
+                return -ENOMEM;
+        *out = token;
+        return 0;
+}
+
+bool auth_operator_token_wellformed(const char *token) {
+        size_t prefix = strlen(AUTH_OPERATOR_PREFIX), n;
+
+        if (!token || strncmp(token, AUTH_OPERATOR_PREFIX, prefix) != 0)
+                return false;
+        n = strnlen(token + prefix, 64);
+        if (n != BASE64_ENCODE_RAW_LENGTH(OPERATOR_SECRET_BYTES) - 1)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = token[prefix + i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '_'))
+                        return false;
+        }
+        return true;
+}

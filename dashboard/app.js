@@ -1,0 +1,414 @@
+/*
+ * homing's operator dashboard: plain JavaScript over the REST API.
+ *
+ * A world map (Natural Earth country outlines from world-atlas, projected by
+ * d3-geo) with every datacenter (colour: status; ring: how full; halo: how
+ * many snapshots it holds), the transfers in flight as great-circle arcs,
+ * and the live numbers: queue depth, decisions per minute, ingest rate.
+ * Clicking a datacenter lists its snapshots and transfers; an operator can
+ * drain it (or activate it again) from there. Everything is polled every
+ * few seconds with the operator's bearer token; nothing leaves this server.
+ */
+'use strict';
+
+(() => {
+  const POLL_MS = 3000;
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    token: localStorage.getItem('homing.token'),
+    me: null,
+    world: null,
+    dcs: new Map(),
+    transfers: [],
+    selected: null,
+    lastIngest: null,
+    timer: null,
+  };
+  let projection = null;
+  let geoPath = null;
+  let layers = null;
+  let markers = new Map();
+
+  /* ---- the API ---------------------------------------------------------- */
+
+  class ApiError extends Error {
+    constructor(status, detail) {
+      super(detail);
+      this.status = status;
+    }
+  }
+
+  async function api(method, url, body, headers) {
+    const h = Object.assign({ Authorization: `Bearer ${state.token}` }, headers || {});
+    if (body !== undefined) h['Content-Type'] = 'application/json';
+    const resp = await fetch(url, {
+      method,
+      headers: h,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await resp.text();
+    const data = text ? JSON.parse(text) : null;
+    if (resp.status === 401) {
+      askForToken('The token was refused: it is unknown or was revoked.');
+    }
+    if (!resp.ok) throw new ApiError(resp.status, (data && data.detail) || resp.statusText);
+    return { data, etag: resp.headers.get('ETag') };
+  }
+
+  /* Every page of a list, following next_cursor. */
+  async function all(url) {
+    let items = [];
+    let cursor = null;
+    do {
+      const sep = url.includes('?') ? '&' : '?';
+      const page = `${url}${sep}limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+      const { data } = await api('GET', page);
+      items = items.concat(data.items);
+      cursor = data.next_cursor;
+    } while (cursor && items.length < 20000);
+    return items;
+  }
+
+  /* ---- drawing helpers ---------------------------------------------------- */
+
+  function el(name, attrs, children) {
+    const node = document.createElementNS(SVG_NS, name);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    for (const c of children || []) node.appendChild(c);
+    return node;
+  }
+
+  function title(text) {
+    const t = el('title');
+    t.textContent = text;
+    return t;
+  }
+
+  function bytes(n) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) {
+      n /= 1024;
+      i += 1;
+    }
+    return `${n.toFixed(n < 10 && i ? 1 : 0)} ${units[i]}`;
+  }
+
+  function fullness(dc) {
+    return dc.capacity_bytes > 0 ? Math.min(1, dc.used_bytes / dc.capacity_bytes) : 0;
+  }
+
+  /* ---- the map ------------------------------------------------------------ */
+
+  function setupMap() {
+    const svg = $('map');
+    const { width, height } = svg.getBoundingClientRect();
+    svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+    svg.replaceChildren();
+    projection = d3.geoNaturalEarth1().fitExtent([[10, 10], [width - 10, height - 10]],
+      { type: 'Sphere' });
+    geoPath = d3.geoPath(projection);
+    svg.appendChild(el('path', { class: 'sphere', d: geoPath({ type: 'Sphere' }) }));
+    svg.appendChild(el('path', { class: 'graticule', d: geoPath(d3.geoGraticule10()) }));
+    const countries = el('g', { id: 'countries' });
+    if (state.world) {
+      const features = topojson.feature(state.world, state.world.objects.countries).features;
+      for (const f of features) {
+        countries.appendChild(el('path', { class: 'country', d: geoPath(f) },
+          [title(f.properties.name || '')]));
+      }
+    }
+    svg.appendChild(countries);
+    layers = { halos: el('g', { id: 'halos' }), arcs: el('g', { id: 'arcs' }), dcs: el('g', { id: 'dcs' }) };
+    markers = new Map();
+    svg.append(layers.halos, layers.arcs, layers.dcs);
+  }
+
+  function showTooltip(evt, text) {
+    const tip = $('tooltip');
+    const box = $('map-wrap').getBoundingClientRect();
+    tip.textContent = text;
+    tip.style.left = `${evt.clientX - box.left + 12}px`;
+    tip.style.top = `${evt.clientY - box.top + 12}px`;
+    tip.hidden = false;
+  }
+
+  /* One set of nodes per datacenter (markers), updated in place: a poll never
+   * pulls a marker from under the pointer. */
+
+  function marker(id) {
+    let m = markers.get(id);
+    if (m) return m;
+    m = {
+      halo: el('circle', { class: 'halo', 'data-id': id }),
+      g: el('g', { class: 'dc-group' }),
+      track: el('circle', { class: 'fill-track', r: 8 }),
+      ring: el('circle', { class: 'fill-ring', r: 8 }),
+      dot: el('circle', { class: 'dc', r: 5, 'data-id': id, tabindex: 0 }),
+    };
+    m.g.append(m.track, m.ring, m.dot);
+    m.dot.addEventListener('mousemove', (evt) => showTooltip(evt, m.label));
+    m.dot.addEventListener('mouseleave', () => { $('tooltip').hidden = true; });
+    m.dot.addEventListener('click', () => select(id));
+    m.dot.addEventListener('keydown', (evt) => { if (evt.key === 'Enter') select(id); });
+    layers.halos.appendChild(m.halo);
+    layers.dcs.appendChild(m.g);
+    markers.set(id, m);
+    return m;
+  }
+
+  /* Where each marker goes. Datacenters of one city (several providers in
+   * Paris) would hide each other: they are fanned out around the city, so
+   * every one of them can be seen and clicked. */
+  function layout() {
+    const groups = new Map();
+    for (const dc of [...state.dcs.values()].sort((a, b) => (a.id < b.id ? -1 : 1))) {
+      const p = projection([dc.lon, dc.lat]);
+      if (!p) continue;
+      const key = `${Math.round(p[0] / 6)},${Math.round(p[1] / 6)}`;
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push({ dc, x: p[0], y: p[1] });
+    }
+    const placed = [];
+    for (const group of groups.values()) {
+      const spread = group.length > 1 ? 7 + 2 * group.length : 0;
+      group.forEach((m, i) => {
+        const angle = (2 * Math.PI * i) / group.length - Math.PI / 2;
+        placed.push({ dc: m.dc, x: m.x + spread * Math.cos(angle), y: m.y + spread * Math.sin(angle) });
+      });
+    }
+    return placed;
+  }
+
+  function drawDatacenters() {
+    const ring = 2 * Math.PI * 8;
+    for (const [id, m] of markers) {
+      if (!state.dcs.has(id)) {
+        m.halo.remove();
+        m.g.remove();
+        markers.delete(id);
+      }
+    }
+    for (const { dc, x, y } of layout()) {
+      const m = marker(dc.id);
+      m.halo.setAttribute('cx', x);
+      m.halo.setAttribute('cy', y);
+      m.halo.setAttribute('r', dc.snapshots > 0 ? 6 + 3.2 * Math.sqrt(dc.snapshots) : 0);
+      for (const c of [m.track, m.ring, m.dot]) {
+        c.setAttribute('cx', x);
+        c.setAttribute('cy', y);
+      }
+      m.ring.setAttribute('stroke-dasharray', `${(fullness(dc) * ring).toFixed(2)} ${ring.toFixed(2)}`);
+      m.ring.setAttribute('transform', `rotate(-90 ${x} ${y})`);
+      m.dot.setAttribute('class', `dc ${dc.status}${dc.id === state.selected ? ' selected' : ''}`);
+      m.dot.setAttribute('data-status', dc.status);
+      m.label = `${dc.name} (${dc.id}) — ${dc.status}, ${dc.snapshots} snapshots, ` +
+        `${Math.round(fullness(dc) * 100)}% full`;
+    }
+  }
+
+  function drawTransfers() {
+    layers.arcs.replaceChildren();
+    let drawn = 0;
+    for (const t of state.transfers) {
+      const from = state.dcs.get(t.from_dc);
+      const to = state.dcs.get(t.to_dc);
+      if (!from || !to) continue;
+      // A great circle: d3-geo interpolates the line on the sphere.
+      const d = geoPath({ type: 'LineString', coordinates: [[from.lon, from.lat], [to.lon, to.lat]] });
+      if (!d) continue;
+      layers.arcs.appendChild(el('path', {
+        class: `transfer-arc ${t.state}`, d, 'data-transfer-id': t.id,
+        'data-from': t.from_dc, 'data-to': t.to_dc,
+      }, [title(`transfer ${t.id}: ${t.snapshot_id} ${t.from_dc} → ${t.to_dc} (${t.state})`)]));
+      const [x, y] = projection([to.lon, to.lat]);
+      layers.arcs.appendChild(el('circle', { class: 'arc-end', cx: x, cy: y, r: 2.5 }));
+      drawn += 1;
+    }
+    $('stat-arcs').textContent = drawn;
+  }
+
+  /* ---- numbers ------------------------------------------------------------- */
+
+  function showStats(stats) {
+    const t = stats.transfers;
+    $('stat-queue').textContent = t.queued + t.running;
+    $('stat-queue-sub').textContent = `${t.queued} queued, ${t.running} running, ` +
+      `${t.failed_last_hour} failed in the last hour`;
+    $('stat-decisions').textContent = stats.decisions_last_minute;
+    const now = Date.now();
+    const total = stats.ingest.reports_accepted_total;
+    if (state.lastIngest && now > state.lastIngest.at) {
+      const rate = Math.max(0, (total - state.lastIngest.total) / ((now - state.lastIngest.at) / 1000));
+      $('stat-ingest').textContent = rate < 10 ? rate.toFixed(1) : Math.round(rate);
+    }
+    state.lastIngest = { at: now, total };
+    const d = stats.datacenters;
+    $('stat-dcs').textContent = d.active + d.draining + d.down;
+    $('stat-dcs-sub').textContent = `${d.active} active, ${d.draining} draining, ${d.down} down`;
+  }
+
+  /* ---- the datacenter panel -------------------------------------------------- */
+
+  function row(cells) {
+    const tr = document.createElement('tr');
+    for (const c of cells) {
+      const td = document.createElement('td');
+      td.textContent = c;
+      tr.appendChild(td);
+    }
+    return tr;
+  }
+
+  function message(text, error) {
+    const m = $('dc-message');
+    m.textContent = text;
+    m.className = error ? 'error' : '';
+  }
+
+  function showPanel() {
+    const dc = state.dcs.get(state.selected);
+    if (!dc) return;
+    $('dc-panel').hidden = false;
+    $('dc-panel').dataset.id = dc.id;
+    $('dc-title').textContent = dc.name;
+    $('dc-where').textContent = [dc.id, dc.provider, dc.city, dc.country_code].filter(Boolean).join(' · ');
+    $('dc-status').textContent = dc.status;
+    $('dc-status').className = dc.status;
+    $('dc-used').textContent = dc.capacity_bytes > 0
+      ? `${bytes(dc.used_bytes)} of ${bytes(dc.capacity_bytes)} (${Math.round(fullness(dc) * 100)}%)`
+      : `${bytes(dc.used_bytes)} (no capacity set)`;
+    $('dc-snapshot-count').textContent = dc.snapshots;
+    const mayAct = state.me && (state.me.role === 'operator' || state.me.role === 'admin');
+    $('drain').disabled = !mayAct || dc.status === 'draining';
+    $('activate').disabled = !mayAct || dc.status === 'active';
+    $('drain').title = mayAct ? '' : 'needs an operator or admin token';
+  }
+
+  async function loadPanelLists(id) {
+    const [transfers, snapshots] = await Promise.all([
+      api('GET', `/v1/transfers?datacenter_id=${encodeURIComponent(id)}&state=queued,running&limit=100`),
+      api('GET', `/v1/snapshots?datacenter_id=${encodeURIComponent(id)}&limit=100`),
+    ]);
+    if (state.selected !== id) return;
+    $('dc-transfers').tBodies[0].replaceChildren(...transfers.data.items.map((t) =>
+      row([t.id, t.snapshot_id, `${t.from_dc || '–'} → ${t.to_dc}`, t.state])));
+    $('dc-snapshots').tBodies[0].replaceChildren(...snapshots.data.items.map((s) =>
+      row([s.id, s.user_id, s.priority, bytes(s.size_bytes)])));
+  }
+
+  async function select(id) {
+    state.selected = id;
+    message('');
+    showPanel();
+    drawDatacenters();
+    try {
+      await loadPanelLists(id);
+    } catch (e) {
+      message(e.message, true);
+    }
+  }
+
+  async function setStatus(status) {
+    const id = state.selected;
+    message(`${status === 'draining' ? 'draining' : 'activating'} ${id}…`);
+    try {
+      // Read the ETag first: if someone changed the datacenter meanwhile, we are told (412).
+      const { etag } = await api('GET', `/v1/datacenters/${encodeURIComponent(id)}`);
+      const { data } = await api('PUT', `/v1/datacenters/${encodeURIComponent(id)}/status`,
+        { status }, { 'If-Match': etag });
+      state.dcs.set(id, data);
+      message(status === 'draining'
+        ? 'draining: no new snapshots will be placed here'
+        : 'active again');
+      showPanel();
+      drawDatacenters();
+      refresh();
+    } catch (e) {
+      message(e.status === 403 ? 'your token may not do this (operator role needed)' : e.message, true);
+    }
+  }
+
+  /* ---- the loop ------------------------------------------------------------- */
+
+  async function refresh() {
+    try {
+      const [dcs, transfers, stats] = await Promise.all([
+        all('/v1/datacenters'),
+        all('/v1/transfers?state=queued,running'),
+        api('GET', '/v1/stats'),
+      ]);
+      state.dcs = new Map(dcs.map((dc) => [dc.id, dc]));
+      state.transfers = transfers;
+      drawDatacenters();
+      drawTransfers();
+      showStats(stats.data);
+      if (state.selected) {
+        showPanel();
+        loadPanelLists(state.selected).catch(() => {});
+      }
+      $('conn').textContent = `live · ${new Date().toLocaleTimeString()}`;
+      $('conn').className = 'ok';
+      document.body.dataset.loaded = 'true';
+    } catch (e) {
+      $('conn').textContent = `cannot reach the API: ${e.message}`;
+      $('conn').className = 'bad';
+    }
+  }
+
+  function askForToken(why) {
+    clearInterval(state.timer);
+    state.timer = null;
+    $('login-error').textContent = why || '';
+    if (!$('login').open) $('login').showModal();
+  }
+
+  async function start() {
+    try {
+      state.me = (await api('GET', '/v1/me')).data;
+    } catch (e) {
+      if (e.status !== 401) askForToken(e.message);
+      return;
+    }
+    $('login').close();
+    $('whoami').textContent = `${state.me.name} (${state.me.role})`;
+    $('token-forget').hidden = false;
+    await refresh();
+    clearInterval(state.timer);
+    state.timer = setInterval(refresh, POLL_MS);
+  }
+
+  async function main() {
+    try {
+      state.world = await (await fetch('/dashboard/countries-110m.json')).json();
+    } catch (e) {
+      state.world = null; // the map still shows the datacenters, without outlines
+    }
+    setupMap();
+    window.addEventListener('resize', () => { setupMap(); drawDatacenters(); drawTransfers(); });
+    $('login-form').addEventListener('submit', (evt) => {
+      evt.preventDefault();
+      state.token = $('token-input').value.trim();
+      localStorage.setItem('homing.token', state.token);
+      start();
+    });
+    $('token-forget').addEventListener('click', () => {
+      localStorage.removeItem('homing.token');
+      state.token = null;
+      askForToken('');
+    });
+    $('dc-close').addEventListener('click', () => {
+      state.selected = null;
+      $('dc-panel').hidden = true;
+      drawDatacenters();
+    });
+    $('drain').addEventListener('click', () => setStatus('draining'));
+    $('activate').addEventListener('click', () => setStatus('active'));
+    if (state.token) start();
+    else askForToken('');
+  }
+
+  main();
+})();

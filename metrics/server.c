@@ -1,0 +1,146 @@
+/*
+ * A small HTTP endpoint for processes that do not run the API: GET
+ * /metrics and GET /healthz, one libmicrohttpd daemon with its own thread.
+ * It never logs: failures come back in the caller's error buffer.
+ */
+#include "metrics/metrics.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+struct metrics_server {
+        struct MHD_Daemon *daemon;
+        struct metrics *registry;
+        int port;
+};
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
+                             char *body, size_t len) {
+        struct MHD_Response *resp =
+                MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+        enum MHD_Result ret;
+
+        if (!resp) {
+                free(body);
+                return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Content-Type", type);
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        ret = MHD_queue_response(conn, status, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+        struct metrics_server *s = cls;
+        char *text;
+        size_t len;
+
+        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+                text = strdup("{\"status\":405,\"title\":\"Method not allowed\"}");
+                return text ? reply(conn, 405, "application/problem+json", text, strlen(text))
+                            : MHD_NO;
+        }
+        if (!strcmp(url, "/metrics")) {
+                if (metrics_render(s->registry, &text, &len) < 0)
+                        return MHD_NO;
+                return reply(conn, 200, METRICS_CONTENT_TYPE, text, len);
+        }
+        if (!strcmp(url, "/healthz")) {
+                text = strdup("{\"status\":\"ok\"}");
+                return text ? reply(conn, 200, "application/json", text, strlen(text)) : MHD_NO;
+        }
+        text = strdup("{\"status\":404,\"title\":\"Not found\"}");
+        return text ? reply(conn, 404, "application/problem+json", text, strlen(text)) : MHD_NO;
+}
+
+/* "host:port", "[v6]:port" or ":port" (all addresses) into an address. */
+static int parse_listen(const char *listen, struct sockaddr_storage *addr, char *errbuf,
+                        size_t size) {
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+                                  .ai_flags = AI_NUMERICSERV | AI_PASSIVE };
+        struct addrinfo *res = NULL;
+        const char *colon = listen ? strrchr(listen, ':') : NULL;
+        char host[256];
+        size_t n;
+        int r;
+
+        if (!colon || !colon[1]) {
+                snprintf(errbuf, size, "'%s' is not host:port", listen ? listen : "(null)");
+                return -EINVAL;
+        }
+        n = (size_t)(colon - listen);
+        if (n >= sizeof(host)) {
+                snprintf(errbuf, size, "host name too long");
+                return -EINVAL;
+        }
+        memcpy(host, listen, n);
+        host[n] = '\0';
+        if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+                memmove(host, host + 1, n - 2);
+                host[n - 2] = '\0';
+        }
+        r = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
+        if (r != 0) {
+                snprintf(errbuf, size, "'%s': %s", listen, gai_strerror(r));
+                return -EINVAL;
+        }
+        memcpy(addr, res->ai_addr, res->ai_addrlen);
+        freeaddrinfo(res);
+        return 0;
+}
+
+int metrics_server_start(struct metrics *m, const char *listen, struct metrics_server **out,
+                         char *errbuf, size_t errbuf_size) {
+        struct sockaddr_storage addr = { 0 };
+        struct metrics_server *s;
+        const union MHD_DaemonInfo *info;
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
+        int r;
+
+        r = parse_listen(listen, &addr, errbuf, errbuf_size);
+        if (r < 0)
+                return r;
+        s = calloc(1, sizeof(*s));
+        if (!s) {
+                snprintf(errbuf, errbuf_size, "out of memory");
+                return -ENOMEM;
+        }
+        s->registry = m;
+        if (addr.ss_family == AF_INET6)
+                flags |= MHD_USE_IPv6;
+        s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+                                     (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_TIMEOUT,
+                                     (unsigned int)10, MHD_OPTION_CONNECTION_LIMIT,
+                                     (unsigned int)16, MHD_OPTION_END);
+        if (!s->daemon) {
+                snprintf(errbuf, errbuf_size, "cannot listen on %s", listen);
+                free(s);
+                return -EADDRINUSE;
+        }
+        info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+        s->port = info ? (int)info->port : 0;
+        *out = s;
+        return 0;
+}
+
+int metrics_server_port(const struct metrics_server *s) {
+        return s ? s->port : 0;
+}
+
+struct metrics_server *metrics_server_free(struct metrics_server *s) {
+        if (!s)
+                return NULL;
+        MHD_stop_daemon(s->daemon);
+        free(s);
+        return NULL;
+}

@@ -1,0 +1,68 @@
+// Drives the operator dashboard in Debian's headless Chromium with
+// playwright-core: signs in with an operator token, waits for the map to
+// show the datacenters and the transfers in flight, drains one datacenter
+// from its panel, and saves a screenshot. Prints one JSON line of what it
+// saw; exits non-zero when something is missing.
+//
+//   node dashboard.mjs URL TOKEN DATACENTER_ID SCREENSHOT.png
+import { chromium } from 'playwright-core';
+
+const [url, token, dcId, screenshot] = process.argv.slice(2);
+if (!screenshot) {
+  console.error('usage: node dashboard.mjs URL TOKEN DATACENTER_ID SCREENSHOT.png');
+  process.exit(2);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const seen = { requests: [], foreign: [], consoleErrors: [] };
+let failed = null;
+try {
+  const page = await browser.newPage({ viewport: { width: 1600, height: 900 } });
+  page.on('request', (r) => {
+    seen.requests.push(r.url());
+    if (!r.url().startsWith(url) && !r.url().startsWith('data:')) seen.foreign.push(r.url());
+  });
+  page.on('console', (m) => { if (m.type() === 'error') seen.consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => seen.consoleErrors.push(String(e)));
+
+  await page.goto(`${url}/`);
+  await page.fill('#token-input', token);
+  await page.click('#token-save');
+  await page.waitForSelector('body[data-loaded="true"]', { timeout: 20000 });
+  await page.waitForSelector('path.transfer-arc', { timeout: 20000 });
+
+  seen.countries = await page.locator('#countries path.country').count();
+  seen.datacenters = await page.locator('circle.dc').count();
+  seen.arcs = await page.locator('path.transfer-arc').count();
+  seen.halos = await page.locator('circle.halo').count();
+  seen.queue = await page.textContent('#stat-queue');
+  seen.whoami = await page.textContent('#whoami');
+
+  // Open the datacenter's panel from the map, then drain it.
+  await page.click(`circle.dc[data-id="${dcId}"]`);
+  await page.waitForSelector(`#dc-panel[data-id="${dcId}"]`, { state: 'visible' });
+  await page.waitForFunction(() => document.querySelectorAll('#dc-snapshots tbody tr').length > 0,
+    null, { timeout: 10000 });
+  seen.panelSnapshots = await page.locator('#dc-snapshots tbody tr').count();
+  seen.panelTransfers = await page.locator('#dc-transfers tbody tr').count();
+  await page.click('#drain');
+  await page.waitForFunction(() => document.getElementById('dc-status').textContent === 'draining',
+    null, { timeout: 10000 });
+  await page.waitForSelector(`circle.dc.draining[data-id="${dcId}"]`, { timeout: 10000 });
+  seen.statusAfterDrain = await page.textContent('#dc-status');
+  seen.message = await page.textContent('#dc-message');
+  await page.locator('#tooltip').evaluate((n) => { n.hidden = true; });
+  await page.screenshot({ path: screenshot });
+  seen.screenshot = screenshot;
+} catch (e) {
+  failed = String(e);
+} finally {
+  await browser.close();
+}
+seen.requests = seen.requests.length;
+console.log(JSON.stringify({ ...seen, failed }));
+process.exit(failed ? 1 : 0);

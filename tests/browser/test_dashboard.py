@@ -1,0 +1,102 @@
+"""The dashboard in a real browser: Debian's headless Chromium, driven by
+playwright-core (tests/browser/dashboard.mjs), against homing on the real
+stack. The map shows the datacenters and the transfers in flight; a drain
+clicked on the page reaches the API (the datacenter is draining in
+PostgreSQL, with the audit event of the operator who clicked); and the
+screenshot is kept in the results folder."""
+import csv
+import importlib.util
+import json
+import os
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+_spec = importlib.util.spec_from_file_location("integration_conftest",
+                                               ROOT / "tests" / "integration" / "conftest.py")
+fixtures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fixtures)
+database, topics, db = fixtures.database, fixtures.topics, fixtures.db  # pytest fixtures
+
+RESULTS = Path(os.environ.get("HOMING_STATE_DIR", ROOT / ".state" / "test")) / "results"
+TARGET = "aws-eu-west-3"  # Paris: drained from the page
+IN_FLIGHT = [("aws-ap-northeast-1", "aws-eu-west-3", "running"),
+             ("aws-us-east-1", "aws-eu-west-3", "queued"),
+             ("aws-sa-east-1", "aws-us-east-1", "queued"),
+             ("azure-australiaeast", "aws-ap-northeast-1", "running")]
+
+
+def load_demo_catalog(db):
+    with open(ROOT / "deploy" / "demo" / "datacenters.csv") as f:
+        rows = list(csv.DictReader(f))
+    rng = random.Random(7)
+    for r in rows:
+        capacity = int(r["capacity_bytes"])
+        db.execute("INSERT INTO datacenters (id, name, provider, city, country_code, lat, lon,"
+                   " capacity_bytes, used_bytes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                   (r["id"], r["name"], r["provider"], r["city"], r["country_code"],
+                    float(r["lat"]), float(r["lon"]), capacity,
+                    int(capacity * rng.uniform(0.05, 0.9))))
+    db.execute("INSERT INTO templates (id, name, size_bytes) VALUES ('tpl-1', 'base', 1000)")
+    # Snapshots where users are: more in a few big hubs, one somewhere else for many.
+    hubs = [TARGET, "aws-us-east-1", "aws-ap-northeast-1", "gcp-europe-west3"]
+    for i in range(120):
+        at = hubs[i % 4] if i < 60 else rng.choice(rows)["id"]
+        fixtures.seed_snapshot(db, f"u-{i:03d}", at)
+    for n, (src, dst, state) in enumerate(IN_FLIGHT):
+        snapshot = fixtures.seed_snapshot(db, f"u-moving-{n}", src)
+        db.execute("INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id,"
+                   " template_present, reason, state, idempotency_key, bytes_total)"
+                   " VALUES (%s, %s, %s, 'tpl-1', false, 'closer', %s, %s, 1500)",
+                   (snapshot, src, dst, state, f"browser-{n}"))
+    return len(rows)
+
+
+@pytest.fixture(scope="module")
+def homing(database, db, topics, tmp_path_factory):
+    h = fixtures.Homing(database, topics, "test-browser", "serve",
+                        tmp_path_factory.mktemp("browser"))
+    h.migrate()
+    h.n_datacenters = load_demo_catalog(db)
+    h.start()
+    yield h
+    h.stop()
+
+
+def test_the_dashboard_shows_the_map_and_drains_a_datacenter(homing, db):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    screenshot = RESULTS / "dashboard.png"
+    token = homing.token("operator", "dashboard-test")
+    proc = subprocess.run(["node", str(HERE / "dashboard.mjs"), homing.url, token, TARGET,
+                           str(screenshot)], cwd=HERE, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.strip(), proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 0 and seen["failed"] is None, f"{seen['failed']}\n{proc.stderr[-2000:]}"
+
+    # The map: Natural Earth's countries, every datacenter, every transfer in flight.
+    assert seen["countries"] >= 170
+    assert seen["datacenters"] == homing.n_datacenters
+    assert seen["arcs"] == len(IN_FLIGHT)
+    assert seen["halos"] > 0
+    assert seen["queue"] == str(len(IN_FLIGHT))
+    assert seen["whoami"] == "dashboard-test (operator)"
+    # The datacenter's panel listed what it holds and what flies to it.
+    assert seen["panelSnapshots"] > 0 and seen["panelTransfers"] == 2
+    # Offline: the page asked nothing of anyone but homing.
+    assert seen["foreign"] == [] and seen["consoleErrors"] == []
+
+    # The drain reached the API: PostgreSQL says so, and who did it.
+    assert seen["statusAfterDrain"] == "draining"
+    assert db.execute("SELECT status FROM datacenters WHERE id = %s",
+                      (TARGET,)).fetchone()[0] == "draining"
+    event = db.execute("SELECT payload FROM outbox WHERE key = %s ORDER BY id DESC LIMIT 1",
+                       (TARGET,)).fetchone()[0]
+    assert event["type"] == "io.homing.datacenter.status_changed"
+    assert event["data"]["actor"]["name"] == "dashboard-test"
+
+    assert screenshot.stat().st_size > 50_000

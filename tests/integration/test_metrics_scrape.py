@@ -1,0 +1,104 @@
+"""/metrics from running processes: valid Prometheus text (promtool), and
+the numbers an on-call operator watches move when homing works."""
+import os
+import re
+import subprocess
+import urllib.request
+
+import pytest
+
+from conftest import Homing, free_port, report, seed_catalog, seed_snapshot, wait_for
+
+
+def promtool_check(text):
+    done = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+                          capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+
+
+def sample(text, name, **labels):
+    """The value of one series, or None."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        got = ",".join(sorted((m.group(2) or "{}")[1:-1].split(","))) if m.group(2) else ""
+        if got == want:
+            return float(m.group(3))
+    return None
+
+
+@pytest.fixture(scope="module")
+def homing(database, db, topics, tmp_path_factory):
+    h = Homing(database, topics, "metrics", "standalone", tmp_path_factory.mktemp("metrics"),
+               extra={"HOMING_DWELL_S": "0", "HOMING_DWELL_REPORTS": "1"})
+    h.migrate()
+    seed_catalog(db)
+    h.start()
+    yield h
+    h.stop()
+
+
+def scrape(homing):
+    status, headers, raw = homing.get("/metrics")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return raw.decode()
+
+
+def test_the_api_and_scheduler_metrics_move_with_the_work(homing, db):
+    seed_snapshot(db, "u-watched", "t-tokyo")
+    before = scrape(homing)
+    promtool_check(before)
+    assert sample(before, "homing_build_info", version="0.1.0") == 1
+
+    assert homing.post("/v1/locations", report(user="u-watched", device="d-watched",
+                                               lat=48.85, lon=2.29))[0] == 202
+    assert homing.post("/v1/locations", b"{", token=homing.device_token("d-x", "u-x"))[0] == 400
+
+    def moved():
+        text = scrape(homing)
+        return (sample(text, "homing_decisions_total", outcome="move", reason="closer") or 0) >= 1 \
+            and (sample(text, "homing_outbox_published_total") or 0) >= 3 and text
+    text = wait_for(moved, what="the move to show in /metrics")
+    promtool_check(text)
+    assert sample(text, "homing_ingest_requests_total", status="202") >= 1
+    assert sample(text, "homing_ingest_requests_total", status="400") >= 1
+    assert sample(text, "homing_ingest_reports_total") >= 1
+    assert sample(text, "homing_ingest_duration_seconds_count") >= 2
+    assert sample(text, "homing_kafka_produce_duration_seconds_count") >= 1
+    assert sample(text, "homing_scheduler_reports_total") >= 1
+    assert sample(text, "homing_consumer_partitions_assigned") == 3
+    assert sample(text, "homing_pg_transaction_duration_seconds_count",
+                  component="scheduler") >= 1
+    assert sample(text, "homing_decide_duration_seconds_count") >= 1
+    assert sample(text, "homing_relay_leader") == 1
+    lags = [sample(text, "homing_consumer_lag_messages", topic=homing.env["HOMING_TOPIC_LOCATIONS"],
+                   partition=str(p)) for p in range(3)]
+    assert all(lag is not None and lag >= 0 for lag in lags)
+    assert sample(text, "process_resident_memory_bytes") > 0
+
+
+def test_metrics_need_a_viewer_token(homing):
+    assert homing.get("/metrics", token=None)[0] == 401
+
+
+def test_a_scheduler_without_the_api_serves_metrics_on_its_own_port(database, topics, tmp_path):
+    port = free_port()
+    s = Homing(database, topics, "metrics-alone", "schedule", tmp_path,
+               extra={"HOMING_METRICS_LISTEN": f"127.0.0.1:{port}"})
+    s.start()
+    try:
+        def scraped():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    return r.read().decode()
+            except OSError:
+                return None
+        text = wait_for(scraped, what="the scheduler's /metrics")
+        promtool_check(text)
+        assert sample(text, "homing_scheduler_reports_total") is not None
+        assert sample(text, "homing_ingest_requests_total", status="202") is None
+    finally:
+        s.stop()

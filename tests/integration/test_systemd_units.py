@@ -1,0 +1,123 @@
+"""deploy/systemd: the units are what systemd itself accepts, start commands
+homing has, read the settings file, and keep their hardening.
+
+`systemd-analyze verify` insists that ExecStart's binary exists, so the units
+are copied to a temporary folder with /usr/local/bin/homing replaced by the
+binary under test; nothing else changes. It needs no running systemd (this
+works in a container whose PID 1 is something else). No stack needed."""
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import HOMING_BIN
+
+UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
+SERVICES = {"homing-serve.service": "serve", "homing-schedule.service": "schedule",
+            "homing-relay.service": "relay", "homing-migrate.service": "migrate"}
+INSTALLED = "/usr/local/bin/homing"
+
+
+def analyze():
+    path = shutil.which("systemd-analyze")
+    assert path, "systemd-analyze is missing: deploy/install-deps installs it (package systemd)"
+    return path
+
+
+def parse(path):
+    """A unit file as {section: [(key, value), ...]}."""
+    sections, current = {}, None
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), [])
+        else:
+            key, _, value = line.partition("=")
+            current.append((key.strip(), value.strip()))
+    return sections
+
+
+def values(unit, section, key):
+    return [v for k, v in unit.get(section, []) if k == key]
+
+
+@pytest.fixture(scope="module")
+def templated(tmp_path_factory):
+    """The units, with the binary under test where they name the installed one."""
+    out = tmp_path_factory.mktemp("units")
+    binary = str(Path(HOMING_BIN).resolve())
+    assert os.access(binary, os.X_OK), f"{binary} is not built"
+    for path in UNITS.iterdir():
+        if path.suffix in (".service", ".target"):
+            (out / path.name).write_text(path.read_text().replace(INSTALLED, binary))
+    return out
+
+
+def test_systemd_verify_accepts_every_unit(templated):
+    files = sorted(str(p) for p in templated.iterdir())
+    assert len(files) == len(SERVICES) + 1
+    result = subprocess.run([analyze(), "verify", *files], capture_output=True, text=True,
+                            timeout=60)
+    # Unknown keys are only warnings to verify: any output at all is a finding.
+    assert result.returncode == 0 and result.stdout + result.stderr == "", \
+        result.stdout + result.stderr
+
+
+def test_every_service_is_hardened_below_exposure_2(templated):
+    files = [str(templated / name) for name in SERVICES]
+    result = subprocess.run([analyze(), "security", "--offline=yes", "--threshold=20", *files],
+                            capture_output=True, text=True, timeout=60)
+    levels = re.findall(r"Overall exposure level for (\S+): ([0-9.]+)", result.stdout)
+    assert len(levels) == len(SERVICES), result.stdout[-2000:] + result.stderr
+    assert result.returncode == 0, levels
+
+
+@pytest.mark.parametrize("name,command", sorted(SERVICES.items()))
+def test_a_service_runs_a_homing_command_with_the_shared_settings(name, command):
+    unit = parse(UNITS / name)
+    assert values(unit, "Service", "ExecStart") == [f"{INSTALLED} {command}"]
+    assert values(unit, "Service", "EnvironmentFile") == ["/etc/homing/homing.env"]
+    for key, expected in (("DynamicUser", "yes"), ("NoNewPrivileges", "yes"),
+                          ("ProtectSystem", "strict"), ("PrivateTmp", "yes"),
+                          ("ProtectHome", "yes"), ("CapabilityBoundingSet", ""),
+                          ("Restart", "on-failure")):
+        assert values(unit, "Service", key) == [expected], key
+    assert values(unit, "Install", "WantedBy") == ["homing.target"]
+    assert "homing.target" in values(unit, "Unit", "PartOf")
+    # The command exists in the binary (its --help answers 0).
+    result = subprocess.run([HOMING_BIN, command, "--help"], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+def test_long_running_services_stop_in_time_and_restart_with_a_limit():
+    for name in ("homing-serve.service", "homing-schedule.service", "homing-relay.service"):
+        unit = parse(UNITS / name)
+        assert values(unit, "Service", "Type") == ["exec"]
+        assert values(unit, "Service", "KillSignal") == ["SIGTERM"]
+        assert values(unit, "Unit", "StartLimitBurst") and values(unit, "Unit",
+                                                                   "StartLimitIntervalSec")
+        assert "homing-migrate.service" in " ".join(values(unit, "Unit", "After"))
+
+
+def test_the_target_pulls_in_migrate_serve_and_schedule():
+    target = parse(UNITS / "homing.target")
+    wanted = " ".join(values(target, "Unit", "Wants")).split()
+    assert sorted(wanted) == ["homing-migrate.service", "homing-schedule.service",
+                              "homing-serve.service"]
+
+
+def test_the_example_settings_are_settings_homing_knows():
+    known = set(re.findall(r"HOMING_[A-Z0-9_]+",
+                           subprocess.run([HOMING_BIN, "serve", "--help"], capture_output=True,
+                                          text=True, timeout=30).stdout))
+    assert "HOMING_PG_DSN" in known
+    example = (UNITS / "homing.env.example").read_text()
+    named = set(re.findall(r"^#?(HOMING_[A-Z0-9_]+)=", example, re.M))
+    assert named, "the example sets nothing"
+    assert named <= known, f"not homing settings: {sorted(named - known)}"
