@@ -29,6 +29,8 @@
 
 #define SELECT_ONE "SELECT d.row_version, " DC_JSON "::text FROM datacenters d WHERE d.id = $1"
 
+static const struct api_resource resource = { "datacenter", "/v1/datacenters", SELECT_ONE };
+
 static bool status_valid(const char *s) {
         return s && (!strcmp(s, "active") || !strcmp(s, "draining") || !strcmp(s, "down"));
 }
@@ -102,18 +104,7 @@ enum MHD_Result api_datacenters_list(struct request *req) {
 }
 
 enum MHD_Result api_datacenters_get(struct request *req) {
-        const char *params[1] = { api_param(req, 0) };
-        struct store_result *res = NULL;
-        enum MHD_Result ret;
-        int r = api_fetch_one(req, SELECT_ONE, 1, params, &res);
-
-        if (r < 0)
-                return api_reply_db_error(req);
-        if (r == 0)
-                return api_reply_not_found(req, "datacenter", params[0]);
-        ret = api_reply_row(req, 200, res, NULL);
-        store_result_free(res);
-        return ret;
+        return api_reply_one(req, &resource, api_param(req, 0));
 }
 
 /* Parses a finite number from a query argument. */
@@ -189,35 +180,6 @@ enum MHD_Result api_datacenters_nearest(struct request *req) {
         return api_reply_json(req, 200, json_pack("{s:o}", "items", items));
 }
 
-/* Replies with the datacenter as it is now in this transaction, after committing. */
-static enum MHD_Result commit_and_reply(struct request *req, const char *id, unsigned status,
-                                        const char *audit_type, json_t *audit_data) {
-        const char *params[1] = { id };
-        struct store_result *res = NULL;
-        enum MHD_Result ret;
-        char location[192];
-
-        if (api_fetch_one(req, SELECT_ONE, 1, params, &res) <= 0) {
-                json_decref(audit_data);
-                return api_reply_db_error(req);
-        }
-        if (audit_type) {
-                json_object_set_new(audit_data, "datacenter",
-                                    json_loads(store_text(res, 0, 1), 0, NULL));
-                if (api_audit(req, audit_type, id, audit_data) < 0 || api_commit(req) < 0) {
-                        store_result_free(res);
-                        return api_reply_db_error(req);
-                }
-        } else if (api_commit(req) < 0) {
-                store_result_free(res);
-                return api_reply_db_error(req);
-        }
-        snprintf(location, sizeof(location), "/v1/datacenters/%s", id);
-        ret = api_reply_row(req, status, res, status == 201 ? location : NULL);
-        store_result_free(res);
-        return ret;
-}
-
 enum MHD_Result api_datacenters_create(struct request *req) {
         enum MHD_Result ret;
         json_t *body = api_body_object(req, &ret);
@@ -269,7 +231,8 @@ enum MHD_Result api_datacenters_create(struct request *req) {
         else if (r == 0)
                 ret = api_reply_conflict(req, "already-exists", "a datacenter with this id exists");
         else
-                ret = commit_and_reply(req, id, 201, "io.homing.datacenter.created", json_object());
+                ret = api_commit_and_reply(req, &resource,
+                        id, 201, "io.homing.datacenter.created", json_object());
 out:
         json_decref(body);
         return ret;
@@ -348,8 +311,8 @@ enum MHD_Result api_datacenters_update(struct request *req) {
                 ret = api_reply_db_error(req);
                 goto out;
         }
-        ret = commit_and_reply(req, id, 200, "io.homing.datacenter.updated",
-                               json_pack("{s:O}", "changes", body));
+        ret = api_commit_and_reply(req, &resource, id, 200, "io.homing.datacenter.updated",
+                                   json_pack("{s:O}", "changes", body));
 out:
         json_decref(body);
         return ret;
@@ -385,7 +348,7 @@ enum MHD_Result api_datacenters_set_status(struct request *req) {
                 goto out;
         if (!strcmp(before, status)) {
                 /* Already so: nothing changes, nothing to audit. */
-                ret = commit_and_reply(req, id, 200, NULL, NULL);
+                ret = api_commit_and_reply(req, &resource, id, 200, NULL, NULL);
                 goto out;
         }
         {
@@ -398,9 +361,9 @@ enum MHD_Result api_datacenters_set_status(struct request *req) {
                 ret = api_reply_db_error(req);
                 goto out;
         }
-        ret = commit_and_reply(req, id, 200, "io.homing.datacenter.status_changed",
-                               json_pack("{s:s, s:s, s:s}", "datacenter_id", id, "from", before,
-                                         "to", status));
+        ret = api_commit_and_reply(req, &resource, id, 200, "io.homing.datacenter.status_changed",
+                                   json_pack("{s:s, s:s, s:s}", "datacenter_id", id, "from", before,
+                                             "to", status));
 out:
         json_decref(body);
         return ret;

@@ -221,6 +221,30 @@ enum MHD_Result api_reply_page(struct request *req, const struct api_page *page,
 enum MHD_Result api_reply_row(struct request *req, unsigned status,
                               const struct store_result *res, const char *location);
 
+/*
+ * A resource with an ETag: its name (in messages and audit data), its
+ * collection's path, and the query that reads one by id ($1) as
+ * (row_version, json) for api_reply_row.
+ */
+struct api_resource {
+        const char *name;
+        const char *collection;
+        const char *select_one;
+};
+
+/* GET of one: the row with its ETag, or 404 naming the resource. */
+enum MHD_Result api_reply_one(struct request *req, const struct api_resource *r, const char *id);
+
+/*
+ * The end of a write: reads the row back as the transaction sees it, puts it
+ * in the audit event's data under the resource's name and writes the event
+ * (when audit_type is not NULL; audit_data is taken either way), commits,
+ * and answers with the row (201 adds its Location).
+ */
+enum MHD_Result api_commit_and_reply(struct request *req, const struct api_resource *r,
+                                     const char *id, unsigned status, const char *audit_type,
+                                     struct json_t *audit_data);
+
 /* BEGIN and COMMIT on req->db; what is left open is rolled back after the handler. */
 int api_begin(struct request *req);
 int api_commit(struct request *req);

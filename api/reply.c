@@ -394,3 +394,49 @@ int api_begin(struct request *req) {
 int api_commit(struct request *req) {
         return store_commit(req->db);
 }
+
+enum MHD_Result api_reply_one(struct request *req, const struct api_resource *r, const char *id) {
+        const char *params[1] = { id };
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+        int found = api_fetch_one(req, r->select_one, 1, params, &res);
+
+        if (found < 0)
+                return api_reply_db_error(req);
+        if (found == 0)
+                return api_reply_not_found(req, r->name, id);
+        ret = api_reply_row(req, 200, res, NULL);
+        store_result_free(res);
+        return ret;
+}
+
+enum MHD_Result api_commit_and_reply(struct request *req, const struct api_resource *r,
+                                     const char *id, unsigned status, const char *audit_type,
+                                     json_t *audit_data) {
+        const char *params[1] = { id };
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+        char location[192];
+
+        if (api_fetch_one(req, r->select_one, 1, params, &res) <= 0) {
+                json_decref(audit_data);
+                return api_reply_db_error(req);
+        }
+        if (audit_type) {
+                json_object_set_new(audit_data, r->name, json_loads(store_text(res, 0, 1), 0, NULL));
+                if (api_audit(req, audit_type, id, audit_data) < 0) {
+                        store_result_free(res);
+                        return api_reply_db_error(req);
+                }
+        } else {
+                json_decref(audit_data);
+        }
+        if (api_commit(req) < 0) {
+                store_result_free(res);
+                return api_reply_db_error(req);
+        }
+        snprintf(location, sizeof(location), "%s/%s", r->collection, id);
+        ret = api_reply_row(req, status, res, status == 201 ? location : NULL);
+        store_result_free(res);
+        return ret;
+}

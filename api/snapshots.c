@@ -25,6 +25,8 @@
 
 #define SELECT_ONE "SELECT s.row_version, " SNAP_JSON "::text FROM snapshots s WHERE s.id = $1"
 
+static const struct api_resource resource = { "snapshot", "/v1/snapshots", SELECT_ONE };
+
 static const struct api_field snap_fields[] = {
         { "id", FIELD_ID, true, false, 0, 0 },
         { "user_id", FIELD_ID, true, false, 0, 0 },
@@ -75,38 +77,7 @@ enum MHD_Result api_snapshots_list(struct request *req) {
 }
 
 enum MHD_Result api_snapshots_get(struct request *req) {
-        const char *params[1] = { api_param(req, 0) };
-        struct store_result *res = NULL;
-        enum MHD_Result ret;
-        int r = api_fetch_one(req, SELECT_ONE, 1, params, &res);
-
-        if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "snapshot", params[0]);
-        ret = api_reply_row(req, 200, res, NULL);
-        store_result_free(res);
-        return ret;
-}
-
-static enum MHD_Result commit_and_reply(struct request *req, const char *id, unsigned status,
-                                        const char *audit_type, json_t *audit_data) {
-        const char *params[1] = { id };
-        struct store_result *res = NULL;
-        enum MHD_Result ret;
-        char location[192];
-
-        if (api_fetch_one(req, SELECT_ONE, 1, params, &res) <= 0) {
-                json_decref(audit_data);
-                return api_reply_db_error(req);
-        }
-        json_object_set_new(audit_data, "snapshot", json_loads(store_text(res, 0, 1), 0, NULL));
-        if (api_audit(req, audit_type, id, audit_data) < 0 || api_commit(req) < 0) {
-                store_result_free(res);
-                return api_reply_db_error(req);
-        }
-        snprintf(location, sizeof(location), "/v1/snapshots/%s", id);
-        ret = api_reply_row(req, status, res, status == 201 ? location : NULL);
-        store_result_free(res);
-        return ret;
+        return api_reply_one(req, &resource, api_param(req, 0));
 }
 
 /* Every allowed zone must exist: 0 when they do, 1 and the first unknown one in out, <0. */
@@ -199,7 +170,8 @@ enum MHD_Result api_snapshots_create(struct request *req) {
         else if (r == 0)
                 ret = api_reply_conflict(req, "already-exists", "a snapshot with this id exists");
         else
-                ret = commit_and_reply(req, id, 201, "io.homing.snapshot.created", json_object());
+                ret = api_commit_and_reply(req, &resource,
+                        id, 201, "io.homing.snapshot.created", json_object());
 out:
         store_result_free(res);
         free(text);
@@ -275,8 +247,8 @@ enum MHD_Result api_snapshots_update(struct request *req) {
         }
         free(text);
         ret = r < 0 ? api_reply_db_error(req)
-                    : commit_and_reply(req, id, 200, "io.homing.snapshot.updated",
-                                       json_pack("{s:O}", "changes", body));
+                    : api_commit_and_reply(req, &resource, id, 200, "io.homing.snapshot.updated",
+                                           json_pack("{s:O}", "changes", body));
 out:
         json_decref(body);
         return ret;

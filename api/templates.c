@@ -22,6 +22,8 @@
 
 #define SELECT_ONE "SELECT t.row_version, " TPL_JSON "::text FROM templates t WHERE t.id = $1"
 
+static const struct api_resource resource = { "template", "/v1/templates", SELECT_ONE };
+
 static const struct api_field tpl_fields[] = {
         { "id", FIELD_ID, true, false, 0, 0 },
         { "name", FIELD_STRING, true, false, 0, 0 },
@@ -59,38 +61,7 @@ enum MHD_Result api_templates_list(struct request *req) {
 }
 
 enum MHD_Result api_templates_get(struct request *req) {
-        const char *params[1] = { api_param(req, 0) };
-        struct store_result *res = NULL;
-        enum MHD_Result ret;
-        int r = api_fetch_one(req, SELECT_ONE, 1, params, &res);
-
-        if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "template", params[0]);
-        ret = api_reply_row(req, 200, res, NULL);
-        store_result_free(res);
-        return ret;
-}
-
-static enum MHD_Result commit_and_reply(struct request *req, const char *id, unsigned status,
-                                        const char *audit_type, json_t *audit_data) {
-        const char *params[1] = { id };
-        struct store_result *res = NULL;
-        enum MHD_Result ret;
-        char location[192];
-
-        if (api_fetch_one(req, SELECT_ONE, 1, params, &res) <= 0) {
-                json_decref(audit_data);
-                return api_reply_db_error(req);
-        }
-        json_object_set_new(audit_data, "template", json_loads(store_text(res, 0, 1), 0, NULL));
-        if (api_audit(req, audit_type, id, audit_data) < 0 || api_commit(req) < 0) {
-                store_result_free(res);
-                return api_reply_db_error(req);
-        }
-        snprintf(location, sizeof(location), "/v1/templates/%s", id);
-        ret = api_reply_row(req, status, res, status == 201 ? location : NULL);
-        store_result_free(res);
-        return ret;
+        return api_reply_one(req, &resource, api_param(req, 0));
 }
 
 enum MHD_Result api_templates_create(struct request *req) {
@@ -123,7 +94,8 @@ enum MHD_Result api_templates_create(struct request *req) {
         else if (r == 0)
                 ret = api_reply_conflict(req, "already-exists", "a template with this id exists");
         else
-                ret = commit_and_reply(req, json_string_value(json_object_get(body, "id")), 201,
+                ret = api_commit_and_reply(req, &resource,
+                        json_string_value(json_object_get(body, "id")), 201,
                                        "io.homing.template.created", json_object());
 out:
         json_decref(body);
@@ -183,8 +155,8 @@ enum MHD_Result api_templates_update(struct request *req) {
         }
         free(text);
         ret = r < 0 ? api_reply_db_error(req)
-                    : commit_and_reply(req, id, 200, "io.homing.template.updated",
-                                       json_pack("{s:O}", "changes", body));
+                    : api_commit_and_reply(req, &resource, id, 200, "io.homing.template.updated",
+                                           json_pack("{s:O}", "changes", body));
 out:
         json_decref(body);
         return ret;
@@ -286,8 +258,8 @@ enum MHD_Result api_replicas_put(struct request *req) {
         if (api_exec(req, "UPDATE templates SET updated_at = now() WHERE id = $1", 1, params,
                      NULL) < 0)
                 return api_reply_db_error(req);
-        return commit_and_reply(req, id, 201, "io.homing.template.replica_added",
-                                json_pack("{s:s, s:s}", "template_id", id, "datacenter_id", dc));
+        return api_commit_and_reply(req, &resource, id, 201, "io.homing.template.replica_added",
+                                    json_pack("{s:s, s:s}", "template_id", id, "datacenter_id", dc));
 }
 
 enum MHD_Result api_replicas_delete(struct request *req) {

@@ -22,6 +22,8 @@
 
 #define SELECT_ONE "SELECT z.row_version, " ZONE_JSON "::text FROM zones z WHERE z.id = $1"
 
+static const struct api_resource resource = { "zone", "/v1/zones", SELECT_ONE };
+
 enum MHD_Result api_zones_list(struct request *req) {
         struct api_page page;
         struct store_result *res = NULL;
@@ -44,16 +46,7 @@ enum MHD_Result api_zones_list(struct request *req) {
 }
 
 enum MHD_Result api_zones_get(struct request *req) {
-        const char *params[1] = { api_param(req, 0) };
-        struct store_result *res = NULL;
-        enum MHD_Result ret;
-        int r = api_fetch_one(req, SELECT_ONE, 1, params, &res);
-
-        if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "zone", params[0]);
-        ret = api_reply_row(req, 200, res, NULL);
-        store_result_free(res);
-        return ret;
+        return api_reply_one(req, &resource, api_param(req, 0));
 }
 
 enum MHD_Result api_zones_put(struct request *req) {
