@@ -81,6 +81,8 @@ static const struct setting settings[] = {
           "least time between two moves of a snapshot" },
         { "max-moves-per-day", SETTING_LONG, FIELD(max_moves_per_day), "4", 1, 1000,
           "most moves of a snapshot in 24 hours" },
+        { "audit-stay-sample", SETTING_DOUBLE, FIELD(audit_stay_sample), "0.01", 0, 1,
+          "the share of recorded stays also published as audit events (every move is)" },
         { "km-per-gib", SETTING_DOUBLE, FIELD(km_per_gib), "5", 0, 1e6,
           "a move must save this many km for every GiB it sends" },
         { "batch-max", SETTING_LONG, FIELD(batch_max), "500", 1, 100000,

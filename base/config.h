@@ -40,6 +40,7 @@ struct config {
         long cooldown_s;
         long max_moves_per_day;
         double km_per_gib;
+        double audit_stay_sample;
         long batch_max;
         long batch_wait_ms;
         long catalog_refresh_s;

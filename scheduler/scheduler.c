@@ -698,9 +698,52 @@ static void decision_details(const struct scheduler *s, const struct engine_deci
                  s->policy.margin_ratio);
 }
 
+/*
+ * Whether a stay is also an audit event: a hash of the report that caused it
+ * against --audit-stay-sample, so a replayed batch samples the same stays.
+ */
+static bool stay_audited(const struct scheduler *s, const char *snapshot_id,
+                         const struct batch_report *b) {
+        uint64_t h = 1469598103934665603ULL;
+        char key[160];
+
+        if (s->cfg->audit_stay_sample <= 0)
+                return false;
+        snprintf(key, sizeof(key), "%s/%d/%lld", snapshot_id, b->partition, (long long)b->offset);
+        for (const char *p = key; *p; p++)
+                h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        return (double)(h >> 11) / 9007199254740992.0 < s->cfg->audit_stay_sample;
+}
+
+/* Stays whose reason changed, and the sampled ones' audit events, in one statement. */
+static const char stays_sql[] =
+        "WITH d AS ("
+        "  INSERT INTO decisions (snapshot_id, user_id, device_id, outcome, reason,"
+        "    from_dc, to_dc, from_distance_m, to_distance_m, report_lat, report_lon,"
+        "    report_ts, details)"
+        "  SELECT sn, u, d, 'stay', re, f, t, fm, tm, la, lo, to_timestamp(ts / 1000.0),"
+        "         CASE WHEN au THEN de || jsonb_build_object('audited', true) ELSE de END"
+        "  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+        "              $6::text[], $7::float8[], $8::float8[], $9::float8[],"
+        "              $10::float8[], $11::int8[], $12::jsonb[], $13::boolean[])"
+        "       AS x(sn, u, d, re, f, t, fm, tm, la, lo, ts, de, au)"
+        "  RETURNING *)"
+        " INSERT INTO outbox (topic, key, payload)"
+        " SELECT $14, d.snapshot_id, jsonb_build_object("
+        "   'specversion', '1.0', 'id', 'decision-' || d.id, 'source', '/homing/scheduler',"
+        "   'type', 'io.homing.placement.stayed',"
+        "   'time', to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+        "   'subject', d.snapshot_id, 'datacontenttype', 'application/json',"
+        "   'data', jsonb_build_object('snapshot_id', d.snapshot_id, 'user_id', d.user_id,"
+        "     'device_id', d.device_id, 'reason', d.reason, 'current_dc', d.from_dc,"
+        "     'target_dc', d.to_dc, 'current_distance_m', d.from_distance_m,"
+        "     'target_distance_m', d.to_distance_m, 'details', d.details - 'audited'))"
+        " FROM d WHERE d.details ? 'audited'";
+
 static int persist_stays(struct scheduler *s) {
         struct store_array snap, user, dev, reason, from, to, from_m, to_m, lat, lon, ts, details;
-        const char *params[12];
+        struct store_array audited;
+        const char *params[14];
         size_t n = 0;
         int r = 0;
 
@@ -708,6 +751,7 @@ static int persist_stays(struct scheduler *s) {
         store_array_init(&reason), store_array_init(&from), store_array_init(&to);
         store_array_init(&from_m), store_array_init(&to_m), store_array_init(&lat);
         store_array_init(&lon), store_array_init(&ts), store_array_init(&details);
+        store_array_init(&audited);
         for (size_t i = 0; i < s->n_decisions; i++) {
                 const struct decision_record *rec = &s->decisions[i];
                 const struct tracked_snapshot *sn = &user_snapshots(rec->user)[rec->snapshot];
@@ -728,6 +772,8 @@ static int persist_stays(struct scheduler *s) {
                 store_array_add_double(&lon, rep->lon);
                 store_array_add_int(&ts, rep->ts_ms);
                 store_array_add_text(&details, json);
+                store_array_add_text(&audited, stay_audited(s, sn->id, &s->reports[rec->report])
+                                                       ? "t" : "f");
                 n++;
         }
         params[0] = store_array_text(&snap), params[1] = store_array_text(&user);
@@ -736,26 +782,17 @@ static int persist_stays(struct scheduler *s) {
         params[6] = store_array_text(&from_m), params[7] = store_array_text(&to_m);
         params[8] = store_array_text(&lat), params[9] = store_array_text(&lon);
         params[10] = store_array_text(&ts), params[11] = store_array_text(&details);
-        for (int i = 0; i < 12; i++)
+        params[12] = store_array_text(&audited), params[13] = s->cfg->topic_audit;
+        for (int i = 0; i < 14; i++)
                 if (!params[i])
                         r = -ENOMEM;
         if (r == 0 && n > 0)
-                r = store_exec(
-                        s->db,
-                        "INSERT INTO decisions (snapshot_id, user_id, device_id, outcome, reason,"
-                        "  from_dc, to_dc, from_distance_m, to_distance_m, report_lat, report_lon,"
-                        "  report_ts, details)"
-                        " SELECT sn, u, d, 'stay', re, f, t, fm, tm, la, lo, to_timestamp(ts / 1000.0),"
-                        "        de"
-                        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-                        "             $6::text[], $7::float8[], $8::float8[], $9::float8[],"
-                        "             $10::float8[], $11::int8[], $12::jsonb[])"
-                        "      AS x(sn, u, d, re, f, t, fm, tm, la, lo, ts, de)",
-                        12, params, NULL);
+                r = store_exec(s->db, stays_sql, 14, params, NULL);
         store_array_fini(&snap), store_array_fini(&user), store_array_fini(&dev);
         store_array_fini(&reason), store_array_fini(&from), store_array_fini(&to);
         store_array_fini(&from_m), store_array_fini(&to_m), store_array_fini(&lat);
         store_array_fini(&lon), store_array_fini(&ts), store_array_fini(&details);
+        store_array_fini(&audited);
         return r;
 }
 

@@ -91,7 +91,7 @@ def homing(database, db, topics, tmp_path_factory):
     h = Homing(database, topics, f"test-{topics['locations']}", "standalone",
                tmp_path_factory.mktemp("audit"),
                extra={"HOMING_DWELL_S": "0", "HOMING_DWELL_REPORTS": "1",
-                      "HOMING_COOLDOWN_S": "0"})
+                      "HOMING_COOLDOWN_S": "0", "HOMING_AUDIT_STAY_SAMPLE": "1"})
     h.migrate()
     seed_catalog(db)
     h.start()
@@ -231,3 +231,20 @@ def test_an_operator_cancel_and_retry_publish_valid_events(homing, db, topics):
     assert retry["data"]["transfer_id"] == retried["id"]
     assert retry["data"]["retry_of"] == transfer_id
     assert cancelled["subject"] == retry["subject"] == "snap-u-audit"
+
+
+def test_a_stay_is_published_when_sampled(homing, db, topics):
+    """Every recorded stay is sampled here (--audit-stay-sample 1): a user near
+    the snapshot's datacenter makes an io.homing.placement.stayed event."""
+    snapshot = seed_snapshot(db, "u-stays", "t-sydney")
+    post_report(homing, user="u-stays", device="d-stays", lat=-33.9, lon=151.2)
+    wait_for(lambda: processed(db, Posted.n), what="the scheduler to take the report")
+    decision = db.execute("SELECT id, reason FROM decisions WHERE snapshot_id = %s",
+                          (snapshot,)).fetchone()
+    assert decision[1] == "already_nearest"
+    events = [e for e in published_events(db, topics["audit"]) if e["subject"] == snapshot]
+    [stayed] = [e for e in events if e["type"] == "io.homing.placement.stayed"]
+    assert stayed["id"] == f"decision-{decision[0]}"
+    assert stayed["data"]["reason"] == "already_nearest"
+    assert stayed["data"]["current_dc"] == "t-sydney"
+    assert "audited" not in stayed["data"]["details"]
