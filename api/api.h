@@ -4,6 +4,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -19,6 +20,10 @@ struct api_hooks {
         /* The scheduler's what-if (scheduler_what_if); NULL: that route answers 501. */
         int (*what_if)(const struct config *cfg, struct store *db, const char *user_id,
                        double lat, double lon, int64_t ts_ms, char **json_out);
+        /* In a process that also consumes: whether its consumer has joined the
+         * group and been given its partitions (scheduler_consumer_assigned).
+         * NULL: there is no consumer here, /readyz does not ask. */
+        bool (*consumer_assigned)(void);
 };
 
 /*

@@ -21,20 +21,23 @@ enum MHD_Result api_healthz(struct request *req) {
 enum MHD_Result api_readyz(struct request *req) {
         struct api *a = req->api;
         struct store *db = api_db_acquire(a);
-        bool pg, kafka;
+        bool pg, kafka, consumer;
         int version = 0;
 
         pg = store_schema_version(db, &version) == 0;
         api_db_release(a, db);
         kafka = bus_producer_reachable(a->producer, 2000);
-        if (pg && kafka && version > 0)
+        consumer = !a->hooks.consumer_assigned || a->hooks.consumer_assigned();
+        if (pg && kafka && version > 0 && consumer)
                 return api_reply_json(req, 200, json_pack("{s:s, s:i}", "status", "ready",
                                                           "schema_version", version));
         return api_reply_problem(req, 503, "not-ready", "Not ready",
                                  !pg ? "PostgreSQL is not reachable"
                                  : version == 0 ? "migrations are not applied: run homing migrate"
-                                                : "Kafka is not reachable",
-                                 json_pack("{s:b, s:b}", "postgres", pg, "kafka", kafka));
+                                 : !kafka       ? "Kafka is not reachable"
+                                           : "the scheduler has not joined its consumer group yet",
+                                 json_pack("{s:b, s:b, s:b}", "postgres", pg, "kafka", kafka,
+                                           "consumer", consumer));
 }
 
 enum MHD_Result api_metrics(struct request *req) {

@@ -84,7 +84,11 @@ static int run_parts(const struct config *cfg, bool serve, struct worker *worker
                 return 1;
         }
         if (serve) {
-                struct api_hooks hooks = { metrics, scheduler_what_if };
+                struct api_hooks hooks = { metrics, scheduler_what_if, NULL };
+                /* Ready means the consumer too, where this process has one. */
+                for (size_t i = 0; i < n; i++)
+                        if (workers[i].run == scheduler_run)
+                                hooks.consumer_assigned = scheduler_consumer_assigned;
                 if (api_start(cfg, &hooks, &api) < 0) {
                         metrics_free(metrics);
                         return 1;

@@ -36,6 +36,13 @@
 
 #define MAX_PARTITIONS 1024
 
+/* For /readyz in a process that also serves the API: the group has taken us in. */
+static atomic_bool consumer_assigned;
+
+bool scheduler_consumer_assigned(void) {
+        return atomic_load(&consumer_assigned);
+}
+
 struct partition_state {
         bool assigned;
         bool stored;  /* a row exists in consumer_offsets */
@@ -254,6 +261,7 @@ static int on_assign(void *ctx, struct bus_partition *parts, size_t n) {
                 user_table_drop_partition(s->users, parts[i].partition);
         }
         store_result_free(res);
+        atomic_store(&consumer_assigned, true);
         return 0;
 }
 
@@ -1132,6 +1140,7 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
         log_info("scheduler", "stopping: %lu reports, %lu moves, %lu dropped, %lu invalid",
                  s.reports_total, s.moves_total, s.drops_total, s.invalid_total);
 out:
+        atomic_store(&consumer_assigned, false);
         metrics_fn_detach(s.m_lag); /* `s` is about to go */
         batch_clear(&s);
         s.consumer = bus_consumer_free(s.consumer); /* revokes: on_revoke commits nothing left */

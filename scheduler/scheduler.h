@@ -7,6 +7,7 @@
 #pragma once
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct config;
@@ -26,6 +27,11 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
 int relay_run(const struct config *cfg, struct metrics *metrics, atomic_bool *stop);
 
 struct store;
+
+/* True once this process's scheduler has been given its partitions (its
+ * first assignment; it may be empty when the group has more members than
+ * partitions), false before and after it leaves the group. */
+bool scheduler_consumer_assigned(void);
 
 /*
  * What homing would decide, and why, if `user_id` reported from (lat, lon)

@@ -1,7 +1,9 @@
 """/metrics from running processes: valid Prometheus text (promtool), and
-the numbers an on-call operator watches move when homing works."""
-import os
+the numbers an on-call operator watches move when homing works; /readyz
+waiting for the consumer."""
+import json
 import re
+import signal
 import subprocess
 import urllib.request
 
@@ -102,3 +104,28 @@ def test_a_scheduler_without_the_api_serves_metrics_on_its_own_port(database, to
         assert sample(text, "homing_ingest_requests_total", status="202") is None
     finally:
         s.stop()
+
+
+def test_readyz_waits_for_the_consumer_to_be_given_its_partitions(database, topics, tmp_path):
+    """A standalone whose group cannot rebalance yet (another member is frozen
+    and must first time out) is not ready until its consumer is assigned."""
+    frozen = Homing(database, topics, "readiness", "schedule", tmp_path)
+    frozen.migrate()
+    frozen.start()
+    wait_for(lambda: "assigned" in frozen.log_text(), what="the first member's partitions")
+    frozen.proc.send_signal(signal.SIGSTOP)
+    newcomer = Homing(database, topics, "readiness", "standalone", tmp_path)
+    try:
+        newcomer.start()
+        status, _, raw = newcomer.get("/readyz")
+        assert status == 503, raw
+        problem = json.loads(raw)
+        assert problem["consumer"] is False and problem["postgres"] and problem["kafka"]
+        assert "consumer group" in problem["detail"]
+        # The frozen member's session expires; the group rebalances; ready.
+        wait_for(lambda: newcomer.get("/readyz")[0] == 200, timeout=40, interval=0.5,
+                 what="/readyz to turn 200")
+    finally:
+        frozen.proc.send_signal(signal.SIGCONT)
+        newcomer.stop()
+        frozen.stop()
