@@ -568,14 +568,18 @@ static int cmp_dirty(const void *pa, const void *pb) {
 static void batch_dedupe(struct scheduler *s) {
         size_t n = 0;
 
-        qsort(s->devices, s->n_devices, sizeof(*s->devices), cmp_device_updates);
+        if (s->n_devices > 1)
+                qsort(s->devices, s->n_devices, sizeof(*s->devices), cmp_device_updates);
         for (size_t i = 0; i < s->n_devices; i++)
                 if (n == 0 || s->devices[i].user != s->devices[n - 1].user ||
                     s->devices[i].device != s->devices[n - 1].device)
                         s->devices[n++] = s->devices[i];
         s->n_devices = n;
         n = 0;
-        qsort(s->dirty, s->n_dirty, sizeof(*s->dirty), cmp_dirty);
+        /* qsort wants an array even for no elements, and dirty has none until a
+         * first snapshot changed. */
+        if (s->n_dirty > 1)
+                qsort(s->dirty, s->n_dirty, sizeof(*s->dirty), cmp_dirty);
         for (size_t i = 0; i < s->n_dirty; i++)
                 if (n == 0 || cmp_dirty(&s->dirty[i], &s->dirty[n - 1]) != 0)
                         s->dirty[n++] = s->dirty[i];
