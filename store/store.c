@@ -225,6 +225,11 @@ static int migrations_list(const char *dir, struct migration **out) {
                 n++;
         }
         closedir(d);
+        if (n == 0) {
+                log_error("store", "no migrations (NNN_name.sql) in %s", dir);
+                free(list);
+                return -ENOENT;
+        }
         qsort(list, (size_t)n, sizeof(*list), migration_cmp);
         for (int i = 1; i < n; i++) {
                 if (list[i].version == list[i - 1].version) {
