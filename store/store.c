@@ -19,6 +19,7 @@
 struct store {
         PGconn *conn;
         char *dsn;
+        char error[320]; /* the last failure: "SQLSTATE message" */
 };
 
 struct store_result {
@@ -80,6 +81,32 @@ static int ensure_connected(struct store *s) {
         return s->conn ? 0 : -ECONNREFUSED;
 }
 
+/*
+ * What a failure says about trying again. The data's own fault (a
+ * constraint, a cardinality or data exception, a trigger's RAISE: -EIO)
+ * comes back the same for the same input. A statement that does not fit the
+ * database (a missing table, a permission: -EPROTO) fails for every input
+ * until someone repairs it. A lost connection, a server shutting down or
+ * short of resources (-ECONNRESET) and a conflict or timeout (-EAGAIN) may
+ * pass by themselves.
+ */
+static int failure_class(PGconn *conn, const char *state) {
+        static const char *const data_classes[] = { "21", "22", "23", "27", "P0" };
+
+        if (PQstatus(conn) != CONNECTION_OK || !state)
+                return -ECONNRESET;
+        if (!strncmp(state, "08", 2) || !strncmp(state, "53", 2) || !strncmp(state, "58", 2) ||
+            !strncmp(state, "57P", 3))
+                return -ECONNRESET;
+        if (!strcmp(state, "40001") || !strcmp(state, "40P01") || !strcmp(state, "55P03") ||
+            !strcmp(state, "57014"))
+                return -EAGAIN;
+        for (size_t i = 0; i < sizeof(data_classes) / sizeof(data_classes[0]); i++)
+                if (!strncmp(state, data_classes[i], 2))
+                        return -EIO;
+        return -EPROTO;
+}
+
 int store_exec(struct store *s, const char *sql, int n_params, const char *const *params,
                struct store_result **out) {
         PGresult *res;
@@ -88,8 +115,10 @@ int store_exec(struct store *s, const char *sql, int n_params, const char *const
         int r;
 
         if (PQtransactionStatus(s->conn) == PQTRANS_IDLE || PQstatus(s->conn) != CONNECTION_OK)
-                if ((r = ensure_connected(s)) < 0)
+                if ((r = ensure_connected(s)) < 0) {
+                        snprintf(s->error, sizeof(s->error), "08006 cannot connect");
                         return r;
+                }
 
         res = PQexecParams(s->conn, sql, n_params, NULL, params, NULL, NULL, 0);
         status = PQresultStatus(res);
@@ -108,13 +137,13 @@ int store_exec(struct store *s, const char *sql, int n_params, const char *const
         }
 
         state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        /* 40001 serialization failure, 40P01 deadlock: the caller may retry. */
-        r = state && (!strcmp(state, "40001") || !strcmp(state, "40P01")) ? -EAGAIN : -EIO;
+        r = failure_class(s->conn, state);
         {
                 char msg[256];
                 snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
                 msg[strcspn(msg, "\n")] = '\0';
-                log_line(r == -EAGAIN ? LOG_WARN : LOG_ERROR, "store", NULL,
+                snprintf(s->error, sizeof(s->error), "%s %s", state ? state : "none", msg);
+                log_line(r == -EIO ? LOG_ERROR : LOG_WARN, "store", NULL,
                          "%.60s: %s (SQLSTATE %s)", sql, msg, state ? state : "none");
         }
         PQclear(res);
@@ -136,6 +165,10 @@ int store_commit(struct store *s) {
 void store_rollback(struct store *s) {
         if (s->conn && PQtransactionStatus(s->conn) != PQTRANS_IDLE)
                 PQclear(PQexec(s->conn, "ROLLBACK"));
+}
+
+const char *store_error(const struct store *s) {
+        return s->error;
 }
 
 bool store_ping(struct store *s) {

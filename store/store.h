@@ -20,9 +20,17 @@ struct store *store_free(struct store *s);
 /*
  * Runs one statement with text parameters (NULL entries are SQL NULL).
  * Returns 0 and, when `out` is not NULL, the rows (free them with
- * store_result_free); -EAGAIN on a serialization or deadlock failure worth
- * retrying; -EIO otherwise (logged with the statement's first words). A
- * broken connection is re-opened on the next call outside a transaction.
+ * store_result_free); on failure *out is untouched and the return says
+ * whether trying again may help:
+ *   -EAGAIN       a serialization failure, deadlock, lock or statement timeout;
+ *   -ECONNRESET   the connection is lost or the server cannot serve now;
+ *   -ECONNREFUSED no connection could be opened;
+ *   -EIO          the data was refused (a constraint, a data exception, a
+ *                 trigger's RAISE): the same input fails again;
+ *   -EPROTO       the statement does not fit the database (a missing table
+ *                 or column, a permission): every input fails until repaired.
+ * Failures are logged with the statement's first words. A broken connection
+ * is re-opened on the next call outside a transaction.
  */
 int store_exec(struct store *s, const char *sql, int n_params, const char *const *params,
                struct store_result **out);
@@ -34,6 +42,9 @@ int store_begin(struct store *s);
 int store_commit(struct store *s);
 /* Rolls back if a transaction is open; never fails. */
 void store_rollback(struct store *s);
+
+/* The last failure as "SQLSTATE message", borrowed; "" before any. */
+const char *store_error(const struct store *s);
 
 /* True when the server answers. */
 bool store_ping(struct store *s);
