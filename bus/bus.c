@@ -260,23 +260,29 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 if (c->ops.on_assign(c->ctx, parts, n) < 0) {
-                        /* Without a known start we must not read: stay out until the
-                         * group reassigns, rather than risk duplicates. */
-                        log_error("kafka", "cannot resume %zu assigned partitions; leaving them", n);
-                        free(parts);
-                        if (cooperative)
-                                rd_kafka_incremental_unassign(rk, list);
-                        else
-                                rd_kafka_assign(rk, NULL);
-                        return;
+                        /* Without a known start we must not read: hold them all. */
+                        for (size_t i = 0; i < n; i++)
+                                parts[i].offset = BUS_OFFSET_HOLD;
                 }
                 for (size_t i = 0; i < n; i++)
                         list->elems[i].offset =
-                                parts[i].offset < 0 ? RD_KAFKA_OFFSET_BEGINNING : parts[i].offset;
+                                parts[i].offset == BUS_OFFSET_HOLD ? RD_KAFKA_OFFSET_INVALID
+                                : parts[i].offset < 0              ? RD_KAFKA_OFFSET_BEGINNING
+                                                                   : parts[i].offset;
                 if (cooperative)
                         rd_kafka_incremental_assign(rk, list);
                 else
                         rd_kafka_assign(rk, list);
+                /* A partition keeps its pause across a rebalance: say each one's anew. */
+                for (size_t i = 0; i < n; i++) {
+                        rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+                        rd_kafka_topic_partition_list_add(one, c->topic, parts[i].partition);
+                        if (parts[i].offset == BUS_OFFSET_HOLD)
+                                rd_kafka_pause_partitions(rk, one);
+                        else
+                                rd_kafka_resume_partitions(rk, one);
+                        rd_kafka_topic_partition_list_destroy(one);
+                }
                 log_info("kafka", "assigned %zu partitions of %s", n, c->topic);
         } else {
                 c->ops.on_revoke(c->ctx, parts, n);
@@ -398,6 +404,31 @@ int bus_consumer_seek(struct bus_consumer *c, int32_t partition, int64_t offset)
         }
         rd_kafka_topic_partition_list_destroy(list);
         return r;
+}
+
+static int pause_or_resume(struct bus_consumer *c, int32_t partition, bool pause) {
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_resp_err_t err;
+
+        rd_kafka_topic_partition_list_add(list, c->topic, partition);
+        err = pause ? rd_kafka_pause_partitions(c->rk, list) : rd_kafka_resume_partitions(c->rk, list);
+        if (!err)
+                err = list->elems[0].err;
+        rd_kafka_topic_partition_list_destroy(list);
+        if (err) {
+                log_warn("kafka", "%s partition %d: %s", pause ? "pause" : "resume", partition,
+                         rd_kafka_err2str(err));
+                return -EIO;
+        }
+        return 0;
+}
+
+int bus_consumer_pause(struct bus_consumer *c, int32_t partition) {
+        return pause_or_resume(c, partition, true);
+}
+
+int bus_consumer_resume(struct bus_consumer *c, int32_t partition) {
+        return pause_or_resume(c, partition, false);
 }
 
 int32_t bus_message_partition(const struct bus_message *m) {

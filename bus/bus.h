@@ -50,9 +50,14 @@ bool bus_producer_reachable(struct bus_producer *p, long timeout_ms);
 int bus_ensure_topics(const char *brokers, const char *const *topics, size_t n_topics,
                       int partitions, char *errbuf, size_t errbuf_size);
 
+/* What on_assign may say of a partition's start besides an offset. */
+#define BUS_OFFSET_BEGINNING (-1) /* the oldest message Kafka still has */
+#define BUS_OFFSET_HOLD (-2)      /* not known yet: assign it paused; the caller
+                                   * seeks and resumes it once it knows */
+
 struct bus_partition {
         int32_t partition;
-        int64_t offset; /* set by on_assign: the next offset to read, or -1 for the start */
+        int64_t offset; /* set by on_assign: the next offset to read, or BUS_OFFSET_* */
 };
 
 struct bus_consumer_ops {
@@ -85,8 +90,19 @@ int bus_consumer_poll(struct bus_consumer *c, long timeout_ms, struct bus_messag
  */
 int bus_consumer_high_watermark(struct bus_consumer *c, int32_t partition, int64_t *high);
 
-/* Moves a partition's read position, e.g. after a lost race for its offset. */
+/*
+ * Moves a partition's read position, e.g. after a lost race for its offset;
+ * BUS_OFFSET_BEGINNING for the oldest. Returns 0 or -EIO.
+ */
 int bus_consumer_seek(struct bus_consumer *c, int32_t partition, int64_t offset);
+
+/*
+ * Stops and restarts fetching a partition. Messages fetched before a pause
+ * may still come from bus_consumer_poll: callers that must not see them
+ * check for themselves. Returns 0 or -EIO.
+ */
+int bus_consumer_pause(struct bus_consumer *c, int32_t partition);
+int bus_consumer_resume(struct bus_consumer *c, int32_t partition);
 
 int32_t bus_message_partition(const struct bus_message *m);
 int64_t bus_message_offset(const struct bus_message *m);
