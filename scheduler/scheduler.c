@@ -43,10 +43,20 @@ bool scheduler_consumer_assigned(void) {
         return atomic_load(&consumer_assigned);
 }
 
+/*
+ * A partition's reading is trusted only while the consumer delivers exactly
+ * the offsets that follow what PostgreSQL holds: `expect` is checked against
+ * every message. When that cannot be known (a batch failed, PostgreSQL does
+ * not answer, a seek failed) the partition is held: paused, its messages
+ * ignored, until a rewind puts it back where PostgreSQL says.
+ */
 struct partition_state {
         bool assigned;
-        bool stored;  /* a row exists in consumer_offsets */
-        int64_t next; /* the next offset to process, as PostgreSQL has it */
+        bool stored;    /* a row exists in consumer_offsets */
+        bool held;      /* paused until a rewind succeeds */
+        int64_t next;   /* the next offset to process, as PostgreSQL has it */
+        int64_t expect; /* the offset the next message must carry; -1: the first there is */
+        int64_t isolate_through; /* a statement failed on a batch up to here: one at a time */
 };
 
 /* A report of the batch, decoded. */
@@ -57,14 +67,19 @@ struct batch_report {
         struct tracked_user *user;
 };
 
-/* A credible fix to persist; the last one of each device wins. */
+/*
+ * A credible fix to persist; the latest (by the device's clock) of each
+ * device id wins, whoever's it is: device_locations is keyed by the device
+ * alone, and two rows for one key in one statement would fail it, every time.
+ */
 struct device_update {
         struct tracked_user *user;
+        const char *device_id; /* borrowed from the user's tracked device */
         uint16_t device;
         uint32_t seq; /* order in the batch */
         double lat, lon; /* as reported: the fix in memory is single precision */
         double accuracy_m;
-        int64_t received_ms;
+        int64_t ts_ms, received_ms;
 };
 
 /* A decision to record: every move, and a stay whose reason changed. */
@@ -103,12 +118,13 @@ struct scheduler {
         unsigned long drops[ENGINE_REASON_COUNT];
 
         struct partition_state parts[MAX_PARTITIONS];
-        unsigned long reports_total, invalid_total, moves_total, drops_total;
+        int64_t next_rewind_ms;
+        unsigned long reports_total, invalid_total, moves_total, drops_total, quarantined_total;
 
         /* what /metrics says; the batch's tallies are counted once it commits */
         struct metrics_counter *m_decisions;  /* {outcome, reason} */
         struct metrics_counter *m_dropped;    /* {reason} */
-        struct metrics_counter *m_reports, *m_invalid, *m_superseded;
+        struct metrics_counter *m_reports, *m_invalid, *m_superseded, *m_quarantined;
         struct metrics_counter *m_rollbacks;  /* {cause} */
         struct metrics_histogram *m_batch_seconds, *m_batch_reports, *m_decide_seconds;
         struct metrics_gauge *m_partitions;
@@ -197,6 +213,10 @@ static int register_metrics(struct scheduler *s, struct metrics *m) {
             (r = metrics_counter_register(m, "homing_scheduler_reports_invalid_total",
                                           "Messages on the topic that were not reports.", NULL,
                                           &s->m_invalid)) < 0 ||
+            (r = metrics_counter_register(
+                     m, "homing_scheduler_reports_quarantined_total",
+                     "Reports set aside in dead_letters: their effects failed on their own, every time.",
+                     NULL, &s->m_quarantined)) < 0 ||
             (r = metrics_counter_register(m, "homing_transfers_superseded_total",
                                           "Transfers in flight cancelled for a closer target.",
                                           NULL, &s->m_superseded)) < 0 ||
@@ -232,35 +252,50 @@ static int register_metrics(struct scheduler *s, struct metrics *m) {
 
 /* ---- partitions and offsets ---- */
 
+static int read_offsets(struct scheduler *s, struct store_result **res) {
+        const char *params[2] = { s->cfg->consumer_group, s->cfg->topic_locations };
+        return store_exec(s->db, "SELECT partition, next_offset FROM consumer_offsets "
+                                 "WHERE group_id = $1 AND topic = $2", 2, params, res);
+}
+
+/* Takes what PostgreSQL says of one partition; returns where to read from. */
+static int64_t take_offset(struct partition_state *p, int32_t partition,
+                           const struct store_result *res) {
+        p->stored = false;
+        for (size_t row = 0; row < store_rows(res); row++) {
+                if (store_int(res, row, 0) == partition) {
+                        p->stored = true;
+                        p->next = store_int(res, row, 1);
+                }
+        }
+        p->expect = p->stored ? p->next : -1;
+        p->held = false;
+        return p->stored ? p->next : BUS_OFFSET_BEGINNING;
+}
+
 static int on_assign(void *ctx, struct bus_partition *parts, size_t n) {
         struct scheduler *s = ctx;
-        const char *params[2] = { s->cfg->consumer_group, s->cfg->topic_locations };
         struct store_result *res = NULL;
         int r;
 
-        r = store_exec(s->db, "SELECT partition, next_offset FROM consumer_offsets "
-                              "WHERE group_id = $1 AND topic = $2", 2, params, &res);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++) {
-                struct partition_state *p;
-                if (parts[i].partition < 0 || parts[i].partition >= MAX_PARTITIONS) {
-                        store_result_free(res);
+        for (size_t i = 0; i < n; i++)
+                if (parts[i].partition < 0 || parts[i].partition >= MAX_PARTITIONS)
                         return -ERANGE;
-                }
-                p = &s->parts[parts[i].partition];
-                *p = (struct partition_state){ .assigned = true };
-                for (size_t row = 0; row < store_rows(res); row++) {
-                        if (store_int(res, row, 0) == parts[i].partition) {
-                                p->stored = true;
-                                p->next = store_int(res, row, 1);
-                        }
-                }
-                parts[i].offset = p->stored ? p->next : -1;
+        /* Without PostgreSQL the start is unknown: hold them until it answers. */
+        r = read_offsets(s, &res);
+        for (size_t i = 0; i < n; i++) {
+                struct partition_state *p = &s->parts[parts[i].partition];
+                *p = (struct partition_state){ .assigned = true, .held = true,
+                                               .isolate_through = -1 };
+                parts[i].offset = r == 0 ? take_offset(p, parts[i].partition, res)
+                                         : BUS_OFFSET_HOLD;
                 /* Whatever we knew of its users may be stale now. */
                 user_table_drop_partition(s->users, parts[i].partition);
         }
         store_result_free(res);
+        if (r < 0)
+                log_warn("scheduler", "cannot read the offsets of %zu assigned partitions; "
+                                      "holding them until PostgreSQL answers", n);
         atomic_store(&consumer_assigned, true);
         return 0;
 }
@@ -280,8 +315,12 @@ static void on_revoke(void *ctx, const struct bus_partition *parts, size_t n) {
         }
 }
 
-/* Advances a partition's stored offset from what we last saw; 0 rows means we lost it. */
-static int advance_offset(struct scheduler *s, int32_t partition, int64_t next) {
+/*
+ * Advances a partition's stored offset from what we last saw; 0 rows means we
+ * lost it. `first` is the batch's first offset there: anything but the stored
+ * next one would skip reports, and is refused.
+ */
+static int advance_offset(struct scheduler *s, int32_t partition, int64_t first, int64_t next) {
         char part[16], next_s[32], expected[32];
         const char *params[5] = { s->cfg->consumer_group, s->cfg->topic_locations, part, next_s,
                                   expected };
@@ -289,6 +328,12 @@ static int advance_offset(struct scheduler *s, int32_t partition, int64_t next) 
         struct store_result *res = NULL;
         int r;
 
+        if (p->stored && first != p->next) {
+                log_error("scheduler", "partition %d: a batch from offset %lld where %lld is due; "
+                                       "not committed", partition, (long long)first,
+                          (long long)p->next);
+                return -ESPIPE;
+        }
         snprintf(part, sizeof(part), "%d", partition);
         snprintf(next_s, sizeof(next_s), "%lld", (long long)next);
         snprintf(expected, sizeof(expected), "%lld", (long long)p->next);
@@ -309,16 +354,75 @@ static int advance_offset(struct scheduler *s, int32_t partition, int64_t next) 
         return r;
 }
 
-/* After a failed batch: forget what we thought and read again from PostgreSQL. */
-static void rewind_partitions(struct scheduler *s) {
+static void hold_partition(struct scheduler *s, int32_t partition) {
+        struct partition_state *p = &s->parts[partition];
+        if (!p->assigned || p->held)
+                return;
+        p->held = true;
+        bus_consumer_pause(s->consumer, partition); /* held messages are ignored anyway */
+}
+
+/*
+ * After a failed batch: memory ran ahead of PostgreSQL; forget it and hold
+ * all, to be rewound in `delay_ms` (a lost race or a bad report: at once).
+ */
+static void hold_partitions(struct scheduler *s, int64_t delay_ms) {
         user_table_drop_partition(s->users, -1);
+        for (int32_t p = 0; p < MAX_PARTITIONS; p++)
+                hold_partition(s, p);
+        s->next_rewind_ms = now_ms() + delay_ms;
+}
+
+static bool any_held(const struct scheduler *s) {
+        for (int32_t p = 0; p < MAX_PARTITIONS; p++)
+                if (s->parts[p].assigned && s->parts[p].held)
+                        return true;
+        return false;
+}
+
+/*
+ * Puts every held partition where PostgreSQL says and lets it run again.
+ * Returns 0, or <0 when some stay held (PostgreSQL or a seek failed).
+ */
+static int rewind_partitions(struct scheduler *s) {
+        struct store_result *res = NULL;
+        size_t released = 0;
+        int r;
+
+        r = read_offsets(s, &res);
+        if (r < 0)
+                return r;
         for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
-                struct bus_partition part = { p, -1 };
-                if (!s->parts[p].assigned)
+                struct partition_state *part = &s->parts[p];
+                int64_t from;
+                if (!part->assigned || !part->held)
                         continue;
-                if (on_assign(s, &part, 1) == 0)
-                        bus_consumer_seek(s->consumer, p, part.offset);
+                from = take_offset(part, p, res);
+                if (bus_consumer_seek(s->consumer, p, from) < 0 ||
+                    bus_consumer_resume(s->consumer, p) < 0) {
+                        part->held = true;
+                        r = -EIO;
+                        continue;
+                }
+                user_table_drop_partition(s->users, p);
+                released++;
         }
+        store_result_free(res);
+        if (released)
+                log_info("scheduler", "%zu partitions resume from the offsets PostgreSQL holds",
+                         released);
+        return r;
+}
+
+/* Whether the next batch must be one report: a statement failed on a batch. */
+static bool isolating(const struct scheduler *s) {
+        for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
+                const struct partition_state *part = &s->parts[p];
+                if (part->assigned && part->isolate_through >= 0 &&
+                    (!part->stored || part->next <= part->isolate_through))
+                        return true;
+        }
+        return false;
 }
 
 /* ---- loading users ---- */
@@ -377,16 +481,19 @@ static int load_users(struct scheduler *s) {
                 goto out;
         }
         r = store_exec(s->db, scheduler_load_snapshots_sql, 1, param, &snaps);
-        if (r == 0)
-                r = store_exec(s->db,
-                               "SELECT user_id, device_id,"
-                               "       round(extract(epoch FROM reported_at) * 1000), lat, lon"
-                               " FROM device_locations WHERE user_id = ANY ($1::text[])"
-                               " ORDER BY user_id COLLATE \"C\", device_id",
-                               1, param, &devices);
+        if (r < 0)
+                goto out;
+        r = store_exec(s->db,
+                       "SELECT user_id, device_id,"
+                       "       round(extract(epoch FROM reported_at) * 1000), lat, lon"
+                       " FROM device_locations WHERE user_id = ANY ($1::text[])"
+                       " ORDER BY user_id COLLATE \"C\", device_id",
+                       1, param, &devices);
+        if (r < 0)
+                goto out;
         snap_ids = calloc(store_rows(snaps) + 1, sizeof(*snap_ids));
         dev_ids = calloc(store_rows(devices) + 1, sizeof(*dev_ids));
-        if (r == 0 && (!snap_ids || !dev_ids))
+        if (!snap_ids || !dev_ids)
                 r = -ENOMEM;
 
         for (size_t i = 0; i < n_missing && r == 0; i++) {
@@ -514,8 +621,8 @@ static int decide_report(struct scheduler *s, size_t i) {
                 return 0;
         }
         s->devices[s->n_devices] = (struct device_update){
-                u, (uint16_t)device, (uint32_t)s->n_devices, rep->lat, rep->lon,
-                rep->accuracy_m, rep->received_ms };
+                u, user_devices(u)[device].id, (uint16_t)device, (uint32_t)s->n_devices, rep->lat,
+                rep->lon, rep->accuracy_m, rep->ts_ms, rep->received_ms };
         s->n_devices++;
 
         snaps = user_snapshots(u);
@@ -547,16 +654,18 @@ static int decide_report(struct scheduler *s, size_t i) {
         return r;
 }
 
-/* Orders by (user, device or snapshot), the latest first within each. */
+/* Orders by device id, the latest fix first within each (then the last read). */
 static int cmp_device_updates(const void *pa, const void *pb) {
         const struct device_update *a = pa, *b = pb;
-        if (a->user != b->user)
-                return a->user < b->user ? -1 : 1;
-        if (a->device != b->device)
-                return a->device < b->device ? -1 : 1;
+        int c = strcmp(a->device_id, b->device_id);
+        if (c)
+                return c;
+        if (a->ts_ms != b->ts_ms)
+                return a->ts_ms > b->ts_ms ? -1 : 1;
         return a->seq > b->seq ? -1 : a->seq < b->seq;
 }
 
+/* Orders by (user, snapshot). */
 static int cmp_dirty(const void *pa, const void *pb) {
         const struct dirty_snapshot *a = pa, *b = pb;
         if (a->user != b->user)
@@ -564,15 +673,14 @@ static int cmp_dirty(const void *pa, const void *pb) {
         return (a->snapshot > b->snapshot) - (a->snapshot < b->snapshot);
 }
 
-/* Keeps one entry per device (its last fix) and one per snapshot. */
+/* Keeps one entry per device id (its last fix) and one per snapshot. */
 static void batch_dedupe(struct scheduler *s) {
         size_t n = 0;
 
         if (s->n_devices > 1)
                 qsort(s->devices, s->n_devices, sizeof(*s->devices), cmp_device_updates);
         for (size_t i = 0; i < s->n_devices; i++)
-                if (n == 0 || s->devices[i].user != s->devices[n - 1].user ||
-                    s->devices[i].device != s->devices[n - 1].device)
+                if (n == 0 || strcmp(s->devices[i].device_id, s->devices[n - 1].device_id) != 0)
                         s->devices[n++] = s->devices[i];
         s->n_devices = n;
         n = 0;
@@ -606,7 +714,7 @@ static int persist_devices(struct scheduler *s) {
                 store_array_add_double(&lat, d->lat);
                 store_array_add_double(&lon, d->lon);
                 store_array_add_double(&acc, d->accuracy_m);
-                store_array_add_int(&ts, td->fix.ts_ms);
+                store_array_add_int(&ts, d->ts_ms);
                 store_array_add_int(&rcv, d->received_ms);
         }
         params[0] = store_array_text(&dev), params[1] = store_array_text(&user);
@@ -627,7 +735,8 @@ static int persist_devices(struct scheduler *s) {
                         " ON CONFLICT (device_id) DO UPDATE SET user_id = excluded.user_id,"
                         "  lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,"
                         "  reported_at = excluded.reported_at, received_at = excluded.received_at,"
-                        "  updated_at = now()",
+                        "  updated_at = now()"
+                        " WHERE excluded.reported_at >= device_locations.reported_at",
                         7, params, NULL);
         store_array_fini(&dev), store_array_fini(&user), store_array_fini(&lat);
         store_array_fini(&lon), store_array_fini(&acc), store_array_fini(&ts);
@@ -976,32 +1085,121 @@ static void count_batch(struct scheduler *s, size_t processed) {
         s->invalid_total += s->tally_invalid;
 }
 
+/* A dead letter and its audit event, with the offset past it. */
+static const char quarantine_sql[] =
+        "WITH dl AS ("
+        "  INSERT INTO dead_letters (group_id, topic, partition, kafka_offset, payload, error)"
+        "  VALUES ($1, $2, $3::int, $4::bigint, decode($5, 'hex'), $6)"
+        "  ON CONFLICT DO NOTHING RETURNING *)"
+        " INSERT INTO outbox (topic, key, payload)"
+        " SELECT $7, dl.topic || '/' || dl.partition || '/' || dl.kafka_offset, jsonb_build_object("
+        "   'specversion', '1.0', 'id', 'dead-letter-' || dl.id, 'source', '/homing/scheduler',"
+        "   'type', 'io.homing.report.quarantined',"
+        "   'time', to_char(dl.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+        "   'subject', dl.topic || '/' || dl.partition || '/' || dl.kafka_offset,"
+        "   'datacontenttype', 'application/json',"
+        "   'data', jsonb_build_object('dead_letter_id', dl.id, 'topic', dl.topic,"
+        "     'partition', dl.partition, 'offset', dl.kafka_offset, 'user_id', $8::text,"
+        "     'device_id', $9::text, 'error', dl.error))"
+        " FROM dl";
+
+/*
+ * A report whose effects fail on their own, every time (the batch was cut
+ * down to it), is set aside in dead_letters with its offset passed, so that
+ * its partition goes on. Returns 0, or <0 when even that failed.
+ */
+static int quarantine(struct scheduler *s, size_t i, const char *error) {
+        const struct batch_report *b = &s->reports[i];
+        const void *value;
+        size_t len;
+        char part[16], off[32], *hex = NULL;
+        int r;
+
+        value = bus_message_value(s->messages[i], &len);
+        hex = malloc(2 * len + 1);
+        if (!hex)
+                return -ENOMEM;
+        for (size_t k = 0; k < len; k++)
+                snprintf(hex + 2 * k, 3, "%02x", ((const unsigned char *)value)[k]);
+        hex[2 * len] = '\0';
+        snprintf(part, sizeof(part), "%d", b->partition);
+        snprintf(off, sizeof(off), "%lld", (long long)b->offset);
+        {
+                const char *params[9] = { s->cfg->consumer_group, s->cfg->topic_locations, part,
+                                          off, hex, error, s->cfg->topic_audit,
+                                          b->report.user_id, b->report.device_id };
+                r = store_begin(s->db);
+                if (r == 0)
+                        r = store_exec(s->db, quarantine_sql, 9, params, NULL);
+        }
+        if (r == 0)
+                r = advance_offset(s, b->partition, b->offset, b->offset + 1);
+        if (r == 0)
+                r = store_commit(s->db);
+        free(hex);
+        if (r < 0) {
+                store_rollback(s->db);
+                return r;
+        }
+        {
+                const char *ids[] = { "user_id", b->report.user_id, "device_id",
+                                      b->report.device_id, NULL };
+                log_line(LOG_ERROR, "scheduler", ids,
+                         "partition %d offset %lld: quarantined in dead_letters (%s)", b->partition,
+                         (long long)b->offset, error);
+        }
+        s->parts[b->partition].stored = true;
+        s->parts[b->partition].next = b->offset + 1;
+        user_table_remove(s->users, b->report.user_id); /* decided in memory, never written */
+        metrics_counter_inc(s->m_quarantined, NULL);
+        s->quarantined_total++;
+        return 0;
+}
+
 static int batch_commit(struct scheduler *s) {
-        int64_t last[MAX_PARTITIONS];
+        int64_t first[MAX_PARTITIONS], last[MAX_PARTITIONS];
         bool touched[MAX_PARTITIONS] = { false };
-        size_t processed = 0;
+        size_t processed = 0, accepted = 0, only = 0;
         int64_t t[5];
         int r;
 
         if (s->n_messages == 0)
                 return 0;
 
-        /* Decode, skipping what PostgreSQL says is done already (after a re-seek). */
+        /*
+         * Decode what follows PostgreSQL's offsets exactly: older messages
+         * (after a re-seek) are done already, a held partition's are not
+         * ours to read yet, and a gap means something was skipped.
+         */
         for (size_t i = 0; i < s->n_messages; i++) {
                 struct batch_report *b = &s->reports[i];
                 int32_t p = bus_message_partition(s->messages[i]);
                 int64_t off = bus_message_offset(s->messages[i]);
+                struct partition_state *part;
                 const void *value;
                 size_t len;
 
                 memset(b, 0, sizeof(*b));
                 b->partition = p;
                 b->offset = off;
-                if (p < 0 || p >= MAX_PARTITIONS || !s->parts[p].assigned ||
-                    (s->parts[p].stored && off < s->parts[p].next))
+                if (p < 0 || p >= MAX_PARTITIONS)
                         continue;
+                part = &s->parts[p];
+                if (!part->assigned || part->held || (part->stored && off < part->next))
+                        continue;
+                if (part->expect >= 0 && off != part->expect) {
+                        log_warn("scheduler", "partition %d: offset %lld came where %lld was due; "
+                                              "rewinding", p, (long long)off, (long long)part->expect);
+                        hold_partition(s, p);
+                        continue;
+                }
+                part->expect = off + 1;
+                if (!touched[p])
+                        first[p] = off;
                 touched[p] = true;
                 last[p] = off;
+                accepted++;
+                only = i;
                 value = bus_message_value(s->messages[i], &len);
                 if (report_decode(value, len, &b->report) < 0) {
                         /* The API validated it; a bad one here came from elsewhere. */
@@ -1010,6 +1208,10 @@ static int batch_commit(struct scheduler *s) {
                         b->report.user_id[0] = '\0';
                         s->tally_invalid++;
                 }
+        }
+        if (accepted == 0) {
+                batch_clear(s);
+                return 0;
         }
 
         t[0] = now_us();
@@ -1039,7 +1241,7 @@ static int batch_commit(struct scheduler *s) {
                 r = persist_drops(s);
         for (int32_t p = 0; p < MAX_PARTITIONS && r == 0; p++)
                 if (touched[p])
-                        r = advance_offset(s, p, last[p] + 1);
+                        r = advance_offset(s, p, first[p], last[p] + 1);
         t[3] = now_us();
         if (r == 0)
                 r = store_commit(s->db);
@@ -1059,21 +1261,37 @@ static int batch_commit(struct scheduler *s) {
                                 s->parts[p].next = last[p] + 1;
                         }
                 }
-        } else {
-                store_rollback(s->db);
-                metrics_counter_inc(s->m_rollbacks, (size_t[]){ r == -ESTALE ? 0 : 1 });
-                if (r == -ESTALE)
-                        log_warn("scheduler", "another scheduler advanced a partition first; "
-                                              "re-reading offsets");
-                else
-                        log_error("scheduler", "batch of %zu reports rolled back (%s); will retry",
-                                  s->n_messages, strerror(-r));
-                /* Memory ran ahead of what committed: forget it all, then re-read. */
                 batch_clear(s);
-                rewind_partitions(s);
-                return r;
+                return 0;
         }
+
+        store_rollback(s->db);
+        metrics_counter_inc(s->m_rollbacks, (size_t[]){ r == -ESTALE ? 0 : 1 });
+        if (r == -EIO) {
+                /* The statement's own fault: find the report that causes it. */
+                const struct batch_report *b = &s->reports[only];
+                char error[400];
+                snprintf(error, sizeof(error), "%s", store_error(s->db));
+                if (accepted == 1 && s->parts[b->partition].isolate_through >= b->offset &&
+                    quarantine(s, only, error) == 0) {
+                        batch_clear(s);
+                        return 0;
+                }
+                for (int32_t q = 0; q < MAX_PARTITIONS; q++)
+                        if (touched[q] && last[q] > s->parts[q].isolate_through)
+                                s->parts[q].isolate_through = last[q];
+                log_error("scheduler", "batch of %zu reports rolled back (%s); "
+                                       "retrying them one at a time", s->n_messages, error);
+        } else if (r == -ESTALE) {
+                log_warn("scheduler", "another scheduler advanced a partition first; "
+                                      "re-reading offsets");
+        } else {
+                log_error("scheduler", "batch of %zu reports rolled back (%s); will retry",
+                          s->n_messages, strerror(-r));
+        }
+        /* Memory ran ahead of what committed: forget it all, then re-read. */
         batch_clear(s);
+        hold_partitions(s, r == -ESTALE || r == -EIO ? 0 : 200);
         return r;
 }
 
@@ -1120,6 +1338,11 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
 
         while (!atomic_load(stop)) {
                 int64_t deadline = now_ms() + cfg->batch_wait_ms;
+                size_t batch_max = isolating(&s) ? 1 : (size_t)cfg->batch_max;
+
+                if (any_held(&s) && now_ms() >= s.next_rewind_ms &&
+                    rewind_partitions(&s) < 0)
+                        s.next_rewind_ms = now_ms() + 1000;
 
                 if (time(NULL) - s.world_loaded_at >= cfg->catalog_refresh_s) {
                         /* Between batches: no decision holds a site index meanwhile. */
@@ -1127,7 +1350,7 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                         forget_changed_users(&s);
                         s.world_loaded_at = time(NULL);
                 }
-                while (s.n_messages < (size_t)cfg->batch_max && !atomic_load(stop)) {
+                while (s.n_messages < batch_max && !atomic_load(stop)) {
                         struct bus_message *m;
                         int64_t left = deadline - now_ms();
                         r = bus_consumer_poll(s.consumer, s.n_messages ? (left > 0 ? left : 0) : 200, &m);
@@ -1136,13 +1359,13 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                         else if (s.n_messages ? left <= 0 : true)
                                 break;
                 }
-                if (batch_commit(&s) < 0)
-                        usleep(200 * 1000);
+                batch_commit(&s);
                 update_lag(&s);
         }
         r = 0;
-        log_info("scheduler", "stopping: %lu reports, %lu moves, %lu dropped, %lu invalid",
-                 s.reports_total, s.moves_total, s.drops_total, s.invalid_total);
+        log_info("scheduler", "stopping: %lu reports, %lu moves, %lu dropped, %lu invalid, "
+                              "%lu quarantined", s.reports_total, s.moves_total, s.drops_total,
+                 s.invalid_total, s.quarantined_total);
 out:
         atomic_store(&consumer_assigned, false);
         metrics_fn_detach(s.m_lag); /* `s` is about to go */
