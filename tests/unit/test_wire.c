@@ -1,0 +1,164 @@
+/* The agents' wire format: ranges and chunk streams, whole and in pieces. */
+#include <errno.h>
+#include <nettle/sha2.h>
+#include <stdlib.h>
+
+#include "agent/wire.h"
+#include "tap.h"
+
+#define MIB (1024u * 1024u)
+
+struct sink {
+        uint64_t data_bytes, zero_bytes, last_offset;
+        unsigned records;
+        uint8_t first_byte;
+};
+
+static int on_data(void *ctx, uint64_t offset, const void *data, uint32_t length) {
+        struct sink *s = ctx;
+        s->data_bytes += length;
+        s->last_offset = offset;
+        s->first_byte = ((const uint8_t *)data)[0];
+        s->records++;
+        return 0;
+}
+
+static int on_zero(void *ctx, uint64_t offset, uint64_t length) {
+        struct sink *s = ctx;
+        s->zero_bytes += length;
+        s->last_offset = offset;
+        s->records++;
+        return 0;
+}
+
+static const struct wire_reader_ops ops = { on_data, on_zero };
+
+/* A stream: one data record of `len` bytes of `fill` at 4096, a zero record, the end. */
+static size_t build(uint8_t *out, uint32_t len, uint8_t fill, bool corrupt) {
+        uint8_t sha[32], *p = out;
+        struct sha256_ctx c;
+        struct wire_digest *d = wire_digest_new();
+
+        memset(p + WIRE_DATA_HEADER_SIZE, fill, len);
+        sha256_init(&c);
+        sha256_update(&c, len, p + WIRE_DATA_HEADER_SIZE);
+        sha256_digest(&c, 32, sha);
+        wire_data_header(p, 4096, len, sha);
+        wire_digest_add(d, p, WIRE_DATA_HEADER_SIZE);
+        if (corrupt)
+                p[WIRE_DATA_HEADER_SIZE + 17] ^= 1;
+        p += WIRE_DATA_HEADER_SIZE + len;
+        wire_zero_record(p, 2 * MIB, 8192);
+        wire_digest_add(d, p, WIRE_ZERO_SIZE);
+        p += WIRE_ZERO_SIZE;
+        wire_digest_final(d, sha);
+        wire_end_record(p, 2, sha);
+        p += WIRE_END_SIZE;
+        wire_digest_free(d);
+        return (size_t)(p - out);
+}
+
+TEST(ranges_round_trip_and_bad_ones_are_refused) {
+        struct wire_range in[3] = { { 0, 4096 }, { 8192, 65536 }, { MIB, MIB } }, *out = NULL;
+        uint8_t buf[64];
+        size_t n = 0;
+
+        wire_ranges_encode(in, 3, buf);
+        CHECK(wire_ranges_decode(buf, wire_ranges_size(3), 4 * MIB, &out, &n) == 0);
+        CHECK(n == 3 && out[1].offset == 8192 && out[2].length == MIB);
+        free(out);
+        /* beyond the image, truncated, unaligned, overlapping */
+        CHECK(wire_ranges_decode(buf, wire_ranges_size(3), MIB, &out, &n) == -EBADMSG);
+        CHECK(wire_ranges_decode(buf, wire_ranges_size(3) - 1, 4 * MIB, &out, &n) == -EBADMSG);
+        in[1].offset = 8193;
+        wire_ranges_encode(in, 3, buf);
+        CHECK(wire_ranges_decode(buf, wire_ranges_size(3), 4 * MIB, &out, &n) == -EBADMSG);
+        in[1] = (struct wire_range){ 0, 4096 };
+        wire_ranges_encode(in, 3, buf);
+        CHECK(wire_ranges_decode(buf, wire_ranges_size(3), 4 * MIB, &out, &n) == -EBADMSG);
+        /* a count that does not fit the length */
+        buf[0] = 0xff;
+        CHECK(wire_ranges_decode(buf, wire_ranges_size(3), 4 * MIB, &out, &n) == -EBADMSG);
+}
+
+TEST(a_stream_read_whole_or_byte_by_byte_gives_the_same_records) {
+        static uint8_t stream[MIB + 200];
+        size_t len = build(stream, 65536, 0xab, false);
+        struct wire_reader *r = NULL;
+        struct sink whole = { 0 }, bytes = { 0 };
+
+        CHECK(wire_reader_new(4 * MIB, &r) == 0);
+        CHECK(wire_reader_feed(r, stream, len, &ops, &whole) == 0);
+        CHECK(wire_reader_done(r));
+        r = wire_reader_free(r);
+        CHECK(whole.records == 2 && whole.data_bytes == 65536 && whole.zero_bytes == 8192);
+        CHECK(whole.first_byte == 0xab);
+
+        CHECK(wire_reader_new(4 * MIB, &r) == 0);
+        for (size_t i = 0; i < len; i++)
+                CHECK(wire_reader_feed(r, stream + i, 1, &ops, &bytes) == 0);
+        CHECK(wire_reader_done(r));
+        CHECK(bytes.records == whole.records && bytes.data_bytes == whole.data_bytes);
+        /* nothing may follow the end */
+        CHECK(wire_reader_feed(r, stream, 1, &ops, &bytes) == -EBADMSG);
+        wire_reader_free(r);
+}
+
+TEST(a_flipped_byte_is_caught_before_the_data_is_handed_on) {
+        static uint8_t stream[MIB + 200];
+        size_t len = build(stream, 65536, 0x11, true);
+        struct wire_reader *r = NULL;
+        struct sink s = { 0 };
+
+        CHECK(wire_reader_new(4 * MIB, &r) == 0);
+        CHECK(wire_reader_feed(r, stream, len, &ops, &s) == -EILSEQ);
+        CHECK(s.data_bytes == 0);
+        CHECK(wire_reader_bad(r).offset == 4096 && wire_reader_bad(r).length == 65536);
+        CHECK(!wire_reader_done(r));
+        wire_reader_free(r);
+}
+
+TEST(a_cut_or_spliced_stream_is_not_complete) {
+        static uint8_t stream[MIB + 200];
+        size_t len = build(stream, 4096, 0x22, false);
+        struct wire_reader *r = NULL;
+        struct sink s = { 0 };
+
+        CHECK(wire_reader_new(4 * MIB, &r) == 0);
+        CHECK(wire_reader_feed(r, stream, len - 1, &ops, &s) == 0);
+        CHECK(!wire_reader_done(r));
+        wire_reader_free(r);
+
+        /* the end record's count says three where two came */
+        stream[len - WIRE_END_SIZE + 1] = 3;
+        CHECK(wire_reader_new(4 * MIB, &r) == 0);
+        CHECK(wire_reader_feed(r, stream, len, &ops, &s) == -EBADMSG);
+        wire_reader_free(r);
+}
+
+TEST(records_outside_the_image_or_oversized_are_refused) {
+        uint8_t rec[WIRE_DATA_HEADER_SIZE], sha[32] = { 0 };
+        struct wire_reader *r = NULL;
+        struct sink s = { 0 };
+
+        wire_zero_record(rec, 4 * MIB, 4096);
+        CHECK(wire_reader_new(4 * MIB, &r) == 0);
+        CHECK(wire_reader_feed(r, rec, WIRE_ZERO_SIZE, &ops, &s) == -EBADMSG);
+        wire_reader_free(r);
+
+        wire_data_header(rec, 0, WIRE_CHUNK_MAX + 4096, sha);
+        CHECK(wire_reader_new(64 * MIB, &r) == 0);
+        CHECK(wire_reader_feed(r, rec, WIRE_DATA_HEADER_SIZE, &ops, &s) == -EBADMSG);
+        wire_reader_free(r);
+
+        rec[0] = 9;
+        CHECK(wire_reader_new(64 * MIB, &r) == 0);
+        CHECK(wire_reader_feed(r, rec, 1, &ops, &s) == -EBADMSG);
+        wire_reader_free(r);
+}
+
+TAP_MAIN(TAP_TEST(ranges_round_trip_and_bad_ones_are_refused),
+         TAP_TEST(a_stream_read_whole_or_byte_by_byte_gives_the_same_records),
+         TAP_TEST(a_flipped_byte_is_caught_before_the_data_is_handed_on),
+         TAP_TEST(a_cut_or_spliced_stream_is_not_complete),
+         TAP_TEST(records_outside_the_image_or_oversized_are_refused))
