@@ -1,0 +1,201 @@
+/*
+ * image — homing's access to the VM disk images of a datacenter's store.
+ *
+ * A store is a directory. A template is an immutable qcow2 base image; a
+ * snapshot version is a qcow2 overlay whose backing file is its template,
+ * recorded as a path RELATIVE to the overlay's directory so that a store
+ * can be moved or mounted elsewhere whole. Overlays use 64 KiB clusters
+ * with extended L2 entries, i.e. 4 KiB subclusters: the unit of change is
+ * one 4 KiB block (IMAGE_BLOCK), and so is the unit of the manifest.
+ *
+ * No qcow2 is parsed here. Data goes through libnbd to a qemu-nbd child
+ * (one per open image, socket-activated, reaped on image_free); creating,
+ * checking and inspecting images runs qemu-img (argv, no shell).
+ *
+ * A manifest lists, for every block allocated in an image's TOP layer, its
+ * index, whether it reads as zeroes and the SHA-256 of its 4 KiB. Its
+ * canonical encoding (README.md) is hashed into the version's digest: two
+ * images with the same top-layer content have the same digest whatever their
+ * qcow2 files look like. The diff of two manifests is what to copy to turn
+ * one version's blocks into another's.
+ *
+ * Sizes: images handled here have virtual sizes that are multiples of
+ * IMAGE_BLOCK (image_create insists, image_open refuses others).
+ * Errors are negative errno values; nothing here logs. Paths are borrowed
+ * for the duration of a call. An open image serves one thread at a time.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define IMAGE_BLOCK 4096u
+#define IMAGE_DIGEST_SIZE 32
+#define IMAGE_DIGEST_HEX_SIZE 65 /* 64 hex digits and a NUL */
+
+/*
+ * Called for each range of an image or a diff, in increasing offset order,
+ * offset and length multiples of IMAGE_BLOCK; `zero` when the range reads as
+ * zeroes. Return 0 to go on; a negative value stops the walk and is returned
+ * by the function that called back.
+ */
+typedef int (*image_extent_fn)(void *userdata, uint64_t offset, uint64_t length, bool zero);
+
+/* ---- creating and checking (qemu-img) --------------------------------------- */
+
+/*
+ * Creates a standalone qcow2 (a template) of `virtual_size` bytes, a
+ * non-zero multiple of IMAGE_BLOCK. The file must not exist. Returns 0,
+ * -EINVAL, -EEXIST, another -errno from the file system, or -EIO when
+ * qemu-img fails.
+ */
+int image_create(const char *path, uint64_t virtual_size);
+
+/*
+ * Creates an overlay of `template_path` at `overlay_path` (which must not
+ * exist; its directory must). The backing file is recorded relative to the
+ * overlay's directory, both resolved through symlinks first, e.g.
+ * "../../templates/tpl-1.qcow2"; the size is the template's. Returns 0,
+ * -EEXIST, -ENOENT, another -errno, or -EIO when qemu-img fails.
+ */
+int image_create_overlay(const char *template_path, const char *overlay_path);
+
+/*
+ * Runs `qemu-img check` (which opens the backing chain too). Returns 0 for a
+ * clean image; -EUCLEAN when it reports corruptions or leaked clusters; -EIO
+ * when it cannot check the image at all (unreadable, not qcow2, header
+ * broken, backing file missing, held by a writer); -errno when qemu-img
+ * cannot run. On failure `err` (may be NULL when err_size is 0) says why.
+ */
+int image_check(const char *path, char *err, size_t err_size);
+
+/*
+ * The backing file name as recorded in the image (not resolved), copied into
+ * `out`. Works while a writer holds the image and when the backing file is
+ * missing. Returns 0, -ENODATA when the image has no backing file, -ENOBUFS
+ * when `size` is too small, -EIO when qemu-img fails or says nonsense.
+ */
+int image_info_backing(const char *path, char *out, size_t size);
+
+/* ---- open images (qemu-nbd through libnbd) ---------------------------------- */
+
+struct image;
+
+/*
+ * Opens a qcow2 image (and its backing chain) by starting qemu-nbd on it.
+ * Read-only unless `writable`; qemu's image locking refuses a second writer.
+ * Returns 0 and *out; -ENOENT, -EACCES for the file; -EINVAL when the size
+ * is not a multiple of IMAGE_BLOCK; -EOPNOTSUPP when the server lacks the
+ * allocation contexts; -ENOMEM; or the -errno of a failed start or
+ * handshake: qemu-nbd refusing the image (not qcow2, locked, backing file
+ * missing) shows as a lost connection, e.g. -ECONNRESET, and qemu-nbd says
+ * why on the process's stderr, which it inherits.
+ */
+int image_open(const char *path, bool writable, struct image **out);
+
+/*
+ * Disconnects and waits for qemu-nbd to exit; qemu writes its caches back on
+ * the way out, but only image_flush reports a failure to. Accepts NULL;
+ * returns NULL.
+ */
+struct image *image_free(struct image *img);
+
+/* Virtual size in bytes. */
+uint64_t image_size(const struct image *img);
+
+/*
+ * Guest-visible I/O; `buf` is borrowed. Any length (split into requests the
+ * server accepts); the range must lie inside the image. Return 0, -EINVAL
+ * for a range outside, -EPERM for writes to a read-only image, -errno.
+ */
+int image_read(struct image *img, void *buf, size_t len, uint64_t offset);
+int image_write(struct image *img, const void *buf, size_t len, uint64_t offset);
+/* Makes the range read as zeroes (NBD write_zeroes: no data is sent). */
+int image_zero(struct image *img, uint64_t len, uint64_t offset);
+/* Makes what was written durable. 0 for a read-only image. */
+int image_flush(struct image *img);
+
+/*
+ * Calls `cb` for the extents allocated in the top layer only (not those read
+ * through from the backing file), coalesced, `zero` when they read as
+ * zeroes. Partial blocks at an extent's edges are rounded outward and then
+ * do not count as zero. Returns 0, cb's negative value, or -errno.
+ */
+int image_own_extents(struct image *img, image_extent_fn cb, void *userdata);
+
+/* ---- manifests --------------------------------------------------------------- */
+
+#define IMAGE_BLOCK_ZERO 0x1u /* the block reads as 4096 zero bytes */
+
+struct image_block_hash {
+        uint64_t index; /* block number: offset / IMAGE_BLOCK */
+        uint32_t flags; /* IMAGE_BLOCK_* */
+        uint8_t sha256[IMAGE_DIGEST_SIZE];
+};
+
+/* Immutable once made; every accessor borrows. */
+struct image_manifest;
+
+/*
+ * Hashes every block allocated in the top layer of `img`, reading in 4 MiB
+ * requests, several in flight (a reader thread, joined before returning,
+ * and 16 MiB of buffers); `img` must not be used by another thread
+ * meanwhile. A block is IMAGE_BLOCK_ZERO exactly when its data is all
+ * zeroes (whether or not qcow2 stored it as a zero cluster), and its hash is
+ * then that of 4096 zero bytes. Returns 0 and *out (free with
+ * image_manifest_free), -ENOMEM, or -errno of a failed read.
+ */
+int image_manifest_compute(struct image *img, struct image_manifest **out);
+
+/* Accepts NULL; returns NULL. */
+struct image_manifest *image_manifest_free(struct image_manifest *m);
+
+uint64_t image_manifest_virtual_size(const struct image_manifest *m);
+size_t image_manifest_count(const struct image_manifest *m);
+/* The i-th entry (i < count), in increasing index order; borrowed. */
+const struct image_block_hash *image_manifest_entry(const struct image_manifest *m, size_t i);
+/* The entry for block `index`, or NULL when it is not in the manifest; borrowed. */
+const struct image_block_hash *image_manifest_lookup(const struct image_manifest *m,
+                                                     uint64_t index);
+
+/*
+ * The canonical encoding (README.md). *out is malloc'd, the caller frees it.
+ * Returns 0 or -ENOMEM (-EOVERFLOW if it would not fit in memory).
+ */
+int image_manifest_encode(const struct image_manifest *m, void **out, size_t *out_len);
+
+/*
+ * Parses an encoding; `data` is borrowed. Accepts exactly what
+ * image_manifest_encode can produce: returns 0 and *out, -EBADMSG for
+ * anything else (wrong magic or version, truncated, trailing bytes, entries
+ * not strictly increasing or past the end, unknown flags, a zero flag that
+ * disagrees with the hash), or -ENOMEM. Pure: no I/O, no global state.
+ */
+int image_manifest_decode(const void *data, size_t len, struct image_manifest **out);
+
+/* Writes the encoding to `path` atomically (temporary file, fsync, rename). 0 or -errno. */
+int image_manifest_save(const struct image_manifest *m, const char *path);
+/* Reads and decodes `path`. 0 and *out, -EBADMSG, or -errno. */
+int image_manifest_load(const char *path, struct image_manifest **out);
+
+/* SHA-256 of the canonical encoding: the version's content digest. */
+void image_manifest_digest(const struct image_manifest *m, uint8_t out[IMAGE_DIGEST_SIZE]);
+
+/*
+ * Calls `cb` with the runs of consecutive blocks of `want` that `have` lacks
+ * (absent from `have`, or present with another hash or flags), coalesced
+ * into (offset, length, zero) byte ranges. `have` may be NULL: all of
+ * `want`. Blocks that `have` holds and `want` does not are not reported (a
+ * write cannot express "read through to the backing file again").
+ * Returns 0, -EINVAL when the virtual sizes differ, or cb's negative value.
+ */
+int image_manifest_diff(const struct image_manifest *have, const struct image_manifest *want,
+                        image_extent_fn cb, void *userdata);
+
+/* ---- digests ------------------------------------------------------------------ */
+
+/* 64 lower-case hex digits and a NUL. */
+void image_digest_hex(const uint8_t digest[IMAGE_DIGEST_SIZE], char out[IMAGE_DIGEST_HEX_SIZE]);
+/* Parses exactly 64 hex digits (either case). 0 or -EINVAL. */
+int image_digest_parse(const char *hex, uint8_t out[IMAGE_DIGEST_SIZE]);
