@@ -45,6 +45,19 @@ struct config {
         long batch_wait_ms;
         long catalog_refresh_s;
         char *metrics_listen;    /* host:port of /metrics for schedule and relay; "": none */
+        /* agent: the transfers into a datacenter (agent/README.md) */
+        char *api_url;           /* where agents reach homing's API */
+        char *datacenter;        /* the datacenters this agent serves, comma-separated */
+        char *store;             /* the store (one datacenter) or the folder of stores (several) */
+        char *agent_token;       /* hag_... for a single datacenter */
+        char *agent_token_file;  /* lines "<datacenter> <token>" */
+        char *agent_listen;      /* host:port of the agent's server for peers */
+        char *agent_url;         /* its base URL as peers reach it; "": from --agent-listen */
+        long agent_concurrency;  /* transfers running at once, per datacenter */
+        long agent_max_streams;  /* block streams served at once */
+        long agent_bandwidth;    /* bytes per second into each datacenter; 0: no cap */
+        long agent_lease_s;
+        long agent_poll_ms;
         /* housekeeping */
         char *migrations_dir;
         char *log_level;

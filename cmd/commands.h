@@ -12,3 +12,5 @@ int cmd_standalone(int argc, char **argv);
 int cmd_nearest(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_routes(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);

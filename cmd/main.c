@@ -18,6 +18,8 @@ static const struct command commands[] = {
         { "relay", cmd_relay, "publish the outbox to Kafka (schedule runs one too)" },
         { "migrate", cmd_migrate, "apply pending SQL migrations and create the Kafka topics" },
         { "standalone", cmd_standalone, "serve, schedule and relay in one process, for a laptop" },
+        { "agent", cmd_agent, "the transfer agent of one or more datacenters: moves snapshot images" },
+        { "snapshot", cmd_snapshot, "register a new snapshot version written at a datacenter's store" },
         { "token", cmd_token, "make device-token keys, device tokens and operator tokens" },
         { "routes", cmd_routes, "list the HTTP routes and who may call them" },
         { "nearest", cmd_nearest, "print the k nearest datacenters for each \"lat lon\" line on stdin" },

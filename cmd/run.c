@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "agent/agent.h"
 #include "api/api.h"
 #include "base/config.h"
 #include "base/log.h"
@@ -173,6 +174,21 @@ int cmd_standalone(int argc, char **argv) {
                 struct worker workers[] = { { .cfg = &cfg, .run = scheduler_run },
                                             { .cfg = &cfg, .run = relay_run } };
                 r = run_parts(&cfg, true, workers, 2);
+        }
+        config_fini(&cfg);
+        return r;
+}
+
+int cmd_agent(int argc, char **argv) {
+        struct config cfg;
+        int r = load(&cfg, argc, argv,
+                     "homing agent --datacenter ID[,ID...] --store DIR [options]: the transfer "
+                     "agent of one or more datacenters");
+        if (r >= 0)
+                return r;
+        {
+                struct worker workers[] = { { .cfg = &cfg, .run = agent_run } };
+                r = run_parts(&cfg, false, workers, 1);
         }
         config_fini(&cfg);
         return r;

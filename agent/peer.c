@@ -1,0 +1,606 @@
+/*
+ * The source side of a transfer. Paths are /dc/<datacenter>/... so that one
+ * process can answer for several datacenters; each request names a
+ * transfer (X-Homing-Transfer) and carries its pull ticket, which the API
+ * confirms is the ticket of a transfer running from that datacenter. What
+ * the transfer moves — its snapshot version and its template — is all the
+ * ticket opens.
+ *
+ * A block stream is produced lazily, one record at a time, from a
+ * read-only qemu-nbd of the image: a run of zero blocks becomes one zero
+ * record, data goes in records of at most WIRE_CHUNK_MAX with their SHA-256.
+ * libmicrohttpd runs a thread per connection here, so a reader that blocks
+ * (the image, a slow peer) holds only its own thread.
+ */
+#include "agent/peer.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <nettle/sha2.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "agent/control.h"
+#include "agent/wire.h"
+#include "base/log.h"
+#include "image/image.h"
+
+#define RANGES_BODY_MAX (16u << 20)
+#define FILE_MAX (512u << 20)
+#define TICKET_CACHE 64
+#define TICKET_TTL_S 10
+
+struct ticket_entry {
+        int64_t transfer_id;
+        char ticket[128];
+        char snapshot_id[128], template_id[128];
+        int64_t version;
+        time_t expires;
+};
+
+struct peer {
+        struct MHD_Daemon *daemon;
+        const struct peer_site *sites;
+        size_t n_sites;
+        char *api_url;
+        uint16_t port;
+        long max_streams;
+        atomic_long streams;
+        atomic_uint_least64_t bytes_sent;
+        pthread_mutex_t lock;
+        struct ticket_entry cache[TICKET_CACHE];
+        size_t cache_next;
+};
+
+/* What a request asks for, from its path. */
+struct target {
+        const struct peer_site *site;
+        char snapshot_id[128];
+        int64_t version;     /* 0 for a template */
+        char template_id[128];
+        char what[16];       /* manifest, config, blocks */
+};
+
+struct request {
+        struct target target;
+        char *body;
+        size_t body_len;
+        bool too_big;
+};
+
+/* A block stream being sent. */
+struct stream {
+        struct peer *peer;
+        struct image *img;
+        struct wire_range *ranges;
+        size_t n_ranges, range;
+        uint64_t pos;                /* within the current range */
+        uint8_t *buf;                /* image data read ahead */
+        uint64_t buf_off, buf_len;
+        uint8_t out[WIRE_DATA_HEADER_SIZE + WIRE_CHUNK_MAX];
+        size_t out_len, out_sent;
+        struct wire_digest *digest;
+        uint64_t records;
+        bool ended;
+};
+
+/* ---- answers ---- */
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
+                             void *data, size_t len, bool take) {
+        struct MHD_Response *resp = MHD_create_response_from_buffer(
+                len, data, take ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_MUST_COPY);
+        enum MHD_Result ret;
+
+        if (!resp)
+                return MHD_NO;
+        MHD_add_response_header(resp, "Content-Type", type);
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        ret = MHD_queue_response(conn, status, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+static enum MHD_Result problem(struct MHD_Connection *conn, unsigned status, const char *type,
+                               const char *detail) {
+        char *body = NULL;
+        json_t *doc = json_pack("{s:s, s:i, s:s}", "type", type, "status", (int)status, "detail",
+                                detail);
+        if (doc)
+                body = json_dumps(doc, JSON_COMPACT);
+        json_decref(doc);
+        if (!body)
+                return MHD_NO;
+        return reply(conn, status, "application/problem+json", body, strlen(body), true);
+}
+
+/* ---- paths and tickets ---- */
+
+static bool id_valid(const char *s, size_t n) {
+        if (n == 0 || n >= 128)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                if (!(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') &&
+                    c != '-' && c != '_' && c != '.')
+                        return false;
+        }
+        return !(n <= 2 && s[0] == '.'); /* never "." or ".." */
+}
+
+/* Splits "/dc/<dc>/snapshots/<id>/versions/<v>/<what>" or "/dc/<dc>/templates/<id>/<what>". */
+static bool parse_path(const struct peer *p, const char *url, struct target *t) {
+        const char *parts[8];
+        size_t lens[8], n = 0;
+        const char *s = url;
+
+        memset(t, 0, sizeof(*t));
+        while (*s == '/' && n < 8) {
+                s++;
+                parts[n] = s;
+                lens[n] = strcspn(s, "/");
+                s += lens[n];
+                n++;
+        }
+        if (*s || n < 5 || lens[0] != 2 || memcmp(parts[0], "dc", 2))
+                return false;
+        for (size_t i = 1; i < n; i++)
+                if (!id_valid(parts[i], lens[i]))
+                        return false;
+        for (size_t i = 0; i < p->n_sites; i++)
+                if (strlen(p->sites[i].datacenter) == lens[1] &&
+                    !memcmp(p->sites[i].datacenter, parts[1], lens[1]))
+                        t->site = &p->sites[i];
+        if (!t->site)
+                return false;
+        if (n == 7 && lens[2] == 9 && !memcmp(parts[2], "snapshots", 9) && lens[4] == 8 &&
+            !memcmp(parts[4], "versions", 8)) {
+                char v[24];
+                char *end;
+                snprintf(t->snapshot_id, sizeof(t->snapshot_id), "%.*s", (int)lens[3], parts[3]);
+                snprintf(v, sizeof(v), "%.*s", (int)(lens[5] < 20 ? lens[5] : 20), parts[5]);
+                t->version = strtoll(v, &end, 10);
+                if (*end || t->version <= 0)
+                        return false;
+                snprintf(t->what, sizeof(t->what), "%.*s", (int)(lens[6] < 15 ? lens[6] : 15), parts[6]);
+        } else if (n == 5 && lens[2] == 9 && !memcmp(parts[2], "templates", 9)) {
+                snprintf(t->template_id, sizeof(t->template_id), "%.*s", (int)lens[3], parts[3]);
+                snprintf(t->what, sizeof(t->what), "%.*s", (int)(lens[4] < 15 ? lens[4] : 15), parts[4]);
+        } else {
+                return false;
+        }
+        return !strcmp(t->what, "manifest") || !strcmp(t->what, "blocks") ||
+               (!strcmp(t->what, "config") && t->version > 0);
+}
+
+/* Looks a ticket up in the cache, or asks the API. 1 valid, 0 not, <0 unknown. */
+static int check_ticket(struct peer *p, const struct peer_site *site, int64_t transfer,
+                        const char *ticket, struct ticket_entry *out) {
+        struct control *c = NULL;
+        json_t *body, *answer = NULL;
+        long status = 0;
+        char err[256];
+        time_t now = time(NULL);
+        int r;
+
+        pthread_mutex_lock(&p->lock);
+        for (size_t i = 0; i < TICKET_CACHE; i++) {
+                struct ticket_entry *e = &p->cache[i];
+                if (e->transfer_id == transfer && e->expires > now && !strcmp(e->ticket, ticket)) {
+                        *out = *e;
+                        pthread_mutex_unlock(&p->lock);
+                        return 1;
+                }
+        }
+        pthread_mutex_unlock(&p->lock);
+
+        if (control_new(p->api_url, site->token, &c) < 0)
+                return -ENOMEM;
+        body = json_pack("{s:I, s:s}", "transfer_id", (json_int_t)transfer, "ticket", ticket);
+        r = control_call(c, "POST", "/v1/agent/pulls/verify", body, &status, &answer, err,
+                         sizeof(err));
+        json_decref(body);
+        control_free(c);
+        if (r < 0 || status >= 500) {
+                json_decref(answer);
+                return -EIO;
+        }
+        if (status != 200 || !json_is_object(answer)) {
+                json_decref(answer);
+                return 0;
+        }
+        memset(out, 0, sizeof(*out));
+        out->transfer_id = transfer;
+        snprintf(out->ticket, sizeof(out->ticket), "%s", ticket);
+        {
+                const char *snapshot = json_string_value(json_object_get(answer, "snapshot_id"));
+                const char *tpl = json_string_value(json_object_get(answer, "template_id"));
+                snprintf(out->snapshot_id, sizeof(out->snapshot_id), "%s", snapshot ? snapshot : "");
+                snprintf(out->template_id, sizeof(out->template_id), "%s", tpl ? tpl : "");
+        }
+        out->version = json_integer_value(json_object_get(answer, "version"));
+        out->expires = now + TICKET_TTL_S;
+        json_decref(answer);
+        pthread_mutex_lock(&p->lock);
+        p->cache[p->cache_next++ % TICKET_CACHE] = *out;
+        pthread_mutex_unlock(&p->lock);
+        return 1;
+}
+
+/* 0 when the request's ticket opens its target; else the answer was queued. */
+static int authorize(struct peer *p, struct MHD_Connection *conn, const struct target *t,
+                     enum MHD_Result *ret) {
+        const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+        const char *id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Homing-Transfer");
+        struct ticket_entry e;
+        char *end = NULL;
+        long long transfer = id ? strtoll(id, &end, 10) : 0;
+        int r;
+
+        if (!auth || strncmp(auth, "Bearer ", 7) || !id || !end || *end || transfer <= 0 ||
+            strlen(auth + 7) >= sizeof(e.ticket)) {
+                *ret = problem(conn, 401, "urn:homing:problem:unauthorized",
+                               "a pull ticket (Authorization: Bearer) and X-Homing-Transfer are required");
+                return -EPERM;
+        }
+        r = check_ticket(p, t->site, transfer, auth + 7, &e);
+        if (r < 0) {
+                *ret = problem(conn, 503, "urn:homing:problem:api-unavailable",
+                               "the ticket cannot be checked now");
+                return -EIO;
+        }
+        if (r == 0 || (t->version > 0 && (strcmp(e.snapshot_id, t->snapshot_id) || e.version != t->version)) ||
+            (t->version == 0 && strcmp(e.template_id, t->template_id))) {
+                *ret = problem(conn, 403, "urn:homing:problem:forbidden",
+                               "the ticket does not open this image");
+                return -EPERM;
+        }
+        return 0;
+}
+
+/* ---- files ---- */
+
+static void image_path(const struct target *t, const char *ext, char *out, size_t size) {
+        if (t->version > 0)
+                snprintf(out, size, "%s/snapshots/%s/v%" PRId64 ".%s", t->site->store,
+                         t->snapshot_id, t->version, ext);
+        else
+                snprintf(out, size, "%s/templates/%s.%s", t->site->store, t->template_id, ext);
+}
+
+static int read_file(const char *path, char **data, size_t *len) {
+        FILE *f = fopen(path, "rb");
+        struct stat st;
+        int r = 0;
+
+        if (!f)
+                return -errno;
+        if (fstat(fileno(f), &st) < 0 || st.st_size > (off_t)FILE_MAX)
+                r = -EFBIG;
+        else if (!(*data = malloc((size_t)st.st_size + 1)))
+                r = -ENOMEM;
+        else if (fread(*data, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+                free(*data);
+                r = -EIO;
+        } else
+                *len = (size_t)st.st_size;
+        fclose(f);
+        return r;
+}
+
+/* A template's manifest is made once, when first asked for (templates never change). */
+static int template_manifest(const struct target *t, const char *path) {
+        char image[1100];
+        struct image *img = NULL;
+        struct image_manifest *m = NULL;
+        int r;
+
+        image_path(t, "qcow2", image, sizeof(image));
+        r = image_open(image, false, &img);
+        if (r == 0)
+                r = image_manifest_compute(img, &m);
+        image_free(img);
+        if (r == 0)
+                r = image_manifest_save(m, path);
+        image_manifest_free(m);
+        return r;
+}
+
+static enum MHD_Result serve_file(struct MHD_Connection *conn, const struct target *t) {
+        char path[1100], *data = NULL;
+        size_t len = 0;
+        bool manifest = !strcmp(t->what, "manifest");
+        int r;
+
+        image_path(t, manifest ? "manifest" : "json", path, sizeof(path));
+        r = read_file(path, &data, &len);
+        if (r == -ENOENT && manifest && t->version == 0 && template_manifest(t, path) == 0)
+                r = read_file(path, &data, &len);
+        if (r == -ENOENT)
+                return problem(conn, 404, "urn:homing:problem:not-found", "this store does not hold it");
+        if (r < 0)
+                return problem(conn, 500, "urn:homing:problem:store", strerror(-r));
+        return reply(conn, 200, manifest ? "application/octet-stream" : "application/json", data,
+                     len, true);
+}
+
+/* ---- block streams ---- */
+
+static bool all_zero(const uint8_t *p, size_t n) {
+        static const uint8_t zero[IMAGE_BLOCK];
+        for (size_t i = 0; i < n; i += IMAGE_BLOCK)
+                if (memcmp(p + i, zero, IMAGE_BLOCK))
+                        return false;
+        return true;
+}
+
+/* Fills s->out with the next record. 0, or <0 on a read failure. */
+static int next_record(struct stream *s) {
+        struct wire_range rg;
+        uint64_t at, len, run;
+        const uint8_t *data;
+        uint8_t sha[32];
+        bool zero;
+        int r;
+
+        while (s->range < s->n_ranges && s->pos == s->ranges[s->range].length) {
+                s->range++;
+                s->pos = 0;
+        }
+        if (s->range == s->n_ranges) {
+                uint8_t digest[32];
+                wire_digest_final(s->digest, digest);
+                wire_end_record(s->out, s->records, digest);
+                s->out_len = WIRE_END_SIZE;
+                s->ended = true;
+                return 0;
+        }
+        rg = s->ranges[s->range];
+        at = rg.offset + s->pos;
+        if (at < s->buf_off || at >= s->buf_off + s->buf_len) {
+                len = rg.length - s->pos < WIRE_CHUNK_MAX ? rg.length - s->pos : WIRE_CHUNK_MAX;
+                r = image_read(s->img, s->buf, len, at);
+                if (r < 0)
+                        return r;
+                s->buf_off = at;
+                s->buf_len = len;
+        }
+        data = s->buf + (at - s->buf_off);
+        len = s->buf_off + s->buf_len - at;
+        if (len > rg.length - s->pos)
+                len = rg.length - s->pos;
+        /* The leading run of blocks of one kind. */
+        zero = all_zero(data, IMAGE_BLOCK);
+        for (run = IMAGE_BLOCK; run < len && all_zero(data + run, IMAGE_BLOCK) == zero; run += IMAGE_BLOCK)
+                ;
+        if (zero) {
+                wire_zero_record(s->out, at, run);
+                s->out_len = WIRE_ZERO_SIZE;
+        } else {
+                struct sha256_ctx c;
+                sha256_init(&c);
+                sha256_update(&c, run, data);
+                sha256_digest(&c, 32, sha);
+                wire_data_header(s->out, at, (uint32_t)run, sha);
+                memcpy(s->out + WIRE_DATA_HEADER_SIZE, data, run);
+                s->out_len = WIRE_DATA_HEADER_SIZE + run;
+        }
+        wire_digest_add(s->digest, s->out, zero ? WIRE_ZERO_SIZE : WIRE_DATA_HEADER_SIZE);
+        s->records++;
+        s->pos += run;
+        return 0;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+        struct stream *s = cls;
+        size_t n;
+
+        if (s->out_sent == s->out_len) {
+                if (s->ended)
+                        return MHD_CONTENT_READER_END_OF_STREAM;
+                if (next_record(s) < 0) {
+                        log_warn("agent", "a block stream stopped: the image could not be read");
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                }
+                s->out_sent = 0;
+        }
+        n = s->out_len - s->out_sent < max ? s->out_len - s->out_sent : max;
+        memcpy(buf, s->out + s->out_sent, n);
+        s->out_sent += n;
+        atomic_fetch_add(&s->peer->bytes_sent, n);
+        return (ssize_t)n;
+}
+
+static void stream_free(void *cls) {
+        struct stream *s = cls;
+        atomic_fetch_sub(&s->peer->streams, 1);
+        image_free(s->img);
+        wire_digest_free(s->digest);
+        free(s->ranges);
+        free(s->buf);
+        free(s);
+}
+
+static enum MHD_Result serve_blocks(struct peer *p, struct MHD_Connection *conn,
+                                    const struct target *t, const struct request *req) {
+        struct stream *s;
+        struct MHD_Response *resp;
+        char path[1100];
+        enum MHD_Result ret;
+        int r;
+
+        if (atomic_fetch_add(&p->streams, 1) >= p->max_streams) {
+                atomic_fetch_sub(&p->streams, 1);
+                return problem(conn, 503, "urn:homing:problem:busy",
+                               "this agent sends as many streams as it may; try again");
+        }
+        s = calloc(1, sizeof(*s));
+        if (!s || !(s->buf = malloc(WIRE_CHUNK_MAX)) || !(s->digest = wire_digest_new())) {
+                if (s) {
+                        free(s->buf);
+                        free(s);
+                }
+                atomic_fetch_sub(&p->streams, 1);
+                return MHD_NO;
+        }
+        s->peer = p;
+        image_path(t, "qcow2", path, sizeof(path));
+        r = image_open(path, false, &s->img);
+        if (r == 0 && wire_ranges_decode(req->body, req->body_len, image_size(s->img), &s->ranges,
+                                         &s->n_ranges) < 0)
+                r = -EBADMSG;
+        if (r < 0) {
+                stream_free(s);
+                if (r == -EBADMSG)
+                        return problem(conn, 400, "urn:homing:problem:invalid-ranges",
+                                       "the body is not a valid list of ranges of this image");
+                return problem(conn, r == -ENOENT ? 404 : 500, "urn:homing:problem:store",
+                               strerror(-r));
+        }
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 256 * 1024, stream_read, s,
+                                                 stream_free);
+        if (!resp) {
+                stream_free(s);
+                return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Content-Type", "application/vnd.homing.chunks");
+        ret = MHD_queue_response(conn, 200, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls) {
+        struct peer *p = cls;
+        struct request *req = *con_cls;
+        enum MHD_Result ret;
+
+        if (!req) {
+                req = calloc(1, sizeof(*req));
+                if (!req)
+                        return MHD_NO;
+                *con_cls = req;
+                if (!parse_path(p, url, &req->target))
+                        req->target.site = NULL;
+                return MHD_YES;
+        }
+        if (*upload_size) {
+                if (req->body_len + *upload_size > RANGES_BODY_MAX) {
+                        req->too_big = true;
+                } else {
+                        char *grown = realloc(req->body, req->body_len + *upload_size);
+                        if (!grown)
+                                return MHD_NO;
+                        memcpy(grown + req->body_len, upload, *upload_size);
+                        req->body = grown;
+                        req->body_len += *upload_size;
+                }
+                *upload_size = 0;
+                return MHD_YES;
+        }
+        if (!req->target.site)
+                return problem(conn, 404, "urn:homing:problem:not-found", "no such image here");
+        if (strcmp(method, !strcmp(req->target.what, "blocks") ? "POST" : "GET"))
+                return problem(conn, 405, "urn:homing:problem:method-not-allowed",
+                               "blocks are POSTed, manifests and configurations are GETs");
+        if (req->too_big)
+                return problem(conn, 413, "urn:homing:problem:too-large", "too many ranges");
+        if (authorize(p, conn, &req->target, &ret) < 0)
+                return ret;
+        if (!strcmp(req->target.what, "blocks"))
+                return serve_blocks(p, conn, &req->target, req);
+        return serve_file(conn, &req->target);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+        struct request *req = *con_cls;
+        if (req) {
+                free(req->body);
+                free(req);
+        }
+        *con_cls = NULL;
+}
+
+static int parse_listen(const char *listen, struct sockaddr_in *addr) {
+        char host[64];
+        const char *colon = strrchr(listen, ':');
+        char *end;
+        long port;
+
+        if (!colon || (size_t)(colon - listen) >= sizeof(host))
+                return -EINVAL;
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
+        port = strtol(colon + 1, &end, 10);
+        if (*end || port < 0 || port > 65535)
+                return -EINVAL;
+        memset(addr, 0, sizeof(*addr));
+        addr->sin_family = AF_INET;
+        addr->sin_port = htons((uint16_t)port);
+        return inet_pton(AF_INET, host, &addr->sin_addr) == 1 ? 0 : -EINVAL;
+}
+
+int peer_start(const char *listen, const char *api_url, const struct peer_site *sites, size_t n,
+               long max_streams, struct peer **out) {
+        struct peer *p = calloc(1, sizeof(*p));
+        struct sockaddr_in addr;
+        const union MHD_DaemonInfo *info;
+
+        if (!p || !(p->api_url = strdup(api_url))) {
+                free(p);
+                return -ENOMEM;
+        }
+        if (parse_listen(listen, &addr) < 0) {
+                log_error("agent", "--agent-listen %s is not host:port", listen);
+                peer_stop(p);
+                return -EINVAL;
+        }
+        pthread_mutex_init(&p->lock, NULL);
+        p->sites = sites;
+        p->n_sites = n;
+        p->max_streams = max_streams;
+        p->daemon = MHD_start_daemon(
+                MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+                0, NULL, NULL, on_request, p, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                MHD_OPTION_NOTIFY_COMPLETED, on_completed, p, MHD_OPTION_CONNECTION_TIMEOUT,
+                (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256,
+                MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
+        if (!p->daemon) {
+                log_error("agent", "cannot listen on %s", listen);
+                peer_stop(p);
+                return -EADDRINUSE;
+        }
+        info = MHD_get_daemon_info(p->daemon, MHD_DAEMON_INFO_BIND_PORT);
+        p->port = info ? info->port : ntohs(addr.sin_port);
+        *out = p;
+        return 0;
+}
+
+struct peer *peer_stop(struct peer *p) {
+        if (!p)
+                return NULL;
+        if (p->daemon)
+                MHD_stop_daemon(p->daemon);
+        pthread_mutex_destroy(&p->lock);
+        free(p->api_url);
+        free(p);
+        return NULL;
+}
+
+uint16_t peer_port(const struct peer *p) {
+        return p->port;
+}
+
+uint64_t peer_bytes_sent(const struct peer *p) {
+        return atomic_load(&((struct peer *)p)->bytes_sent);
+}

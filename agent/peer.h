@@ -1,0 +1,36 @@
+/*
+ * peer — the source side: an agent's HTTP server that answers the agents
+ * pulling from its datacenters (agent/README.md, "Agent to agent"). It
+ * serves a snapshot version or a template only to the holder of a running
+ * transfer's pull ticket, which it checks with the API.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct peer;
+struct metrics;
+
+/* A datacenter this process serves, with its store and its API client's settings. */
+struct peer_site {
+        const char *datacenter;
+        const char *store;
+        const char *token; /* the datacenter's agent token, to check tickets with */
+};
+
+/*
+ * Listens on `listen` (host:port; port 0: any) for the `n` sites (borrowed:
+ * they must outlive the server). `api_url` is where tickets are checked.
+ * At most `max_streams` block streams at once (503 beyond). Returns 0, or
+ * -EADDRINUSE, -ENOMEM.
+ */
+int peer_start(const char *listen, const char *api_url, const struct peer_site *sites, size_t n,
+               long max_streams, struct peer **out);
+struct peer *peer_stop(struct peer *p);
+
+/* The port it listens on. */
+uint16_t peer_port(const struct peer *p);
+
+/* Bytes of chunk streams sent so far. */
+uint64_t peer_bytes_sent(const struct peer *p);

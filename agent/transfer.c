@@ -1,0 +1,745 @@
+/*
+ * A transfer, from the target's side.
+ *
+ * Every block of the wanted version is one of four kinds: already in the
+ * partial image from an earlier attempt (its hash matches: kept), held by a
+ * cached older version here (copied locally), zeroes (written as zeroes),
+ * or to be pulled. Only the last kind crosses the network, as a chunk
+ * stream whose every chunk is checked before it is written. A chunk that
+ * fails its check, or a stream cut short, costs only what was not written
+ * yet: the next request asks for the blocks still missing, which is also
+ * how a killed agent resumes — the partial image is the journal.
+ *
+ * The result is trusted only when the manifest of what was built hashes to
+ * the digest the version was registered with and qemu-img check passes;
+ * then it is fsynced and renamed into place, and the API flips the
+ * placement.
+ */
+#include "agent/transfer.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/control.h"
+#include "agent/limit.h"
+#include "agent/wire.h"
+#include "base/log.h"
+
+#define MANIFEST_MAX (512u << 20)
+#define CONFIG_MAX (1u << 20)
+#define PULL_ROUNDS 8 /* requests for what is still missing before giving up */
+
+/* Formats a path; -ENAMETOOLONG rather than a truncated one. */
+static int __attribute__((format(printf, 2, 3))) pathf(char out[PATH_MAX], const char *fmt, ...) {
+        va_list ap;
+        int n;
+        va_start(ap, fmt);
+        n = vsnprintf(out, PATH_MAX, fmt, ap);
+        va_end(ap);
+        return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int mkdirs(const char *path) {
+        char tmp[PATH_MAX];
+        if (pathf(tmp, "%s", path) < 0)
+                return -ENAMETOOLONG;
+        for (char *p = tmp + 1; *p; p++) {
+                if (*p == '/') {
+                        *p = '\0';
+                        if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
+                                return -errno;
+                        *p = '/';
+                }
+        }
+        return mkdir(tmp, 0750) < 0 && errno != EEXIST ? -errno : 0;
+}
+
+static int fsync_path(const char *path) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+        if (fd < 0)
+                return -errno;
+        if (fsync(fd) < 0)
+                r = -errno;
+        close(fd);
+        return r;
+}
+
+static int write_file(const char *path, const void *data, size_t len) {
+        char tmp[PATH_MAX];
+        int fd, r = 0;
+
+        if (pathf(tmp, "%s.tmp", path) < 0)
+                return -ENAMETOOLONG;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+        if (fd < 0)
+                return -errno;
+        if (write(fd, data, len) != (ssize_t)len || fsync(fd) < 0)
+                r = -EIO;
+        close(fd);
+        if (r == 0 && rename(tmp, path) < 0)
+                r = -errno;
+        return r;
+}
+
+/* ---- talking to the source ---- */
+
+struct transfer_run {
+        const struct transfer_env *env;
+        const struct transfer_job *job;
+        struct transfer_stats *stats;
+        struct image *out;        /* the partial image being built */
+        struct wire_reader *reader;
+        int64_t next_progress_ms;
+        uint64_t bytes_done;      /* blocks of the version in place */
+        int error;                /* why a stream was stopped from our side */
+        char *err;
+        size_t err_size;
+};
+
+/* Reports progress at most every progress_ms; -ECANCELED when the API says stop. */
+static int progress(struct transfer_run *t, bool force) {
+        json_t *body, *reply = NULL;
+        long status = 0;
+        char path[64], err[256];
+        int r;
+
+        if (!force && now_ms() < t->next_progress_ms)
+                return 0;
+        t->next_progress_ms = now_ms() + t->env->progress_ms;
+        snprintf(path, sizeof(path), "/v1/agent/transfers/%lld/progress", (long long)t->job->id);
+        body = json_pack("{s:s, s:I, s:I, s:I}", "owner", t->env->owner, "bytes_done",
+                         (json_int_t)t->bytes_done, "bytes_sent", (json_int_t)t->stats->bytes_wire,
+                         "bytes_total", (json_int_t)t->stats->bytes_total);
+        r = control_call(t->env->control, "POST", path, body, &status, &reply, err, sizeof(err));
+        json_decref(body);
+        json_decref(reply);
+        if (r == 0 && status == 409)
+                return -ECANCELED;
+        /* The API not answering is no reason to stop moving bytes. */
+        return 0;
+}
+
+static int stopping(struct transfer_run *t) {
+        if (atomic_load(t->env->stop))
+                return -EINTR;
+        return progress(t, false);
+}
+
+struct fetch {
+        struct transfer_run *t;
+        char *data;
+        size_t len, max;
+};
+
+static size_t on_fetch(char *ptr, size_t size, size_t n, void *userdata) {
+        struct fetch *f = userdata;
+        size_t len = size * n;
+        char *grown;
+
+        if (f->len + len > f->max)
+                return 0;
+        bucket_take(f->t->env->bucket, len);
+        grown = realloc(f->data, f->len + len + 1);
+        if (!grown)
+                return 0;
+        memcpy(grown + f->len, ptr, len);
+        f->data = grown;
+        f->len += len;
+        f->t->stats->bytes_wire += len;
+        return len;
+}
+
+static struct curl_slist *peer_headers(const struct transfer_job *job) {
+        char auth[200], id[64];
+        struct curl_slist *h = NULL;
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", job->ticket);
+        snprintf(id, sizeof(id), "X-Homing-Transfer: %lld", (long long)job->id);
+        h = curl_slist_append(h, auth);
+        h = curl_slist_append(h, id);
+        return h;
+}
+
+/*
+ * GETs `base``path` from the source into memory. Returns 0, -EAGAIN when the
+ * source did not answer (or answered 5xx), -EPERM when it refused, -EIO.
+ */
+static int fetch(struct transfer_run *t, const char *base, const char *path, size_t max,
+                 char **data, size_t *len) {
+        struct fetch f = { t, NULL, 0, max };
+        struct curl_slist *headers = peer_headers(t->job);
+        CURL *curl = curl_easy_init();
+        char url[TRANSFER_URL_MAX + 256];
+        long status = 0;
+        CURLcode rc;
+        int r = 0;
+
+        if (!curl) {
+                curl_slist_free_all(headers);
+                return -ENOMEM;
+        }
+        snprintf(url, sizeof(url), "%s%s", base, path);
+        curl_easy_setopt(curl, CURLOPT_URL, url);
+        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_fetch);
+        curl_easy_setopt(curl, CURLOPT_WRITEDATA, &f);
+        curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 15L);
+        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+        rc = curl_easy_perform(curl);
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        if (rc != CURLE_OK) {
+                snprintf(t->err, t->err_size, "GET %s: %s", url, curl_easy_strerror(rc));
+                r = -EAGAIN;
+        } else if (status != 200) {
+                snprintf(t->err, t->err_size, "GET %s: HTTP %ld", url, status);
+                r = status >= 500 ? -EAGAIN : status == 403 || status == 401 ? -EPERM : -EIO;
+        }
+        curl_easy_cleanup(curl);
+        curl_slist_free_all(headers);
+        if (r < 0) {
+                free(f.data);
+                return r;
+        }
+        *data = f.data;
+        *len = f.len;
+        return 0;
+}
+
+static int on_chunk_data(void *ctx, uint64_t offset, const void *data, uint32_t length) {
+        struct transfer_run *t = ctx;
+        int r = image_write(t->out, data, length, offset);
+        if (r == 0) {
+                t->stats->bytes_remote += length;
+                t->bytes_done += length;
+        }
+        return r;
+}
+
+static int on_chunk_zero(void *ctx, uint64_t offset, uint64_t length) {
+        struct transfer_run *t = ctx;
+        int r = image_zero(t->out, length, offset);
+        if (r == 0)
+                t->bytes_done += length;
+        return r;
+}
+
+static const struct wire_reader_ops chunk_ops = { on_chunk_data, on_chunk_zero };
+
+static size_t on_stream(char *ptr, size_t size, size_t n, void *userdata) {
+        struct transfer_run *t = userdata;
+        size_t len = size * n;
+        int r;
+
+        bucket_take(t->env->bucket, len);
+        t->stats->bytes_wire += len;
+        r = wire_reader_feed(t->reader, ptr, len, &chunk_ops, t);
+        if (r == 0)
+                r = stopping(t);
+        if (r < 0) {
+                t->error = r;
+                return 0; /* stops the transfer of this stream */
+        }
+        return len;
+}
+
+/*
+ * Asks the source for `ranges` and writes what comes. Returns 0 when the
+ * stream ended well, -EILSEQ (a chunk failed its check), -EAGAIN (cut short
+ * or not answered), -ECANCELED, -EINTR, or another -errno.
+ */
+static int pull(struct transfer_run *t, const char *base, const char *path,
+                const struct wire_range *ranges, size_t n, uint64_t virtual_size) {
+        struct curl_slist *headers = peer_headers(t->job);
+        size_t body_len = wire_ranges_size(n);
+        uint8_t *body = malloc(body_len);
+        char url[TRANSFER_URL_MAX + 256];
+        CURL *curl = curl_easy_init();
+        long status = 0;
+        CURLcode rc;
+        int r = 0;
+
+        if (!body || !curl || wire_reader_new(virtual_size, &t->reader) < 0) {
+                free(body);
+                if (curl)
+                        curl_easy_cleanup(curl);
+                curl_slist_free_all(headers);
+                return -ENOMEM;
+        }
+        wire_ranges_encode(ranges, n, body);
+        headers = curl_slist_append(headers, "Content-Type: application/vnd.homing.ranges");
+        snprintf(url, sizeof(url), "%s%s", base, path);
+        t->error = 0;
+        curl_easy_setopt(curl, CURLOPT_URL, url);
+        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_stream);
+        curl_easy_setopt(curl, CURLOPT_WRITEDATA, t);
+        curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 256L * 1024);
+        curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 15L);
+        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+        rc = curl_easy_perform(curl);
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        if (t->error) {
+                r = t->error;
+                if (r == -EILSEQ) {
+                        struct wire_range bad = wire_reader_bad(t->reader);
+                        t->stats->chunks_refetched++;
+                        log_warn("agent", "transfer %lld: the chunk at %llu (+%llu) failed its "
+                                          "SHA-256; asking for it again", (long long)t->job->id,
+                                 (unsigned long long)bad.offset, (unsigned long long)bad.length);
+                } else if (r == -EBADMSG) {
+                        snprintf(t->err, t->err_size, "POST %s: not a chunk stream", url);
+                }
+        } else if (rc != CURLE_OK) {
+                snprintf(t->err, t->err_size, "POST %s: %s", url, curl_easy_strerror(rc));
+                r = -EAGAIN;
+        } else if (status != 200) {
+                snprintf(t->err, t->err_size, "POST %s: HTTP %ld", url, status);
+                r = status >= 500 ? -EAGAIN : status == 403 || status == 401 ? -EPERM : -EIO;
+        } else if (!wire_reader_done(t->reader)) {
+                snprintf(t->err, t->err_size, "POST %s: the stream ended early", url);
+                r = -EAGAIN;
+        }
+        t->reader = wire_reader_free(t->reader);
+        curl_easy_cleanup(curl);
+        curl_slist_free_all(headers);
+        free(body);
+        return r;
+}
+
+/* ---- planning: which blocks come from where ---- */
+
+enum block_kind { BLOCK_KEPT, BLOCK_LOCAL, BLOCK_ZERO, BLOCK_REMOTE };
+
+struct plan {
+        struct wire_range *ranges[4];
+        size_t n[4], cap[4];
+        uint64_t bytes[4];
+};
+
+static int plan_add(struct plan *p, enum block_kind kind, uint64_t offset) {
+        size_t n = p->n[kind];
+        p->bytes[kind] += IMAGE_BLOCK;
+        if (n && p->ranges[kind][n - 1].offset + p->ranges[kind][n - 1].length == offset &&
+            (kind != BLOCK_REMOTE || p->ranges[kind][n - 1].length < WIRE_CHUNK_MAX)) {
+                p->ranges[kind][n - 1].length += IMAGE_BLOCK;
+                return 0;
+        }
+        if (n == p->cap[kind]) {
+                size_t cap = p->cap[kind] ? 2 * p->cap[kind] : 256;
+                struct wire_range *grown = realloc(p->ranges[kind], cap * sizeof(*grown));
+                if (!grown)
+                        return -ENOMEM;
+                p->ranges[kind] = grown;
+                p->cap[kind] = cap;
+        }
+        p->ranges[kind][p->n[kind]++] = (struct wire_range){ offset, IMAGE_BLOCK };
+        return 0;
+}
+
+static void plan_fini(struct plan *p) {
+        for (int k = 0; k < 4; k++)
+                free(p->ranges[k]);
+}
+
+static bool same_block(const struct image_block_hash *a, const struct image_block_hash *b) {
+        return a && b && a->flags == b->flags && !memcmp(a->sha256, b->sha256, IMAGE_DIGEST_SIZE);
+}
+
+/* Sorts every block of `want` by where it will come from. */
+static int plan_blocks(struct plan *p, const struct image_manifest *want,
+                       const struct image_manifest *built, const struct image_manifest *cached) {
+        size_t n = image_manifest_count(want);
+        int r = 0;
+
+        for (size_t i = 0; i < n && r == 0; i++) {
+                const struct image_block_hash *w = image_manifest_entry(want, i);
+                enum block_kind kind;
+                if (built && same_block(w, image_manifest_lookup(built, w->index)))
+                        kind = BLOCK_KEPT;
+                else if (w->flags & IMAGE_BLOCK_ZERO)
+                        kind = BLOCK_ZERO;
+                else if (cached && same_block(w, image_manifest_lookup(cached, w->index)))
+                        kind = BLOCK_LOCAL;
+                else
+                        kind = BLOCK_REMOTE;
+                r = plan_add(p, kind, w->index * IMAGE_BLOCK);
+        }
+        return r;
+}
+
+/* Copies the LOCAL ranges from the cached image. */
+static int copy_local(struct transfer_run *t, struct image *cached, const struct plan *p) {
+        size_t cap = 4u << 20;
+        uint8_t *buf = malloc(cap);
+        int r = 0;
+
+        if (!buf)
+                return -ENOMEM;
+        for (size_t i = 0; i < p->n[BLOCK_LOCAL] && r == 0; i++) {
+                struct wire_range rg = p->ranges[BLOCK_LOCAL][i];
+                for (uint64_t off = 0; off < rg.length && r == 0; off += cap) {
+                        size_t len = rg.length - off < cap ? (size_t)(rg.length - off) : cap;
+                        r = image_read(cached, buf, len, rg.offset + off);
+                        if (r == 0)
+                                r = image_write(t->out, buf, len, rg.offset + off);
+                        if (r == 0) {
+                                t->stats->bytes_local += len;
+                                t->bytes_done += len;
+                                r = stopping(t);
+                        }
+                }
+        }
+        free(buf);
+        return r;
+}
+
+static int zero_ranges(struct transfer_run *t, const struct plan *p) {
+        int r = 0;
+        for (size_t i = 0; i < p->n[BLOCK_ZERO] && r == 0; i++) {
+                r = image_zero(t->out, p->ranges[BLOCK_ZERO][i].length, p->ranges[BLOCK_ZERO][i].offset);
+                t->bytes_done += p->ranges[BLOCK_ZERO][i].length;
+        }
+        return r;
+}
+
+/* ---- building one image ---- */
+
+/*
+ * Builds `partial` until its top layer equals `want`: keeps what an earlier
+ * attempt wrote, copies from `cached_path` (may be NULL) what it holds, pulls
+ * the rest from `base``blocks_path`. The image must exist (an empty overlay
+ * or template). Returns 0 or the error of the last pull.
+ */
+static int build(struct transfer_run *t, const char *partial, const struct image_manifest *want,
+                 const char *cached_path, const char *base, const char *blocks_path) {
+        struct image_manifest *built = NULL, *cached = NULL;
+        struct image *cached_img = NULL;
+        struct plan plan = { 0 };
+        int r;
+
+        r = image_open(partial, true, &t->out);
+        if (r < 0) {
+                snprintf(t->err, t->err_size, "cannot open %s: %s", partial, strerror(-r));
+                return r;
+        }
+        r = image_manifest_compute(t->out, &built);
+        if (r == 0 && cached_path) {
+                char manifest_path[PATH_MAX];
+                /* v<N>.qcow2 -> v<N>.manifest */
+                if (pathf(manifest_path, "%.*s.manifest",
+                          (int)(strlen(cached_path) - strlen(".qcow2")), cached_path) < 0 ||
+                    image_manifest_load(manifest_path, &cached) < 0 ||
+                    image_open(cached_path, false, &cached_img) < 0) {
+                        log_warn("agent", "transfer %lld: the cached copy %s is unreadable; "
+                                          "not using it", (long long)t->job->id, cached_path);
+                        cached = image_manifest_free(cached);
+                }
+        }
+        if (r == 0)
+                r = plan_blocks(&plan, want, built, cached);
+        if (r < 0)
+                goto out;
+        t->stats->bytes_total = image_manifest_count(want) * (uint64_t)IMAGE_BLOCK;
+        t->bytes_done = plan.bytes[BLOCK_KEPT];
+        t->stats->bytes_local += plan.bytes[BLOCK_KEPT];
+        log_info("agent", "transfer %lld: %llu blocks: %llu kept, %llu local, %llu zero, %llu to pull",
+                 (long long)t->job->id, (unsigned long long)image_manifest_count(want),
+                 (unsigned long long)(plan.bytes[BLOCK_KEPT] / IMAGE_BLOCK),
+                 (unsigned long long)(plan.bytes[BLOCK_LOCAL] / IMAGE_BLOCK),
+                 (unsigned long long)(plan.bytes[BLOCK_ZERO] / IMAGE_BLOCK),
+                 (unsigned long long)(plan.bytes[BLOCK_REMOTE] / IMAGE_BLOCK));
+        r = progress(t, true);
+        if (r == 0 && cached_img)
+                r = copy_local(t, cached_img, &plan);
+        if (r == 0)
+                r = zero_ranges(t, &plan);
+        /* Pull what is missing; after a bad chunk or a cut, ask again for what still is. */
+        for (int round = 0; r == 0 && plan.n[BLOCK_REMOTE] > 0; round++) {
+                int pulled = pull(t, base, blocks_path, plan.ranges[BLOCK_REMOTE],
+                                  plan.n[BLOCK_REMOTE], image_manifest_virtual_size(want));
+                r = pulled;
+                if (r == 0 || (r != -EILSEQ && r != -EAGAIN) || round + 1 == PULL_ROUNDS)
+                        break;
+                if (r == -EAGAIN) {
+                        log_warn("agent", "transfer %lld: %s; asking for the rest", (long long)t->job->id,
+                                 t->err);
+                        usleep(200000u << (round < 4 ? round : 4)); /* the source may be busy */
+                }
+                r = image_flush(t->out);
+                built = image_manifest_free(built);
+                if (r == 0)
+                        r = image_manifest_compute(t->out, &built);
+                plan_fini(&plan);
+                memset(&plan, 0, sizeof(plan));
+                if (r == 0)
+                        r = plan_blocks(&plan, want, built, NULL);
+                t->bytes_done = plan.bytes[BLOCK_KEPT];
+                if (r == 0)
+                        r = zero_ranges(t, &plan);
+        }
+        if (r == 0)
+                r = image_flush(t->out);
+out:
+        t->out = image_free(t->out);
+        cached_img = image_free(cached_img);
+        image_manifest_free(built);
+        image_manifest_free(cached);
+        plan_fini(&plan);
+        return r;
+}
+
+/* Checks that the image at `path` is exactly `want`; 0 or -EBADMSG (err says why). */
+static int verify(struct transfer_run *t, const char *path, const struct image_manifest *want) {
+        struct image *img = NULL;
+        struct image_manifest *got = NULL;
+        uint8_t a[IMAGE_DIGEST_SIZE], b[IMAGE_DIGEST_SIZE];
+        char check[256];
+        int r;
+
+        r = image_open(path, false, &img);
+        if (r == 0)
+                r = image_manifest_compute(img, &got);
+        img = image_free(img);
+        if (r < 0) {
+                snprintf(t->err, t->err_size, "cannot read back %s: %s", path, strerror(-r));
+                return r;
+        }
+        image_manifest_digest(got, a);
+        image_manifest_digest(want, b);
+        image_manifest_free(got);
+        if (memcmp(a, b, sizeof(a)) != 0) {
+                snprintf(t->err, t->err_size, "the copy's content digest is not the version's");
+                return -EBADMSG;
+        }
+        r = image_check(path, check, sizeof(check));
+        if (r < 0) {
+                snprintf(t->err, t->err_size, "qemu-img check: %s", check);
+                return -EBADMSG;
+        }
+        return fsync_path(path);
+}
+
+/* ---- the template ---- */
+
+static int ensure_template(struct transfer_run *t, const char *incoming) {
+        const struct transfer_job *job = t->job;
+        char path[PATH_MAX], partial[PATH_MAX], mpath[PATH_MAX], blocks[PATH_MAX];
+        struct image_manifest *want = NULL;
+        const char *base = job->template_source_url[0] ? job->template_source_url : job->source_url;
+        char *data = NULL;
+        size_t len = 0;
+        struct stat st;
+        int r;
+
+        if (pathf(path, "%s/templates/%s.qcow2", t->env->store, job->template_id) < 0 ||
+            pathf(partial, "%s/template-%s.qcow2", incoming, job->template_id) < 0 ||
+            pathf(mpath, "/templates/%s/manifest", job->template_id) < 0 ||
+            pathf(blocks, "/templates/%s/blocks", job->template_id) < 0)
+                return -ENAMETOOLONG;
+        if (stat(path, &st) == 0)
+                return 0;
+        r = fetch(t, base, mpath, MANIFEST_MAX, &data, &len);
+        if (r == 0 && image_manifest_decode(data, len, &want) < 0) {
+                snprintf(t->err, t->err_size, "the template's manifest from %s is malformed", base);
+                r = -EBADMSG;
+        }
+        free(data);
+        if (r < 0)
+                return r;
+        if (stat(partial, &st) < 0)
+                r = image_create(partial, image_manifest_virtual_size(want));
+        if (r == 0)
+                r = build(t, partial, want, NULL, base, blocks);
+        if (r == 0)
+                r = verify(t, partial, want);
+        if (r == 0)
+                r = pathf(mpath, "%s/templates", t->env->store);
+        if (r == 0 && (r = mkdirs(mpath)) == 0 && rename(partial, path) < 0)
+                r = -errno;
+        if (r == 0)
+                r = fsync_path(mpath);
+        if (r == 0)
+                log_info("agent", "transfer %lld: template %s is here now", (long long)job->id,
+                         job->template_id);
+        image_manifest_free(want);
+        return r;
+}
+
+/* ---- the whole run ---- */
+
+static int report_end(struct transfer_run *t, int r) {
+        const struct transfer_job *job = t->job;
+        char path[80], hex[IMAGE_DIGEST_HEX_SIZE], err[256];
+        json_t *body, *reply = NULL;
+        long status = 0;
+
+        if (r == -ECANCELED || r == -EINTR)
+                return r;
+        if (r == 0) {
+                snprintf(path, sizeof(path), "/v1/agent/transfers/%lld/succeeded", (long long)job->id);
+                image_digest_hex(job->content_sha256, hex);
+                body = json_pack("{s:s, s:s, s:I}", "owner", t->env->owner, "content_sha256", hex,
+                                 "bytes_sent", (json_int_t)t->stats->bytes_wire);
+        } else {
+                snprintf(path, sizeof(path), "/v1/agent/transfers/%lld/failed", (long long)job->id);
+                body = json_pack("{s:s, s:s, s:b}", "owner", t->env->owner, "error", t->err,
+                                 "retry", r == -EAGAIN);
+        }
+        /* The end must be said: retry a while rather than leave it to the lease. */
+        for (int i = 0; i < 10; i++) {
+                if (control_call(t->env->control, "POST", path, body, &status, &reply, err,
+                                 sizeof(err)) == 0)
+                        break;
+                sleep(1);
+        }
+        json_decref(body);
+        if (r == 0 && status != 200) {
+                const char *detail = json_string_value(json_object_get(reply, "detail"));
+                snprintf(t->err, t->err_size, "the API refused the result: HTTP %ld %s", status,
+                         detail ? detail : "");
+                r = status == 409 ? -ECANCELED : -EBADMSG;
+        }
+        json_decref(reply);
+        return r;
+}
+
+/* The newest cached copy of the snapshot here, older than the wanted version. */
+static bool find_cached(const struct transfer_env *env, const struct transfer_job *job,
+                        char out[PATH_MAX]) {
+        for (size_t i = 0; i < job->n_have; i++) {
+                struct stat st;
+                if (job->have_versions[i] >= job->version)
+                        continue;
+                if (pathf(out, "%s/snapshots/%s/v%lld.qcow2", env->store, job->snapshot_id,
+                          (long long)job->have_versions[i]) == 0 &&
+                    stat(out, &st) == 0)
+                        return true;
+        }
+        return false;
+}
+
+int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
+                 struct transfer_stats *stats, char *err, size_t err_size) {
+        struct transfer_run t = { env, job, stats, .err = err, .err_size = err_size };
+        char incoming[PATH_MAX], partial[PATH_MAX], dir[PATH_MAX], final[PATH_MAX];
+        char path[PATH_MAX], cached[PATH_MAX], template_path[PATH_MAX];
+        struct image_manifest *want = NULL;
+        uint8_t digest[IMAGE_DIGEST_SIZE];
+        char *manifest = NULL, *config = NULL;
+        size_t manifest_len = 0, config_len = 0;
+        struct stat st;
+        int r;
+
+        memset(stats, 0, sizeof(*stats));
+        err[0] = '\0';
+        r = pathf(incoming, "%s/incoming/%lld", env->store, (long long)job->id);
+        if (r == 0)
+                r = pathf(dir, "%s/snapshots/%s", env->store, job->snapshot_id);
+        if (r == 0)
+                r = pathf(final, "%s/v%lld.qcow2", dir, (long long)job->version);
+        if (r == 0)
+                r = pathf(partial, "%s/v%lld.qcow2.partial", incoming, (long long)job->version);
+        if (r == 0)
+                r = pathf(template_path, "%s/templates/%s.qcow2", env->store, job->template_id);
+        if (r == 0)
+                r = mkdirs(incoming);
+        if (r == 0)
+                r = mkdirs(dir);
+        if (r < 0) {
+                snprintf(err, err_size, "cannot make %s: %s", incoming, strerror(-r));
+                goto out;
+        }
+        r = ensure_template(&t, incoming);
+        if (r < 0)
+                goto out;
+
+        pathf(path, "/snapshots/%s/versions/%lld/manifest", job->snapshot_id, (long long)job->version);
+        r = fetch(&t, job->source_url, path, MANIFEST_MAX, &manifest, &manifest_len);
+        if (r == 0 && image_manifest_decode(manifest, manifest_len, &want) < 0) {
+                snprintf(err, err_size, "the source's manifest is malformed");
+                r = -EBADMSG;
+        }
+        if (r < 0)
+                goto out;
+        /* The source must send the version that was registered, nothing else. */
+        image_manifest_digest(want, digest);
+        if (memcmp(digest, job->content_sha256, sizeof(digest)) != 0) {
+                snprintf(err, err_size, "the source's manifest is not version %lld's",
+                         (long long)job->version);
+                r = -EBADMSG;
+                goto out;
+        }
+        pathf(path, "/snapshots/%s/versions/%lld/config", job->snapshot_id, (long long)job->version);
+        r = fetch(&t, job->source_url, path, CONFIG_MAX, &config, &config_len);
+        if (r < 0)
+                goto out;
+
+        if (stat(partial, &st) < 0 && (r = image_create_overlay(template_path, partial)) < 0) {
+                snprintf(err, err_size, "cannot create %s: %s", partial, strerror(-r));
+                goto out;
+        }
+        pathf(path, "/snapshots/%s/versions/%lld/blocks", job->snapshot_id, (long long)job->version);
+        r = build(&t, partial, want, find_cached(env, job, cached) ? cached : NULL,
+                  job->source_url, path);
+        if (r == 0)
+                r = verify(&t, partial, want);
+        if (r == -EBADMSG) {
+                /* Built but wrong: nothing of it can be trusted for a next attempt. */
+                unlink(partial);
+                r = -EAGAIN;
+        }
+        if (r < 0)
+                goto out;
+
+        /* The copy is proven: its manifest and configuration, then the image, into place. */
+        r = pathf(cached, "%s/v%lld.manifest", dir, (long long)job->version);
+        if (r == 0)
+                r = image_manifest_save(want, cached);
+        if (r == 0)
+                r = pathf(cached, "%s/v%lld.json", dir, (long long)job->version);
+        if (r == 0)
+                r = write_file(cached, config, config_len);
+        if (r == 0 && rename(partial, final) < 0)
+                r = -errno;
+        if (r == 0)
+                r = fsync_path(dir);
+        if (r < 0) {
+                snprintf(err, err_size, "cannot put the copy in place: %s", strerror(-r));
+                goto out;
+        }
+        rmdir(incoming);
+        t.bytes_done = stats->bytes_total;
+        progress(&t, true);
+out:
+        if (r == -ECANCELED) {
+                /* Cancelled for good: what was built is of no use. */
+                unlink(partial);
+                rmdir(incoming);
+        }
+        r = report_end(&t, r);
+        image_manifest_free(want);
+        free(manifest);
+        free(config);
+        return r;
+}
