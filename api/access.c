@@ -8,8 +8,13 @@
  *  - Operator routes take an operator token. Its SHA-256 is looked up among
  *    the unrevoked tokens (the secret itself is never stored); the token's
  *    role must reach the route's.
+ *  - Agent routes (/v1/agent/) take an agent token, looked up the same way
+ *    in agent_tokens; the principal is the agent of the token's datacenter,
+ *    and the routes act for that datacenter only.
  *
- * No or unknown credentials: 401. A known credential without the right: 403.
+ * No or unknown credentials: 401. A known credential without the right: 403
+ * (a device or operator token on an agent route, an agent token on an
+ * operator route). Ingest knows device tokens only: anything else is 401.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -93,6 +98,88 @@ static int operator_lookup(struct request *req, const char *token) {
         return r;
 }
 
+/* Looks the agent token up; fills req->who. 1 found, 0 not, <0 database. */
+static int agent_lookup(struct request *req, const char *token) {
+        char hash[65];
+        const char *params[1] = { hash };
+        struct store_result *res = NULL;
+        int r;
+
+        auth_sha256_hex(token, strlen(token), hash);
+        r = api_exec(req,
+                     "SELECT id, name, datacenter_id FROM agent_tokens"
+                     " WHERE secret_sha256 = $1 AND revoked_at IS NULL",
+                     1, params, &res);
+        if (r < 0)
+                return r;
+        r = store_rows(res) == 1;
+        if (r) {
+                req->who.kind = PRINCIPAL_AGENT;
+                req->who.token_id = store_int(res, 0, 0);
+                snprintf(req->who.name, sizeof(req->who.name), "%s", store_text(res, 0, 1));
+                snprintf(req->who.datacenter_id, sizeof(req->who.datacenter_id), "%s",
+                         store_text(res, 0, 2));
+        }
+        store_result_free(res);
+        return r;
+}
+
+/*
+ * A bearer token that is not the kind the route takes: 403 when it is a
+ * known credential, 401 when not. `lookup` is the kind's own.
+ */
+static bool refuse_other_kind(struct request *req, const char *token,
+                              int (*lookup)(struct request *, const char *),
+                              const char *forbidden_detail, const char *unknown_detail,
+                              enum MHD_Result *reply) {
+        int r;
+
+        if (!req->db)
+                req->db = api_db_acquire(req->api);
+        r = lookup(req, token);
+        memset(&req->who, 0, sizeof(req->who));
+        if (r < 0)
+                *reply = api_reply_db_error(req);
+        else if (r > 0)
+                *reply = forbidden(req, forbidden_detail);
+        else
+                *reply = unauthorized(req, unknown_detail);
+        return false;
+}
+
+/* The agent routes: an agent token, known and not revoked. */
+static bool check_agent(struct request *req, const char *token, bool device_token,
+                        enum MHD_Result *reply) {
+        int r;
+
+        if (device_token) {
+                *reply = forbidden(req, "a device token may only post location reports");
+                return false;
+        }
+        if (auth_operator_token_wellformed(token))
+                return refuse_other_kind(req, token, operator_lookup,
+                                         "an operator token cannot call the agent routes: "
+                                         "they take an agent token (hag_...)",
+                                         "the operator token is not known or was revoked",
+                                         reply);
+        if (!auth_agent_token_wellformed(token)) {
+                *reply = unauthorized(req, "an agent token (hag_...) is required");
+                return false;
+        }
+        if (!req->db)
+                req->db = api_db_acquire(req->api);
+        r = agent_lookup(req, token);
+        if (r < 0) {
+                *reply = api_reply_db_error(req);
+                return false;
+        }
+        if (r == 0) {
+                *reply = unauthorized(req, "the agent token is not known or was revoked");
+                return false;
+        }
+        return true;
+}
+
 bool api_check_access(struct request *req, enum MHD_Result *reply) {
         enum api_access access = req->route->access;
         const char *token;
@@ -105,11 +192,15 @@ bool api_check_access(struct request *req, enum MHD_Result *reply) {
         if (!token) {
                 *reply = unauthorized(req, access == ACCESS_DEVICE
                                                    ? "send Authorization: Bearer <device token>"
+                                           : access == ACCESS_AGENT
+                                                   ? "send Authorization: Bearer <agent token>"
                                                    : "send Authorization: Bearer <operator token>");
                 return false;
         }
 
         r = auth_device_token_verify(req->api->device_keys, token, (int64_t)time(NULL), &claims);
+        if (access == ACCESS_AGENT)
+                return check_agent(req, token, r == 0, reply);
         if (access == ACCESS_DEVICE) {
                 if (r < 0) {
                         *reply = unauthorized(req, device_token_problem(r));
@@ -124,6 +215,10 @@ bool api_check_access(struct request *req, enum MHD_Result *reply) {
                 *reply = forbidden(req, "a device token may only post location reports");
                 return false;
         }
+        if (auth_agent_token_wellformed(token))
+                return refuse_other_kind(req, token, agent_lookup,
+                                         "an agent token may only call the /v1/agent/ routes",
+                                         "the agent token is not known or was revoked", reply);
         if (!auth_operator_token_wellformed(token)) {
                 *reply = unauthorized(req, "an operator token (hop_...) is required");
                 return false;
@@ -155,6 +250,10 @@ json_t *api_actor_json(const struct request *req) {
                 return json_pack("{s:s, s:I, s:s, s:s}", "kind", "operator", "token_id",
                                  (json_int_t)req->who.token_id, "name", req->who.name, "role",
                                  auth_role_name(req->who.role));
+        if (req->who.kind == PRINCIPAL_AGENT)
+                return json_pack("{s:s, s:I, s:s, s:s}", "kind", "agent", "token_id",
+                                 (json_int_t)req->who.token_id, "name", req->who.name,
+                                 "datacenter_id", req->who.datacenter_id);
         if (req->who.kind == PRINCIPAL_DEVICE)
                 return json_pack("{s:s, s:s, s:s}", "kind", "device", "device_id",
                                  req->who.device.device_id, "user_id", req->who.device.user_id);

@@ -3,7 +3,8 @@
  * the PostgreSQL pool, and the ways to answer. Not for use outside api/.
  *
  * A request goes: route (method + path template, path parameters) → body
- * read, bounded → access check (device token, or operator token and role) →
+ * read, bounded → access check (device token, operator token and role, or
+ * agent token) →
  * handler. Handlers answer through api_reply_* and read PostgreSQL through
  * req->db, a pooled connection the dispatcher acquires for operator routes
  * and releases after the handler.
@@ -34,6 +35,7 @@ enum api_access {
         ACCESS_VIEWER,   /* operator tokens, by role */
         ACCESS_OPERATOR,
         ACCESS_ADMIN,
+        ACCESS_AGENT,    /* an agent token: the /v1/agent/ routes, for its datacenter */
 };
 
 struct api_route {
@@ -76,11 +78,12 @@ struct api {
 
 /* Who is calling, once the access check has passed. */
 struct principal {
-        enum { PRINCIPAL_NONE, PRINCIPAL_DEVICE, PRINCIPAL_OPERATOR } kind;
+        enum { PRINCIPAL_NONE, PRINCIPAL_DEVICE, PRINCIPAL_OPERATOR, PRINCIPAL_AGENT } kind;
         enum auth_role role;
         int64_t token_id;
         char name[129];
         struct auth_device_claims device;
+        char datacenter_id[65]; /* an agent's */
 };
 
 struct request {
@@ -167,6 +170,7 @@ enum api_field_type {
         FIELD_INTEGER,      /* whole number */
         FIELD_ID_ARRAY,     /* array of ids */
         FIELD_OBJECT,
+        FIELD_BOOLEAN,
 };
 
 struct api_field {
@@ -286,6 +290,27 @@ bool api_check_access(struct request *req, enum MHD_Result *reply);
 /* The principal as {"kind", "token_id", "name", "role"} for audit events. */
 struct json_t *api_actor_json(const struct request *req);
 
+/*
+ * A transfer as the API shows it (GET /v1/transfers/{id}, audit events), as
+ * a SQL expression over the alias t.
+ */
+#define API_TRANSFER_JSON                                                                     \
+        "json_build_object('id', t.id, 'snapshot_id', t.snapshot_id, 'from_dc', t.from_dc,"  \
+        " 'to_dc', t.to_dc, 'template_id', t.template_id,"                                    \
+        " 'template_present', t.template_present, 'priority', t.priority,"                   \
+        " 'version', t.version, 'reason', t.reason, 'state', t.state,"                       \
+        " 'attempts', t.attempts, 'max_attempts', t.max_attempts,"                           \
+        " 'bytes_total', t.bytes_total, 'bytes_done', t.bytes_done,"                         \
+        " 'bytes_sent', t.bytes_sent, 'error', t.error, 'retry_of', t.retry_of,"             \
+        " 'idempotency_key', t.idempotency_key, 'lease_owner', t.lease_owner,"               \
+        " 'lease_expires_at', homing_time(t.lease_expires_at),"                              \
+        " 'not_before', homing_time(t.not_before),"                                          \
+        " 'started_at', homing_time(t.started_at), 'finished_at', homing_time(t.finished_at)," \
+        " 'created_at', homing_time(t.created_at), 'updated_at', homing_time(t.updated_at))"
+
+/* True for a transfer id in a path: 1 to 18 digits. */
+bool api_transfer_id_valid(const char *id);
+
 /* ---- handlers ---- */
 
 enum MHD_Result api_ingest(struct request *req);               /* ingest.c */
@@ -346,6 +371,14 @@ enum MHD_Result api_tokens_list(struct request *req);          /* tokens.c */
 enum MHD_Result api_tokens_create(struct request *req);
 enum MHD_Result api_tokens_revoke(struct request *req);
 enum MHD_Result api_device_tokens_create(struct request *req);
+
+enum MHD_Result api_agent_endpoint(struct request *req);       /* agent.c */
+enum MHD_Result api_agent_claim(struct request *req);
+enum MHD_Result api_agent_progress(struct request *req);
+enum MHD_Result api_agent_succeeded(struct request *req);
+enum MHD_Result api_agent_failed(struct request *req);
+enum MHD_Result api_agent_pull_verify(struct request *req);
+enum MHD_Result api_agent_version_register(struct request *req);
 
 /* The OpenAPI document, generated at build time (openapi.json). */
 extern const char api_openapi_json[];

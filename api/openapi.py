@@ -5,7 +5,7 @@ for the binary to serve at /v1/openapi.json. Run by the build:
     openapi.py OUT.json OUT.c
 
 The operations below mirror api/router.c route by route; each carries
-x-homing-access (public, device, viewer, operator, admin), and
+x-homing-access (public, device, viewer, operator, admin, agent), and
 tests/integration/test_rest_openapi.py checks both lists are the same."""
 import json
 import sys
@@ -27,6 +27,11 @@ TIME = {"type": "string", "format": "date-time"}
 COUNT = {"type": "integer", "minimum": 0}
 STATUS = {"type": "string", "enum": ["active", "draining", "down"]}
 STATE = {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]}
+PRIORITY = {"type": "integer", "minimum": 1, "maximum": 5, "default": 3,
+            "description": "1 (most urgent) to 5"}
+SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+OWNER = {"type": "string", "minLength": 1, "maxLength": 256,
+         "description": "the agent instance holding the lease"}
 
 
 def obj(props, required=(), extra=False):
@@ -55,6 +60,8 @@ SCHEMAS = {
         "lon": {"type": "number", "minimum": -180, "maximum": 180},
         "status": STATUS, "capacity_bytes": COUNT, "used_bytes": COUNT,
         "reserved_bytes": {**COUNT, "description": "promised to transfers in flight here"},
+        "agent_url": nullable({"type": "string",
+                               "description": "where the datacenter's agent answers its peers"}),
         "snapshots": {"type": "integer", "description": "active placements held here"},
         "distance_m": {"type": "number", "description": "only in /v1/datacenters/nearest"},
         "created_at": TIME, "updated_at": TIME,
@@ -88,17 +95,17 @@ SCHEMAS = {
                             "since": TIME}),
     "Snapshot": obj({
         "id": ID, "user_id": ID, "template_id": ID, "size_bytes": COUNT,
-        "priority": {"type": "integer"}, "version": {"type": "integer"},
+        "priority": PRIORITY, "version": {"type": "integer"},
         "allowed_zones": {"type": "array", "items": ID},
         "placement": nullable(ref("ActivePlacement")),
         "created_at": TIME, "updated_at": TIME,
     }, ["id", "user_id", "template_id", "size_bytes", "priority", "allowed_zones", "placement"]),
     "SnapshotInput": obj({
         "id": ID, "user_id": ID, "template_id": ID, "size_bytes": COUNT,
-        "priority": {"type": "integer"}, "allowed_zones": {"type": "array", "items": ID},
+        "priority": PRIORITY, "allowed_zones": {"type": "array", "items": ID},
         "datacenter_id": {**ID, "description": "where the snapshot is now (its first placement)"},
     }, ["id", "user_id", "template_id", "size_bytes", "datacenter_id"]),
-    "SnapshotPatch": obj({"size_bytes": COUNT, "priority": {"type": "integer"},
+    "SnapshotPatch": obj({"size_bytes": COUNT, "priority": PRIORITY,
                           "allowed_zones": {"type": "array", "items": ID}}),
     "Placement": obj({
         "id": {"type": "integer"}, "snapshot_id": ID, "datacenter_id": ID,
@@ -140,10 +147,19 @@ SCHEMAS = {
     "Transfer": obj({
         "id": {"type": "integer"}, "snapshot_id": ID, "from_dc": nullable(ID), "to_dc": ID,
         "template_id": ID, "template_present": {"type": "boolean"},
-        "priority": {"type": "integer"}, "reason": {"type": "string"}, "state": STATE,
-        "attempts": {"type": "integer"}, "bytes_total": COUNT, "bytes_done": COUNT,
+        "priority": PRIORITY, "version": nullable({"type": "integer", "minimum": 1,
+                                                   "description": "the snapshot version it moves"}),
+        "reason": {"type": "string"}, "state": STATE,
+        "attempts": {"type": "integer"}, "max_attempts": {"type": "integer", "minimum": 1},
+        "bytes_total": COUNT, "bytes_done": COUNT,
+        "bytes_sent": {**COUNT, "description": "bytes that went over the wire"},
         "error": nullable({"type": "string"}), "retry_of": nullable({"type": "integer"}),
-        "idempotency_key": {"type": "string"}, "created_at": TIME, "updated_at": TIME,
+        "idempotency_key": {"type": "string"},
+        "lease_owner": nullable({"type": "string", "description": "the agent that claimed it last"}),
+        "lease_expires_at": nullable(TIME),
+        "not_before": nullable({**TIME, "description": "requeued: claimable from then on"}),
+        "started_at": nullable(TIME), "finished_at": nullable(TIME),
+        "created_at": TIME, "updated_at": TIME,
     }, ["id", "snapshot_id", "to_dc", "state"]),
     "Zone": obj({"id": ID, "name": {"type": "string"}, "geojson": ref("GeoJSONGeometry"),
                  "created_at": TIME, "updated_at": TIME}),
@@ -173,9 +189,68 @@ SCHEMAS = {
                             ["device_id", "user_id"]),
     "DeviceToken": obj({"token": {"type": "string"}, "device_id": ID, "user_id": ID,
                         "kid": {"type": "string"}, "expires_at": TIME}),
-    "Actor": obj({"kind": {"type": "string", "enum": ["operator", "device", "anonymous"]},
+    "Actor": obj({"kind": {"type": "string", "enum": ["operator", "device", "agent", "anonymous"]},
                   "token_id": {"type": "integer"}, "name": {"type": "string"},
-                  "role": {"type": "string"}, "device_id": ID, "user_id": ID}),
+                  "role": {"type": "string"}, "device_id": ID, "user_id": ID,
+                  "datacenter_id": ID}),
+    "AgentEndpoint": obj({"url": {"type": "string", "pattern": "^https?://[^\\s]+$",
+                                  "maxLength": 256}}, ["url"]),
+    "AgentEndpointSet": obj({"datacenter_id": ID, "url": {"type": "string"}},
+                            ["datacenter_id", "url"]),
+    "ClaimInput": obj({"owner": OWNER,
+                       "lease_s": {"type": "integer", "minimum": 5, "maximum": 3600,
+                                   "default": 30}}, ["owner"]),
+    "Job": obj({
+        "transfer_id": {"type": "integer"}, "snapshot_id": ID,
+        "version": {"type": "integer", "description": "the snapshot version to copy"},
+        "content_sha256": nullable({**SHA256, "description":
+                                    "the registered digest of that version; null when none was"}),
+        "template_id": ID,
+        "template_present": {"type": "boolean", "description": "the target holds the template"},
+        "from_dc": nullable(ID),
+        "source_url": nullable({"type": "string", "description": "the source agent"}),
+        "template_source_url": nullable({"type": "string", "description":
+                                         "the agent of the nearest datacenter holding the "
+                                         "template, when the target lacks it"}),
+        "priority": PRIORITY, "bytes_total": COUNT, "lease_s": {"type": "integer"},
+        "lease_expires_at": TIME, "attempt": {"type": "integer", "minimum": 1},
+        "max_attempts": {"type": "integer", "minimum": 1},
+        "ticket": {"type": "string", "description":
+                   "the pull ticket for the peers (only its SHA-256 is kept)"},
+        "have_versions": {"type": "array", "items": {"type": "integer"}, "description":
+                          "versions the target holds as cached copies"},
+    }, ["transfer_id", "snapshot_id", "version", "content_sha256", "template_id",
+        "template_present", "from_dc", "source_url", "template_source_url", "priority",
+        "bytes_total", "lease_s", "attempt", "ticket", "have_versions"]),
+    "ProgressInput": obj({"owner": OWNER, "bytes_done": COUNT, "bytes_sent": COUNT,
+                          "bytes_total": {**COUNT, "description": "accepted, not stored"}},
+                         ["owner", "bytes_done", "bytes_sent"]),
+    "Progress": obj({"state": {"const": "running"}, "lease_expires_at": TIME}, ["state"]),
+    "SucceededInput": obj({"owner": OWNER, "content_sha256": SHA256, "bytes_sent": COUNT},
+                          ["owner", "content_sha256", "bytes_sent"]),
+    "FailedInput": obj({"owner": OWNER, "error": {"type": "string", "minLength": 1,
+                                                 "maxLength": 256},
+                        "retry": {"type": "boolean"}}, ["owner", "error", "retry"]),
+    "PullVerifyInput": obj({"transfer_id": {"type": "integer", "minimum": 0},
+                            "ticket": {"type": "string"}}, ["transfer_id", "ticket"]),
+    "PullVerified": obj({
+        "transfer_id": {"type": "integer"}, "snapshot_id": ID, "version": {"type": "integer"},
+        "template_id": ID, "to_dc": ID,
+        "serves": {"type": "string", "enum": ["snapshot", "template"], "description":
+                   "snapshot: the caller is the transfer's source (it serves the version and "
+                   "the template); template: it is a source of the template only"},
+        "lease_expires_at": TIME,
+    }, ["transfer_id", "snapshot_id", "version", "template_id", "to_dc"]),
+    "VersionInput": obj({
+        "version": {"type": "integer", "minimum": 1}, "content_sha256": SHA256,
+        "size_bytes": COUNT, "virtual_size": COUNT,
+        "config": {"type": "object", "description": "the VM's configuration", "default": {}},
+    }, ["version", "content_sha256", "size_bytes", "virtual_size"]),
+    "SnapshotVersion": obj({
+        "snapshot_id": ID, "version": {"type": "integer"}, "content_sha256": SHA256,
+        "size_bytes": COUNT, "virtual_size": COUNT, "config": {"type": "object"},
+        "datacenter_id": nullable(ID), "created_at": TIME,
+    }),
     "Stats": {"type": "object", "properties": {
         "transfers": obj({"queued": COUNT, "running": COUNT, "failed_last_hour": COUNT}),
         "decisions_last_minute": COUNT,
@@ -197,7 +272,8 @@ PROBLEM = {"application/problem+json": {"schema": ref("Problem")}}
 RESPONSES = {
     "BadRequest": "the query or cursor is not valid, or the body is not JSON",
     "Unauthorized": "no token, or one that is unknown, revoked or expired",
-    "Forbidden": "the token's role (or device) does not allow this",
+    "Forbidden": "the token's role, device or kind does not allow this (agent routes take "
+                 "agent tokens only, and agent tokens nothing else)",
     "NotFound": "no such resource",
     "Conflict": "the current state forbids it (the problem's type says why)",
     "PreconditionFailed": "If-Match does not match the current ETag",
@@ -448,9 +524,56 @@ op("post", "/v1/device-tokens", "admin", "createDeviceToken",
    ok("DeviceToken", status="201", description="minted"), request=body("DeviceTokenInput"),
    errors=WRITE_ERRORS, tag="tokens")
 
+AGENT_ID_PARAM = [path_param("id", "the transfer", integer=True)]
+AGENT_TRANSFER_ERRORS = ["NotFound", "Conflict"] + WRITE_ERRORS
+op("put", "/v1/agent/endpoint", "agent", "setAgentEndpoint",
+   "say where this datacenter's agent answers its peers", ok("AgentEndpointSet"),
+   request=body("AgentEndpoint"), errors=WRITE_ERRORS, tag="agents",
+   description="Sets the token's datacenter's agent_url: jobs name it as source_url and "
+               "template_source_url.")
+op("post", "/v1/agent/claim", "agent", "claimTransfer",
+   "claim the next due transfer into this datacenter (by priority, then age)",
+   {**ok("Job", description="the job: the transfer is running under the owner's lease"),
+    "204": {"description": "nothing is due"}},
+   request=body("ClaimInput"), errors=WRITE_ERRORS, tag="agents",
+   description="Due: queued (and past its back-off), or running under an expired lease. "
+               "Priority 1 first, then the oldest. The claim sets running, the owner, the "
+               "lease, a new pull ticket and one more attempt.")
+op("post", "/v1/agent/transfers/{id}/progress", "agent", "reportProgress",
+   "report a claimed transfer's progress and renew its lease", ok("Progress"),
+   AGENT_ID_PARAM, body("ProgressInput"), errors=AGENT_TRANSFER_ERRORS, tag="agents",
+   description="409 transfer-not-running when the transfer was cancelled or its lease went "
+               "to another owner: stop.")
+op("post", "/v1/agent/transfers/{id}/succeeded", "agent", "transferSucceeded",
+   "a claimed transfer's copy is verified: the placement moves to it", ok("Transfer"),
+   AGENT_ID_PARAM, body("SucceededInput"), errors=AGENT_TRANSFER_ERRORS, tag="agents",
+   description="409 when the transfer is not running under this owner; 422 digest-mismatch "
+               "when content_sha256 is not the registered version's (nothing changes). The "
+               "old placement stays as a cached copy.")
+op("post", "/v1/agent/transfers/{id}/failed", "agent", "transferFailed",
+   "a claimed transfer failed: retry it after a back-off, or end it", ok("Transfer"),
+   AGENT_ID_PARAM, body("FailedInput"), errors=AGENT_TRANSFER_ERRORS, tag="agents",
+   description="With retry and attempts left: queued again, claimable after 2^attempts "
+               "seconds (at most 60). Otherwise failed with the error.")
+op("post", "/v1/agent/pulls/verify", "agent", "verifyPull",
+   "check a peer's pull ticket for a transfer from this datacenter", ok("PullVerified"),
+   request=body("PullVerifyInput"), errors=WRITE_ERRORS, tag="agents",
+   description="200 when the transfer is running, the ticket is its ticket, and the caller's "
+               "datacenter is its source (or holds the template the target lacks); 403 "
+               "otherwise.")
+op("post", "/v1/agent/snapshots/{id}/versions", "agent", "registerVersion",
+   "register a new version of a snapshot active at this datacenter",
+   ok("SnapshotVersion", status="201", description="registered"),
+   [path_param("id", "the snapshot")], body("VersionInput"),
+   errors=["NotFound", "Conflict"] + WRITE_ERRORS, tag="agents",
+   description="The version is the next one (or the current one, once, when its content "
+               "was never registered). 409 not-active-here when the snapshot is not active "
+               "at the caller's datacenter, not-next-version, snapshot-in-transfer while a "
+               "transfer of it runs. The active placement moves to the new version.")
+
 # ---- the document --------------------------------------------------------------
 
-SECURITY = {"public": [], "device": [{"deviceToken": []}]}
+SECURITY = {"public": [], "device": [{"deviceToken": []}], "agent": [{"agentToken": []}]}
 for role in ("viewer", "operator", "admin"):
     SECURITY[role] = [{"operatorToken": []}]
 
@@ -474,7 +597,7 @@ def document():
         }
         if o["description"]:
             operation["description"] = o["description"]
-        elif o["access"] not in ("public", "device"):
+        elif o["access"] not in ("public", "device", "agent"):
             operation["description"] = f"Needs an operator token with the {o['access']} role " \
                                        "or a higher one."
         if o["params"]:
@@ -491,7 +614,8 @@ def document():
             "description": (
                 "Devices post locations with a device token; operators read and act with "
                 "bearer tokens that carry a role: viewer (read), operator (drain, cancel, "
-                "retry), admin (catalog, zones, tokens). Lists are paged with an opaque "
+                "retry), admin (catalog, zones, tokens). Transfer agents call /v1/agent/ with "
+                "agent tokens, each scoped to one datacenter. Lists are paged with an opaque "
                 "cursor (next_cursor). Single resources carry an ETag; PATCH needs If-Match, "
                 "other writes honour it. Errors are RFC 9457 problem documents. Every write "
                 "is one PostgreSQL transaction and every operator action an audit event "
@@ -499,7 +623,8 @@ def document():
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": t} for t in ("datacenters", "templates", "snapshots", "transfers",
-                                       "zones", "tokens", "ingest", "health", "dashboard")],
+                                       "zones", "tokens", "agents", "ingest", "health",
+                                       "dashboard")],
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,
@@ -510,6 +635,9 @@ def document():
                 "operatorToken": {"type": "http", "scheme": "bearer",
                                   "description": "hop_... from `homing token operator` or "
                                                  "POST /v1/tokens; the role decides"},
+                "agentToken": {"type": "http", "scheme": "bearer",
+                               "description": "hag_... from `homing token agent --datacenter "
+                                              "ID`: the agent of that datacenter"},
                 "deviceToken": {"type": "http", "scheme": "bearer",
                                 "description": "v1.<kid>.<payload>.<HMAC-SHA-256>, from "
                                                "`homing token device` or POST /v1/device-tokens"},

@@ -233,6 +233,8 @@ static const char *field_problem(const struct api_field *f, const json_t *v, cha
         }
         case FIELD_OBJECT:
                 return json_is_object(v) ? NULL : "must be an object";
+        case FIELD_BOOLEAN:
+                return json_is_boolean(v) ? NULL : "must be true or false";
         }
         return "is not valid";
 }

@@ -84,11 +84,27 @@ const struct api_route api_routes[] = {
           "revoke an operator token" },
         { "POST", "/v1/device-tokens", ACCESS_ADMIN, api_device_tokens_create,
           "mint a device token" },
+        /* agents, each for its own datacenter */
+        { "PUT", "/v1/agent/endpoint", ACCESS_AGENT, api_agent_endpoint,
+          "say where this datacenter's agent answers its peers" },
+        { "POST", "/v1/agent/claim", ACCESS_AGENT, api_agent_claim,
+          "claim the next due transfer into this datacenter (by priority, then age)" },
+        { "POST", "/v1/agent/transfers/{id}/progress", ACCESS_AGENT, api_agent_progress,
+          "report a claimed transfer's progress and renew its lease" },
+        { "POST", "/v1/agent/transfers/{id}/succeeded", ACCESS_AGENT, api_agent_succeeded,
+          "a claimed transfer's copy is verified: the placement moves to it" },
+        { "POST", "/v1/agent/transfers/{id}/failed", ACCESS_AGENT, api_agent_failed,
+          "a claimed transfer failed: retry it after a back-off, or end it" },
+        { "POST", "/v1/agent/pulls/verify", ACCESS_AGENT, api_agent_pull_verify,
+          "check a peer's pull ticket for a transfer from this datacenter" },
+        { "POST", "/v1/agent/snapshots/{id}/versions", ACCESS_AGENT, api_agent_version_register,
+          "register a new version of a snapshot active at this datacenter" },
 };
 
 const size_t api_n_routes = sizeof(api_routes) / sizeof(api_routes[0]);
 
-static const char *const access_names[] = { "public", "device", "viewer", "operator", "admin" };
+static const char *const access_names[] = { "public", "device", "viewer", "operator", "admin",
+                                            "agent" };
 
 void api_routes_print(FILE *f) {
         for (size_t i = 0; i < api_n_routes; i++)

@@ -2,9 +2,9 @@
  * /v1/snapshots: users' VM snapshots, where each lives now (its active
  * placement), where it lived (the placement history) and why it moved or
  * stayed (the scheduler's decisions). Viewers read; admins add a snapshot
- * with its first placement, change its size, priority and allowed zones
- * (If-Match required), and remove it (refused while a transfer of it is
- * queued or running).
+ * with its first placement, change its size, priority (1 most urgent to 5,
+ * 3 by default) and allowed zones (If-Match required), and remove it
+ * (refused while a transfer of it is queued or running).
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -32,7 +32,7 @@ static const struct api_field snap_fields[] = {
         { "user_id", FIELD_ID, true, false, 0, 0 },
         { "template_id", FIELD_ID, true, false, 0, 0 },
         { "size_bytes", FIELD_COUNT, true, false, 0, 0 },
-        { "priority", FIELD_INTEGER, false, false, -1000000, 1000000 },
+        { "priority", FIELD_INTEGER, false, false, 1, 5 },
         { "allowed_zones", FIELD_ID_ARRAY, false, false, 0, 0 },
         { "datacenter_id", FIELD_ID, true, false, 0, 0 },
         { NULL, 0, false, false, 0, 0 },
@@ -40,7 +40,7 @@ static const struct api_field snap_fields[] = {
 
 static const struct api_field snap_patch_fields[] = {
         { "size_bytes", FIELD_COUNT, false, false, 0, 0 },
-        { "priority", FIELD_INTEGER, false, false, -1000000, 1000000 },
+        { "priority", FIELD_INTEGER, false, false, 1, 5 },
         { "allowed_zones", FIELD_ID_ARRAY, false, false, 0, 0 },
         { NULL, 0, false, false, 0, 0 },
 };
@@ -155,7 +155,7 @@ enum MHD_Result api_snapshots_create(struct request *req) {
                         "  INSERT INTO snapshots (id, user_id, template_id, size_bytes, priority,"
                         "                         allowed_zones)"
                         "  SELECT j->>'id', j->>'user_id', j->>'template_id',"
-                        "   (j->>'size_bytes')::bigint, coalesce((j->>'priority')::int, 0),"
+                        "   (j->>'size_bytes')::bigint, coalesce((j->>'priority')::int, 3),"
                         "   coalesce(ARRAY(SELECT jsonb_array_elements_text(j->'allowed_zones')),"
                         "            '{}')"
                         "  FROM (SELECT $1::jsonb AS j) b"

@@ -23,16 +23,7 @@
 #include "report/report.h"
 #include "store/store.h"
 
-#define TRANSFER_JSON                                                                         \
-        "json_build_object('id', t.id, 'snapshot_id', t.snapshot_id, 'from_dc', t.from_dc,"  \
-        " 'to_dc', t.to_dc, 'template_id', t.template_id,"                                    \
-        " 'template_present', t.template_present, 'priority', t.priority,"                   \
-        " 'reason', t.reason, 'state', t.state, 'attempts', t.attempts,"                     \
-        " 'bytes_total', t.bytes_total, 'bytes_done', t.bytes_done, 'error', t.error,"       \
-        " 'retry_of', t.retry_of, 'idempotency_key', t.idempotency_key,"                     \
-        " 'created_at', homing_time(t.created_at), 'updated_at', homing_time(t.updated_at))"
-
-#define SELECT_ONE "SELECT t.id, " TRANSFER_JSON "::text FROM transfers t WHERE t.id = $1::bigint"
+#define SELECT_ONE "SELECT t.id, " API_TRANSFER_JSON "::text FROM transfers t WHERE t.id = $1::bigint"
 
 static bool state_list_valid(const char *list) {
         static const char *const states[] = { "queued", "running", "succeeded", "failed",
@@ -66,7 +57,7 @@ static bool query_time(struct request *req, const char *name, char out[24], cons
         return true;
 }
 
-static bool transfer_id_valid(const char *id) {
+bool api_transfer_id_valid(const char *id) {
         size_t n = strlen(id);
         if (n == 0 || n > 18)
                 return false;
@@ -98,7 +89,7 @@ enum MHD_Result api_transfers_list(struct request *req) {
                 const char *params[7] = { state, dc, snapshot, since, until, page.after,
                                           page.limit_plus_one };
                 if (api_exec(req,
-                             "SELECT t.id, " TRANSFER_JSON "::text FROM transfers t"
+                             "SELECT t.id, " API_TRANSFER_JSON "::text FROM transfers t"
                              " WHERE ($1::text IS NULL OR t.state = ANY (string_to_array($1, ',')))"
                              "   AND ($2::text IS NULL OR t.from_dc = $2 OR t.to_dc = $2)"
                              "   AND ($3::text IS NULL OR t.snapshot_id = $3)"
@@ -123,7 +114,7 @@ enum MHD_Result api_transfers_get(struct request *req) {
         enum MHD_Result ret;
         int r;
 
-        if (!transfer_id_valid(params[0]))
+        if (!api_transfer_id_valid(params[0]))
                 return api_reply_not_found(req, "transfer", params[0]);
         r = api_fetch_one(req, SELECT_ONE, 1, params, &res);
         if (r <= 0)
@@ -164,7 +155,7 @@ static int lock_transfer(struct request *req, const char *id, char state[16], ch
         struct store_result *res = NULL;
         int r;
 
-        if (!transfer_id_valid(id))
+        if (!api_transfer_id_valid(id))
                 return 0;
         if ((r = api_begin(req)) < 0)
                 return r;

@@ -19,7 +19,7 @@
 
 #define KEY_MIN_BYTES 32
 #define KEY_MAX_BYTES 128
-#define OPERATOR_SECRET_BYTES 32
+#define SECRET_BYTES 32
 
 /* ---- roles ---------------------------------------------------------------- */
 
@@ -423,8 +423,9 @@ out:
 
 /* ---- operator tokens ------------------------------------------------------------ */
 
-int auth_operator_token_generate(char **out) {
-        uint8_t secret[OPERATOR_SECRET_BYTES];
+/* A random secret, base64url, after `prefix`. */
+static int prefixed_secret_generate(const char *prefix, char **out) {
+        uint8_t secret[SECRET_BYTES];
         char *b64 = NULL, *token;
         int r;
 
@@ -434,7 +435,7 @@ int auth_operator_token_generate(char **out) {
         explicit_bzero(secret, sizeof(secret));
         if (r < 0)
                 return r;
-        if (asprintf(&token, AUTH_OPERATOR_PREFIX "%s", b64) < 0)
+        if (asprintf(&token, "%s%s", prefix, b64) < 0)
                 token = NULL;
         explicit_bzero(b64, strlen(b64));
         free(b64);
@@ -444,19 +445,38 @@ int auth_operator_token_generate(char **out) {
         return 0;
 }
 
-bool auth_operator_token_wellformed(const char *token) {
-        size_t prefix = strlen(AUTH_OPERATOR_PREFIX), n;
+static bool prefixed_secret_wellformed(const char *prefix, const char *token) {
+        size_t len = strlen(prefix), n;
 
-        if (!token || strncmp(token, AUTH_OPERATOR_PREFIX, prefix) != 0)
+        if (!token || strncmp(token, prefix, len) != 0)
                 return false;
-        n = strnlen(token + prefix, 64);
-        if (n != BASE64_ENCODE_RAW_LENGTH(OPERATOR_SECRET_BYTES) - 1)
+        n = strnlen(token + len, 64);
+        if (n != BASE64_ENCODE_RAW_LENGTH(SECRET_BYTES) - 1)
                 return false;
-        for (size_t i = 0; i < n; i++) {
-                char c = token[prefix + i];
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '_'))
+        for (size_t i = 0; i < n; i++)
+                if (!base64url_char(token[len + i]))
                         return false;
-        }
         return true;
+}
+
+int auth_operator_token_generate(char **out) {
+        return prefixed_secret_generate(AUTH_OPERATOR_PREFIX, out);
+}
+
+bool auth_operator_token_wellformed(const char *token) {
+        return prefixed_secret_wellformed(AUTH_OPERATOR_PREFIX, token);
+}
+
+/* ---- agent tokens and tickets ------------------------------------------------------ */
+
+int auth_agent_token_generate(char **out) {
+        return prefixed_secret_generate(AUTH_AGENT_PREFIX, out);
+}
+
+bool auth_agent_token_wellformed(const char *token) {
+        return prefixed_secret_wellformed(AUTH_AGENT_PREFIX, token);
+}
+
+int auth_secret_generate(char **out) {
+        return prefixed_secret_generate("", out);
 }

@@ -14,6 +14,9 @@
  *    Only their SHA-256 is stored; the role (viewer, operator, admin) lives
  *    beside it in PostgreSQL.
  *
+ *  - Agent tokens: "hag_" and 43 base64url characters, the same way; the
+ *    datacenter the agent serves lives beside the hash.
+ *
  * Nettle computes the HMAC, the hashes and base64; GnuTLS draws the random
  * bytes; comparisons of secrets are constant-time (nettle's memeql_sec).
  * Nothing here logs: errors are returned, callers decide what to say.
@@ -28,6 +31,7 @@
 #define AUTH_KID_MAX 32
 #define AUTH_TOKEN_MAX 1024
 #define AUTH_OPERATOR_PREFIX "hop_"
+#define AUTH_AGENT_PREFIX "hag_"
 
 /* ---- roles ---------------------------------------------------------------- */
 
@@ -96,6 +100,22 @@ int auth_operator_token_generate(char **out);
 
 /* True when `token` has the operator token's form (prefix, length, alphabet). */
 bool auth_operator_token_wellformed(const char *token);
+
+/* ---- agent tokens ---------------------------------------------------------- */
+
+/* A new random agent token (malloc'd). Returns 0, -EIO or -ENOMEM. */
+int auth_agent_token_generate(char **out);
+
+/* True when `token` has the agent token's form (prefix, length, alphabet). */
+bool auth_agent_token_wellformed(const char *token);
+
+/*
+ * A new random secret of 32 bytes as 43 base64url characters (malloc'd): the
+ * agents' pull tickets. Returns 0, -EIO or -ENOMEM.
+ */
+int auth_secret_generate(char **out);
+
+/* ---- hashes ------------------------------------------------------------------ */
 
 /* SHA-256 of `len` bytes as 64 lower-case hex digits and a NUL. */
 void auth_sha256_hex(const void *data, size_t len, char out[65]);

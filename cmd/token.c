@@ -7,6 +7,7 @@
  *   homing token device --stdin [--ttl 30d]        "device user" lines in,
  *                                                  "device user token" lines out
  *   homing token operator --name N --role R        stores its hash, prints the secret
+ *   homing token agent --datacenter ID [--name N]  the same for a datacenter's agent
  *
  * And homing routes: the HTTP routes, who may call them, what they do.
  */
@@ -33,10 +34,13 @@ static const char usage[] =
         "      --stdin reads \"device user\" lines and prints \"device user token\"\n"
         "  homing token operator --name N --role viewer|operator|admin [settings]\n"
         "      stores a new operator token's hash in PostgreSQL and prints the token\n"
-        "      (once: it cannot be shown again)\n";
+        "      (once: it cannot be shown again)\n"
+        "  homing token agent --datacenter ID [--name N] [settings]\n"
+        "      stores a new agent token's hash for the agent of datacenter ID and\n"
+        "      prints the token (once); the name defaults to agent-ID\n";
 
 struct token_args {
-        const char *kid, *device, *user, *ttl, *name, *role;
+        const char *kid, *device, *user, *ttl, *name, *role, *datacenter;
         int from_stdin;
 };
 
@@ -52,6 +56,7 @@ static int split_args(int argc, char **argv, struct token_args *t, int *out_argc
                 { "--ttl", offsetof(struct token_args, ttl) },
                 { "--name", offsetof(struct token_args, name) },
                 { "--role", offsetof(struct token_args, role) },
+                { "--datacenter", offsetof(struct token_args, datacenter) },
         };
         int n = 1;
 
@@ -196,6 +201,39 @@ static int operator_token(const struct config *cfg, const struct token_args *t) 
         return 0;
 }
 
+static int agent_token(const struct config *cfg, const struct token_args *t) {
+        struct store *db = NULL;
+        char *token = NULL, name[160];
+        int64_t id;
+        int r;
+
+        if (!t->datacenter || !*t->datacenter) {
+                fprintf(stderr, "homing token agent: --datacenter ID [--name N]\n");
+                return 2;
+        }
+        snprintf(name, sizeof(name), "%s", t->name ? t->name : "");
+        if (!t->name)
+                snprintf(name, sizeof(name), "agent-%.64s", t->datacenter);
+        if (store_connect(cfg->pg_dsn, &db) < 0)
+                return 1;
+        r = api_agent_token_create(db, t->datacenter, name, "homing token (command line)", &token,
+                                   &id);
+        store_free(db);
+        if (r < 0) {
+                fprintf(stderr, "homing token agent: could not store the token%s\n",
+                        r == -EINVAL   ? ": the name is 1 to 128 characters"
+                        : r == -ENOENT ? ": no such datacenter"
+                                       : " (migrated?)");
+                return 1;
+        }
+        printf("%s\n", token);
+        fprintf(stderr, "agent token %lld '%s' for %s: shown once, keep it safe\n", (long long)id,
+                name, t->datacenter);
+        explicit_bzero(token, strlen(token));
+        free(token);
+        return 0;
+}
+
 int cmd_token(int argc, char **argv) {
         struct token_args t = { 0 };
         struct config cfg;
@@ -220,14 +258,17 @@ int cmd_token(int argc, char **argv) {
                 free(entry);
                 return 0;
         }
-        if (strcmp(sub, "device") != 0 && strcmp(sub, "operator") != 0) {
+        if (strcmp(sub, "device") != 0 && strcmp(sub, "operator") != 0 &&
+            strcmp(sub, "agent") != 0) {
                 fprintf(stderr, "homing token: unknown '%s'\n%s", sub, usage);
                 return 2;
         }
-        r = config_load(&cfg, n, argv + 1, "homing token device|operator [options]");
+        r = config_load(&cfg, n, argv + 1, "homing token device|operator|agent [options]");
         if (r != 0)
                 return r < 0 ? 2 : 0;
-        r = !strcmp(sub, "device") ? device_tokens(&cfg, &t) : operator_token(&cfg, &t);
+        r = !strcmp(sub, "device")     ? device_tokens(&cfg, &t)
+            : !strcmp(sub, "operator") ? operator_token(&cfg, &t)
+                                       : agent_token(&cfg, &t);
         config_fini(&cfg);
         return r;
 }

@@ -30,7 +30,7 @@ ON CONFLICT DO NOTHING;
 INSERT INTO snapshots (id, user_id, template_id, size_bytes, priority)
 SELECT 'snap-u-' || lpad(i::text, 4, '0'), 'u-' || lpad(i::text, 4, '0'),
        (ARRAY['tpl-win11-vdi', 'tpl-ubuntu-dev', 'tpl-rhel-ops'])[1 + i % 3],
-       (2 + i % 7) * 1024::bigint ^ 3, i % 3
+       (2 + i % 7) * 1024::bigint ^ 3, 1 + i % 5
 FROM generate_series(1, 200) AS i
 ON CONFLICT (id) DO NOTHING;
 

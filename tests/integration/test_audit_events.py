@@ -248,3 +248,55 @@ def test_a_stay_is_published_when_sampled(homing, db, topics):
     assert stayed["data"]["reason"] == "already_nearest"
     assert stayed["data"]["current_dc"] == "t-sydney"
     assert "audited" not in stayed["data"]["details"]
+
+
+def test_a_transfer_agents_reports_publish_valid_events(homing, db, topics):
+    """An agent at Ashburn claims a transfer, fails once with a retry, claims
+    it again and succeeds; the agent where the snapshot now is registers its
+    next version; another transfer fails for good. All of it reaches the
+    audit topic as events of their schemas."""
+    agent = homing.homing("token", "agent", "--datacenter", "t-virginia")
+    snapshot = seed_snapshot(db, "u-agent-audit", "t-paris")
+    db.execute("INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id,"
+               " template_present, reason, idempotency_key, bytes_total)"
+               " VALUES (%s, 't-paris', 't-virginia', 'tpl-1', false, 'closer', 'audit-agent',"
+               " 1500)", (snapshot,))
+
+    def call(path, body, expect=200):
+        return homing.json("POST", path, body, expect=expect, token=agent)[0]
+
+    job = call("/v1/agent/claim", {"owner": "va-1"})
+    tid = job["transfer_id"]
+    call(f"/v1/agent/transfers/{tid}/progress", {"owner": "va-1", "bytes_done": 10,
+                                                 "bytes_sent": 10})
+    call(f"/v1/agent/transfers/{tid}/failed", {"owner": "va-1", "error": "reset by peer",
+                                               "retry": True})
+    db.execute("UPDATE transfers SET not_before = now() WHERE id = %s", (tid,))
+    assert call("/v1/agent/claim", {"owner": "va-2"})["attempt"] == 2
+    call(f"/v1/agent/transfers/{tid}/succeeded", {"owner": "va-2", "content_sha256": "c" * 64,
+                                                  "bytes_sent": 1500})
+    call(f"/v1/agent/snapshots/{snapshot}/versions",
+         {"version": 2, "content_sha256": "d" * 64, "size_bytes": 600, "virtual_size": 4096,
+          "config": {"vcpus": 2}}, expect=201)
+    other = seed_snapshot(db, "u-agent-audit-2", "t-paris")
+    db.execute("INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id,"
+               " template_present, reason, idempotency_key, bytes_total)"
+               " VALUES (%s, 't-paris', 't-virginia', 'tpl-1', false, 'closer', 'audit-agent-2',"
+               " 1500)", (other,))
+    failed = call("/v1/agent/claim", {"owner": "va-1"})["transfer_id"]
+    call(f"/v1/agent/transfers/{failed}/failed", {"owner": "va-1", "error": "no space",
+                                                  "retry": False})
+
+    events = [e for e in published_events(db, topics["audit"])
+              if e["data"].get("actor", {}).get("kind") == "agent"]
+    # Ordered per key (a snapshot's events share a partition), not across keys.
+    mine = [e for e in events if e["subject"] == snapshot]
+    assert [e["type"] for e in mine] == [
+        "io.homing.transfer.running", "io.homing.transfer.requeued",
+        "io.homing.transfer.running", "io.homing.transfer.succeeded",
+        "io.homing.snapshot.version_registered"]
+    assert [e["type"] for e in events if e["subject"] == other] == [
+        "io.homing.transfer.running", "io.homing.transfer.failed"]
+    assert all(e["data"]["actor"]["datacenter_id"] == "t-virginia" for e in events)
+    assert mine[3]["data"]["transfer"]["state"] == "succeeded"
+    assert mine[4]["data"]["version"] == 2

@@ -44,6 +44,13 @@ def call(homing, method, path, token):
 
 PROTECTED = [r for r in routes() if r[2] != "public"]
 OPERATOR_ROUTES = [r for r in routes() if r[2] in RANK]
+AGENT_ROUTES = [r for r in routes() if r[2] == "agent"]
+
+
+@pytest.fixture(scope="module")
+def agent_token(homing, db):
+    db.execute("INSERT INTO datacenters (id, name, lat, lon) VALUES ('dc-agent', 'A', 1, 2)")
+    return homing.homing("token", "agent", "--datacenter", "dc-agent")
 
 
 @pytest.mark.parametrize("method,path,access", PROTECTED,
@@ -66,6 +73,26 @@ def test_roles_too_weak_get_403_and_strong_enough_get_through(homing, method, pa
             assert json.loads(raw)["type"] == "urn:homing:problem:forbidden"
         else:
             assert status not in (401, 403), f"{role}: {status} {raw!r}"
+
+
+@pytest.mark.parametrize("method,path,access", AGENT_ROUTES,
+                         ids=[f"{m} {p}" for m, p, _ in AGENT_ROUTES])
+def test_agent_routes_refuse_operator_and_device_tokens_and_take_agent_tokens(
+        homing, agent_token, method, path, access):
+    for token in [homing.token(role) for role in RANK] + [homing.device_token()]:
+        status, _, raw = call(homing, method, path, token)
+        assert status == 403, raw
+        assert json.loads(raw)["type"] == "urn:homing:problem:forbidden"
+    assert call(homing, method, path, agent_token)[0] not in (401, 403)
+
+
+@pytest.mark.parametrize("method,path,access", OPERATOR_ROUTES,
+                         ids=[f"{m} {p}" for m, p, _ in OPERATOR_ROUTES])
+def test_an_agent_token_is_403_on_every_operator_route(homing, agent_token, method, path,
+                                                       access):
+    status, _, raw = call(homing, method, path, agent_token)
+    assert status == 403, raw
+    assert json.loads(raw)["type"] == "urn:homing:problem:forbidden"
 
 
 def test_public_routes_need_no_token(homing):

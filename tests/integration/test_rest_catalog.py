@@ -228,10 +228,15 @@ def test_snapshots_with_their_placement_history_and_decisions(homing, db, admin)
     status, _, raw = homing.request("DELETE", "/v1/zones/eu", token=admin)
     assert status == 409 and json.loads(raw)["type"] == "urn:homing:problem:zone-in-use"
 
+    # Priority levels are 1 (most urgent) to 5.
+    for level in (0, 6, 2.5, "1"):
+        status, _, raw = homing.request("PATCH", "/v1/snapshots/snap-api", {"priority": level},
+                                        token=admin, headers={"If-Match": headers["ETag"]})
+        assert status == 422 and json.loads(raw)["errors"][0]["pointer"] == "/priority", raw
     patched, _ = homing.json("PATCH", "/v1/snapshots/snap-api",
-                             {"priority": 9, "allowed_zones": []}, token=admin,
+                             {"priority": 1, "allowed_zones": []}, token=admin,
                              headers={"If-Match": headers["ETag"]})
-    assert patched["priority"] == 9 and patched["allowed_zones"] == []
+    assert patched["priority"] == 1 and patched["allowed_zones"] == []
     assert homing.request("DELETE", "/v1/zones/eu", token=admin)[0] == 204
 
     # History: the scheduler moved it once (written here as it would).

@@ -163,6 +163,27 @@ TEST(operator_tokens_are_random_and_well_formed) {
         free(b);
 }
 
+TEST(agent_tokens_and_tickets_are_random_and_told_apart_from_operator_tokens) {
+        char *a = NULL, *b = NULL, *ticket = NULL;
+        CHECK(auth_agent_token_generate(&a) == 0);
+        CHECK(auth_agent_token_generate(&b) == 0);
+        CHECK(a && b && strcmp(a, b) != 0);
+        CHECK(a && !strncmp(a, "hag_", 4) && strlen(a) == 4 + 43);
+        CHECK(auth_agent_token_wellformed(a));
+        CHECK(!auth_operator_token_wellformed(a));
+        CHECK(!auth_agent_token_wellformed("hag_short"));
+        CHECK(auth_secret_generate(&ticket) == 0);
+        CHECK(ticket && strlen(ticket) == 43);
+        CHECK(ticket && strspn(ticket, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                       "abcdefghijklmnopqrstuvwxyz0123456789-_") == 43);
+        free(a);
+        free(b);
+        CHECK(auth_operator_token_generate(&a) == 0);
+        CHECK(!auth_agent_token_wellformed(a));
+        free(a);
+        free(ticket);
+}
+
 TEST(sha256_matches_the_standard_vector) {
         char hex[65];
         auth_sha256_hex("abc", 3, hex);
@@ -205,6 +226,7 @@ TAP_MAIN(TAP_TEST(a_minted_token_verifies_and_carries_its_claims),
          TAP_TEST(ids_outside_the_report_alphabet_cannot_be_minted),
          TAP_TEST(generated_keys_load_into_a_keyring),
          TAP_TEST(operator_tokens_are_random_and_well_formed),
+         TAP_TEST(agent_tokens_and_tickets_are_random_and_told_apart_from_operator_tokens),
          TAP_TEST(sha256_matches_the_standard_vector),
          TAP_TEST(base64url_round_trips_and_refuses_other_alphabets),
          TAP_TEST(roles_parse_and_order))

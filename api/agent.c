@@ -1,0 +1,816 @@
+/*
+ * /v1/agent/: what the transfer agents call, each with an agent token that
+ * speaks for one datacenter (req->who.datacenter_id). agent/README.md is the
+ * contract; in short:
+ *
+ *  - An agent says where it answers its peers (PUT endpoint), claims the
+ *    next due transfer *into* its datacenter (queued, or running under an
+ *    expired lease; most urgent, then oldest: homing_transfer_claim() in
+ *    migration 012), keeps it by reporting progress (which renews the
+ *    lease), and ends it: succeeded (the digest of its copy must be the
+ *    registered version's; the placement moves to it) or failed (retried
+ *    after a back-off while attempts are left, else failed for good).
+ *  - A claim hands out a pull ticket, 32 random bytes of which only the
+ *    SHA-256 is kept. The source agent asks pulls/verify whether a ticket
+ *    opens a transfer *from* its datacenter (or from it as the template's
+ *    source) before it serves a byte.
+ *  - The agent where a snapshot is active registers its new versions, one
+ *    after the other; the active placement moves to the new version.
+ *
+ * Ownership: progress, succeeded and failed act only on a transfer that is
+ * running under the caller's owner name (409 transfer-not-running
+ * otherwise: it was cancelled, or its lease went to another owner). A
+ * transfer of another datacenter is 404, as if it did not exist.
+ *
+ * Every write is one transaction with its audit event (io.homing.transfer.
+ * running, succeeded, requeued, failed; io.homing.snapshot.version_registered),
+ * except progress: a single conditional UPDATE, no event.
+ */
+#include "api/api.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/internal.h"
+#include "auth/auth.h"
+#include "store/store.h"
+
+#define LEASE_DEFAULT_S 30
+#define LEASE_MIN_S 5
+#define LEASE_MAX_S 3600
+
+#define SELECT_TRANSFER                                                                       \
+        "SELECT t.id, " API_TRANSFER_JSON "::text FROM transfers t WHERE t.id = $1::bigint"
+
+/* ---- tokens (homing token agent) ---------------------------------------------------- */
+
+int api_agent_token_create(struct store *db, const char *datacenter_id, const char *name,
+                           const char *created_by, char **token, int64_t *id) {
+        struct store_result *res = NULL;
+        char hash[65], *secret = NULL;
+        int r;
+
+        if (!datacenter_id || !name || !*name || strlen(name) > 128)
+                return -EINVAL;
+        {
+                const char *params[1] = { datacenter_id };
+                r = store_exec(db, "SELECT 1 FROM datacenters WHERE id = $1", 1, params, &res);
+                if (r < 0)
+                        return r;
+                r = store_rows(res) == 1 ? 0 : -ENOENT;
+                res = store_result_free(res);
+                if (r < 0)
+                        return r;
+        }
+        r = auth_agent_token_generate(&secret);
+        if (r < 0)
+                return r;
+        auth_sha256_hex(secret, strlen(secret), hash);
+        {
+                const char *params[4] = { datacenter_id, name, hash, created_by };
+                r = store_exec(db,
+                               "INSERT INTO agent_tokens (datacenter_id, name, secret_sha256,"
+                               " created_by) VALUES ($1, $2, $3, $4) RETURNING id",
+                               4, params, &res);
+        }
+        if (r < 0 || store_rows(res) != 1) {
+                explicit_bzero(secret, strlen(secret));
+                free(secret);
+                store_result_free(res);
+                return r < 0 ? r : -EIO;
+        }
+        *id = store_int(res, 0, 0);
+        *token = secret;
+        store_result_free(res);
+        return 0;
+}
+
+/* ---- helpers --------------------------------------------------------------------------- */
+
+static bool hex64(const char *s) {
+        if (!s || strlen(s) != 64)
+                return false;
+        for (size_t i = 0; i < 64; i++)
+                if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                        return false;
+        return true;
+}
+
+static const char *body_string(const json_t *body, const char *name) {
+        return json_string_value(json_object_get(body, name));
+}
+
+/* A whole-number member as decimal text into buf (NULL when absent). */
+static const char *body_int(const json_t *body, const char *name, char buf[24]) {
+        const json_t *v = json_object_get(body, name);
+        if (!json_is_integer(v))
+                return NULL;
+        snprintf(buf, 24, "%lld", (long long)json_integer_value(v));
+        return buf;
+}
+
+static enum MHD_Result not_running(struct request *req, const char *state, const char *owner,
+                                   const char *mine) {
+        char detail[384];
+
+        if (strcmp(state, "running") != 0)
+                snprintf(detail, sizeof(detail), "the transfer is %s, not running: stop", state);
+        else
+                snprintf(detail, sizeof(detail),
+                         "the transfer's lease is held by '%.128s', not '%.128s': stop",
+                         owner ? owner : "", mine);
+        return api_reply_conflict(req, "transfer-not-running", detail);
+}
+
+/*
+ * Reads the transfer back, puts it in the audit event's data, writes the
+ * event (subject: the snapshot), commits, and answers with the transfer.
+ */
+static enum MHD_Result commit_transfer(struct request *req, const char *id, const char *snapshot,
+                                       const char *audit_type, json_t *audit_data) {
+        const char *params[1] = { id };
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+
+        if (api_fetch_one(req, SELECT_TRANSFER, 1, params, &res) <= 0) {
+                json_decref(audit_data);
+                return api_reply_db_error(req);
+        }
+        json_object_set_new(audit_data, "transfer", json_loads(store_text(res, 0, 1), 0, NULL));
+        if (api_audit(req, audit_type, snapshot, audit_data) < 0 || api_commit(req) < 0) {
+                store_result_free(res);
+                return api_reply_db_error(req);
+        }
+        ret = api_reply_raw(req, 200, store_text(res, 0, 1), NULL);
+        store_result_free(res);
+        return ret;
+}
+
+/* A transfer into the caller's datacenter, locked for the rest of the transaction. */
+struct own_transfer {
+        char state[16];
+        char owner[257];
+        bool has_owner;
+        char snapshot[257];
+        char version[24];
+        char registered[65]; /* the registered version's digest, "" when none */
+        int64_t attempts;
+};
+
+/* Begins and locks transfer `id`: 1 (and *t), 0 when there is none into this datacenter, <0. */
+static int lock_own_transfer(struct request *req, const char *id, struct own_transfer *t) {
+        const char *params[2] = { id, req->who.datacenter_id };
+        struct store_result *res = NULL;
+        int r;
+
+        if (!api_transfer_id_valid(id))
+                return 0;
+        if ((r = api_begin(req)) < 0)
+                return r;
+        r = api_fetch_one(req,
+                          "SELECT t.state, t.lease_owner, t.snapshot_id, t.version,"
+                          " v.content_sha256, t.attempts"
+                          " FROM transfers t LEFT JOIN snapshot_versions v"
+                          "   ON v.snapshot_id = t.snapshot_id AND v.version = t.version"
+                          " WHERE t.id = $1::bigint AND t.to_dc = $2 FOR UPDATE OF t",
+                          2, params, &res);
+        if (r == 1) {
+                memset(t, 0, sizeof(*t));
+                snprintf(t->state, sizeof(t->state), "%s", store_text(res, 0, 0));
+                t->has_owner = store_text(res, 0, 1) != NULL;
+                snprintf(t->owner, sizeof(t->owner), "%s",
+                         t->has_owner ? store_text(res, 0, 1) : "");
+                snprintf(t->snapshot, sizeof(t->snapshot), "%s", store_text(res, 0, 2));
+                snprintf(t->version, sizeof(t->version), "%s",
+                         store_text(res, 0, 3) ? store_text(res, 0, 3) : "");
+                snprintf(t->registered, sizeof(t->registered), "%s",
+                         store_text(res, 0, 4) ? store_text(res, 0, 4) : "");
+                t->attempts = store_int(res, 0, 5);
+        }
+        store_result_free(res);
+        return r;
+}
+
+static bool held_by(const struct own_transfer *t, const char *owner) {
+        return !strcmp(t->state, "running") && t->has_owner && !strcmp(t->owner, owner);
+}
+
+/* ---- PUT /v1/agent/endpoint ------------------------------------------------------------ */
+
+static bool url_valid(const char *url) {
+        size_t skip = !strncmp(url, "http://", 7) ? 7 : !strncmp(url, "https://", 8) ? 8 : 0;
+
+        if (!skip || !url[skip])
+                return false;
+        for (const char *p = url; *p; p++)
+                if ((unsigned char)*p <= ' ' || *p == 0x7f)
+                        return false;
+        return true;
+}
+
+enum MHD_Result api_agent_endpoint(struct request *req) {
+        static const struct api_field fields[] = {
+                { "url", FIELD_STRING, true, false, 0, 0 },
+                { NULL, 0, false, false, 0, 0 },
+        };
+        enum MHD_Result ret;
+        json_t *body = api_body_object(req, &ret);
+        const char *url;
+
+        if (!body)
+                return ret;
+        if (!api_check_fields(req, body, fields, &ret))
+                goto out;
+        url = body_string(body, "url");
+        if (!url_valid(url)) {
+                ret = api_reply_invalid(req, "/url", "is an http:// or https:// URL without spaces");
+                goto out;
+        }
+        {
+                /* Only a change is written: an agent says it at every start. */
+                const char *params[2] = { req->who.datacenter_id, url };
+                if (api_exec(req,
+                             "UPDATE datacenters SET agent_url = $2, updated_at = now()"
+                             " WHERE id = $1 AND agent_url IS DISTINCT FROM $2",
+                             2, params, NULL) < 0) {
+                        ret = api_reply_db_error(req);
+                        goto out;
+                }
+        }
+        ret = api_reply_json(req, 200, json_pack("{s:s, s:s}", "datacenter_id",
+                                                 req->who.datacenter_id, "url", url));
+out:
+        json_decref(body);
+        return ret;
+}
+
+/* ---- POST /v1/agent/claim --------------------------------------------------------------- */
+
+/*
+ * The job: the claimed transfer with what the agent needs to run it. The
+ * template's source is the nearest datacenter (great circle; a ranking, so
+ * the sphere is enough) that holds the template and has an agent, when the
+ * target still lacks it. have_versions: the target's cached copies.
+ */
+static const char claim_sql[] =
+        "WITH c AS (SELECT * FROM homing_transfer_claim($1, $2, $3::int, $4))"
+        " SELECT c.id, c.snapshot_id, json_build_object("
+        "  'transfer_id', c.id, 'snapshot_id', c.snapshot_id, 'version', c.version,"
+        "  'content_sha256', v.content_sha256, 'template_id', c.template_id,"
+        "  'template_present', x.present, 'from_dc', c.from_dc, 'source_url', src.agent_url,"
+        "  'template_source_url', CASE WHEN x.present THEN NULL ELSE ("
+        "    SELECT d.agent_url FROM template_replicas r JOIN datacenters d"
+        "      ON d.id = r.datacenter_id"
+        "    WHERE r.template_id = c.template_id AND d.id <> c.to_dc"
+        "      AND d.agent_url IS NOT NULL AND d.status <> 'down'"
+        "    ORDER BY asin(least(1, sqrt(power(sin(radians(d.lat - me.lat) / 2), 2)"
+        "      + cos(radians(me.lat)) * cos(radians(d.lat))"
+        "        * power(sin(radians(d.lon - me.lon) / 2), 2)))), d.id"
+        "    LIMIT 1) END,"
+        "  'priority', c.priority, 'bytes_total', c.bytes_total, 'lease_s', c.lease_s,"
+        "  'lease_expires_at', homing_time(c.lease_expires_at), 'attempt', c.attempts,"
+        "  'max_attempts', c.max_attempts,"
+        "  'have_versions', coalesce((SELECT json_agg(h.version ORDER BY h.version) FROM"
+        "    (SELECT DISTINCT p.version FROM placements p WHERE p.snapshot_id = c.snapshot_id"
+        "     AND p.datacenter_id = c.to_dc AND NOT p.active AND p.evicted_at IS NULL) h),"
+        "    '[]'::json))::text"
+        " FROM c"
+        " JOIN datacenters me ON me.id = c.to_dc"
+        " LEFT JOIN datacenters src ON src.id = c.from_dc"
+        " LEFT JOIN snapshot_versions v ON v.snapshot_id = c.snapshot_id AND v.version = c.version"
+        " CROSS JOIN LATERAL (SELECT c.template_present OR EXISTS (SELECT 1"
+        "   FROM template_replicas r WHERE r.template_id = c.template_id"
+        "   AND r.datacenter_id = c.to_dc) AS present) x";
+
+enum MHD_Result api_agent_claim(struct request *req) {
+        static const struct api_field fields[] = {
+                { "owner", FIELD_STRING, true, false, 0, 0 },
+                { "lease_s", FIELD_INTEGER, false, false, LEASE_MIN_S, LEASE_MAX_S },
+                { NULL, 0, false, false, 0, 0 },
+        };
+        enum MHD_Result ret;
+        json_t *body = api_body_object(req, &ret), *job = NULL, *data;
+        struct store_result *res = NULL;
+        char lease[24], hash[65], id[24], snapshot[257], *ticket = NULL;
+        const char *owner;
+        int r;
+
+        if (!body)
+                return ret;
+        if (!api_check_fields(req, body, fields, &ret))
+                goto out;
+        owner = body_string(body, "owner");
+        if (!body_int(body, "lease_s", lease))
+                snprintf(lease, sizeof(lease), "%d", LEASE_DEFAULT_S);
+        if (auth_secret_generate(&ticket) < 0) {
+                ret = api_reply_problem(req, 500, "internal", "Internal error",
+                                        "no random bytes for the pull ticket", NULL);
+                goto out;
+        }
+        auth_sha256_hex(ticket, strlen(ticket), hash);
+        if (api_begin(req) < 0) {
+                ret = api_reply_db_error(req);
+                goto out;
+        }
+        {
+                const char *params[4] = { req->who.datacenter_id, owner, lease, hash };
+                r = api_fetch_one(req, claim_sql, 4, params, &res);
+        }
+        if (r < 0) {
+                ret = api_reply_db_error(req);
+                goto out;
+        }
+        if (r == 0) {
+                ret = api_reply_empty(req, 204);
+                goto out;
+        }
+        snprintf(id, sizeof(id), "%s", store_text(res, 0, 0));
+        snprintf(snapshot, sizeof(snapshot), "%s", store_text(res, 0, 1));
+        job = json_loads(store_text(res, 0, 2), 0, NULL);
+        res = store_result_free(res);
+        if (!job) {
+                ret = api_reply_db_error(req);
+                goto out;
+        }
+        data = json_pack("{s:I, s:s, s:O}", "transfer_id", (json_int_t)strtoll(id, NULL, 10),
+                         "owner", owner, "attempt", json_object_get(job, "attempt"));
+        {
+                /* The event says what the claim made of the transfer; the
+                 * answer is the job, with the ticket only it carries. */
+                const char *params[1] = { id };
+                if (api_fetch_one(req, SELECT_TRANSFER, 1, params, &res) <= 0) {
+                        json_decref(data);
+                        ret = api_reply_db_error(req);
+                        goto out;
+                }
+                json_object_set_new(data, "transfer", json_loads(store_text(res, 0, 1), 0, NULL));
+        }
+        if (api_audit(req, "io.homing.transfer.running", snapshot, data) < 0 ||
+            api_commit(req) < 0) {
+                ret = api_reply_db_error(req);
+                goto out;
+        }
+        json_object_set_new(job, "ticket", json_string(ticket));
+        ret = api_reply_json(req, 200, job);
+        job = NULL;
+out:
+        if (ticket) {
+                explicit_bzero(ticket, strlen(ticket));
+                free(ticket);
+        }
+        json_decref(job);
+        store_result_free(res);
+        json_decref(body);
+        return ret;
+}
+
+/* ---- POST /v1/agent/transfers/{id}/progress ------------------------------------------- */
+
+enum MHD_Result api_agent_progress(struct request *req) {
+        static const struct api_field fields[] = {
+                { "owner", FIELD_STRING, true, false, 0, 0 },
+                { "bytes_done", FIELD_COUNT, true, false, 0, 0 },
+                { "bytes_sent", FIELD_COUNT, true, false, 0, 0 },
+                { "bytes_total", FIELD_COUNT, false, false, 0, 0 },
+                { NULL, 0, false, false, 0, 0 },
+        };
+        const char *id = api_param(req, 0);
+        enum MHD_Result ret;
+        json_t *body = api_body_object(req, &ret);
+        struct store_result *res = NULL;
+        char done[24], sent[24];
+        int r;
+
+        if (!body)
+                return ret;
+        if (!api_check_fields(req, body, fields, &ret))
+                goto out;
+        if (!api_transfer_id_valid(id)) {
+                ret = api_reply_not_found(req, "transfer", id);
+                goto out;
+        }
+        {
+                /* The whole of the usual case: one statement, its own transaction. */
+                const char *params[5] = { id, body_string(body, "owner"),
+                                          body_int(body, "bytes_done", done),
+                                          body_int(body, "bytes_sent", sent),
+                                          req->who.datacenter_id };
+                r = api_fetch_one(req,
+                                  "UPDATE transfers SET bytes_done = $3::bigint,"
+                                  " bytes_sent = $4::bigint,"
+                                  " lease_expires_at = now() + make_interval(secs => lease_s),"
+                                  " updated_at = now()"
+                                  " WHERE id = $1::bigint AND to_dc = $5 AND state = 'running'"
+                                  "   AND lease_owner = $2"
+                                  " RETURNING homing_time(lease_expires_at)",
+                                  5, params, &res);
+        }
+        if (r < 0) {
+                ret = api_reply_db_error(req);
+                goto out;
+        }
+        if (r == 1) {
+                ret = api_reply_json(req, 200,
+                                     json_pack("{s:s, s:s}", "state", "running",
+                                               "lease_expires_at", store_text(res, 0, 0)));
+                goto out;
+        }
+        {
+                /* Why not: gone (or another datacenter's), or not ours any more. */
+                const char *params[2] = { id, req->who.datacenter_id };
+                r = api_fetch_one(req,
+                                  "SELECT state, lease_owner FROM transfers"
+                                  " WHERE id = $1::bigint AND to_dc = $2",
+                                  2, params, &res);
+        }
+        if (r <= 0)
+                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", id);
+        else
+                ret = not_running(req, store_text(res, 0, 0), store_text(res, 0, 1),
+                                  body_string(body, "owner"));
+out:
+        store_result_free(res);
+        json_decref(body);
+        return ret;
+}
+
+/* ---- POST /v1/agent/transfers/{id}/succeeded ------------------------------------------ */
+
+enum MHD_Result api_agent_succeeded(struct request *req) {
+        static const struct api_field fields[] = {
+                { "owner", FIELD_STRING, true, false, 0, 0 },
+                { "content_sha256", FIELD_STRING, true, false, 0, 0 },
+                { "bytes_sent", FIELD_COUNT, true, false, 0, 0 },
+                { NULL, 0, false, false, 0, 0 },
+        };
+        const char *id = api_param(req, 0), *owner, *digest;
+        enum MHD_Result ret;
+        json_t *body = api_body_object(req, &ret);
+        struct own_transfer t;
+        char sent[24];
+        int r;
+
+        if (!body)
+                return ret;
+        if (!api_check_fields(req, body, fields, &ret))
+                goto out;
+        owner = body_string(body, "owner");
+        digest = body_string(body, "content_sha256");
+        if (!hex64(digest)) {
+                ret = api_reply_invalid(req, "/content_sha256", "is 64 lower-case hex digits");
+                goto out;
+        }
+        r = lock_own_transfer(req, id, &t);
+        if (r <= 0) {
+                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", id);
+                goto out;
+        }
+        if (!held_by(&t, owner)) {
+                ret = not_running(req, t.state, t.owner, owner);
+                goto out;
+        }
+        if (t.registered[0] && strcmp(t.registered, digest) != 0) {
+                char detail[256];
+                snprintf(detail, sizeof(detail),
+                         "the copy's digest is not the one registered for version %s: it is "
+                         "not trusted, nothing changed",
+                         t.version);
+                ret = api_reply_problem(req, 422, "digest-mismatch", "The copy is not verified",
+                                        detail,
+                                        json_pack("{s:[{s:s, s:s}], s:s}", "errors", "pointer",
+                                                  "/content_sha256", "detail", detail,
+                                                  "expected_sha256", t.registered));
+                goto out;
+        }
+        {
+                const char *params[2] = { id, body_int(body, "bytes_sent", sent) };
+                const char *ended[2] = { id, digest };
+                struct store_result *res = NULL;
+                r = api_exec(req, "UPDATE transfers SET bytes_sent = $2::bigint WHERE id = $1::bigint",
+                             2, params, NULL);
+                if (r >= 0)
+                        r = api_fetch_one(req, "SELECT homing_transfer_succeeded($1::bigint, $2)",
+                                          2, ended, &res);
+                if (r > 0 && !store_bool(res, 0, 0))
+                        r = -EIO;
+                store_result_free(res);
+                if (r < 0) {
+                        ret = api_reply_db_error(req);
+                        goto out;
+                }
+        }
+        ret = commit_transfer(req, id, t.snapshot, "io.homing.transfer.succeeded",
+                              json_pack("{s:I, s:s, s:I, s:O}", "transfer_id",
+                                        (json_int_t)strtoll(id, NULL, 10), "content_sha256",
+                                        digest, "version", (json_int_t)strtoll(t.version, NULL, 10),
+                                        "bytes_sent", json_object_get(body, "bytes_sent")));
+out:
+        json_decref(body);
+        return ret;
+}
+
+/* ---- POST /v1/agent/transfers/{id}/failed --------------------------------------------- */
+
+enum MHD_Result api_agent_failed(struct request *req) {
+        static const struct api_field fields[] = {
+                { "owner", FIELD_STRING, true, false, 0, 0 },
+                { "error", FIELD_STRING, true, false, 0, 0 },
+                { "retry", FIELD_BOOLEAN, true, false, 0, 0 },
+                { NULL, 0, false, false, 0, 0 },
+        };
+        const char *id = api_param(req, 0), *owner, *error;
+        enum MHD_Result ret;
+        json_t *body = api_body_object(req, &ret);
+        struct store_result *res = NULL;
+        struct own_transfer t;
+        bool retry, requeued = false;
+        int r;
+
+        if (!body)
+                return ret;
+        if (!api_check_fields(req, body, fields, &ret))
+                goto out;
+        owner = body_string(body, "owner");
+        error = body_string(body, "error");
+        retry = json_is_true(json_object_get(body, "retry"));
+        r = lock_own_transfer(req, id, &t);
+        if (r <= 0) {
+                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", id);
+                goto out;
+        }
+        if (!held_by(&t, owner)) {
+                ret = not_running(req, t.state, t.owner, owner);
+                goto out;
+        }
+        {
+                const char *params[3] = { id, error, retry ? "true" : "false" };
+                r = api_fetch_one(req,
+                                  "SELECT homing_transfer_failed($1::bigint, $2, $3::boolean)",
+                                  3, params, &res);
+                if (r > 0 && !store_text(res, 0, 0))
+                        r = -EIO;
+                if (r > 0) {
+                        requeued = !strcmp(store_text(res, 0, 0), "queued");
+                        res = store_result_free(res);
+                        /* A statement of its own: it sees what the function wrote. */
+                        r = api_fetch_one(req,
+                                          "SELECT homing_time(not_before) FROM transfers"
+                                          " WHERE id = $1::bigint",
+                                          1, params, &res);
+                }
+        }
+        if (r <= 0) {
+                ret = api_reply_db_error(req);
+                goto out;
+        }
+        if (requeued)
+                ret = commit_transfer(req, id, t.snapshot, "io.homing.transfer.requeued",
+                                      json_pack("{s:I, s:s, s:I, s:s}", "transfer_id",
+                                                (json_int_t)strtoll(id, NULL, 10), "error", error,
+                                                "attempts", (json_int_t)t.attempts, "not_before",
+                                                store_text(res, 0, 0) ? store_text(res, 0, 0) : ""));
+        else
+                ret = commit_transfer(req, id, t.snapshot, "io.homing.transfer.failed",
+                                      json_pack("{s:I, s:s, s:I, s:b}", "transfer_id",
+                                                (json_int_t)strtoll(id, NULL, 10), "error", error,
+                                                "attempts", (json_int_t)t.attempts, "retry",
+                                                retry));
+out:
+        store_result_free(res);
+        json_decref(body);
+        return ret;
+}
+
+/* ---- POST /v1/agent/pulls/verify ------------------------------------------------------- */
+
+/*
+ * The ticket opens a running transfer to a peer when the caller is its
+ * source (from_dc), or, while the target lacks the template, a datacenter
+ * that holds the template (the target pulls the template from the nearest
+ * one). "serves" says which.
+ */
+enum MHD_Result api_agent_pull_verify(struct request *req) {
+        static const struct api_field fields[] = {
+                { "transfer_id", FIELD_COUNT, true, false, 0, 0 },
+                { "ticket", FIELD_STRING, true, false, 0, 0 },
+                { NULL, 0, false, false, 0, 0 },
+        };
+        enum MHD_Result ret;
+        json_t *body = api_body_object(req, &ret);
+        struct store_result *res = NULL;
+        char id[24], hash[65];
+        const char *ticket;
+        int r;
+
+        if (!body)
+                return ret;
+        if (!api_check_fields(req, body, fields, &ret))
+                goto out;
+        ticket = body_string(body, "ticket");
+        auth_sha256_hex(ticket, strlen(ticket), hash);
+        {
+                const char *params[3] = { body_int(body, "transfer_id", id),
+                                          req->who.datacenter_id, hash };
+                r = api_fetch_one(
+                        req,
+                        "SELECT json_build_object('transfer_id', t.id, 'snapshot_id', t.snapshot_id,"
+                        "  'version', t.version, 'template_id', t.template_id, 'to_dc', t.to_dc,"
+                        "  'serves', CASE WHEN t.from_dc = $2 THEN 'snapshot' ELSE 'template' END,"
+                        "  'lease_expires_at', homing_time(t.lease_expires_at))::text"
+                        " FROM transfers t"
+                        " WHERE t.id = $1::bigint AND t.state = 'running'"
+                        "   AND t.pull_ticket_sha256 = $3"
+                        "   AND (t.from_dc = $2 OR (NOT t.template_present AND EXISTS (SELECT 1"
+                        "     FROM template_replicas r WHERE r.template_id = t.template_id"
+                        "     AND r.datacenter_id = $2)))",
+                        3, params, &res);
+        }
+        if (r < 0)
+                ret = api_reply_db_error(req);
+        else if (r == 0)
+                ret = api_reply_problem(req, 403, "forbidden", "Forbidden",
+                                        "the ticket does not open a running transfer from this "
+                                        "datacenter",
+                                        NULL);
+        else
+                ret = api_reply_raw(req, 200, store_text(res, 0, 0), NULL);
+out:
+        store_result_free(res);
+        json_decref(body);
+        return ret;
+}
+
+/* ---- POST /v1/agent/snapshots/{id}/versions -------------------------------------------- */
+
+#define VERSION_JSON                                                                          \
+        "json_build_object('snapshot_id', v.snapshot_id, 'version', v.version,"               \
+        " 'content_sha256', v.content_sha256, 'size_bytes', v.size_bytes,"                    \
+        " 'virtual_size', v.virtual_size, 'config', v.config,"                                \
+        " 'datacenter_id', v.datacenter_id, 'created_at', homing_time(v.created_at))"
+
+enum MHD_Result api_agent_version_register(struct request *req) {
+        static const struct api_field fields[] = {
+                { "version", FIELD_INTEGER, true, false, 1, 9.0e15 },
+                { "content_sha256", FIELD_STRING, true, false, 0, 0 },
+                { "size_bytes", FIELD_COUNT, true, false, 0, 0 },
+                { "virtual_size", FIELD_COUNT, true, false, 0, 0 },
+                { "config", FIELD_OBJECT, false, false, 0, 0 },
+                { NULL, 0, false, false, 0, 0 },
+        };
+        const char *snapshot = api_param(req, 0), *digest, *dc = req->who.datacenter_id;
+        enum MHD_Result ret;
+        json_t *body = api_body_object(req, &ret), *data;
+        struct store_result *res = NULL;
+        char version[24], size[24], vsize[24], old_size[24], detail[256], *config = NULL;
+        long long current, wanted;
+        bool fill_in;
+        int r;
+
+        if (!body)
+                return ret;
+        if (!api_check_fields(req, body, fields, &ret))
+                goto out;
+        digest = body_string(body, "content_sha256");
+        if (!hex64(digest)) {
+                ret = api_reply_invalid(req, "/content_sha256", "is 64 lower-case hex digits");
+                goto out;
+        }
+        body_int(body, "version", version);
+        body_int(body, "size_bytes", size);
+        body_int(body, "virtual_size", vsize);
+        wanted = strtoll(version, NULL, 10);
+        config = json_object_get(body, "config")
+                         ? json_dumps(json_object_get(body, "config"), JSON_COMPACT)
+                         : strdup("{}");
+        if (!config || api_begin(req) < 0) {
+                ret = api_reply_db_error(req);
+                goto out;
+        }
+        {
+                const char *params[1] = { snapshot };
+                r = api_fetch_one(req,
+                                  "SELECT s.version, s.size_bytes,"
+                                  " (SELECT p.datacenter_id FROM placements p"
+                                  "   WHERE p.snapshot_id = s.id AND p.active),"
+                                  " EXISTS (SELECT 1 FROM transfers t WHERE t.snapshot_id = s.id"
+                                  "   AND t.state = 'running'),"
+                                  " EXISTS (SELECT 1 FROM snapshot_versions v"
+                                  "   WHERE v.snapshot_id = s.id AND v.version = s.version)"
+                                  " FROM snapshots s WHERE s.id = $1 FOR UPDATE",
+                                  1, params, &res);
+        }
+        if (r <= 0) {
+                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "snapshot", snapshot);
+                goto out;
+        }
+        current = (long long)store_int(res, 0, 0);
+        snprintf(old_size, sizeof(old_size), "%s", store_text(res, 0, 1));
+        if (!store_text(res, 0, 2) || strcmp(store_text(res, 0, 2), dc) != 0) {
+                snprintf(detail, sizeof(detail),
+                         "the snapshot is active at %.64s, not here: only the datacenter "
+                         "holding its active placement registers its versions",
+                         store_text(res, 0, 2) ? store_text(res, 0, 2) : "no datacenter");
+                ret = api_reply_conflict(req, "not-active-here", detail);
+                goto out;
+        }
+        if (store_bool(res, 0, 3)) {
+                ret = api_reply_conflict(req, "snapshot-in-transfer",
+                                         "a transfer of the snapshot is running: register the "
+                                         "new version once it has ended");
+                goto out;
+        }
+        /* The next version; or the current one, once, when its content was
+         * never registered (snapshots from before agents, or made by POST
+         * /v1/snapshots at version 1). */
+        fill_in = wanted == current && !store_bool(res, 0, 4);
+        if (wanted != current + 1 && !fill_in) {
+                snprintf(detail, sizeof(detail),
+                         "the snapshot is at version %lld: the next one is %lld", current,
+                         current + 1);
+                ret = api_reply_problem(req, 409, "not-next-version",
+                                        "Conflict with the current state", detail,
+                                        json_pack("{s:I}", "next_version",
+                                                  (json_int_t)(current + 1)));
+                goto out;
+        }
+        res = store_result_free(res);
+        {
+                const char *params[7] = { snapshot, version, digest, size, vsize, config, dc };
+                const char *placement[4] = { snapshot, version, digest, dc };
+                const char *snap[3] = { snapshot, version, size };
+                r = api_exec(req,
+                             "INSERT INTO snapshot_versions (snapshot_id, version, content_sha256,"
+                             " size_bytes, virtual_size, config, datacenter_id)"
+                             " VALUES ($1, $2::bigint, $3, $4::bigint, $5::bigint, $6::jsonb, $7)",
+                             7, params, NULL);
+                /* The active placement moves to the new version (the old copy
+                 * stays, a cached one), or learns its digest. */
+                if (r >= 0 && !fill_in)
+                        r = api_exec(req,
+                                     "UPDATE placements SET active = false, deactivated_at = now()"
+                                     " WHERE snapshot_id = $1 AND active",
+                                     1, placement, NULL);
+                if (r >= 0 && !fill_in)
+                        r = api_exec(req,
+                                     "INSERT INTO placements (snapshot_id, datacenter_id, version,"
+                                     " active, content_sha256) VALUES ($1, $4, $2::bigint, true, $3)",
+                                     4, placement, NULL);
+                if (r >= 0 && fill_in)
+                        r = api_exec(req,
+                                     "UPDATE placements SET content_sha256 = $3"
+                                     " WHERE snapshot_id = $1 AND active AND version = $2::bigint",
+                                     3, placement, NULL);
+                if (r >= 0)
+                        r = api_exec(req,
+                                     "UPDATE snapshots SET version = $2::bigint,"
+                                     " size_bytes = $3::bigint, updated_at = now() WHERE id = $1",
+                                     3, snap, NULL);
+                /* Transfers not yet started move the new version. */
+                if (r >= 0)
+                        r = api_exec(req,
+                                     "UPDATE transfers SET version = $2::bigint, updated_at = now()"
+                                     " WHERE snapshot_id = $1 AND state = 'queued'"
+                                     "   AND version < $2::bigint",
+                                     2, snap, NULL);
+        }
+        if (r >= 0 && strcmp(old_size, size) != 0) {
+                const char *params[3] = { dc, size, old_size };
+                r = api_exec(req,
+                             "UPDATE datacenters SET used_bytes = greatest(used_bytes"
+                             " + $2::bigint - $3::bigint, 0), updated_at = now() WHERE id = $1",
+                             3, params, NULL);
+        }
+        if (r < 0) {
+                ret = api_reply_db_error(req);
+                goto out;
+        }
+        {
+                const char *params[2] = { snapshot, version };
+                r = api_fetch_one(req,
+                                  "SELECT " VERSION_JSON "::text FROM snapshot_versions v"
+                                  " WHERE v.snapshot_id = $1 AND v.version = $2::bigint",
+                                  2, params, &res);
+        }
+        if (r <= 0) {
+                ret = api_reply_db_error(req);
+                goto out;
+        }
+        data = json_pack("{s:s, s:I, s:s, s:s, s:I, s:I, s:b}", "snapshot_id", snapshot,
+                         "version", (json_int_t)wanted, "content_sha256", digest, "datacenter_id",
+                         dc, "size_bytes", (json_int_t)strtoll(size, NULL, 10), "virtual_size",
+                         (json_int_t)strtoll(vsize, NULL, 10), "placement_moved", !fill_in);
+        if (api_audit(req, "io.homing.snapshot.version_registered", snapshot, data) < 0 ||
+            api_commit(req) < 0) {
+                ret = api_reply_db_error(req);
+                goto out;
+        }
+        ret = api_reply_raw(req, 201, store_text(res, 0, 0), NULL);
+out:
+        free(config);
+        store_result_free(res);
+        json_decref(body);
+        return ret;
+}
