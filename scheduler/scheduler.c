@@ -536,22 +536,30 @@ out:
 
 /*
  * Users whose snapshots changed under us since the last look (a transfer
- * ended, an operator cancelled one, a snapshot was added or edited) are
- * forgotten, to be loaded afresh with their next report.
+ * ran or ended, an operator cancelled one, a snapshot was added or edited,
+ * a new version was registered) are forgotten, to be loaded afresh with
+ * their next report. A row carries its transaction's start time, which can
+ * be before our last look though it committed after it: the look reaches
+ * back CHANGES_OVERLAP further (forgetting a user twice costs a reload).
  */
+#define CHANGES_OVERLAP "interval '30 seconds'"
+
 static void forget_changed_users(struct scheduler *s) {
         struct store_result *res = NULL;
         const char *since[1] = { s->changes_seen_at[0] ? s->changes_seen_at : NULL };
         size_t forgotten = 0;
 
         if (store_exec(s->db,
-                       "SELECT now()::text, array_agg(DISTINCT user_id)::text FROM ("
-                       " SELECT sn.user_id FROM transfers t JOIN snapshots sn ON sn.id = t.snapshot_id"
-                       "  WHERE $1::timestamptz IS NOT NULL AND t.updated_at >= $1::timestamptz"
-                       "    AND t.state NOT IN ('queued')"
+                       "WITH since AS (SELECT $1::timestamptz - " CHANGES_OVERLAP " AS t)"
+                       " SELECT now()::text, array_agg(DISTINCT user_id)::text FROM ("
+                       " SELECT sn.user_id FROM since, transfers t JOIN snapshots sn ON sn.id = t.snapshot_id"
+                       "  WHERE t.updated_at >= since.t AND t.state NOT IN ('queued')"
                        " UNION ALL"
-                       " SELECT user_id FROM snapshots"
-                       "  WHERE $1::timestamptz IS NOT NULL AND created_at >= $1::timestamptz) changed",
+                       " SELECT user_id FROM since, snapshots"
+                       "  WHERE created_at >= since.t OR updated_at >= since.t"
+                       " UNION ALL"
+                       " SELECT sn.user_id FROM since, placements p JOIN snapshots sn ON sn.id = p.snapshot_id"
+                       "  WHERE p.created_at >= since.t) changed",
                        1, since, &res) < 0)
                 return;
         if (store_text(res, 0, 1)) {
