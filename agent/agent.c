@@ -182,8 +182,10 @@ static int job_from_json(json_t *j, struct transfer_job *job) {
         memset(job, 0, sizeof(*job));
         job->id = json_integer_value(json_object_get(j, "transfer_id"));
         job->version = json_integer_value(json_object_get(j, "version"));
+        json_t *digest = json_object_get(j, "content_sha256");
+
         if (job->id <= 0 || job->version <= 0 || !snapshot || !tpl || !ticket ||
-            !hex_digest(json_string_value(json_object_get(j, "content_sha256")), job->content_sha256) ||
+            (!json_is_null(digest) && !hex_digest(json_string_value(digest), job->content_sha256)) ||
             strlen(snapshot) >= sizeof(job->snapshot_id) || strlen(tpl) >= sizeof(job->template_id) ||
             strlen(ticket) >= sizeof(job->ticket) || (source && strlen(source) >= TRANSFER_URL_MAX) ||
             (tsource && strlen(tsource) >= TRANSFER_URL_MAX))
@@ -194,6 +196,7 @@ static int job_from_json(json_t *j, struct transfer_job *job) {
         snprintf(job->template_source_url, sizeof(job->template_source_url), "%s",
                  tsource ? tsource : "");
         snprintf(job->ticket, sizeof(job->ticket), "%s", ticket);
+        job->registered = !json_is_null(digest);
         json_array_foreach(have, i, v) {
                 if (job->n_have < sizeof(job->have_versions) / sizeof(job->have_versions[0]))
                         job->have_versions[job->n_have++] = json_integer_value(v);

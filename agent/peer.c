@@ -44,6 +44,7 @@ struct ticket_entry {
         char ticket[128];
         char snapshot_id[128], template_id[128];
         int64_t version;
+        bool template_only; /* the ticket's holder gets its template here, nothing else */
         time_t expires;
 };
 
@@ -225,7 +226,9 @@ static int check_ticket(struct peer *p, const struct peer_site *site, int64_t tr
                 const char *snapshot = json_string_value(json_object_get(answer, "snapshot_id"));
                 const char *tpl = json_string_value(json_object_get(answer, "template_id"));
                 snprintf(out->snapshot_id, sizeof(out->snapshot_id), "%s", snapshot ? snapshot : "");
+                const char *serves = json_string_value(json_object_get(answer, "serves"));
                 snprintf(out->template_id, sizeof(out->template_id), "%s", tpl ? tpl : "");
+                out->template_only = !serves || strcmp(serves, "snapshot") != 0;
         }
         out->version = json_integer_value(json_object_get(answer, "version"));
         out->expires = now + TICKET_TTL_S;
@@ -258,7 +261,9 @@ static int authorize(struct peer *p, struct MHD_Connection *conn, const struct t
                                "the ticket cannot be checked now");
                 return -EIO;
         }
-        if (r == 0 || (t->version > 0 && (strcmp(e.snapshot_id, t->snapshot_id) || e.version != t->version)) ||
+        if (r == 0 ||
+            (t->version > 0 && (e.template_only || strcmp(e.snapshot_id, t->snapshot_id) ||
+                                e.version != t->version)) ||
             (t->version == 0 && strcmp(e.template_id, t->template_id))) {
                 *ret = problem(conn, 403, "urn:homing:problem:forbidden",
                                "the ticket does not open this image");

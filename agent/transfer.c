@@ -670,6 +670,13 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
                 snprintf(err, err_size, "cannot make %s: %s", incoming, strerror(-r));
                 goto out;
         }
+        if (!job->registered) {
+                /* Nothing to verify a copy against: such a snapshot has no image to move. */
+                snprintf(err, err_size, "version %lld of %s was never registered (no image)",
+                         (long long)job->version, job->snapshot_id);
+                r = -ENODATA;
+                goto out;
+        }
         r = ensure_template(&t, incoming);
         if (r < 0)
                 goto out;

@@ -25,6 +25,7 @@ struct transfer_job {
         char snapshot_id[TRANSFER_ID_MAX];
         int64_t version;
         uint8_t content_sha256[IMAGE_DIGEST_SIZE];
+        bool registered; /* the version has a registered content digest */
         char template_id[TRANSFER_ID_MAX];
         char source_url[TRANSFER_URL_MAX];          /* the source agent's base URL */
         char template_source_url[TRANSFER_URL_MAX]; /* "" when the template is here */
