@@ -388,6 +388,16 @@ static int plan_blocks(struct plan *p, const struct image_manifest *want,
         return r;
 }
 
+static void log_plan(const struct transfer_run *t, const struct image_manifest *want,
+                     const struct plan *p) {
+        log_info("agent", "transfer %lld: %llu blocks: %llu kept, %llu local, %llu zero, %llu to pull",
+                 (long long)t->job->id, (unsigned long long)image_manifest_count(want),
+                 (unsigned long long)(p->bytes[BLOCK_KEPT] / IMAGE_BLOCK),
+                 (unsigned long long)(p->bytes[BLOCK_LOCAL] / IMAGE_BLOCK),
+                 (unsigned long long)(p->bytes[BLOCK_ZERO] / IMAGE_BLOCK),
+                 (unsigned long long)(p->bytes[BLOCK_REMOTE] / IMAGE_BLOCK));
+}
+
 /* Copies the LOCAL ranges from the cached image. */
 static int copy_local(struct transfer_run *t, struct image *cached, const struct plan *p) {
         size_t cap = 4u << 20;
@@ -463,12 +473,7 @@ static int build(struct transfer_run *t, const char *partial, const struct image
         t->stats->bytes_total = image_manifest_count(want) * (uint64_t)IMAGE_BLOCK;
         t->bytes_done = plan.bytes[BLOCK_KEPT];
         t->stats->bytes_local += plan.bytes[BLOCK_KEPT];
-        log_info("agent", "transfer %lld: %llu blocks: %llu kept, %llu local, %llu zero, %llu to pull",
-                 (long long)t->job->id, (unsigned long long)image_manifest_count(want),
-                 (unsigned long long)(plan.bytes[BLOCK_KEPT] / IMAGE_BLOCK),
-                 (unsigned long long)(plan.bytes[BLOCK_LOCAL] / IMAGE_BLOCK),
-                 (unsigned long long)(plan.bytes[BLOCK_ZERO] / IMAGE_BLOCK),
-                 (unsigned long long)(plan.bytes[BLOCK_REMOTE] / IMAGE_BLOCK));
+        log_plan(t, want, &plan);
         r = progress(t, true);
         if (r == 0 && cached_img)
                 r = copy_local(t, cached_img, &plan);
@@ -495,8 +500,10 @@ static int build(struct transfer_run *t, const char *partial, const struct image
                 if (r == 0)
                         r = plan_blocks(&plan, want, built, NULL);
                 t->bytes_done = plan.bytes[BLOCK_KEPT];
-                if (r == 0)
+                if (r == 0) {
+                        log_plan(t, want, &plan);
                         r = zero_ranges(t, &plan);
+                }
         }
         if (r == 0)
                 r = image_flush(t->out);
