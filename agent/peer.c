@@ -40,6 +40,7 @@
 #define TICKET_TTL_S 10
 
 struct ticket_entry {
+        const struct peer_site *site; /* what a ticket opens depends on who asks the API */
         int64_t transfer_id;
         char ticket[128];
         char snapshot_id[128], template_id[128];
@@ -196,7 +197,8 @@ static int check_ticket(struct peer *p, const struct peer_site *site, int64_t tr
         pthread_mutex_lock(&p->lock);
         for (size_t i = 0; i < TICKET_CACHE; i++) {
                 struct ticket_entry *e = &p->cache[i];
-                if (e->transfer_id == transfer && e->expires > now && !strcmp(e->ticket, ticket)) {
+                if (e->site == site && e->transfer_id == transfer && e->expires > now &&
+                    !strcmp(e->ticket, ticket)) {
                         *out = *e;
                         pthread_mutex_unlock(&p->lock);
                         return 1;
@@ -220,6 +222,7 @@ static int check_ticket(struct peer *p, const struct peer_site *site, int64_t tr
                 return 0;
         }
         memset(out, 0, sizeof(*out));
+        out->site = site;
         out->transfer_id = transfer;
         snprintf(out->ticket, sizeof(out->ticket), "%s", ticket);
         {

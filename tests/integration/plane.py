@@ -45,25 +45,35 @@ def make_overlay(store, template, snapshot, version, writes):
 
 
 class Agent:
-    """`homing agent` for one datacenter, in its own process."""
+    """`homing agent` in its own process, for one datacenter (its store is
+    `store`) or several ("a,b": stores under `store`/<id>, tokens in a file)."""
 
     def __init__(self, api, dc, store, tmp_path, extra=None, port=0):
         self.dc, self.store = dc, store
-        token = api.homing("token", "agent", "--datacenter", dc, "--name", f"agent-{dc}")
+        self.n = len(dc.split(","))
+        self.log_path = tmp_path / f"agent-{dc.replace(',', '+')}-{id(self):x}.log"
+        tokens = {d: api.homing("token", "agent", "--datacenter", d, "--name", f"agent-{d}")
+                  for d in dc.split(",")}
         self.env = dict(api.env)
         self.env.update({"HOMING_API_URL": api.url, "HOMING_DATACENTER": dc,
-                         "HOMING_STORE": str(store), "HOMING_AGENT_TOKEN": token,
+                         "HOMING_STORE": str(store),
                          "HOMING_AGENT_LISTEN": f"127.0.0.1:{port}", "HOMING_AGENT_POLL_MS": "200",
                          "HOMING_AGENT_LEASE_S": "5"})
+        if self.n == 1:
+            self.env["HOMING_AGENT_TOKEN"] = tokens[dc]
+        else:
+            token_file = tmp_path / f"tokens-{id(self):x}"
+            token_file.write_text("".join(f"{d} {t}\n" for d, t in tokens.items()))
+            self.env["HOMING_AGENT_TOKEN_FILE"] = str(token_file)
+        self.tokens = tokens
         self.env.update(extra or {})
-        self.log_path = tmp_path / f"agent-{dc}-{id(self):x}.log"
         self.proc = None
 
     def start(self):
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen([HOMING_BIN, "agent"], env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
-        wait_for(lambda: "serving 1 datacenters" in self.log_path.read_text(), timeout=30,
+        wait_for(lambda: f"serving {self.n} datacenters" in self.log_path.read_text(), timeout=30,
                  what=f"agent {self.dc} to start")
         return self
 
@@ -79,9 +89,12 @@ class Agent:
         self.log.close()
         assert self.proc.returncode == 0, self.log_path.read_text()[-3000:]
 
-    def register(self, snapshot, version):
+    def register(self, snapshot, version, dc=None):
+        env = dict(self.env)
+        if dc:  # one of several: its store and its token
+            env.update({"HOMING_STORE": str(self.store / dc), "HOMING_AGENT_TOKEN": self.tokens[dc]})
         out = subprocess.run([HOMING_BIN, "snapshot", "register", "--snapshot", snapshot,
-                              "--version", str(version)], env=self.env, check=True,
+                              "--version", str(version)], env=env, check=True,
                              capture_output=True, text=True, timeout=120).stdout.split()
         return out[2], int(out[3])  # digest, bytes
 

@@ -122,3 +122,33 @@ def test_a_cancelled_transfer_stops_and_nothing_active_changes(plane, db, tmp_pa
     assert time.time() - cancelled_at < 5
     assert active(db, "snap-cancel")[0][0] == "t-paris"
     assert not (stores["t-tokyo"] / "snapshots" / "snap-cancel" / "v1.qcow2").exists()
+
+
+def test_one_process_for_several_datacenters_serves_each_only_what_its_ticket_opens(
+        plane, db, tmp_path):
+    """The quickstart's shape: the target pulls the template from one datacenter
+    and the snapshot from another, both answered by the same process."""
+    api, agents, stores = plane
+    root = tmp_path / "stores"
+    multi = Agent(api, "t-sydney,t-virginia,t-frankfurt", root, tmp_path)
+    # Virginia holds the template (the nearest holder for Frankfurt once Paris
+    # is down); Sydney holds the snapshot; Frankfurt has nothing.
+    for dc in ("t-virginia", "t-sydney"):
+        (root / dc / "templates").mkdir(parents=True)
+        shutil.copyfile(stores["t-paris"] / "templates" / "tpl-1.qcow2",
+                        root / dc / "templates" / "tpl-1.qcow2")
+    db.execute("INSERT INTO template_replicas VALUES ('tpl-1', 't-virginia')")
+    multi.start()
+    seed(db, "u-multi", "snap-multi", "t-sydney")
+    make_overlay(root / "t-sydney", "tpl-1", "snap-multi", 1, [(0, 65536, 0x2a)])
+    digest, _ = multi.register("snap-multi", 1, dc="t-sydney")
+    db.execute("UPDATE datacenters SET status = 'down' WHERE id = 't-paris'")
+    try:
+        go_to(api, "u-multi", 50.11, 8.68)
+        row = wait_transfer(db, "snap-multi", 1, timeout=60)
+    finally:
+        db.execute("UPDATE datacenters SET status = 'active' WHERE id = 't-paris'")
+        multi.stop()
+    assert (row[1], row[2], row[6]) == ("t-sydney", "t-frankfurt", None)
+    assert active(db, "snap-multi") == [("t-frankfurt", 1, digest)]
+    assert (root / "t-frankfurt" / "templates" / "tpl-1.qcow2").exists()
