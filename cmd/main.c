@@ -20,7 +20,7 @@ static const struct command commands[] = {
         { "standalone", cmd_standalone, "serve, schedule and relay in one process, for a laptop" },
         { "agent", cmd_agent, "the transfer agent of one or more datacenters: moves snapshot images" },
         { "snapshot", cmd_snapshot, "register a new snapshot version written at a datacenter's store" },
-        { "token", cmd_token, "make device-token keys, device tokens and operator tokens" },
+        { "token", cmd_token, "make device-token keys, device tokens, operator tokens and agent tokens" },
         { "routes", cmd_routes, "list the HTTP routes and who may call them" },
         { "nearest", cmd_nearest, "print the k nearest datacenters for each \"lat lon\" line on stdin" },
 };
