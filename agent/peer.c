@@ -32,6 +32,7 @@
 #include "agent/control.h"
 #include "agent/wire.h"
 #include "base/log.h"
+#include "base/net.h"
 #include "image/image.h"
 
 #define RANGES_BODY_MAX (16u << 20)
@@ -540,36 +541,19 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         *con_cls = NULL;
 }
 
-static int parse_listen(const char *listen, struct sockaddr_in *addr) {
-        char host[64];
-        const char *colon = strrchr(listen, ':');
-        char *end;
-        long port;
-
-        if (!colon || (size_t)(colon - listen) >= sizeof(host))
-                return -EINVAL;
-        snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
-        port = strtol(colon + 1, &end, 10);
-        if (*end || port < 0 || port > 65535)
-                return -EINVAL;
-        memset(addr, 0, sizeof(*addr));
-        addr->sin_family = AF_INET;
-        addr->sin_port = htons((uint16_t)port);
-        return inet_pton(AF_INET, host, &addr->sin_addr) == 1 ? 0 : -EINVAL;
-}
-
 int peer_start(const char *listen, const char *api_url, const struct peer_site *sites, size_t n,
                long max_streams, struct peer **out) {
         struct peer *p = calloc(1, sizeof(*p));
-        struct sockaddr_in addr;
+        struct sockaddr_storage addr;
         const union MHD_DaemonInfo *info;
+        char err[256];
 
         if (!p || !(p->api_url = strdup(api_url))) {
                 free(p);
                 return -ENOMEM;
         }
-        if (parse_listen(listen, &addr) < 0) {
-                log_error("agent", "--agent-listen %s is not host:port", listen);
+        if (net_parse_listen(listen, &addr, err, sizeof(err)) < 0) {
+                log_error("agent", "--agent-listen: %s", err);
                 peer_stop(p);
                 return -EINVAL;
         }
@@ -589,7 +573,7 @@ int peer_start(const char *listen, const char *api_url, const struct peer_site *
                 return -EADDRINUSE;
         }
         info = MHD_get_daemon_info(p->daemon, MHD_DAEMON_INFO_BIND_PORT);
-        p->port = info ? info->port : ntohs(addr.sin_port);
+        p->port = info ? info->port : 0;
         *out = p;
         return 0;
 }

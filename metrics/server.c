@@ -5,6 +5,8 @@
  */
 #include "metrics/metrics.h"
 
+#include "base/net.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
@@ -63,42 +65,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return text ? reply(conn, 404, "application/problem+json", text, strlen(text)) : MHD_NO;
 }
 
-/* "host:port", "[v6]:port" or ":port" (all addresses) into an address. */
-static int parse_listen(const char *listen, struct sockaddr_storage *addr, char *errbuf,
-                        size_t size) {
-        struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-                                  .ai_flags = AI_NUMERICSERV | AI_PASSIVE };
-        struct addrinfo *res = NULL;
-        const char *colon = listen ? strrchr(listen, ':') : NULL;
-        char host[256];
-        size_t n;
-        int r;
-
-        if (!colon || !colon[1]) {
-                snprintf(errbuf, size, "'%s' is not host:port", listen ? listen : "(null)");
-                return -EINVAL;
-        }
-        n = (size_t)(colon - listen);
-        if (n >= sizeof(host)) {
-                snprintf(errbuf, size, "host name too long");
-                return -EINVAL;
-        }
-        memcpy(host, listen, n);
-        host[n] = '\0';
-        if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
-                memmove(host, host + 1, n - 2);
-                host[n - 2] = '\0';
-        }
-        r = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
-        if (r != 0) {
-                snprintf(errbuf, size, "'%s': %s", listen, gai_strerror(r));
-                return -EINVAL;
-        }
-        memcpy(addr, res->ai_addr, res->ai_addrlen);
-        freeaddrinfo(res);
-        return 0;
-}
-
 int metrics_server_start(struct metrics *m, const char *listen, struct metrics_server **out,
                          char *errbuf, size_t errbuf_size) {
         struct sockaddr_storage addr = { 0 };
@@ -107,7 +73,7 @@ int metrics_server_start(struct metrics *m, const char *listen, struct metrics_s
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
         int r;
 
-        r = parse_listen(listen, &addr, errbuf, errbuf_size);
+        r = net_parse_listen(listen, &addr, errbuf, errbuf_size);
         if (r < 0)
                 return r;
         s = calloc(1, sizeof(*s));
