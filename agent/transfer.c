@@ -175,6 +175,19 @@ static struct curl_slist *peer_headers(const struct transfer_job *job) {
         return h;
 }
 
+/* What every request to a peer has: its ticket, short connects, no stall. */
+static void peer_options(CURL *curl, const char *url, struct curl_slist *headers,
+                         curl_write_callback on_body, void *userdata) {
+        curl_easy_setopt(curl, CURLOPT_URL, url);
+        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(curl, CURLOPT_WRITEDATA, userdata);
+        curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 15L);
+        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+}
+
 /*
  * GETs `base``path` from the source into memory. Returns 0, -EAGAIN when the
  * source did not answer (or answered 5xx), -EPERM when it refused, -EIO.
@@ -194,14 +207,7 @@ static int fetch(struct transfer_run *t, const char *base, const char *path, siz
                 return -ENOMEM;
         }
         snprintf(url, sizeof(url), "%s%s", base, path);
-        curl_easy_setopt(curl, CURLOPT_URL, url);
-        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_fetch);
-        curl_easy_setopt(curl, CURLOPT_WRITEDATA, &f);
-        curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
-        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 15L);
-        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+        peer_options(curl, url, headers, on_fetch, &f);
         rc = curl_easy_perform(curl);
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
         if (rc != CURLE_OK) {
@@ -286,17 +292,10 @@ static int pull(struct transfer_run *t, const char *base, const char *path,
         headers = curl_slist_append(headers, "Content-Type: application/vnd.homing.ranges");
         snprintf(url, sizeof(url), "%s%s", base, path);
         t->error = 0;
-        curl_easy_setopt(curl, CURLOPT_URL, url);
-        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+        peer_options(curl, url, headers, on_stream, t);
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_stream);
-        curl_easy_setopt(curl, CURLOPT_WRITEDATA, t);
         curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 256L * 1024);
-        curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
-        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 15L);
-        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
         rc = curl_easy_perform(curl);
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
         if (t->error) {
