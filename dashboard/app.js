@@ -86,6 +86,13 @@
     return t;
   }
 
+  // A running transfer's progress as the agent last reported it.
+  function progress(t) {
+    if (t.state !== 'running' || !t.bytes_total) return '–';
+    const pct = Math.min(100, Math.floor((100 * t.bytes_done) / t.bytes_total));
+    return `${pct} % · ${bytes(t.bytes_done)} of ${bytes(t.bytes_total)}`;
+  }
+
   function bytes(n) {
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
     let i = 0;
@@ -222,7 +229,7 @@
       layers.arcs.appendChild(el('path', {
         class: `transfer-arc ${t.state}`, d, 'data-transfer-id': t.id,
         'data-from': t.from_dc, 'data-to': t.to_dc,
-      }, [title(`transfer ${t.id}: ${t.snapshot_id} ${t.from_dc} → ${t.to_dc} (${t.state})`)]));
+      }, [title(`transfer ${t.id}: ${t.snapshot_id} ${t.from_dc} → ${t.to_dc} (${t.state}${t.state === 'running' ? ', ' + progress(t) : ''})`)]));
       const [x, y] = projection([to.lon, to.lat]);
       layers.arcs.appendChild(el('circle', { class: 'arc-end', cx: x, cy: y, r: 2.5 }));
       drawn += 1;
@@ -294,7 +301,7 @@
     ]);
     if (state.selected !== id) return;
     $('dc-transfers').tBodies[0].replaceChildren(...transfers.data.items.map((t) =>
-      row([t.id, t.snapshot_id, `${t.from_dc || '–'} → ${t.to_dc}`, t.state])));
+      row([t.id, t.snapshot_id, `${t.from_dc || '–'} → ${t.to_dc}`, t.state, progress(t)])));
     $('dc-snapshots').tBodies[0].replaceChildren(...snapshots.data.items.map((s) =>
       row([s.id, s.user_id, s.priority, bytes(s.size_bytes)])));
   }

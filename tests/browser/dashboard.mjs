@@ -49,6 +49,7 @@ try {
     null, { timeout: 10000 });
   seen.panelSnapshots = await page.locator('#dc-snapshots tbody tr').count();
   seen.panelTransfers = await page.locator('#dc-transfers tbody tr').count();
+  seen.panelProgress = await page.locator('#dc-transfers tbody td:nth-child(5)').allTextContents();
   await page.click('#drain');
   await page.waitForFunction(() => document.getElementById('dc-status').textContent === 'draining',
     null, { timeout: 10000 });

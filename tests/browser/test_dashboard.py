@@ -50,9 +50,9 @@ def load_demo_catalog(db):
     for n, (src, dst, state) in enumerate(IN_FLIGHT):
         snapshot = fixtures.seed_snapshot(db, f"u-moving-{n}", src)
         db.execute("INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id,"
-                   " template_present, reason, state, idempotency_key, bytes_total)"
-                   " VALUES (%s, %s, %s, 'tpl-1', false, 'closer', %s, %s, 1500)",
-                   (snapshot, src, dst, state, f"browser-{n}"))
+                   " template_present, reason, state, idempotency_key, bytes_total, bytes_done)"
+                   " VALUES (%s, %s, %s, 'tpl-1', false, 'closer', %s, %s, 1500, %s)",
+                   (snapshot, src, dst, state, f"browser-{n}", 750 if state == "running" else 0))
     return len(rows)
 
 
@@ -87,6 +87,8 @@ def test_the_dashboard_shows_the_map_and_drains_a_datacenter(homing, db):
     assert seen["whoami"] == "dashboard-test (operator)"
     # The datacenter's panel listed what it holds and what flies to it.
     assert seen["panelSnapshots"] > 0 and seen["panelTransfers"] == 2
+    # A running transfer shows how far the agent got; a queued one, nothing yet.
+    assert sorted(seen["panelProgress"]) == ["50 % · 750 B of 1.5 KiB", "–"]
     # Offline: the page asked nothing of anyone but homing.
     assert seen["foreign"] == [] and seen["consoleErrors"] == []
 
