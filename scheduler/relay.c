@@ -26,12 +26,14 @@
 struct relay_metrics {
         struct metrics_counter *published, *failures;
         struct metrics_gauge *leader, *backlog, *oldest, *transfers; /* transfers {state} */
+        struct metrics_gauge *queued;                                 /* {priority} */
         struct metrics_histogram *tx_seconds;                         /* {component} */
 };
 
 static int register_metrics(struct metrics *m, struct relay_metrics *rm) {
         static const char *components[] = { "scheduler", "relay", NULL };
         static const char *states[] = { "queued", "running", NULL };
+        static const char *priorities[] = { "1", "2", "3", "4", "5", NULL };
         int r;
 
         if ((r = metrics_counter_register(m, "homing_outbox_published_total",
@@ -53,6 +55,11 @@ static int register_metrics(struct metrics *m, struct relay_metrics *rm) {
                      m, "homing_transfers_open", "Transfers in flight by state (database-wide).",
                      (const struct metrics_label[]){ { "state", states }, { NULL, NULL } },
                      &rm->transfers)) < 0 ||
+            (r = metrics_gauge_register(
+                     m, "homing_transfers_queued",
+                     "Transfers waiting for an agent, by priority level (1 most urgent; database-wide).",
+                     (const struct metrics_label[]){ { "priority", priorities }, { NULL, NULL } },
+                     &rm->queued)) < 0 ||
             (r = metrics_histogram_register(
                      m, "homing_pg_transaction_duration_seconds",
                      "PostgreSQL transactions, begin to commit or rollback.",
@@ -79,6 +86,13 @@ static void refresh_gauges(struct store *db, struct relay_metrics *rm) {
                 metrics_gauge_set(rm->transfers, (size_t[]){ 0 }, store_double(res, 0, 0));
                 metrics_gauge_set(rm->transfers, (size_t[]){ 1 }, store_double(res, 0, 1));
         }
+        res = store_result_free(res);
+        if (store_exec(db, "SELECT p, count(t.id) FROM generate_series(1, 5) p"
+                           " LEFT JOIN transfers t ON t.priority = p AND t.state = 'queued'"
+                           " GROUP BY p ORDER BY p",
+                       0, NULL, &res) == 0)
+                for (size_t i = 0; i < store_rows(res) && i < 5; i++)
+                        metrics_gauge_set(rm->queued, (size_t[]){ i }, store_double(res, i, 1));
         store_result_free(res);
 }
 

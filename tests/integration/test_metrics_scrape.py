@@ -80,6 +80,10 @@ def test_the_api_and_scheduler_metrics_move_with_the_work(homing, db):
                    partition=str(p)) for p in range(3)]
     assert all(lag is not None and lag >= 0 for lag in lags)
     assert sample(text, "process_resident_memory_bytes") > 0
+    # The move's transfer waits for an agent at the default priority level.
+    queued = wait_for(lambda: (sample(scrape(homing), "homing_transfers_queued", priority="3") or 0)
+                      >= 1 and scrape(homing), what="the queue depth by priority")
+    assert sample(queued, "homing_transfers_queued", priority="1") == 0
 
 
 def test_metrics_need_a_viewer_token(homing):
