@@ -34,6 +34,9 @@ struct site {
         char *token;
         char url[TRANSFER_URL_MAX];
         struct bucket *bucket;
+        /* the priorities its workers run now (0: idle), to pick who steps aside */
+        pthread_mutex_t lock;
+        int *running;
 };
 
 struct agent {
@@ -53,11 +56,12 @@ struct agent {
 struct worker {
         struct agent *agent;
         struct site *site;
+        size_t slot; /* this worker's index among its site's */
         char owner[200];
         pthread_t thread;
 };
 
-enum { OUTCOME_SUCCEEDED, OUTCOME_FAILED, OUTCOME_RETRIED, OUTCOME_CANCELLED };
+enum { OUTCOME_SUCCEEDED, OUTCOME_FAILED, OUTCOME_RETRIED, OUTCOME_CANCELLED, OUTCOME_PAUSED };
 enum { BYTES_WIRE, BYTES_REMOTE, BYTES_LOCAL };
 
 /* ---- settings ---- */
@@ -82,6 +86,10 @@ static int add_site(struct agent *a, const char *dc, size_t n_dcs) {
         r = bucket_new((uint64_t)a->cfg->agent_bandwidth, &s->bucket);
         if (r < 0)
                 return r;
+        s->running = calloc((size_t)a->cfg->agent_concurrency, sizeof(*s->running));
+        if (!s->running)
+                return -ENOMEM;
+        pthread_mutex_init(&s->lock, NULL);
         a->n_sites++;
         return 0;
 }
@@ -133,7 +141,8 @@ static int load_tokens(struct agent *a) {
 }
 
 static int register_metrics(struct agent *a, struct metrics *m) {
-        static const char *outcomes[] = { "succeeded", "failed", "retried", "cancelled", NULL };
+        static const char *outcomes[] = { "succeeded", "failed", "retried", "cancelled", "paused",
+                                          NULL };
         static const char *kinds[] = { "wire", "remote", "local", NULL };
         static const double seconds[] = { 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800 };
         int r;
@@ -181,6 +190,7 @@ static int job_from_json(json_t *j, struct transfer_job *job) {
 
         memset(job, 0, sizeof(*job));
         job->id = json_integer_value(json_object_get(j, "transfer_id"));
+        job->priority = (int)json_integer_value(json_object_get(j, "priority"));
         job->version = json_integer_value(json_object_get(j, "version"));
         json_t *digest = json_object_get(j, "content_sha256");
 
@@ -231,10 +241,39 @@ static int claim(struct worker *w, struct control *c, struct transfer_job *job) 
         return r;
 }
 
+/*
+ * A more urgent transfer waits for this datacenter. With an idle worker here,
+ * that worker will claim it; with none, the least urgent running transfer
+ * steps aside (the last worker of those, when several tie).
+ */
+static bool should_pause(void *ctx, int priority) {
+        struct worker *w = ctx;
+        struct site *s = w->site;
+        size_t n = (size_t)w->agent->cfg->agent_concurrency;
+        bool pause = true;
+
+        pthread_mutex_lock(&s->lock);
+        for (size_t i = 0; i < n && pause; i++) {
+                if (s->running[i] == 0)
+                        pause = false; /* an idle worker: no one needs to step aside */
+                else if (i != w->slot && (s->running[i] > priority ||
+                                          (s->running[i] == priority && i > w->slot)))
+                        pause = false; /* someone less urgent, or later, steps aside */
+        }
+        pthread_mutex_unlock(&s->lock);
+        return pause;
+}
+
+static void set_running(struct worker *w, int priority) {
+        pthread_mutex_lock(&w->site->lock);
+        w->site->running[w->slot] = priority;
+        pthread_mutex_unlock(&w->site->lock);
+}
+
 static void run_job(struct worker *w, struct control *c, const struct transfer_job *job) {
         struct agent *a = w->agent;
         struct transfer_env env = { w->site->store, w->site->datacenter, w->owner, c,
-                                    w->site->bucket, a->stop, 1000 };
+                                    w->site->bucket, a->stop, 1000, should_pause, w };
         struct transfer_stats stats;
         char err[512], id[32];
         const char *ids[] = { "transfer_id", id, "snapshot_id", job->snapshot_id, "datacenter_id",
@@ -247,14 +286,16 @@ static void run_job(struct worker *w, struct control *c, const struct transfer_j
                  (long long)job->id, (long long)job->version, job->snapshot_id,
                  job->source_url[0] ? job->source_url : "(nowhere)");
         metrics_gauge_add(a->m_running, NULL, 1);
+        set_running(w, job->priority > 0 ? job->priority : 3);
         r = transfer_run(&env, job, &stats, err, sizeof(err));
+        set_running(w, 0);
         metrics_gauge_add(a->m_running, NULL, -1);
         metrics_histogram_observe(a->m_seconds, NULL, metrics_now() - started);
         metrics_counter_add(a->m_bytes, (size_t[]){ BYTES_WIRE }, stats.bytes_wire);
         metrics_counter_add(a->m_bytes, (size_t[]){ BYTES_REMOTE }, stats.bytes_remote);
         metrics_counter_add(a->m_bytes, (size_t[]){ BYTES_LOCAL }, stats.bytes_local);
         outcome = r == 0 ? OUTCOME_SUCCEEDED : r == -ECANCELED || r == -EINTR ? OUTCOME_CANCELLED
-                  : r == -EAGAIN ? OUTCOME_RETRIED : OUTCOME_FAILED;
+                  : r == -EBUSY ? OUTCOME_PAUSED : r == -EAGAIN ? OUTCOME_RETRIED : OUTCOME_FAILED;
         metrics_counter_inc(a->m_transfers, (size_t[]){ (size_t)outcome });
         if (r == 0)
                 log_line(LOG_INFO, "agent", ids,
@@ -265,6 +306,9 @@ static void run_job(struct worker *w, struct control *c, const struct transfer_j
         else if (r == -EINTR)
                 log_line(LOG_INFO, "agent", ids, "transfer %lld interrupted; its lease will expire "
                                                  "and it resumes", (long long)job->id);
+        else if (r == -EBUSY)
+                log_line(LOG_INFO, "agent", ids, "transfer %lld paused for a more urgent one; it "
+                                                 "resumes from what it wrote", (long long)job->id);
         else if (r == -ECANCELED)
                 log_line(LOG_INFO, "agent", ids, "transfer %lld stopped: cancelled or taken over",
                          (long long)job->id);
@@ -397,6 +441,7 @@ int agent_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
                 char host[64] = "";
                 w->agent = a;
                 w->site = &a->sites[i / (size_t)cfg->agent_concurrency];
+                w->slot = i % (size_t)cfg->agent_concurrency;
                 gethostname(host, sizeof(host) - 1);
                 snprintf(w->owner, sizeof(w->owner), "%s/%d/%s/%zu", host, (int)getpid(),
                          w->site->datacenter, i % (size_t)cfg->agent_concurrency);
@@ -414,6 +459,9 @@ out:
                 free(a->sites[i].store);
                 free(a->sites[i].token);
                 bucket_free(a->sites[i].bucket);
+                if (a->sites[i].running)
+                        pthread_mutex_destroy(&a->sites[i].lock);
+                free(a->sites[i].running);
         }
         free(list);
         free(a);

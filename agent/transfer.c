@@ -128,6 +128,11 @@ static int progress(struct transfer_run *t, bool force) {
                          "bytes_total", (json_int_t)t->stats->bytes_total);
         r = control_call(t->env->control, "POST", path, body, &status, &reply, err, sizeof(err));
         json_decref(body);
+        if (r == 0 && status == 200 && json_is_true(json_object_get(reply, "more_urgent_waiting")) &&
+            t->env->should_pause && t->env->should_pause(t->env->pause_ctx, t->job->priority)) {
+                json_decref(reply);
+                return -EBUSY;
+        }
         json_decref(reply);
         if (r == 0 && status == 409)
                 return -ECANCELED;
@@ -602,7 +607,10 @@ static int report_end(struct transfer_run *t, int r) {
 
         if (r == -ECANCELED || r == -EINTR)
                 return r;
-        if (r == 0) {
+        if (r == -EBUSY) {
+                snprintf(path, sizeof(path), "/v1/agent/transfers/%lld/pause", (long long)job->id);
+                body = json_pack("{s:s}", "owner", t->env->owner);
+        } else if (r == 0) {
                 snprintf(path, sizeof(path), "/v1/agent/transfers/%lld/succeeded", (long long)job->id);
                 image_digest_hex(job->content_sha256, hex);
                 body = json_pack("{s:s, s:s, s:I}", "owner", t->env->owner, "content_sha256", hex,
@@ -620,6 +628,8 @@ static int report_end(struct transfer_run *t, int r) {
                 sleep(1);
         }
         json_decref(body);
+        if (r == -EBUSY && status != 200)
+                r = -ECANCELED; /* it ended meanwhile: nothing to hand back */
         if (r == 0 && status != 200) {
                 const char *detail = json_string_value(json_object_get(reply, "detail"));
                 snprintf(t->err, t->err_size, "the API refused the result: HTTP %ld %s", status,

@@ -24,6 +24,7 @@ struct transfer_job {
         int64_t id;
         char snapshot_id[TRANSFER_ID_MAX];
         int64_t version;
+        int priority;    /* 1 most urgent ... 5 */
         uint8_t content_sha256[IMAGE_DIGEST_SIZE];
         bool registered; /* the version has a registered content digest */
         char template_id[TRANSFER_ID_MAX];
@@ -43,6 +44,9 @@ struct transfer_env {
         struct bucket *bucket;  /* the agent's bandwidth cap; NULL: none */
         atomic_bool *stop;      /* the process is stopping */
         long progress_ms;       /* how often progress is reported */
+        /* Asked when the API says a more urgent transfer waits: step aside? */
+        bool (*should_pause)(void *ctx, int priority);
+        void *pause_ctx;
 };
 
 /* What a transfer counted, for the caller's log and metrics. */
@@ -55,10 +59,12 @@ struct transfer_stats {
 };
 
 /*
- * Runs a claimed job to its end and reports it (succeeded, or failed with
- * `err`). Returns 0 (succeeded), -ECANCELED (cancelled, or the lease went
- * elsewhere: nothing more to say), -EAGAIN (failed, may succeed later: the
- * source did not answer), or another -errno (failed for good).
+ * Runs a claimed job to its end and reports it (succeeded, paused, or
+ * failed with `err`). Returns 0 (succeeded), -ECANCELED (cancelled, or the
+ * lease went elsewhere: nothing more to say), -EBUSY (paused for a more
+ * urgent transfer: queued again, what was written kept), -EAGAIN (failed,
+ * may succeed later: the source did not answer), or another -errno (failed
+ * for good).
  */
 int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
                  struct transfer_stats *stats, char *err, size_t err_size);

@@ -405,7 +405,10 @@ enum MHD_Result api_agent_progress(struct request *req) {
                                   " updated_at = now()"
                                   " WHERE id = $1::bigint AND to_dc = $5 AND state = 'running'"
                                   "   AND lease_owner = $2"
-                                  " RETURNING homing_time(lease_expires_at)",
+                                  " RETURNING homing_time(lease_expires_at), EXISTS ("
+                                  "   SELECT 1 FROM transfers w WHERE w.to_dc = $5"
+                                  "   AND w.state = 'queued' AND w.priority < transfers.priority"
+                                  "   AND (w.not_before IS NULL OR w.not_before <= now()))",
                                   5, params, &res);
         }
         if (r < 0) {
@@ -414,8 +417,9 @@ enum MHD_Result api_agent_progress(struct request *req) {
         }
         if (r == 1) {
                 ret = api_reply_json(req, 200,
-                                     json_pack("{s:s, s:s}", "state", "running",
-                                               "lease_expires_at", store_text(res, 0, 0)));
+                                     json_pack("{s:s, s:s, s:b}", "state", "running",
+                                               "lease_expires_at", store_text(res, 0, 0),
+                                               "more_urgent_waiting", store_bool(res, 0, 1)));
                 goto out;
         }
         {
@@ -507,6 +511,60 @@ enum MHD_Result api_agent_succeeded(struct request *req) {
                                         (json_int_t)strtoll(id, NULL, 10), "content_sha256",
                                         digest, "version", (json_int_t)strtoll(t.version, NULL, 10),
                                         "bytes_sent", json_object_get(body, "bytes_sent")));
+out:
+        json_decref(body);
+        return ret;
+}
+
+/* ---- POST /v1/agent/transfers/{id}/pause ---------------------------------------------- */
+
+/*
+ * The agent steps aside for a more urgent transfer: this one goes back to
+ * the queue as it was (the attempt it had is given back, the partial image
+ * stays at the target, so the next claim resumes it).
+ */
+enum MHD_Result api_agent_pause(struct request *req) {
+        static const struct api_field fields[] = {
+                { "owner", FIELD_STRING, true, false, 0, 0 },
+                { NULL, 0, false, false, 0, 0 },
+        };
+        const char *id = api_param(req, 0), *owner;
+        enum MHD_Result ret;
+        json_t *body = api_body_object(req, &ret);
+        struct own_transfer t;
+        int r;
+
+        if (!body)
+                return ret;
+        if (!api_check_fields(req, body, fields, &ret))
+                goto out;
+        owner = body_string(body, "owner");
+        r = lock_own_transfer(req, id, &t);
+        if (r <= 0) {
+                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", id);
+                goto out;
+        }
+        if (!held_by(&t, owner)) {
+                ret = not_running(req, t.state, t.owner, owner);
+                goto out;
+        }
+        {
+                const char *params[1] = { id };
+                r = api_exec(req,
+                             "UPDATE transfers SET state = 'queued', lease_owner = NULL,"
+                             " lease_expires_at = NULL, pull_ticket_sha256 = NULL,"
+                             " attempts = greatest(attempts - 1, 0), updated_at = now()"
+                             " WHERE id = $1::bigint",
+                             1, params, NULL);
+        }
+        if (r < 0) {
+                ret = api_reply_db_error(req);
+                goto out;
+        }
+        ret = commit_transfer(req, id, t.snapshot, "io.homing.transfer.paused",
+                              json_pack("{s:I, s:s}", "transfer_id",
+                                        (json_int_t)strtoll(id, NULL, 10), "reason",
+                                        "a more urgent transfer waits for this datacenter"));
 out:
         json_decref(body);
         return ret;

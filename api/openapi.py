@@ -225,7 +225,9 @@ SCHEMAS = {
     "ProgressInput": obj({"owner": OWNER, "bytes_done": COUNT, "bytes_sent": COUNT,
                           "bytes_total": {**COUNT, "description": "accepted, not stored"}},
                          ["owner", "bytes_done", "bytes_sent"]),
-    "Progress": obj({"state": {"const": "running"}, "lease_expires_at": TIME}, ["state"]),
+    "Progress": obj({"state": {"const": "running"}, "lease_expires_at": TIME,
+                     "more_urgent_waiting": {"type": "boolean"}}, ["state"]),
+    "PauseInput": obj({"owner": OWNER}, ["owner"]),
     "SucceededInput": obj({"owner": OWNER, "content_sha256": SHA256, "bytes_sent": COUNT},
                           ["owner", "content_sha256", "bytes_sent"]),
     "FailedInput": obj({"owner": OWNER, "error": {"type": "string", "minLength": 1,
@@ -555,6 +557,12 @@ op("post", "/v1/agent/transfers/{id}/failed", "agent", "transferFailed",
    AGENT_ID_PARAM, body("FailedInput"), errors=AGENT_TRANSFER_ERRORS, tag="agents",
    description="With retry and attempts left: queued again, claimable after 2^attempts "
                "seconds (at most 60). Otherwise failed with the error.")
+op("post", "/v1/agent/transfers/{id}/pause", "agent", "pauseTransfer",
+   "step aside for a more urgent transfer: back to the queue, resumable", ok("Transfer"),
+   AGENT_ID_PARAM, body("PauseInput"), errors=AGENT_TRANSFER_ERRORS, tag="agents",
+   description="Queued again at once, the attempt given back; the target keeps what it "
+               "wrote, so the next claim resumes it. Agents pause when progress answers "
+               "more_urgent_waiting and they have no idle worker for the datacenter.")
 op("post", "/v1/agent/pulls/verify", "agent", "verifyPull",
    "check a peer's pull ticket for a transfer from this datacenter", ok("PullVerified"),
    request=body("PullVerifyInput"), errors=WRITE_ERRORS, tag="agents",

@@ -6,6 +6,9 @@ target slowed to 4 MiB/s so that faults land mid-transfer):
 - a byte is flipped in flight (a proxy between the agents): the chunk is
   caught by its SHA-256, asked again, and the copy verifies;
 - the source is SIGKILLed and comes back: the target asks for the rest;
+- a more urgent transfer comes while the target's only worker is busy with
+  a less urgent one: that one steps aside (queued again, resumable), the
+  urgent one runs, then the other resumes from what it had written;
 - the source is gone for good: retries, then `failed` with the reason.
 
 After each: exactly one active placement, pointing at a verified copy.
@@ -177,6 +180,42 @@ def test_a_source_killed_and_back_is_asked_for_the_rest(plane, db):
     kept, local, zero, pulled = plan_of(log, tid)
     assert kept * 4096 >= 4 * MIB
     assert_one_verified_copy(db, stores, "snap-kill-source", "t-tokyo", digest)
+
+
+def test_a_less_urgent_transfer_steps_aside_for_a_more_urgent_one_and_resumes(plane, db):
+    api, agents, stores, ports, tmp = plane
+    agents["t-tokyo"].stop()
+    agents["t-tokyo"] = Agent(api, "t-tokyo", stores["t-tokyo"], tmp, port=ports["t-tokyo"],
+                              extra={**SLOW, "HOMING_AGENT_CONCURRENCY": "1"}).start()
+    seed(db, "u-later", "snap-later", "t-paris")
+    db.execute("UPDATE snapshots SET priority = 5 WHERE id = 'snap-later'")
+    make_overlay(stores["t-paris"], "tpl-1", "snap-later", 1,
+                 [(i * MIB, MIB, 0x60 + i) for i in range(24)])
+    agents["t-paris"].register("snap-later", 1)
+    go_to(api, "u-later", 35.68, 139.69)
+    low = wait_transfer(db, "snap-later", 1, states=("running",))[0]
+    wait_for(lambda: bytes_done(db, low) >= 4 * MIB, timeout=30, interval=0.1,
+             what="some of the less urgent copy")
+
+    seed(db, "u-urgent", "snap-urgent", "t-paris")
+    db.execute("UPDATE snapshots SET priority = 1 WHERE id = 'snap-urgent'")
+    make_overlay(stores["t-paris"], "tpl-1", "snap-urgent", 1, [(0, 2 * MIB, 0x7e)])
+    urgent_digest, _ = agents["t-paris"].register("snap-urgent", 1)
+    go_to(api, "u-urgent", 35.68, 139.69)
+    wait_transfer(db, "snap-urgent", 1, timeout=60)
+    # The urgent one finished while the other waited its turn, and then that one resumed.
+    assert transfer_rows(db, "snap-later")[0][3] in ("queued", "running")
+    wait_transfer(db, "snap-later", 1, timeout=90)
+    log = agents["t-tokyo"].log_path.read_text()
+    assert f"transfer {low} paused for a more urgent one" in log
+    kept, local, zero, pulled = plan_of(log, low)
+    assert kept * 4096 >= 4 * MIB
+    assert db.execute("SELECT attempts FROM transfers WHERE id = %s", (low,)).fetchone()[0] == 1
+    paused = db.execute("SELECT count(*) FROM outbox WHERE payload->>'type' ="
+                        " 'io.homing.transfer.paused' AND payload->'data'->>'transfer_id' = %s",
+                        (str(low),)).fetchone()[0]
+    assert paused == 1
+    assert active(db, "snap-urgent") == [("t-tokyo", 1, urgent_digest)]
 
 
 def test_a_source_gone_for_good_fails_the_transfer_with_its_reason(plane, db):
