@@ -1,0 +1,278 @@
+"""The transfer benchmark (bench/transfer/run starts the stack and builds).
+
+Everything real: two `homing agent` processes with their own stores, `homing
+serve` for their API calls, PostgreSQL for the transfers (queued here with
+SQL, as the scheduler would), qcow2 images written with qemu-io. Settings
+from the environment: SIZE_GIB (1), DATA_MIB (512), CAP_MBPS (50).
+"""
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HOMING = str(ROOT / "build" / "homing")
+SIZE_GIB = int(os.environ.get("SIZE_GIB", "1"))
+DATA_MIB = int(os.environ.get("DATA_MIB", "512"))
+CAP_MBPS = float(os.environ.get("CAP_MBPS", "50"))
+MIB, BLOCK = 1024 * 1024, 4096
+STATE = Path(os.environ["HOMING_STATE_DIR"])
+WORK = STATE / "bench-transfer"
+DB = "homing_bench_transfer"
+DSN = os.environ["HOMING_PG_DSN"].replace("dbname=homing", f"dbname={DB}")
+ADMIN_DSN = os.environ["HOMING_PG_DSN"].replace("dbname=homing", "dbname=postgres")
+API_PORT = int(os.environ.get("BENCH_API_PORT", "58480"))
+NGINX_PORT = int(os.environ.get("BENCH_NGINX_PORT", "58481"))
+procs = []
+
+
+def say(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def sql(q, dsn=DSN):
+    return subprocess.run(["psql", dsn, "-v", "ON_ERROR_STOP=1", "-Atq", "-F", "|", "-c", q],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def run(*argv, env=None, **kw):
+    return subprocess.run(argv, check=True, capture_output=True, text=True, env=env, **kw).stdout
+
+
+def qemu_io(path, commands):
+    for i in range(0, len(commands), 400):
+        argv = ["qemu-io", "-f", "qcow2"]
+        for c in commands[i:i + 400]:
+            argv += ["-c", c]
+        subprocess.run(argv + [str(path)], check=True, capture_output=True)
+
+
+def env_for(extra=None):
+    env = dict(os.environ, HOMING_PG_DSN=DSN, HOMING_LISTEN=f"127.0.0.1:{API_PORT}",
+               HOMING_TOPIC_LOCATIONS="homing.bench.transfer.locations",
+               HOMING_TOPIC_TRANSFERS="homing.bench.transfer.jobs",
+               HOMING_TOPIC_AUDIT="homing.bench.transfer.audit", HOMING_LOG_LEVEL="info")
+    env.update(extra or {})
+    return env
+
+
+def start(name, argv, env):
+    log = open(WORK / f"{name}.log", "w")
+    p = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    procs.append(p)
+    return p
+
+
+def wait(pred, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise SystemExit(f"bench: timed out waiting for {what}")
+
+
+def agent(dc, extra=None):
+    env = env_for({"HOMING_API_URL": f"http://127.0.0.1:{API_PORT}", "HOMING_DATACENTER": dc,
+                   "HOMING_STORE": str(WORK / dc), "HOMING_AGENT_TOKEN": TOKENS[dc],
+                   "HOMING_AGENT_LISTEN": "127.0.0.1:0", "HOMING_AGENT_POLL_MS": "100",
+                   **(extra or {})})
+    p = start(f"agent-{dc}", [HOMING, "agent"], env)
+    wait(lambda: "serving 1 datacenters" in (WORK / f"agent-{dc}.log").read_text(), 30,
+         f"agent {dc}")
+    return p, env
+
+
+def register(env, snapshot, version):
+    started = time.time()
+    out = run(HOMING, "snapshot", "register", "--snapshot", snapshot, "--version", str(version),
+              env=env).split()
+    return out[2], int(out[3]), time.time() - started
+
+
+def transfer(snapshot, src, dst, key, size):
+    tid = sql(f"INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id, template_present,"
+              f" reason, idempotency_key, bytes_total) VALUES ('{snapshot}', '{src}', '{dst}',"
+              f" 'tpl', true, 'bench', '{key}', {size}) RETURNING id").splitlines()[0]
+    return int(tid)
+
+
+def finished(tid, timeout=600):
+    def done():
+        state = sql(f"SELECT state FROM transfers WHERE id = {tid}")
+        if state in ("failed", "cancelled"):
+            raise SystemExit(f"bench: transfer {tid} {state}: "
+                             + sql(f"SELECT error FROM transfers WHERE id = {tid}"))
+        return state == "succeeded"
+    wait(done, timeout, f"transfer {tid}")
+    row = sql(f"SELECT extract(epoch FROM finished_at - started_at), bytes_sent,"
+              f" extract(epoch FROM started_at) FROM transfers WHERE id = {tid}").split("|")
+    return float(row[0]), int(row[1]), float(row[2])
+
+
+def log_time(line):
+    t = json.loads(line)["time"]
+    return time.mktime(time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone + float(t[19:23])
+
+
+def main():
+    global TOKENS
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    sql(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)', ADMIN_DSN)
+    sql(f'CREATE DATABASE "{DB}"', ADMIN_DSN)
+    run(HOMING, "migrate", env=env_for())
+    sql("INSERT INTO datacenters (id, name, city, lat, lon, capacity_bytes) VALUES"
+        " ('a', 'A', 'Paris', 48.86, 2.35, 1e13), ('b', 'B', 'Frankfurt', 50.11, 8.68, 1e13);"
+        " INSERT INTO templates (id, name, size_bytes) VALUES ('tpl', 'bench', 68719476736);"
+        " INSERT INTO template_replicas VALUES ('tpl', 'a'), ('tpl', 'b');"
+        " INSERT INTO snapshots (id, user_id, template_id, size_bytes) VALUES"
+        "   ('s1', 'u1', 'tpl', 1), ('s2', 'u2', 'tpl', 1);"
+        " INSERT INTO placements (snapshot_id, datacenter_id, version, active) VALUES"
+        "   ('s1', 'a', 1, true), ('s2', 'a', 1, true)")
+    TOKENS = {dc: run(HOMING, "token", "agent", "--datacenter", dc, env=env_for()).strip()
+              for dc in ("a", "b")}
+
+    say(f"images: a {SIZE_GIB} GiB template, an overlay with {DATA_MIB} MiB of data")
+    for dc in ("a", "b"):
+        (WORK / dc / "templates").mkdir(parents=True)
+        (WORK / dc / "snapshots" / "s1").mkdir(parents=True)
+        (WORK / dc / "snapshots" / "s2").mkdir(parents=True)
+    tpl = WORK / "a" / "templates" / "tpl.qcow2"
+    run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=64k,extended_l2=on",
+        str(tpl), f"{SIZE_GIB}G")
+    qemu_io(tpl, [f"write -P 9 0 64M"])
+    shutil.copyfile(tpl, WORK / "b" / "templates" / "tpl.qcow2")
+
+    def overlay(dc, snap, mib, salt):
+        path = WORK / dc / "snapshots" / snap / "v1.qcow2"
+        run("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+            "../../templates/tpl.qcow2", "-o", "cluster_size=64k,extended_l2=on", str(path))
+        step = max(1, (SIZE_GIB * 1024 - 64) // mib)
+        qemu_io(path, [f"write -P {(i * 7 + salt) % 250 + 1} {(64 + i * step) * MIB} {MIB}"
+                       for i in range(mib)])
+        return path
+    v1 = overlay("a", "s1", DATA_MIB, 0)
+
+    keys = run(HOMING, "token", "key", "--kid", "bench", env=env_for()).strip()
+    start("serve", [HOMING, "serve"], env_for({"HOMING_DEVICE_TOKEN_KEYS": keys}))
+    wait(lambda: subprocess.run(["curl", "-fs", f"http://127.0.0.1:{API_PORT}/healthz"],
+                                capture_output=True).returncode == 0, 30, "homing serve")
+    (pa, env_a), (pb, env_b) = agent("a"), agent("b")
+    digest1, size1, reg1 = register(env_a, "s1", 1)
+
+    # 1. Full copy, and the same bytes by curl from nginx into B's disk.
+    say("full copy A -> B")
+    secs, sent, _ = finished(transfer("s1", "a", "b", "full", size1))
+    nginx_conf = WORK / "nginx.conf"
+    nginx_conf.write_text(f"""daemon off; worker_processes 1; pid {WORK}/nginx.pid;
+error_log {WORK}/nginx.err; events {{}}
+http {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{NGINX_PORT}; root {WORK}/a; }} }}
+""")
+    start("nginx", ["nginx", "-c", str(nginx_conf)], None)
+    time.sleep(0.5)
+    file_size = v1.stat().st_size
+    t0 = time.time()
+    run("curl", "-fs", "-o", str(WORK / "b" / "curl-copy"), f"http://127.0.0.1:{NGINX_PORT}/snapshots/s1/v1.qcow2")
+    curl_s = time.time() - t0
+    os.unlink(WORK / "b" / "curl-copy")
+    t0 = time.time()
+    subprocess.run(["cat", str(v1)], stdout=subprocess.DEVNULL, check=True)
+    cat_s = time.time() - t0
+
+    # 2. Delta: 1 % of the blocks rewritten at B, then back to A.
+    say("delta B -> A after 1 % of the blocks changed")
+    blocks = SIZE_GIB * 1024 * MIB // BLOCK
+    n_change = blocks // 100
+    rng = random.Random(5)
+    scattered = rng.sample(range(blocks), n_change // 2)
+    clusters = rng.sample(range(blocks // 16), (n_change - n_change // 2) // 16)
+    changed = set(scattered) | {c * 16 + k for c in clusters for k in range(16)}
+    v2 = WORK / "b" / "snapshots" / "s1" / "v2.qcow2"
+    shutil.copyfile(WORK / "b" / "snapshots" / "s1" / "v1.qcow2", v2)
+    qemu_io(v2, [f"write -P 0xd1 {b * BLOCK} 4096" for b in scattered] +
+            [f"write -P 0xd2 {c * 16 * BLOCK} 65536" for c in clusters])
+    digest2, size2, reg2 = register(env_b, "s1", 2)
+    tid2 = transfer("s1", "b", "a", "delta", size2)
+    dsecs, dsent, dstart = finished(tid2)
+    manifest2 = (WORK / "b" / "snapshots" / "s1" / "v2.manifest").stat().st_size
+    changed_bytes = len(changed) * BLOCK
+    rsync_dst = WORK / "rsync-base.qcow2"
+    shutil.copyfile(v1, rsync_dst)
+    out = run("rsync", "--no-whole-file", "--stats", str(v2), str(rsync_dst))
+    rsync_sent = int(re.search(r"Total bytes sent: ([\d,]+)", out).group(1).replace(",", ""))
+    literal = int(re.search(r"Literal data: ([\d,]+)", out).group(1).replace(",", ""))
+
+    # 3. Finding what changed: the claim to the plan, read off the agent's log.
+    plan = [l for l in (WORK / "agent-a.log").read_text().splitlines()
+            if f"transfer {tid2}: " in l and "to pull" in l][0]
+    find_s = log_time(plan) - dstart
+
+    # 4. The cap: B again, with --agent-bandwidth, and a copy of over 10 s.
+    say(f"bandwidth cap {CAP_MBPS:g} MB/s")
+    pb.send_signal(signal.SIGTERM)
+    pb.wait()
+    pb, env_b = agent("b", {"HOMING_AGENT_BANDWIDTH": str(int(CAP_MBPS * 1e6))})
+    cap_mib = int(CAP_MBPS * 1e6 * 12 / MIB)
+    overlay("a", "s2", min(cap_mib, SIZE_GIB * 1024 - 64), 3)
+    _, size3, _ = register(env_a, "s2", 1)
+    tid3 = transfer("s2", "a", "b", "cap", size3)
+    samples = []
+    while sql(f"SELECT state FROM transfers WHERE id = {tid3}") == "running" or not samples:
+        row = sql(f"SELECT bytes_done, extract(epoch FROM updated_at) FROM transfers"
+                  f" WHERE id = {tid3}").split("|")
+        if not samples or samples[-1] != (int(row[0]), float(row[1])):
+            samples.append((int(row[0]), float(row[1])))
+        time.sleep(0.1)
+    finished(tid3)
+    moving = [s for s in samples if 0 < s[0] < size3]
+    rates = [(b2 - b1) / (t2 - t1) for (b1, t1), (b2, t2) in zip(moving, moving[1:]) if t2 > t1]
+    avg = (moving[-1][0] - moving[0][0]) / (moving[-1][1] - moving[0][1])
+    cap = CAP_MBPS * 1e6
+
+    gib = SIZE_GIB
+    full_mbs = size1 / secs / 1e6
+    curl_mbs = file_size / curl_s / 1e6
+    rows = [
+        ("full copy throughput", "≥ 0.7× loopback curl",
+         f"{full_mbs:.0f} MB/s vs curl {curl_mbs:.0f} MB/s (cat {file_size / cat_s / 1e6:.0f} MB/s):"
+         f" {full_mbs / curl_mbs:.2f}×", full_mbs / curl_mbs >= 0.7),
+        ("delta bytes on the wire", "≤ 1.10× changed",
+         f"{dsent:,} B for {changed_bytes:,} B changed: {dsent / changed_bytes:.3f}×"
+         f" (manifest {manifest2:,} B of it)", dsent <= 1.10 * changed_bytes),
+        ("delta vs rsync --no-whole-file", "fewer bytes",
+         f"rsync sent {rsync_sent:,} B ({literal:,} B literal)", dsent < rsync_sent),
+        ("time to find what changed", "≤ 0.2 s per GiB",
+         f"{find_s:.3f} s for {gib} GiB (registering v2, its manifest: {reg2:.2f} s)",
+         find_s <= 0.2 * gib),
+        ("bandwidth cap, average", f"±5 % of {CAP_MBPS:g} MB/s",
+         f"{avg / 1e6:.1f} MB/s over {moving[-1][1] - moving[0][1]:.1f} s", abs(avg - cap) <= 0.05 * cap),
+        ("bandwidth cap, highest 1-s window", "≤ 1.2× cap",
+         f"{max(rates) / 1e6:.1f} MB/s", max(rates) <= 1.2 * cap),
+    ]
+    print(f"\ntransfer benchmark: {gib} GiB virtual, {DATA_MIB} MiB of data;"
+          f" full copy {secs:.2f} s, delta {dsecs:.2f} s\n")
+    print(f"| what | target | measured | met |\n|---|---|---|---|")
+    for what, target, measured, met in rows:
+        print(f"| {what} | {target} | {measured} | {'yes' if met else 'no'} |")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
