@@ -182,7 +182,7 @@ static int days_in_month(int year, int month) {
 int report_parse_time(const char *text, int64_t *out_ms) {
         const char *p = text;
         int year, month, day, hour, minute, second, off_h = 0, off_m = 0, sign = 0;
-        int64_t frac_ms = 0;
+        int64_t frac_ms = 0, ms;
         struct tm tm = { 0 };
 
         if (!digits(&p, 4, &year) || *p++ != '-' || !digits(&p, 2, &month) || *p++ != '-' ||
@@ -225,16 +225,22 @@ int report_parse_time(const char *text, int64_t *out_ms) {
         tm.tm_hour = hour;
         tm.tm_min = minute;
         tm.tm_sec = second;
-        *out_ms = ((int64_t)timegm(&tm) - sign * (off_h * 3600 + off_m * 60)) * 1000 + frac_ms;
+        ms = ((int64_t)timegm(&tm) - sign * (off_h * 3600 + off_m * 60)) * 1000 + frac_ms;
+        /* Only instants report_format_time writes back as they were read:
+         * an offset can move a 1970 or 9999 local time outside that range. */
+        if (ms < 0 || ms > REPORT_TIME_MAX_MS)
+                return -EINVAL;
+        *out_ms = ms;
         return 0;
 }
 
 void report_format_time(int64_t ms, char out[REPORT_TIME_LEN]) {
-        time_t secs = (time_t)(ms / 1000);
+        /* Floor, not truncation: -500 ms is 23:59:59.500 of the day before. */
+        int64_t frac = ((ms % 1000) + 1000) % 1000;
+        time_t secs = (time_t)((ms - frac) / 1000);
         struct tm tm;
 
         gmtime_r(&secs, &tm);
         snprintf(out, REPORT_TIME_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 (int)(ms % 1000));
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
 }

@@ -143,6 +143,24 @@ TEST(encode_then_decode_gives_the_same_report) {
         CHECK(report_decode("{\"device_id\": 1}", 16, &out) == -EINVAL);
 }
 
+TEST(every_accepted_time_formats_back_to_the_same_instant) {
+        int64_t ms, again;
+        char text[REPORT_TIME_LEN];
+        /* 1970 local time, but before the epoch in UTC: the formatter wrote
+         * "1969-12-31T23:00:01.-500Z" for it, which the parser refuses. */
+        CHECK(report_parse_time("1970-01-01T00:00:00.5+01:00", &ms) == -EINVAL);
+        CHECK(report_parse_time("9999-12-31T23:00:00-01:00", &ms) == -EINVAL);
+        CHECK(report_parse_time("1970-01-01T00:00:00Z", &ms) == 0 && ms == 0);
+        CHECK(report_parse_time("1970-01-01T01:00:00.5+01:00", &ms) == 0 && ms == 500);
+        CHECK(report_parse_time("9999-12-31T23:59:59.999Z", &ms) == 0);
+        report_format_time(ms, text);
+        CHECK_STR(text, "9999-12-31T23:59:59.999Z");
+        CHECK(report_parse_time(text, &again) == 0 && again == ms);
+        /* Before the epoch the formatter still writes a real date-time. */
+        report_format_time(-3599500, text);
+        CHECK_STR(text, "1969-12-31T23:00:00.500Z");
+}
+
 TAP_MAIN(TAP_TEST(a_valid_report_is_accepted),
          TAP_TEST(latitude_out_of_range_is_refused_with_its_pointer),
          TAP_TEST(longitude_out_of_range_is_refused_and_both_antimeridians_pass),
@@ -153,4 +171,5 @@ TAP_MAIN(TAP_TEST(a_valid_report_is_accepted),
          TAP_TEST(unknown_members_and_device_set_received_at_are_refused),
          TAP_TEST(ids_are_bounded_and_plain),
          TAP_TEST(rfc3339_offsets_and_fractions),
-         TAP_TEST(encode_then_decode_gives_the_same_report))
+         TAP_TEST(encode_then_decode_gives_the_same_report),
+         TAP_TEST(every_accepted_time_formats_back_to_the_same_instant))
