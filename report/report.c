@@ -214,10 +214,18 @@ int report_parse_time(const char *text, int64_t *out_ms) {
         }
         if (*p)
                 return -EINVAL;
-        /* RFC 3339 allows a leap second (60); we fold it into the next one. */
         if (year < 1970 || month < 1 || month > 12 || day < 1 ||
             day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60)
                 return -EINVAL;
+        /* RFC 3339 allows a leap second (60), and leap seconds are inserted
+         * only as the last second of a UTC day: 23:59:60Z, or the same
+         * instant in another offset. We fold it into the next second. (Which
+         * days had one is not checked: that list grows.) */
+        if (second == 60) {
+                int utc_minute = hour * 60 + minute - sign * (off_h * 60 + off_m);
+                if ((utc_minute % 1440 + 1440) % 1440 != 23 * 60 + 59)
+                        return -EINVAL;
+        }
 
         tm.tm_year = year - 1900;
         tm.tm_mon = month - 1;

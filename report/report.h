@@ -58,7 +58,8 @@ char *report_encode(const struct report *r);
 #define REPORT_TIME_MAX_MS 253402300799999LL
 
 /* RFC 3339 date-time ("2026-11-25T19:00:00.250+01:00") to Unix milliseconds
- * (digits past the third of the fraction are dropped). Returns 0, or
+ * (digits past the third of the fraction are dropped; a leap second is
+ * accepted only as 23:59:60 UTC and read as the next second). Returns 0, or
  * -EINVAL for another text or an instant outside [0, REPORT_TIME_MAX_MS],
  * so that report_format_time writes back every instant it accepts. */
 int report_parse_time(const char *text, int64_t *out_ms);

@@ -161,6 +161,20 @@ TEST(every_accepted_time_formats_back_to_the_same_instant) {
         CHECK_STR(text, "1969-12-31T23:00:00.500Z");
 }
 
+TEST(a_leap_second_is_accepted_only_at_23_59_60_utc) {
+        int64_t ms, next;
+        CHECK(report_parse_time("2017-01-01T00:00:00Z", &next) == 0);
+        /* Folded into the next second: the scheduler's clock has no 60. */
+        CHECK(report_parse_time("2016-12-31T23:59:60Z", &ms) == 0 && ms == next);
+        CHECK(report_parse_time("2016-12-31T18:59:60-05:00", &ms) == 0 && ms == next);
+        CHECK(report_parse_time("2017-01-01T05:29:60+05:30", &ms) == 0 && ms == next);
+        /* Any other minute has no second 60. */
+        CHECK(report_parse_time("2026-11-25T19:00:60Z", &ms) == -EINVAL);
+        CHECK(report_parse_time("2016-12-31T23:59:60+01:00", &ms) == -EINVAL);
+        CHECK(report_parse_time("2016-12-31T23:58:60Z", &ms) == -EINVAL);
+        CHECK(report_parse_time("2016-12-31T23:59:61Z", &ms) == -EINVAL);
+}
+
 TAP_MAIN(TAP_TEST(a_valid_report_is_accepted),
          TAP_TEST(latitude_out_of_range_is_refused_with_its_pointer),
          TAP_TEST(longitude_out_of_range_is_refused_and_both_antimeridians_pass),
@@ -172,4 +186,5 @@ TAP_MAIN(TAP_TEST(a_valid_report_is_accepted),
          TAP_TEST(ids_are_bounded_and_plain),
          TAP_TEST(rfc3339_offsets_and_fractions),
          TAP_TEST(encode_then_decode_gives_the_same_report),
-         TAP_TEST(every_accepted_time_formats_back_to_the_same_instant))
+         TAP_TEST(every_accepted_time_formats_back_to_the_same_instant),
+         TAP_TEST(a_leap_second_is_accepted_only_at_23_59_60_utc))
