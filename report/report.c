@@ -144,10 +144,23 @@ out:
         return r;
 }
 
+/* The fewest significant digits, 15 to 17, that read back as exactly x. */
+static int digits_for(double x) {
+        char buf[32];
+
+        for (int p = 15; p < 17; p++) {
+                snprintf(buf, sizeof(buf), "%.*g", p, x);
+                if (strtod(buf, NULL) == x)
+                        return p;
+        }
+        return 17;
+}
+
 char *report_encode(const struct report *r) {
         char ts[REPORT_TIME_LEN], received[REPORT_TIME_LEN];
         json_t *json;
         char *text;
+        int precision;
 
         report_format_time(r->ts_ms, ts);
         report_format_time(r->received_ms, received);
@@ -156,7 +169,12 @@ char *report_encode(const struct report *r) {
                          r->accuracy_m, "ts", ts, "received_at", received);
         if (!json)
                 return NULL;
-        text = json_dumps(json, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+        /* Exact, so the scheduler reads what the API accepted, and as short
+         * as that allows: usually the 15 digits a person would write. */
+        precision = digits_for(r->lat);
+        precision = digits_for(r->lon) > precision ? digits_for(r->lon) : precision;
+        precision = digits_for(r->accuracy_m) > precision ? digits_for(r->accuracy_m) : precision;
+        text = json_dumps(json, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(precision));
         json_decref(json);
         return text;
 }

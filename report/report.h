@@ -49,7 +49,8 @@ int report_from_json(const struct json_t *json, const struct report_limits *limi
 int report_decode(const char *text, size_t len, struct report *out);
 
 /*
- * Serializes a report for Kafka. Returns a malloc'd NUL-terminated string
+ * Serializes a report for Kafka; report_decode reads back exactly the same
+ * report (numbers to the bit, in as few digits as that takes). Returns a malloc'd NUL-terminated string
  * (the caller frees it), or NULL when out of memory.
  */
 char *report_encode(const struct report *r);

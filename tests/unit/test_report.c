@@ -175,6 +175,27 @@ TEST(a_leap_second_is_accepted_only_at_23_59_60_utc) {
         CHECK(report_parse_time("2016-12-31T23:59:61Z", &ms) == -EINVAL);
 }
 
+TEST(every_accepted_number_reaches_the_scheduler_unchanged) {
+        /* Fifteen digits lost the last bits of some coordinates, and turned
+         * the largest accuracy the API accepts into one that overflows, so
+         * that the scheduler refused the report. */
+        struct report in = { "d-7", "u-42", 48.856612345678912, -0.1 - 0.2, 1.7976931348623157e308,
+                             NOW_MS, NOW_MS + 1 };
+        struct report out;
+        char *text = report_encode(&in);
+        CHECK(text != NULL);
+        CHECK(report_decode(text, strlen(text), &out) == 0);
+        CHECK(out.lat == in.lat);
+        CHECK(out.lon == in.lon);
+        CHECK(out.accuracy_m == in.accuracy_m);
+        free(text);
+        /* Numbers that fifteen digits hold exactly keep their short form. */
+        in.lat = 48.8566, in.lon = 2.3522, in.accuracy_m = 25;
+        text = report_encode(&in);
+        CHECK(text && strstr(text, "\"lat\":48.8566,\"lon\":2.3522,\"accuracy_m\":25.0,"));
+        free(text);
+}
+
 TAP_MAIN(TAP_TEST(a_valid_report_is_accepted),
          TAP_TEST(latitude_out_of_range_is_refused_with_its_pointer),
          TAP_TEST(longitude_out_of_range_is_refused_and_both_antimeridians_pass),
@@ -187,4 +208,5 @@ TAP_MAIN(TAP_TEST(a_valid_report_is_accepted),
          TAP_TEST(rfc3339_offsets_and_fractions),
          TAP_TEST(encode_then_decode_gives_the_same_report),
          TAP_TEST(every_accepted_time_formats_back_to_the_same_instant),
-         TAP_TEST(a_leap_second_is_accepted_only_at_23_59_60_utc))
+         TAP_TEST(a_leap_second_is_accepted_only_at_23_59_60_utc),
+         TAP_TEST(every_accepted_number_reaches_the_scheduler_unchanged))
