@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,24 @@ int api_cursor_encode(const char *key, char **out) {
         return auth_base64url_encode(key, strlen(key), out);
 }
 
+/*
+ * The decimal PostgreSQL writes for a bigint, and only that: strtoll alone
+ * let " 12", "+12" and "01" through, and numbers past the int64 range that
+ * then failed in PostgreSQL's $n::bigint (a 503 for a bad cursor).
+ */
+static bool canonical_int64(const char *s) {
+        char buf[24];
+        char *end;
+        long long v;
+
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        if (errno || *end)
+                return false;
+        snprintf(buf, sizeof(buf), "%lld", v);
+        return strcmp(buf, s) == 0;
+}
+
 int api_cursor_decode(const char *cursor, bool numeric, char **out) {
         uint8_t *decoded = NULL;
         size_t len = 0;
@@ -54,11 +73,8 @@ int api_cursor_decode(const char *cursor, bool numeric, char **out) {
         if (r == -ENOMEM)
                 return r;
         ok = r == 0 && len > 0 && len <= CURSOR_KEY_MAX && strlen((char *)decoded) == len;
-        if (ok && numeric) {
-                char *end;
-                strtoll((char *)decoded, &end, 10);
-                ok = *end == '\0';
-        }
+        if (ok && numeric)
+                ok = canonical_int64((const char *)decoded);
         if (!ok) {
                 free(decoded);
                 return -EINVAL;

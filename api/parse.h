@@ -24,6 +24,6 @@ int api_cursor_encode(const char *key, char **out);
 /*
  * The key a cursor carries (malloc'd, NUL-terminated): 0, -EINVAL for text
  * that is not a cursor (keys are 1 to 256 bytes without NUL; `numeric` keys
- * are integers), -ENOMEM.
+ * are the plain decimal of an int64, as PostgreSQL writes a bigint), -ENOMEM.
  */
 int api_cursor_decode(const char *cursor, bool numeric, char **out);
