@@ -36,10 +36,12 @@
  */
 #include <errno.h>
 #include <geos_c.h>
+#include <jansson.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -333,6 +335,65 @@ static int collect(geo_zone *z, const GEOSGeometry *g, char *err, size_t err_siz
         }
 }
 
+/*
+ * GEOS 3.11's GeoJSON reader takes x and y from a position without looking
+ * at its length, so an empty one ([]) in a ring or a line crashes the
+ * process. Positions are checked here first, with Jansson: every position
+ * of every geometry (by its type's nesting depth) holds at least two
+ * values. The rest (numbers, types, ring sizes) GEOS checks itself.
+ */
+static int coordinates_depth(const char *type) {
+        static const struct {
+                const char *type;
+                int depth;
+        } depths[] = {
+                { "LineString", 2 }, { "MultiPoint", 2 }, { "Polygon", 3 },
+                { "MultiLineString", 3 }, { "MultiPolygon", 4 },
+        };
+        for (size_t i = 0; type && i < sizeof(depths) / sizeof(depths[0]); i++)
+                if (!strcmp(type, depths[i].type))
+                        return depths[i].depth;
+        return 0; /* a Point ([] is an empty point to GEOS), or not a geometry */
+}
+
+static bool positions_ok(const json_t *v, int depth) {
+        size_t i;
+        json_t *item;
+
+        if (!json_is_array(v))
+                return true; /* GEOS refuses it */
+        if (depth == 1)
+                return json_array_size(v) >= 2;
+        json_array_foreach(v, i, item)
+                if (!positions_ok(item, depth - 1))
+                        return false;
+        return true;
+}
+
+/* Walks geometries, collections, features and feature collections. */
+static bool geojson_positions_ok(const json_t *obj) {
+        static const char *const nested[] = { "geometry", "geometries", "features" };
+        int depth;
+
+        if (json_is_array(obj)) {
+                size_t i;
+                json_t *item;
+                json_array_foreach(obj, i, item)
+                        if (!geojson_positions_ok(item))
+                                return false;
+                return true;
+        }
+        if (!json_is_object(obj))
+                return true;
+        depth = coordinates_depth(json_string_value(json_object_get(obj, "type")));
+        if (depth && !positions_ok(json_object_get(obj, "coordinates"), depth))
+                return false;
+        for (size_t i = 0; i < sizeof(nested) / sizeof(nested[0]); i++)
+                if (!geojson_positions_ok(json_object_get(obj, nested[i])))
+                        return false;
+        return true;
+}
+
 int geo_zone_new(geo_zone **out, const char *id, const char *geojson, char *err, size_t err_size) {
         GEOSGeoJSONReader *reader = NULL;
         GEOSGeometry *g = NULL;
@@ -356,6 +417,19 @@ int geo_zone_new(geo_zone **out, const char *id, const char *geojson, char *err,
         }
         GEOSContext_setErrorMessageHandler_r(z->ctx, on_geos_error, z);
         GEOSContext_setNoticeMessageHandler_r(z->ctx, on_geos_notice, z);
+        {
+                json_error_t jerr;
+                json_t *doc = json_loads(geojson, 0, &jerr);
+                bool ok = doc && geojson_positions_ok(doc);
+
+                json_decref(doc);
+                if (!ok) {
+                        r = doc ? fail(err, err_size, "zone %s: a position has fewer than two numbers", id)
+                                : fail(err, err_size, "zone %s: not GeoJSON: line %d: %s", id, jerr.line,
+                                       jerr.text);
+                        goto out;
+                }
+        }
         reader = GEOSGeoJSONReader_create_r(z->ctx);
         if (!reader) {
                 r = -ENOMEM;
