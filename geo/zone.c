@@ -16,6 +16,8 @@
  *    pole, along it, and back.
  *  - A point is tested at lon, lon - 360 and lon + 360, so it is found
  *    whichever copy of the meridian a ring uses: 180 and -180 are the same.
+ *    A ring that then reaches 540 (it goes around more than once) is
+ *    refused: no shift would reach all of it.
  *
  * Each ring is thus a simple planar region, and a polygon is the even-odd
  * combination of its rings: a point is inside when an odd number of them
@@ -223,9 +225,15 @@ static int region_add(geo_zone *z, struct ring *r, char *err, size_t err_size) {
         ret = ring_unwrap(r);
         if (ret < 0)
                 return ret;
-        /* Start the region in [-180, 180), so three shifts find any point. */
+        /* Start the region in [-180, 180), so three shifts find any point.
+         * That holds while it ends before 540: a ring that goes around the
+         * Earth twice (or is drawn across more than that) would have copies
+         * of a point no shift reaches, and 180 and -180 would differ. */
         ring_range(r, &minx, &maxx);
         dx = -360 * floor((minx + 180) / 360);
+        if (maxx + dx >= 540)
+                return fail(err, err_size, "zone %s: polygon %zu has a ring around the Earth more than once "
+                            "(its longitudes span %g degrees)", z->id, z->n_polys + 1, maxx - minx);
         ring_shift(r, dx);
 
         shell = ring_make(z, r);
