@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "api/internal.h"
+#include "api/parse.h"
 #include "auth/auth.h"
 #include "base/config.h"
 #include "store/store.h"
@@ -290,18 +291,8 @@ bool api_if_match(struct request *req, int64_t row_version, bool required,
                 return false;
         }
         api_etag(row_version, etag);
-        /* A list of tags, "*", or a weak tag W/"n" (compared weakly, RFC 9110 13.1.1). */
-        for (const char *p = header; *p;) {
-                size_t n;
-                p += strspn(p, " \t,");
-                n = strcspn(p, ",");
-                while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-                        n--;
-                if ((n == 1 && *p == '*') || (n == strlen(etag) && !memcmp(p, etag, n)) ||
-                    (n == strlen(etag) + 2 && !memcmp(p, "W/", 2) && !memcmp(p + 2, etag, n - 2)))
-                        return true;
-                p += n;
-        }
+        if (api_if_match_names(header, etag))
+                return true;
         *reply = api_reply_problem(
                 req, 412, "precondition-failed", "Precondition failed",
                 "the resource changed since you read it (its ETag is now different); read it "
@@ -313,38 +304,19 @@ bool api_if_match(struct request *req, int64_t row_version, bool required,
 bool api_page_parse(struct request *req, struct api_page *page, bool numeric,
                     enum MHD_Result *reply) {
         const char *limit = api_query(req, "limit"), *cursor = api_query(req, "cursor");
-        uint8_t *decoded = NULL;
-        size_t len = 0;
 
         memset(page, 0, sizeof(*page));
         page->limit = 100;
-        if (limit) {
-                char *end;
-                long v = strtol(limit, &end, 10);
-                if (!*limit || *end || v < 1 || v > 500) {
-                        *reply = api_reply_problem(req, 400, "invalid-query", "Invalid query",
-                                                   "limit is a whole number from 1 to 500", NULL);
-                        return false;
-                }
-                page->limit = v;
+        if (limit && api_limit_parse(limit, &page->limit) < 0) {
+                *reply = api_reply_problem(req, 400, "invalid-query", "Invalid query",
+                                           "limit is a whole number from 1 to 500", NULL);
+                return false;
         }
         snprintf(page->limit_plus_one, sizeof(page->limit_plus_one), "%ld", page->limit + 1);
-        if (cursor) {
-                bool ok = auth_base64url_decode(cursor, strlen(cursor), &decoded, &len) == 0 &&
-                          len > 0 && len <= 256 && strlen((char *)decoded) == len;
-                if (ok && numeric) {
-                        char *end;
-                        strtoll((char *)decoded, &end, 10);
-                        ok = *end == '\0';
-                }
-                if (!ok) {
-                        free(decoded);
-                        *reply = api_reply_problem(req, 400, "invalid-cursor", "Invalid cursor",
-                                                   "cursor is the next_cursor of a previous page",
-                                                   NULL);
-                        return false;
-                }
-                page->after = (char *)decoded;
+        if (cursor && api_cursor_decode(cursor, numeric, &page->after) < 0) {
+                *reply = api_reply_problem(req, 400, "invalid-cursor", "Invalid cursor",
+                                           "cursor is the next_cursor of a previous page", NULL);
+                return false;
         }
         return true;
 }
@@ -367,7 +339,7 @@ enum MHD_Result api_reply_page(struct request *req, const struct api_page *page,
         if (n > shown && shown > 0) {
                 const char *key = store_text(rows, shown - 1, 0);
                 char *cursor = NULL;
-                if (auth_base64url_encode(key, strlen(key), &cursor) == 0) {
+                if (api_cursor_encode(key, &cursor) == 0) {
                         json_decref(next);
                         next = json_string(cursor);
                         free(cursor);

@@ -16,6 +16,8 @@
  *    pole, along it, and back.
  *  - A point is tested at lon, lon - 360 and lon + 360, so it is found
  *    whichever copy of the meridian a ring uses: 180 and -180 are the same.
+ *    A ring that then reaches 540 (it goes around more than once) is
+ *    refused: no shift would reach all of it.
  *
  * Each ring is thus a simple planar region, and a polygon is the even-odd
  * combination of its rings: a point is inside when an odd number of them
@@ -36,10 +38,12 @@
  */
 #include <errno.h>
 #include <geos_c.h>
+#include <jansson.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,9 +225,15 @@ static int region_add(geo_zone *z, struct ring *r, char *err, size_t err_size) {
         ret = ring_unwrap(r);
         if (ret < 0)
                 return ret;
-        /* Start the region in [-180, 180), so three shifts find any point. */
+        /* Start the region in [-180, 180), so three shifts find any point.
+         * That holds while it ends before 540: a ring that goes around the
+         * Earth twice (or is drawn across more than that) would have copies
+         * of a point no shift reaches, and 180 and -180 would differ. */
         ring_range(r, &minx, &maxx);
         dx = -360 * floor((minx + 180) / 360);
+        if (maxx + dx >= 540)
+                return fail(err, err_size, "zone %s: polygon %zu has a ring around the Earth more than once "
+                            "(its longitudes span %g degrees)", z->id, z->n_polys + 1, maxx - minx);
         ring_shift(r, dx);
 
         shell = ring_make(z, r);
@@ -333,6 +343,65 @@ static int collect(geo_zone *z, const GEOSGeometry *g, char *err, size_t err_siz
         }
 }
 
+/*
+ * GEOS 3.11's GeoJSON reader takes x and y from a position without looking
+ * at its length, so an empty one ([]) in a ring or a line crashes the
+ * process. Positions are checked here first, with Jansson: every position
+ * of every geometry (by its type's nesting depth) holds at least two
+ * values. The rest (numbers, types, ring sizes) GEOS checks itself.
+ */
+static int coordinates_depth(const char *type) {
+        static const struct {
+                const char *type;
+                int depth;
+        } depths[] = {
+                { "LineString", 2 }, { "MultiPoint", 2 }, { "Polygon", 3 },
+                { "MultiLineString", 3 }, { "MultiPolygon", 4 },
+        };
+        for (size_t i = 0; type && i < sizeof(depths) / sizeof(depths[0]); i++)
+                if (!strcmp(type, depths[i].type))
+                        return depths[i].depth;
+        return 0; /* a Point ([] is an empty point to GEOS), or not a geometry */
+}
+
+static bool positions_ok(const json_t *v, int depth) {
+        size_t i;
+        json_t *item;
+
+        if (!json_is_array(v))
+                return true; /* GEOS refuses it */
+        if (depth == 1)
+                return json_array_size(v) >= 2;
+        json_array_foreach(v, i, item)
+                if (!positions_ok(item, depth - 1))
+                        return false;
+        return true;
+}
+
+/* Walks geometries, collections, features and feature collections. */
+static bool geojson_positions_ok(const json_t *obj) {
+        static const char *const nested[] = { "geometry", "geometries", "features" };
+        int depth;
+
+        if (json_is_array(obj)) {
+                size_t i;
+                json_t *item;
+                json_array_foreach(obj, i, item)
+                        if (!geojson_positions_ok(item))
+                                return false;
+                return true;
+        }
+        if (!json_is_object(obj))
+                return true;
+        depth = coordinates_depth(json_string_value(json_object_get(obj, "type")));
+        if (depth && !positions_ok(json_object_get(obj, "coordinates"), depth))
+                return false;
+        for (size_t i = 0; i < sizeof(nested) / sizeof(nested[0]); i++)
+                if (!geojson_positions_ok(json_object_get(obj, nested[i])))
+                        return false;
+        return true;
+}
+
 int geo_zone_new(geo_zone **out, const char *id, const char *geojson, char *err, size_t err_size) {
         GEOSGeoJSONReader *reader = NULL;
         GEOSGeometry *g = NULL;
@@ -356,6 +425,19 @@ int geo_zone_new(geo_zone **out, const char *id, const char *geojson, char *err,
         }
         GEOSContext_setErrorMessageHandler_r(z->ctx, on_geos_error, z);
         GEOSContext_setNoticeMessageHandler_r(z->ctx, on_geos_notice, z);
+        {
+                json_error_t jerr;
+                json_t *doc = json_loads(geojson, 0, &jerr);
+                bool ok = doc && geojson_positions_ok(doc);
+
+                json_decref(doc);
+                if (!ok) {
+                        r = doc ? fail(err, err_size, "zone %s: a position has fewer than two numbers", id)
+                                : fail(err, err_size, "zone %s: not GeoJSON: line %d: %s", id, jerr.line,
+                                       jerr.text);
+                        goto out;
+                }
+        }
         reader = GEOSGeoJSONReader_create_r(z->ctx);
         if (!reader) {
                 r = -ENOMEM;

@@ -144,10 +144,23 @@ out:
         return r;
 }
 
+/* The fewest significant digits, 15 to 17, that read back as exactly x. */
+static int digits_for(double x) {
+        char buf[32];
+
+        for (int p = 15; p < 17; p++) {
+                snprintf(buf, sizeof(buf), "%.*g", p, x);
+                if (strtod(buf, NULL) == x)
+                        return p;
+        }
+        return 17;
+}
+
 char *report_encode(const struct report *r) {
         char ts[REPORT_TIME_LEN], received[REPORT_TIME_LEN];
         json_t *json;
         char *text;
+        int precision;
 
         report_format_time(r->ts_ms, ts);
         report_format_time(r->received_ms, received);
@@ -156,7 +169,12 @@ char *report_encode(const struct report *r) {
                          r->accuracy_m, "ts", ts, "received_at", received);
         if (!json)
                 return NULL;
-        text = json_dumps(json, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+        /* Exact, so the scheduler reads what the API accepted, and as short
+         * as that allows: usually the 15 digits a person would write. */
+        precision = digits_for(r->lat);
+        precision = digits_for(r->lon) > precision ? digits_for(r->lon) : precision;
+        precision = digits_for(r->accuracy_m) > precision ? digits_for(r->accuracy_m) : precision;
+        text = json_dumps(json, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(precision));
         json_decref(json);
         return text;
 }
@@ -182,7 +200,7 @@ static int days_in_month(int year, int month) {
 int report_parse_time(const char *text, int64_t *out_ms) {
         const char *p = text;
         int year, month, day, hour, minute, second, off_h = 0, off_m = 0, sign = 0;
-        int64_t frac_ms = 0;
+        int64_t frac_ms = 0, ms;
         struct tm tm = { 0 };
 
         if (!digits(&p, 4, &year) || *p++ != '-' || !digits(&p, 2, &month) || *p++ != '-' ||
@@ -214,10 +232,18 @@ int report_parse_time(const char *text, int64_t *out_ms) {
         }
         if (*p)
                 return -EINVAL;
-        /* RFC 3339 allows a leap second (60); we fold it into the next one. */
         if (year < 1970 || month < 1 || month > 12 || day < 1 ||
             day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60)
                 return -EINVAL;
+        /* RFC 3339 allows a leap second (60), and leap seconds are inserted
+         * only as the last second of a UTC day: 23:59:60Z, or the same
+         * instant in another offset. We fold it into the next second. (Which
+         * days had one is not checked: that list grows.) */
+        if (second == 60) {
+                int utc_minute = hour * 60 + minute - sign * (off_h * 60 + off_m);
+                if ((utc_minute % 1440 + 1440) % 1440 != 23 * 60 + 59)
+                        return -EINVAL;
+        }
 
         tm.tm_year = year - 1900;
         tm.tm_mon = month - 1;
@@ -225,16 +251,22 @@ int report_parse_time(const char *text, int64_t *out_ms) {
         tm.tm_hour = hour;
         tm.tm_min = minute;
         tm.tm_sec = second;
-        *out_ms = ((int64_t)timegm(&tm) - sign * (off_h * 3600 + off_m * 60)) * 1000 + frac_ms;
+        ms = ((int64_t)timegm(&tm) - sign * (off_h * 3600 + off_m * 60)) * 1000 + frac_ms;
+        /* Only instants report_format_time writes back as they were read:
+         * an offset can move a 1970 or 9999 local time outside that range. */
+        if (ms < 0 || ms > REPORT_TIME_MAX_MS)
+                return -EINVAL;
+        *out_ms = ms;
         return 0;
 }
 
 void report_format_time(int64_t ms, char out[REPORT_TIME_LEN]) {
-        time_t secs = (time_t)(ms / 1000);
+        /* Floor, not truncation: -500 ms is 23:59:59.500 of the day before. */
+        int64_t frac = ((ms % 1000) + 1000) % 1000;
+        time_t secs = (time_t)((ms - frac) / 1000);
         struct tm tm;
 
         gmtime_r(&secs, &tm);
         snprintf(out, REPORT_TIME_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 (int)(ms % 1000));
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
 }

@@ -49,16 +49,24 @@ int report_from_json(const struct json_t *json, const struct report_limits *limi
 int report_decode(const char *text, size_t len, struct report *out);
 
 /*
- * Serializes a report for Kafka. Returns a malloc'd NUL-terminated string
+ * Serializes a report for Kafka; report_decode reads back exactly the same
+ * report (numbers to the bit, in as few digits as that takes). Returns a malloc'd NUL-terminated string
  * (the caller frees it), or NULL when out of memory.
  */
 char *report_encode(const struct report *r);
 
-/* RFC 3339 date-time ("2026-11-25T19:00:00.250+01:00") to Unix milliseconds.
- * Returns 0 or -EINVAL. */
+/* The last instant a report's time may name: 9999-12-31T23:59:59.999Z. */
+#define REPORT_TIME_MAX_MS 253402300799999LL
+
+/* RFC 3339 date-time ("2026-11-25T19:00:00.250+01:00") to Unix milliseconds
+ * (digits past the third of the fraction are dropped; a leap second is
+ * accepted only as 23:59:60 UTC and read as the next second). Returns 0, or
+ * -EINVAL for another text or an instant outside [0, REPORT_TIME_MAX_MS],
+ * so that report_format_time writes back every instant it accepts. */
 int report_parse_time(const char *text, int64_t *out_ms);
 
 #define REPORT_TIME_LEN 64
 
-/* Unix milliseconds to RFC 3339 in UTC with milliseconds. */
+/* Unix milliseconds to RFC 3339 in UTC with milliseconds (any instant with a
+ * four-digit year; before 1970 too, though the parser refuses those). */
 void report_format_time(int64_t ms, char out[REPORT_TIME_LEN]);

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Counts test results for tests/run: TAP test points from meson's
 testlog.json (a binary that died before reporting counts as one failure) and
-test cases from pytest's JUnit XML files (integration, browser: one suite
-each, named after the file). Prints one line per suite, then the
+test cases from JUnit XML files (pytest's integration and browser, and
+tests/fuzz/run's fuzz, one case per target: one suite each, named after
+the file). Prints one line per suite, then the
 total as "N passed, N failed, N skipped"; exits 1 if anything failed."""
 import json
 import re

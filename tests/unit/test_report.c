@@ -143,6 +143,59 @@ TEST(encode_then_decode_gives_the_same_report) {
         CHECK(report_decode("{\"device_id\": 1}", 16, &out) == -EINVAL);
 }
 
+TEST(every_accepted_time_formats_back_to_the_same_instant) {
+        int64_t ms, again;
+        char text[REPORT_TIME_LEN];
+        /* 1970 local time, but before the epoch in UTC: the formatter wrote
+         * "1969-12-31T23:00:01.-500Z" for it, which the parser refuses. */
+        CHECK(report_parse_time("1970-01-01T00:00:00.5+01:00", &ms) == -EINVAL);
+        CHECK(report_parse_time("9999-12-31T23:00:00-01:00", &ms) == -EINVAL);
+        CHECK(report_parse_time("1970-01-01T00:00:00Z", &ms) == 0 && ms == 0);
+        CHECK(report_parse_time("1970-01-01T01:00:00.5+01:00", &ms) == 0 && ms == 500);
+        CHECK(report_parse_time("9999-12-31T23:59:59.999Z", &ms) == 0);
+        report_format_time(ms, text);
+        CHECK_STR(text, "9999-12-31T23:59:59.999Z");
+        CHECK(report_parse_time(text, &again) == 0 && again == ms);
+        /* Before the epoch the formatter still writes a real date-time. */
+        report_format_time(-3599500, text);
+        CHECK_STR(text, "1969-12-31T23:00:00.500Z");
+}
+
+TEST(a_leap_second_is_accepted_only_at_23_59_60_utc) {
+        int64_t ms, next;
+        CHECK(report_parse_time("2017-01-01T00:00:00Z", &next) == 0);
+        /* Folded into the next second: the scheduler's clock has no 60. */
+        CHECK(report_parse_time("2016-12-31T23:59:60Z", &ms) == 0 && ms == next);
+        CHECK(report_parse_time("2016-12-31T18:59:60-05:00", &ms) == 0 && ms == next);
+        CHECK(report_parse_time("2017-01-01T05:29:60+05:30", &ms) == 0 && ms == next);
+        /* Any other minute has no second 60. */
+        CHECK(report_parse_time("2026-11-25T19:00:60Z", &ms) == -EINVAL);
+        CHECK(report_parse_time("2016-12-31T23:59:60+01:00", &ms) == -EINVAL);
+        CHECK(report_parse_time("2016-12-31T23:58:60Z", &ms) == -EINVAL);
+        CHECK(report_parse_time("2016-12-31T23:59:61Z", &ms) == -EINVAL);
+}
+
+TEST(every_accepted_number_reaches_the_scheduler_unchanged) {
+        /* Fifteen digits lost the last bits of some coordinates, and turned
+         * the largest accuracy the API accepts into one that overflows, so
+         * that the scheduler refused the report. */
+        struct report in = { "d-7", "u-42", 48.856612345678912, -0.1 - 0.2, 1.7976931348623157e308,
+                             NOW_MS, NOW_MS + 1 };
+        struct report out;
+        char *text = report_encode(&in);
+        CHECK(text != NULL);
+        CHECK(report_decode(text, strlen(text), &out) == 0);
+        CHECK(out.lat == in.lat);
+        CHECK(out.lon == in.lon);
+        CHECK(out.accuracy_m == in.accuracy_m);
+        free(text);
+        /* Numbers that fifteen digits hold exactly keep their short form. */
+        in.lat = 48.8566, in.lon = 2.3522, in.accuracy_m = 25;
+        text = report_encode(&in);
+        CHECK(text && strstr(text, "\"lat\":48.8566,\"lon\":2.3522,\"accuracy_m\":25.0,"));
+        free(text);
+}
+
 TAP_MAIN(TAP_TEST(a_valid_report_is_accepted),
          TAP_TEST(latitude_out_of_range_is_refused_with_its_pointer),
          TAP_TEST(longitude_out_of_range_is_refused_and_both_antimeridians_pass),
@@ -153,4 +206,7 @@ TAP_MAIN(TAP_TEST(a_valid_report_is_accepted),
          TAP_TEST(unknown_members_and_device_set_received_at_are_refused),
          TAP_TEST(ids_are_bounded_and_plain),
          TAP_TEST(rfc3339_offsets_and_fractions),
-         TAP_TEST(encode_then_decode_gives_the_same_report))
+         TAP_TEST(encode_then_decode_gives_the_same_report),
+         TAP_TEST(every_accepted_time_formats_back_to_the_same_instant),
+         TAP_TEST(a_leap_second_is_accepted_only_at_23_59_60_utc),
+         TAP_TEST(every_accepted_number_reaches_the_scheduler_unchanged))

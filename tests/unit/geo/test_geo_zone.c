@@ -96,6 +96,31 @@ TEST(rejects_what_is_not_a_zone) {
         CHECK(geo_zone_unref(NULL) == NULL);
 }
 
+TEST(an_empty_position_is_refused_before_geos_reads_it) {
+        /* GEOS 3.11's GeoJSON reader reads two numbers from an empty position
+         * and crashed the process (a zone PUT by an admin took the API down). */
+        static const char *bad[] = {
+                "{\"type\":\"Polygon\",\"coordinates\":[[[],[10,0],[10,10],[0,10],[0,0]]]}",
+                "{\"type\":\"MultiPolygon\",\"coordinates\":[[[[0,0],[1,0],[1,1],[]]]]}",
+                "{\"type\":\"GeometryCollection\",\"geometries\":[{\"type\":\"LineString\","
+                "\"coordinates\":[[]]}]}",
+                "{\"type\":\"Feature\",\"properties\":{},\"geometry\":{\"type\":\"MultiPoint\","
+                "\"coordinates\":[[1,2],[]]}}",
+                "{\"type\":\"FeatureCollection\",\"features\":[{\"type\":\"Feature\",\"geometry\":"
+                "{\"type\":\"MultiLineString\",\"coordinates\":[[[1,2],[]]]}}]}",
+        };
+        geo_zone *z = NULL;
+        char err[256];
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                err[0] = '\0';
+                CHECK(geo_zone_new(&z, "bad", bad[i], err, sizeof(err)) == -EINVAL);
+                CHECK(z == NULL);
+                CHECK(err[0] != '\0');
+                printf("#   %s\n", err);
+        }
+}
+
 TEST(inside_outside_border_and_holes) {
         geo_zone *z = load("sq", "square-with-hole.geojson");
         uint64_t s = 1;
@@ -300,7 +325,32 @@ TEST(one_zone_serves_many_threads) {
         }
 }
 
+TEST(a_ring_around_the_earth_more_than_once_is_refused) {
+        /* Once unwrapped, these span more than 360 degrees of longitude: no
+         * shift by 360 brings all of a ring to the point, and 180 and -180
+         * answered differently. */
+        static const char *bad[] = {
+                /* found by tests/fuzz/zone.c: winds twice */
+                "{\"type\":\"Polygon\",\"coordinates\":[[[-181,60],[90,60],[0,60],[0,60],[182,-86],"
+                "[-332,-86],[0,59],[182,40],[-181,60]]]}",
+                /* drawn unwrapped, from -500 to 500 in steps of less than 180 */
+                "{\"type\":\"Polygon\",\"coordinates\":[[[-500,0],[-340,0],[-180,0],[0,0],[180,0],"
+                "[340,0],[500,0],[500,10],[340,10],[180,10],[0,10],[-180,10],[-340,10],[-500,10],"
+                "[-500,0]]]}",
+        };
+        geo_zone *z = NULL;
+        char err[256];
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                err[0] = '\0';
+                CHECK(geo_zone_new(&z, "bad", bad[i], err, sizeof(err)) == -EINVAL);
+                CHECK(z == NULL);
+                printf("#   %s\n", err);
+        }
+}
+
 TAP_MAIN(TAP_TEST(reads_polygons_multipolygons_and_features), TAP_TEST(rejects_what_is_not_a_zone),
          TAP_TEST(inside_outside_border_and_holes), TAP_TEST(a_polygon_drawn_across_the_antimeridian),
          TAP_TEST(a_hole_across_the_antimeridian), TAP_TEST(a_zone_cut_at_the_antimeridian), TAP_TEST(the_poles),
-         TAP_TEST(one_zone_serves_many_threads))
+         TAP_TEST(one_zone_serves_many_threads), TAP_TEST(an_empty_position_is_refused_before_geos_reads_it),
+         TAP_TEST(a_ring_around_the_earth_more_than_once_is_refused))
