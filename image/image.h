@@ -193,6 +193,25 @@ void image_manifest_digest(const struct image_manifest *m, uint8_t out[IMAGE_DIG
 int image_manifest_diff(const struct image_manifest *have, const struct image_manifest *want,
                         image_extent_fn cb, void *userdata);
 
+/*
+ * A patch that turns `base` into `want` (same virtual size): the entries of
+ * `want` that `base` lacks or holds otherwise (as a manifest, in the
+ * canonical encoding) and the blocks `base` holds that `want` does not. What
+ * a target that holds an older version needs of a newer one's manifest: a
+ * few entries instead of all of them (README.md has the layout). *out is
+ * malloc'd. Returns 0, -EINVAL when the sizes differ, -ENOMEM.
+ */
+int image_manifest_patch_encode(const struct image_manifest *base, const struct image_manifest *want,
+                                void **out, size_t *out_len);
+
+/*
+ * Applies a patch to `base` (borrowed). Returns 0 and the new manifest,
+ * -EBADMSG for a malformed patch or one that does not fit `base`, -ENOMEM.
+ * Pure; the caller checks the result's digest against what it expects.
+ */
+int image_manifest_patch_apply(const struct image_manifest *base, const void *patch, size_t len,
+                               struct image_manifest **out);
+
 /* ---- digests ------------------------------------------------------------------ */
 
 /* 64 lower-case hex digits and a NUL. */

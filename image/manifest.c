@@ -341,6 +341,131 @@ int image_manifest_decode(const void *data, size_t len, struct image_manifest **
         return 0;
 }
 
+/* ---- patches --------------------------------------------------------------------- */
+
+#define PATCH_MAGIC "HMIMGPT\n"
+
+static bool same_entry(const struct image_block_hash *a, const struct image_block_hash *b) {
+        return a->index == b->index && a->flags == b->flags &&
+               !memcmp(a->sha256, b->sha256, IMAGE_DIGEST_SIZE);
+}
+
+int image_manifest_patch_encode(const struct image_manifest *base, const struct image_manifest *want,
+                                void **out, size_t *out_len) {
+        struct image_manifest set = { want->virtual_size, 0, NULL };
+        uint64_t *drop = NULL;
+        size_t n_drop = 0, i = 0, j = 0, set_len = 0, len;
+        void *set_bytes = NULL;
+        uint8_t *buf;
+        int r;
+
+        if (base->virtual_size != want->virtual_size)
+                return -EINVAL;
+        set.entries = reallocarray(NULL, want->n ? want->n : 1, sizeof(*set.entries));
+        drop = reallocarray(NULL, base->n ? base->n : 1, sizeof(*drop));
+        if (!set.entries || !drop) {
+                r = -ENOMEM;
+                goto out;
+        }
+        /* One walk over both, in index order. */
+        while (i < base->n || j < want->n) {
+                if (j == want->n || (i < base->n && base->entries[i].index < want->entries[j].index)) {
+                        drop[n_drop++] = base->entries[i++].index;
+                } else if (i == base->n || want->entries[j].index < base->entries[i].index) {
+                        set.entries[set.n++] = want->entries[j++];
+                } else {
+                        if (!same_entry(&base->entries[i], &want->entries[j]))
+                                set.entries[set.n++] = want->entries[j];
+                        i++, j++;
+                }
+        }
+        r = image_manifest_encode(&set, &set_bytes, &set_len);
+        if (r < 0)
+                goto out;
+        len = MAGIC_SIZE + 8 + set_len + 8 + 8 * n_drop;
+        buf = malloc(len);
+        if (!buf) {
+                r = -ENOMEM;
+                goto out;
+        }
+        memcpy(buf, PATCH_MAGIC, MAGIC_SIZE);
+        le64_put(buf + MAGIC_SIZE, set_len);
+        memcpy(buf + MAGIC_SIZE + 8, set_bytes, set_len);
+        le64_put(buf + MAGIC_SIZE + 8 + set_len, n_drop);
+        for (size_t k = 0; k < n_drop; k++)
+                le64_put(buf + MAGIC_SIZE + 16 + set_len + 8 * k, drop[k]);
+        *out = buf;
+        *out_len = len;
+out:
+        free(set.entries);
+        free(drop);
+        free(set_bytes);
+        return r;
+}
+
+int image_manifest_patch_apply(const struct image_manifest *base, const void *data, size_t len,
+                               struct image_manifest **out) {
+        const uint8_t *p = data;
+        struct image_manifest *set = NULL, *m = NULL;
+        uint64_t set_len, n_drop;
+        size_t i = 0, j = 0, d = 0;
+        const uint8_t *drops;
+        int r;
+
+        if (!p || len < MAGIC_SIZE + 16 || memcmp(p, PATCH_MAGIC, MAGIC_SIZE))
+                return -EBADMSG;
+        set_len = le64_get(p + MAGIC_SIZE);
+        if (set_len > len - MAGIC_SIZE - 16)
+                return -EBADMSG;
+        n_drop = le64_get(p + MAGIC_SIZE + 8 + set_len);
+        if (n_drop > (len - MAGIC_SIZE - 16 - set_len) / 8 ||
+            len != MAGIC_SIZE + 16 + set_len + 8 * n_drop)
+                return -EBADMSG;
+        /* The entries to set are a manifest: decoding them checks them. */
+        r = image_manifest_decode(p + MAGIC_SIZE + 8, (size_t)set_len, &set);
+        if (r < 0)
+                return r;
+        if (set->virtual_size != base->virtual_size) {
+                r = -EBADMSG;
+                goto fail;
+        }
+        drops = p + MAGIC_SIZE + 16 + set_len;
+        m = calloc(1, sizeof(*m));
+        if (!m || !(m->entries = reallocarray(NULL, base->n + set->n + 1, sizeof(*m->entries)))) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        m->virtual_size = base->virtual_size;
+        while (i < base->n || j < set->n) {
+                const struct image_block_hash *b = i < base->n ? &base->entries[i] : NULL;
+                const struct image_block_hash *e = j < set->n ? &set->entries[j] : NULL;
+                if (b && (!e || b->index < e->index)) {
+                        /* Kept unless dropped; drops name base's entries, in order. */
+                        if (d < n_drop && le64_get(drops + 8 * d) == b->index)
+                                d++;
+                        else
+                                m->entries[m->n++] = *b;
+                        i++;
+                } else {
+                        m->entries[m->n++] = *e;
+                        j++;
+                        if (b && b->index == e->index)
+                                i++;
+                }
+        }
+        if (d != n_drop) {
+                r = -EBADMSG; /* a drop of something base does not hold, or out of order */
+                goto fail;
+        }
+        image_manifest_free(set);
+        *out = m;
+        return 0;
+fail:
+        image_manifest_free(set);
+        image_manifest_free(m);
+        return r;
+}
+
 /* ---- files ------------------------------------------------------------------------ */
 
 static int write_all(int fd, const uint8_t *p, size_t len) {

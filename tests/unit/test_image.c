@@ -623,6 +623,34 @@ TEST(the_diff_of_two_versions_lists_exactly_the_changed_blocks) {
         /* Against nothing: all of b, coalesced into [3000, 5048) and 12000. */
         d = (struct diff_blocks){ .n = 0 };
         CHECK(image_manifest_diff(NULL, b, diff_cb, &d) == 0 && d.ranges == 2);
+        {
+                /* What a holder of a needs to learn b: a patch of the changed entries,
+                 * which gives b back exactly; both ways; a damaged patch is refused. */
+                void *patch = NULL, *full = NULL, *back = NULL;
+                size_t patch_len = 0, full_len = 0, back_len = 0;
+                struct image_manifest *b2 = NULL, *a2 = NULL;
+                uint8_t want[IMAGE_DIGEST_SIZE], got[IMAGE_DIGEST_SIZE];
+                CHECK(image_manifest_patch_encode(a, b, &patch, &patch_len) == 0);
+                CHECK(image_manifest_encode(b, &full, &full_len) == 0);
+                CHECK(patch_len < full_len / 20);
+                CHECK(image_manifest_patch_apply(a, patch, patch_len, &b2) == 0);
+                image_manifest_digest(b, want);
+                if (b2)
+                        image_manifest_digest(b2, got);
+                CHECK(b2 && !memcmp(want, got, sizeof(want)));
+                CHECK(image_manifest_patch_encode(b, a, &back, &back_len) == 0);
+                CHECK(image_manifest_patch_apply(b, back, back_len, &a2) == 0);
+                CHECK(a2 && image_manifest_count(a2) == 2048);
+                CHECK(image_manifest_patch_apply(a, patch, patch_len - 1, &b2) == -EBADMSG);
+                CHECK(image_manifest_patch_apply(a, back, back_len, &a2) == -EBADMSG); /* drops a lacks */
+                ((uint8_t *)patch)[0] ^= 1;
+                CHECK(image_manifest_patch_apply(a, patch, patch_len, &b2) == -EBADMSG);
+                image_manifest_free(b2);
+                image_manifest_free(a2);
+                free(patch);
+                free(full);
+                free(back);
+        }
 out:
         free(buf);
         image_manifest_free(a);
