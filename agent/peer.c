@@ -324,12 +324,54 @@ static int template_manifest(const struct target *t, const char *path) {
         return r;
 }
 
+/*
+ * A snapshot version's manifest as a patch from an older version the asker
+ * holds (?base=<its content digest>), when this store holds that one too:
+ * a few changed entries instead of all of them. 1 answered, 0 not possible.
+ */
+static int serve_patch(struct MHD_Connection *conn, const struct target *t, const char *base_hex,
+                       enum MHD_Result *ret) {
+        uint8_t base_digest[IMAGE_DIGEST_SIZE], d[IMAGE_DIGEST_SIZE];
+        struct image_manifest *want = NULL, *base = NULL;
+        char path[1100];
+        void *patch = NULL;
+        size_t len = 0;
+        int r = 0;
+
+        if (t->version <= 1 || image_digest_parse(base_hex, base_digest) < 0)
+                return 0;
+        image_path(t, "manifest", path, sizeof(path));
+        if (image_manifest_load(path, &want) < 0)
+                return 0;
+        for (int64_t v = t->version - 1; v >= 1 && !base; v--) {
+                struct target older = *t;
+                older.version = v;
+                image_path(&older, "manifest", path, sizeof(path));
+                if (image_manifest_load(path, &base) < 0)
+                        continue;
+                image_manifest_digest(base, d);
+                if (memcmp(d, base_digest, sizeof(d)) != 0)
+                        base = image_manifest_free(base);
+        }
+        if (base && image_manifest_patch_encode(base, want, &patch, &len) == 0) {
+                *ret = reply(conn, 200, "application/vnd.homing.manifest-patch", patch, len, true);
+                r = 1;
+        }
+        image_manifest_free(base);
+        image_manifest_free(want);
+        return r;
+}
+
 static enum MHD_Result serve_file(struct MHD_Connection *conn, const struct target *t) {
         char path[1100], *data = NULL;
         size_t len = 0;
         bool manifest = !strcmp(t->what, "manifest");
+        const char *base = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "base");
+        enum MHD_Result ret;
         int r;
 
+        if (manifest && base && serve_patch(conn, t, base, &ret))
+                return ret;
         image_path(t, manifest ? "manifest" : "json", path, sizeof(path));
         r = read_file(path, &data, &len);
         if (r == -ENOENT && manifest && t->version == 0 && template_manifest(t, path) == 0)

@@ -659,8 +659,9 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
                  struct transfer_stats *stats, char *err, size_t err_size) {
         struct transfer_run t = { env, job, stats, .err = err, .err_size = err_size };
         char incoming[PATH_MAX], partial[PATH_MAX], dir[PATH_MAX], final[PATH_MAX];
-        char path[PATH_MAX], cached[PATH_MAX], template_path[PATH_MAX];
-        struct image_manifest *want = NULL;
+        char path[PATH_MAX], cached[PATH_MAX], template_path[PATH_MAX], base_path[PATH_MAX];
+        struct image_manifest *want = NULL, *base = NULL;
+        bool have_cached;
         uint8_t digest[IMAGE_DIGEST_SIZE];
         char *manifest = NULL, *config = NULL;
         size_t manifest_len = 0, config_len = 0;
@@ -697,9 +698,26 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         if (r < 0)
                 goto out;
 
-        pathf(path, "/snapshots/%s/versions/%lld/manifest", job->snapshot_id, (long long)job->version);
+        /* Holding an older version, ask only for how the manifest differs from it. */
+        have_cached = find_cached(env, job, cached);
+        if (have_cached && pathf(base_path, "%.*s.manifest", (int)(strlen(cached) - strlen(".qcow2")),
+                                 cached) == 0 &&
+            image_manifest_load(base_path, &base) == 0) {
+                uint8_t d[IMAGE_DIGEST_SIZE];
+                char hex[IMAGE_DIGEST_HEX_SIZE];
+                image_manifest_digest(base, d);
+                image_digest_hex(d, hex);
+                pathf(path, "/snapshots/%s/versions/%lld/manifest?base=%s", job->snapshot_id,
+                      (long long)job->version, hex);
+        } else {
+                pathf(path, "/snapshots/%s/versions/%lld/manifest", job->snapshot_id,
+                      (long long)job->version);
+        }
         r = fetch(&t, job->source_url, path, MANIFEST_MAX, &manifest, &manifest_len);
-        if (r == 0 && image_manifest_decode(manifest, manifest_len, &want) < 0) {
+        /* A patch when the source held our version too, else the whole manifest;
+         * either way its digest is checked against the registered one below. */
+        if (r == 0 && (!base || image_manifest_patch_apply(base, manifest, manifest_len, &want) < 0) &&
+            image_manifest_decode(manifest, manifest_len, &want) < 0) {
                 snprintf(err, err_size, "the source's manifest is malformed");
                 r = -EBADMSG;
         }
@@ -723,7 +741,7 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
                 goto out;
         }
         pathf(path, "/snapshots/%s/versions/%lld/blocks", job->snapshot_id, (long long)job->version);
-        r = build(&t, partial, want, find_cached(env, job, cached) ? cached : NULL,
+        r = build(&t, partial, want, have_cached ? cached : NULL,
                   job->source_url, path);
         if (r == 0)
                 r = verify(&t, partial, want);
@@ -762,6 +780,7 @@ out:
         }
         r = report_end(&t, r);
         image_manifest_free(want);
+        image_manifest_free(base);
         free(manifest);
         free(config);
         return r;
