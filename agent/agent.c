@@ -340,6 +340,67 @@ static void *worker_main(void *arg) {
         return NULL;
 }
 
+/* ---- cached copies ---- */
+
+/* An id that names one folder of a store: no separators, never "." or "..". */
+static bool id_is_plain(const char *id) {
+        return id && *id && strlen(id) < 128 && !strchr(id, '/') && strcmp(id, ".") && strcmp(id, "..");
+}
+
+/* Deletes the files of the copies the API evicted at this site. */
+static void evict(struct agent *a, struct site *s, struct control *c) {
+        json_t *body = json_object(), *reply = NULL, *item;
+        long status = 0;
+        char err[256];
+        size_t i;
+
+        if (control_call(c, "POST", "/v1/agent/evictions", body, &status, &reply, err,
+                         sizeof(err)) < 0 || status != 200) {
+                json_decref(body);
+                json_decref(reply);
+                return; /* next time */
+        }
+        json_array_foreach(json_object_get(reply, "evicted"), i, item) {
+                const char *snapshot = json_string_value(json_object_get(item, "snapshot_id"));
+                long long version = json_integer_value(json_object_get(item, "version"));
+                static const char *const exts[] = { "qcow2", "manifest", "json" };
+                if (!id_is_plain(snapshot) || version <= 0)
+                        continue;
+                for (size_t e = 0; e < sizeof(exts) / sizeof(exts[0]); e++) {
+                        char *path = NULL;
+                        if (asprintf(&path, "%s/snapshots/%s/v%lld.%s", s->store, snapshot, version,
+                                     exts[e]) >= 0)
+                                unlink(path);
+                        free(path);
+                }
+                log_info("agent", "%s: evicted the cached copy of %s version %lld", s->datacenter,
+                         snapshot, version);
+        }
+        json_decref(body);
+        json_decref(reply);
+}
+
+/* Every --agent-evict-s, each site asks which of its cached copies are to go. */
+static void *sweeper_main(void *arg) {
+        struct agent *a = arg;
+        struct control **controls = calloc(a->n_sites, sizeof(*controls));
+
+        for (size_t i = 0; controls && i < a->n_sites; i++)
+                control_new(a->cfg->api_url, a->sites[i].token, &controls[i]);
+        while (controls && !atomic_load(a->stop)) {
+                for (size_t i = 0; i < a->n_sites && !atomic_load(a->stop); i++)
+                        if (controls[i])
+                                evict(a, &a->sites[i], controls[i]);
+                for (long waited = 0; waited < a->cfg->agent_evict_s * 1000 && !atomic_load(a->stop);
+                     waited += 100)
+                        usleep(100 * 1000);
+        }
+        for (size_t i = 0; controls && i < a->n_sites; i++)
+                control_free(controls[i]);
+        free(controls);
+        return NULL;
+}
+
 /* Tells the API where this datacenter's agent answers; retried until it does. */
 static int announce(struct agent *a, struct site *s) {
         struct control *c = NULL;
@@ -447,8 +508,14 @@ int agent_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
                          w->site->datacenter, i % (size_t)cfg->agent_concurrency);
                 pthread_create(&w->thread, NULL, worker_main, w);
         }
-        for (size_t i = 0; i < n_workers; i++)
-                pthread_join(workers[i].thread, NULL);
+        {
+                pthread_t sweeper;
+                bool swept = pthread_create(&sweeper, NULL, sweeper_main, a) == 0;
+                for (size_t i = 0; i < n_workers; i++)
+                        pthread_join(workers[i].thread, NULL);
+                if (swept)
+                        pthread_join(sweeper, NULL);
+        }
 out:
         free(workers);
         if (a->m_served)

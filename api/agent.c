@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "api/internal.h"
+#include "base/config.h"
 #include "auth/auth.h"
 #include "store/store.h"
 
@@ -243,6 +244,62 @@ enum MHD_Result api_agent_endpoint(struct request *req) {
         ret = api_reply_json(req, 200, json_pack("{s:s, s:s}", "datacenter_id",
                                                  req->who.datacenter_id, "url", url));
 out:
+        json_decref(body);
+        return ret;
+}
+
+/* ---- POST /v1/agent/evictions ----------------------------------------------------------- */
+
+/*
+ * The cached copies at the caller's datacenter that are to go (older than
+ * --cache-max-age-s, or the oldest while the datacenter is above
+ * --cache-high-water of its capacity), marked evicted in the same
+ * transaction; the agent deletes their files. Every copy evicted is an
+ * audit event.
+ */
+enum MHD_Result api_agent_evictions(struct request *req) {
+        static const struct api_field fields[] = { { NULL, 0, false, false, 0, 0 } };
+        enum MHD_Result ret;
+        json_t *body = api_body_object(req, &ret), *items = NULL;
+        struct store_result *res = NULL;
+        char age[24], water[32];
+        int r;
+
+        if (!body)
+                return ret;
+        if (!api_check_fields(req, body, fields, &ret))
+                goto out;
+        snprintf(age, sizeof(age), "%ld", req->api->cfg->cache_max_age_s);
+        snprintf(water, sizeof(water), "%.6f", req->api->cfg->cache_high_water);
+        {
+                const char *params[3] = { req->who.datacenter_id, age, water };
+                r = api_begin(req);
+                if (r == 0)
+                        r = api_exec(req, "SELECT * FROM homing_cache_evict($1, $2::bigint, $3::float8)",
+                                     3, params, &res);
+        }
+        items = json_array();
+        for (size_t i = 0; r == 0 && i < store_rows(res); i++) {
+                json_t *item = json_pack("{s:I, s:s, s:I, s:I}", "placement_id",
+                                         (json_int_t)store_int(res, i, 0), "snapshot_id",
+                                         store_text(res, i, 1), "version",
+                                         (json_int_t)store_int(res, i, 2), "size_bytes",
+                                         (json_int_t)store_int(res, i, 3));
+                json_t *event = json_deep_copy(item);
+                json_object_set_new(event, "datacenter_id", json_string(req->who.datacenter_id));
+                json_array_append_new(items, item);
+                r = api_audit(req, "io.homing.placement.evicted", store_text(res, i, 1), event);
+        }
+        if (r == 0)
+                r = api_commit(req);
+        if (r < 0) {
+                ret = api_reply_db_error(req);
+                goto out;
+        }
+        ret = api_reply_json(req, 200, json_pack("{s:O}", "evicted", items));
+out:
+        json_decref(items);
+        store_result_free(res);
         json_decref(body);
         return ret;
 }

@@ -22,7 +22,8 @@
         "json_build_object('id', d.id, 'name', d.name, 'provider', d.provider, 'city', d.city," \
         " 'country_code', d.country_code, 'lat', d.lat, 'lon', d.lon, 'status', d.status,"     \
         " 'capacity_bytes', d.capacity_bytes, 'used_bytes', d.used_bytes,"                      \
-        " 'reserved_bytes', d.reserved_bytes, 'agent_url', d.agent_url,"                       \
+        " 'reserved_bytes', d.reserved_bytes, 'cached_bytes', homing_cache_bytes(d.id),"       \
+        " 'agent_url', d.agent_url,"                                                           \
         " 'snapshots', (SELECT count(*) FROM placements p"                                      \
         "               WHERE p.datacenter_id = d.id AND p.active),"                           \
         " 'created_at', homing_time(d.created_at), 'updated_at', homing_time(d.updated_at))"

@@ -60,6 +60,9 @@ SCHEMAS = {
         "lon": {"type": "number", "minimum": -180, "maximum": 180},
         "status": STATUS, "capacity_bytes": COUNT, "used_bytes": COUNT,
         "reserved_bytes": {**COUNT, "description": "promised to transfers in flight here"},
+        "cached_bytes": {**COUNT, "description": "held by cached copies (older versions kept to "
+                                                 "make later transfers small; evicted for age "
+                                                 "or room)"},
         "agent_url": nullable({"type": "string",
                                "description": "where the datacenter's agent answers its peers"}),
         "snapshots": {"type": "integer", "description": "active placements held here"},
@@ -228,6 +231,11 @@ SCHEMAS = {
     "Progress": obj({"state": {"const": "running"}, "lease_expires_at": TIME,
                      "more_urgent_waiting": {"type": "boolean"}}, ["state"]),
     "PauseInput": obj({"owner": OWNER}, ["owner"]),
+    "EvictionsInput": obj({}, []),
+    "Evictions": obj({"evicted": {"type": "array", "items": obj({
+        "placement_id": {"type": "integer"}, "snapshot_id": ID, "version": {"type": "integer"},
+        "size_bytes": COUNT}, ["placement_id", "snapshot_id", "version", "size_bytes"])}},
+        ["evicted"]),
     "SucceededInput": obj({"owner": OWNER, "content_sha256": SHA256, "bytes_sent": COUNT},
                           ["owner", "content_sha256", "bytes_sent"]),
     "FailedInput": obj({"owner": OWNER, "error": {"type": "string", "minLength": 1,
@@ -557,6 +565,13 @@ op("post", "/v1/agent/transfers/{id}/failed", "agent", "transferFailed",
    AGENT_ID_PARAM, body("FailedInput"), errors=AGENT_TRANSFER_ERRORS, tag="agents",
    description="With retry and attempts left: queued again, claimable after 2^attempts "
                "seconds (at most 60). Otherwise failed with the error.")
+op("post", "/v1/agent/evictions", "agent", "evictCachedCopies",
+   "the cached copies to delete here now: marked evicted, listed", ok("Evictions"),
+   request=body("EvictionsInput"), errors=WRITE_ERRORS, tag="agents",
+   description="Cached copies (inactive placements still in the store) older than "
+               "--cache-max-age-s, then the oldest while used, reserved and cached bytes exceed "
+               "--cache-high-water of the capacity; never a copy a transfer into this "
+               "datacenter may build from. The agent deletes their files.")
 op("post", "/v1/agent/transfers/{id}/pause", "agent", "pauseTransfer",
    "step aside for a more urgent transfer: back to the queue, resumable", ok("Transfer"),
    AGENT_ID_PARAM, body("PauseInput"), errors=AGENT_TRANSFER_ERRORS, tag="agents",

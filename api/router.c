@@ -95,6 +95,8 @@ const struct api_route api_routes[] = {
           "a claimed transfer's copy is verified: the placement moves to it" },
         { "POST", "/v1/agent/transfers/{id}/failed", ACCESS_AGENT, api_agent_failed,
           "a claimed transfer failed: retry it after a back-off, or end it" },
+        { "POST", "/v1/agent/evictions", ACCESS_AGENT, api_agent_evictions,
+          "the cached copies to delete here now: marked evicted, listed" },
         { "POST", "/v1/agent/transfers/{id}/pause", ACCESS_AGENT, api_agent_pause,
           "step aside for a more urgent transfer: back to the queue, resumable" },
         { "POST", "/v1/agent/pulls/verify", ACCESS_AGENT, api_agent_pull_verify,

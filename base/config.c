@@ -116,6 +116,13 @@ static const struct setting settings[] = {
           "agent: a claimed transfer is its for this long, renewed by progress" },
         { "agent-poll-ms", SETTING_LONG, FIELD(agent_poll_ms), "1000", 50, 60000,
           "agent: how long it waits between claims when nothing is due" },
+        { "agent-evict-s", SETTING_LONG, FIELD(agent_evict_s), "60", 1, 86400,
+          "agent: how often it asks which cached copies to delete" },
+        { "cache-max-age-s", SETTING_LONG, FIELD(cache_max_age_s), "604800", 0, 3650 * 86400L,
+          "cached copies (older versions kept for small transfers) older than this are evicted" },
+        { "cache-high-water", SETTING_DOUBLE, FIELD(cache_high_water), "0.9", 0, 1,
+          "above this share of a datacenter's capacity (used + reserved + cached), its oldest "
+          "cached copies are evicted" },
         { "migrations-dir", SETTING_STRING, FIELD(migrations_dir), HOMING_MIGRATIONS_DIR, 0, 0,
           "folder of numbered SQL migrations" },
         { "metrics-listen", SETTING_STRING, FIELD(metrics_listen), "", 0, 0,

@@ -58,7 +58,7 @@ class Agent:
         self.env.update({"HOMING_API_URL": api.url, "HOMING_DATACENTER": dc,
                          "HOMING_STORE": str(store),
                          "HOMING_AGENT_LISTEN": f"127.0.0.1:{port}", "HOMING_AGENT_POLL_MS": "200",
-                         "HOMING_AGENT_LEASE_S": "5"})
+                         "HOMING_AGENT_LEASE_S": "5", "HOMING_AGENT_EVICT_S": "1"})
         if self.n == 1:
             self.env["HOMING_AGENT_TOKEN"] = tokens[dc]
         else:

@@ -151,3 +151,38 @@ def test_one_process_for_several_datacenters_serves_each_only_what_its_ticket_op
     assert (row[1], row[2], row[6]) == ("t-sydney", "t-frankfurt", None)
     assert active(db, "snap-multi") == [("t-frankfurt", 1, digest)]
     assert (root / "t-frankfurt" / "templates" / "tpl-1.qcow2").exists()
+
+
+def test_cached_copies_are_evicted_when_their_datacenter_needs_the_room(plane, db):
+    """Tokyo keeps snap-mover's old versions as cached copies; short of room,
+    it evicts them (the files go, the placements say so), and nothing active."""
+    api, agents, stores = plane
+    cached = db.execute("SELECT version FROM placements WHERE snapshot_id = 'snap-mover'"
+                        " AND datacenter_id = 't-tokyo' AND NOT active AND evicted_at IS NULL"
+                        " ORDER BY version").fetchall()
+    assert [v for (v,) in cached] == [1, 2]
+    body, _ = api.json("GET", "/v1/datacenters/t-tokyo")
+    assert body["cached_bytes"] > 0
+    active_before = db.execute("SELECT snapshot_id, datacenter_id FROM placements WHERE active"
+                               " ORDER BY snapshot_id").fetchall()
+    capacity = db.execute("SELECT capacity_bytes FROM datacenters WHERE id = 't-tokyo'").fetchone()[0]
+    db.execute("UPDATE datacenters SET capacity_bytes = used_bytes WHERE id = 't-tokyo'")
+    try:
+        wait_for(lambda: db.execute("SELECT count(*) FROM placements WHERE datacenter_id = 't-tokyo'"
+                                    " AND NOT active AND evicted_at IS NULL").fetchone()[0] == 0,
+                 timeout=20, what="Tokyo's cached copies to be evicted")
+    finally:
+        db.execute("UPDATE datacenters SET capacity_bytes = %s WHERE id = 't-tokyo'", (capacity,))
+    d = stores["t-tokyo"] / "snapshots" / "snap-mover"
+    wait_for(lambda: not (d / "v1.qcow2").exists() and not (d / "v2.qcow2").exists(), timeout=10,
+             what="their files to go")
+    assert not (d / "v2.manifest").exists()
+    assert db.execute("SELECT snapshot_id, datacenter_id FROM placements WHERE active"
+                      " ORDER BY snapshot_id").fetchall() == active_before
+    assert (stores["t-paris"] / "snapshots" / "snap-mover" / "v2.qcow2").exists()
+    body, _ = api.json("GET", "/v1/datacenters/t-tokyo")
+    assert body["cached_bytes"] == 0
+    events = db.execute("SELECT count(*) FROM outbox WHERE payload->>'type' ="
+                        " 'io.homing.placement.evicted' AND payload->'data'->>'datacenter_id'"
+                        " = 't-tokyo'").fetchone()[0]
+    assert events >= 2
