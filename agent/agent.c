@@ -24,6 +24,7 @@
 #include "agent/transfer.h"
 #include "base/config.h"
 #include "base/log.h"
+#include "base/net.h"
 #include "metrics/metrics.h"
 
 #define MAX_SITES 512
@@ -273,7 +274,8 @@ static void set_running(struct worker *w, int priority) {
 static void run_job(struct worker *w, struct control *c, const struct transfer_job *job) {
         struct agent *a = w->agent;
         struct transfer_env env = { w->site->store, w->site->datacenter, w->owner, c,
-                                    w->site->bucket, a->stop, 1000, should_pause, w };
+                                    w->site->bucket, a->stop, 1000, a->cfg->agent_tls_ca,
+                                    should_pause, w };
         struct transfer_stats stats;
         char err[512], id[32];
         const char *ids[] = { "transfer_id", id, "snapshot_id", job->snapshot_id, "datacenter_id",
@@ -322,7 +324,7 @@ static void *worker_main(void *arg) {
         struct agent *a = w->agent;
         struct control *c = NULL;
 
-        if (control_new(a->cfg->api_url, w->site->token, &c) < 0)
+        if (control_new(a->cfg->api_url, w->site->token, a->cfg->agent_tls_ca, &c) < 0)
                 return NULL;
         while (!atomic_load(a->stop)) {
                 struct transfer_job job;
@@ -386,7 +388,7 @@ static void *sweeper_main(void *arg) {
         struct control **controls = calloc(a->n_sites, sizeof(*controls));
 
         for (size_t i = 0; controls && i < a->n_sites; i++)
-                control_new(a->cfg->api_url, a->sites[i].token, &controls[i]);
+                control_new(a->cfg->api_url, a->sites[i].token, a->cfg->agent_tls_ca, &controls[i]);
         while (controls && !atomic_load(a->stop)) {
                 for (size_t i = 0; i < a->n_sites && !atomic_load(a->stop); i++)
                         if (controls[i])
@@ -407,7 +409,7 @@ static int announce(struct agent *a, struct site *s) {
         json_t *body = json_pack("{s:s}", "url", s->url), *reply = NULL;
         long status = 0;
         char err[256];
-        int r = control_new(a->cfg->api_url, s->token, &c);
+        int r = control_new(a->cfg->api_url, s->token, a->cfg->agent_tls_ca, &c);
 
         while (r == 0 && !atomic_load(a->stop)) {
                 r = control_call(c, "PUT", "/v1/agent/endpoint", body, &status, &reply, err,
@@ -436,7 +438,7 @@ int agent_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
         struct agent *a = calloc(1, sizeof(*a));
         struct worker *workers = NULL;
         size_t n_workers = 0;
-        char *list = NULL, *save = NULL, base[300];
+        char *list = NULL, *save = NULL, base[300], *cert = NULL, *key = NULL;
         size_t n_dcs = 1;
         int r = 0;
 
@@ -469,8 +471,25 @@ int agent_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
         for (size_t i = 0; i < a->n_sites; i++)
                 a->peer_sites[i] = (struct peer_site){ a->sites[i].datacenter, a->sites[i].store,
                                                        a->sites[i].token };
-        r = peer_start(cfg->agent_listen, cfg->api_url, a->peer_sites, a->n_sites,
-                       cfg->agent_max_streams, &a->peer);
+        if (cfg->agent_tls_cert[0] || cfg->agent_tls_key[0]) {
+                char err[300];
+                if (!cfg->agent_tls_cert[0] || !cfg->agent_tls_key[0]) {
+                        log_error("agent", "HTTPS for peers needs both --agent-tls-cert and --agent-tls-key");
+                        r = -EINVAL;
+                        goto out;
+                }
+                if (!(cert = net_read_pem(cfg->agent_tls_cert, err, sizeof(err))) ||
+                    !(key = net_read_pem(cfg->agent_tls_key, err, sizeof(err)))) {
+                        log_error("agent", "%s", err);
+                        r = -EINVAL;
+                        goto out;
+                }
+        }
+        {
+                struct peer_tls tls = { cert, key, cfg->agent_tls_ca };
+                r = peer_start(cfg->agent_listen, cfg->api_url, &tls, a->peer_sites, a->n_sites,
+                               cfg->agent_max_streams, &a->peer);
+        }
         if (r < 0)
                 goto out;
         if (cfg->agent_url[0]) {
@@ -478,8 +497,8 @@ int agent_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
         } else {
                 /* host:port of --agent-listen, with the port it got */
                 const char *colon = strrchr(cfg->agent_listen, ':');
-                snprintf(base, sizeof(base), "http://%.*s:%u", (int)(colon - cfg->agent_listen),
-                         cfg->agent_listen, peer_port(a->peer));
+                snprintf(base, sizeof(base), "%s://%.*s:%u", cert ? "https" : "http",
+                         (int)(colon - cfg->agent_listen), cfg->agent_listen, peer_port(a->peer));
         }
         for (size_t i = 0; i < a->n_sites && r == 0; i++) {
                 snprintf(a->sites[i].url, sizeof(a->sites[i].url), "%s/dc/%s", base,
@@ -531,6 +550,10 @@ out:
                 free(a->sites[i].running);
         }
         free(list);
+        free(cert);
+        if (key)
+                explicit_bzero(key, strlen(key));
+        free(key);
         free(a);
         return r;
 }

@@ -19,6 +19,7 @@ struct control {
         CURL *curl;
         char *api_url;
         char *auth; /* "Authorization: Bearer ..." */
+        char *ca;   /* NULL: the system's */
 };
 
 struct buffer {
@@ -46,11 +47,15 @@ static size_t on_body(char *ptr, size_t size, size_t n, void *userdata) {
         return len;
 }
 
-int control_new(const char *api_url, const char *token, struct control **out) {
+int control_new(const char *api_url, const char *token, const char *ca, struct control **out) {
         struct control *c = calloc(1, sizeof(*c));
 
         if (!c)
                 return -ENOMEM;
+        if (ca && *ca && !(c->ca = strdup(ca))) {
+                free(c);
+                return -ENOMEM;
+        }
         c->curl = curl_easy_init();
         c->api_url = strdup(api_url);
         if (c->curl && c->api_url && asprintf(&c->auth, "Authorization: Bearer %s", token) >= 0) {
@@ -68,6 +73,7 @@ struct control *control_free(struct control *c) {
                 curl_easy_cleanup(c->curl);
         free(c->api_url);
         free(c->auth);
+        free(c->ca);
         free(c);
         return NULL;
 }
@@ -102,6 +108,8 @@ int control_call(struct control *c, const char *method, const char *path, json_t
         curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
         curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, 15000L);
         curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+        if (c->ca)
+                curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->ca);
         rc = curl_easy_perform(c->curl);
         if (rc != CURLE_OK) {
                 snprintf(err, err_size, "%s %s: %s", method, path, curl_easy_strerror(rc));

@@ -10,8 +10,12 @@
 
 struct control;
 
-/* `api_url` ("http://127.0.0.1:58080") and `token` (hag_...) are copied. */
-int control_new(const char *api_url, const char *token, struct control **out);
+/*
+ * `api_url` ("http://127.0.0.1:58080") and `token` (hag_...) are copied;
+ * `ca` (may be NULL or "": the system's) is a CA bundle file to trust for
+ * https, copied too.
+ */
+int control_new(const char *api_url, const char *token, const char *ca, struct control **out);
 struct control *control_free(struct control *c);
 
 /*

@@ -55,6 +55,7 @@ struct peer {
         const struct peer_site *sites;
         size_t n_sites;
         char *api_url;
+        char *api_ca; /* NULL: the system's */
         uint16_t port;
         long max_streams;
         atomic_long streams;
@@ -207,7 +208,7 @@ static int check_ticket(struct peer *p, const struct peer_site *site, int64_t tr
         }
         pthread_mutex_unlock(&p->lock);
 
-        if (control_new(p->api_url, site->token, &c) < 0)
+        if (control_new(p->api_url, site->token, p->api_ca, &c) < 0)
                 return -ENOMEM;
         body = json_pack("{s:I, s:s}", "transfer_id", (json_int_t)transfer, "ticket", ticket);
         r = control_call(c, "POST", "/v1/agent/pulls/verify", body, &status, &answer, err,
@@ -583,14 +584,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         *con_cls = NULL;
 }
 
-int peer_start(const char *listen, const char *api_url, const struct peer_site *sites, size_t n,
-               long max_streams, struct peer **out) {
+int peer_start(const char *listen, const char *api_url, const struct peer_tls *tls,
+               const struct peer_site *sites, size_t n, long max_streams, struct peer **out) {
         struct peer *p = calloc(1, sizeof(*p));
         struct sockaddr_storage addr;
         const union MHD_DaemonInfo *info;
         char err[256];
 
-        if (!p || !(p->api_url = strdup(api_url))) {
+        if (!p || !(p->api_url = strdup(api_url)) || (tls->ca && *tls->ca && !(p->api_ca = strdup(tls->ca)))) {
+                if (p)
+                        free(p->api_url);
                 free(p);
                 return -ENOMEM;
         }
@@ -603,12 +606,25 @@ int peer_start(const char *listen, const char *api_url, const struct peer_site *
         p->sites = sites;
         p->n_sites = n;
         p->max_streams = max_streams;
-        p->daemon = MHD_start_daemon(
-                MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-                0, NULL, NULL, on_request, p, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                MHD_OPTION_NOTIFY_COMPLETED, on_completed, p, MHD_OPTION_CONNECTION_TIMEOUT,
-                (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256,
-                MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
+        if (tls->cert_pem)
+                p->daemon = MHD_start_daemon(
+                        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                MHD_USE_ERROR_LOG | MHD_USE_TLS,
+                        0, NULL, NULL, on_request, p, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, p, MHD_OPTION_CONNECTION_TIMEOUT,
+                        (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256,
+                        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
+                        MHD_OPTION_HTTPS_MEM_CERT, tls->cert_pem, MHD_OPTION_HTTPS_MEM_KEY,
+                        tls->key_pem, MHD_OPTION_HTTPS_PRIORITIES, NET_TLS_PRIORITIES,
+                        MHD_OPTION_END);
+        else
+                p->daemon = MHD_start_daemon(
+                        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                MHD_USE_ERROR_LOG,
+                        0, NULL, NULL, on_request, p, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, p, MHD_OPTION_CONNECTION_TIMEOUT,
+                        (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256,
+                        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
         if (!p->daemon) {
                 log_error("agent", "cannot listen on %s", listen);
                 peer_stop(p);
@@ -627,6 +643,7 @@ struct peer *peer_stop(struct peer *p) {
                 MHD_stop_daemon(p->daemon);
         pthread_mutex_destroy(&p->lock);
         free(p->api_url);
+        free(p->api_ca);
         free(p);
         return NULL;
 }

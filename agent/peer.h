@@ -21,12 +21,18 @@ struct peer_site {
 
 /*
  * Listens on `listen` (host:port; port 0: any) for the `n` sites (borrowed:
- * they must outlive the server). `api_url` is where tickets are checked.
+ * they must outlive the server), over HTTPS when `tls` has a certificate
+ * (copied). `api_url` is where tickets are checked.
  * At most `max_streams` block streams at once (503 beyond). Returns 0, or
  * -EADDRINUSE, -ENOMEM.
  */
-int peer_start(const char *listen, const char *api_url, const struct peer_site *sites, size_t n,
-               long max_streams, struct peer **out);
+struct peer_tls {
+        const char *cert_pem, *key_pem; /* both NULL: plain HTTP */
+        const char *ca;                 /* CA file to check the API's certificate; NULL: the system's */
+};
+
+int peer_start(const char *listen, const char *api_url, const struct peer_tls *tls,
+               const struct peer_site *sites, size_t n, long max_streams, struct peer **out);
 struct peer *peer_stop(struct peer *p);
 
 /* The port it listens on. */

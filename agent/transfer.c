@@ -181,8 +181,8 @@ static struct curl_slist *peer_headers(const struct transfer_job *job) {
 }
 
 /* What every request to a peer has: its ticket, short connects, no stall. */
-static void peer_options(CURL *curl, const char *url, struct curl_slist *headers,
-                         curl_write_callback on_body, void *userdata) {
+static void peer_options(const struct transfer_run *t, CURL *curl, const char *url,
+                         struct curl_slist *headers, curl_write_callback on_body, void *userdata) {
         curl_easy_setopt(curl, CURLOPT_URL, url);
         curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
         curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
@@ -191,6 +191,8 @@ static void peer_options(CURL *curl, const char *url, struct curl_slist *headers
         curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 15L);
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+        if (t->env->tls_ca && *t->env->tls_ca)
+                curl_easy_setopt(curl, CURLOPT_CAINFO, t->env->tls_ca);
 }
 
 /*
@@ -212,7 +214,7 @@ static int fetch(struct transfer_run *t, const char *base, const char *path, siz
                 return -ENOMEM;
         }
         snprintf(url, sizeof(url), "%s%s", base, path);
-        peer_options(curl, url, headers, on_fetch, &f);
+        peer_options(t, curl, url, headers, on_fetch, &f);
         rc = curl_easy_perform(curl);
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
         if (rc != CURLE_OK) {
@@ -297,7 +299,7 @@ static int pull(struct transfer_run *t, const char *base, const char *path,
         headers = curl_slist_append(headers, "Content-Type: application/vnd.homing.ranges");
         snprintf(url, sizeof(url), "%s%s", base, path);
         t->error = 0;
-        peer_options(curl, url, headers, on_stream, t);
+        peer_options(t, curl, url, headers, on_stream, t);
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
         curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 256L * 1024);

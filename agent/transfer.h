@@ -44,6 +44,7 @@ struct transfer_env {
         struct bucket *bucket;  /* the agent's bandwidth cap; NULL: none */
         atomic_bool *stop;      /* the process is stopping */
         long progress_ms;       /* how often progress is reported */
+        const char *tls_ca;     /* CA file for https peers; NULL or "": the system's */
         /* Asked when the API says a more urgent transfer waits: step aside? */
         bool (*should_pause)(void *ctx, int priority);
         void *pause_ctx;

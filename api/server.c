@@ -20,6 +20,7 @@
 #include "api/internal.h"
 #include "base/config.h"
 #include "base/log.h"
+#include "base/net.h"
 #include "bus/bus.h"
 #include "metrics/metrics.h"
 
@@ -117,22 +118,10 @@ static int parse_listen(const char *listen, struct sockaddr_in *addr) {
 
 /* Reads a whole PEM file. NULL (logged) when it cannot. */
 static char *read_pem(const char *path) {
-        FILE *f = fopen(path, "rb");
-        char *text = NULL;
-        size_t len = 0;
-        long size;
-
-        if (f && fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 0 && size < (1 << 20) &&
-            fseek(f, 0, SEEK_SET) == 0 && (text = malloc((size_t)size + 1)))
-                len = fread(text, 1, (size_t)size, f);
-        if (f)
-                fclose(f);
-        if (!text || len == 0) {
-                log_error("api", "cannot read %s: %s", path, f ? "empty or too large" : strerror(errno));
-                free(text);
-                return NULL;
-        }
-        text[len] = '\0';
+        char err[300];
+        char *text = net_read_pem(path, err, sizeof(err));
+        if (!text)
+                log_error("api", "%s", err);
         return text;
 }
 
@@ -247,7 +236,8 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                         a, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
                         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
                         MHD_OPTION_HTTPS_MEM_CERT, a->tls_cert, MHD_OPTION_HTTPS_MEM_KEY,
-                        a->tls_key, MHD_OPTION_END);
+                        a->tls_key, MHD_OPTION_HTTPS_PRIORITIES, NET_TLS_PRIORITIES,
+                        MHD_OPTION_END);
         else
                 a->daemon = MHD_start_daemon(
                         flags, 0, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR,

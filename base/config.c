@@ -118,6 +118,13 @@ static const struct setting settings[] = {
           "agent: how long it waits between claims when nothing is due" },
         { "agent-evict-s", SETTING_LONG, FIELD(agent_evict_s), "60", 1, 86400,
           "agent: how often it asks which cached copies to delete" },
+        { "agent-tls-cert", SETTING_STRING, FIELD(agent_tls_cert), "", 0, 0,
+          "agent: PEM certificate (chain): with --agent-tls-key, peers pull over HTTPS "
+          "(TLS 1.2 and 1.3)" },
+        { "agent-tls-key", SETTING_STRING, FIELD(agent_tls_key), "", 0, 0,
+          "agent: PEM private key of --agent-tls-cert" },
+        { "agent-tls-ca", SETTING_STRING, FIELD(agent_tls_ca), "", 0, 0,
+          "agent: CA bundle it trusts for its peers and the API (\"\": the system's)" },
         { "cache-max-age-s", SETTING_LONG, FIELD(cache_max_age_s), "604800", 0, 3650 * 86400L,
           "cached copies (older versions kept for small transfers) older than this are evicted" },
         { "cache-high-water", SETTING_DOUBLE, FIELD(cache_high_water), "0.9", 0, 1,

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int net_parse_listen(const char *listen, struct sockaddr_storage *addr, char *errbuf,
@@ -39,4 +40,26 @@ int net_parse_listen(const char *listen, struct sockaddr_storage *addr, char *er
         memcpy(addr, res->ai_addr, res->ai_addrlen);
         freeaddrinfo(res);
         return 0;
+}
+
+char *net_read_pem(const char *path, char *errbuf, size_t size) {
+        FILE *f = fopen(path, "rb");
+        char *text = NULL;
+        size_t len = 0;
+        long n;
+
+        if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && n < (1 << 20) &&
+            fseek(f, 0, SEEK_SET) == 0 && (text = malloc((size_t)n + 1)))
+                len = fread(text, 1, (size_t)n, f);
+        if (!text || len == 0) {
+                snprintf(errbuf, size, "cannot read %s: %s", path,
+                         f ? "empty or too large" : strerror(errno));
+                if (f)
+                        fclose(f);
+                free(text);
+                return NULL;
+        }
+        fclose(f);
+        text[len] = '\0';
+        return text;
 }

@@ -13,3 +13,13 @@
  */
 int net_parse_listen(const char *listen, struct sockaddr_storage *addr, char *errbuf,
                      size_t size);
+
+/*
+ * A listener's PEM file (certificate chain or key), whole, NUL-terminated,
+ * at most 1 MiB. Returns it (the caller frees), or NULL with `errbuf`
+ * saying why.
+ */
+char *net_read_pem(const char *path, char *errbuf, size_t size);
+
+/* The TLS versions homing's listeners offer (a GnuTLS priority string): 1.2 and 1.3. */
+#define NET_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"

@@ -85,7 +85,7 @@ static int register_version(const struct config *cfg, const char *snapshot, long
                          "content_sha256", hex, "size_bytes", (json_int_t)size, "virtual_size",
                          (json_int_t)image_size(img), "config", config);
         snprintf(path, sizeof(path), "/v1/agent/snapshots/%s/versions", snapshot);
-        r = control_new(cfg->api_url, cfg->agent_token, &c);
+        r = control_new(cfg->api_url, cfg->agent_token, cfg->agent_tls_ca, &c);
         if (r == 0)
                 r = control_call(c, "POST", path, body, &status, &reply, err, sizeof(err));
         if (r < 0) {

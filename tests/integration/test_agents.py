@@ -186,3 +186,46 @@ def test_cached_copies_are_evicted_when_their_datacenter_needs_the_room(plane, d
                         " 'io.homing.placement.evicted' AND payload->'data'->>'datacenter_id'"
                         " = 't-tokyo'").fetchone()[0]
     assert events >= 2
+
+
+def test_agents_pull_from_each_other_over_https(plane, db, tmp_path):
+    """With --agent-tls-cert/--agent-tls-key a peer serves HTTPS (and says
+    so in its URL); a target trusts it by --agent-tls-ca, or refuses it."""
+    api, agents, stores = plane
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True,
+                   timeout=60)
+    tls = {"HOMING_AGENT_TLS_CERT": str(cert), "HOMING_AGENT_TLS_KEY": str(key),
+           "HOMING_AGENT_TLS_CA": str(cert)}
+    db.execute("INSERT INTO datacenters (id, name, city, lat, lon, capacity_bytes) VALUES"
+               " ('t-london', 'London', 'London', 51.51, -0.13, 1099511627776),"
+               " ('t-madrid', 'Madrid', 'Madrid', 40.42, -3.70, 1099511627776)")
+    db.execute("INSERT INTO template_replicas VALUES ('tpl-1', 't-london'), ('tpl-1', 't-madrid')")
+    london, madrid = tmp_path / "london", tmp_path / "madrid"
+    for store in (london, madrid):
+        (store / "templates").mkdir(parents=True)
+        shutil.copyfile(stores["t-paris"] / "templates" / "tpl-1.qcow2",
+                        store / "templates" / "tpl-1.qcow2")
+    src = Agent(api, "t-london", london, tmp_path, extra=tls).start()
+    dst = Agent(api, "t-madrid", madrid, tmp_path, extra=tls).start()
+    try:
+        url = db.execute("SELECT agent_url FROM datacenters WHERE id = 't-london'").fetchone()[0]
+        assert url.startswith("https://127.0.0.1:")
+        seed(db, "u-tls", "snap-tls", "t-london")
+        make_overlay(london, "tpl-1", "snap-tls", 1, [(0, 3 * MIB, 0x3c)])
+        digest, _ = src.register("snap-tls", 1)
+        go_to(api, "u-tls", 40.42, -3.70)
+        row = wait_transfer(db, "snap-tls", 1, timeout=60)
+        assert (row[1], row[2], row[6]) == ("t-london", "t-madrid", None)
+        assert active(db, "snap-tls") == [("t-madrid", 1, digest)]
+        # A client that does not trust the certificate gets no answer from the peer.
+        plain = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                f"{url}/snapshots/snap-tls/versions/1/manifest"],
+                               capture_output=True, text=True)
+        assert plain.returncode != 0 and plain.stdout == "000"
+    finally:
+        src.stop()
+        dst.stop()
