@@ -217,6 +217,9 @@ def test_agents_pull_from_each_other_over_https(plane, db, tmp_path):
         seed(db, "u-tls", "snap-tls", "t-london")
         make_overlay(london, "tpl-1", "snap-tls", 1, [(0, 3 * MIB, 0x3c)])
         digest, _ = src.register("snap-tls", 1)
+        # The scheduler learns of new datacenters at its next catalog reload
+        # (every second here); until then a snapshot placed at one is nowhere.
+        time.sleep(2.5)
         go_to(api, "u-tls", 40.42, -3.70)
         row = wait_transfer(db, "snap-tls", 1, timeout=60)
         assert (row[1], row[2], row[6]) == ("t-london", "t-madrid", None)
