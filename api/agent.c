@@ -43,9 +43,6 @@
 #define LEASE_MIN_S 5
 #define LEASE_MAX_S 3600
 
-#define SELECT_TRANSFER                                                                       \
-        "SELECT t.id, " API_TRANSFER_JSON "::text FROM transfers t WHERE t.id = $1::bigint"
-
 /* ---- tokens (homing token agent) ---------------------------------------------------- */
 
 int api_agent_token_create(struct store *db, const char *datacenter_id, const char *name,
@@ -126,28 +123,10 @@ static enum MHD_Result not_running(struct request *req, const char *state, const
         return api_reply_conflict(req, "transfer-not-running", detail);
 }
 
-/*
- * Reads the transfer back, puts it in the audit event's data, writes the
- * event (subject: the snapshot), commits, and answers with the transfer.
- */
+/* An agent's write of its transfer ends as an operator's does: audited, committed, shown. */
 static enum MHD_Result commit_transfer(struct request *req, const char *id, const char *snapshot,
                                        const char *audit_type, json_t *audit_data) {
-        const char *params[1] = { id };
-        struct store_result *res = NULL;
-        enum MHD_Result ret;
-
-        if (api_fetch_one(req, SELECT_TRANSFER, 1, params, &res) <= 0) {
-                json_decref(audit_data);
-                return api_reply_db_error(req);
-        }
-        json_object_set_new(audit_data, "transfer", json_loads(store_text(res, 0, 1), 0, NULL));
-        if (api_audit(req, audit_type, snapshot, audit_data) < 0 || api_commit(req) < 0) {
-                store_result_free(res);
-                return api_reply_db_error(req);
-        }
-        ret = api_reply_raw(req, 200, store_text(res, 0, 1), NULL);
-        store_result_free(res);
-        return ret;
+        return api_transfer_commit_and_reply(req, id, 200, audit_type, snapshot, audit_data);
 }
 
 /* A transfer into the caller's datacenter, locked for the rest of the transaction. */
@@ -197,6 +176,25 @@ static int lock_own_transfer(struct request *req, const char *id, struct own_tra
 
 static bool held_by(const struct own_transfer *t, const char *owner) {
         return !strcmp(t->state, "running") && t->has_owner && !strcmp(t->owner, owner);
+}
+
+/*
+ * Begins and locks transfer `id` for `owner`, who must hold it running.
+ * True with *t; false when the answer (404, 409 or a database error) is queued in *ret.
+ */
+static bool lock_held_transfer(struct request *req, const char *id, const char *owner,
+                               struct own_transfer *t, enum MHD_Result *ret) {
+        int r = lock_own_transfer(req, id, t);
+
+        if (r <= 0) {
+                *ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", id);
+                return false;
+        }
+        if (!held_by(t, owner)) {
+                *ret = not_running(req, t->state, t->owner, owner);
+                return false;
+        }
+        return true;
 }
 
 /* ---- PUT /v1/agent/endpoint ------------------------------------------------------------ */
@@ -398,7 +396,7 @@ enum MHD_Result api_agent_claim(struct request *req) {
                 /* The event says what the claim made of the transfer; the
                  * answer is the job, with the ticket only it carries. */
                 const char *params[1] = { id };
-                if (api_fetch_one(req, SELECT_TRANSFER, 1, params, &res) <= 0) {
+                if (api_fetch_one(req, API_SELECT_TRANSFER, 1, params, &res) <= 0) {
                         json_decref(data);
                         ret = api_reply_db_error(req);
                         goto out;
@@ -524,15 +522,8 @@ enum MHD_Result api_agent_succeeded(struct request *req) {
                 ret = api_reply_invalid(req, "/content_sha256", "is 64 lower-case hex digits");
                 goto out;
         }
-        r = lock_own_transfer(req, id, &t);
-        if (r <= 0) {
-                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", id);
+        if (!lock_held_transfer(req, id, owner, &t, &ret))
                 goto out;
-        }
-        if (!held_by(&t, owner)) {
-                ret = not_running(req, t.state, t.owner, owner);
-                goto out;
-        }
         if (t.registered[0] && strcmp(t.registered, digest) != 0) {
                 char detail[256];
                 snprintf(detail, sizeof(detail),
@@ -596,15 +587,8 @@ enum MHD_Result api_agent_pause(struct request *req) {
         if (!api_check_fields(req, body, fields, &ret))
                 goto out;
         owner = body_string(body, "owner");
-        r = lock_own_transfer(req, id, &t);
-        if (r <= 0) {
-                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", id);
+        if (!lock_held_transfer(req, id, owner, &t, &ret))
                 goto out;
-        }
-        if (!held_by(&t, owner)) {
-                ret = not_running(req, t.state, t.owner, owner);
-                goto out;
-        }
         {
                 const char *params[1] = { id };
                 r = api_exec(req,
@@ -651,15 +635,8 @@ enum MHD_Result api_agent_failed(struct request *req) {
         owner = body_string(body, "owner");
         error = body_string(body, "error");
         retry = json_is_true(json_object_get(body, "retry"));
-        r = lock_own_transfer(req, id, &t);
-        if (r <= 0) {
-                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", id);
+        if (!lock_held_transfer(req, id, owner, &t, &ret))
                 goto out;
-        }
-        if (!held_by(&t, owner)) {
-                ret = not_running(req, t.state, t.owner, owner);
-                goto out;
-        }
         {
                 const char *params[3] = { id, error, retry ? "true" : "false" };
                 r = api_fetch_one(req,

@@ -308,6 +308,19 @@ struct json_t *api_actor_json(const struct request *req);
         " 'started_at', homing_time(t.started_at), 'finished_at', homing_time(t.finished_at)," \
         " 'created_at', homing_time(t.created_at), 'updated_at', homing_time(t.updated_at))"
 
+/* The transfer `$1` as the API shows it: its id and its JSON. */
+#define API_SELECT_TRANSFER \
+        "SELECT t.id, " API_TRANSFER_JSON "::text FROM transfers t WHERE t.id = $1::bigint"
+
+/*
+ * Reads transfer `id` back, puts it in the audit event's data (taken) as
+ * "transfer", writes the event, commits, and answers `status` with the
+ * transfer (201 with its Location).
+ */
+enum MHD_Result api_transfer_commit_and_reply(struct request *req, const char *id, unsigned status,
+                                              const char *audit_type, const char *subject,
+                                              struct json_t *audit_data);
+
 /* True for a transfer id in a path: 1 to 18 digits. */
 bool api_transfer_id_valid(const char *id);
 

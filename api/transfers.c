@@ -23,7 +23,7 @@
 #include "report/report.h"
 #include "store/store.h"
 
-#define SELECT_ONE "SELECT t.id, " API_TRANSFER_JSON "::text FROM transfers t WHERE t.id = $1::bigint"
+#define SELECT_ONE API_SELECT_TRANSFER
 
 static bool state_list_valid(const char *list) {
         static const char *const states[] = { "queued", "running", "succeeded", "failed",
@@ -124,10 +124,9 @@ enum MHD_Result api_transfers_get(struct request *req) {
         return ret;
 }
 
-/* Commits, then answers with the transfer `id` as the transaction left it. */
-static enum MHD_Result commit_and_reply(struct request *req, const char *id, unsigned status,
-                                        const char *audit_type, const char *subject,
-                                        json_t *audit_data) {
+enum MHD_Result api_transfer_commit_and_reply(struct request *req, const char *id, unsigned status,
+                                              const char *audit_type, const char *subject,
+                                              json_t *audit_data) {
         const char *params[1] = { id };
         struct store_result *res = NULL;
         enum MHD_Result ret;
@@ -192,7 +191,7 @@ enum MHD_Result api_transfers_cancel(struct request *req) {
                              params, NULL) < 0)
                         return api_reply_db_error(req);
         }
-        return commit_and_reply(req, id, 200, "io.homing.transfer.cancelled", snapshot,
+        return api_transfer_commit_and_reply(req, id, 200, "io.homing.transfer.cancelled", snapshot,
                                 json_pack("{s:I, s:s}", "transfer_id",
                                           (json_int_t)strtoll(id, NULL, 10), "from_state", state));
 }
@@ -293,7 +292,7 @@ enum MHD_Result api_transfers_retry(struct request *req) {
                 return retry_refused(req, id);
         snprintf(new_id, sizeof(new_id), "%s", store_text(res, 0, 0));
         store_result_free(res);
-        return commit_and_reply(req, new_id, 201, "io.homing.transfer.retried", snapshot,
+        return api_transfer_commit_and_reply(req, new_id, 201, "io.homing.transfer.retried", snapshot,
                                 json_pack("{s:I, s:I}", "transfer_id",
                                           (json_int_t)strtoll(new_id, NULL, 10), "retry_of",
                                           (json_int_t)strtoll(id, NULL, 10)));
