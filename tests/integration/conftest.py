@@ -89,6 +89,8 @@ class Homing:
                     pass
             elif "consuming" in self.log_text()[self.log_offset:]:
                 return self
+            elif self.command == "relay" and time.time() > deadline - 29:
+                return self  # a relay waiting for the outbox lock says nothing
             time.sleep(0.1)
         raise AssertionError(f"homing did not start: {self.log_text()}")
 
