@@ -72,9 +72,26 @@ struct store *store_free(struct store *s) {
         return NULL;
 }
 
-/* Re-opens a broken connection, but never inside a transaction: its work is lost. */
+/*
+ * Whether an idle connection still stands: it reads what the server sent
+ * meanwhile (libpq's socket never blocks). A server that was stopped said
+ * goodbye (57P01) and closed: the first read takes the goodbye, the second
+ * meets the end of the stream.
+ */
+static bool still_connected(PGconn *conn) {
+        for (int i = 0; i < 2; i++)
+                if (PQstatus(conn) != CONNECTION_OK || !PQconsumeInput(conn))
+                        return false;
+        return PQstatus(conn) == CONNECTION_OK;
+}
+
+/*
+ * Re-opens a broken connection, but never inside a transaction: its work is
+ * lost. Checked before each statement outside a transaction, so a restarted
+ * server costs no failed statement.
+ */
 static int ensure_connected(struct store *s) {
-        if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+        if (s->conn && still_connected(s->conn))
                 return 0;
         PQfinish(s->conn);
         s->conn = open_connection(s->dsn);
