@@ -174,9 +174,9 @@ def test_cached_copies_are_evicted_when_their_datacenter_needs_the_room(plane, d
     finally:
         db.execute("UPDATE datacenters SET capacity_bytes = %s WHERE id = 't-tokyo'", (capacity,))
     d = stores["t-tokyo"] / "snapshots" / "snap-mover"
-    wait_for(lambda: not (d / "v1.qcow2").exists() and not (d / "v2.qcow2").exists(), timeout=10,
-             what="their files to go")
-    assert not (d / "v2.manifest").exists()
+    # The image goes first, then its manifest: wait for both.
+    wait_for(lambda: not any((d / f).exists() for f in ("v1.qcow2", "v2.qcow2", "v2.manifest")),
+             timeout=10, what="their files to go")
     assert db.execute("SELECT snapshot_id, datacenter_id FROM placements WHERE active"
                       " ORDER BY snapshot_id").fetchall() == active_before
     assert (stores["t-paris"] / "snapshots" / "snap-mover" / "v2.qcow2").exists()

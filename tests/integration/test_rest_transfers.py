@@ -21,12 +21,17 @@ def homing(database, db, topics, tmp_path_factory):
 
 
 def add_transfer(db, snapshot, to_dc, state, from_dc=None, key=None):
-    return db.execute(
+    """A transfer as its writers would leave it: queued, then moved on to
+    `state` (the database keeps the state machine for every writer)."""
+    tid = db.execute(
         "INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id, template_present,"
-        " reason, state, idempotency_key, bytes_total) VALUES (%s, %s, %s, 'tpl-1', true,"
-        " 'closer', %s, %s, 500) RETURNING id",
-        (snapshot, from_dc, to_dc, state, key or f"{snapshot}/{to_dc}/{state}/{time.time()}"),
+        " reason, idempotency_key, bytes_total) VALUES (%s, %s, %s, 'tpl-1', true,"
+        " 'closer', %s, 500) RETURNING id",
+        (snapshot, from_dc, to_dc, key or f"{snapshot}/{to_dc}/{state}/{time.time()}"),
     ).fetchone()[0]
+    if state != "queued":
+        db.execute("UPDATE transfers SET state = %s WHERE id = %s", (state, tid))
+    return tid
 
 
 @pytest.fixture(scope="module")

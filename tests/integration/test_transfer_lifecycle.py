@@ -81,3 +81,63 @@ def test_a_closer_target_supersedes_the_transfer_in_flight(homing, db):
     reasons = db.execute("SELECT reason, outcome FROM decisions WHERE snapshot_id = %s"
                          " ORDER BY id", (snap,)).fetchall()
     assert reasons == [("closer", "move"), ("closer", "move")]
+
+
+def queue_transfer(db, snap, src, dst, total=500):
+    return db.execute("INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id,"
+                      " template_present, reason, idempotency_key, bytes_total)"
+                      " VALUES (%s, %s, %s, 'tpl-1', true, 'test', %s, %s) RETURNING id",
+                      (snap, src, dst, f"test-{snap}-{src}-{dst}", total)).fetchone()[0]
+
+
+def test_every_writer_keeps_the_state_machine(homing, db):
+    snap = seed_snapshot(db, "u-machine", "t-sydney")
+    with pytest.raises(psycopg.errors.CheckViolation, match="starts queued"):
+        db.execute("INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id,"
+                   " template_present, reason, idempotency_key, state)"
+                   " VALUES (%s, 't-sydney', 't-paris', 'tpl-1', true, 'test', 'x', 'running')",
+                   (snap,))
+    tid = queue_transfer(db, snap, "t-sydney", "t-paris")
+    db.execute("UPDATE transfers SET state = 'running' WHERE id = %s", (tid,))
+    db.execute("UPDATE transfers SET state = 'queued' WHERE id = %s", (tid,))  # requeued
+    assert db.execute("SELECT homing_transfer_ended(%s, 'cancelled', 'test')",
+                      (tid,)).fetchone()[0] is True
+    # Ended is ended: no writer brings it back, nor calls it a success.
+    for state in ("queued", "running", "succeeded", "failed"):
+        with pytest.raises(psycopg.errors.CheckViolation, match="cancelled cannot become"):
+            db.execute("UPDATE transfers SET state = %s WHERE id = %s", (state, tid))
+    assert db.execute("SELECT state FROM transfers WHERE id = %s", (tid,)).fetchone()[0] == \
+        "cancelled"
+    # Other columns of an ended transfer may still be written (bytes, errors).
+    db.execute("UPDATE transfers SET error = 'noted' WHERE id = %s", (tid,))
+
+
+def test_success_takes_the_bytes_off_where_the_copy_really_was(homing, db):
+    """The scheduler queued Sydney → Paris; meanwhile the snapshot became
+    active at Ashburn. The old copy's bytes leave Ashburn, not Sydney."""
+    snap = seed_snapshot(db, "u-stale", "t-sydney", size=700)
+    db.execute("UPDATE datacenters SET used_bytes = 10000 WHERE id IN ('t-sydney', 't-virginia')")
+    tid = queue_transfer(db, snap, "t-sydney", "t-paris", total=700)
+    db.execute("UPDATE placements SET active = false WHERE snapshot_id = %s", (snap,))
+    db.execute("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+               " VALUES (%s, 't-virginia', 1, true)", (snap,))
+    paris_before = dc_bytes(db, "t-paris")[0]
+    assert db.execute("SELECT homing_transfer_succeeded(%s)", (tid,)).fetchone()[0] is True
+    assert dc_bytes(db, "t-sydney")[0] == 10000
+    assert dc_bytes(db, "t-virginia")[0] == 10000 - 700
+    assert dc_bytes(db, "t-paris")[0] == paris_before + 700
+    assert db.execute("SELECT datacenter_id FROM placements WHERE snapshot_id = %s AND active",
+                      (snap,)).fetchone()[0] == "t-paris"
+
+
+def test_success_refuses_a_copy_that_is_not_the_registered_version(homing, db):
+    snap = seed_snapshot(db, "u-digest", "t-sydney")
+    db.execute("INSERT INTO snapshot_versions (snapshot_id, version, size_bytes, virtual_size,"
+               " content_sha256) VALUES (%s, 1, 500, 65536, %s)", (snap, "a" * 64))
+    tid = queue_transfer(db, snap, "t-sydney", "t-tokyo")
+    with pytest.raises(psycopg.errors.DataException, match="is not version 1"):
+        db.execute("SELECT homing_transfer_succeeded(%s, %s)", (tid, "b" * 64))
+    assert db.execute("SELECT state FROM transfers WHERE id = %s", (tid,)).fetchone()[0] == "queued"
+    assert db.execute("SELECT datacenter_id FROM placements WHERE snapshot_id = %s AND active",
+                      (snap,)).fetchone()[0] == "t-sydney"
+    assert db.execute("SELECT homing_transfer_succeeded(%s, %s)", (tid, "a" * 64)).fetchone()[0]
