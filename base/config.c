@@ -89,6 +89,8 @@ static const struct setting settings[] = {
           "reports the scheduler commits in one PostgreSQL transaction at most" },
         { "batch-wait-ms", SETTING_LONG, FIELD(batch_wait_ms), "50", 0, 10000,
           "how long the scheduler waits to fill a batch" },
+        { "outbox-max-attempts", SETTING_LONG, FIELD(outbox_max_attempts), "10", 1, 1000000,
+          "times Kafka may refuse an outbox row for its own sake before the relay parks it" },
         { "catalog-refresh-s", SETTING_LONG, FIELD(catalog_refresh_s), "10", 1, 3600,
           "how often the scheduler reloads the datacenter catalog" },
         { "api-url", SETTING_STRING, FIELD(api_url), "http://127.0.0.1:58080", 0, 0,

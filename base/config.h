@@ -44,6 +44,7 @@ struct config {
         long batch_max;
         long batch_wait_ms;
         long catalog_refresh_s;
+        long outbox_max_attempts; /* refusals of one row before the relay parks it */
         char *metrics_listen;    /* host:port of /metrics for schedule and relay; "": none */
         /* agent: the transfers into a datacenter (agent/README.md) */
         char *api_url;           /* where agents reach homing's API */

@@ -56,14 +56,36 @@ static void on_log(const rd_kafka_t *rk, int level, const char *facility, const 
                  "kafka", NULL, "%s: %s", facility, message);
 }
 
+/* What a producer's error says, as bus.h promises it: may it pass, or is it the message's? */
+static int produce_errno(rd_kafka_resp_err_t err) {
+        switch (err) {
+        case RD_KAFKA_RESP_ERR_NO_ERROR:
+                return 0;
+        case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+                return -ENOBUFS;
+        case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+        case RD_KAFKA_RESP_ERR__TIMED_OUT:
+                return -ETIMEDOUT;
+        case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+                return -EMSGSIZE;
+        case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+        case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+                return -ENOENT;
+        case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+                return -EACCES;
+        case RD_KAFKA_RESP_ERR_INVALID_MSG:
+        case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+        case RD_KAFKA_RESP_ERR__BAD_MSG:
+                return -EBADMSG;
+        default:
+                return -EIO;
+        }
+}
+
 static void on_delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         struct bus_producer *p = opaque;
-        int err = 0;
+        int err = produce_errno(m->err);
 
-        if (m->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT)
-                err = -ETIMEDOUT;
-        else if (m->err)
-                err = -EIO;
         if (err)
                 log_debug("kafka", "delivery failed: %s", rd_kafka_err2str(m->err));
         p->on_delivery(m->_private, err);
@@ -150,13 +172,9 @@ int bus_produce(struct bus_producer *p, const char *topic, const void *key, size
                                 RD_KAFKA_V_VALUE((void *)value, value_len),
                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                 RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                return -ENOBUFS;
-        if (err) {
+        if (err && err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 log_warn("kafka", "cannot produce to %s: %s", topic, rd_kafka_err2str(err));
-                return -EIO;
-        }
-        return 0;
+        return produce_errno(err);
 }
 
 bool bus_producer_reachable(struct bus_producer *p, long timeout_ms) {

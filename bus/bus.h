@@ -15,7 +15,10 @@ struct bus_message;
 
 /*
  * Called once per produced message, from the producer's own thread: `err` is
- * 0 when the broker stored it (acks=all), -ETIMEDOUT or -EIO when not.
+ * 0 when the broker stored it (acks=all), or why not: -ETIMEDOUT (no broker
+ * took it in time: may pass), or the message's own fault, which will not:
+ * -EMSGSIZE (too large), -ENOENT (no such topic), -EACCES (not allowed),
+ * -EBADMSG (refused as invalid); -EIO for anything else.
  */
 typedef void (*bus_delivered_fn)(void *opaque, int err);
 
@@ -32,7 +35,7 @@ struct bus_producer *bus_producer_free(struct bus_producer *p);
 /*
  * Queues one message; key and value are copied. `opaque` comes back in the
  * delivery callback. Returns 0, -ENOBUFS when the local queue is full, or
- * -EIO; after a failure no callback comes.
+ * one of the delivery callback's errors; after a failure no callback comes.
  */
 int bus_produce(struct bus_producer *p, const char *topic, const void *key, size_t key_len,
                 const void *value, size_t value_len, void *opaque);

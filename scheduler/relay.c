@@ -1,10 +1,19 @@
 /*
  * The outbox relay: publishes rows that committed transactions put in the
- * outbox, in id order, and marks them sent once Kafka has stored every one.
- * At least once: a crash between delivery and the mark sends a row again,
- * with the same event id, so consumers can drop the duplicate. One relay
- * holds an advisory lock and works; others wait their turn, which keeps
- * the order.
+ * outbox, in id order, and marks sent the ones Kafka stored. At least once:
+ * a crash between delivery and the mark sends a row again, with the same
+ * event id, so consumers can drop the duplicate.
+ *
+ * One relay publishes at a time: each batch's transaction first takes a
+ * transaction-level advisory lock, so leadership lives exactly as long as
+ * the transaction that publishes and marks. A session lock would survive
+ * in the relay's mind after a silent reconnect had dropped it on the
+ * server, leaving two relays publishing side by side.
+ *
+ * A row Kafka refuses for its own sake (bus.h: too large, no such topic,
+ * not allowed) counts an attempt; after --outbox-max-attempts it is parked
+ * (migration 017) so the rows behind it go on. A broker that does not
+ * answer in time counts nothing.
  */
 #include "scheduler/scheduler.h"
 
@@ -25,7 +34,8 @@
 
 struct relay_metrics {
         struct metrics_counter *published, *failures;
-        struct metrics_gauge *leader, *backlog, *oldest, *transfers; /* transfers {state} */
+        struct metrics_gauge *leader, *backlog, *oldest, *parked;
+        struct metrics_gauge *transfers; /* {state} */
         struct metrics_gauge *queued;                                 /* {priority} */
         struct metrics_histogram *tx_seconds;                         /* {component} */
 };
@@ -46,8 +56,12 @@ static int register_metrics(struct metrics *m, struct relay_metrics *rm) {
                                         "1 when this relay holds the lock and publishes.", NULL,
                                         &rm->leader)) < 0 ||
             (r = metrics_gauge_register(m, "homing_outbox_backlog_rows",
-                                        "Outbox rows not yet published (database-wide).", NULL,
+                                        "Outbox rows not yet published, parked ones aside (database-wide).", NULL,
                                         &rm->backlog)) < 0 ||
+            (r = metrics_gauge_register(m, "homing_outbox_parked_rows",
+                                        "Outbox rows Kafka refused too often, set aside "
+                                        "(database-wide; alert on > 0).",
+                                        NULL, &rm->parked)) < 0 ||
             (r = metrics_gauge_register(m, "homing_outbox_oldest_unsent_age_seconds",
                                         "Age of the oldest unpublished outbox row.", NULL,
                                         &rm->oldest)) < 0 ||
@@ -73,10 +87,14 @@ static int register_metrics(struct metrics *m, struct relay_metrics *rm) {
 static void refresh_gauges(struct store *db, struct relay_metrics *rm) {
         struct store_result *res = NULL;
 
-        if (store_exec(db, "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)"
+        if (store_exec(db, "SELECT count(*) FILTER (WHERE parked_at IS NULL),"
+                           " coalesce(extract(epoch FROM now() -"
+                           "          min(created_at) FILTER (WHERE parked_at IS NULL)), 0),"
+                           " count(*) FILTER (WHERE parked_at IS NOT NULL)"
                            " FROM outbox WHERE sent_at IS NULL", 0, NULL, &res) == 0) {
                 metrics_gauge_set(rm->backlog, NULL, store_double(res, 0, 0));
                 metrics_gauge_set(rm->oldest, NULL, store_double(res, 0, 1));
+                metrics_gauge_set(rm->parked, NULL, store_double(res, 0, 2));
         }
         res = store_result_free(res);
         if (store_exec(db, "SELECT count(*) FILTER (WHERE state = 'queued'),"
@@ -96,84 +114,146 @@ static void refresh_gauges(struct store *db, struct relay_metrics *rm) {
         store_result_free(res);
 }
 
-struct delivery_count {
-        atomic_long pending;
-        atomic_long failed;
+/* One row's fate, written by the delivery callback. */
+struct delivery {
+        atomic_long *pending;
+        int err;
 };
 
 static void on_delivered(void *opaque, int err) {
-        struct delivery_count *count = opaque;
-        if (err)
-                atomic_fetch_add(&count->failed, 1);
-        atomic_fetch_sub(&count->pending, 1);
+        struct delivery *d = opaque;
+        d->err = err;
+        atomic_fetch_sub(d->pending, 1);
 }
 
-/* Publishes one batch. Returns the number of rows sent, or <0. */
-static int relay_batch(struct store *db, struct bus_producer *producer) {
-        struct store_result *rows = NULL;
-        struct delivery_count count = { 0 };
-        char *ids = NULL;
-        size_t n = 0, ids_len = 0;
+static bool refused_for_its_own_sake(int err) {
+        return err && err != -ETIMEDOUT && err != -ENOBUFS;
+}
+
+/*
+ * Counts a refusal against each row in `refused` and parks those that reached
+ * `max_attempts`, saying so once, where it happens.
+ */
+static int count_refusals(struct store *db, struct store_array *refused, const char *error,
+                          long max_attempts) {
+        struct store_result *res = NULL;
+        char max[24];
+        const char *params[3] = { store_array_text(refused), error, max };
         int r;
 
+        if (!params[0])
+                return -ENOMEM;
+        snprintf(max, sizeof(max), "%ld", max_attempts);
+        r = store_exec(db,
+                       "UPDATE outbox SET attempts = attempts + 1, last_error = $2,"
+                       " parked_at = CASE WHEN attempts + 1 >= $3::int THEN now() END"
+                       " WHERE id = ANY ($1::bigint[])"
+                       " RETURNING id, topic, attempts, parked_at IS NOT NULL",
+                       3, params, &res);
+        for (size_t i = 0; r == 0 && i < store_rows(res); i++)
+                if (store_bool(res, i, 3))
+                        log_error("relay",
+                                  "outbox row %s for %s parked after %s refusals (%s): the rows "
+                                  "behind it go on; see outbox.last_error",
+                                  store_text(res, i, 0), store_text(res, i, 1),
+                                  store_text(res, i, 2), error);
+        store_result_free(res);
+        return r;
+}
+
+/*
+ * Publishes one batch if this relay may lead now. Returns the number of rows
+ * Kafka stored (marked sent), -EBUSY when another relay leads, -EIO when some
+ * rows were not stored (those stored are marked all the same), or another <0.
+ */
+static int relay_batch(struct store *db, struct bus_producer *producer, long max_attempts) {
+        struct store_result *rows = NULL;
+        struct delivery *deliveries = NULL;
+        struct store_array sent, refused;
+        atomic_long pending = 0;
+        const char *refusal = NULL;
+        size_t n = 0, stored = 0, failed = 0;
+        int r;
+
+        store_array_init(&sent);
+        store_array_init(&refused);
         if ((r = store_begin(db)) < 0)
-                return r;
-        r = store_exec(db, "SELECT id, topic, key, payload::text FROM outbox"
-                           " WHERE sent_at IS NULL ORDER BY id LIMIT " RELAY_BATCH,
-                       0, NULL, &rows);
+                goto out;
+        r = store_exec(db, "SELECT pg_try_advisory_xact_lock(" RELAY_LOCK ")", 0, NULL, &rows);
+        if (r == 0 && !store_bool(rows, 0, 0))
+                r = -EBUSY;
+        rows = store_result_free(rows);
         if (r < 0)
                 goto out;
-        n = store_rows(rows);
-        if (n == 0)
+        r = store_exec(db, "SELECT id, topic, key, payload::text FROM outbox"
+                           " WHERE sent_at IS NULL AND parked_at IS NULL ORDER BY id LIMIT "
+                           RELAY_BATCH,
+                       0, NULL, &rows);
+        if (r < 0 || (n = store_rows(rows)) == 0)
                 goto out;
-
-        ids = malloc(n * 24 + 3);
-        if (!ids) {
+        deliveries = calloc(n, sizeof(*deliveries));
+        if (!deliveries) {
                 r = -ENOMEM;
                 goto out;
         }
-        ids[ids_len++] = '{';
-        atomic_store(&count.pending, (long)n);
+
+        atomic_store(&pending, (long)n);
         for (size_t i = 0; i < n; i++) {
                 const char *key = store_text(rows, i, 2), *payload = store_text(rows, i, 3);
+                deliveries[i].pending = &pending;
                 do {
                         r = bus_produce(producer, store_text(rows, i, 1), key, strlen(key),
-                                        payload, strlen(payload), &count);
+                                        payload, strlen(payload), &deliveries[i]);
                         if (r == -ENOBUFS)
                                 usleep(1000);
                 } while (r == -ENOBUFS);
                 if (r < 0) {
-                        /* No callback comes for this one or the rest. */
-                        atomic_fetch_sub(&count.pending, (long)(n - i));
-                        atomic_fetch_add(&count.failed, 1);
-                        break;
+                        /* No callback comes for this one. */
+                        deliveries[i].err = r;
+                        atomic_fetch_sub(&pending, 1);
                 }
-                ids_len += (size_t)sprintf(ids + ids_len, "%s%s", i ? "," : "",
-                                           store_text(rows, i, 0));
         }
-        ids[ids_len++] = '}';
-        ids[ids_len] = '\0';
-        while (atomic_load(&count.pending) > 0)
+        while (atomic_load(&pending) > 0)
                 usleep(500);
-        if (atomic_load(&count.failed)) {
-                log_warn("relay", "%ld of %zu outbox rows not stored by Kafka; will resend",
-                         atomic_load(&count.failed), n);
-                r = -EIO;
-                goto out;
+
+        for (size_t i = 0; i < n; i++) {
+                int err = deliveries[i].err;
+                if (!err) {
+                        store_array_add_int(&sent, store_int(rows, i, 0));
+                        stored++;
+                        continue;
+                }
+                failed++;
+                if (refused_for_its_own_sake(err)) {
+                        store_array_add_int(&refused, store_int(rows, i, 0));
+                        refusal = strerror(-err);
+                }
         }
-        {
-                const char *params[1] = { ids };
-                r = store_exec(db, "UPDATE outbox SET sent_at = now() WHERE id = ANY ($1::bigint[])",
-                               1, params, NULL);
+        r = 0;
+        if (stored) {
+                const char *params[1] = { store_array_text(&sent) };
+                r = !params[0] ? -ENOMEM
+                               : store_exec(db, "UPDATE outbox SET sent_at = now()"
+                                                " WHERE id = ANY ($1::bigint[])",
+                                            1, params, NULL);
         }
+        if (r == 0 && refused.n)
+                r = count_refusals(db, &refused, refusal, max_attempts);
 out:
         if (r == 0)
                 r = store_commit(db);
         else
                 store_rollback(db);
+        if (r == 0 && failed) {
+                log_warn("relay", "%zu of %zu outbox rows not stored by Kafka; will resend",
+                         failed, n);
+                r = -EIO;
+        }
         store_result_free(rows);
-        free(ids);
-        return r < 0 ? r : (int)n;
+        store_array_fini(&sent);
+        store_array_fini(&refused);
+        free(deliveries);
+        return r < 0 ? r : (int)stored;
 }
 
 int relay_run(const struct config *cfg, struct metrics *metrics, atomic_bool *stop) {
@@ -181,7 +261,7 @@ int relay_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
         struct bus_producer *producer = NULL;
         struct relay_metrics rm = { 0 };
         char errbuf[512];
-        bool leader = false;
+        bool leader = false, led;
         double refreshed = 0;
         int r;
 
@@ -207,33 +287,25 @@ int relay_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
                         refresh_gauges(db, &rm);
                         refreshed = started;
                 }
+                r = relay_batch(db, producer, cfg->outbox_max_attempts);
+                /* It led if it held the lock: it published, or Kafka refused. */
+                led = r >= 0 || r == -EIO;
+                if (led && !leader)
+                        log_info("relay", "publishing the outbox");
+                else if (r == -EBUSY && leader)
+                        log_info("relay", "another relay publishes the outbox");
+                if (led || r == -EBUSY)
+                        leader = led;
                 metrics_gauge_set(rm.leader, NULL, leader);
-                if (!leader) {
-                        struct store_result *res = NULL;
-                        if (store_exec(db, "SELECT pg_try_advisory_lock(" RELAY_LOCK ")", 0, NULL,
-                                       &res) == 0 && store_bool(res, 0, 0)) {
-                                leader = true;
-                                log_info("relay", "publishing the outbox");
-                        }
-                        store_result_free(res);
-                        if (!leader) {
-                                sleep(1);
-                                continue;
-                        }
-                }
-                r = relay_batch(db, producer);
-                metrics_histogram_observe(rm.tx_seconds, (size_t[]){ 1 } /* relay */,
-                                          metrics_now() - started);
+                if (leader)
+                        metrics_histogram_observe(rm.tx_seconds, (size_t[]){ 1 } /* relay */,
+                                                  metrics_now() - started);
                 if (r > 0)
                         metrics_counter_add(rm.published, NULL, (uint64_t)r);
-                /* The lock may have gone with a broken connection: take it again
-                 * (re-taking a lock this session holds is harmless). */
-                if (r < 0) {
+                if (r < 0 && r != -EBUSY)
                         metrics_counter_inc(rm.failures, NULL);
-                        leader = false;
-                }
                 if (r <= 0)
-                        usleep(r < 0 ? 1000 * 1000 : 100 * 1000);
+                        usleep(r == 0 ? 100 * 1000 : 1000 * 1000);
         }
         metrics_gauge_set(rm.leader, NULL, 0);
         producer = bus_producer_free(producer);
