@@ -23,7 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/config.h"
+#include "base/hash.h"
 #include "base/log.h"
 #include "bus/bus.h"
 #include "metrics/metrics.h"
@@ -134,18 +136,6 @@ struct scheduler {
         unsigned long tally_decisions[2][ENGINE_REASON_COUNT];
         unsigned long tally_superseded, tally_invalid;
 };
-
-static int64_t now_us(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- metrics ---- */
 
@@ -370,7 +360,7 @@ static void hold_partitions(struct scheduler *s, int64_t delay_ms) {
         user_table_drop_partition(s->users, -1);
         for (int32_t p = 0; p < MAX_PARTITIONS; p++)
                 hold_partition(s, p);
-        s->next_rewind_ms = now_ms() + delay_ms;
+        s->next_rewind_ms = clock_mono_ms() + delay_ms;
 }
 
 static bool any_held(const struct scheduler *s) {
@@ -833,15 +823,12 @@ static void decision_details(const struct scheduler *s, const struct engine_deci
  */
 static bool stay_audited(const struct scheduler *s, const char *snapshot_id,
                          const struct batch_report *b) {
-        uint64_t h = 1469598103934665603ULL;
         char key[160];
 
         if (s->cfg->audit_stay_sample <= 0)
                 return false;
         snprintf(key, sizeof(key), "%s/%d/%lld", snapshot_id, b->partition, (long long)b->offset);
-        for (const char *p = key; *p; p++)
-                h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-        return (double)(h >> 11) / 9007199254740992.0 < s->cfg->audit_stay_sample;
+        return hash_unit(hash_fnv1a(key)) < s->cfg->audit_stay_sample;
 }
 
 /* Stays whose reason changed, and the sampled ones' audit events, in one statement. */
@@ -1222,18 +1209,18 @@ static int batch_commit(struct scheduler *s) {
                 return 0;
         }
 
-        t[0] = now_us();
+        t[0] = clock_mono_us();
         r = store_begin(s->db);
         if (r == 0)
                 r = load_users(s);
-        t[1] = now_us();
+        t[1] = clock_mono_us();
         for (size_t i = 0; i < s->n_messages && r == 0; i++) {
                 if (!s->reports[i].report.user_id[0])
                         continue;
                 r = decide_report(s, i);
                 processed++;
         }
-        t[2] = now_us();
+        t[2] = clock_mono_us();
         if (r == 0) {
                 batch_dedupe(s);
                 r = persist_devices(s);
@@ -1250,16 +1237,16 @@ static int batch_commit(struct scheduler *s) {
         for (int32_t p = 0; p < MAX_PARTITIONS && r == 0; p++)
                 if (touched[p])
                         r = advance_offset(s, p, first[p], last[p] + 1);
-        t[3] = now_us();
+        t[3] = clock_mono_us();
         if (r == 0)
                 r = store_commit(s->db);
-        t[4] = now_us();
+        t[4] = clock_mono_us();
         log_debug("scheduler", "batch of %zu: load %lld us, decide %lld us, write %lld us, commit %lld us",
                   s->n_messages, (long long)(t[1] - t[0]), (long long)(t[2] - t[1]),
                   (long long)(t[3] - t[2]), (long long)(t[4] - t[3]));
 
         metrics_histogram_observe(s->m_batch_seconds, (size_t[]){ 0 } /* scheduler */,
-                                  (double)(now_us() - t[0]) / 1e6);
+                                  (double)(clock_mono_us() - t[0]) / 1e6);
         if (r == 0) {
                 count_batch(s, processed);
                 s->reports_total += processed;
@@ -1345,12 +1332,12 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                  geo_index_count(world_context(s.world)->index));
 
         while (!atomic_load(stop)) {
-                int64_t deadline = now_ms() + cfg->batch_wait_ms;
+                int64_t deadline = clock_mono_ms() + cfg->batch_wait_ms;
                 size_t batch_max = isolating(&s) ? 1 : (size_t)cfg->batch_max;
 
-                if (any_held(&s) && now_ms() >= s.next_rewind_ms &&
+                if (any_held(&s) && clock_mono_ms() >= s.next_rewind_ms &&
                     rewind_partitions(&s) < 0)
-                        s.next_rewind_ms = now_ms() + 1000;
+                        s.next_rewind_ms = clock_mono_ms() + 1000;
 
                 if (time(NULL) - s.world_loaded_at >= cfg->catalog_refresh_s) {
                         /* Between batches: no decision holds a site index meanwhile. */
@@ -1360,7 +1347,7 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                 }
                 while (s.n_messages < batch_max && !atomic_load(stop)) {
                         struct bus_message *m;
-                        int64_t left = deadline - now_ms();
+                        int64_t left = deadline - clock_mono_ms();
                         r = bus_consumer_poll(s.consumer, s.n_messages ? (left > 0 ? left : 0) : 200, &m);
                         if (r == 1)
                                 s.messages[s.n_messages++] = m;
