@@ -112,10 +112,11 @@ static void on_delivered(void *opaque, int err) {
 static int relay_batch(struct store *db, struct bus_producer *producer) {
         struct store_result *rows = NULL;
         struct delivery_count count = { 0 };
-        char *ids = NULL;
-        size_t n = 0, ids_len = 0;
+        struct store_array ids;
+        size_t n = 0;
         int r;
 
+        store_array_init(&ids);
         if ((r = store_begin(db)) < 0)
                 return r;
         r = store_exec(db, "SELECT id, topic, key, payload::text FROM outbox"
@@ -127,12 +128,6 @@ static int relay_batch(struct store *db, struct bus_producer *producer) {
         if (n == 0)
                 goto out;
 
-        ids = malloc(n * 24 + 3);
-        if (!ids) {
-                r = -ENOMEM;
-                goto out;
-        }
-        ids[ids_len++] = '{';
         atomic_store(&count.pending, (long)n);
         for (size_t i = 0; i < n; i++) {
                 const char *key = store_text(rows, i, 2), *payload = store_text(rows, i, 3);
@@ -148,11 +143,8 @@ static int relay_batch(struct store *db, struct bus_producer *producer) {
                         atomic_fetch_add(&count.failed, 1);
                         break;
                 }
-                ids_len += (size_t)sprintf(ids + ids_len, "%s%s", i ? "," : "",
-                                           store_text(rows, i, 0));
+                store_array_add_int(&ids, store_int(rows, i, 0));
         }
-        ids[ids_len++] = '}';
-        ids[ids_len] = '\0';
         while (atomic_load(&count.pending) > 0)
                 usleep(500);
         if (atomic_load(&count.failed)) {
@@ -162,9 +154,11 @@ static int relay_batch(struct store *db, struct bus_producer *producer) {
                 goto out;
         }
         {
-                const char *params[1] = { ids };
-                r = store_exec(db, "UPDATE outbox SET sent_at = now() WHERE id = ANY ($1::bigint[])",
-                               1, params, NULL);
+                const char *params[1] = { store_array_text(&ids) };
+                r = !params[0] ? -ENOMEM
+                               : store_exec(db, "UPDATE outbox SET sent_at = now()"
+                                                " WHERE id = ANY ($1::bigint[])",
+                                            1, params, NULL);
         }
 out:
         if (r == 0)
@@ -172,7 +166,7 @@ out:
         else
                 store_rollback(db);
         store_result_free(rows);
-        free(ids);
+        store_array_fini(&ids);
         return r < 0 ? r : (int)n;
 }
 

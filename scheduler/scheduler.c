@@ -553,13 +553,12 @@ static void forget_changed_users(struct scheduler *s) {
                        1, since, &res) < 0)
                 return;
         if (store_text(res, 0, 1)) {
-                /* "{u-1,u-2}": user ids are plain (no commas, quotes or spaces). */
-                char *list = strdup(store_text(res, 0, 1) + 1), *save = NULL;
-                if (list) {
-                        list[strlen(list) - 1] = '\0';
-                        for (char *id = strtok_r(list, ",", &save); id; id = strtok_r(NULL, ",", &save))
-                                forgotten += user_table_remove(s->users, id);
-                        free(list);
+                char **ids;
+                size_t n;
+                if (store_array_parse(store_text(res, 0, 1), &ids, &n) == 0) {
+                        for (size_t i = 0; i < n; i++)
+                                forgotten += ids[i] && user_table_remove(s->users, ids[i]);
+                        store_array_items_free(ids, n);
                 }
         }
         snprintf(s->changes_seen_at, sizeof(s->changes_seen_at), "%s", store_text(res, 0, 0));
@@ -695,112 +694,84 @@ static void batch_dedupe(struct scheduler *s) {
 /* ---- committing ---- */
 
 static int persist_devices(struct scheduler *s) {
-        struct store_array dev, user, lat, lon, acc, ts, rcv;
-        const char *params[7];
-        int r = 0;
+        struct store_columns c;
+        struct store_array *dev = &c.col[0], *user = &c.col[1], *lat = &c.col[2],
+                           *lon = &c.col[3], *acc = &c.col[4], *ts = &c.col[5], *rcv = &c.col[6];
 
         if (s->n_devices == 0)
                 return 0;
-        store_array_init(&dev), store_array_init(&user), store_array_init(&lat);
-        store_array_init(&lon), store_array_init(&acc), store_array_init(&ts);
-        store_array_init(&rcv);
+        store_columns_init(&c, 7);
         for (size_t i = 0; i < s->n_devices; i++) {
                 struct device_update *d = &s->devices[i];
                 struct tracked_device *td = &user_devices(d->user)[d->device];
-                store_array_add_text(&dev, td->id);
-                store_array_add_text(&user, d->user->id);
-                store_array_add_double(&lat, d->lat);
-                store_array_add_double(&lon, d->lon);
-                store_array_add_double(&acc, d->accuracy_m);
-                store_array_add_int(&ts, d->ts_ms);
-                store_array_add_int(&rcv, d->received_ms);
+                store_array_add_text(dev, td->id);
+                store_array_add_text(user, d->user->id);
+                store_array_add_double(lat, d->lat);
+                store_array_add_double(lon, d->lon);
+                store_array_add_double(acc, d->accuracy_m);
+                store_array_add_int(ts, d->ts_ms);
+                store_array_add_int(rcv, d->received_ms);
         }
-        params[0] = store_array_text(&dev), params[1] = store_array_text(&user);
-        params[2] = store_array_text(&lat), params[3] = store_array_text(&lon);
-        params[4] = store_array_text(&acc), params[5] = store_array_text(&ts);
-        params[6] = store_array_text(&rcv);
-        for (int i = 0; i < 7; i++)
-                if (!params[i])
-                        r = -ENOMEM;
-        if (r == 0)
-                r = store_exec(
-                        s->db,
-                        "INSERT INTO device_locations (device_id, user_id, lat, lon, accuracy_m,"
-                        "                              reported_at, received_at)"
-                        " SELECT d, u, la, lo, a, to_timestamp(t / 1000.0), to_timestamp(rc / 1000.0)"
-                        " FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[],"
-                        "             $5::float8[], $6::int8[], $7::int8[]) AS x(d, u, la, lo, a, t, rc)"
-                        " ON CONFLICT (device_id) DO UPDATE SET user_id = excluded.user_id,"
-                        "  lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,"
-                        "  reported_at = excluded.reported_at, received_at = excluded.received_at,"
-                        "  updated_at = now()"
-                        " WHERE excluded.reported_at >= device_locations.reported_at",
-                        7, params, NULL);
-        store_array_fini(&dev), store_array_fini(&user), store_array_fini(&lat);
-        store_array_fini(&lon), store_array_fini(&acc), store_array_fini(&ts);
-        store_array_fini(&rcv);
-        return r;
+        return store_exec_columns(
+                s->db,
+                "INSERT INTO device_locations (device_id, user_id, lat, lon, accuracy_m,"
+                "                              reported_at, received_at)"
+                " SELECT d, u, la, lo, a, to_timestamp(t / 1000.0), to_timestamp(rc / 1000.0)"
+                " FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[],"
+                "             $5::float8[], $6::int8[], $7::int8[]) AS x(d, u, la, lo, a, t, rc)"
+                " ON CONFLICT (device_id) DO UPDATE SET user_id = excluded.user_id,"
+                "  lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,"
+                "  reported_at = excluded.reported_at, received_at = excluded.received_at,"
+                "  updated_at = now()"
+                " WHERE excluded.reported_at >= device_locations.reported_at",
+                &c, 0, NULL, NULL);
 }
 
 static int persist_policy_state(struct scheduler *s) {
-        struct store_array id, cand, since, reps, moved, wstart, wmoves, outcome, reason;
-        const char *params[9];
-        int r = 0;
+        struct store_columns c;
+        struct store_array *id = &c.col[0], *cand = &c.col[1], *since = &c.col[2],
+                           *reps = &c.col[3], *moved = &c.col[4], *wstart = &c.col[5],
+                           *wmoves = &c.col[6], *outcome = &c.col[7], *reason = &c.col[8];
 
         if (s->n_dirty == 0)
                 return 0;
-        store_array_init(&id), store_array_init(&cand), store_array_init(&since);
-        store_array_init(&reps), store_array_init(&moved), store_array_init(&wstart);
-        store_array_init(&wmoves), store_array_init(&outcome), store_array_init(&reason);
+        store_columns_init(&c, 9);
         for (size_t i = 0; i < s->n_dirty; i++) {
                 struct tracked_snapshot *snap = &user_snapshots(s->dirty[i].user)[s->dirty[i].snapshot];
                 const struct engine_snapshot *p = &snap->policy;
-                store_array_add_text(&id, snap->id);
-                store_array_add_text(&cand, world_site_id(s->world, p->candidate));
-                store_array_add_double(&since, p->candidate == ENGINE_NO_SITE ? NAN : (double)p->candidate_since_ms);
-                store_array_add_int(&reps, p->candidate_reports);
-                store_array_add_double(&moved, p->last_move_ms ? (double)p->last_move_ms : NAN);
-                store_array_add_double(&wstart, p->window_start_ms ? (double)p->window_start_ms : NAN);
-                store_array_add_int(&wmoves, p->window_moves);
-                store_array_add_text(&outcome, snap->last_reason == ENGINE_OK ? NULL
-                                               : snap->last_outcome == ENGINE_MOVE ? "move"
-                                                                                    : "stay");
-                store_array_add_text(&reason, snap->last_reason == ENGINE_OK
-                                                      ? NULL
-                                                      : engine_reason_name(snap->last_reason));
+                store_array_add_text(id, snap->id);
+                store_array_add_text(cand, world_site_id(s->world, p->candidate));
+                store_array_add_double(since, p->candidate == ENGINE_NO_SITE ? NAN : (double)p->candidate_since_ms);
+                store_array_add_int(reps, p->candidate_reports);
+                store_array_add_double(moved, p->last_move_ms ? (double)p->last_move_ms : NAN);
+                store_array_add_double(wstart, p->window_start_ms ? (double)p->window_start_ms : NAN);
+                store_array_add_int(wmoves, p->window_moves);
+                store_array_add_text(outcome, snap->last_reason == ENGINE_OK ? NULL
+                                              : snap->last_outcome == ENGINE_MOVE ? "move"
+                                                                                   : "stay");
+                store_array_add_text(reason, snap->last_reason == ENGINE_OK
+                                                     ? NULL
+                                                     : engine_reason_name(snap->last_reason));
         }
-        params[0] = store_array_text(&id), params[1] = store_array_text(&cand);
-        params[2] = store_array_text(&since), params[3] = store_array_text(&reps);
-        params[4] = store_array_text(&moved), params[5] = store_array_text(&wstart);
-        params[6] = store_array_text(&wmoves), params[7] = store_array_text(&outcome);
-        params[8] = store_array_text(&reason);
-        for (int i = 0; i < 9; i++)
-                if (!params[i])
-                        r = -ENOMEM;
-        if (r == 0)
-                r = store_exec(
-                        s->db,
-                        "INSERT INTO snapshot_policy_state (snapshot_id, candidate_dc,"
-                        "  candidate_since, candidate_reports, last_move_at, window_start,"
-                        "  window_moves, last_outcome, last_reason, last_decided_at)"
-                        " SELECT i, c, to_timestamp(cs / 1000.0), cr, to_timestamp(lm / 1000.0),"
-                        "        to_timestamp(ws / 1000.0), wm, lo, lr, now()"
-                        " FROM unnest($1::text[], $2::text[], $3::float8[], $4::int[], $5::float8[],"
-                        "             $6::float8[], $7::int[], $8::text[], $9::text[])"
-                        "      AS x(i, c, cs, cr, lm, ws, wm, lo, lr)"
-                        " ON CONFLICT (snapshot_id) DO UPDATE SET"
-                        "  candidate_dc = excluded.candidate_dc,"
-                        "  candidate_since = excluded.candidate_since,"
-                        "  candidate_reports = excluded.candidate_reports,"
-                        "  last_move_at = excluded.last_move_at, window_start = excluded.window_start,"
-                        "  window_moves = excluded.window_moves, last_outcome = excluded.last_outcome,"
-                        "  last_reason = excluded.last_reason, last_decided_at = now(),"
-                        "  updated_at = now()",
-                        9, params, NULL);
-        store_array_fini(&id), store_array_fini(&cand), store_array_fini(&since);
-        store_array_fini(&reps), store_array_fini(&moved), store_array_fini(&wstart);
-        store_array_fini(&wmoves), store_array_fini(&outcome), store_array_fini(&reason);
-        return r;
+        return store_exec_columns(
+                s->db,
+                "INSERT INTO snapshot_policy_state (snapshot_id, candidate_dc,"
+                "  candidate_since, candidate_reports, last_move_at, window_start,"
+                "  window_moves, last_outcome, last_reason, last_decided_at)"
+                " SELECT i, c, to_timestamp(cs / 1000.0), cr, to_timestamp(lm / 1000.0),"
+                "        to_timestamp(ws / 1000.0), wm, lo, lr, now()"
+                " FROM unnest($1::text[], $2::text[], $3::float8[], $4::int[], $5::float8[],"
+                "             $6::float8[], $7::int[], $8::text[], $9::text[])"
+                "      AS x(i, c, cs, cr, lm, ws, wm, lo, lr)"
+                " ON CONFLICT (snapshot_id) DO UPDATE SET"
+                "  candidate_dc = excluded.candidate_dc,"
+                "  candidate_since = excluded.candidate_since,"
+                "  candidate_reports = excluded.candidate_reports,"
+                "  last_move_at = excluded.last_move_at, window_start = excluded.window_start,"
+                "  window_moves = excluded.window_moves, last_outcome = excluded.last_outcome,"
+                "  last_reason = excluded.last_reason, last_decided_at = now(),"
+                "  updated_at = now()",
+                &c, 0, NULL, NULL);
 }
 
 /* The details column: the numbers behind a decision. */
@@ -857,17 +828,16 @@ static const char stays_sql[] =
         " FROM d WHERE d.details ? 'audited'";
 
 static int persist_stays(struct scheduler *s) {
-        struct store_array snap, user, dev, reason, from, to, from_m, to_m, lat, lon, ts, details;
-        struct store_array audited;
-        const char *params[14];
+        struct store_columns c;
+        struct store_array *snap = &c.col[0], *user = &c.col[1], *dev = &c.col[2],
+                           *reason = &c.col[3], *from = &c.col[4], *to = &c.col[5],
+                           *from_m = &c.col[6], *to_m = &c.col[7], *lat = &c.col[8],
+                           *lon = &c.col[9], *ts = &c.col[10], *details = &c.col[11],
+                           *audited = &c.col[12];
+        const char *topic[1] = { s->cfg->topic_audit };
         size_t n = 0;
-        int r = 0;
 
-        store_array_init(&snap), store_array_init(&user), store_array_init(&dev);
-        store_array_init(&reason), store_array_init(&from), store_array_init(&to);
-        store_array_init(&from_m), store_array_init(&to_m), store_array_init(&lat);
-        store_array_init(&lon), store_array_init(&ts), store_array_init(&details);
-        store_array_init(&audited);
+        store_columns_init(&c, 13);
         for (size_t i = 0; i < s->n_decisions; i++) {
                 const struct decision_record *rec = &s->decisions[i];
                 const struct tracked_snapshot *sn = &user_snapshots(rec->user)[rec->snapshot];
@@ -876,40 +846,27 @@ static int persist_stays(struct scheduler *s) {
                 if (rec->decision.outcome != ENGINE_STAY)
                         continue;
                 decision_details(s, &rec->decision, json, sizeof(json));
-                store_array_add_text(&snap, sn->id);
-                store_array_add_text(&user, rec->user->id);
-                store_array_add_text(&dev, rep->device_id);
-                store_array_add_text(&reason, engine_reason_name(rec->decision.reason));
-                store_array_add_text(&from, world_site_id(s->world, sn->policy.current));
-                store_array_add_text(&to, world_site_id(s->world, rec->decision.target));
-                store_array_add_double(&from_m, rec->decision.current_m);
-                store_array_add_double(&to_m, rec->decision.target_m);
-                store_array_add_double(&lat, rep->lat);
-                store_array_add_double(&lon, rep->lon);
-                store_array_add_int(&ts, rep->ts_ms);
-                store_array_add_text(&details, json);
-                store_array_add_text(&audited, stay_audited(s, sn->id, &s->reports[rec->report])
-                                                       ? "t" : "f");
+                store_array_add_text(snap, sn->id);
+                store_array_add_text(user, rec->user->id);
+                store_array_add_text(dev, rep->device_id);
+                store_array_add_text(reason, engine_reason_name(rec->decision.reason));
+                store_array_add_text(from, world_site_id(s->world, sn->policy.current));
+                store_array_add_text(to, world_site_id(s->world, rec->decision.target));
+                store_array_add_double(from_m, rec->decision.current_m);
+                store_array_add_double(to_m, rec->decision.target_m);
+                store_array_add_double(lat, rep->lat);
+                store_array_add_double(lon, rep->lon);
+                store_array_add_int(ts, rep->ts_ms);
+                store_array_add_text(details, json);
+                store_array_add_text(audited, stay_audited(s, sn->id, &s->reports[rec->report])
+                                                      ? "t" : "f");
                 n++;
         }
-        params[0] = store_array_text(&snap), params[1] = store_array_text(&user);
-        params[2] = store_array_text(&dev), params[3] = store_array_text(&reason);
-        params[4] = store_array_text(&from), params[5] = store_array_text(&to);
-        params[6] = store_array_text(&from_m), params[7] = store_array_text(&to_m);
-        params[8] = store_array_text(&lat), params[9] = store_array_text(&lon);
-        params[10] = store_array_text(&ts), params[11] = store_array_text(&details);
-        params[12] = store_array_text(&audited), params[13] = s->cfg->topic_audit;
-        for (int i = 0; i < 14; i++)
-                if (!params[i])
-                        r = -ENOMEM;
-        if (r == 0 && n > 0)
-                r = store_exec(s->db, stays_sql, 14, params, NULL);
-        store_array_fini(&snap), store_array_fini(&user), store_array_fini(&dev);
-        store_array_fini(&reason), store_array_fini(&from), store_array_fini(&to);
-        store_array_fini(&from_m), store_array_fini(&to_m), store_array_fini(&lat);
-        store_array_fini(&lon), store_array_fini(&ts), store_array_fini(&details);
-        store_array_fini(&audited);
-        return r;
+        if (n == 0) {
+                store_columns_fini(&c);
+                return 0;
+        }
+        return store_exec_columns(s->db, stays_sql, &c, 1, topic, NULL);
 }
 
 /* The transfer a move replaces is cancelled, with its audit event. */
@@ -1020,32 +977,26 @@ static int persist_move(struct scheduler *s, struct decision_record *rec) {
 }
 
 static int persist_drops(struct scheduler *s) {
-        struct store_array reasons, counts;
-        const char *params[2];
-        int r = 0;
+        struct store_columns c;
+        struct store_array *reasons = &c.col[0], *counts = &c.col[1];
 
-        store_array_init(&reasons);
-        store_array_init(&counts);
+        store_columns_init(&c, 2);
         for (int i = 0; i < ENGINE_REASON_COUNT; i++) {
                 if (s->drops[i]) {
-                        store_array_add_text(&reasons, engine_reason_name((enum engine_reason)i));
-                        store_array_add_int(&counts, (int64_t)s->drops[i]);
+                        store_array_add_text(reasons, engine_reason_name((enum engine_reason)i));
+                        store_array_add_int(counts, (int64_t)s->drops[i]);
                 }
         }
-        params[0] = store_array_text(&reasons);
-        params[1] = store_array_text(&counts);
-        if (!params[0] || !params[1])
-                r = -ENOMEM;
-        else if (reasons.n)
-                r = store_exec(s->db,
-                               "INSERT INTO dropped_reports (reason, count)"
-                               " SELECT * FROM unnest($1::text[], $2::int8[])"
-                               " ON CONFLICT (reason) DO UPDATE"
-                               " SET count = dropped_reports.count + excluded.count",
-                               2, params, NULL);
-        store_array_fini(&reasons);
-        store_array_fini(&counts);
-        return r;
+        if (reasons->n == 0) {
+                store_columns_fini(&c);
+                return 0;
+        }
+        return store_exec_columns(s->db,
+                                  "INSERT INTO dropped_reports (reason, count)"
+                                  " SELECT * FROM unnest($1::text[], $2::int8[])"
+                                  " ON CONFLICT (reason) DO UPDATE"
+                                  " SET count = dropped_reports.count + excluded.count",
+                                  &c, 0, NULL, NULL);
 }
 
 static void batch_clear(struct scheduler *s) {
