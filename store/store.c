@@ -1,7 +1,8 @@
 /*
  * PostgreSQL through libpq. Every statement is parameterised: values never
  * become part of SQL text. Failures are logged here once, with the SQLSTATE,
- * and passed up as negative errno values.
+ * and passed up as negative errno values. Arrays travel as PostgreSQL's
+ * text form (many rows in one parameter), written and parsed at the end.
  */
 #include "store/store.h"
 

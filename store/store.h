@@ -2,6 +2,7 @@
  * store — homing's PostgreSQL access layer: one connection, parameterised
  * statements, transactions, and the migrations. libpq's types stay behind
  * this header; results are read as text, by row and column.
+ * PostgreSQL's array text is written and read here and nowhere else.
  */
 #pragma once
 
