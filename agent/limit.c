@@ -10,17 +10,13 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "base/clock.h"
+
 struct bucket {
         pthread_mutex_t lock;
         double rate, burst, tokens;
         double last; /* seconds, CLOCK_MONOTONIC */
 };
-
-static double now_s(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 int bucket_new(uint64_t rate, struct bucket **out) {
         struct bucket *b;
@@ -36,7 +32,7 @@ int bucket_new(uint64_t rate, struct bucket **out) {
         b->rate = (double)rate;
         b->burst = b->rate / 10 > 16384 ? b->rate / 10 : 16384;
         b->tokens = 0; /* start empty: no burst at the start of a run either */
-        b->last = now_s();
+        b->last = clock_mono_s();
         *out = b;
         return 0;
 }
@@ -55,7 +51,7 @@ void bucket_take(struct bucket *b, uint64_t n) {
         if (!b)
                 return;
         pthread_mutex_lock(&b->lock);
-        t = now_s();
+        t = clock_mono_s();
         b->tokens += (t - b->last) * b->rate;
         if (b->tokens > b->burst)
                 b->tokens = b->burst;

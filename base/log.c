@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
+
 static enum log_level min_level = LOG_INFO;
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
@@ -27,7 +29,8 @@ int log_set_level(const char *name) {
 void log_line(enum log_level level, const char *component, const char *const *ids,
               const char *fmt, ...) {
         char when[64], message[1024];
-        struct timespec now;
+        int64_t now_ms;
+        time_t now_s;
         struct tm tm;
         va_list ap;
         json_t *line;
@@ -36,11 +39,12 @@ void log_line(enum log_level level, const char *component, const char *const *id
         if (level < min_level)
                 return;
 
-        clock_gettime(CLOCK_REALTIME, &now);
-        gmtime_r(&now.tv_sec, &tm);
+        now_ms = clock_wall_ms();
+        now_s = (time_t)(now_ms / 1000);
+        gmtime_r(&now_s, &tm);
         snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 (int)(now.tv_nsec / 1000000));
+                 (int)(now_ms % 1000));
         va_start(ap, fmt);
         vsnprintf(message, sizeof(message), fmt, ap);
         va_end(ap);

@@ -62,16 +62,9 @@ struct geo_catalog {
 
 /* ---- the id map ---------------------------------------------------------- */
 
-static uint64_t hash_id(const char *s) {
-        uint64_t h = 1469598103934665603ull;
-        for (; *s; s++)
-                h = (h ^ (unsigned char)*s) * 1099511628211ull;
-        return h;
-}
-
 /* Where id is, or where it would go; *found says which. */
 static size_t map_probe(const geo_catalog *c, const char *id, bool *found) {
-        size_t mask = c->map_cap - 1, i = hash_id(id) & mask, gone = SIZE_MAX;
+        size_t mask = c->map_cap - 1, i = geo_hash_id(id) & mask, gone = SIZE_MAX;
 
         for (;; i = (i + 1) & mask) {
                 uint32_t e = c->map[i];

@@ -14,6 +14,18 @@
 #define GEO_WGS84_F (1.0 / 298.257223563)
 #define GEO_WGS84_B (GEO_WGS84_A * (1.0 - GEO_WGS84_F))
 
+/*
+ * FNV-1a (64 bits) of a site or zone id, for the id tables of the index and
+ * the catalog. geo uses nothing of homing's, so it keeps this copy of
+ * base/hash.h's hash_fnv1a (same constants, same values).
+ */
+static inline uint64_t geo_hash_id(const char *s) {
+        uint64_t h = 14695981039346656037ULL;
+        for (; *s; s++)
+                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        return h;
+}
+
 /* Earth-centred, earth-fixed coordinates of a valid point, in metres. */
 void geo_ecef(double lat, double lon, double xyz[3]);
 

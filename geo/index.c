@@ -93,15 +93,8 @@ struct geo_index {
 
 /* ---- building ------------------------------------------------------------ */
 
-static uint64_t hash_id(const char *s) {
-        uint64_t h = 1469598103934665603ull; /* FNV-1a */
-        for (; *s; s++)
-                h = (h ^ (unsigned char)*s) * 1099511628211ull;
-        return h;
-}
-
 static int table_insert(geo_index *ix, uint32_t slot) {
-        size_t i = hash_id(ix->sites[slot].id) & ix->table_mask;
+        size_t i = geo_hash_id(ix->sites[slot].id) & ix->table_mask;
 
         for (; ix->table[i]; i = (i + 1) & ix->table_mask)
                 if (!strcmp(ix->sites[ix->table[i] - 1].id, ix->sites[slot].id))
@@ -405,7 +398,7 @@ size_t geo_index_count(const geo_index *ix) {
 int geo_index_find(const geo_index *ix, const char *id, size_t *site) {
         if (!id)
                 return -ENOENT;
-        for (size_t i = hash_id(id) & ix->table_mask; ix->table[i]; i = (i + 1) & ix->table_mask)
+        for (size_t i = geo_hash_id(id) & ix->table_mask; ix->table[i]; i = (i + 1) & ix->table_mask)
                 if (!strcmp(ix->sites[ix->table[i] - 1].id, id)) {
                         if (site)
                                 *site = ix->table[i] - 1;

@@ -23,6 +23,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
+
 enum kind { KIND_COUNTER, KIND_GAUGE, KIND_HISTOGRAM, KIND_GAUGE_FN, KIND_COLLECT };
 
 struct family {
@@ -98,9 +100,7 @@ const double metrics_buckets_fast[METRICS_N_BUCKETS_FAST] = {
 };
 
 double metrics_now(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+        return clock_mono_s();
 }
 
 /* A growing string with a sticky failure: check once at the end. */

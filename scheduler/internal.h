@@ -1,12 +1,167 @@
-/* What scheduler.c, whatif.c and load.c share; not for use outside scheduler/. */
+/*
+ * What the scheduler's files share; not for use outside scheduler/. The
+ * consumer loop (scheduler.c) holds a batch in `struct scheduler`; load.c
+ * brings its users into memory, decide.c runs the policy over it,
+ * persist.c writes its effects, stats.c says what /metrics shows of it.
+ */
 #pragma once
 
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "report/report.h"
 #include "scheduler/engine.h"
 #include "scheduler/state.h"
 
+struct bus_consumer;
+struct bus_message;
 struct config;
+struct metrics;
+struct metrics_counter;
+struct metrics_fn;
+struct metrics_gauge;
+struct metrics_histogram;
+struct store;
 struct store_result;
+struct user_table;
 struct world;
+
+#define MAX_PARTITIONS 1024
+
+/*
+ * A partition's reading is trusted only while the consumer delivers exactly
+ * the offsets that follow what PostgreSQL holds: `expect` is checked against
+ * every message. When that cannot be known (a batch failed, PostgreSQL does
+ * not answer, a seek failed) the partition is held: paused, its messages
+ * ignored, until a rewind puts it back where PostgreSQL says.
+ */
+struct partition_state {
+        bool assigned;
+        bool stored;    /* a row exists in consumer_offsets */
+        bool held;      /* paused until a rewind succeeds */
+        int64_t next;   /* the next offset to process, as PostgreSQL has it */
+        int64_t expect; /* the offset the next message must carry; -1: the first there is */
+        int64_t isolate_through; /* a statement failed on a batch up to here: one at a time */
+};
+
+/* A report of the batch, decoded. */
+struct batch_report {
+        struct report report;
+        int32_t partition;
+        int64_t offset;
+        struct tracked_user *user;
+};
+
+/*
+ * A credible fix to persist; the latest (by the device's clock) of each
+ * device id wins, whoever's it is: device_locations is keyed by the device
+ * alone, and two rows for one key in one statement would fail it, every time.
+ */
+struct device_update {
+        struct tracked_user *user;
+        const char *device_id; /* borrowed from the user's tracked device */
+        uint16_t device;
+        uint32_t seq; /* order in the batch */
+        double lat, lon; /* as reported: the fix in memory is single precision */
+        double accuracy_m;
+        int64_t ts_ms, received_ms;
+};
+
+/* A decision to record: every move, and a stay whose reason changed. */
+struct decision_record {
+        struct tracked_user *user;
+        uint16_t snapshot;
+        size_t report; /* index into the batch */
+        struct engine_decision decision;
+};
+
+/* A snapshot whose policy state changed; may be listed more than once. */
+struct dirty_snapshot {
+        struct tracked_user *user;
+        uint16_t snapshot;
+};
+
+struct scheduler {
+        const struct config *cfg;
+        struct store *db;
+        struct bus_consumer *consumer;
+        struct engine_policy policy;
+        struct world *world;
+        struct user_table *users;
+        time_t world_loaded_at;
+        char changes_seen_at[40]; /* PostgreSQL time of the last look for changes */
+
+        struct bus_message **messages;
+        size_t n_messages;
+        struct batch_report *reports;
+        struct device_update *devices;
+        size_t n_devices;
+        struct decision_record *decisions;
+        size_t n_decisions, cap_decisions;
+        struct dirty_snapshot *dirty;
+        size_t n_dirty, cap_dirty;
+        unsigned long drops[ENGINE_REASON_COUNT];
+
+        struct partition_state parts[MAX_PARTITIONS];
+        int64_t next_rewind_ms;
+        unsigned long reports_total, invalid_total, moves_total, drops_total, quarantined_total;
+
+        /* what /metrics says; the batch's tallies are counted once it commits */
+        struct metrics_counter *m_decisions;  /* {outcome, reason} */
+        struct metrics_counter *m_dropped;    /* {reason} */
+        struct metrics_counter *m_reports, *m_invalid, *m_superseded, *m_quarantined;
+        struct metrics_counter *m_rollbacks;  /* {cause} */
+        struct metrics_histogram *m_batch_seconds, *m_batch_reports, *m_decide_seconds;
+        struct metrics_gauge *m_partitions;
+        struct metrics_fn *m_lag;
+        pthread_mutex_t lag_lock;
+        int64_t lag[MAX_PARTITIONS];          /* -1: not ours, or not known */
+        unsigned long tally_decisions[2][ENGINE_REASON_COUNT];
+        unsigned long tally_superseded, tally_invalid;
+};
+
+/* ---- load.c: users into memory ---- */
+
+/* Loads every user of the batch that is not in memory yet. Returns 0 or <0. */
+int scheduler_load_users(struct scheduler *s);
+
+/* Forgets the users whose snapshots changed in PostgreSQL since the last look. */
+void scheduler_forget_changed_users(struct scheduler *s);
+
+/* ---- decide.c: the policy over a batch ---- */
+
+/* Runs the policy over report i; its effects are gathered in `s` for the commit. */
+int scheduler_decide_report(struct scheduler *s, size_t i);
+
+/* Keeps one device update per device id (its last fix) and one dirty entry per snapshot. */
+void scheduler_batch_dedupe(struct scheduler *s);
+
+/* ---- persist.c: a batch's effects in PostgreSQL ---- */
+
+/*
+ * Writes what the batch decided, inside the caller's transaction: device
+ * fixes, moves (transfers, their reservations, decisions, outbox rows),
+ * stays, policy state, dropped-report counts. Returns 0 or what store says.
+ */
+int scheduler_persist_batch(struct scheduler *s);
+
+/* Sets report i aside in dead_letters with its audit event (in the caller's transaction). */
+int scheduler_persist_dead_letter(struct scheduler *s, size_t i, const char *error);
+
+/* ---- stats.c: what /metrics says ---- */
+
+int scheduler_register_metrics(struct scheduler *s, struct metrics *m);
+
+/* The partitions held and their lag, after each batch. */
+void scheduler_update_lag(struct scheduler *s);
+
+/* A committed batch: its tallies become what /metrics says. */
+void scheduler_count_batch(struct scheduler *s, size_t processed);
+
+/* ---- load.c, also for the what-if ---- */
 
 void scheduler_policy_from_config(struct engine_policy *p, const struct config *cfg);
 

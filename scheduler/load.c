@@ -1,10 +1,15 @@
 /*
- * What the consumer loop and the what-if share: the policy from the
- * configuration, and a snapshot's state as PostgreSQL keeps it.
+ * Users from PostgreSQL into memory: a batch's users not yet known, with
+ * their snapshots' state and their devices' last fixes, and the forgetting
+ * of those that changed under us. The what-if reads a snapshot's state the
+ * same way, with the policy from the same configuration.
  */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/config.h"
+#include "base/log.h"
 #include "scheduler/internal.h"
 #include "scheduler/world.h"
 #include "store/store.h"
@@ -70,3 +75,152 @@ void scheduler_fill_snapshot(struct world *w, struct tracked_snapshot *snap,
         snap->last_reason = reason_from_name(store_text(res, row, 15));
 }
 
+/* A user of the batch to load, and the partition its reports come from. */
+struct missing_user {
+        const char *id;
+        int16_t partition;
+};
+
+static int cmp_missing(const void *a, const void *b) {
+        return strcmp(((const struct missing_user *)a)->id, ((const struct missing_user *)b)->id);
+}
+
+/* The rows of `res` whose column 0 is `id`, from *row on (rows sorted by column 0). */
+static size_t rows_of(const struct store_result *res, size_t *row, const char *id) {
+        size_t n = 0;
+        while (*row < store_rows(res) && strcmp(store_text(res, *row, 0), id) < 0)
+                (*row)++;
+        while (*row + n < store_rows(res) && !strcmp(store_text(res, *row + n, 0), id))
+                n++;
+        return n;
+}
+
+/*
+ * Loads every user of the batch that is not in memory yet, with two
+ * queries; rows come sorted by user id (byte order), as the missing ids are.
+ */
+int scheduler_load_users(struct scheduler *s) {
+        struct missing_user *missing = calloc(s->n_messages + 1, sizeof(*missing));
+        const char **snap_ids = NULL, **dev_ids = NULL;
+        struct store_array ids;
+        struct store_result *snaps = NULL, *devices = NULL;
+        const char *param[1];
+        size_t n_missing = 0, snap_row = 0, dev_row = 0;
+        int r = 0;
+
+        store_array_init(&ids);
+        if (!missing)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n_messages; i++) {
+                const struct batch_report *b = &s->reports[i];
+                if (b->report.user_id[0] && !user_table_find(s->users, b->report.user_id))
+                        missing[n_missing++] = (struct missing_user){ b->report.user_id,
+                                                                      (int16_t)b->partition };
+        }
+        qsort(missing, n_missing, sizeof(*missing), cmp_missing);
+        for (size_t i = 0; i < n_missing; i++)
+                if (i == 0 || strcmp(missing[i].id, missing[i - 1].id) != 0)
+                        store_array_add_text(&ids, missing[i].id);
+        if (ids.n == 0)
+                goto out;
+        param[0] = store_array_text(&ids);
+        if (!param[0]) {
+                r = -ENOMEM;
+                goto out;
+        }
+        r = store_exec(s->db, scheduler_load_snapshots_sql, 1, param, &snaps);
+        if (r < 0)
+                goto out;
+        r = store_exec(s->db,
+                       "SELECT user_id, device_id,"
+                       "       round(extract(epoch FROM reported_at) * 1000), lat, lon"
+                       " FROM device_locations WHERE user_id = ANY ($1::text[])"
+                       " ORDER BY user_id COLLATE \"C\", device_id",
+                       1, param, &devices);
+        if (r < 0)
+                goto out;
+        snap_ids = calloc(store_rows(snaps) + 1, sizeof(*snap_ids));
+        dev_ids = calloc(store_rows(devices) + 1, sizeof(*dev_ids));
+        if (!snap_ids || !dev_ids)
+                r = -ENOMEM;
+
+        for (size_t i = 0; i < n_missing && r == 0; i++) {
+                const char *id = missing[i].id;
+                size_t n_snaps, n_devs;
+                struct tracked_user *u;
+
+                if (i > 0 && !strcmp(id, missing[i - 1].id))
+                        continue;
+                n_snaps = rows_of(snaps, &snap_row, id);
+                n_devs = rows_of(devices, &dev_row, id);
+                for (size_t k = 0; k < n_snaps; k++)
+                        snap_ids[k] = store_text(snaps, snap_row + k, 1);
+                for (size_t k = 0; k < n_devs; k++)
+                        dev_ids[k] = store_text(devices, dev_row + k, 1);
+                u = user_table_add(s->users, id, missing[i].partition, snap_ids, n_snaps, dev_ids,
+                                   n_devs);
+                if (!u) {
+                        r = -ENOMEM;
+                        break;
+                }
+                for (size_t k = 0; k < n_snaps; k++)
+                        scheduler_fill_snapshot(s->world, &user_snapshots(u)[k], snaps, snap_row + k);
+                for (size_t k = 0; k < n_devs; k++) {
+                        struct engine_device *fix = &user_devices(u)[k].fix;
+                        fix->ts_ms = store_int(devices, dev_row + k, 2);
+                        fix->lat = (float)store_double(devices, dev_row + k, 3);
+                        fix->lon = (float)store_double(devices, dev_row + k, 4);
+                }
+        }
+out:
+        store_result_free(snaps);
+        store_result_free(devices);
+        store_array_fini(&ids);
+        free(missing);
+        free(snap_ids);
+        free(dev_ids);
+        return r;
+}
+
+/*
+ * Users whose snapshots changed under us since the last look (a transfer
+ * ran or ended, an operator cancelled one, a snapshot was added or edited,
+ * a new version was registered) are forgotten, to be loaded afresh with
+ * their next report. A row carries its transaction's start time, which can
+ * be before our last look though it committed after it: the look reaches
+ * back CHANGES_OVERLAP further (forgetting a user twice costs a reload).
+ */
+#define CHANGES_OVERLAP "interval '30 seconds'"
+
+void scheduler_forget_changed_users(struct scheduler *s) {
+        struct store_result *res = NULL;
+        const char *since[1] = { s->changes_seen_at[0] ? s->changes_seen_at : NULL };
+        size_t forgotten = 0;
+
+        if (store_exec(s->db,
+                       "WITH since AS (SELECT $1::timestamptz - " CHANGES_OVERLAP " AS t)"
+                       " SELECT now()::text, array_agg(DISTINCT user_id)::text FROM ("
+                       " SELECT sn.user_id FROM since, transfers t JOIN snapshots sn ON sn.id = t.snapshot_id"
+                       "  WHERE t.updated_at >= since.t AND t.state NOT IN ('queued')"
+                       " UNION ALL"
+                       " SELECT user_id FROM since, snapshots"
+                       "  WHERE created_at >= since.t OR updated_at >= since.t"
+                       " UNION ALL"
+                       " SELECT sn.user_id FROM since, placements p JOIN snapshots sn ON sn.id = p.snapshot_id"
+                       "  WHERE p.created_at >= since.t) changed",
+                       1, since, &res) < 0)
+                return;
+        if (store_text(res, 0, 1)) {
+                char **ids;
+                size_t n;
+                if (store_array_parse(store_text(res, 0, 1), &ids, &n) == 0) {
+                        for (size_t i = 0; i < n; i++)
+                                forgotten += ids[i] && user_table_remove(s->users, ids[i]);
+                        store_array_items_free(ids, n);
+                }
+        }
+        snprintf(s->changes_seen_at, sizeof(s->changes_seen_at), "%s", store_text(res, 0, 0));
+        if (forgotten)
+                log_debug("scheduler", "%zu users changed in PostgreSQL; reloading them", forgotten);
+        store_result_free(res);
+}

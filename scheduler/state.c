@@ -9,18 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/hash.h"
+
 struct user_table {
         struct tracked_user **slots;
         size_t n_slots; /* a power of two */
         size_t count;
 };
-
-static uint64_t hash_id(const char *s) {
-        uint64_t h = 1469598103934665603ULL;
-        for (; *s; s++)
-                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-        return h;
-}
 
 int user_table_new(struct user_table **out) {
         struct user_table *t = calloc(1, sizeof(*t));
@@ -55,7 +50,7 @@ struct user_table *user_table_free(struct user_table *t) {
 }
 
 static size_t slot_of(const struct user_table *t, const char *id) {
-        size_t mask = t->n_slots - 1, i = hash_id(id) & mask;
+        size_t mask = t->n_slots - 1, i = hash_fnv1a(id) & mask;
         while (t->slots[i] && strcmp(t->slots[i]->id, id) != 0)
                 i = (i + 1) & mask;
         return i;
@@ -162,7 +157,7 @@ static void remove_at(struct user_table *t, size_t i) {
                 j = (j + 1) & mask;
                 if (!t->slots[j])
                         return;
-                home = hash_id(t->slots[j]->id) & mask;
+                home = hash_fnv1a(t->slots[j]->id) & mask;
                 /* Move it back if its home lies cyclically at or before the gap. */
                 if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
                         t->slots[i] = t->slots[j];

@@ -282,40 +282,21 @@ uint16_t world_template(const struct world *w, const char *template_id) {
         return UINT16_MAX;
 }
 
-/* Splits "{a,b}" (ids are plain: no quotes or commas inside) into strings. */
+/* The zone ids of a text array; a NULL among them is refused (no zone has none). */
 static int split_array(const char *text, struct engine_zone_set *out) {
-        size_t len = strlen(text), n = 0, cap = 4;
-        const char *p = text + 1, *end = text + len - 1;
-        const char **ids;
+        char **ids;
+        size_t n;
+        int r = store_array_parse(text, &ids, &n);
 
-        if (len < 2 || text[0] != '{' || text[len - 1] != '}')
-                return -EINVAL;
-        ids = calloc(cap, sizeof(*ids));
-        while (ids && p < end) {
-                const char *comma = memchr(p, ',', (size_t)(end - p));
-                const char *stop = comma ? comma : end;
-                if (n == cap) {
-                        const char **grown = realloc(ids, (cap *= 2) * sizeof(*ids));
-                        if (!grown)
-                                break;
-                        ids = grown;
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                if (!ids[i]) {
+                        store_array_items_free(ids, n);
+                        return -EINVAL;
                 }
-                if (*p == '"' && stop - p >= 2)
-                        ids[n] = strndup(p + 1, (size_t)(stop - p - 2));
-                else
-                        ids[n] = strndup(p, (size_t)(stop - p));
-                if (!ids[n])
-                        break;
-                n++;
-                p = stop + 1;
         }
-        if (!ids || p < end) {
-                for (size_t i = 0; ids && i < n; i++)
-                        free((char *)ids[i]);
-                free(ids);
-                return -ENOMEM;
-        }
-        out->ids = ids;
+        out->ids = (const char **)ids;
         out->n = n;
         return 0;
 }

@@ -1,7 +1,8 @@
 /*
  * PostgreSQL through libpq. Every statement is parameterised: values never
  * become part of SQL text. Failures are logged here once, with the SQLSTATE,
- * and passed up as negative errno values.
+ * and passed up as negative errno values. Arrays travel as PostgreSQL's
+ * text form (many rows in one parameter), written and parsed at the end.
  */
 #include "store/store.h"
 
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/log.h"
 
@@ -502,4 +504,153 @@ const char *store_array_text(struct store_array *a) {
         a->buf[a->len] = '}';
         a->buf[a->len + 1] = '\0';
         return a->buf;
+}
+
+/* ---- array parsing ---- */
+
+char **store_array_items_free(char **items, size_t n) {
+        for (size_t i = 0; items && i < n; i++)
+                free(items[i]);
+        free(items);
+        return NULL;
+}
+
+/*
+ * One element from *p on, up to the ',' or '}' that ends it (left at *p).
+ * Unquoted elements lose surrounding blanks and may be NULL; backslash
+ * escapes the next character in both forms. Sets *out (NULL for NULL).
+ */
+static int parse_element(const char **p, char **out) {
+        const char *s = *p;
+        size_t cap = strlen(s) + 1, len = 0, kept = 0;
+        bool quoted = false, any_quoted = false, escaped_any = false;
+        char *buf;
+
+        while (*s == ' ' || *s == '\t' || *s == '\n')
+                s++;
+        buf = malloc(cap);
+        if (!buf)
+                return -ENOMEM;
+        for (;; s++) {
+                char c = *s;
+                if (c == '\0')
+                        goto bad;
+                if (c == '\\') {
+                        if (!s[1] || (!quoted && any_quoted))
+                                goto bad;
+                        buf[len++] = *++s;
+                        kept = len;
+                        escaped_any = true;
+                } else if (c == '"') {
+                        /* A quote opens only at the start and must close at the end. */
+                        if (!quoted && (len > 0 || any_quoted))
+                                goto bad;
+                        quoted = !quoted;
+                        any_quoted = true;
+                        kept = len;
+                } else if (quoted) {
+                        buf[len++] = c;
+                        kept = len;
+                } else if (c == ',' || c == '}') {
+                        break;
+                } else if (c == '{' || (any_quoted && c != ' ' && c != '\t' && c != '\n')) {
+                        goto bad; /* nested, or text after a closing quote */
+                } else {
+                        buf[len++] = c;
+                        if (c != ' ' && c != '\t' && c != '\n')
+                                kept = len;
+                }
+        }
+        len = kept;
+        buf[len] = '\0';
+        *p = s;
+        if (!any_quoted && !escaped_any && !strcasecmp(buf, "NULL")) {
+                free(buf);
+                *out = NULL;
+                return 0;
+        }
+        if (!any_quoted && len == 0)
+                goto bad; /* "{a,,b}": PostgreSQL writes an empty string as "" */
+        *out = buf;
+        return 0;
+bad:
+        free(buf);
+        return -EINVAL;
+}
+
+int store_array_parse(const char *text, char ***items, size_t *n) {
+        char **v = NULL;
+        size_t count = 0, cap = 0;
+        const char *p = text;
+        int r = 0;
+
+        if (!text || *p != '{')
+                return -EINVAL;
+        p++;
+        while (*p == ' ')
+                p++;
+        if (*p == '}') {
+                p++;
+        } else {
+                for (;;) {
+                        char *item;
+                        if (count == cap) {
+                                char **grown = realloc(v, (cap = cap ? cap * 2 : 4) * sizeof(*v));
+                                if (!grown) {
+                                        r = -ENOMEM;
+                                        break;
+                                }
+                                v = grown;
+                        }
+                        r = parse_element(&p, &item);
+                        if (r < 0)
+                                break;
+                        v[count++] = item;
+                        if (*p++ == '}')
+                                break;
+                }
+        }
+        if (r == 0 && *p != '\0')
+                r = -EINVAL;
+        if (r < 0) {
+                store_array_items_free(v, count);
+                return r;
+        }
+        *items = v;
+        *n = count;
+        return 0;
+}
+
+/* ---- columns ---- */
+
+void store_columns_init(struct store_columns *c, size_t n) {
+        c->n = n < STORE_COLUMNS_MAX ? n : STORE_COLUMNS_MAX;
+        for (size_t i = 0; i < STORE_COLUMNS_MAX; i++)
+                store_array_init(&c->col[i]);
+}
+
+void store_columns_fini(struct store_columns *c) {
+        for (size_t i = 0; i < STORE_COLUMNS_MAX; i++)
+                store_array_fini(&c->col[i]);
+}
+
+int store_exec_columns(struct store *s, const char *sql, struct store_columns *c,
+                       int n_extra, const char *const *extra, struct store_result **out) {
+        const char *params[2 * STORE_COLUMNS_MAX];
+        int r = 0;
+
+        if (n_extra < 0 || n_extra > STORE_COLUMNS_MAX) {
+                r = -E2BIG;
+                goto out;
+        }
+        for (size_t i = 0; i < c->n; i++)
+                if (!(params[i] = store_array_text(&c->col[i])))
+                        r = -ENOMEM;
+        for (int i = 0; i < n_extra; i++)
+                params[c->n + (size_t)i] = extra[i];
+        if (r == 0)
+                r = store_exec(s, sql, (int)c->n + n_extra, params, out);
+out:
+        store_columns_fini(c);
+        return r;
 }

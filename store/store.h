@@ -2,6 +2,7 @@
  * store — homing's PostgreSQL access layer: one connection, parameterised
  * statements, transactions, and the migrations. libpq's types stay behind
  * this header; results are read as text, by row and column.
+ * PostgreSQL's array text is written and read here and nowhere else.
  */
 #pragma once
 
@@ -89,3 +90,40 @@ void store_array_add_int(struct store_array *a, int64_t value);
 void store_array_add_double(struct store_array *a, double value);  /* not finite adds NULL */
 /* The literal ("{...}"), borrowed from `a`; NULL if anything failed. */
 const char *store_array_text(struct store_array *a);
+
+/*
+ * Parses a one-dimensional array as PostgreSQL writes it in text
+ * ("{a,\"b c\",NULL}": quotes, backslash escapes, unquoted NULL) into
+ * *items, a malloc'd vector of malloc'd strings (NULL for an SQL NULL), and
+ * *n. Returns 0; -EINVAL for anything else (nested, with bounds, unclosed),
+ * with nothing allocated; or -ENOMEM.
+ */
+int store_array_parse(const char *text, char ***items, size_t *n);
+
+/* Frees what store_array_parse gave; returns NULL. */
+char **store_array_items_free(char **items, size_t n);
+
+/*
+ * Columns of many rows, one array literal each, passed as $1..$n of one
+ * statement ("... FROM unnest($1::text[], $2::int8[], ...)"). Fill
+ * `col[i]` with the store_array_add_* calls, then run it: one call checks
+ * every column, runs the statement and frees the columns.
+ */
+#define STORE_COLUMNS_MAX 16
+
+struct store_columns {
+        size_t n;
+        struct store_array col[STORE_COLUMNS_MAX];
+};
+
+/* Starts n empty columns (n <= STORE_COLUMNS_MAX). */
+void store_columns_init(struct store_columns *c, size_t n);
+void store_columns_fini(struct store_columns *c);
+
+/*
+ * Runs `sql` with the columns as $1..$n and then the `n_extra` parameters
+ * of `extra` as $n+1..., and finishes the columns whatever happens. Returns
+ * what store_exec returns, or -ENOMEM when a column failed to grow.
+ */
+int store_exec_columns(struct store *s, const char *sql, struct store_columns *c,
+                       int n_extra, const char *const *extra, struct store_result **out);

@@ -16,17 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "image/image.h"
 
 #define MiB (1024ull * 1024)
 #define GiB (1024 * MiB)
-
-static double seconds(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 struct extents {
         uint64_t *offset, *length;
@@ -87,28 +81,28 @@ int main(int argc, char **argv) {
 
         /* Each measurement on a fresh qemu-nbd; the file is in the page cache by now. */
         r = image_open(ovl, false, &img);
-        t0 = seconds();
+        t0 = clock_mono_s();
         r = r ? r : image_own_extents(img, collect, &x);
         for (size_t i = 0; !r && i < x.n; i++)
                 for (uint64_t done = 0; !r && done < x.length[i]; done += 4 * MiB) {
                         uint64_t len = x.length[i] - done < 4 * MiB ? x.length[i] - done : 4 * MiB;
                         r = image_read(img, buf, len, x.offset[i] + done);
                 }
-        t_read = seconds() - t0;
+        t_read = clock_mono_s() - t0;
         img = image_free(img);
 
-        t0 = seconds();
+        t0 = clock_mono_s();
         for (uint64_t done = 0; done < allocated; done += IMAGE_BLOCK) {
                 sha256_init(&ctx);
                 sha256_update(&ctx, IMAGE_BLOCK, buf + done % (4 * MiB));
                 sha256_digest(&ctx, 32, digest);
         }
-        t_hash = seconds() - t0;
+        t_hash = clock_mono_s() - t0;
 
         r = r ? r : image_open(ovl, false, &img);
-        t0 = seconds();
+        t0 = clock_mono_s();
         r = r ? r : image_manifest_compute(img, &m);
-        t_manifest = seconds() - t0;
+        t_manifest = clock_mono_s() - t0;
         if (r) {
                 fprintf(stderr, "bench-manifest: %s\n", strerror(-r));
                 return 1;

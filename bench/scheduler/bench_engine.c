@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "geo/geo.h"
 #include "scheduler/engine.h"
 #include "scheduler/state.h"
@@ -34,12 +35,6 @@ static double uniform(void) {
 static void random_point(double *lat, double *lon) {
         *lat = asin(2 * uniform() - 1) * 180 / M_PI;
         *lon = uniform() * 360 - 180;
-}
-
-static double seconds(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 int main(int argc, char **argv) {
@@ -93,7 +88,7 @@ int main(int argc, char **argv) {
         }
         after = mallinfo2();
 
-        t0 = seconds();
+        t0 = clock_mono_s();
         for (size_t r = 0; r < n_reports; r++) {
                 struct tracked_user *tu;
                 struct tracked_device *dev;
@@ -121,7 +116,7 @@ int main(int argc, char **argv) {
                         return 1;
                 outcomes[d.outcome]++;
         }
-        t1 = seconds();
+        t1 = clock_mono_s();
 
         printf("decision engine: %zu users, %zu datacenters, %zu reports\n", n_users, n_sites,
                n_reports);
