@@ -1,8 +1,10 @@
 """The fault suite under load: while a fleet of devices posts reports at a
-steady rate through the real API, each part of homing fails in turn:
-a scheduler and the relay and the API are SIGKILLed (and started again),
-PostgreSQL and the Kafka broker are restarted, and a scheduler is frozen
-(SIGSTOP) long enough to lose its partitions and then runs on, a zombie.
+steady rate through the real API, and transfer agents move the snapshots'
+real qcow2 images between five stores, each part of homing fails in turn:
+a scheduler, the relay, the API and the agents are SIGKILLed (and started
+again), PostgreSQL and the Kafka broker are restarted, and a scheduler is
+frozen (SIGSTOP) long enough to lose its partitions and then runs on, a
+zombie.
 
 Afterwards the promises are checked against the rows and the topics:
 - every report answered 202 is in Kafka and was consumed by a transaction
@@ -10,7 +12,8 @@ Afterwards the promises are checked against the rows and the topics:
   every device's last fix is at least its last acknowledged report;
 - no report was decided twice, and no transfer was made twice;
 - every outbox row was published, and every event and job is in its topic;
-- at most one active placement per snapshot;
+- at most one active placement per snapshot, and when the agents are done
+  it is a verified copy whose file is in its datacenter's store;
 - every process recovered by itself and stops cleanly (sanitizers quiet).
 
 The figures (reports acknowledged, decided, dropped, transfers, duplicates,
@@ -21,6 +24,7 @@ soak), HOMING_FAULT_STEADY_S is the calm between two faults.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -35,6 +39,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from conftest import ROOT, SITES, Homing, brokers, read_topic, seed_catalog, wait_for
+from plane import Agent, make_overlay, make_template
 
 STACK = str(ROOT / "deploy" / "stack")
 USERS = 40
@@ -188,12 +193,33 @@ def end_offsets(topic):
         consumer.close()
 
 
+def restart_agent(agent):
+    agent.kill()
+    time.sleep(1)
+    agent.start()
+
+
 def restart(proc_holder):
     proc_holder.proc.send_signal(signal.SIGKILL)
     proc_holder.proc.wait()
     proc_holder.log.close()
     time.sleep(1)
     proc_holder.start()
+
+
+def make_stores(root):
+    """One store per site, each with the template; every snapshot's version 1
+    (a 64 KiB write of its own on the template) at its home site."""
+    template = make_template(root / "template-source", "tpl-1")
+    for sid, *_ in SITES:
+        (root / sid / "templates").mkdir(parents=True)
+        shutil.copyfile(template, root / sid / "templates" / "tpl-1.qcow2")
+    for i in range(USERS):
+        make_overlay(root / home_of(i), "tpl-1", f"snap-u-{i}", 1, [(i * 65536, 65536, 0x20 + i)])
+
+
+def home_of(user):
+    return SITES[user % len(SITES)][0]
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +235,7 @@ def fleet_db(database, db, topics, tmp_path_factory):
                         [(f"snap-u-{i}", f"u-{i}") for i in range(USERS)])
         cur.executemany("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
                         " VALUES (%s, %s, 1, true)",
-                        [(f"snap-u-{i}", SITES[i % len(SITES)][0]) for i in range(USERS)])
+                        [(f"snap-u-{i}", home_of(i)) for i in range(USERS)])
     return database
 
 
@@ -219,6 +245,15 @@ def test_promises_hold_under_load_while_every_part_fails_in_turn(fleet_db, topic
     schedulers = [Homing(dsn, topics, group, "schedule", tmp_path, extra=ENV).start()
                   for _ in range(2)]
     relay = Homing(dsn, topics, group, "relay", tmp_path, extra=ENV).start()
+    # One agent process serves the five sites (a store each) and moves the
+    # images; every snapshot's version 1 is registered at its home.
+    stores = tmp_path / "stores"
+    make_stores(stores)
+    agent = Agent(api, ",".join(s[0] for s in SITES), stores, tmp_path,
+                  extra={"HOMING_AGENT_CONCURRENCY": "2"})
+    for i in range(USERS):
+        agent.register(f"snap-u-{i}", 1, dc=home_of(i))
+    agent.start()
     tokens = {f"d-{i}": api.device_token(f"d-{i}", f"u-{i}", ttl="2h") for i in range(USERS)}
     fleet = Fleet(api, tokens)
     progress = Progress(dsn, group)
@@ -254,6 +289,7 @@ def test_promises_hold_under_load_while_every_part_fails_in_turn(fleet_db, topic
             fault("SIGKILL a scheduler", lambda: restart(schedulers[r % 2]))
             fault("SIGKILL the relay", lambda: restart(relay))
             fault("SIGKILL the API", lambda: restart(api))
+            fault("SIGKILL the agents", lambda: restart_agent(agent))
             fault("restart PostgreSQL", pg_restart)
             fault("restart the Kafka broker", kafka_restart)
             fault("SIGSTOP a scheduler 10 s (zombie)", lambda: freeze(schedulers[(r + 1) % 2]))
@@ -264,7 +300,7 @@ def test_promises_hold_under_load_while_every_part_fails_in_turn(fleet_db, topic
 
     db = psycopg.connect(dsn, autocommit=True)
     # Every process recovered by itself.
-    for p in [api, relay, *schedulers]:
+    for p in [api, relay, agent, *schedulers]:
         assert p.proc.poll() is None, "a process died and was not restarted by the test"
     # Pooled connections learnt of PostgreSQL's restart before their next
     # statement: no probe fails on a connection that is gone.
@@ -318,9 +354,24 @@ def test_promises_hold_under_load_while_every_part_fails_in_turn(fleet_db, topic
                             ).fetchone()[0]
     assert duplicates == 0
 
-    # At most one active copy of each snapshot.
+    # At most one active copy of each snapshot; once the agents are done, a
+    # verified one whose file is in its datacenter's store.
     assert db.execute("SELECT count(*) FROM (SELECT snapshot_id FROM placements WHERE active"
                       " GROUP BY 1 HAVING count(*) > 1) t").fetchone()[0] == 0
+    wait_for(lambda: db.execute("SELECT count(*) FROM transfers"
+                                " WHERE state IN ('queued', 'running')").fetchone()[0] == 0,
+             timeout=180, interval=1, what="the agents to finish the transfers")
+    copies = db.execute("SELECT p.snapshot_id, p.datacenter_id, p.content_sha256 = v.content_sha256"
+                        " FROM placements p JOIN snapshot_versions v"
+                        "   ON v.snapshot_id = p.snapshot_id AND v.version = p.version"
+                        " WHERE p.active").fetchall()
+    assert len(copies) == USERS
+    for snap, dc, verified in copies:
+        assert verified, f"{snap} is active at {dc} with a digest that is not its version's"
+        assert (stores / dc / "snapshots" / snap / "v1.qcow2").exists(), (snap, dc)
+    moved = dict(db.execute("SELECT state, count(*) FROM transfers GROUP BY 1").fetchall())
+    failed = db.execute("SELECT id, error FROM transfers WHERE state = 'failed'").fetchall()
+    assert not failed, f"transfers failed: {failed[:5]}"
 
     # Every outbox row reached Kafka: jobs and audit events alike.
     wait_for(lambda: db.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
@@ -338,13 +389,15 @@ def test_promises_hold_under_load_while_every_part_fails_in_turn(fleet_db, topic
     dropped = dict(db.execute("SELECT reason, count FROM dropped_reports").fetchall())
     quarantined = db.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
     decisions = db.execute("SELECT count(*) FROM decisions").fetchone()[0]
-    lines = [f"fault suite under load: {ROUNDS} round(s), {RATE:g} reports/s from {USERS} devices",
+    lines = [f"fault suite under load: {ROUNDS} round(s), {RATE:g} reports/s from {USERS} devices,"
+             f" agents at {len(SITES)} sites",
              f"  reports sent {fleet.sent}, answered {dict(fleet.answers)}",
              f"  acknowledged (202) {acked}; in Kafka {in_topic}; consumed and committed "
              f"{sum(committed().values())}; lost 0",
              f"  dropped with a reason {sum(dropped.values())} {dropped}; quarantined "
              f"{quarantined}",
-             f"  decisions recorded {decisions}; transfers {transfers}; duplicates 0",
+             f"  decisions recorded {decisions}; transfers {transfers} {moved}; duplicates 0;"
+             f" every active copy verified and in its store",
              f"  caught up {catch_up_s:.1f} s after the load stopped",
              "  fault                                  ingest gap (s)  decisions stalled (s)"]
     for name, started, ended in faults:
@@ -358,5 +411,6 @@ def test_promises_hold_under_load_while_every_part_fails_in_turn(fleet_db, topic
     print(text)
 
     # Everyone stops cleanly (and the sanitizers found nothing).
+    agent.stop()
     for p in [api, relay, *schedulers]:
         p.stop()
