@@ -124,10 +124,21 @@ static bool has_room(void *userdata, const geo_index *index, size_t site) {
                info.free_bytes >= bytes_to(check->ctx, check->s, site);
 }
 
+bool engine_site_allowed(const struct engine_context *ctx, uint16_t zone_set, uint32_t site) {
+        const struct engine_zone_set *zones;
+
+        if (zone_set >= ctx->n_zone_sets)
+                return false;
+        zones = &ctx->zone_sets[zone_set];
+        for (size_t i = 0; i < zones->n; i++)
+                if (geo_index_site_in_zone(ctx->index, site, zones->ids[i]) == 1)
+                        return true;
+        return zones->n == 0;
+}
+
 /* Why the nearest site of all is not the one chosen. */
 static enum engine_reason why_not(const struct engine_context *ctx, const struct engine_snapshot *s,
                                   size_t site) {
-        const struct engine_zone_set *zones;
         geo_site info;
 
         if (geo_index_site(ctx->index, site, &info) < 0)
@@ -136,14 +147,8 @@ static enum engine_reason why_not(const struct engine_context *ctx, const struct
                 return ENGINE_DRAINING;
         if (info.status == GEO_SITE_DOWN)
                 return ENGINE_DOWN;
-        zones = s->zone_set < ctx->n_zone_sets ? &ctx->zone_sets[s->zone_set] : NULL;
-        if (zones && zones->n) {
-                bool inside = false;
-                for (size_t i = 0; i < zones->n && !inside; i++)
-                        inside = geo_index_site_in_zone(ctx->index, site, zones->ids[i]) == 1;
-                if (!inside)
-                        return ENGINE_ZONE;
-        }
+        if (s->zone_set < ctx->n_zone_sets && !engine_site_allowed(ctx, s->zone_set, (uint32_t)site))
+                return ENGINE_ZONE;
         return ENGINE_CAPACITY;
 }
 

@@ -141,6 +141,13 @@ struct engine_decision {
 };
 
 /*
+ * Whether a snapshot restricted to `zone_set` may live at `site`: the set is
+ * "anywhere", or the site lies in one of its zones. A set the context does
+ * not have allows nowhere, as in engine_decide.
+ */
+bool engine_site_allowed(const struct engine_context *ctx, uint16_t zone_set, uint32_t site);
+
+/*
  * Decides for one snapshot and a credible report at (lat, lon) taken at
  * ts_ms. Updates the snapshot's policy state (dwell, pending, cooldown).
  * Returns 0, or <0 when the index refuses the query (then nothing changed).

@@ -2,7 +2,8 @@
  * What the scheduler's files share; not for use outside scheduler/. The
  * consumer loop (scheduler.c) holds a batch in `struct scheduler`; load.c
  * brings its users into memory, decide.c runs the policy over it,
- * persist.c writes its effects, stats.c says what /metrics shows of it.
+ * persist.c writes its effects, stats.c says what /metrics shows of it;
+ * residency.c cancels transfers in flight that the zones no longer allow.
  */
 #pragma once
 
@@ -130,6 +131,11 @@ int scheduler_load_users(struct scheduler *s);
 
 /* Forgets the users whose snapshots changed in PostgreSQL since the last look. */
 void scheduler_forget_changed_users(struct scheduler *s);
+
+/* ---- residency.c: transfers in flight that the zones no longer allow ---- */
+
+/* Cancels the open transfers whose target the snapshot's zones no longer allow. */
+void scheduler_cancel_outside_zones(struct scheduler *s);
 
 /* ---- decide.c: the policy over a batch ---- */
 

@@ -141,3 +141,40 @@ def test_success_refuses_a_copy_that_is_not_the_registered_version(homing, db):
     assert db.execute("SELECT datacenter_id FROM placements WHERE snapshot_id = %s AND active",
                       (snap,)).fetchone()[0] == "t-sydney"
     assert db.execute("SELECT homing_transfer_succeeded(%s, %s)", (tid, "a" * 64)).fetchone()[0]
+
+
+EUROPE = {"type": "Polygon",
+          "coordinates": [[[-10, 35], [30, 35], [30, 60], [-10, 60], [-10, 35]]]}
+
+
+def test_a_transfer_the_narrowed_zones_forbid_is_cancelled_and_the_next_report_stays(homing, db):
+    homing.json("PUT", "/v1/zones/europe", {"name": "Europe", "geojson": EUROPE}, expect=201,
+                token=homing.token("admin"))
+    snap = seed_snapshot(db, "u-resident", "t-paris")
+    assert homing.post("/v1/locations", report(user="u-resident", device="d-res-1", lat=35.7,
+                                               lon=139.7))[0] == 202
+    tid, _, dst, state, _, total = wait_for(lambda: transfers(db, snap), what="a transfer")[0]
+    assert (dst, state) == ("t-tokyo", "queued")
+    reserved = dc_bytes(db, "t-tokyo")[1]
+
+    # Any writer narrows the zones (here psql, not the API): the running
+    # scheduler learns it, and the move it had queued may no longer happen.
+    db.execute("UPDATE snapshots SET allowed_zones = '{europe}' WHERE id = %s", (snap,))
+    row = wait_for(lambda: db.execute("SELECT state, error FROM transfers WHERE id = %s AND"
+                                      " state = 'cancelled'", (tid,)).fetchone(),
+                   timeout=15, what="the transfer outside the zones to be cancelled")
+    assert "outside the snapshot's zones" in row[1]
+    assert dc_bytes(db, "t-tokyo")[1] == reserved - total
+    event = db.execute("SELECT payload FROM outbox WHERE payload->>'id' = %s",
+                       (f"transfer-{tid}-cancelled",)).fetchone()[0]
+    assert event["source"] == "/homing/scheduler"
+    assert event["data"]["reason"] == "outside_zones" and event["data"]["to_dc"] == "t-tokyo"
+
+    # Still in Tokyo: the scheduler decides with the new zones and stays.
+    def stayed():
+        homing.post("/v1/locations", report(user="u-resident", device="d-res-2", lat=35.7,
+                                            lon=139.7))
+        return db.execute("SELECT reason FROM decisions WHERE snapshot_id = %s"
+                          " AND outcome = 'stay' ORDER BY id DESC LIMIT 1", (snap,)).fetchone()
+    assert wait_for(stayed, interval=1.5, what="a stay")[0] == "zone"
+    assert [t[3] for t in transfers(db, snap)] == ["cancelled"]

@@ -374,6 +374,17 @@ TEST(an_unknown_zone_means_nowhere_qualifies) {
         world_fini(&w);
 }
 
+TEST(a_site_is_allowed_anywhere_inside_one_of_the_zones_and_nowhere_for_an_unknown_set) {
+        struct world w;
+
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        CHECK(engine_site_allowed(&w.ctx, 0, A) && engine_site_allowed(&w.ctx, 0, D));
+        CHECK(!engine_site_allowed(&w.ctx, 1, A) && !engine_site_allowed(&w.ctx, 1, B));
+        CHECK(engine_site_allowed(&w.ctx, 1, C) && engine_site_allowed(&w.ctx, 1, D));
+        CHECK(!engine_site_allowed(&w.ctx, 2, C)); /* no such set */
+        world_fini(&w);
+}
+
 /* ---- transfers in flight ---- */
 
 TEST(a_transfer_to_the_same_target_is_left_alone_and_a_new_target_supersedes_it) {
@@ -435,5 +446,6 @@ TAP_MAIN(TAP_TEST(accuracy_at_the_bound_passes_and_beyond_is_dropped),
          TAP_TEST(a_stay_names_what_held_back_the_nearest_site),
          TAP_TEST(a_snapshot_restricted_to_a_zone_moves_only_inside_it),
          TAP_TEST(an_unknown_zone_means_nowhere_qualifies),
+         TAP_TEST(a_site_is_allowed_anywhere_inside_one_of_the_zones_and_nowhere_for_an_unknown_set),
          TAP_TEST(a_transfer_to_the_same_target_is_left_alone_and_a_new_target_supersedes_it),
          TAP_TEST(the_defaults_are_the_configured_defaults))
