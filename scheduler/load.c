@@ -184,11 +184,13 @@ out:
 
 /*
  * Users whose snapshots changed under us since the last look (a transfer
- * ran or ended, an operator cancelled one, a snapshot was added or edited,
- * a new version was registered) are forgotten, to be loaded afresh with
- * their next report. A row carries its transaction's start time, which can
- * be before our last look though it committed after it: the look reaches
- * back CHANGES_OVERLAP further (forgetting a user twice costs a reload).
+ * ran or ended, an operator cancelled or retried one, a snapshot was added
+ * or edited, a new version was registered) are forgotten, to be loaded
+ * afresh with their next report. A row carries its transaction's start
+ * time, which can be before our last look though it committed after it:
+ * the look reaches back CHANGES_OVERLAP further (forgetting a user twice
+ * costs a reload). The scheduler's own queued moves are not news to it;
+ * an operator's retry, queued too, is.
  */
 #define CHANGES_OVERLAP "interval '30 seconds'"
 
@@ -201,7 +203,8 @@ void scheduler_forget_changed_users(struct scheduler *s) {
                        "WITH since AS (SELECT $1::timestamptz - " CHANGES_OVERLAP " AS t)"
                        " SELECT now()::text, array_agg(DISTINCT user_id)::text FROM ("
                        " SELECT sn.user_id FROM since, transfers t JOIN snapshots sn ON sn.id = t.snapshot_id"
-                       "  WHERE t.updated_at >= since.t AND t.state NOT IN ('queued')"
+                       "  WHERE t.updated_at >= since.t"
+                       "    AND (t.state <> 'queued' OR t.retry_of IS NOT NULL)"
                        " UNION ALL"
                        " SELECT user_id FROM since, snapshots"
                        "  WHERE created_at >= since.t OR updated_at >= since.t"

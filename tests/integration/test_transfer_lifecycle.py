@@ -2,6 +2,8 @@
 success the template replica, the placement swap (never two active copies)
 and the bytes; the scheduler then decides from the new place; a closer
 target supersedes a transfer in flight."""
+import time
+
 import psycopg
 import pytest
 
@@ -178,3 +180,35 @@ def test_a_transfer_the_narrowed_zones_forbid_is_cancelled_and_the_next_report_s
                           " AND outcome = 'stay' ORDER BY id DESC LIMIT 1", (snap,)).fetchone()
     assert wait_for(stayed, interval=1.5, what="a stay")[0] == "zone"
     assert [t[3] for t in transfers(db, snap)] == ["cancelled"]
+
+
+def test_an_operator_retry_is_known_to_the_scheduler_before_its_next_report(homing, db):
+    # A snapshot placed an hour ago: nothing about it is news to the scheduler.
+    snap = "snap-u-retried"
+    db.execute("INSERT INTO snapshots (id, user_id, template_id, size_bytes, created_at,"
+               " updated_at) VALUES (%s, 'u-retried', 'tpl-1', 500, now() - interval '1 hour',"
+               " now() - interval '1 hour')", (snap,))
+    db.execute("INSERT INTO placements (snapshot_id, datacenter_id, version, active, created_at)"
+               " VALUES (%s, 't-paris', 1, true, now() - interval '1 hour')", (snap,))
+    tid = queue_transfer(db, snap, "t-paris", "t-tokyo")
+    db.execute("SELECT homing_transfer_ended(%s, 'failed', 'the source went away')", (tid,))
+    db.execute("UPDATE transfers SET updated_at = now() - interval '1 hour' WHERE id = %s", (tid,))
+    # The scheduler has the user in memory: a report from home.
+    assert homing.post("/v1/locations", report(user="u-retried", device="d-ret-0", lat=48.86,
+                                               lon=2.35))[0] == 202
+    wait_for(lambda: db.execute("SELECT 1 FROM device_locations WHERE device_id = 'd-ret-0'"
+                                ).fetchone(), what="the first report")
+    retry, _ = homing.json("POST", f"/v1/transfers/{tid}/retry", expect=201,
+                           token=homing.token("operator"))
+    time.sleep(2.5)  # a catalog reload (1 s here) looks at what changed
+    # The user reports from Tokyo, where the retry goes: nothing new to queue,
+    # and no batch had to roll back over the retry it did not know of.
+    assert homing.post("/v1/locations", report(user="u-retried", device="d-ret-1", lat=35.7,
+                                               lon=139.7))[0] == 202
+    decided = wait_for(lambda: db.execute("SELECT outcome, reason FROM decisions"
+                                          " WHERE snapshot_id = %s AND device_id = 'd-ret-1'",
+                                          (snap,)).fetchall(),
+                       what="the decision")
+    assert decided == [("stay", "transfer_pending")]
+    assert [(t[0], t[3]) for t in transfers(db, snap)] == [(tid, "failed"), (retry["id"], "queued")]
+    assert "rolled back" not in homing.log_text()
