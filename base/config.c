@@ -137,6 +137,9 @@ static const struct setting settings[] = {
         { "metrics-listen", SETTING_STRING, FIELD(metrics_listen), "", 0, 0,
           "host:port where `schedule` and `relay` serve /metrics and /healthz (\"\": nowhere; "
           "`serve` and `standalone` have /metrics on --listen)" },
+        { "metrics-token-file", SETTING_STRING, FIELD(metrics_token_file), "", 0, 0,
+          "a file holding the bearer token a scraper must send to --metrics-listen's /metrics "
+          "(needed beyond loopback)" },
         { "log-level", SETTING_STRING, FIELD(log_level), "info", 0, 0,
           "debug, info, warn or error" },
 };

@@ -46,6 +46,7 @@ struct config {
         long catalog_refresh_s;
         long outbox_max_attempts; /* refusals of one row before the relay parks it */
         char *metrics_listen;    /* host:port of /metrics for schedule and relay; "": none */
+        char *metrics_token_file; /* the scrape token of --metrics-listen */
         /* agent: the transfers into a datacenter (agent/README.md) */
         char *api_url;           /* where agents reach homing's API */
         char *datacenter;        /* the datacenters this agent serves, comma-separated */

@@ -3,11 +3,14 @@
  * consumer and the outbox relay), relay alone, and standalone (all of it in
  * one process, for a laptop). SIGINT and SIGTERM stop them cleanly.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -71,6 +74,26 @@ static int metrics_setup(struct metrics **out) {
  * Runs the API (if `serve`) and the given workers until a signal. A process
  * without the API serves /metrics on --metrics-listen, when set.
  */
+/* The scrape token: the file's first line, without its end. NULL (logged) when unreadable or empty. */
+static char *read_token(const char *path) {
+        FILE *f = fopen(path, "r");
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t n = f ? getline(&line, &cap, f) : -1;
+
+        if (f)
+                fclose(f);
+        if (n > 0)
+                line[strcspn(line, "\r\n")] = '\0';
+        if (n <= 0 || !line[0]) {
+                log_error("homing", "--metrics-token-file %s: %s", path,
+                          n < 0 && errno ? strerror(errno) : "no token in it");
+                free(line);
+                return NULL;
+        }
+        return line;
+}
+
 static int run_parts(const struct config *cfg, bool serve, struct worker *workers, size_t n) {
         struct metrics *metrics = NULL;
         struct metrics_server *metrics_server = NULL;
@@ -95,8 +118,15 @@ static int run_parts(const struct config *cfg, bool serve, struct worker *worker
                         return 1;
                 }
         } else if (cfg->metrics_listen[0]) {
-                if (metrics_server_start(metrics, cfg->metrics_listen, &metrics_server, errbuf,
-                                         sizeof(errbuf)) < 0) {
+                char *token = NULL;
+                if (cfg->metrics_token_file[0] && !(token = read_token(cfg->metrics_token_file))) {
+                        metrics_free(metrics);
+                        return 1;
+                }
+                r = metrics_server_start(metrics, cfg->metrics_listen, token, &metrics_server,
+                                         errbuf, sizeof(errbuf));
+                free(token);
+                if (r < 0) {
                         log_error("homing", "--metrics-listen %s: %s", cfg->metrics_listen, errbuf);
                         metrics_free(metrics);
                         return 1;

@@ -200,10 +200,14 @@ int metrics_render(struct metrics *m, char **out, size_t *len)
  * homing relay): GET /metrics renders `m` (borrowed: it must outlive the
  * server), GET /healthz answers {"status":"ok"}, anything else 404. It
  * listens on `listen` ("host:port"; port 0 takes a free one) with its own
- * thread. Returns 0, or -EINVAL / -EADDRINUSE / -EIO with `errbuf` saying why.
+ * thread. With a `token` (copied), /metrics wants "Authorization: Bearer
+ * <token>" (401 otherwise); without one it serves only a loopback address.
+ * Returns 0, or -EINVAL / -EPERM / -EADDRINUSE / -EIO with `errbuf` saying
+ * why.
  */
-int metrics_server_start(struct metrics *m, const char *listen, struct metrics_server **out,
-                         char *errbuf, size_t errbuf_size) __attribute__((warn_unused_result));
+int metrics_server_start(struct metrics *m, const char *listen, const char *token,
+                         struct metrics_server **out, char *errbuf, size_t errbuf_size)
+        __attribute__((warn_unused_result));
 
 /* The port it listens on (useful after port 0). */
 int metrics_server_port(const struct metrics_server *s);

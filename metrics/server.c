@@ -1,7 +1,9 @@
 /*
  * A small HTTP endpoint for processes that do not run the API: GET
  * /metrics and GET /healthz, one libmicrohttpd daemon with its own thread.
- * It never logs: failures come back in the caller's error buffer.
+ * /metrics says how the process works (partitions, lag, backlog): beyond
+ * loopback it is served only to a scraper with the bearer token. It never
+ * logs: failures come back in the caller's error buffer.
  */
 #include "metrics/metrics.h"
 
@@ -11,6 +13,9 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <nettle/memops.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +24,37 @@
 struct metrics_server {
         struct MHD_Daemon *daemon;
         struct metrics *registry;
+        char *token; /* NULL: no token asked */
         int port;
 };
+
+static bool is_loopback(const struct sockaddr_storage *addr) {
+        if (addr->ss_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+                return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+        }
+        if (addr->ss_family == AF_INET6) {
+                const struct in6_addr *a = &((const struct sockaddr_in6 *)addr)->sin6_addr;
+                return IN6_IS_ADDR_LOOPBACK(a) ||
+                       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+        }
+        return false;
+}
+
+/* The bearer token, compared in constant time. */
+static bool authorized(const struct metrics_server *s, struct MHD_Connection *conn) {
+        const char *header, *given;
+        size_t n;
+
+        if (!s->token)
+                return true;
+        header = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+        if (!header || strncmp(header, "Bearer ", 7) != 0)
+                return false;
+        given = header + 7;
+        n = strlen(s->token);
+        return strlen(given) == n && memeql_sec(given, s->token, n);
+}
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
                              char *body, size_t len) {
@@ -53,6 +87,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                             : MHD_NO;
         }
         if (!strcmp(url, "/metrics")) {
+                if (!authorized(s, conn)) {
+                        struct MHD_Response *resp;
+                        enum MHD_Result ret;
+                        text = strdup("{\"status\":401,\"title\":\"Unauthorized\","
+                                      "\"detail\":\"/metrics wants the scrape token\"}");
+                        if (!text)
+                                return MHD_NO;
+                        resp = MHD_create_response_from_buffer(strlen(text), text,
+                                                               MHD_RESPMEM_MUST_FREE);
+                        if (!resp) {
+                                free(text);
+                                return MHD_NO;
+                        }
+                        MHD_add_response_header(resp, "Content-Type", "application/problem+json");
+                        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+                        ret = MHD_queue_response(conn, 401, resp);
+                        MHD_destroy_response(resp);
+                        return ret;
+                }
                 if (metrics_render(s->registry, &text, &len) < 0)
                         return MHD_NO;
                 return reply(conn, 200, METRICS_CONTENT_TYPE, text, len);
@@ -65,8 +118,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return text ? reply(conn, 404, "application/problem+json", text, strlen(text)) : MHD_NO;
 }
 
-int metrics_server_start(struct metrics *m, const char *listen, struct metrics_server **out,
-                         char *errbuf, size_t errbuf_size) {
+int metrics_server_start(struct metrics *m, const char *listen, const char *token,
+                         struct metrics_server **out, char *errbuf, size_t errbuf_size) {
         struct sockaddr_storage addr = { 0 };
         struct metrics_server *s;
         const union MHD_DaemonInfo *info;
@@ -76,8 +129,15 @@ int metrics_server_start(struct metrics *m, const char *listen, struct metrics_s
         r = net_parse_listen(listen, &addr, errbuf, errbuf_size);
         if (r < 0)
                 return r;
+        if ((!token || !token[0]) && !is_loopback(&addr)) {
+                snprintf(errbuf, errbuf_size,
+                         "serving /metrics beyond loopback needs a scrape token "
+                         "(--metrics-token-file)");
+                return -EPERM;
+        }
         s = calloc(1, sizeof(*s));
-        if (!s) {
+        if (!s || (token && token[0] && !(s->token = strdup(token)))) {
+                free(s);
                 snprintf(errbuf, errbuf_size, "out of memory");
                 return -ENOMEM;
         }
@@ -90,6 +150,7 @@ int metrics_server_start(struct metrics *m, const char *listen, struct metrics_s
                                      (unsigned int)16, MHD_OPTION_END);
         if (!s->daemon) {
                 snprintf(errbuf, errbuf_size, "cannot listen on %s", listen);
+                free(s->token);
                 free(s);
                 return -EADDRINUSE;
         }
@@ -107,6 +168,7 @@ struct metrics_server *metrics_server_free(struct metrics_server *s) {
         if (!s)
                 return NULL;
         MHD_stop_daemon(s->daemon);
+        free(s->token);
         free(s);
         return NULL;
 }

@@ -5,11 +5,12 @@ import json
 import re
 import signal
 import subprocess
+import urllib.error
 import urllib.request
 
 import pytest
 
-from conftest import Homing, free_port, report, seed_catalog, seed_snapshot, wait_for
+from conftest import HOMING_BIN, Homing, free_port, report, seed_catalog, seed_snapshot, wait_for
 
 
 def promtool_check(text):
@@ -108,6 +109,35 @@ def test_a_scheduler_without_the_api_serves_metrics_on_its_own_port(database, to
         assert sample(text, "homing_ingest_requests_total", status="202") is None
     finally:
         s.stop()
+
+
+def test_a_scrape_token_guards_the_schedulers_metrics(database, topics, tmp_path):
+    port = free_port()
+    token_file = tmp_path / "scrape-token"
+    token_file.write_text("tok-" + "x" * 20 + "\n")
+    s = Homing(database, topics, "metrics-token", "schedule", tmp_path,
+               extra={"HOMING_METRICS_LISTEN": f"127.0.0.1:{port}",
+                      "HOMING_METRICS_TOKEN_FILE": str(token_file)})
+    s.start()
+    try:
+        def get(token):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+            if token:
+                req.add_header("Authorization", f"Bearer {token}")
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+        assert wait_for(lambda: get("tok-" + "x" * 20) == 200, what="a scrape with the token")
+        assert get(None) == 401 and get("tok-" + "x" * 19) == 401
+    finally:
+        s.stop()
+    # Beyond loopback without a token: it does not start, and says why.
+    done = subprocess.run([HOMING_BIN, "schedule"], capture_output=True, text=True, timeout=30,
+                          env=dict(s.env, HOMING_METRICS_LISTEN="0.0.0.0:0",
+                                   HOMING_METRICS_TOKEN_FILE=""))
+    assert done.returncode != 0 and "--metrics-token-file" in done.stderr + done.stdout
 
 
 def test_readyz_waits_for_the_consumer_to_be_given_its_partitions(database, topics, tmp_path):

@@ -532,8 +532,8 @@ TEST(promtool_accepts_the_exposition) {
         metrics_free(m);
 }
 
-/* GET `path` from 127.0.0.1:port; the whole answer, malloc'd. */
-static char *http_get(int port, const char *path) {
+/* GET `path` from 127.0.0.1:port with one more header line (or none); the whole answer, malloc'd. */
+static char *http_get_with(int port, const char *path, const char *header) {
         struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
         char request[256], *answer = NULL;
         size_t len = 0;
@@ -550,7 +550,8 @@ static char *http_get(int port, const char *path) {
                 return NULL;
         }
         snprintf(request, sizeof(request),
-                 "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", path);
+                 "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s%s\r\n", path,
+                 header ? header : "", header ? "\r\n" : "");
         if (write(fd, request, strlen(request)) != (ssize_t)strlen(request)) {
                 close(fd);
                 return NULL;
@@ -564,6 +565,10 @@ static char *http_get(int port, const char *path) {
         return answer;
 }
 
+static char *http_get(int port, const char *path) {
+        return http_get_with(port, path, NULL);
+}
+
 TEST(server_serves_metrics_and_healthz) {
         struct metrics *m = NULL;
         struct metrics_server *s = NULL;
@@ -574,9 +579,9 @@ TEST(server_serves_metrics_and_healthz) {
         CHECK(metrics_new(&m) == 0);
         CHECK(metrics_counter_register(m, "served_total", "Served.", NULL, &c) == 0);
         metrics_counter_add(c, NULL, 3);
-        CHECK(metrics_server_start(m, "nonsense", &s, err, sizeof(err)) == -EINVAL);
+        CHECK(metrics_server_start(m, "nonsense", NULL, &s, err, sizeof(err)) == -EINVAL);
         CHECK(err[0] != '\0');
-        CHECK(metrics_server_start(m, "127.0.0.1:0", &s, err, sizeof(err)) == 0);
+        CHECK(metrics_server_start(m, "127.0.0.1:0", NULL, &s, err, sizeof(err)) == 0);
         CHECK(metrics_server_port(s) > 0);
         if (s) {
                 answer = http_get(metrics_server_port(s), "/metrics");
@@ -598,6 +603,39 @@ TEST(server_serves_metrics_and_healthz) {
         metrics_free(m);
 }
 
+TEST(server_wants_its_token_and_without_one_serves_only_loopback) {
+        struct metrics *m = NULL;
+        struct metrics_server *s = NULL;
+        char err[256] = "";
+        char *answer;
+
+        CHECK(metrics_new(&m) == 0);
+        /* Refused before it listens: nothing is bound beyond loopback here. */
+        CHECK(metrics_server_start(m, "0.0.0.0:0", NULL, &s, err, sizeof(err)) == -EPERM);
+        CHECK(strstr(err, "--metrics-token-file") != NULL);
+        CHECK(metrics_server_start(m, "[::]:0", "", &s, err, sizeof(err)) == -EPERM);
+        CHECK(metrics_server_start(m, "127.0.0.1:0", "s3cret", &s, err, sizeof(err)) == 0);
+        if (s) {
+                answer = http_get_with(metrics_server_port(s), "/metrics", NULL);
+                CHECK(answer && strstr(answer, "HTTP/1.1 401") == answer);
+                CHECK(answer && strstr(answer, "WWW-Authenticate: Bearer") != NULL);
+                free(answer);
+                answer = http_get_with(metrics_server_port(s), "/metrics",
+                                       "Authorization: Bearer s3cre");
+                CHECK(answer && strstr(answer, "HTTP/1.1 401") == answer);
+                free(answer);
+                answer = http_get_with(metrics_server_port(s), "/metrics",
+                                       "Authorization: Bearer s3cret");
+                CHECK(answer && strstr(answer, "HTTP/1.1 200") == answer);
+                free(answer);
+                answer = http_get_with(metrics_server_port(s), "/healthz", NULL);
+                CHECK(answer && strstr(answer, "HTTP/1.1 200") == answer);
+                free(answer);
+        }
+        metrics_server_free(s);
+        metrics_free(m);
+}
+
 TAP_MAIN(TAP_TEST(counters_count_per_label_value), TAP_TEST(the_same_definition_twice_is_one_family),
          TAP_TEST(two_labels_make_every_combination),
          TAP_TEST(gauges_set_add_and_render_doubles),
@@ -606,4 +644,5 @@ TAP_MAIN(TAP_TEST(counters_count_per_label_value), TAP_TEST(the_same_definition_
          TAP_TEST(registration_refuses_bad_names_and_collisions),
          TAP_TEST(callbacks_compute_on_scrape_and_detach),
          TAP_TEST(concurrent_updates_lose_nothing), TAP_TEST(promtool_accepts_the_exposition),
-         TAP_TEST(server_serves_metrics_and_healthz))
+         TAP_TEST(server_serves_metrics_and_healthz),
+         TAP_TEST(server_wants_its_token_and_without_one_serves_only_loopback))
