@@ -55,6 +55,12 @@ static int64_t now_ms(void) {
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static double now_s(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static int mkdirs(const char *path) {
         char tmp[PATH_MAX];
         if (pathf(tmp, "%s", path) < 0)
@@ -452,6 +458,7 @@ static int build(struct transfer_run *t, const char *partial, const struct image
         struct image_manifest *built = NULL, *cached = NULL;
         struct image *cached_img = NULL;
         struct plan plan = { 0 };
+        double started = now_s();
         int r;
 
         r = image_open(partial, true, &t->out);
@@ -480,6 +487,8 @@ static int build(struct transfer_run *t, const char *partial, const struct image
         t->bytes_done = plan.bytes[BLOCK_KEPT];
         t->stats->bytes_local += plan.bytes[BLOCK_KEPT];
         log_plan(t, want, &plan);
+        t->stats->s_scan += now_s() - started;
+        started = now_s();
         r = progress(t, true);
         if (r == 0 && cached_img)
                 r = copy_local(t, cached_img, &plan);
@@ -513,6 +522,8 @@ static int build(struct transfer_run *t, const char *partial, const struct image
         }
         if (r == 0)
                 r = image_flush(t->out);
+        t->out = image_free(t->out);
+        t->stats->s_blocks += now_s() - started;
 out:
         t->out = image_free(t->out);
         cached_img = image_free(cached_img);
@@ -528,6 +539,7 @@ static int verify(struct transfer_run *t, const char *path, const struct image_m
         struct image_manifest *got = NULL;
         uint8_t a[IMAGE_DIGEST_SIZE], b[IMAGE_DIGEST_SIZE];
         char check[256];
+        double started = now_s();
         int r;
 
         r = image_open(path, false, &img);
@@ -541,6 +553,8 @@ static int verify(struct transfer_run *t, const char *path, const struct image_m
         image_manifest_digest(got, a);
         image_manifest_digest(want, b);
         image_manifest_free(got);
+        t->stats->s_verify += now_s() - started;
+        started = now_s();
         if (memcmp(a, b, sizeof(a)) != 0) {
                 snprintf(t->err, t->err_size, "the copy's content digest is not the version's");
                 return -EBADMSG;
@@ -550,7 +564,11 @@ static int verify(struct transfer_run *t, const char *path, const struct image_m
                 snprintf(t->err, t->err_size, "qemu-img check: %s", check);
                 return -EBADMSG;
         }
-        return fsync_path(path);
+        t->stats->s_check += now_s() - started;
+        started = now_s();
+        r = fsync_path(path);
+        t->stats->s_commit += now_s() - started;
+        return r;
 }
 
 /* ---- the template ---- */
@@ -668,6 +686,7 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         char *manifest = NULL, *config = NULL;
         size_t manifest_len = 0, config_len = 0;
         struct stat st;
+        double started = now_s();
         int r;
 
         memset(stats, 0, sizeof(*stats));
@@ -743,6 +762,10 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
                 goto out;
         }
         pathf(path, "/snapshots/%s/versions/%lld/blocks", job->snapshot_id, (long long)job->version);
+        /* What the template's own copy took counts as preparing. */
+        stats->s_prepare = now_s() - started - stats->s_scan - stats->s_blocks - stats->s_verify -
+                           stats->s_check - stats->s_commit;
+        stats->s_scan = stats->s_blocks = stats->s_verify = stats->s_check = stats->s_commit = 0;
         r = build(&t, partial, want, have_cached ? cached : NULL,
                   job->source_url, path);
         if (r == 0)
@@ -756,6 +779,7 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
                 goto out;
 
         /* The copy is proven: its manifest and configuration, then the image, into place. */
+        started = now_s();
         r = pathf(cached, "%s/v%lld.manifest", dir, (long long)job->version);
         if (r == 0)
                 r = image_manifest_save(want, cached);
@@ -772,6 +796,7 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
                 goto out;
         }
         rmdir(incoming);
+        stats->s_commit += now_s() - started;
         t.bytes_done = stats->bytes_total;
         progress(&t, true);
 out:
