@@ -19,7 +19,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
-#include <nettle/sha2.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -438,10 +437,7 @@ static int next_record(struct stream *s) {
                 wire_zero_record(s->out, at, run);
                 s->out_len = WIRE_ZERO_SIZE;
         } else {
-                struct sha256_ctx c;
-                sha256_init(&c);
-                sha256_update(&c, run, data);
-                sha256_digest(&c, 32, sha);
+                wire_chunk_sha256(data, (uint32_t)run, NULL, sha);
                 wire_data_header(s->out, at, (uint32_t)run, sha);
                 memcpy(s->out + WIRE_DATA_HEADER_SIZE, data, run);
                 s->out_len = WIRE_DATA_HEADER_SIZE + run;

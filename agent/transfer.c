@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <nettle/sha2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,8 @@ struct transfer_run {
         const struct transfer_job *job;
         struct transfer_stats *stats;
         struct image *out;        /* the partial image being built */
+        const struct image_manifest *want; /* what it is built into */
+        uint8_t *checked;         /* a bit per block: in place and checked against `want` */
         struct wire_reader *reader;
         int64_t next_progress_ms;
         uint64_t bytes_done;      /* blocks of the version in place */
@@ -241,10 +244,34 @@ static int fetch(struct transfer_run *t, const char *base, const char *path, siz
         return 0;
 }
 
-static int on_chunk_data(void *ctx, uint64_t offset, const void *data, uint32_t length) {
+static bool is_checked(const struct transfer_run *t, uint64_t index) {
+        return t->checked[index / 8] >> (index % 8) & 1;
+}
+
+static void mark_checked(struct transfer_run *t, uint64_t offset, uint64_t length) {
+        for (uint64_t i = offset / IMAGE_BLOCK; i < (offset + length) / IMAGE_BLOCK; i++)
+                t->checked[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+/* Whether block `index` holding data that hashes to `sha256` is the version's. */
+static bool block_wanted(const struct transfer_run *t, uint64_t index, const uint8_t *sha256) {
+        const struct image_block_hash *w = image_manifest_lookup(t->want, index);
+        return w && !memcmp(w->sha256, sha256, IMAGE_DIGEST_SIZE);
+}
+
+/* Every block is checked against the manifest before it is written: the
+ * final verification then needs no second read of what was written. */
+static int on_chunk_data(void *ctx, uint64_t offset, const void *data, uint32_t length,
+                         const uint8_t (*block_sha256)[32]) {
         struct transfer_run *t = ctx;
-        int r = image_write(t->out, data, length, offset);
+        int r;
+
+        for (uint32_t i = 0; i < length / IMAGE_BLOCK; i++)
+                if (!block_wanted(t, offset / IMAGE_BLOCK + i, block_sha256[i]))
+                        return -EILSEQ;
+        r = image_write(t->out, data, length, offset);
         if (r == 0) {
+                mark_checked(t, offset, length);
                 t->stats->bytes_remote += length;
                 t->bytes_done += length;
         }
@@ -253,9 +280,18 @@ static int on_chunk_data(void *ctx, uint64_t offset, const void *data, uint32_t 
 
 static int on_chunk_zero(void *ctx, uint64_t offset, uint64_t length) {
         struct transfer_run *t = ctx;
-        int r = image_zero(t->out, length, offset);
-        if (r == 0)
+        int r;
+
+        for (uint64_t i = offset / IMAGE_BLOCK; i < (offset + length) / IMAGE_BLOCK; i++) {
+                const struct image_block_hash *w = image_manifest_lookup(t->want, i);
+                if (!w || !(w->flags & IMAGE_BLOCK_ZERO))
+                        return -EILSEQ;
+        }
+        r = image_zero(t->out, length, offset);
+        if (r == 0) {
+                mark_checked(t, offset, length);
                 t->bytes_done += length;
+        }
         return r;
 }
 
@@ -317,7 +353,8 @@ static int pull(struct transfer_run *t, const char *base, const char *path,
                         struct wire_range bad = wire_reader_bad(t->reader);
                         t->stats->chunks_refetched++;
                         log_warn("agent", "transfer %lld: the chunk at %llu (+%llu) failed its "
-                                          "SHA-256; asking for it again", (long long)t->job->id,
+                                          "SHA-256 or is not the version's; asking for it again",
+                                 (long long)t->job->id,
                                  (unsigned long long)bad.offset, (unsigned long long)bad.length);
                 } else if (r == -EBADMSG) {
                         snprintf(t->err, t->err_size, "POST %s: not a chunk stream", url);
@@ -378,16 +415,16 @@ static bool same_block(const struct image_block_hash *a, const struct image_bloc
         return a && b && a->flags == b->flags && !memcmp(a->sha256, b->sha256, IMAGE_DIGEST_SIZE);
 }
 
-/* Sorts every block of `want` by where it will come from. */
-static int plan_blocks(struct plan *p, const struct image_manifest *want,
-                       const struct image_manifest *built, const struct image_manifest *cached) {
-        size_t n = image_manifest_count(want);
+/* Sorts every block of the version by where it will come from; checked ones are kept. */
+static int plan_blocks(struct plan *p, const struct transfer_run *t,
+                       const struct image_manifest *cached) {
+        size_t n = image_manifest_count(t->want);
         int r = 0;
 
         for (size_t i = 0; i < n && r == 0; i++) {
-                const struct image_block_hash *w = image_manifest_entry(want, i);
+                const struct image_block_hash *w = image_manifest_entry(t->want, i);
                 enum block_kind kind;
-                if (built && same_block(w, image_manifest_lookup(built, w->index)))
+                if (is_checked(t, w->index))
                         kind = BLOCK_KEPT;
                 else if (w->flags & IMAGE_BLOCK_ZERO)
                         kind = BLOCK_ZERO;
@@ -410,10 +447,43 @@ static void log_plan(const struct transfer_run *t, const struct image_manifest *
                  (unsigned long long)(p->bytes[BLOCK_REMOTE] / IMAGE_BLOCK));
 }
 
-/* Copies the LOCAL ranges from the cached image. */
+/* Writes the blocks of buf (read at `offset`) that are the version's; the others are pulled later. */
+static int write_wanted(struct transfer_run *t, const uint8_t *buf, size_t len, uint64_t offset,
+                        uint64_t *unwanted) {
+        size_t run = 0; /* wanted bytes before `at` not written yet */
+        int r = 0;
+
+        for (size_t at = 0; at <= len && r == 0; at += IMAGE_BLOCK) {
+                uint8_t sha[IMAGE_DIGEST_SIZE];
+                struct sha256_ctx c;
+                if (at < len) {
+                        sha256_init(&c);
+                        sha256_update(&c, IMAGE_BLOCK, buf + at);
+                        sha256_digest(&c, sizeof(sha), sha);
+                        if (block_wanted(t, (offset + at) / IMAGE_BLOCK, sha)) {
+                                run += IMAGE_BLOCK;
+                                continue;
+                        }
+                        ++*unwanted;
+                }
+                if (run) {
+                        r = image_write(t->out, buf + at - run, run, offset + at - run);
+                        if (r == 0) {
+                                mark_checked(t, offset + at - run, run);
+                                t->stats->bytes_local += run;
+                                t->bytes_done += run;
+                        }
+                        run = 0;
+                }
+        }
+        return r;
+}
+
+/* Copies the LOCAL ranges from the cached image, each block checked against the manifest. */
 static int copy_local(struct transfer_run *t, struct image *cached, const struct plan *p) {
         size_t cap = 4u << 20;
         uint8_t *buf = malloc(cap);
+        uint64_t unwanted = 0;
         int r = 0;
 
         if (!buf)
@@ -424,14 +494,15 @@ static int copy_local(struct transfer_run *t, struct image *cached, const struct
                         size_t len = rg.length - off < cap ? (size_t)(rg.length - off) : cap;
                         r = image_read(cached, buf, len, rg.offset + off);
                         if (r == 0)
-                                r = image_write(t->out, buf, len, rg.offset + off);
-                        if (r == 0) {
-                                t->stats->bytes_local += len;
-                                t->bytes_done += len;
+                                r = write_wanted(t, buf, len, rg.offset + off, &unwanted);
+                        if (r == 0)
                                 r = stopping(t);
-                        }
                 }
         }
+        if (unwanted)
+                log_warn("agent", "transfer %lld: %llu blocks of the cached copy are not what its "
+                                  "manifest says; pulling them", (long long)t->job->id,
+                         (unsigned long long)unwanted);
         free(buf);
         return r;
 }
@@ -439,10 +510,23 @@ static int copy_local(struct transfer_run *t, struct image *cached, const struct
 static int zero_ranges(struct transfer_run *t, const struct plan *p) {
         int r = 0;
         for (size_t i = 0; i < p->n[BLOCK_ZERO] && r == 0; i++) {
-                r = image_zero(t->out, p->ranges[BLOCK_ZERO][i].length, p->ranges[BLOCK_ZERO][i].offset);
-                t->bytes_done += p->ranges[BLOCK_ZERO][i].length;
+                struct wire_range rg = p->ranges[BLOCK_ZERO][i];
+                r = image_zero(t->out, rg.length, rg.offset);
+                if (r == 0) {
+                        mark_checked(t, rg.offset, rg.length);
+                        t->bytes_done += rg.length;
+                }
         }
         return r;
+}
+
+/* Marks the blocks the partial image already holds with the version's hash. */
+static void keep_built(struct transfer_run *t, const struct image_manifest *built) {
+        for (size_t i = 0; i < image_manifest_count(t->want); i++) {
+                const struct image_block_hash *w = image_manifest_entry(t->want, i);
+                if (same_block(w, image_manifest_lookup(built, w->index)))
+                        mark_checked(t, w->index * IMAGE_BLOCK, IMAGE_BLOCK);
+        }
 }
 
 /* ---- building one image ---- */
@@ -450,23 +534,34 @@ static int zero_ranges(struct transfer_run *t, const struct plan *p) {
 /*
  * Builds `partial` until its top layer equals `want`: keeps what an earlier
  * attempt wrote, copies from `cached_path` (may be NULL) what it holds, pulls
- * the rest from `base``blocks_path`. The image must exist (an empty overlay
- * or template). Returns 0 or the error of the last pull.
+ * the rest from `base``blocks_path`. Every block that ends up in place is
+ * checked against `want` on its way in (t->checked says which). The image
+ * must exist (an empty overlay or template). Returns 0 or the error of the
+ * last pull.
  */
 static int build(struct transfer_run *t, const char *partial, const struct image_manifest *want,
                  const char *cached_path, const char *base, const char *blocks_path) {
+        uint64_t blocks = image_manifest_virtual_size(want) / IMAGE_BLOCK;
         struct image_manifest *built = NULL, *cached = NULL;
         struct image *cached_img = NULL;
         struct plan plan = { 0 };
         double started = now_s();
-        int r;
+        int r, pulled = 0;
 
+        free(t->checked);
+        t->want = want;
+        t->checked = calloc(blocks / 8 + 1, 1);
+        if (!t->checked)
+                return -ENOMEM;
         r = image_open(partial, true, &t->out);
         if (r < 0) {
                 snprintf(t->err, t->err_size, "cannot open %s: %s", partial, strerror(-r));
                 return r;
         }
+        /* What an earlier attempt wrote is read back and hashed: kept if it is the version's. */
         r = image_manifest_compute(t->out, &built);
+        if (r == 0)
+                keep_built(t, built);
         if (r == 0 && cached_path) {
                 char manifest_path[PATH_MAX];
                 /* v<N>.qcow2 -> v<N>.manifest */
@@ -480,7 +575,7 @@ static int build(struct transfer_run *t, const char *partial, const struct image
                 }
         }
         if (r == 0)
-                r = plan_blocks(&plan, want, built, cached);
+                r = plan_blocks(&plan, t, cached);
         if (r < 0)
                 goto out;
         t->stats->bytes_total = image_manifest_count(want) * (uint64_t)IMAGE_BLOCK;
@@ -495,29 +590,30 @@ static int build(struct transfer_run *t, const char *partial, const struct image
         if (r == 0)
                 r = zero_ranges(t, &plan);
         /* Pull what is missing; after a bad chunk or a cut, ask again for what still is. */
-        for (int round = 0; r == 0 && plan.n[BLOCK_REMOTE] > 0; round++) {
-                int pulled = pull(t, base, blocks_path, plan.ranges[BLOCK_REMOTE],
-                                  plan.n[BLOCK_REMOTE], image_manifest_virtual_size(want));
-                r = pulled;
-                if (r == 0 || (r != -EILSEQ && r != -EAGAIN) || round + 1 == PULL_ROUNDS)
+        for (int round = 0; r == 0; round++) {
+                plan_fini(&plan);
+                memset(&plan, 0, sizeof(plan));
+                r = plan_blocks(&plan, t, NULL);
+                t->bytes_done = plan.bytes[BLOCK_KEPT];
+                if (r < 0 || plan.n[BLOCK_REMOTE] == 0)
                         break;
-                if (r == -EAGAIN) {
+                if (round == PULL_ROUNDS) {
+                        if (pulled == 0)
+                                snprintf(t->err, t->err_size, "the source did not send every "
+                                                              "block asked for");
+                        r = pulled < 0 ? pulled : -EAGAIN;
+                        break;
+                }
+                if (round > 0)
+                        log_plan(t, want, &plan);
+                pulled = pull(t, base, blocks_path, plan.ranges[BLOCK_REMOTE], plan.n[BLOCK_REMOTE],
+                              image_manifest_virtual_size(want));
+                if (pulled != 0 && pulled != -EILSEQ && pulled != -EAGAIN)
+                        r = pulled;
+                if (pulled == -EAGAIN && round + 1 < PULL_ROUNDS) {
                         log_warn("agent", "transfer %lld: %s; asking for the rest", (long long)t->job->id,
                                  t->err);
                         usleep(200000u << (round < 4 ? round : 4)); /* the source may be busy */
-                }
-                r = image_flush(t->out);
-                built = image_manifest_free(built);
-                if (r == 0)
-                        r = image_manifest_compute(t->out, &built);
-                plan_fini(&plan);
-                memset(&plan, 0, sizeof(plan));
-                if (r == 0)
-                        r = plan_blocks(&plan, want, built, NULL);
-                t->bytes_done = plan.bytes[BLOCK_KEPT];
-                if (r == 0) {
-                        log_plan(t, want, &plan);
-                        r = zero_ranges(t, &plan);
                 }
         }
         if (r == 0)
@@ -533,32 +629,63 @@ out:
         return r;
 }
 
-/* Checks that the image at `path` is exactly `want`; 0 or -EBADMSG (err says why). */
+/* Walks an image's top-layer extents against the manifest's entries, in order. */
+struct extent_match {
+        const struct image_manifest *want;
+        size_t next; /* the first entry not met yet */
+};
+
+static int match_extent(void *userdata, uint64_t offset, uint64_t length, bool zero) {
+        struct extent_match *m = userdata;
+        size_t n = image_manifest_count(m->want);
+
+        for (uint64_t i = offset / IMAGE_BLOCK; i < (offset + length) / IMAGE_BLOCK; i++) {
+                const struct image_block_hash *w = m->next < n ? image_manifest_entry(m->want, m->next) : NULL;
+                /* An entry the image lacks, a block the manifest lacks, zeroes where data should be. */
+                if (!w || w->index != i || (zero && !(w->flags & IMAGE_BLOCK_ZERO)))
+                        return -EBADMSG;
+                m->next++;
+        }
+        return 0;
+}
+
+/*
+ * Checks that the image at `path` is exactly `want`; 0 or -EBADMSG (err
+ * says why). Every block's content was checked against `want` as it went
+ * in (t->checked); what remains is that the image holds those blocks and
+ * no others (its allocation map, no data read), and that qemu-img check
+ * finds its qcow2 sound.
+ */
 static int verify(struct transfer_run *t, const char *path, const struct image_manifest *want) {
+        struct extent_match m = { want, 0 };
         struct image *img = NULL;
-        struct image_manifest *got = NULL;
-        uint8_t a[IMAGE_DIGEST_SIZE], b[IMAGE_DIGEST_SIZE];
         char check[256];
         double started = now_s();
         int r;
 
+        for (size_t i = 0; i < image_manifest_count(want); i++) {
+                if (!t->checked || !is_checked(t, image_manifest_entry(want, i)->index)) {
+                        snprintf(t->err, t->err_size, "block %llu of the copy was never checked",
+                                 (unsigned long long)image_manifest_entry(want, i)->index);
+                        return -EBADMSG;
+                }
+        }
         r = image_open(path, false, &img);
         if (r == 0)
-                r = image_manifest_compute(img, &got);
+                r = image_own_extents(img, match_extent, &m);
         img = image_free(img);
+        if (r == 0 && m.next != image_manifest_count(want))
+                r = -EBADMSG;
+        if (r == -EBADMSG) {
+                snprintf(t->err, t->err_size, "the copy's blocks are not the version's");
+                return r;
+        }
         if (r < 0) {
                 snprintf(t->err, t->err_size, "cannot read back %s: %s", path, strerror(-r));
                 return r;
         }
-        image_manifest_digest(got, a);
-        image_manifest_digest(want, b);
-        image_manifest_free(got);
         t->stats->s_verify += now_s() - started;
         started = now_s();
-        if (memcmp(a, b, sizeof(a)) != 0) {
-                snprintf(t->err, t->err_size, "the copy's content digest is not the version's");
-                return -EBADMSG;
-        }
         r = image_check(path, check, sizeof(check));
         if (r < 0) {
                 snprintf(t->err, t->err_size, "qemu-img check: %s", check);
@@ -806,6 +933,7 @@ out:
                 rmdir(incoming);
         }
         r = report_end(&t, r);
+        free(t.checked);
         image_manifest_free(want);
         image_manifest_free(base);
         free(manifest);
