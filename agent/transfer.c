@@ -114,6 +114,7 @@ struct transfer_run {
         const struct image_manifest *want; /* what it is built into */
         uint8_t *checked;         /* a bit per block: in place and checked against `want` */
         struct wire_reader *reader;
+        struct image_writer *writer; /* writes t->out while a stream is read */
         int64_t next_progress_ms;
         uint64_t bytes_done;      /* blocks of the version in place */
         int error;                /* why a stream was stopped from our side */
@@ -269,7 +270,8 @@ static int on_chunk_data(void *ctx, uint64_t offset, const void *data, uint32_t 
         for (uint32_t i = 0; i < length / IMAGE_BLOCK; i++)
                 if (!block_wanted(t, offset / IMAGE_BLOCK + i, block_sha256[i]))
                         return -EILSEQ;
-        r = image_write(t->out, data, length, offset);
+        /* Marked at once: a write that fails later fails the whole pull. */
+        r = image_writer_write(t->writer, data, length, offset);
         if (r == 0) {
                 mark_checked(t, offset, length);
                 t->stats->bytes_remote += length;
@@ -287,7 +289,7 @@ static int on_chunk_zero(void *ctx, uint64_t offset, uint64_t length) {
                 if (!w || !(w->flags & IMAGE_BLOCK_ZERO))
                         return -EILSEQ;
         }
-        r = image_zero(t->out, length, offset);
+        r = image_writer_zero(t->writer, length, offset);
         if (r == 0) {
                 mark_checked(t, offset, length);
                 t->bytes_done += length;
@@ -328,9 +330,11 @@ static int pull(struct transfer_run *t, const char *base, const char *path,
         CURL *curl = curl_easy_init();
         long status = 0;
         CURLcode rc;
-        int r = 0;
+        int r = 0, written;
 
-        if (!body || !curl || wire_reader_new(virtual_size, &t->reader) < 0) {
+        if (!body || !curl || wire_reader_new(virtual_size, &t->reader) < 0 ||
+            image_writer_new(t->out, &t->writer) < 0) {
+                t->reader = wire_reader_free(t->reader);
                 free(body);
                 if (curl)
                         curl_easy_cleanup(curl);
@@ -368,6 +372,12 @@ static int pull(struct transfer_run *t, const char *base, const char *path,
         } else if (!wire_reader_done(t->reader)) {
                 snprintf(t->err, t->err_size, "POST %s: the stream ended early", url);
                 r = -EAGAIN;
+        }
+        written = image_writer_finish(t->writer);
+        t->writer = NULL;
+        if (written < 0 && (r == 0 || r == -EILSEQ || r == -EAGAIN || r == written)) {
+                snprintf(t->err, t->err_size, "cannot write the copy: %s", strerror(-written));
+                r = written;
         }
         t->reader = wire_reader_free(t->reader);
         curl_easy_cleanup(curl);

@@ -589,6 +589,171 @@ int image_flush(struct image *img) {
         return nbd_flush(img->nbd, 0) < 0 ? nbd_error() : 0;
 }
 
+/* ---- background writes -------------------------------------------------------- */
+
+#define WRITER_SLOTS 4
+#define WRITER_SLOT_SIZE (2u << 20)
+
+struct writer_slot {
+        uint8_t *data;
+        uint64_t offset, len;
+        bool zero;
+};
+
+/*
+ * A ring of slots: the caller fills slot (head + count) % SLOTS, the thread
+ * writes slot head and frees it afterwards. `busy` says the thread holds
+ * slot head, which the caller may then no longer grow.
+ */
+struct image_writer {
+        struct image *img;
+        pthread_t thread;
+        pthread_mutex_t lock;
+        pthread_cond_t changed;
+        struct writer_slot slot[WRITER_SLOTS];
+        size_t head, count;
+        bool busy, closing;
+        int error;
+};
+
+static void *writer_thread(void *userdata) {
+        struct image_writer *w = userdata;
+
+        pthread_mutex_lock(&w->lock);
+        for (;;) {
+                struct writer_slot *s = &w->slot[w->head];
+                int r = 0;
+
+                if (!w->count) {
+                        if (w->closing)
+                                break;
+                        pthread_cond_wait(&w->changed, &w->lock);
+                        continue;
+                }
+                w->busy = true;
+                pthread_mutex_unlock(&w->lock);
+                if (!w->error)
+                        r = s->zero ? image_zero(w->img, s->len, s->offset)
+                                    : image_write(w->img, s->data, s->len, s->offset);
+                pthread_mutex_lock(&w->lock);
+                if (r < 0 && !w->error)
+                        w->error = r;
+                w->busy = false;
+                w->head = (w->head + 1) % WRITER_SLOTS;
+                w->count--;
+                pthread_cond_broadcast(&w->changed);
+        }
+        pthread_mutex_unlock(&w->lock);
+        return NULL;
+}
+
+int image_writer_new(struct image *img, struct image_writer **out) {
+        struct image_writer *w;
+        int r;
+
+        if (!img->writable)
+                return -EPERM;
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->img = img;
+        for (unsigned i = 0; i < WRITER_SLOTS; i++) {
+                w->slot[i].data = malloc(WRITER_SLOT_SIZE);
+                if (!w->slot[i].data) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        pthread_mutex_init(&w->lock, NULL);
+        pthread_cond_init(&w->changed, NULL);
+        r = -pthread_create(&w->thread, NULL, writer_thread, w);
+        if (r < 0) {
+                pthread_cond_destroy(&w->changed);
+                pthread_mutex_destroy(&w->lock);
+                goto fail;
+        }
+        *out = w;
+        return 0;
+fail:
+        for (unsigned i = 0; i < WRITER_SLOTS; i++)
+                free(w->slot[i].data);
+        free(w);
+        return r;
+}
+
+/* Queues one piece: merged into the last slot when it continues it, else a new slot. */
+static int writer_queue(struct image_writer *w, const void *buf, uint64_t len, uint64_t offset) {
+        struct writer_slot *s;
+        int r;
+
+        pthread_mutex_lock(&w->lock);
+        if (w->count && !(w->count == 1 && w->busy)) {
+                s = &w->slot[(w->head + w->count - 1) % WRITER_SLOTS];
+                if (s->offset + s->len == offset && s->zero == !buf &&
+                    (!buf || s->len + len <= WRITER_SLOT_SIZE)) {
+                        /* The thread takes no slot but head, and not while we hold the lock. */
+                        if (buf)
+                                memcpy(s->data + s->len, buf, len);
+                        s->len += len;
+                        pthread_mutex_unlock(&w->lock);
+                        return 0;
+                }
+        }
+        while (w->count == WRITER_SLOTS && !w->error)
+                pthread_cond_wait(&w->changed, &w->lock);
+        r = w->error;
+        pthread_mutex_unlock(&w->lock);
+        if (r < 0)
+                return r;
+        /* Slot (head + count) is ours until count covers it. */
+        s = &w->slot[(w->head + w->count) % WRITER_SLOTS];
+        s->offset = offset;
+        s->len = len;
+        s->zero = !buf;
+        if (buf)
+                memcpy(s->data, buf, len);
+        pthread_mutex_lock(&w->lock);
+        w->count++;
+        pthread_cond_broadcast(&w->changed);
+        pthread_mutex_unlock(&w->lock);
+        return 0;
+}
+
+int image_writer_write(struct image_writer *w, const void *buf, size_t len, uint64_t offset) {
+        int r = range_check(w->img, len, offset);
+
+        for (size_t done = 0; !r && done < len;) {
+                size_t n = len - done < WRITER_SLOT_SIZE ? len - done : WRITER_SLOT_SIZE;
+                r = writer_queue(w, (const uint8_t *)buf + done, n, offset + done);
+                done += n;
+        }
+        return r;
+}
+
+int image_writer_zero(struct image_writer *w, uint64_t len, uint64_t offset) {
+        int r = range_check(w->img, len, offset);
+        return r < 0 ? r : writer_queue(w, NULL, len, offset);
+}
+
+int image_writer_finish(struct image_writer *w) {
+        int r;
+
+        if (!w)
+                return 0;
+        pthread_mutex_lock(&w->lock);
+        w->closing = true;
+        pthread_cond_broadcast(&w->changed);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->thread, NULL);
+        r = w->error;
+        pthread_cond_destroy(&w->changed);
+        pthread_mutex_destroy(&w->lock);
+        for (unsigned i = 0; i < WRITER_SLOTS; i++)
+                free(w->slot[i].data);
+        free(w);
+        return r;
+}
+
 /* ---- top-layer extents ------------------------------------------------------- */
 
 /*

@@ -117,6 +117,30 @@ int image_zero(struct image *img, uint64_t len, uint64_t offset);
 int image_flush(struct image *img);
 
 /*
+ * A writer: a thread of its own does an open image's writes and zeroes, in
+ * the order they were queued, while the caller goes on (receiving and
+ * checking the next data, say). While a writer exists, the image is its
+ * alone. Queued data is copied; consecutive writes that meet are merged
+ * into larger requests while they wait.
+ */
+struct image_writer;
+
+/* Starts a writer for a writable `img` (borrowed). 0, -EPERM, -ENOMEM or -errno. */
+int image_writer_new(struct image *img, struct image_writer **out);
+/*
+ * Queue a write of `len` bytes (any length, the range inside the image) or
+ * of zeroes; wait while the queue is full. Return 0, or the error of the
+ * first queued request that failed (then nothing more is written).
+ */
+int image_writer_write(struct image_writer *w, const void *buf, size_t len, uint64_t offset);
+int image_writer_zero(struct image_writer *w, uint64_t len, uint64_t offset);
+/*
+ * Waits until everything queued is written, stops the thread and frees the
+ * writer. Returns 0 or the first failed request's error. Accepts NULL.
+ */
+int image_writer_finish(struct image_writer *w);
+
+/*
  * Calls `cb` for the extents allocated in the top layer only (not those read
  * through from the backing file), coalesced, `zero` when they read as
  * zeroes. Partial blocks at an extent's edges are rounded outward and then
