@@ -89,8 +89,11 @@ struct stream {
         uint64_t pos;                /* within the current range */
         uint8_t *buf;                /* image data read ahead */
         uint64_t buf_off, buf_len;
-        uint8_t out[WIRE_DATA_HEADER_SIZE + WIRE_CHUNK_MAX];
-        size_t out_len, out_sent;
+        struct image_manifest *manifest; /* the blocks' hashes; NULL: hash what is read */
+        uint8_t out[WIRE_DATA_HEADER_SIZE]; /* the next record's fixed part */
+        const uint8_t *payload;      /* and its data, in buf */
+        uint8_t blocks[WIRE_CHUNK_MAX / IMAGE_BLOCK][32]; /* its blocks' hashes */
+        size_t out_len, payload_len, out_sent;
         struct wire_digest *digest;
         uint64_t records;
         bool ended;
@@ -394,7 +397,30 @@ static bool all_zero(const uint8_t *p, size_t n) {
         return true;
 }
 
-/* Fills s->out with the next record. 0, or <0 on a read failure. */
+/*
+ * A data record's SHA-256. The blocks' own hashes come from the version's
+ * manifest when it has them all, which spares hashing what was read: the
+ * receiver hashes it anyway and checks each block against the same
+ * manifest, so a block that is not what the manifest says is caught there.
+ */
+static void chunk_sha256(struct stream *s, uint64_t at, const uint8_t *data, uint64_t len,
+                         uint8_t out[32]) {
+        size_t n = len / IMAGE_BLOCK;
+
+        for (size_t i = 0; s->manifest && i < n; i++) {
+                const struct image_block_hash *e = image_manifest_lookup(s->manifest, at / IMAGE_BLOCK + i);
+                if (!e)
+                        break;
+                memcpy(s->blocks[i], e->sha256, 32);
+                if (i + 1 == n) {
+                        wire_chunk_sha256_of((const uint8_t(*)[32])s->blocks, n, out);
+                        return;
+                }
+        }
+        wire_chunk_sha256(data, (uint32_t)len, NULL, out);
+}
+
+/* Fills s->out (and s->payload) with the next record. 0, or <0 on a read failure. */
 static int next_record(struct stream *s) {
         struct wire_range rg;
         uint64_t at, len, run;
@@ -403,6 +429,7 @@ static int next_record(struct stream *s) {
         bool zero;
         int r;
 
+        s->payload_len = 0;
         while (s->range < s->n_ranges && s->pos == s->ranges[s->range].length) {
                 s->range++;
                 s->pos = 0;
@@ -437,10 +464,11 @@ static int next_record(struct stream *s) {
                 wire_zero_record(s->out, at, run);
                 s->out_len = WIRE_ZERO_SIZE;
         } else {
-                wire_chunk_sha256(data, (uint32_t)run, NULL, sha);
+                chunk_sha256(s, at, data, run, sha);
                 wire_data_header(s->out, at, (uint32_t)run, sha);
-                memcpy(s->out + WIRE_DATA_HEADER_SIZE, data, run);
-                s->out_len = WIRE_DATA_HEADER_SIZE + run;
+                s->out_len = WIRE_DATA_HEADER_SIZE;
+                s->payload = data;
+                s->payload_len = run;
         }
         wire_digest_add(s->digest, s->out, zero ? WIRE_ZERO_SIZE : WIRE_DATA_HEADER_SIZE);
         s->records++;
@@ -452,7 +480,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         struct stream *s = cls;
         size_t n;
 
-        if (s->out_sent == s->out_len) {
+        if (s->out_sent == s->out_len + s->payload_len) {
                 if (s->ended)
                         return MHD_CONTENT_READER_END_OF_STREAM;
                 if (next_record(s) < 0) {
@@ -461,8 +489,14 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 }
                 s->out_sent = 0;
         }
-        n = s->out_len - s->out_sent < max ? s->out_len - s->out_sent : max;
-        memcpy(buf, s->out + s->out_sent, n);
+        if (s->out_sent < s->out_len) {
+                n = s->out_len - s->out_sent < max ? s->out_len - s->out_sent : max;
+                memcpy(buf, s->out + s->out_sent, n);
+        } else {
+                size_t at = s->out_sent - s->out_len;
+                n = s->payload_len - at < max ? s->payload_len - at : max;
+                memcpy(buf, s->payload + at, n);
+        }
         s->out_sent += n;
         atomic_fetch_add(&s->peer->bytes_sent, n);
         return (ssize_t)n;
@@ -472,6 +506,7 @@ static void stream_free(void *cls) {
         struct stream *s = cls;
         atomic_fetch_sub(&s->peer->streams, 1);
         image_free(s->img);
+        image_manifest_free(s->manifest);
         wire_digest_free(s->digest);
         free(s->ranges);
         free(s->buf);
@@ -501,6 +536,10 @@ static enum MHD_Result serve_blocks(struct peer *p, struct MHD_Connection *conn,
                 return MHD_NO;
         }
         s->peer = p;
+        /* Without its manifest (a template's not asked for yet), the data is hashed. */
+        image_path(t, "manifest", path, sizeof(path));
+        if (image_manifest_load(path, &s->manifest) < 0)
+                s->manifest = NULL;
         image_path(t, "qcow2", path, sizeof(path));
         r = image_open(path, false, &s->img);
         if (r == 0 && wire_ranges_decode(req->body, req->body_len, image_size(s->img), &s->ranges,

@@ -116,6 +116,13 @@ void wire_chunk_sha256(const void *data, uint32_t length, uint8_t (*blocks)[32],
         sha256_digest(&all, 32, out);
 }
 
+void wire_chunk_sha256_of(const uint8_t (*blocks)[32], size_t n, uint8_t out[32]) {
+        struct sha256_ctx all;
+        sha256_init(&all);
+        sha256_update(&all, 32 * n, (const uint8_t *)blocks);
+        sha256_digest(&all, 32, out);
+}
+
 struct wire_digest {
         struct sha256_ctx sha;
 };

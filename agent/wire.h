@@ -47,6 +47,8 @@ int wire_ranges_decode(const void *buf, size_t len, uint64_t limit, struct wire_
  * data. `blocks` (length / WIRE_BLOCK entries) may be NULL.
  */
 void wire_chunk_sha256(const void *data, uint32_t length, uint8_t (*blocks)[32], uint8_t out[32]);
+/* The same from the blocks' SHA-256s (`n` of them), for a sender that knows them already. */
+void wire_chunk_sha256_of(const uint8_t (*blocks)[32], size_t n, uint8_t out[32]);
 
 void wire_data_header(uint8_t out[WIRE_DATA_HEADER_SIZE], uint64_t offset, uint32_t length,
                       const uint8_t sha256[32]);
