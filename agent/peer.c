@@ -87,7 +87,8 @@ struct stream {
         struct wire_range *ranges;
         size_t n_ranges, range;
         uint64_t pos;                /* within the current range */
-        uint8_t *buf;                /* image data read ahead */
+        struct image_reader *reader; /* reads the ranges ahead */
+        const uint8_t *buf;          /* the piece it handed over last */
         uint64_t buf_off, buf_len;
         struct image_manifest *manifest; /* the blocks' hashes; NULL: hash what is read */
         uint8_t out[WIRE_DATA_HEADER_SIZE]; /* the next record's fixed part */
@@ -445,12 +446,12 @@ static int next_record(struct stream *s) {
         rg = s->ranges[s->range];
         at = rg.offset + s->pos;
         if (at < s->buf_off || at >= s->buf_off + s->buf_len) {
-                len = rg.length - s->pos < WIRE_CHUNK_MAX ? rg.length - s->pos : WIRE_CHUNK_MAX;
-                r = image_read(s->img, s->buf, len, at);
-                if (r < 0)
-                        return r;
-                s->buf_off = at;
-                s->buf_len = len;
+                size_t got;
+                /* The reader's pieces follow the ranges exactly. */
+                r = image_reader_next(s->reader, &s->buf, &got, &s->buf_off);
+                if (r != 0 || s->buf_off != at)
+                        return r < 0 ? r : -EIO;
+                s->buf_len = got;
         }
         data = s->buf + (at - s->buf_off);
         len = s->buf_off + s->buf_len - at;
@@ -505,12 +506,26 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 static void stream_free(void *cls) {
         struct stream *s = cls;
         atomic_fetch_sub(&s->peer->streams, 1);
+        image_reader_free(s->reader);
         image_free(s->img);
         image_manifest_free(s->manifest);
         wire_digest_free(s->digest);
         free(s->ranges);
-        free(s->buf);
         free(s);
+}
+
+/* Starts reading the ranges ahead. */
+static int start_reading(struct stream *s) {
+        struct image_span *spans = calloc(s->n_ranges ? s->n_ranges : 1, sizeof(*spans));
+        int r;
+
+        if (!spans)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n_ranges; i++)
+                spans[i] = (struct image_span){ s->ranges[i].offset, s->ranges[i].length };
+        r = image_reader_new(s->img, spans, s->n_ranges, &s->reader);
+        free(spans);
+        return r;
 }
 
 static enum MHD_Result serve_blocks(struct peer *p, struct MHD_Connection *conn,
@@ -527,11 +542,8 @@ static enum MHD_Result serve_blocks(struct peer *p, struct MHD_Connection *conn,
                                "this agent sends as many streams as it may; try again");
         }
         s = calloc(1, sizeof(*s));
-        if (!s || !(s->buf = malloc(WIRE_CHUNK_MAX)) || !(s->digest = wire_digest_new())) {
-                if (s) {
-                        free(s->buf);
-                        free(s);
-                }
+        if (!s || !(s->digest = wire_digest_new())) {
+                free(s);
                 atomic_fetch_sub(&p->streams, 1);
                 return MHD_NO;
         }
@@ -545,6 +557,8 @@ static enum MHD_Result serve_blocks(struct peer *p, struct MHD_Connection *conn,
         if (r == 0 && wire_ranges_decode(req->body, req->body_len, image_size(s->img), &s->ranges,
                                          &s->n_ranges) < 0)
                 r = -EBADMSG;
+        if (r == 0)
+                r = start_reading(s);
         if (r < 0) {
                 stream_free(s);
                 if (r == -EBADMSG)

@@ -479,6 +479,8 @@ int image_open(const char *path, bool writable, struct image **out) {
                 r = nbd_error();
                 goto out;
         }
+        /* Reads fill their buffers or fail: zeroing them first is wasted. */
+        nbd_set_pread_initialize(img->nbd, false);
         if (nbd_add_meta_context(img->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
             nbd_add_meta_context(img->nbd, "qemu:allocation-depth") < 0) {
                 r = nbd_error();
@@ -1151,4 +1153,136 @@ out:
         pthread_cond_destroy(&p.changed);
         pthread_mutex_destroy(&p.lock);
         return r;
+}
+
+/* ---- reading ahead, one piece at a time ------------------------------------------ */
+
+/*
+ * image_read_ranges runs in a thread of its own; its callback hands each
+ * range to image_reader_next and waits until the caller asks for the next
+ * one, so the caller holds one range at a time while the reads after it
+ * are in flight.
+ */
+struct image_reader {
+        struct image *img;
+        struct image_range *ranges;
+        size_t n;
+        pthread_t thread;
+        pthread_mutex_t lock;
+        pthread_cond_t changed;
+        const uint8_t *data; /* the range handed over */
+        size_t index;
+        bool ready, held, released, stop, done;
+        int error;
+};
+
+static int reader_take(void *userdata, size_t i, const uint8_t *data) {
+        struct image_reader *r = userdata;
+        int ret;
+
+        pthread_mutex_lock(&r->lock);
+        r->data = data;
+        r->index = i;
+        r->ready = true;
+        pthread_cond_broadcast(&r->changed);
+        while (!r->released && !r->stop)
+                pthread_cond_wait(&r->changed, &r->lock);
+        r->released = false;
+        ret = r->stop ? -ECANCELED : 0;
+        pthread_mutex_unlock(&r->lock);
+        return ret;
+}
+
+static void *reader_thread(void *userdata) {
+        struct image_reader *r = userdata;
+        int e = image_read_ranges(r->img, r->ranges, r->n, reader_take, r);
+
+        pthread_mutex_lock(&r->lock);
+        r->error = e;
+        r->done = true;
+        pthread_cond_broadcast(&r->changed);
+        pthread_mutex_unlock(&r->lock);
+        return NULL;
+}
+
+int image_reader_new(struct image *img, const struct image_span *spans, size_t n,
+                     struct image_reader **out) {
+        struct image_reader *r = calloc(1, sizeof(*r));
+        size_t pieces = 0;
+        int e;
+
+        if (!r)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                if (range_check(img, spans[i].length, spans[i].offset) < 0) {
+                        free(r);
+                        return -EINVAL;
+                }
+                pieces += (spans[i].length + IMAGE_READER_PIECE - 1) / IMAGE_READER_PIECE;
+        }
+        r->ranges = calloc(pieces ? pieces : 1, sizeof(*r->ranges));
+        if (!r->ranges) {
+                free(r);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                for (uint64_t at = 0; at < spans[i].length; at += IMAGE_READER_PIECE) {
+                        uint64_t len = spans[i].length - at;
+                        r->ranges[r->n++] = (struct image_range){
+                                spans[i].offset + at, (uint32_t)(len < IMAGE_READER_PIECE ? len : IMAGE_READER_PIECE) };
+                }
+        }
+        r->img = img;
+        pthread_mutex_init(&r->lock, NULL);
+        pthread_cond_init(&r->changed, NULL);
+        e = -pthread_create(&r->thread, NULL, reader_thread, r);
+        if (e < 0) {
+                pthread_cond_destroy(&r->changed);
+                pthread_mutex_destroy(&r->lock);
+                free(r->ranges);
+                free(r);
+                return e;
+        }
+        *out = r;
+        return 0;
+}
+
+int image_reader_next(struct image_reader *r, const uint8_t **data, size_t *len, uint64_t *offset) {
+        int ret = 1;
+
+        pthread_mutex_lock(&r->lock);
+        if (r->held) {
+                r->held = false;
+                r->released = true;
+                pthread_cond_broadcast(&r->changed);
+        }
+        while (!r->ready && !r->done)
+                pthread_cond_wait(&r->changed, &r->lock);
+        if (r->ready) {
+                r->ready = false;
+                r->held = true;
+                *data = r->data;
+                *len = r->ranges[r->index].length;
+                *offset = r->ranges[r->index].offset;
+                ret = 0;
+        } else if (r->error < 0) {
+                ret = r->error;
+        }
+        pthread_mutex_unlock(&r->lock);
+        return ret;
+}
+
+struct image_reader *image_reader_free(struct image_reader *r) {
+        if (!r)
+                return NULL;
+        pthread_mutex_lock(&r->lock);
+        r->stop = true;
+        pthread_cond_broadcast(&r->changed);
+        pthread_mutex_unlock(&r->lock);
+        pthread_join(r->thread, NULL);
+        pthread_cond_destroy(&r->changed);
+        pthread_mutex_destroy(&r->lock);
+        free(r->ranges);
+        free(r);
+        return NULL;
 }

@@ -141,6 +141,35 @@ int image_writer_zero(struct image_writer *w, uint64_t len, uint64_t offset);
 int image_writer_finish(struct image_writer *w);
 
 /*
+ * A reader: the data of a list of ranges, in order, in pieces of at most
+ * IMAGE_READER_PIECE bytes, read ahead by a thread of its own with several
+ * NBD requests in flight while the caller works on the piece it holds.
+ * While a reader exists, the image is its alone.
+ */
+#define IMAGE_READER_PIECE (1u << 20)
+
+struct image_reader;
+
+struct image_span {
+        uint64_t offset, length;
+};
+
+/*
+ * Starts reading `n` spans inside the image, in order (copied). 0, -EINVAL
+ * for a span outside, -ENOMEM or -errno.
+ */
+int image_reader_new(struct image *img, const struct image_span *spans, size_t n,
+                     struct image_reader **out);
+/*
+ * The next piece: its data (borrowed until the next call or the free), its
+ * length and offset. Returns 0, 1 after the last piece, or the -errno of a
+ * failed read.
+ */
+int image_reader_next(struct image_reader *r, const uint8_t **data, size_t *len, uint64_t *offset);
+/* Stops reading, waits for what is in flight. Accepts NULL; returns NULL. */
+struct image_reader *image_reader_free(struct image_reader *r);
+
+/*
  * Calls `cb` for the extents allocated in the top layer only (not those read
  * through from the backing file), coalesced, `zero` when they read as
  * zeroes. Partial blocks at an extent's edges are rounded outward and then
