@@ -626,10 +626,13 @@ static int build(struct transfer_run *t, const char *partial, const struct image
                         usleep(200000u << (round < 4 ? round : 4)); /* the source may be busy */
                 }
         }
+        t->stats->s_blocks += now_s() - started;
+        started = now_s();
+        /* Making it durable is committing, as the fsync after the check is. */
         if (r == 0)
                 r = image_flush(t->out);
         t->out = image_free(t->out);
-        t->stats->s_blocks += now_s() - started;
+        t->stats->s_commit += now_s() - started;
 out:
         t->out = image_free(t->out);
         cached_img = image_free(cached_img);

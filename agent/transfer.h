@@ -60,7 +60,8 @@ struct transfer_stats {
         /* Seconds spent in each phase, to see where a transfer's time goes:
          * the template, manifest and configuration; hashing what a partial
          * image holds and planning; moving the blocks; the verification
-         * (content digest, qemu-img check); fsync and rename. */
+         * (checked blocks, allocation map, qemu-img check); flush, fsync and
+         * rename. */
         double s_prepare, s_scan, s_blocks, s_verify, s_check, s_commit;
 };
 

@@ -958,7 +958,7 @@ out:
  * happens to it as a whole.
  */
 #define SLABS 4
-#define SLAB_SIZE IMAGE_RANGE_MAX
+#define SLAB_SIZE IMAGE_RANGE_MAX /* image_read_ranges'; a reader's are its piece */
 #define IN_FLIGHT_MAX 64
 
 struct pipeline;
@@ -979,6 +979,7 @@ struct pipeline {
         pthread_mutex_t lock;
         pthread_cond_t changed; /* a read finished, a slab was freed, or stop */
         uint8_t *slab[SLABS];
+        size_t slab_size;
         size_t used[SLABS];
         unsigned live[SLABS], cur;
         struct pending q[IN_FLIGHT_MAX]; /* q[(head + k) % MAX] is range first + k */
@@ -991,7 +992,7 @@ struct pipeline {
 static uint8_t *pipeline_alloc(struct pipeline *p, size_t len, unsigned *slab) {
         uint8_t *data;
 
-        if (p->used[p->cur] + len > SLAB_SIZE) {
+        if (p->used[p->cur] + len > p->slab_size) {
                 unsigned next = (p->cur + 1) % SLABS;
 
                 if (p->live[next])
@@ -1091,15 +1092,16 @@ static void *pipeline_reader(void *userdata) {
         return NULL;
 }
 
-int image_read_ranges(struct image *img, const struct image_range *ranges, size_t n,
-                      image_range_fn cb, void *userdata) {
-        struct pipeline p = { .img = img, .ranges = ranges, .n = n };
+/* image_read_ranges with slabs of `slab_size` bytes (no range is larger). */
+static int read_ranges(struct image *img, const struct image_range *ranges, size_t n,
+                       size_t slab_size, image_range_fn cb, void *userdata) {
+        struct pipeline p = { .img = img, .ranges = ranges, .n = n, .slab_size = slab_size };
         pthread_t reader;
         bool started = false;
         int r = 0;
 
         for (size_t i = 0; i < n; i++)
-                if (ranges[i].length > IMAGE_RANGE_MAX || ranges[i].length > img->request_max ||
+                if (ranges[i].length > slab_size || ranges[i].length > img->request_max ||
                     range_check(img, ranges[i].length, ranges[i].offset) < 0)
                         return -EINVAL;
         if (!n)
@@ -1107,7 +1109,7 @@ int image_read_ranges(struct image *img, const struct image_range *ranges, size_
         pthread_mutex_init(&p.lock, NULL);
         pthread_cond_init(&p.changed, NULL);
         for (unsigned s = 0; s < SLABS; s++) {
-                p.slab[s] = malloc(SLAB_SIZE);
+                p.slab[s] = malloc(slab_size);
                 if (!p.slab[s]) {
                         r = -ENOMEM;
                         goto out;
@@ -1155,6 +1157,11 @@ out:
         return r;
 }
 
+int image_read_ranges(struct image *img, const struct image_range *ranges, size_t n,
+                      image_range_fn cb, void *userdata) {
+        return read_ranges(img, ranges, n, SLAB_SIZE, cb, userdata);
+}
+
 /* ---- reading ahead, one piece at a time ------------------------------------------ */
 
 /*
@@ -1195,7 +1202,8 @@ static int reader_take(void *userdata, size_t i, const uint8_t *data) {
 
 static void *reader_thread(void *userdata) {
         struct image_reader *r = userdata;
-        int e = image_read_ranges(r->img, r->ranges, r->n, reader_take, r);
+        /* Slabs of one piece: three reads in flight while the caller holds the fourth. */
+        int e = read_ranges(r->img, r->ranges, r->n, IMAGE_READER_PIECE, reader_take, r);
 
         pthread_mutex_lock(&r->lock);
         r->error = e;

@@ -142,9 +142,9 @@ int image_writer_finish(struct image_writer *w);
 
 /*
  * A reader: the data of a list of ranges, in order, in pieces of at most
- * IMAGE_READER_PIECE bytes, read ahead by a thread of its own with several
- * NBD requests in flight while the caller works on the piece it holds.
- * While a reader exists, the image is its alone.
+ * IMAGE_READER_PIECE bytes, read ahead by a thread of its own with up to
+ * three NBD requests in flight (4 MiB of buffers) while the caller works on
+ * the piece it holds. While a reader exists, the image is its alone.
  */
 #define IMAGE_READER_PIECE (1u << 20)
 
