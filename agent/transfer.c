@@ -116,7 +116,7 @@ struct transfer_run {
         struct wire_reader *reader;
         struct image_writer *writer; /* writes t->out while a stream is read */
         int64_t next_progress_ms;
-        uint64_t bytes_done;      /* blocks of the version in place */
+        uint64_t bytes_done;      /* blocks of the version in place or queued for writing */
         int error;                /* why a stream was stopped from our side */
         char *err;
         size_t err_size;
@@ -127,14 +127,18 @@ static int progress(struct transfer_run *t, bool force) {
         json_t *body, *reply = NULL;
         long status = 0;
         char path[64], err[256];
+        uint64_t done = t->bytes_done;
         int r;
 
         if (!force && now_ms() < t->next_progress_ms)
                 return 0;
+        /* What is reported written must survive this process being killed. */
+        if (t->writer)
+                done -= image_writer_pending(t->writer);
         t->next_progress_ms = now_ms() + t->env->progress_ms;
         snprintf(path, sizeof(path), "/v1/agent/transfers/%lld/progress", (long long)t->job->id);
         body = json_pack("{s:s, s:I, s:I, s:I}", "owner", t->env->owner, "bytes_done",
-                         (json_int_t)t->bytes_done, "bytes_sent", (json_int_t)t->stats->bytes_wire,
+                         (json_int_t)done, "bytes_sent", (json_int_t)t->stats->bytes_wire,
                          "bytes_total", (json_int_t)t->stats->bytes_total);
         r = control_call(t->env->control, "POST", path, body, &status, &reply, err, sizeof(err));
         json_decref(body);

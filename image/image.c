@@ -614,6 +614,7 @@ struct image_writer {
         pthread_cond_t changed;
         struct writer_slot slot[WRITER_SLOTS];
         size_t head, count;
+        uint64_t pending; /* bytes queued and not written yet */
         bool busy, closing;
         int error;
 };
@@ -641,6 +642,7 @@ static void *writer_thread(void *userdata) {
                 if (r < 0 && !w->error)
                         w->error = r;
                 w->busy = false;
+                w->pending -= s->len;
                 w->head = (w->head + 1) % WRITER_SLOTS;
                 w->count--;
                 pthread_cond_broadcast(&w->changed);
@@ -697,6 +699,7 @@ static int writer_queue(struct image_writer *w, const void *buf, uint64_t len, u
                         if (buf)
                                 memcpy(s->data + s->len, buf, len);
                         s->len += len;
+                        w->pending += len;
                         pthread_mutex_unlock(&w->lock);
                         return 0;
                 }
@@ -716,6 +719,7 @@ static int writer_queue(struct image_writer *w, const void *buf, uint64_t len, u
                 memcpy(s->data, buf, len);
         pthread_mutex_lock(&w->lock);
         w->count++;
+        w->pending += len;
         pthread_cond_broadcast(&w->changed);
         pthread_mutex_unlock(&w->lock);
         return 0;
@@ -735,6 +739,15 @@ int image_writer_write(struct image_writer *w, const void *buf, size_t len, uint
 int image_writer_zero(struct image_writer *w, uint64_t len, uint64_t offset) {
         int r = range_check(w->img, len, offset);
         return r < 0 ? r : writer_queue(w, NULL, len, offset);
+}
+
+uint64_t image_writer_pending(struct image_writer *w) {
+        uint64_t n;
+
+        pthread_mutex_lock(&w->lock);
+        n = w->pending;
+        pthread_mutex_unlock(&w->lock);
+        return n;
 }
 
 int image_writer_finish(struct image_writer *w) {

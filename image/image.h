@@ -134,6 +134,8 @@ int image_writer_new(struct image *img, struct image_writer **out);
  */
 int image_writer_write(struct image_writer *w, const void *buf, size_t len, uint64_t offset);
 int image_writer_zero(struct image_writer *w, uint64_t len, uint64_t offset);
+/* Bytes queued (data or zeroes) that are not written yet. */
+uint64_t image_writer_pending(struct image_writer *w);
 /*
  * Waits until everything queued is written, stops the thread and frees the
  * writer. Returns 0 or the first failed request's error. Accepts NULL.
