@@ -591,6 +591,114 @@ int image_flush(struct image *img) {
         return nbd_flush(img->nbd, 0) < 0 ? nbd_error() : 0;
 }
 
+/* ---- where data lies in the file ------------------------------------------------ */
+
+#define MAP_STDOUT_MAX (8u << 20) /* about 75,000 extents */
+
+struct file_extent {
+        uint64_t start, length, offset;
+};
+
+struct image_file_map {
+        struct file_extent *e;
+        size_t n;
+        uint64_t size;
+};
+
+int image_file_map_new(const char *path, struct image_file_map **out) {
+        struct capture o = { .max = MAP_STDOUT_MAX };
+        struct image_file_map *m = NULL;
+        json_t *list = NULL;
+        char *qpath = NULL;
+        size_t i;
+        json_t *x;
+        int r;
+
+        r = qemu_path(path, &qpath);
+        if (r == 0)
+                r = qemu_img((char *[]){ "qemu-img", "map", "-U", "-f", "qcow2", "--output=json", qpath,
+                                         NULL },
+                             &o, NULL, 0);
+        if (r < 0)
+                goto out;
+        list = json_loads(o.data, 0, NULL);
+        m = calloc(1, sizeof(*m));
+        if (!m || (json_is_array(list) &&
+                   !(m->e = calloc(json_array_size(list) + 1, sizeof(*m->e))))) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if (!json_is_array(list)) {
+                r = -EIO;
+                goto out;
+        }
+        json_array_foreach(list, i, x) {
+                json_int_t start = json_integer_value(json_object_get(x, "start"));
+                json_int_t length = json_integer_value(json_object_get(x, "length"));
+                json_t *offset = json_object_get(x, "offset");
+                struct file_extent *last = m->n ? &m->e[m->n - 1] : NULL;
+
+                if (start < 0 || length <= 0 || (uint64_t)start != m->size) {
+                        r = -EIO;
+                        goto out;
+                }
+                m->size += (uint64_t)length;
+                /* Depth 0 is this file; an offset at depth 1 is the backing file's. */
+                if (json_integer_value(json_object_get(x, "depth")) != 0 ||
+                    !json_is_true(json_object_get(x, "data")) || !json_is_integer(offset) ||
+                    json_integer_value(offset) < 0)
+                        continue;
+                if (last && last->start + last->length == (uint64_t)start &&
+                    last->offset + last->length == (uint64_t)json_integer_value(offset)) {
+                        last->length += (uint64_t)length;
+                        continue;
+                }
+                m->e[m->n++] = (struct file_extent){ (uint64_t)start, (uint64_t)length,
+                                                     (uint64_t)json_integer_value(offset) };
+        }
+        *out = m;
+        m = NULL;
+out:
+        image_file_map_free(m);
+        json_decref(list);
+        capture_fini(&o);
+        free(qpath);
+        return r;
+}
+
+struct image_file_map *image_file_map_free(struct image_file_map *m) {
+        if (m)
+                free(m->e);
+        free(m);
+        return NULL;
+}
+
+uint64_t image_file_map_size(const struct image_file_map *m) {
+        return m->size;
+}
+
+int image_file_map_find(const struct image_file_map *m, uint64_t offset, uint64_t len,
+                        uint64_t *file_offset, uint64_t *run) {
+        size_t lo = 0, hi = m->n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                const struct file_extent *e = &m->e[mid];
+
+                if (offset < e->start) {
+                        hi = mid;
+                } else if (offset >= e->start + e->length) {
+                        lo = mid + 1;
+                } else {
+                        uint64_t left = e->start + e->length - offset;
+                        *file_offset = e->offset + (offset - e->start);
+                        *run = left < len ? left : len;
+                        return 0;
+                }
+        }
+        return -ENOENT;
+}
+
 /* ---- background writes -------------------------------------------------------- */
 
 #define WRITER_SLOTS 4

@@ -78,6 +78,30 @@ int image_check(const char *path, char *err, size_t err_size);
  */
 int image_info_backing(const char *path, char *out, size_t size);
 
+/*
+ * Where the top layer's raw data lies in its qcow2 file (`qemu-img map`):
+ * for a reader of an image that nothing writes, which can then read the
+ * file itself (pread) instead of asking a qemu-nbd. Only uncompressed,
+ * unencrypted data of the top layer has a place in the file; read-through
+ * blocks, zeroes and compressed clusters have none. Returns 0 and *out, -EIO
+ * when qemu-img fails or its answer is too long (a very fragmented image),
+ * -ENOMEM or -errno.
+ */
+struct image_file_map;
+
+int image_file_map_new(const char *path, struct image_file_map **out);
+/* Accepts NULL; returns NULL. */
+struct image_file_map *image_file_map_free(struct image_file_map *m);
+/* The image's virtual size. */
+uint64_t image_file_map_size(const struct image_file_map *m);
+/*
+ * Where guest byte `offset` lies in the file, and how many bytes from it
+ * (at most `len`) follow in order there. 0, or -ENOENT when the byte has
+ * no place in the file.
+ */
+int image_file_map_find(const struct image_file_map *m, uint64_t offset, uint64_t len,
+                        uint64_t *file_offset, uint64_t *run);
+
 /* ---- open images (qemu-nbd through libnbd) ---------------------------------- */
 
 struct image;

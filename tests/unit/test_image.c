@@ -501,6 +501,49 @@ out:
         store_fini(&s);
 }
 
+TEST(the_file_map_places_the_top_layers_data_and_nothing_else) {
+        struct store s;
+        struct image *img = NULL;
+        struct image_file_map *m = NULL;
+        uint8_t got[2 * IMAGE_BLOCK], want[2 * IMAGE_BLOCK];
+        uint64_t at = 0, run = 0;
+        char p[256];
+        int fd;
+
+        CHECK(store_init(&s) == 0);
+        path_in(&s, "versions/v1/disk.qcow2", p, sizeof(p));
+        CHECK(image_create_overlay(s.tpl, p) == 0 && image_open(p, true, &img) == 0);
+        if (!img)
+                goto out;
+        fill(want, sizeof(want), 4242);
+        CHECK(image_write(img, want, sizeof(want), 9000 * IMAGE_BLOCK) == 0);
+        CHECK(image_zero(img, IMAGE_BLOCK, 9100 * IMAGE_BLOCK) == 0);
+        img = image_free(img);
+        CHECK(image_file_map_new(p, &m) == 0);
+        if (!m)
+                goto out;
+        CHECK(image_file_map_size(m) == TEMPLATE_SIZE);
+        /* The two written blocks lie in the file, in order, and read back from it. */
+        CHECK(image_file_map_find(m, 9000 * IMAGE_BLOCK, MiB, &at, &run) == 0 && run == sizeof(want));
+        fd = open(p, O_RDONLY);
+        CHECK(fd >= 0 && pread(fd, got, sizeof(got), (off_t)at) == (ssize_t)sizeof(got));
+        CHECK(!memcmp(got, want, sizeof(got)));
+        close(fd);
+        CHECK(image_file_map_find(m, 9001 * IMAGE_BLOCK, IMAGE_BLOCK, &at, &run) == 0 &&
+              run == IMAGE_BLOCK);
+        /* The template's data (read through), zeroes and unwritten blocks have no place. */
+        CHECK(image_file_map_find(m, 5 * IMAGE_BLOCK, IMAGE_BLOCK, &at, &run) == -ENOENT);
+        CHECK(image_file_map_find(m, 9100 * IMAGE_BLOCK, IMAGE_BLOCK, &at, &run) == -ENOENT);
+        CHECK(image_file_map_find(m, 9002 * IMAGE_BLOCK, IMAGE_BLOCK, &at, &run) == -ENOENT);
+        m = image_file_map_free(m);
+        path_in(&s, "versions/none.qcow2", p, sizeof(p));
+        CHECK(image_file_map_new(p, &m) < 0);
+out:
+        image_file_map_free(m);
+        image_free(img);
+        store_fini(&s);
+}
+
 /* ---- manifests ------------------------------------------------------------------ */
 
 TEST(a_manifest_holds_exactly_the_written_blocks_and_their_hashes) {
@@ -964,6 +1007,7 @@ TAP_MAIN(TAP_TEST(an_overlay_records_its_template_by_a_relative_path),
          TAP_TEST(a_callback_error_stops_the_walk_and_comes_back),
          TAP_TEST(pipelined_reads_come_in_order_and_stop_cleanly),
          TAP_TEST(queued_writes_land_in_order_and_read_ahead_gives_them_back),
+         TAP_TEST(the_file_map_places_the_top_layers_data_and_nothing_else),
          TAP_TEST(a_manifest_holds_exactly_the_written_blocks_and_their_hashes),
          TAP_TEST(a_version_rebuilt_from_the_diff_has_the_same_digest),
          TAP_TEST(the_diff_of_two_versions_lists_exactly_the_changed_blocks),
