@@ -581,8 +581,7 @@ static int build(struct transfer_run *t, const char *partial, const struct image
                 /* v<N>.qcow2 -> v<N>.manifest */
                 if (pathf(manifest_path, "%.*s.manifest",
                           (int)(strlen(cached_path) - strlen(".qcow2")), cached_path) < 0 ||
-                    image_manifest_load(manifest_path, &cached) < 0 ||
-                    image_open(cached_path, false, &cached_img) < 0) {
+                    image_manifest_load(manifest_path, &cached) < 0) {
                         log_warn("agent", "transfer %lld: the cached copy %s is unreadable; "
                                           "not using it", (long long)t->job->id, cached_path);
                         cached = image_manifest_free(cached);
@@ -599,6 +598,10 @@ static int build(struct transfer_run *t, const char *partial, const struct image
         t->stats->s_scan += now_s() - started;
         started = now_s();
         r = progress(t, true);
+        /* The plan needed only its manifest; what it cannot copy is pulled below. */
+        if (r == 0 && plan.n[BLOCK_LOCAL] && image_open(cached_path, false, &cached_img) < 0)
+                log_warn("agent", "transfer %lld: the cached copy %s is unreadable; pulling "
+                                  "its blocks instead", (long long)t->job->id, cached_path);
         if (r == 0 && cached_img)
                 r = copy_local(t, cached_img, &plan);
         if (r == 0)
