@@ -302,9 +302,13 @@ static void run_job(struct worker *w, struct control *c, const struct transfer_j
         if (r == 0)
                 log_line(LOG_INFO, "agent", ids,
                          "transfer %lld succeeded in %.1f s: %llu bytes, %llu pulled (%llu on the "
-                         "wire), %llu held here", (long long)job->id, metrics_now() - started,
+                         "wire), %llu held here; phases: prepare %.2f s, scan %.2f s, blocks %.2f s, "
+                         "verify %.2f s, check %.2f s, commit %.2f s",
+                         (long long)job->id, metrics_now() - started,
                          (unsigned long long)stats.bytes_total, (unsigned long long)stats.bytes_remote,
-                         (unsigned long long)stats.bytes_wire, (unsigned long long)stats.bytes_local);
+                         (unsigned long long)stats.bytes_wire, (unsigned long long)stats.bytes_local,
+                         stats.s_prepare, stats.s_scan, stats.s_blocks, stats.s_verify, stats.s_check,
+                         stats.s_commit);
         else if (r == -EINTR)
                 log_line(LOG_INFO, "agent", ids, "transfer %lld interrupted; its lease will expire "
                                                  "and it resumes", (long long)job->id);

@@ -16,10 +16,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
-#include <nettle/sha2.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agent/control.h"
 #include "agent/wire.h"
@@ -88,10 +89,17 @@ struct stream {
         struct wire_range *ranges;
         size_t n_ranges, range;
         uint64_t pos;                /* within the current range */
-        uint8_t *buf;                /* image data read ahead */
+        struct image_reader *reader; /* reads the ranges ahead through qemu-nbd */
+        struct image_file_map *map;  /* or: where they lie in the file, */
+        int fd;                      /* read from it directly */
+        uint8_t *own;                /* into this */
+        const uint8_t *buf;          /* the piece read last */
         uint64_t buf_off, buf_len;
-        uint8_t out[WIRE_DATA_HEADER_SIZE + WIRE_CHUNK_MAX];
-        size_t out_len, out_sent;
+        struct image_manifest *manifest; /* the blocks' hashes; NULL: hash what is read */
+        uint8_t out[WIRE_DATA_HEADER_SIZE]; /* the next record's fixed part */
+        const uint8_t *payload;      /* and its data, in buf */
+        uint8_t blocks[WIRE_CHUNK_MAX / IMAGE_BLOCK][32]; /* its blocks' hashes */
+        size_t out_len, payload_len, out_sent;
         struct wire_digest *digest;
         uint64_t records;
         bool ended;
@@ -395,7 +403,42 @@ static bool all_zero(const uint8_t *p, size_t n) {
         return true;
 }
 
-/* Fills s->out with the next record. 0, or <0 on a read failure. */
+static int pread_all(int fd, uint8_t *buf, uint64_t len, uint64_t offset) {
+        for (uint64_t done = 0; done < len;) {
+                ssize_t n = pread(fd, buf + done, len - done, (off_t)(offset + done));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n < 0 ? -errno : -EIO;
+                done += (uint64_t)n;
+        }
+        return 0;
+}
+
+/*
+ * A data record's SHA-256. The blocks' own hashes come from the version's
+ * manifest when it has them all, which spares hashing what was read: the
+ * receiver hashes it anyway and checks each block against the same
+ * manifest, so a block that is not what the manifest says is caught there.
+ */
+static void chunk_sha256(struct stream *s, uint64_t at, const uint8_t *data, uint64_t len,
+                         uint8_t out[32]) {
+        size_t n = len / IMAGE_BLOCK;
+
+        for (size_t i = 0; s->manifest && i < n; i++) {
+                const struct image_block_hash *e = image_manifest_lookup(s->manifest, at / IMAGE_BLOCK + i);
+                if (!e)
+                        break;
+                memcpy(s->blocks[i], e->sha256, 32);
+                if (i + 1 == n) {
+                        wire_chunk_sha256_of((const uint8_t(*)[32])s->blocks, n, out);
+                        return;
+                }
+        }
+        wire_chunk_sha256(data, (uint32_t)len, NULL, out);
+}
+
+/* Fills s->out (and s->payload) with the next record. 0, or <0 on a read failure. */
 static int next_record(struct stream *s) {
         struct wire_range rg;
         uint64_t at, len, run;
@@ -404,6 +447,7 @@ static int next_record(struct stream *s) {
         bool zero;
         int r;
 
+        s->payload_len = 0;
         while (s->range < s->n_ranges && s->pos == s->ranges[s->range].length) {
                 s->range++;
                 s->pos = 0;
@@ -418,13 +462,24 @@ static int next_record(struct stream *s) {
         }
         rg = s->ranges[s->range];
         at = rg.offset + s->pos;
-        if (at < s->buf_off || at >= s->buf_off + s->buf_len) {
-                len = rg.length - s->pos < WIRE_CHUNK_MAX ? rg.length - s->pos : WIRE_CHUNK_MAX;
-                r = image_read(s->img, s->buf, len, at);
+        if ((at < s->buf_off || at >= s->buf_off + s->buf_len) && s->map) {
+                uint64_t file_off, n;
+                len = rg.length - s->pos < IMAGE_READER_PIECE ? rg.length - s->pos : IMAGE_READER_PIECE;
+                r = image_file_map_find(s->map, at, len, &file_off, &n);
+                if (r == 0)
+                        r = pread_all(s->fd, s->own, n, file_off);
                 if (r < 0)
                         return r;
+                s->buf = s->own;
                 s->buf_off = at;
-                s->buf_len = len;
+                s->buf_len = n;
+        } else if (at < s->buf_off || at >= s->buf_off + s->buf_len) {
+                size_t got;
+                /* The reader's pieces follow the ranges exactly. */
+                r = image_reader_next(s->reader, &s->buf, &got, &s->buf_off);
+                if (r != 0 || s->buf_off != at)
+                        return r < 0 ? r : -EIO;
+                s->buf_len = got;
         }
         data = s->buf + (at - s->buf_off);
         len = s->buf_off + s->buf_len - at;
@@ -438,13 +493,11 @@ static int next_record(struct stream *s) {
                 wire_zero_record(s->out, at, run);
                 s->out_len = WIRE_ZERO_SIZE;
         } else {
-                struct sha256_ctx c;
-                sha256_init(&c);
-                sha256_update(&c, run, data);
-                sha256_digest(&c, 32, sha);
+                chunk_sha256(s, at, data, run, sha);
                 wire_data_header(s->out, at, (uint32_t)run, sha);
-                memcpy(s->out + WIRE_DATA_HEADER_SIZE, data, run);
-                s->out_len = WIRE_DATA_HEADER_SIZE + run;
+                s->out_len = WIRE_DATA_HEADER_SIZE;
+                s->payload = data;
+                s->payload_len = run;
         }
         wire_digest_add(s->digest, s->out, zero ? WIRE_ZERO_SIZE : WIRE_DATA_HEADER_SIZE);
         s->records++;
@@ -456,7 +509,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         struct stream *s = cls;
         size_t n;
 
-        if (s->out_sent == s->out_len) {
+        if (s->out_sent == s->out_len + s->payload_len) {
                 if (s->ended)
                         return MHD_CONTENT_READER_END_OF_STREAM;
                 if (next_record(s) < 0) {
@@ -465,8 +518,14 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 }
                 s->out_sent = 0;
         }
-        n = s->out_len - s->out_sent < max ? s->out_len - s->out_sent : max;
-        memcpy(buf, s->out + s->out_sent, n);
+        if (s->out_sent < s->out_len) {
+                n = s->out_len - s->out_sent < max ? s->out_len - s->out_sent : max;
+                memcpy(buf, s->out + s->out_sent, n);
+        } else {
+                size_t at = s->out_sent - s->out_len;
+                n = s->payload_len - at < max ? s->payload_len - at : max;
+                memcpy(buf, s->payload + at, n);
+        }
         s->out_sent += n;
         atomic_fetch_add(&s->peer->bytes_sent, n);
         return (ssize_t)n;
@@ -475,11 +534,62 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 static void stream_free(void *cls) {
         struct stream *s = cls;
         atomic_fetch_sub(&s->peer->streams, 1);
+        image_reader_free(s->reader);
+        image_file_map_free(s->map);
+        if (s->fd >= 0)
+                close(s->fd);
+        free(s->own);
         image_free(s->img);
+        image_manifest_free(s->manifest);
         wire_digest_free(s->digest);
         free(s->ranges);
-        free(s->buf);
         free(s);
+}
+
+/*
+ * A version's file is never written: when all the ranges asked for lie in
+ * it as raw data, they are read from it directly, which spares a qemu-nbd
+ * and a copy through its socket. 0 (reading directly), 1 (go through
+ * qemu-nbd; the ranges may be decoded already), -EBADMSG, -ENOENT, -errno.
+ */
+static int read_directly(struct stream *s, const char *path, const struct request *req) {
+        uint64_t file_off, n;
+
+        if (image_file_map_new(path, &s->map) < 0)
+                return access(path, R_OK) < 0 ? -errno : 1;
+        if (wire_ranges_decode(req->body, req->body_len, image_file_map_size(s->map), &s->ranges,
+                               &s->n_ranges) < 0)
+                return -EBADMSG;
+        for (size_t i = 0; i < s->n_ranges; i++) {
+                for (uint64_t at = 0; at < s->ranges[i].length; at += n) {
+                        if (image_file_map_find(s->map, s->ranges[i].offset + at,
+                                                s->ranges[i].length - at, &file_off, &n) < 0) {
+                                s->map = image_file_map_free(s->map);
+                                return 1;
+                        }
+                }
+        }
+        s->fd = open(path, O_RDONLY | O_CLOEXEC);
+        s->own = malloc(IMAGE_READER_PIECE);
+        if (s->fd < 0 || !s->own) {
+                s->map = image_file_map_free(s->map);
+                return s->fd < 0 ? -errno : -ENOMEM;
+        }
+        return 0;
+}
+
+/* Starts reading the ranges ahead. */
+static int start_reading(struct stream *s) {
+        struct image_span *spans = calloc(s->n_ranges ? s->n_ranges : 1, sizeof(*spans));
+        int r;
+
+        if (!spans)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n_ranges; i++)
+                spans[i] = (struct image_span){ s->ranges[i].offset, s->ranges[i].length };
+        r = image_reader_new(s->img, spans, s->n_ranges, &s->reader);
+        free(spans);
+        return r;
 }
 
 static enum MHD_Result serve_blocks(struct peer *p, struct MHD_Connection *conn,
@@ -496,20 +606,28 @@ static enum MHD_Result serve_blocks(struct peer *p, struct MHD_Connection *conn,
                                "this agent sends as many streams as it may; try again");
         }
         s = calloc(1, sizeof(*s));
-        if (!s || !(s->buf = malloc(WIRE_CHUNK_MAX)) || !(s->digest = wire_digest_new())) {
-                if (s) {
-                        free(s->buf);
-                        free(s);
-                }
+        if (!s || !(s->digest = wire_digest_new())) {
+                free(s);
                 atomic_fetch_sub(&p->streams, 1);
                 return MHD_NO;
         }
         s->peer = p;
+        s->fd = -1;
+        /* Without its manifest (a template's not asked for yet), the data is hashed. */
+        image_path(t, "manifest", path, sizeof(path));
+        if (image_manifest_load(path, &s->manifest) < 0)
+                s->manifest = NULL;
         image_path(t, "qcow2", path, sizeof(path));
-        r = image_open(path, false, &s->img);
-        if (r == 0 && wire_ranges_decode(req->body, req->body_len, image_size(s->img), &s->ranges,
-                                         &s->n_ranges) < 0)
-                r = -EBADMSG;
+        r = read_directly(s, path, req);
+        if (r == 1) {
+                r = image_open(path, false, &s->img);
+                if (r == 0 && !s->ranges &&
+                    wire_ranges_decode(req->body, req->body_len, image_size(s->img), &s->ranges,
+                                       &s->n_ranges) < 0)
+                        r = -EBADMSG;
+                if (r == 0)
+                        r = start_reading(s);
+        }
         if (r < 0) {
                 stream_free(s);
                 if (r == -EBADMSG)

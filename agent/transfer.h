@@ -57,6 +57,12 @@ struct transfer_stats {
         uint64_t bytes_remote;  /* data that came over the wire */
         uint64_t bytes_wire;    /* bytes received, framing included */
         uint64_t chunks_refetched;
+        /* Seconds spent in each phase, to see where a transfer's time goes:
+         * the template, manifest and configuration; hashing what a partial
+         * image holds and planning; moving the blocks; the verification
+         * (checked blocks, allocation map, qemu-img check); flush, fsync and
+         * rename. */
+        double s_prepare, s_scan, s_blocks, s_verify, s_check, s_commit;
 };
 
 /*

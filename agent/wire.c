@@ -102,6 +102,27 @@ void wire_end_record(uint8_t out[WIRE_END_SIZE], uint64_t records, const uint8_t
         memcpy(out + 9, sha256, 32);
 }
 
+void wire_chunk_sha256(const void *data, uint32_t length, uint8_t (*blocks)[32], uint8_t out[32]) {
+        struct sha256_ctx all, one;
+        uint8_t sha[32];
+
+        sha256_init(&all);
+        for (uint32_t at = 0; at < length; at += WIRE_BLOCK) {
+                sha256_init(&one);
+                sha256_update(&one, WIRE_BLOCK, (const uint8_t *)data + at);
+                sha256_digest(&one, 32, blocks ? blocks[at / WIRE_BLOCK] : sha);
+                sha256_update(&all, 32, blocks ? blocks[at / WIRE_BLOCK] : sha);
+        }
+        sha256_digest(&all, 32, out);
+}
+
+void wire_chunk_sha256_of(const uint8_t (*blocks)[32], size_t n, uint8_t out[32]) {
+        struct sha256_ctx all;
+        sha256_init(&all);
+        sha256_update(&all, 32 * n, (const uint8_t *)blocks);
+        sha256_digest(&all, 32, out);
+}
+
 struct wire_digest {
         struct sha256_ctx sha;
 };
@@ -133,6 +154,7 @@ struct wire_reader {
         uint8_t header[WIRE_DATA_HEADER_SIZE]; /* the largest fixed part */
         size_t have;                            /* bytes of the current record so far */
         uint8_t *payload;                       /* a data record's, WIRE_CHUNK_MAX */
+        uint8_t (*blocks)[32];                  /* its blocks' SHA-256s */
         uint64_t records;
         struct wire_digest digest;
         struct wire_range bad;
@@ -142,7 +164,10 @@ struct wire_reader {
 
 int wire_reader_new(uint64_t virtual_size, struct wire_reader **out) {
         struct wire_reader *r = calloc(1, sizeof(*r));
-        if (!r || !(r->payload = malloc(WIRE_CHUNK_MAX))) {
+        if (!r || !(r->payload = malloc(WIRE_CHUNK_MAX)) ||
+            !(r->blocks = malloc(WIRE_CHUNK_MAX / WIRE_BLOCK * sizeof(*r->blocks)))) {
+                if (r)
+                        free(r->payload);
                 free(r);
                 return -ENOMEM;
         }
@@ -153,8 +178,10 @@ int wire_reader_new(uint64_t virtual_size, struct wire_reader **out) {
 }
 
 struct wire_reader *wire_reader_free(struct wire_reader *r) {
-        if (r)
+        if (r) {
                 free(r->payload);
+                free(r->blocks);
+        }
         free(r);
         return NULL;
 }
@@ -218,22 +245,24 @@ static int record_done(struct wire_reader *r, const struct wire_reader_ops *ops,
         }
         sha256_update(&r->digest.sha, fixed_size(type), r->header);
         r->records++;
-        if (type == WIRE_ZERO)
-                return ops->zero(ctx, get_u64(r->header + 1), get_u64(r->header + 9));
+        if (type == WIRE_ZERO) {
+                e = ops->zero(ctx, get_u64(r->header + 1), get_u64(r->header + 9));
+                if (e == -EILSEQ)
+                        r->bad = (struct wire_range){ get_u64(r->header + 1), get_u64(r->header + 9) };
+                return e;
+        }
 
         {
                 uint64_t off = get_u64(r->header + 1);
                 uint32_t len = get_u32(r->header + 9);
                 uint8_t sha[32];
-                struct sha256_ctx c;
-                sha256_init(&c);
-                sha256_update(&c, len, r->payload);
-                sha256_digest(&c, 32, sha);
-                if (memcmp(sha, r->header + 13, 32) != 0) {
+                wire_chunk_sha256(r->payload, len, r->blocks, sha);
+                if (memcmp(sha, r->header + 13, 32) != 0)
+                        e = -EILSEQ;
+                else
+                        e = ops->data(ctx, off, r->payload, len, (const uint8_t(*)[32])r->blocks);
+                if (e == -EILSEQ)
                         r->bad = (struct wire_range){ off, len };
-                        return -EILSEQ;
-                }
-                e = ops->data(ctx, off, r->payload, len);
         }
         return e;
 }

@@ -40,6 +40,16 @@ int wire_ranges_decode(const void *buf, size_t len, uint64_t limit, struct wire_
 
 /* ---- records: writing ---- */
 
+/*
+ * A data record's SHA-256: that of the SHA-256s of its 4 KiB blocks, one
+ * after the other. The blocks' own hashes are what a manifest lists, so a
+ * receiver checks a chunk and each of its blocks with one pass over the
+ * data. `blocks` (length / WIRE_BLOCK entries) may be NULL.
+ */
+void wire_chunk_sha256(const void *data, uint32_t length, uint8_t (*blocks)[32], uint8_t out[32]);
+/* The same from the blocks' SHA-256s (`n` of them), for a sender that knows them already. */
+void wire_chunk_sha256_of(const uint8_t (*blocks)[32], size_t n, uint8_t out[32]);
+
 void wire_data_header(uint8_t out[WIRE_DATA_HEADER_SIZE], uint64_t offset, uint32_t length,
                       const uint8_t sha256[32]);
 void wire_zero_record(uint8_t out[WIRE_ZERO_SIZE], uint64_t offset, uint64_t length);
@@ -55,9 +65,13 @@ void wire_digest_final(struct wire_digest *d, uint8_t out[32]);
 /* ---- records: reading ---- */
 
 struct wire_reader_ops {
-        /* A data record whose SHA-256 matched; `data` is borrowed for the call. */
-        int (*data)(void *ctx, uint64_t offset, const void *data, uint32_t length);
-        /* A zero record. */
+        /* A data record whose SHA-256 matched; `data` and `block_sha256` (the
+         * SHA-256 of each 4 KiB block) are borrowed for the call. -EILSEQ
+         * says the record is wrong after all (e.g. a block is not what the
+         * manifest says); wire_reader_bad() then names it. */
+        int (*data)(void *ctx, uint64_t offset, const void *data, uint32_t length,
+                    const uint8_t (*block_sha256)[32]);
+        /* A zero record; -EILSEQ as for data. */
         int (*zero)(void *ctx, uint64_t offset, uint64_t length);
 };
 
@@ -80,5 +94,5 @@ int wire_reader_feed(struct wire_reader *r, const void *buf, size_t len,
 /* True once a valid end record (count and header digest) was read. */
 bool wire_reader_done(const struct wire_reader *r);
 
-/* The range of the record that failed its SHA-256. */
+/* The range of the record that failed its SHA-256 (or that an op said -EILSEQ to). */
 struct wire_range wire_reader_bad(const struct wire_reader *r);

@@ -479,6 +479,8 @@ int image_open(const char *path, bool writable, struct image **out) {
                 r = nbd_error();
                 goto out;
         }
+        /* Reads fill their buffers or fail: zeroing them first is wasted. */
+        nbd_set_pread_initialize(img->nbd, false);
         if (nbd_add_meta_context(img->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
             nbd_add_meta_context(img->nbd, "qemu:allocation-depth") < 0) {
                 r = nbd_error();
@@ -587,6 +589,292 @@ int image_flush(struct image *img) {
         if (!img->writable)
                 return 0;
         return nbd_flush(img->nbd, 0) < 0 ? nbd_error() : 0;
+}
+
+/* ---- where data lies in the file ------------------------------------------------ */
+
+#define MAP_STDOUT_MAX (8u << 20) /* about 75,000 extents */
+
+struct file_extent {
+        uint64_t start, length, offset;
+};
+
+struct image_file_map {
+        struct file_extent *e;
+        size_t n;
+        uint64_t size;
+};
+
+int image_file_map_new(const char *path, struct image_file_map **out) {
+        struct capture o = { .max = MAP_STDOUT_MAX };
+        struct image_file_map *m = NULL;
+        json_t *list = NULL;
+        char *qpath = NULL;
+        size_t i;
+        json_t *x;
+        int r;
+
+        r = qemu_path(path, &qpath);
+        if (r == 0)
+                r = qemu_img((char *[]){ "qemu-img", "map", "-U", "-f", "qcow2", "--output=json", qpath,
+                                         NULL },
+                             &o, NULL, 0);
+        if (r < 0)
+                goto out;
+        list = json_loads(o.data, 0, NULL);
+        m = calloc(1, sizeof(*m));
+        if (!m || (json_is_array(list) &&
+                   !(m->e = calloc(json_array_size(list) + 1, sizeof(*m->e))))) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if (!json_is_array(list)) {
+                r = -EIO;
+                goto out;
+        }
+        json_array_foreach(list, i, x) {
+                json_int_t start = json_integer_value(json_object_get(x, "start"));
+                json_int_t length = json_integer_value(json_object_get(x, "length"));
+                json_t *offset = json_object_get(x, "offset");
+                struct file_extent *last = m->n ? &m->e[m->n - 1] : NULL;
+
+                if (start < 0 || length <= 0 || (uint64_t)start != m->size) {
+                        r = -EIO;
+                        goto out;
+                }
+                m->size += (uint64_t)length;
+                /* Depth 0 is this file; an offset at depth 1 is the backing file's. */
+                if (json_integer_value(json_object_get(x, "depth")) != 0 ||
+                    !json_is_true(json_object_get(x, "data")) || !json_is_integer(offset) ||
+                    json_integer_value(offset) < 0)
+                        continue;
+                if (last && last->start + last->length == (uint64_t)start &&
+                    last->offset + last->length == (uint64_t)json_integer_value(offset)) {
+                        last->length += (uint64_t)length;
+                        continue;
+                }
+                m->e[m->n++] = (struct file_extent){ (uint64_t)start, (uint64_t)length,
+                                                     (uint64_t)json_integer_value(offset) };
+        }
+        *out = m;
+        m = NULL;
+out:
+        image_file_map_free(m);
+        json_decref(list);
+        capture_fini(&o);
+        free(qpath);
+        return r;
+}
+
+struct image_file_map *image_file_map_free(struct image_file_map *m) {
+        if (m)
+                free(m->e);
+        free(m);
+        return NULL;
+}
+
+uint64_t image_file_map_size(const struct image_file_map *m) {
+        return m->size;
+}
+
+int image_file_map_find(const struct image_file_map *m, uint64_t offset, uint64_t len,
+                        uint64_t *file_offset, uint64_t *run) {
+        size_t lo = 0, hi = m->n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                const struct file_extent *e = &m->e[mid];
+
+                if (offset < e->start) {
+                        hi = mid;
+                } else if (offset >= e->start + e->length) {
+                        lo = mid + 1;
+                } else {
+                        uint64_t left = e->start + e->length - offset;
+                        *file_offset = e->offset + (offset - e->start);
+                        *run = left < len ? left : len;
+                        return 0;
+                }
+        }
+        return -ENOENT;
+}
+
+/* ---- background writes -------------------------------------------------------- */
+
+#define WRITER_SLOTS 4
+#define WRITER_SLOT_SIZE (2u << 20)
+
+struct writer_slot {
+        uint8_t *data;
+        uint64_t offset, len;
+        bool zero;
+};
+
+/*
+ * A ring of slots: the caller fills slot (head + count) % SLOTS, the thread
+ * writes slot head and frees it afterwards. `busy` says the thread holds
+ * slot head, which the caller may then no longer grow.
+ */
+struct image_writer {
+        struct image *img;
+        pthread_t thread;
+        pthread_mutex_t lock;
+        pthread_cond_t changed;
+        struct writer_slot slot[WRITER_SLOTS];
+        size_t head, count;
+        uint64_t pending; /* bytes queued and not written yet */
+        bool busy, closing;
+        int error;
+};
+
+static void *writer_thread(void *userdata) {
+        struct image_writer *w = userdata;
+
+        pthread_mutex_lock(&w->lock);
+        for (;;) {
+                struct writer_slot *s = &w->slot[w->head];
+                int r = 0;
+
+                if (!w->count) {
+                        if (w->closing)
+                                break;
+                        pthread_cond_wait(&w->changed, &w->lock);
+                        continue;
+                }
+                w->busy = true;
+                pthread_mutex_unlock(&w->lock);
+                if (!w->error)
+                        r = s->zero ? image_zero(w->img, s->len, s->offset)
+                                    : image_write(w->img, s->data, s->len, s->offset);
+                pthread_mutex_lock(&w->lock);
+                if (r < 0 && !w->error)
+                        w->error = r;
+                w->busy = false;
+                w->pending -= s->len;
+                w->head = (w->head + 1) % WRITER_SLOTS;
+                w->count--;
+                pthread_cond_broadcast(&w->changed);
+        }
+        pthread_mutex_unlock(&w->lock);
+        return NULL;
+}
+
+int image_writer_new(struct image *img, struct image_writer **out) {
+        struct image_writer *w;
+        int r;
+
+        if (!img->writable)
+                return -EPERM;
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->img = img;
+        for (unsigned i = 0; i < WRITER_SLOTS; i++) {
+                w->slot[i].data = malloc(WRITER_SLOT_SIZE);
+                if (!w->slot[i].data) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        pthread_mutex_init(&w->lock, NULL);
+        pthread_cond_init(&w->changed, NULL);
+        r = -pthread_create(&w->thread, NULL, writer_thread, w);
+        if (r < 0) {
+                pthread_cond_destroy(&w->changed);
+                pthread_mutex_destroy(&w->lock);
+                goto fail;
+        }
+        *out = w;
+        return 0;
+fail:
+        for (unsigned i = 0; i < WRITER_SLOTS; i++)
+                free(w->slot[i].data);
+        free(w);
+        return r;
+}
+
+/* Queues one piece: merged into the last slot when it continues it, else a new slot. */
+static int writer_queue(struct image_writer *w, const void *buf, uint64_t len, uint64_t offset) {
+        struct writer_slot *s;
+        int r;
+
+        pthread_mutex_lock(&w->lock);
+        if (w->count && !(w->count == 1 && w->busy)) {
+                s = &w->slot[(w->head + w->count - 1) % WRITER_SLOTS];
+                if (s->offset + s->len == offset && s->zero == !buf &&
+                    (!buf || s->len + len <= WRITER_SLOT_SIZE)) {
+                        /* The thread takes no slot but head, and not while we hold the lock. */
+                        if (buf)
+                                memcpy(s->data + s->len, buf, len);
+                        s->len += len;
+                        w->pending += len;
+                        pthread_mutex_unlock(&w->lock);
+                        return 0;
+                }
+        }
+        while (w->count == WRITER_SLOTS && !w->error)
+                pthread_cond_wait(&w->changed, &w->lock);
+        r = w->error;
+        pthread_mutex_unlock(&w->lock);
+        if (r < 0)
+                return r;
+        /* Slot (head + count) is ours until count covers it. */
+        s = &w->slot[(w->head + w->count) % WRITER_SLOTS];
+        s->offset = offset;
+        s->len = len;
+        s->zero = !buf;
+        if (buf)
+                memcpy(s->data, buf, len);
+        pthread_mutex_lock(&w->lock);
+        w->count++;
+        w->pending += len;
+        pthread_cond_broadcast(&w->changed);
+        pthread_mutex_unlock(&w->lock);
+        return 0;
+}
+
+int image_writer_write(struct image_writer *w, const void *buf, size_t len, uint64_t offset) {
+        int r = range_check(w->img, len, offset);
+
+        for (size_t done = 0; !r && done < len;) {
+                size_t n = len - done < WRITER_SLOT_SIZE ? len - done : WRITER_SLOT_SIZE;
+                r = writer_queue(w, (const uint8_t *)buf + done, n, offset + done);
+                done += n;
+        }
+        return r;
+}
+
+int image_writer_zero(struct image_writer *w, uint64_t len, uint64_t offset) {
+        int r = range_check(w->img, len, offset);
+        return r < 0 ? r : writer_queue(w, NULL, len, offset);
+}
+
+uint64_t image_writer_pending(struct image_writer *w) {
+        uint64_t n;
+
+        pthread_mutex_lock(&w->lock);
+        n = w->pending;
+        pthread_mutex_unlock(&w->lock);
+        return n;
+}
+
+int image_writer_finish(struct image_writer *w) {
+        int r;
+
+        if (!w)
+                return 0;
+        pthread_mutex_lock(&w->lock);
+        w->closing = true;
+        pthread_cond_broadcast(&w->changed);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->thread, NULL);
+        r = w->error;
+        pthread_cond_destroy(&w->changed);
+        pthread_mutex_destroy(&w->lock);
+        for (unsigned i = 0; i < WRITER_SLOTS; i++)
+                free(w->slot[i].data);
+        free(w);
+        return r;
 }
 
 /* ---- top-layer extents ------------------------------------------------------- */
@@ -791,7 +1079,7 @@ out:
  * happens to it as a whole.
  */
 #define SLABS 4
-#define SLAB_SIZE IMAGE_RANGE_MAX
+#define SLAB_SIZE IMAGE_RANGE_MAX /* image_read_ranges'; a reader's are its piece */
 #define IN_FLIGHT_MAX 64
 
 struct pipeline;
@@ -812,6 +1100,7 @@ struct pipeline {
         pthread_mutex_t lock;
         pthread_cond_t changed; /* a read finished, a slab was freed, or stop */
         uint8_t *slab[SLABS];
+        size_t slab_size;
         size_t used[SLABS];
         unsigned live[SLABS], cur;
         struct pending q[IN_FLIGHT_MAX]; /* q[(head + k) % MAX] is range first + k */
@@ -824,7 +1113,7 @@ struct pipeline {
 static uint8_t *pipeline_alloc(struct pipeline *p, size_t len, unsigned *slab) {
         uint8_t *data;
 
-        if (p->used[p->cur] + len > SLAB_SIZE) {
+        if (p->used[p->cur] + len > p->slab_size) {
                 unsigned next = (p->cur + 1) % SLABS;
 
                 if (p->live[next])
@@ -924,15 +1213,16 @@ static void *pipeline_reader(void *userdata) {
         return NULL;
 }
 
-int image_read_ranges(struct image *img, const struct image_range *ranges, size_t n,
-                      image_range_fn cb, void *userdata) {
-        struct pipeline p = { .img = img, .ranges = ranges, .n = n };
+/* image_read_ranges with slabs of `slab_size` bytes (no range is larger). */
+static int read_ranges(struct image *img, const struct image_range *ranges, size_t n,
+                       size_t slab_size, image_range_fn cb, void *userdata) {
+        struct pipeline p = { .img = img, .ranges = ranges, .n = n, .slab_size = slab_size };
         pthread_t reader;
         bool started = false;
         int r = 0;
 
         for (size_t i = 0; i < n; i++)
-                if (ranges[i].length > IMAGE_RANGE_MAX || ranges[i].length > img->request_max ||
+                if (ranges[i].length > slab_size || ranges[i].length > img->request_max ||
                     range_check(img, ranges[i].length, ranges[i].offset) < 0)
                         return -EINVAL;
         if (!n)
@@ -940,7 +1230,7 @@ int image_read_ranges(struct image *img, const struct image_range *ranges, size_
         pthread_mutex_init(&p.lock, NULL);
         pthread_cond_init(&p.changed, NULL);
         for (unsigned s = 0; s < SLABS; s++) {
-                p.slab[s] = malloc(SLAB_SIZE);
+                p.slab[s] = malloc(slab_size);
                 if (!p.slab[s]) {
                         r = -ENOMEM;
                         goto out;
@@ -986,4 +1276,142 @@ out:
         pthread_cond_destroy(&p.changed);
         pthread_mutex_destroy(&p.lock);
         return r;
+}
+
+int image_read_ranges(struct image *img, const struct image_range *ranges, size_t n,
+                      image_range_fn cb, void *userdata) {
+        return read_ranges(img, ranges, n, SLAB_SIZE, cb, userdata);
+}
+
+/* ---- reading ahead, one piece at a time ------------------------------------------ */
+
+/*
+ * image_read_ranges runs in a thread of its own; its callback hands each
+ * range to image_reader_next and waits until the caller asks for the next
+ * one, so the caller holds one range at a time while the reads after it
+ * are in flight.
+ */
+struct image_reader {
+        struct image *img;
+        struct image_range *ranges;
+        size_t n;
+        pthread_t thread;
+        pthread_mutex_t lock;
+        pthread_cond_t changed;
+        const uint8_t *data; /* the range handed over */
+        size_t index;
+        bool ready, held, released, stop, done;
+        int error;
+};
+
+static int reader_take(void *userdata, size_t i, const uint8_t *data) {
+        struct image_reader *r = userdata;
+        int ret;
+
+        pthread_mutex_lock(&r->lock);
+        r->data = data;
+        r->index = i;
+        r->ready = true;
+        pthread_cond_broadcast(&r->changed);
+        while (!r->released && !r->stop)
+                pthread_cond_wait(&r->changed, &r->lock);
+        r->released = false;
+        ret = r->stop ? -ECANCELED : 0;
+        pthread_mutex_unlock(&r->lock);
+        return ret;
+}
+
+static void *reader_thread(void *userdata) {
+        struct image_reader *r = userdata;
+        /* Slabs of one piece: three reads in flight while the caller holds the fourth. */
+        int e = read_ranges(r->img, r->ranges, r->n, IMAGE_READER_PIECE, reader_take, r);
+
+        pthread_mutex_lock(&r->lock);
+        r->error = e;
+        r->done = true;
+        pthread_cond_broadcast(&r->changed);
+        pthread_mutex_unlock(&r->lock);
+        return NULL;
+}
+
+int image_reader_new(struct image *img, const struct image_span *spans, size_t n,
+                     struct image_reader **out) {
+        struct image_reader *r = calloc(1, sizeof(*r));
+        size_t pieces = 0;
+        int e;
+
+        if (!r)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                if (range_check(img, spans[i].length, spans[i].offset) < 0) {
+                        free(r);
+                        return -EINVAL;
+                }
+                pieces += (spans[i].length + IMAGE_READER_PIECE - 1) / IMAGE_READER_PIECE;
+        }
+        r->ranges = calloc(pieces ? pieces : 1, sizeof(*r->ranges));
+        if (!r->ranges) {
+                free(r);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                for (uint64_t at = 0; at < spans[i].length; at += IMAGE_READER_PIECE) {
+                        uint64_t len = spans[i].length - at;
+                        r->ranges[r->n++] = (struct image_range){
+                                spans[i].offset + at, (uint32_t)(len < IMAGE_READER_PIECE ? len : IMAGE_READER_PIECE) };
+                }
+        }
+        r->img = img;
+        pthread_mutex_init(&r->lock, NULL);
+        pthread_cond_init(&r->changed, NULL);
+        e = -pthread_create(&r->thread, NULL, reader_thread, r);
+        if (e < 0) {
+                pthread_cond_destroy(&r->changed);
+                pthread_mutex_destroy(&r->lock);
+                free(r->ranges);
+                free(r);
+                return e;
+        }
+        *out = r;
+        return 0;
+}
+
+int image_reader_next(struct image_reader *r, const uint8_t **data, size_t *len, uint64_t *offset) {
+        int ret = 1;
+
+        pthread_mutex_lock(&r->lock);
+        if (r->held) {
+                r->held = false;
+                r->released = true;
+                pthread_cond_broadcast(&r->changed);
+        }
+        while (!r->ready && !r->done)
+                pthread_cond_wait(&r->changed, &r->lock);
+        if (r->ready) {
+                r->ready = false;
+                r->held = true;
+                *data = r->data;
+                *len = r->ranges[r->index].length;
+                *offset = r->ranges[r->index].offset;
+                ret = 0;
+        } else if (r->error < 0) {
+                ret = r->error;
+        }
+        pthread_mutex_unlock(&r->lock);
+        return ret;
+}
+
+struct image_reader *image_reader_free(struct image_reader *r) {
+        if (!r)
+                return NULL;
+        pthread_mutex_lock(&r->lock);
+        r->stop = true;
+        pthread_cond_broadcast(&r->changed);
+        pthread_mutex_unlock(&r->lock);
+        pthread_join(r->thread, NULL);
+        pthread_cond_destroy(&r->changed);
+        pthread_mutex_destroy(&r->lock);
+        free(r->ranges);
+        free(r);
+        return NULL;
 }

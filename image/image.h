@@ -78,6 +78,30 @@ int image_check(const char *path, char *err, size_t err_size);
  */
 int image_info_backing(const char *path, char *out, size_t size);
 
+/*
+ * Where the top layer's raw data lies in its qcow2 file (`qemu-img map`):
+ * for a reader of an image that nothing writes, which can then read the
+ * file itself (pread) instead of asking a qemu-nbd. Only uncompressed,
+ * unencrypted data of the top layer has a place in the file; read-through
+ * blocks, zeroes and compressed clusters have none. Returns 0 and *out, -EIO
+ * when qemu-img fails or its answer is too long (a very fragmented image),
+ * -ENOMEM or -errno.
+ */
+struct image_file_map;
+
+int image_file_map_new(const char *path, struct image_file_map **out);
+/* Accepts NULL; returns NULL. */
+struct image_file_map *image_file_map_free(struct image_file_map *m);
+/* The image's virtual size. */
+uint64_t image_file_map_size(const struct image_file_map *m);
+/*
+ * Where guest byte `offset` lies in the file, and how many bytes from it
+ * (at most `len`) follow in order there. 0, or -ENOENT when the byte has
+ * no place in the file.
+ */
+int image_file_map_find(const struct image_file_map *m, uint64_t offset, uint64_t len,
+                        uint64_t *file_offset, uint64_t *run);
+
 /* ---- open images (qemu-nbd through libnbd) ---------------------------------- */
 
 struct image;
@@ -115,6 +139,61 @@ int image_write(struct image *img, const void *buf, size_t len, uint64_t offset)
 int image_zero(struct image *img, uint64_t len, uint64_t offset);
 /* Makes what was written durable. 0 for a read-only image. */
 int image_flush(struct image *img);
+
+/*
+ * A writer: a thread of its own does an open image's writes and zeroes, in
+ * the order they were queued, while the caller goes on (receiving and
+ * checking the next data, say). While a writer exists, the image is its
+ * alone. Queued data is copied; consecutive writes that meet are merged
+ * into larger requests while they wait.
+ */
+struct image_writer;
+
+/* Starts a writer for a writable `img` (borrowed). 0, -EPERM, -ENOMEM or -errno. */
+int image_writer_new(struct image *img, struct image_writer **out);
+/*
+ * Queue a write of `len` bytes (any length, the range inside the image) or
+ * of zeroes; wait while the queue is full. Return 0, or the error of the
+ * first queued request that failed (then nothing more is written).
+ */
+int image_writer_write(struct image_writer *w, const void *buf, size_t len, uint64_t offset);
+int image_writer_zero(struct image_writer *w, uint64_t len, uint64_t offset);
+/* Bytes queued (data or zeroes) that are not written yet. */
+uint64_t image_writer_pending(struct image_writer *w);
+/*
+ * Waits until everything queued is written, stops the thread and frees the
+ * writer. Returns 0 or the first failed request's error. Accepts NULL.
+ */
+int image_writer_finish(struct image_writer *w);
+
+/*
+ * A reader: the data of a list of ranges, in order, in pieces of at most
+ * IMAGE_READER_PIECE bytes, read ahead by a thread of its own with up to
+ * three NBD requests in flight (4 MiB of buffers) while the caller works on
+ * the piece it holds. While a reader exists, the image is its alone.
+ */
+#define IMAGE_READER_PIECE (1u << 20)
+
+struct image_reader;
+
+struct image_span {
+        uint64_t offset, length;
+};
+
+/*
+ * Starts reading `n` spans inside the image, in order (copied). 0, -EINVAL
+ * for a span outside, -ENOMEM or -errno.
+ */
+int image_reader_new(struct image *img, const struct image_span *spans, size_t n,
+                     struct image_reader **out);
+/*
+ * The next piece: its data (borrowed until the next call or the free), its
+ * length and offset. Returns 0, 1 after the last piece, or the -errno of a
+ * failed read.
+ */
+int image_reader_next(struct image_reader *r, const uint8_t **data, size_t *len, uint64_t *offset);
+/* Stops reading, waits for what is in flight. Accepts NULL; returns NULL. */
+struct image_reader *image_reader_free(struct image_reader *r);
 
 /*
  * Calls `cb` for the extents allocated in the top layer only (not those read

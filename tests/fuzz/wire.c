@@ -9,8 +9,9 @@
  * piece sizes), fed to wire_reader_feed in pieces of random sizes and, to a
  * second reader, whole. Both must say the same (records handed on, result,
  * done); every record handed on is whole blocks inside the image, a data
- * record's bytes match its SHA-256, and a reader that failed takes nothing
- * more.
+ * record's bytes match its SHA-256 (that of its blocks' SHA-256s, which are
+ * handed on and must be its blocks'), and a reader that failed takes
+ * nothing more.
  *
  * Otherwise the rest describes records (data of a few blocks of one byte,
  * or zeroes); the target writes them with wire_data_header,
@@ -38,17 +39,23 @@ struct sink {
         size_t n;
 };
 
-static int on_data(void *ctx, uint64_t offset, const void *data, uint32_t length) {
+static int on_data(void *ctx, uint64_t offset, const void *data, uint32_t length,
+                   const uint8_t (*block_sha256)[32]) {
         struct sink *s = ctx;
         struct rec *r = &s->recs[s->n < 4096 ? s->n : 4095];
-        struct sha256_ctx c;
 
         FUZZ_CHECK(length > 0 && length <= WIRE_CHUNK_MAX && length % WIRE_BLOCK == 0);
         FUZZ_CHECK(offset % WIRE_BLOCK == 0 && offset <= VSIZE && length <= VSIZE - offset);
         r->type = WIRE_DATA, r->offset = offset, r->length = length;
-        sha256_init(&c);
-        sha256_update(&c, length, data);
-        sha256_digest(&c, 32, r->sha);
+        for (uint32_t at = 0; at < length; at += WIRE_BLOCK) {
+                struct sha256_ctx c;
+                uint8_t sha[32];
+                sha256_init(&c);
+                sha256_update(&c, WIRE_BLOCK, (const uint8_t *)data + at);
+                sha256_digest(&c, 32, sha);
+                FUZZ_CHECK(!memcmp(sha, block_sha256[at / WIRE_BLOCK], 32));
+        }
+        wire_chunk_sha256(data, length, NULL, r->sha);
         s->n++;
         return 0;
 }
@@ -161,12 +168,9 @@ static void written_stream(const uint8_t *data, size_t size) {
                 w->length = fuzz_range(&b, 1, 4) * WIRE_BLOCK;
                 w->offset = fuzz_range(&b, 0, VSIZE / WIRE_BLOCK - 4) * (uint64_t)WIRE_BLOCK;
                 if (w->type == WIRE_DATA) {
-                        struct sha256_ctx c;
                         uint8_t *payload = stream + len + WIRE_DATA_HEADER_SIZE;
                         memset(payload, fuzz_u8(&b), w->length);
-                        sha256_init(&c);
-                        sha256_update(&c, w->length, payload);
-                        sha256_digest(&c, 32, w->sha);
+                        wire_chunk_sha256(payload, (uint32_t)w->length, NULL, w->sha);
                         wire_data_header(stream + len, w->offset, (uint32_t)w->length, w->sha);
                         wire_digest_add(d, stream + len, WIRE_DATA_HEADER_SIZE);
                         len += WIRE_DATA_HEADER_SIZE + w->length;

@@ -441,6 +441,109 @@ out:
         store_fini(&s);
 }
 
+TEST(queued_writes_land_in_order_and_read_ahead_gives_them_back) {
+        static uint8_t want[12 * MiB];
+        struct image_span spans[3] = { { 0, 3 * MiB }, { 8 * MiB, MiB }, { 30 * MiB, IMAGE_BLOCK } };
+        struct store s;
+        struct image *img = NULL;
+        struct image_writer *w = NULL;
+        struct image_reader *r = NULL;
+        const uint8_t *data;
+        size_t len, pieces = 0;
+        uint64_t off, expect_off = 0;
+        bool ok = true;
+        char p[256];
+
+        CHECK(store_init(&s) == 0);
+        CHECK(image_open(s.tpl, false, &img) == 0);
+        CHECK(img && image_writer_new(img, &w) == -EPERM);
+        img = image_free(img);
+        path_in(&s, "versions/v1/disk.qcow2", p, sizeof(p));
+        CHECK(image_create_overlay(s.tpl, p) == 0 && image_open(p, true, &img) == 0);
+        if (!img)
+                goto out;
+        fill(want, 3 * MiB, 77);
+        CHECK(image_writer_new(img, &w) == 0);
+        /* Small consecutive writes (merged while they wait), a later write over an
+         * earlier one, zeroes over the template's data, one past the end. */
+        for (size_t at = 0; w && at < 3 * MiB; at += 64 * 1024)
+                CHECK(image_writer_write(w, want + at, 64 * 1024, at) == 0);
+        fill(want + 5 * IMAGE_BLOCK, IMAGE_BLOCK, 99);
+        CHECK(image_writer_write(w, want + 5 * IMAGE_BLOCK, IMAGE_BLOCK, 5 * IMAGE_BLOCK) == 0);
+        CHECK(image_writer_zero(w, MiB, 8 * MiB) == 0);
+        memset(want + 8 * MiB, 0, MiB);
+        CHECK(image_writer_write(w, want, IMAGE_BLOCK, TEMPLATE_SIZE) == -EINVAL);
+        CHECK(image_writer_finish(w) == 0);
+
+        CHECK(image_reader_new(img, spans, 3, &r) == 0);
+        while (r && image_reader_next(r, &data, &len, &off) == 0) {
+                static uint8_t zero[IMAGE_BLOCK];
+                if (pieces == 3)
+                        expect_off = 8 * MiB;
+                if (pieces == 4)
+                        expect_off = 30 * MiB;
+                ok = ok && off == expect_off && len <= IMAGE_READER_PIECE &&
+                     !memcmp(data, off < 12 * MiB ? want + off : zero, len);
+                expect_off += len;
+                pieces++;
+        }
+        CHECK(ok && pieces == 5);
+        r = image_reader_free(r);
+        /* Freed with reads in flight: the image still answers. */
+        CHECK(image_reader_new(img, spans, 3, &r) == 0);
+        CHECK(r && image_reader_next(r, &data, &len, &off) == 0 && off == 0);
+        r = image_reader_free(r);
+        CHECK(image_read(img, want, IMAGE_BLOCK, 8 * MiB) == 0 && want[0] == 0);
+        spans[0].offset = TEMPLATE_SIZE;
+        CHECK(image_reader_new(img, spans, 1, &r) == -EINVAL);
+out:
+        image_free(img);
+        store_fini(&s);
+}
+
+TEST(the_file_map_places_the_top_layers_data_and_nothing_else) {
+        struct store s;
+        struct image *img = NULL;
+        struct image_file_map *m = NULL;
+        uint8_t got[2 * IMAGE_BLOCK], want[2 * IMAGE_BLOCK];
+        uint64_t at = 0, run = 0;
+        char p[256];
+        int fd;
+
+        CHECK(store_init(&s) == 0);
+        path_in(&s, "versions/v1/disk.qcow2", p, sizeof(p));
+        CHECK(image_create_overlay(s.tpl, p) == 0 && image_open(p, true, &img) == 0);
+        if (!img)
+                goto out;
+        fill(want, sizeof(want), 4242);
+        CHECK(image_write(img, want, sizeof(want), 9000 * IMAGE_BLOCK) == 0);
+        CHECK(image_zero(img, IMAGE_BLOCK, 9100 * IMAGE_BLOCK) == 0);
+        img = image_free(img);
+        CHECK(image_file_map_new(p, &m) == 0);
+        if (!m)
+                goto out;
+        CHECK(image_file_map_size(m) == TEMPLATE_SIZE);
+        /* The two written blocks lie in the file, in order, and read back from it. */
+        CHECK(image_file_map_find(m, 9000 * IMAGE_BLOCK, MiB, &at, &run) == 0 && run == sizeof(want));
+        fd = open(p, O_RDONLY);
+        CHECK(fd >= 0 && pread(fd, got, sizeof(got), (off_t)at) == (ssize_t)sizeof(got));
+        CHECK(!memcmp(got, want, sizeof(got)));
+        close(fd);
+        CHECK(image_file_map_find(m, 9001 * IMAGE_BLOCK, IMAGE_BLOCK, &at, &run) == 0 &&
+              run == IMAGE_BLOCK);
+        /* The template's data (read through), zeroes and unwritten blocks have no place. */
+        CHECK(image_file_map_find(m, 5 * IMAGE_BLOCK, IMAGE_BLOCK, &at, &run) == -ENOENT);
+        CHECK(image_file_map_find(m, 9100 * IMAGE_BLOCK, IMAGE_BLOCK, &at, &run) == -ENOENT);
+        CHECK(image_file_map_find(m, 9002 * IMAGE_BLOCK, IMAGE_BLOCK, &at, &run) == -ENOENT);
+        m = image_file_map_free(m);
+        path_in(&s, "versions/none.qcow2", p, sizeof(p));
+        CHECK(image_file_map_new(p, &m) < 0);
+out:
+        image_file_map_free(m);
+        image_free(img);
+        store_fini(&s);
+}
+
 /* ---- manifests ------------------------------------------------------------------ */
 
 TEST(a_manifest_holds_exactly_the_written_blocks_and_their_hashes) {
@@ -903,6 +1006,8 @@ TAP_MAIN(TAP_TEST(an_overlay_records_its_template_by_a_relative_path),
          TAP_TEST(writes_outlive_image_free_even_unflushed),
          TAP_TEST(a_callback_error_stops_the_walk_and_comes_back),
          TAP_TEST(pipelined_reads_come_in_order_and_stop_cleanly),
+         TAP_TEST(queued_writes_land_in_order_and_read_ahead_gives_them_back),
+         TAP_TEST(the_file_map_places_the_top_layers_data_and_nothing_else),
          TAP_TEST(a_manifest_holds_exactly_the_written_blocks_and_their_hashes),
          TAP_TEST(a_version_rebuilt_from_the_diff_has_the_same_digest),
          TAP_TEST(the_diff_of_two_versions_lists_exactly_the_changed_blocks),

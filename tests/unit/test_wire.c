@@ -12,10 +12,16 @@ struct sink {
         uint64_t data_bytes, zero_bytes, last_offset;
         unsigned records;
         uint8_t first_byte;
+        uint8_t last_block_sha[32];
+        bool refuse; /* answer data records with -EILSEQ */
 };
 
-static int on_data(void *ctx, uint64_t offset, const void *data, uint32_t length) {
+static int on_data(void *ctx, uint64_t offset, const void *data, uint32_t length,
+                   const uint8_t (*block_sha256)[32]) {
         struct sink *s = ctx;
+        if (s->refuse)
+                return -EILSEQ;
+        memcpy(s->last_block_sha, block_sha256[length / 4096 - 1], 32);
         s->data_bytes += length;
         s->last_offset = offset;
         s->first_byte = ((const uint8_t *)data)[0];
@@ -36,13 +42,10 @@ static const struct wire_reader_ops ops = { on_data, on_zero };
 /* A stream: one data record of `len` bytes of `fill` at 4096, a zero record, the end. */
 static size_t build(uint8_t *out, uint32_t len, uint8_t fill, bool corrupt) {
         uint8_t sha[32], *p = out;
-        struct sha256_ctx c;
         struct wire_digest *d = wire_digest_new();
 
         memset(p + WIRE_DATA_HEADER_SIZE, fill, len);
-        sha256_init(&c);
-        sha256_update(&c, len, p + WIRE_DATA_HEADER_SIZE);
-        sha256_digest(&c, 32, sha);
+        wire_chunk_sha256(p + WIRE_DATA_HEADER_SIZE, len, NULL, sha);
         wire_data_header(p, 4096, len, sha);
         wire_digest_add(d, p, WIRE_DATA_HEADER_SIZE);
         if (corrupt)
@@ -118,6 +121,44 @@ TEST(a_flipped_byte_is_caught_before_the_data_is_handed_on) {
         wire_reader_free(r);
 }
 
+TEST(a_chunk_hash_is_that_of_its_blocks_hashes_which_the_reader_hands_on) {
+        static uint8_t data[3 * 4096], stream[MIB];
+        uint8_t blocks[3][32], sha[32], one[32];
+        struct sha256_ctx c;
+        struct wire_reader *r = NULL;
+        struct sink s = { 0 };
+        size_t len;
+
+        for (size_t i = 0; i < sizeof(data); i++)
+                data[i] = (uint8_t)(i * 7 / 4096 + i);
+        wire_chunk_sha256(data, sizeof(data), blocks, sha);
+        sha256_init(&c);
+        sha256_update(&c, 4096, data + 2 * 4096);
+        sha256_digest(&c, 32, one);
+        CHECK(!memcmp(one, blocks[2], 32));
+        sha256_init(&c);
+        sha256_update(&c, sizeof(blocks), (const uint8_t *)blocks);
+        sha256_digest(&c, 32, one);
+        CHECK(!memcmp(one, sha, 32));
+
+        len = build(stream, 8192, 0x5a, false);
+        CHECK(wire_reader_new(4 * MIB, &r) == 0);
+        CHECK(wire_reader_feed(r, stream, len, &ops, &s) == 0);
+        memset(data, 0x5a, 4096);
+        sha256_init(&c);
+        sha256_update(&c, 4096, data);
+        sha256_digest(&c, 32, one);
+        CHECK(!memcmp(one, s.last_block_sha, 32));
+        wire_reader_free(r);
+
+        /* a receiver that finds a block is not what it wants names the record */
+        s = (struct sink){ .refuse = true };
+        CHECK(wire_reader_new(4 * MIB, &r) == 0);
+        CHECK(wire_reader_feed(r, stream, len, &ops, &s) == -EILSEQ);
+        CHECK(wire_reader_bad(r).offset == 4096 && wire_reader_bad(r).length == 8192);
+        wire_reader_free(r);
+}
+
 TEST(a_cut_or_spliced_stream_is_not_complete) {
         static uint8_t stream[MIB + 200];
         size_t len = build(stream, 4096, 0x22, false);
@@ -158,6 +199,7 @@ TEST(records_outside_the_image_or_oversized_are_refused) {
 }
 
 TAP_MAIN(TAP_TEST(ranges_round_trip_and_bad_ones_are_refused),
+         TAP_TEST(a_chunk_hash_is_that_of_its_blocks_hashes_which_the_reader_hands_on),
          TAP_TEST(a_stream_read_whole_or_byte_by_byte_gives_the_same_records),
          TAP_TEST(a_flipped_byte_is_caught_before_the_data_is_handed_on),
          TAP_TEST(a_cut_or_spliced_stream_is_not_complete),
