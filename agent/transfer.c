@@ -34,6 +34,7 @@
 #include "agent/control.h"
 #include "agent/limit.h"
 #include "agent/wire.h"
+#include "base/clock.h"
 #include "base/log.h"
 
 #define MANIFEST_MAX (512u << 20)
@@ -48,18 +49,6 @@ static int __attribute__((format(printf, 2, 3))) pathf(char out[PATH_MAX], const
         n = vsnprintf(out, PATH_MAX, fmt, ap);
         va_end(ap);
         return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
-}
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static double now_s(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static int mkdirs(const char *path) {
@@ -130,12 +119,12 @@ static int progress(struct transfer_run *t, bool force) {
         uint64_t done = t->bytes_done;
         int r;
 
-        if (!force && now_ms() < t->next_progress_ms)
+        if (!force && clock_mono_ms() < t->next_progress_ms)
                 return 0;
         /* What is reported written must survive this process being killed. */
         if (t->writer)
                 done -= image_writer_pending(t->writer);
-        t->next_progress_ms = now_ms() + t->env->progress_ms;
+        t->next_progress_ms = clock_mono_ms() + t->env->progress_ms;
         snprintf(path, sizeof(path), "/v1/agent/transfers/%lld/progress", (long long)t->job->id);
         body = json_pack("{s:s, s:I, s:I, s:I}", "owner", t->env->owner, "bytes_done",
                          (json_int_t)done, "bytes_sent", (json_int_t)t->stats->bytes_wire,
@@ -559,7 +548,7 @@ static int build(struct transfer_run *t, const char *partial, const struct image
         struct image_manifest *built = NULL, *cached = NULL;
         struct image *cached_img = NULL;
         struct plan plan = { 0 };
-        double started = now_s();
+        double started = clock_mono_s();
         int r, pulled = 0;
 
         free(t->checked);
@@ -595,8 +584,8 @@ static int build(struct transfer_run *t, const char *partial, const struct image
         t->bytes_done = plan.bytes[BLOCK_KEPT];
         t->stats->bytes_local += plan.bytes[BLOCK_KEPT];
         log_plan(t, want, &plan);
-        t->stats->s_scan += now_s() - started;
-        started = now_s();
+        t->stats->s_scan += clock_mono_s() - started;
+        started = clock_mono_s();
         r = progress(t, true);
         /* The plan needed only its manifest; what it cannot copy is pulled below. */
         if (r == 0 && plan.n[BLOCK_LOCAL] && image_open(cached_path, false, &cached_img) < 0)
@@ -633,13 +622,13 @@ static int build(struct transfer_run *t, const char *partial, const struct image
                         usleep(200000u << (round < 4 ? round : 4)); /* the source may be busy */
                 }
         }
-        t->stats->s_blocks += now_s() - started;
-        started = now_s();
+        t->stats->s_blocks += clock_mono_s() - started;
+        started = clock_mono_s();
         /* Making it durable is committing, as the fsync after the check is. */
         if (r == 0)
                 r = image_flush(t->out);
         t->out = image_free(t->out);
-        t->stats->s_commit += now_s() - started;
+        t->stats->s_commit += clock_mono_s() - started;
 out:
         t->out = image_free(t->out);
         cached_img = image_free(cached_img);
@@ -680,7 +669,7 @@ static int verify(struct transfer_run *t, const char *path, const struct image_m
         struct extent_match m = { want, 0 };
         struct image *img = NULL;
         char check[256];
-        double started = now_s();
+        double started = clock_mono_s();
         int r;
 
         for (size_t i = 0; i < image_manifest_count(want); i++) {
@@ -704,17 +693,17 @@ static int verify(struct transfer_run *t, const char *path, const struct image_m
                 snprintf(t->err, t->err_size, "cannot read back %s: %s", path, strerror(-r));
                 return r;
         }
-        t->stats->s_verify += now_s() - started;
-        started = now_s();
+        t->stats->s_verify += clock_mono_s() - started;
+        started = clock_mono_s();
         r = image_check(path, check, sizeof(check));
         if (r < 0) {
                 snprintf(t->err, t->err_size, "qemu-img check: %s", check);
                 return -EBADMSG;
         }
-        t->stats->s_check += now_s() - started;
-        started = now_s();
+        t->stats->s_check += clock_mono_s() - started;
+        started = clock_mono_s();
         r = fsync_path(path);
-        t->stats->s_commit += now_s() - started;
+        t->stats->s_commit += clock_mono_s() - started;
         return r;
 }
 
@@ -833,7 +822,7 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         char *manifest = NULL, *config = NULL;
         size_t manifest_len = 0, config_len = 0;
         struct stat st;
-        double started = now_s();
+        double started = clock_mono_s();
         int r;
 
         memset(stats, 0, sizeof(*stats));
@@ -910,7 +899,7 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         }
         pathf(path, "/snapshots/%s/versions/%lld/blocks", job->snapshot_id, (long long)job->version);
         /* What the template's own copy took counts as preparing. */
-        stats->s_prepare = now_s() - started - stats->s_scan - stats->s_blocks - stats->s_verify -
+        stats->s_prepare = clock_mono_s() - started - stats->s_scan - stats->s_blocks - stats->s_verify -
                            stats->s_check - stats->s_commit;
         stats->s_scan = stats->s_blocks = stats->s_verify = stats->s_check = stats->s_commit = 0;
         r = build(&t, partial, want, have_cached ? cached : NULL,
@@ -926,7 +915,7 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
                 goto out;
 
         /* The copy is proven: its manifest and configuration, then the image, into place. */
-        started = now_s();
+        started = clock_mono_s();
         r = pathf(cached, "%s/v%lld.manifest", dir, (long long)job->version);
         if (r == 0)
                 r = image_manifest_save(want, cached);
@@ -943,7 +932,7 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
                 goto out;
         }
         rmdir(incoming);
-        stats->s_commit += now_s() - started;
+        stats->s_commit += clock_mono_s() - started;
         t.bytes_done = stats->bytes_total;
         progress(&t, true);
 out:
