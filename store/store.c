@@ -331,7 +331,7 @@ static int migration_apply(struct store *s, const char *dir, const struct migrat
 int store_migrate(struct store *s, const char *dir) {
         struct migration *list = NULL;
         struct store_result *applied = NULL;
-        int n, r, count = 0;
+        int n, r, unlocked, count = 0;
 
         n = migrations_list(dir, &list);
         if (n < 0)
@@ -371,7 +371,9 @@ int store_migrate(struct store *s, const char *dir) {
         }
         r = count;
 unlock:
-        store_run(s, "SELECT pg_advisory_unlock(727001)");
+        /* Logged if it fails; a lost connection has released the lock with it. */
+        if ((unlocked = store_run(s, "SELECT pg_advisory_unlock(727001)")) < 0 && r >= 0)
+                r = unlocked;
 out:
         store_result_free(applied);
         free(list);
@@ -423,6 +425,9 @@ static void array_next(struct store_array *a) {
         if (!a->failed)
                 a->buf[a->len++] = a->n++ ? ',' : '{';
 }
+
+static void array_append(struct store_array *a, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
 
 static void array_append(struct store_array *a, const char *fmt, ...) {
         va_list ap;
