@@ -457,6 +457,10 @@ int agent_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
                 n_dcs += *p == ',';
         for (char *dc = strtok_r(list, ",", &save); dc && r == 0; dc = strtok_r(NULL, ",", &save))
                 r = add_site(a, dc, n_dcs);
+        if (r == 0 && a->n_sites == 0) {
+                log_error("agent", "--datacenter names no datacenter");
+                r = -EINVAL;
+        }
         if (r == 0)
                 r = load_tokens(a);
         if (r == 0)

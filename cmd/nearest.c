@@ -194,6 +194,10 @@ int cmd_nearest(int argc, char **argv) {
                 fprintf(stderr, PROG ": %s: cannot index: %s\n", path, strerror(-r));
                 goto out;
         }
+        if (cat.n == 0) {
+                fprintf(stderr, PROG ": %s: no datacenters\n", path);
+                goto out;
+        }
         if (k > cat.n)
                 k = cat.n;
         hits = malloc(k * sizeof(*hits));

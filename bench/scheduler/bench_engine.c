@@ -69,8 +69,11 @@ int main(int argc, char **argv) {
                 if (i % 3 == 0)
                         replicas[i / 64] |= 1ULL << (i % 64);
         }
-        if (geo_index_new(&index, sites, n_sites, NULL, 0) < 0)
+        if (geo_index_new(&index, sites, n_sites, NULL, 0) < 0) {
+                free(sites);
+                free(site_ids);
                 return 1;
+        }
         ctx = (struct engine_context){ index, &tpl, 1, &anywhere, 1 };
         engine_policy_defaults(&policy);
 
