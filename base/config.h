@@ -7,6 +7,8 @@
 
 #include <stdio.h>
 
+#include "base/must-check.h"
+
 struct config {
         /* connections */
         char *pg_dsn;          /* libpq conninfo */
@@ -75,7 +77,7 @@ struct config {
  * when --help was asked for and printed, or -EINVAL after printing what is
  * wrong to stderr. `cfg` owns its strings: release them with config_fini().
  */
-int config_load(struct config *cfg, int argc, char **argv, const char *usage);
+int config_load(struct config *cfg, int argc, char **argv, const char *usage) MUST_CHECK;
 
 void config_fini(struct config *cfg);
 
