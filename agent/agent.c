@@ -9,6 +9,7 @@
  */
 #include "agent/agent.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -515,6 +516,7 @@ int agent_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
                  base, cfg->agent_concurrency);
 
         n_workers = a->n_sites * (size_t)cfg->agent_concurrency;
+        assert(n_workers > 0); /* a datacenter at least, and --agent-concurrency is 1 or more */
         workers = calloc(n_workers, sizeof(*workers));
         if (!workers) {
                 r = -ENOMEM;
