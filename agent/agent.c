@@ -9,6 +9,7 @@
  */
 #include "agent/agent.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -461,6 +462,10 @@ int agent_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
                 n_dcs += *p == ',';
         for (char *dc = strtok_r(list, ",", &save); dc && r == 0; dc = strtok_r(NULL, ",", &save))
                 r = add_site(a, dc, n_dcs);
+        if (r == 0 && a->n_sites == 0) {
+                log_error("agent", "--datacenter names no datacenter");
+                r = -EINVAL;
+        }
         if (r == 0)
                 r = load_tokens(a);
         if (r == 0)
@@ -515,6 +520,7 @@ int agent_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
                  base, cfg->agent_concurrency);
 
         n_workers = a->n_sites * (size_t)cfg->agent_concurrency;
+        assert(n_workers > 0); /* a datacenter at least, and --agent-concurrency is 1 or more */
         workers = calloc(n_workers, sizeof(*workers));
         if (!workers) {
                 r = -ENOMEM;

@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/must-check.h"
+
 #define AUTH_ID_MAX 64
 #define AUTH_KID_MAX 32
 #define AUTH_TOKEN_MAX 1024
@@ -58,7 +60,8 @@ struct auth_keyring;
  * An empty or NULL spec gives an empty keyring that verifies nothing.
  * Returns 0, -EINVAL (err says why), or -ENOMEM.
  */
-int auth_keyring_new(const char *spec, struct auth_keyring **out, char *err, size_t err_size);
+int auth_keyring_new(const char *spec, struct auth_keyring **out, char *err,
+                     size_t err_size) MUST_CHECK;
 struct auth_keyring *auth_keyring_free(struct auth_keyring *ring);
 size_t auth_keyring_size(const struct auth_keyring *ring);
 /* The kid that signs (the first), borrowed; NULL for an empty keyring. */
@@ -80,7 +83,7 @@ bool auth_id_valid(const char *id);
  * keyring, -ENOMEM.
  */
 int auth_device_token_mint(const struct auth_keyring *ring, const char *device_id,
-                           const char *user_id, int64_t exp_s, char **out);
+                           const char *user_id, int64_t exp_s, char **out) MUST_CHECK;
 
 /*
  * Checks a token's form, key, signature and expiry, in that order. Returns 0
@@ -88,15 +91,15 @@ int auth_device_token_mint(const struct auth_keyring *ring, const char *device_i
  * kid, -EBADMSG for a wrong signature, -EKEYEXPIRED when exp <= now_s.
  */
 int auth_device_token_verify(const struct auth_keyring *ring, const char *token, int64_t now_s,
-                             struct auth_device_claims *claims);
+                             struct auth_device_claims *claims) MUST_CHECK;
 
 /* A new random key as a keyring entry "kid:base64key" (malloc'd). 0, -EINVAL, -EIO, -ENOMEM. */
-int auth_key_generate(const char *kid, char **out);
+int auth_key_generate(const char *kid, char **out) MUST_CHECK;
 
 /* ---- operator tokens ------------------------------------------------------- */
 
 /* A new random operator token (malloc'd). Returns 0, -EIO or -ENOMEM. */
-int auth_operator_token_generate(char **out);
+int auth_operator_token_generate(char **out) MUST_CHECK;
 
 /* True when `token` has the operator token's form (prefix, length, alphabet). */
 bool auth_operator_token_wellformed(const char *token);
@@ -104,7 +107,7 @@ bool auth_operator_token_wellformed(const char *token);
 /* ---- agent tokens ---------------------------------------------------------- */
 
 /* A new random agent token (malloc'd). Returns 0, -EIO or -ENOMEM. */
-int auth_agent_token_generate(char **out);
+int auth_agent_token_generate(char **out) MUST_CHECK;
 
 /* True when `token` has the agent token's form (prefix, length, alphabet). */
 bool auth_agent_token_wellformed(const char *token);
@@ -113,7 +116,7 @@ bool auth_agent_token_wellformed(const char *token);
  * A new random secret of 32 bytes as 43 base64url characters (malloc'd): the
  * agents' pull tickets. Returns 0, -EIO or -ENOMEM.
  */
-int auth_secret_generate(char **out);
+int auth_secret_generate(char **out) MUST_CHECK;
 
 /* ---- hashes ------------------------------------------------------------------ */
 
@@ -126,13 +129,13 @@ void auth_sha256_hex(const void *data, size_t len, char out[65]);
 bool auth_equal(const void *a, const void *b, size_t n);
 
 /* base64url without padding. *out is malloc'd and NUL-terminated. 0 or -ENOMEM. */
-int auth_base64url_encode(const void *data, size_t len, char **out);
+int auth_base64url_encode(const void *data, size_t len, char **out) MUST_CHECK;
 
 /*
  * Decodes base64url with or without padding. *out is malloc'd, NUL-terminated
  * after *out_len bytes. Returns 0, -EINVAL for text that is not base64url, -ENOMEM.
  */
-int auth_base64url_decode(const char *text, size_t len, uint8_t **out, size_t *out_len);
+int auth_base64url_decode(const char *text, size_t len, uint8_t **out, size_t *out_len) MUST_CHECK;
 
 /* Fills `buf` with `len` random bytes fit for keys. 0 or -EIO. */
-int auth_random(void *buf, size_t len);
+int auth_random(void *buf, size_t len) MUST_CHECK;

@@ -7,6 +7,8 @@
 
 #include <stdio.h>
 
+#include "base/must-check.h"
+
 struct config {
         /* connections */
         char *pg_dsn;          /* libpq conninfo */
@@ -60,10 +62,10 @@ struct config {
         long agent_bandwidth;    /* bytes per second into each datacenter; 0: no cap */
         long agent_lease_s;
         long agent_poll_ms;
-        long agent_evict_s;
+        long agent_evict_s;      /* how often the agent asks which cached copies to delete */
         char *agent_tls_cert;    /* PEM files; both set: peers pull over HTTPS */
         char *agent_tls_key;
-        char *agent_tls_ca;      /* CA bundle the agent trusts for peers and the API; "": the system's */      /* how often the agent asks which cached copies to delete */
+        char *agent_tls_ca;      /* CA bundle it trusts for peers and the API; "": the system's */
         long cache_max_age_s;    /* API: cached copies older than this go */
         double cache_high_water; /* API: ...and the oldest, above this share of capacity */
         /* housekeeping */
@@ -77,7 +79,7 @@ struct config {
  * when --help was asked for and printed, or -EINVAL after printing what is
  * wrong to stderr. `cfg` owns its strings: release them with config_fini().
  */
-int config_load(struct config *cfg, int argc, char **argv, const char *usage);
+int config_load(struct config *cfg, int argc, char **argv, const char *usage) MUST_CHECK;
 
 void config_fini(struct config *cfg);
 

@@ -30,6 +30,7 @@ struct bus_consumer {
 };
 
 static void on_log(const rd_kafka_t *rk, int level, const char *facility, const char *message);
+static int pause_or_resume(struct bus_consumer *c, int32_t partition, bool pause);
 
 static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errbuf,
                     size_t errbuf_size) {
@@ -165,16 +166,24 @@ struct bus_producer *bus_producer_free(struct bus_producer *p) {
 
 int bus_produce(struct bus_producer *p, const char *topic, const void *key, size_t key_len,
                 const void *value, size_t value_len, void *opaque) {
-        rd_kafka_resp_err_t err;
+        /* The array form: rd_kafka_producev's RD_KAFKA_V_ macros are GNU C. */
+        const rd_kafka_vu_t vus[] = {
+                { .vtype = RD_KAFKA_VTYPE_TOPIC, .u.cstr = topic },
+                { .vtype = RD_KAFKA_VTYPE_KEY, .u.mem = { (void *)key, key_len } },
+                { .vtype = RD_KAFKA_VTYPE_VALUE, .u.mem = { (void *)value, value_len } },
+                { .vtype = RD_KAFKA_VTYPE_MSGFLAGS, .u.i = RD_KAFKA_MSG_F_COPY },
+                { .vtype = RD_KAFKA_VTYPE_OPAQUE, .u.ptr = opaque },
+        };
+        rd_kafka_error_t *error = rd_kafka_produceva(p->rk, vus, sizeof(vus) / sizeof(vus[0]));
+        int r = 0;
 
-        err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
-                                RD_KAFKA_V_KEY((void *)key, key_len),
-                                RD_KAFKA_V_VALUE((void *)value, value_len),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
-        if (err && err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                log_warn("kafka", "cannot produce to %s: %s", topic, rd_kafka_err2str(err));
-        return produce_errno(err);
+        if (!error)
+                return 0;
+        r = produce_errno(rd_kafka_error_code(error));
+        if (r != -ENOBUFS)
+                log_warn("kafka", "cannot produce to %s: %s", topic, rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+        return r;
 }
 
 bool bus_producer_reachable(struct bus_producer *p, long timeout_ms) {
@@ -266,6 +275,19 @@ static struct bus_partition *partitions_of(const rd_kafka_topic_partition_list_t
         return parts;
 }
 
+/*
+ * Logs and frees what an assignment change returned. It fails only when the
+ * consumer is closing or has lost its assignment, and a rebalance follows.
+ */
+static void assignment_changed(const char *what, rd_kafka_error_t *error, rd_kafka_resp_err_t err) {
+        if (error) {
+                log_error("kafka", "%s: %s", what, rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+        } else if (err) {
+                log_error("kafka", "%s: %s", what, rd_kafka_err2str(err));
+        }
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *list, void *opaque) {
         struct bus_consumer *c = opaque;
@@ -288,26 +310,20 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                 : parts[i].offset < 0              ? RD_KAFKA_OFFSET_BEGINNING
                                                                    : parts[i].offset;
                 if (cooperative)
-                        rd_kafka_incremental_assign(rk, list);
+                        assignment_changed("assign", rd_kafka_incremental_assign(rk, list), 0);
                 else
-                        rd_kafka_assign(rk, list);
-                /* A partition keeps its pause across a rebalance: say each one's anew. */
-                for (size_t i = 0; i < n; i++) {
-                        rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
-                        rd_kafka_topic_partition_list_add(one, c->topic, parts[i].partition);
-                        if (parts[i].offset == BUS_OFFSET_HOLD)
-                                rd_kafka_pause_partitions(rk, one);
-                        else
-                                rd_kafka_resume_partitions(rk, one);
-                        rd_kafka_topic_partition_list_destroy(one);
-                }
+                        assignment_changed("assign", NULL, rd_kafka_assign(rk, list));
+                /* A partition keeps its pause across a rebalance: say each one's anew
+                 * (a failure is logged). */
+                for (size_t i = 0; i < n; i++)
+                        pause_or_resume(c, parts[i].partition, parts[i].offset == BUS_OFFSET_HOLD);
                 log_info("kafka", "assigned %zu partitions of %s", n, c->topic);
         } else {
                 c->ops.on_revoke(c->ctx, parts, n);
                 if (cooperative)
-                        rd_kafka_incremental_unassign(rk, list);
+                        assignment_changed("unassign", rd_kafka_incremental_unassign(rk, list), 0);
                 else
-                        rd_kafka_assign(rk, NULL);
+                        assignment_changed("unassign", NULL, rd_kafka_assign(rk, NULL));
                 log_info("kafka", "revoked %zu partitions of %s", n, c->topic);
         }
         free(parts);

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/must-check.h"
+
 struct bus_producer;
 struct bus_consumer;
 struct bus_message;
@@ -27,7 +29,7 @@ typedef void (*bus_delivered_fn)(void *opaque, int err);
  * within `timeout_ms` fail. Returns 0 or -EINVAL (`errbuf` says why).
  */
 int bus_producer_new(const char *brokers, long timeout_ms, bus_delivered_fn on_delivery,
-                     struct bus_producer **out, char *errbuf, size_t errbuf_size);
+                     struct bus_producer **out, char *errbuf, size_t errbuf_size) MUST_CHECK;
 
 /* Flushes what is queued (up to 10 s), says what was left, and frees. NULL is fine. */
 struct bus_producer *bus_producer_free(struct bus_producer *p);
@@ -38,10 +40,10 @@ struct bus_producer *bus_producer_free(struct bus_producer *p);
  * one of the delivery callback's errors; after a failure no callback comes.
  */
 int bus_produce(struct bus_producer *p, const char *topic, const void *key, size_t key_len,
-                const void *value, size_t value_len, void *opaque);
+                const void *value, size_t value_len, void *opaque) MUST_CHECK;
 
 /* Waits until every queued message has its delivery report. Returns 0 or -ETIMEDOUT. */
-int bus_producer_flush(struct bus_producer *p, long timeout_ms);
+int bus_producer_flush(struct bus_producer *p, long timeout_ms) MUST_CHECK;
 
 /* Messages queued and not yet reported. */
 long bus_producer_queued(struct bus_producer *p);
@@ -51,12 +53,12 @@ bool bus_producer_reachable(struct bus_producer *p, long timeout_ms);
 
 /* Creates the topics that don't exist yet. Returns 0 or -EIO (`errbuf` says why). */
 int bus_ensure_topics(const char *brokers, const char *const *topics, size_t n_topics,
-                      int partitions, char *errbuf, size_t errbuf_size);
+                      int partitions, char *errbuf, size_t errbuf_size) MUST_CHECK;
 
 /* What on_assign may say of a partition's start besides an offset. */
 #define BUS_OFFSET_BEGINNING (-1) /* the oldest message Kafka still has */
-#define BUS_OFFSET_HOLD (-2)      /* not known yet: assign it paused; the caller
-                                   * seeks and resumes it once it knows */
+/* not known yet: assign it paused; the caller seeks and resumes it once it knows */
+#define BUS_OFFSET_HOLD (-2)
 
 struct bus_partition {
         int32_t partition;
@@ -76,7 +78,7 @@ struct bus_consumer_ops {
  */
 int bus_consumer_new(const char *brokers, const char *group, const char *topic,
                      const struct bus_consumer_ops *ops, void *ctx, struct bus_consumer **out,
-                     char *errbuf, size_t errbuf_size);
+                     char *errbuf, size_t errbuf_size) MUST_CHECK;
 
 /* Leaves the group (revoking what it holds) and frees. NULL is fine. */
 struct bus_consumer *bus_consumer_free(struct bus_consumer *c);
@@ -85,27 +87,29 @@ struct bus_consumer *bus_consumer_free(struct bus_consumer *c);
  * Waits up to `timeout_ms` for a message. Returns 1 and a message the caller
  * frees with bus_message_free(), 0 when none came, or -EIO.
  */
-int bus_consumer_poll(struct bus_consumer *c, long timeout_ms, struct bus_message **out);
+int bus_consumer_poll(struct bus_consumer *c, long timeout_ms, struct bus_message **out) MUST_CHECK;
 
 /*
  * The partition's high watermark as last fetched (cached: it does not wait
  * for the broker). Returns 0, or -ENOENT when none is known yet.
  */
-int bus_consumer_high_watermark(struct bus_consumer *c, int32_t partition, int64_t *high);
+int bus_consumer_high_watermark(struct bus_consumer *c, int32_t partition,
+                                int64_t *high) MUST_CHECK;
 
 /*
  * Moves a partition's read position, e.g. after a lost race for its offset;
  * BUS_OFFSET_BEGINNING for the oldest. Returns 0 or -EIO.
  */
-int bus_consumer_seek(struct bus_consumer *c, int32_t partition, int64_t offset);
+int bus_consumer_seek(struct bus_consumer *c, int32_t partition, int64_t offset) MUST_CHECK;
 
 /*
  * Stops and restarts fetching a partition. Messages fetched before a pause
  * may still come from bus_consumer_poll: callers that must not see them
- * check for themselves. Returns 0 or -EIO.
+ * check for themselves. Returns 0 or -EIO (logged). A failed pause only
+ * costs reading what is then ignored; a failed resume must be handled.
  */
 int bus_consumer_pause(struct bus_consumer *c, int32_t partition);
-int bus_consumer_resume(struct bus_consumer *c, int32_t partition);
+int bus_consumer_resume(struct bus_consumer *c, int32_t partition) MUST_CHECK;
 
 int32_t bus_message_partition(const struct bus_message *m);
 int64_t bus_message_offset(const struct bus_message *m);

@@ -25,7 +25,8 @@ int cmd_migrate(int argc, char **argv) {
                 r = store_migrate(db, cfg.migrations_dir);
         if (r >= 0) {
                 int version = 0;
-                store_schema_version(db, &version);
+                if (store_schema_version(db, &version) < 0)
+                        version = -1; /* logged; the migrations themselves went through */
                 log_info("migrate", "%d migrations applied now; schema version %d", r, version);
                 {
                         const char *topics[] = { cfg.topic_locations, cfg.topic_transfers,

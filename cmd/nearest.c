@@ -15,6 +15,7 @@
  * non-zero exit status at the end. Points stream: memory does not grow with
  * the input.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -194,6 +195,7 @@ int cmd_nearest(int argc, char **argv) {
                 fprintf(stderr, PROG ": %s: cannot index: %s\n", path, strerror(-r));
                 goto out;
         }
+        assert(cat.n > 0); /* catalog_read refuses an empty catalog */
         if (k > cat.n)
                 k = cat.n;
         hits = malloc(k * sizeof(*hits));

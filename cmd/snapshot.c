@@ -45,7 +45,7 @@ static int register_version(const struct config *cfg, const char *snapshot, long
         struct image_manifest *m = NULL;
         struct control *c = NULL;
         json_t *config = NULL, *body = NULL, *reply = NULL;
-        json_error_t jerr;
+        json_error_t jerr = { 0 };
         uint64_t size = 0;
         long status = 0;
         int r;

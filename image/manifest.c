@@ -238,7 +238,7 @@ static void manifest_emit(const struct image_manifest *m, sink_fn sink, void *ct
         uint8_t buf[HEADER_SIZE + 1024 * ENTRY_SIZE];
         size_t n = HEADER_SIZE;
 
-        memcpy(buf, MAGIC, MAGIC_SIZE);
+        memcpy(buf, MAGIC, MAGIC_SIZE); /* NOLINT(bugprone-not-null-terminated-result): bytes */
         le32_put(buf + 8, VERSION);
         le32_put(buf + 12, IMAGE_BLOCK);
         le64_put(buf + 16, m->virtual_size);
@@ -447,6 +447,8 @@ int image_manifest_patch_apply(const struct image_manifest *base, const void *da
                                 m->entries[m->n++] = *b;
                         i++;
                 } else {
+                        /* The loop's condition keeps b or e; without b, e is set:
+                         * NOLINTNEXTLINE(clang-analyzer-core.NullDereference) */
                         m->entries[m->n++] = *e;
                         j++;
                         if (b && b->index == e->index)

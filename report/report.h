@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/must-check.h"
+
 #define REPORT_ID_MAX 64
 
 struct report {
@@ -40,13 +42,13 @@ struct json_t;
  * e.g. "/lat"). Unknown members are refused: a typo must not pass silently.
  */
 int report_from_json(const struct json_t *json, const struct report_limits *limits,
-                     struct report *out, struct report_error *err);
+                     struct report *out, struct report_error *err) MUST_CHECK;
 
 /*
  * Parses a report as the scheduler reads it from Kafka, including
  * received_at. Returns 0 or -EINVAL.
  */
-int report_decode(const char *text, size_t len, struct report *out);
+int report_decode(const char *text, size_t len, struct report *out) MUST_CHECK;
 
 /*
  * Serializes a report for Kafka; report_decode reads back exactly the same
@@ -63,7 +65,7 @@ char *report_encode(const struct report *r);
  * accepted only as 23:59:60 UTC and read as the next second). Returns 0, or
  * -EINVAL for another text or an instant outside [0, REPORT_TIME_MAX_MS],
  * so that report_format_time writes back every instant it accepts. */
-int report_parse_time(const char *text, int64_t *out_ms);
+int report_parse_time(const char *text, int64_t *out_ms) MUST_CHECK;
 
 #define REPORT_TIME_LEN 64
 

@@ -6,6 +6,7 @@
  */
 #include "store/store.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <libpq-fe.h>
@@ -157,6 +158,7 @@ int store_exec(struct store *s, const char *sql, int n_params, const char *const
 
         state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         r = failure_class(s->conn, state);
+        assert(r < 0); /* callers read *out after a 0 */
         {
                 char msg[256];
                 snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
@@ -250,8 +252,9 @@ static int migrations_list(const char *dir, struct migration **out) {
         int n = 0, cap = 0;
 
         if (!d) {
-                log_error("store", "cannot open migrations folder %s: %s", dir, strerror(errno));
-                return -errno;
+                int err = errno; /* before logging, which may change it */
+                log_error("store", "cannot open migrations folder %s: %s", dir, strerror(err));
+                return err == ENOENT ? -ENOENT : -EIO; /* constants the analyzer sees below 0 */
         }
         while ((e = readdir(d))) {
                 char *end;
@@ -350,7 +353,7 @@ static int migration_apply(struct store *s, const char *dir, const struct migrat
 int store_migrate(struct store *s, const char *dir) {
         struct migration *list = NULL;
         struct store_result *applied = NULL;
-        int n, r, count = 0;
+        int n, r, unlocked, count = 0;
 
         n = migrations_list(dir, &list);
         if (n < 0)
@@ -390,7 +393,9 @@ int store_migrate(struct store *s, const char *dir) {
         }
         r = count;
 unlock:
-        store_run(s, "SELECT pg_advisory_unlock(727001)");
+        /* Logged if it fails; a lost connection has released the lock with it. */
+        if ((unlocked = store_run(s, "SELECT pg_advisory_unlock(727001)")) < 0 && r >= 0)
+                r = unlocked;
 out:
         store_result_free(applied);
         free(list);
@@ -442,6 +447,9 @@ static void array_next(struct store_array *a) {
         if (!a->failed)
                 a->buf[a->len++] = a->n++ ? ',' : '{';
 }
+
+static void array_append(struct store_array *a, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
 
 static void array_append(struct store_array *a, const char *fmt, ...) {
         va_list ap;

@@ -10,11 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/must-check.h"
+
 struct store;
 struct store_result;
 
 /* Connects with a libpq conninfo. Returns 0 or -ECONNREFUSED (logged). */
-int store_connect(const char *dsn, struct store **out);
+int store_connect(const char *dsn, struct store **out) MUST_CHECK;
 
 struct store *store_free(struct store *s);
 
@@ -34,13 +36,13 @@ struct store *store_free(struct store *s);
  * is re-opened on the next call outside a transaction.
  */
 int store_exec(struct store *s, const char *sql, int n_params, const char *const *params,
-               struct store_result **out);
+               struct store_result **out) MUST_CHECK;
 
 /* Statements without rows or parameters: "BEGIN", "COMMIT", ... */
-int store_run(struct store *s, const char *sql);
+int store_run(struct store *s, const char *sql) MUST_CHECK;
 
-int store_begin(struct store *s);
-int store_commit(struct store *s);
+int store_begin(struct store *s) MUST_CHECK;
+int store_commit(struct store *s) MUST_CHECK;
 /* Rolls back if a transaction is open; never fails. */
 void store_rollback(struct store *s);
 
@@ -65,10 +67,10 @@ struct store_result *store_result_free(struct store_result *r);
  * recorded, in order, each in its own transaction; concurrent callers
  * serialise on an advisory lock. Returns the number applied, or <0.
  */
-int store_migrate(struct store *s, const char *dir);
+int store_migrate(struct store *s, const char *dir) MUST_CHECK;
 
-/* Highest migration recorded and highest found in `dir` (for /readyz). */
-int store_schema_version(struct store *s, int *applied);
+/* The highest migration recorded, into *applied (for /readyz). Returns 0 or <0. */
+int store_schema_version(struct store *s, int *applied) MUST_CHECK;
 
 /*
  * A PostgreSQL array literal built in caller storage, for passing many rows
@@ -87,7 +89,7 @@ void store_array_init(struct store_array *a);
 void store_array_fini(struct store_array *a);
 void store_array_add_text(struct store_array *a, const char *value); /* NULL adds NULL */
 void store_array_add_int(struct store_array *a, int64_t value);
-void store_array_add_double(struct store_array *a, double value);  /* not finite adds NULL */
+void store_array_add_double(struct store_array *a, double value); /* not finite adds NULL */
 /* The literal ("{...}"), borrowed from `a`; NULL if anything failed. */
 const char *store_array_text(struct store_array *a);
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Counts test results for tests/run: TAP test points from meson's
 testlog.json (a binary that died before reporting counts as one failure) and
-test cases from JUnit XML files (pytest's integration and browser, and
-tests/fuzz/run's fuzz, one case per target: one suite each, named after
-the file). Prints one line per suite, then the
-total as "N passed, N failed, N skipped"; exits 1 if anything failed."""
+test cases from JUnit XML files (pytest's integration and browser,
+tests/fuzz/run's fuzz, one case per target, and tests/format's and
+tests/analyze's one case each: one suite each, named after the file).
+Prints one line per suite, then the total as "N passed, N failed,
+N skipped"; exits 1 if anything failed."""
 import json
 import re
 import sys

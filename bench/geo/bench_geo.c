@@ -93,7 +93,7 @@ static void bench(size_t n, size_t queries, size_t brute_queries) {
         t0 = now_ns();
         for (size_t i = 0; i < queries / 4; i++)
                 acc += geo_index_nearest(ix, q[i][0], q[i][1], NULL, hits, 8) > 0 ? hits[0].distance_m : 0;
-        k8_ns = (now_ns() - t0) / (queries / 4);
+        k8_ns = (now_ns() - t0) / (size_t)(queries / 4);
 
         t0 = now_ns();
         for (size_t i = 0; i < queries; i++)
@@ -164,7 +164,7 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < PAIRS / d; i++)
                 acc += geo_distance_m(p[i % 1000][0], p[i % 1000][1], p[i % 1000][2], p[i % 1000][3]);
         sink = acc;
-        printf("geo_distance_m (geod_inverse): %.0f ns per call, random pairs\n", (now_ns() - t0) / (PAIRS / d));
+        printf("geo_distance_m (geod_inverse): %.0f ns per call, random pairs\n", (now_ns() - t0) / (size_t)(PAIRS / d));
         printf("nearest: k=1, all sites; k=8; active only: half the sites are draining; callback: a predicate "
                "admits half;\n2%% zone: only sites in a box over Europe (about 2%% of them), queries from anywhere / from in or near it\n");
 

@@ -55,8 +55,10 @@ int main(int argc, char **argv) {
         double t0, t_read, t_hash, t_manifest, mb = (double)allocated / 1e6;
         int r;
 
-        if (!buf || !mkdtemp(dir) || n == 0 || stride < unit)
+        if (!buf || !mkdtemp(dir) || n == 0 || stride < unit) {
+                free(buf);
                 return 1;
+        }
         snprintf(tpl, sizeof(tpl), "%s/tpl.qcow2", dir);
         snprintf(ovl, sizeof(ovl), "%s/v1.qcow2", dir);
         srand(1);

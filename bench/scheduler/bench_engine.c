@@ -48,8 +48,9 @@ int main(int argc, char **argv) {
         struct engine_zone_set anywhere = { NULL, 0 };
         struct engine_context ctx;
         struct engine_policy policy;
-        struct user_table *users;
-        geo_index *index;
+        struct user_table *users = NULL;
+        geo_index *index = NULL;
+        int status = 1;
         struct mallinfo2 before, after;
         unsigned long outcomes[3] = { 0 };
         double t0, t1;
@@ -65,14 +66,14 @@ int main(int argc, char **argv) {
                         replicas[i / 64] |= 1ULL << (i % 64);
         }
         if (geo_index_new(&index, sites, n_sites, NULL, 0) < 0)
-                return 1;
+                goto out;
         ctx = (struct engine_context){ index, &tpl, 1, &anywhere, 1 };
         engine_policy_defaults(&policy);
 
         /* The state of every user, as the scheduler holds it. */
         before = mallinfo2();
         if (user_table_new(&users) < 0)
-                return 1;
+                goto out;
         for (size_t u = 0; u < n_users; u++) {
                 char snap_id[32], dev_id[32];
                 const char *snaps[] = { snap_id }, *devs[] = { dev_id };
@@ -82,7 +83,7 @@ int main(int argc, char **argv) {
                 snprintf(dev_id, sizeof(dev_id), "d-%07zu", u);
                 tu = user_table_add(users, id, (int16_t)(u % 6), snaps, 1, devs, 1);
                 if (!tu)
-                        return 1;
+                        goto out;
                 engine_snapshot_init(&user_snapshots(tu)[0].policy, (uint32_t)(uniform() * n_sites),
                                      0, (2 + u % 7) * (1ULL << 30), 0);
         }
@@ -113,7 +114,7 @@ int main(int argc, char **argv) {
                         continue;
                 }
                 if (engine_decide(&policy, &ctx, &user_snapshots(tu)[0].policy, lat, lon, ts, &d) < 0)
-                        return 1;
+                        goto out;
                 outcomes[d.outcome]++;
         }
         t1 = clock_mono_s();
@@ -128,9 +129,11 @@ int main(int argc, char **argv) {
                "  14 characters, its slot in the table; sizeof: user %zu, device %zu, snapshot %zu)\n",
                (double)(after.uordblks - before.uordblks) / n_users, sizeof(struct tracked_user),
                sizeof(struct tracked_device), sizeof(struct tracked_snapshot));
+        status = 0;
+out:
         user_table_free(users);
         geo_index_unref(index);
         free(sites);
         free(site_ids);
-        return 0;
+        return status;
 }

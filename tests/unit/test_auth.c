@@ -120,8 +120,9 @@ TEST(an_empty_keyring_mints_and_verifies_nothing) {
 TEST(bad_keyrings_are_refused_with_a_reason) {
         struct auth_keyring *r = NULL;
         char err[128];
-        const char *bad[] = { "nokid", ":AAAA", "ka:not base64!", "ka:AAECAwQ=",
-                              KEY_A "," KEY_A, "k/a:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" };
+        static const char twice[] = KEY_A "," KEY_A; /* one kid twice */
+        const char *bad[] = { "nokid", ":AAAA", "ka:not base64!", "ka:AAECAwQ=", twice,
+                              "k/a:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 err[0] = '\0';
                 CHECK(auth_keyring_new(bad[i], &r, err, sizeof(err)) == -EINVAL);
@@ -155,7 +156,7 @@ TEST(operator_tokens_are_random_and_well_formed) {
         CHECK(auth_operator_token_generate(&a) == 0);
         CHECK(auth_operator_token_generate(&b) == 0);
         CHECK(a && b && strcmp(a, b) != 0);
-        CHECK(strlen(a) == 4 + 43);
+        CHECK(a && strlen(a) == 4 + 43);
         CHECK(auth_operator_token_wellformed(a));
         CHECK(!auth_operator_token_wellformed("hop_short"));
         CHECK(!auth_operator_token_wellformed("v1.ka.e30.AAAA"));

@@ -33,7 +33,7 @@ static int parse_with(const char *member, struct report_error *err) {
 #define BASE_FIELDS "\"lat\": 48.8566, \"lon\": 2.3522, \"accuracy_m\": 25, \"ts\": \"2026-11-25T19:00:00Z\""
 
 TEST(a_valid_report_is_accepted) {
-        struct report r;
+        struct report r = { 0 };
         struct report_error e;
         CHECK(parse("{\"device_id\": \"d-7\", \"user_id\": \"u-42\", " BASE_FIELDS "}", &r, &e) == 0);
         CHECK_STR(r.device_id, "d-7");
@@ -128,10 +128,10 @@ TEST(rfc3339_offsets_and_fractions) {
 
 TEST(encode_then_decode_gives_the_same_report) {
         struct report in = { "d-7", "u-42", -33.8688, 151.2093, 12.5, NOW_MS + 7, NOW_MS + 900 };
-        struct report out;
+        struct report out = { 0 };
         char *text = report_encode(&in);
         CHECK(text != NULL);
-        CHECK(report_decode(text, strlen(text), &out) == 0);
+        CHECK(text && report_decode(text, strlen(text), &out) == 0);
         CHECK_STR(out.device_id, in.device_id);
         CHECK_STR(out.user_id, in.user_id);
         CHECK_NEAR(out.lat, in.lat, 1e-12);
@@ -181,10 +181,10 @@ TEST(every_accepted_number_reaches_the_scheduler_unchanged) {
          * that the scheduler refused the report. */
         struct report in = { "d-7", "u-42", 48.856612345678912, -0.1 - 0.2, 1.7976931348623157e308,
                              NOW_MS, NOW_MS + 1 };
-        struct report out;
+        struct report out = { 0 };
         char *text = report_encode(&in);
         CHECK(text != NULL);
-        CHECK(report_decode(text, strlen(text), &out) == 0);
+        CHECK(text && report_decode(text, strlen(text), &out) == 0);
         CHECK(out.lat == in.lat);
         CHECK(out.lon == in.lon);
         CHECK(out.accuracy_m == in.accuracy_m);

@@ -149,6 +149,12 @@ with tempfile.TemporaryDirectory() as d:
     rc, _, err = run(["--datacenters", p], "1 2\n")
     check("a header without id is refused", rc == 1 and "id, lat and lon" in err, err)
 
+    p = os.path.join(d, "empty.csv")
+    with open(p, "w") as f:
+        f.write("id,lat,lon\n")
+    rc, out, err = run(["--datacenters", p], "1 2\n")
+    check("a catalog without datacenters is refused", rc == 1 and out == "" and "no datacenter" in err, err)
+
 # Streaming: many points through a pipe, one answer each.
 n = 200000
 rnd = random.Random(3)
