@@ -8,10 +8,9 @@
  */
 #include "api/api.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
-#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,27 +94,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         }
 }
 
-static int parse_listen(const char *listen, struct sockaddr_in *addr) {
-        char host[64];
-        const char *colon = strrchr(listen, ':');
-        char *end;
-        long port;
-
-        if (!colon || (size_t)(colon - listen) >= sizeof(host))
-                return -EINVAL;
-        memcpy(host, listen, (size_t)(colon - listen));
-        host[colon - listen] = '\0';
-        port = strtol(colon + 1, &end, 10);
-        if (*end || port < 0 || port > 65535)
-                return -EINVAL;
-        memset(addr, 0, sizeof(*addr));
-        addr->sin_family = AF_INET;
-        addr->sin_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET, strcmp(host, "localhost") ? host : "127.0.0.1", &addr->sin_addr) != 1)
-                return -EINVAL;
-        return 0;
-}
-
 /* Reads a whole PEM file. NULL (logged) when it cannot. */
 static char *read_pem(const char *path) {
         char err[300];
@@ -186,7 +164,7 @@ static int register_metrics(struct api *a) {
 }
 
 int api_start(const struct config *cfg, const struct api_hooks *hooks, struct api **out) {
-        struct sockaddr_in addr;
+        struct sockaddr_storage addr;
         const union MHD_DaemonInfo *info;
         char errbuf[512];
         unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
@@ -194,10 +172,12 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
         struct api *a;
         int r;
 
-        if (parse_listen(cfg->listen, &addr) < 0) {
-                log_error("api", "listen address '%s' is not IPv4 host:port", cfg->listen);
+        if (net_parse_listen(cfg->listen, &addr, errbuf, sizeof(errbuf)) < 0) {
+                log_error("api", "--listen: %s", errbuf);
                 return -EINVAL;
         }
+        if (addr.ss_family == AF_INET6)
+                flags |= MHD_USE_IPv6;
         a = calloc(1, sizeof(*a));
         if (!a)
                 return -ENOMEM;
@@ -252,9 +232,9 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                 goto fail;
         }
         info = MHD_get_daemon_info(a->daemon, MHD_DAEMON_INFO_BIND_PORT);
-        a->port = info ? info->port : ntohs(addr.sin_port);
-        log_info("api", "listening on %s://%s:%u", a->tls_cert ? "https" : "http",
-                 inet_ntoa(addr.sin_addr), a->port);
+        a->port = info ? info->port : 0;
+        log_info("api", "listening on %s://%s (port %u)", a->tls_cert ? "https" : "http",
+                 cfg->listen, a->port);
         *out = a;
         return 0;
 
