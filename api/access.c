@@ -39,8 +39,11 @@ static const char *bearer_token(struct request *req) {
 }
 
 static enum MHD_Result unauthorized(struct request *req, const char *detail) {
+        static const char *const challenge[] = { "WWW-Authenticate", "Bearer realm=\"homing\"",
+                                                 NULL };
         metrics_counter_inc(req->api->auth_failures, NULL);
-        return api_reply_problem(req, 401, "unauthorized", "Unauthorized", detail, NULL);
+        return api_reply_problem_with(req, 401, "unauthorized", "Unauthorized", detail, NULL,
+                                      challenge);
 }
 
 static enum MHD_Result forbidden(struct request *req, const char *detail) {

@@ -108,17 +108,6 @@ enum MHD_Result api_datacenters_get(struct request *req) {
         return api_reply_one(req, &resource, api_param(req, 0));
 }
 
-/* Parses a finite number from a query argument. */
-static bool query_number(struct request *req, const char *name, double *out) {
-        const char *v = api_query(req, name);
-        char *end;
-
-        if (!v || !*v)
-                return false;
-        *out = strtod(v, &end);
-        return *end == '\0' && isfinite(*out);
-}
-
 struct ranked {
         const char *id;
         const char *json;
@@ -139,13 +128,13 @@ enum MHD_Result api_datacenters_nearest(struct request *req) {
         json_t *items;
         size_t n;
 
-        if (!query_number(req, "lat", &lat) || !query_number(req, "lon", &lon) ||
+        if (!api_query_number(req, "lat", &lat) || !api_query_number(req, "lon", &lon) ||
             !geo_point_valid(lat, lon))
                 return api_reply_problem(req, 400, "invalid-query", "Invalid query",
                                          "lat in [-90, 90] and lon in [-180, 180] are required",
                                          NULL);
         if (api_query(req, "k") &&
-            (!query_number(req, "k", &k) || k < 1 || k > 1000 || k != floor(k)))
+            (!api_query_number(req, "k", &k) || k < 1 || k > 1000 || k != floor(k)))
                 return api_reply_problem(req, 400, "invalid-query", "Invalid query",
                                          "k must be a whole number from 1 to 1000", NULL);
         if (api_exec(req,

@@ -141,6 +141,10 @@ enum MHD_Result api_reply_empty(struct request *req, unsigned status);
  */
 enum MHD_Result api_reply_problem(struct request *req, unsigned status, const char *slug,
                                   const char *title, const char *detail, struct json_t *extra);
+/* The same, with `headers` (NULL-ended name, value pairs; borrowed): Retry-After, Allow, ... */
+enum MHD_Result api_reply_problem_with(struct request *req, unsigned status, const char *slug,
+                                       const char *title, const char *detail,
+                                       struct json_t *extra, const char *const *headers);
 /* 422 with errors[0] = {pointer, detail}. */
 enum MHD_Result api_reply_invalid(struct request *req, const char *pointer, const char *detail);
 /* 404 "no <what> <id>". */
@@ -155,6 +159,8 @@ enum MHD_Result api_reply_db_error(struct request *req);
 const char *api_param(const struct request *req, size_t i);
 /* A query argument, or NULL. */
 const char *api_query(const struct request *req, const char *name);
+/* A query argument that is a finite number: true and *out, false when absent or not one. */
+bool api_query_number(const struct request *req, const char *name, double *out);
 
 /*
  * Reads the body as one JSON object. Returns it (the caller owns it), or
@@ -330,8 +336,8 @@ enum MHD_Result api_ingest(struct request *req);               /* ingest.c */
 void api_ingest_delivered(void *opaque, int err);
 /* Counts an ingest answer by status and observes how long the request took. */
 void api_count_ingest(struct request *req, unsigned status);
-extern const unsigned api_ingest_statuses[];
-extern const size_t api_n_ingest_statuses;
+/* The statuses ingest answers with, as text, NULL-ended: one table for the counter and its labels. */
+extern const char *const api_ingest_statuses[];
 
 enum MHD_Result api_healthz(struct request *req);              /* health.c */
 enum MHD_Result api_readyz(struct request *req);

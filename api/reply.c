@@ -74,11 +74,10 @@ enum MHD_Result api_reply_empty(struct request *req, unsigned status) {
         return ret;
 }
 
-enum MHD_Result api_reply_problem(struct request *req, unsigned status, const char *slug,
-                                  const char *title, const char *detail, json_t *extra) {
+enum MHD_Result api_reply_problem_with(struct request *req, unsigned status, const char *slug,
+                                       const char *title, const char *detail, json_t *extra,
+                                       const char *const *headers) {
         char type[128];
-        const char *headers[5] = { NULL };
-        size_t h = 0;
         json_t *doc;
         char *text;
 
@@ -93,15 +92,12 @@ enum MHD_Result api_reply_problem(struct request *req, unsigned status, const ch
         json_decref(doc);
         if (!text)
                 return MHD_NO;
-        if (status == 401) {
-                headers[h++] = "WWW-Authenticate";
-                headers[h++] = "Bearer realm=\"homing\"";
-        }
-        if (status == 405 && req->allow[0]) {
-                headers[h++] = "Allow";
-                headers[h++] = req->allow;
-        }
         return queue(req, status, text, strlen(text), "application/problem+json", headers);
+}
+
+enum MHD_Result api_reply_problem(struct request *req, unsigned status, const char *slug,
+                                  const char *title, const char *detail, json_t *extra) {
+        return api_reply_problem_with(req, status, slug, title, detail, extra, NULL);
 }
 
 enum MHD_Result api_reply_invalid(struct request *req, const char *pointer, const char *detail) {
@@ -135,18 +131,16 @@ const char *api_query(const struct request *req, const char *name) {
         return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-static bool is_json_type(const char *value) {
-        size_t n = strlen("application/json");
-        if (!value || strncasecmp(value, "application/json", n) != 0)
-                return false;
-        return value[n] == '\0' || value[n] == ';' || value[n] == ' ';
+bool api_query_number(const struct request *req, const char *name, double *out) {
+        const char *v = api_query(req, name);
+        return v && api_number_parse(v, out) == 0;
 }
 
 json_t *api_body_object(struct request *req, enum MHD_Result *reply) {
         json_error_t jerr;
         json_t *doc;
 
-        if (!is_json_type(MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+        if (!api_content_type_is_json(MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
                                                       "Content-Type"))) {
                 *reply = api_reply_problem(req, 415, "unsupported-media-type",
                                            "Unsupported media type",

@@ -161,8 +161,10 @@ static enum MHD_Result not_found(struct request *req) {
 }
 
 static enum MHD_Result wrong_method(struct request *req) {
-        return api_reply_problem(req, 405, "method-not-allowed", "Method not allowed",
-                                 "this resource does not take that method", NULL);
+        const char *const allow[] = { "Allow", req->allow, NULL };
+        return api_reply_problem_with(req, 405, "method-not-allowed", "Method not allowed",
+                                      "this resource does not take that method", NULL,
+                                      req->allow[0] ? allow : NULL);
 }
 
 void api_route(struct request *req, const char *method, const char *path) {

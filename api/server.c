@@ -126,9 +126,8 @@ static double kafka_queue_depth(void *userdata) {
 
 /* The API's series in the process's registry (its own when none was given). */
 static int register_metrics(struct api *a) {
-        static const char *statuses[] = { "202", "400", "401", "403", "413", "415", "422", "503",
-                                          NULL };
-        const struct metrics_label by_status[] = { { "status", statuses }, { NULL, NULL } };
+        const struct metrics_label by_status[] = { { "status", api_ingest_statuses },
+                                                   { NULL, NULL } };
         struct metrics *m = a->hooks.metrics;
         int r;
 

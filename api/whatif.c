@@ -13,16 +13,6 @@
 #include "geo/geo.h"
 #include "report/report.h"
 
-static bool query_double(struct request *req, const char *name, double *out) {
-        const char *v = api_query(req, name);
-        char *end;
-
-        if (!v || !*v)
-                return false;
-        *out = strtod(v, &end);
-        return *end == '\0' && isfinite(*out);
-}
-
 enum MHD_Result api_users_what_if(struct request *req) {
         const char *ts_text = api_query(req, "ts");
         double lat, lon;
@@ -31,7 +21,7 @@ enum MHD_Result api_users_what_if(struct request *req) {
         enum MHD_Result ret;
         int r;
 
-        if (!query_double(req, "lat", &lat) || !query_double(req, "lon", &lon) ||
+        if (!api_query_number(req, "lat", &lat) || !api_query_number(req, "lon", &lon) ||
             !geo_point_valid(lat, lon))
                 return api_reply_problem(req, 400, "invalid-query", "Invalid query",
                                          "lat in [-90, 90] and lon in [-180, 180] are required",
