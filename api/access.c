@@ -16,6 +16,8 @@
  * (a device or operator token on an agent route, an agent token on an
  * operator route). Ingest knows device tokens only: anything else is 401.
  */
+#include "api/access.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -23,7 +25,12 @@
 #include <strings.h>
 #include <time.h>
 
-#include "api/internal.h"
+#include "api/input.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/router.h"
+#include "api/state.h"
 #include "base/log.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
@@ -138,7 +145,7 @@ static bool refuse_other_kind(struct request *req, const char *token,
         int r;
 
         if (!req->db)
-                req->db = api_db_acquire(req->api);
+                req->db = api_db_acquire(&req->api->pool);
         r = lookup(req, token);
         memset(&req->who, 0, sizeof(req->who));
         if (r < 0)
@@ -170,7 +177,7 @@ static bool check_agent(struct request *req, const char *token, bool device_toke
                 return false;
         }
         if (!req->db)
-                req->db = api_db_acquire(req->api);
+                req->db = api_db_acquire(&req->api->pool);
         r = agent_lookup(req, token);
         if (r < 0) {
                 *reply = api_reply_db_error(req);
@@ -227,7 +234,7 @@ bool api_check_access(struct request *req, enum MHD_Result *reply) {
                 return false;
         }
         if (!req->db)
-                req->db = api_db_acquire(req->api);
+                req->db = api_db_acquire(&req->api->pool);
         r = operator_lookup(req, token);
         if (r < 0) {
                 *reply = api_reply_db_error(req);
@@ -246,19 +253,4 @@ bool api_check_access(struct request *req, enum MHD_Result *reply) {
                 return false;
         }
         return true;
-}
-
-json_t *api_actor_json(const struct request *req) {
-        if (req->who.kind == PRINCIPAL_OPERATOR)
-                return json_pack("{s:s, s:I, s:s, s:s}", "kind", "operator", "token_id",
-                                 (json_int_t)req->who.token_id, "name", req->who.name, "role",
-                                 auth_role_name(req->who.role));
-        if (req->who.kind == PRINCIPAL_AGENT)
-                return json_pack("{s:s, s:I, s:s, s:s}", "kind", "agent", "token_id",
-                                 (json_int_t)req->who.token_id, "name", req->who.name,
-                                 "datacenter_id", req->who.datacenter_id);
-        if (req->who.kind == PRINCIPAL_DEVICE)
-                return json_pack("{s:s, s:s, s:s}", "kind", "device", "device_id",
-                                 req->who.device.device_id, "user_id", req->who.device.user_id);
-        return json_pack("{s:s}", "kind", "anonymous");
 }

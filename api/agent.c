@@ -26,7 +26,7 @@
  * running, succeeded, requeued, failed; io.homing.snapshot.version_registered),
  * except progress: a single conditional UPDATE, no event.
  */
-#include "api/api.h"
+#include "api/agent.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -34,7 +34,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/internal.h"
+#include "api/api.h"
+#include "api/audit.h"
+#include "api/input.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/resource.h"
+#include "api/state.h"
+#include "api/transfers.h"
 #include "base/config.h"
 #include "auth/auth.h"
 #include "store/store.h"

@@ -8,13 +8,20 @@
  * Representations are built by PostgreSQL (DC_JSON) so every route shows
  * the same thing, including how many snapshots the datacenter holds.
  */
+#include "api/datacenters.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/internal.h"
+#include "api/audit.h"
+#include "api/input.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/resource.h"
 #include "geo/geo.h"
 #include "store/store.h"
 

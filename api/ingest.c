@@ -9,6 +9,8 @@
  * and one user: every report of the request must be theirs, or nothing is
  * produced and the answer is 403.
  */
+#include "api/ingest.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -17,7 +19,9 @@
 #include <strings.h>
 #include <time.h>
 
-#include "api/internal.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/state.h"
 #include "api/parse.h"
 #include "base/config.h"
 #include "base/log.h"

@@ -8,11 +8,25 @@
  * (/v1/datacenters/nearest over /v1/datacenters/{id}). A path that matches
  * with another method is a 405 with Allow; no match is a 404.
  */
+#include "api/router.h"
+
 #include <stdio.h>
 #include <string.h>
 
 #include "api/api.h"
-#include "api/internal.h"
+#include "api/agent.h"
+#include "api/dashboard.h"
+#include "api/datacenters.h"
+#include "api/health.h"
+#include "api/ingest.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/snapshots.h"
+#include "api/templates.h"
+#include "api/tokens.h"
+#include "api/transfers.h"
+#include "api/whatif.h"
+#include "api/zones.h"
 
 const struct api_route api_routes[] = {
         /* anyone */

@@ -16,7 +16,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api/internal.h"
+#include "api/access.h"
+#include "api/ingest.h"
+#include "api/pool.h"
+#include "api/request.h"
+#include "api/router.h"
+#include "api/state.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "base/net.h"
@@ -77,7 +82,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         ret = req->handle(req);
 out:
-        api_db_release(a, req->db);
+        api_db_release(&a->pool, req->db);
         req->db = NULL;
         return ret;
 }
@@ -87,7 +92,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         struct request *req = *con_cls;
 
         if (req) {
-                api_db_release(req->api, req->db);
+                api_db_release(&req->api->pool, req->db);
                 free(req->body);
                 free(req);
                 *con_cls = NULL;

@@ -6,12 +6,19 @@
  * 3 by default) and allowed zones (If-Match required), and remove it
  * (refused while a transfer of it is queued or running).
  */
+#include "api/snapshots.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/internal.h"
+#include "api/audit.h"
+#include "api/input.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/resource.h"
 #include "store/store.h"
 
 #define SNAP_JSON                                                                             \

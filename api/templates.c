@@ -6,12 +6,19 @@
  * or forget replicas. A replica change is a change of the template: its
  * ETag moves.
  */
+#include "api/templates.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/internal.h"
+#include "api/audit.h"
+#include "api/input.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/resource.h"
 #include "store/store.h"
 
 #define TPL_JSON                                                                              \

@@ -4,7 +4,7 @@
  * (minted with the first device key; nothing is stored, the signature is
  * the proof). Every one of these is an audit event, without the secret.
  */
-#include "api/api.h"
+#include "api/tokens.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -13,7 +13,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "api/internal.h"
+#include "api/api.h"
+#include "api/audit.h"
+#include "api/input.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/resource.h"
+#include "api/state.h"
 #include "auth/auth.h"
 #include "report/report.h"
 #include "store/store.h"

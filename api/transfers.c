@@ -13,12 +13,20 @@
  * transfers topic through the outbox, like the scheduler's. Cancelling goes
  * through homing_transfer_ended() (migration 002), which releases them.
  */
+#include "api/transfers.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/internal.h"
+#include "api/audit.h"
+#include "api/input.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/resource.h"
+#include "api/state.h"
 #include "base/config.h"
 #include "report/report.h"
 #include "store/store.h"

@@ -4,12 +4,17 @@
  * why — the scheduler's own engine over copies of the user's state; nothing
  * is written.
  */
+#include "api/whatif.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <time.h>
 
-#include "api/internal.h"
+#include "api/input.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/state.h"
 #include "geo/geo.h"
 #include "report/report.h"
 

@@ -6,13 +6,20 @@
  * before anything is stored, so a zone the scheduler cannot use never
  * enters the database.
  */
+#include "api/zones.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/internal.h"
+#include "api/audit.h"
+#include "api/input.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/resource.h"
 #include "geo/geo.h"
 #include "store/store.h"
 
