@@ -34,7 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/api.h"
 #include "api/audit.h"
 #include "api/input.h"
 #include "api/pool.h"
@@ -50,49 +49,6 @@
 #define LEASE_DEFAULT_S 30
 #define LEASE_MIN_S 5
 #define LEASE_MAX_S 3600
-
-/* ---- tokens (homing token agent) ---------------------------------------------------- */
-
-int api_agent_token_create(struct store *db, const char *datacenter_id, const char *name,
-                           const char *created_by, char **token, int64_t *id) {
-        struct store_result *res = NULL;
-        char hash[65], *secret = NULL;
-        int r;
-
-        if (!datacenter_id || !name || !*name || strlen(name) > 128)
-                return -EINVAL;
-        {
-                const char *params[1] = { datacenter_id };
-                r = store_exec(db, "SELECT 1 FROM datacenters WHERE id = $1", 1, params, &res);
-                if (r < 0)
-                        return r;
-                r = store_rows(res) == 1 ? 0 : -ENOENT;
-                res = store_result_free(res);
-                if (r < 0)
-                        return r;
-        }
-        r = auth_agent_token_generate(&secret);
-        if (r < 0)
-                return r;
-        auth_sha256_hex(secret, strlen(secret), hash);
-        {
-                const char *params[4] = { datacenter_id, name, hash, created_by };
-                r = store_exec(db,
-                               "INSERT INTO agent_tokens (datacenter_id, name, secret_sha256,"
-                               " created_by) VALUES ($1, $2, $3, $4) RETURNING id",
-                               4, params, &res);
-        }
-        if (r < 0 || store_rows(res) != 1) {
-                explicit_bzero(secret, strlen(secret));
-                free(secret);
-                store_result_free(res);
-                return r < 0 ? r : -EIO;
-        }
-        *id = store_int(res, 0, 0);
-        *token = secret;
-        store_result_free(res);
-        return 0;
-}
 
 /* ---- helpers --------------------------------------------------------------------------- */
 

@@ -13,7 +13,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "api/api.h"
 #include "api/audit.h"
 #include "api/input.h"
 #include "api/pool.h"
@@ -22,6 +21,7 @@
 #include "api/resource.h"
 #include "api/state.h"
 #include "auth/auth.h"
+#include "auth/tokens.h"
 #include "report/report.h"
 #include "store/store.h"
 
@@ -29,36 +29,6 @@
         "json_build_object('id', o.id, 'name', o.name, 'role', o.role,"                      \
         " 'created_by', o.created_by, 'created_at', homing_time(o.created_at),"               \
         " 'revoked_at', homing_time(o.revoked_at))"
-
-int api_operator_token_create(struct store *db, const char *name, const char *role,
-                              const char *created_by, char **token, int64_t *id) {
-        struct store_result *res = NULL;
-        char hash[65], *secret = NULL;
-        int r;
-
-        if (!name || !*name || strlen(name) > 128 || auth_role_parse(role) == AUTH_ROLE_NONE)
-                return -EINVAL;
-        r = auth_operator_token_generate(&secret);
-        if (r < 0)
-                return r;
-        auth_sha256_hex(secret, strlen(secret), hash);
-        {
-                const char *params[4] = { name, role, hash, created_by };
-                r = store_exec(db,
-                               "INSERT INTO operator_tokens (name, role, secret_sha256, created_by)"
-                               " VALUES ($1, $2, $3, $4) RETURNING id",
-                               4, params, &res);
-        }
-        if (r < 0 || store_rows(res) != 1) {
-                free(secret);
-                store_result_free(res);
-                return r < 0 ? r : -EIO;
-        }
-        *id = store_int(res, 0, 0);
-        *token = secret;
-        store_result_free(res);
-        return 0;
-}
 
 enum MHD_Result api_tokens_list(struct request *req) {
         struct api_page page;
@@ -107,7 +77,7 @@ enum MHD_Result api_tokens_create(struct request *req) {
                 goto out;
         }
         if (api_begin(req) < 0 ||
-            api_operator_token_create(req->db, name, role, req->who.name, &token, &id) < 0) {
+            auth_operator_token_create(req->db, name, role, req->who.name, &token, &id) < 0) {
                 ret = api_reply_db_error(req);
                 goto out;
         }
