@@ -29,7 +29,7 @@
 #include "api/pool.h"
 #include "api/reply.h"
 #include "api/request.h"
-#include "api/router.h"
+#include "api/route.h"
 #include "api/state.h"
 #include "auth/tokens.h"
 #include "base/log.h"

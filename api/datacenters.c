@@ -10,6 +10,7 @@
  */
 #include "api/datacenters.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -37,7 +38,12 @@
 
 #define SELECT_ONE "SELECT d.row_version, " DC_JSON "::text FROM datacenters d WHERE d.id = $1"
 
-static const struct api_resource resource = { "datacenter", "/v1/datacenters", SELECT_ONE };
+const struct api_resource api_datacenter_resource = {
+        "datacenter", "/v1/datacenters", SELECT_ONE,
+        "SELECT row_version, status FROM datacenters WHERE id = $1 FOR UPDATE", false, NULL,
+        "datacenters",
+};
+#define resource api_datacenter_resource
 
 static bool status_valid(const char *s) {
         return s && (!strcmp(s, "active") || !strcmp(s, "draining") || !strcmp(s, "down"));
@@ -56,7 +62,7 @@ static bool country_valid(const json_t *v) {
                (s && strlen(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z');
 }
 
-static const struct api_field dc_fields[] = {
+const struct api_field api_datacenter_fields[] = {
         { "id", FIELD_ID, true, false, 0, 0 },
         { "name", FIELD_STRING, true, false, 0, 0 },
         { "provider", FIELD_STRING, false, true, 0, 0 },
@@ -70,7 +76,7 @@ static const struct api_field dc_fields[] = {
         { NULL, 0, false, false, 0, 0 },
 };
 
-static const struct api_field dc_patch_fields[] = {
+const struct api_field api_datacenter_patch_fields[] = {
         { "name", FIELD_STRING, false, false, 0, 0 },
         { "provider", FIELD_STRING, false, true, 0, 0 },
         { "city", FIELD_STRING, false, true, 0, 0 },
@@ -81,6 +87,32 @@ static const struct api_field dc_patch_fields[] = {
         { "used_bytes", FIELD_COUNT, false, false, 0, 0 },
         { NULL, 0, false, false, 0, 0 },
 };
+
+const struct api_field api_datacenter_status_fields[] = {
+        { "status", FIELD_STRING, true, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+bool api_datacenter_valid(struct request *req, enum MHD_Result *reply) {
+        json_t *body = req->input;
+
+        if (json_object_get(body, "id") &&
+            !dc_id_valid(json_string_value(json_object_get(body, "id")))) {
+                *reply = api_reply_invalid(req, "/id", "starts with a letter or digit and has no '@'");
+                return false;
+        }
+        if (json_object_get(body, "status") &&
+            !status_valid(json_string_value(json_object_get(body, "status")))) {
+                *reply = api_reply_invalid(req, "/status", "is active, draining or down");
+                return false;
+        }
+        if (!country_valid(json_object_get(body, "country_code"))) {
+                *reply = api_reply_invalid(req, "/country_code",
+                                           "is two capital letters (ISO 3166-1)");
+                return false;
+        }
+        return true;
+}
 
 enum MHD_Result api_datacenters_list(struct request *req) {
         const char *status = api_query(req, "status");
@@ -178,35 +210,14 @@ enum MHD_Result api_datacenters_nearest(struct request *req) {
 }
 
 enum MHD_Result api_datacenters_create(struct request *req) {
-        enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
-        const char *id, *status;
-        char *text;
+        const char *id = json_string_value(json_object_get(req->input, "id"));
         struct store_result *res = NULL;
+        char *text = json_dumps(req->input, JSON_COMPACT);
         int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, dc_fields, &ret))
-                goto out;
-        id = json_string_value(json_object_get(body, "id"));
-        status = json_string_value(json_object_get(body, "status"));
-        if (!dc_id_valid(id)) {
-                ret = api_reply_invalid(req, "/id", "starts with a letter or digit and has no '@'");
-                goto out;
-        }
-        if (json_object_get(body, "status") && !status_valid(status)) {
-                ret = api_reply_invalid(req, "/status", "is active, draining or down");
-                goto out;
-        }
-        if (!country_valid(json_object_get(body, "country_code"))) {
-                ret = api_reply_invalid(req, "/country_code", "is two capital letters (ISO 3166-1)");
-                goto out;
-        }
-        text = json_dumps(body, JSON_COMPACT);
         {
                 const char *params[1] = { text };
-                r = api_begin(req);
+                r = text ? api_begin(req) : -ENOMEM;
                 if (r == 0)
                         r = api_fetch_one(
                                 req,
@@ -224,161 +235,40 @@ enum MHD_Result api_datacenters_create(struct request *req) {
         free(text);
         store_result_free(res);
         if (r < 0)
-                ret = api_reply_db_error(req);
-        else if (r == 0)
-                ret = api_reply_conflict(req, "already-exists", "a datacenter with this id exists");
-        else
-                ret = api_commit_and_reply(req, &resource,
-                        id, 201, "io.homing.datacenter.created", json_object());
-out:
-        json_decref(body);
-        return ret;
-}
-
-/* Locks the datacenter's row. 1 and its version, 0 not found, <0. */
-static int lock_row(struct request *req, const char *id, int64_t *version, char *status,
-                    size_t status_size) {
-        const char *params[1] = { id };
-        struct store_result *res = NULL;
-        int r = api_begin(req);
-
-        if (r < 0)
-                return r;
-        r = api_fetch_one(req, "SELECT row_version, status FROM datacenters WHERE id = $1 FOR UPDATE",
-                          1, params, &res);
-        if (r == 1) {
-                *version = store_int(res, 0, 0);
-                if (status)
-                        snprintf(status, status_size, "%s", store_text(res, 0, 1));
-        }
-        store_result_free(res);
-        return r;
-}
-
-enum MHD_Result api_datacenters_update(struct request *req) {
-        const char *id = api_param(req, 0);
-        enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
-        int64_t version;
-        char *text;
-        int r;
-
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, dc_patch_fields, &ret))
-                goto out;
-        if (json_object_size(body) == 0) {
-                ret = api_reply_invalid(req, "", "name at least one member to change");
-                goto out;
-        }
-        if (!country_valid(json_object_get(body, "country_code"))) {
-                ret = api_reply_invalid(req, "/country_code", "is two capital letters (ISO 3166-1)");
-                goto out;
-        }
-        r = lock_row(req, id, &version, NULL, 0);
-        if (r <= 0) {
-                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "datacenter", id);
-                goto out;
-        }
-        if (!api_if_match(req, version, true, &ret))
-                goto out;
-        text = json_dumps(body, JSON_COMPACT);
-        {
-                const char *params[2] = { id, text };
-                /* Members present in the patch replace the column; absent ones stay. */
-                r = api_exec(req,
-                             "UPDATE datacenters d SET"
-                             " name = CASE WHEN j ? 'name' THEN j->>'name' ELSE d.name END,"
-                             " provider = CASE WHEN j ? 'provider' THEN j->>'provider' ELSE d.provider END,"
-                             " city = CASE WHEN j ? 'city' THEN j->>'city' ELSE d.city END,"
-                             " country_code = CASE WHEN j ? 'country_code' THEN j->>'country_code'"
-                             "                ELSE d.country_code END,"
-                             " lat = CASE WHEN j ? 'lat' THEN (j->>'lat')::float8 ELSE d.lat END,"
-                             " lon = CASE WHEN j ? 'lon' THEN (j->>'lon')::float8 ELSE d.lon END,"
-                             " capacity_bytes = CASE WHEN j ? 'capacity_bytes'"
-                             "   THEN (j->>'capacity_bytes')::bigint ELSE d.capacity_bytes END,"
-                             " used_bytes = CASE WHEN j ? 'used_bytes'"
-                             "   THEN (j->>'used_bytes')::bigint ELSE d.used_bytes END,"
-                             " updated_at = now()"
-                             " FROM (SELECT $2::jsonb AS j) b WHERE d.id = $1",
-                             2, params, NULL);
-        }
-        free(text);
-        if (r < 0) {
-                ret = api_reply_db_error(req);
-                goto out;
-        }
-        ret = api_commit_and_reply(req, &resource, id, 200, "io.homing.datacenter.updated",
-                                   json_pack("{s:O}", "changes", body));
-out:
-        json_decref(body);
-        return ret;
+                return api_reply_db_error(req);
+        if (r == 0)
+                return api_reply_conflict(req, "already-exists", "a datacenter with this id exists");
+        return api_commit_and_reply(req, &resource, id, 201, "io.homing.datacenter.created",
+                                    json_object());
 }
 
 enum MHD_Result api_datacenters_set_status(struct request *req) {
-        static const struct api_field fields[] = {
-                { "status", FIELD_STRING, true, false, 0, 0 },
-                { NULL, 0, false, false, 0, 0 },
-        };
-        const char *id = api_param(req, 0), *status;
-        enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
+        const char *id = api_param(req, 0);
+        const char *status = json_string_value(json_object_get(req->input, "status"));
         char before[16];
-        int64_t version;
-        int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, fields, &ret))
-                goto out;
-        status = json_string_value(json_object_get(body, "status"));
-        if (!status_valid(status)) {
-                ret = api_reply_invalid(req, "/status", "is active, draining or down");
-                goto out;
-        }
-        r = lock_row(req, id, &version, before, sizeof(before));
-        if (r <= 0) {
-                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "datacenter", id);
-                goto out;
-        }
-        if (!api_if_match(req, version, false, &ret))
-                goto out;
-        if (!strcmp(before, status)) {
+        snprintf(before, sizeof(before), "%s", store_text(req->locked, 0, 1));
+        if (!strcmp(before, status))
                 /* Already so: nothing changes, nothing to audit. */
-                ret = api_commit_and_reply(req, &resource, id, 200, NULL, NULL);
-                goto out;
-        }
+                return api_commit_and_reply(req, &resource, id, 200, NULL, NULL);
         {
                 const char *params[2] = { id, status };
-                r = api_exec(req,
+                if (api_exec(req,
                              "UPDATE datacenters SET status = $2, updated_at = now() WHERE id = $1",
-                             2, params, NULL);
+                             2, params, NULL) < 0)
+                        return api_reply_db_error(req);
         }
-        if (r < 0) {
-                ret = api_reply_db_error(req);
-                goto out;
-        }
-        ret = api_commit_and_reply(req, &resource, id, 200, "io.homing.datacenter.status_changed",
-                                   json_pack("{s:s, s:s, s:s}", "datacenter_id", id, "from", before,
-                                             "to", status));
-out:
-        json_decref(body);
-        return ret;
+        return api_commit_and_reply(req, &resource, id, 200, "io.homing.datacenter.status_changed",
+                                    json_pack("{s:s, s:s, s:s}", "datacenter_id", id, "from",
+                                              before, "to", status));
 }
 
 enum MHD_Result api_datacenters_delete(struct request *req) {
         const char *id = api_param(req, 0);
         const char *params[1] = { id };
         struct store_result *res = NULL;
-        enum MHD_Result ret;
-        int64_t version;
         long active, history;
-        int r = lock_row(req, id, &version, NULL, 0);
 
-        if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "datacenter", id);
-        if (!api_if_match(req, version, false, &ret))
-                return ret;
         if (api_fetch_one(req,
                           "SELECT (SELECT count(*) FROM placements WHERE datacenter_id = $1 AND active),"
                           " (SELECT count(*) FROM placements WHERE datacenter_id = $1)"

@@ -22,6 +22,8 @@ struct api;
 struct api_route;
 struct request;
 struct store;
+struct store_result;
+struct json_t;
 
 typedef enum MHD_Result (*api_handler)(struct request *req);
 
@@ -53,6 +55,10 @@ struct request {
         bool checked; /* access checked and granted */
         struct principal who;
         struct store *db; /* pooled, for operator routes; NULL otherwise */
+        /* the flow's (flow.c), for the handler: the body, the row locked */
+        struct json_t *input;
+        struct store_result *locked; /* NULL when the route locks nothing, or it was not there */
+        int64_t row_version;
         /* ingest: reports handed to Kafka and not yet reported back */
         atomic_int pending;
         atomic_int failed;

@@ -1,10 +1,12 @@
 /*
  * The resource flow: a write's transaction (begin, commit), the row's ETag
  * and the If-Match it is checked against, the end of a write (read the row
- * back, audit it, commit, answer it), one row or a cursor page of rows.
+ * back, audit it, commit, answer it), a PATCH from the route's members, one
+ * row or a cursor page of rows.
  */
 #include "api/resource.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 #include "api/pool.h"
 #include "api/reply.h"
 #include "api/request.h"
+#include "api/route.h"
 #include "store/store.h"
 
 void api_etag(int64_t row_version, char buf[32]) {
@@ -160,4 +163,40 @@ enum MHD_Result api_commit_and_reply(struct request *req, const struct api_resou
         ret = api_reply_row(req, status, res, status == 201 ? location : NULL);
         store_result_free(res);
         return ret;
+}
+
+enum MHD_Result api_patch(struct request *req) {
+        const struct api_resource *r = req->route->resource;
+        const struct api_field *f = req->route->body;
+        const char *id = api_param(req, 0);
+        char sql[1024], type[96], *text;
+        size_t n;
+        int w;
+
+        /* The columns are the route's members (constants, never the client's). */
+        n = (size_t)snprintf(sql, sizeof(sql), "UPDATE %s t SET (", r->table);
+        for (size_t i = 0; f[i].name && n < sizeof(sql); i++)
+                n += (size_t)snprintf(sql + n, sizeof(sql) - n, "%s, ", f[i].name);
+        if (n < sizeof(sql))
+                n += (size_t)snprintf(sql + n, sizeof(sql) - n, "updated_at) = (SELECT ");
+        for (size_t i = 0; f[i].name && n < sizeof(sql); i++)
+                n += (size_t)snprintf(sql + n, sizeof(sql) - n, "p.%s, ", f[i].name);
+        if (n < sizeof(sql))
+                n += (size_t)snprintf(sql + n, sizeof(sql) - n,
+                                      "now() FROM jsonb_populate_record(t, $2::jsonb) p)"
+                                      " WHERE t.id = $1");
+        if (n >= sizeof(sql))
+                return api_reply_problem(req, 500, "internal", "Internal error",
+                                         "the update does not fit", NULL);
+        text = json_dumps(req->input, JSON_COMPACT);
+        {
+                const char *params[2] = { id, text };
+                w = text ? api_exec(req, sql, 2, params, NULL) : -ENOMEM;
+        }
+        free(text);
+        if (w < 0)
+                return api_reply_db_error(req);
+        snprintf(type, sizeof(type), "io.homing.%s.updated", r->name);
+        return api_commit_and_reply(req, r, id, 200, type,
+                                    json_pack("{s:O}", "changes", req->input));
 }

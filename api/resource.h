@@ -54,15 +54,29 @@ enum MHD_Result api_reply_row(struct request *req, unsigned status,
                               const struct store_result *res, const char *location);
 
 /*
- * A resource with an ETag: its name (in messages and audit data), its
- * collection's path, and the query that reads one by id ($1) as
- * (row_version, json) for api_reply_row.
+ * A resource: its name (in messages and audit data), its collection's path,
+ * the query that reads one by id ($1) as (row_version, json) for
+ * api_reply_row, and what the flow (flow.c) locks it with.
  */
 struct api_resource {
         const char *name;
         const char *collection;
         const char *select_one;
+        /* $1 the id (and $2 the calling agent's datacenter when `own`): the row,
+         * FOR UPDATE; column 0 is its row_version when it has an ETag */
+        const char *lock;
+        bool own;
+        bool (*id_valid)(const char *id); /* NULL: any id; false: 404 without asking */
+        const char *table;                /* what api_patch updates */
 };
+
+/*
+ * PATCH: the members the route's body names replace their columns
+ * (jsonb_populate_record over the locked row, so absent members stay),
+ * updated_at moves, and the write ends as api_commit_and_reply with the
+ * event io.homing.<resource>.updated and the changes.
+ */
+enum MHD_Result api_patch(struct request *req);
 
 /* GET of one: the row with its ETag, or 404 naming the resource. */
 enum MHD_Result api_reply_one(struct request *req, const struct api_resource *r, const char *id);

@@ -1,28 +1,13 @@
 /*
- * router — the route table (method, path template, who may call, handler)
- * and the choice of a route for a request.
+ * router — the route table and the choice of a route for a request.
  */
 #pragma once
 
-#include "api/request.h"
+#include <stddef.h>
 
-/* Who may call a route. */
-enum api_access {
-        ACCESS_PUBLIC,   /* anyone: health, the dashboard's files, the OpenAPI document */
-        ACCESS_DEVICE,   /* a device token */
-        ACCESS_VIEWER,   /* operator tokens, by role */
-        ACCESS_OPERATOR,
-        ACCESS_ADMIN,
-        ACCESS_AGENT,    /* an agent token: the /v1/agent/ routes, for its datacenter */
-};
+#include "api/route.h"
 
-struct api_route {
-        const char *method;
-        const char *pattern; /* "/v1/datacenters/{id}": {name} matches one segment */
-        enum api_access access;
-        api_handler handle;
-        const char *summary;
-};
+struct request;
 
 extern const struct api_route api_routes[];
 extern const size_t api_n_routes;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "api/access.h"
+#include "api/flow.h"
 #include "api/ingest.h"
 #include "api/pool.h"
 #include "api/request.h"
@@ -80,7 +81,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 }
                 req->checked = true;
         }
-        ret = req->handle(req);
+        ret = api_flow(req);
 out:
         api_db_release(&a->pool, req->db);
         req->db = NULL;

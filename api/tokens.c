@@ -30,6 +30,19 @@
         " 'created_by', o.created_by, 'created_at', homing_time(o.created_at),"               \
         " 'revoked_at', homing_time(o.revoked_at))"
 
+const struct api_field api_tokens_create_fields[] = {
+        { "name", FIELD_STRING, true, false, 0, 0 },
+        { "role", FIELD_STRING, true, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+const struct api_field api_device_tokens_create_fields[] = {
+        { "device_id", FIELD_ID, true, false, 0, 0 },
+        { "user_id", FIELD_ID, true, false, 0, 0 },
+        { "ttl_s", FIELD_INTEGER, false, false, 60, 366 * 86400 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
 enum MHD_Result api_tokens_list(struct request *req) {
         struct api_page page;
         struct store_result *res = NULL;
@@ -53,23 +66,14 @@ enum MHD_Result api_tokens_list(struct request *req) {
 }
 
 enum MHD_Result api_tokens_create(struct request *req) {
-        static const struct api_field fields[] = {
-                { "name", FIELD_STRING, true, false, 0, 0 },
-                { "role", FIELD_STRING, true, false, 0, 0 },
-                { NULL, 0, false, false, 0, 0 },
-        };
         enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret), *doc;
+        json_t *body = req->input, *doc;
         struct store_result *res = NULL;
         const char *name, *role;
         char *token = NULL, id_text[24], location[64];
         const char *headers[3] = { "Location", location, NULL };
         int64_t id;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, fields, &ret))
-                goto out;
         name = json_string_value(json_object_get(body, "name"));
         role = json_string_value(json_object_get(body, "role"));
         if (auth_role_parse(role) == AUTH_ROLE_NONE) {
@@ -106,7 +110,6 @@ out:
                 free(token);
         }
         store_result_free(res);
-        json_decref(body);
         return ret;
 }
 
@@ -136,23 +139,13 @@ enum MHD_Result api_tokens_revoke(struct request *req) {
 }
 
 enum MHD_Result api_device_tokens_create(struct request *req) {
-        static const struct api_field fields[] = {
-                { "device_id", FIELD_ID, true, false, 0, 0 },
-                { "user_id", FIELD_ID, true, false, 0, 0 },
-                { "ttl_s", FIELD_INTEGER, false, false, 60, 366 * 86400 },
-                { NULL, 0, false, false, 0, 0 },
-        };
         enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret), *ttl;
+        json_t *body = req->input, *ttl;
         const char *device, *user;
         char *token = NULL, expires[REPORT_TIME_LEN];
         int64_t exp_s;
         int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, fields, &ret))
-                goto out;
         if (auth_keyring_size(req->api->device_keys) == 0) {
                 ret = api_reply_problem(req, 503, "no-device-token-keys",
                                         "Device tokens are not configured",
@@ -186,6 +179,5 @@ enum MHD_Result api_device_tokens_create(struct request *req) {
                                        "expires_at", expires));
 out:
         free(token);
-        json_decref(body);
         return ret;
 }

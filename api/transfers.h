@@ -10,6 +10,9 @@
 struct json_t;
 struct request;
 
+/* What the operator's writes of a transfer lock (router.c): the row, its state and snapshot. */
+extern const struct api_resource api_transfer_resource;
+
 enum MHD_Result api_transfers_list(struct request *req);
 enum MHD_Result api_transfers_get(struct request *req);
 enum MHD_Result api_transfers_cancel(struct request *req);
