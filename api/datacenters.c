@@ -6,13 +6,16 @@
  * placements, or while its history refers to it: set it down instead).
  *
  * Representations are built by PostgreSQL (DC_JSON) so every route shows
- * the same thing, including how many snapshots the datacenter holds.
+ * the same thing, including how many snapshots the datacenter holds. The
+ * nearest are geo's k-nearest index over the active ones, rebuilt when a
+ * datacenter has changed.
  */
 #include "api/datacenters.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +26,7 @@
 #include "api/reply.h"
 #include "api/request.h"
 #include "api/resource.h"
+#include "api/state.h"
 #include "geo/geo.h"
 #include "store/store.h"
 
@@ -147,25 +151,76 @@ enum MHD_Result api_datacenters_get(struct request *req) {
         return api_reply_one(req, &resource, api_param(req, 0));
 }
 
-struct ranked {
-        const char *id;
-        const char *json;
-        double distance_m;
-};
+/*
+ * The active datacenters' geo index, as current as the table: a stamp of
+ * their (id, row_version) — the trigger bumps row_version on every change —
+ * says whether the one built last still holds. Returns a reference, or NULL
+ * after answering.
+ */
+static geo_index *active_sites(struct request *req, enum MHD_Result *reply) {
+        struct api *a = req->api;
+        struct store_result *res = NULL;
+        geo_index *index = NULL;
+        geo_site *sites;
+        char stamp[33];
+        size_t n;
+        int r;
 
-static int ranked_cmp(const void *pa, const void *pb) {
-        const struct ranked *a = pa, *b = pb;
-        if (a->distance_m != b->distance_m)
-                return a->distance_m < b->distance_m ? -1 : 1;
-        return strcmp(a->id, b->id);
+        if (api_fetch_one(req,
+                          "SELECT md5(coalesce(string_agg(id || ':' || row_version, ','"
+                          " ORDER BY id), '')) FROM datacenters WHERE status = 'active'",
+                          0, NULL, &res) <= 0) {
+                *reply = api_reply_db_error(req);
+                return NULL;
+        }
+        snprintf(stamp, sizeof(stamp), "%s", store_text(res, 0, 0));
+        res = store_result_free(res);
+        pthread_mutex_lock(&a->sites_lock);
+        if (a->sites && !strcmp(a->sites_stamp, stamp))
+                index = geo_index_ref(a->sites);
+        pthread_mutex_unlock(&a->sites_lock);
+        if (index)
+                return index;
+
+        if (api_exec(req, "SELECT id, lat, lon FROM datacenters WHERE status = 'active'", 0, NULL,
+                     &res) < 0) {
+                *reply = api_reply_db_error(req);
+                return NULL;
+        }
+        n = store_rows(res);
+        sites = calloc(n + 1, sizeof(*sites));
+        r = sites ? 0 : -ENOMEM;
+        for (size_t i = 0; r == 0 && i < n; i++)
+                sites[i] = (geo_site){ .id = store_text(res, i, 0), .lat = store_double(res, i, 1),
+                                       .lon = store_double(res, i, 2),
+                                       .status = GEO_SITE_ACTIVE };
+        if (r == 0)
+                r = geo_index_new(&index, sites, n, NULL, 0);
+        free(sites);
+        store_result_free(res);
+        if (r < 0) {
+                *reply = api_reply_problem(req, 500, "internal", "Internal error",
+                                           "the datacenters' index could not be built", NULL);
+                return NULL;
+        }
+        pthread_mutex_lock(&a->sites_lock);
+        geo_index_unref(a->sites);
+        a->sites = geo_index_ref(index);
+        snprintf(a->sites_stamp, sizeof(a->sites_stamp), "%s", stamp);
+        pthread_mutex_unlock(&a->sites_lock);
+        return index;
 }
 
+/* The k nearest active datacenters, nearest first (ties by id), each with its distance. */
 enum MHD_Result api_datacenters_nearest(struct request *req) {
         double lat, lon, k = 1;
         struct store_result *res = NULL;
-        struct ranked *ranked;
-        json_t *items;
-        size_t n;
+        enum MHD_Result ret;
+        geo_index *index;
+        geo_hit *hits;
+        json_t *ids, *items;
+        char *ids_text;
+        int n;
 
         if (!api_query_number(req, "lat", &lat) || !api_query_number(req, "lon", &lon) ||
             !geo_point_valid(lat, lon))
@@ -176,37 +231,46 @@ enum MHD_Result api_datacenters_nearest(struct request *req) {
             (!api_query_number(req, "k", &k) || k < 1 || k > 1000 || k != floor(k)))
                 return api_reply_problem(req, 400, "invalid-query", "Invalid query",
                                          "k must be a whole number from 1 to 1000", NULL);
-        if (api_exec(req,
-                     "SELECT d.id, d.lat, d.lon, " DC_JSON "::text FROM datacenters d"
-                     " WHERE d.status = 'active'",
-                     0, NULL, &res) < 0)
-                return api_reply_db_error(req);
-
-        n = store_rows(res);
-        ranked = calloc(n + 1, sizeof(*ranked));
-        if (!ranked) {
-                store_result_free(res);
-                return MHD_NO;
+        if (!(index = active_sites(req, &ret)))
+                return ret;
+        hits = calloc((size_t)k, sizeof(*hits));
+        n = hits ? geo_index_nearest(index, lat, lon, NULL, hits, (size_t)k) : -ENOMEM;
+        ids = json_array();
+        for (int i = 0; i < n; i++)
+                json_array_append_new(ids, json_string(geo_index_site_id(index, hits[i].site)));
+        ids_text = json_dumps(ids, JSON_COMPACT);
+        {
+                const char *params[1] = { ids_text };
+                if (n < 0 || !ids_text ||
+                    api_exec(req,
+                             "SELECT d.id, " DC_JSON "::text FROM datacenters d"
+                             " WHERE d.id IN (SELECT jsonb_array_elements_text($1::jsonb))",
+                             1, params, &res) < 0) {
+                        ret = api_reply_db_error(req);
+                        goto out;
+                }
         }
-        for (size_t i = 0; i < n; i++) {
-                ranked[i].id = store_text(res, i, 0);
-                ranked[i].json = store_text(res, i, 3);
-                ranked[i].distance_m = geo_distance_m(lat, lon, store_double(res, i, 1),
-                                                      store_double(res, i, 2));
-        }
-        qsort(ranked, n, sizeof(*ranked), ranked_cmp);
         items = json_array();
-        for (size_t i = 0; i < n && i < (size_t)k; i++) {
-                json_t *dc = json_loads(ranked[i].json, 0, NULL);
-                if (!dc)
-                        continue;
-                json_object_set_new(dc, "distance_m",
-                                    json_real(round(ranked[i].distance_m * 1000) / 1000));
-                json_array_append_new(items, dc);
+        for (int i = 0; i < n; i++) {
+                const char *id = json_string_value(json_array_get(ids, (size_t)i));
+                for (size_t row = 0; row < store_rows(res); row++) {
+                        json_t *dc;
+                        if (strcmp(store_text(res, row, 0), id) != 0 ||
+                            !(dc = json_loads(store_text(res, row, 1), 0, NULL)))
+                                continue;
+                        json_object_set_new(dc, "distance_m",
+                                            json_real(round(hits[i].distance_m * 1000) / 1000));
+                        json_array_append_new(items, dc);
+                }
         }
-        free(ranked);
+        ret = api_reply_json(req, 200, json_pack("{s:o}", "items", items));
+out:
         store_result_free(res);
-        return api_reply_json(req, 200, json_pack("{s:o}", "items", items));
+        free(ids_text);
+        json_decref(ids);
+        free(hits);
+        geo_index_unref(index);
+        return ret;
 }
 
 enum MHD_Result api_datacenters_create(struct request *req) {

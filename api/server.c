@@ -27,6 +27,7 @@
 #include "base/log.h"
 #include "base/net.h"
 #include "bus/bus.h"
+#include "geo/geo.h"
 #include "metrics/metrics.h"
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -187,6 +188,7 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
         if (!a)
                 return -ENOMEM;
         a->cfg = cfg;
+        pthread_mutex_init(&a->sites_lock, NULL);
         if (hooks)
                 a->hooks = *hooks;
         r = register_metrics(a);
@@ -273,6 +275,8 @@ struct api *api_stop(struct api *a) {
                 free(a->tls_key);
         }
         metrics_free(a->own_metrics);
+        geo_index_unref(a->sites);
+        pthread_mutex_destroy(&a->sites_lock);
         free(a);
         return NULL;
 }

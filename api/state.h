@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "api/api.h"
@@ -28,4 +29,9 @@ struct api {
         struct metrics_histogram *ingest_seconds;  /* request in to answer out */
         struct metrics_histogram *produce_seconds; /* produce to the last delivery report */
         struct metrics_fn *kafka_queue;
+        /* /v1/datacenters/nearest: the active datacenters' geo index, and the
+         * stamp of the rows it was built from (datacenters.c) */
+        pthread_mutex_t sites_lock;
+        struct geo_index *sites;
+        char sites_stamp[33];
 };
