@@ -1,5 +1,5 @@
 /*
- * Access control: every route says who may call it (internal.h, enum
+ * Access control: every route says who may call it (route.h, enum
  * api_access); this file checks the bearer token against that.
  *
  *  - Device routes (POST /v1/locations) take a device token, checked here

@@ -1,5 +1,6 @@
 /*
- * health — probes, metrics, numbers for the dashboard, who a token is, the OpenAPI document.
+ * health — probes, metrics, numbers for the dashboard, who a token is, the
+ * OpenAPI document.
  */
 #pragma once
 

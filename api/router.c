@@ -1,7 +1,9 @@
 /*
- * The routes: one table of method, path template, who may call, handler.
- * `homing routes` prints it, the OpenAPI document describes exactly it (a
- * test compares them), and the access check reads it.
+ * The routes: one table of method, path template, who may call, handler,
+ * and what the request must be before the handler runs (its body, checks,
+ * the row it locks, If-Match). `homing routes` prints it, the OpenAPI
+ * document describes exactly it (a test compares them), the access check
+ * and the flow (flow.c) read it.
  *
  * A template's {name} segment matches one non-empty path segment. When
  * several templates match a path, the one with more literal segments wins

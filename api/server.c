@@ -4,7 +4,8 @@
  * on Kafka, one request state per connection freed in the completion
  * callback. A request is routed on its first call, its body gathered and
  * bounded as it arrives, its access checked once it is whole, and then its
- * handler runs (router.c has the table; the resources have a file each).
+ * route's flow runs (router.c has the table, flow.c the flow; the
+ * resources have a file each).
  */
 #include "api/api.h"
 
