@@ -12,6 +12,7 @@
  * those methods in Allow, and no path matches two routes of one method
  * equally well (the table is unambiguous).
  */
+#include "api/input.h"
 #include "api/request.h"
 #include "api/router.h"
 #include "fuzz.h"
