@@ -36,6 +36,7 @@
 
 #include "api/audit.h"
 #include "api/input.h"
+#include "api/parse.h"
 #include "api/pool.h"
 #include "api/reply.h"
 #include "api/request.h"
@@ -111,7 +112,7 @@ const struct api_resource api_agent_transfer_resource = {
         " FROM transfers t LEFT JOIN snapshot_versions v"
         "   ON v.snapshot_id = t.snapshot_id AND v.version = t.version"
         " WHERE t.id = $1::bigint AND t.to_dc = $2 FOR UPDATE OF t",
-        true, api_transfer_id_valid, NULL,
+        true, api_serial_id_valid, NULL,
 };
 
 static bool held_by(const struct own_transfer *t, const char *owner) {
@@ -430,7 +431,7 @@ enum MHD_Result api_agent_progress(struct request *req) {
         char done[24], sent[24];
         int r;
 
-        if (!api_transfer_id_valid(id)) {
+        if (!api_serial_id_valid(id)) {
                 ret = api_reply_not_found(req, "transfer", id);
                 goto out;
         }

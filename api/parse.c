@@ -107,3 +107,8 @@ int api_number_parse(const char *text, double *out) {
         *out = v;
         return 0;
 }
+
+bool api_serial_id_valid(const char *id) {
+        size_t n = strlen(id);
+        return n >= 1 && n <= 18 && strspn(id, "0123456789") == n;
+}

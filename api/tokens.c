@@ -15,6 +15,7 @@
 
 #include "api/audit.h"
 #include "api/input.h"
+#include "api/parse.h"
 #include "api/pool.h"
 #include "api/reply.h"
 #include "api/request.h"
@@ -119,7 +120,7 @@ enum MHD_Result api_tokens_revoke(struct request *req) {
         struct store_result *res = NULL;
         int r;
 
-        if (strspn(id, "0123456789") != strlen(id) || strlen(id) > 18)
+        if (!api_serial_id_valid(id))
                 return api_reply_not_found(req, "token", id);
         if (api_begin(req) < 0)
                 return api_reply_db_error(req);

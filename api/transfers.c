@@ -22,6 +22,7 @@
 
 #include "api/audit.h"
 #include "api/input.h"
+#include "api/parse.h"
 #include "api/pool.h"
 #include "api/reply.h"
 #include "api/request.h"
@@ -62,16 +63,6 @@ static bool query_time(struct request *req, const char *name, char out[24], cons
                 return false;
         snprintf(out, 24, "%lld", (long long)ms);
         *param = out;
-        return true;
-}
-
-bool api_transfer_id_valid(const char *id) {
-        size_t n = strlen(id);
-        if (n == 0 || n > 18)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (id[i] < '0' || id[i] > '9')
-                        return false;
         return true;
 }
 
@@ -122,7 +113,7 @@ enum MHD_Result api_transfers_get(struct request *req) {
         enum MHD_Result ret;
         int r;
 
-        if (!api_transfer_id_valid(params[0]))
+        if (!api_serial_id_valid(params[0]))
                 return api_reply_not_found(req, "transfer", params[0]);
         r = api_fetch_one(req, SELECT_ONE, 1, params, &res);
         if (r <= 0)
@@ -159,7 +150,7 @@ enum MHD_Result api_transfer_commit_and_reply(struct request *req, const char *i
 const struct api_resource api_transfer_resource = {
         "transfer", "/v1/transfers", SELECT_ONE,
         "SELECT state, snapshot_id FROM transfers WHERE id = $1::bigint FOR UPDATE", false,
-        api_transfer_id_valid, NULL,
+        api_serial_id_valid, NULL,
 };
 
 enum MHD_Result api_transfers_cancel(struct request *req) {

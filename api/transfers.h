@@ -48,6 +48,3 @@ enum MHD_Result api_transfers_retry(struct request *req);
 enum MHD_Result api_transfer_commit_and_reply(struct request *req, const char *id, unsigned status,
                                               const char *audit_type, const char *subject,
                                               struct json_t *audit_data);
-
-/* True for a transfer id in a path: 1 to 18 digits. */
-bool api_transfer_id_valid(const char *id);

@@ -90,7 +90,18 @@ TEST(a_query_number_is_finite_and_the_whole_text) {
         CHECK(api_number_parse("1e999", &v) == -EINVAL);
 }
 
+TEST(a_serial_id_is_1_to_18_digits) {
+        CHECK(api_serial_id_valid("7"));
+        CHECK(api_serial_id_valid("999999999999999999"));
+        CHECK(!api_serial_id_valid("1000000000000000000"));
+        CHECK(!api_serial_id_valid(""));
+        CHECK(!api_serial_id_valid("12a"));
+        CHECK(!api_serial_id_valid("-1"));
+        CHECK(!api_serial_id_valid(" 1"));
+}
+
 TAP_MAIN(TAP_TEST(if_match_takes_a_list_star_and_weak_tags),
+         TAP_TEST(a_serial_id_is_1_to_18_digits),
          TAP_TEST(json_content_type_allows_parameters_and_any_case),
          TAP_TEST(a_query_number_is_finite_and_the_whole_text),
          TAP_TEST(limit_is_a_whole_number_from_1_to_500),
