@@ -215,7 +215,7 @@ static geo_index *active_sites(struct request *req, enum MHD_Result *reply) {
 enum MHD_Result api_datacenters_nearest(struct request *req) {
         double lat, lon, k = 1;
         struct store_result *res = NULL;
-        enum MHD_Result ret;
+        enum MHD_Result ret = MHD_NO;
         geo_index *index;
         geo_hit *hits;
         json_t *ids, *items;
