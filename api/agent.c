@@ -474,7 +474,7 @@ enum MHD_Result api_agent_progress(struct request *req) {
                                   2, params, &res);
         }
         if (r <= 0)
-                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", id);
+                ret = api_reply_not_found_or_db_error(req, r, "transfer", id);
         else
                 ret = not_running(req, store_text(res, 0, 0), store_text(res, 0, 1),
                                   body_string(body, "owner"));

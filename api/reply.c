@@ -117,3 +117,8 @@ enum MHD_Result api_reply_db_error(struct request *req) {
                                  "Try again.",
                                  NULL);
 }
+
+enum MHD_Result api_reply_not_found_or_db_error(struct request *req, int r, const char *what,
+                                                const char *id) {
+        return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, what, id);
+}

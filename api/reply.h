@@ -41,3 +41,6 @@ enum MHD_Result api_reply_not_found(struct request *req, const char *what, const
 enum MHD_Result api_reply_conflict(struct request *req, const char *slug, const char *detail);
 /* 503 when PostgreSQL failed (the store logged why). */
 enum MHD_Result api_reply_db_error(struct request *req);
+/* After a lookup that did not find: 503 when it failed (r < 0), else 404 "no <what> <id>". */
+enum MHD_Result api_reply_not_found_or_db_error(struct request *req, int r, const char *what,
+                                                const char *id);

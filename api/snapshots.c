@@ -222,10 +222,8 @@ static int snapshot_exists(struct request *req, const char *id, enum MHD_Result 
         int r = api_fetch_one(req, "SELECT 1 FROM snapshots WHERE id = $1", 1, params, &res);
 
         store_result_free(res);
-        if (r < 0)
-                *ret = api_reply_db_error(req);
-        else if (r == 0)
-                *ret = api_reply_not_found(req, "snapshot", id);
+        if (r <= 0)
+                *ret = api_reply_not_found_or_db_error(req, r, "snapshot", id);
         return r;
 }
 

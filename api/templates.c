@@ -142,7 +142,7 @@ enum MHD_Result api_replicas_list(struct request *req) {
         res = NULL;
         if (r <= 0) {
                 api_page_fini(&page);
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "template", id);
+                return api_reply_not_found_or_db_error(req, r, "template", id);
         }
         {
                 const char *params[3] = { id, page.after, page.limit_plus_one };
@@ -171,7 +171,7 @@ enum MHD_Result api_replicas_put(struct request *req) {
         store_result_free(res);
         res = NULL;
         if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "datacenter", dc);
+                return api_reply_not_found_or_db_error(req, r, "datacenter", dc);
         r = api_fetch_one(req,
                           "INSERT INTO template_replicas (template_id, datacenter_id)"
                           " VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
@@ -203,7 +203,7 @@ enum MHD_Result api_replicas_delete(struct request *req) {
                           2, params, &res);
         store_result_free(res);
         if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "replica at", dc);
+                return api_reply_not_found_or_db_error(req, r, "replica at", dc);
         if (api_exec(req, "UPDATE templates SET updated_at = now() WHERE id = $1", 1, params,
                      NULL) < 0 ||
             api_audit(req, "io.homing.template.replica_removed", id,

@@ -129,7 +129,7 @@ enum MHD_Result api_tokens_revoke(struct request *req) {
                           " WHERE id = $1::bigint RETURNING name",
                           1, params, &res);
         if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "token", id);
+                return api_reply_not_found_or_db_error(req, r, "token", id);
         r = api_audit(req, "io.homing.token.revoked", id,
                       json_pack("{s:I, s:s}", "token_id", (json_int_t)strtoll(id, NULL, 10),
                                 "name", store_text(res, 0, 0)));

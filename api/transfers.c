@@ -117,7 +117,7 @@ enum MHD_Result api_transfers_get(struct request *req) {
                 return api_reply_not_found(req, "transfer", params[0]);
         r = api_fetch_one(req, SELECT_ONE, 1, params, &res);
         if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", params[0]);
+                return api_reply_not_found_or_db_error(req, r, "transfer", params[0]);
         ret = api_reply_raw(req, 200, store_text(res, 0, 1), NULL);
         store_result_free(res);
         return ret;
