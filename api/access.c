@@ -1,5 +1,5 @@
 /*
- * Access control: every route says who may call it (internal.h, enum
+ * Access control: every route says who may call it (route.h, enum
  * api_access); this file checks the bearer token against that.
  *
  *  - Device routes (POST /v1/locations) take a device token, checked here
@@ -16,6 +16,8 @@
  * (a device or operator token on an agent route, an agent token on an
  * operator route). Ingest knows device tokens only: anything else is 401.
  */
+#include "api/access.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -23,7 +25,13 @@
 #include <strings.h>
 #include <time.h>
 
-#include "api/internal.h"
+#include "api/input.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/route.h"
+#include "api/state.h"
+#include "auth/tokens.h"
 #include "base/log.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
@@ -39,8 +47,11 @@ static const char *bearer_token(struct request *req) {
 }
 
 static enum MHD_Result unauthorized(struct request *req, const char *detail) {
+        static const char *const challenge[] = { "WWW-Authenticate", "Bearer realm=\"homing\"",
+                                                 NULL };
         metrics_counter_inc(req->api->auth_failures, NULL);
-        return api_reply_problem(req, 401, "unauthorized", "Unauthorized", detail, NULL);
+        return api_reply_problem_with(req, 401, "unauthorized", "Unauthorized", detail, NULL,
+                                      challenge);
 }
 
 static enum MHD_Result forbidden(struct request *req, const char *detail) {
@@ -73,70 +84,36 @@ static enum auth_role role_needed(enum api_access access) {
         }
 }
 
-/* Looks the operator token up; fills req->who. 1 found, 0 not, <0 database. */
-static int operator_lookup(struct request *req, const char *token) {
-        char hash[65];
-        const char *params[1] = { hash };
-        struct store_result *res = NULL;
-        int r;
+/* Looks the token up as `kind`; fills req->who. 1 found, 0 not, <0 database. */
+static int lookup(struct request *req, enum auth_token_kind kind, const char *token) {
+        struct auth_token t;
+        int r = auth_token_lookup(req->db, kind, token, &t);
 
-        auth_sha256_hex(token, strlen(token), hash);
-        r = api_exec(req,
-                     "SELECT id, name, role FROM operator_tokens"
-                     " WHERE secret_sha256 = $1 AND revoked_at IS NULL",
-                     1, params, &res);
-        if (r < 0)
+        if (r <= 0)
                 return r;
-        r = store_rows(res) == 1;
-        if (r) {
-                req->who.kind = PRINCIPAL_OPERATOR;
-                req->who.token_id = store_int(res, 0, 0);
-                snprintf(req->who.name, sizeof(req->who.name), "%s", store_text(res, 0, 1));
-                req->who.role = auth_role_parse(store_text(res, 0, 2));
-        }
-        store_result_free(res);
-        return r;
-}
-
-/* Looks the agent token up; fills req->who. 1 found, 0 not, <0 database. */
-static int agent_lookup(struct request *req, const char *token) {
-        char hash[65];
-        const char *params[1] = { hash };
-        struct store_result *res = NULL;
-        int r;
-
-        auth_sha256_hex(token, strlen(token), hash);
-        r = api_exec(req,
-                     "SELECT id, name, datacenter_id FROM agent_tokens"
-                     " WHERE secret_sha256 = $1 AND revoked_at IS NULL",
-                     1, params, &res);
-        if (r < 0)
-                return r;
-        r = store_rows(res) == 1;
-        if (r) {
-                req->who.kind = PRINCIPAL_AGENT;
-                req->who.token_id = store_int(res, 0, 0);
-                snprintf(req->who.name, sizeof(req->who.name), "%s", store_text(res, 0, 1));
-                snprintf(req->who.datacenter_id, sizeof(req->who.datacenter_id), "%s",
-                         store_text(res, 0, 2));
-        }
-        store_result_free(res);
-        return r;
+        req->who.kind = kind == AUTH_TOKEN_OPERATOR ? PRINCIPAL_OPERATOR : PRINCIPAL_AGENT;
+        req->who.token_id = t.id;
+        snprintf(req->who.name, sizeof(req->who.name), "%s", t.name);
+        if (kind == AUTH_TOKEN_OPERATOR)
+                req->who.role = auth_role_parse(t.scope);
+        else
+                snprintf(req->who.datacenter_id, sizeof(req->who.datacenter_id), "%s", t.scope);
+        return 1;
 }
 
 /*
  * A bearer token that is not the kind the route takes: 403 when it is a
- * known credential, 401 when not. `lookup` is the kind's own.
+ * known credential of `kind`, 401 when not.
  */
 static bool refuse_other_kind(struct request *req, const char *token,
-                              int (*lookup)(struct request *, const char *),
+                              enum auth_token_kind kind,
                               const char *forbidden_detail, const char *unknown_detail,
                               enum MHD_Result *reply) {
         int r;
 
         if (!req->db)
-                req->db = api_db_acquire(req->api);
-        r = lookup(req, token);
+                req->db = api_db_acquire(&req->api->pool);
+        r = lookup(req, kind, token);
         memset(&req->who, 0, sizeof(req->who));
         if (r < 0)
                 *reply = api_reply_db_error(req);
@@ -157,7 +134,7 @@ static bool check_agent(struct request *req, const char *token, bool device_toke
                 return false;
         }
         if (auth_operator_token_wellformed(token))
-                return refuse_other_kind(req, token, operator_lookup,
+                return refuse_other_kind(req, token, AUTH_TOKEN_OPERATOR,
                                          "an operator token cannot call the agent routes: "
                                          "they take an agent token (hag_...)",
                                          "the operator token is not known or was revoked",
@@ -167,8 +144,8 @@ static bool check_agent(struct request *req, const char *token, bool device_toke
                 return false;
         }
         if (!req->db)
-                req->db = api_db_acquire(req->api);
-        r = agent_lookup(req, token);
+                req->db = api_db_acquire(&req->api->pool);
+        r = lookup(req, AUTH_TOKEN_AGENT, token);
         if (r < 0) {
                 *reply = api_reply_db_error(req);
                 return false;
@@ -216,7 +193,7 @@ bool api_check_access(struct request *req, enum MHD_Result *reply) {
                 return false;
         }
         if (auth_agent_token_wellformed(token))
-                return refuse_other_kind(req, token, agent_lookup,
+                return refuse_other_kind(req, token, AUTH_TOKEN_AGENT,
                                          "an agent token may only call the /v1/agent/ routes",
                                          "the agent token is not known or was revoked", reply);
         if (!auth_operator_token_wellformed(token)) {
@@ -224,8 +201,8 @@ bool api_check_access(struct request *req, enum MHD_Result *reply) {
                 return false;
         }
         if (!req->db)
-                req->db = api_db_acquire(req->api);
-        r = operator_lookup(req, token);
+                req->db = api_db_acquire(&req->api->pool);
+        r = lookup(req, AUTH_TOKEN_OPERATOR, token);
         if (r < 0) {
                 *reply = api_reply_db_error(req);
                 return false;
@@ -243,19 +220,4 @@ bool api_check_access(struct request *req, enum MHD_Result *reply) {
                 return false;
         }
         return true;
-}
-
-json_t *api_actor_json(const struct request *req) {
-        if (req->who.kind == PRINCIPAL_OPERATOR)
-                return json_pack("{s:s, s:I, s:s, s:s}", "kind", "operator", "token_id",
-                                 (json_int_t)req->who.token_id, "name", req->who.name, "role",
-                                 auth_role_name(req->who.role));
-        if (req->who.kind == PRINCIPAL_AGENT)
-                return json_pack("{s:s, s:I, s:s, s:s}", "kind", "agent", "token_id",
-                                 (json_int_t)req->who.token_id, "name", req->who.name,
-                                 "datacenter_id", req->who.datacenter_id);
-        if (req->who.kind == PRINCIPAL_DEVICE)
-                return json_pack("{s:s, s:s, s:s}", "kind", "device", "device_id",
-                                 req->who.device.device_id, "user_id", req->who.device.user_id);
-        return json_pack("{s:s}", "kind", "anonymous");
 }

@@ -26,7 +26,7 @@
  * running, succeeded, requeued, failed; io.homing.snapshot.version_registered),
  * except progress: a single conditional UPDATE, no event.
  */
-#include "api/api.h"
+#include "api/agent.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -34,7 +34,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/internal.h"
+#include "api/audit.h"
+#include "api/input.h"
+#include "api/parse.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/resource.h"
+#include "api/state.h"
+#include "api/transfers.h"
 #include "base/config.h"
 #include "auth/auth.h"
 #include "store/store.h"
@@ -42,49 +50,6 @@
 #define LEASE_DEFAULT_S 30
 #define LEASE_MIN_S 5
 #define LEASE_MAX_S 3600
-
-/* ---- tokens (homing token agent) ---------------------------------------------------- */
-
-int api_agent_token_create(struct store *db, const char *datacenter_id, const char *name,
-                           const char *created_by, char **token, int64_t *id) {
-        struct store_result *res = NULL;
-        char hash[65], *secret = NULL;
-        int r;
-
-        if (!datacenter_id || !name || !*name || strlen(name) > 128)
-                return -EINVAL;
-        {
-                const char *params[1] = { datacenter_id };
-                r = store_exec(db, "SELECT 1 FROM datacenters WHERE id = $1", 1, params, &res);
-                if (r < 0)
-                        return r;
-                r = store_rows(res) == 1 ? 0 : -ENOENT;
-                res = store_result_free(res);
-                if (r < 0)
-                        return r;
-        }
-        r = auth_agent_token_generate(&secret);
-        if (r < 0)
-                return r;
-        auth_sha256_hex(secret, strlen(secret), hash);
-        {
-                const char *params[4] = { datacenter_id, name, hash, created_by };
-                r = store_exec(db,
-                               "INSERT INTO agent_tokens (datacenter_id, name, secret_sha256,"
-                               " created_by) VALUES ($1, $2, $3, $4) RETURNING id",
-                               4, params, &res);
-        }
-        if (r < 0 || store_rows(res) != 1) {
-                explicit_bzero(secret, strlen(secret));
-                free(secret);
-                store_result_free(res);
-                return r < 0 ? r : -EIO;
-        }
-        *id = store_int(res, 0, 0);
-        *token = secret;
-        store_result_free(res);
-        return 0;
-}
 
 /* ---- helpers --------------------------------------------------------------------------- */
 
@@ -140,61 +105,120 @@ struct own_transfer {
         int64_t attempts;
 };
 
-/* Begins and locks transfer `id`: 1 (and *t), 0 when there is none into this datacenter, <0. */
-static int lock_own_transfer(struct request *req, const char *id, struct own_transfer *t) {
-        const char *params[2] = { id, req->who.datacenter_id };
-        struct store_result *res = NULL;
-        int r;
-
-        if (!api_transfer_id_valid(id))
-                return 0;
-        if ((r = api_begin(req)) < 0)
-                return r;
-        r = api_fetch_one(req,
-                          "SELECT t.state, t.lease_owner, t.snapshot_id, t.version,"
-                          " v.content_sha256, t.attempts"
-                          " FROM transfers t LEFT JOIN snapshot_versions v"
-                          "   ON v.snapshot_id = t.snapshot_id AND v.version = t.version"
-                          " WHERE t.id = $1::bigint AND t.to_dc = $2 FOR UPDATE OF t",
-                          2, params, &res);
-        if (r == 1) {
-                memset(t, 0, sizeof(*t));
-                snprintf(t->state, sizeof(t->state), "%s", store_text(res, 0, 0));
-                t->has_owner = store_text(res, 0, 1) != NULL;
-                snprintf(t->owner, sizeof(t->owner), "%s",
-                         t->has_owner ? store_text(res, 0, 1) : "");
-                snprintf(t->snapshot, sizeof(t->snapshot), "%s", store_text(res, 0, 2));
-                snprintf(t->version, sizeof(t->version), "%s",
-                         store_text(res, 0, 3) ? store_text(res, 0, 3) : "");
-                snprintf(t->registered, sizeof(t->registered), "%s",
-                         store_text(res, 0, 4) ? store_text(res, 0, 4) : "");
-                t->attempts = store_int(res, 0, 5);
-        }
-        store_result_free(res);
-        return r;
-}
+/* A transfer into the caller's datacenter, locked by the flow (flow.c) for the handler. */
+const struct api_resource api_agent_transfer_resource = {
+        "transfer", "/v1/transfers", API_SELECT_TRANSFER,
+        "SELECT t.state, t.lease_owner, t.snapshot_id, t.version, v.content_sha256, t.attempts"
+        " FROM transfers t LEFT JOIN snapshot_versions v"
+        "   ON v.snapshot_id = t.snapshot_id AND v.version = t.version"
+        " WHERE t.id = $1::bigint AND t.to_dc = $2 FOR UPDATE OF t",
+        true, api_serial_id_valid, NULL,
+};
 
 static bool held_by(const struct own_transfer *t, const char *owner) {
         return !strcmp(t->state, "running") && t->has_owner && !strcmp(t->owner, owner);
 }
 
 /*
- * Begins and locks transfer `id` for `owner`, who must hold it running.
- * True with *t; false when the answer (404, 409 or a database error) is queued in *ret.
+ * The locked transfer (req->locked) into *t, which the body's owner must
+ * hold running. True, or false after answering 409.
  */
-static bool lock_held_transfer(struct request *req, const char *id, const char *owner,
-                               struct own_transfer *t, enum MHD_Result *ret) {
-        int r = lock_own_transfer(req, id, t);
+static bool held_transfer(struct request *req, struct own_transfer *t, enum MHD_Result *ret) {
+        const struct store_result *res = req->locked;
+        const char *owner = body_string(req->input, "owner");
 
-        if (r <= 0) {
-                *ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", id);
-                return false;
-        }
+        memset(t, 0, sizeof(*t));
+        snprintf(t->state, sizeof(t->state), "%s", store_text(res, 0, 0));
+        t->has_owner = store_text(res, 0, 1) != NULL;
+        snprintf(t->owner, sizeof(t->owner), "%s", t->has_owner ? store_text(res, 0, 1) : "");
+        snprintf(t->snapshot, sizeof(t->snapshot), "%s", store_text(res, 0, 2));
+        snprintf(t->version, sizeof(t->version), "%s",
+                 store_text(res, 0, 3) ? store_text(res, 0, 3) : "");
+        snprintf(t->registered, sizeof(t->registered), "%s",
+                 store_text(res, 0, 4) ? store_text(res, 0, 4) : "");
+        t->attempts = store_int(res, 0, 5);
         if (!held_by(t, owner)) {
                 *ret = not_running(req, t->state, t->owner, owner);
                 return false;
         }
         return true;
+}
+
+/* ---- what the routes' bodies hold (router.c) ------------------------------------------- */
+
+const struct api_field api_agent_endpoint_fields[] = {
+        { "url", FIELD_STRING, true, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+const struct api_field api_agent_claim_fields[] = {
+        { "owner", FIELD_STRING, true, false, 0, 0 },
+        { "lease_s", FIELD_INTEGER, false, false, LEASE_MIN_S, LEASE_MAX_S },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+const struct api_field api_agent_progress_fields[] = {
+        { "owner", FIELD_STRING, true, false, 0, 0 },
+        { "bytes_done", FIELD_COUNT, true, false, 0, 0 },
+        { "bytes_sent", FIELD_COUNT, true, false, 0, 0 },
+        { "bytes_total", FIELD_COUNT, false, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+const struct api_field api_agent_succeeded_fields[] = {
+        { "owner", FIELD_STRING, true, false, 0, 0 },
+        { "content_sha256", FIELD_STRING, true, false, 0, 0 },
+        { "bytes_sent", FIELD_COUNT, true, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+const struct api_field api_agent_pause_fields[] = {
+        { "owner", FIELD_STRING, true, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+const struct api_field api_agent_failed_fields[] = {
+        { "owner", FIELD_STRING, true, false, 0, 0 },
+        { "error", FIELD_STRING, true, false, 0, 0 },
+        { "retry", FIELD_BOOLEAN, true, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+const struct api_field api_agent_pull_verify_fields[] = {
+        { "transfer_id", FIELD_COUNT, true, false, 0, 0 },
+        { "ticket", FIELD_STRING, true, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+const struct api_field api_agent_version_register_fields[] = {
+        { "version", FIELD_INTEGER, true, false, 1, 9.0e15 },
+        { "content_sha256", FIELD_STRING, true, false, 0, 0 },
+        { "size_bytes", FIELD_COUNT, true, false, 0, 0 },
+        { "virtual_size", FIELD_COUNT, true, false, 0, 0 },
+        { "config", FIELD_OBJECT, false, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+const struct api_field api_agent_evictions_fields[] = { { NULL, 0, false, false, 0, 0 } };
+
+/* The snapshot an agent registers a version of, locked by the flow for the handler. */
+const struct api_resource api_agent_snapshot_resource = {
+        "snapshot", "/v1/snapshots", NULL,
+        "SELECT s.version, s.size_bytes,"
+        " (SELECT p.datacenter_id FROM placements p WHERE p.snapshot_id = s.id AND p.active),"
+        " EXISTS (SELECT 1 FROM transfers t WHERE t.snapshot_id = s.id AND t.state = 'running'),"
+        " EXISTS (SELECT 1 FROM snapshot_versions v"
+        "   WHERE v.snapshot_id = s.id AND v.version = s.version)"
+        " FROM snapshots s WHERE s.id = $1 FOR UPDATE",
+        false, NULL, NULL,
+};
+
+/* A body's content_sha256: 64 lower-case hex digits. */
+bool api_agent_digest_valid(struct request *req, enum MHD_Result *reply) {
+        if (hex64(body_string(req->input, "content_sha256")))
+                return true;
+        *reply = api_reply_invalid(req, "/content_sha256", "is 64 lower-case hex digits");
+        return false;
 }
 
 /* ---- PUT /v1/agent/endpoint ------------------------------------------------------------ */
@@ -211,18 +235,10 @@ static bool url_valid(const char *url) {
 }
 
 enum MHD_Result api_agent_endpoint(struct request *req) {
-        static const struct api_field fields[] = {
-                { "url", FIELD_STRING, true, false, 0, 0 },
-                { NULL, 0, false, false, 0, 0 },
-        };
         enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
+        json_t *body = req->input;
         const char *url;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, fields, &ret))
-                goto out;
         url = body_string(body, "url");
         if (!url_valid(url)) {
                 ret = api_reply_invalid(req, "/url", "is an http:// or https:// URL without spaces");
@@ -242,7 +258,6 @@ enum MHD_Result api_agent_endpoint(struct request *req) {
         ret = api_reply_json(req, 200, json_pack("{s:s, s:s}", "datacenter_id",
                                                  req->who.datacenter_id, "url", url));
 out:
-        json_decref(body);
         return ret;
 }
 
@@ -256,17 +271,12 @@ out:
  * audit event.
  */
 enum MHD_Result api_agent_evictions(struct request *req) {
-        static const struct api_field fields[] = { { NULL, 0, false, false, 0, 0 } };
         enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret), *items = NULL;
+        json_t *items = NULL;
         struct store_result *res = NULL;
         char age[24], water[32];
         int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, fields, &ret))
-                goto out;
         snprintf(age, sizeof(age), "%ld", req->api->cfg->cache_max_age_s);
         snprintf(water, sizeof(water), "%.6f", req->api->cfg->cache_high_water);
         {
@@ -298,7 +308,6 @@ enum MHD_Result api_agent_evictions(struct request *req) {
 out:
         json_decref(items);
         store_result_free(res);
-        json_decref(body);
         return ret;
 }
 
@@ -341,22 +350,13 @@ static const char claim_sql[] =
         "   AND r.datacenter_id = c.to_dc) AS present) x";
 
 enum MHD_Result api_agent_claim(struct request *req) {
-        static const struct api_field fields[] = {
-                { "owner", FIELD_STRING, true, false, 0, 0 },
-                { "lease_s", FIELD_INTEGER, false, false, LEASE_MIN_S, LEASE_MAX_S },
-                { NULL, 0, false, false, 0, 0 },
-        };
         enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret), *job = NULL, *data;
+        json_t *body = req->input, *job = NULL, *data;
         struct store_result *res = NULL;
         char lease[24], hash[65], id[24], snapshot[257], *ticket = NULL;
         const char *owner;
         int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, fields, &ret))
-                goto out;
         owner = body_string(body, "owner");
         if (!body_int(body, "lease_s", lease))
                 snprintf(lease, sizeof(lease), "%d", LEASE_DEFAULT_S);
@@ -418,32 +418,20 @@ out:
         }
         json_decref(job);
         store_result_free(res);
-        json_decref(body);
         return ret;
 }
 
 /* ---- POST /v1/agent/transfers/{id}/progress ------------------------------------------- */
 
 enum MHD_Result api_agent_progress(struct request *req) {
-        static const struct api_field fields[] = {
-                { "owner", FIELD_STRING, true, false, 0, 0 },
-                { "bytes_done", FIELD_COUNT, true, false, 0, 0 },
-                { "bytes_sent", FIELD_COUNT, true, false, 0, 0 },
-                { "bytes_total", FIELD_COUNT, false, false, 0, 0 },
-                { NULL, 0, false, false, 0, 0 },
-        };
         const char *id = api_param(req, 0);
         enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
+        json_t *body = req->input;
         struct store_result *res = NULL;
         char done[24], sent[24];
         int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, fields, &ret))
-                goto out;
-        if (!api_transfer_id_valid(id)) {
+        if (!api_serial_id_valid(id)) {
                 ret = api_reply_not_found(req, "transfer", id);
                 goto out;
         }
@@ -486,43 +474,27 @@ enum MHD_Result api_agent_progress(struct request *req) {
                                   2, params, &res);
         }
         if (r <= 0)
-                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", id);
+                ret = api_reply_not_found_or_db_error(req, r, "transfer", id);
         else
                 ret = not_running(req, store_text(res, 0, 0), store_text(res, 0, 1),
                                   body_string(body, "owner"));
 out:
         store_result_free(res);
-        json_decref(body);
         return ret;
 }
 
 /* ---- POST /v1/agent/transfers/{id}/succeeded ------------------------------------------ */
 
 enum MHD_Result api_agent_succeeded(struct request *req) {
-        static const struct api_field fields[] = {
-                { "owner", FIELD_STRING, true, false, 0, 0 },
-                { "content_sha256", FIELD_STRING, true, false, 0, 0 },
-                { "bytes_sent", FIELD_COUNT, true, false, 0, 0 },
-                { NULL, 0, false, false, 0, 0 },
-        };
-        const char *id = api_param(req, 0), *owner, *digest;
+        const char *id = api_param(req, 0), *digest;
         enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
+        json_t *body = req->input;
         struct own_transfer t;
         char sent[24];
         int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, fields, &ret))
-                goto out;
-        owner = body_string(body, "owner");
         digest = body_string(body, "content_sha256");
-        if (!hex64(digest)) {
-                ret = api_reply_invalid(req, "/content_sha256", "is 64 lower-case hex digits");
-                goto out;
-        }
-        if (!lock_held_transfer(req, id, owner, &t, &ret))
+        if (!held_transfer(req, &t, &ret))
                 goto out;
         if (t.registered[0] && strcmp(t.registered, digest) != 0) {
                 char detail[256];
@@ -560,7 +532,6 @@ enum MHD_Result api_agent_succeeded(struct request *req) {
                                         digest, "version", (json_int_t)strtoll(t.version, NULL, 10),
                                         "bytes_sent", json_object_get(body, "bytes_sent")));
 out:
-        json_decref(body);
         return ret;
 }
 
@@ -572,22 +543,12 @@ out:
  * stays at the target, so the next claim resumes it).
  */
 enum MHD_Result api_agent_pause(struct request *req) {
-        static const struct api_field fields[] = {
-                { "owner", FIELD_STRING, true, false, 0, 0 },
-                { NULL, 0, false, false, 0, 0 },
-        };
-        const char *id = api_param(req, 0), *owner;
+        const char *id = api_param(req, 0);
         enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
         struct own_transfer t;
         int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, fields, &ret))
-                goto out;
-        owner = body_string(body, "owner");
-        if (!lock_held_transfer(req, id, owner, &t, &ret))
+        if (!held_transfer(req, &t, &ret))
                 goto out;
         {
                 const char *params[1] = { id };
@@ -607,35 +568,23 @@ enum MHD_Result api_agent_pause(struct request *req) {
                                         (json_int_t)strtoll(id, NULL, 10), "reason",
                                         "a more urgent transfer waits for this datacenter"));
 out:
-        json_decref(body);
         return ret;
 }
 
 /* ---- POST /v1/agent/transfers/{id}/failed --------------------------------------------- */
 
 enum MHD_Result api_agent_failed(struct request *req) {
-        static const struct api_field fields[] = {
-                { "owner", FIELD_STRING, true, false, 0, 0 },
-                { "error", FIELD_STRING, true, false, 0, 0 },
-                { "retry", FIELD_BOOLEAN, true, false, 0, 0 },
-                { NULL, 0, false, false, 0, 0 },
-        };
-        const char *id = api_param(req, 0), *owner, *error;
+        const char *id = api_param(req, 0), *error;
         enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
+        json_t *body = req->input;
         struct store_result *res = NULL;
         struct own_transfer t;
         bool retry, requeued = false;
         int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, fields, &ret))
-                goto out;
-        owner = body_string(body, "owner");
         error = body_string(body, "error");
         retry = json_is_true(json_object_get(body, "retry"));
-        if (!lock_held_transfer(req, id, owner, &t, &ret))
+        if (!held_transfer(req, &t, &ret))
                 goto out;
         {
                 const char *params[3] = { id, error, retry ? "true" : "false" };
@@ -672,7 +621,6 @@ enum MHD_Result api_agent_failed(struct request *req) {
                                                 retry));
 out:
         store_result_free(res);
-        json_decref(body);
         return ret;
 }
 
@@ -685,22 +633,13 @@ out:
  * one). "serves" says which.
  */
 enum MHD_Result api_agent_pull_verify(struct request *req) {
-        static const struct api_field fields[] = {
-                { "transfer_id", FIELD_COUNT, true, false, 0, 0 },
-                { "ticket", FIELD_STRING, true, false, 0, 0 },
-                { NULL, 0, false, false, 0, 0 },
-        };
         enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
+        json_t *body = req->input;
         struct store_result *res = NULL;
         char id[24], hash[65];
         const char *ticket;
         int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, fields, &ret))
-                goto out;
         ticket = body_string(body, "ticket");
         auth_sha256_hex(ticket, strlen(ticket), hash);
         {
@@ -729,9 +668,7 @@ enum MHD_Result api_agent_pull_verify(struct request *req) {
                                         NULL);
         else
                 ret = api_reply_raw(req, 200, store_text(res, 0, 0), NULL);
-out:
         store_result_free(res);
-        json_decref(body);
         return ret;
 }
 
@@ -744,32 +681,17 @@ out:
         " 'datacenter_id', v.datacenter_id, 'created_at', homing_time(v.created_at))"
 
 enum MHD_Result api_agent_version_register(struct request *req) {
-        static const struct api_field fields[] = {
-                { "version", FIELD_INTEGER, true, false, 1, 9.0e15 },
-                { "content_sha256", FIELD_STRING, true, false, 0, 0 },
-                { "size_bytes", FIELD_COUNT, true, false, 0, 0 },
-                { "virtual_size", FIELD_COUNT, true, false, 0, 0 },
-                { "config", FIELD_OBJECT, false, false, 0, 0 },
-                { NULL, 0, false, false, 0, 0 },
-        };
         const char *snapshot = api_param(req, 0), *digest, *dc = req->who.datacenter_id;
         enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret), *data;
+        json_t *body = req->input, *data;
+        const struct store_result *row = req->locked; /* the snapshot, locked by the flow */
         struct store_result *res = NULL;
         char version[24], size[24], vsize[24], old_size[24], detail[256], *config = NULL;
         long long current, wanted;
         bool fill_in;
         int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, fields, &ret))
-                goto out;
         digest = body_string(body, "content_sha256");
-        if (!hex64(digest)) {
-                ret = api_reply_invalid(req, "/content_sha256", "is 64 lower-case hex digits");
-                goto out;
-        }
         body_int(body, "version", version);
         body_int(body, "size_bytes", size);
         body_int(body, "virtual_size", vsize);
@@ -777,38 +699,21 @@ enum MHD_Result api_agent_version_register(struct request *req) {
         config = json_object_get(body, "config")
                          ? json_dumps(json_object_get(body, "config"), JSON_COMPACT)
                          : strdup("{}");
-        if (!config || api_begin(req) < 0) {
+        if (!config) {
                 ret = api_reply_db_error(req);
                 goto out;
         }
-        {
-                const char *params[1] = { snapshot };
-                r = api_fetch_one(req,
-                                  "SELECT s.version, s.size_bytes,"
-                                  " (SELECT p.datacenter_id FROM placements p"
-                                  "   WHERE p.snapshot_id = s.id AND p.active),"
-                                  " EXISTS (SELECT 1 FROM transfers t WHERE t.snapshot_id = s.id"
-                                  "   AND t.state = 'running'),"
-                                  " EXISTS (SELECT 1 FROM snapshot_versions v"
-                                  "   WHERE v.snapshot_id = s.id AND v.version = s.version)"
-                                  " FROM snapshots s WHERE s.id = $1 FOR UPDATE",
-                                  1, params, &res);
-        }
-        if (r <= 0) {
-                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "snapshot", snapshot);
-                goto out;
-        }
-        current = (long long)store_int(res, 0, 0);
-        snprintf(old_size, sizeof(old_size), "%s", store_text(res, 0, 1));
-        if (!store_text(res, 0, 2) || strcmp(store_text(res, 0, 2), dc) != 0) {
+        current = (long long)store_int(row, 0, 0);
+        snprintf(old_size, sizeof(old_size), "%s", store_text(row, 0, 1));
+        if (!store_text(row, 0, 2) || strcmp(store_text(row, 0, 2), dc) != 0) {
                 snprintf(detail, sizeof(detail),
                          "the snapshot is active at %.64s, not here: only the datacenter "
                          "holding its active placement registers its versions",
-                         store_text(res, 0, 2) ? store_text(res, 0, 2) : "no datacenter");
+                         store_text(row, 0, 2) ? store_text(row, 0, 2) : "no datacenter");
                 ret = api_reply_conflict(req, "not-active-here", detail);
                 goto out;
         }
-        if (store_bool(res, 0, 3)) {
+        if (store_bool(row, 0, 3)) {
                 ret = api_reply_conflict(req, "snapshot-in-transfer",
                                          "a transfer of the snapshot is running: register the "
                                          "new version once it has ended");
@@ -817,7 +722,7 @@ enum MHD_Result api_agent_version_register(struct request *req) {
         /* The next version; or the current one, once, when its content was
          * never registered (snapshots from before agents, or made by POST
          * /v1/snapshots at version 1). */
-        fill_in = wanted == current && !store_bool(res, 0, 4);
+        fill_in = wanted == current && !store_bool(row, 0, 4);
         if (wanted != current + 1 && !fill_in) {
                 snprintf(detail, sizeof(detail),
                          "the snapshot is at version %lld: the next one is %lld", current,
@@ -828,7 +733,6 @@ enum MHD_Result api_agent_version_register(struct request *req) {
                                                   (json_int_t)(current + 1)));
                 goto out;
         }
-        res = store_result_free(res);
         {
                 const char *params[7] = { snapshot, version, digest, size, vsize, config, dc };
                 const char *placement[4] = { snapshot, version, digest, dc };
@@ -903,6 +807,5 @@ enum MHD_Result api_agent_version_register(struct request *req) {
 out:
         free(config);
         store_result_free(res);
-        json_decref(body);
         return ret;
 }

@@ -41,23 +41,3 @@ struct api *api_stop(struct api *a);
 
 /* Prints the route table: method, path template, who may call, summary. */
 void api_routes_print(FILE *f);
-
-struct store;
-
-/*
- * Makes an operator token: stores its SHA-256 with `name`, `role` ("viewer",
- * "operator", "admin") and `created_by`, and hands back the secret (malloc'd,
- * shown once: it is not kept) and the token's id. Runs in the caller's
- * transaction if one is open. Returns 0, -EINVAL for a bad name or role, or <0.
- */
-int api_operator_token_create(struct store *db, const char *name, const char *role,
-                              const char *created_by, char **token, int64_t *id);
-
-/*
- * Makes an agent token for the agent of `datacenter_id`: stores its SHA-256
- * with `name` and `created_by`, and hands back the secret (malloc'd, shown
- * once) and the token's id. Returns 0, -EINVAL for a bad name, -ENOENT for
- * an unknown datacenter, or <0.
- */
-int api_agent_token_create(struct store *db, const char *datacenter_id, const char *name,
-                           const char *created_by, char **token, int64_t *id);

@@ -6,12 +6,17 @@
  * that folder's node_modules at build time. Only the files named below are
  * served; a path never reaches the file system.
  */
+#include "api/dashboard.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/internal.h"
+#include "api/input.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/state.h"
 #include "base/config.h"
 
 struct asset {

@@ -6,15 +6,27 @@
  * placements, or while its history refers to it: set it down instead).
  *
  * Representations are built by PostgreSQL (DC_JSON) so every route shows
- * the same thing, including how many snapshots the datacenter holds.
+ * the same thing, including how many snapshots the datacenter holds. The
+ * nearest are geo's k-nearest index over the active ones, rebuilt when a
+ * datacenter has changed.
  */
+#include "api/datacenters.h"
+
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/internal.h"
+#include "api/audit.h"
+#include "api/input.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/resource.h"
+#include "api/state.h"
 #include "geo/geo.h"
 #include "store/store.h"
 
@@ -30,7 +42,12 @@
 
 #define SELECT_ONE "SELECT d.row_version, " DC_JSON "::text FROM datacenters d WHERE d.id = $1"
 
-static const struct api_resource resource = { "datacenter", "/v1/datacenters", SELECT_ONE };
+const struct api_resource api_datacenter_resource = {
+        "datacenter", "/v1/datacenters", SELECT_ONE,
+        "SELECT row_version, status FROM datacenters WHERE id = $1 FOR UPDATE", false, NULL,
+        "datacenters",
+};
+#define resource api_datacenter_resource
 
 static bool status_valid(const char *s) {
         return s && (!strcmp(s, "active") || !strcmp(s, "draining") || !strcmp(s, "down"));
@@ -49,7 +66,7 @@ static bool country_valid(const json_t *v) {
                (s && strlen(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z');
 }
 
-static const struct api_field dc_fields[] = {
+const struct api_field api_datacenter_fields[] = {
         { "id", FIELD_ID, true, false, 0, 0 },
         { "name", FIELD_STRING, true, false, 0, 0 },
         { "provider", FIELD_STRING, false, true, 0, 0 },
@@ -63,7 +80,7 @@ static const struct api_field dc_fields[] = {
         { NULL, 0, false, false, 0, 0 },
 };
 
-static const struct api_field dc_patch_fields[] = {
+const struct api_field api_datacenter_patch_fields[] = {
         { "name", FIELD_STRING, false, false, 0, 0 },
         { "provider", FIELD_STRING, false, true, 0, 0 },
         { "city", FIELD_STRING, false, true, 0, 0 },
@@ -74,6 +91,32 @@ static const struct api_field dc_patch_fields[] = {
         { "used_bytes", FIELD_COUNT, false, false, 0, 0 },
         { NULL, 0, false, false, 0, 0 },
 };
+
+const struct api_field api_datacenter_status_fields[] = {
+        { "status", FIELD_STRING, true, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+bool api_datacenter_valid(struct request *req, enum MHD_Result *reply) {
+        json_t *body = req->input;
+
+        if (json_object_get(body, "id") &&
+            !dc_id_valid(json_string_value(json_object_get(body, "id")))) {
+                *reply = api_reply_invalid(req, "/id", "starts with a letter or digit and has no '@'");
+                return false;
+        }
+        if (json_object_get(body, "status") &&
+            !status_valid(json_string_value(json_object_get(body, "status")))) {
+                *reply = api_reply_invalid(req, "/status", "is active, draining or down");
+                return false;
+        }
+        if (!country_valid(json_object_get(body, "country_code"))) {
+                *reply = api_reply_invalid(req, "/country_code",
+                                           "is two capital letters (ISO 3166-1)");
+                return false;
+        }
+        return true;
+}
 
 enum MHD_Result api_datacenters_list(struct request *req) {
         const char *status = api_query(req, "status");
@@ -108,109 +151,137 @@ enum MHD_Result api_datacenters_get(struct request *req) {
         return api_reply_one(req, &resource, api_param(req, 0));
 }
 
-/* Parses a finite number from a query argument. */
-static bool query_number(struct request *req, const char *name, double *out) {
-        const char *v = api_query(req, name);
-        char *end;
+/*
+ * The active datacenters' geo index, as current as the table: a stamp of
+ * their (id, row_version) — the trigger bumps row_version on every change —
+ * says whether the one built last still holds. Returns a reference, or NULL
+ * after answering.
+ */
+static geo_index *active_sites(struct request *req, enum MHD_Result *reply) {
+        struct api *a = req->api;
+        struct store_result *res = NULL;
+        geo_index *index = NULL;
+        geo_site *sites;
+        char stamp[33];
+        size_t n;
+        int r;
 
-        if (!v || !*v)
-                return false;
-        *out = strtod(v, &end);
-        return *end == '\0' && isfinite(*out);
+        if (api_fetch_one(req,
+                          "SELECT md5(coalesce(string_agg(id || ':' || row_version, ','"
+                          " ORDER BY id), '')) FROM datacenters WHERE status = 'active'",
+                          0, NULL, &res) <= 0) {
+                *reply = api_reply_db_error(req);
+                return NULL;
+        }
+        snprintf(stamp, sizeof(stamp), "%s", store_text(res, 0, 0));
+        res = store_result_free(res);
+        pthread_mutex_lock(&a->sites_lock);
+        if (a->sites && !strcmp(a->sites_stamp, stamp))
+                index = geo_index_ref(a->sites);
+        pthread_mutex_unlock(&a->sites_lock);
+        if (index)
+                return index;
+
+        if (api_exec(req, "SELECT id, lat, lon FROM datacenters WHERE status = 'active'", 0, NULL,
+                     &res) < 0) {
+                *reply = api_reply_db_error(req);
+                return NULL;
+        }
+        n = store_rows(res);
+        sites = calloc(n + 1, sizeof(*sites));
+        r = sites ? 0 : -ENOMEM;
+        for (size_t i = 0; r == 0 && i < n; i++)
+                sites[i] = (geo_site){ .id = store_text(res, i, 0), .lat = store_double(res, i, 1),
+                                       .lon = store_double(res, i, 2),
+                                       .status = GEO_SITE_ACTIVE };
+        if (r == 0)
+                r = geo_index_new(&index, sites, n, NULL, 0);
+        free(sites);
+        store_result_free(res);
+        if (r < 0) {
+                *reply = api_reply_problem(req, 500, "internal", "Internal error",
+                                           "the datacenters' index could not be built", NULL);
+                return NULL;
+        }
+        pthread_mutex_lock(&a->sites_lock);
+        geo_index_unref(a->sites);
+        a->sites = geo_index_ref(index);
+        snprintf(a->sites_stamp, sizeof(a->sites_stamp), "%s", stamp);
+        pthread_mutex_unlock(&a->sites_lock);
+        return index;
 }
 
-struct ranked {
-        const char *id;
-        const char *json;
-        double distance_m;
-};
-
-static int ranked_cmp(const void *pa, const void *pb) {
-        const struct ranked *a = pa, *b = pb;
-        if (a->distance_m != b->distance_m)
-                return a->distance_m < b->distance_m ? -1 : 1;
-        return strcmp(a->id, b->id);
-}
-
+/* The k nearest active datacenters, nearest first (ties by id), each with its distance. */
 enum MHD_Result api_datacenters_nearest(struct request *req) {
         double lat, lon, k = 1;
         struct store_result *res = NULL;
-        struct ranked *ranked;
-        json_t *items;
-        size_t n;
+        enum MHD_Result ret = MHD_NO;
+        geo_index *index;
+        geo_hit *hits;
+        json_t *ids, *items;
+        char *ids_text;
+        int n;
 
-        if (!query_number(req, "lat", &lat) || !query_number(req, "lon", &lon) ||
+        if (!api_query_number(req, "lat", &lat) || !api_query_number(req, "lon", &lon) ||
             !geo_point_valid(lat, lon))
                 return api_reply_problem(req, 400, "invalid-query", "Invalid query",
                                          "lat in [-90, 90] and lon in [-180, 180] are required",
                                          NULL);
         if (api_query(req, "k") &&
-            (!query_number(req, "k", &k) || k < 1 || k > 1000 || k != floor(k)))
+            (!api_query_number(req, "k", &k) || k < 1 || k > 1000 || k != floor(k)))
                 return api_reply_problem(req, 400, "invalid-query", "Invalid query",
                                          "k must be a whole number from 1 to 1000", NULL);
-        if (api_exec(req,
-                     "SELECT d.id, d.lat, d.lon, " DC_JSON "::text FROM datacenters d"
-                     " WHERE d.status = 'active'",
-                     0, NULL, &res) < 0)
-                return api_reply_db_error(req);
-
-        n = store_rows(res);
-        ranked = calloc(n + 1, sizeof(*ranked));
-        if (!ranked) {
-                store_result_free(res);
-                return MHD_NO;
+        if (!(index = active_sites(req, &ret)))
+                return ret;
+        hits = calloc((size_t)k, sizeof(*hits));
+        n = hits ? geo_index_nearest(index, lat, lon, NULL, hits, (size_t)k) : -ENOMEM;
+        ids = json_array();
+        for (int i = 0; i < n; i++)
+                json_array_append_new(ids, json_string(geo_index_site_id(index, hits[i].site)));
+        ids_text = json_dumps(ids, JSON_COMPACT);
+        {
+                const char *params[1] = { ids_text };
+                if (n < 0 || !ids_text ||
+                    api_exec(req,
+                             "SELECT d.id, " DC_JSON "::text FROM datacenters d"
+                             " WHERE d.id IN (SELECT jsonb_array_elements_text($1::jsonb))",
+                             1, params, &res) < 0) {
+                        ret = api_reply_db_error(req);
+                        goto out;
+                }
         }
-        for (size_t i = 0; i < n; i++) {
-                ranked[i].id = store_text(res, i, 0);
-                ranked[i].json = store_text(res, i, 3);
-                ranked[i].distance_m = geo_distance_m(lat, lon, store_double(res, i, 1),
-                                                      store_double(res, i, 2));
-        }
-        qsort(ranked, n, sizeof(*ranked), ranked_cmp);
         items = json_array();
-        for (size_t i = 0; i < n && i < (size_t)k; i++) {
-                json_t *dc = json_loads(ranked[i].json, 0, NULL);
-                if (!dc)
-                        continue;
-                json_object_set_new(dc, "distance_m",
-                                    json_real(round(ranked[i].distance_m * 1000) / 1000));
-                json_array_append_new(items, dc);
+        for (int i = 0; i < n; i++) {
+                const char *id = json_string_value(json_array_get(ids, (size_t)i));
+                for (size_t row = 0; row < store_rows(res); row++) {
+                        json_t *dc;
+                        if (strcmp(store_text(res, row, 0), id) != 0 ||
+                            !(dc = json_loads(store_text(res, row, 1), 0, NULL)))
+                                continue;
+                        json_object_set_new(dc, "distance_m",
+                                            json_real(round(hits[i].distance_m * 1000) / 1000));
+                        json_array_append_new(items, dc);
+                }
         }
-        free(ranked);
+        ret = api_reply_json(req, 200, json_pack("{s:o}", "items", items));
+out:
         store_result_free(res);
-        return api_reply_json(req, 200, json_pack("{s:o}", "items", items));
+        free(ids_text);
+        json_decref(ids);
+        free(hits);
+        geo_index_unref(index);
+        return ret;
 }
 
 enum MHD_Result api_datacenters_create(struct request *req) {
-        enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
-        const char *id, *status;
-        char *text;
+        const char *id = json_string_value(json_object_get(req->input, "id"));
         struct store_result *res = NULL;
+        char *text = json_dumps(req->input, JSON_COMPACT);
         int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, dc_fields, &ret))
-                goto out;
-        id = json_string_value(json_object_get(body, "id"));
-        status = json_string_value(json_object_get(body, "status"));
-        if (!dc_id_valid(id)) {
-                ret = api_reply_invalid(req, "/id", "starts with a letter or digit and has no '@'");
-                goto out;
-        }
-        if (json_object_get(body, "status") && !status_valid(status)) {
-                ret = api_reply_invalid(req, "/status", "is active, draining or down");
-                goto out;
-        }
-        if (!country_valid(json_object_get(body, "country_code"))) {
-                ret = api_reply_invalid(req, "/country_code", "is two capital letters (ISO 3166-1)");
-                goto out;
-        }
-        text = json_dumps(body, JSON_COMPACT);
         {
                 const char *params[1] = { text };
-                r = api_begin(req);
+                r = text ? api_begin(req) : -ENOMEM;
                 if (r == 0)
                         r = api_fetch_one(
                                 req,
@@ -228,161 +299,40 @@ enum MHD_Result api_datacenters_create(struct request *req) {
         free(text);
         store_result_free(res);
         if (r < 0)
-                ret = api_reply_db_error(req);
-        else if (r == 0)
-                ret = api_reply_conflict(req, "already-exists", "a datacenter with this id exists");
-        else
-                ret = api_commit_and_reply(req, &resource,
-                        id, 201, "io.homing.datacenter.created", json_object());
-out:
-        json_decref(body);
-        return ret;
-}
-
-/* Locks the datacenter's row. 1 and its version, 0 not found, <0. */
-static int lock_row(struct request *req, const char *id, int64_t *version, char *status,
-                    size_t status_size) {
-        const char *params[1] = { id };
-        struct store_result *res = NULL;
-        int r = api_begin(req);
-
-        if (r < 0)
-                return r;
-        r = api_fetch_one(req, "SELECT row_version, status FROM datacenters WHERE id = $1 FOR UPDATE",
-                          1, params, &res);
-        if (r == 1) {
-                *version = store_int(res, 0, 0);
-                if (status)
-                        snprintf(status, status_size, "%s", store_text(res, 0, 1));
-        }
-        store_result_free(res);
-        return r;
-}
-
-enum MHD_Result api_datacenters_update(struct request *req) {
-        const char *id = api_param(req, 0);
-        enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
-        int64_t version;
-        char *text;
-        int r;
-
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, dc_patch_fields, &ret))
-                goto out;
-        if (json_object_size(body) == 0) {
-                ret = api_reply_invalid(req, "", "name at least one member to change");
-                goto out;
-        }
-        if (!country_valid(json_object_get(body, "country_code"))) {
-                ret = api_reply_invalid(req, "/country_code", "is two capital letters (ISO 3166-1)");
-                goto out;
-        }
-        r = lock_row(req, id, &version, NULL, 0);
-        if (r <= 0) {
-                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "datacenter", id);
-                goto out;
-        }
-        if (!api_if_match(req, version, true, &ret))
-                goto out;
-        text = json_dumps(body, JSON_COMPACT);
-        {
-                const char *params[2] = { id, text };
-                /* Members present in the patch replace the column; absent ones stay. */
-                r = api_exec(req,
-                             "UPDATE datacenters d SET"
-                             " name = CASE WHEN j ? 'name' THEN j->>'name' ELSE d.name END,"
-                             " provider = CASE WHEN j ? 'provider' THEN j->>'provider' ELSE d.provider END,"
-                             " city = CASE WHEN j ? 'city' THEN j->>'city' ELSE d.city END,"
-                             " country_code = CASE WHEN j ? 'country_code' THEN j->>'country_code'"
-                             "                ELSE d.country_code END,"
-                             " lat = CASE WHEN j ? 'lat' THEN (j->>'lat')::float8 ELSE d.lat END,"
-                             " lon = CASE WHEN j ? 'lon' THEN (j->>'lon')::float8 ELSE d.lon END,"
-                             " capacity_bytes = CASE WHEN j ? 'capacity_bytes'"
-                             "   THEN (j->>'capacity_bytes')::bigint ELSE d.capacity_bytes END,"
-                             " used_bytes = CASE WHEN j ? 'used_bytes'"
-                             "   THEN (j->>'used_bytes')::bigint ELSE d.used_bytes END,"
-                             " updated_at = now()"
-                             " FROM (SELECT $2::jsonb AS j) b WHERE d.id = $1",
-                             2, params, NULL);
-        }
-        free(text);
-        if (r < 0) {
-                ret = api_reply_db_error(req);
-                goto out;
-        }
-        ret = api_commit_and_reply(req, &resource, id, 200, "io.homing.datacenter.updated",
-                                   json_pack("{s:O}", "changes", body));
-out:
-        json_decref(body);
-        return ret;
+                return api_reply_db_error(req);
+        if (r == 0)
+                return api_reply_conflict(req, "already-exists", "a datacenter with this id exists");
+        return api_commit_and_reply(req, &resource, id, 201, "io.homing.datacenter.created",
+                                    json_object());
 }
 
 enum MHD_Result api_datacenters_set_status(struct request *req) {
-        static const struct api_field fields[] = {
-                { "status", FIELD_STRING, true, false, 0, 0 },
-                { NULL, 0, false, false, 0, 0 },
-        };
-        const char *id = api_param(req, 0), *status;
-        enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
+        const char *id = api_param(req, 0);
+        const char *status = json_string_value(json_object_get(req->input, "status"));
         char before[16];
-        int64_t version;
-        int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, fields, &ret))
-                goto out;
-        status = json_string_value(json_object_get(body, "status"));
-        if (!status_valid(status)) {
-                ret = api_reply_invalid(req, "/status", "is active, draining or down");
-                goto out;
-        }
-        r = lock_row(req, id, &version, before, sizeof(before));
-        if (r <= 0) {
-                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "datacenter", id);
-                goto out;
-        }
-        if (!api_if_match(req, version, false, &ret))
-                goto out;
-        if (!strcmp(before, status)) {
+        snprintf(before, sizeof(before), "%s", store_text(req->locked, 0, 1));
+        if (!strcmp(before, status))
                 /* Already so: nothing changes, nothing to audit. */
-                ret = api_commit_and_reply(req, &resource, id, 200, NULL, NULL);
-                goto out;
-        }
+                return api_commit_and_reply(req, &resource, id, 200, NULL, NULL);
         {
                 const char *params[2] = { id, status };
-                r = api_exec(req,
+                if (api_exec(req,
                              "UPDATE datacenters SET status = $2, updated_at = now() WHERE id = $1",
-                             2, params, NULL);
+                             2, params, NULL) < 0)
+                        return api_reply_db_error(req);
         }
-        if (r < 0) {
-                ret = api_reply_db_error(req);
-                goto out;
-        }
-        ret = api_commit_and_reply(req, &resource, id, 200, "io.homing.datacenter.status_changed",
-                                   json_pack("{s:s, s:s, s:s}", "datacenter_id", id, "from", before,
-                                             "to", status));
-out:
-        json_decref(body);
-        return ret;
+        return api_commit_and_reply(req, &resource, id, 200, "io.homing.datacenter.status_changed",
+                                    json_pack("{s:s, s:s, s:s}", "datacenter_id", id, "from",
+                                              before, "to", status));
 }
 
 enum MHD_Result api_datacenters_delete(struct request *req) {
         const char *id = api_param(req, 0);
         const char *params[1] = { id };
         struct store_result *res = NULL;
-        enum MHD_Result ret;
-        int64_t version;
         long active, history;
-        int r = lock_row(req, id, &version, NULL, 0);
 
-        if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "datacenter", id);
-        if (!api_if_match(req, version, false, &ret))
-                return ret;
         if (api_fetch_one(req,
                           "SELECT (SELECT count(*) FROM placements WHERE datacenter_id = $1 AND active),"
                           " (SELECT count(*) FROM placements WHERE datacenter_id = $1)"

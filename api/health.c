@@ -3,12 +3,18 @@
  * metrics, the dashboard's numbers (/v1/stats), who a token is (/v1/me),
  * and the OpenAPI document.
  */
+#include "api/health.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/internal.h"
+#include "api/audit.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/state.h"
 #include "base/config.h"
 #include "bus/bus.h"
 #include "metrics/metrics.h"
@@ -20,12 +26,12 @@ enum MHD_Result api_healthz(struct request *req) {
 
 enum MHD_Result api_readyz(struct request *req) {
         struct api *a = req->api;
-        struct store *db = api_db_acquire(a);
+        struct store *db = api_db_acquire(&a->pool);
         bool pg, kafka, consumer;
         int version = 0;
 
         pg = store_schema_version(db, &version) == 0;
-        api_db_release(a, db);
+        api_db_release(&a->pool, db);
         kafka = bus_producer_reachable(a->producer, 2000);
         consumer = !a->hooks.consumer_assigned || a->hooks.consumer_assigned();
         if (pg && kafka && version > 0 && consumer)

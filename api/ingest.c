@@ -9,6 +9,8 @@
  * and one user: every report of the request must be theirs, or nothing is
  * produced and the answer is 403.
  */
+#include "api/ingest.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -17,20 +19,27 @@
 #include <strings.h>
 #include <time.h>
 
-#include "api/internal.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/state.h"
+#include "api/parse.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "bus/bus.h"
 #include "metrics/metrics.h"
 #include "report/report.h"
 
-const unsigned api_ingest_statuses[] = { 202, 400, 401, 403, 413, 415, 422, 503 };
-const size_t api_n_ingest_statuses = sizeof(api_ingest_statuses) / sizeof(api_ingest_statuses[0]);
+/* The statuses ingest answers with: the label values of homing_ingest_requests_total. */
+const char *const api_ingest_statuses[] = { "202", "400", "401", "403", "413",
+                                            "415", "422", "503", NULL };
 
 void api_count_ingest(struct request *req, unsigned status) {
         struct api *a = req->api;
-        for (size_t i = 0; i < api_n_ingest_statuses; i++)
-                if (api_ingest_statuses[i] == status)
+        char text[8];
+
+        snprintf(text, sizeof(text), "%u", status);
+        for (size_t i = 0; api_ingest_statuses[i]; i++)
+                if (!strcmp(api_ingest_statuses[i], text))
                         metrics_counter_inc(a->ingest_requests, (size_t[]){ i });
         metrics_histogram_observe(a->ingest_seconds, NULL, metrics_now() - req->started_at);
 }
@@ -39,14 +48,6 @@ static int64_t wall_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static bool is_json_content_type(const char *value) {
-        size_t n = strlen("application/json");
-        if (!value || strncasecmp(value, "application/json", n) != 0)
-                return false;
-        /* Parameters such as "; charset=utf-8" may follow. */
-        return value[n] == '\0' || value[n] == ';' || value[n] == ' ';
 }
 
 static enum MHD_Result reply_invalid(struct request *req, int index, const struct report_error *e) {
@@ -104,23 +105,13 @@ static enum MHD_Result finish(struct request *req) {
         struct api *a = req->api;
 
         if (atomic_load(&req->failed)) {
-                struct MHD_Response *resp;
-                enum MHD_Result ret;
-                json_t *doc = json_pack("{s:s, s:s, s:i, s:s}", "type",
-                                        "urn:homing:problem:kafka-unavailable", "title",
-                                        "Reports cannot be stored right now", "status", 503,
-                                        "detail",
-                                        "Kafka did not store the reports in time; nothing was "
-                                        "accepted. Send them again later.");
-                char *text = json_dumps(doc, JSON_COMPACT);
-                json_decref(doc);
+                static const char *const retry_after[] = { "Retry-After", "5", NULL };
                 api_count_ingest(req, 503);
-                resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-                MHD_add_response_header(resp, "Content-Type", "application/problem+json");
-                MHD_add_response_header(resp, "Retry-After", "5");
-                ret = MHD_queue_response(req->conn, 503, resp);
-                MHD_destroy_response(resp);
-                return ret;
+                return api_reply_problem_with(req, 503, "kafka-unavailable",
+                                              "Reports cannot be stored right now",
+                                              "Kafka did not store the reports in time; nothing "
+                                              "was accepted. Send them again later.",
+                                              NULL, retry_after);
         }
         metrics_counter_add(a->reports_accepted, NULL, (uint64_t)req->n_reports);
         api_count_ingest(req, 202);
@@ -140,7 +131,7 @@ enum MHD_Result api_ingest(struct request *req) {
         if (req->produced)
                 return finish(req);
 
-        if (!is_json_content_type(MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+        if (!api_content_type_is_json(MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
                                                               "Content-Type"))) {
                 api_count_ingest(req, 415);
                 return api_reply_problem(req, 415, "unsupported-media-type",

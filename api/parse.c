@@ -1,14 +1,17 @@
 /*
- * If-Match lists and cursor pagination, as text in and values out. See
+ * Content types, If-Match lists, numbers and cursor pagination, as text in
+ * and values out. See
  * parse.h; reply.c turns a refusal into the 400 or 412 the client sees.
  */
 #include "api/parse.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth/auth.h"
 
@@ -81,4 +84,31 @@ int api_cursor_decode(const char *cursor, bool numeric, char **out) {
         }
         *out = (char *)decoded;
         return 0;
+}
+
+bool api_content_type_is_json(const char *value) {
+        size_t n = strlen("application/json");
+
+        if (!value || strncasecmp(value, "application/json", n) != 0)
+                return false;
+        /* Parameters such as "; charset=utf-8" may follow. */
+        return value[n] == '\0' || value[n] == ';' || value[n] == ' ';
+}
+
+int api_number_parse(const char *text, double *out) {
+        char *end;
+        double v;
+
+        if (!*text)
+                return -EINVAL;
+        v = strtod(text, &end);
+        if (*end || !isfinite(v))
+                return -EINVAL;
+        *out = v;
+        return 0;
+}
+
+bool api_serial_id_valid(const char *id) {
+        size_t n = strlen(id);
+        return n >= 1 && n <= 18 && strspn(id, "0123456789") == n;
 }

@@ -1,6 +1,7 @@
 /*
- * The small texts a REST request carries that are not JSON: If-Match
- * lists, ?limit= and ?cursor=. Pure functions (no request, no libmicrohttpd)
+ * The small texts a REST request carries that are not JSON: its
+ * Content-Type, If-Match lists, ?limit=, ?cursor=, numbers in the query
+ * and serial ids in the path. Pure functions (no request, no libmicrohttpd)
  * so that they can be unit-tested and fuzzed alone (tests/fuzz/http_args.c).
  * Internal to api/: reply.c answers with them.
  */
@@ -27,3 +28,12 @@ int api_cursor_encode(const char *key, char **out);
  * are the plain decimal of an int64, as PostgreSQL writes a bigint), -ENOMEM.
  */
 int api_cursor_decode(const char *cursor, bool numeric, char **out);
+
+/* True when a Content-Type value is application/json, with parameters or not (any case). */
+bool api_content_type_is_json(const char *value);
+
+/* A finite decimal number, the whole text: 0 and *out, or -EINVAL. */
+int api_number_parse(const char *text, double *out);
+
+/* True for a serial id (transfers, tokens) in a path: 1 to 18 digits, so it fits a bigint. */
+bool api_serial_id_valid(const char *id);

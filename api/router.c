@@ -1,19 +1,48 @@
 /*
- * The routes: one table of method, path template, who may call, handler.
- * `homing routes` prints it, the OpenAPI document describes exactly it (a
- * test compares them), and the access check reads it.
+ * The routes: one table of method, path template, who may call, handler,
+ * and what the request must be before the handler runs (its body, checks,
+ * the row it locks, If-Match). `homing routes` prints it, the OpenAPI
+ * document describes exactly it (a test compares them), the access check
+ * and the flow (flow.c) read it.
  *
  * A template's {name} segment matches one non-empty path segment. When
  * several templates match a path, the one with more literal segments wins
  * (/v1/datacenters/nearest over /v1/datacenters/{id}). A path that matches
  * with another method is a 405 with Allow; no match is a 404.
  */
+#include "api/router.h"
+
 #include <stdio.h>
 #include <string.h>
 
 #include "api/api.h"
-#include "api/internal.h"
+#include "api/agent.h"
+#include "api/dashboard.h"
+#include "api/datacenters.h"
+#include "api/health.h"
+#include "api/ingest.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/resource.h"
+#include "api/snapshots.h"
+#include "api/templates.h"
+#include "api/tokens.h"
+#include "api/transfers.h"
+#include "api/whatif.h"
+#include "api/zones.h"
 
+/* A write of the resource's row, locked by the path's first parameter. */
+#define LOCK(res, mode) .lock = LOCK_ROW, .resource = &(res), .if_match = (mode)
+
+/*
+ * The table. A row says who may call, and what the request must be before
+ * its handler runs: its body's members (.body), the checks beyond their
+ * types (.validate), the row it locks (.lock, .resource) and what If-Match
+ * must say (.if_match). flow.c does all of that, in that order.
+ */
+/* Rows name only what they use; the rest is zero (no body, no lock). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 const struct api_route api_routes[] = {
         /* anyone */
         { "GET", "/", ACCESS_PUBLIC, api_dashboard_index, "the operator dashboard" },
@@ -52,58 +81,81 @@ const struct api_route api_routes[] = {
         { "GET", "/v1/zones/{id}", ACCESS_VIEWER, api_zones_get, "one zone" },
         /* operators */
         { "PUT", "/v1/datacenters/{id}/status", ACCESS_OPERATOR, api_datacenters_set_status,
-          "set a datacenter's status (drain it)" },
+          "set a datacenter's status (drain it)", .body = api_datacenter_status_fields,
+          .validate = api_datacenter_valid, LOCK(api_datacenter_resource, IF_MATCH_HONOURED) },
         { "POST", "/v1/transfers/{id}/cancel", ACCESS_OPERATOR, api_transfers_cancel,
-          "cancel a queued or running transfer" },
+          "cancel a queued or running transfer", LOCK(api_transfer_resource, IF_MATCH_NONE) },
         { "POST", "/v1/transfers/{id}/retry", ACCESS_OPERATOR, api_transfers_retry,
-          "retry a failed or cancelled transfer" },
+          "retry a failed or cancelled transfer", LOCK(api_transfer_resource, IF_MATCH_NONE) },
         /* admins */
-        { "POST", "/v1/datacenters", ACCESS_ADMIN, api_datacenters_create, "add a datacenter" },
-        { "PATCH", "/v1/datacenters/{id}", ACCESS_ADMIN, api_datacenters_update,
-          "change a datacenter" },
+        { "POST", "/v1/datacenters", ACCESS_ADMIN, api_datacenters_create, "add a datacenter",
+          .body = api_datacenter_fields, .validate = api_datacenter_valid },
+        { "PATCH", "/v1/datacenters/{id}", ACCESS_ADMIN, api_patch, "change a datacenter",
+          .body = api_datacenter_patch_fields, .validate = api_datacenter_valid,
+          LOCK(api_datacenter_resource, IF_MATCH_REQUIRED) },
         { "DELETE", "/v1/datacenters/{id}", ACCESS_ADMIN, api_datacenters_delete,
-          "remove a datacenter" },
-        { "POST", "/v1/templates", ACCESS_ADMIN, api_templates_create, "add a template" },
-        { "PATCH", "/v1/templates/{id}", ACCESS_ADMIN, api_templates_update, "change a template" },
+          "remove a datacenter", LOCK(api_datacenter_resource, IF_MATCH_HONOURED) },
+        { "POST", "/v1/templates", ACCESS_ADMIN, api_templates_create, "add a template",
+          .body = api_template_fields },
+        { "PATCH", "/v1/templates/{id}", ACCESS_ADMIN, api_patch, "change a template",
+          .body = api_template_patch_fields, LOCK(api_template_resource, IF_MATCH_REQUIRED) },
         { "DELETE", "/v1/templates/{id}", ACCESS_ADMIN, api_templates_delete,
-          "remove a template" },
+          "remove a template", LOCK(api_template_resource, IF_MATCH_HONOURED) },
         { "PUT", "/v1/templates/{id}/replicas/{datacenter_id}", ACCESS_ADMIN, api_replicas_put,
-          "record a template's replica at a datacenter" },
+          "record a template's replica at a datacenter",
+          LOCK(api_template_resource, IF_MATCH_HONOURED) },
         { "DELETE", "/v1/templates/{id}/replicas/{datacenter_id}", ACCESS_ADMIN,
-          api_replicas_delete, "forget a template's replica" },
+          api_replicas_delete, "forget a template's replica",
+          LOCK(api_template_resource, IF_MATCH_HONOURED) },
         { "POST", "/v1/snapshots", ACCESS_ADMIN, api_snapshots_create,
-          "add a snapshot and its first placement" },
-        { "PATCH", "/v1/snapshots/{id}", ACCESS_ADMIN, api_snapshots_update, "change a snapshot" },
+          "add a snapshot and its first placement", .body = api_snapshot_fields },
+        { "PATCH", "/v1/snapshots/{id}", ACCESS_ADMIN, api_snapshots_update, "change a snapshot",
+          .body = api_snapshot_patch_fields, LOCK(api_snapshot_resource, IF_MATCH_REQUIRED) },
         { "DELETE", "/v1/snapshots/{id}", ACCESS_ADMIN, api_snapshots_delete,
-          "remove a snapshot" },
-        { "PUT", "/v1/zones/{id}", ACCESS_ADMIN, api_zones_put, "create or replace a zone" },
-        { "DELETE", "/v1/zones/{id}", ACCESS_ADMIN, api_zones_delete, "remove a zone" },
+          "remove a snapshot", LOCK(api_snapshot_resource, IF_MATCH_HONOURED) },
+        { "PUT", "/v1/zones/{id}", ACCESS_ADMIN, api_zones_put, "create or replace a zone",
+          .body = api_zone_fields, .validate = api_zone_valid, .lock = LOCK_ROW_IF_EXISTS,
+          .resource = &api_zone_resource, .if_match = IF_MATCH_HONOURED },
+        { "DELETE", "/v1/zones/{id}", ACCESS_ADMIN, api_zones_delete, "remove a zone",
+          LOCK(api_zone_resource, IF_MATCH_HONOURED) },
         { "GET", "/v1/tokens", ACCESS_ADMIN, api_tokens_list, "list operator tokens" },
-        { "POST", "/v1/tokens", ACCESS_ADMIN, api_tokens_create, "make an operator token" },
+        { "POST", "/v1/tokens", ACCESS_ADMIN, api_tokens_create, "make an operator token",
+          .body = api_tokens_create_fields },
         { "DELETE", "/v1/tokens/{id}", ACCESS_ADMIN, api_tokens_revoke,
           "revoke an operator token" },
         { "POST", "/v1/device-tokens", ACCESS_ADMIN, api_device_tokens_create,
-          "mint a device token" },
+          "mint a device token", .body = api_device_tokens_create_fields },
         /* agents, each for its own datacenter */
         { "PUT", "/v1/agent/endpoint", ACCESS_AGENT, api_agent_endpoint,
-          "say where this datacenter's agent answers its peers" },
+          "say where this datacenter's agent answers its peers", .body = api_agent_endpoint_fields },
         { "POST", "/v1/agent/claim", ACCESS_AGENT, api_agent_claim,
-          "claim the next due transfer into this datacenter (by priority, then age)" },
+          "claim the next due transfer into this datacenter (by priority, then age)",
+          .body = api_agent_claim_fields },
         { "POST", "/v1/agent/transfers/{id}/progress", ACCESS_AGENT, api_agent_progress,
-          "report a claimed transfer's progress and renew its lease" },
+          "report a claimed transfer's progress and renew its lease",
+          .body = api_agent_progress_fields },
         { "POST", "/v1/agent/transfers/{id}/succeeded", ACCESS_AGENT, api_agent_succeeded,
-          "a claimed transfer's copy is verified: the placement moves to it" },
+          "a claimed transfer's copy is verified: the placement moves to it",
+          .body = api_agent_succeeded_fields, .validate = api_agent_digest_valid,
+          LOCK(api_agent_transfer_resource, IF_MATCH_NONE) },
         { "POST", "/v1/agent/transfers/{id}/failed", ACCESS_AGENT, api_agent_failed,
-          "a claimed transfer failed: retry it after a back-off, or end it" },
+          "a claimed transfer failed: retry it after a back-off, or end it",
+          .body = api_agent_failed_fields, LOCK(api_agent_transfer_resource, IF_MATCH_NONE) },
         { "POST", "/v1/agent/evictions", ACCESS_AGENT, api_agent_evictions,
-          "the cached copies to delete here now: marked evicted, listed" },
+          "the cached copies to delete here now: marked evicted, listed",
+          .body = api_agent_evictions_fields },
         { "POST", "/v1/agent/transfers/{id}/pause", ACCESS_AGENT, api_agent_pause,
-          "step aside for a more urgent transfer: back to the queue, resumable" },
+          "step aside for a more urgent transfer: back to the queue, resumable",
+          .body = api_agent_pause_fields, LOCK(api_agent_transfer_resource, IF_MATCH_NONE) },
         { "POST", "/v1/agent/pulls/verify", ACCESS_AGENT, api_agent_pull_verify,
-          "check a peer's pull ticket for a transfer from this datacenter" },
+          "check a peer's pull ticket for a transfer from this datacenter",
+          .body = api_agent_pull_verify_fields },
         { "POST", "/v1/agent/snapshots/{id}/versions", ACCESS_AGENT, api_agent_version_register,
-          "register a new version of a snapshot active at this datacenter" },
+          "register a new version of a snapshot active at this datacenter",
+          .body = api_agent_version_register_fields, .validate = api_agent_digest_valid,
+          LOCK(api_agent_snapshot_resource, IF_MATCH_NONE) },
 };
+#pragma GCC diagnostic pop
 
 const size_t api_n_routes = sizeof(api_routes) / sizeof(api_routes[0]);
 
@@ -161,8 +213,10 @@ static enum MHD_Result not_found(struct request *req) {
 }
 
 static enum MHD_Result wrong_method(struct request *req) {
-        return api_reply_problem(req, 405, "method-not-allowed", "Method not allowed",
-                                 "this resource does not take that method", NULL);
+        const char *const allow[] = { "Allow", req->allow, NULL };
+        return api_reply_problem_with(req, 405, "method-not-allowed", "Method not allowed",
+                                      "this resource does not take that method", NULL,
+                                      req->allow[0] ? allow : NULL);
 }
 
 void api_route(struct request *req, const char *method, const char *path) {

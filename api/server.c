@@ -4,24 +4,31 @@
  * on Kafka, one request state per connection freed in the completion
  * callback. A request is routed on its first call, its body gathered and
  * bounded as it arrives, its access checked once it is whole, and then its
- * handler runs (router.c has the table; the resources have a file each).
+ * route's flow runs (router.c has the table, flow.c the flow; the
+ * resources have a file each).
  */
 #include "api/api.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
-#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "api/internal.h"
+#include "api/access.h"
+#include "api/flow.h"
+#include "api/ingest.h"
+#include "api/pool.h"
+#include "api/request.h"
+#include "api/router.h"
+#include "api/state.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "base/net.h"
 #include "bus/bus.h"
+#include "geo/geo.h"
 #include "metrics/metrics.h"
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -76,9 +83,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 }
                 req->checked = true;
         }
-        ret = req->handle(req);
+        ret = api_flow(req);
 out:
-        api_db_release(a, req->db);
+        api_db_release(&a->pool, req->db);
         req->db = NULL;
         return ret;
 }
@@ -88,32 +95,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         struct request *req = *con_cls;
 
         if (req) {
-                api_db_release(req->api, req->db);
+                api_db_release(&req->api->pool, req->db);
                 free(req->body);
                 free(req);
                 *con_cls = NULL;
         }
-}
-
-static int parse_listen(const char *listen, struct sockaddr_in *addr) {
-        char host[64];
-        const char *colon = strrchr(listen, ':');
-        char *end;
-        long port;
-
-        if (!colon || (size_t)(colon - listen) >= sizeof(host))
-                return -EINVAL;
-        memcpy(host, listen, (size_t)(colon - listen));
-        host[colon - listen] = '\0';
-        port = strtol(colon + 1, &end, 10);
-        if (*end || port < 0 || port > 65535)
-                return -EINVAL;
-        memset(addr, 0, sizeof(*addr));
-        addr->sin_family = AF_INET;
-        addr->sin_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET, strcmp(host, "localhost") ? host : "127.0.0.1", &addr->sin_addr) != 1)
-                return -EINVAL;
-        return 0;
 }
 
 /* Reads a whole PEM file. NULL (logged) when it cannot. */
@@ -148,9 +134,8 @@ static double kafka_queue_depth(void *userdata) {
 
 /* The API's series in the process's registry (its own when none was given). */
 static int register_metrics(struct api *a) {
-        static const char *statuses[] = { "202", "400", "401", "403", "413", "415", "422", "503",
-                                          NULL };
-        const struct metrics_label by_status[] = { { "status", statuses }, { NULL, NULL } };
+        const struct metrics_label by_status[] = { { "status", api_ingest_statuses },
+                                                   { NULL, NULL } };
         struct metrics *m = a->hooks.metrics;
         int r;
 
@@ -186,7 +171,7 @@ static int register_metrics(struct api *a) {
 }
 
 int api_start(const struct config *cfg, const struct api_hooks *hooks, struct api **out) {
-        struct sockaddr_in addr;
+        struct sockaddr_storage addr;
         const union MHD_DaemonInfo *info;
         char errbuf[512];
         unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
@@ -194,14 +179,17 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
         struct api *a;
         int r;
 
-        if (parse_listen(cfg->listen, &addr) < 0) {
-                log_error("api", "listen address '%s' is not IPv4 host:port", cfg->listen);
+        if (net_parse_listen(cfg->listen, &addr, errbuf, sizeof(errbuf)) < 0) {
+                log_error("api", "--listen: %s", errbuf);
                 return -EINVAL;
         }
+        if (addr.ss_family == AF_INET6)
+                flags |= MHD_USE_IPv6;
         a = calloc(1, sizeof(*a));
         if (!a)
                 return -ENOMEM;
         a->cfg = cfg;
+        pthread_mutex_init(&a->sites_lock, NULL);
         if (hooks)
                 a->hooks = *hooks;
         r = register_metrics(a);
@@ -252,9 +240,9 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                 goto fail;
         }
         info = MHD_get_daemon_info(a->daemon, MHD_DAEMON_INFO_BIND_PORT);
-        a->port = info ? info->port : ntohs(addr.sin_port);
-        log_info("api", "listening on %s://%s:%u", a->tls_cert ? "https" : "http",
-                 inet_ntoa(addr.sin_addr), a->port);
+        a->port = info ? info->port : 0;
+        log_info("api", "listening on %s://%s (port %u)", a->tls_cert ? "https" : "http",
+                 cfg->listen, a->port);
         *out = a;
         return 0;
 
@@ -288,6 +276,8 @@ struct api *api_stop(struct api *a) {
                 free(a->tls_key);
         }
         metrics_free(a->own_metrics);
+        geo_index_unref(a->sites);
+        pthread_mutex_destroy(&a->sites_lock);
         free(a);
         return NULL;
 }

@@ -6,12 +6,19 @@
  * 3 by default) and allowed zones (If-Match required), and remove it
  * (refused while a transfer of it is queued or running).
  */
+#include "api/snapshots.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/internal.h"
+#include "api/audit.h"
+#include "api/input.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/resource.h"
 #include "store/store.h"
 
 #define SNAP_JSON                                                                             \
@@ -25,9 +32,16 @@
 
 #define SELECT_ONE "SELECT s.row_version, " SNAP_JSON "::text FROM snapshots s WHERE s.id = $1"
 
-static const struct api_resource resource = { "snapshot", "/v1/snapshots", SELECT_ONE };
+const struct api_resource api_snapshot_resource = {
+        "snapshot", "/v1/snapshots", SELECT_ONE,
+        "SELECT row_version, EXISTS (SELECT 1 FROM transfers t"
+        "  WHERE t.snapshot_id = s.id AND t.state IN ('queued', 'running'))"
+        " FROM snapshots s WHERE id = $1 FOR UPDATE",
+        false, NULL, "snapshots",
+};
+#define resource api_snapshot_resource
 
-static const struct api_field snap_fields[] = {
+const struct api_field api_snapshot_fields[] = {
         { "id", FIELD_ID, true, false, 0, 0 },
         { "user_id", FIELD_ID, true, false, 0, 0 },
         { "template_id", FIELD_ID, true, false, 0, 0 },
@@ -38,7 +52,7 @@ static const struct api_field snap_fields[] = {
         { NULL, 0, false, false, 0, 0 },
 };
 
-static const struct api_field snap_patch_fields[] = {
+const struct api_field api_snapshot_patch_fields[] = {
         { "size_bytes", FIELD_COUNT, false, false, 0, 0 },
         { "priority", FIELD_INTEGER, false, false, 1, 5 },
         { "allowed_zones", FIELD_ID_ARRAY, false, false, 0, 0 },
@@ -105,16 +119,12 @@ static int unknown_zone(struct request *req, const json_t *zones, char *out, siz
 
 enum MHD_Result api_snapshots_create(struct request *req) {
         enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
+        json_t *body = req->input;
         struct store_result *res = NULL;
         const char *id;
         char *text = NULL, zone[AUTH_ID_MAX + 1];
         int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, snap_fields, &ret))
-                goto out;
         id = json_string_value(json_object_get(body, "id"));
         if (api_begin(req) < 0) {
                 ret = api_reply_db_error(req);
@@ -175,98 +185,25 @@ enum MHD_Result api_snapshots_create(struct request *req) {
 out:
         store_result_free(res);
         free(text);
-        json_decref(body);
         return ret;
-}
-
-static int lock_snapshot(struct request *req, const char *id, int64_t *version, bool *moving) {
-        const char *params[1] = { id };
-        struct store_result *res = NULL;
-        int r = api_begin(req);
-
-        if (r < 0)
-                return r;
-        r = api_fetch_one(req,
-                          "SELECT row_version, EXISTS (SELECT 1 FROM transfers t"
-                          "  WHERE t.snapshot_id = s.id AND t.state IN ('queued', 'running'))"
-                          " FROM snapshots s WHERE id = $1 FOR UPDATE",
-                          1, params, &res);
-        if (r == 1) {
-                *version = store_int(res, 0, 0);
-                *moving = store_bool(res, 0, 1);
-        }
-        store_result_free(res);
-        return r;
 }
 
 enum MHD_Result api_snapshots_update(struct request *req) {
-        const char *id = api_param(req, 0);
-        enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
-        char *text, zone[AUTH_ID_MAX + 1];
-        int64_t version;
-        bool moving;
-        int r;
+        char zone[AUTH_ID_MAX + 1];
+        int r = unknown_zone(req, json_object_get(req->input, "allowed_zones"), zone, sizeof(zone));
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, snap_patch_fields, &ret))
-                goto out;
-        if (json_object_size(body) == 0) {
-                ret = api_reply_invalid(req, "", "name at least one member to change");
-                goto out;
-        }
-        r = lock_snapshot(req, id, &version, &moving);
-        if (r <= 0) {
-                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "snapshot", id);
-                goto out;
-        }
-        if (!api_if_match(req, version, true, &ret))
-                goto out;
-        r = unknown_zone(req, json_object_get(body, "allowed_zones"), zone, sizeof(zone));
-        if (r != 0) {
-                ret = r < 0 ? api_reply_db_error(req)
-                            : api_reply_invalid(req, "/allowed_zones", "names a zone that does not exist");
-                goto out;
-        }
-        text = json_dumps(body, JSON_COMPACT);
-        {
-                const char *params[2] = { id, text };
-                r = api_exec(req,
-                             "UPDATE snapshots s SET"
-                             " size_bytes = CASE WHEN j ? 'size_bytes'"
-                             "   THEN (j->>'size_bytes')::bigint ELSE s.size_bytes END,"
-                             " priority = CASE WHEN j ? 'priority'"
-                             "   THEN (j->>'priority')::int ELSE s.priority END,"
-                             " allowed_zones = CASE WHEN j ? 'allowed_zones'"
-                             "   THEN ARRAY(SELECT jsonb_array_elements_text(j->'allowed_zones'))"
-                             "   ELSE s.allowed_zones END,"
-                             " updated_at = now()"
-                             " FROM (SELECT $2::jsonb AS j) b WHERE s.id = $1",
-                             2, params, NULL);
-        }
-        free(text);
-        ret = r < 0 ? api_reply_db_error(req)
-                    : api_commit_and_reply(req, &resource, id, 200, "io.homing.snapshot.updated",
-                                           json_pack("{s:O}", "changes", body));
-out:
-        json_decref(body);
-        return ret;
+        if (r != 0)
+                return r < 0 ? api_reply_db_error(req)
+                             : api_reply_invalid(req, "/allowed_zones",
+                                                 "names a zone that does not exist");
+        return api_patch(req);
 }
 
 enum MHD_Result api_snapshots_delete(struct request *req) {
         const char *id = api_param(req, 0);
         const char *params[1] = { id };
-        enum MHD_Result ret;
-        int64_t version;
-        bool moving;
-        int r = lock_snapshot(req, id, &version, &moving);
 
-        if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "snapshot", id);
-        if (!api_if_match(req, version, false, &ret))
-                return ret;
-        if (moving)
+        if (store_bool(req->locked, 0, 1))
                 return api_reply_conflict(req, "snapshot-in-transfer",
                                           "a transfer of this snapshot is queued or running: "
                                           "cancel it first");
@@ -285,10 +222,8 @@ static int snapshot_exists(struct request *req, const char *id, enum MHD_Result 
         int r = api_fetch_one(req, "SELECT 1 FROM snapshots WHERE id = $1", 1, params, &res);
 
         store_result_free(res);
-        if (r < 0)
-                *ret = api_reply_db_error(req);
-        else if (r == 0)
-                *ret = api_reply_not_found(req, "snapshot", id);
+        if (r <= 0)
+                *ret = api_reply_not_found_or_db_error(req, r, "snapshot", id);
         return r;
 }
 

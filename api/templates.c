@@ -6,12 +6,20 @@
  * or forget replicas. A replica change is a change of the template: its
  * ETag moves.
  */
+#include "api/templates.h"
+
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/internal.h"
+#include "api/audit.h"
+#include "api/input.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/resource.h"
 #include "store/store.h"
 
 #define TPL_JSON                                                                              \
@@ -22,16 +30,20 @@
 
 #define SELECT_ONE "SELECT t.row_version, " TPL_JSON "::text FROM templates t WHERE t.id = $1"
 
-static const struct api_resource resource = { "template", "/v1/templates", SELECT_ONE };
+const struct api_resource api_template_resource = {
+        "template", "/v1/templates", SELECT_ONE,
+        "SELECT row_version FROM templates WHERE id = $1 FOR UPDATE", false, NULL, "templates",
+};
+#define resource api_template_resource
 
-static const struct api_field tpl_fields[] = {
+const struct api_field api_template_fields[] = {
         { "id", FIELD_ID, true, false, 0, 0 },
         { "name", FIELD_STRING, true, false, 0, 0 },
         { "size_bytes", FIELD_COUNT, true, false, 0, 0 },
         { NULL, 0, false, false, 0, 0 },
 };
 
-static const struct api_field tpl_patch_fields[] = {
+const struct api_field api_template_patch_fields[] = {
         { "name", FIELD_STRING, false, false, 0, 0 },
         { "size_bytes", FIELD_COUNT, false, false, 0, 0 },
         { NULL, 0, false, false, 0, 0 },
@@ -65,20 +77,13 @@ enum MHD_Result api_templates_get(struct request *req) {
 }
 
 enum MHD_Result api_templates_create(struct request *req) {
-        enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
         struct store_result *res = NULL;
-        char *text;
+        char *text = json_dumps(req->input, JSON_COMPACT);
         int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, tpl_fields, &ret))
-                goto out;
-        text = json_dumps(body, JSON_COMPACT);
         {
                 const char *params[1] = { text };
-                r = api_begin(req);
+                r = text ? api_begin(req) : -ENOMEM;
                 if (r == 0)
                         r = api_fetch_one(req,
                                           "INSERT INTO templates (id, name, size_bytes)"
@@ -90,90 +95,20 @@ enum MHD_Result api_templates_create(struct request *req) {
         free(text);
         store_result_free(res);
         if (r < 0)
-                ret = api_reply_db_error(req);
-        else if (r == 0)
-                ret = api_reply_conflict(req, "already-exists", "a template with this id exists");
-        else
-                ret = api_commit_and_reply(req, &resource,
-                        json_string_value(json_object_get(body, "id")), 201,
-                                       "io.homing.template.created", json_object());
-out:
-        json_decref(body);
-        return ret;
-}
-
-/* Begins and locks the template's row: 1 and its version, 0 not found, <0. */
-static int lock_template(struct request *req, const char *id, int64_t *version) {
-        const char *params[1] = { id };
-        struct store_result *res = NULL;
-        int r = api_begin(req);
-
-        if (r < 0)
-                return r;
-        r = api_fetch_one(req, "SELECT row_version FROM templates WHERE id = $1 FOR UPDATE", 1,
-                          params, &res);
-        if (r == 1)
-                *version = store_int(res, 0, 0);
-        store_result_free(res);
-        return r;
-}
-
-enum MHD_Result api_templates_update(struct request *req) {
-        const char *id = api_param(req, 0);
-        enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
-        int64_t version;
-        char *text;
-        int r;
-
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, tpl_patch_fields, &ret))
-                goto out;
-        if (json_object_size(body) == 0) {
-                ret = api_reply_invalid(req, "", "name at least one member to change");
-                goto out;
-        }
-        r = lock_template(req, id, &version);
-        if (r <= 0) {
-                ret = r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "template", id);
-                goto out;
-        }
-        if (!api_if_match(req, version, true, &ret))
-                goto out;
-        text = json_dumps(body, JSON_COMPACT);
-        {
-                const char *params[2] = { id, text };
-                r = api_exec(req,
-                             "UPDATE templates t SET"
-                             " name = CASE WHEN j ? 'name' THEN j->>'name' ELSE t.name END,"
-                             " size_bytes = CASE WHEN j ? 'size_bytes'"
-                             "   THEN (j->>'size_bytes')::bigint ELSE t.size_bytes END,"
-                             " updated_at = now()"
-                             " FROM (SELECT $2::jsonb AS j) b WHERE t.id = $1",
-                             2, params, NULL);
-        }
-        free(text);
-        ret = r < 0 ? api_reply_db_error(req)
-                    : api_commit_and_reply(req, &resource, id, 200, "io.homing.template.updated",
-                                           json_pack("{s:O}", "changes", body));
-out:
-        json_decref(body);
-        return ret;
+                return api_reply_db_error(req);
+        if (r == 0)
+                return api_reply_conflict(req, "already-exists", "a template with this id exists");
+        return api_commit_and_reply(req, &resource,
+                                    json_string_value(json_object_get(req->input, "id")), 201,
+                                    "io.homing.template.created", json_object());
 }
 
 enum MHD_Result api_templates_delete(struct request *req) {
         const char *id = api_param(req, 0);
         const char *params[1] = { id };
         struct store_result *res = NULL;
-        enum MHD_Result ret;
-        int64_t version;
-        int r = lock_template(req, id, &version);
+        int r;
 
-        if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "template", id);
-        if (!api_if_match(req, version, false, &ret))
-                return ret;
         if (api_fetch_one(req,
                           "SELECT EXISTS (SELECT 1 FROM snapshots WHERE template_id = $1)"
                           "    OR EXISTS (SELECT 1 FROM transfers WHERE template_id = $1)",
@@ -207,7 +142,7 @@ enum MHD_Result api_replicas_list(struct request *req) {
         res = NULL;
         if (r <= 0) {
                 api_page_fini(&page);
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "template", id);
+                return api_reply_not_found_or_db_error(req, r, "template", id);
         }
         {
                 const char *params[3] = { id, page.after, page.limit_plus_one };
@@ -230,19 +165,13 @@ enum MHD_Result api_replicas_put(struct request *req) {
         const char *id = api_param(req, 0), *dc = api_param(req, 1);
         const char *params[2] = { id, dc };
         struct store_result *res = NULL;
-        enum MHD_Result ret;
-        int64_t version;
-        int r = lock_template(req, id, &version);
+        int r;
 
-        if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "template", id);
-        if (!api_if_match(req, version, false, &ret))
-                return ret;
         r = api_fetch_one(req, "SELECT 1 FROM datacenters WHERE id = $1", 1, &params[1], &res);
         store_result_free(res);
         res = NULL;
         if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "datacenter", dc);
+                return api_reply_not_found_or_db_error(req, r, "datacenter", dc);
         r = api_fetch_one(req,
                           "INSERT INTO template_replicas (template_id, datacenter_id)"
                           " VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
@@ -266,21 +195,15 @@ enum MHD_Result api_replicas_delete(struct request *req) {
         const char *id = api_param(req, 0), *dc = api_param(req, 1);
         const char *params[2] = { id, dc };
         struct store_result *res = NULL;
-        enum MHD_Result ret;
-        int64_t version;
-        int r = lock_template(req, id, &version);
+        int r;
 
-        if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "template", id);
-        if (!api_if_match(req, version, false, &ret))
-                return ret;
         r = api_fetch_one(req,
                           "DELETE FROM template_replicas WHERE template_id = $1 AND datacenter_id = $2"
                           " RETURNING 1",
                           2, params, &res);
         store_result_free(res);
         if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "replica at", dc);
+                return api_reply_not_found_or_db_error(req, r, "replica at", dc);
         if (api_exec(req, "UPDATE templates SET updated_at = now() WHERE id = $1", 1, params,
                      NULL) < 0 ||
             api_audit(req, "io.homing.template.replica_removed", id,

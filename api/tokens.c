@@ -4,7 +4,7 @@
  * (minted with the first device key; nothing is stored, the signature is
  * the proof). Every one of these is an audit event, without the secret.
  */
-#include "api/api.h"
+#include "api/tokens.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -13,8 +13,16 @@
 #include <string.h>
 #include <time.h>
 
-#include "api/internal.h"
+#include "api/audit.h"
+#include "api/input.h"
+#include "api/parse.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/resource.h"
+#include "api/state.h"
 #include "auth/auth.h"
+#include "auth/tokens.h"
 #include "report/report.h"
 #include "store/store.h"
 
@@ -23,35 +31,18 @@
         " 'created_by', o.created_by, 'created_at', homing_time(o.created_at),"               \
         " 'revoked_at', homing_time(o.revoked_at))"
 
-int api_operator_token_create(struct store *db, const char *name, const char *role,
-                              const char *created_by, char **token, int64_t *id) {
-        struct store_result *res = NULL;
-        char hash[65], *secret = NULL;
-        int r;
+const struct api_field api_tokens_create_fields[] = {
+        { "name", FIELD_STRING, true, false, 0, 0 },
+        { "role", FIELD_STRING, true, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
 
-        if (!name || !*name || strlen(name) > 128 || auth_role_parse(role) == AUTH_ROLE_NONE)
-                return -EINVAL;
-        r = auth_operator_token_generate(&secret);
-        if (r < 0)
-                return r;
-        auth_sha256_hex(secret, strlen(secret), hash);
-        {
-                const char *params[4] = { name, role, hash, created_by };
-                r = store_exec(db,
-                               "INSERT INTO operator_tokens (name, role, secret_sha256, created_by)"
-                               " VALUES ($1, $2, $3, $4) RETURNING id",
-                               4, params, &res);
-        }
-        if (r < 0 || store_rows(res) != 1) {
-                free(secret);
-                store_result_free(res);
-                return r < 0 ? r : -EIO;
-        }
-        *id = store_int(res, 0, 0);
-        *token = secret;
-        store_result_free(res);
-        return 0;
-}
+const struct api_field api_device_tokens_create_fields[] = {
+        { "device_id", FIELD_ID, true, false, 0, 0 },
+        { "user_id", FIELD_ID, true, false, 0, 0 },
+        { "ttl_s", FIELD_INTEGER, false, false, 60, 366 * 86400 },
+        { NULL, 0, false, false, 0, 0 },
+};
 
 enum MHD_Result api_tokens_list(struct request *req) {
         struct api_page page;
@@ -76,23 +67,14 @@ enum MHD_Result api_tokens_list(struct request *req) {
 }
 
 enum MHD_Result api_tokens_create(struct request *req) {
-        static const struct api_field fields[] = {
-                { "name", FIELD_STRING, true, false, 0, 0 },
-                { "role", FIELD_STRING, true, false, 0, 0 },
-                { NULL, 0, false, false, 0, 0 },
-        };
         enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret), *doc;
+        json_t *body = req->input, *doc;
         struct store_result *res = NULL;
         const char *name, *role;
         char *token = NULL, id_text[24], location[64];
         const char *headers[3] = { "Location", location, NULL };
         int64_t id;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, fields, &ret))
-                goto out;
         name = json_string_value(json_object_get(body, "name"));
         role = json_string_value(json_object_get(body, "role"));
         if (auth_role_parse(role) == AUTH_ROLE_NONE) {
@@ -100,7 +82,7 @@ enum MHD_Result api_tokens_create(struct request *req) {
                 goto out;
         }
         if (api_begin(req) < 0 ||
-            api_operator_token_create(req->db, name, role, req->who.name, &token, &id) < 0) {
+            auth_operator_token_create(req->db, name, role, req->who.name, &token, &id) < 0) {
                 ret = api_reply_db_error(req);
                 goto out;
         }
@@ -129,7 +111,6 @@ out:
                 free(token);
         }
         store_result_free(res);
-        json_decref(body);
         return ret;
 }
 
@@ -139,7 +120,7 @@ enum MHD_Result api_tokens_revoke(struct request *req) {
         struct store_result *res = NULL;
         int r;
 
-        if (strspn(id, "0123456789") != strlen(id) || strlen(id) > 18)
+        if (!api_serial_id_valid(id))
                 return api_reply_not_found(req, "token", id);
         if (api_begin(req) < 0)
                 return api_reply_db_error(req);
@@ -148,7 +129,7 @@ enum MHD_Result api_tokens_revoke(struct request *req) {
                           " WHERE id = $1::bigint RETURNING name",
                           1, params, &res);
         if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "token", id);
+                return api_reply_not_found_or_db_error(req, r, "token", id);
         r = api_audit(req, "io.homing.token.revoked", id,
                       json_pack("{s:I, s:s}", "token_id", (json_int_t)strtoll(id, NULL, 10),
                                 "name", store_text(res, 0, 0)));
@@ -159,23 +140,13 @@ enum MHD_Result api_tokens_revoke(struct request *req) {
 }
 
 enum MHD_Result api_device_tokens_create(struct request *req) {
-        static const struct api_field fields[] = {
-                { "device_id", FIELD_ID, true, false, 0, 0 },
-                { "user_id", FIELD_ID, true, false, 0, 0 },
-                { "ttl_s", FIELD_INTEGER, false, false, 60, 366 * 86400 },
-                { NULL, 0, false, false, 0, 0 },
-        };
         enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret), *ttl;
+        json_t *body = req->input, *ttl;
         const char *device, *user;
         char *token = NULL, expires[REPORT_TIME_LEN];
         int64_t exp_s;
         int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, fields, &ret))
-                goto out;
         if (auth_keyring_size(req->api->device_keys) == 0) {
                 ret = api_reply_problem(req, 503, "no-device-token-keys",
                                         "Device tokens are not configured",
@@ -209,6 +180,5 @@ enum MHD_Result api_device_tokens_create(struct request *req) {
                                        "expires_at", expires));
 out:
         free(token);
-        json_decref(body);
         return ret;
 }

@@ -13,12 +13,21 @@
  * transfers topic through the outbox, like the scheduler's. Cancelling goes
  * through homing_transfer_ended() (migration 002), which releases them.
  */
+#include "api/transfers.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/internal.h"
+#include "api/audit.h"
+#include "api/input.h"
+#include "api/parse.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/resource.h"
+#include "api/state.h"
 #include "base/config.h"
 #include "report/report.h"
 #include "store/store.h"
@@ -54,16 +63,6 @@ static bool query_time(struct request *req, const char *name, char out[24], cons
                 return false;
         snprintf(out, 24, "%lld", (long long)ms);
         *param = out;
-        return true;
-}
-
-bool api_transfer_id_valid(const char *id) {
-        size_t n = strlen(id);
-        if (n == 0 || n > 18)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (id[i] < '0' || id[i] > '9')
-                        return false;
         return true;
 }
 
@@ -114,11 +113,11 @@ enum MHD_Result api_transfers_get(struct request *req) {
         enum MHD_Result ret;
         int r;
 
-        if (!api_transfer_id_valid(params[0]))
+        if (!api_serial_id_valid(params[0]))
                 return api_reply_not_found(req, "transfer", params[0]);
         r = api_fetch_one(req, SELECT_ONE, 1, params, &res);
         if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", params[0]);
+                return api_reply_not_found_or_db_error(req, r, "transfer", params[0]);
         ret = api_reply_raw(req, 200, store_text(res, 0, 1), NULL);
         store_result_free(res);
         return ret;
@@ -148,34 +147,17 @@ enum MHD_Result api_transfer_commit_and_reply(struct request *req, const char *i
         return ret;
 }
 
-/* Begins, locks the transfer: 1 and its state and snapshot, 0 not found, <0. */
-static int lock_transfer(struct request *req, const char *id, char state[16], char snapshot[80]) {
-        const char *params[1] = { id };
-        struct store_result *res = NULL;
-        int r;
-
-        if (!api_transfer_id_valid(id))
-                return 0;
-        if ((r = api_begin(req)) < 0)
-                return r;
-        r = api_fetch_one(req,
-                          "SELECT state, snapshot_id FROM transfers WHERE id = $1::bigint FOR UPDATE",
-                          1, params, &res);
-        if (r == 1) {
-                snprintf(state, 16, "%s", store_text(res, 0, 0));
-                snprintf(snapshot, 80, "%s", store_text(res, 0, 1));
-        }
-        store_result_free(res);
-        return r;
-}
+const struct api_resource api_transfer_resource = {
+        "transfer", "/v1/transfers", SELECT_ONE,
+        "SELECT state, snapshot_id FROM transfers WHERE id = $1::bigint FOR UPDATE", false,
+        api_serial_id_valid, NULL,
+};
 
 enum MHD_Result api_transfers_cancel(struct request *req) {
         const char *id = api_param(req, 0);
-        char state[16], snapshot[80], detail[128];
-        int r = lock_transfer(req, id, state, snapshot);
+        const char *state = store_text(req->locked, 0, 0), *snapshot = store_text(req->locked, 0, 1);
+        char detail[128];
 
-        if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", id);
         if (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0) {
                 snprintf(detail, sizeof(detail),
                          "the transfer is %s; only queued or running ones can be cancelled", state);
@@ -238,12 +220,11 @@ static enum MHD_Result retry_refused(struct request *req, const char *id) {
 
 enum MHD_Result api_transfers_retry(struct request *req) {
         const char *id = api_param(req, 0);
+        const char *state = store_text(req->locked, 0, 0), *snapshot = store_text(req->locked, 0, 1);
         struct store_result *res = NULL;
-        char state[16], snapshot[80], detail[128], new_id[24];
-        int r = lock_transfer(req, id, state, snapshot);
+        char detail[128], new_id[24];
+        int r;
 
-        if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "transfer", id);
         if (strcmp(state, "failed") != 0 && strcmp(state, "cancelled") != 0) {
                 snprintf(detail, sizeof(detail),
                          "the transfer is %s; only failed or cancelled ones can be retried", state);

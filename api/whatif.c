@@ -4,24 +4,19 @@
  * why — the scheduler's own engine over copies of the user's state; nothing
  * is written.
  */
+#include "api/whatif.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <time.h>
 
-#include "api/internal.h"
+#include "api/input.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/state.h"
 #include "geo/geo.h"
 #include "report/report.h"
-
-static bool query_double(struct request *req, const char *name, double *out) {
-        const char *v = api_query(req, name);
-        char *end;
-
-        if (!v || !*v)
-                return false;
-        *out = strtod(v, &end);
-        return *end == '\0' && isfinite(*out);
-}
 
 enum MHD_Result api_users_what_if(struct request *req) {
         const char *ts_text = api_query(req, "ts");
@@ -31,7 +26,7 @@ enum MHD_Result api_users_what_if(struct request *req) {
         enum MHD_Result ret;
         int r;
 
-        if (!query_double(req, "lat", &lat) || !query_double(req, "lon", &lon) ||
+        if (!api_query_number(req, "lat", &lat) || !api_query_number(req, "lon", &lon) ||
             !geo_point_valid(lat, lon))
                 return api_reply_problem(req, 400, "invalid-query", "Invalid query",
                                          "lat in [-90, 90] and lon in [-180, 180] are required",

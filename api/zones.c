@@ -6,13 +6,20 @@
  * before anything is stored, so a zone the scheduler cannot use never
  * enters the database.
  */
+#include "api/zones.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/internal.h"
+#include "api/audit.h"
+#include "api/input.h"
+#include "api/pool.h"
+#include "api/reply.h"
+#include "api/request.h"
+#include "api/resource.h"
 #include "geo/geo.h"
 #include "store/store.h"
 
@@ -22,7 +29,19 @@
 
 #define SELECT_ONE "SELECT z.row_version, " ZONE_JSON "::text FROM zones z WHERE z.id = $1"
 
-static const struct api_resource resource = { "zone", "/v1/zones", SELECT_ONE };
+const struct api_resource api_zone_resource = {
+        "zone", "/v1/zones", SELECT_ONE,
+        "SELECT row_version, (SELECT count(*) FROM snapshots s WHERE z.id = ANY (s.allowed_zones))"
+        " FROM zones z WHERE id = $1 FOR UPDATE",
+        false, NULL, "zones",
+};
+#define resource api_zone_resource
+
+const struct api_field api_zone_fields[] = {
+        { "name", FIELD_STRING, true, false, 0, 0 },
+        { "geojson", FIELD_OBJECT, true, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
 
 enum MHD_Result api_zones_list(struct request *req) {
         struct api_page page;
@@ -49,113 +68,59 @@ enum MHD_Result api_zones_get(struct request *req) {
         return api_reply_one(req, &resource, api_param(req, 0));
 }
 
-enum MHD_Result api_zones_put(struct request *req) {
-        static const struct api_field fields[] = {
-                { "name", FIELD_STRING, true, false, 0, 0 },
-                { "geojson", FIELD_OBJECT, true, false, 0, 0 },
-                { NULL, 0, false, false, 0, 0 },
-        };
+/* The path's id, and the GeoJSON as geo's reader (GEOS) takes it: nothing else is stored. */
+bool api_zone_valid(struct request *req, enum MHD_Result *reply) {
         const char *id = api_param(req, 0);
-        enum MHD_Result ret;
-        json_t *body = api_body_object(req, &ret);
-        struct store_result *res = NULL;
-        char *geojson = NULL, err[256] = "";
+        char *geojson, err[256] = "";
         geo_zone *zone = NULL;
-        bool exists;
         int r;
 
-        if (!body)
-                return ret;
-        if (!api_check_fields(req, body, fields, &ret))
-                goto out;
         if (!auth_id_valid(id)) {
-                ret = api_reply_invalid(req, "", "zone ids are 1 to 64 letters, digits or -_.:@");
-                goto out;
+                *reply = api_reply_invalid(req, "", "zone ids are 1 to 64 letters, digits or -_.:@");
+                return false;
         }
-        geojson = json_dumps(json_object_get(body, "geojson"), JSON_COMPACT);
+        geojson = json_dumps(json_object_get(req->input, "geojson"), JSON_COMPACT);
         r = geojson ? geo_zone_new(&zone, id, geojson, err, sizeof(err)) : -ENOMEM;
         zone = geo_zone_unref(zone);
-        if (r < 0) {
-                ret = api_reply_invalid(req, "/geojson",
-                                        *err ? err : "is not a GeoJSON Polygon or MultiPolygon");
-                goto out;
-        }
-
-        if (api_begin(req) < 0) {
-                ret = api_reply_db_error(req);
-                goto out;
-        }
-        {
-                const char *params[1] = { id };
-                r = api_fetch_one(req, "SELECT row_version FROM zones WHERE id = $1 FOR UPDATE", 1,
-                                  params, &res);
-        }
-        if (r < 0) {
-                ret = api_reply_db_error(req);
-                goto out;
-        }
-        exists = r == 1;
-        if (exists && !api_if_match(req, store_int(res, 0, 0), false, &ret))
-                goto out;
-        store_result_free(res);
-        res = NULL;
-        {
-                const char *params[3] = { id, json_string_value(json_object_get(body, "name")),
-                                          geojson };
-                r = api_exec(req,
-                             exists ? "UPDATE zones SET name = $2, geojson = $3::jsonb,"
-                                      " updated_at = now() WHERE id = $1"
-                                    : "INSERT INTO zones (id, name, geojson) VALUES ($1, $2, $3::jsonb)",
-                             3, params, NULL);
-        }
-        if (r < 0) {
-                ret = api_reply_db_error(req);
-                goto out;
-        }
-        {
-                const char *params[1] = { id };
-                char location[192];
-                if (api_fetch_one(req, SELECT_ONE, 1, params, &res) <= 0 ||
-                    api_audit(req, exists ? "io.homing.zone.replaced" : "io.homing.zone.created", id,
-                              json_pack("{s:s, s:s}", "zone_id", id, "name",
-                                        json_string_value(json_object_get(body, "name")))) < 0 ||
-                    api_commit(req) < 0) {
-                        ret = api_reply_db_error(req);
-                        goto out;
-                }
-                snprintf(location, sizeof(location), "/v1/zones/%s", id);
-                ret = api_reply_row(req, exists ? 200 : 201, res, exists ? NULL : location);
-        }
-out:
-        store_result_free(res);
         free(geojson);
-        json_decref(body);
-        return ret;
+        if (r < 0) {
+                *reply = api_reply_invalid(req, "/geojson",
+                                           *err ? err : "is not a GeoJSON Polygon or MultiPolygon");
+                return false;
+        }
+        return true;
+}
+
+enum MHD_Result api_zones_put(struct request *req) {
+        const char *id = api_param(req, 0);
+        const char *name = json_string_value(json_object_get(req->input, "name"));
+        bool exists = req->locked != NULL;
+        char *geojson = json_dumps(json_object_get(req->input, "geojson"), JSON_COMPACT);
+        int r;
+
+        {
+                const char *params[3] = { id, name, geojson };
+                r = geojson ? api_exec(req,
+                                       exists ? "UPDATE zones SET name = $2, geojson = $3::jsonb,"
+                                                " updated_at = now() WHERE id = $1"
+                                              : "INSERT INTO zones (id, name, geojson)"
+                                                " VALUES ($1, $2, $3::jsonb)",
+                                       3, params, NULL)
+                            : -ENOMEM;
+        }
+        free(geojson);
+        if (r < 0)
+                return api_reply_db_error(req);
+        return api_commit_and_reply(req, &resource, id, exists ? 200 : 201,
+                                    exists ? "io.homing.zone.replaced" : "io.homing.zone.created",
+                                    json_pack("{s:s, s:s}", "zone_id", id, "name", name));
 }
 
 enum MHD_Result api_zones_delete(struct request *req) {
         const char *id = api_param(req, 0);
         const char *params[1] = { id };
-        struct store_result *res = NULL;
-        enum MHD_Result ret;
-        int64_t version;
-        long users;
-        int r;
+        long users = (long)store_int(req->locked, 0, 1);
 
-        if (api_begin(req) < 0)
-                return api_reply_db_error(req);
-        r = api_fetch_one(req,
-                          "SELECT row_version, (SELECT count(*) FROM snapshots s"
-                          "                     WHERE z.id = ANY (s.allowed_zones))"
-                          " FROM zones z WHERE id = $1 FOR UPDATE",
-                          1, params, &res);
-        if (r <= 0)
-                return r < 0 ? api_reply_db_error(req) : api_reply_not_found(req, "zone", id);
-        version = store_int(res, 0, 0);
-        users = (long)store_int(res, 0, 1);
-        store_result_free(res);
-        if (!api_if_match(req, version, false, &ret))
-                return ret;
         if (users > 0) {
                 char detail[128];
                 snprintf(detail, sizeof(detail), "%ld snapshots are confined to this zone", users);

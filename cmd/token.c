@@ -19,6 +19,7 @@
 
 #include "api/api.h"
 #include "auth/auth.h"
+#include "auth/tokens.h"
 #include "base/config.h"
 #include "cmd/commands.h"
 #include "store/store.h"
@@ -185,8 +186,8 @@ static int operator_token(const struct config *cfg, const struct token_args *t) 
         }
         if (store_connect(cfg->pg_dsn, &db) < 0)
                 return 1;
-        r = api_operator_token_create(db, t->name, t->role, "homing token (command line)", &token,
-                                      &id);
+        r = auth_operator_token_create(db, t->name, t->role, "homing token (command line)", &token,
+                                       &id);
         store_free(db);
         if (r < 0) {
                 fprintf(stderr, "homing token operator: could not store the token%s\n",
@@ -216,8 +217,8 @@ static int agent_token(const struct config *cfg, const struct token_args *t) {
                 snprintf(name, sizeof(name), "agent-%.64s", t->datacenter);
         if (store_connect(cfg->pg_dsn, &db) < 0)
                 return 1;
-        r = api_agent_token_create(db, t->datacenter, name, "homing token (command line)", &token,
-                                   &id);
+        r = auth_agent_token_create(db, t->datacenter, name, "homing token (command line)", &token,
+                                    &id);
         store_free(db);
         if (r < 0) {
                 fprintf(stderr, "homing token agent: could not store the token%s\n",

@@ -12,7 +12,9 @@
  * those methods in Allow, and no path matches two routes of one method
  * equally well (the table is unambiguous).
  */
-#include "api/internal.h"
+#include "api/input.h"
+#include "api/request.h"
+#include "api/router.h"
 #include "fuzz.h"
 
 #define PATH_MAX_FUZZ 512

@@ -115,6 +115,32 @@ def test_draining_is_an_operator_action_with_its_event(homing, db):
     assert near["items"][0]["id"] == "t-paris"
 
 
+def test_nearest_follows_the_catalog_as_it_changes(homing, admin):
+    """The nearest come from geo's index, rebuilt when a datacenter changes: all
+    the active ones, nearest first, and one added, moved or removed counts at once."""
+    near = "/v1/datacenters/nearest?lat=-54.8&lon=-68.3&k=1000"
+    every, _ = homing.json("GET", near)
+    listed, _ = homing.json("GET", "/v1/datacenters?status=active&limit=500")
+    assert sorted(d["id"] for d in every["items"]) == sorted(d["id"] for d in listed["items"])
+    distances = [d["distance_m"] for d in every["items"]]
+    assert distances == sorted(distances) and distances[0] > 0
+
+    homing.json("POST", "/v1/datacenters", dict(PARIS, id="c-ushuaia", lat=-54.8, lon=-68.3),
+                expect=201, token=admin)
+    first, _ = homing.json("GET", near)
+    assert (first["items"][0]["id"], first["items"][0]["distance_m"]) == ("c-ushuaia", 0)
+    assert len(first["items"]) == len(every["items"]) + 1
+
+    etag = homing.request("GET", "/v1/datacenters/c-ushuaia")[1]["ETag"]
+    homing.json("PATCH", "/v1/datacenters/c-ushuaia", {"lat": 60.0}, token=admin,
+                headers={"If-Match": etag})
+    moved, _ = homing.json("GET", near)
+    assert moved["items"][0] == every["items"][0]
+
+    assert homing.request("DELETE", "/v1/datacenters/c-ushuaia", token=admin)[0] == 204
+    assert homing.json("GET", near)[0] == every
+
+
 def test_lists_are_paged_with_an_opaque_cursor(homing):
     seen, cursor = [], None
     while True:

@@ -1,4 +1,4 @@
-/* The request texts that are not JSON: If-Match lists, limit, cursors. */
+/* The request texts that are not JSON: Content-Type, If-Match lists, limit, cursors, numbers. */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -68,7 +68,42 @@ TEST(a_numeric_cursor_is_the_decimal_of_a_bigint_and_nothing_else) {
         CHECK(numeric("9223372036854775807") == 0);
 }
 
+TEST(json_content_type_allows_parameters_and_any_case) {
+        CHECK(api_content_type_is_json("application/json"));
+        CHECK(api_content_type_is_json("Application/JSON; charset=utf-8"));
+        CHECK(api_content_type_is_json("application/json ;charset=utf-8"));
+        CHECK(!api_content_type_is_json(NULL));
+        CHECK(!api_content_type_is_json("application/jsonx"));
+        CHECK(!api_content_type_is_json("application/problem+json"));
+        CHECK(!api_content_type_is_json("text/plain"));
+}
+
+TEST(a_query_number_is_finite_and_the_whole_text) {
+        double v = 0;
+        CHECK(api_number_parse("48.85", &v) == 0 && v == 48.85);
+        CHECK(api_number_parse("-180", &v) == 0 && v == -180);
+        CHECK(api_number_parse("1e2", &v) == 0 && v == 100);
+        CHECK(api_number_parse("", &v) == -EINVAL);
+        CHECK(api_number_parse("12abc", &v) == -EINVAL);
+        CHECK(api_number_parse("nan", &v) == -EINVAL);
+        CHECK(api_number_parse("inf", &v) == -EINVAL);
+        CHECK(api_number_parse("1e999", &v) == -EINVAL);
+}
+
+TEST(a_serial_id_is_1_to_18_digits) {
+        CHECK(api_serial_id_valid("7"));
+        CHECK(api_serial_id_valid("999999999999999999"));
+        CHECK(!api_serial_id_valid("1000000000000000000"));
+        CHECK(!api_serial_id_valid(""));
+        CHECK(!api_serial_id_valid("12a"));
+        CHECK(!api_serial_id_valid("-1"));
+        CHECK(!api_serial_id_valid(" 1"));
+}
+
 TAP_MAIN(TAP_TEST(if_match_takes_a_list_star_and_weak_tags),
+         TAP_TEST(a_serial_id_is_1_to_18_digits),
+         TAP_TEST(json_content_type_allows_parameters_and_any_case),
+         TAP_TEST(a_query_number_is_finite_and_the_whole_text),
          TAP_TEST(limit_is_a_whole_number_from_1_to_500),
          TAP_TEST(a_cursor_carries_its_key_back),
          TAP_TEST(a_numeric_cursor_is_the_decimal_of_a_bigint_and_nothing_else))

@@ -1,7 +1,11 @@
 /* The router: path templates, parameters, the most literal match, 405 vs 404. */
 #include <string.h>
 
-#include "api/internal.h"
+#include "api/datacenters.h"
+#include "api/input.h"
+#include "api/request.h"
+#include "api/router.h"
+#include "api/templates.h"
 #include "tap.h"
 
 static const struct api_route *route(const char *method, const char *path, struct request *req) {

@@ -1,16 +1,14 @@
 /*
- * The API's PostgreSQL: a small pool of connections (operators' requests
+ * The API's PostgreSQL: a small pool of connections. Operators' requests
  * run concurrently on the HTTP threads; each takes one connection for the
- * request and gives it back), and the audit events every operator action
- * writes to the outbox in its own transaction. The scheduler's relay
- * publishes them to the audit topic.
+ * request and gives it back, rolled back whatever it left open.
  */
+#include "api/pool.h"
+
 #include <errno.h>
-#include <jansson.h>
 #include <stdlib.h>
 
-#include "api/internal.h"
-#include "base/config.h"
+#include "api/request.h"
 #include "store/store.h"
 
 int api_pool_init(struct api_pool *pool, const char *dsn, size_t n) {
@@ -43,8 +41,7 @@ void api_pool_fini(struct api_pool *pool) {
         pthread_mutex_destroy(&pool->lock);
 }
 
-struct store *api_db_acquire(struct api *a) {
-        struct api_pool *pool = &a->pool;
+struct store *api_db_acquire(struct api_pool *pool) {
         struct store *db = NULL;
 
         pthread_mutex_lock(&pool->lock);
@@ -62,9 +59,7 @@ struct store *api_db_acquire(struct api *a) {
         return db;
 }
 
-void api_db_release(struct api *a, struct store *db) {
-        struct api_pool *pool = &a->pool;
-
+void api_db_release(struct api_pool *pool, struct store *db) {
         if (!db)
                 return;
         store_rollback(db);
@@ -81,33 +76,6 @@ int api_exec(struct request *req, const char *sql, int n, const char *const *par
         if (!req->db)
                 return -EINVAL;
         return store_exec(req->db, sql, n, params, out);
-}
-
-int api_audit(struct request *req, const char *type, const char *subject, json_t *data) {
-        char *text;
-        int r;
-
-        if (!data)
-                return -ENOMEM;
-        json_object_set_new(data, "actor", api_actor_json(req));
-        text = json_dumps(data, JSON_COMPACT | JSON_REAL_PRECISION(15));
-        json_decref(data);
-        if (!text)
-                return -ENOMEM;
-        {
-                const char *params[4] = { req->api->cfg->topic_audit, subject, type, text };
-                /* The id is drawn once, here, and travels with the row: a resend by the
-                 * relay carries the same id, so consumers can drop duplicates. */
-                r = api_exec(req,
-                             "INSERT INTO outbox (topic, key, payload)"
-                             " SELECT $1, $2, jsonb_build_object('specversion', '1.0',"
-                             "  'id', 'api-' || gen_random_uuid(), 'source', '/homing/api',"
-                             "  'type', $3::text, 'time', homing_time(now()), 'subject', $2::text,"
-                             "  'datacontenttype', 'application/json', 'data', $4::jsonb)",
-                             4, params, NULL);
-        }
-        free(text);
-        return r;
 }
 
 int api_fetch_one(struct request *req, const char *sql, int n, const char *const *params,

@@ -1,0 +1,37 @@
+/*
+ * The server's state that handlers read: the configuration, the Kafka
+ * producer, the PostgreSQL pool, the device keyring, the hooks and the
+ * series /metrics shows about the HTTP side. A type only: server.c fills
+ * it at start and frees it at stop.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "api/api.h"
+#include "api/pool.h"
+
+struct api {
+        const struct config *cfg;
+        struct MHD_Daemon *daemon;
+        struct bus_producer *producer;
+        struct api_pool pool;
+        struct auth_keyring *device_keys;
+        char *tls_cert, *tls_key; /* PEM text, when serving HTTPS */
+        uint16_t port;
+        struct api_hooks hooks;
+        struct metrics *own_metrics; /* when no registry was given */
+        /* what /metrics says about this process's HTTP side */
+        struct metrics_counter *ingest_requests; /* by status: api_ingest_statuses */
+        struct metrics_counter *reports_accepted;
+        struct metrics_counter *auth_failures;
+        struct metrics_histogram *ingest_seconds;  /* request in to answer out */
+        struct metrics_histogram *produce_seconds; /* produce to the last delivery report */
+        struct metrics_fn *kafka_queue;
+        /* /v1/datacenters/nearest: the active datacenters' geo index, and the
+         * stamp of the rows it was built from (datacenters.c) */
+        pthread_mutex_t sites_lock;
+        struct geo_index *sites;
+        char sites_stamp[33];
+};
