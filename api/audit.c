@@ -47,10 +47,8 @@ int api_audit(struct request *req, const char *type, const char *subject, json_t
                  * relay carries the same id, so consumers can drop duplicates. */
                 r = api_exec(req,
                              "INSERT INTO outbox (topic, key, payload)"
-                             " SELECT $1, $2, jsonb_build_object('specversion', '1.0',"
-                             "  'id', 'api-' || gen_random_uuid(), 'source', '/homing/api',"
-                             "  'type', $3::text, 'time', homing_time(now()), 'subject', $2::text,"
-                             "  'datacontenttype', 'application/json', 'data', $4::jsonb)",
+                             " SELECT $1, $2, homing_cloudevent('api-' || gen_random_uuid(),"
+                             "  '/homing/api', $3::text, now(), $2::text, $4::jsonb)",
                              4, params, NULL);
         }
         free(text);

@@ -17,12 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "api/reply.h"
 #include "api/request.h"
 #include "api/state.h"
 #include "api/parse.h"
+#include "base/clock.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "bus/bus.h"
@@ -42,12 +42,6 @@ void api_count_ingest(struct request *req, unsigned status) {
                 if (!strcmp(api_ingest_statuses[i], text))
                         metrics_counter_inc(a->ingest_requests, (size_t[]){ i });
         metrics_histogram_observe(a->ingest_seconds, NULL, metrics_now() - req->started_at);
-}
-
-static int64_t wall_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static enum MHD_Result reply_invalid(struct request *req, int index, const struct report_error *e) {
@@ -120,7 +114,7 @@ static enum MHD_Result finish(struct request *req) {
 
 enum MHD_Result api_ingest(struct request *req) {
         struct api *a = req->api;
-        struct report_limits limits = { wall_ms(), a->cfg->max_future_skew_s * 1000 };
+        struct report_limits limits = { clock_wall_ms(), a->cfg->max_future_skew_s * 1000 };
         struct report *reports = NULL;
         struct report_error e;
         json_error_t jerr;

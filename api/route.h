@@ -53,7 +53,7 @@ struct api_route {
         const struct api_field *body; /* a JSON object with these members; NULL: no body */
         /* Checks of the body (or path) beyond its fields' types; false after answering. */
         bool (*validate)(struct request *req, enum MHD_Result *reply);
-        enum api_lock lock;
         const struct api_resource *resource; /* what is locked */
+        enum api_lock lock;
         enum api_if_match if_match;
 };

@@ -9,12 +9,12 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "api/input.h"
 #include "api/reply.h"
 #include "api/request.h"
 #include "api/state.h"
+#include "base/clock.h"
 #include "geo/geo.h"
 #include "report/report.h"
 
@@ -36,9 +36,7 @@ enum MHD_Result api_users_what_if(struct request *req) {
                         return api_reply_problem(req, 400, "invalid-query", "Invalid query",
                                                  "ts must be an RFC 3339 date-time", NULL);
         } else {
-                struct timespec now;
-                clock_gettime(CLOCK_REALTIME, &now);
-                ts_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+                ts_ms = clock_wall_ms();
         }
         if (!req->api->hooks.what_if)
                 return api_reply_problem(req, 501, "not-implemented", "Not implemented",

@@ -39,6 +39,16 @@ static int mark_dirty(struct scheduler *s, struct tracked_user *u, uint16_t snap
         return 0;
 }
 
+/* Whether deciding changed what snapshot_policy_state keeps (field by field:
+ * a struct's padding is not part of its value). */
+static bool policy_state_changed(const struct engine_snapshot *a, const struct engine_snapshot *b) {
+        return a->current != b->current || a->pending != b->pending ||
+               a->candidate != b->candidate || a->candidate_reports != b->candidate_reports ||
+               a->candidate_since_ms != b->candidate_since_ms ||
+               a->last_move_ms != b->last_move_ms || a->window_start_ms != b->window_start_ms ||
+               a->window_moves != b->window_moves;
+}
+
 int scheduler_decide_report(struct scheduler *s, size_t i) {
         struct batch_report *b = &s->reports[i];
         const struct report *rep = &b->report;
@@ -86,7 +96,7 @@ int scheduler_decide_report(struct scheduler *s, size_t i) {
                         snap->last_outcome = (uint8_t)d.outcome;
                         if (r == 0)
                                 r = mark_dirty(s, u, k);
-                } else if (memcmp(&before, &snap->policy, sizeof(before)) != 0) {
+                } else if (policy_state_changed(&before, &snap->policy)) {
                         r = mark_dirty(s, u, k);
                 }
         }
@@ -131,3 +141,4 @@ void scheduler_batch_dedupe(struct scheduler *s) {
                         s->dirty[n++] = s->dirty[i];
         s->n_dirty = n;
 }
+

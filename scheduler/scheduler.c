@@ -263,7 +263,7 @@ static int quarantine(struct scheduler *s, size_t i, const char *error) {
 }
 
 static int batch_commit(struct scheduler *s) {
-        int64_t first[MAX_PARTITIONS], last[MAX_PARTITIONS];
+        int64_t first[MAX_PARTITIONS] = { 0 }, last[MAX_PARTITIONS] = { 0 };
         bool touched[MAX_PARTITIONS] = { false };
         size_t processed = 0, accepted = 0, only = 0;
         int64_t t[5];
