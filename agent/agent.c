@@ -143,16 +143,17 @@ static int load_tokens(struct agent *a) {
 }
 
 static int register_metrics(struct agent *a, struct metrics *m) {
-        static const char *outcomes[] = { "succeeded", "failed", "retried", "cancelled", "paused",
-                                          NULL };
+        static const char *outcomes[] = { "succeeded", "failed", "retried",
+                                          "cancelled", "paused", NULL };
         static const char *kinds[] = { "wire", "remote", "local", NULL };
         static const double seconds[] = { 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800 };
         int r;
 
-        if ((r = metrics_counter_register(
-                     m, "homing_agent_transfers_total", "Transfers this agent ran, by how they ended.",
-                     (const struct metrics_label[]){ { "outcome", outcomes }, { NULL, NULL } },
-                     &a->m_transfers)) < 0 ||
+        if ((r = metrics_counter_register(m, "homing_agent_transfers_total",
+                                          "Transfers this agent ran, by how they ended.",
+                                          (const struct metrics_label[]){ { "outcome", outcomes },
+                                                                          { NULL, NULL } },
+                                          &a->m_transfers)) < 0 ||
             (r = metrics_counter_register(
                      m, "homing_agent_bytes_total",
                      "Bytes of transfers into this agent: received on the wire, data pulled, "
@@ -161,8 +162,8 @@ static int register_metrics(struct agent *a, struct metrics *m) {
                      &a->m_bytes)) < 0 ||
             (r = metrics_histogram_register(m, "homing_agent_transfer_duration_seconds",
                                             "Transfers from claim to their end.", NULL, seconds,
-                                            sizeof(seconds) / sizeof(seconds[0]),
-                                            &a->m_seconds)) < 0 ||
+                                            sizeof(seconds) / sizeof(seconds[0]), &a->m_seconds)) <
+                    0 ||
             (r = metrics_gauge_register(m, "homing_agent_transfers_running",
                                         "Transfers this agent is running now.", NULL,
                                         &a->m_running)) < 0)
@@ -197,9 +198,11 @@ static int job_from_json(json_t *j, struct transfer_job *job) {
         json_t *digest = json_object_get(j, "content_sha256");
 
         if (job->id <= 0 || job->version <= 0 || !snapshot || !tpl || !ticket ||
-            (!json_is_null(digest) && !hex_digest(json_string_value(digest), job->content_sha256)) ||
-            strlen(snapshot) >= sizeof(job->snapshot_id) || strlen(tpl) >= sizeof(job->template_id) ||
-            strlen(ticket) >= sizeof(job->ticket) || (source && strlen(source) >= TRANSFER_URL_MAX) ||
+            (!json_is_null(digest) &&
+             !hex_digest(json_string_value(digest), job->content_sha256)) ||
+            strlen(snapshot) >= sizeof(job->snapshot_id) ||
+            strlen(tpl) >= sizeof(job->template_id) || strlen(ticket) >= sizeof(job->ticket) ||
+            (source && strlen(source) >= TRANSFER_URL_MAX) ||
             (tsource && strlen(tsource) >= TRANSFER_URL_MAX))
                 return -EBADMSG;
         snprintf(job->snapshot_id, sizeof(job->snapshot_id), "%s", snapshot);
@@ -258,8 +261,8 @@ static bool should_pause(void *ctx, int priority) {
         for (size_t i = 0; i < n && pause; i++) {
                 if (s->running[i] == 0)
                         pause = false; /* an idle worker: no one needs to step aside */
-                else if (i != w->slot && (s->running[i] > priority ||
-                                          (s->running[i] == priority && i > w->slot)))
+                else if (i != w->slot &&
+                         (s->running[i] > priority || (s->running[i] == priority && i > w->slot)))
                         pause = false; /* someone less urgent, or later, steps aside */
         }
         pthread_mutex_unlock(&s->lock);
@@ -274,13 +277,16 @@ static void set_running(struct worker *w, int priority) {
 
 static void run_job(struct worker *w, struct control *c, const struct transfer_job *job) {
         struct agent *a = w->agent;
-        struct transfer_env env = { w->site->store, w->site->datacenter, w->owner, c,
-                                    w->site->bucket, a->stop, 1000, a->cfg->agent_tls_ca,
-                                    should_pause, w };
+        struct transfer_env env = {
+                w->site->store, w->site->datacenter,  w->owner,     c, w->site->bucket, a->stop,
+                1000,           a->cfg->agent_tls_ca, should_pause, w
+        };
         struct transfer_stats stats;
         char err[512], id[32];
-        const char *ids[] = { "transfer_id", id, "snapshot_id", job->snapshot_id, "datacenter_id",
-                              w->site->datacenter, NULL };
+        const char *ids[] = {
+                "transfer_id",       id,  "snapshot_id", job->snapshot_id, "datacenter_id",
+                w->site->datacenter, NULL
+        };
         double started = metrics_now();
         int r, outcome;
 
@@ -297,25 +303,34 @@ static void run_job(struct worker *w, struct control *c, const struct transfer_j
         metrics_counter_add(a->m_bytes, (size_t[]){ BYTES_WIRE }, stats.bytes_wire);
         metrics_counter_add(a->m_bytes, (size_t[]){ BYTES_REMOTE }, stats.bytes_remote);
         metrics_counter_add(a->m_bytes, (size_t[]){ BYTES_LOCAL }, stats.bytes_local);
-        outcome = r == 0 ? OUTCOME_SUCCEEDED : r == -ECANCELED || r == -EINTR ? OUTCOME_CANCELLED
-                  : r == -EBUSY ? OUTCOME_PAUSED : r == -EAGAIN ? OUTCOME_RETRIED : OUTCOME_FAILED;
+        outcome = r == 0                           ? OUTCOME_SUCCEEDED
+                  : r == -ECANCELED || r == -EINTR ? OUTCOME_CANCELLED
+                  : r == -EBUSY                    ? OUTCOME_PAUSED
+                  : r == -EAGAIN                   ? OUTCOME_RETRIED
+                                                   : OUTCOME_FAILED;
         metrics_counter_inc(a->m_transfers, (size_t[]){ (size_t)outcome });
         if (r == 0)
-                log_line(LOG_INFO, "agent", ids,
-                         "transfer %lld succeeded in %.1f s: %llu bytes, %llu pulled (%llu on the "
-                         "wire), %llu held here; phases: prepare %.2f s, scan %.2f s, blocks %.2f s, "
-                         "verify %.2f s, check %.2f s, commit %.2f s",
-                         (long long)job->id, metrics_now() - started,
-                         (unsigned long long)stats.bytes_total, (unsigned long long)stats.bytes_remote,
-                         (unsigned long long)stats.bytes_wire, (unsigned long long)stats.bytes_local,
-                         stats.s_prepare, stats.s_scan, stats.s_blocks, stats.s_verify, stats.s_check,
-                         stats.s_commit);
+                log_line(
+                        LOG_INFO, "agent", ids,
+                        "transfer %lld succeeded in %.1f s: %llu bytes, %llu pulled (%llu on the "
+                        "wire), %llu held here; phases: prepare %.2f s, scan %.2f s, blocks %.2f s, "
+                        "verify %.2f s, check %.2f s, commit %.2f s",
+                        (long long)job->id, metrics_now() - started,
+                        (unsigned long long)stats.bytes_total,
+                        (unsigned long long)stats.bytes_remote,
+                        (unsigned long long)stats.bytes_wire, (unsigned long long)stats.bytes_local,
+                        stats.s_prepare, stats.s_scan, stats.s_blocks, stats.s_verify,
+                        stats.s_check, stats.s_commit);
         else if (r == -EINTR)
-                log_line(LOG_INFO, "agent", ids, "transfer %lld interrupted; its lease will expire "
-                                                 "and it resumes", (long long)job->id);
+                log_line(LOG_INFO, "agent", ids,
+                         "transfer %lld interrupted; its lease will expire "
+                         "and it resumes",
+                         (long long)job->id);
         else if (r == -EBUSY)
-                log_line(LOG_INFO, "agent", ids, "transfer %lld paused for a more urgent one; it "
-                                                 "resumes from what it wrote", (long long)job->id);
+                log_line(LOG_INFO, "agent", ids,
+                         "transfer %lld paused for a more urgent one; it "
+                         "resumes from what it wrote",
+                         (long long)job->id);
         else if (r == -ECANCELED)
                 log_line(LOG_INFO, "agent", ids, "transfer %lld stopped: cancelled or taken over",
                          (long long)job->id);
@@ -351,7 +366,8 @@ static void *worker_main(void *arg) {
 
 /* An id that names one folder of a store: no separators, never "." or "..". */
 static bool id_is_plain(const char *id) {
-        return id && *id && strlen(id) < 128 && !strchr(id, '/') && strcmp(id, ".") && strcmp(id, "..");
+        return id && *id && strlen(id) < 128 && !strchr(id, '/') && strcmp(id, ".") &&
+               strcmp(id, "..");
 }
 
 /* Deletes the files of the copies the API evicted at this site. */
@@ -362,7 +378,8 @@ static void evict(struct agent *a, struct site *s, struct control *c) {
         size_t i;
 
         if (control_call(c, "POST", "/v1/agent/evictions", body, &status, &reply, err,
-                         sizeof(err)) < 0 || status != 200) {
+                         sizeof(err)) < 0 ||
+            status != 200) {
                 json_decref(body);
                 json_decref(reply);
                 return; /* next time */
@@ -398,8 +415,8 @@ static void *sweeper_main(void *arg) {
                 for (size_t i = 0; i < a->n_sites && !atomic_load(a->stop); i++)
                         if (controls[i])
                                 evict(a, &a->sites[i], controls[i]);
-                for (long waited = 0; waited < a->cfg->agent_evict_s * 1000 && !atomic_load(a->stop);
-                     waited += 100)
+                for (long waited = 0;
+                     waited < a->cfg->agent_evict_s * 1000 && !atomic_load(a->stop); waited += 100)
                         usleep(100 * 1000);
         }
         for (size_t i = 0; controls && i < a->n_sites; i++)
@@ -483,7 +500,9 @@ int agent_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
         if (cfg->agent_tls_cert[0] || cfg->agent_tls_key[0]) {
                 char err[300];
                 if (!cfg->agent_tls_cert[0] || !cfg->agent_tls_key[0]) {
-                        log_error("agent", "HTTPS for peers needs both --agent-tls-cert and --agent-tls-key");
+                        log_error(
+                                "agent",
+                                "HTTPS for peers needs both --agent-tls-cert and --agent-tls-key");
                         r = -EINVAL;
                         goto out;
                 }

@@ -70,9 +70,9 @@ struct peer {
 struct target {
         const struct peer_site *site;
         char snapshot_id[128];
-        int64_t version;     /* 0 for a template */
+        int64_t version; /* 0 for a template */
         char template_id[128];
-        char what[16];       /* manifest, config, blocks */
+        char what[16]; /* manifest, config, blocks */
 };
 
 struct request {
@@ -95,9 +95,9 @@ struct stream {
         uint8_t *own;                /* into this */
         const uint8_t *buf;          /* the piece read last */
         uint64_t buf_off, buf_len;
-        struct image_manifest *manifest; /* the blocks' hashes; NULL: hash what is read */
+        struct image_manifest *manifest;    /* the blocks' hashes; NULL: hash what is read */
         uint8_t out[WIRE_DATA_HEADER_SIZE]; /* the next record's fixed part */
-        const uint8_t *payload;      /* and its data, in buf */
+        const uint8_t *payload;             /* and its data, in buf */
         uint8_t blocks[WIRE_CHUNK_MAX / IMAGE_BLOCK][32]; /* its blocks' hashes */
         size_t out_len, payload_len, out_sent;
         struct wire_digest *digest;
@@ -125,8 +125,8 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
 static enum MHD_Result problem(struct MHD_Connection *conn, unsigned status, const char *type,
                                const char *detail) {
         char *body = NULL;
-        json_t *doc = json_pack("{s:s, s:i, s:s}", "type", type, "status", (int)status, "detail",
-                                detail);
+        json_t *doc =
+                json_pack("{s:s, s:i, s:s}", "type", type, "status", (int)status, "detail", detail);
         if (doc)
                 body = json_dumps(doc, JSON_COMPACT);
         json_decref(doc);
@@ -183,10 +183,12 @@ static bool parse_path(const struct peer *p, const char *url, struct target *t) 
                 t->version = strtoll(v, &end, 10);
                 if (*end || t->version <= 0)
                         return false;
-                snprintf(t->what, sizeof(t->what), "%.*s", (int)(lens[6] < 15 ? lens[6] : 15), parts[6]);
+                snprintf(t->what, sizeof(t->what), "%.*s", (int)(lens[6] < 15 ? lens[6] : 15),
+                         parts[6]);
         } else if (n == 5 && lens[2] == 9 && !memcmp(parts[2], "templates", 9)) {
                 snprintf(t->template_id, sizeof(t->template_id), "%.*s", (int)lens[3], parts[3]);
-                snprintf(t->what, sizeof(t->what), "%.*s", (int)(lens[4] < 15 ? lens[4] : 15), parts[4]);
+                snprintf(t->what, sizeof(t->what), "%.*s", (int)(lens[4] < 15 ? lens[4] : 15),
+                         parts[4]);
         } else {
                 return false;
         }
@@ -238,7 +240,8 @@ static int check_ticket(struct peer *p, const struct peer_site *site, int64_t tr
         {
                 const char *snapshot = json_string_value(json_object_get(answer, "snapshot_id"));
                 const char *tpl = json_string_value(json_object_get(answer, "template_id"));
-                snprintf(out->snapshot_id, sizeof(out->snapshot_id), "%s", snapshot ? snapshot : "");
+                snprintf(out->snapshot_id, sizeof(out->snapshot_id), "%s",
+                         snapshot ? snapshot : "");
                 const char *serves = json_string_value(json_object_get(answer, "serves"));
                 snprintf(out->template_id, sizeof(out->template_id), "%s", tpl ? tpl : "");
                 out->template_only = !serves || strcmp(serves, "snapshot") != 0;
@@ -264,8 +267,9 @@ static int authorize(struct peer *p, struct MHD_Connection *conn, const struct t
 
         if (!auth || strncmp(auth, "Bearer ", 7) || !id || !end || *end || transfer <= 0 ||
             strlen(auth + 7) >= sizeof(e.ticket)) {
-                *ret = problem(conn, 401, "urn:homing:problem:unauthorized",
-                               "a pull ticket (Authorization: Bearer) and X-Homing-Transfer are required");
+                *ret = problem(
+                        conn, 401, "urn:homing:problem:unauthorized",
+                        "a pull ticket (Authorization: Bearer) and X-Homing-Transfer are required");
                 return -EPERM;
         }
         r = check_ticket(p, t->site, transfer, auth + 7, &e);
@@ -386,7 +390,8 @@ static enum MHD_Result serve_file(struct MHD_Connection *conn, const struct targ
         if (r == -ENOENT && manifest && t->version == 0 && template_manifest(t, path) == 0)
                 r = read_file(path, &data, &len);
         if (r == -ENOENT)
-                return problem(conn, 404, "urn:homing:problem:not-found", "this store does not hold it");
+                return problem(conn, 404, "urn:homing:problem:not-found",
+                               "this store does not hold it");
         if (r < 0)
                 return problem(conn, 500, "urn:homing:problem:store", strerror(-r));
         return reply(conn, 200, manifest ? "application/octet-stream" : "application/json", data,
@@ -426,7 +431,8 @@ static void chunk_sha256(struct stream *s, uint64_t at, const uint8_t *data, uin
         size_t n = len / IMAGE_BLOCK;
 
         for (size_t i = 0; s->manifest && i < n; i++) {
-                const struct image_block_hash *e = image_manifest_lookup(s->manifest, at / IMAGE_BLOCK + i);
+                const struct image_block_hash *e =
+                        image_manifest_lookup(s->manifest, at / IMAGE_BLOCK + i);
                 if (!e)
                         break;
                 memcpy(s->blocks[i], e->sha256, 32);
@@ -464,7 +470,8 @@ static int next_record(struct stream *s) {
         at = rg.offset + s->pos;
         if ((at < s->buf_off || at >= s->buf_off + s->buf_len) && s->map) {
                 uint64_t file_off, n;
-                len = rg.length - s->pos < IMAGE_READER_PIECE ? rg.length - s->pos : IMAGE_READER_PIECE;
+                len = rg.length - s->pos < IMAGE_READER_PIECE ? rg.length - s->pos
+                                                              : IMAGE_READER_PIECE;
                 r = image_file_map_find(s->map, at, len, &file_off, &n);
                 if (r == 0)
                         r = pread_all(s->fd, s->own, n, file_off);
@@ -487,7 +494,8 @@ static int next_record(struct stream *s) {
                 len = rg.length - s->pos;
         /* The leading run of blocks of one kind. */
         zero = all_zero(data, IMAGE_BLOCK);
-        for (run = IMAGE_BLOCK; run < len && all_zero(data + run, IMAGE_BLOCK) == zero; run += IMAGE_BLOCK)
+        for (run = IMAGE_BLOCK; run < len && all_zero(data + run, IMAGE_BLOCK) == zero;
+             run += IMAGE_BLOCK)
                 ;
         if (zero) {
                 wire_zero_record(s->out, at, run);
@@ -709,7 +717,8 @@ int peer_start(const char *listen, const char *api_url, const struct peer_tls *t
         const union MHD_DaemonInfo *info;
         char err[256];
 
-        if (!p || !(p->api_url = strdup(api_url)) || (tls->ca && *tls->ca && !(p->api_ca = strdup(tls->ca)))) {
+        if (!p || !(p->api_url = strdup(api_url)) ||
+            (tls->ca && *tls->ca && !(p->api_ca = strdup(tls->ca)))) {
                 if (p)
                         free(p->api_url);
                 free(p);
@@ -725,24 +734,28 @@ int peer_start(const char *listen, const char *api_url, const struct peer_tls *t
         p->n_sites = n;
         p->max_streams = max_streams;
         if (tls->cert_pem)
-                p->daemon = MHD_start_daemon(
-                        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                                MHD_USE_ERROR_LOG | MHD_USE_TLS,
-                        0, NULL, NULL, on_request, p, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, p, MHD_OPTION_CONNECTION_TIMEOUT,
-                        (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256,
-                        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
-                        MHD_OPTION_HTTPS_MEM_CERT, tls->cert_pem, MHD_OPTION_HTTPS_MEM_KEY,
-                        tls->key_pem, MHD_OPTION_HTTPS_PRIORITIES, NET_TLS_PRIORITIES,
-                        MHD_OPTION_END);
+                p->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
+                                                     MHD_USE_INTERNAL_POLLING_THREAD |
+                                                     MHD_USE_ERROR_LOG | MHD_USE_TLS,
+                                             0, NULL, NULL, on_request, p, MHD_OPTION_SOCK_ADDR,
+                                             (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
+                                             on_completed, p, MHD_OPTION_CONNECTION_TIMEOUT,
+                                             (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT,
+                                             (unsigned int)256, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+                                             (unsigned int)1, MHD_OPTION_HTTPS_MEM_CERT,
+                                             tls->cert_pem, MHD_OPTION_HTTPS_MEM_KEY, tls->key_pem,
+                                             MHD_OPTION_HTTPS_PRIORITIES, NET_TLS_PRIORITIES,
+                                             MHD_OPTION_END);
         else
-                p->daemon = MHD_start_daemon(
-                        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                                MHD_USE_ERROR_LOG,
-                        0, NULL, NULL, on_request, p, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, p, MHD_OPTION_CONNECTION_TIMEOUT,
-                        (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256,
-                        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
+                p->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
+                                                     MHD_USE_INTERNAL_POLLING_THREAD |
+                                                     MHD_USE_ERROR_LOG,
+                                             0, NULL, NULL, on_request, p, MHD_OPTION_SOCK_ADDR,
+                                             (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
+                                             on_completed, p, MHD_OPTION_CONNECTION_TIMEOUT,
+                                             (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT,
+                                             (unsigned int)256, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+                                             (unsigned int)1, MHD_OPTION_END);
         if (!p->daemon) {
                 log_error("agent", "cannot listen on %s", listen);
                 peer_stop(p);

@@ -28,7 +28,7 @@ struct peer_site {
  */
 struct peer_tls {
         const char *cert_pem, *key_pem; /* both NULL: plain HTTP */
-        const char *ca;                 /* CA file to check the API's certificate; NULL: the system's */
+        const char *ca; /* CA file to check the API's certificate; NULL: the system's */
 };
 
 int peer_start(const char *listen, const char *api_url, const struct peer_tls *tls,

@@ -99,14 +99,14 @@ struct transfer_run {
         const struct transfer_env *env;
         const struct transfer_job *job;
         struct transfer_stats *stats;
-        struct image *out;        /* the partial image being built */
+        struct image *out;                 /* the partial image being built */
         const struct image_manifest *want; /* what it is built into */
-        uint8_t *checked;         /* a bit per block: in place and checked against `want` */
+        uint8_t *checked; /* a bit per block: in place and checked against `want` */
         struct wire_reader *reader;
         struct image_writer *writer; /* writes t->out while a stream is read */
         int64_t next_progress_ms;
-        uint64_t bytes_done;      /* blocks of the version in place or queued for writing */
-        int error;                /* why a stream was stopped from our side */
+        uint64_t bytes_done; /* blocks of the version in place or queued for writing */
+        int error;           /* why a stream was stopped from our side */
         char *err;
         size_t err_size;
 };
@@ -131,8 +131,9 @@ static int progress(struct transfer_run *t, bool force) {
                          "bytes_total", (json_int_t)t->stats->bytes_total);
         r = control_call(t->env->control, "POST", path, body, &status, &reply, err, sizeof(err));
         json_decref(body);
-        if (r == 0 && status == 200 && json_is_true(json_object_get(reply, "more_urgent_waiting")) &&
-            t->env->should_pause && t->env->should_pause(t->env->pause_ctx, t->job->priority)) {
+        if (r == 0 && status == 200 &&
+            json_is_true(json_object_get(reply, "more_urgent_waiting")) && t->env->should_pause &&
+            t->env->should_pause(t->env->pause_ctx, t->job->priority)) {
                 json_decref(reply);
                 return -EBUSY;
         }
@@ -349,10 +350,11 @@ static int pull(struct transfer_run *t, const char *base, const char *path,
                 if (r == -EILSEQ) {
                         struct wire_range bad = wire_reader_bad(t->reader);
                         t->stats->chunks_refetched++;
-                        log_warn("agent", "transfer %lld: the chunk at %llu (+%llu) failed its "
-                                          "SHA-256 or is not the version's; asking for it again",
-                                 (long long)t->job->id,
-                                 (unsigned long long)bad.offset, (unsigned long long)bad.length);
+                        log_warn("agent",
+                                 "transfer %lld: the chunk at %llu (+%llu) failed its "
+                                 "SHA-256 or is not the version's; asking for it again",
+                                 (long long)t->job->id, (unsigned long long)bad.offset,
+                                 (unsigned long long)bad.length);
                 } else if (r == -EBADMSG) {
                         snprintf(t->err, t->err_size, "POST %s: not a chunk stream", url);
                 }
@@ -442,7 +444,8 @@ static int plan_blocks(struct plan *p, const struct transfer_run *t,
 
 static void log_plan(const struct transfer_run *t, const struct image_manifest *want,
                      const struct plan *p) {
-        log_info("agent", "transfer %lld: %llu blocks: %llu kept, %llu local, %llu zero, %llu to pull",
+        log_info("agent",
+                 "transfer %lld: %llu blocks: %llu kept, %llu local, %llu zero, %llu to pull",
                  (long long)t->job->id, (unsigned long long)image_manifest_count(want),
                  (unsigned long long)(p->bytes[BLOCK_KEPT] / IMAGE_BLOCK),
                  (unsigned long long)(p->bytes[BLOCK_LOCAL] / IMAGE_BLOCK),
@@ -503,9 +506,10 @@ static int copy_local(struct transfer_run *t, struct image *cached, const struct
                 }
         }
         if (unwanted)
-                log_warn("agent", "transfer %lld: %llu blocks of the cached copy are not what its "
-                                  "manifest says; pulling them", (long long)t->job->id,
-                         (unsigned long long)unwanted);
+                log_warn("agent",
+                         "transfer %lld: %llu blocks of the cached copy are not what its "
+                         "manifest says; pulling them",
+                         (long long)t->job->id, (unsigned long long)unwanted);
         free(buf);
         return r;
 }
@@ -571,8 +575,10 @@ static int build(struct transfer_run *t, const char *partial, const struct image
                 if (pathf(manifest_path, "%.*s.manifest",
                           (int)(strlen(cached_path) - strlen(".qcow2")), cached_path) < 0 ||
                     image_manifest_load(manifest_path, &cached) < 0) {
-                        log_warn("agent", "transfer %lld: the cached copy %s is unreadable; "
-                                          "not using it", (long long)t->job->id, cached_path);
+                        log_warn("agent",
+                                 "transfer %lld: the cached copy %s is unreadable; "
+                                 "not using it",
+                                 (long long)t->job->id, cached_path);
                         cached = image_manifest_free(cached);
                 }
         }
@@ -589,8 +595,10 @@ static int build(struct transfer_run *t, const char *partial, const struct image
         r = progress(t, true);
         /* The plan needed only its manifest; what it cannot copy is pulled below. */
         if (r == 0 && plan.n[BLOCK_LOCAL] && image_open(cached_path, false, &cached_img) < 0)
-                log_warn("agent", "transfer %lld: the cached copy %s is unreadable; pulling "
-                                  "its blocks instead", (long long)t->job->id, cached_path);
+                log_warn("agent",
+                         "transfer %lld: the cached copy %s is unreadable; pulling "
+                         "its blocks instead",
+                         (long long)t->job->id, cached_path);
         if (r == 0 && cached_img)
                 r = copy_local(t, cached_img, &plan);
         if (r == 0)
@@ -605,8 +613,9 @@ static int build(struct transfer_run *t, const char *partial, const struct image
                         break;
                 if (round == PULL_ROUNDS) {
                         if (pulled == 0)
-                                snprintf(t->err, t->err_size, "the source did not send every "
-                                                              "block asked for");
+                                snprintf(t->err, t->err_size,
+                                         "the source did not send every "
+                                         "block asked for");
                         r = pulled < 0 ? pulled : -EAGAIN;
                         break;
                 }
@@ -617,8 +626,8 @@ static int build(struct transfer_run *t, const char *partial, const struct image
                 if (pulled != 0 && pulled != -EILSEQ && pulled != -EAGAIN)
                         r = pulled;
                 if (pulled == -EAGAIN && round + 1 < PULL_ROUNDS) {
-                        log_warn("agent", "transfer %lld: %s; asking for the rest", (long long)t->job->id,
-                                 t->err);
+                        log_warn("agent", "transfer %lld: %s; asking for the rest",
+                                 (long long)t->job->id, t->err);
                         usleep(200000u << (round < 4 ? round : 4)); /* the source may be busy */
                 }
         }
@@ -649,7 +658,8 @@ static int match_extent(void *userdata, uint64_t offset, uint64_t length, bool z
         size_t n = image_manifest_count(m->want);
 
         for (uint64_t i = offset / IMAGE_BLOCK; i < (offset + length) / IMAGE_BLOCK; i++) {
-                const struct image_block_hash *w = m->next < n ? image_manifest_entry(m->want, m->next) : NULL;
+                const struct image_block_hash *w =
+                        m->next < n ? image_manifest_entry(m->want, m->next) : NULL;
                 /* An entry the image lacks, a block the manifest lacks, zeroes where data should be. */
                 if (!w || w->index != i || (zero && !(w->flags & IMAGE_BLOCK_ZERO)))
                         return -EBADMSG;
@@ -767,7 +777,8 @@ static int report_end(struct transfer_run *t, int r) {
                 snprintf(path, sizeof(path), "/v1/agent/transfers/%lld/pause", (long long)job->id);
                 body = json_pack("{s:s}", "owner", t->env->owner);
         } else if (r == 0) {
-                snprintf(path, sizeof(path), "/v1/agent/transfers/%lld/succeeded", (long long)job->id);
+                snprintf(path, sizeof(path), "/v1/agent/transfers/%lld/succeeded",
+                         (long long)job->id);
                 image_digest_hex(job->content_sha256, hex);
                 body = json_pack("{s:s, s:s, s:I}", "owner", t->env->owner, "content_sha256", hex,
                                  "bytes_sent", (json_int_t)t->stats->bytes_wire);
@@ -857,8 +868,9 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
 
         /* Holding an older version, ask only for how the manifest differs from it. */
         have_cached = find_cached(env, job, cached);
-        if (have_cached && pathf(base_path, "%.*s.manifest", (int)(strlen(cached) - strlen(".qcow2")),
-                                 cached) == 0 &&
+        if (have_cached &&
+            pathf(base_path, "%.*s.manifest", (int)(strlen(cached) - strlen(".qcow2")), cached) ==
+                    0 &&
             image_manifest_load(base_path, &base) == 0) {
                 uint8_t d[IMAGE_DIGEST_SIZE];
                 char hex[IMAGE_DIGEST_HEX_SIZE];
@@ -873,7 +885,8 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         r = fetch(&t, job->source_url, path, MANIFEST_MAX, &manifest, &manifest_len);
         /* A patch when the source held our version too, else the whole manifest;
          * either way its digest is checked against the registered one below. */
-        if (r == 0 && (!base || image_manifest_patch_apply(base, manifest, manifest_len, &want) < 0) &&
+        if (r == 0 &&
+            (!base || image_manifest_patch_apply(base, manifest, manifest_len, &want) < 0) &&
             image_manifest_decode(manifest, manifest_len, &want) < 0) {
                 snprintf(err, err_size, "the source's manifest is malformed");
                 r = -EBADMSG;
@@ -888,7 +901,8 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
                 r = -EBADMSG;
                 goto out;
         }
-        pathf(path, "/snapshots/%s/versions/%lld/config", job->snapshot_id, (long long)job->version);
+        pathf(path, "/snapshots/%s/versions/%lld/config", job->snapshot_id,
+              (long long)job->version);
         r = fetch(&t, job->source_url, path, CONFIG_MAX, &config, &config_len);
         if (r < 0)
                 goto out;
@@ -897,13 +911,13 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
                 snprintf(err, err_size, "cannot create %s: %s", partial, strerror(-r));
                 goto out;
         }
-        pathf(path, "/snapshots/%s/versions/%lld/blocks", job->snapshot_id, (long long)job->version);
+        pathf(path, "/snapshots/%s/versions/%lld/blocks", job->snapshot_id,
+              (long long)job->version);
         /* What the template's own copy took counts as preparing. */
-        stats->s_prepare = clock_mono_s() - started - stats->s_scan - stats->s_blocks - stats->s_verify -
-                           stats->s_check - stats->s_commit;
+        stats->s_prepare = clock_mono_s() - started - stats->s_scan - stats->s_blocks -
+                           stats->s_verify - stats->s_check - stats->s_commit;
         stats->s_scan = stats->s_blocks = stats->s_verify = stats->s_check = stats->s_commit = 0;
-        r = build(&t, partial, want, have_cached ? cached : NULL,
-                  job->source_url, path);
+        r = build(&t, partial, want, have_cached ? cached : NULL, job->source_url, path);
         if (r == 0)
                 r = verify(&t, partial, want);
         if (r == -EBADMSG) {

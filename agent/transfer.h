@@ -24,7 +24,7 @@ struct transfer_job {
         int64_t id;
         char snapshot_id[TRANSFER_ID_MAX];
         int64_t version;
-        int priority;    /* 1 most urgent ... 5 */
+        int priority; /* 1 most urgent ... 5 */
         uint8_t content_sha256[IMAGE_DIGEST_SIZE];
         bool registered; /* the version has a registered content digest */
         char template_id[TRANSFER_ID_MAX];
@@ -37,14 +37,14 @@ struct transfer_job {
 
 /* What a transfer runs with; everything borrowed. */
 struct transfer_env {
-        const char *store;      /* this datacenter's store directory */
+        const char *store; /* this datacenter's store directory */
         const char *datacenter;
-        const char *owner;      /* this agent's claim owner */
+        const char *owner; /* this agent's claim owner */
         struct control *control;
-        struct bucket *bucket;  /* the agent's bandwidth cap; NULL: none */
-        atomic_bool *stop;      /* the process is stopping */
-        long progress_ms;       /* how often progress is reported */
-        const char *tls_ca;     /* CA file for https peers; NULL or "": the system's */
+        struct bucket *bucket; /* the agent's bandwidth cap; NULL: none */
+        atomic_bool *stop;     /* the process is stopping */
+        long progress_ms;      /* how often progress is reported */
+        const char *tls_ca;    /* CA file for https peers; NULL or "": the system's */
         /* Asked when the API says a more urgent transfer waits: step aside? */
         bool (*should_pause)(void *ctx, int priority);
         void *pause_ctx;
@@ -52,10 +52,10 @@ struct transfer_env {
 
 /* What a transfer counted, for the caller's log and metrics. */
 struct transfer_stats {
-        uint64_t bytes_total;   /* the version's blocks */
-        uint64_t bytes_local;   /* copied from a cached version or kept from an attempt */
-        uint64_t bytes_remote;  /* data that came over the wire */
-        uint64_t bytes_wire;    /* bytes received, framing included */
+        uint64_t bytes_total;  /* the version's blocks */
+        uint64_t bytes_local;  /* copied from a cached version or kept from an attempt */
+        uint64_t bytes_remote; /* data that came over the wire */
+        uint64_t bytes_wire;   /* bytes received, framing included */
         uint64_t chunks_refetched;
         /* Seconds spent in each phase, to see where a transfer's time goes:
          * the template, manifest and configuration; hashing what a partial

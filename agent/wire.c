@@ -66,7 +66,8 @@ int wire_ranges_decode(const void *buf, size_t len, uint64_t limit, struct wire_
         if (!ranges)
                 return -ENOMEM;
         for (uint32_t i = 0; i < count; i++) {
-                uint64_t off = get_u64(p + 4 + 16 * (size_t)i), length = get_u64(p + 12 + 16 * (size_t)i);
+                uint64_t off = get_u64(p + 4 + 16 * (size_t)i),
+                         length = get_u64(p + 12 + 16 * (size_t)i);
                 if (length == 0 || off % WIRE_BLOCK || length % WIRE_BLOCK || off < end ||
                     off > limit || length > limit - off) {
                         free(ranges);
@@ -152,9 +153,9 @@ void wire_digest_final(struct wire_digest *d, uint8_t out[32]) {
 struct wire_reader {
         uint64_t virtual_size;
         uint8_t header[WIRE_DATA_HEADER_SIZE]; /* the largest fixed part */
-        size_t have;                            /* bytes of the current record so far */
-        uint8_t *payload;                       /* a data record's, WIRE_CHUNK_MAX */
-        uint8_t (*blocks)[32];                  /* its blocks' SHA-256s */
+        size_t have;                           /* bytes of the current record so far */
+        uint8_t *payload;                      /* a data record's, WIRE_CHUNK_MAX */
+        uint8_t (*blocks)[32];                 /* its blocks' SHA-256s */
         uint64_t records;
         struct wire_digest digest;
         struct wire_range bad;
@@ -224,7 +225,8 @@ static int header_done(struct wire_reader *r) {
                 return 0;
         }
         case WIRE_ZERO:
-                return extent_valid(r, get_u64(r->header + 1), get_u64(r->header + 9)) ? 0 : -EBADMSG;
+                return extent_valid(r, get_u64(r->header + 1), get_u64(r->header + 9)) ? 0
+                                                                                       : -EBADMSG;
         default:
                 return 0;
         }
@@ -248,7 +250,8 @@ static int record_done(struct wire_reader *r, const struct wire_reader_ops *ops,
         if (type == WIRE_ZERO) {
                 e = ops->zero(ctx, get_u64(r->header + 1), get_u64(r->header + 9));
                 if (e == -EILSEQ)
-                        r->bad = (struct wire_range){ get_u64(r->header + 1), get_u64(r->header + 9) };
+                        r->bad = (struct wire_range){ get_u64(r->header + 1),
+                                                      get_u64(r->header + 9) };
                 return e;
         }
 

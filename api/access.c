@@ -105,8 +105,7 @@ static int lookup(struct request *req, enum auth_token_kind kind, const char *to
  * A bearer token that is not the kind the route takes: 403 when it is a
  * known credential of `kind`, 401 when not.
  */
-static bool refuse_other_kind(struct request *req, const char *token,
-                              enum auth_token_kind kind,
+static bool refuse_other_kind(struct request *req, const char *token, enum auth_token_kind kind,
                               const char *forbidden_detail, const char *unknown_detail,
                               enum MHD_Result *reply) {
         int r;
@@ -137,8 +136,7 @@ static bool check_agent(struct request *req, const char *token, bool device_toke
                 return refuse_other_kind(req, token, AUTH_TOKEN_OPERATOR,
                                          "an operator token cannot call the agent routes: "
                                          "they take an agent token (hag_...)",
-                                         "the operator token is not known or was revoked",
-                                         reply);
+                                         "the operator token is not known or was revoked", reply);
         if (!auth_agent_token_wellformed(token)) {
                 *reply = unauthorized(req, "an agent token (hag_...) is required");
                 return false;

@@ -107,12 +107,16 @@ struct own_transfer {
 
 /* A transfer into the caller's datacenter, locked by the flow (flow.c) for the handler. */
 const struct api_resource api_agent_transfer_resource = {
-        "transfer", "/v1/transfers", API_SELECT_TRANSFER,
+        "transfer",
+        "/v1/transfers",
+        API_SELECT_TRANSFER,
         "SELECT t.state, t.lease_owner, t.snapshot_id, t.version, v.content_sha256, t.attempts"
         " FROM transfers t LEFT JOIN snapshot_versions v"
         "   ON v.snapshot_id = t.snapshot_id AND v.version = t.version"
         " WHERE t.id = $1::bigint AND t.to_dc = $2 FOR UPDATE OF t",
-        true, api_serial_id_valid, NULL,
+        true,
+        api_serial_id_valid,
+        NULL,
 };
 
 static bool held_by(const struct own_transfer *t, const char *owner) {
@@ -203,14 +207,18 @@ const struct api_field api_agent_evictions_fields[] = { { NULL, 0, false, false,
 
 /* The snapshot an agent registers a version of, locked by the flow for the handler. */
 const struct api_resource api_agent_snapshot_resource = {
-        "snapshot", "/v1/snapshots", NULL,
+        "snapshot",
+        "/v1/snapshots",
+        NULL,
         "SELECT s.version, s.size_bytes,"
         " (SELECT p.datacenter_id FROM placements p WHERE p.snapshot_id = s.id AND p.active),"
         " EXISTS (SELECT 1 FROM transfers t WHERE t.snapshot_id = s.id AND t.state = 'running'),"
         " EXISTS (SELECT 1 FROM snapshot_versions v"
         "   WHERE v.snapshot_id = s.id AND v.version = s.version)"
         " FROM snapshots s WHERE s.id = $1 FOR UPDATE",
-        false, NULL, NULL,
+        false,
+        NULL,
+        NULL,
 };
 
 /* A body's content_sha256: 64 lower-case hex digits. */
@@ -241,7 +249,8 @@ enum MHD_Result api_agent_endpoint(struct request *req) {
 
         url = body_string(body, "url");
         if (!url_valid(url)) {
-                ret = api_reply_invalid(req, "/url", "is an http:// or https:// URL without spaces");
+                ret = api_reply_invalid(req, "/url",
+                                        "is an http:// or https:// URL without spaces");
                 goto out;
         }
         {
@@ -255,8 +264,9 @@ enum MHD_Result api_agent_endpoint(struct request *req) {
                         goto out;
                 }
         }
-        ret = api_reply_json(req, 200, json_pack("{s:s, s:s}", "datacenter_id",
-                                                 req->who.datacenter_id, "url", url));
+        ret = api_reply_json(req, 200,
+                             json_pack("{s:s, s:s}", "datacenter_id", req->who.datacenter_id, "url",
+                                       url));
 out:
         return ret;
 }
@@ -283,7 +293,8 @@ enum MHD_Result api_agent_evictions(struct request *req) {
                 const char *params[3] = { req->who.datacenter_id, age, water };
                 r = api_begin(req);
                 if (r == 0)
-                        r = api_exec(req, "SELECT * FROM homing_cache_evict($1, $2::bigint, $3::float8)",
+                        r = api_exec(req,
+                                     "SELECT * FROM homing_cache_evict($1, $2::bigint, $3::float8)",
                                      3, params, &res);
         }
         items = json_array();
@@ -513,7 +524,8 @@ enum MHD_Result api_agent_succeeded(struct request *req) {
                 const char *params[2] = { id, body_int(body, "bytes_sent", sent) };
                 const char *ended[2] = { id, digest };
                 struct store_result *res = NULL;
-                r = api_exec(req, "UPDATE transfers SET bytes_sent = $2::bigint WHERE id = $1::bigint",
+                r = api_exec(req,
+                             "UPDATE transfers SET bytes_sent = $2::bigint WHERE id = $1::bigint",
                              2, params, NULL);
                 if (r >= 0)
                         r = api_fetch_one(req, "SELECT homing_transfer_succeeded($1::bigint, $2)",
@@ -528,8 +540,8 @@ enum MHD_Result api_agent_succeeded(struct request *req) {
         }
         ret = commit_transfer(req, id, t.snapshot, "io.homing.transfer.succeeded",
                               json_pack("{s:I, s:s, s:I, s:O}", "transfer_id",
-                                        (json_int_t)strtoll(id, NULL, 10), "content_sha256",
-                                        digest, "version", (json_int_t)strtoll(t.version, NULL, 10),
+                                        (json_int_t)strtoll(id, NULL, 10), "content_sha256", digest,
+                                        "version", (json_int_t)strtoll(t.version, NULL, 10),
                                         "bytes_sent", json_object_get(body, "bytes_sent")));
 out:
         return ret;
@@ -588,8 +600,7 @@ enum MHD_Result api_agent_failed(struct request *req) {
                 goto out;
         {
                 const char *params[3] = { id, error, retry ? "true" : "false" };
-                r = api_fetch_one(req,
-                                  "SELECT homing_transfer_failed($1::bigint, $2, $3::boolean)",
+                r = api_fetch_one(req, "SELECT homing_transfer_failed($1::bigint, $2, $3::boolean)",
                                   3, params, &res);
                 if (r > 0 && !store_text(res, 0, 0))
                         r = -EIO;
@@ -612,7 +623,8 @@ enum MHD_Result api_agent_failed(struct request *req) {
                                       json_pack("{s:I, s:s, s:I, s:s}", "transfer_id",
                                                 (json_int_t)strtoll(id, NULL, 10), "error", error,
                                                 "attempts", (json_int_t)t.attempts, "not_before",
-                                                store_text(res, 0, 0) ? store_text(res, 0, 0) : ""));
+                                                store_text(res, 0, 0) ? store_text(res, 0, 0)
+                                                                      : ""));
         else
                 ret = commit_transfer(req, id, t.snapshot, "io.homing.transfer.failed",
                                       json_pack("{s:I, s:s, s:I, s:b}", "transfer_id",
@@ -643,8 +655,8 @@ enum MHD_Result api_agent_pull_verify(struct request *req) {
         ticket = body_string(body, "ticket");
         auth_sha256_hex(ticket, strlen(ticket), hash);
         {
-                const char *params[3] = { body_int(body, "transfer_id", id),
-                                          req->who.datacenter_id, hash };
+                const char *params[3] = { body_int(body, "transfer_id", id), req->who.datacenter_id,
+                                          hash };
                 r = api_fetch_one(
                         req,
                         "SELECT json_build_object('transfer_id', t.id, 'snapshot_id', t.snapshot_id,"
@@ -674,10 +686,10 @@ enum MHD_Result api_agent_pull_verify(struct request *req) {
 
 /* ---- POST /v1/agent/snapshots/{id}/versions -------------------------------------------- */
 
-#define VERSION_JSON                                                                          \
-        "json_build_object('snapshot_id', v.snapshot_id, 'version', v.version,"               \
-        " 'content_sha256', v.content_sha256, 'size_bytes', v.size_bytes,"                    \
-        " 'virtual_size', v.virtual_size, 'config', v.config,"                                \
+#define VERSION_JSON                                                            \
+        "json_build_object('snapshot_id', v.snapshot_id, 'version', v.version," \
+        " 'content_sha256', v.content_sha256, 'size_bytes', v.size_bytes,"      \
+        " 'virtual_size', v.virtual_size, 'config', v.config,"                  \
         " 'datacenter_id', v.datacenter_id, 'created_at', homing_time(v.created_at))"
 
 enum MHD_Result api_agent_version_register(struct request *req) {
@@ -727,10 +739,9 @@ enum MHD_Result api_agent_version_register(struct request *req) {
                 snprintf(detail, sizeof(detail),
                          "the snapshot is at version %lld: the next one is %lld", current,
                          current + 1);
-                ret = api_reply_problem(req, 409, "not-next-version",
-                                        "Conflict with the current state", detail,
-                                        json_pack("{s:I}", "next_version",
-                                                  (json_int_t)(current + 1)));
+                ret = api_reply_problem(
+                        req, 409, "not-next-version", "Conflict with the current state", detail,
+                        json_pack("{s:I}", "next_version", (json_int_t)(current + 1)));
                 goto out;
         }
         {
@@ -750,10 +761,11 @@ enum MHD_Result api_agent_version_register(struct request *req) {
                                      " WHERE snapshot_id = $1 AND active",
                                      1, placement, NULL);
                 if (r >= 0 && !fill_in)
-                        r = api_exec(req,
-                                     "INSERT INTO placements (snapshot_id, datacenter_id, version,"
-                                     " active, content_sha256) VALUES ($1, $4, $2::bigint, true, $3)",
-                                     4, placement, NULL);
+                        r = api_exec(
+                                req,
+                                "INSERT INTO placements (snapshot_id, datacenter_id, version,"
+                                " active, content_sha256) VALUES ($1, $4, $2::bigint, true, $3)",
+                                4, placement, NULL);
                 if (r >= 0 && fill_in)
                         r = api_exec(req,
                                      "UPDATE placements SET content_sha256 = $3"
@@ -794,9 +806,9 @@ enum MHD_Result api_agent_version_register(struct request *req) {
                 ret = api_reply_db_error(req);
                 goto out;
         }
-        data = json_pack("{s:s, s:I, s:s, s:s, s:I, s:I, s:b}", "snapshot_id", snapshot,
-                         "version", (json_int_t)wanted, "content_sha256", digest, "datacenter_id",
-                         dc, "size_bytes", (json_int_t)strtoll(size, NULL, 10), "virtual_size",
+        data = json_pack("{s:s, s:I, s:s, s:s, s:I, s:I, s:b}", "snapshot_id", snapshot, "version",
+                         (json_int_t)wanted, "content_sha256", digest, "datacenter_id", dc,
+                         "size_bytes", (json_int_t)strtoll(size, NULL, 10), "virtual_size",
                          (json_int_t)strtoll(vsize, NULL, 10), "placement_moved", !fill_in);
         if (api_audit(req, "io.homing.snapshot.version_registered", snapshot, data) < 0 ||
             api_commit(req) < 0) {

@@ -18,8 +18,8 @@ struct api_hooks {
         /* The process's metrics registry (borrowed); NULL: the API keeps its own. */
         struct metrics *metrics;
         /* The scheduler's what-if (scheduler_what_if); NULL: that route answers 501. */
-        int (*what_if)(const struct config *cfg, struct store *db, const char *user_id,
-                       double lat, double lon, int64_t ts_ms, char **json_out);
+        int (*what_if)(const struct config *cfg, struct store *db, const char *user_id, double lat,
+                       double lon, int64_t ts_ms, char **json_out);
         /* In a process that also consumes: whether its consumer has joined the
          * group and been given its partitions (scheduler_consumer_assigned).
          * NULL: there is no consumer here, /readyz does not ask. */

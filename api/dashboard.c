@@ -80,5 +80,6 @@ enum MHD_Result api_dashboard_file(struct request *req) {
         for (size_t i = 0; i < sizeof(assets) / sizeof(assets[0]); i++)
                 if (!strcmp(assets[i].name, name))
                         return send_file(req, assets[i].path, assets[i].type);
-        return api_reply_problem(req, 404, "not-found", "Not found", "no such dashboard file", NULL);
+        return api_reply_problem(req, 404, "not-found", "Not found", "no such dashboard file",
+                                 NULL);
 }

@@ -30,21 +30,22 @@
 #include "geo/geo.h"
 #include "store/store.h"
 
-#define DC_JSON                                                                               \
+#define DC_JSON                                                                                 \
         "json_build_object('id', d.id, 'name', d.name, 'provider', d.provider, 'city', d.city," \
-        " 'country_code', d.country_code, 'lat', d.lat, 'lon', d.lon, 'status', d.status,"     \
+        " 'country_code', d.country_code, 'lat', d.lat, 'lon', d.lon, 'status', d.status,"      \
         " 'capacity_bytes', d.capacity_bytes, 'used_bytes', d.used_bytes,"                      \
-        " 'reserved_bytes', d.reserved_bytes, 'cached_bytes', homing_cache_bytes(d.id),"       \
-        " 'agent_url', d.agent_url,"                                                           \
+        " 'reserved_bytes', d.reserved_bytes, 'cached_bytes', homing_cache_bytes(d.id),"        \
+        " 'agent_url', d.agent_url,"                                                            \
         " 'snapshots', (SELECT count(*) FROM placements p"                                      \
-        "               WHERE p.datacenter_id = d.id AND p.active),"                           \
+        "               WHERE p.datacenter_id = d.id AND p.active),"                            \
         " 'created_at', homing_time(d.created_at), 'updated_at', homing_time(d.updated_at))"
 
 #define SELECT_ONE "SELECT d.row_version, " DC_JSON "::text FROM datacenters d WHERE d.id = $1"
 
 const struct api_resource api_datacenter_resource = {
-        "datacenter", "/v1/datacenters", SELECT_ONE,
-        "SELECT row_version, status FROM datacenters WHERE id = $1 FOR UPDATE", false, NULL,
+        "datacenter",  "/v1/datacenters",
+        SELECT_ONE,    "SELECT row_version, status FROM datacenters WHERE id = $1 FOR UPDATE",
+        false,         NULL,
         "datacenters",
 };
 #define resource api_datacenter_resource
@@ -102,7 +103,8 @@ bool api_datacenter_valid(struct request *req, enum MHD_Result *reply) {
 
         if (json_object_get(body, "id") &&
             !dc_id_valid(json_string_value(json_object_get(body, "id")))) {
-                *reply = api_reply_invalid(req, "/id", "starts with a letter or digit and has no '@'");
+                *reply = api_reply_invalid(req, "/id",
+                                           "starts with a letter or digit and has no '@'");
                 return false;
         }
         if (json_object_get(body, "status") &&
@@ -191,7 +193,8 @@ static geo_index *active_sites(struct request *req, enum MHD_Result *reply) {
         sites = calloc(n + 1, sizeof(*sites));
         r = sites ? 0 : -ENOMEM;
         for (size_t i = 0; r == 0 && i < n; i++)
-                sites[i] = (geo_site){ .id = store_text(res, i, 0), .lat = store_double(res, i, 1),
+                sites[i] = (geo_site){ .id = store_text(res, i, 0),
+                                       .lat = store_double(res, i, 1),
                                        .lon = store_double(res, i, 2),
                                        .status = GEO_SITE_ACTIVE };
         if (r == 0)
@@ -301,7 +304,8 @@ enum MHD_Result api_datacenters_create(struct request *req) {
         if (r < 0)
                 return api_reply_db_error(req);
         if (r == 0)
-                return api_reply_conflict(req, "already-exists", "a datacenter with this id exists");
+                return api_reply_conflict(req, "already-exists",
+                                          "a datacenter with this id exists");
         return api_commit_and_reply(req, &resource, id, 201, "io.homing.datacenter.created",
                                     json_object());
 }
@@ -333,11 +337,12 @@ enum MHD_Result api_datacenters_delete(struct request *req) {
         struct store_result *res = NULL;
         long active, history;
 
-        if (api_fetch_one(req,
-                          "SELECT (SELECT count(*) FROM placements WHERE datacenter_id = $1 AND active),"
-                          " (SELECT count(*) FROM placements WHERE datacenter_id = $1)"
-                          " + (SELECT count(*) FROM transfers WHERE from_dc = $1 OR to_dc = $1)",
-                          1, params, &res) <= 0)
+        if (api_fetch_one(
+                    req,
+                    "SELECT (SELECT count(*) FROM placements WHERE datacenter_id = $1 AND active),"
+                    " (SELECT count(*) FROM placements WHERE datacenter_id = $1)"
+                    " + (SELECT count(*) FROM transfers WHERE from_dc = $1 OR to_dc = $1)",
+                    1, params, &res) <= 0)
                 return api_reply_db_error(req);
         active = (long)store_int(res, 0, 0);
         history = (long)store_int(res, 0, 1);

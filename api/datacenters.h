@@ -13,8 +13,8 @@ struct request;
 
 /* What the routes of /v1/datacenters declare (router.c): the resource, the bodies, their checks. */
 extern const struct api_resource api_datacenter_resource;
-extern const struct api_field api_datacenter_fields[];       /* POST */
-extern const struct api_field api_datacenter_patch_fields[]; /* PATCH */
+extern const struct api_field api_datacenter_fields[];        /* POST */
+extern const struct api_field api_datacenter_patch_fields[];  /* PATCH */
 extern const struct api_field api_datacenter_status_fields[]; /* PUT .../status */
 /* The id's form, the status's and the country code's, when the body has them. */
 bool api_datacenter_valid(struct request *req, enum MHD_Result *reply);

@@ -35,13 +35,14 @@ enum MHD_Result api_readyz(struct request *req) {
         kafka = bus_producer_reachable(a->producer, 2000);
         consumer = !a->hooks.consumer_assigned || a->hooks.consumer_assigned();
         if (pg && kafka && version > 0 && consumer)
-                return api_reply_json(req, 200, json_pack("{s:s, s:i}", "status", "ready",
-                                                          "schema_version", version));
+                return api_reply_json(req, 200,
+                                      json_pack("{s:s, s:i}", "status", "ready", "schema_version",
+                                                version));
         return api_reply_problem(req, 503, "not-ready", "Not ready",
-                                 !pg ? "PostgreSQL is not reachable"
+                                 !pg            ? "PostgreSQL is not reachable"
                                  : version == 0 ? "migrations are not applied: run homing migrate"
                                  : !kafka       ? "Kafka is not reachable"
-                                           : "the scheduler has not joined its consumer group yet",
+                                          : "the scheduler has not joined its consumer group yet",
                                  json_pack("{s:b, s:b, s:b}", "postgres", pg, "kafka", kafka,
                                            "consumer", consumer));
 }
@@ -82,11 +83,11 @@ enum MHD_Result api_stats(struct request *req) {
         /* This process's ingest: the dashboard turns the total into a rate. */
         json_object_set_new(doc, "ingest",
                             json_pack("{s:I, s:I}", "reports_accepted_total",
-                                      (json_int_t)metrics_counter_value(
-                                              req->api->reports_accepted, NULL),
+                                      (json_int_t)metrics_counter_value(req->api->reports_accepted,
+                                                                        NULL),
                                       "requests_accepted_total",
-                                      (json_int_t)metrics_counter_value(
-                                              req->api->ingest_requests, (size_t[]){ 0 })));
+                                      (json_int_t)metrics_counter_value(req->api->ingest_requests,
+                                                                        (size_t[]){ 0 })));
         return api_reply_json(req, 200, doc);
 }
 

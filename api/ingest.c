@@ -54,8 +54,8 @@ static enum MHD_Result reply_invalid(struct request *req, int index, const struc
                 snprintf(pointer, sizeof(pointer), "%s", e->pointer);
         errors = json_pack("{s:[{s:s, s:s}]}", "errors", "pointer", pointer, "detail", e->detail);
         api_count_ingest(req, 422);
-        return api_reply_problem(req, 422, "invalid-report", "The report is not valid",
-                                 e->detail, errors);
+        return api_reply_problem(req, 422, "invalid-report", "The report is not valid", e->detail,
+                                 errors);
 }
 
 /* Encodes and produces every report; a report that cannot be handed over fails the request. */
@@ -68,8 +68,8 @@ static void produce_all(struct request *req, const struct report *reports, int n
         for (int i = 0; i < n; i++) {
                 char *value = report_encode(&reports[i]);
                 int r = value ? bus_produce(a->producer, a->cfg->topic_locations,
-                                            reports[i].user_id, strlen(reports[i].user_id),
-                                            value, strlen(value), req)
+                                            reports[i].user_id, strlen(reports[i].user_id), value,
+                                            strlen(value), req)
                               : -ENOMEM;
                 free(value);
                 if (r < 0)
@@ -126,7 +126,7 @@ enum MHD_Result api_ingest(struct request *req) {
                 return finish(req);
 
         if (!api_content_type_is_json(MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
-                                                              "Content-Type"))) {
+                                                                  "Content-Type"))) {
                 api_count_ingest(req, 415);
                 return api_reply_problem(req, 415, "unsupported-media-type",
                                          "Unsupported media type",
@@ -134,13 +134,15 @@ enum MHD_Result api_ingest(struct request *req) {
         }
         if (req->body_too_large) {
                 char detail[96];
-                snprintf(detail, sizeof(detail), "the body exceeds %ld bytes", a->cfg->max_body_bytes);
+                snprintf(detail, sizeof(detail), "the body exceeds %ld bytes",
+                         a->cfg->max_body_bytes);
                 api_count_ingest(req, 413);
                 return api_reply_problem(req, 413, "body-too-large", "Request body too large",
                                          detail, NULL);
         }
 
-        doc = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+        doc = json_loadb(req->body ? req->body : "", req->body_len,
+                         JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
         if (!doc) {
                 char detail[256];
                 snprintf(detail, sizeof(detail), "line %d, column %d: %s", jerr.line, jerr.column,

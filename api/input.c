@@ -37,7 +37,7 @@ json_t *api_body_object(struct request *req, enum MHD_Result *reply) {
         json_t *doc;
 
         if (!api_content_type_is_json(MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
-                                                      "Content-Type"))) {
+                                                                  "Content-Type"))) {
                 *reply = api_reply_problem(req, 415, "unsupported-media-type",
                                            "Unsupported media type",
                                            "the body is sent as application/json", NULL);
@@ -117,9 +117,10 @@ static const char *field_problem(const struct api_field *f, const json_t *v, cha
                 json_t *item;
                 if (!json_is_array(v))
                         return "must be an array of ids";
-                json_array_foreach(v, i, item)
-                        if (!json_is_string(item) || !auth_id_valid(json_string_value(item)))
-                                return "must be an array of ids (1 to 64 letters, digits or -_.:@)";
+                json_array_foreach(v, i, item) if (
+                        !json_is_string(item) ||
+                        !auth_id_valid(json_string_value(
+                                item))) return "must be an array of ids (1 to 64 letters, digits or -_.:@)";
                 return json_array_size(v) <= 64 ? NULL : "holds at most 64 ids";
         }
         case FIELD_OBJECT:
@@ -139,7 +140,8 @@ bool api_check_fields(struct request *req, const json_t *obj, const struct api_f
         json_object_foreach((json_t *)obj, name, v) {
                 if (!field_known(fields, name)) {
                         snprintf(pointer, sizeof(pointer), "/%.128s", name);
-                        *reply = api_reply_invalid(req, pointer, "is not a member of this resource");
+                        *reply =
+                                api_reply_invalid(req, pointer, "is not a member of this resource");
                         return false;
                 }
         }

@@ -25,12 +25,12 @@ bool api_query_number(const struct request *req, const char *name, double *out);
 struct json_t *api_body_object(struct request *req, enum MHD_Result *reply);
 
 enum api_field_type {
-        FIELD_STRING,       /* non-empty text up to 256 */
-        FIELD_ID,           /* the id alphabet, 1 to 64 */
-        FIELD_NUMBER,       /* finite */
-        FIELD_COUNT,        /* whole number >= 0 */
-        FIELD_INTEGER,      /* whole number */
-        FIELD_ID_ARRAY,     /* array of ids */
+        FIELD_STRING,   /* non-empty text up to 256 */
+        FIELD_ID,       /* the id alphabet, 1 to 64 */
+        FIELD_NUMBER,   /* finite */
+        FIELD_COUNT,    /* whole number >= 0 */
+        FIELD_INTEGER,  /* whole number */
+        FIELD_ID_ARRAY, /* array of ids */
         FIELD_OBJECT,
         FIELD_BOOLEAN,
 };
@@ -48,5 +48,5 @@ struct api_field {
  * members, missing required ones, types and bounds. Returns true, or false
  * after answering 422 with the member's pointer.
  */
-bool api_check_fields(struct request *req, const struct json_t *obj,
-                      const struct api_field *fields, enum MHD_Result *reply);
+bool api_check_fields(struct request *req, const struct json_t *obj, const struct api_field *fields,
+                      enum MHD_Result *reply);

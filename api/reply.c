@@ -54,8 +54,7 @@ enum MHD_Result api_reply_raw(struct request *req, unsigned status, const char *
         return api_reply(req, status, doc, headers);
 }
 
-enum MHD_Result api_reply_text(struct request *req, unsigned status, const char *type,
-                               char *text) {
+enum MHD_Result api_reply_text(struct request *req, unsigned status, const char *type, char *text) {
         if (!text)
                 return MHD_NO;
         return queue(req, status, text, strlen(text), type, NULL);

@@ -19,8 +19,7 @@ enum MHD_Result api_reply_json(struct request *req, unsigned status, struct json
 enum MHD_Result api_reply_raw(struct request *req, unsigned status, const char *json_text,
                               const char *const *headers);
 /* Answers with text (taken). */
-enum MHD_Result api_reply_text(struct request *req, unsigned status, const char *type,
-                               char *text);
+enum MHD_Result api_reply_text(struct request *req, unsigned status, const char *type, char *text);
 /* 204, with nothing. */
 enum MHD_Result api_reply_empty(struct request *req, unsigned status);
 
@@ -32,8 +31,8 @@ enum MHD_Result api_reply_problem(struct request *req, unsigned status, const ch
                                   const char *title, const char *detail, struct json_t *extra);
 /* The same, with `headers` (NULL-ended name, value pairs; borrowed): Retry-After, Allow, ... */
 enum MHD_Result api_reply_problem_with(struct request *req, unsigned status, const char *slug,
-                                       const char *title, const char *detail,
-                                       struct json_t *extra, const char *const *headers);
+                                       const char *title, const char *detail, struct json_t *extra,
+                                       const char *const *headers);
 /* 422 with errors[0] = {pointer, detail}. */
 enum MHD_Result api_reply_invalid(struct request *req, const char *pointer, const char *detail);
 /* 404 "no <what> <id>". */

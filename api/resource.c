@@ -25,8 +25,7 @@ void api_etag(int64_t row_version, char buf[32]) {
         snprintf(buf, 32, "\"%lld\"", (long long)row_version);
 }
 
-bool api_if_match(struct request *req, int64_t row_version, bool required,
-                  enum MHD_Result *reply) {
+bool api_if_match(struct request *req, int64_t row_version, bool required, enum MHD_Result *reply) {
         const char *header = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "If-Match");
         char etag[32];
 
@@ -95,11 +94,12 @@ enum MHD_Result api_reply_page(struct request *req, const struct api_page *page,
                         free(cursor);
                 }
         }
-        return api_reply_json(req, 200, json_pack("{s:o, s:o}", "items", items, "next_cursor", next));
+        return api_reply_json(req, 200,
+                              json_pack("{s:o, s:o}", "items", items, "next_cursor", next));
 }
 
-enum MHD_Result api_reply_row(struct request *req, unsigned status,
-                              const struct store_result *res, const char *location) {
+enum MHD_Result api_reply_row(struct request *req, unsigned status, const struct store_result *res,
+                              const char *location) {
         char etag[32];
         const char *headers[5] = { "ETag", etag, NULL, NULL, NULL };
 
@@ -147,7 +147,8 @@ enum MHD_Result api_commit_and_reply(struct request *req, const struct api_resou
                 return api_reply_db_error(req);
         }
         if (audit_type) {
-                json_object_set_new(audit_data, r->name, json_loads(store_text(res, 0, 1), 0, NULL));
+                json_object_set_new(audit_data, r->name,
+                                    json_loads(store_text(res, 0, 1), 0, NULL));
                 if (api_audit(req, audit_type, id, audit_data) < 0) {
                         store_result_free(res);
                         return api_reply_db_error(req);

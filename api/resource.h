@@ -24,8 +24,7 @@ void api_etag(int64_t row_version, char buf[32]);
  * Checks If-Match against the current row version. Returns true to go on;
  * false after answering 412 (mismatch) or 428 (absent while `required`).
  */
-bool api_if_match(struct request *req, int64_t row_version, bool required,
-                  enum MHD_Result *reply);
+bool api_if_match(struct request *req, int64_t row_version, bool required, enum MHD_Result *reply);
 
 /* Cursor pagination: ?limit= (1..500, 100) and ?cursor= (opaque). */
 struct api_page {
@@ -50,8 +49,8 @@ enum MHD_Result api_reply_page(struct request *req, const struct api_page *page,
  * Answers with row 0 of `res`: column 0 its row_version (the ETag), column 1
  * its JSON. `location` (may be NULL) becomes the Location header.
  */
-enum MHD_Result api_reply_row(struct request *req, unsigned status,
-                              const struct store_result *res, const char *location);
+enum MHD_Result api_reply_row(struct request *req, unsigned status, const struct store_result *res,
+                              const char *location);
 
 /*
  * A resource: its name (in messages and audit data), its collection's path,

@@ -15,12 +15,12 @@ struct api_resource;
 
 /* Who may call a route. */
 enum api_access {
-        ACCESS_PUBLIC,   /* anyone: health, the dashboard's files, the OpenAPI document */
-        ACCESS_DEVICE,   /* a device token */
-        ACCESS_VIEWER,   /* operator tokens, by role */
+        ACCESS_PUBLIC, /* anyone: health, the dashboard's files, the OpenAPI document */
+        ACCESS_DEVICE, /* a device token */
+        ACCESS_VIEWER, /* operator tokens, by role */
         ACCESS_OPERATOR,
         ACCESS_ADMIN,
-        ACCESS_AGENT,    /* an agent token: the /v1/agent/ routes, for its datacenter */
+        ACCESS_AGENT, /* an agent token: the /v1/agent/ routes, for its datacenter */
 };
 
 /* What a route does with If-Match, against the locked row's ETag. */

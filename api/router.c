@@ -50,7 +50,8 @@ const struct api_route api_routes[] = {
           "the dashboard's scripts, style and map data" },
         { "GET", "/healthz", ACCESS_PUBLIC, api_healthz, "alive" },
         { "GET", "/readyz", ACCESS_PUBLIC, api_readyz, "PostgreSQL, migrations and Kafka ready" },
-        { "GET", "/v1/openapi.json", ACCESS_PUBLIC, api_openapi, "this API's OpenAPI 3.1 document" },
+        { "GET", "/v1/openapi.json", ACCESS_PUBLIC, api_openapi,
+          "this API's OpenAPI 3.1 document" },
         /* devices */
         { "POST", "/v1/locations", ACCESS_DEVICE, api_ingest, "post location reports" },
         /* viewers */
@@ -99,8 +100,8 @@ const struct api_route api_routes[] = {
           .body = api_template_fields },
         { "PATCH", "/v1/templates/{id}", ACCESS_ADMIN, api_patch, "change a template",
           .body = api_template_patch_fields, LOCK(api_template_resource, IF_MATCH_REQUIRED) },
-        { "DELETE", "/v1/templates/{id}", ACCESS_ADMIN, api_templates_delete,
-          "remove a template", LOCK(api_template_resource, IF_MATCH_HONOURED) },
+        { "DELETE", "/v1/templates/{id}", ACCESS_ADMIN, api_templates_delete, "remove a template",
+          LOCK(api_template_resource, IF_MATCH_HONOURED) },
         { "PUT", "/v1/templates/{id}/replicas/{datacenter_id}", ACCESS_ADMIN, api_replicas_put,
           "record a template's replica at a datacenter",
           LOCK(api_template_resource, IF_MATCH_HONOURED) },
@@ -111,8 +112,8 @@ const struct api_route api_routes[] = {
           "add a snapshot and its first placement", .body = api_snapshot_fields },
         { "PATCH", "/v1/snapshots/{id}", ACCESS_ADMIN, api_snapshots_update, "change a snapshot",
           .body = api_snapshot_patch_fields, LOCK(api_snapshot_resource, IF_MATCH_REQUIRED) },
-        { "DELETE", "/v1/snapshots/{id}", ACCESS_ADMIN, api_snapshots_delete,
-          "remove a snapshot", LOCK(api_snapshot_resource, IF_MATCH_HONOURED) },
+        { "DELETE", "/v1/snapshots/{id}", ACCESS_ADMIN, api_snapshots_delete, "remove a snapshot",
+          LOCK(api_snapshot_resource, IF_MATCH_HONOURED) },
         { "PUT", "/v1/zones/{id}", ACCESS_ADMIN, api_zones_put, "create or replace a zone",
           .body = api_zone_fields, .validate = api_zone_valid, .lock = LOCK_ROW_IF_EXISTS,
           .resource = &api_zone_resource, .if_match = IF_MATCH_HONOURED },
@@ -127,7 +128,8 @@ const struct api_route api_routes[] = {
           "mint a device token", .body = api_device_tokens_create_fields },
         /* agents, each for its own datacenter */
         { "PUT", "/v1/agent/endpoint", ACCESS_AGENT, api_agent_endpoint,
-          "say where this datacenter's agent answers its peers", .body = api_agent_endpoint_fields },
+          "say where this datacenter's agent answers its peers",
+          .body = api_agent_endpoint_fields },
         { "POST", "/v1/agent/claim", ACCESS_AGENT, api_agent_claim,
           "claim the next due transfer into this datacenter (by priority, then age)",
           .body = api_agent_claim_fields },
@@ -159,8 +161,8 @@ const struct api_route api_routes[] = {
 
 const size_t api_n_routes = sizeof(api_routes) / sizeof(api_routes[0]);
 
-static const char *const access_names[] = { "public", "device", "viewer", "operator", "admin",
-                                            "agent" };
+static const char *const access_names[] = { "public",   "device", "viewer",
+                                            "operator", "admin",  "agent" };
 
 void api_routes_print(FILE *f) {
         for (size_t i = 0; i < api_n_routes; i++)

@@ -32,8 +32,8 @@
 #include "metrics/metrics.h"
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls) {
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls) {
         struct api *a = cls;
         struct request *req = *con_cls;
         enum MHD_Result ret;
@@ -152,12 +152,12 @@ static int register_metrics(struct api *a) {
                                           "Location reports Kafka stored (answered 202).", NULL,
                                           &a->reports_accepted)) < 0 ||
             (r = metrics_counter_register(m, "homing_auth_failures_total",
-                                          "Requests refused for a missing or unknown token.",
-                                          NULL, &a->auth_failures)) < 0 ||
+                                          "Requests refused for a missing or unknown token.", NULL,
+                                          &a->auth_failures)) < 0 ||
             (r = metrics_histogram_register(m, "homing_ingest_duration_seconds",
-                                            "Location POSTs, from the request to the answer.",
-                                            NULL, metrics_buckets_request,
-                                            METRICS_N_BUCKETS_REQUEST, &a->ingest_seconds)) < 0 ||
+                                            "Location POSTs, from the request to the answer.", NULL,
+                                            metrics_buckets_request, METRICS_N_BUCKETS_REQUEST,
+                                            &a->ingest_seconds)) < 0 ||
             (r = metrics_histogram_register(m, "homing_kafka_produce_duration_seconds",
                                             "From producing a request's reports to Kafka's last "
                                             "delivery report.",
@@ -261,7 +261,8 @@ struct api *api_stop(struct api *a) {
         if (a->daemon) {
                 /* Stop accepting; suspended requests resume as Kafka reports on them. */
                 MHD_quiesce_daemon(a->daemon);
-                if (a->producer && bus_producer_flush(a->producer, a->cfg->produce_timeout_ms + 1000) < 0)
+                if (a->producer &&
+                    bus_producer_flush(a->producer, a->cfg->produce_timeout_ms + 1000) < 0)
                         log_warn("api", "reports still in flight at shutdown");
                 usleep(100 * 1000);
                 MHD_stop_daemon(a->daemon);

@@ -21,23 +21,27 @@
 #include "api/resource.h"
 #include "store/store.h"
 
-#define SNAP_JSON                                                                             \
-        "json_build_object('id', s.id, 'user_id', s.user_id, 'template_id', s.template_id,"  \
-        " 'size_bytes', s.size_bytes, 'priority', s.priority, 'version', s.version,"          \
-        " 'allowed_zones', to_json(s.allowed_zones),"                                        \
-        " 'placement', (SELECT json_build_object('datacenter_id', p.datacenter_id,"          \
-        "                 'version', p.version, 'since', homing_time(p.created_at))"          \
-        "               FROM placements p WHERE p.snapshot_id = s.id AND p.active),"          \
+#define SNAP_JSON                                                                           \
+        "json_build_object('id', s.id, 'user_id', s.user_id, 'template_id', s.template_id," \
+        " 'size_bytes', s.size_bytes, 'priority', s.priority, 'version', s.version,"        \
+        " 'allowed_zones', to_json(s.allowed_zones),"                                       \
+        " 'placement', (SELECT json_build_object('datacenter_id', p.datacenter_id,"         \
+        "                 'version', p.version, 'since', homing_time(p.created_at))"        \
+        "               FROM placements p WHERE p.snapshot_id = s.id AND p.active),"        \
         " 'created_at', homing_time(s.created_at), 'updated_at', homing_time(s.updated_at))"
 
 #define SELECT_ONE "SELECT s.row_version, " SNAP_JSON "::text FROM snapshots s WHERE s.id = $1"
 
 const struct api_resource api_snapshot_resource = {
-        "snapshot", "/v1/snapshots", SELECT_ONE,
+        "snapshot",
+        "/v1/snapshots",
+        SELECT_ONE,
         "SELECT row_version, EXISTS (SELECT 1 FROM transfers t"
         "  WHERE t.snapshot_id = s.id AND t.state IN ('queued', 'running'))"
         " FROM snapshots s WHERE id = $1 FOR UPDATE",
-        false, NULL, "snapshots",
+        false,
+        NULL,
+        "snapshots",
 };
 #define resource api_snapshot_resource
 
@@ -132,7 +136,8 @@ enum MHD_Result api_snapshots_create(struct request *req) {
         }
         {
                 const char *params[2] = { json_string_value(json_object_get(body, "template_id")),
-                                          json_string_value(json_object_get(body, "datacenter_id")) };
+                                          json_string_value(json_object_get(body,
+                                                                            "datacenter_id")) };
                 r = api_fetch_one(req,
                                   "SELECT EXISTS (SELECT 1 FROM templates WHERE id = $1),"
                                   "       EXISTS (SELECT 1 FROM datacenters WHERE id = $2)",
@@ -153,7 +158,8 @@ enum MHD_Result api_snapshots_create(struct request *req) {
         r = unknown_zone(req, json_object_get(body, "allowed_zones"), zone, sizeof(zone));
         if (r != 0) {
                 ret = r < 0 ? api_reply_db_error(req)
-                            : api_reply_invalid(req, "/allowed_zones", "names a zone that does not exist");
+                            : api_reply_invalid(req, "/allowed_zones",
+                                                "names a zone that does not exist");
                 goto out;
         }
         text = json_dumps(body, JSON_COMPACT);
@@ -180,8 +186,8 @@ enum MHD_Result api_snapshots_create(struct request *req) {
         else if (r == 0)
                 ret = api_reply_conflict(req, "already-exists", "a snapshot with this id exists");
         else
-                ret = api_commit_and_reply(req, &resource,
-                        id, 201, "io.homing.snapshot.created", json_object());
+                ret = api_commit_and_reply(req, &resource, id, 201, "io.homing.snapshot.created",
+                                           json_object());
 out:
         store_result_free(res);
         free(text);
@@ -227,10 +233,10 @@ static int snapshot_exists(struct request *req, const char *id, enum MHD_Result 
         return r;
 }
 
-#define PLACEMENT_JSON                                                                        \
-        "json_build_object('id', p.id, 'snapshot_id', p.snapshot_id,"                        \
-        " 'datacenter_id', p.datacenter_id, 'version', p.version, 'active', p.active,"        \
-        " 'created_at', homing_time(p.created_at),"                                           \
+#define PLACEMENT_JSON                                                                 \
+        "json_build_object('id', p.id, 'snapshot_id', p.snapshot_id,"                  \
+        " 'datacenter_id', p.datacenter_id, 'version', p.version, 'active', p.active," \
+        " 'created_at', homing_time(p.created_at),"                                    \
         " 'deactivated_at', homing_time(p.deactivated_at))"
 
 enum MHD_Result api_snapshots_placement(struct request *req) {

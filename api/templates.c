@@ -23,16 +23,18 @@
 #include "store/store.h"
 
 #define TPL_JSON                                                                              \
-        "json_build_object('id', t.id, 'name', t.name, 'size_bytes', t.size_bytes,"          \
-        " 'replicas', coalesce((SELECT json_agg(r.datacenter_id ORDER BY r.datacenter_id)"  \
-        "                       FROM template_replicas r WHERE r.template_id = t.id), '[]'),"  \
+        "json_build_object('id', t.id, 'name', t.name, 'size_bytes', t.size_bytes,"           \
+        " 'replicas', coalesce((SELECT json_agg(r.datacenter_id ORDER BY r.datacenter_id)"    \
+        "                       FROM template_replicas r WHERE r.template_id = t.id), '[]')," \
         " 'created_at', homing_time(t.created_at), 'updated_at', homing_time(t.updated_at))"
 
 #define SELECT_ONE "SELECT t.row_version, " TPL_JSON "::text FROM templates t WHERE t.id = $1"
 
 const struct api_resource api_template_resource = {
-        "template", "/v1/templates", SELECT_ONE,
-        "SELECT row_version FROM templates WHERE id = $1 FOR UPDATE", false, NULL, "templates",
+        "template",  "/v1/templates",
+        SELECT_ONE,  "SELECT row_version FROM templates WHERE id = $1 FOR UPDATE",
+        false,       NULL,
+        "templates",
 };
 #define resource api_template_resource
 
@@ -146,14 +148,15 @@ enum MHD_Result api_replicas_list(struct request *req) {
         }
         {
                 const char *params[3] = { id, page.after, page.limit_plus_one };
-                r = api_exec(req,
-                             "SELECT r.datacenter_id, json_build_object('template_id', r.template_id,"
-                             "  'datacenter_id', r.datacenter_id,"
-                             "  'created_at', homing_time(r.created_at))::text"
-                             " FROM template_replicas r WHERE r.template_id = $1"
-                             "  AND ($2::text IS NULL OR r.datacenter_id > $2)"
-                             " ORDER BY r.datacenter_id LIMIT $3::int",
-                             3, params, &res);
+                r = api_exec(
+                        req,
+                        "SELECT r.datacenter_id, json_build_object('template_id', r.template_id,"
+                        "  'datacenter_id', r.datacenter_id,"
+                        "  'created_at', homing_time(r.created_at))::text"
+                        " FROM template_replicas r WHERE r.template_id = $1"
+                        "  AND ($2::text IS NULL OR r.datacenter_id > $2)"
+                        " ORDER BY r.datacenter_id LIMIT $3::int",
+                        3, params, &res);
         }
         ret = r < 0 ? api_reply_db_error(req) : api_reply_page(req, &page, res, 1);
         store_result_free(res);
@@ -188,7 +191,8 @@ enum MHD_Result api_replicas_put(struct request *req) {
                      NULL) < 0)
                 return api_reply_db_error(req);
         return api_commit_and_reply(req, &resource, id, 201, "io.homing.template.replica_added",
-                                    json_pack("{s:s, s:s}", "template_id", id, "datacenter_id", dc));
+                                    json_pack("{s:s, s:s}", "template_id", id, "datacenter_id",
+                                              dc));
 }
 
 enum MHD_Result api_replicas_delete(struct request *req) {
@@ -197,10 +201,11 @@ enum MHD_Result api_replicas_delete(struct request *req) {
         struct store_result *res = NULL;
         int r;
 
-        r = api_fetch_one(req,
-                          "DELETE FROM template_replicas WHERE template_id = $1 AND datacenter_id = $2"
-                          " RETURNING 1",
-                          2, params, &res);
+        r = api_fetch_one(
+                req,
+                "DELETE FROM template_replicas WHERE template_id = $1 AND datacenter_id = $2"
+                " RETURNING 1",
+                2, params, &res);
         store_result_free(res);
         if (r <= 0)
                 return api_reply_not_found_or_db_error(req, r, "replica at", dc);

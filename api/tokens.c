@@ -26,9 +26,9 @@
 #include "report/report.h"
 #include "store/store.h"
 
-#define TOKEN_JSON                                                                            \
-        "json_build_object('id', o.id, 'name', o.name, 'role', o.role,"                      \
-        " 'created_by', o.created_by, 'created_at', homing_time(o.created_at),"               \
+#define TOKEN_JSON                                                              \
+        "json_build_object('id', o.id, 'name', o.name, 'role', o.role,"         \
+        " 'created_by', o.created_by, 'created_at', homing_time(o.created_at)," \
         " 'revoked_at', homing_time(o.revoked_at))"
 
 const struct api_field api_tokens_create_fields[] = {
@@ -94,8 +94,8 @@ enum MHD_Result api_tokens_create(struct request *req) {
                                   " WHERE o.id = $1::bigint",
                                   1, params, &res) <= 0 ||
                     api_audit(req, "io.homing.token.created", id_text,
-                              json_pack("{s:I, s:s, s:s}", "token_id", (json_int_t)id, "name",
-                                        name, "role", role)) < 0 ||
+                              json_pack("{s:I, s:s, s:s}", "token_id", (json_int_t)id, "name", name,
+                                        "role", role)) < 0 ||
                     api_commit(req) < 0) {
                         ret = api_reply_db_error(req);
                         goto out;
@@ -131,8 +131,8 @@ enum MHD_Result api_tokens_revoke(struct request *req) {
         if (r <= 0)
                 return api_reply_not_found_or_db_error(req, r, "token", id);
         r = api_audit(req, "io.homing.token.revoked", id,
-                      json_pack("{s:I, s:s}", "token_id", (json_int_t)strtoll(id, NULL, 10),
-                                "name", store_text(res, 0, 0)));
+                      json_pack("{s:I, s:s}", "token_id", (json_int_t)strtoll(id, NULL, 10), "name",
+                                store_text(res, 0, 0)));
         store_result_free(res);
         if (r < 0 || api_commit(req) < 0)
                 return api_reply_db_error(req);

@@ -79,24 +79,26 @@ enum MHD_Result api_transfers_list(struct request *req) {
                                          "state is a comma-separated list of queued, running, "
                                          "succeeded, failed, cancelled",
                                          NULL);
-        if (!query_time(req, "since", since_ms, &since) || !query_time(req, "until", until_ms, &until))
+        if (!query_time(req, "since", since_ms, &since) ||
+            !query_time(req, "until", until_ms, &until))
                 return api_reply_problem(req, 400, "invalid-query", "Invalid query",
                                          "since and until are RFC 3339 date-times", NULL);
         if (!api_page_parse(req, &page, true, &ret))
                 return ret;
         {
-                const char *params[7] = { state, dc, snapshot, since, until, page.after,
-                                          page.limit_plus_one };
-                if (api_exec(req,
-                             "SELECT t.id, " API_TRANSFER_JSON "::text FROM transfers t"
-                             " WHERE ($1::text IS NULL OR t.state = ANY (string_to_array($1, ',')))"
-                             "   AND ($2::text IS NULL OR t.from_dc = $2 OR t.to_dc = $2)"
-                             "   AND ($3::text IS NULL OR t.snapshot_id = $3)"
-                             "   AND ($4::text IS NULL OR t.created_at >= to_timestamp($4::float8 / 1000))"
-                             "   AND ($5::text IS NULL OR t.created_at < to_timestamp($5::float8 / 1000))"
-                             "   AND ($6::bigint IS NULL OR t.id < $6::bigint)"
-                             " ORDER BY t.id DESC LIMIT $7::int",
-                             7, params, &res) < 0) {
+                const char *params[7] = { state, dc,         snapshot,           since,
+                                          until, page.after, page.limit_plus_one };
+                if (api_exec(
+                            req,
+                            "SELECT t.id, " API_TRANSFER_JSON "::text FROM transfers t"
+                            " WHERE ($1::text IS NULL OR t.state = ANY (string_to_array($1, ',')))"
+                            "   AND ($2::text IS NULL OR t.from_dc = $2 OR t.to_dc = $2)"
+                            "   AND ($3::text IS NULL OR t.snapshot_id = $3)"
+                            "   AND ($4::text IS NULL OR t.created_at >= to_timestamp($4::float8 / 1000))"
+                            "   AND ($5::text IS NULL OR t.created_at < to_timestamp($5::float8 / 1000))"
+                            "   AND ($6::bigint IS NULL OR t.id < $6::bigint)"
+                            " ORDER BY t.id DESC LIMIT $7::int",
+                            7, params, &res) < 0) {
                         api_page_fini(&page);
                         return api_reply_db_error(req);
                 }
@@ -148,14 +150,16 @@ enum MHD_Result api_transfer_commit_and_reply(struct request *req, const char *i
 }
 
 const struct api_resource api_transfer_resource = {
-        "transfer", "/v1/transfers", SELECT_ONE,
-        "SELECT state, snapshot_id FROM transfers WHERE id = $1::bigint FOR UPDATE", false,
-        api_serial_id_valid, NULL,
+        "transfer", "/v1/transfers",
+        SELECT_ONE, "SELECT state, snapshot_id FROM transfers WHERE id = $1::bigint FOR UPDATE",
+        false,      api_serial_id_valid,
+        NULL,
 };
 
 enum MHD_Result api_transfers_cancel(struct request *req) {
         const char *id = api_param(req, 0);
-        const char *state = store_text(req->locked, 0, 0), *snapshot = store_text(req->locked, 0, 1);
+        const char *state = store_text(req->locked, 0, 0),
+                   *snapshot = store_text(req->locked, 0, 1);
         char detail[128];
 
         if (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0) {
@@ -174,8 +178,9 @@ enum MHD_Result api_transfers_cancel(struct request *req) {
                         return api_reply_db_error(req);
         }
         return api_transfer_commit_and_reply(req, id, 200, "io.homing.transfer.cancelled", snapshot,
-                                json_pack("{s:I, s:s}", "transfer_id",
-                                          (json_int_t)strtoll(id, NULL, 10), "from_state", state));
+                                             json_pack("{s:I, s:s}", "transfer_id",
+                                                       (json_int_t)strtoll(id, NULL, 10),
+                                                       "from_state", state));
 }
 
 /* After a retry inserted nothing: why not. */
@@ -198,8 +203,8 @@ static enum MHD_Result retry_refused(struct request *req, const char *id) {
         if (r <= 0)
                 return api_reply_db_error(req);
         if (store_text(res, 0, 0)) {
-                snprintf(detail, sizeof(detail), "transfer %s was retried already: transfer %s",
-                         id, store_text(res, 0, 0));
+                snprintf(detail, sizeof(detail), "transfer %s was retried already: transfer %s", id,
+                         store_text(res, 0, 0));
                 ret = api_reply_conflict(req, "already-retried", detail);
         } else if (store_text(res, 0, 1)) {
                 snprintf(detail, sizeof(detail),
@@ -220,7 +225,8 @@ static enum MHD_Result retry_refused(struct request *req, const char *id) {
 
 enum MHD_Result api_transfers_retry(struct request *req) {
         const char *id = api_param(req, 0);
-        const char *state = store_text(req->locked, 0, 0), *snapshot = store_text(req->locked, 0, 1);
+        const char *state = store_text(req->locked, 0, 0),
+                   *snapshot = store_text(req->locked, 0, 1);
         struct store_result *res = NULL;
         char detail[128], new_id[24];
         int r;
@@ -273,8 +279,8 @@ enum MHD_Result api_transfers_retry(struct request *req) {
                 return retry_refused(req, id);
         snprintf(new_id, sizeof(new_id), "%s", store_text(res, 0, 0));
         store_result_free(res);
-        return api_transfer_commit_and_reply(req, new_id, 201, "io.homing.transfer.retried", snapshot,
-                                json_pack("{s:I, s:I}", "transfer_id",
-                                          (json_int_t)strtoll(new_id, NULL, 10), "retry_of",
-                                          (json_int_t)strtoll(id, NULL, 10)));
+        return api_transfer_commit_and_reply(
+                req, new_id, 201, "io.homing.transfer.retried", snapshot,
+                json_pack("{s:I, s:I}", "transfer_id", (json_int_t)strtoll(new_id, NULL, 10),
+                          "retry_of", (json_int_t)strtoll(id, NULL, 10)));
 }

@@ -22,17 +22,17 @@ enum MHD_Result api_transfers_retry(struct request *req);
  * A transfer as the API shows it (GET /v1/transfers/{id}, audit events), as
  * a SQL expression over the alias t.
  */
-#define API_TRANSFER_JSON                                                                     \
-        "json_build_object('id', t.id, 'snapshot_id', t.snapshot_id, 'from_dc', t.from_dc,"  \
-        " 'to_dc', t.to_dc, 'template_id', t.template_id,"                                    \
-        " 'template_present', t.template_present, 'priority', t.priority,"                   \
-        " 'version', t.version, 'reason', t.reason, 'state', t.state,"                       \
-        " 'attempts', t.attempts, 'max_attempts', t.max_attempts,"                           \
-        " 'bytes_total', t.bytes_total, 'bytes_done', t.bytes_done,"                         \
-        " 'bytes_sent', t.bytes_sent, 'error', t.error, 'retry_of', t.retry_of,"             \
-        " 'idempotency_key', t.idempotency_key, 'lease_owner', t.lease_owner,"               \
-        " 'lease_expires_at', homing_time(t.lease_expires_at),"                              \
-        " 'not_before', homing_time(t.not_before),"                                          \
+#define API_TRANSFER_JSON                                                                      \
+        "json_build_object('id', t.id, 'snapshot_id', t.snapshot_id, 'from_dc', t.from_dc,"    \
+        " 'to_dc', t.to_dc, 'template_id', t.template_id,"                                     \
+        " 'template_present', t.template_present, 'priority', t.priority,"                     \
+        " 'version', t.version, 'reason', t.reason, 'state', t.state,"                         \
+        " 'attempts', t.attempts, 'max_attempts', t.max_attempts,"                             \
+        " 'bytes_total', t.bytes_total, 'bytes_done', t.bytes_done,"                           \
+        " 'bytes_sent', t.bytes_sent, 'error', t.error, 'retry_of', t.retry_of,"               \
+        " 'idempotency_key', t.idempotency_key, 'lease_owner', t.lease_owner,"                 \
+        " 'lease_expires_at', homing_time(t.lease_expires_at),"                                \
+        " 'not_before', homing_time(t.not_before),"                                            \
         " 'started_at', homing_time(t.started_at), 'finished_at', homing_time(t.finished_at)," \
         " 'created_at', homing_time(t.created_at), 'updated_at', homing_time(t.updated_at))"
 

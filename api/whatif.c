@@ -41,12 +41,12 @@ enum MHD_Result api_users_what_if(struct request *req) {
         if (!req->api->hooks.what_if)
                 return api_reply_problem(req, 501, "not-implemented", "Not implemented",
                                          "this process was started without the scheduler's "
-                                         "what-if", NULL);
+                                         "what-if",
+                                         NULL);
         if (!req->db)
                 return api_reply_db_error(req);
 
-        r = req->api->hooks.what_if(req->api->cfg, req->db, req->params[0], lat, lon, ts_ms,
-                                    &json);
+        r = req->api->hooks.what_if(req->api->cfg, req->db, req->params[0], lat, lon, ts_ms, &json);
         if (r == -ENOENT)
                 return api_reply_not_found(req, "user with snapshots", req->params[0]);
         if (r < 0)

@@ -23,17 +23,21 @@
 #include "geo/geo.h"
 #include "store/store.h"
 
-#define ZONE_JSON                                                                             \
-        "json_build_object('id', z.id, 'name', z.name, 'geojson', z.geojson,"                \
+#define ZONE_JSON                                                             \
+        "json_build_object('id', z.id, 'name', z.name, 'geojson', z.geojson," \
         " 'created_at', homing_time(z.created_at), 'updated_at', homing_time(z.updated_at))"
 
 #define SELECT_ONE "SELECT z.row_version, " ZONE_JSON "::text FROM zones z WHERE z.id = $1"
 
 const struct api_resource api_zone_resource = {
-        "zone", "/v1/zones", SELECT_ONE,
+        "zone",
+        "/v1/zones",
+        SELECT_ONE,
         "SELECT row_version, (SELECT count(*) FROM snapshots s WHERE z.id = ANY (s.allowed_zones))"
         " FROM zones z WHERE id = $1 FOR UPDATE",
-        false, NULL, "zones",
+        false,
+        NULL,
+        "zones",
 };
 #define resource api_zone_resource
 
@@ -76,7 +80,8 @@ bool api_zone_valid(struct request *req, enum MHD_Result *reply) {
         int r;
 
         if (!auth_id_valid(id)) {
-                *reply = api_reply_invalid(req, "", "zone ids are 1 to 64 letters, digits or -_.:@");
+                *reply =
+                        api_reply_invalid(req, "", "zone ids are 1 to 64 letters, digits or -_.:@");
                 return false;
         }
         geojson = json_dumps(json_object_get(req->input, "geojson"), JSON_COMPACT);

@@ -46,8 +46,8 @@ int auth_random(void *buf, size_t len) {
         return gnutls_rnd(GNUTLS_RND_KEY, buf, len) == 0 ? 0 : -EIO;
 }
 
-static int base64_encode_with(void (*init)(struct base64_encode_ctx *), bool pad,
-                              const void *data, size_t len, char **out) {
+static int base64_encode_with(void (*init)(struct base64_encode_ctx *), bool pad, const void *data,
+                              size_t len, char **out) {
         struct base64_encode_ctx ctx;
         size_t n;
         char *text = malloc(BASE64_ENCODE_LENGTH(len) + BASE64_ENCODE_FINAL_LENGTH + 1);
@@ -98,8 +98,7 @@ int auth_base64url_decode(const char *text, size_t len, uint8_t **out, size_t *o
         memcpy(padded, text, len);
         memset(padded + len, '=', padded_len - len);
         base64url_decode_init(&ctx);
-        ok = base64_decode_update(&ctx, &n, bytes, padded_len, padded) &&
-             base64_decode_final(&ctx);
+        ok = base64_decode_update(&ctx, &n, bytes, padded_len, padded) && base64_decode_final(&ctx);
         free(padded);
         /* One encoding per value: stray low bits would make a second spelling. */
         if (ok && auth_base64url_encode(bytes, n, &again) < 0) {
@@ -254,7 +253,8 @@ int auth_keyring_new(const char *spec, struct auth_keyring **out, char *err, siz
                         goto fail;
                 for (size_t i = 0; i < ring->n; i++) {
                         if (!strcmp(ring->keys[i].kid, ring->keys[ring->n].kid)) {
-                                snprintf(err, err_size, "kid '%s' appears twice", ring->keys[i].kid);
+                                snprintf(err, err_size, "kid '%s' appears twice",
+                                         ring->keys[i].kid);
                                 r = -EINVAL;
                                 goto fail;
                         }
@@ -274,7 +274,8 @@ fail:
 static const struct auth_key *keyring_find(const struct auth_keyring *ring, const char *kid,
                                            size_t kid_len) {
         for (size_t i = 0; ring && i < ring->n; i++)
-                if (strlen(ring->keys[i].kid) == kid_len && !memcmp(ring->keys[i].kid, kid, kid_len))
+                if (strlen(ring->keys[i].kid) == kid_len &&
+                    !memcmp(ring->keys[i].kid, kid, kid_len))
                         return &ring->keys[i];
         return NULL;
 }
@@ -318,8 +319,7 @@ int auth_device_token_mint(const struct auth_keyring *ring, const char *device_i
         const struct auth_key *key;
         uint8_t mac[SHA256_DIGEST_SIZE];
         json_t *payload;
-        char *json = NULL, *b64_payload = NULL, *b64_mac = NULL, *signed_part = NULL,
-             *token = NULL;
+        char *json = NULL, *b64_payload = NULL, *b64_mac = NULL, *signed_part = NULL, *token = NULL;
         int r = -ENOMEM;
 
         if (!auth_id_valid(device_id) || !auth_id_valid(user_id) || exp_s <= 0)

@@ -56,8 +56,8 @@ int auth_token_lookup(struct store *db, enum auth_token_kind kind, const char *t
 }
 
 /* A new secret of `kind`, its hash stored beside `scope` and `name`. */
-static int create(struct store *db, enum auth_token_kind kind, const char *scope,
-                  const char *name, const char *created_by, char **token, int64_t *id) {
+static int create(struct store *db, enum auth_token_kind kind, const char *scope, const char *name,
+                  const char *created_by, char **token, int64_t *id) {
         struct store_result *res = NULL;
         char hash[65], *secret = NULL;
         int r;

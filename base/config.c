@@ -52,8 +52,7 @@ static const struct setting settings[] = {
           "largest array of reports in one POST" },
         { "max-future-skew-s", SETTING_LONG, FIELD(max_future_skew_s), "300", 0, 86400,
           "how far in the future a device timestamp may lie" },
-        { "http-threads", SETTING_LONG, FIELD(http_threads), "2", 1, 64,
-          "HTTP worker threads" },
+        { "http-threads", SETTING_LONG, FIELD(http_threads), "2", 1, 64, "HTTP worker threads" },
         { "device-token-keys", SETTING_STRING, FIELD(device_token_keys), "", 0, 0,
           "device token keys, kid:base64key[,kid:base64key...]: the first signs, all verify "
           "(homing token key makes one)" },
@@ -211,7 +210,8 @@ int config_load(struct config *cfg, int argc, char **argv, const char *usage) {
                 const char *env;
                 env_name(&settings[i], var, sizeof(var));
                 env = getenv(var);
-                r = setting_assign(cfg, &settings[i], env && *env ? env : settings[i].fallback, var);
+                r = setting_assign(cfg, &settings[i], env && *env ? env : settings[i].fallback,
+                                   var);
                 if (r < 0)
                         goto fail;
         }

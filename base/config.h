@@ -11,9 +11,9 @@
 
 struct config {
         /* connections */
-        char *pg_dsn;          /* libpq conninfo */
-        char *kafka_brokers;   /* host:port[,host:port...] */
-        char *listen;          /* host:port of the HTTP server */
+        char *pg_dsn;        /* libpq conninfo */
+        char *kafka_brokers; /* host:port[,host:port...] */
+        char *listen;        /* host:port of the HTTP server */
         /* Kafka */
         char *topic_locations;
         char *topic_transfers;
@@ -30,8 +30,8 @@ struct config {
         char *device_token_keys; /* "kid:base64key,..."; the first signs, all verify */
         char *tls_cert;          /* PEM files; both set: HTTPS */
         char *tls_key;
-        char *dashboard_dir;     /* the dashboard's files (and its node_modules) */
-        long db_pool_size;       /* PostgreSQL connections of the API */
+        char *dashboard_dir; /* the dashboard's files (and its node_modules) */
+        long db_pool_size;   /* PostgreSQL connections of the API */
         /* scheduler: the policy (README explains each) */
         double move_margin_m;
         double move_margin_ratio;
@@ -47,23 +47,23 @@ struct config {
         long batch_wait_ms;
         long catalog_refresh_s;
         long outbox_max_attempts; /* refusals of one row before the relay parks it */
-        char *metrics_listen;    /* host:port of /metrics for schedule and relay; "": none */
+        char *metrics_listen;     /* host:port of /metrics for schedule and relay; "": none */
         char *metrics_token_file; /* the scrape token of --metrics-listen */
         /* agent: the transfers into a datacenter (agent/README.md) */
-        char *api_url;           /* where agents reach homing's API */
-        char *datacenter;        /* the datacenters this agent serves, comma-separated */
-        char *store;             /* the store (one datacenter) or the folder of stores (several) */
-        char *agent_token;       /* hag_... for a single datacenter */
-        char *agent_token_file;  /* lines "<datacenter> <token>" */
-        char *agent_listen;      /* host:port of the agent's server for peers */
-        char *agent_url;         /* its base URL as peers reach it; "": from --agent-listen */
-        long agent_concurrency;  /* transfers running at once, per datacenter */
-        long agent_max_streams;  /* block streams served at once */
-        long agent_bandwidth;    /* bytes per second into each datacenter; 0: no cap */
+        char *api_url;          /* where agents reach homing's API */
+        char *datacenter;       /* the datacenters this agent serves, comma-separated */
+        char *store;            /* the store (one datacenter) or the folder of stores (several) */
+        char *agent_token;      /* hag_... for a single datacenter */
+        char *agent_token_file; /* lines "<datacenter> <token>" */
+        char *agent_listen;     /* host:port of the agent's server for peers */
+        char *agent_url;        /* its base URL as peers reach it; "": from --agent-listen */
+        long agent_concurrency; /* transfers running at once, per datacenter */
+        long agent_max_streams; /* block streams served at once */
+        long agent_bandwidth;   /* bytes per second into each datacenter; 0: no cap */
         long agent_lease_s;
         long agent_poll_ms;
-        long agent_evict_s;      /* how often the agent asks which cached copies to delete */
-        char *agent_tls_cert;    /* PEM files; both set: peers pull over HTTPS */
+        long agent_evict_s;   /* how often the agent asks which cached copies to delete */
+        char *agent_tls_cert; /* PEM files; both set: peers pull over HTTPS */
         char *agent_tls_key;
         char *agent_tls_ca;      /* CA bundle it trusts for peers and the API; "": the system's */
         long cache_max_age_s;    /* API: cached copies older than this go */

@@ -26,8 +26,8 @@ int log_set_level(const char *name) {
         return -EINVAL;
 }
 
-void log_line(enum log_level level, const char *component, const char *const *ids,
-              const char *fmt, ...) {
+void log_line(enum log_level level, const char *component, const char *const *ids, const char *fmt,
+              ...) {
         char when[64], message[1024];
         int64_t now_ms;
         time_t now_s;
@@ -43,8 +43,7 @@ void log_line(enum log_level level, const char *component, const char *const *id
         now_s = (time_t)(now_ms / 1000);
         gmtime_r(&now_s, &tm);
         snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 (int)(now_ms % 1000));
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(now_ms % 1000));
         va_start(ap, fmt);
         vsnprintf(message, sizeof(message), fmt, ap);
         va_end(ap);

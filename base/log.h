@@ -15,8 +15,8 @@ int log_set_level(const char *name);
  * Writes one line. `ids` is NULL or a NULL-terminated list of key, value
  * pairs ("user_id", "u-42", NULL); values are escaped, never secrets.
  */
-void log_line(enum log_level level, const char *component, const char *const *ids,
-              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void log_line(enum log_level level, const char *component, const char *const *ids, const char *fmt,
+              ...) __attribute__((format(printf, 4, 5)));
 
 #define log_debug(comp, ...) log_line(LOG_DEBUG, comp, NULL, __VA_ARGS__)
 #define log_info(comp, ...) log_line(LOG_INFO, comp, NULL, __VA_ARGS__)

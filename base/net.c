@@ -7,8 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int net_parse_listen(const char *listen, struct sockaddr_storage *addr, char *errbuf,
-                     size_t size) {
+int net_parse_listen(const char *listen, struct sockaddr_storage *addr, char *errbuf, size_t size) {
         struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
                                   .ai_flags = AI_NUMERICSERV | AI_PASSIVE };
         struct addrinfo *res = NULL;

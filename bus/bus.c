@@ -53,7 +53,10 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
 
 /* librdkafka's own log lines join ours, as JSON. */
 static void on_log(const rd_kafka_t *rk, int level, const char *facility, const char *message) {
-        log_line(level <= 3 ? LOG_ERROR : level <= 4 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG,
+        log_line(level <= 3   ? LOG_ERROR
+                 : level <= 4 ? LOG_WARN
+                 : level <= 6 ? LOG_INFO
+                              : LOG_DEBUG,
                  "kafka", NULL, "%s: %s", facility, message);
 }
 
@@ -144,7 +147,8 @@ fail:
 }
 
 int bus_producer_flush(struct bus_producer *p, long timeout_ms) {
-        return rd_kafka_flush(p->rk, (int)timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -ETIMEDOUT;
+        return rd_kafka_flush(p->rk, (int)timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0
+                                                                                    : -ETIMEDOUT;
 }
 
 long bus_producer_queued(struct bus_producer *p) {
@@ -218,8 +222,8 @@ int bus_ensure_topics(const char *brokers, const char *const *topics, size_t n_t
         if (!new_topics)
                 goto out;
         for (size_t i = 0; i < n_topics; i++) {
-                new_topics[i] = rd_kafka_NewTopic_new(topics[i], partitions, 1, errbuf,
-                                                      errbuf_size);
+                new_topics[i] =
+                        rd_kafka_NewTopic_new(topics[i], partitions, 1, errbuf, errbuf_size);
                 if (!new_topics[i])
                         goto out;
         }
@@ -236,9 +240,8 @@ int bus_ensure_topics(const char *brokers, const char *const *topics, size_t n_t
         }
         {
                 size_t n;
-                const rd_kafka_topic_result_t **results =
-                        rd_kafka_CreateTopics_result_topics(
-                                rd_kafka_event_CreateTopics_result(event), &n);
+                const rd_kafka_topic_result_t **results = rd_kafka_CreateTopics_result_topics(
+                        rd_kafka_event_CreateTopics_result(event), &n);
                 for (size_t i = 0; i < n; i++) {
                         rd_kafka_resp_err_t err = rd_kafka_topic_result_error(results[i]);
                         if (err && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
@@ -305,10 +308,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                 parts[i].offset = BUS_OFFSET_HOLD;
                 }
                 for (size_t i = 0; i < n; i++)
-                        list->elems[i].offset =
-                                parts[i].offset == BUS_OFFSET_HOLD ? RD_KAFKA_OFFSET_INVALID
-                                : parts[i].offset < 0              ? RD_KAFKA_OFFSET_BEGINNING
-                                                                   : parts[i].offset;
+                        list->elems[i].offset = parts[i].offset == BUS_OFFSET_HOLD
+                                                        ? RD_KAFKA_OFFSET_INVALID
+                                                : parts[i].offset < 0 ? RD_KAFKA_OFFSET_BEGINNING
+                                                                      : parts[i].offset;
                 if (cooperative)
                         assignment_changed("assign", rd_kafka_incremental_assign(rk, list), 0);
                 else
@@ -445,7 +448,8 @@ static int pause_or_resume(struct bus_consumer *c, int32_t partition, bool pause
         rd_kafka_resp_err_t err;
 
         rd_kafka_topic_partition_list_add(list, c->topic, partition);
-        err = pause ? rd_kafka_pause_partitions(c->rk, list) : rd_kafka_resume_partitions(c->rk, list);
+        err = pause ? rd_kafka_pause_partitions(c->rk, list)
+                    : rd_kafka_resume_partitions(c->rk, list);
         if (!err)
                 err = list->elems[0].err;
         rd_kafka_topic_partition_list_destroy(list);

@@ -66,7 +66,8 @@ int csv_record(struct csv *c, struct csv_fields *f) {
                 } else {
                         while (c->pos < c->len && b[c->pos] != ',' && b[c->pos] != '\n')
                                 b[w++] = b[c->pos++];
-                        if (w > start && b[w - 1] == '\r' && (c->pos >= c->len || b[c->pos] == '\n'))
+                        if (w > start && b[w - 1] == '\r' &&
+                            (c->pos >= c->len || b[c->pos] == '\n'))
                                 w--;
                 }
                 /* Read the delimiter first: w <= pos, and the terminator
@@ -206,12 +207,16 @@ int catalog_parse(struct catalog *cat, const char *path, char *buf, size_t len, 
                                 *col = (long)i;
                         }
                         if (col_id < 0 || col_lat < 0 || col_lon < 0) {
-                                fprintf(msgs, PROG ": %s:%lu: the header must name the columns id, lat and lon\n",
+                                fprintf(msgs,
+                                        PROG
+                                        ": %s:%lu: the header must name the columns id, lat and lon\n",
                                         path, line);
                                 goto fail;
                         }
-                        need = (size_t)(col_id > col_lat ? (col_id > col_lon ? col_id : col_lon)
-                                                         : (col_lat > col_lon ? col_lat : col_lon)) + 1;
+                        need = (size_t)(col_id > col_lat
+                                                ? (col_id > col_lon ? col_id : col_lon)
+                                                : (col_lat > col_lon ? col_lat : col_lon)) +
+                               1;
                         header = true;
                         continue;
                 }
@@ -219,8 +224,8 @@ int catalog_parse(struct catalog *cat, const char *path, char *buf, size_t len, 
                 geo_site s = { .status = GEO_SITE_ACTIVE };
                 const char *why = NULL;
                 if (f.n < need) {
-                        fprintf(msgs, PROG ": %s:%lu: %zu fields, the header has at least %zu\n", path,
-                                line, f.n, need);
+                        fprintf(msgs, PROG ": %s:%lu: %zu fields, the header has at least %zu\n",
+                                path, line, f.n, need);
                         bad++;
                         continue;
                 }

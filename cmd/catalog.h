@@ -30,10 +30,10 @@ struct csv_fields {
 int csv_record(struct csv *c, struct csv_fields *f);
 
 struct catalog {
-        geo_site *sites;       /* ids point into buf */
-        unsigned long *lines;  /* each site's line */
+        geo_site *sites;      /* ids point into buf */
+        unsigned long *lines; /* each site's line */
         size_t n, cap;
-        char *buf;             /* the text, taken */
+        char *buf; /* the text, taken */
 };
 
 /*

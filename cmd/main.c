@@ -14,15 +14,20 @@ struct command {
 
 static const struct command commands[] = {
         { "serve", cmd_serve, "the HTTP API: location ingest, REST, health, metrics, dashboard" },
-        { "schedule", cmd_schedule, "consume location reports, decide placements, publish the outbox" },
+        { "schedule", cmd_schedule,
+          "consume location reports, decide placements, publish the outbox" },
         { "relay", cmd_relay, "publish the outbox to Kafka (schedule runs one too)" },
         { "migrate", cmd_migrate, "apply pending SQL migrations and create the Kafka topics" },
         { "standalone", cmd_standalone, "serve, schedule and relay in one process, for a laptop" },
-        { "agent", cmd_agent, "the transfer agent of one or more datacenters: moves snapshot images" },
-        { "snapshot", cmd_snapshot, "register a new snapshot version written at a datacenter's store" },
-        { "token", cmd_token, "make device-token keys, device tokens, operator tokens and agent tokens" },
+        { "agent", cmd_agent,
+          "the transfer agent of one or more datacenters: moves snapshot images" },
+        { "snapshot", cmd_snapshot,
+          "register a new snapshot version written at a datacenter's store" },
+        { "token", cmd_token,
+          "make device-token keys, device tokens, operator tokens and agent tokens" },
         { "routes", cmd_routes, "list the HTTP routes and who may call them" },
-        { "nearest", cmd_nearest, "print the k nearest datacenters for each \"lat lon\" line on stdin" },
+        { "nearest", cmd_nearest,
+          "print the k nearest datacenters for each \"lat lon\" line on stdin" },
 };
 
 static void usage(FILE *f) {

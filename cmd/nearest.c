@@ -31,25 +31,24 @@
 #define PROG "homing nearest"
 
 static void usage(FILE *f) {
-        fprintf(f,
-                "usage: homing nearest --datacenters FILE [--k N]\n"
-                "\n"
-                "Reads \"lat lon\" lines (decimal degrees, WGS84) from standard input and\n"
-                "prints, for each, the N nearest datacenters (default 1) as \"id distance_m\"\n"
-                "pairs separated by spaces, nearest first. Distances are geodesics on the\n"
-                "WGS84 ellipsoid in metres, printed to the micrometre; equal distances are\n"
-                "ordered by id.\n"
-                "\n"
-                "  --datacenters FILE  CSV with a header row naming at least the columns\n"
-                "                      id, lat and lon, in any order; others are ignored\n"
-                "  --k N               how many datacenters per line (default 1)\n"
-                "  --help              this text\n"
-                "\n"
-                "Output line n answers input line n. A bad input line gets an empty output\n"
-                "line and a message on standard error with its line number, and the command\n"
-                "then exits 1 at the end. A bad row in FILE is reported with its line\n"
-                "number and nothing is answered. Exit status: 0 all good, 1 bad input or\n"
-                "data, 2 bad command line.\n");
+        fprintf(f, "usage: homing nearest --datacenters FILE [--k N]\n"
+                   "\n"
+                   "Reads \"lat lon\" lines (decimal degrees, WGS84) from standard input and\n"
+                   "prints, for each, the N nearest datacenters (default 1) as \"id distance_m\"\n"
+                   "pairs separated by spaces, nearest first. Distances are geodesics on the\n"
+                   "WGS84 ellipsoid in metres, printed to the micrometre; equal distances are\n"
+                   "ordered by id.\n"
+                   "\n"
+                   "  --datacenters FILE  CSV with a header row naming at least the columns\n"
+                   "                      id, lat and lon, in any order; others are ignored\n"
+                   "  --k N               how many datacenters per line (default 1)\n"
+                   "  --help              this text\n"
+                   "\n"
+                   "Output line n answers input line n. A bad input line gets an empty output\n"
+                   "line and a message on standard error with its line number, and the command\n"
+                   "then exits 1 at the end. A bad row in FILE is reported with its line\n"
+                   "number and nothing is answered. Exit status: 0 all good, 1 bad input or\n"
+                   "data, 2 bad command line.\n");
 }
 
 /* ---- the CSV catalog (cmd/catalog.c) ------------------------------------- */
@@ -157,8 +156,10 @@ int cmd_nearest(int argc, char **argv) {
                         char *end;
                         errno = 0;
                         k = strtoul(optarg, &end, 10);
-                        if (!isdigit((unsigned char)optarg[0]) || *end || errno || k == 0 || k > INT_MAX) {
-                                fprintf(stderr, PROG ": --k wants a whole number from 1 to %d, not '%s'\n",
+                        if (!isdigit((unsigned char)optarg[0]) || *end || errno || k == 0 ||
+                            k > INT_MAX) {
+                                fprintf(stderr,
+                                        PROG ": --k wants a whole number from 1 to %d, not '%s'\n",
                                         INT_MAX, optarg);
                                 return 2;
                         }
@@ -212,14 +213,18 @@ int cmd_nearest(int argc, char **argv) {
                 while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
                         line[--len] = '\0';
                 if (!parse_point(line, &lat, &lon)) {
-                        fprintf(stderr, PROG ": line %lu: expected \"lat lon\" in decimal degrees\n", lineno);
+                        fprintf(stderr,
+                                PROG ": line %lu: expected \"lat lon\" in decimal degrees\n",
+                                lineno);
                         bad++;
                         putchar('\n');
                         continue;
                 }
                 r = geo_index_nearest(ix, lat, lon, NULL, hits, k);
                 if (r < 0) {
-                        fprintf(stderr, PROG ": line %lu: lat must be in [-90, 90] and lon in [-180, 180]\n",
+                        fprintf(stderr,
+                                PROG
+                                ": line %lu: lat must be in [-90, 90] and lon in [-180, 180]\n",
                                 lineno);
                         bad++;
                         putchar('\n');

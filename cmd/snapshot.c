@@ -52,10 +52,10 @@ static int register_version(const struct config *cfg, const char *snapshot, long
 
         snprintf(image_path, sizeof(image_path), "%s/snapshots/%s/v%lld.qcow2", cfg->store,
                  snapshot, version);
-        snprintf(manifest_path, sizeof(manifest_path), "%s/snapshots/%s/v%lld.manifest",
-                 cfg->store, snapshot, version);
-        snprintf(config_out, sizeof(config_out), "%s/snapshots/%s/v%lld.json", cfg->store,
+        snprintf(manifest_path, sizeof(manifest_path), "%s/snapshots/%s/v%lld.manifest", cfg->store,
                  snapshot, version);
+        snprintf(config_out, sizeof(config_out), "%s/snapshots/%s/v%lld.json", cfg->store, snapshot,
+                 version);
         config = config_path ? json_load_file(config_path, 0, &jerr) : json_object();
         if (!json_is_object(config)) {
                 fprintf(stderr, "homing snapshot: %s:%d: %s\n", config_path ? config_path : "-",
@@ -131,8 +131,10 @@ int cmd_snapshot(int argc, char **argv) {
                 return r < 0 ? 2 : 0;
         v = version ? strtoll(version, &end, 10) : 0;
         if (!snapshot || !version || *end || v <= 0 || !cfg.store[0] || !cfg.agent_token[0]) {
-                fprintf(stderr, "homing snapshot register: --snapshot, --version (a positive "
-                                "integer), --store and an agent token are required\n%s", usage);
+                fprintf(stderr,
+                        "homing snapshot register: --snapshot, --version (a positive "
+                        "integer), --store and an agent token are required\n%s",
+                        usage);
                 config_fini(&cfg);
                 return 2;
         }

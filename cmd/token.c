@@ -72,7 +72,8 @@ static int split_args(int argc, char **argv, struct token_args *t, int *out_argc
                         const char **slot = (const char **)((char *)t + flags[f].offset);
                         if (!strcmp(argv[i], flags[f].flag)) {
                                 if (i + 1 >= argc) {
-                                        fprintf(stderr, "homing token: %s needs a value\n", argv[i]);
+                                        fprintf(stderr, "homing token: %s needs a value\n",
+                                                argv[i]);
                                         return -EINVAL;
                                 }
                                 *slot = argv[++i];
@@ -141,7 +142,8 @@ static int device_tokens(const struct config *cfg, const struct token_args *t) {
         int r;
 
         if (t->ttl && parse_ttl(t->ttl, &ttl) < 0) {
-                fprintf(stderr, "homing token: --ttl is like 30d, 12h, 15m or 3600 (at most 10 years)\n");
+                fprintf(stderr,
+                        "homing token: --ttl is like 30d, 12h, 15m or 3600 (at most 10 years)\n");
                 return 2;
         }
         r = auth_keyring_new(cfg->device_token_keys, &ring, err, sizeof(err));
@@ -159,13 +161,15 @@ static int device_tokens(const struct config *cfg, const struct token_args *t) {
                         auth_keyring_free(ring);
                         return 2;
                 }
-                r = print_device_token(ring, t->device, t->user, (long long)time(NULL) + ttl, false);
+                r = print_device_token(ring, t->device, t->user, (long long)time(NULL) + ttl,
+                                       false);
         } else {
                 while (fgets(line, sizeof(line), stdin)) {
                         char device[128], user[128];
                         if (sscanf(line, "%127s %127s", device, user) != 2)
                                 continue;
-                        r = print_device_token(ring, device, user, (long long)time(NULL) + ttl, true);
+                        r = print_device_token(ring, device, user, (long long)time(NULL) + ttl,
+                                               true);
                         if (r < 0)
                                 break;
                 }

@@ -39,6 +39,6 @@ int geo_site_check(const geo_site *site);
  * slot i lies in, sorted; otherwise they are computed here. Sites must have
  * been checked and their ids be unique.
  */
-int geo_index_build(geo_index **out, const geo_site *slots, size_t n_slots,
-                    geo_zone *const *zones, size_t n_zones,
-                    uint32_t *const *member, const uint32_t *n_member, uint64_t version);
+int geo_index_build(geo_index **out, const geo_site *slots, size_t n_slots, geo_zone *const *zones,
+                    size_t n_zones, uint32_t *const *member, const uint32_t *n_member,
+                    uint64_t version);

@@ -22,8 +22,8 @@ static void wgs84_init(void) {
 }
 
 bool geo_point_valid(double lat, double lon) {
-        return isfinite(lat) && isfinite(lon) && lat >= -90.0 && lat <= 90.0 &&
-               lon >= -180.0 && lon <= 180.0;
+        return isfinite(lat) && isfinite(lon) && lat >= -90.0 && lat <= 90.0 && lon >= -180.0 &&
+               lon <= 180.0;
 }
 
 double geo_distance_m(double lat1, double lon1, double lat2, double lon2) {

@@ -61,7 +61,7 @@ typedef struct geo_zone geo_zone;
  * not such GeoJSON or holds an invalid polygon, -ENOMEM.
  */
 GEO_MUST_USE int geo_zone_new(geo_zone **out, const char *id, const char *geojson, char *err,
-                 size_t err_size);
+                              size_t err_size);
 geo_zone *geo_zone_ref(geo_zone *zone);
 geo_zone *geo_zone_unref(geo_zone *zone);
 
@@ -83,8 +83,8 @@ enum geo_status {
 
 /* One datacenter. id is borrowed (copied by whoever keeps the site). */
 typedef struct geo_site {
-        const char *id;      /* unique, non-empty, e.g. "aws-eu-west-3" */
-        double lat, lon;     /* a valid point */
+        const char *id;  /* unique, non-empty, e.g. "aws-eu-west-3" */
+        double lat, lon; /* a valid point */
         enum geo_status status;
         uint64_t free_bytes; /* free capacity as of this version */
 } geo_site;
@@ -133,7 +133,7 @@ typedef struct geo_filter {
  * status, -EEXIST for a repeated site or zone id, -ENOMEM.
  */
 GEO_MUST_USE int geo_index_new(geo_index **out, const geo_site *sites, size_t n_sites,
-                  geo_zone *const *zones, size_t n_zones);
+                               geo_zone *const *zones, size_t n_zones);
 geo_index *geo_index_ref(geo_index *index);
 geo_index *geo_index_unref(geo_index *index);
 
@@ -166,7 +166,7 @@ int geo_index_site_in_zone(const geo_index *index, size_t site, const char *zone
  * or k > INT_MAX, -ENOENT for an unknown zone in the filter.
  */
 GEO_MUST_USE int geo_index_nearest(const geo_index *index, double lat, double lon,
-                      const geo_filter *filter, geo_hit *hits, size_t k);
+                                   const geo_filter *filter, geo_hit *hits, size_t k);
 
 /*
  * Every eligible site within radius_m metres (inclusive) of (lat, lon),
@@ -175,7 +175,7 @@ GEO_MUST_USE int geo_index_nearest(const geo_index *index, double lat, double lo
  * point or a negative or non-finite radius, -ENOENT, -ENOMEM.
  */
 GEO_MUST_USE int geo_index_within(const geo_index *index, double lat, double lon, double radius_m,
-                     const geo_filter *filter, geo_hit **hits, size_t *n_hits);
+                                  const geo_filter *filter, geo_hit **hits, size_t *n_hits);
 
 /* Bytes of memory the index holds (not counting the zones). */
 size_t geo_index_memory(const geo_index *index);

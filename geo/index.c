@@ -111,7 +111,8 @@ static void select_kth(struct point *p, size_t n, size_t k, unsigned axis) {
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
                 double a = p[lo].c[axis], b = p[mid].c[axis], c = p[hi].c[axis];
-                double pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+                double pivot =
+                        a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
                 size_t i = lo, j = hi;
 
                 for (;;) {
@@ -172,8 +173,8 @@ static void tree_build(geo_index *ix, size_t node, size_t lo, size_t hi) {
 
 /* Fills the summaries of the nodes over points[lo, hi) and ORs the range's
  * own summary into *statuses, *max_free and zones (zone_words words). */
-static void summarize(geo_index *ix, size_t node, size_t lo, size_t hi, uint8_t *statuses, uint64_t *max_free,
-                      uint64_t *zones) {
+static void summarize(geo_index *ix, size_t node, size_t lo, size_t hi, uint8_t *statuses,
+                      uint64_t *max_free, uint64_t *zones) {
         if (hi - lo <= LEAF) {
                 for (size_t i = lo; i < hi; i++) {
                         const struct point *p = &ix->points[i];
@@ -232,9 +233,9 @@ static int members_push(geo_index *ix, size_t *cap, uint32_t zone) {
         return 0;
 }
 
-int geo_index_build(geo_index **out, const geo_site *slots, size_t n_slots,
-                    geo_zone *const *zones, size_t n_zones,
-                    uint32_t *const *member, const uint32_t *n_member, uint64_t version) {
+int geo_index_build(geo_index **out, const geo_site *slots, size_t n_slots, geo_zone *const *zones,
+                    size_t n_zones, uint32_t *const *member, const uint32_t *n_member,
+                    uint64_t version) {
         geo_index *ix;
         size_t members_cap = 0, table_size = 4, off = 0, j = 0;
         int r;
@@ -265,7 +266,8 @@ int geo_index_build(geo_index **out, const geo_site *slots, size_t n_slots,
         ix->zone_words = (n_zones + 63) / 64;
         /* One extra set of words: the root's caller sums into it. */
         ix->node_zones = calloc((ix->n_nodes + 1) * ix->zone_words + 1, sizeof(*ix->node_zones));
-        if (!ix->sites || !ix->names || !ix->points || !ix->nodes || !ix->table || !ix->zones || !ix->node_zones) {
+        if (!ix->sites || !ix->names || !ix->points || !ix->nodes || !ix->table || !ix->zones ||
+            !ix->node_zones) {
                 r = -ENOMEM;
                 goto fail;
         }
@@ -330,8 +332,8 @@ fail:
         return r;
 }
 
-int geo_index_new(geo_index **out, const geo_site *sites, size_t n_sites,
-                  geo_zone *const *zones, size_t n_zones) {
+int geo_index_new(geo_index **out, const geo_site *sites, size_t n_sites, geo_zone *const *zones,
+                  size_t n_zones) {
         geo_zone **sorted;
         int r;
 
@@ -401,7 +403,8 @@ size_t geo_index_count(const geo_index *ix) {
 int geo_index_find(const geo_index *ix, const char *id, size_t *site) {
         if (!id)
                 return -ENOENT;
-        for (size_t i = geo_hash_id(id) & ix->table_mask; ix->table[i]; i = (i + 1) & ix->table_mask)
+        for (size_t i = geo_hash_id(id) & ix->table_mask; ix->table[i];
+             i = (i + 1) & ix->table_mask)
                 if (!strcmp(ix->sites[ix->table[i] - 1].id, id)) {
                         if (site)
                                 *site = ix->table[i] - 1;
@@ -613,7 +616,8 @@ static void heap_offer(struct query *qy, geo_hit hit, hit_less_fn less) {
 }
 
 /* Step 1: the k eligible sites nearest by chord. */
-static void walk_chord(struct query *qy, size_t node, size_t lo, size_t hi, double rd, double off[3]) {
+static void walk_chord(struct query *qy, size_t node, size_t lo, size_t hi, double rd,
+                       double off[3]) {
         const geo_index *ix = qy->ix;
 
         if (hi - lo <= LEAF) {
@@ -624,12 +628,13 @@ static void walk_chord(struct query *qy, size_t node, size_t lo, size_t hi, doub
                         if (!cheap_ok(qy, p))
                                 continue;
                         d2 = chord2(qy->q, p);
-                        if (qy->n == qy->k &&
-                            !chord_less(d2, p->slot, qy->hits[0].distance_m, (uint32_t)qy->hits[0].site))
+                        if (qy->n == qy->k && !chord_less(d2, p->slot, qy->hits[0].distance_m,
+                                                          (uint32_t)qy->hits[0].site))
                                 continue;
                         if (!full_ok(qy, p->slot))
                                 continue;
-                        heap_offer(qy, (geo_hit){ .site = p->slot, .distance_m = d2 }, chord_hit_less);
+                        heap_offer(qy, (geo_hit){ .site = p->slot, .distance_m = d2 },
+                                   chord_hit_less);
                         if (qy->n == qy->k)
                                 qy->bound2 = qy->hits[0].distance_m;
                 }
@@ -662,7 +667,8 @@ static void walk_chord(struct query *qy, size_t node, size_t lo, size_t hi, doub
 }
 
 /* Step 3: sites whose chord is within reach of the k-th geodesic so far. */
-static void walk_reach(struct query *qy, size_t node, size_t lo, size_t hi, double rd, double off[3]) {
+static void walk_reach(struct query *qy, size_t node, size_t lo, size_t hi, double rd,
+                       double off[3]) {
         const geo_index *ix = qy->ix;
 
         if (hi - lo <= LEAF) {
@@ -684,7 +690,8 @@ static void walk_reach(struct query *qy, size_t node, size_t lo, size_t hi, doub
                         if (!full_ok(qy, p->slot))
                                 continue;
                         hit = (geo_hit){ .site = p->slot,
-                                         .distance_m = geo_distance_m(qy->lat, qy->lon, s->lat, s->lon) };
+                                         .distance_m =
+                                                 geo_distance_m(qy->lat, qy->lon, s->lat, s->lon) };
                         if (!hit_less(ix, &hit, &qy->hits[0]))
                                 continue;
                         /* The cut makes this impossible; it is cheap to be sure. */
@@ -730,7 +737,9 @@ static int query_init(struct query *qy, const geo_index *ix, double lat, double 
         *heap = NULL;
         if (!geo_point_valid(lat, lon))
                 return -EINVAL;
-        *qy = (struct query){ .ix = ix, .lat = lat, .lon = lon, .filter = filter, .bound2 = INFINITY };
+        *qy = (struct query){
+                .ix = ix, .lat = lat, .lon = lon, .filter = filter, .bound2 = INFINITY
+        };
         geo_ecef(lat, lon, qy->q);
         if (!filter)
                 return 0;
@@ -814,7 +823,8 @@ out:
         return (int)qy.n;
 }
 
-static void walk_within(struct query *qy, size_t node, size_t lo, size_t hi, double rd, double off[3]) {
+static void walk_within(struct query *qy, size_t node, size_t lo, size_t hi, double rd,
+                        double off[3]) {
         const geo_index *ix = qy->ix;
 
         if (qy->err)
@@ -825,7 +835,8 @@ static void walk_within(struct query *qy, size_t node, size_t lo, size_t hi, dou
                         const struct site *s = &ix->sites[p->slot];
                         double d;
 
-                        if (!cheap_ok(qy, p) || chord2(qy->q, p) > qy->bound2 || !full_ok(qy, p->slot))
+                        if (!cheap_ok(qy, p) || chord2(qy->q, p) > qy->bound2 ||
+                            !full_ok(qy, p->slot))
                                 continue;
                         d = geo_distance_m(qy->lat, qy->lon, s->lat, s->lon);
                         if (d > qy->radius)

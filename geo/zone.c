@@ -84,7 +84,8 @@ static void on_geos_notice(const char *message, void *userdata) {
         /* Notices are not errors; GEOS would print them otherwise. */
 }
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t err_size, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t err_size, const char *fmt,
+                                                      ...) {
         va_list ap;
 
         if (err && err_size) {
@@ -103,7 +104,8 @@ struct ring {
         unsigned n;
 };
 
-static int ring_read(geo_zone *z, const GEOSGeometry *g, struct ring *r, char *err, size_t err_size) {
+static int ring_read(geo_zone *z, const GEOSGeometry *g, struct ring *r, char *err,
+                     size_t err_size) {
         const GEOSCoordSequence *seq = GEOSGeom_getCoordSeq_r(z->ctx, g);
         unsigned n;
 
@@ -121,7 +123,8 @@ static int ring_read(geo_zone *z, const GEOSGeometry *g, struct ring *r, char *e
                         return fail(err, err_size, "zone %s: unreadable position", z->id);
                 /* Longitudes past +-180 are allowed: some tools unwrap that way. */
                 if (!isfinite(x) || !isfinite(y) || y < -90 || y > 90 || x < -540 || x > 540)
-                        return fail(err, err_size, "zone %s: position (%g, %g) is out of range", z->id, x, y);
+                        return fail(err, err_size, "zone %s: position (%g, %g) is out of range",
+                                    z->id, x, y);
                 r->xy[2 * i] = x;
                 r->xy[2 * i + 1] = y;
         }
@@ -234,8 +237,10 @@ static int region_add(geo_zone *z, struct ring *r, char *err, size_t err_size) {
         ring_range(r, &minx, &maxx);
         dx = -360 * floor((minx + 180) / 360);
         if (maxx + dx >= 540)
-                return fail(err, err_size, "zone %s: polygon %zu has a ring around the Earth more than once "
-                            "(its longitudes span %g degrees)", z->id, z->n_polys + 1, maxx - minx);
+                return fail(err, err_size,
+                            "zone %s: polygon %zu has a ring around the Earth more than once "
+                            "(its longitudes span %g degrees)",
+                            z->id, z->n_polys + 1, maxx - minx);
         ring_shift(r, dx);
 
         shell = ring_make(z, r);
@@ -248,8 +253,8 @@ static int region_add(geo_zone *z, struct ring *r, char *err, size_t err_size) {
         }
         if (GEOSisValid_r(z->ctx, g) != 1) {
                 char *why = GEOSisValidReason_r(z->ctx, g);
-                ret = fail(err, err_size, "zone %s: polygon %zu has an invalid ring: %s", z->id, z->n_polys + 1,
-                           why ? why : "?");
+                ret = fail(err, err_size, "zone %s: polygon %zu has an invalid ring: %s", z->id,
+                           z->n_polys + 1, why ? why : "?");
                 GEOSFree_r(z->ctx, why);
                 GEOSGeom_destroy_r(z->ctx, g);
                 return ret;
@@ -357,7 +362,7 @@ static int coordinates_depth(const char *type) {
                 const char *type;
                 int depth;
         } depths[] = {
-                { "LineString", 2 }, { "MultiPoint", 2 }, { "Polygon", 3 },
+                { "LineString", 2 },      { "MultiPoint", 2 },   { "Polygon", 3 },
                 { "MultiLineString", 3 }, { "MultiPolygon", 4 },
         };
         for (size_t i = 0; type && i < sizeof(depths) / sizeof(depths[0]); i++)
@@ -374,9 +379,7 @@ static bool positions_ok(const json_t *v, int depth) {
                 return true; /* GEOS refuses it */
         if (depth == 1)
                 return json_array_size(v) >= 2;
-        json_array_foreach(v, i, item)
-                if (!positions_ok(item, depth - 1))
-                        return false;
+        json_array_foreach(v, i, item) if (!positions_ok(item, depth - 1)) return false;
         return true;
 }
 
@@ -388,9 +391,7 @@ static bool geojson_positions_ok(const json_t *obj) {
         if (json_is_array(obj)) {
                 size_t i;
                 json_t *item;
-                json_array_foreach(obj, i, item)
-                        if (!geojson_positions_ok(item))
-                                return false;
+                json_array_foreach(obj, i, item) if (!geojson_positions_ok(item)) return false;
                 return true;
         }
         if (!json_is_object(obj))
@@ -434,9 +435,10 @@ int geo_zone_new(geo_zone **out, const char *id, const char *geojson, char *err,
 
                 json_decref(doc);
                 if (!ok) {
-                        r = doc ? fail(err, err_size, "zone %s: a position has fewer than two numbers", id)
-                                : fail(err, err_size, "zone %s: not GeoJSON: line %d: %s", id, jerr.line,
-                                       jerr.text);
+                        r = doc ? fail(err, err_size,
+                                       "zone %s: a position has fewer than two numbers", id)
+                                : fail(err, err_size, "zone %s: not GeoJSON: line %d: %s", id,
+                                       jerr.line, jerr.text);
                         goto out;
                 }
         }
@@ -509,7 +511,8 @@ enum { OUTSIDE, BORDER, INSIDE };
 
 /* Where (x, y) is relative to one region, under any of the three shifts;
  * or -ENOMEM, -EIO. *pt caches the point geometry across calls. */
-static int region_locate(geo_zone *z, const struct region *reg, double x, double y, GEOSGeometry **pt) {
+static int region_locate(geo_zone *z, const struct region *reg, double x, double y,
+                         GEOSGeometry **pt) {
         static const double shifts[3] = { 0, -360, 360 };
         int best = OUTSIDE;
 

@@ -616,15 +616,15 @@ int image_file_map_new(const char *path, struct image_file_map **out) {
 
         r = qemu_path(path, &qpath);
         if (r == 0)
-                r = qemu_img((char *[]){ "qemu-img", "map", "-U", "-f", "qcow2", "--output=json", qpath,
-                                         NULL },
+                r = qemu_img((char *[]){ "qemu-img", "map", "-U", "-f", "qcow2", "--output=json",
+                                         qpath, NULL },
                              &o, NULL, 0);
         if (r < 0)
                 goto out;
         list = json_loads(o.data, 0, NULL);
         m = calloc(1, sizeof(*m));
-        if (!m || (json_is_array(list) &&
-                   !(m->e = calloc(json_array_size(list) + 1, sizeof(*m->e))))) {
+        if (!m ||
+            (json_is_array(list) && !(m->e = calloc(json_array_size(list) + 1, sizeof(*m->e))))) {
                 r = -ENOMEM;
                 goto out;
         }
@@ -925,8 +925,12 @@ static int coalesce_aligned(struct coalesce *c, uint64_t start, uint64_t end, bo
         r = coalesce_flush(c);
         if (r < 0)
                 return r;
-        *c = (struct coalesce){ .cb = c->cb, .userdata = c->userdata, .pending = true,
-                                .offset = start, .end = end, .zero = zero };
+        *c = (struct coalesce){ .cb = c->cb,
+                                .userdata = c->userdata,
+                                .pending = true,
+                                .offset = start,
+                                .end = end,
+                                .zero = zero };
         return 0;
 }
 
@@ -1016,8 +1020,7 @@ static int status_merge(const struct status_reply *s, uint64_t offset, uint64_t 
                 if (seg_end > limit)
                         seg_end = limit;
                 if (depth == 1) {
-                        r = coalesce_push(c, pos, seg_end - pos,
-                                          alloc_flags & LIBNBD_STATE_ZERO);
+                        r = coalesce_push(c, pos, seg_end - pos, alloc_flags & LIBNBD_STATE_ZERO);
                         if (r < 0)
                                 return r;
                 }
@@ -1034,8 +1037,8 @@ int image_own_extents(struct image *img, image_extent_fn cb, void *userdata) {
         int r = 0;
 
         while (offset < img->size) {
-                uint64_t count = img->size - offset < STATUS_CHUNK ? img->size - offset
-                                                                   : STATUS_CHUNK;
+                uint64_t count =
+                        img->size - offset < STATUS_CHUNK ? img->size - offset : STATUS_CHUNK;
                 uint64_t next = offset;
 
                 s.n_alloc = s.n_depth = 0;
@@ -1174,12 +1177,11 @@ static void *pipeline_reader(void *userdata) {
                         p->count++;
                         p->in_flight++;
                         pthread_mutex_unlock(&p->lock);
-                        cookie = nbd_aio_pread(nbd, q->data, p->ranges[index].length,
-                                               p->ranges[index].offset,
-                                               (nbd_completion_callback){
-                                                       .callback = pipeline_read_done,
-                                                       .user_data = q },
-                                               0);
+                        cookie = nbd_aio_pread(
+                                nbd, q->data, p->ranges[index].length, p->ranges[index].offset,
+                                (nbd_completion_callback){ .callback = pipeline_read_done,
+                                                           .user_data = q },
+                                0);
                         pthread_mutex_lock(&p->lock);
                         if (cookie < 0) {
                                 /* Not sent: the connection is gone or refuses us. */
@@ -1358,7 +1360,9 @@ int image_reader_new(struct image *img, const struct image_span *spans, size_t n
                 for (uint64_t at = 0; at < spans[i].length; at += IMAGE_READER_PIECE) {
                         uint64_t len = spans[i].length - at;
                         r->ranges[r->n++] = (struct image_range){
-                                spans[i].offset + at, (uint32_t)(len < IMAGE_READER_PIECE ? len : IMAGE_READER_PIECE) };
+                                spans[i].offset + at,
+                                (uint32_t)(len < IMAGE_READER_PIECE ? len : IMAGE_READER_PIECE)
+                        };
                 }
         }
         r->img = img;

@@ -280,8 +280,8 @@ int image_manifest_diff(const struct image_manifest *have, const struct image_ma
  * few entries instead of all of them (README.md has the layout). *out is
  * malloc'd. Returns 0, -EINVAL when the sizes differ, -ENOMEM.
  */
-int image_manifest_patch_encode(const struct image_manifest *base, const struct image_manifest *want,
-                                void **out, size_t *out_len);
+int image_manifest_patch_encode(const struct image_manifest *base,
+                                const struct image_manifest *want, void **out, size_t *out_len);
 
 /*
  * Applies a patch to `base` (borrowed). Returns 0 and the new manifest,

@@ -124,7 +124,8 @@ static int hash_range(void *userdata, size_t i, const uint8_t *data) {
         uint64_t index = job->ranges[i].offset / IMAGE_BLOCK;
 
         for (uint32_t b = 0; b < job->ranges[i].length / IMAGE_BLOCK; b++)
-                entry_set(&job->m->entries[job->first[i] + b], index + b, data + (size_t)b * IMAGE_BLOCK);
+                entry_set(&job->m->entries[job->first[i] + b], index + b,
+                          data + (size_t)b * IMAGE_BLOCK);
         return 0;
 }
 
@@ -168,15 +169,15 @@ int image_manifest_compute(struct image *img, struct image_manifest **out) {
                                         entry_set(&m->entries[m->n + b],
                                                   (x->offset + done) / IMAGE_BLOCK + b, NULL);
                         } else {
-                                ranges[n_ranges] = (struct image_range){ x->offset + done,
-                                                                         (uint32_t)len };
+                                ranges[n_ranges] =
+                                        (struct image_range){ x->offset + done, (uint32_t)len };
                                 first[n_ranges++] = m->n;
                         }
                         m->n += len / IMAGE_BLOCK;
                         done += len;
                 }
         }
-        r = image_read_ranges(img, ranges, n_ranges,  hash_range,
+        r = image_read_ranges(img, ranges, n_ranges, hash_range,
                               &(struct hash_job){ .m = m, .ranges = ranges, .first = first });
         if (r < 0)
                 goto out;
@@ -299,8 +300,8 @@ int image_manifest_decode(const void *data, size_t len, struct image_manifest **
         struct image_manifest *m;
         uint64_t virtual_size, count, blocks;
 
-        if (!p || len < HEADER_SIZE || memcmp(p, MAGIC, MAGIC_SIZE) ||
-            le32_get(p + 8) != VERSION || le32_get(p + 12) != IMAGE_BLOCK)
+        if (!p || len < HEADER_SIZE || memcmp(p, MAGIC, MAGIC_SIZE) || le32_get(p + 8) != VERSION ||
+            le32_get(p + 12) != IMAGE_BLOCK)
                 return -EBADMSG;
         virtual_size = le64_get(p + 16);
         count = le64_get(p + 24);
@@ -331,7 +332,8 @@ int image_manifest_decode(const void *data, size_t len, struct image_manifest **
                 /* Strictly increasing, inside the image, known flags, and the zero
                  * flag exactly when the hash is the zero block's (as compute sets it). */
                 if (e->index >= blocks || (i > 0 && e->index <= e[-1].index) ||
-                    (e->flags & ~IMAGE_BLOCK_ZERO) || hash_zero != !!(e->flags & IMAGE_BLOCK_ZERO)) {
+                    (e->flags & ~IMAGE_BLOCK_ZERO) ||
+                    hash_zero != !!(e->flags & IMAGE_BLOCK_ZERO)) {
                         image_manifest_free(m);
                         return -EBADMSG;
                 }
@@ -350,8 +352,8 @@ static bool same_entry(const struct image_block_hash *a, const struct image_bloc
                !memcmp(a->sha256, b->sha256, IMAGE_DIGEST_SIZE);
 }
 
-int image_manifest_patch_encode(const struct image_manifest *base, const struct image_manifest *want,
-                                void **out, size_t *out_len) {
+int image_manifest_patch_encode(const struct image_manifest *base,
+                                const struct image_manifest *want, void **out, size_t *out_len) {
         struct image_manifest set = { want->virtual_size, 0, NULL };
         uint64_t *drop = NULL;
         size_t n_drop = 0, i = 0, j = 0, set_len = 0, len;
@@ -369,7 +371,8 @@ int image_manifest_patch_encode(const struct image_manifest *base, const struct 
         }
         /* One walk over both, in index order. */
         while (i < base->n || j < want->n) {
-                if (j == want->n || (i < base->n && base->entries[i].index < want->entries[j].index)) {
+                if (j == want->n ||
+                    (i < base->n && base->entries[i].index < want->entries[j].index)) {
                         drop[n_drop++] = base->entries[i++].index;
                 } else if (i == base->n || want->entries[j].index < base->entries[i].index) {
                         set.entries[set.n++] = want->entries[j++];
@@ -613,8 +616,8 @@ int image_manifest_diff(const struct image_manifest *have, const struct image_ma
                         continue;
                 }
                 if (run) {
-                        r = cb(userdata, run_start * IMAGE_BLOCK, (run_end - run_start) * IMAGE_BLOCK,
-                               run_zero);
+                        r = cb(userdata, run_start * IMAGE_BLOCK,
+                               (run_end - run_start) * IMAGE_BLOCK, run_zero);
                         if (r < 0)
                                 return r;
                 }

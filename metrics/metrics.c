@@ -29,13 +29,13 @@ enum kind { KIND_COUNTER, KIND_GAUGE, KIND_HISTOGRAM, KIND_GAUGE_FN, KIND_COLLEC
 
 struct family {
         enum kind kind;
-        const char *type;       /* "counter", "gauge", "histogram" */
+        const char *type; /* "counter", "gauge", "histogram" */
         char *name, *help;
         size_t n_labels;
         char **label_names;
-        char ***label_values;   /* per label, NULL-terminated */
-        size_t *n_values;       /* per label */
-        size_t n_series;        /* the product of n_values (1 without labels) */
+        char ***label_values; /* per label, NULL-terminated */
+        size_t *n_values;     /* per label */
+        size_t n_series;      /* the product of n_values (1 without labels) */
         struct family *next;
         struct metrics *registry;
 };
@@ -95,9 +95,9 @@ const double metrics_buckets_request[METRICS_N_BUCKETS_REQUEST] = {
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 };
 
-const double metrics_buckets_fast[METRICS_N_BUCKETS_FAST] = {
-        1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2
-};
+const double metrics_buckets_fast[METRICS_N_BUCKETS_FAST] = { 1e-6,   2.5e-6, 5e-6,   1e-5,
+                                                              2.5e-5, 5e-5,   1e-4,   2.5e-4,
+                                                              5e-4,   1e-3,   2.5e-3, 1e-2 };
 
 double metrics_now(void) {
         return clock_mono_s();
@@ -410,7 +410,8 @@ static bool family_same(const struct family *a, const struct family *b) {
         for (size_t i = 0; i < a->n_labels; i++) {
                 bool a_has = a->label_values[i], b_has = b->label_values[i];
                 if (a_has != b_has || a->n_values[i] != b->n_values[i] ||
-                    (a_has && !strings_same(a->label_values[i], b->label_values[i], a->n_values[i])))
+                    (a_has &&
+                     !strings_same(a->label_values[i], b->label_values[i], a->n_values[i])))
                         return false;
         }
         if (a->kind == KIND_HISTOGRAM) {
@@ -548,8 +549,7 @@ int metrics_counter_register(struct metrics *m, const char *name, const char *he
         return r;
 }
 
-int metrics_counter_lookup(const struct metrics_counter *c, const char *const *values,
-                           size_t *at) {
+int metrics_counter_lookup(const struct metrics_counter *c, const char *const *values, size_t *at) {
         return family_lookup(&c->f, values, at);
 }
 
@@ -683,17 +683,15 @@ void metrics_histogram_observe(struct metrics_histogram *h, const size_t *at, do
                 else
                         lo = mid + 1;
         }
-        atomic_fetch_add_explicit(&h->buckets[i * (h->n_bounds + 1) + lo], 1,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&h->buckets[i * (h->n_bounds + 1) + lo], 1, memory_order_relaxed);
         atomic_add_double(&h->sum_bits[i], value);
 }
 
 /* ---- computed on scrape ---- */
 
 static int fn_register(struct metrics *m, enum kind kind, const char *type, const char *name,
-                       const char *help, const char *const *label_names,
-                       metrics_value_fn *value, metrics_collect_fn *collect, void *userdata,
-                       struct metrics_fn **out) {
+                       const char *help, const char *const *label_names, metrics_value_fn *value,
+                       metrics_collect_fn *collect, void *userdata, struct metrics_fn **out) {
         struct metrics_fn *fn = calloc(1, sizeof(*fn));
         struct family *added = NULL;
         int r;
@@ -716,8 +714,8 @@ static int fn_register(struct metrics *m, enum kind kind, const char *type, cons
         return r;
 }
 
-int metrics_gauge_fn(struct metrics *m, const char *name, const char *help,
-                     metrics_value_fn *fn, void *userdata, struct metrics_fn **out) {
+int metrics_gauge_fn(struct metrics *m, const char *name, const char *help, metrics_value_fn *fn,
+                     void *userdata, struct metrics_fn **out) {
         return fn_register(m, KIND_GAUGE_FN, "gauge", name, help, NULL, fn, NULL, userdata, out);
 }
 
@@ -731,8 +729,8 @@ int metrics_gauge_fn_labelled(struct metrics *m, const char *name, const char *h
 int metrics_counter_fn_labelled(struct metrics *m, const char *name, const char *help,
                                 const char *const *label_names, metrics_collect_fn *fn,
                                 void *userdata, struct metrics_fn **out) {
-        return fn_register(m, KIND_COLLECT, "counter", name, help, label_names, NULL, fn,
-                           userdata, out);
+        return fn_register(m, KIND_COLLECT, "counter", name, help, label_names, NULL, fn, userdata,
+                           out);
 }
 
 void metrics_fn_detach(struct metrics_fn *f) {
@@ -827,7 +825,8 @@ static void render_histogram(struct buf *b, const struct metrics_histogram *h,
                 buf_str(b, "_sum");
                 write_labels(b, f, values, NULL, NULL);
                 buf_str(b, " ");
-                buf_double(b, double_of(atomic_load_explicit(&h->sum_bits[s], memory_order_relaxed)));
+                buf_double(b,
+                           double_of(atomic_load_explicit(&h->sum_bits[s], memory_order_relaxed)));
                 buf_str(b, "\n");
                 buf_str(b, f->name);
                 buf_str(b, "_count");
@@ -854,8 +853,9 @@ static void render_family(struct buf *b, const struct family *f, const char **va
                         series_values(f, s, values);
                         buf_str(b, f->name);
                         write_labels(b, f, values, NULL, NULL);
-                        buf_printf(b, " %llu\n", (unsigned long long)atomic_load_explicit(
-                                                         &c->v[s], memory_order_relaxed));
+                        buf_printf(b, " %llu\n",
+                                   (unsigned long long)atomic_load_explicit(&c->v[s],
+                                                                            memory_order_relaxed));
                 }
                 break;
         }

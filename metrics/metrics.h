@@ -104,8 +104,7 @@ int metrics_histogram_register(struct metrics *m, const char *name, const char *
  * per declared label. Returns 0, or -ENOENT when a value was not declared.
  * For the rare caller that has strings; the hot path passes indexes.
  */
-int metrics_counter_lookup(const struct metrics_counter *c, const char *const *values,
-                           size_t *at);
+int metrics_counter_lookup(const struct metrics_counter *c, const char *const *values, size_t *at);
 int metrics_gauge_lookup(const struct metrics_gauge *g, const char *const *values, size_t *at);
 int metrics_histogram_lookup(const struct metrics_histogram *h, const char *const *values,
                              size_t *at);
@@ -143,9 +142,8 @@ typedef double metrics_value_fn(void *userdata);
 /* Emits any number of samples of a labelled family with metrics_emit(). */
 typedef void metrics_collect_fn(void *userdata, struct metrics_emitter *e);
 
-int metrics_gauge_fn(struct metrics *m, const char *name, const char *help,
-                     metrics_value_fn *fn, void *userdata, struct metrics_fn **out)
-        __attribute__((warn_unused_result));
+int metrics_gauge_fn(struct metrics *m, const char *name, const char *help, metrics_value_fn *fn,
+                     void *userdata, struct metrics_fn **out) __attribute__((warn_unused_result));
 
 /*
  * A gauge family whose label values are not known up front (per partition):
@@ -192,8 +190,7 @@ int metrics_register_process(struct metrics *m) __attribute__((warn_unused_resul
  * (the caller frees it) and its length in *len (which may be NULL), or
  * -ENOMEM.
  */
-int metrics_render(struct metrics *m, char **out, size_t *len)
-        __attribute__((warn_unused_result));
+int metrics_render(struct metrics *m, char **out, size_t *len) __attribute__((warn_unused_result));
 
 /*
  * A minimal HTTP server for a process without the API (homing schedule,

@@ -15,11 +15,11 @@
 #include <unistd.h>
 
 struct proc_stat {
-        double utime, stime;   /* clock ticks */
+        double utime, stime; /* clock ticks */
         double threads;
-        double starttime;      /* clock ticks after boot */
-        double vsize;          /* bytes */
-        double rss;            /* pages */
+        double starttime; /* clock ticks after boot */
+        double vsize;     /* bytes */
+        double rss;       /* pages */
 };
 
 /* Fields of /proc/self/stat after the command name. Returns 0 or -EIO. */
@@ -45,13 +45,26 @@ static int read_stat(struct proc_stat *st) {
                         p++;
                 v = strtod(p, &end);
                 switch (field) {
-                case 14: st->utime = v; break;
-                case 15: st->stime = v; break;
-                case 20: st->threads = v; break;
-                case 22: st->starttime = v; break;
-                case 23: st->vsize = v; break;
-                case 24: st->rss = v; return 0;
-                default: break;
+                case 14:
+                        st->utime = v;
+                        break;
+                case 15:
+                        st->stime = v;
+                        break;
+                case 20:
+                        st->threads = v;
+                        break;
+                case 22:
+                        st->starttime = v;
+                        break;
+                case 23:
+                        st->vsize = v;
+                        break;
+                case 24:
+                        st->rss = v;
+                        return 0;
+                default:
+                        break;
                 }
                 if (end == p) {
                         while (*p && *p != ' ')
@@ -136,15 +149,15 @@ int metrics_register_process(struct metrics *m) {
                                              "Total user and system CPU time spent in seconds.",
                                              NULL, collect_cpu, NULL, NULL)) < 0 ||
             (r = metrics_gauge_fn(m, "process_resident_memory_bytes",
-                                  "Resident memory size in bytes.", resident_bytes, NULL,
-                                  NULL)) < 0 ||
+                                  "Resident memory size in bytes.", resident_bytes, NULL, NULL)) <
+                    0 ||
             (r = metrics_gauge_fn(m, "process_virtual_memory_bytes",
-                                  "Virtual memory size in bytes.", virtual_bytes, NULL, NULL)) < 0 ||
+                                  "Virtual memory size in bytes.", virtual_bytes, NULL, NULL)) <
+                    0 ||
             (r = metrics_gauge_fn(m, "process_open_fds", "Number of open file descriptors.",
                                   open_fds, NULL, NULL)) < 0 ||
-            (r = metrics_gauge_fn(m, "process_max_fds",
-                                  "Maximum number of open file descriptors.", max_fds, NULL,
-                                  NULL)) < 0 ||
+            (r = metrics_gauge_fn(m, "process_max_fds", "Maximum number of open file descriptors.",
+                                  max_fds, NULL, NULL)) < 0 ||
             (r = metrics_gauge_fn(m, "process_threads", "Number of OS threads in the process.",
                                   threads, NULL, NULL)) < 0)
                 return r;

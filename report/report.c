@@ -46,16 +46,14 @@ static int copy_id(const json_t *obj, const char *name, char out[REPORT_ID_MAX +
                 return fail(err, pointer, "must be a string");
         if (!id_valid(json_string_value(v))) {
                 snprintf(detail, sizeof(detail),
-                         "must be 1 to %d characters of letters, digits and -_.:@",
-                         REPORT_ID_MAX);
+                         "must be 1 to %d characters of letters, digits and -_.:@", REPORT_ID_MAX);
                 return fail(err, pointer, detail);
         }
         strcpy(out, json_string_value(v));
         return 0;
 }
 
-static int get_number(const json_t *obj, const char *name, double *out,
-                      struct report_error *err) {
+static int get_number(const json_t *obj, const char *name, double *out, struct report_error *err) {
         char pointer[32];
         const json_t *v = json_object_get(obj, name);
 
@@ -71,8 +69,8 @@ static int get_number(const json_t *obj, const char *name, double *out,
 }
 
 /* received_at is not here: the API sets it, never the device. */
-static const char *const known_members[] = { "device_id", "user_id", "lat", "lon",
-                                             "accuracy_m", "ts" };
+static const char *const known_members[] = { "device_id", "user_id",    "lat",
+                                             "lon",       "accuracy_m", "ts" };
 
 /* `from_kafka`: the API has stamped received_at, so it may be present. */
 static int parse_report(const json_t *json, const struct report_limits *limits, bool from_kafka,
@@ -120,8 +118,8 @@ static int parse_report(const json_t *json, const struct report_limits *limits, 
         return 0;
 }
 
-int report_from_json(const json_t *json, const struct report_limits *limits,
-                     struct report *out, struct report_error *err) {
+int report_from_json(const json_t *json, const struct report_limits *limits, struct report *out,
+                     struct report_error *err) {
         return parse_report(json, limits, false, out, err);
 }
 
@@ -174,7 +172,8 @@ char *report_encode(const struct report *r) {
         precision = digits_for(r->lat);
         precision = digits_for(r->lon) > precision ? digits_for(r->lon) : precision;
         precision = digits_for(r->accuracy_m) > precision ? digits_for(r->accuracy_m) : precision;
-        text = json_dumps(json, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(precision));
+        text = json_dumps(json,
+                          JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(precision));
         json_decref(json);
         return text;
 }
@@ -224,16 +223,16 @@ int report_parse_time(const char *text, int64_t *out_ms) {
                 p++;
         } else if (*p == '+' || *p == '-') {
                 sign = *p++ == '-' ? -1 : 1;
-                if (!digits(&p, 2, &off_h) || *p++ != ':' || !digits(&p, 2, &off_m) ||
-                    off_h > 23 || off_m > 59)
+                if (!digits(&p, 2, &off_h) || *p++ != ':' || !digits(&p, 2, &off_m) || off_h > 23 ||
+                    off_m > 59)
                         return -EINVAL;
         } else {
                 return -EINVAL;
         }
         if (*p)
                 return -EINVAL;
-        if (year < 1970 || month < 1 || month > 12 || day < 1 ||
-            day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60)
+        if (year < 1970 || month < 1 || month > 12 || day < 1 || day > days_in_month(year, month) ||
+            hour > 23 || minute > 59 || second > 60)
                 return -EINVAL;
         /* RFC 3339 allows a leap second (60), and leap seconds are inserted
          * only as the last second of a UTC day: 23:59:60Z, or the same

@@ -30,8 +30,8 @@ struct report_error {
 };
 
 struct report_limits {
-        int64_t now_ms;          /* the receiver's clock */
-        int64_t max_future_ms;   /* how far ahead of now_ms ts may be */
+        int64_t now_ms;        /* the receiver's clock */
+        int64_t max_future_ms; /* how far ahead of now_ms ts may be */
 };
 
 struct json_t;

@@ -63,15 +63,21 @@ int scheduler_decide_report(struct scheduler *s, size_t i) {
         device = user_device(u, rep->device_id);
         if (device < 0)
                 return device;
-        verdict = engine_check_report(&s->policy, &user_devices(u)[device].fix, rep->lat,
-                                      rep->lon, rep->accuracy_m, rep->ts_ms, rep->received_ms);
+        verdict = engine_check_report(&s->policy, &user_devices(u)[device].fix, rep->lat, rep->lon,
+                                      rep->accuracy_m, rep->ts_ms, rep->received_ms);
         if (verdict != ENGINE_OK) {
                 s->drops[verdict]++;
                 return 0;
         }
-        s->devices[s->n_devices] = (struct device_update){
-                u, user_devices(u)[device].id, (uint16_t)device, (uint32_t)s->n_devices, rep->lat,
-                rep->lon, rep->accuracy_m, rep->ts_ms, rep->received_ms };
+        s->devices[s->n_devices] = (struct device_update){ u,
+                                                           user_devices(u)[device].id,
+                                                           (uint16_t)device,
+                                                           (uint32_t)s->n_devices,
+                                                           rep->lat,
+                                                           rep->lon,
+                                                           rep->accuracy_m,
+                                                           rep->ts_ms,
+                                                           rep->received_ms };
         s->n_devices++;
 
         snaps = user_snapshots(u);
@@ -141,4 +147,3 @@ void scheduler_batch_dedupe(struct scheduler *s) {
                         s->dirty[n++] = s->dirty[i];
         s->n_dirty = n;
 }
-

@@ -57,9 +57,9 @@ void engine_policy_defaults(struct engine_policy *p) {
         };
 }
 
-enum engine_reason engine_check_report(const struct engine_policy *p,
-                                       struct engine_device *device, double lat, double lon,
-                                       double accuracy_m, int64_t ts_ms, int64_t received_ms) {
+enum engine_reason engine_check_report(const struct engine_policy *p, struct engine_device *device,
+                                       double lat, double lon, double accuracy_m, int64_t ts_ms,
+                                       int64_t received_ms) {
         if (!(accuracy_m <= p->max_accuracy_m))
                 return ENGINE_LOW_ACCURACY;
         if (ts_ms > received_ms + p->max_future_skew_ms)
@@ -147,7 +147,8 @@ static enum engine_reason why_not(const struct engine_context *ctx, const struct
                 return ENGINE_DRAINING;
         if (info.status == GEO_SITE_DOWN)
                 return ENGINE_DOWN;
-        if (s->zone_set < ctx->n_zone_sets && !engine_site_allowed(ctx, s->zone_set, (uint32_t)site))
+        if (s->zone_set < ctx->n_zone_sets &&
+            !engine_site_allowed(ctx, s->zone_set, (uint32_t)site))
                 return ENGINE_ZONE;
         return ENGINE_CAPACITY;
 }
@@ -163,8 +164,7 @@ static double distance_to(const geo_index *index, uint32_t site, double lat, dou
 static bool beats_margins(const struct engine_policy *p, double current_m, double target_m) {
         if (isinf(current_m))
                 return !isinf(target_m);
-        return current_m - target_m > p->margin_m &&
-               target_m < current_m * (1.0 - p->margin_ratio);
+        return current_m - target_m > p->margin_m && target_m < current_m * (1.0 - p->margin_ratio);
 }
 
 static void stay(struct engine_decision *out, enum engine_reason reason) {

@@ -22,20 +22,20 @@
 
 struct engine_policy {
         /* credibility */
-        double max_accuracy_m;       /* a fix less precise than this is ignored */
-        double max_speed_mps;        /* faster than this from the last fix: ignored */
-        int64_t max_future_skew_ms;  /* device clock ahead of the receiver by more: ignored */
+        double max_accuracy_m;      /* a fix less precise than this is ignored */
+        double max_speed_mps;       /* faster than this from the last fix: ignored */
+        int64_t max_future_skew_ms; /* device clock ahead of the receiver by more: ignored */
         /* a better site */
-        double margin_m;             /* closer than the current site by more than this... */
-        double margin_ratio;         /* ...and by more than this fraction of the current distance */
+        double margin_m;     /* closer than the current site by more than this... */
+        double margin_ratio; /* ...and by more than this fraction of the current distance */
         /* the user stays */
-        int64_t dwell_ms;            /* the same better site for at least this long... */
-        int32_t min_reports;         /* ...and this many reports */
+        int64_t dwell_ms;    /* the same better site for at least this long... */
+        int32_t min_reports; /* ...and this many reports */
         /* the snapshot rests */
-        int64_t cooldown_ms;         /* between two moves of one snapshot */
-        int32_t max_moves_per_day;   /* in any 24 h window that starts with a move */
+        int64_t cooldown_ms;       /* between two moves of one snapshot */
+        int32_t max_moves_per_day; /* in any 24 h window that starts with a move */
         /* worth it */
-        double km_per_gib;           /* every GiB to send must save this many km */
+        double km_per_gib; /* every GiB to send must save this many km */
 };
 
 /* The defaults README documents. */
@@ -56,14 +56,14 @@ enum engine_reason {
         ENGINE_DAILY_LIMIT,
         ENGINE_NOT_WORTH_IT,
         ENGINE_NO_ELIGIBLE_SITE,
-        ENGINE_ZONE,        /* the nearest site is outside the snapshot's zones */
-        ENGINE_CAPACITY,    /* the nearest site has no room */
-        ENGINE_DRAINING,    /* the nearest site is draining */
-        ENGINE_DOWN,        /* the nearest site is down */
+        ENGINE_ZONE,     /* the nearest site is outside the snapshot's zones */
+        ENGINE_CAPACITY, /* the nearest site has no room */
+        ENGINE_DRAINING, /* the nearest site is draining */
+        ENGINE_DOWN,     /* the nearest site is down */
         /* dropped reports */
         ENGINE_LOW_ACCURACY,
-        ENGINE_STALE,       /* older than the device's last report */
-        ENGINE_DUPLICATE,   /* as old as the device's last report */
+        ENGINE_STALE,     /* older than the device's last report */
+        ENGINE_DUPLICATE, /* as old as the device's last report */
         ENGINE_IMPLAUSIBLE_SPEED,
         ENGINE_FUTURE,
         ENGINE_REASON_COUNT
@@ -82,23 +82,23 @@ struct engine_device {
  * Judges one report of a device. Returns ENGINE_OK and records the fix in
  * *device, or the reason to drop it (and *device is unchanged).
  */
-enum engine_reason engine_check_report(const struct engine_policy *p,
-                                       struct engine_device *device, double lat, double lon,
-                                       double accuracy_m, int64_t ts_ms, int64_t received_ms);
+enum engine_reason engine_check_report(const struct engine_policy *p, struct engine_device *device,
+                                       double lat, double lon, double accuracy_m, int64_t ts_ms,
+                                       int64_t received_ms);
 
 /* What the policy knows and keeps about one snapshot (56 bytes: a
  * scheduler holds one for every snapshot of every user it tracks). */
 struct engine_snapshot {
-        uint32_t current;            /* site of the active placement, or ENGINE_NO_SITE */
-        uint32_t pending;            /* target of the transfer in flight, or ENGINE_NO_SITE */
-        uint32_t candidate;          /* the better site the user is dwelling near */
+        uint32_t current;   /* site of the active placement, or ENGINE_NO_SITE */
+        uint32_t pending;   /* target of the transfer in flight, or ENGINE_NO_SITE */
+        uint32_t candidate; /* the better site the user is dwelling near */
         int32_t candidate_reports;
         int64_t candidate_since_ms;
-        int64_t last_move_ms;        /* 0: never moved */
-        int64_t window_start_ms;     /* the 24 h window of max_moves_per_day */
+        int64_t last_move_ms;    /* 0: never moved */
+        int64_t window_start_ms; /* the 24 h window of max_moves_per_day */
         uint64_t size_bytes;
-        uint16_t template_index;     /* into engine_context.templates */
-        uint16_t zone_set;           /* into engine_context.zone_sets; 0: anywhere */
+        uint16_t template_index; /* into engine_context.templates */
+        uint16_t zone_set;       /* into engine_context.zone_sets; 0: anywhere */
         uint16_t window_moves;
 };
 
@@ -129,14 +129,14 @@ struct engine_context {
 struct engine_decision {
         enum engine_outcome outcome;
         enum engine_reason reason;
-        uint32_t target;          /* the nearest eligible site, or ENGINE_NO_SITE */
-        uint32_t nearest;         /* the nearest site of any kind, or ENGINE_NO_SITE */
-        double current_m;         /* report to the current site (INFINITY: none) */
-        double target_m;          /* report to the target (INFINITY: none) */
-        uint64_t bytes;           /* what a move to the target sends */
-        bool template_present;    /* the target holds the template */
-        uint32_t superseded;      /* a move's cancelled transfer target, or ENGINE_NO_SITE */
-        int64_t dwell_ms;         /* how long the user has been near the target */
+        uint32_t target;       /* the nearest eligible site, or ENGINE_NO_SITE */
+        uint32_t nearest;      /* the nearest site of any kind, or ENGINE_NO_SITE */
+        double current_m;      /* report to the current site (INFINITY: none) */
+        double target_m;       /* report to the target (INFINITY: none) */
+        uint64_t bytes;        /* what a move to the target sends */
+        bool template_present; /* the target holds the template */
+        uint32_t superseded;   /* a move's cancelled transfer target, or ENGINE_NO_SITE */
+        int64_t dwell_ms;      /* how long the user has been near the target */
         int32_t dwell_reports;
 };
 

@@ -65,7 +65,7 @@ struct device_update {
         struct tracked_user *user;
         const char *device_id; /* borrowed from the user's tracked device */
         uint16_t device;
-        uint32_t seq; /* order in the batch */
+        uint32_t seq;    /* order in the batch */
         double lat, lon; /* as reported: the fix in memory is single precision */
         double accuracy_m;
         int64_t ts_ms, received_ms;
@@ -111,15 +111,15 @@ struct scheduler {
         unsigned long reports_total, invalid_total, moves_total, drops_total, quarantined_total;
 
         /* what /metrics says; the batch's tallies are counted once it commits */
-        struct metrics_counter *m_decisions;  /* {outcome, reason} */
-        struct metrics_counter *m_dropped;    /* {reason} */
+        struct metrics_counter *m_decisions; /* {outcome, reason} */
+        struct metrics_counter *m_dropped;   /* {reason} */
         struct metrics_counter *m_reports, *m_invalid, *m_superseded, *m_quarantined;
-        struct metrics_counter *m_rollbacks;  /* {cause} */
+        struct metrics_counter *m_rollbacks; /* {cause} */
         struct metrics_histogram *m_batch_seconds, *m_batch_reports, *m_decide_seconds;
         struct metrics_gauge *m_partitions;
         struct metrics_fn *m_lag;
         pthread_mutex_t lag_lock;
-        int64_t lag[MAX_PARTITIONS];          /* -1: not ours, or not known */
+        int64_t lag[MAX_PARTITIONS]; /* -1: not ours, or not known */
         unsigned long tally_decisions[2][ENGINE_REASON_COUNT];
         unsigned long tally_superseded, tally_invalid;
 };

@@ -114,8 +114,8 @@ int scheduler_load_users(struct scheduler *s) {
         for (size_t i = 0; i < s->n_messages; i++) {
                 const struct batch_report *b = &s->reports[i];
                 if (b->report.user_id[0] && !user_table_find(s->users, b->report.user_id))
-                        missing[n_missing++] = (struct missing_user){ b->report.user_id,
-                                                                      (int16_t)b->partition };
+                        missing[n_missing++] =
+                                (struct missing_user){ b->report.user_id, (int16_t)b->partition };
         }
         qsort(missing, n_missing, sizeof(*missing), cmp_missing);
         for (size_t i = 0; i < n_missing; i++)
@@ -164,7 +164,8 @@ int scheduler_load_users(struct scheduler *s) {
                         break;
                 }
                 for (size_t k = 0; k < n_snaps; k++)
-                        scheduler_fill_snapshot(s->world, &user_snapshots(u)[k], snaps, snap_row + k);
+                        scheduler_fill_snapshot(s->world, &user_snapshots(u)[k], snaps,
+                                                snap_row + k);
                 for (size_t k = 0; k < n_devs; k++) {
                         struct engine_device *fix = &user_devices(u)[k].fix;
                         fix->ts_ms = store_int(devices, dev_row + k, 2);
@@ -199,19 +200,20 @@ void scheduler_forget_changed_users(struct scheduler *s) {
         const char *since[1] = { s->changes_seen_at[0] ? s->changes_seen_at : NULL };
         size_t forgotten = 0;
 
-        if (store_exec(s->db,
-                       "WITH since AS (SELECT $1::timestamptz - " CHANGES_OVERLAP " AS t)"
-                       " SELECT now()::text, array_agg(DISTINCT user_id)::text FROM ("
-                       " SELECT sn.user_id FROM since, transfers t JOIN snapshots sn ON sn.id = t.snapshot_id"
-                       "  WHERE t.updated_at >= since.t"
-                       "    AND (t.state <> 'queued' OR t.retry_of IS NOT NULL)"
-                       " UNION ALL"
-                       " SELECT user_id FROM since, snapshots"
-                       "  WHERE created_at >= since.t OR updated_at >= since.t"
-                       " UNION ALL"
-                       " SELECT sn.user_id FROM since, placements p JOIN snapshots sn ON sn.id = p.snapshot_id"
-                       "  WHERE p.created_at >= since.t) changed",
-                       1, since, &res) < 0)
+        if (store_exec(
+                    s->db,
+                    "WITH since AS (SELECT $1::timestamptz - " CHANGES_OVERLAP " AS t)"
+                    " SELECT now()::text, array_agg(DISTINCT user_id)::text FROM ("
+                    " SELECT sn.user_id FROM since, transfers t JOIN snapshots sn ON sn.id = t.snapshot_id"
+                    "  WHERE t.updated_at >= since.t"
+                    "    AND (t.state <> 'queued' OR t.retry_of IS NOT NULL)"
+                    " UNION ALL"
+                    " SELECT user_id FROM since, snapshots"
+                    "  WHERE created_at >= since.t OR updated_at >= since.t"
+                    " UNION ALL"
+                    " SELECT sn.user_id FROM since, placements p JOIN snapshots sn ON sn.id = p.snapshot_id"
+                    "  WHERE p.created_at >= since.t) changed",
+                    1, since, &res) < 0)
                 return;
         if (store_text(res, 0, 1)) {
                 char **ids;
@@ -224,6 +226,7 @@ void scheduler_forget_changed_users(struct scheduler *s) {
         }
         snprintf(s->changes_seen_at, sizeof(s->changes_seen_at), "%s", store_text(res, 0, 0));
         if (forgotten)
-                log_debug("scheduler", "%zu users changed in PostgreSQL; reloading them", forgotten);
+                log_debug("scheduler", "%zu users changed in PostgreSQL; reloading them",
+                          forgotten);
         store_result_free(res);
 }

@@ -22,8 +22,8 @@
 
 static int persist_devices(struct scheduler *s) {
         struct store_columns c;
-        struct store_array *dev = &c.col[0], *user = &c.col[1], *lat = &c.col[2],
-                           *lon = &c.col[3], *acc = &c.col[4], *ts = &c.col[5], *rcv = &c.col[6];
+        struct store_array *dev = &c.col[0], *user = &c.col[1], *lat = &c.col[2], *lon = &c.col[3],
+                           *acc = &c.col[4], *ts = &c.col[5], *rcv = &c.col[6];
 
         if (s->n_devices == 0)
                 return 0;
@@ -64,18 +64,22 @@ static int persist_policy_state(struct scheduler *s) {
                 return 0;
         store_columns_init(&c, 9);
         for (size_t i = 0; i < s->n_dirty; i++) {
-                struct tracked_snapshot *snap = &user_snapshots(s->dirty[i].user)[s->dirty[i].snapshot];
+                struct tracked_snapshot *snap =
+                        &user_snapshots(s->dirty[i].user)[s->dirty[i].snapshot];
                 const struct engine_snapshot *p = &snap->policy;
                 store_array_add_text(id, snap->id);
                 store_array_add_text(cand, world_site_id(s->world, p->candidate));
-                store_array_add_double(since, p->candidate == ENGINE_NO_SITE ? NAN : (double)p->candidate_since_ms);
+                store_array_add_double(since, p->candidate == ENGINE_NO_SITE
+                                                      ? NAN
+                                                      : (double)p->candidate_since_ms);
                 store_array_add_int(reps, p->candidate_reports);
                 store_array_add_double(moved, p->last_move_ms ? (double)p->last_move_ms : NAN);
-                store_array_add_double(wstart, p->window_start_ms ? (double)p->window_start_ms : NAN);
+                store_array_add_double(wstart,
+                                       p->window_start_ms ? (double)p->window_start_ms : NAN);
                 store_array_add_int(wmoves, p->window_moves);
-                store_array_add_text(outcome, snap->last_reason == ENGINE_OK ? NULL
+                store_array_add_text(outcome, snap->last_reason == ENGINE_OK      ? NULL
                                               : snap->last_outcome == ENGINE_MOVE ? "move"
-                                                                                   : "stay");
+                                                                                  : "stay");
                 store_array_add_text(reason, snap->last_reason == ENGINE_OK
                                                      ? NULL
                                                      : engine_reason_name(snap->last_reason));
@@ -102,8 +106,8 @@ static int persist_policy_state(struct scheduler *s) {
 }
 
 /* The details column: the numbers behind a decision. */
-static void decision_details(const struct scheduler *s, const struct engine_decision *d,
-                             char *buf, size_t size) {
+static void decision_details(const struct scheduler *s, const struct engine_decision *d, char *buf,
+                             size_t size) {
         const char *nearest = world_site_id(s->world, d->nearest);
         snprintf(buf, size,
                  "{\"nearest_dc\": %s%s%s, \"dwell_ms\": %lld, \"dwell_reports\": %d,"
@@ -183,8 +187,8 @@ static int persist_stays(struct scheduler *s) {
                 store_array_add_double(lon, rep->lon);
                 store_array_add_int(ts, rep->ts_ms);
                 store_array_add_text(details, json);
-                store_array_add_text(audited, stay_audited(s, sn->id, &s->reports[rec->report])
-                                                      ? "t" : "f");
+                store_array_add_text(audited,
+                                     stay_audited(s, sn->id, &s->reports[rec->report]) ? "t" : "f");
                 n++;
         }
         if (n == 0) {
@@ -259,9 +263,18 @@ static int persist_move(struct scheduler *s, struct decision_record *rec) {
                                    world_site_id(s->world, snap->policy.current),
                                    world_site_id(s->world, d->target),
                                    d->template_present ? "true" : "false",
-                                   key, bytes, rec->user->id, b->report.device_id,
-                                   isfinite(d->current_m) ? cur_m : NULL, target_m, lat, lon, ts,
-                                   s->cfg->topic_transfers, s->cfg->topic_audit, details };
+                                   key,
+                                   bytes,
+                                   rec->user->id,
+                                   b->report.device_id,
+                                   isfinite(d->current_m) ? cur_m : NULL,
+                                   target_m,
+                                   lat,
+                                   lon,
+                                   ts,
+                                   s->cfg->topic_transfers,
+                                   s->cfg->topic_audit,
+                                   details };
         struct store_result *res = NULL;
         int r;
 
@@ -273,8 +286,8 @@ static int persist_move(struct scheduler *s, struct decision_record *rec) {
                         return r;
         }
         /* The report that caused it names the transfer: replaying it is a no-op. */
-        snprintf(key, sizeof(key), "%s/%s/%d/%lld", snap->id, s->cfg->topic_locations,
-                 b->partition, (long long)b->offset);
+        snprintf(key, sizeof(key), "%s/%s/%d/%lld", snap->id, s->cfg->topic_locations, b->partition,
+                 (long long)b->offset);
         snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)d->bytes);
         snprintf(cur_m, sizeof(cur_m), "%.3f", d->current_m);
         snprintf(target_m, sizeof(target_m), "%.3f", d->target_m);
@@ -285,12 +298,13 @@ static int persist_move(struct scheduler *s, struct decision_record *rec) {
 
         r = store_exec(s->db, move_sql, 16, params, &res);
         if (r == 0 && store_rows(res) == 1) {
-                const char *ids[] = { "snapshot_id", snap->id, "user_id", rec->user->id,
-                                      "transfer_id", store_text(res, 0, 0), NULL };
+                const char *ids[] = { "snapshot_id", snap->id,      "user_id",
+                                      rec->user->id, "transfer_id", store_text(res, 0, 0),
+                                      NULL };
                 snap->pending_transfer = store_int(res, 0, 0);
                 log_line(LOG_INFO, "scheduler", ids, "move %s -> %s: %.0f m -> %.0f m%s",
-                         params[1] ? params[1] : "(nowhere)", params[2], d->current_m,
-                         d->target_m, d->superseded != ENGINE_NO_SITE ? " (superseding)" : "");
+                         params[1] ? params[1] : "(nowhere)", params[2], d->current_m, d->target_m,
+                         d->superseded != ENGINE_NO_SITE ? " (superseding)" : "");
                 s->moves_total++;
         }
         store_result_free(res);
@@ -367,9 +381,15 @@ int scheduler_persist_dead_letter(struct scheduler *s, size_t i, const char *err
         snprintf(part, sizeof(part), "%d", b->partition);
         snprintf(off, sizeof(off), "%lld", (long long)b->offset);
         {
-                const char *params[9] = { s->cfg->consumer_group, s->cfg->topic_locations, part,
-                                          off, hex, error, s->cfg->topic_audit,
-                                          b->report.user_id, b->report.device_id };
+                const char *params[9] = { s->cfg->consumer_group,
+                                          s->cfg->topic_locations,
+                                          part,
+                                          off,
+                                          hex,
+                                          error,
+                                          s->cfg->topic_audit,
+                                          b->report.user_id,
+                                          b->report.device_id };
                 r = store_exec(s->db, quarantine_sql, 9, params, NULL);
         }
         free(hex);

@@ -35,9 +35,9 @@
 struct relay_metrics {
         struct metrics_counter *published, *failures;
         struct metrics_gauge *leader, *backlog, *oldest, *parked;
-        struct metrics_gauge *transfers; /* {state} */
-        struct metrics_gauge *queued;                                 /* {priority} */
-        struct metrics_histogram *tx_seconds;                         /* {component} */
+        struct metrics_gauge *transfers;      /* {state} */
+        struct metrics_gauge *queued;         /* {priority} */
+        struct metrics_histogram *tx_seconds; /* {component} */
 };
 
 static int register_metrics(struct metrics *m, struct relay_metrics *rm) {
@@ -55,9 +55,10 @@ static int register_metrics(struct metrics *m, struct relay_metrics *rm) {
             (r = metrics_gauge_register(m, "homing_relay_leader",
                                         "1 when this relay holds the lock and publishes.", NULL,
                                         &rm->leader)) < 0 ||
-            (r = metrics_gauge_register(m, "homing_outbox_backlog_rows",
-                                        "Outbox rows not yet published, parked ones aside (database-wide).", NULL,
-                                        &rm->backlog)) < 0 ||
+            (r = metrics_gauge_register(
+                     m, "homing_outbox_backlog_rows",
+                     "Outbox rows not yet published, parked ones aside (database-wide).", NULL,
+                     &rm->backlog)) < 0 ||
             (r = metrics_gauge_register(m, "homing_outbox_parked_rows",
                                         "Outbox rows Kafka refused too often, set aside "
                                         "(database-wide; alert on > 0).",
@@ -87,27 +88,31 @@ static int register_metrics(struct metrics *m, struct relay_metrics *rm) {
 static void refresh_gauges(struct store *db, struct relay_metrics *rm) {
         struct store_result *res = NULL;
 
-        if (store_exec(db, "SELECT count(*) FILTER (WHERE parked_at IS NULL),"
-                           " coalesce(extract(epoch FROM now() -"
-                           "          min(created_at) FILTER (WHERE parked_at IS NULL)), 0),"
-                           " count(*) FILTER (WHERE parked_at IS NOT NULL)"
-                           " FROM outbox WHERE sent_at IS NULL", 0, NULL, &res) == 0) {
+        if (store_exec(db,
+                       "SELECT count(*) FILTER (WHERE parked_at IS NULL),"
+                       " coalesce(extract(epoch FROM now() -"
+                       "          min(created_at) FILTER (WHERE parked_at IS NULL)), 0),"
+                       " count(*) FILTER (WHERE parked_at IS NOT NULL)"
+                       " FROM outbox WHERE sent_at IS NULL",
+                       0, NULL, &res) == 0) {
                 metrics_gauge_set(rm->backlog, NULL, store_double(res, 0, 0));
                 metrics_gauge_set(rm->oldest, NULL, store_double(res, 0, 1));
                 metrics_gauge_set(rm->parked, NULL, store_double(res, 0, 2));
         }
         res = store_result_free(res);
-        if (store_exec(db, "SELECT count(*) FILTER (WHERE state = 'queued'),"
-                           " count(*) FILTER (WHERE state = 'running')"
-                           " FROM transfers WHERE state IN ('queued', 'running')",
+        if (store_exec(db,
+                       "SELECT count(*) FILTER (WHERE state = 'queued'),"
+                       " count(*) FILTER (WHERE state = 'running')"
+                       " FROM transfers WHERE state IN ('queued', 'running')",
                        0, NULL, &res) == 0) {
                 metrics_gauge_set(rm->transfers, (size_t[]){ 0 }, store_double(res, 0, 0));
                 metrics_gauge_set(rm->transfers, (size_t[]){ 1 }, store_double(res, 0, 1));
         }
         res = store_result_free(res);
-        if (store_exec(db, "SELECT p, count(t.id) FROM generate_series(1, 5) p"
-                           " LEFT JOIN transfers t ON t.priority = p AND t.state = 'queued'"
-                           " GROUP BY p ORDER BY p",
+        if (store_exec(db,
+                       "SELECT p, count(t.id) FROM generate_series(1, 5) p"
+                       " LEFT JOIN transfers t ON t.priority = p AND t.state = 'queued'"
+                       " GROUP BY p ORDER BY p",
                        0, NULL, &res) == 0)
                 for (size_t i = 0; i < store_rows(res) && i < 5; i++)
                         metrics_gauge_set(rm->queued, (size_t[]){ i }, store_double(res, i, 1));
@@ -185,10 +190,11 @@ static int relay_batch(struct store *db, struct bus_producer *producer, long max
         rows = store_result_free(rows);
         if (r < 0)
                 goto out;
-        r = store_exec(db, "SELECT id, topic, key, payload::text FROM outbox"
-                           " WHERE sent_at IS NULL AND parked_at IS NULL ORDER BY id LIMIT "
-                           RELAY_BATCH,
-                       0, NULL, &rows);
+        r = store_exec(
+                db,
+                "SELECT id, topic, key, payload::text FROM outbox"
+                " WHERE sent_at IS NULL AND parked_at IS NULL ORDER BY id LIMIT " RELAY_BATCH,
+                0, NULL, &rows);
         if (r < 0 || (n = store_rows(rows)) == 0)
                 goto out;
         deliveries = calloc(n, sizeof(*deliveries));
@@ -202,8 +208,8 @@ static int relay_batch(struct store *db, struct bus_producer *producer, long max
                 const char *key = store_text(rows, i, 2), *payload = store_text(rows, i, 3);
                 deliveries[i].pending = &pending;
                 do {
-                        r = bus_produce(producer, store_text(rows, i, 1), key, strlen(key),
-                                        payload, strlen(payload), &deliveries[i]);
+                        r = bus_produce(producer, store_text(rows, i, 1), key, strlen(key), payload,
+                                        strlen(payload), &deliveries[i]);
                         if (r == -ENOBUFS)
                                 usleep(1000);
                 } while (r == -ENOBUFS);
@@ -233,8 +239,9 @@ static int relay_batch(struct store *db, struct bus_producer *producer, long max
         if (stored) {
                 const char *params[1] = { store_array_text(&sent) };
                 r = !params[0] ? -ENOMEM
-                               : store_exec(db, "UPDATE outbox SET sent_at = now()"
-                                                " WHERE id = ANY ($1::bigint[])",
+                               : store_exec(db,
+                                            "UPDATE outbox SET sent_at = now()"
+                                            " WHERE id = ANY ($1::bigint[])",
                                             1, params, NULL);
         }
         if (r == 0 && refused.n)
@@ -245,8 +252,8 @@ out:
         else
                 store_rollback(db);
         if (r == 0 && failed) {
-                log_warn("relay", "%zu of %zu outbox rows not stored by Kafka; will resend",
-                         failed, n);
+                log_warn("relay", "%zu of %zu outbox rows not stored by Kafka; will resend", failed,
+                         n);
                 r = -EIO;
         }
         store_result_free(rows);

@@ -47,8 +47,10 @@ bool scheduler_consumer_assigned(void) {
 
 static int read_offsets(struct scheduler *s, struct store_result **res) {
         const char *params[2] = { s->cfg->consumer_group, s->cfg->topic_locations };
-        return store_exec(s->db, "SELECT partition, next_offset FROM consumer_offsets "
-                                 "WHERE group_id = $1 AND topic = $2", 2, params, res);
+        return store_exec(s->db,
+                          "SELECT partition, next_offset FROM consumer_offsets "
+                          "WHERE group_id = $1 AND topic = $2",
+                          2, params, res);
 }
 
 /* Takes what PostgreSQL says of one partition; returns where to read from. */
@@ -78,17 +80,20 @@ static int on_assign(void *ctx, struct bus_partition *parts, size_t n) {
         r = read_offsets(s, &res);
         for (size_t i = 0; i < n; i++) {
                 struct partition_state *p = &s->parts[parts[i].partition];
-                *p = (struct partition_state){ .assigned = true, .held = true,
+                *p = (struct partition_state){ .assigned = true,
+                                               .held = true,
                                                .isolate_through = -1 };
-                parts[i].offset = r == 0 ? take_offset(p, parts[i].partition, res)
-                                         : BUS_OFFSET_HOLD;
+                parts[i].offset =
+                        r == 0 ? take_offset(p, parts[i].partition, res) : BUS_OFFSET_HOLD;
                 /* Whatever we knew of its users may be stale now. */
                 user_table_drop_partition(s->users, parts[i].partition);
         }
         store_result_free(res);
         if (r < 0)
-                log_warn("scheduler", "cannot read the offsets of %zu assigned partitions; "
-                                      "holding them until PostgreSQL answers", n);
+                log_warn("scheduler",
+                         "cannot read the offsets of %zu assigned partitions; "
+                         "holding them until PostgreSQL answers",
+                         n);
         atomic_store(&consumer_assigned, true);
         return 0;
 }
@@ -122,9 +127,10 @@ static int advance_offset(struct scheduler *s, int32_t partition, int64_t first,
         int r;
 
         if (p->stored && first != p->next) {
-                log_error("scheduler", "partition %d: a batch from offset %lld where %lld is due; "
-                                       "not committed", partition, (long long)first,
-                          (long long)p->next);
+                log_error("scheduler",
+                          "partition %d: a batch from offset %lld where %lld is due; "
+                          "not committed",
+                          partition, (long long)first, (long long)p->next);
                 return -ESPIPE;
         }
         snprintf(part, sizeof(part), "%d", partition);
@@ -137,10 +143,11 @@ static int advance_offset(struct scheduler *s, int32_t partition, int64_t first,
                                " AND next_offset = $5",
                                5, params, &res);
         else
-                r = store_exec(s->db,
-                               "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
-                               " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                               4, params, &res);
+                r = store_exec(
+                        s->db,
+                        "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
+                        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                        4, params, &res);
         if (r == 0 && store_changed(res) != 1)
                 r = -ESTALE;
         store_result_free(res);
@@ -294,8 +301,10 @@ static int batch_commit(struct scheduler *s) {
                 if (!part->assigned || part->held || (part->stored && off < part->next))
                         continue;
                 if (part->expect >= 0 && off != part->expect) {
-                        log_warn("scheduler", "partition %d: offset %lld came where %lld was due; "
-                                              "rewinding", p, (long long)off, (long long)part->expect);
+                        log_warn("scheduler",
+                                 "partition %d: offset %lld came where %lld was due; "
+                                 "rewinding",
+                                 p, (long long)off, (long long)part->expect);
                         hold_partition(s, p);
                         continue;
                 }
@@ -309,8 +318,9 @@ static int batch_commit(struct scheduler *s) {
                 value = bus_message_value(s->messages[i], &len);
                 if (report_decode(value, len, &b->report) < 0) {
                         /* The API validated it; a bad one here came from elsewhere. */
-                        log_warn("scheduler", "partition %d offset %lld: not a location report; skipped",
-                                 p, (long long)off);
+                        log_warn("scheduler",
+                                 "partition %d offset %lld: not a location report; skipped", p,
+                                 (long long)off);
                         b->report.user_id[0] = '\0';
                         s->tally_invalid++;
                 }
@@ -343,7 +353,8 @@ static int batch_commit(struct scheduler *s) {
         if (r == 0)
                 r = store_commit(s->db);
         t[4] = clock_mono_us();
-        log_debug("scheduler", "batch of %zu: load %lld us, decide %lld us, write %lld us, commit %lld us",
+        log_debug("scheduler",
+                  "batch of %zu: load %lld us, decide %lld us, write %lld us, commit %lld us",
                   s->n_messages, (long long)(t[1] - t[0]), (long long)(t[2] - t[1]),
                   (long long)(t[3] - t[2]), (long long)(t[4] - t[3]));
 
@@ -377,8 +388,10 @@ static int batch_commit(struct scheduler *s) {
                 for (int32_t q = 0; q < MAX_PARTITIONS; q++)
                         if (touched[q] && last[q] > s->parts[q].isolate_through)
                                 s->parts[q].isolate_through = last[q];
-                log_error("scheduler", "batch of %zu reports rolled back (%s); "
-                                       "retrying them one at a time", s->n_messages, error);
+                log_error("scheduler",
+                          "batch of %zu reports rolled back (%s); "
+                          "retrying them one at a time",
+                          s->n_messages, error);
         } else if (r == -ESTALE) {
                 log_warn("scheduler", "another scheduler advanced a partition first; "
                                       "re-reading offsets");
@@ -429,9 +442,8 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                 log_error("scheduler", "cannot create the consumer: %s", errbuf);
                 goto out;
         }
-        log_info("scheduler", "consuming %s as group %s; %zu datacenters",
-                 cfg->topic_locations, cfg->consumer_group,
-                 geo_index_count(world_context(s.world)->index));
+        log_info("scheduler", "consuming %s as group %s; %zu datacenters", cfg->topic_locations,
+                 cfg->consumer_group, geo_index_count(world_context(s.world)->index));
 
         while (!atomic_load(stop)) {
                 int64_t deadline = clock_mono_ms() + cfg->batch_wait_ms;
@@ -451,7 +463,8 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                 while (s.n_messages < batch_max && !atomic_load(stop)) {
                         struct bus_message *m;
                         int64_t left = deadline - clock_mono_ms();
-                        r = bus_consumer_poll(s.consumer, s.n_messages ? (left > 0 ? left : 0) : 200, &m);
+                        r = bus_consumer_poll(s.consumer,
+                                              s.n_messages ? (left > 0 ? left : 0) : 200, &m);
                         if (r == 1)
                                 s.messages[s.n_messages++] = m;
                         else if (s.n_messages ? left <= 0 : true)
@@ -461,9 +474,11 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                 scheduler_update_lag(&s);
         }
         r = 0;
-        log_info("scheduler", "stopping: %lu reports, %lu moves, %lu dropped, %lu invalid, "
-                              "%lu quarantined", s.reports_total, s.moves_total, s.drops_total,
-                 s.invalid_total, s.quarantined_total);
+        log_info("scheduler",
+                 "stopping: %lu reports, %lu moves, %lu dropped, %lu invalid, "
+                 "%lu quarantined",
+                 s.reports_total, s.moves_total, s.drops_total, s.invalid_total,
+                 s.quarantined_total);
 out:
         atomic_store(&consumer_assigned, false);
         metrics_fn_detach(s.m_lag); /* `s` is about to go */

@@ -41,5 +41,5 @@ bool scheduler_consumer_assigned(void);
  * user's state. Returns 0 and a malloc'd JSON document in *json_out,
  * -ENOENT when the user has no snapshot, or another negative errno.
  */
-int scheduler_what_if(const struct config *cfg, struct store *db, const char *user_id,
-                      double lat, double lon, int64_t ts_ms, char **json_out);
+int scheduler_what_if(const struct config *cfg, struct store *db, const char *user_id, double lat,
+                      double lon, int64_t ts_ms, char **json_out);

@@ -99,7 +99,8 @@ struct tracked_user *user_table_add(struct user_table *t, const char *id, int16_
                 names += strlen(snapshot_ids[i]) + 1;
         for (size_t i = 0; i < n_devices; i++)
                 names += strlen(device_ids[i]) + 1;
-        u = calloc(1, sizeof(*u) + n_snapshots * sizeof(*snaps) + n_devices * sizeof(*devs) + names);
+        u = calloc(1,
+                   sizeof(*u) + n_snapshots * sizeof(*snaps) + n_devices * sizeof(*devs) + names);
         if (!u)
                 return NULL;
         u->partition = partition;

@@ -25,9 +25,9 @@ struct tracked_device {
 struct tracked_snapshot {
         struct engine_snapshot policy;
         const char *id;
-        int64_t pending_transfer;    /* id of the transfer in flight, 0: none */
-        uint8_t last_outcome;        /* enum engine_outcome of the last recorded decision */
-        uint8_t last_reason;         /* enum engine_reason, ENGINE_OK: none yet */
+        int64_t pending_transfer; /* id of the transfer in flight, 0: none */
+        uint8_t last_outcome;     /* enum engine_outcome of the last recorded decision */
+        uint8_t last_reason;      /* enum engine_reason, ENGINE_OK: none yet */
 };
 
 struct tracked_user {

@@ -65,11 +65,11 @@ int scheduler_register_metrics(struct scheduler *s, struct metrics *m) {
                      (const struct metrics_label[]){
                              { "outcome", outcomes }, { "reason", decided }, { NULL, NULL } },
                      &s->m_decisions)) < 0 ||
-            (r = metrics_counter_register(
-                     m, "homing_scheduler_reports_dropped_total",
-                     "Reports not credible enough to decide on, by why.",
-                     (const struct metrics_label[]){ { "reason", dropped }, { NULL, NULL } },
-                     &s->m_dropped)) < 0 ||
+            (r = metrics_counter_register(m, "homing_scheduler_reports_dropped_total",
+                                          "Reports not credible enough to decide on, by why.",
+                                          (const struct metrics_label[]){ { "reason", dropped },
+                                                                          { NULL, NULL } },
+                                          &s->m_dropped)) < 0 ||
             (r = metrics_counter_register(m, "homing_scheduler_reports_total",
                                           "Reports the scheduler committed.", NULL,
                                           &s->m_reports)) < 0 ||
@@ -92,7 +92,8 @@ int scheduler_register_metrics(struct scheduler *s, struct metrics *m) {
                      m, "homing_pg_transaction_duration_seconds",
                      "PostgreSQL transactions, begin to commit or rollback.",
                      (const struct metrics_label[]){ { "component", components }, { NULL, NULL } },
-                     metrics_buckets_request, METRICS_N_BUCKETS_REQUEST, &s->m_batch_seconds)) < 0 ||
+                     metrics_buckets_request, METRICS_N_BUCKETS_REQUEST, &s->m_batch_seconds)) <
+                    0 ||
             (r = metrics_histogram_register(m, "homing_scheduler_batch_reports",
                                             "Reports per committed batch.", NULL, batch_sizes,
                                             sizeof(batch_sizes) / sizeof(batch_sizes[0]),
@@ -108,8 +109,7 @@ int scheduler_register_metrics(struct scheduler *s, struct metrics *m) {
                      m, "homing_consumer_lag_messages",
                      "Reports in Kafka this process has not committed yet, per partition it holds.",
                      lag_labels, emit_lag, s, &s->m_lag)) < 0)
-                log_error("scheduler", "cannot register the scheduler's metrics: %s",
-                          strerror(-r));
+                log_error("scheduler", "cannot register the scheduler's metrics: %s", strerror(-r));
         return r;
 }
 

@@ -20,11 +20,10 @@ static json_t *distance_json(double metres) {
 }
 
 static json_t *decision_json(const struct world *w, const struct engine_decision *d) {
-        return json_pack("{s:s, s:s, s:s?, s:s?, s:o, s:o, s:I, s:b, s:s?, s:I, s:i}",
-                         "outcome", d->outcome == ENGINE_MOVE ? "move" : "stay", "reason",
-                         engine_reason_name(d->reason), "target_dc",
-                         world_site_id(w, d->target), "nearest_dc",
-                         world_site_id(w, d->nearest), "current_distance_m",
+        return json_pack("{s:s, s:s, s:s?, s:s?, s:o, s:o, s:I, s:b, s:s?, s:I, s:i}", "outcome",
+                         d->outcome == ENGINE_MOVE ? "move" : "stay", "reason",
+                         engine_reason_name(d->reason), "target_dc", world_site_id(w, d->target),
+                         "nearest_dc", world_site_id(w, d->nearest), "current_distance_m",
                          distance_json(d->current_m), "target_distance_m",
                          distance_json(d->target_m), "bytes", (json_int_t)d->bytes,
                          "template_present", d->template_present, "supersedes_transfer_to",
@@ -32,8 +31,8 @@ static json_t *decision_json(const struct world *w, const struct engine_decision
                          "dwell_reports", d->dwell_reports);
 }
 
-int scheduler_what_if(const struct config *cfg, struct store *db, const char *user_id,
-                      double lat, double lon, int64_t ts_ms, char **json_out) {
+int scheduler_what_if(const struct config *cfg, struct store *db, const char *user_id, double lat,
+                      double lon, int64_t ts_ms, char **json_out) {
         struct engine_policy policy;
         struct world *w = NULL;
         struct store_result *res = NULL;
@@ -82,17 +81,15 @@ int scheduler_what_if(const struct config *cfg, struct store *db, const char *us
                         items, json_pack("{s:s, s:s?, s:s?, s:o, s:o}", "snapshot_id",
                                          store_text(res, row, 1), "current_dc",
                                          store_text(res, row, 5), "transfer_in_flight_to",
-                                         store_text(res, row, 7), "now",
-                                         decision_json(w, &now), "once_settled",
-                                         decision_json(w, &later)));
+                                         store_text(res, row, 7), "now", decision_json(w, &now),
+                                         "once_settled", decision_json(w, &later)));
         }
         doc = json_pack("{s:s, s:f, s:f, s:o, s:{s:f, s:f, s:I, s:i, s:I, s:i, s:f}}", "user_id",
-                        user_id, "lat", lat, "lon", lon, "snapshots", items, "policy",
-                        "margin_m", policy.margin_m, "margin_ratio", policy.margin_ratio,
-                        "dwell_ms", (json_int_t)policy.dwell_ms, "dwell_reports",
-                        policy.min_reports, "cooldown_ms", (json_int_t)policy.cooldown_ms,
-                        "max_moves_per_day", policy.max_moves_per_day, "km_per_gib",
-                        policy.km_per_gib);
+                        user_id, "lat", lat, "lon", lon, "snapshots", items, "policy", "margin_m",
+                        policy.margin_m, "margin_ratio", policy.margin_ratio, "dwell_ms",
+                        (json_int_t)policy.dwell_ms, "dwell_reports", policy.min_reports,
+                        "cooldown_ms", (json_int_t)policy.cooldown_ms, "max_moves_per_day",
+                        policy.max_moves_per_day, "km_per_gib", policy.km_per_gib);
         if (r == 0) {
                 *json_out = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
                 if (!*json_out)

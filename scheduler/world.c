@@ -19,14 +19,14 @@ struct template_entry {
 
 struct world {
         geo_catalog *catalog;
-        geo_index *index;             /* the version decisions use now */
-        char **zone_texts;            /* GeoJSON of each zone in the catalog, to spot changes */
+        geo_index *index;  /* the version decisions use now */
+        char **zone_texts; /* GeoJSON of each zone in the catalog, to spot changes */
         char **zone_ids;
         size_t n_zones;
         struct template_entry *template_entries;
         struct engine_template *templates;
         size_t n_templates;
-        char **zone_set_texts;        /* interned zone sets, as their PostgreSQL text */
+        char **zone_set_texts; /* interned zone sets, as their PostgreSQL text */
         struct engine_zone_set *zone_sets;
         size_t n_zone_sets;
         struct engine_context ctx;
@@ -93,9 +93,9 @@ struct world *world_free(struct world *w) {
 }
 
 static enum geo_status status_of(const char *s) {
-        return !strcmp(s, "active") ? GEO_SITE_ACTIVE
+        return !strcmp(s, "active")     ? GEO_SITE_ACTIVE
                : !strcmp(s, "draining") ? GEO_SITE_DRAINING
-                                         : GEO_SITE_DOWN;
+                                        : GEO_SITE_DOWN;
 }
 
 static int load_sites(struct world *w, struct store *db) {
@@ -103,9 +103,11 @@ static int load_sites(struct world *w, struct store *db) {
         size_t slots = geo_index_slots(w->index);
         int r;
 
-        r = store_exec(db, "SELECT id, lat, lon, status,"
-                           " greatest(capacity_bytes - used_bytes - reserved_bytes, 0)"
-                           " FROM datacenters", 0, NULL, &res);
+        r = store_exec(db,
+                       "SELECT id, lat, lon, status,"
+                       " greatest(capacity_bytes - used_bytes - reserved_bytes, 0)"
+                       " FROM datacenters",
+                       0, NULL, &res);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < store_rows(res) && r == 0; i++) {
@@ -201,9 +203,11 @@ static int load_templates(struct world *w, struct store *db) {
         size_t n, words = geo_index_slots(w->index) / 64 + 1;
         int r;
 
-        r = store_exec(db, "SELECT t.id, t.size_bytes, r.datacenter_id FROM templates t"
-                           " LEFT JOIN template_replicas r ON r.template_id = t.id"
-                           " ORDER BY t.id", 0, NULL, &res);
+        r = store_exec(db,
+                       "SELECT t.id, t.size_bytes, r.datacenter_id FROM templates t"
+                       " LEFT JOIN template_replicas r ON r.template_id = t.id"
+                       " ORDER BY t.id",
+                       0, NULL, &res);
         if (r < 0)
                 return r;
         n = 0;
@@ -226,8 +230,8 @@ static int load_templates(struct world *w, struct store *db) {
                         entries[t].replicas = calloc(words, sizeof(uint64_t));
                         if (!entries[t].id || !entries[t].replicas)
                                 r = -ENOMEM;
-                        templates[t] = (struct engine_template){
-                                (uint64_t)store_int(res, i, 1), entries[t].replicas, words };
+                        templates[t] = (struct engine_template){ (uint64_t)store_int(res, i, 1),
+                                                                 entries[t].replicas, words };
                 }
                 if (r == 0 && dc && (site = world_site(w, dc)) != ENGINE_NO_SITE)
                         entries[t].replicas[site / 64] |= 1ULL << (site % 64);

@@ -164,8 +164,8 @@ int store_exec(struct store *s, const char *sql, int n_params, const char *const
                 snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
                 msg[strcspn(msg, "\n")] = '\0';
                 snprintf(s->error, sizeof(s->error), "%s %s", state ? state : "none", msg);
-                log_line(r == -EIO ? LOG_ERROR : LOG_WARN, "store", NULL,
-                         "%.60s: %s (SQLSTATE %s)", sql, msg, state ? state : "none");
+                log_line(r == -EIO ? LOG_ERROR : LOG_WARN, "store", NULL, "%.60s: %s (SQLSTATE %s)",
+                         sql, msg, state ? state : "none");
         }
         PQclear(res);
         return r;
@@ -642,8 +642,8 @@ void store_columns_fini(struct store_columns *c) {
                 store_array_fini(&c->col[i]);
 }
 
-int store_exec_columns(struct store *s, const char *sql, struct store_columns *c,
-                       int n_extra, const char *const *extra, struct store_result **out) {
+int store_exec_columns(struct store *s, const char *sql, struct store_columns *c, int n_extra,
+                       const char *const *extra, struct store_result **out) {
         const char *params[2 * STORE_COLUMNS_MAX];
         int r = 0;
 

@@ -127,5 +127,5 @@ void store_columns_fini(struct store_columns *c);
  * of `extra` as $n+1..., and finishes the columns whatever happens. Returns
  * what store_exec returns, or -ENOMEM when a column failed to grow.
  */
-int store_exec_columns(struct store *s, const char *sql, struct store_columns *c,
-                       int n_extra, const char *const *extra, struct store_result **out);
+int store_exec_columns(struct store *s, const char *sql, struct store_columns *c, int n_extra,
+                       const char *const *extra, struct store_result **out);

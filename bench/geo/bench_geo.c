@@ -46,13 +46,14 @@ static bool half_accept(void *userdata, const geo_index *ix, size_t site) {
 
 static void bench(size_t n, size_t queries, size_t brute_queries) {
         geo_site *sites = calloc(n, sizeof(*sites));
-        char (*ids)[24] = calloc(n, sizeof(*ids));
-        double (*q)[2] = calloc(queries, sizeof(*q));
+        char(*ids)[24] = calloc(n, sizeof(*ids));
+        double(*q)[2] = calloc(queries, sizeof(*q));
         geo_index *ix = NULL;
         geo_hit hits[8];
         uint64_t s = 42 + n;
         struct mallinfo2 before, after;
-        double t0, build_ns, nearest_ns, k8_ns, filtered_ns, callback_ns, zone_ns, near_zone_ns, brute_ns, acc = 0;
+        double t0, build_ns, nearest_ns, k8_ns, filtered_ns, callback_ns, zone_ns, near_zone_ns,
+                brute_ns, acc = 0;
         geo_filter active = { .statuses = GEO_STATUS_BIT(GEO_SITE_ACTIVE) };
         geo_filter callback = { .accept = half_accept };
         const char *europe[] = { "EUR" };
@@ -70,9 +71,10 @@ static void bench(size_t n, size_t queries, size_t brute_queries) {
                 rng_point(&s, &q[i][0], &q[i][1]);
 
         /* A box over Europe: about 2% of the sites, most queries far away. */
-        if (geo_zone_new(&zone, "EUR",
-                         "{\"type\":\"Polygon\",\"coordinates\":[[[-10,35],[30,35],[30,70],[-10,70],[-10,35]]]}",
-                         NULL, 0) < 0) {
+        if (geo_zone_new(
+                    &zone, "EUR",
+                    "{\"type\":\"Polygon\",\"coordinates\":[[[-10,35],[30,35],[30,70],[-10,70],[-10,35]]]}",
+                    NULL, 0) < 0) {
                 fprintf(stderr, "bench-geo: cannot read the zone\n");
                 exit(1);
         }
@@ -87,27 +89,37 @@ static void bench(size_t n, size_t queries, size_t brute_queries) {
 
         t0 = now_ns();
         for (size_t i = 0; i < queries; i++)
-                acc += geo_index_nearest(ix, q[i][0], q[i][1], NULL, hits, 1) == 1 ? hits[0].distance_m : 0;
+                acc += geo_index_nearest(ix, q[i][0], q[i][1], NULL, hits, 1) == 1
+                               ? hits[0].distance_m
+                               : 0;
         nearest_ns = (now_ns() - t0) / queries;
 
         t0 = now_ns();
         for (size_t i = 0; i < queries / 4; i++)
-                acc += geo_index_nearest(ix, q[i][0], q[i][1], NULL, hits, 8) > 0 ? hits[0].distance_m : 0;
+                acc += geo_index_nearest(ix, q[i][0], q[i][1], NULL, hits, 8) > 0
+                               ? hits[0].distance_m
+                               : 0;
         k8_ns = (now_ns() - t0) / (size_t)(queries / 4);
 
         t0 = now_ns();
         for (size_t i = 0; i < queries; i++)
-                acc += geo_index_nearest(ix, q[i][0], q[i][1], &active, hits, 1) == 1 ? hits[0].distance_m : 0;
+                acc += geo_index_nearest(ix, q[i][0], q[i][1], &active, hits, 1) == 1
+                               ? hits[0].distance_m
+                               : 0;
         filtered_ns = (now_ns() - t0) / queries;
 
         t0 = now_ns();
         for (size_t i = 0; i < queries; i++)
-                acc += geo_index_nearest(ix, q[i][0], q[i][1], &callback, hits, 1) == 1 ? hits[0].distance_m : 0;
+                acc += geo_index_nearest(ix, q[i][0], q[i][1], &callback, hits, 1) == 1
+                               ? hits[0].distance_m
+                               : 0;
         callback_ns = (now_ns() - t0) / queries;
 
         t0 = now_ns();
         for (size_t i = 0; i < zone_queries; i++)
-                acc += geo_index_nearest(ix, q[i][0], q[i][1], &in_europe, hits, 1) == 1 ? hits[0].distance_m : 0;
+                acc += geo_index_nearest(ix, q[i][0], q[i][1], &in_europe, hits, 1) == 1
+                               ? hits[0].distance_m
+                               : 0;
         zone_ns = (now_ns() - t0) / zone_queries;
 
         /* The usual case: the user is in or near the zone (Europe and
@@ -118,7 +130,9 @@ static void bench(size_t n, size_t queries, size_t brute_queries) {
         }
         t0 = now_ns();
         for (size_t i = 0; i < zone_queries; i++)
-                acc += geo_index_nearest(ix, q[i][0], q[i][1], &in_europe, hits, 1) == 1 ? hits[0].distance_m : 0;
+                acc += geo_index_nearest(ix, q[i][0], q[i][1], &in_europe, hits, 1) == 1
+                               ? hits[0].distance_m
+                               : 0;
         near_zone_ns = (now_ns() - t0) / zone_queries;
 
         t0 = now_ns();
@@ -137,8 +151,9 @@ static void bench(size_t n, size_t queries, size_t brute_queries) {
         printf("%7zu sites | nearest %6.0f ns | k=8 %6.0f ns | active only %6.0f ns | callback %6.0f ns | "
                "2%% zone %6.0f ns, from nearby %6.0f ns | brute force %10.0f ns (%.0fx) | build %5.1f ms | %5.1f B/site "
                "(%zu B/site allocated)\n",
-               n, nearest_ns, k8_ns, filtered_ns, callback_ns, zone_ns, near_zone_ns, brute_ns, brute_ns / nearest_ns,
-               build_ns / 1e6, (double)geo_index_memory(ix) / n, /* large blocks are mmapped: hblkhd */
+               n, nearest_ns, k8_ns, filtered_ns, callback_ns, zone_ns, near_zone_ns, brute_ns,
+               brute_ns / nearest_ns, build_ns / 1e6,
+               (double)geo_index_memory(ix) / n, /* large blocks are mmapped: hblkhd */
                (size_t)((after.uordblks + after.hblkhd) - (before.uordblks + before.hblkhd)) / n);
         fflush(stdout);
         geo_index_unref(ix);
@@ -162,9 +177,11 @@ int main(int argc, char **argv) {
         }
         t0 = now_ns();
         for (size_t i = 0; i < PAIRS / d; i++)
-                acc += geo_distance_m(p[i % 1000][0], p[i % 1000][1], p[i % 1000][2], p[i % 1000][3]);
+                acc += geo_distance_m(p[i % 1000][0], p[i % 1000][1], p[i % 1000][2],
+                                      p[i % 1000][3]);
         sink = acc;
-        printf("geo_distance_m (geod_inverse): %.0f ns per call, random pairs\n", (now_ns() - t0) / (size_t)(PAIRS / d));
+        printf("geo_distance_m (geod_inverse): %.0f ns per call, random pairs\n",
+               (now_ns() - t0) / (size_t)(PAIRS / d));
         printf("nearest: k=1, all sites; k=8; active only: half the sites are draining; callback: a predicate "
                "admits half;\n2%% zone: only sites in a box over Europe (about 2%% of them), queries from anywhere / from in or near it\n");
 

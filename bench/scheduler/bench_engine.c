@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
         size_t n_sites = argc > 2 ? strtoul(argv[2], NULL, 10) : 1000;
         size_t n_reports = argc > 3 ? strtoul(argv[3], NULL, 10) : 2000000;
         geo_site *sites = calloc(n_sites, sizeof(*sites));
-        char (*site_ids)[32] = calloc(n_sites, sizeof(*site_ids));
+        char(*site_ids)[32] = calloc(n_sites, sizeof(*site_ids));
         uint64_t replicas[(1000000 / 64) + 1] = { 0 };
         struct engine_template tpl = { 10ULL << 30, replicas, n_sites / 64 + 1 };
         struct engine_zone_set anywhere = { NULL, 0 };
@@ -113,7 +113,8 @@ int main(int argc, char **argv) {
                         outcomes[ENGINE_DROP]++;
                         continue;
                 }
-                if (engine_decide(&policy, &ctx, &user_snapshots(tu)[0].policy, lat, lon, ts, &d) < 0)
+                if (engine_decide(&policy, &ctx, &user_snapshots(tu)[0].policy, lat, lon, ts, &d) <
+                    0)
                         goto out;
                 outcomes[d.outcome]++;
         }

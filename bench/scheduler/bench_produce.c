@@ -64,6 +64,7 @@ int main(int argc, char **argv) {
         if (bus_producer_flush(p, 60000) < 0)
                 fprintf(stderr, "some reports were still undelivered after 60 s\n");
         p = bus_producer_free(p);
-        printf("produced %ld reports (%ld failed)\n", atomic_load(&delivered), atomic_load(&failed));
+        printf("produced %ld reports (%ld failed)\n", atomic_load(&delivered),
+               atomic_load(&failed));
         return atomic_load(&failed) ? 1 : 0;
 }

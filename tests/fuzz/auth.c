@@ -22,8 +22,9 @@
 #include "fuzz.h"
 
 /* 32 bytes each: "fuzzing-key-number-one-32-bytes!" and "...two...". */
-#define KEYS "k1:ZnV6emluZy1rZXktbnVtYmVyLW9uZS0zMi1ieXRlcyE=," \
-             "k2:ZnV6emluZy1rZXktbnVtYmVyLXR3by0zMi1ieXRlcyE="
+#define KEYS                                               \
+        "k1:ZnV6emluZy1rZXktbnVtYmVyLW9uZS0zMi1ieXRlcyE=," \
+        "k2:ZnV6emluZy1rZXktbnVtYmVyLXR3by0zMi1ieXRlcyE="
 #define KEY1 "fuzzing-key-number-one-32-bytes!"
 #define NOW_S 1795633200
 

@@ -17,13 +17,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 /* A property that must hold for every input: abort (a crash to the fuzzer). */
-#define FUZZ_CHECK(cond)                                                               \
-        do {                                                                           \
-                if (!(cond)) {                                                         \
-                        fprintf(stderr, "%s:%d: property failed: %s\n", __FILE__,      \
-                                __LINE__, #cond);                                      \
-                        abort();                                                       \
-                }                                                                      \
+#define FUZZ_CHECK(cond)                                                                    \
+        do {                                                                                \
+                if (!(cond)) {                                                              \
+                        fprintf(stderr, "%s:%d: property failed: %s\n", __FILE__, __LINE__, \
+                                #cond);                                                     \
+                        abort();                                                            \
+                }                                                                           \
         } while (0)
 
 /* The fuzzer's bytes as a NUL-terminated string (malloc'd; aborts when out of memory). */

@@ -48,8 +48,8 @@ static void check_round_trip(const struct report *in) {
         FUZZ_CHECK(!strcmp(out.device_id, in->device_id) && !strcmp(out.user_id, in->user_id));
         if (!same_number(out.lat, in->lat) || !same_number(out.lon, in->lon) ||
             !same_number(out.accuracy_m, in->accuracy_m))
-                fprintf(stderr, "numbers changed: %.17g %.17g %.17g became %s\n", in->lat,
-                        in->lon, in->accuracy_m, text);
+                fprintf(stderr, "numbers changed: %.17g %.17g %.17g became %s\n", in->lat, in->lon,
+                        in->accuracy_m, text);
         FUZZ_CHECK(same_number(out.lat, in->lat));
         FUZZ_CHECK(same_number(out.lon, in->lon));
         FUZZ_CHECK(same_number(out.accuracy_m, in->accuracy_m));
@@ -91,8 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (json_is_array(body)) {
                 size_t i;
                 json_t *item;
-                json_array_foreach(body, i, item)
-                        ingest_one(item);
+                json_array_foreach(body, i, item) ingest_one(item);
         } else if (body) {
                 ingest_one(body);
         }

@@ -80,7 +80,8 @@ static void fill(const struct api_route *route, const struct request *req, char 
         out[o] = '\0';
 }
 
-static const char *const methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "get" };
+static const char *const methods[] = { "GET",    "POST", "PUT",     "PATCH",
+                                       "DELETE", "HEAD", "OPTIONS", "get" };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         static struct request req;

@@ -149,7 +149,8 @@ static void raw_stream(const uint8_t *data, size_t size) {
 }
 
 static void written_stream(const uint8_t *data, size_t size) {
-        static uint8_t stream[MAX_RECORDS * (WIRE_DATA_HEADER_SIZE + 4 * WIRE_BLOCK) + WIRE_END_SIZE];
+        static uint8_t
+                stream[MAX_RECORDS * (WIRE_DATA_HEADER_SIZE + 4 * WIRE_BLOCK) + WIRE_END_SIZE];
         struct fuzz_bytes b = { data, size };
         struct rec want[MAX_RECORDS];
         size_t n = fuzz_range(&b, 0, MAX_RECORDS), len = 0;

@@ -59,7 +59,8 @@ static bool ring_contains(const struct ring *r, double x, double y) {
 }
 
 static double segment_distance(double x, double y, double x0, double y0, double x1, double y1) {
-        double dx = x1 - x0, dy = y1 - y0, t = ((x - x0) * dx + (y - y0) * dy) / (dx * dx + dy * dy);
+        double dx = x1 - x0, dy = y1 - y0,
+               t = ((x - x0) * dx + (y - y0) * dy) / (dx * dx + dy * dy);
         t = t < 0 ? 0 : t > 1 ? 1 : t;
         return hypot(x - (x0 + t * dx), y - (y0 + t * dy));
 }
@@ -88,8 +89,8 @@ static char *geojson(const struct poly *polys, int n_polys) {
                         const struct ring *r = &polys[p].rings[k];
                         n += (size_t)snprintf(s + n, cap - n, "%s[", k ? "," : "");
                         for (int i = 0; i <= r->n; i++)
-                                n += (size_t)snprintf(s + n, cap - n, "%s[%.17g,%.17g]", i ? "," : "",
-                                                      r->x[i], r->y[i]);
+                                n += (size_t)snprintf(s + n, cap - n, "%s[%.17g,%.17g]",
+                                                      i ? "," : "", r->x[i], r->y[i]);
                         n += (size_t)snprintf(s + n, cap - n, "]");
                 }
                 n += (size_t)snprintf(s + n, cap - n, "]");
@@ -139,8 +140,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 }
                 got = geo_zone_covers(z, y, x);
                 if (got != want)
-                        fprintf(stderr, "point lon %.17g lat %.17g: zone says %d, even-odd %d\n%s\n",
-                                x, y, got, want, text);
+                        fprintf(stderr,
+                                "point lon %.17g lat %.17g: zone says %d, even-odd %d\n%s\n", x, y,
+                                got, want, text);
                 FUZZ_CHECK(got == (int)want);
         }
         geo_zone_unref(z);

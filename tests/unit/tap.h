@@ -19,35 +19,32 @@ struct tap_test {
 
 #define TEST(name) static void name(int *tap_failed_)
 
-#define CHECK(cond)                                                              \
-        do {                                                                     \
-                if (!(cond)) {                                                   \
-                        printf("#   %s:%d: CHECK(%s) failed\n", __FILE__,        \
-                               __LINE__, #cond);                                 \
-                        *tap_failed_ = 1;                                        \
-                }                                                                \
+#define CHECK(cond)                                                                         \
+        do {                                                                                \
+                if (!(cond)) {                                                              \
+                        printf("#   %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+                        *tap_failed_ = 1;                                                   \
+                }                                                                           \
         } while (0)
 
-#define CHECK_STR(a, b)                                                          \
-        do {                                                                     \
-                const char *tap_a_ = (a), *tap_b_ = (b);                         \
-                if (!tap_a_ || !tap_b_ || strcmp(tap_a_, tap_b_) != 0) {         \
-                        printf("#   %s:%d: \"%s\" != \"%s\"\n", __FILE__,        \
-                               __LINE__, tap_a_ ? tap_a_ : "(null)",             \
-                               tap_b_ ? tap_b_ : "(null)");                      \
-                        *tap_failed_ = 1;                                        \
-                }                                                                \
+#define CHECK_STR(a, b)                                                                 \
+        do {                                                                            \
+                const char *tap_a_ = (a), *tap_b_ = (b);                                \
+                if (!tap_a_ || !tap_b_ || strcmp(tap_a_, tap_b_) != 0) {                \
+                        printf("#   %s:%d: \"%s\" != \"%s\"\n", __FILE__, __LINE__,     \
+                               tap_a_ ? tap_a_ : "(null)", tap_b_ ? tap_b_ : "(null)"); \
+                        *tap_failed_ = 1;                                               \
+                }                                                                       \
         } while (0)
 
-#define CHECK_NEAR(a, b, tol)                                                    \
-        do {                                                                     \
-                double tap_a_ = (a), tap_b_ = (b);                               \
-                if (!(fabs(tap_a_ - tap_b_) <= (tol))) {                         \
-                        printf("#   %s:%d: %.12g != %.12g (tolerance %g)\n",     \
-                               __FILE__, __LINE__, tap_a_, tap_b_,               \
-                               (double)(tol));                                   \
-                        *tap_failed_ = 1;                                        \
-                }                                                                \
+#define CHECK_NEAR(a, b, tol)                                                                    \
+        do {                                                                                     \
+                double tap_a_ = (a), tap_b_ = (b);                                               \
+                if (!(fabs(tap_a_ - tap_b_) <= (tol))) {                                         \
+                        printf("#   %s:%d: %.12g != %.12g (tolerance %g)\n", __FILE__, __LINE__, \
+                               tap_a_, tap_b_, (double)(tol));                                   \
+                        *tap_failed_ = 1;                                                        \
+                }                                                                                \
         } while (0)
 
 static inline int tap_run(const struct tap_test *tests, size_t n) {
@@ -64,9 +61,10 @@ static inline int tap_run(const struct tap_test *tests, size_t n) {
 }
 
 /* TAP_MAIN(TAP_TEST(a), TAP_TEST(b), ...) */
-#define TAP_TEST(fn) { #fn, fn }
-#define TAP_MAIN(...)                                                            \
-        int main(void) {                                                         \
-                static const struct tap_test tests[] = { __VA_ARGS__ };          \
-                return tap_run(tests, sizeof(tests) / sizeof(tests[0]));         \
+#define TAP_TEST(fn) \
+        { #fn, fn }
+#define TAP_MAIN(...)                                                    \
+        int main(void) {                                                 \
+                static const struct tap_test tests[] = { __VA_ARGS__ };  \
+                return tap_run(tests, sizeof(tests) / sizeof(tests[0])); \
         }

@@ -104,6 +104,5 @@ TAP_MAIN(TAP_TEST(if_match_takes_a_list_star_and_weak_tags),
          TAP_TEST(a_serial_id_is_1_to_18_digits),
          TAP_TEST(json_content_type_allows_parameters_and_any_case),
          TAP_TEST(a_query_number_is_finite_and_the_whole_text),
-         TAP_TEST(limit_is_a_whole_number_from_1_to_500),
-         TAP_TEST(a_cursor_carries_its_key_back),
+         TAP_TEST(limit_is_a_whole_number_from_1_to_500), TAP_TEST(a_cursor_carries_its_key_back),
          TAP_TEST(a_numeric_cursor_is_the_decimal_of_a_bigint_and_nothing_else))

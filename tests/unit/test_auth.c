@@ -95,9 +95,18 @@ TEST(keys_rotate_the_first_signs_and_all_verify) {
 TEST(malformed_tokens_are_refused_without_crashing) {
         struct auth_keyring *r = ring(KEY_A);
         struct auth_device_claims c;
-        const char *bad[] = { "", "v1", "v1.", "v1.ka", "v1.ka.", "v1.ka..", "v2.ka.e30.AAAA",
-                              "v1.ka.e30.AAAA.x", "v1.k a.e30.AAAA", "v1.ka.e30.!!!!",
-                              "hop_abc", "v1.ka.e30=.AAAA" };
+        const char *bad[] = { "",
+                              "v1",
+                              "v1.",
+                              "v1.ka",
+                              "v1.ka.",
+                              "v1.ka..",
+                              "v2.ka.e30.AAAA",
+                              "v1.ka.e30.AAAA.x",
+                              "v1.k a.e30.AAAA",
+                              "v1.ka.e30.!!!!",
+                              "hop_abc",
+                              "v1.ka.e30=.AAAA" };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 int res = auth_device_token_verify(r, bad[i], 0, &c);
                 if (!(res == -EINVAL || res == -EBADMSG)) {
@@ -121,8 +130,10 @@ TEST(bad_keyrings_are_refused_with_a_reason) {
         struct auth_keyring *r = NULL;
         char err[128];
         static const char twice[] = KEY_A "," KEY_A; /* one kid twice */
-        const char *bad[] = { "nokid", ":AAAA", "ka:not base64!", "ka:AAECAwQ=", twice,
-                              "k/a:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" };
+        const char *bad[] = {
+                "nokid",       ":AAAA", "ka:not base64!",
+                "ka:AAECAwQ=", twice,   "k/a:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+        };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 err[0] = '\0';
                 CHECK(auth_keyring_new(bad[i], &r, err, sizeof(err)) == -EINVAL);
@@ -218,8 +229,7 @@ TEST(roles_parse_and_order) {
 }
 
 TAP_MAIN(TAP_TEST(a_minted_token_verifies_and_carries_its_claims),
-         TAP_TEST(an_expired_token_is_refused),
-         TAP_TEST(a_changed_payload_or_signature_is_refused),
+         TAP_TEST(an_expired_token_is_refused), TAP_TEST(a_changed_payload_or_signature_is_refused),
          TAP_TEST(keys_rotate_the_first_signs_and_all_verify),
          TAP_TEST(malformed_tokens_are_refused_without_crashing),
          TAP_TEST(an_empty_keyring_mints_and_verifies_nothing),

@@ -116,11 +116,11 @@ TEST(a_jump_faster_than_the_speed_bound_is_ignored) {
         p.max_speed_mps = 300;
         CHECK(engine_check_report(&p, &dev, 0, 0, 5, T0, T0) == ENGINE_OK);
         /* 111 km needs at least 371.07 s at 300 m/s. */
-        CHECK(engine_check_report(&p, &dev, 0, 1, 5, T0 + (int64_t)(metres / 300 * 1000) - 1, T0 + DAY_MS) ==
-              ENGINE_IMPLAUSIBLE_SPEED);
+        CHECK(engine_check_report(&p, &dev, 0, 1, 5, T0 + (int64_t)(metres / 300 * 1000) - 1,
+                                  T0 + DAY_MS) == ENGINE_IMPLAUSIBLE_SPEED);
         CHECK(dev.ts_ms == T0 && dev.lon == 0);
-        CHECK(engine_check_report(&p, &dev, 0, 1, 5, T0 + (int64_t)(metres / 300 * 1000) + 1, T0 + DAY_MS) ==
-              ENGINE_OK);
+        CHECK(engine_check_report(&p, &dev, 0, 1, 5, T0 + (int64_t)(metres / 300 * 1000) + 1,
+                                  T0 + DAY_MS) == ENGINE_OK);
 }
 
 TEST(a_device_clock_ahead_beyond_the_skew_is_ignored) {
@@ -224,7 +224,8 @@ TEST(a_train_through_a_city_does_not_move_and_a_flight_that_stays_does) {
         CHECK(moves == 0);
         /* The flight lands near d and the user stays two days, a report every 10 min. */
         for (int i = 0; i < 2 * 24 * 6; i++)
-                moves += decide(&p, &w, &flight, 30.05, T0 + i * 10 * MIN_MS, NULL) == ENGINE_CLOSER;
+                moves +=
+                        decide(&p, &w, &flight, 30.05, T0 + i * 10 * MIN_MS, NULL) == ENGINE_CLOSER;
         CHECK(moves == 1);
         CHECK(flight.pending == D);
         world_fini(&w);
@@ -406,11 +407,11 @@ TEST(the_defaults_are_the_configured_defaults) {
         struct engine_policy p;
         struct config c;
         char *argv[] = { "schedule", NULL };
-        const char *vars[] = { "HOMING_MOVE_MARGIN_M", "HOMING_MOVE_MARGIN_RATIO",
-                               "HOMING_MAX_ACCURACY_M", "HOMING_MAX_SPEED_MPS", "HOMING_DWELL_S",
-                               "HOMING_DWELL_REPORTS", "HOMING_COOLDOWN_S",
-                               "HOMING_MAX_MOVES_PER_DAY", "HOMING_KM_PER_GIB",
-                               "HOMING_MAX_FUTURE_SKEW_S" };
+        const char *vars[] = { "HOMING_MOVE_MARGIN_M",  "HOMING_MOVE_MARGIN_RATIO",
+                               "HOMING_MAX_ACCURACY_M", "HOMING_MAX_SPEED_MPS",
+                               "HOMING_DWELL_S",        "HOMING_DWELL_REPORTS",
+                               "HOMING_COOLDOWN_S",     "HOMING_MAX_MOVES_PER_DAY",
+                               "HOMING_KM_PER_GIB",     "HOMING_MAX_FUTURE_SKEW_S" };
         for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
                 unsetenv(vars[i]);
         engine_policy_defaults(&p);
@@ -428,24 +429,25 @@ TEST(the_defaults_are_the_configured_defaults) {
         config_fini(&c);
 }
 
-TAP_MAIN(TAP_TEST(accuracy_at_the_bound_passes_and_beyond_is_dropped),
-         TAP_TEST(older_and_repeated_reports_are_dropped),
-         TAP_TEST(a_jump_faster_than_the_speed_bound_is_ignored),
-         TAP_TEST(a_device_clock_ahead_beyond_the_skew_is_ignored),
-         TAP_TEST(exactly_at_the_absolute_margin_stays_and_a_millimetre_more_moves),
-         TAP_TEST(the_relative_margin_holds_back_a_small_share_of_the_way),
-         TAP_TEST(a_user_already_nearest_stays),
-         TAP_TEST(one_second_short_of_the_dwell_stays_and_at_the_dwell_moves),
-         TAP_TEST(too_few_reports_hold_a_move_even_after_the_dwell_time),
-         TAP_TEST(a_train_through_a_city_does_not_move_and_a_flight_that_stays_does),
-         TAP_TEST(a_user_oscillating_around_the_midpoint_moves_at_most_once),
-         TAP_TEST(a_move_within_the_cooldown_waits),
-         TAP_TEST(the_daily_limit_counts_moves_in_a_24_hour_window),
-         TAP_TEST(the_distance_saved_must_pay_for_the_bytes_and_a_missing_template_costs_more),
-         TAP_TEST(a_draining_nearest_site_is_skipped_for_the_next_eligible_one),
-         TAP_TEST(a_stay_names_what_held_back_the_nearest_site),
-         TAP_TEST(a_snapshot_restricted_to_a_zone_moves_only_inside_it),
-         TAP_TEST(an_unknown_zone_means_nowhere_qualifies),
-         TAP_TEST(a_site_is_allowed_anywhere_inside_one_of_the_zones_and_nowhere_for_an_unknown_set),
-         TAP_TEST(a_transfer_to_the_same_target_is_left_alone_and_a_new_target_supersedes_it),
-         TAP_TEST(the_defaults_are_the_configured_defaults))
+TAP_MAIN(
+        TAP_TEST(accuracy_at_the_bound_passes_and_beyond_is_dropped),
+        TAP_TEST(older_and_repeated_reports_are_dropped),
+        TAP_TEST(a_jump_faster_than_the_speed_bound_is_ignored),
+        TAP_TEST(a_device_clock_ahead_beyond_the_skew_is_ignored),
+        TAP_TEST(exactly_at_the_absolute_margin_stays_and_a_millimetre_more_moves),
+        TAP_TEST(the_relative_margin_holds_back_a_small_share_of_the_way),
+        TAP_TEST(a_user_already_nearest_stays),
+        TAP_TEST(one_second_short_of_the_dwell_stays_and_at_the_dwell_moves),
+        TAP_TEST(too_few_reports_hold_a_move_even_after_the_dwell_time),
+        TAP_TEST(a_train_through_a_city_does_not_move_and_a_flight_that_stays_does),
+        TAP_TEST(a_user_oscillating_around_the_midpoint_moves_at_most_once),
+        TAP_TEST(a_move_within_the_cooldown_waits),
+        TAP_TEST(the_daily_limit_counts_moves_in_a_24_hour_window),
+        TAP_TEST(the_distance_saved_must_pay_for_the_bytes_and_a_missing_template_costs_more),
+        TAP_TEST(a_draining_nearest_site_is_skipped_for_the_next_eligible_one),
+        TAP_TEST(a_stay_names_what_held_back_the_nearest_site),
+        TAP_TEST(a_snapshot_restricted_to_a_zone_moves_only_inside_it),
+        TAP_TEST(an_unknown_zone_means_nowhere_qualifies),
+        TAP_TEST(a_site_is_allowed_anywhere_inside_one_of_the_zones_and_nowhere_for_an_unknown_set),
+        TAP_TEST(a_transfer_to_the_same_target_is_left_alone_and_a_new_target_supersedes_it),
+        TAP_TEST(the_defaults_are_the_configured_defaults))

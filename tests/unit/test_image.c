@@ -399,7 +399,8 @@ static int ranges_cb(void *userdata, size_t i, const uint8_t *data) {
         r->calls++;
         for (uint32_t b = 0; b < r->ranges[i].length / IMAGE_BLOCK; b++) {
                 fill(want, sizeof(want), 1000000 + r->ranges[i].offset / IMAGE_BLOCK + b);
-                r->data_ok = r->data_ok && !memcmp(data + (size_t)b * IMAGE_BLOCK, want, IMAGE_BLOCK);
+                r->data_ok =
+                        r->data_ok && !memcmp(data + (size_t)b * IMAGE_BLOCK, want, IMAGE_BLOCK);
         }
         return i == r->stop_at ? -ECANCELED : 0;
 }
@@ -408,8 +409,9 @@ TEST(pipelined_reads_come_in_order_and_stop_cleanly) {
         static struct image_range ranges[600];
         struct store s;
         struct image *img = NULL;
-        struct ranges_seen seen = { .ranges = ranges, .stop_at = SIZE_MAX, .in_order = true,
-                                    .data_ok = true };
+        struct ranges_seen seen = {
+                .ranges = ranges, .stop_at = SIZE_MAX, .in_order = true, .data_ok = true
+        };
         uint8_t got[IMAGE_BLOCK], want[IMAGE_BLOCK];
 
         CHECK(store_init(&s) == 0);
@@ -426,8 +428,9 @@ TEST(pipelined_reads_come_in_order_and_stop_cleanly) {
         CHECK(image_read_ranges(img, ranges, 600, ranges_cb, &seen) == 0);
         CHECK(seen.calls == 600 && seen.in_order && seen.data_ok);
         /* Stopped with reads still out: they are retired, the image still works. */
-        seen = (struct ranges_seen){ .ranges = ranges, .stop_at = 5, .in_order = true,
-                                     .data_ok = true };
+        seen = (struct ranges_seen){
+                .ranges = ranges, .stop_at = 5, .in_order = true, .data_ok = true
+        };
         CHECK(image_read_ranges(img, ranges, 600, ranges_cb, &seen) == -ECANCELED);
         CHECK(seen.calls == 6);
         CHECK(image_read(img, got, sizeof(got), 42 * IMAGE_BLOCK) == 0);
@@ -443,7 +446,9 @@ out:
 
 TEST(queued_writes_land_in_order_and_read_ahead_gives_them_back) {
         static uint8_t want[12 * MiB];
-        struct image_span spans[3] = { { 0, 3 * MiB }, { 8 * MiB, MiB }, { 30 * MiB, IMAGE_BLOCK } };
+        struct image_span spans[3] = { { 0, 3 * MiB },
+                                       { 8 * MiB, MiB },
+                                       { 30 * MiB, IMAGE_BLOCK } };
         struct store s;
         struct image *img = NULL;
         struct image_writer *w = NULL;
@@ -524,7 +529,8 @@ TEST(the_file_map_places_the_top_layers_data_and_nothing_else) {
                 goto out;
         CHECK(image_file_map_size(m) == TEMPLATE_SIZE);
         /* The two written blocks lie in the file, in order, and read back from it. */
-        CHECK(image_file_map_find(m, 9000 * IMAGE_BLOCK, MiB, &at, &run) == 0 && run == sizeof(want));
+        CHECK(image_file_map_find(m, 9000 * IMAGE_BLOCK, MiB, &at, &run) == 0 &&
+              run == sizeof(want));
         fd = open(p, O_RDONLY);
         CHECK(fd >= 0 && pread(fd, got, sizeof(got), (off_t)at) == (ssize_t)sizeof(got));
         CHECK(!memcmp(got, want, sizeof(got)));
@@ -589,7 +595,10 @@ out:
 
 /* Copies each range the diff reports from `src` to `dst`; applied later in reverse. */
 struct copy_plan {
-        struct { uint64_t offset, length; bool zero; } r[64];
+        struct {
+                uint64_t offset, length;
+                bool zero;
+        } r[64];
         size_t n;
 };
 
@@ -686,9 +695,9 @@ TEST(the_diff_of_two_versions_lists_exactly_the_changed_blocks) {
         /* 2048 blocks from 3000 on (across the end of the template's data), then 1% of
          * them changed: 18 scattered, a pair of neighbours (one range), one new block;
          * one block rewritten with the same bytes does not count. */
-        static const uint64_t changed[] = { 3000, 3100, 3101, 3333, 3500, 3777, 3901, 4000,
-                                            4095, 4096, 4200, 4321, 4400, 4500, 4600, 4700,
-                                            4800, 4900, 5000, 5047, 12000 };
+        static const uint64_t changed[] = { 3000, 3100, 3101, 3333, 3500, 3777, 3901,
+                                            4000, 4095, 4096, 4200, 4321, 4400, 4500,
+                                            4600, 4700, 4800, 4900, 5000, 5047, 12000 };
         const size_t n_changed = sizeof(changed) / sizeof(changed[0]);
         struct store s;
         struct image *img = NULL;
@@ -745,7 +754,8 @@ TEST(the_diff_of_two_versions_lists_exactly_the_changed_blocks) {
                 CHECK(image_manifest_patch_apply(b, back, back_len, &a2) == 0);
                 CHECK(a2 && image_manifest_count(a2) == 2048);
                 CHECK(image_manifest_patch_apply(a, patch, patch_len - 1, &b2) == -EBADMSG);
-                CHECK(image_manifest_patch_apply(a, back, back_len, &a2) == -EBADMSG); /* drops a lacks */
+                CHECK(image_manifest_patch_apply(a, back, back_len, &a2) ==
+                      -EBADMSG); /* drops a lacks */
                 ((uint8_t *)patch)[0] ^= 1;
                 CHECK(image_manifest_patch_apply(a, patch, patch_len, &b2) == -EBADMSG);
                 image_manifest_free(b2);
@@ -860,27 +870,27 @@ TEST(the_decoder_refuses_malformed_input) {
         CHECK(refused(bad, len + 1));
         CHECK(refused(NULL, 0));
 
-#define MUTATE(stmt)                                                                        \
-        do {                                                                                \
-                memcpy(bad, enc, len);                                                      \
-                stmt;                                                                       \
-                CHECK(refused(bad, len));                                                   \
+#define MUTATE(stmt)                      \
+        do {                              \
+                memcpy(bad, enc, len);    \
+                stmt;                     \
+                CHECK(refused(bad, len)); \
         } while (0)
-        MUTATE(bad[0] = 'X');                            /* magic */
-        MUTATE(bad[8] = 2);                              /* version */
-        MUTATE(bad[13] = 0x02);                          /* block size 512 */
-        MUTATE(le64_put(bad + 16, TEMPLATE_SIZE + 1));   /* size not whole blocks */
-        MUTATE(le64_put(bad + 16, 22 * IMAGE_BLOCK));    /* entries past the end */
-        MUTATE(le64_put(bad + 24, 21));                  /* count disagrees with length */
+        MUTATE(bad[0] = 'X');                          /* magic */
+        MUTATE(bad[8] = 2);                            /* version */
+        MUTATE(bad[13] = 0x02);                        /* block size 512 */
+        MUTATE(le64_put(bad + 16, TEMPLATE_SIZE + 1)); /* size not whole blocks */
+        MUTATE(le64_put(bad + 16, 22 * IMAGE_BLOCK));  /* entries past the end */
+        MUTATE(le64_put(bad + 24, 21));                /* count disagrees with length */
         MUTATE(le64_put(bad + 24, UINT64_MAX));
-        MUTATE(memcpy(ENTRY(0), enc + 32 + 41, 41);      /* unsorted: entries 0 and 1 swapped */
+        MUTATE(memcpy(ENTRY(0), enc + 32 + 41, 41); /* unsorted: entries 0 and 1 swapped */
                memcpy(ENTRY(1), enc + 32, 41));
-        MUTATE(memcpy(ENTRY(1), enc + 32, 41));          /* duplicate index */
-        MUTATE(le64_put(ENTRY(21), BLOCKS));             /* index == blocks */
+        MUTATE(memcpy(ENTRY(1), enc + 32, 41)); /* duplicate index */
+        MUTATE(le64_put(ENTRY(21), BLOCKS));    /* index == blocks */
         MUTATE(le64_put(ENTRY(21), UINT64_MAX));
-        MUTATE(ENTRY(0)[8] = 0x02);                      /* unknown flag */
-        MUTATE(ENTRY(0)[8] = IMAGE_BLOCK_ZERO);          /* zero flag on a data hash */
-        MUTATE(memcpy(ENTRY(0) + 9, zero_hash, 32));     /* the zero hash without the flag */
+        MUTATE(ENTRY(0)[8] = 0x02);                  /* unknown flag */
+        MUTATE(ENTRY(0)[8] = IMAGE_BLOCK_ZERO);      /* zero flag on a data hash */
+        MUTATE(memcpy(ENTRY(0) + 9, zero_hash, 32)); /* the zero hash without the flag */
 
         /* A changed data hash is still a well-formed manifest (of other content). */
         memcpy(bad, enc, len);
@@ -1012,6 +1022,5 @@ TAP_MAIN(TAP_TEST(an_overlay_records_its_template_by_a_relative_path),
          TAP_TEST(a_version_rebuilt_from_the_diff_has_the_same_digest),
          TAP_TEST(the_diff_of_two_versions_lists_exactly_the_changed_blocks),
          TAP_TEST(a_manifest_survives_encoding_and_a_file),
-         TAP_TEST(the_decoder_refuses_malformed_input),
-         TAP_TEST(digests_print_and_parse_as_hex),
+         TAP_TEST(the_decoder_refuses_malformed_input), TAP_TEST(digests_print_and_parse_as_hex),
          TAP_TEST(image_check_passes_good_images_and_flags_broken_ones))

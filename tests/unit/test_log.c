@@ -124,7 +124,8 @@ TEST(levels_below_the_configured_one_are_dropped) {
         text = capture_stop(&c, &lines);
         CHECK(lines == 2);
         doc = line_json(text, 0);
-        CHECK(doc && !strcmp(field(doc, "level"), "warn") && !strcmp(field(doc, "msg"), "warn: kept"));
+        CHECK(doc && !strcmp(field(doc, "level"), "warn") &&
+              !strcmp(field(doc, "msg"), "warn: kept"));
         json_decref(doc);
         doc = line_json(text, 1);
         CHECK(doc && !strcmp(field(doc, "level"), "error"));
@@ -175,8 +176,10 @@ TEST(messages_are_escaped_and_stay_on_one_line) {
 static void *log_many(void *arg) {
         const char *ids[] = { "thread", arg, NULL };
         for (int i = 0; i < 500; i++)
-                log_line(LOG_INFO, "test", ids, "line %d of a thread with a longer message "
-                                                "so that writes are not trivially small", i);
+                log_line(LOG_INFO, "test", ids,
+                         "line %d of a thread with a longer message "
+                         "so that writes are not trivially small",
+                         i);
         return NULL;
 }
 

@@ -22,9 +22,9 @@ static const struct metrics_label by_status[] = { { "status", statuses }, { NULL
 
 static const char *const outcomes[] = { "move", "stay", NULL };
 static const char *const reasons[] = { "closer", "dwell", "cooldown", NULL };
-static const struct metrics_label by_outcome_reason[] = {
-        { "outcome", outcomes }, { "reason", reasons }, { NULL, NULL }
-};
+static const struct metrics_label by_outcome_reason[] = { { "outcome", outcomes },
+                                                          { "reason", reasons },
+                                                          { NULL, NULL } };
 
 static const double latency_bounds[] = { 0.001, 0.01, 0.1, 1 };
 
@@ -56,8 +56,8 @@ TEST(counters_count_per_label_value) {
         char *text;
 
         CHECK(metrics_new(&m) == 0);
-        CHECK(metrics_counter_register(m, "homing_requests_total", "Requests by status.",
-                                       by_status, &c) == 0);
+        CHECK(metrics_counter_register(m, "homing_requests_total", "Requests by status.", by_status,
+                                       &c) == 0);
         CHECK(metrics_counter_register(m, "homing_reports_total", "Reports.", NULL, &plain) == 0);
         metrics_counter_inc(c, (size_t[]){ 0 });
         metrics_counter_add(c, (size_t[]){ 0 }, 4);
@@ -102,8 +102,10 @@ TEST(the_same_definition_twice_is_one_family) {
         CHECK(a == b && a != NULL);
         CHECK(metrics_counter_register(m, "shared_total", "Shared.", by_outcome_reason, NULL) ==
               -EEXIST);
-        CHECK(metrics_histogram_register(m, "tx_seconds", "Tx.", NULL, latency_bounds, 4, &h1) == 0);
-        CHECK(metrics_histogram_register(m, "tx_seconds", "Tx.", NULL, latency_bounds, 4, &h2) == 0);
+        CHECK(metrics_histogram_register(m, "tx_seconds", "Tx.", NULL, latency_bounds, 4, &h1) ==
+              0);
+        CHECK(metrics_histogram_register(m, "tx_seconds", "Tx.", NULL, latency_bounds, 4, &h2) ==
+              0);
         CHECK(h1 == h2);
         CHECK(metrics_histogram_register(m, "tx_seconds", "Tx.", NULL, other_bounds, 2, NULL) ==
               -EEXIST);
@@ -112,7 +114,8 @@ TEST(the_same_definition_twice_is_one_family) {
         CHECK(metrics_counter_value(a, (size_t[]){ 0 }) == 2);
         text = render(m);
         CHECK(text && has_line(text, "shared_total{status=\"202\"} 2"));
-        CHECK(text && strstr(strstr(text, "# TYPE shared_total") + 1, "# TYPE shared_total") == NULL);
+        CHECK(text &&
+              strstr(strstr(text, "# TYPE shared_total") + 1, "# TYPE shared_total") == NULL);
         free(text);
         metrics_free(m);
 }
@@ -124,8 +127,8 @@ TEST(two_labels_make_every_combination) {
         char *text;
 
         CHECK(metrics_new(&m) == 0);
-        CHECK(metrics_counter_register(m, "homing_decisions_total", "Decisions.",
-                                       by_outcome_reason, &c) == 0);
+        CHECK(metrics_counter_register(m, "homing_decisions_total", "Decisions.", by_outcome_reason,
+                                       &c) == 0);
         CHECK(metrics_counter_lookup(c, (const char *[]){ "stay", "cooldown" }, at) == 0);
         CHECK(at[0] == 1 && at[1] == 2);
         metrics_counter_add(c, at, 3);
@@ -134,10 +137,14 @@ TEST(two_labels_make_every_combination) {
         text = render(m);
         CHECK(text != NULL);
         if (text) {
-                CHECK(has_line(text, "homing_decisions_total{outcome=\"move\",reason=\"closer\"} 1"));
-                CHECK(has_line(text, "homing_decisions_total{outcome=\"move\",reason=\"dwell\"} 0"));
-                CHECK(has_line(text, "homing_decisions_total{outcome=\"stay\",reason=\"cooldown\"} 3"));
-                CHECK(has_line(text, "homing_decisions_total{outcome=\"stay\",reason=\"closer\"} 0"));
+                CHECK(has_line(text,
+                               "homing_decisions_total{outcome=\"move\",reason=\"closer\"} 1"));
+                CHECK(has_line(text,
+                               "homing_decisions_total{outcome=\"move\",reason=\"dwell\"} 0"));
+                CHECK(has_line(text,
+                               "homing_decisions_total{outcome=\"stay\",reason=\"cooldown\"} 3"));
+                CHECK(has_line(text,
+                               "homing_decisions_total{outcome=\"stay\",reason=\"closer\"} 0"));
         }
         free(text);
         metrics_free(m);
@@ -188,16 +195,15 @@ TEST(histograms_have_cumulative_buckets_sum_and_count) {
         text = render(m);
         CHECK(text != NULL);
         if (text) {
-                CHECK_STR(text,
-                          "# HELP homing_ingest_duration_seconds Ingest latency.\n"
-                          "# TYPE homing_ingest_duration_seconds histogram\n"
-                          "homing_ingest_duration_seconds_bucket{le=\"0.001\"} 2\n"
-                          "homing_ingest_duration_seconds_bucket{le=\"0.01\"} 2\n"
-                          "homing_ingest_duration_seconds_bucket{le=\"0.1\"} 3\n"
-                          "homing_ingest_duration_seconds_bucket{le=\"1\"} 3\n"
-                          "homing_ingest_duration_seconds_bucket{le=\"+Inf\"} 4\n"
-                          "homing_ingest_duration_seconds_sum 2.5515\n"
-                          "homing_ingest_duration_seconds_count 4\n");
+                CHECK_STR(text, "# HELP homing_ingest_duration_seconds Ingest latency.\n"
+                                "# TYPE homing_ingest_duration_seconds histogram\n"
+                                "homing_ingest_duration_seconds_bucket{le=\"0.001\"} 2\n"
+                                "homing_ingest_duration_seconds_bucket{le=\"0.01\"} 2\n"
+                                "homing_ingest_duration_seconds_bucket{le=\"0.1\"} 3\n"
+                                "homing_ingest_duration_seconds_bucket{le=\"1\"} 3\n"
+                                "homing_ingest_duration_seconds_bucket{le=\"+Inf\"} 4\n"
+                                "homing_ingest_duration_seconds_sum 2.5515\n"
+                                "homing_ingest_duration_seconds_count 4\n");
         }
         free(text);
         metrics_free(m);
@@ -218,7 +224,8 @@ TEST(labelled_histograms_put_le_last) {
         CHECK(text != NULL);
         if (text) {
                 CHECK(has_line(text, "homing_produce_seconds_bucket{kind=\"job\",le=\"+Inf\"} 0"));
-                CHECK(has_line(text, "homing_produce_seconds_bucket{kind=\"audit\",le=\"0.01\"} 0"));
+                CHECK(has_line(text,
+                               "homing_produce_seconds_bucket{kind=\"audit\",le=\"0.01\"} 0"));
                 CHECK(has_line(text, "homing_produce_seconds_bucket{kind=\"audit\",le=\"0.1\"} 1"));
                 CHECK(has_line(text, "homing_produce_seconds_sum{kind=\"audit\"} 0.02"));
                 CHECK(has_line(text, "homing_produce_seconds_count{kind=\"audit\"} 1"));
@@ -336,8 +343,8 @@ TEST(callbacks_compute_on_scrape_and_detach) {
         CHECK(metrics_gauge_fn(m, "homing_outbox_backlog_rows", "Unsent outbox rows.", backlog,
                                &rows, &backlog_fn) == 0);
         CHECK(metrics_gauge_fn_labelled(m, "homing_consumer_lag_messages", "Lag.",
-                                        (const char *[]){ "topic", "partition", NULL },
-                                        collect_lag, &lag, &lag_fn) == 0);
+                                        (const char *[]){ "topic", "partition", NULL }, collect_lag,
+                                        &lag, &lag_fn) == 0);
         text = render(m);
         CHECK(text != NULL);
         if (text) {
@@ -368,8 +375,8 @@ TEST(callbacks_compute_on_scrape_and_detach) {
         /* Detached, the family takes a new callback (a component that restarted). */
         lag.by_partition[0] = 6;
         CHECK(metrics_gauge_fn_labelled(m, "homing_consumer_lag_messages", "Lag.",
-                                        (const char *[]){ "topic", "partition", NULL },
-                                        collect_lag, &lag, NULL) == 0);
+                                        (const char *[]){ "topic", "partition", NULL }, collect_lag,
+                                        &lag, NULL) == 0);
         text = render(m);
         CHECK(text && strstr(text, "partition=\"0\"} 6\n") != NULL);
         free(text);
@@ -441,11 +448,12 @@ TEST(concurrent_updates_lose_nothing) {
 
 /* A registry shaped like homing's, with something in every kind of family. */
 static struct metrics *homing_like_registry(void) {
-        static const char *const codes[] = { "200", "202", "400", "401", "413", "422", "503",
-                                             NULL };
+        static const char *const codes[] = {
+                "200", "202", "400", "401", "413", "422", "503", NULL
+        };
         static const struct metrics_label by_code[] = { { "code", codes }, { NULL, NULL } };
-        static const char *const states[] = { "queued", "running", "succeeded", "failed",
-                                              "cancelled", NULL };
+        static const char *const states[] = { "queued", "running",   "succeeded",
+                                              "failed", "cancelled", NULL };
         static const struct metrics_label by_state[] = { { "state", states }, { NULL, NULL } };
         static const char *const odd[] = { "quote\"back\\slash\nnewline", NULL };
         static const struct metrics_label by_odd[] = { { "path", odd }, { NULL, NULL } };
@@ -463,14 +471,15 @@ static struct metrics *homing_like_registry(void) {
             metrics_counter_register(m, "homing_decisions_total",
                                      "Placement decisions by outcome and reason.",
                                      by_outcome_reason, &d) < 0 ||
-            metrics_counter_register(m, "homing_odd_total", "Odd \\ help\nwith a newline.",
-                                     by_odd, &o) < 0 ||
-            metrics_gauge_register(m, "homing_transfers", "Transfers by state.", by_state, &g) < 0 ||
+            metrics_counter_register(m, "homing_odd_total", "Odd \\ help\nwith a newline.", by_odd,
+                                     &o) < 0 ||
+            metrics_gauge_register(m, "homing_transfers", "Transfers by state.", by_state, &g) <
+                    0 ||
             metrics_histogram_register(m, "homing_ingest_duration_seconds",
                                        "Time from request to answer.", NULL, latency_bounds, 4,
                                        &h) < 0 ||
-            metrics_gauge_fn(m, "homing_outbox_backlog_rows", "Unsent outbox rows.", backlog,
-                             &rows, NULL) < 0 ||
+            metrics_gauge_fn(m, "homing_outbox_backlog_rows", "Unsent outbox rows.", backlog, &rows,
+                             NULL) < 0 ||
             metrics_gauge_fn_labelled(m, "homing_consumer_lag_messages", "Consumer lag.",
                                       (const char *[]){ "topic", "partition", NULL }, collect_lag,
                                       &lag, NULL) < 0 ||
@@ -636,9 +645,9 @@ TEST(server_wants_its_token_and_without_one_serves_only_loopback) {
         metrics_free(m);
 }
 
-TAP_MAIN(TAP_TEST(counters_count_per_label_value), TAP_TEST(the_same_definition_twice_is_one_family),
-         TAP_TEST(two_labels_make_every_combination),
-         TAP_TEST(gauges_set_add_and_render_doubles),
+TAP_MAIN(TAP_TEST(counters_count_per_label_value),
+         TAP_TEST(the_same_definition_twice_is_one_family),
+         TAP_TEST(two_labels_make_every_combination), TAP_TEST(gauges_set_add_and_render_doubles),
          TAP_TEST(histograms_have_cumulative_buckets_sum_and_count),
          TAP_TEST(labelled_histograms_put_le_last), TAP_TEST(label_values_and_help_are_escaped),
          TAP_TEST(registration_refuses_bad_names_and_collisions),

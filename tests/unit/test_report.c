@@ -25,17 +25,18 @@ static int parse(const char *text, struct report *out, struct report_error *err)
 static int parse_with(const char *member, struct report_error *err) {
         char text[512];
         struct report r;
-        snprintf(text, sizeof(text),
-                 "{\"device_id\": \"d-7\", \"user_id\": \"u-42\", %s}", member);
+        snprintf(text, sizeof(text), "{\"device_id\": \"d-7\", \"user_id\": \"u-42\", %s}", member);
         return parse(text, &r, err);
 }
 
-#define BASE_FIELDS "\"lat\": 48.8566, \"lon\": 2.3522, \"accuracy_m\": 25, \"ts\": \"2026-11-25T19:00:00Z\""
+#define BASE_FIELDS \
+        "\"lat\": 48.8566, \"lon\": 2.3522, \"accuracy_m\": 25, \"ts\": \"2026-11-25T19:00:00Z\""
 
 TEST(a_valid_report_is_accepted) {
         struct report r = { 0 };
         struct report_error e;
-        CHECK(parse("{\"device_id\": \"d-7\", \"user_id\": \"u-42\", " BASE_FIELDS "}", &r, &e) == 0);
+        CHECK(parse("{\"device_id\": \"d-7\", \"user_id\": \"u-42\", " BASE_FIELDS "}", &r, &e) ==
+              0);
         CHECK_STR(r.device_id, "d-7");
         CHECK_STR(r.user_id, "u-42");
         CHECK_NEAR(r.lat, 48.8566, 0);
@@ -46,30 +47,45 @@ TEST(a_valid_report_is_accepted) {
 
 TEST(latitude_out_of_range_is_refused_with_its_pointer) {
         struct report_error e;
-        CHECK(parse_with("\"lat\": 90.0001, \"lon\": 0, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:00:00Z\"", &e) == -EINVAL);
+        CHECK(parse_with(
+                      "\"lat\": 90.0001, \"lon\": 0, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:00:00Z\"",
+                      &e) == -EINVAL);
         CHECK_STR(e.pointer, "/lat");
-        CHECK(parse_with("\"lat\": -90.5, \"lon\": 0, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:00:00Z\"", &e) == -EINVAL);
-        CHECK(parse_with("\"lat\": 90, \"lon\": 0, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:00:00Z\"", &e) == 0);
+        CHECK(parse_with(
+                      "\"lat\": -90.5, \"lon\": 0, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:00:00Z\"",
+                      &e) == -EINVAL);
+        CHECK(parse_with(
+                      "\"lat\": 90, \"lon\": 0, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:00:00Z\"",
+                      &e) == 0);
 }
 
 TEST(longitude_out_of_range_is_refused_and_both_antimeridians_pass) {
         struct report_error e;
-        CHECK(parse_with("\"lat\": 0, \"lon\": 180.01, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:00:00Z\"", &e) == -EINVAL);
+        CHECK(parse_with(
+                      "\"lat\": 0, \"lon\": 180.01, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:00:00Z\"",
+                      &e) == -EINVAL);
         CHECK_STR(e.pointer, "/lon");
-        CHECK(parse_with("\"lat\": 0, \"lon\": 180, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:00:00Z\"", &e) == 0);
-        CHECK(parse_with("\"lat\": 0, \"lon\": -180, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:00:00Z\"", &e) == 0);
+        CHECK(parse_with(
+                      "\"lat\": 0, \"lon\": 180, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:00:00Z\"",
+                      &e) == 0);
+        CHECK(parse_with(
+                      "\"lat\": 0, \"lon\": -180, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:00:00Z\"",
+                      &e) == 0);
 }
 
 TEST(a_string_where_a_number_belongs_is_refused) {
         struct report_error e;
-        CHECK(parse_with("\"lat\": \"48.8\", \"lon\": 2, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:00:00Z\"", &e) == -EINVAL);
+        CHECK(parse_with(
+                      "\"lat\": \"48.8\", \"lon\": 2, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:00:00Z\"",
+                      &e) == -EINVAL);
         CHECK_STR(e.pointer, "/lat");
         CHECK_STR(e.detail, "must be a number");
 }
 
 TEST(missing_fields_are_named) {
         struct report_error e;
-        CHECK(parse_with("\"lat\": 1, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:00:00Z\"", &e) == -EINVAL);
+        CHECK(parse_with("\"lat\": 1, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:00:00Z\"", &e) ==
+              -EINVAL);
         CHECK_STR(e.pointer, "/lon");
         CHECK_STR(e.detail, "is required");
         CHECK(parse("{\"user_id\": \"u\", " BASE_FIELDS "}", &(struct report){ 0 }, &e) == -EINVAL);
@@ -78,20 +94,32 @@ TEST(missing_fields_are_named) {
 
 TEST(a_negative_accuracy_is_refused) {
         struct report_error e;
-        CHECK(parse_with("\"lat\": 1, \"lon\": 1, \"accuracy_m\": -0.5, \"ts\": \"2026-11-25T19:00:00Z\"", &e) == -EINVAL);
+        CHECK(parse_with(
+                      "\"lat\": 1, \"lon\": 1, \"accuracy_m\": -0.5, \"ts\": \"2026-11-25T19:00:00Z\"",
+                      &e) == -EINVAL);
         CHECK_STR(e.pointer, "/accuracy_m");
-        CHECK(parse_with("\"lat\": 1, \"lon\": 1, \"accuracy_m\": 0, \"ts\": \"2026-11-25T19:00:00Z\"", &e) == 0);
+        CHECK(parse_with(
+                      "\"lat\": 1, \"lon\": 1, \"accuracy_m\": 0, \"ts\": \"2026-11-25T19:00:00Z\"",
+                      &e) == 0);
 }
 
 TEST(timestamps_must_parse_and_not_lie_in_the_future) {
         struct report_error e;
-        CHECK(parse_with("\"lat\": 1, \"lon\": 1, \"accuracy_m\": 1, \"ts\": \"yesterday\"", &e) == -EINVAL);
+        CHECK(parse_with("\"lat\": 1, \"lon\": 1, \"accuracy_m\": 1, \"ts\": \"yesterday\"", &e) ==
+              -EINVAL);
         CHECK_STR(e.pointer, "/ts");
-        CHECK(parse_with("\"lat\": 1, \"lon\": 1, \"accuracy_m\": 1, \"ts\": \"2026-02-30T00:00:00Z\"", &e) == -EINVAL);
-        CHECK(parse_with("\"lat\": 1, \"lon\": 1, \"accuracy_m\": 1, \"ts\": 1795633200", &e) == -EINVAL);
+        CHECK(parse_with(
+                      "\"lat\": 1, \"lon\": 1, \"accuracy_m\": 1, \"ts\": \"2026-02-30T00:00:00Z\"",
+                      &e) == -EINVAL);
+        CHECK(parse_with("\"lat\": 1, \"lon\": 1, \"accuracy_m\": 1, \"ts\": 1795633200", &e) ==
+              -EINVAL);
         /* 300 s of skew is allowed, 301 s is not. */
-        CHECK(parse_with("\"lat\": 1, \"lon\": 1, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:05:00Z\"", &e) == 0);
-        CHECK(parse_with("\"lat\": 1, \"lon\": 1, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:05:01Z\"", &e) == -EINVAL);
+        CHECK(parse_with(
+                      "\"lat\": 1, \"lon\": 1, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:05:00Z\"",
+                      &e) == 0);
+        CHECK(parse_with(
+                      "\"lat\": 1, \"lon\": 1, \"accuracy_m\": 1, \"ts\": \"2026-11-25T19:05:01Z\"",
+                      &e) == -EINVAL);
         CHECK_STR(e.pointer, "/ts");
 }
 
@@ -105,9 +133,13 @@ TEST(unknown_members_and_device_set_received_at_are_refused) {
 TEST(ids_are_bounded_and_plain) {
         struct report_error e;
         struct report r;
-        CHECK(parse("{\"device_id\": \"\", \"user_id\": \"u\", " BASE_FIELDS "}", &r, &e) == -EINVAL);
-        CHECK(parse("{\"device_id\": \"d 7\", \"user_id\": \"u\", " BASE_FIELDS "}", &r, &e) == -EINVAL);
-        CHECK(parse("{\"device_id\": \"d\", \"user_id\": \"0123456789012345678901234567890123456789012345678901234567890123x\", " BASE_FIELDS "}", &r, &e) == -EINVAL);
+        CHECK(parse("{\"device_id\": \"\", \"user_id\": \"u\", " BASE_FIELDS "}", &r, &e) ==
+              -EINVAL);
+        CHECK(parse("{\"device_id\": \"d 7\", \"user_id\": \"u\", " BASE_FIELDS "}", &r, &e) ==
+              -EINVAL);
+        CHECK(parse("{\"device_id\": \"d\", \"user_id\": \"0123456789012345678901234567890123456789012345678901234567890123x\", " BASE_FIELDS
+                    "}",
+                    &r, &e) == -EINVAL);
         CHECK_STR(e.pointer, "/user_id");
         CHECK(parse("{\"device_id\": \"d\", \"user_id\": 42, " BASE_FIELDS "}", &r, &e) == -EINVAL);
 }
@@ -179,8 +211,10 @@ TEST(every_accepted_number_reaches_the_scheduler_unchanged) {
         /* Fifteen digits lost the last bits of some coordinates, and turned
          * the largest accuracy the API accepts into one that overflows, so
          * that the scheduler refused the report. */
-        struct report in = { "d-7", "u-42", 48.856612345678912, -0.1 - 0.2, 1.7976931348623157e308,
-                             NOW_MS, NOW_MS + 1 };
+        struct report in = {
+                "d-7",  "u-42",    48.856612345678912, -0.1 - 0.2, 1.7976931348623157e308,
+                NOW_MS, NOW_MS + 1
+        };
         struct report out = { 0 };
         char *text = report_encode(&in);
         CHECK(text != NULL);
@@ -199,13 +233,11 @@ TEST(every_accepted_number_reaches_the_scheduler_unchanged) {
 TAP_MAIN(TAP_TEST(a_valid_report_is_accepted),
          TAP_TEST(latitude_out_of_range_is_refused_with_its_pointer),
          TAP_TEST(longitude_out_of_range_is_refused_and_both_antimeridians_pass),
-         TAP_TEST(a_string_where_a_number_belongs_is_refused),
-         TAP_TEST(missing_fields_are_named),
+         TAP_TEST(a_string_where_a_number_belongs_is_refused), TAP_TEST(missing_fields_are_named),
          TAP_TEST(a_negative_accuracy_is_refused),
          TAP_TEST(timestamps_must_parse_and_not_lie_in_the_future),
          TAP_TEST(unknown_members_and_device_set_received_at_are_refused),
-         TAP_TEST(ids_are_bounded_and_plain),
-         TAP_TEST(rfc3339_offsets_and_fractions),
+         TAP_TEST(ids_are_bounded_and_plain), TAP_TEST(rfc3339_offsets_and_fractions),
          TAP_TEST(encode_then_decode_gives_the_same_report),
          TAP_TEST(every_accepted_time_formats_back_to_the_same_instant),
          TAP_TEST(a_leap_second_is_accepted_only_at_23_59_60_utc),

@@ -45,13 +45,18 @@ TEST(a_known_path_with_another_method_is_405_with_allow) {
         struct request req;
         CHECK(route("POST", "/v1/datacenters/x", &req) == NULL);
         CHECK(req.handle != NULL);
-        CHECK(strstr(req.allow, "GET") && strstr(req.allow, "PATCH") && strstr(req.allow, "DELETE"));
+        CHECK(strstr(req.allow, "GET") && strstr(req.allow, "PATCH") &&
+              strstr(req.allow, "DELETE"));
 }
 
 TEST(unknown_paths_empty_segments_and_trailing_slashes_are_404) {
         struct request req;
-        const char *paths[] = { "/v1/nowhere", "/v1/datacenters/", "/v1//datacenters",
-                                "/v1/datacenters/x/y/z", "", "v1/datacenters" };
+        const char *paths[] = { "/v1/nowhere",
+                                "/v1/datacenters/",
+                                "/v1//datacenters",
+                                "/v1/datacenters/x/y/z",
+                                "",
+                                "v1/datacenters" };
         for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
                 CHECK(route("GET", paths[i], &req) == NULL);
                 CHECK(req.allow[0] == '\0');

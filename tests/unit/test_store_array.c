@@ -19,7 +19,8 @@ TEST(texts_are_quoted_and_escaped_and_null_is_bare) {
         store_array_add_text(&a, "back\\slash");
         store_array_add_text(&a, NULL);
         store_array_add_text(&a, "");
-        CHECK_STR(store_array_text(&a), "{\"plain\",\"say \\\"hi\\\"\",\"back\\\\slash\",NULL,\"\"}");
+        CHECK_STR(store_array_text(&a),
+                  "{\"plain\",\"say \\\"hi\\\"\",\"back\\\\slash\",NULL,\"\"}");
         CHECK(a.n == 5);
         store_array_fini(&a);
 }
@@ -39,8 +40,8 @@ TEST(numbers_and_an_empty_array) {
 }
 
 TEST(what_is_written_parses_back_the_same) {
-        const char *values[] = { "u-1", "a,b", "{braces}", "quote\"d", "back\\", " spaced ",
-                                 "NULL", "", NULL };
+        const char *values[] = { "u-1",      "a,b",  "{braces}", "quote\"d", "back\\",
+                                 " spaced ", "NULL", "",         NULL };
         size_t n_values = sizeof(values) / sizeof(values[0]);
         struct store_array a;
         char **items = NULL;
@@ -93,8 +94,8 @@ TEST(parses_what_postgresql_writes) {
 }
 
 TEST(anything_else_is_refused) {
-        const char *bad[] = { "", "a,b", "{a,b", "{a,b}x", "{{a},{b}}", "[0:1]={a,b}",
-                              "{\"a}", "{\"a\"b}", "{a,,b}", "{a\\", NULL };
+        const char *bad[] = { "",      "a,b",      "{a,b",   "{a,b}x", "{{a},{b}}", "[0:1]={a,b}",
+                              "{\"a}", "{\"a\"b}", "{a,,b}", "{a\\",   NULL };
         for (size_t i = 0; bad[i]; i++) {
                 char **items = (char **)1;
                 size_t n = 7;

@@ -72,7 +72,8 @@ struct units {
 };
 
 static inline struct units units_of(const struct tsite *t, size_t n) {
-        struct units u = { malloc(n * sizeof(double)), malloc(n * sizeof(double)), malloc(n * sizeof(double)) };
+        struct units u = { malloc(n * sizeof(double)), malloc(n * sizeof(double)),
+                           malloc(n * sizeof(double)) };
         for (size_t i = 0; i < n; i++) {
                 double v[3];
                 unit_vector(t[i].lat, t[i].lon, v);
@@ -164,13 +165,16 @@ static inline void keep_best(const struct tsite *t, geo_hit *best, size_t *n, si
 }
 
 /* The k nearest eligible sites by geo_distance_m over all sites. */
-static inline size_t brute(const struct tsite *t, size_t n, double lat, double lon, size_t k, geo_hit *out) {
+static inline size_t brute(const struct tsite *t, size_t n, double lat, double lon, size_t k,
+                           geo_hit *out) {
         size_t got = 0;
 
         for (size_t i = 0; i < n; i++)
                 if (t[i].eligible)
                         keep_best(t, out, &got, k,
-                                  (geo_hit){ .site = i, .distance_m = geo_distance_m(lat, lon, t[i].lat, t[i].lon) });
+                                  (geo_hit){ .site = i,
+                                             .distance_m = geo_distance_m(lat, lon, t[i].lat,
+                                                                          t[i].lon) });
         return got;
 }
 
@@ -187,7 +191,8 @@ static inline size_t brute(const struct tsite *t, size_t n, double lat, double l
 #endif
 
 /* Squared chords from q to every site, into d2[0..n). */
-ORACLE_SCAN static inline void chords2(const struct units *u, size_t n, const double q[3], double *restrict d2) {
+ORACLE_SCAN static inline void chords2(const struct units *u, size_t n, const double q[3],
+                                       double *restrict d2) {
         for (size_t i = 0; i < n; i++) {
                 double dx = u->x[i] - q[0], dy = u->y[i] - q[1], dz = u->z[i] - q[2];
                 d2[i] = dx * dx + dy * dy + dz * dz;
@@ -195,7 +200,8 @@ ORACLE_SCAN static inline void chords2(const struct units *u, size_t n, const do
 }
 
 /* The k smallest of d2[i] over eligible sites, ascending, into kth. */
-ORACLE_SCAN static inline size_t smallest(const struct tsite *t, size_t n, const double *d2, size_t k, double *kth) {
+ORACLE_SCAN static inline size_t smallest(const struct tsite *t, size_t n, const double *d2,
+                                          size_t k, double *kth) {
         size_t nk = 0;
 
         for (size_t i = 0; i < n; i++) {
@@ -214,8 +220,9 @@ ORACLE_SCAN static inline size_t smallest(const struct tsite *t, size_t n, const
 
 /* Same answer as brute(), by the b*sigma <= s <= a*sigma bracket. k <= 64.
  * scratch holds n doubles. *evaluated counts geo_distance_m calls. */
-static inline size_t bracket(const struct tsite *t, const struct units *u, size_t n, double lat, double lon,
-                             size_t k, geo_hit *out, double *scratch, size_t *evaluated) {
+static inline size_t bracket(const struct tsite *t, const struct units *u, size_t n, double lat,
+                             double lon, size_t k, geo_hit *out, double *scratch,
+                             size_t *evaluated) {
         double q[3], kth[64];
         size_t nk = 0, got = 0;
         double limit;
@@ -229,9 +236,10 @@ static inline size_t bracket(const struct tsite *t, const struct units *u, size_
                 limit = INFINITY;
         } else {
                 double sigma_k = 2 * asin(fmin(1.0, sqrt(kth[k - 1]) / 2));
-                double upper = WGS84_A * sigma_k;                       /* >= the k-th answer */
+                double upper = WGS84_A * sigma_k;                         /* >= the k-th answer */
                 double sigma_max = (upper * (1 + 1e-9) + 1e-3) / WGS84_B; /* lower bound above it */
-                limit = sigma_max >= M_PI ? INFINITY : pow(2 * sin(sigma_max / 2), 2) * (1 + 1e-12) + 1e-24;
+                limit = sigma_max >= M_PI ? INFINITY
+                                          : pow(2 * sin(sigma_max / 2), 2) * (1 + 1e-12) + 1e-24;
         }
         for (size_t i = 0; i < n; i++) {
                 if (!t[i].eligible || scratch[i] > limit)
@@ -239,7 +247,8 @@ static inline size_t bracket(const struct tsite *t, const struct units *u, size_
                 if (evaluated)
                         (*evaluated)++;
                 keep_best(t, out, &got, k,
-                          (geo_hit){ .site = i, .distance_m = geo_distance_m(lat, lon, t[i].lat, t[i].lon) });
+                          (geo_hit){ .site = i,
+                                     .distance_m = geo_distance_m(lat, lon, t[i].lat, t[i].lon) });
         }
         return got;
 }
@@ -253,7 +262,9 @@ struct tcat {
 };
 
 static inline struct tcat tcat_of(struct tsite *t, size_t n) {
-        return (struct tcat){ .t = t, .u = units_of(t, n), .n = n, .scratch = malloc(n * sizeof(double)) };
+        return (struct tcat){
+                .t = t, .u = units_of(t, n), .n = n, .scratch = malloc(n * sizeof(double))
+        };
 }
 
 static inline void tcat_free(struct tcat *c) {
@@ -285,12 +296,12 @@ static inline void hits_print(const char *what, const struct tsite *t, const geo
  * opposite the first sites; returns how many. */
 static inline size_t edge_points(const struct tsite *t, size_t n, double (*pts)[2], size_t max) {
         size_t m = 0;
-#define ADD(a, b)                                     \
-        do {                                          \
-                if (m < max) {                        \
+#define ADD(a, b)                                         \
+        do {                                              \
+                if (m < max) {                            \
                         pts[m][0] = (a), pts[m][1] = (b); \
-                        m++;                          \
-                }                                     \
+                        m++;                              \
+                }                                         \
         } while (0)
         for (int lon = -180; lon <= 180; lon += 45) {
                 ADD(90, lon);
@@ -306,8 +317,8 @@ static inline size_t edge_points(const struct tsite *t, size_t n, double (*pts)[
         }
         for (size_t i = 0; i < n && i < 300; i++) {
                 double alon = t[i].lon > 0 ? t[i].lon - 180 : t[i].lon + 180;
-                ADD(t[i].lat, t[i].lon);                                  /* at a site */
-                ADD(-t[i].lat, alon);                                     /* its antipode */
+                ADD(t[i].lat, t[i].lon);                                 /* at a site */
+                ADD(-t[i].lat, alon);                                    /* its antipode */
                 ADD(fmax(-90, fmin(90, -t[i].lat + 0.3)), alon * 0.999); /* near it */
                 ADD(fmax(-90, fmin(90, t[i].lat + 1e-9)), t[i].lon);     /* a hair off */
         }

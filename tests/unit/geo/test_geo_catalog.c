@@ -14,9 +14,10 @@
 
 static const char *box(double west, double south, double east, double north) {
         static char buf[256];
-        snprintf(buf, sizeof(buf),
-                 "{\"type\":\"Polygon\",\"coordinates\":[[[%g,%g],[%g,%g],[%g,%g],[%g,%g],[%g,%g]]]}", west, south,
-                 east, south, east, north, west, north, west, south);
+        snprintf(
+                buf, sizeof(buf),
+                "{\"type\":\"Polygon\",\"coordinates\":[[[%g,%g],[%g,%g],[%g,%g],[%g,%g],[%g,%g]]]}",
+                west, south, east, south, east, north, west, north, west, south);
         return buf;
 }
 
@@ -30,8 +31,10 @@ TEST(edits_show_only_once_published) {
         v0 = geo_catalog_acquire(c);
         CHECK(geo_index_version(v0) == 0 && geo_index_count(v0) == 0);
 
-        CHECK(geo_catalog_put_site(c, &(geo_site){ .id = "paris", .lat = 48.86, .lon = 2.35 }) == 0);
-        CHECK(geo_catalog_put_site(c, &(geo_site){ .id = "tokyo", .lat = 35.68, .lon = 139.77 }) == 0);
+        CHECK(geo_catalog_put_site(c, &(geo_site){ .id = "paris", .lat = 48.86, .lon = 2.35 }) ==
+              0);
+        CHECK(geo_catalog_put_site(c, &(geo_site){ .id = "tokyo", .lat = 35.68, .lon = 139.77 }) ==
+              0);
         v1 = geo_catalog_acquire(c); /* not yet */
         CHECK(geo_index_version(v1) == 0 && geo_index_count(v1) == 0);
         geo_index_unref(v1);
@@ -41,10 +44,14 @@ TEST(edits_show_only_once_published) {
         CHECK(geo_index_count(v0) == 0); /* the old version is as it was */
 
         /* Drain Paris, move Tokyo, add Sydney: one new version. */
-        CHECK(geo_catalog_put_site(c, &(geo_site){ .id = "paris", .lat = 48.86, .lon = 2.35,
+        CHECK(geo_catalog_put_site(c, &(geo_site){ .id = "paris",
+                                                   .lat = 48.86,
+                                                   .lon = 2.35,
                                                    .status = GEO_SITE_DRAINING }) == 0);
-        CHECK(geo_catalog_put_site(c, &(geo_site){ .id = "tokyo", .lat = 34.69, .lon = 135.50 }) == 0);
-        CHECK(geo_catalog_put_site(c, &(geo_site){ .id = "sydney", .lat = -33.87, .lon = 151.21 }) == 0);
+        CHECK(geo_catalog_put_site(c, &(geo_site){ .id = "tokyo", .lat = 34.69, .lon = 135.50 }) ==
+              0);
+        CHECK(geo_catalog_put_site(c, &(geo_site){
+                                              .id = "sydney", .lat = -33.87, .lon = 151.21 }) == 0);
         CHECK(geo_catalog_publish(c) == 0);
         v2 = geo_catalog_acquire(c);
         CHECK(geo_index_version(v2) == 2 && geo_index_count(v2) == 3);
@@ -117,8 +124,10 @@ TEST(zones_follow_the_catalog) {
         CHECK(geo_zone_new(&z, "EU", box(-10, 35, 30, 70), NULL, 0) == 0);
         CHECK(geo_catalog_put_zone(c, z) == 0);
         z = geo_zone_unref(z); /* the catalog holds its own */
-        CHECK(geo_catalog_put_site(c, &(geo_site){ .id = "london", .lat = 51.5, .lon = -0.13 }) == 0);
-        CHECK(geo_catalog_put_site(c, &(geo_site){ .id = "paris", .lat = 48.86, .lon = 2.35 }) == 0);
+        CHECK(geo_catalog_put_site(c, &(geo_site){ .id = "london", .lat = 51.5, .lon = -0.13 }) ==
+              0);
+        CHECK(geo_catalog_put_site(c, &(geo_site){ .id = "paris", .lat = 48.86, .lon = 2.35 }) ==
+              0);
         CHECK(geo_catalog_publish(c) == 0);
         ix = geo_catalog_acquire(c);
         CHECK(geo_index_site_in_zone(ix, 0, "EU") == 1 && geo_index_site_in_zone(ix, 1, "EU") == 1);
@@ -173,7 +182,8 @@ TEST(answers_after_many_edits_are_brute_forces) {
                         } else {
                                 if (present[i] && rng_unit(&r) < 0.5)
                                         rng_point(&r, &t[i].lat, &t[i].lon);
-                                CHECK(geo_catalog_put_site(c, &(geo_site){ .id = t[i].id, .lat = t[i].lat,
+                                CHECK(geo_catalog_put_site(c, &(geo_site){ .id = t[i].id,
+                                                                           .lat = t[i].lat,
                                                                            .lon = t[i].lon }) == 0);
                                 present[i] = true;
                         }
@@ -198,7 +208,8 @@ TEST(answers_after_many_edits_are_brute_forces) {
                         /* Catalog indexes are not test indexes: compare ids. */
                         bool same = ng >= 0 && (size_t)ng == nw;
                         for (size_t h = 0; same && h < nw; h++)
-                                same = !strcmp(geo_index_site_id(ix, got[h].site), t[want[h].site].id) &&
+                                same = !strcmp(geo_index_site_id(ix, got[h].site),
+                                               t[want[h].site].id) &&
                                        got[h].distance_m == want[h].distance_m;
                         bad += !same;
                 }
@@ -280,8 +291,11 @@ TEST(readers_see_whole_versions_while_a_writer_publishes) {
                         if (s < want) {
                                 double lat, lon;
                                 rng_point(&r, &lat, &lon);
-                                CHECK(geo_catalog_put_site(sh.c, &(geo_site){ .id = id, .lat = lat, .lon = lon,
-                                                                              .free_bytes = v }) == 0);
+                                CHECK(geo_catalog_put_site(sh.c, &(geo_site){ .id = id,
+                                                                              .lat = lat,
+                                                                              .lon = lon,
+                                                                              .free_bytes = v }) ==
+                                      0);
                         } else {
                                 geo_catalog_remove_site(sh.c, id); /* may be absent */
                         }
@@ -291,8 +305,8 @@ TEST(readers_see_whole_versions_while_a_writer_publishes) {
         atomic_store(&sh.done, true);
         for (int i = 0; i < 2; i++) {
                 pthread_join(th[i], NULL);
-                printf("#   reader %d: %zu reads, %zu torn, last version %zu\n", i, rd[i].reads, rd[i].torn,
-                       rd[i].last_version);
+                printf("#   reader %d: %zu reads, %zu torn, last version %zu\n", i, rd[i].reads,
+                       rd[i].torn, rd[i].last_version);
                 CHECK(rd[i].torn == 0);
                 CHECK(rd[i].went_back == 0);
                 CHECK(rd[i].reads > 0);

@@ -81,7 +81,10 @@ TEST(rejects_bad_queries) {
 
 TEST(sites_are_found_by_id_and_index) {
         geo_site s[3] = { { .id = "aws-eu-west-3", .lat = 48.86, .lon = 2.35, .free_bytes = 5 },
-                          { .id = "gcp-europe-west9", .lat = 48.86, .lon = 2.35, .status = GEO_SITE_DRAINING },
+                          { .id = "gcp-europe-west9",
+                            .lat = 48.86,
+                            .lon = 2.35,
+                            .status = GEO_SITE_DRAINING },
                           { .id = "x", .lat = -90, .lon = 180, .status = GEO_SITE_DOWN } };
         geo_index *ix = NULL;
         geo_site out;
@@ -98,7 +101,8 @@ TEST(sites_are_found_by_id_and_index) {
         CHECK(geo_index_site_id(ix, 3) == NULL);
         CHECK(geo_index_site(ix, 0, &out) == 0);
         CHECK_STR(out.id, "aws-eu-west-3");
-        CHECK(out.lat == 48.86 && out.lon == 2.35 && out.free_bytes == 5 && out.status == GEO_SITE_ACTIVE);
+        CHECK(out.lat == 48.86 && out.lon == 2.35 && out.free_bytes == 5 &&
+              out.status == GEO_SITE_ACTIVE);
         CHECK(geo_index_site(ix, 1, &out) == 0 && out.status == GEO_SITE_DRAINING);
         CHECK(geo_index_site(ix, 3, &out) == -ENOENT);
         CHECK(geo_index_site_in_zone(ix, 0, "EU") == -ENOENT);
@@ -109,8 +113,10 @@ TEST(sites_are_found_by_id_and_index) {
 TEST(ties_are_broken_by_id) {
         /* Three datacenters in one city, created out of id order, and two
          * sites exactly as far from the query (mirror images). */
-        geo_site s[5] = { { .id = "b", .lat = 10, .lon = 20 },  { .id = "c", .lat = 10, .lon = 20 },
-                          { .id = "a", .lat = 10, .lon = 20 },  { .id = "z", .lat = 0, .lon = 5 },
+        geo_site s[5] = { { .id = "b", .lat = 10, .lon = 20 },
+                          { .id = "c", .lat = 10, .lon = 20 },
+                          { .id = "a", .lat = 10, .lon = 20 },
+                          { .id = "z", .lat = 0, .lon = 5 },
                           { .id = "y", .lat = 0, .lon = -5 } };
         geo_index *ix = NULL;
         geo_hit h[5];
@@ -206,8 +212,8 @@ static void compare_random(int *tap_failed_, size_t n_sites, size_t queries, siz
         m = edge_points(t, n_sites, pts, 1500);
         for (size_t i = 0; i < m; i++)
                 bad += !agree(&c, ix, pts[i][0], pts[i][1], k, NULL, full, &shown);
-        printf("#   %zu sites, k=%zu: %zu random and %zu edge queries against %s: %zu mismatches\n", n_sites, k,
-               queries, m, full ? "brute force" : "the bracket oracle", bad);
+        printf("#   %zu sites, k=%zu: %zu random and %zu edge queries against %s: %zu mismatches\n",
+               n_sites, k, queries, m, full ? "brute force" : "the bracket oracle", bad);
         CHECK(bad == 0);
 out:
         geo_index_unref(ix);
@@ -244,7 +250,8 @@ TEST(the_bracket_oracle_is_brute_force) {
                 size_t nb = bracket(t, &c.u, 1000, lat, lon, k, b, c.scratch, &evaluated);
                 bad += !hits_equal(a, na, b, nb);
         }
-        printf("#   2000 queries: %zu mismatches, %.1f geodesics per query\n", bad, evaluated / 2000.0);
+        printf("#   2000 queries: %zu mismatches, %.1f geodesics per query\n", bad,
+               evaluated / 2000.0);
         CHECK(bad == 0);
         tcat_free(&c);
 }
@@ -268,7 +275,9 @@ TEST(eligibility_is_applied_inside_the_search) {
         /* A third of the sites down, a third short of space, the rest fine. */
         for (size_t i = 0; i < N; i++) {
                 uint64_t c = rng_next(&r) % 3;
-                s[i] = (geo_site){ .id = t[i].id, .lat = t[i].lat, .lon = t[i].lon,
+                s[i] = (geo_site){ .id = t[i].id,
+                                   .lat = t[i].lat,
+                                   .lon = t[i].lon,
                                    .status = c == 0 ? GEO_SITE_DOWN : GEO_SITE_ACTIVE,
                                    .free_bytes = c == 1 ? 10 : 1000 };
         }
@@ -283,16 +292,26 @@ TEST(eligibility_is_applied_inside_the_search) {
         for (int c = 0; c < 4; c++) {
                 for (size_t i = 0; i < N; i++) {
                         switch (c) {
-                        case 0: t[i].eligible = s[i].status == GEO_SITE_ACTIVE; break;
-                        case 1: t[i].eligible = s[i].free_bytes >= 100; break;
-                        case 2: t[i].eligible = s[i].status == GEO_SITE_ACTIVE && s[i].free_bytes >= 100; break;
-                        case 3: t[i].eligible = i % 7 == 3; break;
+                        case 0:
+                                t[i].eligible = s[i].status == GEO_SITE_ACTIVE;
+                                break;
+                        case 1:
+                                t[i].eligible = s[i].free_bytes >= 100;
+                                break;
+                        case 2:
+                                t[i].eligible =
+                                        s[i].status == GEO_SITE_ACTIVE && s[i].free_bytes >= 100;
+                                break;
+                        case 3:
+                                t[i].eligible = i % 7 == 3;
+                                break;
                         }
                 }
                 for (int q = 0; q < 5000; q++) {
                         double lat, lon;
                         rng_point(&r, &lat, &lon);
-                        bad += !agree(&cat, ix, lat, lon, 1 + (size_t)q % 4, cases[c], q < 500, &shown);
+                        bad += !agree(&cat, ix, lat, lon, 1 + (size_t)q % 4, cases[c], q < 500,
+                                      &shown);
                 }
                 /* within, too */
                 for (int q = 0; q < 200; q++) {
@@ -304,7 +323,8 @@ TEST(eligibility_is_applied_inside_the_search) {
                         for (size_t i = 0; i < N; i++) {
                                 double d = geo_distance_m(lat, lon, t[i].lat, t[i].lon);
                                 if (t[i].eligible && d <= radius)
-                                        keep_best(t, want, &nw, N, (geo_hit){ .site = i, .distance_m = d });
+                                        keep_best(t, want, &nw, N,
+                                                  (geo_hit){ .site = i, .distance_m = d });
                         }
                         bad += !hits_equal(got, ng, want, nw);
                         free(got);
@@ -374,7 +394,8 @@ TEST(within_matches_brute_force) {
 
 TEST(zones_restrict_the_search) {
         /* A box over western Europe, and one across the antimeridian. */
-        static const char *eu = "{\"type\":\"Polygon\",\"coordinates\":[[[-10,35],[30,35],[30,70],[-10,70],[-10,35]]]}";
+        static const char *eu =
+                "{\"type\":\"Polygon\",\"coordinates\":[[[-10,35],[30,35],[30,70],[-10,70],[-10,35]]]}";
         static const char *pacific =
                 "{\"type\":\"Polygon\",\"coordinates\":[[[170,-30],[-170,-30],[-170,0],[170,0],[170,-30]]]}";
         enum { N = 1000 };
@@ -419,8 +440,8 @@ TEST(zones_restrict_the_search) {
                 for (int q = 0; q < 3000; q++) {
                         double lat, lon;
                         rng_point(&r, &lat, &lon);
-                        bad += !agree(&cat, ix, lat, lon, 1 + (size_t)q % 3, c ? &f_either : &f_eu, q < 300,
-                                      &shown);
+                        bad += !agree(&cat, ix, lat, lon, 1 + (size_t)q % 3, c ? &f_either : &f_eu,
+                                      q < 300, &shown);
                 }
         }
         CHECK(bad == 0);
@@ -432,9 +453,11 @@ out:
         tcat_free(&cat);
 }
 
-TAP_MAIN(TAP_TEST(rejects_bad_sites), TAP_TEST(an_empty_index_answers_nothing), TAP_TEST(rejects_bad_queries),
-         TAP_TEST(sites_are_found_by_id_and_index), TAP_TEST(ties_are_broken_by_id),
-         TAP_TEST(the_antimeridian_and_the_poles), TAP_TEST(ten_sites_match_brute_force),
-         TAP_TEST(a_thousand_sites_match_brute_force), TAP_TEST(the_bracket_oracle_is_brute_force),
-         TAP_TEST(eligibility_is_applied_inside_the_search), TAP_TEST(a_filter_that_admits_nothing_gives_nothing),
-         TAP_TEST(within_matches_brute_force), TAP_TEST(zones_restrict_the_search))
+TAP_MAIN(TAP_TEST(rejects_bad_sites), TAP_TEST(an_empty_index_answers_nothing),
+         TAP_TEST(rejects_bad_queries), TAP_TEST(sites_are_found_by_id_and_index),
+         TAP_TEST(ties_are_broken_by_id), TAP_TEST(the_antimeridian_and_the_poles),
+         TAP_TEST(ten_sites_match_brute_force), TAP_TEST(a_thousand_sites_match_brute_force),
+         TAP_TEST(the_bracket_oracle_is_brute_force),
+         TAP_TEST(eligibility_is_applied_inside_the_search),
+         TAP_TEST(a_filter_that_admits_nothing_gives_nothing), TAP_TEST(within_matches_brute_force),
+         TAP_TEST(zones_restrict_the_search))

@@ -41,10 +41,12 @@ static void *run(void *arg) {
 
                 if (j->full) {
                         geo_hit via_bracket[16];
-                        size_t nb = bracket(j->t, j->u, SITES, lat, lon, k, via_bracket, scratch, &j->evaluated);
+                        size_t nb = bracket(j->t, j->u, SITES, lat, lon, k, via_bracket, scratch,
+                                            &j->evaluated);
                         nw = brute(j->t, SITES, lat, lon, k, want);
                         if (!hits_equal(via_bracket, nb, want, nw)) {
-                                printf("#   the bracket oracle is wrong at (%.17g, %.17g)\n", lat, lon);
+                                printf("#   the bracket oracle is wrong at (%.17g, %.17g)\n", lat,
+                                       lon);
                                 j->bad++;
                         }
                 } else {
@@ -65,15 +67,23 @@ static void *run(void *arg) {
 }
 
 /* Runs pts[0..n) on THREADS threads; returns the mismatches. */
-static size_t run_all(const struct tsite *t, const struct units *u, const geo_index *ix, const geo_filter *filter,
-                      double (*pts)[2], size_t n, size_t k, bool full, size_t *evaluated) {
+static size_t run_all(const struct tsite *t, const struct units *u, const geo_index *ix,
+                      const geo_filter *filter, double (*pts)[2], size_t n, size_t k, bool full,
+                      size_t *evaluated) {
         struct job jobs[THREADS];
         pthread_t th[THREADS];
         size_t bad = 0;
 
         for (int i = 0; i < THREADS; i++) {
-                jobs[i] = (struct job){ .t = t, .u = u, .ix = ix, .filter = filter, .pts = pts, .k = k, .full = full,
-                                        .from = n * (size_t)i / THREADS, .to = n * (size_t)(i + 1) / THREADS };
+                jobs[i] = (struct job){ .t = t,
+                                        .u = u,
+                                        .ix = ix,
+                                        .filter = filter,
+                                        .pts = pts,
+                                        .k = k,
+                                        .full = full,
+                                        .from = n * (size_t)i / THREADS,
+                                        .to = n * (size_t)(i + 1) / THREADS };
                 pthread_create(&th[i], NULL, run, &jobs[i]);
         }
         for (int i = 0; i < THREADS; i++) {
@@ -89,7 +99,7 @@ TEST(a_hundred_thousand_sites_match_the_oracles) {
         struct tsite *t = make_sites(SITES, 2026);
         struct units u = units_of(t, SITES);
         geo_index *ix = index_of(t, SITES);
-        double (*pts)[2] = calloc(QUERIES, sizeof(*pts));
+        double(*pts)[2] = calloc(QUERIES, sizeof(*pts));
         uint64_t s = 4711;
         size_t bad, m, evaluated = 0;
 
@@ -100,7 +110,8 @@ TEST(a_hundred_thousand_sites_match_the_oracles) {
         for (size_t i = 0; i < BRUTE_QUERIES; i++)
                 rng_point(&s, &pts[i][0], &pts[i][1]);
         bad = run_all(t, &u, ix, NULL, pts, BRUTE_QUERIES, 0, true, NULL);
-        printf("#   %d random queries (k = 1..5) against brute force: %zu mismatches\n", BRUTE_QUERIES, bad);
+        printf("#   %d random queries (k = 1..5) against brute force: %zu mismatches\n",
+               BRUTE_QUERIES, bad);
         CHECK(bad == 0);
 
         for (size_t i = 0; i < QUERIES; i++)
@@ -113,7 +124,8 @@ TEST(a_hundred_thousand_sites_match_the_oracles) {
 
         m = edge_points(t, SITES, pts, QUERIES);
         bad = run_all(t, &u, ix, NULL, pts, m, 0, false, NULL);
-        printf("#   %zu edge queries (k = 1..5) against the bracket oracle: %zu mismatches\n", m, bad);
+        printf("#   %zu edge queries (k = 1..5) against the bracket oracle: %zu mismatches\n", m,
+               bad);
         CHECK(bad == 0);
 out:
         geo_index_unref(ix);
@@ -130,22 +142,28 @@ TEST(filtered_queries_from_anywhere_match_the_oracle) {
         struct tsite *t = make_sites(SITES, 2027);
         struct units u = units_of(t, SITES);
         geo_site *s = calloc(SITES, sizeof(*s));
-        double (*pts)[2] = calloc(FILTERED, sizeof(*pts));
+        double(*pts)[2] = calloc(FILTERED, sizeof(*pts));
         const char *europe[] = { "EUR" };
-        geo_filter f = { .statuses = GEO_STATUS_BIT(GEO_SITE_ACTIVE), .zones = europe, .n_zones = 1 };
+        geo_filter f = { .statuses = GEO_STATUS_BIT(GEO_SITE_ACTIVE),
+                         .zones = europe,
+                         .n_zones = 1 };
         geo_zone *z = NULL;
         geo_index *ix = NULL;
         uint64_t r = 99;
         size_t bad, eligible = 0;
 
-        CHECK(geo_zone_new(&z, "EUR",
-                           "{\"type\":\"Polygon\",\"coordinates\":[[[-10,35],[30,35],[30,70],[-10,70],[-10,35]]]}",
-                           NULL, 0) == 0);
+        CHECK(geo_zone_new(
+                      &z, "EUR",
+                      "{\"type\":\"Polygon\",\"coordinates\":[[[-10,35],[30,35],[30,70],[-10,70],[-10,35]]]}",
+                      NULL, 0) == 0);
         for (size_t i = 0; i < SITES; i++) {
                 bool active = i % 3 != 0;
-                s[i] = (geo_site){ .id = t[i].id, .lat = t[i].lat, .lon = t[i].lon,
+                s[i] = (geo_site){ .id = t[i].id,
+                                   .lat = t[i].lat,
+                                   .lon = t[i].lon,
                                    .status = active ? GEO_SITE_ACTIVE : GEO_SITE_DRAINING };
-                t[i].eligible = active && t[i].lat >= 35 && t[i].lat <= 70 && t[i].lon >= -10 && t[i].lon <= 30;
+                t[i].eligible = active && t[i].lat >= 35 && t[i].lat <= 70 && t[i].lon >= -10 &&
+                                t[i].lon <= 30;
                 eligible += t[i].eligible;
         }
         CHECK(geo_index_new(&ix, s, SITES, &z, 1) == 0);
@@ -155,8 +173,8 @@ TEST(filtered_queries_from_anywhere_match_the_oracle) {
         for (size_t i = 0; i < FILTERED; i++)
                 rng_point(&r, &pts[i][0], &pts[i][1]);
         bad = run_all(t, &u, ix, &f, pts, FILTERED, 0, false, NULL);
-        printf("#   %zu eligible sites, %d queries (k = 1..5) against the bracket oracle: %zu mismatches\n", eligible,
-               FILTERED, bad);
+        printf("#   %zu eligible sites, %d queries (k = 1..5) against the bracket oracle: %zu mismatches\n",
+               eligible, FILTERED, bad);
         CHECK(bad == 0);
 out:
         geo_index_unref(ix);
@@ -166,4 +184,5 @@ out:
         free(t);
 }
 
-TAP_MAIN(TAP_TEST(a_hundred_thousand_sites_match_the_oracles), TAP_TEST(filtered_queries_from_anywhere_match_the_oracle))
+TAP_MAIN(TAP_TEST(a_hundred_thousand_sites_match_the_oracles),
+         TAP_TEST(filtered_queries_from_anywhere_match_the_oracle))

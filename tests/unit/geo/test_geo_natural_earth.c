@@ -25,7 +25,8 @@ static geo_zone *country(const char *name) {
         json_t *f;
 
         json_array_foreach(json_object_get(countries, "features"), i, f) {
-                const char *n = json_string_value(json_object_get(json_object_get(f, "properties"), "name"));
+                const char *n = json_string_value(json_object_get(json_object_get(f, "properties"),
+                                                                  "name"));
                 if (n && !strcmp(n, name)) {
                         char *text = json_dumps(f, 0), err[256];
                         geo_zone *z = NULL;
@@ -44,7 +45,8 @@ TEST(every_country_loads_as_a_zone) {
         json_t *f;
 
         json_array_foreach(json_object_get(countries, "features"), i, f) {
-                const char *name = json_string_value(json_object_get(json_object_get(f, "properties"), "name"));
+                const char *name = json_string_value(
+                        json_object_get(json_object_get(f, "properties"), "name"));
                 char *text = json_dumps(f, 0), err[256];
                 geo_zone *z = NULL;
                 if (geo_zone_new(&z, name ? name : "?", text, err, sizeof(err)) < 0) {
@@ -54,7 +56,8 @@ TEST(every_country_loads_as_a_zone) {
                 geo_zone_unref(z);
                 free(text);
         }
-        printf("#   %zu countries, %zu rejected\n", json_array_size(json_object_get(countries, "features")), bad);
+        printf("#   %zu countries, %zu rejected\n",
+               json_array_size(json_object_get(countries, "features")), bad);
         CHECK(json_array_size(json_object_get(countries, "features")) > 200);
         CHECK(bad == 0);
 }
@@ -65,27 +68,27 @@ TEST(known_places_are_in_their_countries) {
                 double lat, lon;
                 int in;
         } places[] = {
-                { "France", 48.8566, 2.3522, 1 },         /* Paris */
+                { "France", 48.8566, 2.3522, 1 }, /* Paris */
                 { "Germany", 48.8566, 2.3522, 0 },
-                { "Lesotho", -29.31, 27.48, 1 },          /* Maseru: a hole in South Africa */
+                { "Lesotho", -29.31, 27.48, 1 }, /* Maseru: a hole in South Africa */
                 { "South Africa", -29.31, 27.48, 0 },
-                { "South Africa", -26.2, 28.05, 1 },      /* Johannesburg */
-                { "Fiji", -17.8, 178.0, 1 },              /* Viti Levu */
-                { "Fiji", -16.6, 179.2, 1 },              /* Vanua Levu, drawn across 180 */
-                { "Fiji", -16.8, -179.95, 1 },            /* east of the antimeridian */
-                { "Russia", 65.5, 172.0, 1 },             /* Chukotka, west of 180 */
-                { "Russia", 66.5, -175.0, 1 },            /* Chukotka, east of 180 */
-                { "Russia", 71.2, 179.9, 1 },             /* Wrangel Island, both sides */
+                { "South Africa", -26.2, 28.05, 1 }, /* Johannesburg */
+                { "Fiji", -17.8, 178.0, 1 },         /* Viti Levu */
+                { "Fiji", -16.6, 179.2, 1 },         /* Vanua Levu, drawn across 180 */
+                { "Fiji", -16.8, -179.95, 1 },       /* east of the antimeridian */
+                { "Russia", 65.5, 172.0, 1 },        /* Chukotka, west of 180 */
+                { "Russia", 66.5, -175.0, 1 },       /* Chukotka, east of 180 */
+                { "Russia", 71.2, 179.9, 1 },        /* Wrangel Island, both sides */
                 { "Russia", 71.2, -179.5, 1 },
                 { "Russia", 0, -150, 0 },
                 { "United States of America", 65.5, -175.0, 0 },
-                { "New Zealand", -43.53, 172.63, 1 },     /* Christchurch */
-                { "New Zealand", -43.95, -176.55, 1 },    /* Chatham Islands */
+                { "New Zealand", -43.53, 172.63, 1 },  /* Christchurch */
+                { "New Zealand", -43.95, -176.55, 1 }, /* Chatham Islands */
                 { "Australia", -43.95, -176.55, 0 },
                 { "Antarctica", -80, 0, 1 },
                 { "Antarctica", -85, 180, 1 },
                 { "Antarctica", -85, -180, 1 },
-                { "Antarctica", -90, 0, 1 },              /* the South Pole */
+                { "Antarctica", -90, 0, 1 }, /* the South Pole */
                 { "Antarctica", 90, 0, 0 },
                 { "Antarctica", -50, 0, 0 },
                 { "Canada", 90, 0, 0 },
@@ -95,8 +98,8 @@ TEST(known_places_are_in_their_countries) {
                 geo_zone *z = country(places[i].country);
                 int got = z ? geo_zone_covers(z, places[i].lat, places[i].lon) : -1;
                 if (got != places[i].in)
-                        printf("#   (%g, %g) in %s: %d, want %d\n", places[i].lat, places[i].lon, places[i].country,
-                               got, places[i].in);
+                        printf("#   (%g, %g) in %s: %d, want %d\n", places[i].lat, places[i].lon,
+                               places[i].country, got, places[i].in);
                 CHECK(got == places[i].in);
                 geo_zone_unref(z);
         }
@@ -124,7 +127,8 @@ static size_t read_datacenters(struct dc *out, size_t max) {
         while (n < max && fgets(line, sizeof(line), f)) {
                 char *field[8], *save = NULL, *p = line;
                 int k = 0;
-                for (char *t = strtok_r(p, ",\n", &save); t && k < 8; t = strtok_r(NULL, ",\n", &save))
+                for (char *t = strtok_r(p, ",\n", &save); t && k < 8;
+                     t = strtok_r(NULL, ",\n", &save))
                         field[k++] = t;
                 if (k < 7)
                         continue;
@@ -142,18 +146,42 @@ static const struct {
         const char *cc, *name;
         bool eu;
 } iso[] = {
-        { "AE", "United Arab Emirates", 0 }, { "AU", "Australia", 0 },    { "BE", "Belgium", 1 },
-        { "BH", "Bahrain", 0 },              { "BR", "Brazil", 0 },       { "CA", "Canada", 0 },
-        { "CH", "Switzerland", 0 },          { "CL", "Chile", 0 },        { "CN", "China", 0 },
-        { "CO", "Colombia", 0 },             { "DE", "Germany", 1 },      { "ES", "Spain", 1 },
-        { "FI", "Finland", 1 },              { "FR", "France", 1 },       { "GB", "United Kingdom", 0 },
-        { "HK", "Hong Kong", 0 },            { "ID", "Indonesia", 0 },    { "IE", "Ireland", 1 },
-        { "IL", "Israel", 0 },               { "IN", "India", 0 },        { "IT", "Italy", 1 },
-        { "JP", "Japan", 0 },                { "KR", "South Korea", 0 },  { "MX", "Mexico", 0 },
-        { "MY", "Malaysia", 0 },             { "NL", "Netherlands", 1 },  { "NO", "Norway", 0 },
-        { "NZ", "New Zealand", 0 },          { "PL", "Poland", 1 },       { "QA", "Qatar", 0 },
-        { "SA", "Saudi Arabia", 0 },         { "SE", "Sweden", 1 },       { "SG", "Singapore", 0 },
-        { "TH", "Thailand", 0 },             { "TW", "Taiwan", 0 },       { "US", "United States of America", 0 },
+        { "AE", "United Arab Emirates", 0 },
+        { "AU", "Australia", 0 },
+        { "BE", "Belgium", 1 },
+        { "BH", "Bahrain", 0 },
+        { "BR", "Brazil", 0 },
+        { "CA", "Canada", 0 },
+        { "CH", "Switzerland", 0 },
+        { "CL", "Chile", 0 },
+        { "CN", "China", 0 },
+        { "CO", "Colombia", 0 },
+        { "DE", "Germany", 1 },
+        { "ES", "Spain", 1 },
+        { "FI", "Finland", 1 },
+        { "FR", "France", 1 },
+        { "GB", "United Kingdom", 0 },
+        { "HK", "Hong Kong", 0 },
+        { "ID", "Indonesia", 0 },
+        { "IE", "Ireland", 1 },
+        { "IL", "Israel", 0 },
+        { "IN", "India", 0 },
+        { "IT", "Italy", 1 },
+        { "JP", "Japan", 0 },
+        { "KR", "South Korea", 0 },
+        { "MX", "Mexico", 0 },
+        { "MY", "Malaysia", 0 },
+        { "NL", "Netherlands", 1 },
+        { "NO", "Norway", 0 },
+        { "NZ", "New Zealand", 0 },
+        { "PL", "Poland", 1 },
+        { "QA", "Qatar", 0 },
+        { "SA", "Saudi Arabia", 0 },
+        { "SE", "Sweden", 1 },
+        { "SG", "Singapore", 0 },
+        { "TH", "Thailand", 0 },
+        { "TW", "Taiwan", 0 },
+        { "US", "United States of America", 0 },
         { "ZA", "South Africa", 0 },
 };
 
@@ -185,13 +213,15 @@ TEST(datacenters_fall_in_their_own_countries) {
                                          * border, which 1:50m draws a little north of it. */
                                         bool known = !strcmp(dcs[i].id, "alibaba-cn-shenzhen") &&
                                                      !strcmp(iso[j].name, "Hong Kong");
-                                        printf("#   %s (%s) is in %s%s\n", dcs[i].id, dcs[i].cc, iso[j].name,
+                                        printf("#   %s (%s) is in %s%s\n", dcs[i].id, dcs[i].cc,
+                                               iso[j].name,
                                                known ? " (known: the border at 1:50m)" : "");
                                         wrong += !known;
                                 }
                                 geo_zone_unref(other);
                         }
-                        printf("#   %s (%g, %g) is off the %s outline\n", dcs[i].id, dcs[i].lat, dcs[i].lon, dcs[i].cc);
+                        printf("#   %s (%g, %g) is off the %s outline\n", dcs[i].id, dcs[i].lat,
+                               dcs[i].lon, dcs[i].cc);
                 }
                 geo_zone_unref(z);
         }
@@ -214,12 +244,16 @@ TEST(an_eu_zone_restricts_the_nearest_datacenter) {
         char *text, err[256];
 
         json_array_foreach(json_object_get(countries, "features"), i, f) {
-                const char *name = json_string_value(json_object_get(json_object_get(f, "properties"), "name"));
-                static const char *members[] = { "Austria", "Belgium", "Bulgaria", "Croatia", "Cyprus", "Czechia",
-                                                 "Denmark", "Estonia", "Finland", "France", "Germany", "Greece",
-                                                 "Hungary", "Ireland", "Italy", "Latvia", "Lithuania", "Luxembourg",
-                                                 "Malta", "Netherlands", "Poland", "Portugal", "Romania",
-                                                 "Slovakia", "Slovenia", "Spain", "Sweden" };
+                const char *name = json_string_value(
+                        json_object_get(json_object_get(f, "properties"), "name"));
+                static const char *members[] = {
+                        "Austria", "Belgium",   "Bulgaria",   "Croatia",  "Cyprus",
+                        "Czechia", "Denmark",   "Estonia",    "Finland",  "France",
+                        "Germany", "Greece",    "Hungary",    "Ireland",  "Italy",
+                        "Latvia",  "Lithuania", "Luxembourg", "Malta",    "Netherlands",
+                        "Poland",  "Portugal",  "Romania",    "Slovakia", "Slovenia",
+                        "Spain",   "Sweden"
+                };
                 for (size_t m = 0; name && m < sizeof(members) / sizeof(members[0]); m++)
                         if (!strcmp(name, members[m]))
                                 json_array_append(json_object_get(eu, "features"), f);
@@ -263,7 +297,8 @@ TEST(an_eu_zone_restricts_the_nearest_datacenter) {
         CHECK(geo_index_nearest(ix, 51.5074, -0.1278, &in_eu, h, 3) == 3);
         CHECK(geo_index_nearest(ix, 51.5074, -0.1278, &by_callback, g, 3) == 3);
         for (int k = 0; k < 3; k++) {
-                printf("#   nearest in the EU: %s %.3f m\n", geo_index_site_id(ix, h[k].site), h[k].distance_m);
+                printf("#   nearest in the EU: %s %.3f m\n", geo_index_site_id(ix, h[k].site),
+                       h[k].distance_m);
                 CHECK(geo_index_site_in_zone(ix, h[k].site, "EU") == 1);
                 CHECK(h[k].site == g[k].site && h[k].distance_m == g[k].distance_m);
         }
@@ -289,7 +324,8 @@ int main(void) {
         if (!countries) {
                 const char *require = getenv("GEO_REQUIRE_NATURAL_EARTH");
                 if (require && *require && strcmp(require, "0")) {
-                        printf("1..1\nnot ok 1 - natural_earth_outlines_installed # %s: %s\n", path, e.text);
+                        printf("1..1\nnot ok 1 - natural_earth_outlines_installed # %s: %s\n", path,
+                               e.text);
                         return 1;
                 }
                 printf("1..0 # SKIP no Natural Earth outlines: run tests/fixtures/geo/natural-earth/setup\n");

@@ -46,10 +46,12 @@ static geo_zone *load(const char *id, const char *name) {
 }
 
 TEST(reads_polygons_multipolygons_and_features) {
-        static const char *names[] = { "square-with-hole.geojson",   "fiji-crossing.geojson",
-                                       "crossing-with-hole.geojson", "russia-east-split.geojson",
-                                       "new-zealand.geojson",        "arctic-cap.geojson",
-                                       "antarctic-planar.geojson",   "antarctic-spherical.geojson" };
+        static const char *names[] = {
+                "square-with-hole.geojson",   "fiji-crossing.geojson",
+                "crossing-with-hole.geojson", "russia-east-split.geojson",
+                "new-zealand.geojson",        "arctic-cap.geojson",
+                "antarctic-planar.geojson",   "antarctic-spherical.geojson"
+        };
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
                 geo_zone *z = load("Z", names[i]);
                 CHECK(z != NULL);
@@ -69,11 +71,11 @@ TEST(reads_polygons_multipolygons_and_features) {
 
 TEST(rejects_what_is_not_a_zone) {
         static const char *bad[] = {
-                "{\"type\":\"Polygon\",\"coordinates\":[[[0,0],[1,0],[1,1],[0,0]]",         /* truncated */
+                "{\"type\":\"Polygon\",\"coordinates\":[[[0,0],[1,0],[1,1],[0,0]]", /* truncated */
                 "not json",
                 "{\"type\":\"Point\",\"coordinates\":[1,2]}",
                 "{\"type\":\"LineString\",\"coordinates\":[[1,2],[3,4]]}",
-                "{\"type\":\"Polygon\",\"coordinates\":[[[0,0],[1,0],[1,95],[0,0]]]}",    /* latitude 95 */
+                "{\"type\":\"Polygon\",\"coordinates\":[[[0,0],[1,0],[1,95],[0,0]]]}", /* latitude 95 */
                 "{\"type\":\"FeatureCollection\",\"features\":[]}",
                 "{\"type\":\"Polygon\",\"coordinates\":[[[0,0],[10,10],[10,0],[0,10],[0,0]]]}", /* bowtie */
         };
@@ -87,8 +89,9 @@ TEST(rejects_what_is_not_a_zone) {
                 CHECK(err[0] != '\0');
                 printf("#   %s\n", err);
         }
-        CHECK(geo_zone_new(&z, "", "{\"type\":\"Polygon\",\"coordinates\":[[[0,0],[1,0],[1,1],[0,0]]]}", NULL, 0) ==
-              -EINVAL);
+        CHECK(geo_zone_new(&z, "",
+                           "{\"type\":\"Polygon\",\"coordinates\":[[[0,0],[1,0],[1,1],[0,0]]]}",
+                           NULL, 0) == -EINVAL);
         CHECK(geo_zone_new(&z, NULL, "{}", NULL, 0) == -EINVAL);
         CHECK(geo_zone_new(&z, "x", NULL, NULL, 0) == -EINVAL);
         z = load("bowtie", "bowtie.geojson");
@@ -136,9 +139,9 @@ TEST(inside_outside_border_and_holes) {
         CHECK(geo_zone_covers(z, 5, 0) == 1);      /* on the outer border */
         CHECK(geo_zone_covers(z, 0, 0) == 1);      /* on a corner */
         CHECK(geo_zone_covers(z, 10, 10) == 1);
-        CHECK(geo_zone_covers(z, 4, 5) == 1);      /* on the hole's border */
-        CHECK(geo_zone_covers(z, 6, 6) == 1);      /* on the hole's corner */
-        CHECK(geo_zone_covers(z, 5, 4.001) == 0);  /* just inside the hole */
+        CHECK(geo_zone_covers(z, 4, 5) == 1);     /* on the hole's border */
+        CHECK(geo_zone_covers(z, 6, 6) == 1);     /* on the hole's corner */
+        CHECK(geo_zone_covers(z, 5, 4.001) == 0); /* just inside the hole */
         CHECK(geo_zone_covers(z, 90, 5) == 0);
         CHECK(geo_zone_covers(z, NAN, 5) == -EINVAL);
         CHECK(geo_zone_covers(z, 5, 181) == -EINVAL);
@@ -173,10 +176,10 @@ TEST(a_polygon_drawn_across_the_antimeridian) {
         CHECK(geo_zone_covers(z, -17, -179.5) == 1);
         CHECK(geo_zone_covers(z, -17, 180) == 1);
         CHECK(geo_zone_covers(z, -17, -180) == 1);
-        CHECK(geo_zone_covers(z, -17, 0) == 0);     /* not the other way round the world */
+        CHECK(geo_zone_covers(z, -17, 0) == 0); /* not the other way round the world */
         CHECK(geo_zone_covers(z, -17, 176.9) == 0);
         CHECK(geo_zone_covers(z, -17, -178.9) == 0);
-        CHECK(geo_zone_covers(z, -19, 178) == 1);   /* borders */
+        CHECK(geo_zone_covers(z, -19, 178) == 1); /* borders */
         CHECK(geo_zone_covers(z, -17, -179) == 1);
         CHECK(geo_zone_covers(z, -15, 180) == 1);
         CHECK(geo_zone_covers(z, -20, 180) == 0);
@@ -213,7 +216,8 @@ TEST(a_hole_across_the_antimeridian) {
                 if (lon > 180)
                         lon -= 360;
                 bool outer = lat >= -10 && lat <= 10 && lon_between(lon, 170, -170);
-                bool hole = lat > -5 && lat < 5 && lon_between(lon, 178, -178) && lon != 178 && lon != -178;
+                bool hole = lat > -5 && lat < 5 && lon_between(lon, 178, -178) && lon != 178 &&
+                            lon != -178;
                 bad += geo_zone_covers(z, lat, lon) != (outer && !hole);
         }
         CHECK(bad == 0);
@@ -221,7 +225,8 @@ TEST(a_hole_across_the_antimeridian) {
 }
 
 TEST(a_zone_cut_at_the_antimeridian) {
-        geo_zone *ru = load("ru", "russia-east-split.geojson"), *nz = load("nz", "new-zealand.geojson");
+        geo_zone *ru = load("ru", "russia-east-split.geojson"),
+                 *nz = load("nz", "new-zealand.geojson");
 
         CHECK(ru && nz);
         if (!ru || !nz)
@@ -234,10 +239,10 @@ TEST(a_zone_cut_at_the_antimeridian) {
         CHECK(geo_zone_covers(ru, 65, 0) == 0);
         CHECK(geo_zone_covers(ru, 71, 180) == 0);
 
-        CHECK(geo_zone_covers(nz, -41.3, 174.8) == 1);  /* Wellington */
+        CHECK(geo_zone_covers(nz, -41.3, 174.8) == 1);    /* Wellington */
         CHECK(geo_zone_covers(nz, -43.95, -176.55) == 1); /* Chatham Islands */
         CHECK(geo_zone_covers(nz, -43.95, 178) == 1);
-        CHECK(geo_zone_covers(nz, -43.95, -178) == 0);  /* the sea between */
+        CHECK(geo_zone_covers(nz, -43.95, -178) == 0);   /* the sea between */
         CHECK(geo_zone_covers(nz, -33.87, 151.21) == 0); /* Sydney */
 out:
         geo_zone_unref(ru);
@@ -350,7 +355,9 @@ TEST(a_ring_around_the_earth_more_than_once_is_refused) {
 }
 
 TAP_MAIN(TAP_TEST(reads_polygons_multipolygons_and_features), TAP_TEST(rejects_what_is_not_a_zone),
-         TAP_TEST(inside_outside_border_and_holes), TAP_TEST(a_polygon_drawn_across_the_antimeridian),
-         TAP_TEST(a_hole_across_the_antimeridian), TAP_TEST(a_zone_cut_at_the_antimeridian), TAP_TEST(the_poles),
-         TAP_TEST(one_zone_serves_many_threads), TAP_TEST(an_empty_position_is_refused_before_geos_reads_it),
+         TAP_TEST(inside_outside_border_and_holes),
+         TAP_TEST(a_polygon_drawn_across_the_antimeridian),
+         TAP_TEST(a_hole_across_the_antimeridian), TAP_TEST(a_zone_cut_at_the_antimeridian),
+         TAP_TEST(the_poles), TAP_TEST(one_zone_serves_many_threads),
+         TAP_TEST(an_empty_position_is_refused_before_geos_reads_it),
          TAP_TEST(a_ring_around_the_earth_more_than_once_is_refused))
