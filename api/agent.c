@@ -360,6 +360,51 @@ static const char claim_sql[] =
         "   FROM template_replicas r WHERE r.template_id = c.template_id"
         "   AND r.datacenter_id = c.to_dc) AS present) x";
 
+/*
+ * Transfers into this datacenter whose agent went silent on their last
+ * attempt (running, the lease run out, no attempts left) end failed rather
+ * than be taken over forever, each with its event. In the claim's
+ * transaction: what this claim finds dead, no other claim takes.
+ */
+static const char fail_abandoned_sql[] =
+        "SELECT d.id, d.snapshot_id, homing_transfer_ended(d.id, 'failed',"
+        "  format('its agent went silent: the lease ran out on attempt %s of %s', d.attempts,"
+        "         d.max_attempts))"
+        " FROM (SELECT id, snapshot_id, attempts, max_attempts FROM transfers"
+        "  WHERE to_dc = $1 AND state = 'running' AND lease_expires_at < now()"
+        "    AND attempts >= max_attempts"
+        "  ORDER BY id FOR UPDATE SKIP LOCKED) d";
+
+static int fail_abandoned(struct request *req) {
+        struct store_result *dead = NULL, *res = NULL;
+        const char *dc[1] = { req->who.datacenter_id };
+        int r = api_exec(req, fail_abandoned_sql, 1, dc, &dead);
+
+        for (size_t i = 0; r >= 0 && i < store_rows(dead); i++) {
+                const char *id[1] = { store_text(dead, i, 0) };
+                json_t *data, *transfer;
+
+                if (!store_bool(dead, i, 2))
+                        continue; /* ended meanwhile */
+                r = api_fetch_one(req, API_SELECT_TRANSFER, 1, id, &res);
+                if (r <= 0) {
+                        r = r < 0 ? r : -EIO;
+                        break;
+                }
+                transfer = json_loads(store_text(res, 0, 1), 0, NULL);
+                res = store_result_free(res);
+                data = json_pack("{s:I, s:O, s:O, s:b, s:o}", "transfer_id",
+                                 (json_int_t)strtoll(id[0], NULL, 10), "error",
+                                 json_object_get(transfer, "error"), "attempts",
+                                 json_object_get(transfer, "attempts"), "retry", 0, "transfer",
+                                 transfer);
+                r = data ? api_audit(req, "io.homing.transfer.failed", store_text(dead, i, 1), data)
+                         : -ENOMEM;
+        }
+        store_result_free(dead);
+        return r < 0 ? r : 0;
+}
+
 enum MHD_Result api_agent_claim(struct request *req) {
         enum MHD_Result ret;
         json_t *body = req->input, *job = NULL, *data;
@@ -377,7 +422,7 @@ enum MHD_Result api_agent_claim(struct request *req) {
                 goto out;
         }
         auth_sha256_hex(ticket, strlen(ticket), hash);
-        if (api_begin(req) < 0) {
+        if (api_begin(req) < 0 || fail_abandoned(req) < 0) {
                 ret = api_reply_db_error(req);
                 goto out;
         }
@@ -390,7 +435,8 @@ enum MHD_Result api_agent_claim(struct request *req) {
                 goto out;
         }
         if (r == 0) {
-                ret = api_reply_empty(req, 204);
+                /* Nothing to run; what fail_abandoned ended stays ended. */
+                ret = api_commit(req) < 0 ? api_reply_db_error(req) : api_reply_empty(req, 204);
                 goto out;
         }
         snprintf(id, sizeof(id), "%s", store_text(res, 0, 0));

@@ -334,6 +334,31 @@ def test_an_expired_lease_is_taken_over_and_the_old_owner_must_stop(homing, db):
     assert parse_time(doc["lease_expires_at"]) > datetime.now(timezone.utc)
 
 
+def test_a_transfer_whose_agent_went_silent_on_its_last_attempt_fails(homing, db):
+    tid = add_transfer(db, "t-paris", "t-frankfurt")
+    db.execute("UPDATE transfers SET max_attempts = 2 WHERE id = %s", (tid,))
+    reserved = db.execute("SELECT reserved_bytes FROM datacenters WHERE id = 't-frankfurt'"
+                          ).fetchone()[0]
+    for attempt in (1, 2):
+        status, job = claim(homing, "t-frankfurt", owner=f"fra-{attempt}", lease_s=30)
+        assert status == 200 and job["transfer_id"] == tid and job["attempt"] == attempt
+        # The agent dies: its lease runs out.
+        db.execute("UPDATE transfers SET lease_expires_at = now() - interval '1 second'"
+                   " WHERE id = %s", (tid,))
+    # Out of attempts: the next claim ends it failed instead of taking it over.
+    assert claim(homing, "t-frankfurt", owner="fra-3")[0] == 204
+    row = transfer_row(db, tid)
+    assert row["state"] == "failed" and row["attempts"] == 2
+    assert "lease ran out on attempt 2 of 2" in row["error"]
+    event = db.execute("SELECT payload FROM outbox WHERE payload->>'type' ="
+                       " 'io.homing.transfer.failed' AND (payload->'data'->>'transfer_id')::bigint"
+                       " = %s", (tid,)).fetchone()[0]
+    check_event(event)
+    assert event["data"]["retry"] is False and event["data"]["transfer"]["state"] == "failed"
+    assert db.execute("SELECT reserved_bytes FROM datacenters WHERE id = 't-frankfurt'"
+                      ).fetchone()[0] <= reserved
+
+
 def test_a_cancelled_transfer_tells_its_agent_to_stop(homing, db):
     tid = add_transfer(db, "t-paris", "t-frankfurt")
     _, job = claim(homing, "t-frankfurt")
