@@ -1,3 +1,8 @@
+/*
+ * A subcommand's own flags taken out of argv before the shared settings
+ * read the rest: one pass, the flag and its value (or --flag=value) moved
+ * into place, what is left compacted.
+ */
 #include "cmd/args.h"
 
 #include <errno.h>
