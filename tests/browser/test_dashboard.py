@@ -49,10 +49,14 @@ def load_demo_catalog(db):
         fixtures.seed_snapshot(db, f"u-{i:03d}", at)
     for n, (src, dst, state) in enumerate(IN_FLIGHT):
         snapshot = fixtures.seed_snapshot(db, f"u-moving-{n}", src)
-        db.execute("INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id,"
-                   " template_present, reason, state, idempotency_key, bytes_total, bytes_done)"
-                   " VALUES (%s, %s, %s, 'tpl-1', false, 'closer', %s, %s, 1500, %s)",
-                   (snapshot, src, dst, state, f"browser-{n}", 750 if state == "running" else 0))
+        # Queued first, then on: the database keeps the transfer state machine.
+        tid = db.execute("INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id,"
+                         " template_present, reason, idempotency_key, bytes_total, bytes_done)"
+                         " VALUES (%s, %s, %s, 'tpl-1', false, 'closer', %s, 1500, %s)"
+                         " RETURNING id", (snapshot, src, dst, f"browser-{n}",
+                                           750 if state == "running" else 0)).fetchone()[0]
+        if state != "queued":
+            db.execute("UPDATE transfers SET state = %s WHERE id = %s", (state, tid))
     return len(rows)
 
 
