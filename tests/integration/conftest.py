@@ -293,3 +293,15 @@ def seed_snapshot(db, user, at, snapshot=None, size=500):
     db.execute("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
                " VALUES (%s, %s, 1, true)", (snapshot, at))
     return snapshot
+
+
+def seed_fleet(db, fleet):
+    """A fleet of (snapshot, user, datacenter) at sites that all hold the
+    template, so every move costs the snapshot alone (1000 bytes)."""
+    db.execute("INSERT INTO template_replicas SELECT 'tpl-1', id FROM datacenters"
+               " ON CONFLICT DO NOTHING")
+    with db.cursor() as cur:
+        cur.executemany("INSERT INTO snapshots (id, user_id, template_id, size_bytes)"
+                        " VALUES (%s, %s, 'tpl-1', 1000)", [(s, u) for s, u, _ in fleet])
+        cur.executemany("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+                        " VALUES (%s, %s, 1, true)", [(s, dc) for s, _, dc in fleet])

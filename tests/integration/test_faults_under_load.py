@@ -38,7 +38,8 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import ROOT, SITES, Homing, brokers, read_topic, seed_catalog, wait_for
+from conftest import (ROOT, SITES, Homing, brokers, read_topic, seed_catalog, seed_fleet,
+                      wait_for)
 from plane import Agent, make_overlay, make_template
 
 STACK = str(ROOT / "deploy" / "stack")
@@ -227,15 +228,7 @@ def fleet_db(database, db, topics, tmp_path_factory):
     Homing(database, topics, "faults-load", "schedule", tmp_path_factory.mktemp("fl"),
            extra=ENV).migrate()
     seed_catalog(db)
-    db.execute("INSERT INTO template_replicas SELECT 'tpl-1', id FROM datacenters"
-               " ON CONFLICT DO NOTHING")
-    with db.cursor() as cur:
-        cur.executemany("INSERT INTO snapshots (id, user_id, template_id, size_bytes)"
-                        " VALUES (%s, %s, 'tpl-1', 1000)",
-                        [(f"snap-u-{i}", f"u-{i}") for i in range(USERS)])
-        cur.executemany("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
-                        " VALUES (%s, %s, 1, true)",
-                        [(f"snap-u-{i}", home_of(i)) for i in range(USERS)])
+    seed_fleet(db, [(f"snap-u-{i}", f"u-{i}", home_of(i)) for i in range(USERS)])
     return database
 
 

@@ -11,8 +11,8 @@ import time
 import pytest
 from confluent_kafka import Producer
 
-from conftest import (SITES, Homing, brokers, read_topic, seed_catalog, topic_message_count,
-                      wait_for)
+from conftest import (SITES, Homing, brokers, read_topic, seed_catalog, seed_fleet,
+                      topic_message_count, wait_for)
 
 USERS = 600
 REPORTS_PER_USER = 8
@@ -64,15 +64,7 @@ def scenario(database, db, topics, tmp_path_factory):
     Homing(database, topics, "faults", "schedule", tmp_path_factory.mktemp("faults"),
            extra=ENV).migrate()
     seed_catalog(db)
-    # Every site holds the template, so every move costs the snapshot alone.
-    db.execute("INSERT INTO template_replicas SELECT 'tpl-1', id FROM datacenters"
-               " ON CONFLICT DO NOTHING")
-    with db.cursor() as cur:
-        cur.executemany("INSERT INTO snapshots (id, user_id, template_id, size_bytes)"
-                        " VALUES (%s, %s, 'tpl-1', 1000)",
-                        [(u["snapshot"], u["user"]) for u in users])
-        cur.executemany("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
-                        " VALUES (%s, %s, 1, true)", [(u["snapshot"], u["home"]) for u in users])
+    seed_fleet(db, [(u["snapshot"], u["user"], u["home"]) for u in users])
     return users
 
 
