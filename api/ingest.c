@@ -95,9 +95,17 @@ void api_ingest_delivered(void *opaque, int err) {
         }
 }
 
+void api_ingest_unsuspended(struct request *req) {
+        if (req->suspended) {
+                req->suspended = false;
+                atomic_fetch_sub(&req->api->suspended, 1);
+        }
+}
+
 static enum MHD_Result finish(struct request *req) {
         struct api *a = req->api;
 
+        api_ingest_unsuspended(req);
         if (atomic_load(&req->failed)) {
                 static const char *const retry_after[] = { "Retry-After", "5", NULL };
                 api_count_ingest(req, 503);
@@ -196,6 +204,22 @@ enum MHD_Result api_ingest(struct request *req) {
                 }
         }
 
+        /* Counted before looking at the flag, and api_stop sets the flag before
+         * reading the count: either shutdown waits for this request, or the
+         * request sees shutdown and suspends nothing. */
+        req->suspended = true;
+        atomic_fetch_add(&a->suspended, 1);
+        if (atomic_load(&a->stopping)) {
+                static const char *const closing[] = { "Retry-After", "1", "Connection", "close",
+                                                       NULL };
+                api_ingest_unsuspended(req);
+                api_count_ingest(req, 503);
+                ret = api_reply_problem_with(req, 503, "shutting-down", "The server is stopping",
+                                             "nothing was accepted; send the reports again, "
+                                             "to another instance or later",
+                                             NULL, closing);
+                goto out;
+        }
         /* All valid: only now does anything leave the process. */
         req->n_reports = (int)n;
         req->produced = true;

@@ -95,6 +95,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         struct request *req = *con_cls;
 
         if (req) {
+                api_ingest_unsuspended(req);
                 api_db_release(&req->api->pool, req->db);
                 free(req->body);
                 free(req);
@@ -255,16 +256,36 @@ uint16_t api_port(const struct api *a) {
         return a->port;
 }
 
+/*
+ * Before the daemon stops, no connection may be suspended (libmicrohttpd
+ * aborts the process otherwise): stop accepting, let ingest suspend nothing
+ * new (keep-alive connections still send requests; they get 503), and wait
+ * for the suspended ones to resume. Kafka reports on each of their messages
+ * within the produce timeout, stored or not, so the wait is bounded.
+ */
+static void drain(struct api *a) {
+        double deadline = metrics_now() + (double)a->cfg->produce_timeout_ms / 1000 + 2;
+        int left;
+
+        atomic_store(&a->stopping, true);
+        MHD_quiesce_daemon(a->daemon);
+        while ((left = atomic_load(&a->suspended)) > 0 && metrics_now() < deadline) {
+                /* The producer's thread polls too: flushing only hurries it, and
+                 * what the flush leaves queued is what this loop waits for. */
+                if (!a->producer || bus_producer_flush(a->producer, 100) == 0)
+                        usleep(10 * 1000);
+        }
+        if (left > 0)
+                log_error("api", "%d requests still wait on Kafka at shutdown", left);
+        /* Let the last answers go out before the connections close. */
+        usleep(100 * 1000);
+}
+
 struct api *api_stop(struct api *a) {
         if (!a)
                 return NULL;
         if (a->daemon) {
-                /* Stop accepting; suspended requests resume as Kafka reports on them. */
-                MHD_quiesce_daemon(a->daemon);
-                if (a->producer &&
-                    bus_producer_flush(a->producer, a->cfg->produce_timeout_ms + 1000) < 0)
-                        log_warn("api", "reports still in flight at shutdown");
-                usleep(100 * 1000);
+                drain(a);
                 MHD_stop_daemon(a->daemon);
         }
         metrics_fn_detach(a->kafka_queue);

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "api/api.h"
@@ -21,6 +23,10 @@ struct api {
         char *tls_cert, *tls_key; /* PEM text, when serving HTTPS */
         uint16_t port;
         struct api_hooks hooks;
+        /* shutdown's drain (api_stop): once stopping, ingest suspends nothing
+         * new, and the daemon stops when no request is suspended any more */
+        atomic_bool stopping;
+        atomic_int suspended;
         struct metrics *own_metrics; /* when no registry was given */
         /* what /metrics says about this process's HTTP side */
         struct metrics_counter *ingest_requests; /* by status: api_ingest_statuses */
