@@ -21,6 +21,7 @@
 #include "api/flow.h"
 #include "api/ingest.h"
 #include "api/pool.h"
+#include "api/ready.h"
 #include "api/request.h"
 #include "api/router.h"
 #include "api/state.h"
@@ -82,6 +83,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                         goto out;
                 }
                 req->checked = true;
+                /* The handlers of these routes read PostgreSQL through req->db;
+                 * a token found in the cache took no connection. */
+                if (req->route->access != ACCESS_PUBLIC && req->route->access != ACCESS_DEVICE &&
+                    !req->db)
+                        req->db = api_db_acquire(&a->pool);
         }
         ret = api_flow(req);
 out:
@@ -191,6 +197,8 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                 return -ENOMEM;
         a->cfg = cfg;
         pthread_mutex_init(&a->sites_lock, NULL);
+        pthread_mutex_init(&a->ready_lock, NULL);
+        pthread_mutex_init(&a->tokens_lock, NULL);
         if (hooks)
                 a->hooks = *hooks;
         r = register_metrics(a);
@@ -207,7 +215,8 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                                 "report will be refused with 401; homing token key makes one");
         if ((r = tls_load(a, cfg)) < 0)
                 goto fail;
-        r = api_pool_init(&a->pool, cfg->pg_dsn, (size_t)cfg->db_pool_size);
+        r = api_pool_init(&a->pool, cfg->pg_dsn, (size_t)cfg->db_pool_size,
+                          cfg->pg_statement_timeout_ms);
         if (r < 0)
                 goto fail;
         r = bus_producer_new(cfg->kafka_brokers, cfg->produce_timeout_ms, api_ingest_delivered,
@@ -216,6 +225,8 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                 log_error("api", "cannot create the Kafka producer: %s", errbuf);
                 goto fail;
         }
+        if ((r = api_ready_start(a)) < 0)
+                goto fail;
 
         if (a->tls_cert)
                 a->daemon = MHD_start_daemon(
@@ -288,6 +299,7 @@ struct api *api_stop(struct api *a) {
                 drain(a);
                 MHD_stop_daemon(a->daemon);
         }
+        api_ready_stop(a);
         metrics_fn_detach(a->kafka_queue);
         a->producer = bus_producer_free(a->producer);
         api_pool_fini(&a->pool);
@@ -300,6 +312,10 @@ struct api *api_stop(struct api *a) {
         metrics_free(a->own_metrics);
         geo_index_unref(a->sites);
         pthread_mutex_destroy(&a->sites_lock);
+        pthread_mutex_destroy(&a->ready_lock);
+        pthread_mutex_destroy(&a->tokens_lock);
+        if (a->ready_wake_init)
+                pthread_cond_destroy(&a->ready_wake);
         free(a);
         return NULL;
 }

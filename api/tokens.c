@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/access.h"
 #include "api/audit.h"
 #include "api/input.h"
 #include "api/parse.h"
@@ -136,6 +137,7 @@ enum MHD_Result api_tokens_revoke(struct request *req) {
         store_result_free(res);
         if (r < 0 || api_commit(req) < 0)
                 return api_reply_db_error(req);
+        api_tokens_forget(req->api);
         return api_reply_empty(req, 204);
 }
 

@@ -64,6 +64,11 @@ static const struct setting settings[] = {
           "folder of the dashboard's files, with its npm packages in node_modules" },
         { "db-pool-size", SETTING_LONG, FIELD(db_pool_size), "4", 1, 64,
           "PostgreSQL connections the API keeps for operator requests" },
+        { "pg-statement-timeout-ms", SETTING_LONG, FIELD(pg_statement_timeout_ms), "10000", 0,
+          3600000, "longest statement on the API's PostgreSQL connections (0: no limit)" },
+        { "token-cache-s", SETTING_LONG, FIELD(token_cache_s), "30", 0, 3600,
+          "how long the API trusts an operator or agent token it looked up (0: ask every time); "
+          "a revoked token works in other processes until then" },
         { "move-margin-m", SETTING_DOUBLE, FIELD(move_margin_m), "50000", 0, 20040000,
           "a datacenter must be closer than the current one by more than this many metres" },
         { "move-margin-ratio", SETTING_DOUBLE, FIELD(move_margin_ratio), "0.2", 0, 1,

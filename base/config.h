@@ -30,8 +30,10 @@ struct config {
         char *device_token_keys; /* "kid:base64key,..."; the first signs, all verify */
         char *tls_cert;          /* PEM files; both set: HTTPS */
         char *tls_key;
-        char *dashboard_dir; /* the dashboard's files (and its node_modules) */
-        long db_pool_size;   /* PostgreSQL connections of the API */
+        char *dashboard_dir;          /* the dashboard's files (and its node_modules) */
+        long db_pool_size;            /* PostgreSQL connections of the API */
+        long pg_statement_timeout_ms; /* the API's statements; 0: no limit */
+        long token_cache_s;           /* operator/agent token lookups kept; 0: none */
         /* scheduler: the policy (README explains each) */
         double move_margin_m;
         double move_margin_ratio;
