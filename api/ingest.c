@@ -12,12 +12,14 @@
 #include "api/ingest.h"
 
 #include <errno.h>
+#include <math.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "api/bucket.h"
 #include "api/reply.h"
 #include "api/request.h"
 #include "api/state.h"
@@ -31,7 +33,7 @@
 
 /* The statuses ingest answers with: the label values of homing_ingest_requests_total. */
 const char *const api_ingest_statuses[] = { "202", "400", "401", "403", "413",
-                                            "415", "422", "503", NULL };
+                                            "415", "422", "429", "503", NULL };
 
 void api_count_ingest(struct request *req, unsigned status) {
         struct api *a = req->api;
@@ -204,6 +206,26 @@ enum MHD_Result api_ingest(struct request *req) {
                 }
         }
 
+        if (a->buckets) {
+                double wait = api_buckets_take(a->buckets, req->who.device.device_id, (double)n,
+                                               metrics_now());
+                if (wait > 0) {
+                        char seconds[24], detail[160];
+                        const char *const retry_after[] = { "Retry-After", seconds, NULL };
+                        snprintf(seconds, sizeof(seconds), "%ld", (long)ceil(wait));
+                        snprintf(detail, sizeof(detail),
+                                 "this device may send %g reports a second (%ld at once); "
+                                 "send them again in %s s",
+                                 a->cfg->ingest_rate_per_device, a->cfg->ingest_burst_per_device,
+                                 seconds);
+                        metrics_counter_add(a->rate_limited, NULL, (uint64_t)n);
+                        api_count_ingest(req, 429);
+                        ret = api_reply_problem_with(req, 429, "rate-limited",
+                                                     "Too many reports from this device", detail,
+                                                     NULL, retry_after);
+                        goto out;
+                }
+        }
         /* Counted before looking at the flag, and api_stop sets the flag before
          * reading the count: either shutdown waits for this request, or the
          * request sees shutdown and suspends nothing. */

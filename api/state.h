@@ -20,6 +20,7 @@ struct api {
         const struct config *cfg;
         struct MHD_Daemon *daemon;
         struct bus_producer *producer;
+        struct api_buckets *buckets; /* ingest's per device; NULL: no limit */
         struct api_pool pool;
         struct auth_keyring *device_keys;
         char *tls_cert, *tls_key; /* PEM text, when serving HTTPS */
@@ -32,6 +33,7 @@ struct api {
         struct metrics *own_metrics; /* when no registry was given */
         /* what /metrics says about this process's HTTP side */
         struct metrics_counter *ingest_requests; /* by status: api_ingest_statuses */
+        struct metrics_counter *rate_limited;    /* reports refused with 429 */
         struct metrics_counter *reports_accepted;
         struct metrics_counter *auth_failures;
         struct metrics_histogram *ingest_seconds;  /* request in to answer out */

@@ -26,6 +26,10 @@ struct config {
         long max_reports_per_request;
         long max_future_skew_s;
         long http_threads;
+        long http_max_connections;
+        long http_max_connections_per_ip; /* 0: no limit */
+        double ingest_rate_per_device;    /* reports/s, a token bucket per device; 0: none */
+        long ingest_burst_per_device;     /* the bucket's size */
         /* the operator API and access control */
         char *device_token_keys; /* "kid:base64key,..."; the first signs, all verify */
         char *tls_cert;          /* PEM files; both set: HTTPS */
