@@ -95,3 +95,4 @@ def test_a_device_beyond_its_burst_gets_429_with_retry_after(homing):
     assert homing.post("/v1/locations", body)[0] == 202
     metrics = homing.get("/metrics")[2].decode()
     assert 'homing_ingest_requests_total{status="429"} 1' in metrics
+    assert "\nhoming_ingest_rate_limited_reports_total 4\n" in metrics
