@@ -12,6 +12,12 @@
  *    in agent_tokens; the principal is the agent of the token's datacenter,
  *    and the routes act for that datacenter only.
  *
+ * A token found is remembered for --token-cache-s (by its SHA-256, with
+ * what it grants), so a flood of requests costs no PostgreSQL round trip
+ * each, and the API's operators keep working through a short outage. The
+ * price: a token revoked through another process works here until then
+ * (this process forgets at once).
+ *
  * No or unknown credentials: 401. A known credential without the right: 403
  * (a device or operator token on an agent route, an agent token on an
  * operator route). Ingest knows device tokens only: anything else is 401.
@@ -31,7 +37,9 @@
 #include "api/request.h"
 #include "api/route.h"
 #include "api/state.h"
+#include "auth/auth.h"
 #include "auth/tokens.h"
+#include "base/config.h"
 #include "base/log.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
@@ -84,11 +92,65 @@ static enum auth_role role_needed(enum api_access access) {
         }
 }
 
-/* Looks the token up as `kind`; fills req->who. 1 found, 0 not, <0 database. */
+/* A token seen within --token-cache-s: true and req->who filled. */
+static bool remembered(struct request *req, enum auth_token_kind kind, const char *hash) {
+        struct api *a = req->api;
+        double now = metrics_now();
+        bool found = false;
+
+        pthread_mutex_lock(&a->tokens_lock);
+        for (size_t i = 0; i < sizeof(a->tokens_seen) / sizeof(a->tokens_seen[0]); i++) {
+                const struct api_token_seen *e = &a->tokens_seen[i];
+                if (e->until > now && e->kind == (int)kind && !strcmp(e->hash, hash)) {
+                        req->who = e->who;
+                        found = true;
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&a->tokens_lock);
+        return found;
+}
+
+/* Remembers req->who for `hash`, in place of the entry that expires first. */
+static void remember(struct request *req, enum auth_token_kind kind, const char *hash) {
+        struct api *a = req->api;
+        struct api_token_seen *slot = &a->tokens_seen[0];
+
+        if (a->cfg->token_cache_s <= 0)
+                return;
+        pthread_mutex_lock(&a->tokens_lock);
+        for (size_t i = 0; i < sizeof(a->tokens_seen) / sizeof(a->tokens_seen[0]); i++)
+                if (a->tokens_seen[i].until < slot->until)
+                        slot = &a->tokens_seen[i];
+        snprintf(slot->hash, sizeof(slot->hash), "%s", hash);
+        slot->kind = (int)kind;
+        slot->who = req->who;
+        slot->until = metrics_now() + (double)a->cfg->token_cache_s;
+        pthread_mutex_unlock(&a->tokens_lock);
+}
+
+void api_tokens_forget(struct api *a) {
+        pthread_mutex_lock(&a->tokens_lock);
+        memset(a->tokens_seen, 0, sizeof(a->tokens_seen));
+        pthread_mutex_unlock(&a->tokens_lock);
+}
+
+/*
+ * Looks the token up as `kind` (in the cache, else in PostgreSQL on
+ * req->db, taken from the pool then); fills req->who. 1 found, 0 not, <0
+ * database.
+ */
 static int lookup(struct request *req, enum auth_token_kind kind, const char *token) {
         struct auth_token t;
-        int r = auth_token_lookup(req->db, kind, token, &t);
+        char hash[65];
+        int r;
 
+        auth_sha256_hex(token, strlen(token), hash);
+        if (remembered(req, kind, hash))
+                return 1;
+        if (!req->db)
+                req->db = api_db_acquire(&req->api->pool);
+        r = auth_token_lookup(req->db, kind, token, &t);
         if (r <= 0)
                 return r;
         req->who.kind = kind == AUTH_TOKEN_OPERATOR ? PRINCIPAL_OPERATOR : PRINCIPAL_AGENT;
@@ -98,6 +160,7 @@ static int lookup(struct request *req, enum auth_token_kind kind, const char *to
                 req->who.role = auth_role_parse(t.scope);
         else
                 snprintf(req->who.datacenter_id, sizeof(req->who.datacenter_id), "%s", t.scope);
+        remember(req, kind, hash);
         return 1;
 }
 
@@ -108,11 +171,8 @@ static int lookup(struct request *req, enum auth_token_kind kind, const char *to
 static bool refuse_other_kind(struct request *req, const char *token, enum auth_token_kind kind,
                               const char *forbidden_detail, const char *unknown_detail,
                               enum MHD_Result *reply) {
-        int r;
+        int r = lookup(req, kind, token);
 
-        if (!req->db)
-                req->db = api_db_acquire(&req->api->pool);
-        r = lookup(req, kind, token);
         memset(&req->who, 0, sizeof(req->who));
         if (r < 0)
                 *reply = api_reply_db_error(req);
@@ -141,8 +201,6 @@ static bool check_agent(struct request *req, const char *token, bool device_toke
                 *reply = unauthorized(req, "an agent token (hag_...) is required");
                 return false;
         }
-        if (!req->db)
-                req->db = api_db_acquire(&req->api->pool);
         r = lookup(req, AUTH_TOKEN_AGENT, token);
         if (r < 0) {
                 *reply = api_reply_db_error(req);
@@ -198,8 +256,6 @@ bool api_check_access(struct request *req, enum MHD_Result *reply) {
                 *reply = unauthorized(req, "an operator token (hop_...) is required");
                 return false;
         }
-        if (!req->db)
-                req->db = api_db_acquire(&req->api->pool);
         r = lookup(req, AUTH_TOKEN_OPERATOR, token);
         if (r < 0) {
                 *reply = api_reply_db_error(req);

@@ -6,6 +6,7 @@
 #include <microhttpd.h>
 #include <stdbool.h>
 
+struct api;
 struct request;
 
 /*
@@ -15,3 +16,6 @@ struct request;
  * (known, not allowed).
  */
 bool api_check_access(struct request *req, enum MHD_Result *reply);
+
+/* Forgets every token looked up (after a revocation, so it counts here at once). */
+void api_tokens_forget(struct api *a);

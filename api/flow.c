@@ -43,6 +43,16 @@ static bool lock(struct request *req, const struct api_route *route, enum MHD_Re
                 *reply = api_reply_not_found(req, r->name, id);
                 return false;
         }
+        /* If-Match, even "*", asks for a resource that exists (RFC 9110 13.1.1):
+         * a PUT that would create it is refused instead. */
+        if (found == 0 && route->if_match != IF_MATCH_NONE &&
+            MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "If-Match")) {
+                *reply = api_reply_problem(req, 412, "precondition-failed", "Precondition failed",
+                                           "If-Match names a current version, and there is none: "
+                                           "the resource does not exist",
+                                           NULL);
+                return false;
+        }
         if (found == 1 && route->if_match != IF_MATCH_NONE) {
                 req->row_version = store_int(req->locked, 0, 0);
                 return api_if_match(req, req->row_version, route->if_match == IF_MATCH_REQUIRED,

@@ -12,6 +12,7 @@
 
 #include "api/audit.h"
 #include "api/pool.h"
+#include "api/ready.h"
 #include "api/reply.h"
 #include "api/request.h"
 #include "api/state.h"
@@ -24,27 +25,28 @@ enum MHD_Result api_healthz(struct request *req) {
         return api_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* From the background check (ready.c): never waits on PostgreSQL or Kafka. */
 enum MHD_Result api_readyz(struct request *req) {
-        struct api *a = req->api;
-        struct store *db = api_db_acquire(&a->pool);
-        bool pg, kafka, consumer;
-        int version = 0;
+        struct api_readiness r;
+        double age = api_ready_get(req->api, &r);
+        bool fresh = r.checked && age <= API_READY_STALE_S;
+        const char *detail;
 
-        pg = store_schema_version(db, &version) == 0;
-        api_db_release(&a->pool, db);
-        kafka = bus_producer_reachable(a->producer, 2000);
-        consumer = !a->hooks.consumer_assigned || a->hooks.consumer_assigned();
-        if (pg && kafka && version > 0 && consumer)
+        if (fresh && r.pg && r.kafka && r.schema_version > 0 && r.consumer)
                 return api_reply_json(req, 200,
-                                      json_pack("{s:s, s:i}", "status", "ready", "schema_version",
-                                                version));
-        return api_reply_problem(req, 503, "not-ready", "Not ready",
-                                 !pg            ? "PostgreSQL is not reachable"
-                                 : version == 0 ? "migrations are not applied: run homing migrate"
-                                 : !kafka       ? "Kafka is not reachable"
-                                          : "the scheduler has not joined its consumer group yet",
-                                 json_pack("{s:b, s:b, s:b}", "postgres", pg, "kafka", kafka,
-                                           "consumer", consumer));
+                                      json_pack("{s:s, s:i, s:f}", "status", "ready",
+                                                "schema_version", r.schema_version, "checked_ago_s",
+                                                age));
+        detail = !fresh                  ? "the readiness check has not finished for a while "
+                                           "(PostgreSQL or Kafka does not answer)"
+                 : !r.pg                 ? "PostgreSQL is not reachable"
+                 : r.schema_version == 0 ? "migrations are not applied: run homing migrate"
+                 : !r.kafka              ? "Kafka is not reachable"
+                                         : "the scheduler has not joined its consumer group yet";
+        return api_reply_problem(req, 503, "not-ready", "Not ready", detail,
+                                 json_pack("{s:b, s:b, s:b, s:f}", "postgres", fresh && r.pg,
+                                           "kafka", fresh && r.kafka, "consumer",
+                                           fresh && r.consumer, "checked_ago_s", age));
 }
 
 enum MHD_Result api_metrics(struct request *req) {

@@ -12,12 +12,14 @@
 #include "api/ingest.h"
 
 #include <errno.h>
+#include <math.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "api/bucket.h"
 #include "api/reply.h"
 #include "api/request.h"
 #include "api/state.h"
@@ -31,7 +33,7 @@
 
 /* The statuses ingest answers with: the label values of homing_ingest_requests_total. */
 const char *const api_ingest_statuses[] = { "202", "400", "401", "403", "413",
-                                            "415", "422", "503", NULL };
+                                            "415", "422", "429", "503", NULL };
 
 void api_count_ingest(struct request *req, unsigned status) {
         struct api *a = req->api;
@@ -95,9 +97,17 @@ void api_ingest_delivered(void *opaque, int err) {
         }
 }
 
+void api_ingest_unsuspended(struct request *req) {
+        if (req->suspended) {
+                req->suspended = false;
+                atomic_fetch_sub(&req->api->suspended, 1);
+        }
+}
+
 static enum MHD_Result finish(struct request *req) {
         struct api *a = req->api;
 
+        api_ingest_unsuspended(req);
         if (atomic_load(&req->failed)) {
                 static const char *const retry_after[] = { "Retry-After", "5", NULL };
                 api_count_ingest(req, 503);
@@ -196,6 +206,42 @@ enum MHD_Result api_ingest(struct request *req) {
                 }
         }
 
+        if (a->buckets) {
+                double wait = api_buckets_take(a->buckets, req->who.device.device_id, (double)n,
+                                               metrics_now());
+                if (wait > 0) {
+                        char seconds[24], detail[160];
+                        const char *const retry_after[] = { "Retry-After", seconds, NULL };
+                        snprintf(seconds, sizeof(seconds), "%ld", (long)ceil(wait));
+                        snprintf(detail, sizeof(detail),
+                                 "this device may send %g reports a second (%ld at once); "
+                                 "send them again in %s s",
+                                 a->cfg->ingest_rate_per_device, a->cfg->ingest_burst_per_device,
+                                 seconds);
+                        metrics_counter_add(a->rate_limited, NULL, (uint64_t)n);
+                        api_count_ingest(req, 429);
+                        ret = api_reply_problem_with(req, 429, "rate-limited",
+                                                     "Too many reports from this device", detail,
+                                                     NULL, retry_after);
+                        goto out;
+                }
+        }
+        /* Counted before looking at the flag, and api_stop sets the flag before
+         * reading the count: either shutdown waits for this request, or the
+         * request sees shutdown and suspends nothing. */
+        req->suspended = true;
+        atomic_fetch_add(&a->suspended, 1);
+        if (atomic_load(&a->stopping)) {
+                static const char *const closing[] = { "Retry-After", "1", "Connection", "close",
+                                                       NULL };
+                api_ingest_unsuspended(req);
+                api_count_ingest(req, 503);
+                ret = api_reply_problem_with(req, 503, "shutting-down", "The server is stopping",
+                                             "nothing was accepted; send the reports again, "
+                                             "to another instance or later",
+                                             NULL, closing);
+                goto out;
+        }
         /* All valid: only now does anything leave the process. */
         req->n_reports = (int)n;
         req->produced = true;

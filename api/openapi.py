@@ -293,11 +293,13 @@ RESPONSES = {
     "Invalid": "a member is missing, unknown, of the wrong type or out of range; "
                "errors[0].pointer names it",
     "Unavailable": "PostgreSQL (or Kafka, for ingest) could not do it now; nothing changed",
+    "TooManyRequests": "the device posted more than its token bucket holds; Retry-After says "
+                       "when to send again; nothing was accepted",
 }
 STATUS_OF = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403",
              "NotFound": "404", "Conflict": "409", "PreconditionFailed": "412",
              "PreconditionRequired": "428", "UnsupportedMediaType": "415", "TooLarge": "413",
-             "Invalid": "422", "Unavailable": "503"}
+             "Invalid": "422", "TooManyRequests": "429", "Unavailable": "503"}
 
 PARAMETERS = {
     "limit": {"name": "limit", "in": "query", "description": "items per page (1 to 500)",
@@ -384,7 +386,8 @@ op("post", "/v1/locations", "device", "postLocations", "post location reports",
    request={"required": True, "content": {"application/json": {"schema": {"oneOf": [
        ref("LocationReport"),
        {"type": "array", "items": ref("LocationReport"), "minItems": 1}]}}}},
-   errors=["UnsupportedMediaType", "TooLarge", "BadRequest", "Invalid", "Unavailable"],
+   errors=["UnsupportedMediaType", "TooLarge", "BadRequest", "Invalid", "TooManyRequests",
+           "Unavailable"],
    description="Every report must be for the device and user of the device token (403 "
                "otherwise). 202 comes only once Kafka has stored all of them; 503 with "
                "Retry-After when it could not in time: nothing was accepted.",

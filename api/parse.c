@@ -20,15 +20,15 @@
 bool api_if_match_names(const char *header, const char *etag) {
         size_t len = strlen(etag);
 
-        /* A list of tags, "*", or a weak tag W/"n" (compared weakly, RFC 9110 13.1.1). */
+        /* A list of tags or "*". If-Match compares strongly (RFC 9110 13.1.1): a weak
+         * tag W/"n" never matches, since our tags promise the very same bytes. */
         for (const char *p = header; *p;) {
                 size_t n;
                 p += strspn(p, " \t,");
                 n = strcspn(p, ",");
                 while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
                         n--;
-                if ((n == 1 && *p == '*') || (n == len && !memcmp(p, etag, n)) ||
-                    (n == len + 2 && !memcmp(p, "W/", 2) && !memcmp(p + 2, etag, n - 2)))
+                if ((n == 1 && *p == '*') || (n == len && !memcmp(p, etag, n)))
                         return true;
                 p += n;
         }

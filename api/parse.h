@@ -12,7 +12,8 @@
 /*
  * True when the If-Match value `header` (a comma-separated list; borrowed)
  * lets a write go on against a resource whose ETag is `etag` (e.g. "\"7\""):
- * it holds "*", the tag itself, or its weak form W/"7".
+ * it holds "*" or the tag itself. A weak tag (W/"7") never does: If-Match
+ * compares strongly (RFC 9110 13.1.1).
  */
 bool api_if_match_names(const char *header, const char *etag);
 

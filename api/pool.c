@@ -11,7 +11,7 @@
 #include "api/request.h"
 #include "store/store.h"
 
-int api_pool_init(struct api_pool *pool, const char *dsn, size_t n) {
+int api_pool_init(struct api_pool *pool, const char *dsn, size_t n, long statement_timeout_ms) {
         int r;
 
         pthread_mutex_init(&pool->lock, NULL);
@@ -21,7 +21,7 @@ int api_pool_init(struct api_pool *pool, const char *dsn, size_t n) {
         if (!pool->conns || !pool->busy)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                r = store_connect(dsn, &pool->conns[i]);
+                r = store_connect_with_timeout(dsn, statement_timeout_ms, &pool->conns[i]);
                 if (r < 0)
                         return r;
                 pool->n++;

@@ -20,7 +20,8 @@ struct api_pool {
         size_t n;
 };
 
-int api_pool_init(struct api_pool *pool, const char *dsn, size_t n);
+/* `n` connections, each statement limited to `statement_timeout_ms` (0: none). 0 or <0. */
+int api_pool_init(struct api_pool *pool, const char *dsn, size_t n, long statement_timeout_ms);
 void api_pool_fini(struct api_pool *pool);
 /* Waits for a free connection. */
 struct store *api_db_acquire(struct api_pool *pool);

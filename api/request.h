@@ -63,6 +63,7 @@ struct request {
         atomic_int pending;
         atomic_int failed;
         bool produced;
+        bool suspended; /* counted in api->suspended until resumed or completed */
         int n_reports;
         double started_at, produced_at; /* metrics_now() */
 };

@@ -13,6 +13,7 @@
 #include "api/router.h"
 
 #include <stdio.h>
+#include <jansson.h>
 #include <string.h>
 
 #include "api/api.h"
@@ -221,6 +222,23 @@ static enum MHD_Result wrong_method(struct request *req) {
                                       req->allow[0] ? allow : NULL);
 }
 
+/* Answers name path parameters; a parameter that is not text cannot be named. */
+static bool params_utf8(const struct request *req) {
+        for (size_t i = 0; i < req->n_params; i++) {
+                /* Jansson refuses a string that is not UTF-8: its check, not ours. */
+                json_t *s = json_string(req->params[i]);
+                if (!s)
+                        return false;
+                json_decref(s);
+        }
+        return true;
+}
+
+static enum MHD_Result bad_param(struct request *req) {
+        return api_reply_problem(req, 400, "invalid-path", "Invalid path",
+                                 "a path segment is not UTF-8 text", NULL);
+}
+
 void api_route(struct request *req, const char *method, const char *path) {
         int best = -1;
 
@@ -238,6 +256,10 @@ void api_route(struct request *req, const char *method, const char *path) {
                         continue;
                 if (!strcmp(method, api_routes[i].method)) {
                         match(api_routes[i].pattern, path, req->params, &req->n_params);
+                        if (!params_utf8(req)) {
+                                req->handle = bad_param;
+                                return;
+                        }
                         req->route = &api_routes[i];
                         req->handle = api_routes[i].handle;
                         return;

@@ -18,9 +18,13 @@
 #include <unistd.h>
 
 #include "api/access.h"
+#include "api/bucket.h"
 #include "api/flow.h"
 #include "api/ingest.h"
 #include "api/pool.h"
+#include "api/ready.h"
+#include "api/reply.h"
+#include "api/route.h"
 #include "api/request.h"
 #include "api/router.h"
 #include "api/state.h"
@@ -30,6 +34,49 @@
 #include "bus/bus.h"
 #include "geo/geo.h"
 #include "metrics/metrics.h"
+
+/* The route's access: true, or false after answering 401 or 403 (counted for ingest). */
+static bool check(struct request *req, enum MHD_Result *reply) {
+        if (!api_check_access(req, reply)) {
+                if (req->route->access == ACCESS_DEVICE)
+                        api_count_ingest(req, req->who.kind == PRINCIPAL_NONE ? 401 : 403);
+                return false;
+        }
+        req->checked = true;
+        return true;
+}
+
+/*
+ * On a request's first call, when only its head has come: refuse what the
+ * head already condemns — a token that does not pass (401, 403), a
+ * Content-Length over --max-body-bytes (413) — before a byte of the body is
+ * read or buffered. libmicrohttpd then closes the connection unread.
+ */
+static enum MHD_Result refuse_early(struct request *req) {
+        struct api *a = req->api;
+        const char *length;
+        enum MHD_Result ret = MHD_YES;
+
+        if (!req->route)
+                return MHD_YES;
+        if (!check(req, &ret))
+                goto out;
+        length = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                             MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (length && strtoull(length, NULL, 10) > (unsigned long long)a->cfg->max_body_bytes) {
+                char detail[96];
+                snprintf(detail, sizeof(detail), "the body exceeds %ld bytes",
+                         a->cfg->max_body_bytes);
+                if (req->route->access == ACCESS_DEVICE)
+                        api_count_ingest(req, 413);
+                ret = api_reply_problem(req, 413, "body-too-large", "Request body too large",
+                                        detail, NULL);
+        }
+out:
+        api_db_release(&a->pool, req->db);
+        req->db = NULL;
+        return ret;
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
@@ -48,7 +95,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 req->method = method;
                 api_route(req, method, url);
                 *con_cls = req;
-                return MHD_YES;
+                return refuse_early(req);
         }
         if (*upload_size) {
                 size_t n = *upload_size;
@@ -75,14 +122,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return MHD_YES;
         }
         /* The whole request is here (or, for ingest, Kafka has answered). */
-        if (req->route && !req->checked) {
-                if (!api_check_access(req, &ret)) {
-                        if (req->route->access == ACCESS_DEVICE)
-                                api_count_ingest(req, req->who.kind == PRINCIPAL_NONE ? 401 : 403);
-                        goto out;
-                }
-                req->checked = true;
-        }
+        if (req->route && !req->checked && !check(req, &ret))
+                goto out;
+        /* The handlers of these routes read PostgreSQL through req->db; the
+         * access check, made before the body came, holds no connection. */
+        if (req->route && req->route->access != ACCESS_PUBLIC &&
+            req->route->access != ACCESS_DEVICE && !req->db)
+                req->db = api_db_acquire(&a->pool);
         ret = api_flow(req);
 out:
         api_db_release(&a->pool, req->db);
@@ -95,6 +141,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         struct request *req = *con_cls;
 
         if (req) {
+                api_ingest_unsuspended(req);
                 api_db_release(&req->api->pool, req->db);
                 free(req->body);
                 free(req);
@@ -151,6 +198,10 @@ static int register_metrics(struct api *a) {
             (r = metrics_counter_register(m, "homing_ingest_reports_total",
                                           "Location reports Kafka stored (answered 202).", NULL,
                                           &a->reports_accepted)) < 0 ||
+            (r = metrics_counter_register(m, "homing_ingest_rate_limited_reports_total",
+                                          "Location reports refused (429) because their device "
+                                          "went over --ingest-rate-per-device.",
+                                          NULL, &a->rate_limited)) < 0 ||
             (r = metrics_counter_register(m, "homing_auth_failures_total",
                                           "Requests refused for a missing or unknown token.", NULL,
                                           &a->auth_failures)) < 0 ||
@@ -190,6 +241,8 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                 return -ENOMEM;
         a->cfg = cfg;
         pthread_mutex_init(&a->sites_lock, NULL);
+        pthread_mutex_init(&a->ready_lock, NULL);
+        pthread_mutex_init(&a->tokens_lock, NULL);
         if (hooks)
                 a->hooks = *hooks;
         r = register_metrics(a);
@@ -206,7 +259,8 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                                 "report will be refused with 401; homing token key makes one");
         if ((r = tls_load(a, cfg)) < 0)
                 goto fail;
-        r = api_pool_init(&a->pool, cfg->pg_dsn, (size_t)cfg->db_pool_size);
+        r = api_pool_init(&a->pool, cfg->pg_dsn, (size_t)cfg->db_pool_size,
+                          cfg->pg_statement_timeout_ms);
         if (r < 0)
                 goto fail;
         r = bus_producer_new(cfg->kafka_brokers, cfg->produce_timeout_ms, api_ingest_delivered,
@@ -215,6 +269,12 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                 log_error("api", "cannot create the Kafka producer: %s", errbuf);
                 goto fail;
         }
+        if ((r = api_ready_start(a)) < 0)
+                goto fail;
+        if (cfg->ingest_rate_per_device > 0 &&
+            (r = api_buckets_new(cfg->ingest_rate_per_device, cfg->ingest_burst_per_device, 65536,
+                                 &a->buckets)) < 0)
+                goto fail;
 
         if (a->tls_cert)
                 a->daemon = MHD_start_daemon(
@@ -222,6 +282,9 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                         (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
                         (unsigned int)cfg->http_threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
                         a, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
+                        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->http_max_connections,
+                        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                        (unsigned int)cfg->http_max_connections_per_ip,
                         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
                         MHD_OPTION_HTTPS_MEM_CERT, a->tls_cert, MHD_OPTION_HTTPS_MEM_KEY,
                         a->tls_key, MHD_OPTION_HTTPS_PRIORITIES, NET_TLS_PRIORITIES,
@@ -232,6 +295,9 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                         (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
                         (unsigned int)cfg->http_threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
                         a, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
+                        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->http_max_connections,
+                        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                        (unsigned int)cfg->http_max_connections_per_ip,
                         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
         if (!a->daemon) {
                 log_error("api", "cannot listen on %s%s", cfg->listen,
@@ -255,22 +321,44 @@ uint16_t api_port(const struct api *a) {
         return a->port;
 }
 
+/*
+ * Before the daemon stops, no connection may be suspended (libmicrohttpd
+ * aborts the process otherwise): stop accepting, let ingest suspend nothing
+ * new (keep-alive connections still send requests; they get 503), and wait
+ * for the suspended ones to resume. Kafka reports on each of their messages
+ * within the produce timeout, stored or not, so the wait is bounded.
+ */
+static void drain(struct api *a) {
+        double deadline = metrics_now() + (double)a->cfg->produce_timeout_ms / 1000 + 2;
+        int left;
+
+        atomic_store(&a->stopping, true);
+        MHD_quiesce_daemon(a->daemon);
+        while ((left = atomic_load(&a->suspended)) > 0 && metrics_now() < deadline) {
+                /* The producer's thread polls too: flushing only hurries it, and
+                 * what the flush leaves queued is what this loop waits for. */
+                if (!a->producer || bus_producer_flush(a->producer, 100) == 0)
+                        usleep(10 * 1000);
+        }
+        if (left > 0)
+                log_error("api", "%d requests still wait on Kafka at shutdown", left);
+        /* Let the last answers go out before the connections close. */
+        usleep(100 * 1000);
+}
+
 struct api *api_stop(struct api *a) {
         if (!a)
                 return NULL;
         if (a->daemon) {
-                /* Stop accepting; suspended requests resume as Kafka reports on them. */
-                MHD_quiesce_daemon(a->daemon);
-                if (a->producer &&
-                    bus_producer_flush(a->producer, a->cfg->produce_timeout_ms + 1000) < 0)
-                        log_warn("api", "reports still in flight at shutdown");
-                usleep(100 * 1000);
+                drain(a);
                 MHD_stop_daemon(a->daemon);
         }
+        api_ready_stop(a);
         metrics_fn_detach(a->kafka_queue);
         a->producer = bus_producer_free(a->producer);
         api_pool_fini(&a->pool);
         a->device_keys = auth_keyring_free(a->device_keys);
+        a->buckets = api_buckets_free(a->buckets);
         free(a->tls_cert);
         if (a->tls_key) {
                 explicit_bzero(a->tls_key, strlen(a->tls_key));
@@ -279,6 +367,10 @@ struct api *api_stop(struct api *a) {
         metrics_free(a->own_metrics);
         geo_index_unref(a->sites);
         pthread_mutex_destroy(&a->sites_lock);
+        pthread_mutex_destroy(&a->ready_lock);
+        pthread_mutex_destroy(&a->tokens_lock);
+        if (a->ready_wake_init)
+                pthread_cond_destroy(&a->ready_wake);
         free(a);
         return NULL;
 }

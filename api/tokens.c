@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/access.h"
 #include "api/audit.h"
 #include "api/input.h"
 #include "api/parse.h"
@@ -30,6 +31,9 @@
         "json_build_object('id', o.id, 'name', o.name, 'role', o.role,"         \
         " 'created_by', o.created_by, 'created_at', homing_time(o.created_at)," \
         " 'revoked_at', homing_time(o.revoked_at))"
+
+/* operator_tokens.name's CHECK (migration 010) */
+#define API_TOKEN_NAME_MAX 128
 
 const struct api_field api_tokens_create_fields[] = {
         { "name", FIELD_STRING, true, false, 0, 0 },
@@ -72,11 +76,16 @@ enum MHD_Result api_tokens_create(struct request *req) {
         struct store_result *res = NULL;
         const char *name, *role;
         char *token = NULL, id_text[24], location[64];
-        const char *headers[3] = { "Location", location, NULL };
+        /* The secret is in this answer only: no cache may keep it. */
+        const char *headers[5] = { "Location", location, "Cache-Control", "no-store", NULL };
         int64_t id;
 
         name = json_string_value(json_object_get(body, "name"));
         role = json_string_value(json_object_get(body, "role"));
+        if (strlen(name) > API_TOKEN_NAME_MAX) {
+                ret = api_reply_invalid(req, "/name", "must be 1 to 128 characters");
+                goto out;
+        }
         if (auth_role_parse(role) == AUTH_ROLE_NONE) {
                 ret = api_reply_invalid(req, "/role", "is viewer, operator or admin");
                 goto out;
@@ -136,10 +145,12 @@ enum MHD_Result api_tokens_revoke(struct request *req) {
         store_result_free(res);
         if (r < 0 || api_commit(req) < 0)
                 return api_reply_db_error(req);
+        api_tokens_forget(req->api);
         return api_reply_empty(req, 204);
 }
 
 enum MHD_Result api_device_tokens_create(struct request *req) {
+        static const char *const no_store[] = { "Cache-Control", "no-store", NULL };
         enum MHD_Result ret;
         json_t *body = req->input, *ttl;
         const char *device, *user;
@@ -173,11 +184,12 @@ enum MHD_Result api_device_tokens_create(struct request *req) {
                 ret = api_reply_db_error(req);
                 goto out;
         }
-        ret = api_reply_json(req, 201,
-                             json_pack("{s:s, s:s, s:s, s:s, s:s}", "token", token, "device_id",
-                                       device, "user_id", user, "kid",
-                                       auth_keyring_signing_kid(req->api->device_keys),
-                                       "expires_at", expires));
+        ret = api_reply(req, 201,
+                        json_pack("{s:s, s:s, s:s, s:s, s:s}", "token", token, "device_id", device,
+                                  "user_id", user, "kid",
+                                  auth_keyring_signing_kid(req->api->device_keys), "expires_at",
+                                  expires),
+                        no_store);
 out:
         free(token);
         return ret;

@@ -29,6 +29,7 @@
 #include "api/resource.h"
 #include "api/state.h"
 #include "base/config.h"
+#include "geo/geo.h"
 #include "report/report.h"
 #include "store/store.h"
 
@@ -223,12 +224,94 @@ static enum MHD_Result retry_refused(struct request *req, const char *id) {
         return ret;
 }
 
+/* 1 when the point lies in one of the zones (rows of id, GeoJSON text), 0 when not, <0. */
+static int in_some_zone(const struct store_result *zones, double lat, double lon) {
+        for (size_t i = 0; i < store_rows(zones); i++) {
+                geo_zone *z = NULL;
+                char err[128];
+                int r = geo_zone_new(&z, store_text(zones, i, 0), store_text(zones, i, 1), err,
+                                     sizeof(err));
+                if (r < 0)
+                        return r; /* stored zones were checked on the way in */
+                r = geo_zone_covers(z, lat, lon);
+                geo_zone_unref(z);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
+/*
+ * What the scheduler checks before it moves a snapshot, checked for an
+ * operator's retry too: the target has room for the transfer's bytes, and
+ * lies in one of the snapshot's allowed zones (when it has any). True to
+ * go on, false after answering 409 target-full or target-outside-zones (or
+ * 503).
+ */
+static bool retry_target_fits(struct request *req, const char *id, enum MHD_Result *reply) {
+        const char *params[1] = { id };
+        struct store_result *res = NULL, *zones = NULL;
+        char detail[256];
+        bool ok = false;
+        int r = api_fetch_one(
+                req,
+                "SELECT d.capacity_bytes - d.used_bytes - d.reserved_bytes,"
+                "  s.size_bytes + CASE WHEN EXISTS (SELECT 1 FROM template_replicas x"
+                "    WHERE x.template_id = o.template_id AND x.datacenter_id = o.to_dc)"
+                "    THEN 0 ELSE tpl.size_bytes END,"
+                "  d.lat, d.lon, array_to_string(s.allowed_zones, ', '), o.snapshot_id, d.id"
+                " FROM transfers o JOIN snapshots s ON s.id = o.snapshot_id"
+                " JOIN templates tpl ON tpl.id = o.template_id"
+                " JOIN datacenters d ON d.id = o.to_dc WHERE o.id = $1::bigint",
+                1, params, &res);
+
+        if (r < 0) {
+                *reply = api_reply_db_error(req);
+                return false;
+        }
+        if (r == 0)
+                return true; /* the insert finds nothing either: retry_refused says why */
+        if (store_int(res, 0, 0) < store_int(res, 0, 1)) {
+                snprintf(detail, sizeof(detail),
+                         "datacenter %s has %lld bytes free and the transfer needs %lld",
+                         store_text(res, 0, 6), (long long)store_int(res, 0, 0),
+                         (long long)store_int(res, 0, 1));
+                *reply = api_reply_conflict(req, "target-full", detail);
+                goto out;
+        }
+        if (*store_text(res, 0, 4)) {
+                const char *zparams[1] = { store_text(res, 0, 5) };
+                if (api_exec(req,
+                             "SELECT z.id, z.geojson::text FROM zones z JOIN snapshots s"
+                             " ON z.id = ANY (s.allowed_zones) WHERE s.id = $1",
+                             1, zparams, &zones) < 0) {
+                        *reply = api_reply_db_error(req);
+                        goto out;
+                }
+                r = in_some_zone(zones, store_double(res, 0, 2), store_double(res, 0, 3));
+                if (r <= 0) {
+                        snprintf(detail, sizeof(detail),
+                                 "datacenter %s lies outside the snapshot's allowed zones (%s)",
+                                 store_text(res, 0, 6), store_text(res, 0, 4));
+                        *reply = r < 0 ? api_reply_db_error(req)
+                                       : api_reply_conflict(req, "target-outside-zones", detail);
+                        goto out;
+                }
+        }
+        ok = true;
+out:
+        store_result_free(zones);
+        store_result_free(res);
+        return ok;
+}
+
 enum MHD_Result api_transfers_retry(struct request *req) {
         const char *id = api_param(req, 0);
         const char *state = store_text(req->locked, 0, 0),
                    *snapshot = store_text(req->locked, 0, 1);
         struct store_result *res = NULL;
         char detail[128], new_id[24];
+        enum MHD_Result ret;
         int r;
 
         if (strcmp(state, "failed") != 0 && strcmp(state, "cancelled") != 0) {
@@ -236,6 +319,8 @@ enum MHD_Result api_transfers_retry(struct request *req) {
                          "the transfer is %s; only failed or cancelled ones can be retried", state);
                 return api_reply_conflict(req, "transfer-not-retryable", detail);
         }
+        if (!retry_target_fits(req, id, &ret))
+                return ret;
         {
                 const char *params[2] = { id, req->api->cfg->topic_transfers };
                 /* ON CONFLICT without a target: the retry key, and the one open

@@ -26,12 +26,18 @@ struct config {
         long max_reports_per_request;
         long max_future_skew_s;
         long http_threads;
+        long http_max_connections;
+        long http_max_connections_per_ip; /* 0: no limit */
+        double ingest_rate_per_device;    /* reports/s, a token bucket per device; 0: none */
+        long ingest_burst_per_device;     /* the bucket's size */
         /* the operator API and access control */
         char *device_token_keys; /* "kid:base64key,..."; the first signs, all verify */
         char *tls_cert;          /* PEM files; both set: HTTPS */
         char *tls_key;
-        char *dashboard_dir; /* the dashboard's files (and its node_modules) */
-        long db_pool_size;   /* PostgreSQL connections of the API */
+        char *dashboard_dir;          /* the dashboard's files (and its node_modules) */
+        long db_pool_size;            /* PostgreSQL connections of the API */
+        long pg_statement_timeout_ms; /* the API's statements; 0: no limit */
+        long token_cache_s;           /* operator/agent token lookups kept; 0: none */
         /* scheduler: the policy (README explains each) */
         double move_margin_m;
         double move_margin_ratio;

@@ -121,6 +121,12 @@ int bus_producer_new(const char *brokers, long timeout_ms, bus_delivered_fn on_d
             conf_set(conf, "acks", "all", errbuf, errbuf_size) < 0 ||
             conf_set(conf, "linger.ms", "2", errbuf, errbuf_size) < 0 ||
             conf_set(conf, "message.timeout.ms", timeout, errbuf, errbuf_size) < 0 ||
+            /* A bounded queue: beyond, produce fails at once (the API answers 503)
+             * rather than holding reports in memory for an unreachable broker. */
+            conf_set(conf, "queue.buffering.max.messages", BUS_QUEUE_MAX_MESSAGES, errbuf,
+                     errbuf_size) < 0 ||
+            conf_set(conf, "queue.buffering.max.kbytes", BUS_QUEUE_MAX_KBYTES, errbuf,
+                     errbuf_size) < 0 ||
             conf_set(conf, "compression.type", "lz4", errbuf, errbuf_size) < 0 ||
             conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errbuf_size) < 0)
                 goto fail;

@@ -24,6 +24,10 @@ struct bus_message;
  */
 typedef void (*bus_delivered_fn)(void *opaque, int err);
 
+/* The producer's queue: reports handed over and not yet reported on, at most. */
+#define BUS_QUEUE_MAX_MESSAGES "100000"
+#define BUS_QUEUE_MAX_KBYTES "65536"
+
 /*
  * An idempotent producer with acks=all. Messages that Kafka has not taken
  * within `timeout_ms` fail. Returns 0 or -EINVAL (`errbuf` says why).

@@ -22,7 +22,8 @@
 struct store {
         PGconn *conn;
         char *dsn;
-        char error[320]; /* the last failure: "SQLSTATE message" */
+        char timeout[48]; /* "-c statement_timeout=N", or "" */
+        char error[320];  /* the last failure: "SQLSTATE message" */
 };
 
 struct store_result {
@@ -34,8 +35,15 @@ static void on_notice(void *arg, const char *message) {
         log_debug("store", "%.*s", (int)strcspn(message, "\n"), message);
 }
 
-static PGconn *open_connection(const char *dsn) {
-        PGconn *conn = PQconnectdb(dsn);
+/*
+ * libpq's arrays are read in order and a later value wins, so the defaults
+ * go before the operator's conninfo (expanded from "dbname"): a
+ * connect_timeout or options the DSN sets are the ones used.
+ */
+static PGconn *open_connection(const char *dsn, const char *options) {
+        const char *const keys[] = { "connect_timeout", "options", "dbname", NULL };
+        const char *const values[] = { STORE_CONNECT_TIMEOUT_S, options, dsn, NULL };
+        PGconn *conn = PQconnectdbParams(keys, values, 1);
 
         if (PQstatus(conn) != CONNECTION_OK) {
                 char msg[256];
@@ -50,13 +58,20 @@ static PGconn *open_connection(const char *dsn) {
 }
 
 int store_connect(const char *dsn, struct store **out) {
+        return store_connect_with_timeout(dsn, 0, out);
+}
+
+int store_connect_with_timeout(const char *dsn, long statement_timeout_ms, struct store **out) {
         struct store *s = calloc(1, sizeof(*s));
 
         if (!s || !(s->dsn = strdup(dsn))) {
                 free(s);
                 return -ENOMEM;
         }
-        s->conn = open_connection(dsn);
+        if (statement_timeout_ms > 0)
+                snprintf(s->timeout, sizeof(s->timeout), "-c statement_timeout=%ld",
+                         statement_timeout_ms);
+        s->conn = open_connection(dsn, s->timeout);
         if (!s->conn) {
                 free(s->dsn);
                 free(s);
@@ -97,7 +112,7 @@ static int ensure_connected(struct store *s) {
         if (s->conn && still_connected(s->conn))
                 return 0;
         PQfinish(s->conn);
-        s->conn = open_connection(s->dsn);
+        s->conn = open_connection(s->dsn, s->timeout);
         return s->conn ? 0 : -ECONNREFUSED;
 }
 

@@ -15,8 +15,19 @@
 struct store;
 struct store_result;
 
+/* Seconds a connect may take (libpq's connect_timeout) unless the DSN says. */
+#define STORE_CONNECT_TIMEOUT_S "5"
+
 /* Connects with a libpq conninfo. Returns 0 or -ECONNREFUSED (logged). */
 int store_connect(const char *dsn, struct store **out) MUST_CHECK;
+/*
+ * The same, every statement limited to `statement_timeout_ms` (PostgreSQL's
+ * statement_timeout; 0: none), on this connection and the ones re-opened
+ * for it, unless the DSN sets its own options. A statement over the limit
+ * fails with -EAGAIN.
+ */
+int store_connect_with_timeout(const char *dsn, long statement_timeout_ms,
+                               struct store **out) MUST_CHECK;
 
 struct store *store_free(struct store *s);
 

@@ -49,14 +49,14 @@ def load_demo_catalog(db):
         fixtures.seed_snapshot(db, f"u-{i:03d}", at)
     for n, (src, dst, state) in enumerate(IN_FLIGHT):
         snapshot = fixtures.seed_snapshot(db, f"u-moving-{n}", src)
-        # Queued first, then on: the database keeps the transfer state machine.
+        # Every transfer starts queued (migration 016's state machine), then moves on.
         tid = db.execute("INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id,"
-                         " template_present, reason, idempotency_key, bytes_total, bytes_done)"
-                         " VALUES (%s, %s, %s, 'tpl-1', false, 'closer', %s, 1500, %s)"
-                         " RETURNING id", (snapshot, src, dst, f"browser-{n}",
-                                           750 if state == "running" else 0)).fetchone()[0]
-        if state != "queued":
-            db.execute("UPDATE transfers SET state = %s WHERE id = %s", (state, tid))
+                         " template_present, reason, idempotency_key, bytes_total)"
+                         " VALUES (%s, %s, %s, 'tpl-1', false, 'closer', %s, 1500) RETURNING id",
+                         (snapshot, src, dst, f"browser-{n}")).fetchone()[0]
+        if state == "running":
+            db.execute("UPDATE transfers SET state = 'running', bytes_done = 750 WHERE id = %s",
+                       (tid,))
     return len(rows)
 
 

@@ -50,7 +50,9 @@ def test_no_202_while_kafka_is_down_and_recovery_without_restart(homing, topics)
         assert status in (202, 503)
         return status == 202
     wait_for(accepted, timeout=90, interval=1, what="a 202 after the broker came back")
-    assert homing.get("/readyz")[0] == 200
+    # Readiness is checked in the background, once a second: it follows shortly.
+    wait_for(lambda: homing.get("/readyz")[0] == 200, timeout=10, interval=0.5,
+             what="/readyz to be 200 again")
 
     devices = {v["device_id"] for _, v in read_topic(topics["locations"], expect=2)}
     assert {"d-before", "d-after"} <= devices

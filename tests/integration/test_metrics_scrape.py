@@ -77,9 +77,14 @@ def test_the_api_and_scheduler_metrics_move_with_the_work(homing, db):
                   component="scheduler") >= 1
     assert sample(text, "homing_decide_duration_seconds_count") >= 1
     assert sample(text, "homing_relay_leader") == 1
-    lags = [sample(text, "homing_consumer_lag_messages", topic=homing.env["HOMING_TOPIC_LOCATIONS"],
-                   partition=str(p)) for p in range(3)]
-    assert all(lag is not None and lag >= 0 for lag in lags)
+    # A partition's lag shows once its high watermark is known: a partition
+    # without reports learns it from its first fetch answer, a moment later.
+    def lags_known():
+        lags = [sample(scrape(homing), "homing_consumer_lag_messages",
+                       topic=homing.env["HOMING_TOPIC_LOCATIONS"], partition=str(p))
+                for p in range(3)]
+        return all(lag is not None and lag >= 0 for lag in lags)
+    wait_for(lags_known, timeout=15, what="every partition's lag")
     assert sample(text, "process_resident_memory_bytes") > 0
     # The move's transfer waits for an agent at the default priority level.
     queued = wait_for(lambda: (sample(scrape(homing), "homing_transfers_queued", priority="3") or 0)

@@ -5,9 +5,12 @@
 #include "api/parse.h"
 #include "tap.h"
 
-TEST(if_match_takes_a_list_star_and_weak_tags) {
+TEST(if_match_takes_a_list_and_star_and_compares_strongly) {
         CHECK(api_if_match_names("\"3\"", "\"3\""));
-        CHECK(api_if_match_names(" \"1\", W/\"3\" ,\t\"4\"\t", "\"3\""));
+        CHECK(api_if_match_names(" \"1\", \"3\" ,\t\"4\"\t", "\"3\""));
+        /* A weak tag never passes If-Match (RFC 9110 13.1.1). */
+        CHECK(!api_if_match_names("W/\"3\"", "\"3\""));
+        CHECK(!api_if_match_names(" \"1\", W/\"3\" ,\t\"4\"\t", "\"3\""));
         CHECK(api_if_match_names("*", "\"3\""));
         CHECK(!api_if_match_names("\"33\", \"4\"", "\"3\""));
         CHECK(!api_if_match_names("", "\"3\""));
@@ -100,7 +103,7 @@ TEST(a_serial_id_is_1_to_18_digits) {
         CHECK(!api_serial_id_valid(" 1"));
 }
 
-TAP_MAIN(TAP_TEST(if_match_takes_a_list_star_and_weak_tags),
+TAP_MAIN(TAP_TEST(if_match_takes_a_list_and_star_and_compares_strongly),
          TAP_TEST(a_serial_id_is_1_to_18_digits),
          TAP_TEST(json_content_type_allows_parameters_and_any_case),
          TAP_TEST(a_query_number_is_finite_and_the_whole_text),

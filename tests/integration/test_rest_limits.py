@@ -1,0 +1,98 @@
+"""Limits on what one client can make the server hold: a request is refused
+from its headers (401 without a valid token, 413 when Content-Length is over
+--max-body-bytes) before its body is read, a client IP holds at most
+--http-max-connections-per-ip connections, and a device posts at most its
+token bucket's reports (--ingest-rate-per-device, --ingest-burst-per-device):
+429 with Retry-After beyond."""
+import json
+import socket
+import time
+
+import pytest
+
+from conftest import Homing, report
+
+
+@pytest.fixture(scope="module")
+def homing(database, topics, tmp_path_factory):
+    h = Homing(database, topics, "test-limits", "serve", tmp_path_factory.mktemp("limits"),
+               extra={"HOMING_HTTP_MAX_CONNECTIONS_PER_IP": "6",
+                      "HOMING_INGEST_RATE_PER_DEVICE": "1",
+                      "HOMING_INGEST_BURST_PER_DEVICE": "5"})
+    h.migrate()
+    h.start()
+    yield h
+    h.stop()
+
+
+def head_only(homing, lines, timeout=3):
+    """Sends a request's head and no body; the status line of the answer, or
+    None when none came in time."""
+    with socket.create_connection(("127.0.0.1", homing.port), timeout=timeout) as s:
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        got = b""
+        try:
+            while b"\r\n" not in got:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+        except socket.timeout:
+            return None
+        return got.split(b"\r\n")[0].decode() if got else None
+
+
+def test_an_oversized_content_length_is_refused_before_the_body(homing):
+    token = homing.device_token("d-big", "u-big")
+    started = time.time()
+    status = head_only(homing, ["POST /v1/locations HTTP/1.1", "Host: x",
+                                f"Authorization: Bearer {token}",
+                                "Content-Type: application/json",
+                                "Content-Length: 100000000"])
+    assert status is not None and " 413 " in status, status
+    assert time.time() - started < 2
+
+
+def test_a_request_without_a_token_is_refused_before_the_body(homing):
+    for path in ("/v1/locations", "/v1/datacenters"):
+        status = head_only(homing, [f"POST {path} HTTP/1.1", "Host: x",
+                                    "Content-Type: application/json", "Content-Length: 1000"])
+        assert status is not None and " 401 " in status, (path, status)
+
+
+def test_a_client_ip_holds_at_most_its_connections(homing):
+    held = [socket.create_connection(("127.0.0.1", homing.port), timeout=3) for _ in range(6)]
+    try:
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", homing.port), timeout=3)
+        with extra:
+            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                answer = extra.recv(4096)
+            except ConnectionResetError:
+                answer = b""
+            assert answer == b"", answer  # closed without an answer
+    finally:
+        for s in held:
+            s.close()
+    # Once they are gone, the client is served again.
+    time.sleep(0.3)
+    assert homing.get("/healthz")[0] == 200
+
+
+def test_a_device_beyond_its_burst_gets_429_with_retry_after(homing):
+    body = [report(user="u-rate", device="d-rate") for _ in range(4)]
+    assert homing.post("/v1/locations", body)[0] == 202
+    status, headers, raw = homing.post("/v1/locations", body)
+    assert status == 429, raw
+    assert headers["Content-Type"] == "application/problem+json"
+    assert json.loads(raw)["type"] == "urn:homing:problem:rate-limited"
+    assert 1 <= int(headers["Retry-After"]) <= 5
+    # Another device has its own bucket.
+    assert homing.post("/v1/locations", report(user="u-rate", device="d-other"))[0] == 202
+    # The bucket refills at one report a second.
+    time.sleep(int(headers["Retry-After"]))
+    assert homing.post("/v1/locations", body)[0] == 202
+    metrics = homing.get("/metrics")[2].decode()
+    assert 'homing_ingest_requests_total{status="429"} 1' in metrics
+    assert "\nhoming_ingest_rate_limited_reports_total 4\n" in metrics
