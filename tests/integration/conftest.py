@@ -208,6 +208,12 @@ def db(database):
         yield conn
 
 
+def stack(action):
+    """deploy/stack <action> on the test stack: pg-down, pg-up, kafka-down, kafka-up."""
+    subprocess.run([str(ROOT / "deploy" / "stack"), action], check=True, env=os.environ,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=180)
+
+
 def brokers():
     return os.environ["HOMING_KAFKA_BROKERS"]
 

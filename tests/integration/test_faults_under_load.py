@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 import urllib.error
@@ -38,11 +37,9 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import (ROOT, SITES, Homing, brokers, read_topic, seed_catalog, seed_fleet,
-                      wait_for)
+from conftest import SITES, Homing, brokers, read_topic, seed_catalog, seed_fleet, stack, wait_for
 from plane import Agent, make_overlay, make_template
 
-STACK = str(ROOT / "deploy" / "stack")
 USERS = 40
 RATE = 25.0  # reports per second, open loop
 ROUNDS = int(os.environ.get("HOMING_FAULT_ROUNDS", "1"))
@@ -58,9 +55,6 @@ ENV = {"HOMING_TOPIC_PARTITIONS": "6", "HOMING_BATCH_MAX": "50", "HOMING_BATCH_W
        "HOMING_PRODUCE_TIMEOUT_MS": "2000", "HOMING_AUDIT_STAY_SAMPLE": "1"}
 
 
-def stack(action):
-    subprocess.run([STACK, action], check=True, env=os.environ, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=180)
 
 
 def iso(ms):

@@ -1,20 +1,12 @@
 """The 202 promise: with the broker down, a report gets 503 and never 202;
 when the broker is back, reports are accepted again by the same process."""
 import json
-import os
-import subprocess
 import time
 
 import pytest
 
-from conftest import ROOT, Homing, read_topic, report, wait_for
+from conftest import Homing, read_topic, report, stack, wait_for
 
-STACK = str(ROOT / "deploy" / "stack")
-
-
-def broker(action):
-    subprocess.run([STACK, f"kafka-{action}"], check=True, env=os.environ,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=180)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +22,7 @@ def homing(database, topics, tmp_path_factory):
 def test_no_202_while_kafka_is_down_and_recovery_without_restart(homing, topics):
     assert homing.post("/v1/locations", report(device="d-before"))[0] == 202
 
-    broker("down")
+    stack("kafka-down")
     try:
         for i in range(5):
             started = time.time()
@@ -43,7 +35,7 @@ def test_no_202_while_kafka_is_down_and_recovery_without_restart(homing, topics)
             assert time.time() - started >= 1.5
         assert homing.get("/readyz")[0] == 503
     finally:
-        broker("up")
+        stack("kafka-up")
 
     def accepted():
         status, _, _ = homing.post("/v1/locations", report(device="d-after"))

@@ -12,8 +12,6 @@
   repaired.
 """
 import json
-import os
-import subprocess
 import time
 import uuid
 
@@ -21,16 +19,12 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
-from conftest import ROOT, SITES, Homing, brokers, seed_catalog, wait_for
+from conftest import SITES, Homing, brokers, seed_catalog, stack, wait_for
 
-STACK = str(ROOT / "deploy" / "stack")
 ENV = {"HOMING_BATCH_MAX": "50", "HOMING_BATCH_WAIT_MS": "100",
        "HOMING_CATALOG_REFRESH_S": "2", "HOMING_TOPIC_PARTITIONS": "3"}
 
 
-def stack(action):
-    subprocess.run([STACK, action], check=True, env=os.environ, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=120)
 
 
 def iso(ms):

@@ -6,21 +6,13 @@ connection — and every request gets an answer (503 here: Kafka has stored
 nothing, so a 202 would be a lie) or a closed connection."""
 import http.client
 import json
-import os
-import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import ROOT, Homing, report
+from conftest import Homing, report, stack
 
-STACK = str(ROOT / "deploy" / "stack")
-
-
-def broker(action):
-    subprocess.run([STACK, f"kafka-{action}"], check=True, env=os.environ,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=180)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +48,7 @@ def test_sigterm_with_suspended_ingest_drains_then_exits_cleanly(homing):
     statuses, stop = [], threading.Event()
     threads = [threading.Thread(target=poster, args=(homing, token, body, statuses, stop))
                for _ in range(8)]
-    broker("down")
+    stack("kafka-down")
     try:
         for t in threads:
             t.start()
@@ -71,7 +63,7 @@ def test_sigterm_with_suspended_ingest_drains_then_exits_cleanly(homing):
         for t in threads:
             t.join(timeout=40)
     finally:
-        broker("up")
+        stack("kafka-up")
     log = homing.log_text()
     assert code == 0, log[-4000:]
     assert "fatal error" not in log.lower() and "suspended connections" not in log, log[-4000:]
