@@ -68,6 +68,8 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
         }
         MHD_add_response_header(resp, "Content-Type", type);
         MHD_add_response_header(resp, "Cache-Control", "no-store");
+        if (status == 401)
+                MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
         ret = MHD_queue_response(conn, status, resp);
         MHD_destroy_response(resp);
         return ret;
@@ -87,23 +89,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         if (!strcmp(url, "/metrics")) {
                 if (!authorized(s, conn)) {
-                        struct MHD_Response *resp;
-                        enum MHD_Result ret;
                         text = strdup("{\"status\":401,\"title\":\"Unauthorized\","
                                       "\"detail\":\"/metrics wants the scrape token\"}");
-                        if (!text)
-                                return MHD_NO;
-                        resp = MHD_create_response_from_buffer(strlen(text), text,
-                                                               MHD_RESPMEM_MUST_FREE);
-                        if (!resp) {
-                                free(text);
-                                return MHD_NO;
-                        }
-                        MHD_add_response_header(resp, "Content-Type", "application/problem+json");
-                        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
-                        ret = MHD_queue_response(conn, 401, resp);
-                        MHD_destroy_response(resp);
-                        return ret;
+                        return text ? reply(conn, 401, "application/problem+json", text,
+                                            strlen(text))
+                                    : MHD_NO;
                 }
                 if (metrics_render(s->registry, &text, &len) < 0)
                         return MHD_NO;
