@@ -19,6 +19,7 @@
 
 #include "api/access.h"
 #include "api/bucket.h"
+#include "api/deadline.h"
 #include "api/flow.h"
 #include "api/ingest.h"
 #include "api/pool.h"
@@ -93,6 +94,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 req->conn = conn;
                 req->started_at = metrics_now();
                 req->method = method;
+                api_deadlines_head_read(a->deadlines, conn);
                 api_route(req, method, url);
                 *con_cls = req;
                 return refuse_early(req);
@@ -122,6 +124,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return MHD_YES;
         }
         /* The whole request is here (or, for ingest, Kafka has answered). */
+        api_deadlines_request_read(a->deadlines, conn);
         if (req->route && !req->checked && !check(req, &ret))
                 goto out;
         /* The handlers of these routes read PostgreSQL through req->db; the
@@ -139,7 +142,9 @@ out:
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode code) {
         struct request *req = *con_cls;
+        struct api *a = cls;
 
+        api_deadlines_answered(a->deadlines, conn);
         if (req) {
                 api_ingest_unsuspended(req);
                 api_db_release(&req->api->pool, req->db);
@@ -276,29 +281,39 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                                  &a->buckets)) < 0)
                 goto fail;
 
-        if (a->tls_cert)
-                a->daemon = MHD_start_daemon(
-                        flags | MHD_USE_TLS, 0, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR,
-                        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
-                        (unsigned int)cfg->http_threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-                        a, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
-                        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->http_max_connections,
-                        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                        (unsigned int)cfg->http_max_connections_per_ip,
-                        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
-                        MHD_OPTION_HTTPS_MEM_CERT, a->tls_cert, MHD_OPTION_HTTPS_MEM_KEY,
-                        a->tls_key, MHD_OPTION_HTTPS_PRIORITIES, NET_TLS_PRIORITIES,
-                        MHD_OPTION_END);
-        else
-                a->daemon = MHD_start_daemon(
-                        flags, 0, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR,
-                        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
-                        (unsigned int)cfg->http_threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-                        a, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
-                        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->http_max_connections,
-                        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                        (unsigned int)cfg->http_max_connections_per_ip,
-                        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
+        if ((r = api_deadlines_new((double)cfg->http_header_timeout_s,
+                                   (double)cfg->http_body_timeout_s, a->hooks.metrics,
+                                   &a->deadlines)) < 0)
+                goto fail;
+        {
+                struct MHD_OptionItem options[16] = {
+                        { MHD_OPTION_SOCK_ADDR, 0, &addr },
+                        { MHD_OPTION_THREAD_POOL_SIZE, cfg->http_threads, NULL },
+                        { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, a },
+                        { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)api_deadlines_notify,
+                          a->deadlines },
+                        /* idle: restarts with every byte; deadline.c bounds the rest */
+                        { MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL },
+                        { MHD_OPTION_CONNECTION_LIMIT, cfg->http_max_connections, NULL },
+                        { MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->http_max_connections_per_ip,
+                          NULL },
+                        { MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL },
+                };
+                size_t n = 8;
+
+                if (a->tls_cert) {
+                        flags |= MHD_USE_TLS;
+                        options[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0,
+                                                                a->tls_cert };
+                        options[n++] =
+                                (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, a->tls_key };
+                        options[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                                                (void *)NET_TLS_PRIORITIES };
+                }
+                options[n] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+                a->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, a, MHD_OPTION_ARRAY,
+                                             options, MHD_OPTION_END);
+        }
         if (!a->daemon) {
                 log_error("api", "cannot listen on %s%s", cfg->listen,
                           a->tls_cert ? " (or the certificate and key do not fit)" : "");
@@ -353,6 +368,7 @@ struct api *api_stop(struct api *a) {
                 drain(a);
                 MHD_stop_daemon(a->daemon);
         }
+        a->deadlines = api_deadlines_free(a->deadlines);
         api_ready_stop(a);
         metrics_fn_detach(a->kafka_queue);
         a->producer = bus_producer_free(a->producer);

@@ -20,7 +20,8 @@ struct api {
         const struct config *cfg;
         struct MHD_Daemon *daemon;
         struct bus_producer *producer;
-        struct api_buckets *buckets; /* ingest's per device; NULL: no limit */
+        struct api_buckets *buckets;     /* ingest's per device; NULL: no limit */
+        struct api_deadlines *deadlines; /* on reading a request (deadline.c) */
         struct api_pool pool;
         struct auth_keyring *device_keys;
         char *tls_cert, *tls_key; /* PEM text, when serving HTTPS */

@@ -28,6 +28,8 @@ struct config {
         long http_threads;
         long http_max_connections;
         long http_max_connections_per_ip; /* 0: no limit */
+        long http_header_timeout_s;       /* a request's head, from its connection's last answer */
+        long http_body_timeout_s;         /* its body, from its head */
         double ingest_rate_per_device;    /* reports/s, a token bucket per device; 0: none */
         long ingest_burst_per_device;     /* the bucket's size */
         /* the operator API and access control */

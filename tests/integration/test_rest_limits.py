@@ -1,9 +1,12 @@
 """Limits on what one client can make the server hold: a request is refused
 from its headers (401 without a valid token, 413 when Content-Length is over
 --max-body-bytes) before its body is read, a client IP holds at most
---http-max-connections-per-ip connections, and a device posts at most its
+--http-max-connections-per-ip connections, a device posts at most its
 token bucket's reports (--ingest-rate-per-device, --ingest-burst-per-device):
-429 with Retry-After beyond."""
+429 with Retry-After beyond, and a client that drips its request's head or
+body a byte at a time loses its connection at --http-header-timeout-s or
+--http-body-timeout-s, though every byte restarts libmicrohttpd's idle
+timeout."""
 import json
 import socket
 import time
@@ -18,7 +21,9 @@ def homing(database, topics, tmp_path_factory):
     h = Homing(database, topics, "test-limits", "serve", tmp_path_factory.mktemp("limits"),
                extra={"HOMING_HTTP_MAX_CONNECTIONS_PER_IP": "6",
                       "HOMING_INGEST_RATE_PER_DEVICE": "1",
-                      "HOMING_INGEST_BURST_PER_DEVICE": "5"})
+                      "HOMING_INGEST_BURST_PER_DEVICE": "5",
+                      "HOMING_HTTP_HEADER_TIMEOUT_S": "2",
+                      "HOMING_HTTP_BODY_TIMEOUT_S": "3"})
     h.migrate()
     h.start()
     yield h
@@ -96,3 +101,68 @@ def test_a_device_beyond_its_burst_gets_429_with_retry_after(homing):
     metrics = homing.get("/metrics")[2].decode()
     assert 'homing_ingest_requests_total{status="429"} 1' in metrics
     assert "\nhoming_ingest_rate_limited_reports_total 4\n" in metrics
+
+
+def drip_on(s, data, every=0.25, limit=15):
+    """Sends data on s a byte at a time; the seconds until the server closed
+    the connection, or None when it was still open after limit seconds."""
+    started = time.time()
+    for i in range(len(data)):
+        try:
+            s.sendall(data[i:i + 1])
+            s.settimeout(every)
+            if s.recv(4096) == b"":
+                return time.time() - started
+        except socket.timeout:
+            pass
+        except (BrokenPipeError, ConnectionResetError):
+            return time.time() - started
+        if time.time() - started > limit:
+            return None
+    return None
+
+
+def drip(homing, data):
+    with socket.create_connection(("127.0.0.1", homing.port), timeout=3) as s:
+        return drip_on(s, data)
+
+
+def cut_total(homing, phase):
+    metrics = homing.get("/metrics")[2].decode()
+    line = f'homing_http_connections_cut_total{{phase="{phase}"}} '
+    return int(next(l for l in metrics.splitlines() if l.startswith(line)).split()[-1])
+
+
+def test_a_dripped_head_is_cut_at_the_header_timeout(homing):
+    before = cut_total(homing, "head")
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+    took = drip(homing, head)
+    assert took is not None and 2 <= took < 5, took
+    assert cut_total(homing, "head") == before + 1
+    # An honest client on the same address is still served.
+    assert homing.get("/healthz")[0] == 200
+
+
+def test_a_dripped_body_is_cut_at_the_body_timeout(homing):
+    before = cut_total(homing, "body")
+    token = homing.device_token("d-drip", "u-drip")
+    head = ("POST /v1/locations HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 400\r\n\r\n").encode()
+    started = time.time()
+    with socket.create_connection(("127.0.0.1", homing.port), timeout=3) as s:
+        s.sendall(head)
+        took = drip_on(s, b" " * 400)
+    assert took is not None and 3 <= time.time() - started < 6, took
+    assert cut_total(homing, "body") == before + 1
+
+
+def test_a_keep_alive_connection_waits_for_its_next_request_within_the_header_timeout(homing):
+    with socket.create_connection(("127.0.0.1", homing.port), timeout=5) as s:
+        for _ in range(3):  # each answer starts the head's clock again
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            time.sleep(1.2)
+        started = time.time()
+        assert s.recv(4096) == b""  # idle past the header timeout: closed
+        assert time.time() - started < 3

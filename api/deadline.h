@@ -1,0 +1,36 @@
+/*
+ * Deadlines on reading a request. libmicrohttpd's idle timeout starts again
+ * with every byte, so a client that drips its request a byte at a time
+ * holds its connection for ever. Here every connection is in one phase:
+ * waiting for a request's head (from its accept, or since its last answer),
+ * reading a body (from its head), or busy (the handler runs, waits on
+ * Kafka, or answers: libmicrohttpd's own timeout). A thread looks each
+ * second and cuts (shutdown(2); libmicrohttpd then closes it) a connection
+ * that has spent longer than its phase allows.
+ */
+#pragma once
+
+#include <microhttpd.h>
+
+#include "base/must-check.h"
+
+struct api_deadlines;
+struct metrics;
+
+/* Starts the watch: the head must be whole within head_s, the body within
+ * body_s of the head. Cuts are counted in m (homing_http_connections_cut_total). */
+MUST_CHECK int api_deadlines_new(double head_s, double body_s, struct metrics *m,
+                                 struct api_deadlines **out);
+/* Stops the thread. Call after the daemon has stopped. NULL. */
+struct api_deadlines *api_deadlines_free(struct api_deadlines *d);
+
+/* libmicrohttpd's MHD_OPTION_NOTIFY_CONNECTION callback; cls is the api_deadlines. */
+void api_deadlines_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code);
+
+/* The request's head has come: its body is next. */
+void api_deadlines_head_read(struct api_deadlines *d, struct MHD_Connection *conn);
+/* The request is whole: no deadline until it has been answered. */
+void api_deadlines_request_read(struct api_deadlines *d, struct MHD_Connection *conn);
+/* The answer is out: the connection waits for the next request's head. */
+void api_deadlines_answered(struct api_deadlines *d, struct MHD_Connection *conn);
