@@ -95,8 +95,8 @@ int scheduler_decide_report(struct scheduler *s, size_t i) {
                         break;
                 s->tally_decisions[d.outcome == ENGINE_MOVE][d.reason]++;
                 s->tally_superseded += d.superseded != ENGINE_NO_SITE;
-                if (d.outcome == ENGINE_MOVE || d.reason != snap->last_reason ||
-                    d.outcome != snap->last_outcome) {
+                if (d.outcome == ENGINE_MOVE || d.superseded != ENGINE_NO_SITE ||
+                    d.reason != snap->last_reason || d.outcome != snap->last_outcome) {
                         r = note_decision(s, u, k, i, &d);
                         snap->last_reason = (uint8_t)d.reason;
                         snap->last_outcome = (uint8_t)d.outcome;

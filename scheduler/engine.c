@@ -23,6 +23,7 @@ static const char *const reason_names[ENGINE_REASON_COUNT] = {
         [ENGINE_WITHIN_MARGIN] = "within_margin",
         [ENGINE_DWELL] = "dwell",
         [ENGINE_TRANSFER_PENDING] = "transfer_pending",
+        [ENGINE_RETURNED] = "returned",
         [ENGINE_COOLDOWN] = "cooldown",
         [ENGINE_DAILY_LIMIT] = "daily_limit",
         [ENGINE_NOT_WORTH_IT] = "not_worth_it",
@@ -172,6 +173,28 @@ static void stay(struct engine_decision *out, enum engine_reason reason) {
         out->reason = reason;
 }
 
+/*
+ * Counts this report towards the user's stay near `site` (a new site starts
+ * the count again). True once the stay is long enough, in time and in
+ * reports; false after deciding to stay for the dwell.
+ */
+static bool dwelt(const struct engine_policy *p, struct engine_snapshot *s, uint32_t site,
+                  int64_t ts_ms, struct engine_decision *out) {
+        if (s->candidate != site) {
+                s->candidate = site;
+                s->candidate_since_ms = ts_ms;
+                s->candidate_reports = 0;
+        }
+        s->candidate_reports++;
+        out->dwell_ms = ts_ms - s->candidate_since_ms;
+        out->dwell_reports = s->candidate_reports;
+        if (out->dwell_ms < p->dwell_ms || s->candidate_reports < p->min_reports) {
+                stay(out, ENGINE_DWELL);
+                return false;
+        }
+        return true;
+}
+
 int engine_decide(const struct engine_policy *p, const struct engine_context *ctx,
                   struct engine_snapshot *s, double lat, double lon, int64_t ts_ms,
                   struct engine_decision *out) {
@@ -222,6 +245,20 @@ int engine_decide(const struct engine_policy *p, const struct engine_context *ct
                 out->template_present = template_at(ctx, s, best.site);
         }
 
+        /* Back near the current site while a move away is in flight: once the
+         * user has stayed (the same dwell a move needs), the move is withdrawn. */
+        if (n_best == 1 && out->target == s->current && s->pending != ENGINE_NO_SITE &&
+            s->pending != s->current) {
+                if (!dwelt(p, s, out->target, ts_ms, out))
+                        return 0;
+                stay(out, ENGINE_RETURNED);
+                out->superseded = s->pending;
+                s->pending = ENGINE_NO_SITE;
+                s->candidate = ENGINE_NO_SITE;
+                s->candidate_reports = 0;
+                return 0;
+        }
+
         /* No better eligible site: say what held back the nearest one, if anything. */
         if (n_best == 0 || out->target == s->current ||
             !beats_margins(p, out->current_m, out->target_m)) {
@@ -240,18 +277,8 @@ int engine_decide(const struct engine_policy *p, const struct engine_context *ct
         }
 
         /* The user must stay near the same better site for a while. */
-        if (s->candidate != out->target) {
-                s->candidate = out->target;
-                s->candidate_since_ms = ts_ms;
-                s->candidate_reports = 0;
-        }
-        s->candidate_reports++;
-        out->dwell_ms = ts_ms - s->candidate_since_ms;
-        out->dwell_reports = s->candidate_reports;
-        if (out->dwell_ms < p->dwell_ms || s->candidate_reports < p->min_reports) {
-                stay(out, ENGINE_DWELL);
+        if (!dwelt(p, s, out->target, ts_ms, out))
                 return 0;
-        }
 
         if (s->pending == out->target) {
                 stay(out, ENGINE_TRANSFER_PENDING);

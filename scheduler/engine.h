@@ -52,6 +52,7 @@ enum engine_reason {
         ENGINE_WITHIN_MARGIN,
         ENGINE_DWELL,
         ENGINE_TRANSFER_PENDING,
+        ENGINE_RETURNED, /* back near the current site: the move in flight is withdrawn */
         ENGINE_COOLDOWN,
         ENGINE_DAILY_LIMIT,
         ENGINE_NOT_WORTH_IT,
@@ -135,7 +136,8 @@ struct engine_decision {
         double target_m;       /* report to the target (INFINITY: none) */
         uint64_t bytes;        /* what a move to the target sends */
         bool template_present; /* the target holds the template */
-        uint32_t superseded;   /* a move's cancelled transfer target, or ENGINE_NO_SITE */
+        uint32_t superseded;   /* the target of the transfer this decision cancels (a move
+                                  replacing it, or a return withdrawing it), or ENGINE_NO_SITE */
         int64_t dwell_ms;      /* how long the user has been near the target */
         int32_t dwell_reports;
 };

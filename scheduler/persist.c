@@ -198,17 +198,33 @@ static int persist_stays(struct scheduler *s) {
         return store_exec_columns(s->db, stays_sql, &c, 1, topic, NULL);
 }
 
-/* The transfer a move replaces is cancelled, with its audit event. */
-static const char supersede_sql[] =
-        "WITH ended AS (SELECT homing_transfer_ended($1::bigint, 'cancelled',"
-        "                      'superseded: the user settled nearer another datacenter') AS yes)"
+/* A transfer a decision cancels — a move replaces it, or the user came back
+ * — ends cancelled ($3 says why, $4 is the event's reason), with its audit
+ * event. One that ended meanwhile (it succeeded) stays as it ended. */
+static const char cancel_sql[] =
+        "WITH ended AS (SELECT homing_transfer_ended($1::bigint, 'cancelled', $3) AS yes)"
         " INSERT INTO outbox (topic, key, payload)"
         " SELECT $2, t.snapshot_id, homing_cloudevent("
         "   'transfer-' || t.id || '-cancelled', '/homing/scheduler',"
         "   'io.homing.transfer.cancelled', now(), t.snapshot_id,"
         "   jsonb_build_object('transfer_id', t.id, 'snapshot_id', t.snapshot_id,"
-        "     'from_dc', t.from_dc, 'to_dc', t.to_dc, 'reason', 'superseded'))"
+        "     'from_dc', t.from_dc, 'to_dc', t.to_dc, 'reason', $4::text))"
         " FROM ended, transfers t WHERE ended.yes AND t.id = $1::bigint";
+
+static int cancel_pending(struct scheduler *s, struct tracked_snapshot *snap, const char *why,
+                          const char *reason) {
+        char id[32];
+        const char *params[4] = { id, s->cfg->topic_audit, why, reason };
+        int r;
+
+        if (!snap->pending_transfer)
+                return 0;
+        snprintf(id, sizeof(id), "%lld", (long long)snap->pending_transfer);
+        r = store_exec(s->db, cancel_sql, 4, params, NULL);
+        if (r == 0)
+                snap->pending_transfer = 0;
+        return r;
+}
 
 /* The effects of one move, in one statement: the transfer, its reservation,
  * why, and the outbox rows (the job, and two audit events). */
@@ -257,7 +273,7 @@ static int persist_move(struct scheduler *s, struct decision_record *rec) {
         struct tracked_snapshot *snap = &user_snapshots(rec->user)[rec->snapshot];
         const struct batch_report *b = &s->reports[rec->report];
         const struct engine_decision *d = &rec->decision;
-        char key[200], bytes[32], cur_m[32], target_m[32], lat[32], lon[32], ts[32], old[32];
+        char key[200], bytes[32], cur_m[32], target_m[32], lat[32], lon[32], ts[32];
         char details[512];
         const char *params[16] = { snap->id,
                                    world_site_id(s->world, snap->policy.current),
@@ -278,13 +294,10 @@ static int persist_move(struct scheduler *s, struct decision_record *rec) {
         struct store_result *res = NULL;
         int r;
 
-        if (snap->pending_transfer) {
-                const char *cancel[2] = { old, s->cfg->topic_audit };
-                snprintf(old, sizeof(old), "%lld", (long long)snap->pending_transfer);
-                r = store_exec(s->db, supersede_sql, 2, cancel, NULL);
-                if (r < 0)
-                        return r;
-        }
+        r = cancel_pending(s, snap, "superseded: the user settled nearer another datacenter",
+                           "superseded");
+        if (r < 0)
+                return r;
         /* The report that caused it names the transfer: replaying it is a no-op. */
         snprintf(key, sizeof(key), "%s/%s/%d/%lld", snap->id, s->cfg->topic_locations, b->partition,
                  (long long)b->offset);
@@ -352,9 +365,16 @@ static const char quarantine_sql[] =
 int scheduler_persist_batch(struct scheduler *s) {
         int r = persist_devices(s);
 
-        for (size_t i = 0; i < s->n_decisions && r == 0; i++)
-                if (s->decisions[i].decision.outcome == ENGINE_MOVE)
-                        r = persist_move(s, &s->decisions[i]);
+        for (size_t i = 0; i < s->n_decisions && r == 0; i++) {
+                struct decision_record *rec = &s->decisions[i];
+                if (rec->decision.outcome == ENGINE_MOVE)
+                        r = persist_move(s, rec);
+                else if (rec->decision.superseded != ENGINE_NO_SITE)
+                        r = cancel_pending(s, &user_snapshots(rec->user)[rec->snapshot],
+                                           "returned: the user came back near the current "
+                                           "datacenter",
+                                           "returned");
+        }
         if (r == 0)
                 r = persist_stays(s);
         if (r == 0)

@@ -1,7 +1,8 @@
 """A transfer's life seen from PostgreSQL: queued with a reservation; on
 success the template replica, the placement swap (never two active copies)
 and the bytes; the scheduler then decides from the new place; a closer
-target supersedes a transfer in flight."""
+target supersedes a transfer in flight, and a user who comes back before
+it ends withdraws it."""
 import time
 
 import psycopg
@@ -83,6 +84,29 @@ def test_a_closer_target_supersedes_the_transfer_in_flight(homing, db):
     reasons = db.execute("SELECT reason, outcome FROM decisions WHERE snapshot_id = %s"
                          " ORDER BY id", (snap,)).fetchall()
     assert reasons == [("closer", "move"), ("closer", "move")]
+
+
+def test_a_user_back_before_the_move_ends_withdraws_it(homing, db):
+    snap = seed_snapshot(db, "u-homesick", "t-virginia")
+    assert homing.post("/v1/locations", report(user="u-homesick", device="d-hs-1", lat=35.7,
+                                               lon=139.7))[0] == 202
+    first = wait_for(lambda: transfers(db, snap), what="a transfer")[0]
+    assert (first[2], first[3]) == ("t-tokyo", "queued")
+    reserved = dc_bytes(db, "t-tokyo")[1]
+    # Home again (near Virginia) while the copy to Tokyo is still queued.
+    assert homing.post("/v1/locations", report(user="u-homesick", device="d-hs-2", lat=38.9,
+                                               lon=-77.0))[0] == 202
+    wait_for(lambda: transfers(db, snap)[0][3] == "cancelled", what="the withdrawal")
+    assert len(transfers(db, snap)) == 1  # nothing queued back: the copy never left
+    assert dc_bytes(db, "t-tokyo")[1] == reserved - first[5]
+    error = db.execute("SELECT error FROM transfers WHERE id = %s", (first[0],)).fetchone()[0]
+    assert error.startswith("returned:"), error
+    reasons = db.execute("SELECT outcome, reason FROM decisions WHERE snapshot_id = %s"
+                         " ORDER BY id", (snap,)).fetchall()
+    assert reasons == [("move", "closer"), ("stay", "returned")]
+    active = db.execute("SELECT datacenter_id FROM placements WHERE snapshot_id = %s AND active",
+                        (snap,)).fetchall()
+    assert active == [("t-virginia",)]
 
 
 def queue_transfer(db, snap, src, dst, total=500):

@@ -403,6 +403,45 @@ TEST(a_transfer_to_the_same_target_is_left_alone_and_a_new_target_supersedes_it)
         world_fini(&w);
 }
 
+TEST(a_user_who_comes_back_before_the_move_ends_withdraws_it_after_the_dwell) {
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(A);
+        struct engine_decision d;
+
+        p.dwell_ms = 30 * MIN_MS;
+        p.min_reports = 2;
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        CHECK(decide(&p, &w, &s, 10, T0, &d) == ENGINE_DWELL);
+        CHECK(decide(&p, &w, &s, 10, T0 + 30 * MIN_MS, &d) == ENGINE_CLOSER && s.pending == B);
+        /* Back at a: a passing report withdraws nothing, a stay does. */
+        CHECK(decide(&p, &w, &s, 0, T0 + 40 * MIN_MS, &d) == ENGINE_DWELL);
+        CHECK(d.superseded == ENGINE_NO_SITE && s.pending == B);
+        CHECK(decide(&p, &w, &s, 0, T0 + 70 * MIN_MS - 1, &d) == ENGINE_DWELL);
+        CHECK(decide(&p, &w, &s, 0, T0 + 70 * MIN_MS, &d) == ENGINE_RETURNED);
+        CHECK(d.outcome == ENGINE_STAY && d.superseded == B && d.target == A);
+        CHECK(s.pending == ENGINE_NO_SITE && s.current == A);
+        /* Nothing is in flight any more: a is simply the nearest. */
+        CHECK(decide(&p, &w, &s, 0, T0 + 80 * MIN_MS, &d) == ENGINE_ALREADY_NEAREST);
+        CHECK(d.superseded == ENGINE_NO_SITE);
+        world_fini(&w);
+}
+
+TEST(a_user_between_sites_leaves_the_move_in_flight) {
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(A);
+        struct engine_decision d;
+
+        p.margin_m = 300000;
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        CHECK(decide(&p, &w, &s, 30, T0, &d) == ENGINE_CLOSER && s.pending == D);
+        /* 6°E: b is the nearest, but not by the margin; a is not the nearest. */
+        CHECK(decide(&p, &w, &s, 6, T0 + MIN_MS, &d) == ENGINE_WITHIN_MARGIN);
+        CHECK(d.superseded == ENGINE_NO_SITE && s.pending == D);
+        world_fini(&w);
+}
+
 TEST(the_defaults_are_the_configured_defaults) {
         struct engine_policy p;
         struct config c;
@@ -450,4 +489,6 @@ TAP_MAIN(
         TAP_TEST(an_unknown_zone_means_nowhere_qualifies),
         TAP_TEST(a_site_is_allowed_anywhere_inside_one_of_the_zones_and_nowhere_for_an_unknown_set),
         TAP_TEST(a_transfer_to_the_same_target_is_left_alone_and_a_new_target_supersedes_it),
+        TAP_TEST(a_user_who_comes_back_before_the_move_ends_withdraws_it_after_the_dwell),
+        TAP_TEST(a_user_between_sites_leaves_the_move_in_flight),
         TAP_TEST(the_defaults_are_the_configured_defaults))
