@@ -94,7 +94,8 @@ int scheduler_decide_report(struct scheduler *s, size_t i) {
                 if (r < 0)
                         break;
                 s->tally_decisions[d.outcome == ENGINE_MOVE][d.reason]++;
-                s->tally_superseded += d.superseded != ENGINE_NO_SITE;
+                /* withdrawals count as stays, reason returned */
+                s->tally_superseded += d.outcome == ENGINE_MOVE && d.superseded != ENGINE_NO_SITE;
                 if (d.outcome == ENGINE_MOVE || d.superseded != ENGINE_NO_SITE ||
                     d.reason != snap->last_reason || d.outcome != snap->last_outcome) {
                         r = note_decision(s, u, k, i, &d);
