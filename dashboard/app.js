@@ -103,6 +103,11 @@
     return `${n.toFixed(n < 10 && i ? 1 : 0)} ${units[i]}`;
   }
 
+  // Priority levels as the API and the transfer queue read them: 1 first.
+  function level(p) {
+    return p === 1 ? '1 (most urgent)' : p === 5 ? '5 (least urgent)' : String(p);
+  }
+
   function fullness(dc) {
     return dc.capacity_bytes > 0 ? Math.min(1, dc.used_bytes / dc.capacity_bytes) : 0;
   }
@@ -303,7 +308,7 @@
     $('dc-transfers').tBodies[0].replaceChildren(...transfers.data.items.map((t) =>
       row([t.id, t.snapshot_id, `${t.from_dc || '–'} → ${t.to_dc}`, t.state, progress(t)])));
     $('dc-snapshots').tBodies[0].replaceChildren(...snapshots.data.items.map((s) =>
-      row([s.id, s.user_id, s.priority, bytes(s.size_bytes)])));
+      row([s.id, s.user_id, level(s.priority), bytes(s.size_bytes)])));
   }
 
   async function select(id) {
