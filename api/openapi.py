@@ -164,6 +164,19 @@ SCHEMAS = {
         "started_at": nullable(TIME), "finished_at": nullable(TIME),
         "created_at": TIME, "updated_at": TIME,
     }, ["id", "snapshot_id", "to_dc", "state"]),
+    "ProtectionPolicy": obj({
+        "level": {"type": "integer", "minimum": 1, "maximum": 5},
+        "replicas": {"type": "integer", "minimum": 0, "maximum": 3,
+                     "description": "warm replicas each snapshot of the level keeps"},
+        "rpo_s": nullable({"type": "integer", "minimum": 10, "maximum": 2592000,
+                           "description": "how many seconds a replica may lag behind the "
+                                          "newest version; null without replicas"}),
+        "updated_at": TIME,
+    }, ["level", "replicas", "rpo_s", "updated_at"]),
+    "ProtectionPolicyInput": obj({
+        "replicas": {"type": "integer", "minimum": 0, "maximum": 3},
+        "rpo_s": nullable({"type": "integer", "minimum": 10, "maximum": 2592000}),
+    }, ["replicas"]),
     "Zone": obj({"id": ID, "name": {"type": "string"}, "geojson": ref("GeoJSONGeometry"),
                  "created_at": TIME, "updated_at": TIME}),
     "ZoneInput": obj({"name": {"type": "string"}, "geojson": ref("GeoJSONGeometry")},
@@ -449,6 +462,16 @@ op("get", "/v1/transfers", "viewer", "listTransfers", "list transfers, newest fi
    + PAGED, errors=["BadRequest"], tag="transfers")
 op("get", "/v1/transfers/{id}", "viewer", "getTransfer", "one transfer", ok("Transfer"),
    [path_param("id", integer=True)], errors=READ_ERRORS, tag="transfers")
+LEVEL_PARAM = [{"name": "level", "in": "path", "required": True,
+                "description": "the priority level, 1 (most urgent) to 5",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 5}}]
+op("get", "/v1/protection-policies", "viewer", "listProtectionPolicies",
+   "what each priority level protects: replicas and RPO",
+   ok(schema=obj({"items": {"type": "array", "items": ref("ProtectionPolicy")}}, ["items"])),
+   tag="protection")
+op("get", "/v1/protection-policies/{level}", "viewer", "getProtectionPolicy",
+   "one priority level's protection policy", ok("ProtectionPolicy", etag=True), LEVEL_PARAM,
+   errors=READ_ERRORS, tag="protection")
 op("get", "/v1/zones", "viewer", "listZones", "list zones", ok("ZonePage"), PAGED,
    errors=["BadRequest"], tag="zones")
 op("get", "/v1/zones/{id}", "viewer", "getZone", "one zone", ok("Zone", etag=True), ID_PARAM,
@@ -457,6 +480,13 @@ op("put", "/v1/datacenters/{id}/status", "operator", "setDatacenterStatus",
    "set a datacenter's status: draining stops new placements there",
    ok("Datacenter", etag=True), ID_PARAM + IF_MATCH, body("StatusChange"),
    errors=READ_ERRORS + WRITE_ERRORS + ["PreconditionFailed"], tag="datacenters")
+op("put", "/v1/protection-policies/{level}", "operator", "putProtectionPolicy",
+   "set a priority level's replicas and RPO", ok("ProtectionPolicy", etag=True),
+   LEVEL_PARAM + IF_MATCH, body("ProtectionPolicyInput"),
+   errors=READ_ERRORS + WRITE_ERRORS + ["PreconditionFailed"],
+   description="rpo_s is required with replicas and null without. The scheduler follows the "
+               "new policy at its next replica pass: replicas are designated, refreshed or "
+               "released.", tag="protection")
 op("post", "/v1/transfers/{id}/cancel", "operator", "cancelTransfer",
    "cancel a queued or running transfer", ok("Transfer"), [path_param("id", integer=True)],
    errors=READ_ERRORS + ["Conflict", "Unavailable"], tag="transfers")
@@ -649,7 +679,7 @@ def document():
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": t} for t in ("datacenters", "templates", "snapshots", "transfers",
-                                       "zones", "tokens", "agents", "ingest", "health",
+                                       "zones", "protection", "tokens", "agents", "ingest", "health",
                                        "dashboard")],
         "paths": paths,
         "components": {

@@ -53,3 +53,41 @@ def test_a_snapshots_new_priority_reaches_its_open_transfers_and_the_claim_order
     api.json("PATCH", f"/v1/snapshots/{high}", {"priority": 0}, token=admin, expect=422,
              headers={"If-Match": headers["ETag"]})
     assert db.execute("SELECT priority FROM transfers WHERE id = %s", (t_high,)).fetchone()[0] == 3
+
+
+def test_protection_policies_have_defaults_viewers_read_and_operators_set(api, db):
+    items = api.json("GET", "/v1/protection-policies")[0]["items"]
+    assert [(p["level"], p["replicas"], p["rpo_s"]) for p in items] == \
+        [(1, 1, 60), (2, 1, 300), (3, 1, 3600), (4, 0, None), (5, 0, None)]
+    policy, headers = api.json("GET", "/v1/protection-policies/4")
+    viewer, operator = api.token("viewer"), api.token("operator")
+    assert api.request("PUT", "/v1/protection-policies/4", {"replicas": 1, "rpo_s": 600},
+                       token=viewer)[0] == 403
+    # Bad bodies: refused with the member named, nothing changes.
+    for body, pointer in (({"replicas": 1}, "/rpo_s"), ({"replicas": 0, "rpo_s": 60}, "/rpo_s"),
+                          ({"replicas": 4, "rpo_s": 60}, "/replicas"),
+                          ({"replicas": 1, "rpo_s": 5}, "/rpo_s"),
+                          ({"replicas": 1, "rpo_s": 60, "extra": 1}, "/extra")):
+        problem = api.json("PUT", "/v1/protection-policies/4", body, token=operator,
+                           expect=422)[0]
+        assert problem["errors"][0]["pointer"] == pointer, (body, problem)
+    for level in ("0", "6", "x", "10"):
+        api.json("PUT", f"/v1/protection-policies/{level}", {"replicas": 0}, token=operator,
+                 expect=404)
+    assert api.json("GET", "/v1/protection-policies/4")[0] == policy
+    api.json("PUT", "/v1/protection-policies/4", {"replicas": 2, "rpo_s": 900}, token=operator,
+             headers={"If-Match": '"999"'}, expect=412)
+
+    changed, after = api.json("PUT", "/v1/protection-policies/4", {"replicas": 2, "rpo_s": 900},
+                              token=operator, headers={"If-Match": headers["ETag"]})
+    assert (changed["replicas"], changed["rpo_s"]) == (2, 900)
+    assert after["ETag"] != headers["ETag"]
+    event = db.execute("SELECT payload FROM outbox WHERE payload->>'type'"
+                       " = 'io.homing.protection_policy.updated' ORDER BY id DESC LIMIT 1"
+                       ).fetchone()[0]
+    from test_audit_events import check_event
+    check_event(event)
+    assert event["subject"] == "4" and event["data"]["protection_policy"]["replicas"] == 2
+    assert event["data"]["actor"]["role"] == "operator"
+    api.json("PUT", "/v1/protection-policies/4", {"replicas": 0, "rpo_s": None}, token=operator)
+    assert api.json("GET", "/v1/protection-policies/4")[0]["replicas"] == 0
