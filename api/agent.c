@@ -212,7 +212,8 @@ const struct api_resource api_agent_snapshot_resource = {
         NULL,
         "SELECT s.version, s.size_bytes,"
         " (SELECT p.datacenter_id FROM placements p WHERE p.snapshot_id = s.id AND p.active),"
-        " EXISTS (SELECT 1 FROM transfers t WHERE t.snapshot_id = s.id AND t.state = 'running'),"
+        " EXISTS (SELECT 1 FROM transfers t WHERE t.snapshot_id = s.id AND t.state = 'running'"
+        "   AND t.kind = 'move'),"
         " EXISTS (SELECT 1 FROM snapshot_versions v"
         "   WHERE v.snapshot_id = s.id AND v.version = s.version)"
         " FROM snapshots s WHERE s.id = $1 FOR UPDATE",

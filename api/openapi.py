@@ -29,6 +29,9 @@ STATUS = {"type": "string", "enum": ["active", "draining", "down"]}
 STATE = {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]}
 PRIORITY = {"type": "integer", "minimum": 1, "maximum": 5, "default": 3,
             "description": "1 (most urgent) to 5"}
+FAILURE_DOMAIN = nullable({"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
+                           "description": "datacenters that fail together share one; a "
+                                          "snapshot's replica lives outside its active site's"})
 SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 OWNER = {"type": "string", "minLength": 1, "maxLength": 256,
          "description": "the agent instance holding the lease"}
@@ -65,6 +68,7 @@ SCHEMAS = {
                                                  "or room)"},
         "agent_url": nullable({"type": "string",
                                "description": "where the datacenter's agent answers its peers"}),
+        "failure_domain": FAILURE_DOMAIN,
         "snapshots": {"type": "integer", "description": "active placements held here"},
         "distance_m": {"type": "number", "description": "only in /v1/datacenters/nearest"},
         "created_at": TIME, "updated_at": TIME,
@@ -76,6 +80,7 @@ SCHEMAS = {
         "lat": {"type": "number", "minimum": -90, "maximum": 90},
         "lon": {"type": "number", "minimum": -180, "maximum": 180},
         "status": STATUS, "capacity_bytes": COUNT, "used_bytes": COUNT,
+        "failure_domain": FAILURE_DOMAIN,
     }, ["id", "name", "lat", "lon"]),
     "DatacenterPatch": obj({
         "name": {"type": "string"}, "provider": nullable({"type": "string"}),
@@ -83,7 +88,7 @@ SCHEMAS = {
         "country_code": nullable({"type": "string", "pattern": "^[A-Z]{2}$"}),
         "lat": {"type": "number", "minimum": -90, "maximum": 90},
         "lon": {"type": "number", "minimum": -180, "maximum": 180},
-        "capacity_bytes": COUNT, "used_bytes": COUNT,
+        "capacity_bytes": COUNT, "used_bytes": COUNT, "failure_domain": FAILURE_DOMAIN,
     }),
     "StatusChange": obj({"status": STATUS}, ["status"]),
     "Template": obj({
@@ -150,6 +155,9 @@ SCHEMAS = {
     "Transfer": obj({
         "id": {"type": "integer"}, "snapshot_id": ID, "from_dc": nullable(ID), "to_dc": ID,
         "template_id": ID, "template_present": {"type": "boolean"},
+        "kind": {"type": "string", "enum": ["move", "replicate"],
+                 "description": "move: the active placement follows it; replicate: makes or "
+                                "refreshes a warm replica at the target"},
         "priority": PRIORITY, "version": nullable({"type": "integer", "minimum": 1,
                                                    "description": "the snapshot version it moves"}),
         "reason": {"type": "string"}, "state": STATE,

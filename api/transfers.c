@@ -193,7 +193,8 @@ static enum MHD_Result retry_refused(struct request *req, const char *id) {
                 req,
                 "SELECT (SELECT r.id FROM transfers r WHERE r.retry_of = o.id),"
                 "       (SELECT x.id FROM transfers x WHERE x.snapshot_id = o.snapshot_id"
-                "          AND x.state IN ('queued', 'running')),"
+                "          AND x.state IN ('queued', 'running') AND x.kind = o.kind"
+                "          AND (o.kind = 'move' OR x.to_dc = o.to_dc)),"
                 "       (SELECT p.datacenter_id = o.to_dc FROM placements p"
                 "          WHERE p.snapshot_id = o.snapshot_id AND p.active),"
                 "       (SELECT d.status FROM datacenters d WHERE d.id = o.to_dc)"
@@ -330,10 +331,10 @@ enum MHD_Result api_transfers_retry(struct request *req) {
                         "WITH t AS ("
                         "  INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id,"
                         "    template_present, priority, reason, idempotency_key, bytes_total,"
-                        "    retry_of)"
+                        "    retry_of, kind)"
                         "  SELECT o.snapshot_id, p.datacenter_id, o.to_dc, o.template_id, x.present,"
                         "    o.priority, 'operator-retry', 'retry-of-' || o.id,"
-                        "    s.size_bytes + CASE WHEN x.present THEN 0 ELSE tpl.size_bytes END, o.id"
+                        "    s.size_bytes + CASE WHEN x.present THEN 0 ELSE tpl.size_bytes END, o.id, o.kind"
                         "  FROM transfers o"
                         "  JOIN snapshots s ON s.id = o.snapshot_id"
                         "  JOIN templates tpl ON tpl.id = o.template_id"
@@ -354,7 +355,8 @@ enum MHD_Result api_transfers_retry(struct request *req) {
                         "    'to_dc', t.to_dc, 'template_id', t.template_id,"
                         "    'template_present', t.template_present, 'priority', t.priority,"
                         "    'reason', t.reason, 'bytes_total', t.bytes_total,"
-                        "    'idempotency_key', t.idempotency_key, 'retry_of', t.retry_of) FROM t)"
+                        "    'idempotency_key', t.idempotency_key, 'retry_of', t.retry_of,"
+                        "    'kind', t.kind) FROM t)"
                         "SELECT id FROM t",
                         2, params, &res);
         }

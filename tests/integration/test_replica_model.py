@@ -91,3 +91,110 @@ def test_protection_policies_have_defaults_viewers_read_and_operators_set(api, d
     assert event["data"]["actor"]["role"] == "operator"
     api.json("PUT", "/v1/protection-policies/4", {"replicas": 0, "rpo_s": None}, token=operator)
     assert api.json("GET", "/v1/protection-policies/4")[0]["replicas"] == 0
+
+
+def used(db, dc):
+    return db.execute("SELECT used_bytes, reserved_bytes FROM datacenters WHERE id = %s",
+                      (dc,)).fetchone()
+
+
+def placements(db, snapshot):
+    return db.execute("SELECT datacenter_id, version, active FROM placements"
+                      " WHERE snapshot_id = %s AND evicted_at IS NULL ORDER BY id",
+                      (snapshot,)).fetchall()
+
+
+def reserve(db, transfer):
+    db.execute("UPDATE datacenters d SET reserved_bytes = reserved_bytes + t.bytes_total"
+               " FROM transfers t WHERE t.id = %s AND d.id = t.to_dc", (transfer,))
+
+
+def test_one_move_open_and_one_replicate_per_target_beside_it(api, db):
+    import psycopg
+    snap = seed_snapshot(db, "u-kinds", "t-paris")
+    queue(db, snap, "t-tokyo", from_dc="t-paris", key="k-move-1")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        queue(db, snap, "t-sydney", from_dc="t-paris", key="k-move-2")
+    queue(db, snap, "t-frankfurt", kind="replicate", from_dc="t-paris", key="k-rep-1")
+    queue(db, snap, "t-virginia", kind="replicate", from_dc="t-paris", key="k-rep-2")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        queue(db, snap, "t-frankfurt", kind="replicate", from_dc="t-paris", key="k-rep-3")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        queue(db, snap, "t-sydney", kind="copy", from_dc="t-paris", key="k-rep-4")
+    kinds = api.json("GET", f"/v1/transfers?snapshot_id={snap}")[0]["items"]
+    assert sorted(t["kind"] for t in kinds) == ["move", "replicate", "replicate"]
+
+
+def test_a_replicate_makes_the_replica_copy_without_flipping_and_counts_it(api, db):
+    snap = seed_snapshot(db, "u-rep", "t-paris", size=500)
+    db.execute("INSERT INTO snapshot_versions (snapshot_id, version, content_sha256, size_bytes,"
+               " virtual_size) VALUES (%s, 1, %s, 500, 4096)", (snap, "1" * 64))
+    db.execute("INSERT INTO replicas (snapshot_id, datacenter_id) VALUES (%s, 't-frankfurt')",
+               (snap,))
+    before = used(db, "t-frankfurt")
+    tid = queue(db, snap, "t-frankfurt", kind="replicate", from_dc="t-paris")
+    reserve(db, tid)
+    assert used(db, "t-frankfurt") == (before[0], before[1] + 500)
+    assert db.execute("SELECT homing_transfer_succeeded(%s, %s)", (tid, "1" * 64)).fetchone()[0]
+    # The active placement stays; the target holds a verified inactive copy: the replica.
+    assert placements(db, snap) == [("t-paris", 1, True), ("t-frankfurt", 1, False)]
+    assert used(db, "t-frankfurt") == (before[0] + 500, before[1])
+    assert db.execute("SELECT r.bytes, p.datacenter_id FROM replicas r JOIN placements p"
+                      " ON p.id = r.placement_id WHERE r.snapshot_id = %s",
+                      (snap,)).fetchone() == (500, "t-frankfurt")
+    dc = api.json("GET", "/v1/datacenters/t-frankfurt")[0]
+    assert dc["used_bytes"] == before[0] + 500 and dc["cached_bytes"] == 0
+
+    # Never evicted while designated, whatever its age or the room.
+    db.execute("UPDATE placements SET created_at = now() - interval '30 days'"
+               " WHERE snapshot_id = %s", (snap,))
+    assert db.execute("SELECT * FROM homing_cache_evict('t-frankfurt', 0, 0)").fetchall() == []
+    # Released, it is a cached copy like any other: its bytes leave used_bytes, then it goes.
+    db.execute("DELETE FROM replicas WHERE snapshot_id = %s", (snap,))
+    assert used(db, "t-frankfurt")[0] == before[0]
+    assert api.json("GET", "/v1/datacenters/t-frankfurt")[0]["cached_bytes"] == 500
+    evicted = db.execute("SELECT snapshot_id FROM homing_cache_evict('t-frankfurt', 0, 0)"
+                         ).fetchall()
+    assert evicted == [(snap,)]
+
+
+def test_a_move_to_the_replica_site_ends_its_designation_and_counts_the_bytes_once(api, db):
+    snap = seed_snapshot(db, "u-promote", "t-paris", size=500)
+    db.execute("UPDATE datacenters SET used_bytes = used_bytes + 500 WHERE id = 't-paris'")
+    db.execute("INSERT INTO replicas (snapshot_id, datacenter_id) VALUES (%s, 't-tokyo')",
+               (snap,))
+    rep = queue(db, snap, "t-tokyo", kind="replicate", from_dc="t-paris")
+    db.execute("SELECT homing_transfer_succeeded(%s)", (rep,))
+    paris, tokyo = used(db, "t-paris")[0], used(db, "t-tokyo")[0]
+    move = queue(db, snap, "t-tokyo", from_dc="t-paris", key="promote-move")
+    reserve(db, move)
+    db.execute("SELECT homing_transfer_succeeded(%s)", (move,))
+    assert [p for p in placements(db, snap) if p[2]] == [("t-tokyo", 1, True)]
+    assert db.execute("SELECT count(*) FROM replicas WHERE snapshot_id = %s",
+                      (snap,)).fetchone()[0] == 0
+    # Tokyo: the replica's 500 became the active copy's 500; Paris let go of its 500.
+    assert used(db, "t-tokyo")[0] == tokyo and used(db, "t-paris")[0] == paris - 500
+
+
+def test_a_replicate_running_does_not_hold_back_a_new_version_at_the_active_site(api, db):
+    snap = seed_snapshot(db, "u-writer", "t-paris")
+    db.execute("INSERT INTO snapshot_versions (snapshot_id, version, content_sha256, size_bytes,"
+               " virtual_size) VALUES (%s, 1, %s, 500, 4096)", (snap, "1" * 64))
+    rep = queue(db, snap, "t-tokyo", kind="replicate", from_dc="t-paris")
+    db.execute("UPDATE transfers SET state = 'running' WHERE id = %s", (rep,))
+    agent = api.homing("token", "agent", "--datacenter", "t-paris", "--name", "writer")
+    api.json("POST", f"/v1/agent/snapshots/{snap}/versions",
+             {"version": 2, "content_sha256": "2" * 64, "size_bytes": 600, "virtual_size": 4096},
+             token=agent, expect=201)
+    # The copy the replicate sends stays at its source until it is done.
+    db.execute("UPDATE placements SET deactivated_at = now() - interval '30 days'"
+               " WHERE snapshot_id = %s AND NOT active", (snap,))
+    assert db.execute("SELECT * FROM homing_cache_evict('t-paris', 0, 0)"
+                      " WHERE snapshot_id = %s", (snap,)).fetchall() == []
+    # A move running holds the next version back.
+    db.execute("SELECT homing_transfer_ended(%s, 'cancelled', 'test')", (rep,))
+    move = queue(db, snap, "t-tokyo", from_dc="t-paris", key="writer-move")
+    db.execute("UPDATE transfers SET state = 'running' WHERE id = %s", (move,))
+    api.json("POST", f"/v1/agent/snapshots/{snap}/versions",
+             {"version": 3, "content_sha256": "3" * 64, "size_bytes": 600, "virtual_size": 4096},
+             token=agent, expect=409)
