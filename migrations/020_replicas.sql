@@ -97,7 +97,7 @@ BEGIN
     END IF;
     RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
 END $$;
-CREATE TRIGGER replicas_bytes BEFORE INSERT OR UPDATE OR DELETE ON replicas
+CREATE TRIGGER replicas_bytes BEFORE INSERT OR UPDATE OF placement_id OR DELETE ON replicas
     FOR EACH ROW EXECUTE FUNCTION homing_replica_bytes();
 
 -- Cached bytes, as in 014, without the replicas' copies (counted as used).
@@ -221,3 +221,37 @@ BEGIN
     WHERE id = old_dc;
     RETURN true;
 END $$;
+
+-- What a version changed since the one before it: the bytes of the blocks
+-- that differ (reported by `homing snapshot register` when it holds the
+-- previous version's manifest; NULL: unknown). A replica behind by some
+-- versions lacks at most their sum.
+ALTER TABLE snapshot_versions ADD COLUMN changed_bytes bigint CHECK (changed_bytes >= 0);
+
+-- Each replica's lag behind its snapshot's newest version: in seconds
+-- (since the first version it lacks was registered, or since it was
+-- designated when that is later; 0 when current) and in bytes (what it
+-- lacks: the sum of the newer versions' changed bytes where known, never
+-- more than the newest version's size, which is what a missing copy
+-- lacks), with the RPO of the snapshot's level.
+CREATE VIEW replica_lag AS
+SELECT r.snapshot_id, r.datacenter_id, s.priority, c.version, s.version AS newest_version,
+       CASE WHEN c.version >= s.version THEN 0::double precision
+            ELSE greatest(0, extract(epoch FROM now() - greatest(r.created_at,
+                   coalesce((SELECT min(v.created_at) FROM snapshot_versions v
+                             WHERE v.snapshot_id = r.snapshot_id
+                               AND v.version > coalesce(c.version, 0)), r.created_at))))
+       END AS lag_s,
+       CASE WHEN c.version >= s.version THEN 0::bigint
+            WHEN c.id IS NULL THEN coalesce(nv.size_bytes, s.size_bytes)
+            ELSE least(coalesce(nv.size_bytes, s.size_bytes),
+                       (SELECT sum(coalesce(v.changed_bytes, v.size_bytes))::bigint
+                        FROM snapshot_versions v
+                        WHERE v.snapshot_id = r.snapshot_id AND v.version > c.version))
+       END AS bytes_behind,
+       pp.rpo_s, r.rpo_breached_at, c.created_at AS copied_at
+FROM replicas r
+JOIN snapshots s ON s.id = r.snapshot_id
+JOIN protection_policies pp ON pp.level = s.priority
+LEFT JOIN placements c ON c.id = r.placement_id
+LEFT JOIN snapshot_versions nv ON nv.snapshot_id = s.id AND nv.version = s.version;
