@@ -106,6 +106,8 @@ SCHEMAS = {
         "priority": PRIORITY, "version": {"type": "integer"},
         "allowed_zones": {"type": "array", "items": ID},
         "placement": nullable(ref("ActivePlacement")),
+        "replicas": {"type": "array", "items": ref("Replica"),
+                     "description": "its warm replicas and their lag (protection policies)"},
         "created_at": TIME, "updated_at": TIME,
     }, ["id", "user_id", "template_id", "size_bytes", "priority", "allowed_zones", "placement"]),
     "SnapshotInput": obj({
@@ -118,6 +120,7 @@ SCHEMAS = {
     "Placement": obj({
         "id": {"type": "integer"}, "snapshot_id": ID, "datacenter_id": ID,
         "version": {"type": "integer"}, "active": {"type": "boolean"},
+        "replica": {"type": "boolean", "description": "the copy of a designated replica"},
         "created_at": TIME, "deactivated_at": nullable(TIME),
     }),
     "Decision": obj({
@@ -172,6 +175,20 @@ SCHEMAS = {
         "started_at": nullable(TIME), "finished_at": nullable(TIME),
         "created_at": TIME, "updated_at": TIME,
     }, ["id", "snapshot_id", "to_dc", "state"]),
+    "Replica": obj({
+        "datacenter_id": ID,
+        "version": nullable({"type": "integer", "minimum": 1,
+                             "description": "the version its copy holds; null until made"}),
+        "newest_version": {"type": "integer", "minimum": 1},
+        "lag_s": {"type": "number", "minimum": 0,
+                  "description": "seconds since the first version it lacks was registered "
+                                 "(or since it was designated); 0 when current"},
+        "bytes_behind": {**COUNT, "description": "what it lacks: the newer versions' changed "
+                                                 "bytes, at most the newest version's size"},
+        "rpo_s": nullable({"type": "integer"}), "rpo_breached": {"type": "boolean"},
+        "rpo_breached_at": nullable(TIME), "copied_at": nullable(TIME),
+    }, ["datacenter_id", "version", "newest_version", "lag_s", "bytes_behind", "rpo_s",
+        "rpo_breached"]),
     "ProtectionPolicy": obj({
         "level": {"type": "integer", "minimum": 1, "maximum": 5},
         "replicas": {"type": "integer", "minimum": 0, "maximum": 3,
@@ -276,11 +293,13 @@ SCHEMAS = {
         "version": {"type": "integer", "minimum": 1}, "content_sha256": SHA256,
         "size_bytes": COUNT, "virtual_size": COUNT,
         "config": {"type": "object", "description": "the VM's configuration", "default": {}},
+        "changed_bytes": {**COUNT, "description": "bytes of the blocks that differ from the "
+                                                  "previous version, when the agent knows"},
     }, ["version", "content_sha256", "size_bytes", "virtual_size"]),
     "SnapshotVersion": obj({
         "snapshot_id": ID, "version": {"type": "integer"}, "content_sha256": SHA256,
         "size_bytes": COUNT, "virtual_size": COUNT, "config": {"type": "object"},
-        "datacenter_id": nullable(ID), "created_at": TIME,
+        "changed_bytes": nullable(COUNT), "datacenter_id": nullable(ID), "created_at": TIME,
     }),
     "Stats": {"type": "object", "properties": {
         "transfers": obj({"queued": COUNT, "running": COUNT, "failed_last_hour": COUNT}),
@@ -454,6 +473,10 @@ op("get", "/v1/snapshots/{id}/placements", "viewer", "listPlacements",
 op("get", "/v1/snapshots/{id}/decisions", "viewer", "listDecisions",
    "a snapshot's recent decisions (moves and stays, and why), newest first",
    ok("DecisionPage"), ID_PARAM + PAGED, errors=READ_ERRORS + ["BadRequest"], tag="snapshots")
+op("get", "/v1/snapshots/{id}/replicas", "viewer", "listSnapshotReplicas",
+   "a snapshot's warm replicas and how far each lags behind its newest version",
+   ok(schema=obj({"items": {"type": "array", "items": ref("Replica")}}, ["items"])), ID_PARAM,
+   errors=READ_ERRORS, tag="snapshots")
 op("get", "/v1/users/{id}/what-if", "viewer", "whatIf",
    "what homing would decide for each of the user's snapshots if the user reported from "
    "there, and why; nothing changes", ok("WhatIf"),

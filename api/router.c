@@ -76,6 +76,8 @@ const struct api_route api_routes[] = {
           "a snapshot's placement history" },
         { "GET", "/v1/snapshots/{id}/decisions", ACCESS_VIEWER, api_snapshots_decisions,
           "a snapshot's recent decisions" },
+        { "GET", "/v1/snapshots/{id}/replicas", ACCESS_VIEWER, api_snapshots_replicas,
+          "a snapshot's warm replicas and how far each lags" },
         { "GET", "/v1/users/{id}/what-if", ACCESS_VIEWER, api_users_what_if,
           "what homing would decide if the user were there, and why" },
         { "GET", "/v1/transfers", ACCESS_VIEWER, api_transfers_list, "list transfers" },
