@@ -738,7 +738,7 @@ enum MHD_Result api_agent_pull_verify(struct request *req) {
         "json_build_object('snapshot_id', v.snapshot_id, 'version', v.version," \
         " 'content_sha256', v.content_sha256, 'size_bytes', v.size_bytes,"      \
         " 'virtual_size', v.virtual_size, 'config', v.config,"                  \
-        " 'changed_bytes', v.changed_bytes,"                                      \
+        " 'changed_bytes', v.changed_bytes,"                                    \
         " 'datacenter_id', v.datacenter_id, 'created_at', homing_time(v.created_at))"
 
 enum MHD_Result api_agent_version_register(struct request *req) {
@@ -794,9 +794,10 @@ enum MHD_Result api_agent_version_register(struct request *req) {
                 goto out;
         }
         {
-                char changed[24];
-                const char *params[8] = { snapshot, version, digest, size, vsize, config, dc,
-                                          body_int(body, "changed_bytes", changed) };
+                char changed_buf[24];
+                const char *changed = body_int(body, "changed_bytes", changed_buf);
+                const char *params[8] = { snapshot, version, digest, size,
+                                          vsize,    config,  dc,     changed };
                 const char *placement[4] = { snapshot, version, digest, dc };
                 const char *snap[3] = { snapshot, version, size };
                 r = api_exec(req,

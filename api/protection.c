@@ -19,8 +19,8 @@
 #include "api/resource.h"
 #include "store/store.h"
 
-#define POLICY_JSON                                                            \
-        "json_build_object('level', p.level, 'replicas', p.replicas,"          \
+#define POLICY_JSON                                                   \
+        "json_build_object('level', p.level, 'replicas', p.replicas," \
         " 'rpo_s', p.rpo_s, 'updated_at', homing_time(p.updated_at))"
 
 static bool level_valid(const char *id) {
@@ -57,7 +57,8 @@ bool api_protection_valid(struct request *req, enum MHD_Result *reply) {
                 return false;
         }
         if (replicas == 0 && has_rpo) {
-                *reply = api_reply_invalid(req, "/rpo_s", "is null when the level keeps no replicas");
+                *reply = api_reply_invalid(req, "/rpo_s",
+                                           "is null when the level keeps no replicas");
                 return false;
         }
         return true;
@@ -99,8 +100,7 @@ enum MHD_Result api_protection_put(struct request *req) {
         free(text);
         if (r < 0)
                 return api_reply_db_error(req);
-        return api_commit_and_reply(req, &resource, level, 200,
-                                    "io.homing.protection_policy.updated",
-                                    json_pack("{s:i, s:O}", "level", level[0] - '0', "changes",
-                                              req->input));
+        return api_commit_and_reply(
+                req, &resource, level, 200, "io.homing.protection_policy.updated",
+                json_pack("{s:i, s:O}", "level", level[0] - '0', "changes", req->input));
 }

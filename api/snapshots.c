@@ -22,17 +22,19 @@
 #include "store/store.h"
 
 /* A replica and its lag, over the view replica_lag (migration 020) as l. */
-#define REPLICA_JSON                                                                     \
-        "json_build_object('datacenter_id', l.datacenter_id, 'version', l.version,"     \
-        " 'newest_version', l.newest_version, 'lag_s', round(l.lag_s::numeric, 3),"      \
-        " 'bytes_behind', l.bytes_behind, 'rpo_s', l.rpo_s,"                             \
-        " 'rpo_breached', coalesce(l.lag_s > l.rpo_s, false),"                           \
-        " 'rpo_breached_at', homing_time(l.rpo_breached_at),"                            \
+#define REPLICA_JSON                                                                \
+        "json_build_object('datacenter_id', l.datacenter_id, 'version', l.version," \
+        " 'newest_version', l.newest_version, 'lag_s', round(l.lag_s::numeric, 3)," \
+        " 'bytes_behind', l.bytes_behind, 'rpo_s', l.rpo_s,"                        \
+        " 'rpo_breached', coalesce(l.lag_s > l.rpo_s, false),"                      \
+        " 'rpo_breached_at', homing_time(l.rpo_breached_at),"                       \
         " 'copied_at', homing_time(l.copied_at))"
 
-#define REPLICAS_OF(snapshot)                                                              \
-        "coalesce((SELECT json_agg(" REPLICA_JSON " ORDER BY l.datacenter_id)"            \
+#define REPLICAS_OF(snapshot)                                                  \
+        "coalesce((SELECT json_agg(" REPLICA_JSON " ORDER BY l.datacenter_id)" \
         " FROM replica_lag l WHERE l.snapshot_id = " snapshot "), '[]'::json)"
+
+#define SNAP_REPLICAS REPLICAS_OF("s.id")
 
 #define SNAP_JSON                                                                           \
         "json_build_object('id', s.id, 'user_id', s.user_id, 'template_id', s.template_id," \
@@ -41,7 +43,7 @@
         " 'placement', (SELECT json_build_object('datacenter_id', p.datacenter_id,"         \
         "                 'version', p.version, 'since', homing_time(p.created_at))"        \
         "               FROM placements p WHERE p.snapshot_id = s.id AND p.active),"        \
-        " 'replicas', " REPLICAS_OF("s.id") ","                                              \
+        " 'replicas', " SNAP_REPLICAS ","                                                   \
         " 'created_at', homing_time(s.created_at), 'updated_at', homing_time(s.updated_at))"
 
 #define SELECT_ONE "SELECT s.row_version, " SNAP_JSON "::text FROM snapshots s WHERE s.id = $1"
@@ -250,7 +252,7 @@ static int snapshot_exists(struct request *req, const char *id, enum MHD_Result 
 #define PLACEMENT_JSON                                                                 \
         "json_build_object('id', p.id, 'snapshot_id', p.snapshot_id,"                  \
         " 'datacenter_id', p.datacenter_id, 'version', p.version, 'active', p.active," \
-        " 'replica', EXISTS (SELECT 1 FROM replicas r WHERE r.placement_id = p.id),"    \
+        " 'replica', EXISTS (SELECT 1 FROM replicas r WHERE r.placement_id = p.id),"   \
         " 'created_at', homing_time(p.created_at),"                                    \
         " 'deactivated_at', homing_time(p.deactivated_at))"
 

@@ -94,7 +94,7 @@ struct scheduler {
         struct world *world;
         struct user_table *users;
         time_t world_loaded_at;
-        time_t replicas_kept_at; /* the last replica pass */
+        time_t replicas_kept_at;  /* the last replica pass */
         char changes_seen_at[40]; /* PostgreSQL time of the last look for changes */
 
         struct bus_message **messages;

@@ -35,10 +35,10 @@
 struct relay_metrics {
         struct metrics_counter *published, *failures;
         struct metrics_gauge *leader, *backlog, *oldest, *parked;
-        struct metrics_gauge *transfers;      /* {state} */
-        struct metrics_gauge *queued;         /* {priority} */
+        struct metrics_gauge *transfers;                                       /* {state} */
+        struct metrics_gauge *queued;                                          /* {priority} */
         struct metrics_gauge *replica_lag, *replica_behind, *replica_breached; /* {priority} */
-        struct metrics_histogram *tx_seconds; /* {component} */
+        struct metrics_histogram *tx_seconds;                                  /* {component} */
 };
 
 static int register_metrics(struct metrics *m, struct relay_metrics *rm) {

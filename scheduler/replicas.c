@@ -333,13 +333,13 @@ static void plan_snapshot(struct scheduler *s, const struct domains *domains,
         if (n_chosen < (size_t)wanted) {
                 const struct engine_zone_set *set = &ctx->zone_sets[zones];
                 geo_hit hits[MAX_REPLICAS];
-                geo_filter f = { GEO_STATUS_BIT(GEO_SITE_ACTIVE), size, set->ids, set->n,
-                                 accept_site, &x };
+                geo_filter f = {
+                        GEO_STATUS_BIT(GEO_SITE_ACTIVE), size, set->ids, set->n, accept_site, &x
+                };
                 int n;
                 x.chosen = chosen;
                 x.n_chosen = n_chosen;
-                n = geo_index_nearest(ctx->index, lat, lon, &f, hits,
-                                      (size_t)wanted - n_chosen);
+                n = geo_index_nearest(ctx->index, lat, lon, &f, hits, (size_t)wanted - n_chosen);
                 for (int h = 0; h < n; h++)
                         chosen[n_chosen++] = (uint32_t)hits[h].site;
         }
@@ -354,9 +354,8 @@ static void plan_snapshot(struct scheduler *s, const struct domains *domains,
                 x.chosen = NULL;
                 x.n_chosen = 0;
                 store_array_add_text(&p->rel_snap, id);
-                store_array_add_text(&p->rel_dc, kept[k] == ENGINE_NO_SITE
-                                                         ? NULL
-                                                         : world_site_id(w, kept[k]));
+                store_array_add_text(&p->rel_dc,
+                                     kept[k] == ENGINE_NO_SITE ? NULL : world_site_id(w, kept[k]));
                 store_array_add_text(&p->rel_why, holder_eligible(&x, zones, kept[k])
                                                           ? "not_wanted"
                                                           : "not_eligible");
@@ -421,8 +420,8 @@ void scheduler_keep_replicas(struct scheduler *s) {
                 plan_snapshot(s, &domains, res, i, &p);
         if (r >= 0 && p.released) {
                 const char *params[4] = { store_array_text(&p.rel_snap),
-                                          store_array_text(&p.rel_dc),
-                                          store_array_text(&p.rel_why), s->cfg->topic_audit };
+                                          store_array_text(&p.rel_dc), store_array_text(&p.rel_why),
+                                          s->cfg->topic_audit };
                 r = params[0] && params[1] && params[2]
                             ? store_exec(s->db, release_sql, 4, params, NULL)
                             : -ENOMEM;
@@ -455,7 +454,8 @@ void scheduler_keep_replicas(struct scheduler *s) {
                          store_text(cancelled, i, 0), store_text(cancelled, i, 1),
                          store_text(cancelled, i, 2));
         for (size_t i = 0; i < store_rows(breached); i++)
-                log_warn("scheduler", "the replica of %s at %s is %s s behind: beyond its RPO of %s s",
+                log_warn("scheduler",
+                         "the replica of %s at %s is %s s behind: beyond its RPO of %s s",
                          store_text(breached, i, 0), store_text(breached, i, 1),
                          store_text(breached, i, 2), store_text(breached, i, 3));
         if (p.released || p.designated || store_int(queued, 0, 0) > 0)
