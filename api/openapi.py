@@ -489,6 +489,8 @@ op("get", "/v1/transfers", "viewer", "listTransfers", "list transfers, newest fi
    [query("state", {"type": "string"}, "comma-separated states (queued,running,...)"),
     query("datacenter_id", ID, "only transfers from or to this datacenter"),
     query("snapshot_id", ID, "only this snapshot's"),
+    query("kind", {"type": "string", "enum": ["move", "replicate"]}, "only moves, or only "
+          "the transfers that keep replicas current"),
     query("since", TIME, "created at or after"), query("until", TIME, "created before")]
    + PAGED, errors=["BadRequest"], tag="transfers")
 op("get", "/v1/transfers/{id}", "viewer", "getTransfer", "one transfer", ok("Transfer"),

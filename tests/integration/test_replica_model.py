@@ -123,6 +123,10 @@ def test_one_move_open_and_one_replicate_per_target_beside_it(api, db):
         queue(db, snap, "t-sydney", kind="copy", from_dc="t-paris", key="k-rep-4")
     kinds = api.json("GET", f"/v1/transfers?snapshot_id={snap}")[0]["items"]
     assert sorted(t["kind"] for t in kinds) == ["move", "replicate", "replicate"]
+    only = api.json("GET", f"/v1/transfers?snapshot_id={snap}&kind=replicate")[0]["items"]
+    assert sorted(t["to_dc"] for t in only) == ["t-frankfurt", "t-virginia"]
+    assert api.json("GET", "/v1/transfers?kind=copy", expect=400)[0]["type"] == \
+        "urn:homing:problem:invalid-query"
 
 
 def test_a_replicate_makes_the_replica_copy_without_flipping_and_counts_it(api, db):
