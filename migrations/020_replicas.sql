@@ -24,7 +24,8 @@ CREATE TRIGGER snapshots_priority_follows AFTER UPDATE OF priority ON snapshots
 -- (0: none) and how stale one may become, in seconds (its RPO; NULL without
 -- replicas). Operators change it (PUT /v1/protection-policies/{level}).
 -- Defaults: the urgent levels keep a replica a minute or five behind, the
--- ordinary level 3 one an hour behind, 4 and 5 none (README, "Replicas").
+-- ordinary level 3 one an hour behind, 4 and 5 none (README, "Priority
+-- levels and warm replicas").
 CREATE TABLE protection_policies (
     level       integer PRIMARY KEY CHECK (level BETWEEN 1 AND 5),
     replicas    integer NOT NULL CHECK (replicas BETWEEN 0 AND 3),
