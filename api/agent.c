@@ -200,6 +200,7 @@ const struct api_field api_agent_version_register_fields[] = {
         { "size_bytes", FIELD_COUNT, true, false, 0, 0 },
         { "virtual_size", FIELD_COUNT, true, false, 0, 0 },
         { "config", FIELD_OBJECT, false, false, 0, 0 },
+        { "changed_bytes", FIELD_COUNT, false, false, 0, 0 },
         { NULL, 0, false, false, 0, 0 },
 };
 
@@ -212,7 +213,8 @@ const struct api_resource api_agent_snapshot_resource = {
         NULL,
         "SELECT s.version, s.size_bytes,"
         " (SELECT p.datacenter_id FROM placements p WHERE p.snapshot_id = s.id AND p.active),"
-        " EXISTS (SELECT 1 FROM transfers t WHERE t.snapshot_id = s.id AND t.state = 'running'),"
+        " EXISTS (SELECT 1 FROM transfers t WHERE t.snapshot_id = s.id AND t.state = 'running'"
+        "   AND t.kind = 'move'),"
         " EXISTS (SELECT 1 FROM snapshot_versions v"
         "   WHERE v.snapshot_id = s.id AND v.version = s.version)"
         " FROM snapshots s WHERE s.id = $1 FOR UPDATE",
@@ -736,6 +738,7 @@ enum MHD_Result api_agent_pull_verify(struct request *req) {
         "json_build_object('snapshot_id', v.snapshot_id, 'version', v.version," \
         " 'content_sha256', v.content_sha256, 'size_bytes', v.size_bytes,"      \
         " 'virtual_size', v.virtual_size, 'config', v.config,"                  \
+        " 'changed_bytes', v.changed_bytes,"                                    \
         " 'datacenter_id', v.datacenter_id, 'created_at', homing_time(v.created_at))"
 
 enum MHD_Result api_agent_version_register(struct request *req) {
@@ -791,14 +794,18 @@ enum MHD_Result api_agent_version_register(struct request *req) {
                 goto out;
         }
         {
-                const char *params[7] = { snapshot, version, digest, size, vsize, config, dc };
+                char changed_buf[24];
+                const char *changed = body_int(body, "changed_bytes", changed_buf);
+                const char *params[8] = { snapshot, version, digest, size,
+                                          vsize,    config,  dc,     changed };
                 const char *placement[4] = { snapshot, version, digest, dc };
                 const char *snap[3] = { snapshot, version, size };
                 r = api_exec(req,
                              "INSERT INTO snapshot_versions (snapshot_id, version, content_sha256,"
-                             " size_bytes, virtual_size, config, datacenter_id)"
-                             " VALUES ($1, $2::bigint, $3, $4::bigint, $5::bigint, $6::jsonb, $7)",
-                             7, params, NULL);
+                             " size_bytes, virtual_size, config, datacenter_id, changed_bytes)"
+                             " VALUES ($1, $2::bigint, $3, $4::bigint, $5::bigint, $6::jsonb, $7,"
+                             " $8::bigint)",
+                             8, params, NULL);
                 /* The active placement moves to the new version (the old copy
                  * stays, a cached one), or learns its digest. */
                 if (r >= 0 && !fill_in)

@@ -35,7 +35,7 @@
         " 'country_code', d.country_code, 'lat', d.lat, 'lon', d.lon, 'status', d.status,"      \
         " 'capacity_bytes', d.capacity_bytes, 'used_bytes', d.used_bytes,"                      \
         " 'reserved_bytes', d.reserved_bytes, 'cached_bytes', homing_cache_bytes(d.id),"        \
-        " 'agent_url', d.agent_url,"                                                            \
+        " 'agent_url', d.agent_url, 'failure_domain', d.failure_domain,"                        \
         " 'snapshots', (SELECT count(*) FROM placements p"                                      \
         "               WHERE p.datacenter_id = d.id AND p.active),"                            \
         " 'created_at', homing_time(d.created_at), 'updated_at', homing_time(d.updated_at))"
@@ -78,6 +78,7 @@ const struct api_field api_datacenter_fields[] = {
         { "status", FIELD_STRING, false, false, 0, 0 },
         { "capacity_bytes", FIELD_COUNT, false, false, 0, 0 },
         { "used_bytes", FIELD_COUNT, false, false, 0, 0 },
+        { "failure_domain", FIELD_ID, false, true, 0, 0 },
         { NULL, 0, false, false, 0, 0 },
 };
 
@@ -90,6 +91,7 @@ const struct api_field api_datacenter_patch_fields[] = {
         { "lon", FIELD_NUMBER, false, false, -180, 180 },
         { "capacity_bytes", FIELD_COUNT, false, false, 0, 0 },
         { "used_bytes", FIELD_COUNT, false, false, 0, 0 },
+        { "failure_domain", FIELD_ID, false, true, 0, 0 },
         { NULL, 0, false, false, 0, 0 },
 };
 
@@ -110,6 +112,12 @@ bool api_datacenter_valid(struct request *req, enum MHD_Result *reply) {
         if (json_object_get(body, "status") &&
             !status_valid(json_string_value(json_object_get(body, "status")))) {
                 *reply = api_reply_invalid(req, "/status", "is active, draining or down");
+                return false;
+        }
+        if (json_string_value(json_object_get(body, "failure_domain")) &&
+            !dc_id_valid(json_string_value(json_object_get(body, "failure_domain")))) {
+                *reply = api_reply_invalid(req, "/failure_domain",
+                                           "starts with a letter or digit and has no '@'");
                 return false;
         }
         if (!country_valid(json_object_get(body, "country_code"))) {
@@ -289,12 +297,12 @@ enum MHD_Result api_datacenters_create(struct request *req) {
                         r = api_fetch_one(
                                 req,
                                 "INSERT INTO datacenters (id, name, provider, city, country_code,"
-                                "  lat, lon, status, capacity_bytes, used_bytes)"
+                                "  lat, lon, status, capacity_bytes, used_bytes, failure_domain)"
                                 " SELECT j->>'id', j->>'name', j->>'provider', j->>'city',"
                                 "  j->>'country_code', (j->>'lat')::float8, (j->>'lon')::float8,"
                                 "  coalesce(j->>'status', 'active'),"
                                 "  coalesce((j->>'capacity_bytes')::bigint, 0),"
-                                "  coalesce((j->>'used_bytes')::bigint, 0)"
+                                "  coalesce((j->>'used_bytes')::bigint, 0), j->>'failure_domain'"
                                 " FROM (SELECT $1::jsonb AS j) b"
                                 " ON CONFLICT (id) DO NOTHING RETURNING id",
                                 1, params, &res);

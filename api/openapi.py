@@ -29,6 +29,9 @@ STATUS = {"type": "string", "enum": ["active", "draining", "down"]}
 STATE = {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]}
 PRIORITY = {"type": "integer", "minimum": 1, "maximum": 5, "default": 3,
             "description": "1 (most urgent) to 5"}
+FAILURE_DOMAIN = nullable({"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
+                           "description": "datacenters that fail together share one; a "
+                                          "snapshot's replica lives outside its active site's"})
 SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 OWNER = {"type": "string", "minLength": 1, "maxLength": 256,
          "description": "the agent instance holding the lease"}
@@ -65,6 +68,7 @@ SCHEMAS = {
                                                  "or room)"},
         "agent_url": nullable({"type": "string",
                                "description": "where the datacenter's agent answers its peers"}),
+        "failure_domain": FAILURE_DOMAIN,
         "snapshots": {"type": "integer", "description": "active placements held here"},
         "distance_m": {"type": "number", "description": "only in /v1/datacenters/nearest"},
         "created_at": TIME, "updated_at": TIME,
@@ -76,6 +80,7 @@ SCHEMAS = {
         "lat": {"type": "number", "minimum": -90, "maximum": 90},
         "lon": {"type": "number", "minimum": -180, "maximum": 180},
         "status": STATUS, "capacity_bytes": COUNT, "used_bytes": COUNT,
+        "failure_domain": FAILURE_DOMAIN,
     }, ["id", "name", "lat", "lon"]),
     "DatacenterPatch": obj({
         "name": {"type": "string"}, "provider": nullable({"type": "string"}),
@@ -83,7 +88,7 @@ SCHEMAS = {
         "country_code": nullable({"type": "string", "pattern": "^[A-Z]{2}$"}),
         "lat": {"type": "number", "minimum": -90, "maximum": 90},
         "lon": {"type": "number", "minimum": -180, "maximum": 180},
-        "capacity_bytes": COUNT, "used_bytes": COUNT,
+        "capacity_bytes": COUNT, "used_bytes": COUNT, "failure_domain": FAILURE_DOMAIN,
     }),
     "StatusChange": obj({"status": STATUS}, ["status"]),
     "Template": obj({
@@ -101,6 +106,8 @@ SCHEMAS = {
         "priority": PRIORITY, "version": {"type": "integer"},
         "allowed_zones": {"type": "array", "items": ID},
         "placement": nullable(ref("ActivePlacement")),
+        "replicas": {"type": "array", "items": ref("Replica"),
+                     "description": "its warm replicas and their lag (protection policies)"},
         "created_at": TIME, "updated_at": TIME,
     }, ["id", "user_id", "template_id", "size_bytes", "priority", "allowed_zones", "placement"]),
     "SnapshotInput": obj({
@@ -113,6 +120,7 @@ SCHEMAS = {
     "Placement": obj({
         "id": {"type": "integer"}, "snapshot_id": ID, "datacenter_id": ID,
         "version": {"type": "integer"}, "active": {"type": "boolean"},
+        "replica": {"type": "boolean", "description": "the copy of a designated replica"},
         "created_at": TIME, "deactivated_at": nullable(TIME),
     }),
     "Decision": obj({
@@ -150,6 +158,9 @@ SCHEMAS = {
     "Transfer": obj({
         "id": {"type": "integer"}, "snapshot_id": ID, "from_dc": nullable(ID), "to_dc": ID,
         "template_id": ID, "template_present": {"type": "boolean"},
+        "kind": {"type": "string", "enum": ["move", "replicate"],
+                 "description": "move: the active placement follows it; replicate: makes or "
+                                "refreshes a warm replica at the target"},
         "priority": PRIORITY, "version": nullable({"type": "integer", "minimum": 1,
                                                    "description": "the snapshot version it moves"}),
         "reason": {"type": "string"}, "state": STATE,
@@ -164,6 +175,33 @@ SCHEMAS = {
         "started_at": nullable(TIME), "finished_at": nullable(TIME),
         "created_at": TIME, "updated_at": TIME,
     }, ["id", "snapshot_id", "to_dc", "state"]),
+    "Replica": obj({
+        "datacenter_id": ID,
+        "version": nullable({"type": "integer", "minimum": 1,
+                             "description": "the version its copy holds; null until made"}),
+        "newest_version": {"type": "integer", "minimum": 1},
+        "lag_s": {"type": "number", "minimum": 0,
+                  "description": "seconds since the first version it lacks was registered "
+                                 "(or since it was designated); 0 when current"},
+        "bytes_behind": {**COUNT, "description": "what it lacks: the newer versions' changed "
+                                                 "bytes, at most the newest version's size"},
+        "rpo_s": nullable({"type": "integer"}), "rpo_breached": {"type": "boolean"},
+        "rpo_breached_at": nullable(TIME), "copied_at": nullable(TIME),
+    }, ["datacenter_id", "version", "newest_version", "lag_s", "bytes_behind", "rpo_s",
+        "rpo_breached"]),
+    "ProtectionPolicy": obj({
+        "level": {"type": "integer", "minimum": 1, "maximum": 5},
+        "replicas": {"type": "integer", "minimum": 0, "maximum": 3,
+                     "description": "warm replicas each snapshot of the level keeps"},
+        "rpo_s": nullable({"type": "integer", "minimum": 10, "maximum": 2592000,
+                           "description": "how many seconds a replica may lag behind the "
+                                          "newest version; null without replicas"}),
+        "updated_at": TIME,
+    }, ["level", "replicas", "rpo_s", "updated_at"]),
+    "ProtectionPolicyInput": obj({
+        "replicas": {"type": "integer", "minimum": 0, "maximum": 3},
+        "rpo_s": nullable({"type": "integer", "minimum": 10, "maximum": 2592000}),
+    }, ["replicas"]),
     "Zone": obj({"id": ID, "name": {"type": "string"}, "geojson": ref("GeoJSONGeometry"),
                  "created_at": TIME, "updated_at": TIME}),
     "ZoneInput": obj({"name": {"type": "string"}, "geojson": ref("GeoJSONGeometry")},
@@ -255,11 +293,13 @@ SCHEMAS = {
         "version": {"type": "integer", "minimum": 1}, "content_sha256": SHA256,
         "size_bytes": COUNT, "virtual_size": COUNT,
         "config": {"type": "object", "description": "the VM's configuration", "default": {}},
+        "changed_bytes": {**COUNT, "description": "bytes of the blocks that differ from the "
+                                                  "previous version, when the agent knows"},
     }, ["version", "content_sha256", "size_bytes", "virtual_size"]),
     "SnapshotVersion": obj({
         "snapshot_id": ID, "version": {"type": "integer"}, "content_sha256": SHA256,
         "size_bytes": COUNT, "virtual_size": COUNT, "config": {"type": "object"},
-        "datacenter_id": nullable(ID), "created_at": TIME,
+        "changed_bytes": nullable(COUNT), "datacenter_id": nullable(ID), "created_at": TIME,
     }),
     "Stats": {"type": "object", "properties": {
         "transfers": obj({"queued": COUNT, "running": COUNT, "failed_last_hour": COUNT}),
@@ -433,6 +473,10 @@ op("get", "/v1/snapshots/{id}/placements", "viewer", "listPlacements",
 op("get", "/v1/snapshots/{id}/decisions", "viewer", "listDecisions",
    "a snapshot's recent decisions (moves and stays, and why), newest first",
    ok("DecisionPage"), ID_PARAM + PAGED, errors=READ_ERRORS + ["BadRequest"], tag="snapshots")
+op("get", "/v1/snapshots/{id}/replicas", "viewer", "listSnapshotReplicas",
+   "a snapshot's warm replicas and how far each lags behind its newest version",
+   ok(schema=obj({"items": {"type": "array", "items": ref("Replica")}}, ["items"])), ID_PARAM,
+   errors=READ_ERRORS, tag="snapshots")
 op("get", "/v1/users/{id}/what-if", "viewer", "whatIf",
    "what homing would decide for each of the user's snapshots if the user reported from "
    "there, and why; nothing changes", ok("WhatIf"),
@@ -445,10 +489,22 @@ op("get", "/v1/transfers", "viewer", "listTransfers", "list transfers, newest fi
    [query("state", {"type": "string"}, "comma-separated states (queued,running,...)"),
     query("datacenter_id", ID, "only transfers from or to this datacenter"),
     query("snapshot_id", ID, "only this snapshot's"),
+    query("kind", {"type": "string", "enum": ["move", "replicate"]}, "only moves, or only "
+          "the transfers that keep replicas current"),
     query("since", TIME, "created at or after"), query("until", TIME, "created before")]
    + PAGED, errors=["BadRequest"], tag="transfers")
 op("get", "/v1/transfers/{id}", "viewer", "getTransfer", "one transfer", ok("Transfer"),
    [path_param("id", integer=True)], errors=READ_ERRORS, tag="transfers")
+LEVEL_PARAM = [{"name": "level", "in": "path", "required": True,
+                "description": "the priority level, 1 (most urgent) to 5",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 5}}]
+op("get", "/v1/protection-policies", "viewer", "listProtectionPolicies",
+   "what each priority level protects: replicas and RPO",
+   ok(schema=obj({"items": {"type": "array", "items": ref("ProtectionPolicy")}}, ["items"])),
+   tag="protection")
+op("get", "/v1/protection-policies/{level}", "viewer", "getProtectionPolicy",
+   "one priority level's protection policy", ok("ProtectionPolicy", etag=True), LEVEL_PARAM,
+   errors=READ_ERRORS, tag="protection")
 op("get", "/v1/zones", "viewer", "listZones", "list zones", ok("ZonePage"), PAGED,
    errors=["BadRequest"], tag="zones")
 op("get", "/v1/zones/{id}", "viewer", "getZone", "one zone", ok("Zone", etag=True), ID_PARAM,
@@ -457,6 +513,13 @@ op("put", "/v1/datacenters/{id}/status", "operator", "setDatacenterStatus",
    "set a datacenter's status: draining stops new placements there",
    ok("Datacenter", etag=True), ID_PARAM + IF_MATCH, body("StatusChange"),
    errors=READ_ERRORS + WRITE_ERRORS + ["PreconditionFailed"], tag="datacenters")
+op("put", "/v1/protection-policies/{level}", "operator", "putProtectionPolicy",
+   "set a priority level's replicas and RPO", ok("ProtectionPolicy", etag=True),
+   LEVEL_PARAM + IF_MATCH, body("ProtectionPolicyInput"),
+   errors=READ_ERRORS + WRITE_ERRORS + ["PreconditionFailed"],
+   description="rpo_s is required with replicas and null without. The scheduler follows the "
+               "new policy at its next replica pass: replicas are designated, refreshed or "
+               "released.", tag="protection")
 op("post", "/v1/transfers/{id}/cancel", "operator", "cancelTransfer",
    "cancel a queued or running transfer", ok("Transfer"), [path_param("id", integer=True)],
    errors=READ_ERRORS + ["Conflict", "Unavailable"], tag="transfers")
@@ -649,7 +712,7 @@ def document():
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": t} for t in ("datacenters", "templates", "snapshots", "transfers",
-                                       "zones", "tokens", "agents", "ingest", "health",
+                                       "zones", "protection", "tokens", "agents", "ingest", "health",
                                        "dashboard")],
         "paths": paths,
         "components": {

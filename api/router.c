@@ -22,6 +22,7 @@
 #include "api/datacenters.h"
 #include "api/health.h"
 #include "api/ingest.h"
+#include "api/protection.h"
 #include "api/reply.h"
 #include "api/request.h"
 #include "api/resource.h"
@@ -75,16 +76,25 @@ const struct api_route api_routes[] = {
           "a snapshot's placement history" },
         { "GET", "/v1/snapshots/{id}/decisions", ACCESS_VIEWER, api_snapshots_decisions,
           "a snapshot's recent decisions" },
+        { "GET", "/v1/snapshots/{id}/replicas", ACCESS_VIEWER, api_snapshots_replicas,
+          "a snapshot's warm replicas and how far each lags" },
         { "GET", "/v1/users/{id}/what-if", ACCESS_VIEWER, api_users_what_if,
           "what homing would decide if the user were there, and why" },
         { "GET", "/v1/transfers", ACCESS_VIEWER, api_transfers_list, "list transfers" },
         { "GET", "/v1/transfers/{id}", ACCESS_VIEWER, api_transfers_get, "one transfer" },
+        { "GET", "/v1/protection-policies", ACCESS_VIEWER, api_protection_list,
+          "what each priority level protects: replicas and RPO" },
+        { "GET", "/v1/protection-policies/{level}", ACCESS_VIEWER, api_protection_get,
+          "one priority level's protection policy" },
         { "GET", "/v1/zones", ACCESS_VIEWER, api_zones_list, "list zones" },
         { "GET", "/v1/zones/{id}", ACCESS_VIEWER, api_zones_get, "one zone" },
         /* operators */
         { "PUT", "/v1/datacenters/{id}/status", ACCESS_OPERATOR, api_datacenters_set_status,
           "set a datacenter's status (drain it)", .body = api_datacenter_status_fields,
           .validate = api_datacenter_valid, LOCK(api_datacenter_resource, IF_MATCH_HONOURED) },
+        { "PUT", "/v1/protection-policies/{level}", ACCESS_OPERATOR, api_protection_put,
+          "set a priority level's replicas and RPO", .body = api_protection_fields,
+          .validate = api_protection_valid, LOCK(api_protection_resource, IF_MATCH_HONOURED) },
         { "POST", "/v1/transfers/{id}/cancel", ACCESS_OPERATOR, api_transfers_cancel,
           "cancel a queued or running transfer", LOCK(api_transfer_resource, IF_MATCH_NONE) },
         { "POST", "/v1/transfers/{id}/retry", ACCESS_OPERATOR, api_transfers_retry,

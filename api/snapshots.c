@@ -21,6 +21,21 @@
 #include "api/resource.h"
 #include "store/store.h"
 
+/* A replica and its lag, over the view replica_lag (migration 020) as l. */
+#define REPLICA_JSON                                                                \
+        "json_build_object('datacenter_id', l.datacenter_id, 'version', l.version," \
+        " 'newest_version', l.newest_version, 'lag_s', round(l.lag_s::numeric, 3)," \
+        " 'bytes_behind', l.bytes_behind, 'rpo_s', l.rpo_s,"                        \
+        " 'rpo_breached', coalesce(l.lag_s > l.rpo_s, false),"                      \
+        " 'rpo_breached_at', homing_time(l.rpo_breached_at),"                       \
+        " 'copied_at', homing_time(l.copied_at))"
+
+#define REPLICAS_OF(snapshot)                                                  \
+        "coalesce((SELECT json_agg(" REPLICA_JSON " ORDER BY l.datacenter_id)" \
+        " FROM replica_lag l WHERE l.snapshot_id = " snapshot "), '[]'::json)"
+
+#define SNAP_REPLICAS REPLICAS_OF("s.id")
+
 #define SNAP_JSON                                                                           \
         "json_build_object('id', s.id, 'user_id', s.user_id, 'template_id', s.template_id," \
         " 'size_bytes', s.size_bytes, 'priority', s.priority, 'version', s.version,"        \
@@ -28,6 +43,7 @@
         " 'placement', (SELECT json_build_object('datacenter_id', p.datacenter_id,"         \
         "                 'version', p.version, 'since', homing_time(p.created_at))"        \
         "               FROM placements p WHERE p.snapshot_id = s.id AND p.active),"        \
+        " 'replicas', " SNAP_REPLICAS ","                                                   \
         " 'created_at', homing_time(s.created_at), 'updated_at', homing_time(s.updated_at))"
 
 #define SELECT_ONE "SELECT s.row_version, " SNAP_JSON "::text FROM snapshots s WHERE s.id = $1"
@@ -236,6 +252,7 @@ static int snapshot_exists(struct request *req, const char *id, enum MHD_Result 
 #define PLACEMENT_JSON                                                                 \
         "json_build_object('id', p.id, 'snapshot_id', p.snapshot_id,"                  \
         " 'datacenter_id', p.datacenter_id, 'version', p.version, 'active', p.active," \
+        " 'replica', EXISTS (SELECT 1 FROM replicas r WHERE r.placement_id = p.id),"   \
         " 'created_at', homing_time(p.created_at),"                                    \
         " 'deactivated_at', homing_time(p.deactivated_at))"
 
@@ -287,6 +304,22 @@ enum MHD_Result api_snapshots_placements(struct request *req) {
                                   " WHERE p.snapshot_id = $1"
                                   "   AND ($2::bigint IS NULL OR p.id < $2::bigint)"
                                   " ORDER BY p.id DESC LIMIT $3::int");
+}
+
+/* Its replicas with their lag: a few (the policy allows 3), so one page. */
+enum MHD_Result api_snapshots_replicas(struct request *req) {
+        const char *params[1] = { api_param(req, 0) };
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+
+        if (snapshot_exists(req, params[0], &ret) <= 0)
+                return ret;
+        ret = api_exec(req, "SELECT json_build_object('items', " REPLICAS_OF("$1") ")::text", 1,
+                       params, &res) < 0
+                      ? api_reply_db_error(req)
+                      : api_reply_raw(req, 200, store_text(res, 0, 0), NULL);
+        store_result_free(res);
+        return ret;
 }
 
 enum MHD_Result api_snapshots_decisions(struct request *req) {

@@ -23,3 +23,4 @@ enum MHD_Result api_snapshots_delete(struct request *req);
 enum MHD_Result api_snapshots_placement(struct request *req);
 enum MHD_Result api_snapshots_placements(struct request *req);
 enum MHD_Result api_snapshots_decisions(struct request *req);
+enum MHD_Result api_snapshots_replicas(struct request *req);

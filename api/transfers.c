@@ -1,7 +1,8 @@
 /*
- * /v1/transfers: the moves the scheduler queued. Viewers list them (by state,
- * datacenter, snapshot and time, newest first) and read one; operators
- * cancel and retry.
+ * /v1/transfers: the moves the scheduler queued, and the replicate transfers
+ * that keep warm replicas current (kind). Viewers list them (by state,
+ * datacenter, snapshot, kind and time, newest first) and read one;
+ * operators cancel and retry (a retry keeps the kind).
  *
  * The state machine: queued → running → succeeded | failed; queued or
  * running → cancelled (an operator). A retry never rewrites history: it
@@ -69,7 +70,8 @@ static bool query_time(struct request *req, const char *name, char out[24], cons
 
 enum MHD_Result api_transfers_list(struct request *req) {
         const char *state = api_query(req, "state"), *dc = api_query(req, "datacenter_id"),
-                   *snapshot = api_query(req, "snapshot_id"), *since, *until;
+                   *snapshot = api_query(req, "snapshot_id"), *kind = api_query(req, "kind"),
+                   *since, *until;
         char since_ms[24], until_ms[24];
         struct api_page page;
         struct store_result *res = NULL;
@@ -80,6 +82,9 @@ enum MHD_Result api_transfers_list(struct request *req) {
                                          "state is a comma-separated list of queued, running, "
                                          "succeeded, failed, cancelled",
                                          NULL);
+        if (kind && strcmp(kind, "move") != 0 && strcmp(kind, "replicate") != 0)
+                return api_reply_problem(req, 400, "invalid-query", "Invalid query",
+                                         "kind is move or replicate", NULL);
         if (!query_time(req, "since", since_ms, &since) ||
             !query_time(req, "until", until_ms, &until))
                 return api_reply_problem(req, 400, "invalid-query", "Invalid query",
@@ -87,8 +92,9 @@ enum MHD_Result api_transfers_list(struct request *req) {
         if (!api_page_parse(req, &page, true, &ret))
                 return ret;
         {
-                const char *params[7] = { state, dc,         snapshot,           since,
-                                          until, page.after, page.limit_plus_one };
+                const char *params[8] = {
+                        state, dc, snapshot, since, until, page.after, page.limit_plus_one, kind
+                };
                 if (api_exec(
                             req,
                             "SELECT t.id, " API_TRANSFER_JSON "::text FROM transfers t"
@@ -98,8 +104,9 @@ enum MHD_Result api_transfers_list(struct request *req) {
                             "   AND ($4::text IS NULL OR t.created_at >= to_timestamp($4::float8 / 1000))"
                             "   AND ($5::text IS NULL OR t.created_at < to_timestamp($5::float8 / 1000))"
                             "   AND ($6::bigint IS NULL OR t.id < $6::bigint)"
+                            "   AND ($8::text IS NULL OR t.kind = $8)"
                             " ORDER BY t.id DESC LIMIT $7::int",
-                            7, params, &res) < 0) {
+                            8, params, &res) < 0) {
                         api_page_fini(&page);
                         return api_reply_db_error(req);
                 }
@@ -193,7 +200,8 @@ static enum MHD_Result retry_refused(struct request *req, const char *id) {
                 req,
                 "SELECT (SELECT r.id FROM transfers r WHERE r.retry_of = o.id),"
                 "       (SELECT x.id FROM transfers x WHERE x.snapshot_id = o.snapshot_id"
-                "          AND x.state IN ('queued', 'running')),"
+                "          AND x.state IN ('queued', 'running') AND x.kind = o.kind"
+                "          AND (o.kind = 'move' OR x.to_dc = o.to_dc)),"
                 "       (SELECT p.datacenter_id = o.to_dc FROM placements p"
                 "          WHERE p.snapshot_id = o.snapshot_id AND p.active),"
                 "       (SELECT d.status FROM datacenters d WHERE d.id = o.to_dc)"
@@ -330,10 +338,10 @@ enum MHD_Result api_transfers_retry(struct request *req) {
                         "WITH t AS ("
                         "  INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id,"
                         "    template_present, priority, reason, idempotency_key, bytes_total,"
-                        "    retry_of)"
+                        "    retry_of, kind)"
                         "  SELECT o.snapshot_id, p.datacenter_id, o.to_dc, o.template_id, x.present,"
                         "    o.priority, 'operator-retry', 'retry-of-' || o.id,"
-                        "    s.size_bytes + CASE WHEN x.present THEN 0 ELSE tpl.size_bytes END, o.id"
+                        "    s.size_bytes + CASE WHEN x.present THEN 0 ELSE tpl.size_bytes END, o.id, o.kind"
                         "  FROM transfers o"
                         "  JOIN snapshots s ON s.id = o.snapshot_id"
                         "  JOIN templates tpl ON tpl.id = o.template_id"
@@ -354,7 +362,8 @@ enum MHD_Result api_transfers_retry(struct request *req) {
                         "    'to_dc', t.to_dc, 'template_id', t.template_id,"
                         "    'template_present', t.template_present, 'priority', t.priority,"
                         "    'reason', t.reason, 'bytes_total', t.bytes_total,"
-                        "    'idempotency_key', t.idempotency_key, 'retry_of', t.retry_of) FROM t)"
+                        "    'idempotency_key', t.idempotency_key, 'retry_of', t.retry_of,"
+                        "    'kind', t.kind) FROM t)"
                         "SELECT id FROM t",
                         2, params, &res);
         }

@@ -25,7 +25,7 @@ enum MHD_Result api_transfers_retry(struct request *req);
 #define API_TRANSFER_JSON                                                                      \
         "json_build_object('id', t.id, 'snapshot_id', t.snapshot_id, 'from_dc', t.from_dc,"    \
         " 'to_dc', t.to_dc, 'template_id', t.template_id,"                                     \
-        " 'template_present', t.template_present, 'priority', t.priority,"                     \
+        " 'kind', t.kind, 'template_present', t.template_present, 'priority', t.priority,"     \
         " 'version', t.version, 'reason', t.reason, 'state', t.state,"                         \
         " 'attempts', t.attempts, 'max_attempts', t.max_attempts,"                             \
         " 'bytes_total', t.bytes_total, 'bytes_done', t.bytes_done,"                           \

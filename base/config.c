@@ -109,6 +109,9 @@ static const struct setting settings[] = {
           "times Kafka may refuse an outbox row for its own sake before the relay parks it" },
         { "catalog-refresh-s", SETTING_LONG, FIELD(catalog_refresh_s), "10", 1, 3600,
           "how often the scheduler reloads the datacenter catalog" },
+        { "replica-pass-s", SETTING_LONG, FIELD(replica_pass_s), "10", 0, 86400,
+          "how often a scheduler places warm replicas and queues their refreshes, after a "
+          "catalog reload (0: never)" },
         { "api-url", SETTING_STRING, FIELD(api_url), "http://127.0.0.1:58080", 0, 0,
           "agent: where homing's API answers" },
         { "datacenter", SETTING_STRING, FIELD(datacenter), "", 0, 0,

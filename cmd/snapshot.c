@@ -36,6 +36,35 @@ static int write_canonical(const char *path, json_t *config) {
         return r;
 }
 
+/* Sums the data (not zero) ranges a newer version's manifest differs by. */
+static int count_changed(void *userdata, uint64_t offset, uint64_t length, bool zero) {
+        (void)offset;
+        if (!zero)
+                *(uint64_t *)userdata += length;
+        return 0;
+}
+
+/*
+ * The bytes of the blocks that changed since version - 1, when the store
+ * holds that version's manifest: what a copy of the older version lacks.
+ * false when that cannot be told (a first version, another size).
+ */
+static bool changed_since_previous(const struct config *cfg, const char *snapshot,
+                                   long long version, const struct image_manifest *m,
+                                   uint64_t *changed) {
+        struct image_manifest *prev = NULL;
+        char path[1100];
+        bool ok;
+
+        *changed = 0;
+        snprintf(path, sizeof(path), "%s/snapshots/%s/v%lld.manifest", cfg->store, snapshot,
+                 version - 1);
+        ok = version > 1 && image_manifest_load(path, &prev) == 0 &&
+             image_manifest_diff(prev, m, count_changed, changed) == 0;
+        image_manifest_free(prev);
+        return ok;
+}
+
 static int register_version(const struct config *cfg, const char *snapshot, long long version,
                             const char *config_path) {
         char image_path[1024], manifest_path[1100], config_out[1100], hex[IMAGE_DIGEST_HEX_SIZE];
@@ -46,7 +75,7 @@ static int register_version(const struct config *cfg, const char *snapshot, long
         struct control *c = NULL;
         json_t *config = NULL, *body = NULL, *reply = NULL;
         json_error_t jerr = { 0 };
-        uint64_t size = 0;
+        uint64_t size = 0, changed = 0;
         long status = 0;
         int r;
 
@@ -84,6 +113,8 @@ static int register_version(const struct config *cfg, const char *snapshot, long
         body = json_pack("{s:I, s:s, s:I, s:I, s:O}", "version", (json_int_t)version,
                          "content_sha256", hex, "size_bytes", (json_int_t)size, "virtual_size",
                          (json_int_t)image_size(img), "config", config);
+        if (body && changed_since_previous(cfg, snapshot, version, m, &changed))
+                json_object_set_new(body, "changed_bytes", json_integer((json_int_t)changed));
         snprintf(path, sizeof(path), "/v1/agent/snapshots/%s/versions", snapshot);
         r = control_new(cfg->api_url, cfg->agent_token, cfg->agent_tls_ca, &c);
         if (r == 0)

@@ -103,6 +103,11 @@
     return `${n.toFixed(n < 10 && i ? 1 : 0)} ${units[i]}`;
   }
 
+  // Priority levels as the API and the transfer queue read them: 1 first.
+  function level(p) {
+    return p === 1 ? '1 (most urgent)' : p === 5 ? '5 (least urgent)' : String(p);
+  }
+
   function fullness(dc) {
     return dc.capacity_bytes > 0 ? Math.min(1, dc.used_bytes / dc.capacity_bytes) : 0;
   }
@@ -269,6 +274,20 @@
     return tr;
   }
 
+  // A snapshot's warm replicas: where, and how far behind (red past the RPO).
+  function replicasCell(s) {
+    const td = document.createElement('td');
+    const reps = s.replicas || [];
+    td.textContent = reps.length ? reps.map((r) => (r.lag_s > 0
+      ? `${r.datacenter_id}: ${Math.round(r.lag_s)} s, ${bytes(r.bytes_behind)} behind`
+      : `${r.datacenter_id}: current`)).join('; ') : '–';
+    if (reps.some((r) => r.rpo_breached)) {
+      td.className = 'error';
+      td.title = 'a replica lags beyond its priority level\'s RPO';
+    }
+    return td;
+  }
+
   function message(text, error) {
     const m = $('dc-message');
     m.textContent = text;
@@ -302,8 +321,11 @@
     if (state.selected !== id) return;
     $('dc-transfers').tBodies[0].replaceChildren(...transfers.data.items.map((t) =>
       row([t.id, t.snapshot_id, `${t.from_dc || '–'} → ${t.to_dc}`, t.state, progress(t)])));
-    $('dc-snapshots').tBodies[0].replaceChildren(...snapshots.data.items.map((s) =>
-      row([s.id, s.user_id, s.priority, bytes(s.size_bytes)])));
+    $('dc-snapshots').tBodies[0].replaceChildren(...snapshots.data.items.map((s) => {
+      const tr = row([s.id, s.user_id, level(s.priority), bytes(s.size_bytes)]);
+      tr.appendChild(replicasCell(s));
+      return tr;
+    }));
   }
 
   async function select(id) {

@@ -3,7 +3,8 @@
  * consumer loop (scheduler.c) holds a batch in `struct scheduler`; load.c
  * brings its users into memory, decide.c runs the policy over it,
  * persist.c writes its effects, stats.c says what /metrics shows of it;
- * residency.c cancels transfers in flight that the zones no longer allow.
+ * residency.c cancels transfers in flight that the zones no longer allow;
+ * replicas.c places warm replicas and keeps them current.
  */
 #pragma once
 
@@ -93,6 +94,7 @@ struct scheduler {
         struct world *world;
         struct user_table *users;
         time_t world_loaded_at;
+        time_t replicas_kept_at;  /* the last replica pass */
         char changes_seen_at[40]; /* PostgreSQL time of the last look for changes */
 
         struct bus_message **messages;
@@ -136,6 +138,15 @@ void scheduler_forget_changed_users(struct scheduler *s);
 
 /* Cancels the open transfers whose target the snapshot's zones no longer allow. */
 void scheduler_cancel_outside_zones(struct scheduler *s);
+
+/* ---- replicas.c: warm replicas placed and kept current ---- */
+
+/*
+ * One pass (when no other scheduler runs one): designates and releases
+ * replicas by the protection policies, queues replicate transfers towards
+ * the ones missing or behind. Logs and rolls back on failure.
+ */
+void scheduler_keep_replicas(struct scheduler *s);
 
 /* ---- decide.c: the policy over a batch ---- */
 

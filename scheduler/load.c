@@ -42,7 +42,8 @@ const char scheduler_load_snapshots_sql[] =
         "       ps.last_outcome, ps.last_reason"
         " FROM snapshots s"
         " LEFT JOIN placements p ON p.snapshot_id = s.id AND p.active"
-        " LEFT JOIN transfers t ON t.snapshot_id = s.id AND t.state IN ('queued', 'running')"
+        " LEFT JOIN transfers t ON t.snapshot_id = s.id AND t.kind = 'move'"
+        "   AND t.state IN ('queued', 'running')"
         " LEFT JOIN snapshot_policy_state ps ON ps.snapshot_id = s.id"
         " WHERE s.user_id = ANY ($1::text[])"
         " ORDER BY s.user_id COLLATE \"C\", s.id";

@@ -35,9 +35,10 @@
 struct relay_metrics {
         struct metrics_counter *published, *failures;
         struct metrics_gauge *leader, *backlog, *oldest, *parked;
-        struct metrics_gauge *transfers;      /* {state} */
-        struct metrics_gauge *queued;         /* {priority} */
-        struct metrics_histogram *tx_seconds; /* {component} */
+        struct metrics_gauge *transfers;                                       /* {state} */
+        struct metrics_gauge *queued;                                          /* {priority} */
+        struct metrics_gauge *replica_lag, *replica_behind, *replica_breached; /* {priority} */
+        struct metrics_histogram *tx_seconds;                                  /* {component} */
 };
 
 static int register_metrics(struct metrics *m, struct relay_metrics *rm) {
@@ -75,6 +76,24 @@ static int register_metrics(struct metrics *m, struct relay_metrics *rm) {
                      "Transfers waiting for an agent, by priority level (1 most urgent; database-wide).",
                      (const struct metrics_label[]){ { "priority", priorities }, { NULL, NULL } },
                      &rm->queued)) < 0 ||
+            (r = metrics_gauge_register(
+                     m, "homing_replica_lag_seconds",
+                     "The largest lag of a warm replica behind its snapshot's newest version, by "
+                     "priority level (database-wide).",
+                     (const struct metrics_label[]){ { "priority", priorities }, { NULL, NULL } },
+                     &rm->replica_lag)) < 0 ||
+            (r = metrics_gauge_register(
+                     m, "homing_replica_bytes_behind",
+                     "Bytes the warm replicas lack of their snapshots' newest versions, by "
+                     "priority level (database-wide).",
+                     (const struct metrics_label[]){ { "priority", priorities }, { NULL, NULL } },
+                     &rm->replica_behind)) < 0 ||
+            (r = metrics_gauge_register(
+                     m, "homing_replica_rpo_breached",
+                     "Warm replicas lagging beyond their level's RPO, by priority level "
+                     "(database-wide; alert on > 0).",
+                     (const struct metrics_label[]){ { "priority", priorities }, { NULL, NULL } },
+                     &rm->replica_breached)) < 0 ||
             (r = metrics_histogram_register(
                      m, "homing_pg_transaction_duration_seconds",
                      "PostgreSQL transactions, begin to commit or rollback.",
@@ -116,6 +135,21 @@ static void refresh_gauges(struct store *db, struct relay_metrics *rm) {
                        0, NULL, &res) == 0)
                 for (size_t i = 0; i < store_rows(res) && i < 5; i++)
                         metrics_gauge_set(rm->queued, (size_t[]){ i }, store_double(res, i, 1));
+        res = store_result_free(res);
+        if (store_exec(db,
+                       "SELECT p, coalesce(max(l.lag_s), 0), coalesce(sum(l.bytes_behind), 0),"
+                       " count(*) FILTER (WHERE l.lag_s > l.rpo_s)"
+                       " FROM generate_series(1, 5) p"
+                       " LEFT JOIN replica_lag l ON l.priority = p GROUP BY p ORDER BY p",
+                       0, NULL, &res) == 0)
+                for (size_t i = 0; i < store_rows(res) && i < 5; i++) {
+                        metrics_gauge_set(rm->replica_lag, (size_t[]){ i },
+                                          store_double(res, i, 1));
+                        metrics_gauge_set(rm->replica_behind, (size_t[]){ i },
+                                          store_double(res, i, 2));
+                        metrics_gauge_set(rm->replica_breached, (size_t[]){ i },
+                                          store_double(res, i, 3));
+                }
         store_result_free(res);
 }
 

@@ -459,6 +459,11 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                         scheduler_cancel_outside_zones(&s);
                         scheduler_forget_changed_users(&s);
                         s.world_loaded_at = time(NULL);
+                        if (cfg->replica_pass_s > 0 &&
+                            s.world_loaded_at - s.replicas_kept_at >= cfg->replica_pass_s) {
+                                scheduler_keep_replicas(&s);
+                                s.replicas_kept_at = time(NULL);
+                        }
                 }
                 while (s.n_messages < batch_max && !atomic_load(stop)) {
                         struct bus_message *m;

@@ -50,6 +50,7 @@ try {
   seen.panelSnapshots = await page.locator('#dc-snapshots tbody tr').count();
   seen.panelTransfers = await page.locator('#dc-transfers tbody tr').count();
   seen.panelProgress = await page.locator('#dc-transfers tbody td:nth-child(5)').allTextContents();
+  seen.panelLagging = await page.locator('#dc-snapshots tbody td.error').allTextContents();
   await page.click('#drain');
   await page.waitForFunction(() => document.getElementById('dc-status').textContent === 'draining',
     null, { timeout: 10000 });

@@ -47,6 +47,20 @@ def load_demo_catalog(db):
     for i in range(120):
         at = hubs[i % 4] if i < 60 else rng.choice(rows)["id"]
         fixtures.seed_snapshot(db, f"u-{i:03d}", at)
+    # One at the target keeps a replica that lags beyond its RPO (level 1: 60 s):
+    # its copy holds version 1, version 2 was written ten minutes ago.
+    lagging = fixtures.seed_snapshot(db, "u-lagging", TARGET)
+    db.execute("UPDATE snapshots SET priority = 1, version = 2 WHERE id = %s", (lagging,))
+    db.execute("INSERT INTO snapshot_versions (snapshot_id, version, content_sha256, size_bytes,"
+               " virtual_size, changed_bytes, created_at) VALUES"
+               " (%s, 1, repeat('1', 64), 8192, 65536, NULL, now() - interval '1 hour'),"
+               " (%s, 2, repeat('2', 64), 8192, 65536, 4096, now() - interval '10 minutes')",
+               (lagging, lagging))
+    copy = db.execute("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+                      " VALUES (%s, 'aws-us-east-1', 1, false) RETURNING id",
+                      (lagging,)).fetchone()[0]
+    db.execute("INSERT INTO replicas (snapshot_id, datacenter_id, placement_id, created_at)"
+               " VALUES (%s, 'aws-us-east-1', %s, now() - interval '1 hour')", (lagging, copy))
     for n, (src, dst, state) in enumerate(IN_FLIGHT):
         snapshot = fixtures.seed_snapshot(db, f"u-moving-{n}", src)
         # Every transfer starts queued (migration 016's state machine), then moves on.
@@ -93,6 +107,10 @@ def test_the_dashboard_shows_the_map_and_drains_a_datacenter(homing, db):
     assert seen["panelSnapshots"] > 0 and seen["panelTransfers"] == 2
     # A running transfer shows how far the agent got; a queued one, nothing yet.
     assert sorted(seen["panelProgress"]) == ["50 % · 750 B of 1.5 KiB", "–"]
+    # The lagging replica, in red: ten minutes and the changed 4 KiB behind.
+    assert len(seen["panelLagging"]) == 1, seen["panelLagging"]
+    assert seen["panelLagging"][0].startswith("aws-us-east-1: 60")
+    assert seen["panelLagging"][0].endswith(" s, 4.0 KiB behind")
     # Offline: the page asked nothing of anyone but homing.
     assert seen["foreign"] == [] and seen["consoleErrors"] == []
 

@@ -60,6 +60,9 @@ class Homing:
             "HOMING_TOPIC_PARTITIONS": "3",
             "HOMING_LOG_LEVEL": "info",
             "HOMING_DEVICE_TOKEN_KEYS": DEVICE_TOKEN_KEYS,
+            # Warm replicas would add replicate transfers to every test's
+            # snapshots (level 3 keeps one); the replica tests turn them on.
+            "HOMING_REPLICA_PASS_S": "0",
         })
         self.env.update(extra or {})
         self.log_path = tmp_path / f"homing-{command}-{self.port}.log"

@@ -515,7 +515,7 @@ def test_versions_are_registered_in_order_where_the_snapshot_is_active(homing, d
     assert doc == {"snapshot_id": snapshot, "version": 2, "content_sha256": DIGEST_B,
                    "size_bytes": 800, "virtual_size": 4096,
                    "config": {"vcpus": 2, "memory_mib": 2048}, "datacenter_id": "t-tokyo",
-                   "created_at": doc["created_at"]}
+                   "changed_bytes": None, "created_at": doc["created_at"]}
     assert placements(db, snapshot) == [("t-tokyo", 1, False, None, True),
                                         ("t-tokyo", 2, True, DIGEST_B, True)]
     snap, _ = homing.json("GET", f"/v1/snapshots/{snapshot}")
