@@ -77,6 +77,8 @@ static int run(struct exec_driver *d, char *const *vars, struct output *out, cha
         int out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 }, status = 0, r = 0;
         struct output stdout_text = { 0 }, stderr_text = { 0 };
         posix_spawn_file_actions_t actions;
+        posix_spawnattr_t attr;
+        sigset_t none, all;
         char *argv[] = { "/bin/sh", "-c", d->command, NULL }, **env = NULL;
         size_t n_env = 0, n_vars = 0;
         double deadline = now_s() + (double)d->timeout_s;
@@ -101,7 +103,16 @@ static int run(struct exec_driver *d, char *const *vars, struct output *out, cha
         posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
         posix_spawn_file_actions_adddup2(&actions, err_pipe[1], STDERR_FILENO);
         posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-        r = -posix_spawn(&pid, argv[0], &actions, NULL, argv, env);
+        /* The command starts with no signal blocked and default handlers,
+         * whatever this process's threads do with theirs. */
+        posix_spawnattr_init(&attr);
+        sigemptyset(&none);
+        sigfillset(&all);
+        posix_spawnattr_setsigmask(&attr, &none);
+        posix_spawnattr_setsigdefault(&attr, &all);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        r = -posix_spawn(&pid, argv[0], &actions, &attr, argv, env);
+        posix_spawnattr_destroy(&attr);
         posix_spawn_file_actions_destroy(&actions);
         close(out_pipe[1]);
         close(err_pipe[1]);
