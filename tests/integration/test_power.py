@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from conftest import Homing, free_port, seed_catalog, wait_for
-from plane import Agent
+from plane import Agent, make_overlay, make_template
 
 # A platform for the exec driver: VMs are lines in a file; activating
 # waits while a "slow" file exists, so a test can freeze the agent mid-start.
@@ -249,3 +249,47 @@ def test_a_site_declared_down_is_not_waited_for_and_demotes_its_vm_when_back(pla
     assert everywhere(plane, "snap-outage") == ["t-sydney"]
     plane.api.json("PUT", "/v1/datacenters/t-tokyo/status", {"status": "active"},
                    token=plane.api.token("operator"))
+
+
+def test_a_vm_starts_at_the_new_site_only_from_a_verified_copy(plane, db):
+    """A real move: Sydney's agent pulls the image from Tokyo's, verifies it,
+    and the placement flips; only then is the VM powered off at Tokyo and on
+    at Sydney, from Sydney's own copy. A site without a copy reports why."""
+    for dc in ("t-tokyo", "t-sydney"):
+        make_template(plane.stores[dc], "tpl-1")
+    db.execute("INSERT INTO template_replicas VALUES ('tpl-1', 't-sydney')")
+    db.execute("INSERT INTO snapshots (id, user_id, template_id, size_bytes)"
+               " VALUES ('snap-carried', 'u-carried', 'tpl-1', 4194304)")
+    db.execute("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+               " VALUES ('snap-carried', 't-tokyo', 1, true)")
+    make_overlay(plane.stores["t-tokyo"], "tpl-1", "snap-carried", 1, [(0, 1048576, 0x42)])
+    plane.agents["t-tokyo"].register("snap-carried", 1)
+    set_power(plane, "snap-carried", "on")
+    wait_for(lambda: running(plane, "t-tokyo").get("snap-carried") == 1, what="Tokyo to run it")
+
+    db.execute("INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id,"
+               " template_present, reason, idempotency_key, bytes_total)"
+               " VALUES ('snap-carried', 't-tokyo', 't-sydney', 'tpl-1', true, 'test',"
+               " 'power-carried', 4194304)")
+    wait_for(lambda: running(plane, "t-sydney").get("snap-carried") == 2, timeout=60,
+             what="Sydney to run it from its copy")
+    assert db.execute("SELECT state FROM transfers WHERE idempotency_key = 'power-carried'"
+                      ).fetchone()[0] == "succeeded"
+    assert (plane.stores["t-sydney"] / "snapshots" / "snap-carried" / "v1.qcow2").exists()
+    assert everywhere(plane, "snap-carried") == ["t-sydney"]
+    assert records(db, "snap-carried") == [("t-tokyo", 1, "powered_on"),
+                                           ("t-tokyo", 1, "powered_off"),
+                                           ("t-sydney", 2, "powered_on")]
+
+    # Powered on where no copy was ever made: failed, with the reason, and nothing runs.
+    db.execute("INSERT INTO snapshots (id, user_id, template_id, size_bytes, power)"
+               " VALUES ('snap-nowhere', 'u-nowhere', 'tpl-1', 4096, 'on')")
+    db.execute("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+               " VALUES ('snap-nowhere', 't-sydney', 1, true)")
+    wait_for(lambda: records(db, "snap-nowhere"), what="Sydney's report")
+    [(dc, epoch, state)] = records(db, "snap-nowhere")
+    assert (dc, epoch, state) == ("t-sydney", 1, "failed")
+    reason = db.execute("SELECT reason FROM power_records WHERE snapshot_id = 'snap-nowhere'"
+                        ).fetchone()[0]
+    assert reason.startswith("no copy of version 1 here")
+    assert everywhere(plane, "snap-nowhere") == []
