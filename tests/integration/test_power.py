@@ -133,14 +133,16 @@ def set_power(plane, snap, power):
 
 
 def move(db, snap, to_dc, key):
-    """A transfer that succeeds: the placement switches, the epoch advances."""
-    src = db.execute("SELECT datacenter_id FROM placements WHERE snapshot_id = %s AND active",
-                     (snap,)).fetchone()[0]
-    tid = db.execute("INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id,"
-                     " template_present, reason, idempotency_key, bytes_total)"
-                     " VALUES (%s, %s, %s, 'tpl-1', true, 'test', %s, 4096) RETURNING id",
-                     (snap, src, to_dc, key)).fetchone()[0]
-    assert db.execute("SELECT homing_transfer_succeeded(%s)", (tid,)).fetchone()[0] is True
+    """A transfer that succeeds: the placement switches, the epoch advances. In
+    one transaction: the agents claim transfers, and never see this one."""
+    with db.transaction():
+        src = db.execute("SELECT datacenter_id FROM placements WHERE snapshot_id = %s"
+                         " AND active", (snap,)).fetchone()[0]
+        tid = db.execute("INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id,"
+                         " template_present, reason, idempotency_key, bytes_total)"
+                         " VALUES (%s, %s, %s, 'tpl-1', true, 'test', %s, 4096) RETURNING id",
+                         (snap, src, to_dc, key)).fetchone()[0]
+        assert db.execute("SELECT homing_transfer_succeeded(%s)", (tid,)).fetchone()[0] is True
     return db.execute("SELECT epoch FROM snapshots WHERE id = %s", (snap,)).fetchone()[0]
 
 
@@ -293,3 +295,35 @@ def test_a_vm_starts_at_the_new_site_only_from_a_verified_copy(plane, db):
                         ).fetchone()[0]
     assert reason.startswith("no copy of version 1 here")
     assert everywhere(plane, "snap-nowhere") == []
+
+
+def test_an_agent_killed_and_started_again_demotes_what_moved_away_meanwhile(plane, db):
+    """Paris's platform keeps its VMs when the agent dies (the exec driver's
+    state is the platform's). Paris is SIGKILLed, declared down, the
+    snapshot fails over to Tokyo; the agent started again finds the VM still
+    running and powers it off before anything else."""
+    seed(plane, db, "snap-crash", "t-paris")
+    set_power(plane, "snap-crash", "on")
+    wait_for(lambda: running(plane, "t-paris").get("snap-crash") == 1, what="Paris to run it")
+    paris = plane.agents["t-paris"]
+    paris.kill()
+    operator = plane.api.token("operator")
+    plane.api.json("PUT", "/v1/datacenters/t-paris/status", {"status": "down"}, token=operator)
+    try:
+        assert move(db, "snap-crash", "t-tokyo", "power-crash") == 2
+        wait_for(lambda: running(plane, "t-tokyo").get("snap-crash") == 2,
+                 what="Tokyo to run it")
+        vms = (plane.platform / "vms-t-paris").read_text()
+        assert "snap-crash 1 1" in vms  # the dead agent's VM still runs on its platform
+        paris.start()
+        wait_for(lambda: "snap-crash" not in (plane.platform / "vms-t-paris").read_text(),
+                 what="Paris, back, to power its VM off")
+        wait_for(lambda: powered_on_at(db, "snap-crash") == ["t-tokyo"],
+                 what="Paris's powered_off record")
+        assert records(db, "snap-crash") == [("t-paris", 1, "powered_on"),
+                                             ("t-tokyo", 2, "powered_on"),
+                                             ("t-paris", 1, "powered_off")]
+        assert everywhere(plane, "snap-crash") == ["t-tokyo"]
+    finally:
+        plane.api.json("PUT", "/v1/datacenters/t-paris/status", {"status": "active"},
+                       token=operator)
