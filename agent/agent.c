@@ -22,6 +22,7 @@
 #include "agent/control.h"
 #include "agent/limit.h"
 #include "agent/peer.h"
+#include "agent/power.h"
 #include "agent/transfer.h"
 #include "base/config.h"
 #include "base/log.h"
@@ -48,6 +49,7 @@ struct agent {
         struct peer_site peer_sites[MAX_SITES];
         size_t n_sites;
         struct peer *peer;
+        struct power *power;                 /* NULL without a driver */
         struct metrics_counter *m_transfers; /* {outcome} */
         struct metrics_counter *m_bytes;     /* {kind} */
         struct metrics_histogram *m_seconds;
@@ -537,6 +539,16 @@ int agent_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
                 goto out;
         log_info("agent", "serving %zu datacenters on %s, %ld transfers at a time each", a->n_sites,
                  base, cfg->agent_concurrency);
+        {
+                struct power_site_config power_sites[MAX_SITES];
+                for (size_t i = 0; i < a->n_sites; i++)
+                        power_sites[i] =
+                                (struct power_site_config){ a->sites[i].datacenter,
+                                                            a->sites[i].store, a->sites[i].token };
+                r = power_start(cfg, metrics, power_sites, a->n_sites, stop, &a->power);
+        }
+        if (r < 0)
+                goto out;
 
         n_workers = a->n_sites * (size_t)cfg->agent_concurrency;
         assert(n_workers > 0); /* a datacenter at least, and --agent-concurrency is 1 or more */
@@ -566,6 +578,7 @@ int agent_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
         }
 out:
         free(workers);
+        a->power = power_stop(a->power); /* *stop is set, or it never started */
         if (a->m_served)
                 metrics_fn_detach(a->m_served); /* `a` is about to go */
         a->peer = peer_stop(a->peer);

@@ -33,6 +33,10 @@ FAILURE_DOMAIN = nullable({"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_
                            "description": "datacenters that fail together share one; a "
                                           "snapshot's replica lives outside its active site's"})
 SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+EPOCH = {"type": "integer", "minimum": 0}
+POWER = {"type": "string", "enum": ["on", "off"], "default": "off",
+         "description": "whether the VM should run (at the active placement's datacenter)"}
+POWER_STATE = {"type": "string", "enum": ["powered_on", "powered_off", "failed"]}
 OWNER = {"type": "string", "minLength": 1, "maxLength": 256,
          "description": "the agent instance holding the lease"}
 
@@ -100,27 +104,35 @@ SCHEMAS = {
     "TemplatePatch": obj({"name": {"type": "string"}, "size_bytes": COUNT}),
     "Replica": obj({"template_id": ID, "datacenter_id": ID, "created_at": TIME}),
     "ActivePlacement": obj({"datacenter_id": ID, "version": {"type": "integer"},
-                            "since": TIME}),
+                            "epoch": EPOCH, "since": TIME}),
     "Snapshot": obj({
         "id": ID, "user_id": ID, "template_id": ID, "size_bytes": COUNT,
         "priority": PRIORITY, "version": {"type": "integer"},
         "allowed_zones": {"type": "array", "items": ID},
+        "power": POWER,
+        "epoch": {**EPOCH, "description": "advanced by every switch of the active placement"},
         "placement": nullable(ref("ActivePlacement")),
         "replicas": {"type": "array", "items": ref("Replica"),
                      "description": "its warm replicas and their lag (protection policies)"},
+        "powered_on_at": {"type": "array", "items": ID,
+                          "description": "the datacenters whose latest power record says the "
+                                         "VM runs there"},
         "created_at": TIME, "updated_at": TIME,
-    }, ["id", "user_id", "template_id", "size_bytes", "priority", "allowed_zones", "placement"]),
+    }, ["id", "user_id", "template_id", "size_bytes", "priority", "allowed_zones", "power",
+        "epoch", "placement", "powered_on_at"]),
     "SnapshotInput": obj({
         "id": ID, "user_id": ID, "template_id": ID, "size_bytes": COUNT,
         "priority": PRIORITY, "allowed_zones": {"type": "array", "items": ID},
         "datacenter_id": {**ID, "description": "where the snapshot is now (its first placement)"},
     }, ["id", "user_id", "template_id", "size_bytes", "datacenter_id"]),
     "SnapshotPatch": obj({"size_bytes": COUNT, "priority": PRIORITY,
-                          "allowed_zones": {"type": "array", "items": ID}}),
+                          "allowed_zones": {"type": "array", "items": ID}, "power": POWER}),
     "Placement": obj({
         "id": {"type": "integer"}, "snapshot_id": ID, "datacenter_id": ID,
         "version": {"type": "integer"}, "active": {"type": "boolean"},
         "replica": {"type": "boolean", "description": "the copy of a designated replica"},
+        "epoch": {**EPOCH, "description": "the epoch it was made active under (0: before "
+                                          "fencing)"},
         "created_at": TIME, "deactivated_at": nullable(TIME),
     }),
     "Decision": obj({
@@ -301,6 +313,25 @@ SCHEMAS = {
         "size_bytes": COUNT, "virtual_size": COUNT, "config": {"type": "object"},
         "changed_bytes": nullable(COUNT), "datacenter_id": nullable(ID), "created_at": TIME,
     }),
+    "AgentVms": obj({
+        "datacenter_id": ID,
+        "vms": {"type": "array", "items": obj({
+            "snapshot_id": ID, "version": {"type": "integer"}, "epoch": EPOCH,
+            "template_id": ID,
+            "blocked_by": nullable({**ID, "description": "another datacenter (not down) whose "
+                                    "latest record says the VM runs there: wait"}),
+        }, ["snapshot_id", "version", "epoch", "template_id", "blocked_by"])},
+        "powered_on": {"type": "array", "items": obj({"snapshot_id": ID, "epoch": EPOCH},
+                                                     ["snapshot_id", "epoch"])},
+    }, ["datacenter_id", "vms", "powered_on"]),
+    "PowerInput": obj({
+        "epoch": {**EPOCH, "minimum": 1}, "state": POWER_STATE,
+        "reason": {"type": "string", "minLength": 1, "maxLength": 256},
+    }, ["epoch", "state"]),
+    "PowerRecord": obj({
+        "id": {"type": "integer"}, "snapshot_id": ID, "datacenter_id": ID, "epoch": EPOCH,
+        "state": POWER_STATE, "reason": nullable({"type": "string"}), "created_at": TIME,
+    }, ["id", "snapshot_id", "datacenter_id", "epoch", "state", "reason", "created_at"]),
     "Stats": {"type": "object", "properties": {
         "transfers": obj({"queued": COUNT, "running": COUNT, "failed_last_hour": COUNT}),
         "decisions_last_minute": COUNT,
@@ -659,6 +690,23 @@ op("post", "/v1/agent/snapshots/{id}/versions", "agent", "registerVersion",
                "was never registered). 409 not-active-here when the snapshot is not active "
                "at the caller's datacenter, not-next-version, snapshot-in-transfer while a "
                "transfer of it runs. The active placement moves to the new version.")
+op("get", "/v1/agent/vms", "agent", "listAgentVms",
+   "the VMs that should run at this datacenter, and those its records say run here",
+   ok("AgentVms"), tag="agents",
+   description="vms: snapshots active here whose desired power is on, with the version and "
+               "the snapshot's current epoch (power on under it). powered_on: snapshots whose "
+               "latest record here says powered_on. Power off what runs here and is not in "
+               "vms first, then power on what is.")
+op("post", "/v1/agent/vms/{id}/power", "agent", "reportPower",
+   "report a VM powered on (fenced by epoch), powered off, or failed to start",
+   ok("PowerRecord", status="201", description="recorded"),
+   [path_param("id", "the snapshot")], body("PowerInput"),
+   errors=["NotFound", "Conflict"] + WRITE_ERRORS, tag="agents",
+   description="powered_on is refused (409, nothing recorded, an io.homing.vm.power_refused "
+               "event) with stale-epoch when the epoch is not the snapshot's current one, "
+               "not-active-here when its active placement is elsewhere, powered-on-elsewhere "
+               "when another datacenter that is not down still reports it powered on: power "
+               "the VM off again. 422 when the epoch is ahead of the snapshot's.")
 
 # ---- the document --------------------------------------------------------------
 

@@ -22,6 +22,7 @@
 #include "api/datacenters.h"
 #include "api/health.h"
 #include "api/ingest.h"
+#include "api/power.h"
 #include "api/protection.h"
 #include "api/reply.h"
 #include "api/request.h"
@@ -122,7 +123,8 @@ const struct api_route api_routes[] = {
         { "POST", "/v1/snapshots", ACCESS_ADMIN, api_snapshots_create,
           "add a snapshot and its first placement", .body = api_snapshot_fields },
         { "PATCH", "/v1/snapshots/{id}", ACCESS_ADMIN, api_snapshots_update, "change a snapshot",
-          .body = api_snapshot_patch_fields, LOCK(api_snapshot_resource, IF_MATCH_REQUIRED) },
+          .body = api_snapshot_patch_fields, .validate = api_snapshot_valid,
+          LOCK(api_snapshot_resource, IF_MATCH_REQUIRED) },
         { "DELETE", "/v1/snapshots/{id}", ACCESS_ADMIN, api_snapshots_delete, "remove a snapshot",
           LOCK(api_snapshot_resource, IF_MATCH_HONOURED) },
         { "PUT", "/v1/zones/{id}", ACCESS_ADMIN, api_zones_put, "create or replace a zone",
@@ -167,6 +169,12 @@ const struct api_route api_routes[] = {
           "register a new version of a snapshot active at this datacenter",
           .body = api_agent_version_register_fields, .validate = api_agent_digest_valid,
           LOCK(api_agent_snapshot_resource, IF_MATCH_NONE) },
+        { "GET", "/v1/agent/vms", ACCESS_AGENT, api_power_list,
+          "the VMs that should run at this datacenter, and those its records say run here" },
+        { "POST", "/v1/agent/vms/{id}/power", ACCESS_AGENT, api_power_report,
+          "report a VM powered on (fenced by epoch), powered off, or failed to start",
+          .body = api_power_fields, .validate = api_power_valid,
+          LOCK(api_power_snapshot_resource, IF_MATCH_NONE) },
 };
 #pragma GCC diagnostic pop
 

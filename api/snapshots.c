@@ -36,14 +36,20 @@
 
 #define SNAP_REPLICAS REPLICAS_OF("s.id")
 
-#define SNAP_JSON                                                                           \
-        "json_build_object('id', s.id, 'user_id', s.user_id, 'template_id', s.template_id," \
-        " 'size_bytes', s.size_bytes, 'priority', s.priority, 'version', s.version,"        \
-        " 'allowed_zones', to_json(s.allowed_zones),"                                       \
-        " 'placement', (SELECT json_build_object('datacenter_id', p.datacenter_id,"         \
-        "                 'version', p.version, 'since', homing_time(p.created_at))"        \
-        "               FROM placements p WHERE p.snapshot_id = s.id AND p.active),"        \
-        " 'replicas', " SNAP_REPLICAS ","                                                   \
+#define SNAP_JSON                                                                               \
+        "json_build_object('id', s.id, 'user_id', s.user_id, 'template_id', s.template_id,"     \
+        " 'size_bytes', s.size_bytes, 'priority', s.priority, 'version', s.version,"            \
+        " 'allowed_zones', to_json(s.allowed_zones), 'power', s.power, 'epoch', s.epoch,"       \
+        " 'placement', (SELECT json_build_object('datacenter_id', p.datacenter_id,"             \
+        "                 'version', p.version, 'epoch', p.epoch,"                              \
+        "                 'since', homing_time(p.created_at))"                                  \
+        "               FROM placements p WHERE p.snapshot_id = s.id AND p.active),"            \
+        " 'powered_on_at', coalesce((SELECT json_agg(l.datacenter_id ORDER BY l.datacenter_id)" \
+        "   FROM (SELECT DISTINCT ON (r.datacenter_id) r.datacenter_id, r.state"                \
+        "         FROM power_records r WHERE r.snapshot_id = s.id"                              \
+        "         ORDER BY r.datacenter_id, r.id DESC) l WHERE l.state = 'powered_on'),"        \
+        "   '[]'::json),"                                                                       \
+        " 'replicas', " SNAP_REPLICAS ","                                                     \
         " 'created_at', homing_time(s.created_at), 'updated_at', homing_time(s.updated_at))"
 
 #define SELECT_ONE "SELECT s.row_version, " SNAP_JSON "::text FROM snapshots s WHERE s.id = $1"
@@ -76,8 +82,20 @@ const struct api_field api_snapshot_patch_fields[] = {
         { "size_bytes", FIELD_COUNT, false, false, 0, 0 },
         { "priority", FIELD_INTEGER, false, false, 1, 5 },
         { "allowed_zones", FIELD_ID_ARRAY, false, false, 0, 0 },
+        { "power", FIELD_STRING, false, false, 0, 0 },
         { NULL, 0, false, false, 0, 0 },
 };
+
+/* A PATCH's desired power: on or off. */
+bool api_snapshot_valid(struct request *req, enum MHD_Result *reply) {
+        const json_t *power = json_object_get(req->input, "power");
+
+        if (!power || !strcmp(json_string_value(power), "on") ||
+            !strcmp(json_string_value(power), "off"))
+                return true;
+        *reply = api_reply_invalid(req, "/power", "is on or off");
+        return false;
+}
 
 enum MHD_Result api_snapshots_list(struct request *req) {
         const char *user = api_query(req, "user_id"), *tpl = api_query(req, "template_id"),
@@ -253,6 +271,7 @@ static int snapshot_exists(struct request *req, const char *id, enum MHD_Result 
         "json_build_object('id', p.id, 'snapshot_id', p.snapshot_id,"                  \
         " 'datacenter_id', p.datacenter_id, 'version', p.version, 'active', p.active," \
         " 'replica', EXISTS (SELECT 1 FROM replicas r WHERE r.placement_id = p.id),"   \
+        " 'epoch', p.epoch,"                                                           \
         " 'created_at', homing_time(p.created_at),"                                    \
         " 'deactivated_at', homing_time(p.deactivated_at))"
 

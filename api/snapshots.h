@@ -14,6 +14,7 @@ struct request;
 extern const struct api_resource api_snapshot_resource;
 extern const struct api_field api_snapshot_fields[];       /* POST */
 extern const struct api_field api_snapshot_patch_fields[]; /* PATCH */
+bool api_snapshot_valid(struct request *req, enum MHD_Result *reply);
 
 enum MHD_Result api_snapshots_list(struct request *req);
 enum MHD_Result api_snapshots_get(struct request *req);

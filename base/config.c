@@ -146,6 +146,18 @@ static const struct setting settings[] = {
           "agent: PEM private key of --agent-tls-cert" },
         { "agent-tls-ca", SETTING_STRING, FIELD(agent_tls_ca), "", 0, 0,
           "agent: CA bundle it trusts for its peers and the API (\"\": the system's)" },
+        { "driver", SETTING_STRING, FIELD(driver), "none", 0, 0,
+          "agent: who powers the VMs of its datacenters on and off: none, libvirt or exec" },
+        { "libvirt-uri", SETTING_STRING, FIELD(libvirt_uri), "qemu:///system", 0, 0,
+          "agent: libvirt's connection URI (--driver libvirt; test:///default needs no "
+          "hypervisor)" },
+        { "driver-command", SETTING_STRING, FIELD(driver_command), "", 0, 0,
+          "agent: the command --driver exec runs (/bin/sh -c) with HOMING_ACTION and the VM "
+          "in its environment" },
+        { "driver-timeout-s", SETTING_LONG, FIELD(driver_timeout_s), "120", 1, 86400,
+          "agent: the exec driver's command is killed after this long, and fails" },
+        { "agent-reconcile-ms", SETTING_LONG, FIELD(agent_reconcile_ms), "2000", 50, 600000,
+          "agent: how long it waits between two looks at which VMs should run here" },
         { "cache-max-age-s", SETTING_LONG, FIELD(cache_max_age_s), "604800", 0, 3650 * 86400L,
           "cached copies (older versions kept for small transfers) older than this are evicted" },
         { "cache-high-water", SETTING_DOUBLE, FIELD(cache_high_water), "0.9", 0, 1,

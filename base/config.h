@@ -75,6 +75,11 @@ struct config {
         char *agent_tls_cert; /* PEM files; both set: peers pull over HTTPS */
         char *agent_tls_key;
         char *agent_tls_ca;      /* CA bundle it trusts for peers and the API; "": the system's */
+        char *driver;            /* agent: none, libvirt or exec: who powers VMs on and off */
+        char *libvirt_uri;       /* agent: libvirt's connection URI, for every datacenter served */
+        char *driver_command;    /* agent: the exec driver's command */
+        long driver_timeout_s;   /* agent: longest run of the exec driver's command */
+        long agent_reconcile_ms; /* agent: the wait between two looks at what should run */
         long cache_max_age_s;    /* API: cached copies older than this go */
         double cache_high_water; /* API: ...and the oldest, above this share of capacity */
         /* housekeeping */

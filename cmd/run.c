@@ -137,8 +137,10 @@ static int run_parts(const struct config *cfg, bool serve, struct worker *worker
                 workers[i].metrics = metrics;
                 pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
         }
+        /* Polled, not pause(): the signal may land on any thread, and a
+         * worker that fails to start sets the flag without one. */
         while (!atomic_load(&stop_requested))
-                pause();
+                usleep(100 * 1000);
         log_info("homing", "stopping");
         for (size_t i = 0; i < n; i++) {
                 pthread_join(workers[i].thread, NULL);

@@ -300,3 +300,40 @@ def test_a_transfer_agents_reports_publish_valid_events(homing, db, topics):
     assert all(e["data"]["actor"]["datacenter_id"] == "t-virginia" for e in events)
     assert mine[3]["data"]["transfer"]["state"] == "succeeded"
     assert mine[4]["data"]["version"] == 2
+
+
+def test_power_reports_and_refusals_publish_valid_events(homing, db, topics):
+    """An operator wants a snapshot's VM on; the agent where it is active
+    reports it powered on, the placement moves, the old agent's late report
+    is refused, it powers off, and the new site's start fails."""
+    admin = homing.token("admin", "audit-admin")
+    paris, tokyo = (homing.homing("token", "agent", "--datacenter", dc)
+                    for dc in ("t-paris", "t-tokyo"))
+    snapshot = seed_snapshot(db, "u-power-audit", "t-paris")
+    _, headers = homing.json("GET", f"/v1/snapshots/{snapshot}")
+    homing.json("PATCH", f"/v1/snapshots/{snapshot}", {"power": "on"}, token=admin,
+                headers={"If-Match": headers["ETag"]})
+
+    def power(token, epoch, state, expect=201, **extra):
+        homing.json("POST", f"/v1/agent/vms/{snapshot}/power",
+                    {"epoch": epoch, "state": state, **extra}, expect=expect, token=token)
+    power(paris, 1, "powered_on")
+    db.execute("UPDATE placements SET active = false WHERE snapshot_id = %s", (snapshot,))
+    db.execute("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+               " VALUES (%s, 't-tokyo', 1, true)", (snapshot,))
+    power(paris, 1, "powered_on", expect=409)
+    power(tokyo, 2, "powered_on", expect=409)
+    power(paris, 1, "powered_off", reason="no longer active here")
+    power(tokyo, 2, "failed", reason="virDomainCreate: no memory")
+
+    events = [e for e in published_events(db, topics["audit"]) if e["subject"] == snapshot]
+    assert [e["type"] for e in events] == [
+        "io.homing.snapshot.updated", "io.homing.vm.powered_on", "io.homing.vm.power_refused",
+        "io.homing.vm.power_refused", "io.homing.vm.powered_off", "io.homing.vm.power_failed"]
+    assert events[0]["data"]["changes"] == {"power": "on"}
+    assert [e["data"]["refusal"] for e in events[2:4]] == ["stale-epoch",
+                                                           "powered-on-elsewhere"]
+    assert events[3]["data"]["elsewhere"] == "t-paris"
+    assert [e["data"]["datacenter_id"] for e in events[1:]] == [
+        "t-paris", "t-paris", "t-tokyo", "t-paris", "t-tokyo"]
+    assert events[5]["data"]["reason"] == "virDomainCreate: no memory"
