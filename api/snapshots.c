@@ -49,7 +49,7 @@
         "         FROM power_records r WHERE r.snapshot_id = s.id"                              \
         "         ORDER BY r.datacenter_id, r.id DESC) l WHERE l.state = 'powered_on'),"        \
         "   '[]'::json),"                                                                       \
-        " 'replicas', " SNAP_REPLICAS ","                                                     \
+        " 'replicas', " SNAP_REPLICAS ","                                                       \
         " 'created_at', homing_time(s.created_at), 'updated_at', homing_time(s.updated_at))"
 
 #define SELECT_ONE "SELECT s.row_version, " SNAP_JSON "::text FROM snapshots s WHERE s.id = $1"
