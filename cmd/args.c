@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cmd_take_flags(const char *command, int argc, char **argv, const struct cmd_flag *flags,
@@ -36,4 +37,40 @@ int cmd_take_flags(const char *command, int argc, char **argv, const struct cmd_
         }
         *out_argc = n;
         return 0;
+}
+
+char *cmd_read_file(const char *path, size_t *len) {
+        FILE *f = fopen(path, "rb");
+        char *buf = NULL;
+        size_t cap = 0, n = 0;
+
+        if (!f)
+                return NULL;
+        for (;;) {
+                if (cap - n < 65536) {
+                        char *more = realloc(buf, cap ? 2 * cap : 65536);
+                        if (!more) {
+                                free(buf);
+                                fclose(f);
+                                errno = ENOMEM;
+                                return NULL;
+                        }
+                        buf = more;
+                        cap = cap ? 2 * cap : 65536;
+                }
+                size_t got = fread(buf + n, 1, cap - n - 1, f);
+                n += got;
+                if (got == 0)
+                        break;
+        }
+        if (ferror(f)) {
+                free(buf);
+                fclose(f);
+                errno = EIO;
+                return NULL;
+        }
+        fclose(f);
+        buf[n] = '\0';
+        *len = n;
+        return buf;
 }

