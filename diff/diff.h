@@ -1,0 +1,75 @@
+/*
+ * diff — what differs between two states of a VM, and taking chosen items
+ * of one into another.
+ *
+ * Configuration: a VM's configuration is a JSON document. Its items are
+ * its values named by JSON Pointers (RFC 6901). The diff of two documents
+ * walks both: members of objects by name, elements of arrays BY INDEX (an
+ * element inserted at the front shows as every later element changed and
+ * one added at the end: honest, and what a patch by index needs), anything
+ * else compared whole. It lists every changed, added and removed item with
+ * its old and new value, and the same as an RFC 6902 JSON Patch.
+ *
+ * Errors are negative errno values; nothing here logs. JSON arguments are
+ * borrowed unless a comment says otherwise.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/must-check.h"
+
+/* ---- JSON Pointers (RFC 6901) -------------------------------------------------- */
+
+/* A parsed pointer: its reference tokens, unescaped (caller storage). */
+struct diff_pointer {
+        char **tokens;
+        size_t n;
+};
+
+/*
+ * Parses `text`: "" (the whole document) or "/" followed by tokens separated
+ * by "/", where "~0" is "~", "~1" is "/", and no other "~" may appear; the
+ * text must be UTF-8. Returns 0 and fills *p (diff_pointer_fini frees it);
+ * -EINVAL for anything else, with *p empty; -ENOMEM.
+ */
+int diff_pointer_parse(const char *text, struct diff_pointer *p) MUST_CHECK;
+void diff_pointer_fini(struct diff_pointer *p);
+
+/* The pointer's text, escaped ("~" as "~0", "/" as "~1"); malloc'd, NULL when out of memory. */
+char *diff_pointer_format(const struct diff_pointer *p);
+
+/*
+ * The value `text` names in `doc`, borrowed from it, or NULL when the
+ * pointer is not valid or names nothing (an array index is "0" or a
+ * decimal without leading zeroes, below the array's size).
+ */
+json_t *diff_pointer_get(const json_t *doc, const char *text);
+
+/* ---- configuration ---------------------------------------------------------------- */
+
+/*
+ * The items that differ from `a` to `b`. Either out-parameter may be NULL.
+ * *changes: a new array of {"path", "change": "changed" | "added" |
+ * "removed", "old" (not for added), "new" (not for removed)}. *patch: a new
+ * RFC 6902 array of {"op": "replace" | "add" | "remove", "path", "value"}
+ * that turns `a` into `b` when applied in order (an array's surplus
+ * elements are removed from the last one down). Identical documents give
+ * empty arrays. Returns 0 or -ENOMEM.
+ */
+int diff_config(const json_t *a, const json_t *b, json_t **changes, json_t **patch) MUST_CHECK;
+
+/*
+ * A new document: `base` with the items named by `pointers` (n of them,
+ * borrowed) taken from `from`, in order: where `from` has the item it
+ * replaces or adds base's, where only `base` has it, it is removed (array
+ * elements by index, so a removal shifts the later ones). Returns 0 and
+ * *out; on failure *bad is the index of the pointer refused and nothing is
+ * made: -EINVAL when it is not a JSON Pointer, -ENOENT when neither
+ * document has the item, -ENOTDIR when the item's parent is not in the
+ * result (take the parent instead) or an index would leave a hole; -ENOMEM.
+ */
+int diff_config_take(const json_t *base, const json_t *from, const char *const *pointers, size_t n,
+                     json_t **out, size_t *bad) MUST_CHECK;
