@@ -10,6 +10,14 @@
  * else compared whole. It lists every changed, added and removed item with
  * its old and new value, and the same as an RFC 6902 JSON Patch.
  *
+ * Disks: a version's image is a qcow2 overlay on its template, and its
+ * manifest (image/image.h) lists the blocks of its top layer. The diff of
+ * two versions of one snapshot is the extents where their guest-visible
+ * content differs, found from the two manifests alone, except for blocks
+ * one version holds and the other reads through from the template: those
+ * are compared with the template's block (its allocation map first, then
+ * its data).
+ *
  * Errors are negative errno values; nothing here logs. JSON arguments are
  * borrowed unless a comment says otherwise.
  */
@@ -20,6 +28,7 @@
 #include <stdint.h>
 
 #include "base/must-check.h"
+#include "image/image.h"
 
 /* ---- JSON Pointers (RFC 6901) -------------------------------------------------- */
 
@@ -73,3 +82,31 @@ int diff_config(const json_t *a, const json_t *b, json_t **changes, json_t **pat
  */
 int diff_config_take(const json_t *base, const json_t *from, const char *const *pointers, size_t n,
                      json_t **out, size_t *bad) MUST_CHECK;
+
+/* ---- disks ------------------------------------------------------------------------- */
+
+struct diff_extent {
+        uint64_t offset, length; /* bytes, multiples of IMAGE_BLOCK */
+};
+
+/* The changed regions of a disk (caller storage). */
+struct diff_disk {
+        uint64_t virtual_size;
+        uint64_t changed_bytes;      /* the sum of the extents' lengths */
+        uint64_t template_reads;     /* blocks whose template data had to be read */
+        struct diff_extent *extents; /* increasing, coalesced: no two touch */
+        size_t n;
+};
+
+/*
+ * The extents where versions `a` and `b` (their manifests, borrowed; both
+ * overlays on the template at `template_path`) read differently. A block
+ * in both manifests differs when its hash or flags do; a block in one only
+ * differs from the template's block under the other, which is opened
+ * (qemu-nbd, read-only) only when there is such a block. Returns 0 and
+ * fills *d (diff_disk_fini frees it); -EINVAL when the virtual sizes
+ * differ; -ENOMEM; or the -errno of opening or reading the template.
+ */
+int diff_disk(const struct image_manifest *a, const struct image_manifest *b,
+              const char *template_path, struct diff_disk *d) MUST_CHECK;
+void diff_disk_fini(struct diff_disk *d);
