@@ -24,6 +24,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -110,3 +111,54 @@ struct diff_disk {
 int diff_disk(const struct image_manifest *a, const struct image_manifest *b,
               const char *template_path, struct diff_disk *d) MUST_CHECK;
 void diff_disk_fini(struct diff_disk *d);
+
+/* ---- versions in a store ------------------------------------------------------------ */
+
+/*
+ * Versions live in a datacenter's store as <store>/snapshots/<id>/v<N>.qcow2
+ * (an overlay on its template) with v<N>.manifest and v<N>.json beside it
+ * (agent/README.md). On failure, the functions below put a sentence saying
+ * why in `err` (err_size bytes; may be NULL when err_size is 0) and write
+ * nothing to the store. Their errors: -EINVAL for a snapshot id that names
+ * no folder or a version below 1; -ENOENT for a version the store lacks, or
+ * whose manifest or configuration is missing; -EBADMSG for a broken
+ * manifest or a configuration that is not a JSON object; -EXDEV when the
+ * two versions are not overlays of one template; -ENOMEM; -errno.
+ */
+
+/*
+ * The diff of versions `va` and `vb` of `snapshot`: a new object
+ * {"snapshot_id", "from", "to", "config": {"changes", "patch"} (as
+ * diff_config), "disk": {"virtual_size", "changed_bytes",
+ * "template_blocks_read", "extents": [{"offset", "length"}]}}.
+ */
+int diff_store_versions(const char *store, const char *snapshot, long long va, long long vb,
+                        json_t **out, char *err, size_t err_size) MUST_CHECK;
+
+/* What a new version is made of (borrowed). */
+struct diff_compose {
+        long long base, from;        /* versions */
+        long long version;           /* the new one; 0: one past the highest in the store */
+        const char *const *pointers; /* configuration items taken from `from` */
+        size_t n_pointers;
+        const struct diff_extent *extents; /* disk regions taken from `from` */
+        size_t n_extents;
+        bool whole_disk; /* all of `from`'s disk (the extents are then ignored) */
+};
+
+/*
+ * Writes version c->version (or the next) of `snapshot`: an overlay on the
+ * template reading as `base` outside the chosen extents and as `from`
+ * inside them, its manifest (recomputed from the image and checked against
+ * the two it came from) and its configuration, `base`'s with the chosen
+ * items of `from` (diff_config_take). Never over an existing version: it is
+ * built under ".partial" names and linked into place. Returns 0 and *out, a
+ * new object {"snapshot_id", "version", "base", "from", "content_sha256",
+ * "size_bytes", "virtual_size", "image", "config", "extents"} (what
+ * `homing snapshot register` needs); besides the errors above, -EINVAL for
+ * an extent that is not whole blocks, empty or outside the disk, the errors
+ * of diff_config_take for a configuration path, -EEXIST when the version
+ * exists.
+ */
+int diff_store_compose(const char *store, const char *snapshot, const struct diff_compose *c,
+                       json_t **out, char *err, size_t err_size) MUST_CHECK;

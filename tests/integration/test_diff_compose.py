@@ -1,0 +1,219 @@
+"""`homing diff` and `homing compose` on a datacenter's store, with real
+qcow2 images written by the test (qemu-img, qemu-io) and registered as a
+hypervisor would (`homing snapshot register`, against the API):
+
+- the diff of two versions names exactly the configuration items and the
+  disk extents the test changed, nothing else;
+- a composed version reads, byte for byte, as the base outside the chosen
+  extents and as the other version inside them, has the base's
+  configuration with exactly the chosen items of the other, and registers
+  as the next version with the digest compose printed;
+- bad input (an unknown version, an extent outside the disk or not whole
+  blocks, a path that is not a JSON Pointer or names nothing, an existing
+  version) is refused with a reason and writes nothing.
+"""
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import HOMING_BIN, Homing, seed_catalog
+from plane import MIB, make_overlay, make_template, qemu_io, seed
+
+KIB = 1024
+SNAP = "snap-d"
+CONFIG = {
+    1: {"vcpus": 2, "memory_mib": 4096, "meta": {"owner": "ann", "a/b": 1},
+        "nics": [{"net": "lan", "mac": "52:54:00:00:00:01"}]},
+    2: {"vcpus": 4, "memory_mib": 4096, "meta": {"owner": "ann", "team": "ops"},
+        "nics": [{"net": "wan", "mac": "52:54:00:00:00:01"}]},
+}
+# (offset, length, byte). The template holds 0x5a in 0..8 MiB and 0x33 in 32..36 MiB.
+WRITES = {
+    1: [(1 * MIB, 64 * KIB, "0x11"), (20 * MIB, 8 * KIB, "0x12"), (40 * MIB, 4 * KIB, "0x13")],
+    2: [(1 * MIB, 64 * KIB, "0x11"), (1 * MIB + 16 * KIB, 4 * KIB, "0x21"),
+        (20 * MIB, 8 * KIB, "0x12"), (48 * MIB, 128 * KIB, "0x22"),
+        (33 * MIB, 4 * KIB, "0x33")],  # the template's own bytes there: no change
+}
+# v2 also zeroes 2 MiB..+4 KiB (template data there) and drops 40 MiB (back to the template).
+CHANGED = [(1 * MIB + 16 * KIB, 4 * KIB), (2 * MIB, 4 * KIB), (40 * MIB, 4 * KIB),
+           (48 * MIB, 128 * KIB)]
+
+
+@pytest.fixture(scope="module")
+def site(database, db, topics, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("diff")
+    api = Homing(database, topics, "diff", "serve", tmp)
+    api.migrate()
+    seed_catalog(db)
+    api.start()
+    store = tmp / "paris"
+    make_template(store, "tpl-1")
+    seed(db, "u-diff", SNAP, "t-paris")
+    token = api.homing("token", "agent", "--datacenter", "t-paris", "--name", "agent-diff")
+    env = dict(api.env, HOMING_STORE=str(store), HOMING_AGENT_TOKEN=token,
+               HOMING_API_URL=api.url)
+    for v in (1, 2):
+        path = make_overlay(store, "tpl-1", SNAP, v, WRITES[v])
+        if v == 2:
+            qemu_io(str(path), f"write -z {2 * MIB} {4 * KIB}")
+        (tmp / f"c{v}.json").write_text(json.dumps(CONFIG[v]))
+        register(env, v, tmp / f"c{v}.json")
+    yield api, env, store
+    api.stop()
+
+
+def register(env, version, config):
+    out = subprocess.run([HOMING_BIN, "snapshot", "register", "--snapshot", SNAP, "--version",
+                          str(version), "--config", str(config)], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()[2]  # the digest
+
+
+def homing(env, *args):
+    return subprocess.run([HOMING_BIN, *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def raw(path):
+    """The guest-visible bytes of an image (through its backing chain)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "disk.raw"
+        subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(path), str(out)],
+                       check=True, capture_output=True, timeout=60)
+        return out.read_bytes()
+
+
+def files(store):
+    return sorted(p.name for p in (store / "snapshots" / SNAP).iterdir())
+
+
+def test_the_diff_names_exactly_what_changed(site):
+    _, env, _ = site
+    out = homing(env, "diff", SNAP, "1", "2")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert (d["snapshot_id"], d["from"], d["to"]) == (SNAP, 1, 2)
+    assert d["config"]["changes"] == [
+        {"path": "/meta/a~1b", "change": "removed", "old": 1},
+        {"path": "/meta/team", "change": "added", "new": "ops"},
+        {"path": "/nics/0/net", "change": "changed", "old": "lan", "new": "wan"},
+        {"path": "/vcpus", "change": "changed", "old": 2, "new": 4},
+    ]
+    assert d["config"]["patch"] == [
+        {"op": "remove", "path": "/meta/a~1b"},
+        {"op": "add", "path": "/meta/team", "value": "ops"},
+        {"op": "replace", "path": "/nics/0/net", "value": "wan"},
+        {"op": "replace", "path": "/vcpus", "value": 4},
+    ]
+    disk = d["disk"]
+    assert [(x["offset"], x["length"]) for x in disk["extents"]] == CHANGED
+    assert disk["changed_bytes"] == sum(n for _, n in CHANGED)
+    assert disk["virtual_size"] == 64 * MIB
+    # The same two versions the other way round: the same extents, the inverse changes.
+    back = json.loads(homing(env, "diff", SNAP, "2", "1").stdout)
+    assert back["disk"]["extents"] == disk["extents"]
+    assert {c["path"] for c in back["config"]["changes"]} == {
+        c["path"] for c in d["config"]["changes"]}
+    # A version against itself: nothing.
+    same = json.loads(homing(env, "diff", SNAP, "2", "2").stdout)
+    assert same["config"]["changes"] == [] and same["disk"]["extents"] == []
+
+
+def test_a_composed_version_is_the_base_with_exactly_the_chosen_items(site):
+    _, env, store = site
+    chosen = [(48 * MIB, 128 * KIB), (1 * MIB + 16 * KIB, 4 * KIB)]
+    args = ["compose", SNAP, "--base", "1", "--from", "2", "--config", "/vcpus",
+            "--config", "/meta/team"]
+    for off, n in chosen:
+        args += ["--disk-extent", f"{off}:{n}"]
+    out = homing(env, *args)
+    assert out.returncode == 0, out.stderr
+    made = json.loads(out.stdout)
+    assert made["version"] == 3 and made["base"] == 1 and made["from"] == 2
+    assert files(store) == [f"v{v}.{x}" for v in (1, 2, 3) for x in ("json", "manifest", "qcow2")]
+
+    d = store / "snapshots" / SNAP
+    v1, v2, v3 = raw(d / "v1.qcow2"), raw(d / "v2.qcow2"), raw(d / "v3.qcow2")
+    assert len(v3) == 64 * MIB
+    want = bytearray(v1)
+    for off, n in chosen:
+        want[off:off + n] = v2[off:off + n]
+    assert v3 == bytes(want)
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(d / "v3.qcow2")],
+                                     check=True, capture_output=True, text=True).stdout)
+    assert info["backing-filename"] == "../../templates/tpl-1.qcow2"
+
+    config = json.loads((d / "v3.json").read_text())
+    assert config == dict(CONFIG[1], vcpus=4, meta={"owner": "ann", "a/b": 1, "team": "ops"})
+    assert made["config"] == config
+
+    # What differs from either source is exactly what came from the other one.
+    from_base = json.loads(homing(env, "diff", SNAP, "1", "3").stdout)
+    assert [(x["offset"], x["length"]) for x in from_base["disk"]["extents"]] == sorted(chosen)
+    assert [c["path"] for c in from_base["config"]["changes"]] == ["/meta/team", "/vcpus"]
+    from_other = json.loads(homing(env, "diff", SNAP, "2", "3").stdout)
+    assert [(x["offset"], x["length"]) for x in from_other["disk"]["extents"]] == [
+        x for x in CHANGED if x not in chosen]
+
+    # Ready for registration: the API takes it as the next version, with the same digest.
+    assert register(env, 3, d / "v3.json") == made["content_sha256"]
+
+
+def test_the_whole_disk_of_another_version_has_its_digest(site):
+    api, env, store = site
+    out = homing(env, "compose", SNAP, "--base", "1", "--from", "2", "--whole-disk")
+    assert out.returncode == 0, out.stderr
+    made = json.loads(out.stdout)
+    d = store / "snapshots" / SNAP
+    assert made["version"] == 4
+    assert raw(d / "v4.qcow2") == raw(d / "v2.qcow2")
+    assert json.loads((d / "v4.json").read_text()) == CONFIG[1]
+    # The same top layer as v2's: the same content digest.
+    v2 = json.loads(homing(env, "diff", SNAP, "2", "4").stdout)
+    assert v2["disk"]["extents"] == []
+    digest2 = subprocess.run(["sha256sum", str(d / "v2.manifest")], check=True,
+                             capture_output=True, text=True).stdout.split()[0]
+    assert made["content_sha256"] == digest2
+
+
+@pytest.mark.parametrize("args,reason", [
+    (["--base", "1", "--from", "9", "--config", "/vcpus"], "has no version 9"),
+    (["--base", "9", "--from", "1", "--config", "/vcpus"], "has no version 9"),
+    (["--base", "1", "--from", "2", "--disk-extent", f"{64 * MIB}:4096"], "outside the disk"),
+    (["--base", "1", "--from", "2", "--disk-extent", f"{64 * MIB - 4096}:8192"],
+     "outside the disk"),
+    (["--base", "1", "--from", "2", "--disk-extent", "4097:4096"], "whole blocks"),
+    (["--base", "1", "--from", "2", "--disk-extent", "0:0"], "whole blocks"),
+    (["--base", "1", "--from", "2", "--disk-extent", "4k:4k"], "OFFSET:LENGTH"),
+    (["--base", "1", "--from", "2", "--config", "vcpus"], "is not a JSON Pointer"),
+    (["--base", "1", "--from", "2", "--config", "/a~2"], "is not a JSON Pointer"),
+    (["--base", "1", "--from", "2", "--config", "/vcpus", "--config", "/nope"],
+     "names an item of neither version"),
+    (["--base", "1", "--from", "2", "--config", "/vcpus", "--version", "2"], "exists"),
+    (["--base", "1", "--from", "2"], "nothing chosen"),
+    (["--base", "0", "--from", "2", "--whole-disk"], "positive integers"),
+])
+def test_bad_input_is_refused_and_writes_nothing(site, args, reason):
+    _, env, store = site
+    before = files(store)
+    out = homing(env, "compose", SNAP, *args)
+    assert out.returncode != 0
+    assert reason in out.stderr
+    assert out.stdout == ""
+    assert files(store) == before
+
+
+@pytest.mark.parametrize("args,reason", [
+    ([SNAP, "1", "9"], "has no version 9"),
+    (["no-such-snapshot", "1", "2"], "has no version 1"),
+    (["../snapshots", "1", "2"], "is not a snapshot id"),
+    ([SNAP, "1", "x"], "positive integers"),
+])
+def test_a_diff_of_what_is_not_there_is_refused(site, args, reason):
+    _, env, _ = site
+    out = homing(env, "diff", *args)
+    assert out.returncode != 0 and reason in out.stderr and out.stdout == ""
