@@ -138,12 +138,14 @@ static int merge(const struct image_manifest *a, const struct image_manifest *b,
                 const struct image_block_hash *ea = i < na ? image_manifest_entry(a, i) : NULL;
                 const struct image_block_hash *eb = j < nb ? image_manifest_entry(b, j) : NULL;
 
-                if (ea && eb && ea->index == eb->index)
-                        r = step(u, ea->index, ea, eb), i++, j++;
-                else if (ea && (!eb || ea->index < eb->index))
+                if (ea && (!eb || ea->index < eb->index))
                         r = step(u, ea->index, ea, NULL), i++;
-                else
+                else if (eb && (!ea || eb->index < ea->index))
                         r = step(u, eb->index, NULL, eb), j++;
+                else if (ea && eb)
+                        r = step(u, ea->index, ea, eb), i++, j++;
+                else
+                        break;
         }
         return r;
 }
@@ -180,8 +182,10 @@ static int add_changed(void *u, uint64_t index, const struct image_block_hash *e
         if (ea && eb)
                 differs =
                         ea->flags != eb->flags || memcmp(ea->sha256, eb->sha256, IMAGE_DIGEST_SIZE);
-        else
+        else if (p->next_lone < p->n_lone)
                 differs = p->lone[p->next_lone++].differs;
+        else
+                return -EIO; /* the two passes disagree: cannot be */
         return differs ? add_block(p->d, &p->cap, index) : 0;
 }
 

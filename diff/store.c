@@ -375,6 +375,7 @@ int diff_store_compose(const char *store, const char *snapshot, const struct dif
         char tmp_image[PATH_MAX + 16], tmp_manifest[PATH_MAX + 16], tmp_config[PATH_MAX + 16];
         char hex[IMAGE_DIGEST_HEX_SIZE], check[256];
         uint8_t digest[IMAGE_DIGEST_SIZE];
+        uint64_t size_bytes;
         long long n = c->version;
         bool started = false, linked_config = false, linked_manifest = false;
         int r = load_pair(store, snapshot, c->base, c->from, &base, &from, err, err_size);
@@ -458,12 +459,13 @@ int diff_store_compose(const char *store, const char *snapshot, const struct dif
         }
         image_manifest_digest(m, digest);
         image_digest_hex(digest, hex);
+        size_bytes = (uint64_t)image_manifest_count(m) * IMAGE_BLOCK;
         *out = json_pack("{s:s, s:I, s:I, s:I, s:s, s:I, s:I, s:s, s:O, s:o}", "snapshot_id",
                          snapshot, "version", (json_int_t)n, "base", (json_int_t)c->base, "from",
                          (json_int_t)c->from, "content_sha256", hex, "size_bytes",
-                         (json_int_t)(image_manifest_count(m) * (uint64_t)IMAGE_BLOCK),
-                         "virtual_size", (json_int_t)image_manifest_virtual_size(m), "image",
-                         made.image, "config", config, "extents", extents_json(x, nx));
+                         (json_int_t)size_bytes, "virtual_size",
+                         (json_int_t)image_manifest_virtual_size(m), "image", made.image, "config",
+                         config, "extents", extents_json(x, nx));
         r = *out ? image_manifest_save(m, tmp_manifest) : -ENOMEM;
         r = r ? r : write_config(tmp_config, config);
         r = r ? r : publish(tmp_config, made.config_path);

@@ -117,10 +117,10 @@ int main(int argc, char **argv) {
         double *t = calloc((size_t)(runs > 0 ? runs : 1), sizeof(double));
         size_t n_changes = 0, n_extents = 0;
         uint64_t changed_bytes = 0, reads = 0;
-        int r;
+        int r, ret = 1;
 
-        if (!buf || !t || !mkdtemp(dir) || runs < 1)
-                return 1;
+        if (!buf || !t || runs < 1 || !mkdtemp(dir))
+                goto out;
         path(tpl, sizeof(tpl), "tpl.qcow2");
         path(ma, sizeof(ma), "v1.manifest");
         path(mb, sizeof(mb), "v2.manifest");
@@ -149,7 +149,7 @@ int main(int argc, char **argv) {
         }
         if (r) {
                 fprintf(stderr, "bench-diff: setup: %s\n", strerror(-r));
-                return 1;
+                goto out;
         }
         printf("1 GiB disk, template 256 MiB of data, versions 256 MiB allocated, "
                "%.2f MiB (%.1f %%) rewritten in 64 KiB runs\n",
@@ -183,7 +183,7 @@ int main(int argc, char **argv) {
         }
         if (r) {
                 fprintf(stderr, "bench-diff: %s\n", strerror(-r));
-                return 1;
+                goto out;
         }
         printf("config changes %zu, extents %zu, changed %.2f MiB, template blocks read %llu\n",
                n_changes, n_extents, (double)changed_bytes / MiB, (unsigned long long)reads);
@@ -191,6 +191,8 @@ int main(int argc, char **argv) {
         printf("diff (config + disk regions): best %.4f s, median %.4f s, worst %.4f s "
                "per GiB over %d runs\n",
                t[0], t[runs / 2], t[runs - 1], runs);
+        ret = 0;
+out:
         for (const char *f = "tpl.qcow2\0v1.qcow2\0v2.qcow2\0v1.manifest\0v2.manifest\0"
                              "v1.json\0v2.json\0";
              *f; f += strlen(f) + 1) {
@@ -201,5 +203,5 @@ int main(int argc, char **argv) {
         rmdir(dir);
         free(t);
         free(buf);
-        return 0;
+        return ret;
 }

@@ -67,8 +67,10 @@ static int make_store(void) {
         int r;
 
         strcpy(root, "/tmp/homing-diff-XXXXXX");
-        if (!buf || !mkdtemp(root))
-                return -errno;
+        if (!buf || !mkdtemp(root)) {
+                free(buf);
+                return -ENOMEM;
+        }
         snprintf(tpl, sizeof(tpl), "%s/tpl.qcow2", root);
         snprintf(va, sizeof(va), "%s/v1.qcow2", root);
         snprintf(vb, sizeof(vb), "%s/v2.qcow2", root);
