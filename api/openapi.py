@@ -273,9 +273,38 @@ SCHEMAS = {
         "lon": {"type": "number", "minimum": -180, "maximum": 180},
         "accuracy_m": {"type": "number", "minimum": 0}, "ts": TIME,
     }, ["device_id", "user_id", "lat", "lon", "accuracy_m", "ts"]),
+    "SnapshotVersion": obj({
+        "snapshot_id": ID, "version": {"type": "integer", "minimum": 1},
+        "content_sha256": {**SHA256, "description": "the SHA-256 of its block manifest"},
+        "size_bytes": COUNT, "virtual_size": COUNT,
+        "datacenter_id": nullable({**ID, "description": "where its agent registered it"}),
+        "created_at": TIME,
+    }),
+    "SnapshotDiff": obj({
+        "snapshot_id": ID, "from": {"type": "integer", "minimum": 1},
+        "to": {"type": "integer", "minimum": 1},
+        "versions": {"type": "array", "items": ref("SnapshotVersion"), "minItems": 2,
+                     "maxItems": 2, "description": "from, then to"},
+        "config": obj({
+            "changes": {"type": "array", "items": obj({
+                "path": {"type": "string", "description": "a JSON Pointer (RFC 6901)"},
+                "change": {"type": "string", "enum": ["changed", "added", "removed"]},
+                "old": {"description": "the value in from (not for added)"},
+                "new": {"description": "the value in to (not for removed)"},
+            }, ["path", "change"])},
+            "patch": {"type": "array", "description": "an RFC 6902 JSON Patch from from to to",
+                      "items": obj({
+                          "op": {"type": "string", "enum": ["replace", "add", "remove"]},
+                          "path": {"type": "string"}, "value": {},
+                      }, ["op", "path"])},
+        }, ["changes", "patch"]),
+        "disk": {"type": "null", "description": (
+            "the changed disk extents are computed where both images are, at the agent "
+            "(`homing diff` on the datacenter's store); not through the API yet")},
+    }, ["snapshot_id", "from", "to", "versions", "config", "disk"]),
 }
 for name in ("Datacenter", "Template", "Replica", "Snapshot", "Placement", "Decision",
-             "Transfer", "Zone", "OperatorToken"):
+             "Transfer", "Zone", "OperatorToken", "SnapshotVersion"):
     SCHEMAS[name + "Page"] = page_of(name)
 
 PROBLEM = {"application/problem+json": {"schema": ref("Problem")}}
@@ -430,6 +459,21 @@ op("get", "/v1/snapshots/{id}/placement", "viewer", "getActivePlacement",
 op("get", "/v1/snapshots/{id}/placements", "viewer", "listPlacements",
    "a snapshot's placement history, newest first", ok("PlacementPage"), ID_PARAM + PAGED,
    errors=READ_ERRORS + ["BadRequest"], tag="snapshots")
+op("get", "/v1/snapshots/{id}/versions", "viewer", "listSnapshotVersions",
+   "a snapshot's registered versions, oldest first", ok("SnapshotVersionPage"),
+   ID_PARAM + PAGED, errors=READ_ERRORS + ["BadRequest"], tag="snapshots")
+op("get", "/v1/snapshots/{id}/diff", "viewer", "diffSnapshotVersions",
+   "what differs between two registered versions of a snapshot", ok("SnapshotDiff"),
+   ID_PARAM + [{**query("from", {"type": "integer", "minimum": 1}, "the version diffed from"),
+                "required": True},
+               {**query("to", {"type": "integer", "minimum": 1}, "the version diffed to"),
+                "required": True}],
+   errors=READ_ERRORS + ["BadRequest"], tag="snapshots",
+   description="Needs an operator token with the viewer role or a higher one. The "
+   "configuration items (JSON Pointer paths, arrays by index) that were changed, added or "
+   "removed, with their old and new values, and the same as an RFC 6902 JSON Patch. 400 "
+   "when from or to is not a version number, 404 when the snapshot or either version is "
+   "not registered.")
 op("get", "/v1/snapshots/{id}/decisions", "viewer", "listDecisions",
    "a snapshot's recent decisions (moves and stays, and why), newest first",
    ok("DecisionPage"), ID_PARAM + PAGED, errors=READ_ERRORS + ["BadRequest"], tag="snapshots")

@@ -26,6 +26,7 @@
 #include "api/request.h"
 #include "api/resource.h"
 #include "api/snapshots.h"
+#include "api/versions.h"
 #include "api/templates.h"
 #include "api/tokens.h"
 #include "api/transfers.h"
@@ -73,6 +74,10 @@ const struct api_route api_routes[] = {
           "a snapshot's active placement" },
         { "GET", "/v1/snapshots/{id}/placements", ACCESS_VIEWER, api_snapshots_placements,
           "a snapshot's placement history" },
+        { "GET", "/v1/snapshots/{id}/versions", ACCESS_VIEWER, api_versions_list,
+          "a snapshot's registered versions" },
+        { "GET", "/v1/snapshots/{id}/diff", ACCESS_VIEWER, api_versions_diff,
+          "what differs between two versions of a snapshot" },
         { "GET", "/v1/snapshots/{id}/decisions", ACCESS_VIEWER, api_snapshots_decisions,
           "a snapshot's recent decisions" },
         { "GET", "/v1/users/{id}/what-if", ACCESS_VIEWER, api_users_what_if,

@@ -217,3 +217,49 @@ def test_a_diff_of_what_is_not_there_is_refused(site, args, reason):
     _, env, _ = site
     out = homing(env, "diff", *args)
     assert out.returncode != 0 and reason in out.stderr and out.stdout == ""
+
+
+# ---- the API: the configurations are in PostgreSQL --------------------------------------
+
+def test_the_api_lists_the_versions_and_diffs_their_configurations(site):
+    api, env, _ = site
+    page, _ = api.json("GET", f"/v1/snapshots/{SNAP}/versions")
+    versions = [v["version"] for v in page["items"]]
+    assert versions[:2] == [1, 2] and versions == sorted(versions)
+    assert all(len(v["content_sha256"]) == 64 and v["datacenter_id"] == "t-paris"
+               for v in page["items"])
+
+    d, _ = api.json("GET", f"/v1/snapshots/{SNAP}/diff?from=1&to=2")
+    cli = json.loads(homing(env, "diff", SNAP, "1", "2").stdout)
+    assert (d["snapshot_id"], d["from"], d["to"]) == (SNAP, 1, 2)
+    assert d["config"] == cli["config"]  # the same items, old and new values, and patch
+    assert [v["version"] for v in d["versions"]] == [1, 2]
+    assert d["versions"][:2] == page["items"][:2]
+    assert d["disk"] is None
+    same, _ = api.json("GET", f"/v1/snapshots/{SNAP}/diff?from=2&to=2")
+    assert same["config"] == {"changes": [], "patch": []}
+
+
+def test_the_api_refuses_a_diff_of_what_is_not_there(site, db):
+    api, _, _ = site
+    # A version another snapshot has, this one not.
+    db.execute("INSERT INTO snapshots (id, user_id, template_id, size_bytes)"
+               " VALUES ('snap-other', 'u-other', 'tpl-1', 0) ON CONFLICT DO NOTHING")
+    db.execute("INSERT INTO snapshot_versions (snapshot_id, version, content_sha256, size_bytes,"
+               " virtual_size) VALUES ('snap-other', 7, repeat('a', 64), 0, 0)"
+               " ON CONFLICT DO NOTHING")
+    for query, status, detail in [
+        ("from=1&to=7", 404, "no version 7 of snapshot 'snap-d'"),
+        ("from=9&to=1", 404, "no version 9 of snapshot 'snap-d'"),
+        ("from=1", 400, "version numbers"),
+        ("from=0&to=1", 400, "version numbers"),
+        ("from=1&to=x", 400, "version numbers"),
+        ("from=1&to=-2", 400, "version numbers"),
+    ]:
+        status_got, headers, raw = api.get(f"/v1/snapshots/{SNAP}/diff?{query}")
+        assert status_got == status, (query, raw)
+        assert headers["Content-Type"] == "application/problem+json"
+        assert detail in json.loads(raw)["detail"], (query, raw)
+    assert api.get("/v1/snapshots/no-such/diff?from=1&to=2")[0] == 404
+    assert api.get("/v1/snapshots/no-such/versions")[0] == 404
+    assert api.get(f"/v1/snapshots/{SNAP}/diff?from=1&to=2", token=None)[0] == 401
