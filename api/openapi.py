@@ -46,6 +46,10 @@ def page_of(name):
                 "next_cursor": nullable({"type": "string"})}, ["items", "next_cursor"])
 
 
+COMPOSE_EXTENTS = {"type": "array", "items": obj({
+    "offset": COUNT, "length": {"type": "integer", "minimum": 4096, "multipleOf": 4096}},
+    ["offset", "length"])}
+
 SCHEMAS = {
     "Problem": obj({
         "type": {"type": "string"}, "title": {"type": "string"},
@@ -273,13 +277,39 @@ SCHEMAS = {
         "lon": {"type": "number", "minimum": -180, "maximum": 180},
         "accuracy_m": {"type": "number", "minimum": 0}, "ts": TIME,
     }, ["device_id", "user_id", "lat", "lon", "accuracy_m", "ts"]),
-    "SnapshotVersion": obj({
-        "snapshot_id": ID, "version": {"type": "integer", "minimum": 1},
-        "content_sha256": {**SHA256, "description": "the SHA-256 of its block manifest"},
-        "size_bytes": COUNT, "virtual_size": COUNT,
-        "datacenter_id": nullable({**ID, "description": "where its agent registered it"}),
-        "created_at": TIME,
+    "Composition": obj({
+        "id": {"type": "integer"}, "snapshot_id": ID,
+        "datacenter_id": {**ID, "description": "where its agent writes it (the active one)"},
+        "base": {"type": "integer", "minimum": 1}, "from": {"type": "integer", "minimum": 1},
+        "config": {"type": "array", "items": {"type": "string"}},
+        "disk_extents": COMPOSE_EXTENTS, "whole_disk": {"type": "boolean"},
+        "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+        "version": nullable({"type": "integer", "minimum": 1,
+                             "description": "the version written, once succeeded"}),
+        "error": nullable({"type": "string"}), "requested_by": nullable({"type": "string"}),
+        "created_at": TIME, "updated_at": TIME,
     }),
+    "CompositionInput": obj({
+        "base": {"type": "integer", "minimum": 1, "description": "the version it starts from"},
+        "from": {"type": "integer", "minimum": 1, "description": "the version items come from"},
+        "config": {"type": "array", "maxItems": 1000, "items": {"type": "string"},
+                   "description": "JSON Pointers (RFC 6901) of configuration items to take"},
+        "disk_extents": {**COMPOSE_EXTENTS, "maxItems": 100000,
+                         "description": "disk regions to take (bytes, whole 4 KiB blocks)"},
+        "whole_disk": {"type": "boolean", "description": "take all of from's disk"},
+    }, ["base", "from"]),
+    "CompositionClaimInput": obj({}, []),
+    "CompositionJob": obj({
+        "composition_id": {"type": "integer"}, "snapshot_id": ID,
+        "base": {"type": "integer"}, "from": {"type": "integer"},
+        "config": {"type": "array", "items": {"type": "string"}},
+        "disk_extents": COMPOSE_EXTENTS, "whole_disk": {"type": "boolean"},
+        "version": {"type": "integer", "description": "the version to write: the next one"},
+    }),
+    "CompositionSucceededInput": obj({"version": {"type": "integer", "minimum": 1}},
+                                     ["version"]),
+    "CompositionFailedInput": obj({"error": {"type": "string", "minLength": 1,
+                                             "maxLength": 256}}, ["error"]),
     "SnapshotDiff": obj({
         "snapshot_id": ID, "from": {"type": "integer", "minimum": 1},
         "to": {"type": "integer", "minimum": 1},
@@ -474,6 +504,10 @@ op("get", "/v1/snapshots/{id}/diff", "viewer", "diffSnapshotVersions",
    "removed, with their old and new values, and the same as an RFC 6902 JSON Patch. 400 "
    "when from or to is not a version number, 404 when the snapshot or either version is "
    "not registered.")
+op("get", "/v1/compositions/{id}", "viewer", "getComposition",
+   "a composition: queued, running, succeeded (with its version) or failed (with why)",
+   ok("Composition", etag=True), [path_param("id", integer=True)], errors=READ_ERRORS,
+   tag="snapshots")
 op("get", "/v1/snapshots/{id}/decisions", "viewer", "listDecisions",
    "a snapshot's recent decisions (moves and stays, and why), newest first",
    ok("DecisionPage"), ID_PARAM + PAGED, errors=READ_ERRORS + ["BadRequest"], tag="snapshots")
@@ -501,6 +535,23 @@ op("put", "/v1/datacenters/{id}/status", "operator", "setDatacenterStatus",
    "set a datacenter's status: draining stops new placements there",
    ok("Datacenter", etag=True), ID_PARAM + IF_MATCH, body("StatusChange"),
    errors=READ_ERRORS + WRITE_ERRORS + ["PreconditionFailed"], tag="datacenters")
+op("post", "/v1/snapshots/{id}/versions", "operator", "composeVersion",
+   "compose a new version: a base version with chosen items of another (its agent writes it)",
+   ok("Composition", status="202", description="queued for the agent of the snapshot's "
+      "active datacenter", etag=True),
+   ID_PARAM, body("CompositionInput"), errors=READ_ERRORS + ["Conflict"] + WRITE_ERRORS,
+   tag="snapshots",
+   description="Needs an operator token with the operator role or a higher one. Checked "
+   "against the registered versions before anything is written: 422 (errors[0].pointer "
+   "names the member) for a base or from this snapshot has not registered (another "
+   "snapshot's included), versions of other disk sizes, a configuration path that is not a "
+   "JSON Pointer, names an item of neither version or one whose parent the base lacks, an "
+   "extent that is not whole 4 KiB blocks or lies outside the disk, or nothing chosen; 409 "
+   "no-active-placement. The agent of the active datacenter then writes the version in its "
+   "store (the base's disk outside the extents, from's inside; the base's configuration "
+   "with the chosen items of from), registers it as the next version (it becomes the "
+   "active one) and reports the composition: poll GET /v1/compositions/{id}. Events: "
+   "io.homing.snapshot.composition_requested, then version_composed or composition_failed.")
 op("post", "/v1/transfers/{id}/cancel", "operator", "cancelTransfer",
    "cancel a queued or running transfer", ok("Transfer"), [path_param("id", integer=True)],
    errors=READ_ERRORS + ["Conflict", "Unavailable"], tag="transfers")
@@ -631,6 +682,24 @@ op("post", "/v1/agent/pulls/verify", "agent", "verifyPull",
    description="200 when the transfer is running, the ticket is its ticket, and the caller's "
                "datacenter is its source (or holds the template the target lacks); 403 "
                "otherwise.")
+op("post", "/v1/agent/compositions/claim", "agent", "claimComposition",
+   "the next composition to write here: running now, or 204",
+   {**ok("CompositionJob", description="the composition, running now"),
+    "204": {"description": "none is due"}},
+   request=body("CompositionClaimInput"), errors=WRITE_ERRORS, tag="agents",
+   description="Queued ones at the token's datacenter, oldest first, and running ones "
+               "claimed more than 10 minutes ago (their agent died). version is the one to "
+               "write: one past the snapshot's.")
+op("post", "/v1/agent/compositions/{id}/succeeded", "agent", "compositionSucceeded",
+   "a claimed composition ended with a registered version", ok("Composition"),
+   [path_param("id", "the composition", integer=True)], body("CompositionSucceededInput"),
+   errors=["NotFound", "Conflict"] + WRITE_ERRORS, tag="agents",
+   description="409 composition-not-running; 422 when this datacenter did not register "
+               "that version of the snapshot.")
+op("post", "/v1/agent/compositions/{id}/failed", "agent", "compositionFailed",
+   "a claimed composition could not be written", ok("Composition"),
+   [path_param("id", "the composition", integer=True)], body("CompositionFailedInput"),
+   errors=["NotFound", "Conflict"] + WRITE_ERRORS, tag="agents")
 op("post", "/v1/agent/snapshots/{id}/versions", "agent", "registerVersion",
    "register a new version of a snapshot active at this datacenter",
    ok("SnapshotVersion", status="201", description="registered"),

@@ -10,7 +10,11 @@ hypervisor would (`homing snapshot register`, against the API):
   as the next version with the digest compose printed;
 - bad input (an unknown version, an extent outside the disk or not whole
   blocks, a path that is not a JSON Pointer or names nothing, an existing
-  version) is refused with a reason and writes nothing.
+  version) is refused with a reason and writes nothing;
+- through the API: the versions and the diff of their configurations, and a
+  composition the agent of the active datacenter writes and registers (or
+  reports failed), with its audit events; bad requests are 422 problems
+  and write nothing.
 """
 import json
 import subprocess
@@ -19,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOMING_BIN, Homing, seed_catalog
-from plane import MIB, make_overlay, make_template, qemu_io, seed
+from conftest import HOMING_BIN, Homing, seed_catalog, wait_for
+from plane import MIB, Agent, make_overlay, make_template, qemu_io, seed
+from test_audit_events import check_event
 
 KIB = 1024
 SNAP = "snap-d"
@@ -178,6 +183,7 @@ def test_the_whole_disk_of_another_version_has_its_digest(site):
     digest2 = subprocess.run(["sha256sum", str(d / "v2.manifest")], check=True,
                              capture_output=True, text=True).stdout.split()[0]
     assert made["content_sha256"] == digest2
+    assert register(env, 4, d / "v4.json") == digest2
 
 
 @pytest.mark.parametrize("args,reason", [
@@ -263,3 +269,126 @@ def test_the_api_refuses_a_diff_of_what_is_not_there(site, db):
     assert api.get("/v1/snapshots/no-such/diff?from=1&to=2")[0] == 404
     assert api.get("/v1/snapshots/no-such/versions")[0] == 404
     assert api.get(f"/v1/snapshots/{SNAP}/diff?from=1&to=2", token=None)[0] == 401
+
+
+def outbox(db, types):
+    return [row[0] for row in db.execute(
+        "SELECT payload FROM outbox WHERE payload->>'type' = ANY(%s) ORDER BY id",
+        (list(types),)).fetchall()]
+
+
+COMPOSE_EVENTS = ("io.homing.snapshot.composition_requested",
+                  "io.homing.snapshot.version_composed", "io.homing.snapshot.composition_failed")
+
+
+def test_the_agent_writes_a_composition_the_api_queued(site, db, tmp_path):
+    api, env, store = site
+    agent = Agent(api, "t-paris", store, tmp_path).start()
+    try:
+        extent = {"offset": 48 * MIB, "length": 128 * KIB}
+        c, headers = api.json("POST", f"/v1/snapshots/{SNAP}/versions",
+                              {"base": 1, "from": 2, "config": ["/vcpus"],
+                               "disk_extents": [extent]},
+                              expect=202, token=api.token("operator"))
+        assert c["state"] == "queued" and c["datacenter_id"] == "t-paris"
+        assert (c["base"], c["from"], c["config"], c["disk_extents"]) == (1, 2, ["/vcpus"],
+                                                                            [extent])
+        done = wait_for(lambda: (lambda x: x["state"] in ("succeeded", "failed") and x)(
+            api.json("GET", f"/v1/compositions/{c['id']}")[0]), timeout=60,
+            what="the composition to end")
+        assert done["state"] == "succeeded", done
+        assert done["version"] == 5 and done["error"] is None
+    finally:
+        agent.stop()
+    d = store / "snapshots" / SNAP
+    want = bytearray(raw(d / "v1.qcow2"))
+    want[48 * MIB:48 * MIB + 128 * KIB] = raw(d / "v2.qcow2")[48 * MIB:48 * MIB + 128 * KIB]
+    assert raw(d / "v5.qcow2") == bytes(want)
+    row = db.execute("SELECT config, datacenter_id FROM snapshot_versions"
+                     " WHERE snapshot_id = %s AND version = 5", (SNAP,)).fetchone()
+    assert row == (dict(CONFIG[1], vcpus=4), "t-paris")
+    assert db.execute("SELECT version FROM placements WHERE snapshot_id = %s AND active",
+                      (SNAP,)).fetchone()[0] == 5
+    events = outbox(db, COMPOSE_EVENTS)
+    assert [e["type"] for e in events] == list(COMPOSE_EVENTS[:2])
+    for e in events:
+        check_event(e)
+        assert e["subject"] == SNAP and e["data"]["composition"]["id"] == c["id"]
+    assert events[1]["data"]["composition"]["version"] == 5
+
+
+def test_a_composition_the_agent_cannot_write_is_reported_failed(site, db, tmp_path):
+    api, _, store = site
+    # Registered in PostgreSQL, never written to this store.
+    seed(db, "u-ghost", "snap-ghost", "t-paris")
+    for v in (1, 2):
+        db.execute("INSERT INTO snapshot_versions (snapshot_id, version, content_sha256,"
+                   " size_bytes, virtual_size, config, datacenter_id)"
+                   " VALUES ('snap-ghost', %s, repeat('b', 64), 0, %s, '{\"a\": 1}', 't-paris')",
+                   (v, 64 * MIB))
+    agent = Agent(api, "t-paris", store, tmp_path).start()
+    try:
+        c, _ = api.json("POST", "/v1/snapshots/snap-ghost/versions",
+                        {"base": 1, "from": 2, "whole_disk": True}, expect=202,
+                        token=api.token("operator"))
+        done = wait_for(lambda: (lambda x: x["state"] in ("succeeded", "failed") and x)(
+            api.json("GET", f"/v1/compositions/{c['id']}")[0]), timeout=60,
+            what="the composition to end")
+    finally:
+        agent.stop()
+    assert done["state"] == "failed" and "has no version 1" in done["error"]
+    assert not (store / "snapshots" / "snap-ghost").exists() or \
+        not list((store / "snapshots" / "snap-ghost").iterdir())
+    failed = [e for e in outbox(db, COMPOSE_EVENTS) if e["subject"] == "snap-ghost"]
+    assert [e["type"] for e in failed] == [COMPOSE_EVENTS[0], COMPOSE_EVENTS[2]]
+    for e in failed:
+        check_event(e)
+
+
+@pytest.mark.parametrize("body,pointer,detail", [
+    ({"base": 1, "from": 9, "config": ["/vcpus"]}, "/from", "not a registered version"),
+    ({"base": 7, "from": 1, "config": ["/vcpus"]}, "/base", "not a registered version"),
+    ({"base": 1, "from": 2, "config": ["vcpus"]}, "/config/0", "not a JSON Pointer"),
+    ({"base": 1, "from": 2, "config": ["/vcpus", "/a~2"]}, "/config/1", "not a JSON Pointer"),
+    ({"base": 1, "from": 2, "config": ["/nope"]}, "/config/0", "neither version"),
+    ({"base": 1, "from": 2, "config": [3]}, "/config/0", "must be a string"),
+    ({"base": 1, "from": 2, "disk_extents": [{"offset": 4097, "length": 4096}]},
+     "/disk_extents/0", "whole blocks"),
+    ({"base": 1, "from": 2, "disk_extents": [{"offset": 0, "length": 0}]},
+     "/disk_extents/0", "whole blocks"),
+    ({"base": 1, "from": 2, "disk_extents": [{"offset": 64 * MIB, "length": 4096}]},
+     "/disk_extents/0", "outside the disk"),
+    ({"base": 1, "from": 2, "disk_extents": [{"offset": 0}]}, "/disk_extents/0", "two whole"),
+    ({"base": 1, "from": 2}, "/config", "choose at least one item"),
+    ({"base": 0, "from": 2, "whole_disk": True}, "/base", "within"),
+    ({"base": 1, "from": 2, "whole_disk": True, "extra": 1}, "/extra", ""),
+])
+def test_a_bad_composition_is_a_422_and_writes_nothing(site, db, body, pointer, detail):
+    api, _, _ = site
+    # Version 7 of another snapshot (test_the_api_refuses_a_diff_of_what_is_not_there).
+    db.execute("INSERT INTO snapshots (id, user_id, template_id, size_bytes)"
+               " VALUES ('snap-other', 'u-other', 'tpl-1', 0) ON CONFLICT DO NOTHING")
+    db.execute("INSERT INTO snapshot_versions (snapshot_id, version, content_sha256, size_bytes,"
+               " virtual_size) VALUES ('snap-other', 7, repeat('a', 64), 0, 0)"
+               " ON CONFLICT DO NOTHING")
+    before = db.execute("SELECT (SELECT count(*) FROM compositions),"
+                        " (SELECT count(*) FROM outbox)").fetchone()
+    status, headers, raw_body = api.post(f"/v1/snapshots/{SNAP}/versions", body,
+                                         token=api.token("operator"))
+    problem = json.loads(raw_body)
+    assert status == 422, problem
+    assert headers["Content-Type"] == "application/problem+json"
+    assert problem["errors"][0]["pointer"] == pointer
+    assert detail in problem["errors"][0]["detail"]
+    assert db.execute("SELECT (SELECT count(*) FROM compositions),"
+                      " (SELECT count(*) FROM outbox)").fetchone() == before
+
+
+def test_only_operators_compose_and_unknown_ones_are_404(site):
+    api, _, _ = site
+    body = {"base": 1, "from": 2, "whole_disk": True}
+    assert api.post(f"/v1/snapshots/{SNAP}/versions", body)[0] == 403  # a viewer
+    assert api.post("/v1/snapshots/no-such/versions", body,
+                    token=api.token("operator"))[0] == 404
+    assert api.get("/v1/compositions/999999")[0] == 404
+    assert api.get("/v1/compositions/x")[0] == 404
