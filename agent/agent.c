@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/compose.h"
+#include "agent/jobs.h"
 #include "agent/control.h"
 #include "agent/limit.h"
 #include "agent/peer.h"
@@ -407,7 +407,7 @@ static void evict(struct agent *a, struct site *s, struct control *c) {
 
 /*
  * Every --agent-evict-s, each site asks which of its cached copies are to
- * go, and writes the compositions queued for it.
+ * go, and runs the disk diffs and compositions queued for it.
  */
 static void *sweeper_main(void *arg) {
         struct agent *a = arg;
@@ -419,8 +419,8 @@ static void *sweeper_main(void *arg) {
                 for (size_t i = 0; i < a->n_sites && !atomic_load(a->stop); i++)
                         if (controls[i]) {
                                 evict(a, &a->sites[i], controls[i]);
-                                compose_pending(a->sites[i].datacenter, a->sites[i].store,
-                                                controls[i]);
+                                jobs_run_pending(a->sites[i].datacenter, a->sites[i].store,
+                                                 controls[i]);
                         }
                 for (long waited = 0;
                      waited < a->cfg->agent_evict_s * 1000 && !atomic_load(a->stop); waited += 100)

@@ -310,6 +310,24 @@ SCHEMAS = {
                                      ["version"]),
     "CompositionFailedInput": obj({"error": {"type": "string", "minLength": 1,
                                              "maxLength": 256}}, ["error"]),
+    "DiskDiff": obj({
+        "id": {"type": "integer"}, "datacenter_id": ID,
+        "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+        "error": nullable({"type": "string"}),
+        "virtual_size": COUNT, "changed_bytes": COUNT,
+        "template_blocks_read": {**COUNT, "description": "blocks one version alone holds "
+                                 "whose template data had to be read"},
+        "extents": {"type": "array", "description": "increasing, coalesced", "items": obj({
+            "offset": COUNT, "length": COUNT}, ["offset", "length"])},
+    }, ["id", "datacenter_id", "state"]),
+    "DiskDiffClaimInput": obj({}, []),
+    "DiskDiffJob": obj({"disk_diff_id": {"type": "integer"}, "snapshot_id": ID,
+                        "from": {"type": "integer"}, "to": {"type": "integer"}}),
+    "DiskDiffSucceededInput": obj({"disk": {"type": "object", "description": (
+        "virtual_size, changed_bytes, template_blocks_read and extents, as homing diff "
+        "prints them")}}, ["disk"]),
+    "DiskDiffEnded": obj({"id": {"type": "string"},
+                          "state": {"type": "string", "enum": ["succeeded", "failed"]}}),
     "SnapshotDiff": obj({
         "snapshot_id": ID, "from": {"type": "integer", "minimum": 1},
         "to": {"type": "integer", "minimum": 1},
@@ -328,9 +346,11 @@ SCHEMAS = {
                           "path": {"type": "string"}, "value": {},
                       }, ["op", "path"])},
         }, ["changes", "patch"]),
-        "disk": {"type": "null", "description": (
-            "the changed disk extents are computed where both images are, at the agent "
-            "(`homing diff` on the datacenter's store); not through the API yet")},
+        "disk": nullable({**ref("DiskDiff"), "description": (
+            "the changed disk extents, computed by the agent of the snapshot's active "
+            "datacenter on its store: the first GET of a pair queues it (state queued); ask "
+            "again for running, succeeded (with the extents) or failed (with why); null when "
+            "the snapshot is active nowhere")}),
     }, ["snapshot_id", "from", "to", "versions", "config", "disk"]),
 }
 for name in ("Datacenter", "Template", "Replica", "Snapshot", "Placement", "Decision",
@@ -501,7 +521,8 @@ op("get", "/v1/snapshots/{id}/diff", "viewer", "diffSnapshotVersions",
    errors=READ_ERRORS + ["BadRequest"], tag="snapshots",
    description="Needs an operator token with the viewer role or a higher one. The "
    "configuration items (JSON Pointer paths, arrays by index) that were changed, added or "
-   "removed, with their old and new values, and the same as an RFC 6902 JSON Patch. 400 "
+   "removed, with their old and new values, and the same as an RFC 6902 JSON Patch; the "
+   "changed disk extents once the agent has computed them (see disk). 400 "
    "when from or to is not a version number, 404 when the snapshot or either version is "
    "not registered.")
 op("get", "/v1/compositions/{id}", "viewer", "getComposition",
@@ -699,6 +720,22 @@ op("post", "/v1/agent/compositions/{id}/succeeded", "agent", "compositionSucceed
 op("post", "/v1/agent/compositions/{id}/failed", "agent", "compositionFailed",
    "a claimed composition could not be written", ok("Composition"),
    [path_param("id", "the composition", integer=True)], body("CompositionFailedInput"),
+   errors=["NotFound", "Conflict"] + WRITE_ERRORS, tag="agents")
+op("post", "/v1/agent/diffs/claim", "agent", "claimDiskDiff",
+   "the next disk diff to compute here: running now, or 204",
+   {**ok("DiskDiffJob", description="the disk diff, running now"),
+    "204": {"description": "none is due"}},
+   request=body("DiskDiffClaimInput"), errors=WRITE_ERRORS, tag="agents",
+   description="Queued ones at the token's datacenter, oldest first, and running ones "
+               "claimed more than 10 minutes ago.")
+op("post", "/v1/agent/diffs/{id}/succeeded", "agent", "diskDiffSucceeded",
+   "a claimed disk diff's extents", ok("DiskDiffEnded"),
+   [path_param("id", "the disk diff", integer=True)], body("DiskDiffSucceededInput"),
+   errors=["NotFound", "Conflict"] + WRITE_ERRORS, tag="agents",
+   description="409 disk-diff-not-running; 422 when disk is not a disk diff.")
+op("post", "/v1/agent/diffs/{id}/failed", "agent", "diskDiffFailed",
+   "a claimed disk diff could not be computed", ok("DiskDiffEnded"),
+   [path_param("id", "the disk diff", integer=True)], body("CompositionFailedInput"),
    errors=["NotFound", "Conflict"] + WRITE_ERRORS, tag="agents")
 op("post", "/v1/agent/snapshots/{id}/versions", "agent", "registerVersion",
    "register a new version of a snapshot active at this datacenter",

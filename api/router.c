@@ -177,6 +177,15 @@ const struct api_route api_routes[] = {
         { "POST", "/v1/agent/compositions/{id}/failed", ACCESS_AGENT, api_agent_composition_failed,
           "a claimed composition could not be written", .body = api_agent_composition_failed_fields,
           LOCK(api_agent_composition_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/agent/diffs/claim", ACCESS_AGENT, api_agent_disk_diff_claim,
+          "the next disk diff to compute here: running now, or 204",
+          .body = api_agent_disk_diff_claim_fields },
+        { "POST", "/v1/agent/diffs/{id}/succeeded", ACCESS_AGENT, api_agent_disk_diff_succeeded,
+          "a claimed disk diff's extents", .body = api_agent_disk_diff_succeeded_fields,
+          LOCK(api_agent_disk_diff_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/agent/diffs/{id}/failed", ACCESS_AGENT, api_agent_disk_diff_failed,
+          "a claimed disk diff could not be computed", .body = api_agent_composition_failed_fields,
+          LOCK(api_agent_disk_diff_resource, IF_MATCH_NONE) },
 };
 #pragma GCC diagnostic pop
 

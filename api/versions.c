@@ -4,8 +4,9 @@
  * where it was written), and what differs between two of them. The
  * configurations are in PostgreSQL, so their diff (diff/diff.h) is made
  * here; the disks' is not: it is computed where both images are, by the
- * agent (`homing diff` on the datacenter's store), and the answer's "disk"
- * is null until agents take such jobs. A new version composed of a base
+ * agent of the snapshot's active datacenter on its store: the first GET of
+ * a pair queues it, and later ones answer its state, then its extents. A
+ * new version composed of a base
  * and chosen items of another is checked here against the registered
  * versions (configurations, disk size) and queued as a composition for the
  * agent of the snapshot's active datacenter, which writes it in its store,
@@ -87,10 +88,41 @@ static bool version_arg(struct request *req, const char *name, const char **out,
         return true;
 }
 
+/*
+ * The disk diff of versions `from` and `to`: the one asked before (queued,
+ * running, failed with why, or succeeded with its extents), or a new one
+ * queued for the agent of the snapshot's active datacenter. *out is NULL
+ * when the snapshot is active nowhere. 0, or <0 when PostgreSQL failed.
+ */
+static int disk_diff(struct request *req, const char *id, const char *from, const char *to,
+                     json_t **out) {
+        const char *params[3] = { id, from, to };
+        struct store_result *res = NULL;
+        int r = api_exec(
+                req,
+                "WITH asked AS ("
+                "  INSERT INTO disk_diffs (snapshot_id, from_version, to_version, datacenter_id)"
+                "  SELECT $1, $2::bigint, $3::bigint, p.datacenter_id FROM placements p"
+                "  WHERE p.snapshot_id = $1 AND p.active"
+                "  ON CONFLICT (snapshot_id, from_version, to_version) DO NOTHING"
+                "  RETURNING *)"
+                " SELECT (jsonb_build_object('id', d.id, 'state', d.state,"
+                "  'datacenter_id', d.datacenter_id, 'error', d.error)"
+                "  || coalesce(d.result, '{}'))::text"
+                " FROM (SELECT * FROM asked UNION ALL SELECT * FROM disk_diffs"
+                "       WHERE snapshot_id = $1 AND from_version = $2::bigint"
+                "         AND to_version = $3::bigint) d",
+                3, params, &res);
+
+        *out = r == 0 && store_rows(res) ? json_loads(store_text(res, 0, 0), 0, NULL) : NULL;
+        store_result_free(res);
+        return r;
+}
+
 enum MHD_Result api_versions_diff(struct request *req) {
         const char *id = api_param(req, 0), *from = NULL, *to = NULL;
         struct store_result *res = NULL;
-        json_t *row[2] = { NULL, NULL }, *changes = NULL, *patch = NULL;
+        json_t *row[2] = { NULL, NULL }, *changes = NULL, *patch = NULL, *disk = NULL;
         enum MHD_Result ret;
         char what[200];
 
@@ -133,12 +165,18 @@ enum MHD_Result api_versions_diff(struct request *req) {
         }
         json_object_del(row[0], "config");
         json_object_del(row[1], "config");
+        if (disk_diff(req, id, from, to, &disk) < 0) {
+                json_decref(changes);
+                json_decref(patch);
+                ret = api_reply_db_error(req);
+                goto out;
+        }
         ret = api_reply_json(req, 200,
-                             json_pack("{s:s, s:I, s:I, s:[OO], s:{s:o, s:o}, s:n}", "snapshot_id",
+                             json_pack("{s:s, s:I, s:I, s:[OO], s:{s:o, s:o}, s:o}", "snapshot_id",
                                        id, "from", (json_int_t)strtoll(from, NULL, 10), "to",
                                        (json_int_t)strtoll(to, NULL, 10), "versions", row[0],
-                                       row[1], "config", "changes", changes, "patch", patch,
-                                       "disk"));
+                                       row[1], "config", "changes", changes, "patch", patch, "disk",
+                                       disk ? disk : json_null()));
 out:
         json_decref(row[0]);
         json_decref(row[1]);
@@ -491,4 +529,103 @@ enum MHD_Result api_agent_composition_failed(struct request *req) {
                 return api_reply_db_error(req);
         return composition_commit(req, snapshot, cid, 200, "io.homing.snapshot.composition_failed",
                                   json_pack("{s:s}", "datacenter_id", req->who.datacenter_id));
+}
+
+/* ---- disk diffs, at the agent --------------------------------------------------------- */
+
+const struct api_field api_agent_disk_diff_claim_fields[] = { { NULL, 0, false, false, 0, 0 } };
+
+const struct api_field api_agent_disk_diff_succeeded_fields[] = {
+        { "disk", FIELD_OBJECT, true, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+/* A disk diff at the calling agent's datacenter, locked: its state. */
+const struct api_resource api_agent_disk_diff_resource = {
+        "disk diff",
+        "/v1/snapshots",
+        NULL,
+        "SELECT d.state FROM disk_diffs d WHERE d.id = $1::bigint AND d.datacenter_id = $2"
+        " FOR UPDATE",
+        true,
+        api_serial_id_valid,
+        NULL,
+};
+
+enum MHD_Result api_agent_disk_diff_claim(struct request *req) {
+        const char *params[1] = { req->who.datacenter_id };
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+        int r = api_exec(req,
+                         "UPDATE disk_diffs d SET state = 'running', claimed_at = now(),"
+                         " updated_at = now()"
+                         " WHERE d.id = (SELECT id FROM disk_diffs WHERE datacenter_id = $1"
+                         "   AND (state = 'queued' OR (state = 'running'"
+                         "        AND claimed_at < now() - interval '10 minutes'))"
+                         "   ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                         " RETURNING json_build_object('disk_diff_id', d.id,"
+                         "  'snapshot_id', d.snapshot_id, 'from', d.from_version,"
+                         "  'to', d.to_version)::text",
+                         1, params, &res);
+
+        if (r < 0)
+                ret = api_reply_db_error(req);
+        else if (store_rows(res) == 0)
+                ret = api_reply_empty(req, 204);
+        else
+                ret = api_reply_raw(req, 200, store_text(res, 0, 0), NULL);
+        store_result_free(res);
+        return ret;
+}
+
+/* Ends the locked disk diff: `result` (JSON text) or `error`. */
+static enum MHD_Result disk_diff_end(struct request *req, const char *result, const char *error) {
+        const char *params[3] = { api_param(req, 0), result, error };
+        enum MHD_Result ret;
+
+        if (strcmp(store_text(req->locked, 0, 0), "running") != 0)
+                return api_reply_conflict(req, "disk-diff-not-running",
+                                          "the disk diff is not running: it was not claimed, or "
+                                          "it has ended");
+        if (api_exec(req,
+                     "UPDATE disk_diffs SET state = CASE WHEN $2::jsonb IS NULL THEN 'failed'"
+                     " ELSE 'succeeded' END, result = $2::jsonb, error = $3, updated_at = now()"
+                     " WHERE id = $1::bigint",
+                     3, params, NULL) < 0 ||
+            api_commit(req) < 0)
+                return api_reply_db_error(req);
+        ret = api_reply_json(req, 200,
+                             json_pack("{s:s, s:s}", "id", api_param(req, 0), "state",
+                                       result ? "succeeded" : "failed"));
+        return ret;
+}
+
+enum MHD_Result api_agent_disk_diff_succeeded(struct request *req) {
+        json_t *disk = json_object_get(req->input, "disk");
+        const char *keep[] = { "virtual_size", "changed_bytes", "template_blocks_read", "extents" };
+        json_t *result = json_object();
+        char *text;
+        enum MHD_Result ret;
+
+        /* Only what a disk diff says, checked for its types. */
+        for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+                json_t *v = json_object_get(disk, keep[i]);
+                if (i < 3 ? !json_is_integer(v) || json_integer_value(v) < 0 : !json_is_array(v)) {
+                        json_decref(result);
+                        return api_reply_invalid(req, "/disk",
+                                                 "is a disk diff: virtual_size, "
+                                                 "changed_bytes, "
+                                                 "template_blocks_read, extents");
+                }
+                json_object_set(result, keep[i], v);
+        }
+        text = json_dumps(result, JSON_COMPACT);
+        json_decref(result);
+        ret = text ? disk_diff_end(req, text, NULL) : api_reply_db_error(req);
+        free(text);
+        return ret;
+}
+
+enum MHD_Result api_agent_disk_diff_failed(struct request *req) {
+        return disk_diff_end(req, NULL, json_string_value(json_object_get(req->input, "error")));
 }

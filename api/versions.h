@@ -18,10 +18,16 @@ extern const struct api_field api_agent_composition_claim_fields[];
 extern const struct api_field api_agent_composition_succeeded_fields[];
 extern const struct api_field api_agent_composition_failed_fields[];
 extern const struct api_resource api_agent_composition_resource;
+extern const struct api_field api_agent_disk_diff_claim_fields[];
+extern const struct api_field api_agent_disk_diff_succeeded_fields[];
+extern const struct api_resource api_agent_disk_diff_resource;
 
 /* GET /v1/snapshots/{id}/versions: a page of them, oldest first. */
 enum MHD_Result api_versions_list(struct request *req);
-/* GET /v1/snapshots/{id}/diff?from=&to=: what differs between two of them. */
+/*
+ * GET /v1/snapshots/{id}/diff?from=&to=: what differs between two of them;
+ * the disk part is queued for the agent on the first GET of a pair.
+ */
 enum MHD_Result api_versions_diff(struct request *req);
 /*
  * POST /v1/snapshots/{id}/versions (operator): 202 and the composition,
@@ -39,3 +45,8 @@ enum MHD_Result api_agent_composition_claim(struct request *req);
 enum MHD_Result api_agent_composition_succeeded(struct request *req);
 /* POST /v1/agent/compositions/{id}/failed {error}. */
 enum MHD_Result api_agent_composition_failed(struct request *req);
+/* POST /v1/agent/diffs/claim: 200 the next disk diff to compute here (running now), or 204. */
+enum MHD_Result api_agent_disk_diff_claim(struct request *req);
+/* POST /v1/agent/diffs/{id}/succeeded {disk} and /failed {error}: the end of one. */
+enum MHD_Result api_agent_disk_diff_succeeded(struct request *req);
+enum MHD_Result api_agent_disk_diff_failed(struct request *req);

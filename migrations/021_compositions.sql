@@ -28,3 +28,27 @@ CREATE TABLE compositions (
 CREATE INDEX compositions_claimable ON compositions (datacenter_id, id)
     WHERE state IN ('queued', 'running');
 CREATE INDEX compositions_by_snapshot ON compositions (snapshot_id, id);
+
+-- Disk diffs: the changed extents of two versions of a snapshot need both
+-- images, which only a datacenter's store has, so GET
+-- /v1/snapshots/{id}/diff queues one for the agent of the snapshot's active
+-- datacenter (once per pair: a registered version never changes) and
+-- answers with its result once the agent has posted it.
+CREATE TABLE disk_diffs (
+    id            bigserial PRIMARY KEY,
+    snapshot_id   text NOT NULL REFERENCES snapshots (id) ON DELETE CASCADE,
+    from_version  bigint NOT NULL CHECK (from_version >= 1),
+    to_version    bigint NOT NULL CHECK (to_version >= 1),
+    datacenter_id text NOT NULL REFERENCES datacenters (id) ON DELETE CASCADE,
+    state         text NOT NULL DEFAULT 'queued'
+                  CHECK (state IN ('queued', 'running', 'succeeded', 'failed')),
+    result        jsonb,
+    error         text,
+    claimed_at    timestamptz,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (snapshot_id, from_version, to_version),
+    CHECK ((state = 'succeeded') = (result IS NOT NULL))
+);
+CREATE INDEX disk_diffs_claimable ON disk_diffs (datacenter_id, id)
+    WHERE state IN ('queued', 'running');

@@ -227,8 +227,8 @@ def test_a_diff_of_what_is_not_there_is_refused(site, args, reason):
 
 # ---- the API: the configurations are in PostgreSQL --------------------------------------
 
-def test_the_api_lists_the_versions_and_diffs_their_configurations(site):
-    api, env, _ = site
+def test_the_api_lists_the_versions_and_diffs_them_through_the_agent(site, tmp_path):
+    api, env, store = site
     page, _ = api.json("GET", f"/v1/snapshots/{SNAP}/versions")
     versions = [v["version"] for v in page["items"]]
     assert versions[:2] == [1, 2] and versions == sorted(versions)
@@ -241,9 +241,25 @@ def test_the_api_lists_the_versions_and_diffs_their_configurations(site):
     assert d["config"] == cli["config"]  # the same items, old and new values, and patch
     assert [v["version"] for v in d["versions"]] == [1, 2]
     assert d["versions"][:2] == page["items"][:2]
-    assert d["disk"] is None
+    # The disks' diff needs both images: the first GET queues it for the agent at Paris.
+    assert d["disk"]["state"] == "queued" and d["disk"]["datacenter_id"] == "t-paris"
     same, _ = api.json("GET", f"/v1/snapshots/{SNAP}/diff?from=2&to=2")
     assert same["config"] == {"changes": [], "patch": []}
+    agent = Agent(api, "t-paris", store, tmp_path).start()
+    try:
+        disk = wait_for(lambda: (lambda x: x["state"] in ("succeeded", "failed") and x)(
+            api.json("GET", f"/v1/snapshots/{SNAP}/diff?from=1&to=2")[0]["disk"]), timeout=60,
+            what="the disk diff")
+        assert disk["state"] == "succeeded", disk
+        assert disk["extents"] == cli["disk"]["extents"]
+        assert [(x["offset"], x["length"]) for x in disk["extents"]] == CHANGED
+        assert disk["changed_bytes"] == cli["disk"]["changed_bytes"]
+        none = wait_for(lambda: (lambda x: x["state"] == "succeeded" and x)(
+            api.json("GET", f"/v1/snapshots/{SNAP}/diff?from=2&to=2")[0]["disk"]), timeout=60,
+            what="the disk diff of a version with itself")
+        assert none["extents"] == [] and none["changed_bytes"] == 0
+    finally:
+        agent.stop()
 
 
 def test_the_api_refuses_a_diff_of_what_is_not_there(site, db):
@@ -334,8 +350,13 @@ def test_a_composition_the_agent_cannot_write_is_reported_failed(site, db, tmp_p
         done = wait_for(lambda: (lambda x: x["state"] in ("succeeded", "failed") and x)(
             api.json("GET", f"/v1/compositions/{c['id']}")[0]), timeout=60,
             what="the composition to end")
+        disk = wait_for(lambda: (lambda x: x["state"] in ("succeeded", "failed") and x)(
+            api.json("GET", "/v1/snapshots/snap-ghost/diff?from=1&to=2")[0]["disk"]),
+            timeout=60, what="the disk diff to end")
     finally:
         agent.stop()
+    assert disk["state"] == "failed" and "has no version 1" in disk["error"]
+    assert "extents" not in disk
     assert done["state"] == "failed" and "has no version 1" in done["error"]
     assert not (store / "snapshots" / "snap-ghost").exists() or \
         not list((store / "snapshots" / "snap-ghost").iterdir())

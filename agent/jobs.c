@@ -1,13 +1,14 @@
 /*
- * The compositions an agent writes: the API queues them at the datacenter
- * of the snapshot's active placement, where both versions' images are. For
- * each claimed one: the version is written in the store as `homing
+ * The jobs an agent runs on its store for the API, which queues them at the
+ * datacenter of the snapshot's active placement, where the versions'
+ * images are: disk diffs and compositions. A disk diff is what `homing
+ * diff` computes, posted back. For each claimed composition: the version is written in the store as `homing
  * compose` writes it, registered with the API like any version (which
  * makes it the active one), and the composition reported succeeded with
  * it. Whatever fails is reported with its reason, and the files of a
  * version that could not be registered are removed.
  */
-#include "agent/compose.h"
+#include "agent/jobs.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -143,19 +144,60 @@ out:
         free(extents);
 }
 
-void compose_pending(const char *datacenter, const char *store, struct control *c) {
+/* Computes one claimed disk diff and posts its extents, or why it could not. */
+static void diff_one(const char *dc, const char *store, struct control *c, const json_t *job) {
+        long long id = json_integer_value(json_object_get(job, "disk_diff_id"));
+        const char *snapshot = json_string_value(json_object_get(job, "snapshot_id"));
+        long long from = json_integer_value(json_object_get(job, "from"));
+        long long to = json_integer_value(json_object_get(job, "to"));
+        json_t *out = NULL, *body, *reply = NULL;
+        char why[600], path[96], err[256];
+        long status = 0;
+        size_t n;
+
+        if (snapshot &&
+            diff_store_versions(store, snapshot, from, to, &out, why, sizeof(why)) == 0) {
+                snprintf(path, sizeof(path), "/v1/agent/diffs/%lld/succeeded", id);
+                body = json_pack("{s:O}", "disk", json_object_get(out, "disk"));
+        } else {
+                if (!snapshot)
+                        snprintf(why, sizeof(why), "the claim was not understood");
+                n = strlen(why);
+                if (n > 256) /* the API keeps 256 bytes: cut at a character's start */
+                        for (n = 256; n > 0 && ((unsigned char)why[n] & 0xc0) == 0x80; n--)
+                                ;
+                snprintf(path, sizeof(path), "/v1/agent/diffs/%lld/failed", id);
+                body = json_pack("{s:s%}", "error", why, n);
+        }
+        if (control_call(c, "POST", path, body, &status, &reply, err, sizeof(err)) < 0 ||
+            status != 200)
+                log_warn("agent", "%s: disk diff %lld of %s: the API was not told (%ld)", dc, id,
+                         snapshot ? snapshot : "?", status);
+        json_decref(body);
+        json_decref(reply);
+        json_decref(out);
+}
+
+/* Claims jobs from `claim_path` and runs each with `run` until none is left. */
+static void run_pending(const char *dc, const char *store, struct control *c,
+                        const char *claim_path,
+                        void (*run)(const char *, const char *, struct control *, const json_t *)) {
         for (;;) {
                 json_t *body = json_object(), *job = NULL;
                 long status = 0;
                 char err[256];
-                int r = control_call(c, "POST", "/v1/agent/compositions/claim", body, &status, &job,
-                                     err, sizeof(err));
+                int r = control_call(c, "POST", claim_path, body, &status, &job, err, sizeof(err));
 
                 json_decref(body);
                 if (r == 0 && status == 200 && json_is_object(job))
-                        compose_one(datacenter, store, c, job);
+                        run(dc, store, c, job);
                 json_decref(job);
                 if (r < 0 || status != 200)
                         return; /* none left (204), or next time */
         }
+}
+
+void jobs_run_pending(const char *datacenter, const char *store, struct control *c) {
+        run_pending(datacenter, store, c, "/v1/agent/diffs/claim", diff_one);
+        run_pending(datacenter, store, c, "/v1/agent/compositions/claim", compose_one);
 }
