@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/jobs.h"
 #include "agent/control.h"
 #include "agent/limit.h"
 #include "agent/peer.h"
@@ -406,7 +407,10 @@ static void evict(struct agent *a, struct site *s, struct control *c) {
         json_decref(reply);
 }
 
-/* Every --agent-evict-s, each site asks which of its cached copies are to go. */
+/*
+ * Every --agent-evict-s, each site asks which of its cached copies are to
+ * go, and runs the disk diffs and compositions queued for it.
+ */
 static void *sweeper_main(void *arg) {
         struct agent *a = arg;
         struct control **controls = calloc(a->n_sites, sizeof(*controls));
@@ -415,8 +419,11 @@ static void *sweeper_main(void *arg) {
                 control_new(a->cfg->api_url, a->sites[i].token, a->cfg->agent_tls_ca, &controls[i]);
         while (controls && !atomic_load(a->stop)) {
                 for (size_t i = 0; i < a->n_sites && !atomic_load(a->stop); i++)
-                        if (controls[i])
+                        if (controls[i]) {
                                 evict(a, &a->sites[i], controls[i]);
+                                jobs_run_pending(a->sites[i].datacenter, a->sites[i].store,
+                                                 controls[i]);
+                        }
                 for (long waited = 0;
                      waited < a->cfg->agent_evict_s * 1000 && !atomic_load(a->stop); waited += 100)
                         usleep(100 * 1000);

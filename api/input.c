@@ -127,6 +127,14 @@ static const char *field_problem(const struct api_field *f, const json_t *v, cha
                 return json_is_object(v) ? NULL : "must be an object";
         case FIELD_BOOLEAN:
                 return json_is_boolean(v) ? NULL : "must be true or false";
+        case FIELD_ARRAY:
+                if (!json_is_array(v))
+                        return "must be an array";
+                if (f->min < f->max && (double)json_array_size(v) > f->max) {
+                        snprintf(buf, size, "holds at most %g items", f->max);
+                        return buf;
+                }
+                return NULL;
         }
         return "is not valid";
 }

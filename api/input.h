@@ -33,6 +33,7 @@ enum api_field_type {
         FIELD_ID_ARRAY, /* array of ids */
         FIELD_OBJECT,
         FIELD_BOOLEAN,
+        FIELD_ARRAY, /* any array; at most `max` items when min < max */
 };
 
 struct api_field {

@@ -53,6 +53,10 @@ def page_of(name):
                 "next_cursor": nullable({"type": "string"})}, ["items", "next_cursor"])
 
 
+COMPOSE_EXTENTS = {"type": "array", "items": obj({
+    "offset": COUNT, "length": {"type": "integer", "minimum": 4096, "multipleOf": 4096}},
+    ["offset", "length"])}
+
 SCHEMAS = {
     "Problem": obj({
         "type": {"type": "string"}, "title": {"type": "string"},
@@ -344,9 +348,84 @@ SCHEMAS = {
         "lon": {"type": "number", "minimum": -180, "maximum": 180},
         "accuracy_m": {"type": "number", "minimum": 0}, "ts": TIME,
     }, ["device_id", "user_id", "lat", "lon", "accuracy_m", "ts"]),
+    "Composition": obj({
+        "id": {"type": "integer"}, "snapshot_id": ID,
+        "datacenter_id": {**ID, "description": "where its agent writes it (the active one)"},
+        "base": {"type": "integer", "minimum": 1}, "from": {"type": "integer", "minimum": 1},
+        "config": {"type": "array", "items": {"type": "string"}},
+        "disk_extents": COMPOSE_EXTENTS, "whole_disk": {"type": "boolean"},
+        "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+        "version": nullable({"type": "integer", "minimum": 1,
+                             "description": "the version written, once succeeded"}),
+        "error": nullable({"type": "string"}), "requested_by": nullable({"type": "string"}),
+        "created_at": TIME, "updated_at": TIME,
+    }),
+    "CompositionInput": obj({
+        "base": {"type": "integer", "minimum": 1, "description": "the version it starts from"},
+        "from": {"type": "integer", "minimum": 1, "description": "the version items come from"},
+        "config": {"type": "array", "maxItems": 1000, "items": {"type": "string"},
+                   "description": "JSON Pointers (RFC 6901) of configuration items to take"},
+        "disk_extents": {**COMPOSE_EXTENTS, "maxItems": 100000,
+                         "description": "disk regions to take (bytes, whole 4 KiB blocks)"},
+        "whole_disk": {"type": "boolean", "description": "take all of from's disk"},
+    }, ["base", "from"]),
+    "CompositionClaimInput": obj({}, []),
+    "CompositionJob": obj({
+        "composition_id": {"type": "integer"}, "snapshot_id": ID,
+        "base": {"type": "integer"}, "from": {"type": "integer"},
+        "config": {"type": "array", "items": {"type": "string"}},
+        "disk_extents": COMPOSE_EXTENTS, "whole_disk": {"type": "boolean"},
+        "version": {"type": "integer", "description": "the version to write: the next one"},
+    }),
+    "CompositionSucceededInput": obj({"version": {"type": "integer", "minimum": 1}},
+                                     ["version"]),
+    "CompositionFailedInput": obj({"error": {"type": "string", "minLength": 1,
+                                             "maxLength": 256}}, ["error"]),
+    "DiskDiff": obj({
+        "id": {"type": "integer"}, "datacenter_id": ID,
+        "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+        "error": nullable({"type": "string"}),
+        "virtual_size": COUNT, "changed_bytes": COUNT,
+        "template_blocks_read": {**COUNT, "description": "blocks one version alone holds "
+                                 "whose template data had to be read"},
+        "extents": {"type": "array", "description": "increasing, coalesced", "items": obj({
+            "offset": COUNT, "length": COUNT}, ["offset", "length"])},
+    }, ["id", "datacenter_id", "state"]),
+    "DiskDiffClaimInput": obj({}, []),
+    "DiskDiffJob": obj({"disk_diff_id": {"type": "integer"}, "snapshot_id": ID,
+                        "from": {"type": "integer"}, "to": {"type": "integer"}}),
+    "DiskDiffSucceededInput": obj({"disk": {"type": "object", "description": (
+        "virtual_size, changed_bytes, template_blocks_read and extents, as homing diff "
+        "prints them")}}, ["disk"]),
+    "DiskDiffEnded": obj({"id": {"type": "string"},
+                          "state": {"type": "string", "enum": ["succeeded", "failed"]}}),
+    "SnapshotDiff": obj({
+        "snapshot_id": ID, "from": {"type": "integer", "minimum": 1},
+        "to": {"type": "integer", "minimum": 1},
+        "versions": {"type": "array", "items": ref("SnapshotVersion"), "minItems": 2,
+                     "maxItems": 2, "description": "from, then to"},
+        "config": obj({
+            "changes": {"type": "array", "items": obj({
+                "path": {"type": "string", "description": "a JSON Pointer (RFC 6901)"},
+                "change": {"type": "string", "enum": ["changed", "added", "removed"]},
+                "old": {"description": "the value in from (not for added)"},
+                "new": {"description": "the value in to (not for removed)"},
+            }, ["path", "change"])},
+            "patch": {"type": "array", "description": "an RFC 6902 JSON Patch from from to to",
+                      "items": obj({
+                          "op": {"type": "string", "enum": ["replace", "add", "remove"]},
+                          "path": {"type": "string"}, "value": {},
+                      }, ["op", "path"])},
+        }, ["changes", "patch"]),
+        "disk": nullable({**ref("DiskDiff"), "description": (
+            "the changed disk extents, computed by the agent of the snapshot's active "
+            "datacenter on its store: the first GET of a pair queues it (state queued); ask "
+            "again for running, succeeded (with the extents) or failed (with why); null when "
+            "the snapshot is active nowhere")}),
+    }, ["snapshot_id", "from", "to", "versions", "config", "disk"]),
 }
 for name in ("Datacenter", "Template", "Replica", "Snapshot", "Placement", "Decision",
-             "Transfer", "Zone", "OperatorToken"):
+             "Transfer", "Zone", "OperatorToken", "SnapshotVersion"):
     SCHEMAS[name + "Page"] = page_of(name)
 
 PROBLEM = {"application/problem+json": {"schema": ref("Problem")}}
@@ -501,6 +580,26 @@ op("get", "/v1/snapshots/{id}/placement", "viewer", "getActivePlacement",
 op("get", "/v1/snapshots/{id}/placements", "viewer", "listPlacements",
    "a snapshot's placement history, newest first", ok("PlacementPage"), ID_PARAM + PAGED,
    errors=READ_ERRORS + ["BadRequest"], tag="snapshots")
+op("get", "/v1/snapshots/{id}/versions", "viewer", "listSnapshotVersions",
+   "a snapshot's registered versions, oldest first", ok("SnapshotVersionPage"),
+   ID_PARAM + PAGED, errors=READ_ERRORS + ["BadRequest"], tag="snapshots")
+op("get", "/v1/snapshots/{id}/diff", "viewer", "diffSnapshotVersions",
+   "what differs between two registered versions of a snapshot", ok("SnapshotDiff"),
+   ID_PARAM + [{**query("from", {"type": "integer", "minimum": 1}, "the version diffed from"),
+                "required": True},
+               {**query("to", {"type": "integer", "minimum": 1}, "the version diffed to"),
+                "required": True}],
+   errors=READ_ERRORS + ["BadRequest"], tag="snapshots",
+   description="Needs an operator token with the viewer role or a higher one. The "
+   "configuration items (JSON Pointer paths, arrays by index) that were changed, added or "
+   "removed, with their old and new values, and the same as an RFC 6902 JSON Patch; the "
+   "changed disk extents once the agent has computed them (see disk). 400 "
+   "when from or to is not a version number, 404 when the snapshot or either version is "
+   "not registered.")
+op("get", "/v1/compositions/{id}", "viewer", "getComposition",
+   "a composition: queued, running, succeeded (with its version) or failed (with why)",
+   ok("Composition", etag=True), [path_param("id", integer=True)], errors=READ_ERRORS,
+   tag="snapshots")
 op("get", "/v1/snapshots/{id}/decisions", "viewer", "listDecisions",
    "a snapshot's recent decisions (moves and stays, and why), newest first",
    ok("DecisionPage"), ID_PARAM + PAGED, errors=READ_ERRORS + ["BadRequest"], tag="snapshots")
@@ -551,6 +650,24 @@ op("put", "/v1/protection-policies/{level}", "operator", "putProtectionPolicy",
    description="rpo_s is required with replicas and null without. The scheduler follows the "
                "new policy at its next replica pass: replicas are designated, refreshed or "
                "released.", tag="protection")
+
+op("post", "/v1/snapshots/{id}/versions", "operator", "composeVersion",
+   "compose a new version: a base version with chosen items of another (its agent writes it)",
+   ok("Composition", status="202", description="queued for the agent of the snapshot's "
+      "active datacenter", etag=True),
+   ID_PARAM, body("CompositionInput"), errors=READ_ERRORS + ["Conflict"] + WRITE_ERRORS,
+   tag="snapshots",
+   description="Needs an operator token with the operator role or a higher one. Checked "
+   "against the registered versions before anything is written: 422 (errors[0].pointer "
+   "names the member) for a base or from this snapshot has not registered (another "
+   "snapshot's included), versions of other disk sizes, a configuration path that is not a "
+   "JSON Pointer, names an item of neither version or one whose parent the base lacks, an "
+   "extent that is not whole 4 KiB blocks or lies outside the disk, or nothing chosen; 409 "
+   "no-active-placement. The agent of the active datacenter then writes the version in its "
+   "store (the base's disk outside the extents, from's inside; the base's configuration "
+   "with the chosen items of from), registers it as the next version (it becomes the "
+   "active one) and reports the composition: poll GET /v1/compositions/{id}. Events: "
+   "io.homing.snapshot.composition_requested, then version_composed or composition_failed.")
 op("post", "/v1/transfers/{id}/cancel", "operator", "cancelTransfer",
    "cancel a queued or running transfer", ok("Transfer"), [path_param("id", integer=True)],
    errors=READ_ERRORS + ["Conflict", "Unavailable"], tag="transfers")
@@ -681,6 +798,40 @@ op("post", "/v1/agent/pulls/verify", "agent", "verifyPull",
    description="200 when the transfer is running, the ticket is its ticket, and the caller's "
                "datacenter is its source (or holds the template the target lacks); 403 "
                "otherwise.")
+op("post", "/v1/agent/compositions/claim", "agent", "claimComposition",
+   "the next composition to write here: running now, or 204",
+   {**ok("CompositionJob", description="the composition, running now"),
+    "204": {"description": "none is due"}},
+   request=body("CompositionClaimInput"), errors=WRITE_ERRORS, tag="agents",
+   description="Queued ones at the token's datacenter, oldest first, and running ones "
+               "claimed more than 10 minutes ago (their agent died). version is the one to "
+               "write: one past the snapshot's.")
+op("post", "/v1/agent/compositions/{id}/succeeded", "agent", "compositionSucceeded",
+   "a claimed composition ended with a registered version", ok("Composition"),
+   [path_param("id", "the composition", integer=True)], body("CompositionSucceededInput"),
+   errors=["NotFound", "Conflict"] + WRITE_ERRORS, tag="agents",
+   description="409 composition-not-running; 422 when this datacenter did not register "
+               "that version of the snapshot.")
+op("post", "/v1/agent/compositions/{id}/failed", "agent", "compositionFailed",
+   "a claimed composition could not be written", ok("Composition"),
+   [path_param("id", "the composition", integer=True)], body("CompositionFailedInput"),
+   errors=["NotFound", "Conflict"] + WRITE_ERRORS, tag="agents")
+op("post", "/v1/agent/diffs/claim", "agent", "claimDiskDiff",
+   "the next disk diff to compute here: running now, or 204",
+   {**ok("DiskDiffJob", description="the disk diff, running now"),
+    "204": {"description": "none is due"}},
+   request=body("DiskDiffClaimInput"), errors=WRITE_ERRORS, tag="agents",
+   description="Queued ones at the token's datacenter, oldest first, and running ones "
+               "claimed more than 10 minutes ago.")
+op("post", "/v1/agent/diffs/{id}/succeeded", "agent", "diskDiffSucceeded",
+   "a claimed disk diff's extents", ok("DiskDiffEnded"),
+   [path_param("id", "the disk diff", integer=True)], body("DiskDiffSucceededInput"),
+   errors=["NotFound", "Conflict"] + WRITE_ERRORS, tag="agents",
+   description="409 disk-diff-not-running; 422 when disk is not a disk diff.")
+op("post", "/v1/agent/diffs/{id}/failed", "agent", "diskDiffFailed",
+   "a claimed disk diff could not be computed", ok("DiskDiffEnded"),
+   [path_param("id", "the disk diff", integer=True)], body("CompositionFailedInput"),
+   errors=["NotFound", "Conflict"] + WRITE_ERRORS, tag="agents")
 op("post", "/v1/agent/snapshots/{id}/versions", "agent", "registerVersion",
    "register a new version of a snapshot active at this datacenter",
    ok("SnapshotVersion", status="201", description="registered"),

@@ -28,6 +28,7 @@
 #include "api/request.h"
 #include "api/resource.h"
 #include "api/snapshots.h"
+#include "api/versions.h"
 #include "api/templates.h"
 #include "api/tokens.h"
 #include "api/transfers.h"
@@ -75,6 +76,12 @@ const struct api_route api_routes[] = {
           "a snapshot's active placement" },
         { "GET", "/v1/snapshots/{id}/placements", ACCESS_VIEWER, api_snapshots_placements,
           "a snapshot's placement history" },
+        { "GET", "/v1/snapshots/{id}/versions", ACCESS_VIEWER, api_versions_list,
+          "a snapshot's registered versions" },
+        { "GET", "/v1/snapshots/{id}/diff", ACCESS_VIEWER, api_versions_diff,
+          "what differs between two versions of a snapshot" },
+        { "GET", "/v1/compositions/{id}", ACCESS_VIEWER, api_compositions_get,
+          "a composition: queued, running, succeeded (with its version) or failed" },
         { "GET", "/v1/snapshots/{id}/decisions", ACCESS_VIEWER, api_snapshots_decisions,
           "a snapshot's recent decisions" },
         { "GET", "/v1/snapshots/{id}/replicas", ACCESS_VIEWER, api_snapshots_replicas,
@@ -96,6 +103,9 @@ const struct api_route api_routes[] = {
         { "PUT", "/v1/protection-policies/{level}", ACCESS_OPERATOR, api_protection_put,
           "set a priority level's replicas and RPO", .body = api_protection_fields,
           .validate = api_protection_valid, LOCK(api_protection_resource, IF_MATCH_HONOURED) },
+        { "POST", "/v1/snapshots/{id}/versions", ACCESS_OPERATOR, api_versions_compose,
+          "compose a new version: a base with chosen items of another (its agent writes it)",
+          .body = api_compose_fields, LOCK(api_compose_snapshot_resource, IF_MATCH_NONE) },
         { "POST", "/v1/transfers/{id}/cancel", ACCESS_OPERATOR, api_transfers_cancel,
           "cancel a queued or running transfer", LOCK(api_transfer_resource, IF_MATCH_NONE) },
         { "POST", "/v1/transfers/{id}/retry", ACCESS_OPERATOR, api_transfers_retry,
@@ -175,6 +185,25 @@ const struct api_route api_routes[] = {
           "report a VM powered on (fenced by epoch), powered off, or failed to start",
           .body = api_power_fields, .validate = api_power_valid,
           LOCK(api_power_snapshot_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/agent/compositions/claim", ACCESS_AGENT, api_agent_composition_claim,
+          "the next composition to write here: running now, or 204",
+          .body = api_agent_composition_claim_fields },
+        { "POST", "/v1/agent/compositions/{id}/succeeded", ACCESS_AGENT,
+          api_agent_composition_succeeded, "a claimed composition ended with a registered version",
+          .body = api_agent_composition_succeeded_fields,
+          LOCK(api_agent_composition_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/agent/compositions/{id}/failed", ACCESS_AGENT, api_agent_composition_failed,
+          "a claimed composition could not be written", .body = api_agent_composition_failed_fields,
+          LOCK(api_agent_composition_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/agent/diffs/claim", ACCESS_AGENT, api_agent_disk_diff_claim,
+          "the next disk diff to compute here: running now, or 204",
+          .body = api_agent_disk_diff_claim_fields },
+        { "POST", "/v1/agent/diffs/{id}/succeeded", ACCESS_AGENT, api_agent_disk_diff_succeeded,
+          "a claimed disk diff's extents", .body = api_agent_disk_diff_succeeded_fields,
+          LOCK(api_agent_disk_diff_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/agent/diffs/{id}/failed", ACCESS_AGENT, api_agent_disk_diff_failed,
+          "a claimed disk diff could not be computed", .body = api_agent_composition_failed_fields,
+          LOCK(api_agent_disk_diff_resource, IF_MATCH_NONE) },
 };
 #pragma GCC diagnostic pop
 

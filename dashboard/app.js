@@ -6,7 +6,11 @@
  * many snapshots it holds), the transfers in flight as great-circle arcs,
  * and the live numbers: queue depth, decisions per minute, ingest rate.
  * Clicking a datacenter lists its snapshots and transfers; an operator can
- * drain it (or activate it again) from there. Everything is polled every
+ * drain it (or activate it again) from there. Clicking a snapshot compares
+ * two of its versions (configuration keys side by side, a bar of the
+ * changed disk regions, which the agent computes) and lets an operator pick
+ * items of one to compose a new version from the other, after a
+ * confirmation that says what will change. Everything is polled every
  * few seconds with the operator's bearer token; nothing leaves this server.
  */
 'use strict';
@@ -23,6 +27,8 @@
     dcs: new Map(),
     transfers: [],
     selected: null,
+    snapshot: null,
+    diff: null,
     lastIngest: null,
     timer: null,
   };
@@ -360,6 +366,134 @@
     }
   }
 
+  /* ---- a snapshot's versions: diff and compose -------------------------------- */
+
+  function snapMessage(text, error) {
+    $('snap-message').textContent = text;
+    $('snap-message').className = error ? 'error' : '';
+  }
+
+  function fmt(v) {
+    return v === undefined ? '–' : JSON.stringify(v);
+  }
+
+  async function openSnapshot(id) {
+    state.snapshot = id;
+    state.diff = null;
+    $('snap-panel').hidden = false;
+    $('snap-panel').dataset.id = id;
+    $('snap-title').textContent = `snapshot ${id}`;
+    $('diff-config').tBodies[0].replaceChildren();
+    $('compose-confirm').hidden = true;
+    snapMessage('');
+    try {
+      const versions = await all(`/v1/snapshots/${encodeURIComponent(id)}/versions`);
+      const options = (sel) => sel.replaceChildren(...versions.map((v) => {
+        const o = document.createElement('option');
+        o.value = v.version;
+        o.textContent = `v${v.version}`;
+        return o;
+      }));
+      options($('diff-from'));
+      options($('diff-to'));
+      if (versions.length < 2) {
+        snapMessage('fewer than two registered versions: nothing to compare');
+        return;
+      }
+      $('diff-from').value = versions[versions.length - 2].version;
+      $('diff-to').value = versions[versions.length - 1].version;
+      await runDiff();
+    } catch (e) {
+      snapMessage(e.message, true);
+    }
+  }
+
+  function drawDisk(disk) {
+    const bar = $('diff-disk-bar');
+    bar.querySelectorAll('.extent').forEach((n) => n.remove());
+    $('take-extents').disabled = true;
+    if (!disk || disk.state !== 'succeeded') {
+      $('diff-disk-text').textContent = !disk ? 'the snapshot is active nowhere: no disk diff'
+        : disk.state === 'failed' ? `the agent could not compare the disks: ${disk.error}`
+          : `the agent at ${disk.datacenter_id} is comparing the disks (${disk.state})…`;
+      return;
+    }
+    for (const x of disk.extents) {
+      // At least a pixel's width, so that one changed block shows.
+      const w = Math.max(1000 * x.length / disk.virtual_size, 1.5);
+      bar.appendChild(el('rect', { class: 'extent', x: 1000 * x.offset / disk.virtual_size, y: 0,
+        width: w, height: 24 }, [title(`${bytes(x.offset)} +${bytes(x.length)}`)]));
+    }
+    $('diff-disk-text').textContent = `${disk.extents.length} changed regions, ` +
+      `${bytes(disk.changed_bytes)} of ${bytes(disk.virtual_size)}`;
+    $('take-extents').disabled = disk.extents.length === 0;
+  }
+
+  async function runDiff() {
+    const id = state.snapshot;
+    const from = $('diff-from').value;
+    const to = $('diff-to').value;
+    const { data } = await api('GET',
+      `/v1/snapshots/${encodeURIComponent(id)}/diff?from=${from}&to=${to}`);
+    if (state.snapshot !== id) return;
+    state.diff = data;
+    $('diff-config').tBodies[0].replaceChildren(...data.config.changes.map((c) => {
+      const tr = row(['', c.path, fmt(c.old), fmt(c.new)]);
+      const box = document.createElement('input');
+      box.type = 'checkbox';
+      box.dataset.path = c.path;
+      tr.cells[0].appendChild(box);
+      tr.cells[2].className = 'old';
+      tr.cells[3].className = 'new';
+      return tr;
+    }));
+    if (!data.config.changes.length) {
+      $('diff-config').tBodies[0].appendChild(row(['', 'no key differs', '', '']));
+    }
+    drawDisk(data.disk);
+    // The disks' diff comes from the agent: ask again until it has answered.
+    if (data.disk && (data.disk.state === 'queued' || data.disk.state === 'running')) {
+      setTimeout(() => { if (state.diff === data) runDiff().catch(() => {}); }, POLL_MS);
+    }
+  }
+
+  /* What the new version takes from `to`, and the sentence that says so. */
+  function chosen() {
+    const d = state.diff;
+    const config = [...document.querySelectorAll('#diff-config input:checked')]
+      .map((b) => b.dataset.path);
+    const whole = $('take-disk').checked;
+    const extents = !whole && $('take-extents').checked ? d.disk.extents : [];
+    const items = [];
+    if (config.length) items.push(`the configuration keys ${config.join(', ')}`);
+    if (whole) items.push('the whole disk');
+    else if (extents.length) {
+      items.push(`${extents.length} disk regions (${bytes(extents.reduce((a, x) => a + x.length, 0))})`);
+    }
+    return {
+      body: { base: d.from, from: d.to, config, disk_extents: extents, whole_disk: whole },
+      summary: items.length
+        ? `A new version of ${d.snapshot_id}: v${d.from} with ${items.join(' and ')} taken from ` +
+          `v${d.to}. Nothing else changes; v${d.from} and v${d.to} stay as they are.`
+        : null,
+    };
+  }
+
+  async function compose() {
+    const { body } = chosen();
+    $('compose-confirm').hidden = true;
+    snapMessage('asking for the new version…');
+    try {
+      const { data } = await api('POST',
+        `/v1/snapshots/${encodeURIComponent(state.snapshot)}/versions`, body);
+      snapMessage(`composition ${data.id} queued at ${data.datacenter_id}: its agent writes ` +
+        'and registers the new version');
+    } catch (e) {
+      snapMessage(e.status === 403 ? 'your token may not do this (operator role needed)'
+        : e.message, true);
+    }
+  }
+
   /* ---- the loop ------------------------------------------------------------- */
 
   async function refresh() {
@@ -433,6 +567,28 @@
       $('dc-panel').hidden = true;
       drawDatacenters();
     });
+    $('dc-snapshots').tBodies[0].addEventListener('click', (evt) => {
+      const tr = evt.target.closest('tr');
+      if (tr && tr.cells.length) openSnapshot(tr.cells[0].textContent);
+    });
+    $('snap-close').addEventListener('click', () => {
+      state.snapshot = null;
+      state.diff = null;
+      $('snap-panel').hidden = true;
+    });
+    $('diff-run').addEventListener('click', () => runDiff().catch((e) => snapMessage(e.message, true)));
+    $('compose').addEventListener('click', () => {
+      if (!state.diff) return;
+      const { summary } = chosen();
+      if (!summary) {
+        snapMessage('choose what to take first: keys, the changed disk regions or the whole disk', true);
+        return;
+      }
+      $('compose-summary').textContent = summary;
+      $('compose-confirm').hidden = false;
+    });
+    $('compose-yes').addEventListener('click', compose);
+    $('compose-no').addEventListener('click', () => { $('compose-confirm').hidden = true; });
     $('drain').addEventListener('click', () => setStatus('draining'));
     $('activate').addEventListener('click', () => setStatus('active'));
     if (state.token) start();

@@ -1,13 +1,16 @@
 // Drives the operator dashboard in Debian's headless Chromium with
 // playwright-core: signs in with an operator token, waits for the map to
 // show the datacenters and the transfers in flight, drains one datacenter
-// from its panel, and saves a screenshot. Prints one JSON line of what it
-// saw; exits non-zero when something is missing.
+// from its panel, and saves a screenshot. With a snapshot held there, it
+// then opens the snapshot, compares its last two versions, picks a
+// configuration key and the changed disk regions, asks for a new version,
+// screenshots the confirmation and confirms. Prints one JSON line of what
+// it saw; exits non-zero when something is missing.
 //
-//   node dashboard.mjs URL TOKEN DATACENTER_ID SCREENSHOT.png
+//   node dashboard.mjs URL TOKEN DATACENTER_ID SCREENSHOT.png [SNAPSHOT_ID DIFF.png KEY]
 import { chromium } from 'playwright-core';
 
-const [url, token, dcId, screenshot] = process.argv.slice(2);
+const [url, token, dcId, screenshot, snapshotId, diffShot, key] = process.argv.slice(2);
 if (!screenshot) {
   console.error('usage: node dashboard.mjs URL TOKEN DATACENTER_ID SCREENSHOT.png');
   process.exit(2);
@@ -60,6 +63,30 @@ try {
   await page.locator('#tooltip').evaluate((n) => { n.hidden = true; });
   await page.screenshot({ path: screenshot });
   seen.screenshot = screenshot;
+
+  if (snapshotId) {
+    // The snapshot's versions: the diff view, then a composition.
+    await page.locator('#dc-snapshots tbody tr', { hasText: snapshotId }).first().click();
+    await page.waitForSelector(`#snap-panel[data-id="${snapshotId}"]`, { state: 'visible' });
+    await page.waitForSelector('#diff-config tbody input[type="checkbox"]', { timeout: 10000 });
+    await page.waitForSelector('#diff-disk-bar rect.extent', { timeout: 10000 });
+    seen.diffPaths = await page.locator('#diff-config tbody td:nth-child(2)').allTextContents();
+    seen.diffOld = await page.locator('#diff-config tbody td:nth-child(3)').allTextContents();
+    seen.diffNew = await page.locator('#diff-config tbody td:nth-child(4)').allTextContents();
+    seen.extents = await page.locator('#diff-disk-bar rect.extent').count();
+    seen.diskText = await page.textContent('#diff-disk-text');
+    await page.check(`#diff-config input[data-path="${key}"]`);
+    await page.check('#take-extents');
+    await page.click('#compose');
+    await page.waitForSelector('#compose-confirm', { state: 'visible' });
+    seen.summary = await page.textContent('#compose-summary');
+    await page.screenshot({ path: diffShot });
+    seen.diffScreenshot = diffShot;
+    await page.click('#compose-yes');
+    await page.waitForFunction(() => document.getElementById('snap-message').textContent.includes('queued'),
+      null, { timeout: 10000 });
+    seen.composeMessage = await page.textContent('#snap-message');
+  }
 } catch (e) {
   failed = String(e);
 } finally {

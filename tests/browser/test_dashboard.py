@@ -2,8 +2,12 @@
 playwright-core (tests/browser/dashboard.mjs), against homing on the real
 stack. The map shows the datacenters and the transfers in flight; a drain
 clicked on the page reaches the API (the datacenter is draining in
-PostgreSQL, with the audit event of the operator who clicked); and the
-screenshot is kept in the results folder."""
+PostgreSQL, with the audit event of the operator who clicked); a snapshot's
+two versions compared side by side (configuration keys, a bar of the
+changed disk regions) and a new version composed of chosen items, after a
+confirmation that says what will change (the composition is queued in
+PostgreSQL with exactly those items, and its audit event names who
+clicked); and the screenshots are kept in the results folder."""
 import csv
 import importlib.util
 import json
@@ -74,12 +78,33 @@ def load_demo_catalog(db):
     return len(rows)
 
 
+DIFF_SNAPSHOT = "snap-diff"
+DIFF_EXTENTS = [{"offset": 1064960, "length": 4096}, {"offset": 50331648, "length": 131072}]
+
+
+def seed_versions(db):
+    """Two registered versions of a snapshot at the target, and the disk diff its agent made."""
+    fixtures.seed_snapshot(db, "u-diff", TARGET, snapshot=DIFF_SNAPSHOT)
+    for v, config in ((1, {"vcpus": 2, "meta": {"owner": "ann"}}),
+                      (2, {"vcpus": 4, "meta": {"owner": "ann", "team": "ops"}})):
+        db.execute("INSERT INTO snapshot_versions (snapshot_id, version, content_sha256,"
+                   " size_bytes, virtual_size, config, datacenter_id)"
+                   " VALUES (%s, %s, repeat(%s, 64), 0, 67108864, %s, %s)",
+                   (DIFF_SNAPSHOT, v, str(v), json.dumps(config), TARGET))
+    db.execute("INSERT INTO disk_diffs (snapshot_id, from_version, to_version, datacenter_id,"
+               " state, result) VALUES (%s, 1, 2, %s, 'succeeded', %s)",
+               (DIFF_SNAPSHOT, TARGET, json.dumps({
+                   "virtual_size": 67108864, "changed_bytes": 135168,
+                   "template_blocks_read": 0, "extents": DIFF_EXTENTS})))
+
+
 @pytest.fixture(scope="module")
 def homing(database, db, topics, tmp_path_factory):
     h = fixtures.Homing(database, topics, "test-browser", "serve",
                         tmp_path_factory.mktemp("browser"))
     h.migrate()
     h.n_datacenters = load_demo_catalog(db)
+    seed_versions(db)
     h.start()
     yield h
     h.stop()
@@ -88,10 +113,11 @@ def homing(database, db, topics, tmp_path_factory):
 def test_the_dashboard_shows_the_map_and_drains_a_datacenter(homing, db):
     RESULTS.mkdir(parents=True, exist_ok=True)
     screenshot = RESULTS / "dashboard.png"
+    diff_shot = RESULTS / "dashboard-diff.png"
     token = homing.token("operator", "dashboard-test")
     proc = subprocess.run(["node", str(HERE / "dashboard.mjs"), homing.url, token, TARGET,
-                           str(screenshot)], cwd=HERE, capture_output=True, text=True,
-                          timeout=120)
+                           str(screenshot), DIFF_SNAPSHOT, str(diff_shot), "/vcpus"], cwd=HERE,
+                          capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip(), proc.stderr
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert proc.returncode == 0 and seen["failed"] is None, f"{seen['failed']}\n{proc.stderr[-2000:]}"
@@ -124,3 +150,23 @@ def test_the_dashboard_shows_the_map_and_drains_a_datacenter(homing, db):
     assert event["data"]["actor"]["name"] == "dashboard-test"
 
     assert screenshot.stat().st_size > 50_000
+
+    # The diff view: every key that differs, old and new, and the changed disk regions.
+    assert seen["diffPaths"] == ["/meta/team", "/vcpus"]
+    assert seen["diffOld"] == ["–", "2"] and seen["diffNew"] == ['"ops"', "4"]
+    assert seen["extents"] == len(DIFF_EXTENTS)
+    assert seen["diskText"] == "2 changed regions, 132 KiB of 64 MiB"
+    # The confirmation said what would change, and the composition asked exactly that.
+    assert seen["summary"] == (f"A new version of {DIFF_SNAPSHOT}: v1 with the configuration "
+                               "keys /vcpus and 2 disk regions (132 KiB) taken from v2. Nothing "
+                               "else changes; v1 and v2 stay as they are.")
+    assert "queued at " + TARGET in seen["composeMessage"]
+    row = db.execute("SELECT base_version, from_version, config_paths, disk_extents, whole_disk,"
+                     " state, requested_by FROM compositions WHERE snapshot_id = %s",
+                     (DIFF_SNAPSHOT,)).fetchall()
+    assert row == [(1, 2, ["/vcpus"], DIFF_EXTENTS, False, "queued", "dashboard-test")]
+    event = db.execute("SELECT payload FROM outbox WHERE key = %s ORDER BY id DESC LIMIT 1",
+                       (DIFF_SNAPSHOT,)).fetchone()[0]
+    assert event["type"] == "io.homing.snapshot.composition_requested"
+    assert event["data"]["actor"]["name"] == "dashboard-test"
+    assert diff_shot.stat().st_size > 20_000
