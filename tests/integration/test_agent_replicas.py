@@ -81,8 +81,13 @@ def test_a_level_1_snapshot_gets_its_replica_at_the_nearest_other_site(plane, db
                  [(i * MIB + 4096, 65536, 0x41) for i in range(0, 48, 2)])
     digest1, _ = agents["t-paris"].register(SNAP, 1)
 
-    wait_for(lambda: replica(db) == [("t-frankfurt", 1, digest1)], timeout=90,
-             what="the replica at Frankfurt")
+    try:
+        wait_for(lambda: replica(db) == [("t-frankfurt", 1, digest1)], timeout=90,
+                 what="the replica at Frankfurt")
+    except AssertionError as e:  # say what the pass and the agents did instead
+        logs = "\n".join(a.log_path.read_text()[-2000:] for a in agents.values())
+        raise AssertionError(f"{e}: replica {replica(db)}, replicates {replicate_rows(db)}\n"
+                             f"{api.log_text()[-3000:]}\n{logs}") from None
     (tid, src, dst, state, sent, version, reason), = replicate_rows(db)
     assert (src, dst, state, version, reason) == \
         ("t-paris", "t-frankfurt", "succeeded", 1, "replica-missing")
