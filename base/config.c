@@ -1,12 +1,14 @@
 /*
  * The configuration table. Adding a setting is one field in struct config and
- * one row below; parsing, bounds, the environment and --help follow from it.
+ * one row below; parsing, bounds, the file, the environment, --help and
+ * `homing config` follow from it.
  */
 #include "base/config.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,15 +156,40 @@ static const struct setting settings[] = {
           "(needed beyond loopback)" },
         { "log-level", SETTING_STRING, FIELD(log_level), "info", 0, 0,
           "debug, info, warn or error" },
+        { "config", SETTING_STRING, FIELD(config), HOMING_CONFIG_FILE, 0, 0,
+          "the configuration file: lines \"key = value\", the key a flag's name (pg-dsn) or its "
+          "variable (HOMING_PG_DSN); the environment and flags override it (\"\": none)" },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+/* The settings `homing config` masks: keys and tokens. pg-dsn's password is masked too. */
+static const char *const secrets[] = { "device-token-keys", "agent-token", NULL };
+
+static bool setting_secret(const struct setting *s) {
+        for (const char *const *name = secrets; *name; name++)
+                if (!strcmp(*name, s->name))
+                        return true;
+        return false;
+}
 
 static void env_name(const struct setting *s, char *out, size_t size) {
         size_t n = (size_t)snprintf(out, size, "HOMING_");
         for (const char *p = s->name; *p && n + 1 < size; p++)
                 out[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
         out[n] = '\0';
+}
+
+/* Where a setting's value came from: "default", "HOMING_X", "--x" or "FILE:LINE". */
+static int origin_set(struct config *cfg, const struct setting *s, const char *origin) {
+        char *copy = strdup(origin);
+        size_t i = (size_t)(s - settings);
+
+        if (!copy)
+                return -ENOMEM;
+        free(cfg->origins[i]);
+        cfg->origins[i] = copy;
+        return 0;
 }
 
 static int setting_assign(struct config *cfg, const struct setting *s, const char *value,
@@ -177,7 +204,7 @@ static int setting_assign(struct config *cfg, const struct setting *s, const cha
                         return -ENOMEM;
                 free(*(char **)slot);
                 *(char **)slot = copy;
-                return 0;
+                return origin_set(cfg, s, origin);
         }
         case SETTING_LONG: {
                 long v;
@@ -189,7 +216,7 @@ static int setting_assign(struct config *cfg, const struct setting *s, const cha
                         return -EINVAL;
                 }
                 *(long *)slot = v;
-                return 0;
+                return origin_set(cfg, s, origin);
         }
         case SETTING_DOUBLE: {
                 double v;
@@ -201,7 +228,7 @@ static int setting_assign(struct config *cfg, const struct setting *s, const cha
                         return -EINVAL;
                 }
                 *(double *)slot = v;
-                return 0;
+                return origin_set(cfg, s, origin);
         }
         }
         return -EINVAL;
@@ -214,31 +241,149 @@ static const struct setting *setting_find(const char *name, size_t len) {
         return NULL;
 }
 
+/* A key of the file: a flag's name (pg-dsn) or its variable (HOMING_PG_DSN). */
+static const struct setting *setting_find_key(const char *key) {
+        char var[64];
+
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                env_name(&settings[i], var, sizeof(var));
+                if (!strcmp(settings[i].name, key) || !strcmp(var, key))
+                        return &settings[i];
+        }
+        return NULL;
+}
+
+static char *trim(char *s) {
+        char *end = s + strlen(s);
+
+        while (isspace((unsigned char)*s))
+                s++;
+        while (end > s && isspace((unsigned char)end[-1]))
+                *--end = '\0';
+        return s;
+}
+
+/*
+ * Reads the configuration file's lines into `cfg`. A missing file is fine
+ * when nobody asked for it (`required` false). Returns 0 or -EINVAL (said).
+ */
+static int file_load(struct config *cfg, const char *path, bool required) {
+        char origin[4200], *line = NULL;
+        size_t cap = 0;
+        FILE *f = fopen(path, "r");
+        int r = 0;
+
+        if (!f) {
+                if (errno == ENOENT && !required)
+                        return 0;
+                fprintf(stderr, "homing: cannot read the configuration file %s: %s\n", path,
+                        strerror(errno));
+                return -EINVAL;
+        }
+        for (long number = 1; r == 0 && getline(&line, &cap, f) >= 0; number++) {
+                char *text = trim(line), *eq = strchr(text, '='), *key, *value;
+                const struct setting *s;
+                size_t len;
+
+                snprintf(origin, sizeof(origin), "%s:%ld", path, number);
+                if (!*text || *text == '#' || *text == ';')
+                        continue;
+                if (!eq) {
+                        fprintf(stderr, "homing: %s: not \"key = value\"\n", origin);
+                        r = -EINVAL;
+                        break;
+                }
+                *eq = '\0';
+                key = trim(text);
+                value = trim(eq + 1);
+                /* Quotes as systemd's EnvironmentFile= allows them, so one file serves both. */
+                len = strlen(value);
+                if (len >= 2 && (value[0] == '"' || value[0] == '\'') &&
+                    value[len - 1] == value[0]) {
+                        value[len - 1] = '\0';
+                        value++;
+                }
+                s = setting_find_key(key);
+                if (!s || s->offset == FIELD(config)) {
+                        fprintf(stderr,
+                                "homing: %s: unknown setting '%s' (see homing serve --help)\n",
+                                origin, key);
+                        r = -EINVAL;
+                        break;
+                }
+                r = setting_assign(cfg, s, value, origin);
+        }
+        if (r == 0 && ferror(f)) {
+                fprintf(stderr, "homing: cannot read the configuration file %s\n", path);
+                r = -EINVAL;
+        }
+        free(line);
+        fclose(f);
+        return r;
+}
+
+/* The file to read: --config in argv, else HOMING_CONFIG, else the default (may be missing). */
+static int file_choose(struct config *cfg, int argc, char **argv, bool *required) {
+        const struct setting *s = setting_find("config", strlen("config"));
+        const char *env = getenv("HOMING_CONFIG");
+
+        *required = false;
+        for (int i = 1; i < argc; i++) {
+                if (!strncmp(argv[i], "--config=", 9)) {
+                        *required = true;
+                        return setting_assign(cfg, s, argv[i] + 9, "--config");
+                }
+                if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+                        *required = true;
+                        return setting_assign(cfg, s, argv[i + 1], "--config");
+                }
+        }
+        if (env && *env) {
+                *required = true;
+                return setting_assign(cfg, s, env, "HOMING_CONFIG");
+        }
+        return 0;
+}
+
 int config_load(struct config *cfg, int argc, char **argv, const char *usage) {
         char var[64], origin[96];
+        bool required;
         int r;
 
         memset(cfg, 0, sizeof(*cfg));
+        /* Help even when the file is broken. */
+        for (int i = 1; i < argc; i++) {
+                if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+                        printf("usage: %s\n\n", usage);
+                        config_print_help(stdout);
+                        return 1;
+                }
+        }
+        cfg->origins = calloc(N_SETTINGS, sizeof(*cfg->origins));
+        if (!cfg->origins)
+                return -ENOMEM;
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                r = setting_assign(cfg, &settings[i], settings[i].fallback, "default");
+                if (r < 0)
+                        goto fail;
+        }
+        r = file_choose(cfg, argc, argv, &required);
+        if (r == 0 && cfg->config[0])
+                r = file_load(cfg, cfg->config, required);
+        if (r < 0)
+                goto fail;
+
         for (size_t i = 0; i < N_SETTINGS; i++) {
                 const char *env;
                 env_name(&settings[i], var, sizeof(var));
                 env = getenv(var);
-                r = setting_assign(cfg, &settings[i], env && *env ? env : settings[i].fallback,
-                                   var);
-                if (r < 0)
+                if (env && *env && (r = setting_assign(cfg, &settings[i], env, var)) < 0)
                         goto fail;
         }
-
         for (int i = 1; i < argc; i++) {
                 const char *arg = argv[i], *eq, *value;
                 const struct setting *s;
 
-                if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-                        printf("usage: %s\n\n", usage);
-                        config_print_help(stdout);
-                        config_fini(cfg);
-                        return 1;
-                }
                 if (strncmp(arg, "--", 2) != 0) {
                         fprintf(stderr, "homing %s: unexpected argument '%s'\n", argv[0], arg);
                         r = -EINVAL;
@@ -288,7 +433,11 @@ void config_fini(struct config *cfg) {
                         free(*slot);
                         *slot = NULL;
                 }
+                if (cfg->origins)
+                        free(cfg->origins[i]);
         }
+        free(cfg->origins);
+        cfg->origins = NULL;
 }
 
 void config_print_help(FILE *f) {
@@ -299,5 +448,85 @@ void config_print_help(FILE *f) {
                 env_name(&settings[i], var, sizeof(var));
                 fprintf(f, "  --%-24s %s\n      %s (default: %s)\n", settings[i].name, var,
                         settings[i].help, settings[i].fallback);
+        }
+}
+
+/*
+ * A libpq conninfo with its password masked: "password=..." in the key=value
+ * form, "user:...@" in the URI form.
+ */
+static void print_dsn(FILE *f, const char *dsn) {
+        const char *scheme = strstr(dsn, "://"), *p = dsn;
+
+        if (scheme) {
+                const char *at = strchr(scheme + 3, '@'), *colon = strchr(scheme + 3, ':');
+                if (at && colon && colon < at) {
+                        fprintf(f, "%.*s:********%s", (int)(colon - dsn), dsn, at);
+                        return;
+                }
+                fputs(dsn, f);
+                return;
+        }
+        while (*p) {
+                const char *key = p, *value;
+                size_t key_len;
+
+                while (*p && !isspace((unsigned char)*p) && *p != '=')
+                        p++;
+                key_len = (size_t)(p - key);
+                while (isspace((unsigned char)*p))
+                        p++;
+                if (*p != '=') {
+                        fprintf(f, "%.*s", (int)(p - key), key);
+                        continue;
+                }
+                p++;
+                while (isspace((unsigned char)*p))
+                        p++;
+                value = p;
+                if (*p == '\'') {
+                        for (p++; *p && *p != '\''; p++)
+                                if (*p == '\\' && p[1])
+                                        p++;
+                        if (*p)
+                                p++;
+                } else {
+                        while (*p && !isspace((unsigned char)*p))
+                                p++;
+                }
+                if (key_len == strlen("password") && !strncmp(key, "password", key_len))
+                        fprintf(f, "%.*s********", (int)(value - key), key);
+                else
+                        fprintf(f, "%.*s", (int)(p - key), key);
+                while (isspace((unsigned char)*p))
+                        fputc(*p++, f);
+        }
+}
+
+void config_print(FILE *f, const struct config *cfg) {
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                const struct setting *s = &settings[i];
+                const char *slot = (const char *)cfg + s->offset;
+
+                fprintf(f, "%s = ", s->name);
+                switch (s->type) {
+                case SETTING_STRING: {
+                        const char *value = *(char *const *)slot;
+                        if (setting_secret(s) && value[0])
+                                fputs("********", f);
+                        else if (s->offset == FIELD(pg_dsn))
+                                print_dsn(f, value);
+                        else
+                                fputs(value, f);
+                        break;
+                }
+                case SETTING_LONG:
+                        fprintf(f, "%ld", *(const long *)slot);
+                        break;
+                case SETTING_DOUBLE:
+                        fprintf(f, "%g", *(const double *)slot);
+                        break;
+                }
+                fprintf(f, "  (%s)\n", cfg->origins[i]);
         }
 }

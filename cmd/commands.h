@@ -14,3 +14,4 @@ int cmd_token(int argc, char **argv);
 int cmd_routes(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
+int cmd_config(int argc, char **argv);

@@ -25,6 +25,7 @@ static const struct command commands[] = {
           "register a new snapshot version written at a datacenter's store" },
         { "token", cmd_token,
           "make device-token keys, device tokens, operator tokens and agent tokens" },
+        { "config", cmd_config, "print the effective settings and where each came from" },
         { "routes", cmd_routes, "list the HTTP routes and who may call them" },
         { "nearest", cmd_nearest,
           "print the k nearest datacenters for each \"lat lon\" line on stdin" },
@@ -34,8 +35,10 @@ static void usage(FILE *f) {
         fprintf(f, "usage: homing <command> [options]\n\ncommands:\n");
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
                 fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);
-        fprintf(f, "\nEvery setting is a flag (--pg-dsn ...) and an environment variable\n"
-                   "(HOMING_PG_DSN ...); the flag wins. 'homing <command> --help' lists them.\n");
+        fprintf(f, "\nEvery setting is a flag (--pg-dsn ...), an environment variable\n"
+                   "(HOMING_PG_DSN ...) and a line of the configuration file (pg-dsn = ...,\n"
+                   "--config); the flag wins, then the variable, then the file.\n"
+                   "'homing <command> --help' lists them; 'homing config' shows their values.\n");
 }
 
 int main(int argc, char **argv) {
