@@ -15,7 +15,8 @@
 
 #include "base/log.h"
 
-enum setting_type { SETTING_STRING, SETTING_LONG, SETTING_DOUBLE };
+/* A list is a string of lines: every value given is appended, in the order read. */
+enum setting_type { SETTING_STRING, SETTING_LONG, SETTING_DOUBLE, SETTING_LIST };
 
 struct setting {
         const char *name; /* flag name; the variable is HOMING_ + upper-case */
@@ -34,6 +35,12 @@ static const struct setting settings[] = {
           "PostgreSQL connection (libpq conninfo)" },
         { "kafka-brokers", SETTING_STRING, FIELD(kafka_brokers), "127.0.0.1:59092", 0, 0,
           "Kafka bootstrap servers" },
+        { "kafka-property", SETTING_LIST, FIELD(kafka_property), "", 0, 0,
+          "a librdkafka property key=value for every producer and consumer (security.protocol, "
+          "sasl.mechanisms, sasl.username, sasl.password, ssl.ca.location, ...); repeatable, "
+          "applied after --kafka-properties-file (the variable: one per line)" },
+        { "kafka-properties-file", SETTING_STRING, FIELD(kafka_properties_file), "", 0, 0,
+          "a file of librdkafka properties, key=value lines (# starts a comment)" },
         { "listen", SETTING_STRING, FIELD(listen), "127.0.0.1:58080", 0, 0,
           "host:port of the HTTP server (port 0 picks a free one)" },
         { "topic-locations", SETTING_STRING, FIELD(topic_locations), "homing.locations.v1", 0, 0,
@@ -182,9 +189,17 @@ static void env_name(const struct setting *s, char *out, size_t size) {
 
 /* Where a setting's value came from: "default", "HOMING_X", "--x" or "FILE:LINE". */
 static int origin_set(struct config *cfg, const struct setting *s, const char *origin) {
-        char *copy = strdup(origin);
         size_t i = (size_t)(s - settings);
+        const char *before = cfg->origins[i];
+        char *copy = NULL;
 
+        /* A list that had values says every place they came from. */
+        if (s->type == SETTING_LIST && before && strcmp(before, "default") != 0) {
+                if (asprintf(&copy, "%s, %s", before, origin) < 0)
+                        copy = NULL;
+        } else {
+                copy = strdup(origin);
+        }
         if (!copy)
                 return -ENOMEM;
         free(cfg->origins[i]);
@@ -198,6 +213,18 @@ static int setting_assign(struct config *cfg, const struct setting *s, const cha
         char *end;
 
         switch (s->type) {
+        case SETTING_LIST: {
+                const char *old = *(char **)slot;
+                char *joined;
+                if (old && !value[0])
+                        return 0; /* an empty value adds nothing */
+                if (asprintf(&joined, "%s%s%s", old ? old : "", old && old[0] ? "\n" : "", value) <
+                    0)
+                        return -ENOMEM;
+                free(*(char **)slot);
+                *(char **)slot = joined;
+                return origin_set(cfg, s, origin);
+        }
         case SETTING_STRING: {
                 char *copy = strdup(value);
                 if (!copy)
@@ -428,7 +455,7 @@ fail:
 
 void config_fini(struct config *cfg) {
         for (size_t i = 0; i < N_SETTINGS; i++) {
-                if (settings[i].type == SETTING_STRING) {
+                if (settings[i].type == SETTING_STRING || settings[i].type == SETTING_LIST) {
                         char **slot = (char **)((char *)cfg + settings[i].offset);
                         free(*slot);
                         *slot = NULL;
@@ -503,6 +530,30 @@ static void print_dsn(FILE *f, const char *dsn) {
         }
 }
 
+/* A secret's key in librdkafka's properties: its value is masked. */
+static bool property_secret(const char *key, size_t len) {
+        char name[128];
+
+        snprintf(name, sizeof(name), "%.*s", (int)len, key);
+        return strstr(name, "password") || strstr(name, "secret");
+}
+
+/* A list's lines, on one line: "a=1 | b=2", secrets' values masked. */
+static void print_list(FILE *f, const char *list) {
+        for (const char *p = list; *p;) {
+                size_t len = strcspn(p, "\n"), key = strcspn(p, "=");
+                if (p != list)
+                        fputs(" | ", f);
+                if (key < len && property_secret(p, key))
+                        fprintf(f, "%.*s=********", (int)key, p);
+                else
+                        fprintf(f, "%.*s", (int)len, p);
+                p += len;
+                if (*p)
+                        p++;
+        }
+}
+
 void config_print(FILE *f, const struct config *cfg) {
         for (size_t i = 0; i < N_SETTINGS; i++) {
                 const struct setting *s = &settings[i];
@@ -510,6 +561,9 @@ void config_print(FILE *f, const struct config *cfg) {
 
                 fprintf(f, "%s = ", s->name);
                 switch (s->type) {
+                case SETTING_LIST:
+                        print_list(f, *(char *const *)slot);
+                        break;
                 case SETTING_STRING: {
                         const char *value = *(char *const *)slot;
                         if (setting_secret(s) && value[0])

@@ -12,9 +12,11 @@
 
 struct config {
         /* connections */
-        char *pg_dsn;        /* libpq conninfo */
-        char *kafka_brokers; /* host:port[,host:port...] */
-        char *listen;        /* host:port of the HTTP server */
+        char *pg_dsn;                /* libpq conninfo */
+        char *kafka_brokers;         /* host:port[,host:port...] */
+        char *kafka_property;        /* librdkafka "key=value" lines, applied after the file's */
+        char *kafka_properties_file; /* a properties file of them ("": none) */
+        char *listen;                /* host:port of the HTTP server */
         /* Kafka */
         char *topic_locations;
         char *topic_transfers;

@@ -31,8 +31,11 @@ int cmd_migrate(int argc, char **argv) {
                 {
                         const char *topics[] = { cfg.topic_locations, cfg.topic_transfers,
                                                  cfg.topic_audit };
-                        r = bus_ensure_topics(cfg.kafka_brokers, topics, 3,
-                                              (int)cfg.topic_partitions, errbuf, sizeof(errbuf));
+                        r = bus_ensure_topics(&(struct bus_cluster){ cfg.kafka_brokers,
+                                                                     cfg.kafka_property,
+                                                                     cfg.kafka_properties_file },
+                                              topics, 3, (int)cfg.topic_partitions, errbuf,
+                                              sizeof(errbuf));
                         if (r < 0)
                                 log_error("migrate", "cannot create the Kafka topics: %s", errbuf);
                 }

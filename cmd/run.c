@@ -137,8 +137,9 @@ static int run_parts(const struct config *cfg, bool serve, struct worker *worker
                 workers[i].metrics = metrics;
                 pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
         }
+        /* Not pause(): a part that fails sets the flag from its own thread, with no signal. */
         while (!atomic_load(&stop_requested))
-                pause();
+                usleep(100 * 1000);
         log_info("homing", "stopping");
         for (size_t i = 0; i < n; i++) {
                 pthread_join(workers[i].thread, NULL);

@@ -188,10 +188,40 @@ TEST(secrets_are_masked_when_printed) {
         config_fini(&c);
 }
 
+TEST(kafka_properties_accumulate_from_every_source_in_order_and_hide_passwords) {
+        char path[] = "/tmp/homing-test-config-XXXXXX", line[512];
+        struct config c;
+        char *argv[] = { "serve",
+                         "--config",
+                         path,
+                         "--kafka-property",
+                         "sasl.password=flag",
+                         "--kafka-property=client.id=x",
+                         NULL };
+
+        write_file(path, "kafka-property = security.protocol=SASL_SSL\n"
+                         "kafka-property = sasl.password=file\n");
+        setenv("HOMING_KAFKA_PROPERTY", "sasl.username=u\nsasl.mechanisms=SCRAM-SHA-256", 1);
+        CHECK(config_load(&c, 6, argv, "t") == 0);
+        CHECK_STR(c.kafka_property, "security.protocol=SASL_SSL\nsasl.password=file\n"
+                                    "sasl.username=u\nsasl.mechanisms=SCRAM-SHA-256\n"
+                                    "sasl.password=flag\nclient.id=x");
+        printed(&c, "kafka-property", line, sizeof(line));
+        CHECK(strstr(line, "sasl.password=********") && !strstr(line, "flag") &&
+              !strstr(line, "=file"));
+        CHECK(strstr(line, "security.protocol=SASL_SSL | ") != NULL);
+        CHECK(strstr(line, ":1, ") && strstr(line, "HOMING_KAFKA_PROPERTY, --kafka-property, "
+                                                   "--kafka-property)"));
+        config_fini(&c);
+        unsetenv("HOMING_KAFKA_PROPERTY");
+        unlink(path);
+}
+
 TAP_MAIN(TAP_TEST(defaults_apply_without_environment_or_flags),
          TAP_TEST(the_environment_overrides_defaults_and_flags_override_both),
          TAP_TEST(out_of_bounds_and_unknown_settings_are_refused),
          TAP_TEST(the_file_is_below_the_environment_and_flags_and_says_where_each_came_from),
          TAP_TEST(a_bad_line_is_refused_with_its_file_and_number),
          TAP_TEST(a_named_file_must_exist_and_the_default_one_may_be_missing),
-         TAP_TEST(secrets_are_masked_when_printed))
+         TAP_TEST(secrets_are_masked_when_printed),
+         TAP_TEST(kafka_properties_accumulate_from_every_source_in_order_and_hide_passwords))
