@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/log.h"
 
@@ -77,7 +78,7 @@ static const struct setting settings[] = {
           "PEM certificate (chain) file: with --tls-key, the API serves HTTPS" },
         { "tls-key", SETTING_STRING, FIELD(tls_key), "", 0, 0,
           "PEM private key file of --tls-cert" },
-        { "dashboard-dir", SETTING_STRING, FIELD(dashboard_dir), HOMING_DASHBOARD_DIR, 0, 0,
+        { "dashboard-dir", SETTING_STRING, FIELD(dashboard_dir), HOMING_DATA_DIR "/dashboard", 0, 0,
           "folder of the dashboard's files, with its npm packages in node_modules" },
         { "db-pool-size", SETTING_LONG, FIELD(db_pool_size), "4", 1, 64,
           "PostgreSQL connections the API keeps for operator requests" },
@@ -153,8 +154,8 @@ static const struct setting settings[] = {
         { "cache-high-water", SETTING_DOUBLE, FIELD(cache_high_water), "0.9", 0, 1,
           "above this share of a datacenter's capacity (used + reserved + cached), its oldest "
           "cached copies are evicted" },
-        { "migrations-dir", SETTING_STRING, FIELD(migrations_dir), HOMING_MIGRATIONS_DIR, 0, 0,
-          "folder of numbered SQL migrations" },
+        { "migrations-dir", SETTING_STRING, FIELD(migrations_dir), HOMING_DATA_DIR "/migrations", 0,
+          0, "folder of numbered SQL migrations" },
         { "metrics-listen", SETTING_STRING, FIELD(metrics_listen), "", 0, 0,
           "host:port where `schedule` and `relay` serve /metrics and /healthz (\"\": nowhere; "
           "`serve` and `standalone` have /metrics on --listen)" },
@@ -372,9 +373,44 @@ static int file_choose(struct config *cfg, int argc, char **argv, bool *required
         return 0;
 }
 
+/* True for the binary that meson built, run where it was built (not an installed copy). */
+static bool in_build_tree(void) {
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        size_t root = strlen(HOMING_BUILD_ROOT);
+
+        if (n <= 0)
+                return false;
+        self[n] = '\0';
+        return !strncmp(self, HOMING_BUILD_ROOT, root) && self[root] == '/';
+}
+
+/*
+ * A setting's default. The binary run in its build directory reads the
+ * source tree's files for the installed ones, and no installed
+ * configuration file: development never depends on what is installed.
+ */
+static int fallback_assign(struct config *cfg, const struct setting *s, bool in_place) {
+        size_t data = strlen(HOMING_DATA_DIR);
+        const char *value = s->fallback;
+        char *owned = NULL;
+        int r;
+
+        if (in_place && !strncmp(value, HOMING_DATA_DIR "/", data + 1)) {
+                if (asprintf(&owned, "%s%s", HOMING_SOURCE_ROOT, value + data) < 0)
+                        return -ENOMEM;
+                value = owned;
+        } else if (in_place && s->offset == FIELD(config)) {
+                value = "";
+        }
+        r = setting_assign(cfg, s, value, "default");
+        free(owned);
+        return r;
+}
+
 int config_load(struct config *cfg, int argc, char **argv, const char *usage) {
         char var[64], origin[96];
-        bool required;
+        bool required, in_place;
         int r;
 
         memset(cfg, 0, sizeof(*cfg));
@@ -389,8 +425,9 @@ int config_load(struct config *cfg, int argc, char **argv, const char *usage) {
         cfg->origins = calloc(N_SETTINGS, sizeof(*cfg->origins));
         if (!cfg->origins)
                 return -ENOMEM;
+        in_place = in_build_tree();
         for (size_t i = 0; i < N_SETTINGS; i++) {
-                r = setting_assign(cfg, &settings[i], settings[i].fallback, "default");
+                r = fallback_assign(cfg, &settings[i], in_place);
                 if (r < 0)
                         goto fail;
         }
