@@ -515,6 +515,45 @@ void config_print_help(FILE *f) {
         }
 }
 
+/* Text as roff: backslashes and hyphens escaped, a line never starts with a control character. */
+static void roff(FILE *f, const char *text) {
+        if (*text == '.' || *text == '\'')
+                fputs("\\&", f);
+        for (const char *p = text; *p; p++) {
+                if (*p == '\\')
+                        fputs("\\e", f);
+                else if (*p == '-')
+                        fputs("\\-", f);
+                else
+                        fputc(*p, f);
+        }
+}
+
+void config_print_man(FILE *f) {
+        char var[64];
+
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                env_name(&settings[i], var, sizeof(var));
+                fputs(".TP\n\\fB\\-\\-", f);
+                roff(f, settings[i].name);
+                fputs("\\fR \\fIvalue\\fR, \\fB", f);
+                roff(f, var);
+                fputs("\\fR\n", f);
+                roff(f, settings[i].help);
+                if (settings[i].fallback[0]) {
+                        fputs(" (default: ", f);
+                        roff(f, settings[i].fallback);
+                        fputs(")", f);
+                }
+                fputs(settings[i].type == SETTING_LIST ? "; repeatable\n" : "\n", f);
+        }
+}
+
+void config_print_flags(FILE *f) {
+        for (size_t i = 0; i < N_SETTINGS; i++)
+                fprintf(f, "--%s\n", settings[i].name);
+}
+
 /*
  * A libpq conninfo with its password masked: "password=..." in the key=value
  * form, "user:...@" in the URI form.

@@ -103,6 +103,12 @@ void config_fini(struct config *cfg);
 /* Prints every setting, its variable, default and meaning. */
 void config_print_help(FILE *f);
 
+/* Prints every setting as roff for the OPTIONS of homing(1): the same table as --help. */
+void config_print_man(FILE *f);
+
+/* Prints every flag, "--name" one a line, for shell completion. */
+void config_print_flags(FILE *f);
+
 /*
  * Prints the effective settings, one "name = value  (origin)" line each, with
  * secrets (keys, tokens, passwords) masked.

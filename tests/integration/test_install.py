@@ -5,7 +5,7 @@ the source tree out of reach (hidden under an empty tmpfs in a mount
 namespace of their own when run as root; otherwise from / with nothing in
 the environment that names the tree). The build lives in the state
 directory and is incremental: only the binary and the OpenAPI document are
-built for it."""
+built for it (and the man page and completion it prints)."""
 import json
 import os
 import shutil
@@ -31,8 +31,9 @@ def installed():
     if not (BUILD / "build.ninja").exists():
         subprocess.run(["meson", "setup", str(BUILD), f"--prefix={PREFIX}"], cwd=ROOT,
                        check=True, capture_output=True, timeout=300)
-    subprocess.run(["ninja", "-C", str(BUILD), "homing", "api/openapi.json"], check=True,
-                   capture_output=True, timeout=900)
+    # What is installed, and nothing else (not the tests and benchmarks).
+    subprocess.run(["ninja", "-C", str(BUILD), "homing", "api/openapi.json", "deploy/homing.1",
+                    "deploy/homing"], check=True, capture_output=True, timeout=900)
     shutil.rmtree(PREFIX, ignore_errors=True)
     subprocess.run(["meson", "install", "-C", str(BUILD), "--no-rebuild", "--quiet"],
                    check=True, capture_output=True, timeout=300)
@@ -61,7 +62,8 @@ def test_meson_install_puts_every_file_where_the_binary_looks(installed):
                  "share/homing/dashboard/node_modules/d3-geo/dist/d3-geo.min.js",
                  "share/homing/dashboard/node_modules/world-atlas/countries-110m.json",
                  "share/doc/homing/homing.conf.example", "share/doc/homing/README.md",
-                 "lib/systemd/system/homing-serve.service", "lib/systemd/system/homing.target"]:
+                 "lib/systemd/system/homing-serve.service", "lib/systemd/system/homing.target",
+                 "share/man/man1/homing.1", "share/bash-completion/completions/homing"]:
         assert (p / path).is_file(), path
     migrations = sorted(f.name for f in (ROOT / "migrations").glob("*.sql"))
     assert sorted(f.name for f in (p / "share/homing/migrations").iterdir()) == migrations
