@@ -17,7 +17,7 @@
 #include "base/log.h"
 
 /* A list is a string of lines: every value given is appended, in the order read. */
-enum setting_type { SETTING_STRING, SETTING_LONG, SETTING_DOUBLE, SETTING_LIST };
+enum setting_type { SETTING_STRING, SETTING_LONG, SETTING_DOUBLE, SETTING_LIST, SETTING_BOOL };
 
 struct setting {
         const char *name; /* flag name; the variable is HOMING_ + upper-case */
@@ -54,6 +54,9 @@ static const struct setting settings[] = {
           "consumer group of the schedulers" },
         { "topic-partitions", SETTING_LONG, FIELD(topic_partitions), "6", 1, 1000,
           "partitions of topics that `homing migrate` creates" },
+        { "create-topics", SETTING_BOOL, FIELD(create_topics), "true", 0, 0,
+          "whether `homing migrate` creates the topics (false: where topics are managed "
+          "elsewhere, it checks that they exist)" },
         { "produce-timeout-ms", SETTING_LONG, FIELD(produce_timeout_ms), "5000", 100, 300000,
           "how long a report may wait for Kafka before the API answers 503" },
         { "max-body-bytes", SETTING_LONG, FIELD(max_body_bytes), "262144", 256, 16777216,
@@ -225,6 +228,18 @@ static int setting_assign(struct config *cfg, const struct setting *s, const cha
                 free(*(char **)slot);
                 *(char **)slot = joined;
                 return origin_set(cfg, s, origin);
+        }
+        case SETTING_BOOL: {
+                static const char *const yes[] = { "true", "yes", "on", "1", NULL };
+                static const char *const no[] = { "false", "no", "off", "0", NULL };
+                for (size_t i = 0; yes[i]; i++) {
+                        if (!strcmp(value, yes[i]) || !strcmp(value, no[i])) {
+                                *(bool *)slot = !strcmp(value, yes[i]);
+                                return origin_set(cfg, s, origin);
+                        }
+                }
+                fprintf(stderr, "homing: %s: '%s' is not true or false\n", origin, value);
+                return -EINVAL;
         }
         case SETTING_STRING: {
                 char *copy = strdup(value);
@@ -655,6 +670,9 @@ void config_print(FILE *f, const struct config *cfg) {
                         break;
                 case SETTING_DOUBLE:
                         fprintf(f, "%g", *(const double *)slot);
+                        break;
+                case SETTING_BOOL:
+                        fputs(*(const bool *)slot ? "true" : "false", f);
                         break;
                 }
                 fprintf(f, "  (%s)\n", cfg->origins[i]);

@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "base/must-check.h"
@@ -23,6 +24,7 @@ struct config {
         char *topic_audit;
         char *consumer_group;
         long topic_partitions;
+        bool create_topics; /* false: `homing migrate` only checks that they exist */
         long produce_timeout_ms;
         /* ingest */
         long max_body_bytes;

@@ -430,6 +430,53 @@ out:
         return r;
 }
 
+int bus_check_topics(const struct bus_cluster *cluster, const char *const *topics, size_t n_topics,
+                     int partitions, char *errbuf, size_t errbuf_size) {
+        struct client client = { 0 };
+        rd_kafka_conf_t *conf = conf_new(&client);
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err;
+        rd_kafka_t *rk;
+        int missing = 0;
+
+        if (conf_set_cluster(conf, cluster, errbuf, errbuf_size) < 0) {
+                rd_kafka_conf_destroy(conf);
+                return -EINVAL;
+        }
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errbuf_size);
+        if (!rk) {
+                rd_kafka_conf_destroy(conf);
+                return -EINVAL;
+        }
+        if (client_check(rk, &client, true, errbuf, errbuf_size) < 0) {
+                rd_kafka_destroy(rk);
+                return -EACCES;
+        }
+        /* All topics: asking for one by name may create it where the cluster auto-creates. */
+        err = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
+        if (err) {
+                snprintf(errbuf, errbuf_size, "metadata: %s", rd_kafka_err2str(err));
+                rd_kafka_destroy(rk);
+                return -EIO;
+        }
+        for (size_t i = 0; i < n_topics; i++) {
+                const rd_kafka_metadata_topic_t *t = NULL;
+                for (int j = 0; j < md->topic_cnt && !t; j++)
+                        if (!strcmp(md->topics[j].topic, topics[i]) && !md->topics[j].err)
+                                t = &md->topics[j];
+                if (!t) {
+                        log_warn("kafka", "topic %s is missing", topics[i]);
+                        missing++;
+                } else if (t->partition_cnt != partitions) {
+                        log_info("kafka", "topic %s has %d partitions (--topic-partitions %d)",
+                                 topics[i], t->partition_cnt, partitions);
+                }
+        }
+        rd_kafka_metadata_destroy(md);
+        rd_kafka_destroy(rk);
+        return missing;
+}
+
 static struct bus_partition *partitions_of(const rd_kafka_topic_partition_list_t *list) {
         struct bus_partition *parts = calloc(list->cnt ? (size_t)list->cnt : 1, sizeof(*parts));
         for (int i = 0; parts && i < list->cnt; i++) {

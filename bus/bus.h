@@ -79,6 +79,14 @@ bool bus_producer_reachable(struct bus_producer *p, long timeout_ms);
 int bus_ensure_topics(const struct bus_cluster *cluster, const char *const *topics, size_t n_topics,
                       int partitions, char *errbuf, size_t errbuf_size) MUST_CHECK;
 
+/*
+ * Looks the topics up, changing nothing: each one missing is logged, and so
+ * is a partition count other than `partitions`. Returns how many are
+ * missing (0: all there), or -EINVAL, -EACCES or -EIO (`errbuf` says why).
+ */
+int bus_check_topics(const struct bus_cluster *cluster, const char *const *topics, size_t n_topics,
+                     int partitions, char *errbuf, size_t errbuf_size) MUST_CHECK;
+
 /* What on_assign may say of a partition's start besides an offset. */
 #define BUS_OFFSET_BEGINNING (-1) /* the oldest message Kafka still has */
 /* not known yet: assign it paused; the caller seeks and resumes it once it knows */

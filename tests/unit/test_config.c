@@ -217,6 +217,26 @@ TEST(kafka_properties_accumulate_from_every_source_in_order_and_hide_passwords) 
         unlink(path);
 }
 
+TEST(a_yes_or_no_setting_takes_true_or_false) {
+        struct config c;
+        char *off[] = { "migrate", "--create-topics=false", NULL };
+        char *bad[] = { "migrate", "--create-topics", "maybe", NULL };
+        char *none[] = { "migrate", NULL };
+
+        CHECK(config_load(&c, 1, none, "t") == 0);
+        CHECK(c.create_topics);
+        config_fini(&c);
+        CHECK(config_load(&c, 2, off, "t") == 0);
+        CHECK(!c.create_topics);
+        config_fini(&c);
+        setenv("HOMING_CREATE_TOPICS", "no", 1);
+        CHECK(config_load(&c, 1, none, "t") == 0);
+        CHECK(!c.create_topics);
+        config_fini(&c);
+        unsetenv("HOMING_CREATE_TOPICS");
+        CHECK(config_load(&c, 3, bad, "t") == -EINVAL);
+}
+
 TAP_MAIN(TAP_TEST(defaults_apply_without_environment_or_flags),
          TAP_TEST(the_environment_overrides_defaults_and_flags_override_both),
          TAP_TEST(out_of_bounds_and_unknown_settings_are_refused),
@@ -224,4 +244,5 @@ TAP_MAIN(TAP_TEST(defaults_apply_without_environment_or_flags),
          TAP_TEST(a_bad_line_is_refused_with_its_file_and_number),
          TAP_TEST(a_named_file_must_exist_and_the_default_one_may_be_missing),
          TAP_TEST(secrets_are_masked_when_printed),
-         TAP_TEST(kafka_properties_accumulate_from_every_source_in_order_and_hide_passwords))
+         TAP_TEST(kafka_properties_accumulate_from_every_source_in_order_and_hide_passwords),
+         TAP_TEST(a_yes_or_no_setting_takes_true_or_false))
