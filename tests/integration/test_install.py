@@ -63,7 +63,9 @@ def test_meson_install_puts_every_file_where_the_binary_looks(installed):
                  "share/homing/dashboard/node_modules/world-atlas/countries-110m.json",
                  "share/doc/homing/homing.conf.example", "share/doc/homing/README.md",
                  "lib/systemd/system/homing-serve.service", "lib/systemd/system/homing.target",
-                 "share/man/man1/homing.1", "share/bash-completion/completions/homing"]:
+                 "share/man/man1/homing.1", "share/bash-completion/completions/homing",
+                 "share/homing/grafana/homing.json",
+                 "share/homing/prometheus/homing.rules.yml"]:
         assert (p / path).is_file(), path
     migrations = sorted(f.name for f in (ROOT / "migrations").glob("*.sql"))
     assert sorted(f.name for f in (p / "share/homing/migrations").iterdir()) == migrations
