@@ -268,8 +268,10 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                           cfg->pg_statement_timeout_ms);
         if (r < 0)
                 goto fail;
-        r = bus_producer_new(cfg->kafka_brokers, cfg->produce_timeout_ms, api_ingest_delivered,
-                             &a->producer, errbuf, sizeof(errbuf));
+        r = bus_producer_new(&(struct bus_cluster){ cfg->kafka_brokers, cfg->kafka_property,
+                                                    cfg->kafka_properties_file },
+                             cfg->produce_timeout_ms, api_ingest_delivered, &a->producer, errbuf,
+                             sizeof(errbuf));
         if (r < 0) {
                 log_error("api", "cannot create the Kafka producer: %s", errbuf);
                 goto fail;

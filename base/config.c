@@ -1,19 +1,23 @@
 /*
  * The configuration table. Adding a setting is one field in struct config and
- * one row below; parsing, bounds, the environment and --help follow from it.
+ * one row below; parsing, bounds, the file, the environment, --help and
+ * `homing config` follow from it.
  */
 #include "base/config.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/log.h"
 
-enum setting_type { SETTING_STRING, SETTING_LONG, SETTING_DOUBLE };
+/* A list is a string of lines: every value given is appended, in the order read. */
+enum setting_type { SETTING_STRING, SETTING_LONG, SETTING_DOUBLE, SETTING_LIST, SETTING_BOOL };
 
 struct setting {
         const char *name; /* flag name; the variable is HOMING_ + upper-case */
@@ -32,6 +36,12 @@ static const struct setting settings[] = {
           "PostgreSQL connection (libpq conninfo)" },
         { "kafka-brokers", SETTING_STRING, FIELD(kafka_brokers), "127.0.0.1:59092", 0, 0,
           "Kafka bootstrap servers" },
+        { "kafka-property", SETTING_LIST, FIELD(kafka_property), "", 0, 0,
+          "a librdkafka property key=value for every producer and consumer (security.protocol, "
+          "sasl.mechanisms, sasl.username, sasl.password, ssl.ca.location, ...); repeatable, "
+          "applied after --kafka-properties-file (the variable: one per line)" },
+        { "kafka-properties-file", SETTING_STRING, FIELD(kafka_properties_file), "", 0, 0,
+          "a file of librdkafka properties, key=value lines (# starts a comment)" },
         { "listen", SETTING_STRING, FIELD(listen), "127.0.0.1:58080", 0, 0,
           "host:port of the HTTP server (port 0 picks a free one)" },
         { "topic-locations", SETTING_STRING, FIELD(topic_locations), "homing.locations.v1", 0, 0,
@@ -44,6 +54,9 @@ static const struct setting settings[] = {
           "consumer group of the schedulers" },
         { "topic-partitions", SETTING_LONG, FIELD(topic_partitions), "6", 1, 1000,
           "partitions of topics that `homing migrate` creates" },
+        { "create-topics", SETTING_BOOL, FIELD(create_topics), "true", 0, 0,
+          "whether `homing migrate` creates the topics (false: where topics are managed "
+          "elsewhere, it checks that they exist)" },
         { "produce-timeout-ms", SETTING_LONG, FIELD(produce_timeout_ms), "5000", 100, 300000,
           "how long a report may wait for Kafka before the API answers 503" },
         { "max-body-bytes", SETTING_LONG, FIELD(max_body_bytes), "262144", 256, 16777216,
@@ -72,7 +85,7 @@ static const struct setting settings[] = {
           "PEM certificate (chain) file: with --tls-key, the API serves HTTPS" },
         { "tls-key", SETTING_STRING, FIELD(tls_key), "", 0, 0,
           "PEM private key file of --tls-cert" },
-        { "dashboard-dir", SETTING_STRING, FIELD(dashboard_dir), HOMING_DASHBOARD_DIR, 0, 0,
+        { "dashboard-dir", SETTING_STRING, FIELD(dashboard_dir), HOMING_DATA_DIR "/dashboard", 0, 0,
           "folder of the dashboard's files, with its npm packages in node_modules" },
         { "db-pool-size", SETTING_LONG, FIELD(db_pool_size), "4", 1, 64,
           "PostgreSQL connections the API keeps for operator requests" },
@@ -163,8 +176,8 @@ static const struct setting settings[] = {
         { "cache-high-water", SETTING_DOUBLE, FIELD(cache_high_water), "0.9", 0, 1,
           "above this share of a datacenter's capacity (used + reserved + cached), its oldest "
           "cached copies are evicted" },
-        { "migrations-dir", SETTING_STRING, FIELD(migrations_dir), HOMING_MIGRATIONS_DIR, 0, 0,
-          "folder of numbered SQL migrations" },
+        { "migrations-dir", SETTING_STRING, FIELD(migrations_dir), HOMING_DATA_DIR "/migrations", 0,
+          0, "folder of numbered SQL migrations" },
         { "metrics-listen", SETTING_STRING, FIELD(metrics_listen), "", 0, 0,
           "host:port where `schedule` and `relay` serve /metrics and /healthz (\"\": nowhere; "
           "`serve` and `standalone` have /metrics on --listen)" },
@@ -173,9 +186,22 @@ static const struct setting settings[] = {
           "(needed beyond loopback)" },
         { "log-level", SETTING_STRING, FIELD(log_level), "info", 0, 0,
           "debug, info, warn or error" },
+        { "config", SETTING_STRING, FIELD(config), HOMING_CONFIG_FILE, 0, 0,
+          "the configuration file: lines \"key = value\", the key a flag's name (pg-dsn) or its "
+          "variable (HOMING_PG_DSN); the environment and flags override it (\"\": none)" },
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+/* The settings `homing config` masks: keys and tokens. pg-dsn's password is masked too. */
+static const char *const secrets[] = { "device-token-keys", "agent-token", NULL };
+
+static bool setting_secret(const struct setting *s) {
+        for (const char *const *name = secrets; *name; name++)
+                if (!strcmp(*name, s->name))
+                        return true;
+        return false;
+}
 
 static void env_name(const struct setting *s, char *out, size_t size) {
         size_t n = (size_t)snprintf(out, size, "HOMING_");
@@ -184,19 +210,63 @@ static void env_name(const struct setting *s, char *out, size_t size) {
         out[n] = '\0';
 }
 
+/* Where a setting's value came from: "default", "HOMING_X", "--x" or "FILE:LINE". */
+static int origin_set(struct config *cfg, const struct setting *s, const char *origin) {
+        size_t i = (size_t)(s - settings);
+        const char *before = cfg->origins[i];
+        char *copy = NULL;
+
+        /* A list that had values says every place they came from. */
+        if (s->type == SETTING_LIST && before && strcmp(before, "default") != 0) {
+                if (asprintf(&copy, "%s, %s", before, origin) < 0)
+                        copy = NULL;
+        } else {
+                copy = strdup(origin);
+        }
+        if (!copy)
+                return -ENOMEM;
+        free(cfg->origins[i]);
+        cfg->origins[i] = copy;
+        return 0;
+}
+
 static int setting_assign(struct config *cfg, const struct setting *s, const char *value,
                           const char *origin) {
         char *slot = (char *)cfg + s->offset;
         char *end;
 
         switch (s->type) {
+        case SETTING_LIST: {
+                const char *old = *(char **)slot;
+                char *joined;
+                if (old && !value[0])
+                        return 0; /* an empty value adds nothing */
+                if (asprintf(&joined, "%s%s%s", old ? old : "", old && old[0] ? "\n" : "", value) <
+                    0)
+                        return -ENOMEM;
+                free(*(char **)slot);
+                *(char **)slot = joined;
+                return origin_set(cfg, s, origin);
+        }
+        case SETTING_BOOL: {
+                static const char *const yes[] = { "true", "yes", "on", "1", NULL };
+                static const char *const no[] = { "false", "no", "off", "0", NULL };
+                for (size_t i = 0; yes[i]; i++) {
+                        if (!strcmp(value, yes[i]) || !strcmp(value, no[i])) {
+                                *(bool *)slot = !strcmp(value, yes[i]);
+                                return origin_set(cfg, s, origin);
+                        }
+                }
+                fprintf(stderr, "homing: %s: '%s' is not true or false\n", origin, value);
+                return -EINVAL;
+        }
         case SETTING_STRING: {
                 char *copy = strdup(value);
                 if (!copy)
                         return -ENOMEM;
                 free(*(char **)slot);
                 *(char **)slot = copy;
-                return 0;
+                return origin_set(cfg, s, origin);
         }
         case SETTING_LONG: {
                 long v;
@@ -208,7 +278,7 @@ static int setting_assign(struct config *cfg, const struct setting *s, const cha
                         return -EINVAL;
                 }
                 *(long *)slot = v;
-                return 0;
+                return origin_set(cfg, s, origin);
         }
         case SETTING_DOUBLE: {
                 double v;
@@ -220,7 +290,7 @@ static int setting_assign(struct config *cfg, const struct setting *s, const cha
                         return -EINVAL;
                 }
                 *(double *)slot = v;
-                return 0;
+                return origin_set(cfg, s, origin);
         }
         }
         return -EINVAL;
@@ -233,31 +303,185 @@ static const struct setting *setting_find(const char *name, size_t len) {
         return NULL;
 }
 
+/* A key of the file: a flag's name (pg-dsn) or its variable (HOMING_PG_DSN). */
+static const struct setting *setting_find_key(const char *key) {
+        char var[64];
+
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                env_name(&settings[i], var, sizeof(var));
+                if (!strcmp(settings[i].name, key) || !strcmp(var, key))
+                        return &settings[i];
+        }
+        return NULL;
+}
+
+static char *trim(char *s) {
+        char *end = s + strlen(s);
+
+        while (isspace((unsigned char)*s))
+                s++;
+        while (end > s && isspace((unsigned char)end[-1]))
+                *--end = '\0';
+        return s;
+}
+
+/*
+ * Reads the configuration file's lines into `cfg`. A missing file is fine
+ * when nobody asked for it (`required` false). Returns 0 or -EINVAL (said).
+ */
+static int file_load(struct config *cfg, const char *path, bool required) {
+        char origin[4200], *line = NULL;
+        size_t cap = 0;
+        FILE *f = fopen(path, "r");
+        int r = 0;
+
+        if (!f) {
+                if (errno == ENOENT && !required)
+                        return 0;
+                fprintf(stderr, "homing: cannot read the configuration file %s: %s\n", path,
+                        strerror(errno));
+                return -EINVAL;
+        }
+        for (long number = 1; r == 0 && getline(&line, &cap, f) >= 0; number++) {
+                char *text = trim(line), *eq = strchr(text, '='), *key, *value;
+                const struct setting *s;
+                size_t len;
+
+                snprintf(origin, sizeof(origin), "%s:%ld", path, number);
+                if (!*text || *text == '#' || *text == ';')
+                        continue;
+                if (!eq) {
+                        fprintf(stderr, "homing: %s: not \"key = value\"\n", origin);
+                        r = -EINVAL;
+                        break;
+                }
+                *eq = '\0';
+                key = trim(text);
+                value = trim(eq + 1);
+                /* Quotes as systemd's EnvironmentFile= allows them, so one file serves both. */
+                len = strlen(value);
+                if (len >= 2 && (value[0] == '"' || value[0] == '\'') &&
+                    value[len - 1] == value[0]) {
+                        value[len - 1] = '\0';
+                        value++;
+                }
+                s = setting_find_key(key);
+                if (!s || s->offset == FIELD(config)) {
+                        fprintf(stderr,
+                                "homing: %s: unknown setting '%s' (see homing serve --help)\n",
+                                origin, key);
+                        r = -EINVAL;
+                        break;
+                }
+                r = setting_assign(cfg, s, value, origin);
+        }
+        if (r == 0 && ferror(f)) {
+                fprintf(stderr, "homing: cannot read the configuration file %s\n", path);
+                r = -EINVAL;
+        }
+        free(line);
+        fclose(f);
+        return r;
+}
+
+/* The file to read: --config in argv, else HOMING_CONFIG, else the default (may be missing). */
+static int file_choose(struct config *cfg, int argc, char **argv, bool *required) {
+        const struct setting *s = setting_find("config", strlen("config"));
+        const char *env = getenv("HOMING_CONFIG");
+
+        *required = false;
+        for (int i = 1; i < argc; i++) {
+                if (!strncmp(argv[i], "--config=", 9)) {
+                        *required = true;
+                        return setting_assign(cfg, s, argv[i] + 9, "--config");
+                }
+                if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+                        *required = true;
+                        return setting_assign(cfg, s, argv[i + 1], "--config");
+                }
+        }
+        if (env && *env) {
+                *required = true;
+                return setting_assign(cfg, s, env, "HOMING_CONFIG");
+        }
+        return 0;
+}
+
+/* True for the binary that meson built, run where it was built (not an installed copy). */
+static bool in_build_tree(void) {
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        size_t root = strlen(HOMING_BUILD_ROOT);
+
+        if (n <= 0)
+                return false;
+        self[n] = '\0';
+        return !strncmp(self, HOMING_BUILD_ROOT, root) && self[root] == '/';
+}
+
+/*
+ * A setting's default. The binary run in its build directory reads the
+ * source tree's files for the installed ones, and no installed
+ * configuration file: development never depends on what is installed.
+ */
+static int fallback_assign(struct config *cfg, const struct setting *s, bool in_place) {
+        size_t data = strlen(HOMING_DATA_DIR);
+        const char *value = s->fallback;
+        char *owned = NULL;
+        int r;
+
+        if (in_place && !strncmp(value, HOMING_DATA_DIR "/", data + 1)) {
+                if (asprintf(&owned, "%s%s", HOMING_SOURCE_ROOT, value + data) < 0)
+                        return -ENOMEM;
+                value = owned;
+        } else if (in_place && s->offset == FIELD(config)) {
+                value = "";
+        }
+        r = setting_assign(cfg, s, value, "default");
+        free(owned);
+        return r;
+}
+
 int config_load(struct config *cfg, int argc, char **argv, const char *usage) {
         char var[64], origin[96];
+        bool required, in_place;
         int r;
 
         memset(cfg, 0, sizeof(*cfg));
+        /* Help even when the file is broken. */
+        for (int i = 1; i < argc; i++) {
+                if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+                        printf("usage: %s\n\n", usage);
+                        config_print_help(stdout);
+                        return 1;
+                }
+        }
+        cfg->origins = calloc(N_SETTINGS, sizeof(*cfg->origins));
+        if (!cfg->origins)
+                return -ENOMEM;
+        in_place = in_build_tree();
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                r = fallback_assign(cfg, &settings[i], in_place);
+                if (r < 0)
+                        goto fail;
+        }
+        r = file_choose(cfg, argc, argv, &required);
+        if (r == 0 && cfg->config[0])
+                r = file_load(cfg, cfg->config, required);
+        if (r < 0)
+                goto fail;
+
         for (size_t i = 0; i < N_SETTINGS; i++) {
                 const char *env;
                 env_name(&settings[i], var, sizeof(var));
                 env = getenv(var);
-                r = setting_assign(cfg, &settings[i], env && *env ? env : settings[i].fallback,
-                                   var);
-                if (r < 0)
+                if (env && *env && (r = setting_assign(cfg, &settings[i], env, var)) < 0)
                         goto fail;
         }
-
         for (int i = 1; i < argc; i++) {
                 const char *arg = argv[i], *eq, *value;
                 const struct setting *s;
 
-                if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-                        printf("usage: %s\n\n", usage);
-                        config_print_help(stdout);
-                        config_fini(cfg);
-                        return 1;
-                }
                 if (strncmp(arg, "--", 2) != 0) {
                         fprintf(stderr, "homing %s: unexpected argument '%s'\n", argv[0], arg);
                         r = -EINVAL;
@@ -302,12 +526,16 @@ fail:
 
 void config_fini(struct config *cfg) {
         for (size_t i = 0; i < N_SETTINGS; i++) {
-                if (settings[i].type == SETTING_STRING) {
+                if (settings[i].type == SETTING_STRING || settings[i].type == SETTING_LIST) {
                         char **slot = (char **)((char *)cfg + settings[i].offset);
                         free(*slot);
                         *slot = NULL;
                 }
+                if (cfg->origins)
+                        free(cfg->origins[i]);
         }
+        free(cfg->origins);
+        cfg->origins = NULL;
 }
 
 void config_print_help(FILE *f) {
@@ -318,5 +546,154 @@ void config_print_help(FILE *f) {
                 env_name(&settings[i], var, sizeof(var));
                 fprintf(f, "  --%-24s %s\n      %s (default: %s)\n", settings[i].name, var,
                         settings[i].help, settings[i].fallback);
+        }
+}
+
+/* Text as roff: backslashes and hyphens escaped, a line never starts with a control character. */
+static void roff(FILE *f, const char *text) {
+        if (*text == '.' || *text == '\'')
+                fputs("\\&", f);
+        for (const char *p = text; *p; p++) {
+                if (*p == '\\')
+                        fputs("\\e", f);
+                else if (*p == '-')
+                        fputs("\\-", f);
+                else
+                        fputc(*p, f);
+        }
+}
+
+void config_print_man(FILE *f) {
+        char var[64];
+
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                env_name(&settings[i], var, sizeof(var));
+                fputs(".TP\n\\fB\\-\\-", f);
+                roff(f, settings[i].name);
+                fputs("\\fR \\fIvalue\\fR, \\fB", f);
+                roff(f, var);
+                fputs("\\fR\n", f);
+                roff(f, settings[i].help);
+                if (settings[i].fallback[0]) {
+                        fputs(" (default: ", f);
+                        roff(f, settings[i].fallback);
+                        fputs(")", f);
+                }
+                fputs(settings[i].type == SETTING_LIST ? "; repeatable\n" : "\n", f);
+        }
+}
+
+void config_print_flags(FILE *f) {
+        for (size_t i = 0; i < N_SETTINGS; i++)
+                fprintf(f, "--%s\n", settings[i].name);
+}
+
+/*
+ * A libpq conninfo with its password masked: "password=..." in the key=value
+ * form, "user:...@" in the URI form.
+ */
+static void print_dsn(FILE *f, const char *dsn) {
+        const char *scheme = strstr(dsn, "://"), *p = dsn;
+
+        if (scheme) {
+                const char *at = strchr(scheme + 3, '@'), *colon = strchr(scheme + 3, ':');
+                if (at && colon && colon < at) {
+                        fprintf(f, "%.*s:********%s", (int)(colon - dsn), dsn, at);
+                        return;
+                }
+                fputs(dsn, f);
+                return;
+        }
+        while (*p) {
+                const char *key = p, *value;
+                size_t key_len;
+
+                while (*p && !isspace((unsigned char)*p) && *p != '=')
+                        p++;
+                key_len = (size_t)(p - key);
+                while (isspace((unsigned char)*p))
+                        p++;
+                if (*p != '=') {
+                        fprintf(f, "%.*s", (int)(p - key), key);
+                        continue;
+                }
+                p++;
+                while (isspace((unsigned char)*p))
+                        p++;
+                value = p;
+                if (*p == '\'') {
+                        for (p++; *p && *p != '\''; p++)
+                                if (*p == '\\' && p[1])
+                                        p++;
+                        if (*p)
+                                p++;
+                } else {
+                        while (*p && !isspace((unsigned char)*p))
+                                p++;
+                }
+                if (key_len == strlen("password") && !strncmp(key, "password", key_len))
+                        fprintf(f, "%.*s********", (int)(value - key), key);
+                else
+                        fprintf(f, "%.*s", (int)(p - key), key);
+                while (isspace((unsigned char)*p))
+                        fputc(*p++, f);
+        }
+}
+
+/* A secret's key in librdkafka's properties: its value is masked. */
+static bool property_secret(const char *key, size_t len) {
+        char name[128];
+
+        snprintf(name, sizeof(name), "%.*s", (int)len, key);
+        return strstr(name, "password") || strstr(name, "secret");
+}
+
+/* A list's lines, on one line: "a=1 | b=2", secrets' values masked. */
+static void print_list(FILE *f, const char *list) {
+        for (const char *p = list; *p;) {
+                size_t len = strcspn(p, "\n"), key = strcspn(p, "=");
+                if (p != list)
+                        fputs(" | ", f);
+                if (key < len && property_secret(p, key))
+                        fprintf(f, "%.*s=********", (int)key, p);
+                else
+                        fprintf(f, "%.*s", (int)len, p);
+                p += len;
+                if (*p)
+                        p++;
+        }
+}
+
+void config_print(FILE *f, const struct config *cfg) {
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                const struct setting *s = &settings[i];
+                const char *slot = (const char *)cfg + s->offset;
+
+                fprintf(f, "%s = ", s->name);
+                switch (s->type) {
+                case SETTING_LIST:
+                        print_list(f, *(char *const *)slot);
+                        break;
+                case SETTING_STRING: {
+                        const char *value = *(char *const *)slot;
+                        if (setting_secret(s) && value[0])
+                                fputs("********", f);
+                        else if (s->offset == FIELD(pg_dsn))
+                                print_dsn(f, value);
+                        else
+                                fputs(value, f);
+                        break;
+                }
+                case SETTING_LONG:
+                        fprintf(f, "%ld", *(const long *)slot);
+                        break;
+                case SETTING_DOUBLE:
+                        fprintf(f, "%g", *(const double *)slot);
+                        break;
+                case SETTING_BOOL:
+                        fputs(*(const bool *)slot ? "true" : "false", f);
+                        break;
+                }
+                fprintf(f, "  (%s)\n", cfg->origins[i]);
         }
 }

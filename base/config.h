@@ -1,25 +1,30 @@
 /*
- * config — every setting homing has, in one table: a default, an environment
- * variable HOMING_<NAME> that overrides it, and a flag --<name> that
- * overrides both. Values are checked against their bounds when read.
+ * config — every setting homing has, in one table: a default, a line of the
+ * configuration file (--config, /etc/homing/homing.conf) that overrides it, an
+ * environment variable HOMING_<NAME> that overrides both, and a flag --<name>
+ * that overrides all. Values are checked against their bounds when read.
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "base/must-check.h"
 
 struct config {
         /* connections */
-        char *pg_dsn;        /* libpq conninfo */
-        char *kafka_brokers; /* host:port[,host:port...] */
-        char *listen;        /* host:port of the HTTP server */
+        char *pg_dsn;                /* libpq conninfo */
+        char *kafka_brokers;         /* host:port[,host:port...] */
+        char *kafka_property;        /* librdkafka "key=value" lines, applied after the file's */
+        char *kafka_properties_file; /* a properties file of them ("": none) */
+        char *listen;                /* host:port of the HTTP server */
         /* Kafka */
         char *topic_locations;
         char *topic_transfers;
         char *topic_audit;
         char *consumer_group;
         long topic_partitions;
+        bool create_topics; /* false: `homing migrate` only checks that they exist */
         long produce_timeout_ms;
         /* ingest */
         long max_body_bytes;
@@ -85,13 +90,21 @@ struct config {
         /* housekeeping */
         char *migrations_dir;
         char *log_level;
+        char *config; /* the configuration file read ("": none) */
+
+        /* Where each setting's value came from, in the table's order (config_print). */
+        char **origins;
 };
 
 /*
- * Fills `cfg` from defaults, the environment and argv (argv[0] is the
- * command's name; every other argument must be a known flag). Returns 0, 1
- * when --help was asked for and printed, or -EINVAL after printing what is
- * wrong to stderr. `cfg` owns its strings: release them with config_fini().
+ * Fills `cfg` from defaults, the configuration file, the environment and argv
+ * (argv[0] is the command's name; every other argument must be a known flag).
+ * The file is --config, else HOMING_CONFIG, else the installed default, which
+ * may be missing; its lines are "key = value" (the key a flag's name or its
+ * variable's), "#" starts a comment line. Returns 0, 1 when --help was asked
+ * for and printed, or -EINVAL after printing what is wrong to stderr (a bad
+ * line of the file with its name and number). `cfg` owns its strings:
+ * release them with config_fini().
  */
 int config_load(struct config *cfg, int argc, char **argv, const char *usage) MUST_CHECK;
 
@@ -99,3 +112,15 @@ void config_fini(struct config *cfg);
 
 /* Prints every setting, its variable, default and meaning. */
 void config_print_help(FILE *f);
+
+/* Prints every setting as roff for the OPTIONS of homing(1): the same table as --help. */
+void config_print_man(FILE *f);
+
+/* Prints every flag, "--name" one a line, for shell completion. */
+void config_print_flags(FILE *f);
+
+/*
+ * Prints the effective settings, one "name = value  (origin)" line each, with
+ * secrets (keys, tokens, passwords) masked.
+ */
+void config_print(FILE *f, const struct config *cfg);

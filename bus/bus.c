@@ -1,7 +1,9 @@
 /*
  * Kafka through librdkafka. The producer owns a thread that polls for
  * delivery reports, so callers never have to; the consumer's rebalance
- * callback asks the caller where each assigned partition starts.
+ * callback asks the caller where each assigned partition starts. Every
+ * client takes the operator's properties after ours and, once made, checks
+ * that the cluster lets it in.
  */
 #include "bus/bus.h"
 
@@ -13,9 +15,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 
+/*
+ * What a client learns from librdkafka's error callback, the first member of
+ * every handle (the callback's opaque). `reason` is written once, before
+ * `refused` is set.
+ */
+struct client {
+        atomic_bool claimed;
+        atomic_bool refused; /* a login or TLS handshake refused */
+        atomic_bool all_down;
+        char reason[256];
+};
+
 struct bus_producer {
+        struct client client;
         rd_kafka_t *rk;
         bus_delivered_fn on_delivery;
         pthread_t poller;
@@ -23,6 +39,7 @@ struct bus_producer {
 };
 
 struct bus_consumer {
+        struct client client;
         rd_kafka_t *rk;
         char *topic;
         struct bus_consumer_ops ops;
@@ -39,16 +56,143 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, 
         return 0;
 }
 
-/* A configuration with what every client of ours shares. */
-static rd_kafka_conf_t *conf_new(void) {
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
+
+/* A configuration with what every client of ours shares; `client` is its opaque. */
+static rd_kafka_conf_t *conf_new(struct client *client) {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         rd_kafka_conf_set_log_cb(conf, on_log);
+        rd_kafka_conf_set_error_cb(conf, on_error);
+        rd_kafka_conf_set_opaque(conf, client);
         return conf;
 }
 
+/* Properties set by homing that an operator's would break: exactly-once rests on them. */
+static const char *const reserved[] = { "bootstrap.servers",
+                                        "group.id",
+                                        "enable.auto.commit",
+                                        "enable.auto.offset.store",
+                                        "enable.idempotence",
+                                        "acks",
+                                        NULL };
+
+/* One "key=value" line (trimmed) into `conf`; `origin` names it in `errbuf`. */
+static int conf_set_line(rd_kafka_conf_t *conf, char *line, const char *origin, char *errbuf,
+                         size_t errbuf_size) {
+        char *eq = strchr(line, '='), *key = line, *value, *end;
+        char why[256];
+
+        if (!eq || eq == line) {
+                snprintf(errbuf, errbuf_size, "%s: not key=value", origin);
+                return -EINVAL;
+        }
+        *eq = '\0';
+        value = eq + 1;
+        for (end = eq; end > key && (end[-1] == ' ' || end[-1] == '\t');)
+                *--end = '\0';
+        while (*value == ' ' || *value == '\t')
+                value++;
+        for (const char *const *r = reserved; *r; r++) {
+                if (!strcmp(key, *r)) {
+                        snprintf(errbuf, errbuf_size, "%s: %s is homing's own%s", origin, key,
+                                 !strcmp(key, "bootstrap.servers") ? " (--kafka-brokers)" : "");
+                        return -EINVAL;
+                }
+        }
+        if (rd_kafka_conf_set(conf, key, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+                snprintf(errbuf, errbuf_size, "%s: %s", origin, why);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* The operator's properties file, then their properties, over ours. Returns 0 or -EINVAL. */
+static int conf_set_cluster(rd_kafka_conf_t *conf, const struct bus_cluster *cluster, char *errbuf,
+                            size_t errbuf_size) {
+        char origin[4200], *line = NULL, *list;
+        size_t cap = 0;
+        int r = 0;
+
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", cluster->brokers, errbuf, errbuf_size) !=
+            RD_KAFKA_CONF_OK)
+                return -EINVAL;
+        if (cluster->properties_file && cluster->properties_file[0]) {
+                FILE *f = fopen(cluster->properties_file, "r");
+                if (!f) {
+                        snprintf(errbuf, errbuf_size, "%s: %s", cluster->properties_file,
+                                 strerror(errno));
+                        return -EINVAL;
+                }
+                for (long number = 1; r == 0 && getline(&line, &cap, f) >= 0; number++) {
+                        char *text = line + strspn(line, " \t");
+                        text[strcspn(text, "\r\n")] = '\0';
+                        if (!*text || *text == '#' || *text == '!')
+                                continue;
+                        snprintf(origin, sizeof(origin), "%s:%ld", cluster->properties_file,
+                                 number);
+                        r = conf_set_line(conf, text, origin, errbuf, errbuf_size);
+                }
+                free(line);
+                fclose(f);
+                if (r < 0)
+                        return r;
+        }
+        if (!cluster->properties || !cluster->properties[0])
+                return 0;
+        list = strdup(cluster->properties);
+        if (!list)
+                return -ENOMEM;
+        for (char *save = NULL, *text = strtok_r(list, "\n", &save); text && r == 0;
+             text = strtok_r(NULL, "\n", &save)) {
+                snprintf(origin, sizeof(origin), "--kafka-property %.*s", (int)strcspn(text, "="),
+                         text);
+                r = conf_set_line(conf, text, origin, errbuf, errbuf_size);
+        }
+        free(list);
+        return r;
+}
+
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+        struct client *client = opaque;
+
+        /* A refused login or handshake is the configuration's, not the network's. */
+        if ((err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL) &&
+            !atomic_exchange(&client->claimed, true)) {
+                snprintf(client->reason, sizeof(client->reason), "%s", reason);
+                atomic_store(&client->refused, true);
+        }
+        if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+                atomic_store(&client->all_down, true);
         /* Transport errors come and go with the broker; librdkafka retries them. */
         log_warn("kafka", "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+/*
+ * Waits, up to 10 s, until the cluster answers a metadata request (it let us
+ * in), refuses our login or handshake (-EACCES), or no broker is up (0: may
+ * pass). `poll` serves the error callback where no thread of ours does.
+ */
+static int client_check(rd_kafka_t *rk, struct client *client, bool poll, char *errbuf,
+                        size_t errbuf_size) {
+        int64_t deadline = clock_mono_ms() + 10000;
+
+        while (clock_mono_ms() < deadline) {
+                const struct rd_kafka_metadata *md;
+                if (poll)
+                        rd_kafka_poll(rk, 0);
+                if (atomic_load(&client->refused)) {
+                        snprintf(errbuf, errbuf_size, "the cluster refused us: %s", client->reason);
+                        return -EACCES;
+                }
+                if (atomic_load(&client->all_down))
+                        return 0;
+                if (rd_kafka_metadata(rk, 0, NULL, &md, 250) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                        rd_kafka_metadata_destroy(md);
+                        return 0;
+                }
+        }
+        log_warn("kafka", "the cluster did not answer within 10 s; trying on");
+        return 0;
 }
 
 /* librdkafka's own log lines join ours, as JSON. */
@@ -103,8 +247,9 @@ static void *producer_poll_loop(void *arg) {
         return NULL;
 }
 
-int bus_producer_new(const char *brokers, long timeout_ms, bus_delivered_fn on_delivery,
-                     struct bus_producer **out, char *errbuf, size_t errbuf_size) {
+int bus_producer_new(const struct bus_cluster *cluster, long timeout_ms,
+                     bus_delivered_fn on_delivery, struct bus_producer **out, char *errbuf,
+                     size_t errbuf_size) {
         struct bus_producer *p;
         rd_kafka_conf_t *conf;
         char timeout[32];
@@ -115,9 +260,8 @@ int bus_producer_new(const char *brokers, long timeout_ms, bus_delivered_fn on_d
         p->on_delivery = on_delivery;
         snprintf(timeout, sizeof(timeout), "%ld", timeout_ms);
 
-        conf = conf_new();
-        if (conf_set(conf, "bootstrap.servers", brokers, errbuf, errbuf_size) < 0 ||
-            conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) < 0 ||
+        conf = conf_new(&p->client);
+        if (conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) < 0 ||
             conf_set(conf, "acks", "all", errbuf, errbuf_size) < 0 ||
             conf_set(conf, "linger.ms", "2", errbuf, errbuf_size) < 0 ||
             conf_set(conf, "message.timeout.ms", timeout, errbuf, errbuf_size) < 0 ||
@@ -128,11 +272,10 @@ int bus_producer_new(const char *brokers, long timeout_ms, bus_delivered_fn on_d
             conf_set(conf, "queue.buffering.max.kbytes", BUS_QUEUE_MAX_KBYTES, errbuf,
                      errbuf_size) < 0 ||
             conf_set(conf, "compression.type", "lz4", errbuf, errbuf_size) < 0 ||
-            conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errbuf_size) < 0)
+            conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errbuf_size) < 0 ||
+            conf_set_cluster(conf, cluster, errbuf, errbuf_size) < 0)
                 goto fail;
-        rd_kafka_conf_set_opaque(conf, p);
         rd_kafka_conf_set_dr_msg_cb(conf, on_delivery_report);
-        rd_kafka_conf_set_error_cb(conf, on_error);
 
         p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errbuf_size);
         if (!p->rk)
@@ -142,6 +285,13 @@ int bus_producer_new(const char *brokers, long timeout_ms, bus_delivered_fn on_d
                 rd_kafka_destroy(p->rk);
                 free(p);
                 return -EAGAIN;
+        }
+        if (client_check(p->rk, &p->client, false, errbuf, errbuf_size) < 0) {
+                atomic_store(&p->stopping, true);
+                pthread_join(p->poller, NULL);
+                rd_kafka_destroy(p->rk);
+                free(p);
+                return -EACCES;
         }
         *out = p;
         return 0;
@@ -205,16 +355,17 @@ bool bus_producer_reachable(struct bus_producer *p, long timeout_ms) {
         return true;
 }
 
-int bus_ensure_topics(const char *brokers, const char *const *topics, size_t n_topics,
+int bus_ensure_topics(const struct bus_cluster *cluster, const char *const *topics, size_t n_topics,
                       int partitions, char *errbuf, size_t errbuf_size) {
-        rd_kafka_conf_t *conf = conf_new();
+        struct client client = { 0 };
+        rd_kafka_conf_t *conf = conf_new(&client);
         rd_kafka_NewTopic_t **new_topics = NULL;
         rd_kafka_queue_t *queue = NULL;
         rd_kafka_event_t *event = NULL;
         rd_kafka_t *rk;
         int r = -EIO;
 
-        if (conf_set(conf, "bootstrap.servers", brokers, errbuf, errbuf_size) < 0) {
+        if (conf_set_cluster(conf, cluster, errbuf, errbuf_size) < 0) {
                 rd_kafka_conf_destroy(conf);
                 return -EINVAL;
         }
@@ -222,6 +373,10 @@ int bus_ensure_topics(const char *brokers, const char *const *topics, size_t n_t
         if (!rk) {
                 rd_kafka_conf_destroy(conf);
                 return -EINVAL;
+        }
+        if (client_check(rk, &client, true, errbuf, errbuf_size) < 0) {
+                rd_kafka_destroy(rk);
+                return -EACCES;
         }
 
         new_topics = calloc(n_topics, sizeof(*new_topics));
@@ -273,6 +428,53 @@ out:
         free(new_topics);
         rd_kafka_destroy(rk);
         return r;
+}
+
+int bus_check_topics(const struct bus_cluster *cluster, const char *const *topics, size_t n_topics,
+                     int partitions, char *errbuf, size_t errbuf_size) {
+        struct client client = { 0 };
+        rd_kafka_conf_t *conf = conf_new(&client);
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err;
+        rd_kafka_t *rk;
+        int missing = 0;
+
+        if (conf_set_cluster(conf, cluster, errbuf, errbuf_size) < 0) {
+                rd_kafka_conf_destroy(conf);
+                return -EINVAL;
+        }
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errbuf_size);
+        if (!rk) {
+                rd_kafka_conf_destroy(conf);
+                return -EINVAL;
+        }
+        if (client_check(rk, &client, true, errbuf, errbuf_size) < 0) {
+                rd_kafka_destroy(rk);
+                return -EACCES;
+        }
+        /* All topics: asking for one by name may create it where the cluster auto-creates. */
+        err = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
+        if (err) {
+                snprintf(errbuf, errbuf_size, "metadata: %s", rd_kafka_err2str(err));
+                rd_kafka_destroy(rk);
+                return -EIO;
+        }
+        for (size_t i = 0; i < n_topics; i++) {
+                const rd_kafka_metadata_topic_t *t = NULL;
+                for (int j = 0; j < md->topic_cnt && !t; j++)
+                        if (!strcmp(md->topics[j].topic, topics[i]) && !md->topics[j].err)
+                                t = &md->topics[j];
+                if (!t) {
+                        log_warn("kafka", "topic %s is missing", topics[i]);
+                        missing++;
+                } else if (t->partition_cnt != partitions) {
+                        log_info("kafka", "topic %s has %d partitions (--topic-partitions %d)",
+                                 topics[i], t->partition_cnt, partitions);
+                }
+        }
+        rd_kafka_metadata_destroy(md);
+        rd_kafka_destroy(rk);
+        return missing;
 }
 
 static struct bus_partition *partitions_of(const rd_kafka_topic_partition_list_t *list) {
@@ -338,7 +540,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         free(parts);
 }
 
-int bus_consumer_new(const char *brokers, const char *group, const char *topic,
+int bus_consumer_new(const struct bus_cluster *cluster, const char *group, const char *topic,
                      const struct bus_consumer_ops *ops, void *ctx, struct bus_consumer **out,
                      char *errbuf, size_t errbuf_size) {
         struct bus_consumer *c;
@@ -354,9 +556,8 @@ int bus_consumer_new(const char *brokers, const char *group, const char *topic,
         c->ops = *ops;
         c->ctx = ctx;
 
-        conf = conf_new();
-        if (conf_set(conf, "bootstrap.servers", brokers, errbuf, errbuf_size) < 0 ||
-            conf_set(conf, "group.id", group, errbuf, errbuf_size) < 0 ||
+        conf = conf_new(&c->client);
+        if (conf_set(conf, "group.id", group, errbuf, errbuf_size) < 0 ||
             conf_set(conf, "enable.auto.commit", "false", errbuf, errbuf_size) < 0 ||
             conf_set(conf, "enable.auto.offset.store", "false", errbuf, errbuf_size) < 0 ||
             conf_set(conf, "auto.offset.reset", "earliest", errbuf, errbuf_size) < 0 ||
@@ -364,18 +565,24 @@ int bus_consumer_new(const char *brokers, const char *group, const char *topic,
                      errbuf_size) < 0 ||
             conf_set(conf, "session.timeout.ms", "6000", errbuf, errbuf_size) < 0 ||
             conf_set(conf, "heartbeat.interval.ms", "1000", errbuf, errbuf_size) < 0 ||
-            conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errbuf_size) < 0) {
+            conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errbuf_size) < 0 ||
+            conf_set_cluster(conf, cluster, errbuf, errbuf_size) < 0) {
                 rd_kafka_conf_destroy(conf);
                 goto fail;
         }
-        rd_kafka_conf_set_opaque(conf, c);
         rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-        rd_kafka_conf_set_error_cb(conf, on_error);
 
         c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errbuf_size);
         if (!c->rk) {
                 rd_kafka_conf_destroy(conf);
                 goto fail;
+        }
+        /* Before the main queue goes to the consumer's: the check polls it itself. */
+        if (client_check(c->rk, &c->client, true, errbuf, errbuf_size) < 0) {
+                rd_kafka_destroy(c->rk);
+                free(c->topic);
+                free(c);
+                return -EACCES;
         }
         rd_kafka_poll_set_consumer(c->rk);
 

@@ -16,6 +16,17 @@ struct bus_consumer;
 struct bus_message;
 
 /*
+ * How to reach the cluster: the bootstrap servers, and librdkafka properties
+ * (security.protocol, sasl.*, ssl.*, ...) applied after homing's own, those
+ * of the file first. Every string is borrowed; NULL or "" is none.
+ */
+struct bus_cluster {
+        const char *brokers;
+        const char *properties;      /* "key=value" lines */
+        const char *properties_file; /* a file of such lines, "#" or "!" comments */
+};
+
+/*
  * Called once per produced message, from the producer's own thread: `err` is
  * 0 when the broker stored it (acks=all), or why not: -ETIMEDOUT (no broker
  * took it in time: may pass), or the message's own fault, which will not:
@@ -29,11 +40,20 @@ typedef void (*bus_delivered_fn)(void *opaque, int err);
 #define BUS_QUEUE_MAX_KBYTES "65536"
 
 /*
- * An idempotent producer with acks=all. Messages that Kafka has not taken
- * within `timeout_ms` fail. Returns 0 or -EINVAL (`errbuf` says why).
+ * Every constructor below checks that the cluster lets it in, for a few
+ * seconds at most: a refused login or TLS handshake fails it with -EACCES
+ * (`errbuf` says why); a cluster that does not answer does not (librdkafka
+ * keeps trying).
  */
-int bus_producer_new(const char *brokers, long timeout_ms, bus_delivered_fn on_delivery,
-                     struct bus_producer **out, char *errbuf, size_t errbuf_size) MUST_CHECK;
+
+/*
+ * An idempotent producer with acks=all. Messages that Kafka has not taken
+ * within `timeout_ms` fail. Returns 0, -EINVAL (a bad property: `errbuf` says
+ * which) or -EACCES.
+ */
+int bus_producer_new(const struct bus_cluster *cluster, long timeout_ms,
+                     bus_delivered_fn on_delivery, struct bus_producer **out, char *errbuf,
+                     size_t errbuf_size) MUST_CHECK;
 
 /* Flushes what is queued (up to 10 s), says what was left, and frees. NULL is fine. */
 struct bus_producer *bus_producer_free(struct bus_producer *p);
@@ -55,9 +75,17 @@ long bus_producer_queued(struct bus_producer *p);
 /* True when the cluster answers a metadata request within `timeout_ms`. */
 bool bus_producer_reachable(struct bus_producer *p, long timeout_ms);
 
-/* Creates the topics that don't exist yet. Returns 0 or -EIO (`errbuf` says why). */
-int bus_ensure_topics(const char *brokers, const char *const *topics, size_t n_topics,
+/* Creates the topics that don't exist yet. Returns 0, -EINVAL, -EACCES or -EIO (`errbuf` says why). */
+int bus_ensure_topics(const struct bus_cluster *cluster, const char *const *topics, size_t n_topics,
                       int partitions, char *errbuf, size_t errbuf_size) MUST_CHECK;
+
+/*
+ * Looks the topics up, changing nothing: each one missing is logged, and so
+ * is a partition count other than `partitions`. Returns how many are
+ * missing (0: all there), or -EINVAL, -EACCES or -EIO (`errbuf` says why).
+ */
+int bus_check_topics(const struct bus_cluster *cluster, const char *const *topics, size_t n_topics,
+                     int partitions, char *errbuf, size_t errbuf_size) MUST_CHECK;
 
 /* What on_assign may say of a partition's start besides an offset. */
 #define BUS_OFFSET_BEGINNING (-1) /* the oldest message Kafka still has */
@@ -80,7 +108,7 @@ struct bus_consumer_ops {
  * A consumer in `group` on one topic, cooperative-sticky, offsets never
  * committed to Kafka: the caller keeps them (in PostgreSQL, beside its effects).
  */
-int bus_consumer_new(const char *brokers, const char *group, const char *topic,
+int bus_consumer_new(const struct bus_cluster *cluster, const char *group, const char *topic,
                      const struct bus_consumer_ops *ops, void *ctx, struct bus_consumer **out,
                      char *errbuf, size_t errbuf_size) MUST_CHECK;
 

@@ -17,3 +17,4 @@ int cmd_snapshot(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_compose(int argc, char **argv);
+int cmd_config(int argc, char **argv);

@@ -313,8 +313,10 @@ int relay_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
                 sleep(1);
         if (r < 0)
                 return r;
-        r = bus_producer_new(cfg->kafka_brokers, cfg->produce_timeout_ms, on_delivered, &producer,
-                             errbuf, sizeof(errbuf));
+        r = bus_producer_new(&(struct bus_cluster){ cfg->kafka_brokers, cfg->kafka_property,
+                                                    cfg->kafka_properties_file },
+                             cfg->produce_timeout_ms, on_delivered, &producer, errbuf,
+                             sizeof(errbuf));
         if (r < 0) {
                 log_error("relay", "cannot create the producer: %s", errbuf);
                 store_free(db);

@@ -436,8 +436,10 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                 goto out;
         s.world_loaded_at = time(NULL);
         scheduler_forget_changed_users(&s);
-        r = bus_consumer_new(cfg->kafka_brokers, cfg->consumer_group, cfg->topic_locations, &ops,
-                             &s, &s.consumer, errbuf, sizeof(errbuf));
+        r = bus_consumer_new(&(struct bus_cluster){ cfg->kafka_brokers, cfg->kafka_property,
+                                                    cfg->kafka_properties_file },
+                             cfg->consumer_group, cfg->topic_locations, &ops, &s, &s.consumer,
+                             errbuf, sizeof(errbuf));
         if (r < 0) {
                 log_error("scheduler", "cannot create the consumer: %s", errbuf);
                 goto out;

@@ -417,6 +417,53 @@ out:
         return r;
 }
 
+int store_migrations_check(struct store *s, const char *dir) {
+        struct migration *list = NULL;
+        struct store_result *applied = NULL;
+        bool exists;
+        int n, r, differ = 0;
+
+        n = migrations_list(dir, &list);
+        if (n < 0)
+                return n;
+        /* Before the first migration there is no table: nothing is applied. */
+        r = store_exec(s, "SELECT to_regclass('schema_migrations') IS NOT NULL", 0, NULL, &applied);
+        if (r < 0)
+                goto out;
+        exists = store_bool(applied, 0, 0);
+        applied = store_result_free(applied);
+        r = store_exec(s,
+                       exists ? "SELECT version, name FROM schema_migrations ORDER BY version"
+                              : "SELECT 0, '' WHERE false",
+                       0, NULL, &applied);
+        if (r < 0)
+                goto out;
+        for (int i = 0; i < n; i++) {
+                bool done = false;
+                for (size_t j = 0; j < store_rows(applied) && !done; j++)
+                        done = store_int(applied, j, 0) == list[i].version;
+                if (!done) {
+                        log_warn("store", "migration %s is not applied", list[i].name);
+                        differ++;
+                }
+        }
+        for (size_t j = 0; j < store_rows(applied); j++) {
+                bool known = false;
+                for (int i = 0; i < n && !known; i++)
+                        known = store_int(applied, j, 0) == list[i].version;
+                if (!known) {
+                        log_warn("store", "migration %s is applied but unknown to this homing",
+                                 store_text(applied, j, 1));
+                        differ++;
+                }
+        }
+        r = differ;
+out:
+        store_result_free(applied);
+        free(list);
+        return r;
+}
+
 int store_schema_version(struct store *s, int *applied) {
         struct store_result *res = NULL;
         int r = store_exec(s, "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, NULL,

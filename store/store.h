@@ -80,6 +80,13 @@ struct store_result *store_result_free(struct store_result *r);
  */
 int store_migrate(struct store *s, const char *dir) MUST_CHECK;
 
+/*
+ * Compares the migrations in `dir` with those recorded, changing nothing:
+ * each one not applied, and each applied one this `dir` lacks, is logged.
+ * Returns how many differ (0: as expected), or <0.
+ */
+int store_migrations_check(struct store *s, const char *dir) MUST_CHECK;
+
 /* The highest migration recorded, into *applied (for /readyz). Returns 0 or <0. */
 int store_schema_version(struct store *s, int *applied) MUST_CHECK;
 

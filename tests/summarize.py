@@ -2,8 +2,9 @@
 """Counts test results for tests/run: TAP test points from meson's
 testlog.json (a binary that died before reporting counts as one failure) and
 test cases from JUnit XML files (pytest's integration and browser,
-tests/fuzz/run's fuzz, one case per target, and tests/format's and
-tests/analyze's one case each: one suite each, named after the file).
+tests/fuzz/run's fuzz, one case per target, tests/format's and
+tests/analyze's one case each, tests/rules' two: one suite each, named
+after the file).
 Prints one line per suite, then the total as "N passed, N failed,
 N skipped"; exits 1 if anything failed."""
 import json
