@@ -38,6 +38,9 @@ extern char **environ;
 #define STATUS_CHUNK (1ull << 30)
 #define TOOL_STDOUT_MAX (1u << 20)
 #define TOOL_STDERR_MAX (8u << 10)
+/* Buffers below 32 MiB from the heap, and a heap that is not given back at every free. */
+#define QEMU_NBD_MALLOC \
+        "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456"
 
 struct image {
         struct nbd_handle *nbd;
@@ -487,9 +490,17 @@ int image_open(const char *path, bool writable, struct image **out) {
                 goto out;
         }
         {
-                /* No --persistent: qemu-nbd exits when we disconnect. */
-                char *argv[8] = { "qemu-nbd", "-f", "qcow2", "--allocation-depth" };
-                size_t n = 4;
+                /*
+                 * No --persistent: qemu-nbd exits when we disconnect. qemu-nbd
+                 * allocates a buffer for every request, and glibc maps each
+                 * one of a MiB afresh and unmaps it after: every byte written
+                 * cost a page fault, a third of qemu-nbd's time. A fixed
+                 * mmap threshold keeps such buffers on its heap. `env` execs
+                 * qemu-nbd in its own process, as socket activation needs.
+                 */
+                char *argv[10] = { "env", QEMU_NBD_MALLOC, "qemu-nbd", "-f", "qcow2",
+                                   "--allocation-depth" };
+                size_t n = 6;
 
                 if (!writable)
                         argv[n++] = "--read-only";
