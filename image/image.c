@@ -715,13 +715,13 @@ int image_file_map_find(const struct image_file_map *m, uint64_t offset, uint64_
 
 /*
  * A ring of slots: the caller fills slot (head + count) % SLOTS and counts
- * it; the thread sends slots [head, head + issued) as NBD writes, several
- * in flight, so that qemu-nbd receives the next while it writes the last,
- * and frees them in order as they finish. The caller may grow the last
- * counted slot while the thread has not sent it.
+ * it; the thread checks and sends slots [head, head + issued) as NBD
+ * writes, several in flight, so that qemu-nbd receives the next while it
+ * writes the last, and frees them in order as they finish. The caller may
+ * grow the last counted slot while the thread has not taken it.
  */
-#define WRITER_SLOTS 8
-#define WRITER_SLOT_SIZE (1u << 20)
+#define WRITER_SLOT_SIZE IMAGE_WRITER_PIECE
+#define WRITER_SLOTS (IMAGE_WRITER_QUEUE / WRITER_SLOT_SIZE)
 
 struct image_writer;
 
@@ -735,6 +735,8 @@ struct writer_slot {
 
 struct image_writer {
         struct image *img;
+        image_writer_check_fn check;
+        void *userdata;
         pthread_t thread;
         pthread_mutex_t lock;
         pthread_cond_t changed; /* a slot was freed */
@@ -744,6 +746,7 @@ struct image_writer {
         size_t head, count, issued;
         uint64_t pending; /* bytes queued and not written yet */
         bool closing, polling;
+        bool reserved; /* slot (head + count) is the caller's, not counted yet */
         int error;
 };
 
@@ -823,6 +826,9 @@ static void *writer_thread(void *userdata) {
                         w->issued++;
                         r = w->error;
                         pthread_mutex_unlock(&w->lock);
+                        if (r == 0 && w->check)
+                                r = w->check(w->userdata, s->zero ? NULL : s->data, s->len,
+                                             s->offset);
                         if (r == 0)
                                 r = writer_send(w, s);
                         pthread_mutex_lock(&w->lock);
@@ -852,7 +858,8 @@ static void *writer_thread(void *userdata) {
         return NULL;
 }
 
-int image_writer_new(struct image *img, struct image_writer **out) {
+int image_writer_new(struct image *img, image_writer_check_fn check, void *userdata,
+                     struct image_writer **out) {
         struct image_writer *w;
         int r;
 
@@ -862,6 +869,8 @@ int image_writer_new(struct image *img, struct image_writer **out) {
         if (!w)
                 return -ENOMEM;
         w->img = img;
+        w->check = check;
+        w->userdata = userdata;
         w->slot_size = img->request_max < WRITER_SLOT_SIZE ? img->request_max : WRITER_SLOT_SIZE;
         w->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (w->wake < 0) {
@@ -910,6 +919,7 @@ static int writer_queue(struct image_writer *w, const void *buf, uint64_t len, u
         int r;
 
         pthread_mutex_lock(&w->lock);
+        w->reserved = false;
         if (w->count > w->issued) {
                 s = &w->slot[(w->head + w->count - 1) % WRITER_SLOTS];
                 if (s->offset + s->len == offset && s->zero == !buf &&
@@ -964,6 +974,45 @@ int image_writer_zero(struct image_writer *w, uint64_t len, uint64_t offset) {
                 r = writer_queue(w, NULL, n, offset + done);
                 done += n;
         }
+        return r;
+}
+
+int image_writer_reserve(struct image_writer *w, size_t len, uint64_t offset, void **buf) {
+        struct writer_slot *s;
+        int r = len && len <= w->slot_size ? range_check(w->img, len, offset) : -EINVAL;
+
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&w->lock);
+        w->reserved = false;
+        while (w->count == WRITER_SLOTS && !w->error)
+                pthread_cond_wait(&w->changed, &w->lock);
+        r = w->error;
+        if (r == 0) {
+                /* Slot (head + count) is the caller's until image_writer_commit counts it. */
+                s = &w->slot[(w->head + w->count) % WRITER_SLOTS];
+                s->offset = offset;
+                s->len = len;
+                s->zero = false;
+                *buf = s->data;
+                w->reserved = true;
+        }
+        pthread_mutex_unlock(&w->lock);
+        return r;
+}
+
+int image_writer_commit(struct image_writer *w) {
+        int r;
+
+        pthread_mutex_lock(&w->lock);
+        r = w->reserved ? w->error : -EINVAL;
+        if (r == 0) {
+                w->reserved = false;
+                w->pending += w->slot[(w->head + w->count) % WRITER_SLOTS].len;
+                w->count++;
+                writer_wake(w);
+        }
+        pthread_mutex_unlock(&w->lock);
         return r;
 }
 

@@ -72,7 +72,7 @@ static int on_zero(void *ctx, uint64_t offset, uint64_t length) {
         return 0;
 }
 
-static const struct wire_reader_ops ops = { on_data, on_zero };
+static const struct wire_reader_ops ops = { .data = on_data, .zero = on_zero };
 
 static bool recs_equal(const struct rec *a, const struct rec *b, size_t n) {
         for (size_t i = 0; i < n; i++)
