@@ -283,9 +283,9 @@ static int check_written(void *userdata, const void *data, uint64_t len, uint64_
         return 0;
 }
 
-/* A data record's header: its blocks must be the manifest's, and it is received into the writer's queue. */
-static int on_chunk_begin(void *ctx, uint64_t offset, uint32_t length,
-                          uint8_t (*block_sha256)[32], void **buf) {
+/* A data record's header: its blocks must be in the manifest; it lands in the writer's queue. */
+static int on_chunk_begin(void *ctx, uint64_t offset, uint32_t length, uint8_t (*block_sha256)[32],
+                          void **buf) {
         struct transfer_run *t = ctx;
 
         for (uint32_t i = 0; i < length / IMAGE_BLOCK; i++) {

@@ -262,7 +262,8 @@ static int record_done(struct wire_reader *r, const struct wire_reader_ops *ops,
                 uint8_t sha[32];
                 /* With begin, the blocks' hashes are the consumer's, who checks the data. */
                 if (ops->begin)
-                        wire_chunk_sha256_of((const uint8_t(*)[32])r->blocks, len / WIRE_BLOCK, sha);
+                        wire_chunk_sha256_of((const uint8_t(*)[32])r->blocks, len / WIRE_BLOCK,
+                                             sha);
                 else
                         wire_chunk_sha256(r->into, len, r->blocks, sha);
                 if (memcmp(sha, r->header + 13, 32) != 0)

@@ -499,8 +499,8 @@ int image_open(const char *path, bool writable, struct image **out) {
                  * mmap threshold keeps such buffers on its heap. `env` execs
                  * qemu-nbd in its own process, as socket activation needs.
                  */
-                char *argv[10] = { "env", QEMU_NBD_MALLOC, "qemu-nbd", "-f", "qcow2",
-                                   "--allocation-depth" };
+                char *argv[10] = { "env", QEMU_NBD_MALLOC, "qemu-nbd",
+                                   "-f",  "qcow2",         "--allocation-depth" };
                 size_t n = 6;
 
                 if (!writable)
@@ -924,7 +924,7 @@ static int writer_queue(struct image_writer *w, const void *buf, uint64_t len, u
                 s = &w->slot[(w->head + w->count - 1) % WRITER_SLOTS];
                 if (s->offset + s->len == offset && s->zero == !buf &&
                     (!buf || s->len + len <= w->slot_size)) {
-                        /* The thread sends no slot it has not issued, and issues none while we hold the lock. */
+                        /* The thread takes up no slot while we hold the lock. */
                         if (buf)
                                 memcpy(s->data + s->len, buf, len);
                         s->len += len;
