@@ -458,6 +458,23 @@ out:
 
 /* ---- open images ---------------------------------------------------------------- */
 
+/*
+ * Whether the file system under `path` takes O_DIRECT (tmpfs before Linux
+ * 6.6 does not). An image written through qemu-nbd with --cache=none
+ * (O_DIRECT) skips the copy into the page cache, which a profile of a
+ * transfer showed as a third of qemu-nbd's time, and leaves little for the
+ * final flush; qemu still writes back its qcow2 metadata and flushes on
+ * image_flush.
+ */
+static bool direct_io_works(const char *path) {
+        int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+
+        if (fd < 0)
+                return false;
+        close(fd);
+        return true;
+}
+
 int image_open(const char *path, bool writable, struct image **out) {
         struct image *img = NULL;
         char *qpath = NULL;
@@ -505,6 +522,8 @@ int image_open(const char *path, bool writable, struct image **out) {
 
                 if (!writable)
                         argv[n++] = "--read-only";
+                else if (direct_io_works(path))
+                        argv[n++] = "--cache=none";
                 argv[n++] = qpath;
                 argv[n] = NULL;
                 if (nbd_connect_systemd_socket_activation(img->nbd, argv) < 0) {
