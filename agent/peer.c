@@ -6,9 +6,11 @@
  * the transfer moves — its snapshot version and its template — is all the
  * ticket opens.
  *
- * A block stream is produced lazily, one record at a time, from a
- * read-only qemu-nbd of the image: a run of zero blocks becomes one zero
- * record, data goes in records of at most WIRE_CHUNK_MAX with their SHA-256.
+ * A block stream is produced lazily, one record at a time: a run of zero
+ * blocks becomes one zero record, data goes in records of at most
+ * WIRE_CHUNK_MAX with their SHA-256. When the manifest knows the blocks and
+ * the file holds them as raw data, the data is read from the file straight
+ * into the answer's buffer; else through a read-only qemu-nbd of the image.
  * libmicrohttpd runs a thread per connection here, so a reader that blocks
  * (the image, a slow peer) holds only its own thread.
  */
@@ -97,7 +99,9 @@ struct stream {
         uint64_t buf_off, buf_len;
         struct image_manifest *manifest;    /* the blocks' hashes; NULL: hash what is read */
         uint8_t out[WIRE_DATA_HEADER_SIZE]; /* the next record's fixed part */
-        const uint8_t *payload;             /* and its data, in buf */
+        const uint8_t *payload;             /* and its data, in buf, */
+        bool payload_in_file;               /* or in the file at payload_at */
+        uint64_t payload_at;
         uint8_t blocks[WIRE_CHUNK_MAX / IMAGE_BLOCK][32]; /* its blocks' hashes */
         size_t out_len, payload_len, out_sent;
         struct wire_digest *digest;
@@ -444,6 +448,48 @@ static void chunk_sha256(struct stream *s, uint64_t at, const uint8_t *data, uin
         wire_chunk_sha256(data, (uint32_t)len, NULL, out);
 }
 
+/*
+ * The next record from where the version's file holds it, when the
+ * manifest knows its blocks (which are zeroes, what the others hash to):
+ * stream_read then reads the data straight into the answer's buffer.
+ * 0, 1 when the manifest lacks the first block, -EIO.
+ */
+static int next_record_mapped(struct stream *s, struct wire_range rg, uint64_t at) {
+        uint64_t max = rg.length - s->pos < WIRE_CHUNK_MAX ? rg.length - s->pos : WIRE_CHUNK_MAX;
+        uint64_t file_off, n, run;
+        uint8_t sha[32];
+        bool zero = false;
+
+        /* read_directly found every range in the file. */
+        if (image_file_map_find(s->map, at, max, &file_off, &n) < 0)
+                return -EIO;
+        for (run = 0; run < n; run += IMAGE_BLOCK) {
+                const struct image_block_hash *e =
+                        image_manifest_lookup(s->manifest, (at + run) / IMAGE_BLOCK);
+                if (!e || (run && zero != !!(e->flags & IMAGE_BLOCK_ZERO)))
+                        break;
+                zero = e->flags & IMAGE_BLOCK_ZERO;
+                memcpy(s->blocks[run / IMAGE_BLOCK], e->sha256, 32);
+        }
+        if (run == 0)
+                return 1;
+        if (zero) {
+                wire_zero_record(s->out, at, run);
+                s->out_len = WIRE_ZERO_SIZE;
+        } else {
+                wire_chunk_sha256_of((const uint8_t(*)[32])s->blocks, run / IMAGE_BLOCK, sha);
+                wire_data_header(s->out, at, (uint32_t)run, sha);
+                s->out_len = WIRE_DATA_HEADER_SIZE;
+                s->payload_in_file = true;
+                s->payload_at = file_off;
+                s->payload_len = run;
+        }
+        wire_digest_add(s->digest, s->out, s->out_len);
+        s->records++;
+        s->pos += run;
+        return 0;
+}
+
 /* Fills s->out (and s->payload) with the next record. 0, or <0 on a read failure. */
 static int next_record(struct stream *s) {
         struct wire_range rg;
@@ -454,6 +500,7 @@ static int next_record(struct stream *s) {
         int r;
 
         s->payload_len = 0;
+        s->payload_in_file = false;
         while (s->range < s->n_ranges && s->pos == s->ranges[s->range].length) {
                 s->range++;
                 s->pos = 0;
@@ -468,6 +515,8 @@ static int next_record(struct stream *s) {
         }
         rg = s->ranges[s->range];
         at = rg.offset + s->pos;
+        if (s->map && s->manifest && (r = next_record_mapped(s, rg, at)) <= 0)
+                return r;
         if ((at < s->buf_off || at >= s->buf_off + s->buf_len) && s->map) {
                 uint64_t file_off, n;
                 len = rg.length - s->pos < IMAGE_READER_PIECE ? rg.length - s->pos
@@ -532,7 +581,12 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         } else {
                 size_t at = s->out_sent - s->out_len;
                 n = s->payload_len - at < max ? s->payload_len - at : max;
-                memcpy(buf, s->payload + at, n);
+                if (!s->payload_in_file) {
+                        memcpy(buf, s->payload + at, n);
+                } else if (pread_all(s->fd, (uint8_t *)buf, n, s->payload_at + at) < 0) {
+                        log_warn("agent", "a block stream stopped: the image could not be read");
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                }
         }
         s->out_sent += n;
         atomic_fetch_add(&s->peer->bytes_sent, n);

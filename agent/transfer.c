@@ -103,7 +103,8 @@ struct transfer_run {
         const struct image_manifest *want; /* what it is built into */
         uint8_t *checked; /* a bit per block: in place and checked against `want` */
         struct wire_reader *reader;
-        struct image_writer *writer; /* writes t->out while a stream is read */
+        struct image_writer *writer; /* checks and writes t->out while a stream is read */
+        struct wire_range bad;       /* the block the writer's check refused */
         int64_t next_progress_ms;
         uint64_t bytes_done; /* blocks of the version in place or queued for writing */
         int error;           /* why a stream was stopped from our side */
@@ -254,20 +255,56 @@ static bool block_wanted(const struct transfer_run *t, uint64_t index, const uin
         return w && !memcmp(w->sha256, sha256, IMAGE_DIGEST_SIZE);
 }
 
-/* Every block is checked against the manifest before it is written: the
- * final verification then needs no second read of what was written. */
+static void block_sha256(const uint8_t *data, uint8_t out[IMAGE_DIGEST_SIZE]) {
+        struct sha256_ctx c;
+        sha256_init(&c);
+        sha256_update(&c, IMAGE_BLOCK, data);
+        sha256_digest(&c, IMAGE_DIGEST_SIZE, out);
+}
+
+/*
+ * Every block is checked against the manifest before it is written (the
+ * final verification then needs no second read of what was written): in
+ * the writer's thread, just before the write, so that hashing runs beside
+ * receiving. Marked at once: a write that fails later fails the whole pull.
+ */
+static int check_written(void *userdata, const void *data, uint64_t len, uint64_t offset) {
+        struct transfer_run *t = userdata;
+
+        for (uint64_t at = 0; data && at < len; at += IMAGE_BLOCK) {
+                uint8_t sha[IMAGE_DIGEST_SIZE];
+                block_sha256((const uint8_t *)data + at, sha);
+                if (!block_wanted(t, (offset + at) / IMAGE_BLOCK, sha)) {
+                        t->bad = (struct wire_range){ offset + at, IMAGE_BLOCK };
+                        return -EILSEQ;
+                }
+        }
+        mark_checked(t, offset, len);
+        return 0;
+}
+
+/* A data record's header: its blocks must be in the manifest; it lands in the writer's queue. */
+static int on_chunk_begin(void *ctx, uint64_t offset, uint32_t length, uint8_t (*block_sha256)[32],
+                          void **buf) {
+        struct transfer_run *t = ctx;
+
+        for (uint32_t i = 0; i < length / IMAGE_BLOCK; i++) {
+                const struct image_block_hash *w =
+                        image_manifest_lookup(t->want, offset / IMAGE_BLOCK + i);
+                if (!w)
+                        return -EILSEQ;
+                memcpy(block_sha256[i], w->sha256, IMAGE_DIGEST_SIZE);
+        }
+        return image_writer_reserve(t->writer, length, offset, buf);
+}
+
+/* The record's SHA-256 matched the manifest's hashes: check_written checks the data. */
 static int on_chunk_data(void *ctx, uint64_t offset, const void *data, uint32_t length,
                          const uint8_t (*block_sha256)[32]) {
         struct transfer_run *t = ctx;
-        int r;
+        int r = image_writer_commit(t->writer);
 
-        for (uint32_t i = 0; i < length / IMAGE_BLOCK; i++)
-                if (!block_wanted(t, offset / IMAGE_BLOCK + i, block_sha256[i]))
-                        return -EILSEQ;
-        /* Marked at once: a write that fails later fails the whole pull. */
-        r = image_writer_write(t->writer, data, length, offset);
         if (r == 0) {
-                mark_checked(t, offset, length);
                 t->stats->bytes_remote += length;
                 t->bytes_done += length;
         }
@@ -284,14 +321,14 @@ static int on_chunk_zero(void *ctx, uint64_t offset, uint64_t length) {
                         return -EILSEQ;
         }
         r = image_writer_zero(t->writer, length, offset);
-        if (r == 0) {
-                mark_checked(t, offset, length);
+        if (r == 0)
                 t->bytes_done += length;
-        }
         return r;
 }
 
-static const struct wire_reader_ops chunk_ops = { on_chunk_data, on_chunk_zero };
+static const struct wire_reader_ops chunk_ops = { .data = on_chunk_data,
+                                                  .zero = on_chunk_zero,
+                                                  .begin = on_chunk_begin };
 
 static size_t on_stream(char *ptr, size_t size, size_t n, void *userdata) {
         struct transfer_run *t = userdata;
@@ -327,7 +364,7 @@ static int pull(struct transfer_run *t, const char *base, const char *path,
         int r = 0, written;
 
         if (!body || !curl || wire_reader_new(virtual_size, &t->reader) < 0 ||
-            image_writer_new(t->out, &t->writer) < 0) {
+            image_writer_new(t->out, check_written, t, &t->writer) < 0) {
                 t->reader = wire_reader_free(t->reader);
                 free(body);
                 if (curl)
@@ -345,19 +382,13 @@ static int pull(struct transfer_run *t, const char *base, const char *path,
         curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 256L * 1024);
         rc = curl_easy_perform(curl);
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        /* What was queued is written, or refused by check_written. */
+        written = image_writer_finish(t->writer);
+        t->writer = NULL;
         if (t->error) {
                 r = t->error;
-                if (r == -EILSEQ) {
-                        struct wire_range bad = wire_reader_bad(t->reader);
-                        t->stats->chunks_refetched++;
-                        log_warn("agent",
-                                 "transfer %lld: the chunk at %llu (+%llu) failed its "
-                                 "SHA-256 or is not the version's; asking for it again",
-                                 (long long)t->job->id, (unsigned long long)bad.offset,
-                                 (unsigned long long)bad.length);
-                } else if (r == -EBADMSG) {
+                if (r == -EBADMSG)
                         snprintf(t->err, t->err_size, "POST %s: not a chunk stream", url);
-                }
         } else if (rc != CURLE_OK) {
                 snprintf(t->err, t->err_size, "POST %s: %s", url, curl_easy_strerror(rc));
                 r = -EAGAIN;
@@ -368,11 +399,20 @@ static int pull(struct transfer_run *t, const char *base, const char *path,
                 snprintf(t->err, t->err_size, "POST %s: the stream ended early", url);
                 r = -EAGAIN;
         }
-        written = image_writer_finish(t->writer);
-        t->writer = NULL;
-        if (written < 0 && (r == 0 || r == -EILSEQ || r == -EAGAIN || r == written)) {
+        if (written == -EILSEQ && (r == 0 || r == -EILSEQ || r == -EAGAIN)) {
+                r = -EILSEQ;
+        } else if (written < 0 && (r == 0 || r == -EILSEQ || r == -EAGAIN || r == written)) {
                 snprintf(t->err, t->err_size, "cannot write the copy: %s", strerror(-written));
                 r = written;
+        }
+        if (r == -EILSEQ) {
+                struct wire_range bad = written == -EILSEQ ? t->bad : wire_reader_bad(t->reader);
+                t->stats->chunks_refetched++;
+                log_warn("agent",
+                         "transfer %lld: the chunk at %llu (+%llu) failed its "
+                         "SHA-256 or is not the version's; asking for it again",
+                         (long long)t->job->id, (unsigned long long)bad.offset,
+                         (unsigned long long)bad.length);
         }
         t->reader = wire_reader_free(t->reader);
         curl_easy_cleanup(curl);
@@ -461,11 +501,8 @@ static int write_wanted(struct transfer_run *t, const uint8_t *buf, size_t len, 
 
         for (size_t at = 0; at <= len && r == 0; at += IMAGE_BLOCK) {
                 uint8_t sha[IMAGE_DIGEST_SIZE];
-                struct sha256_ctx c;
                 if (at < len) {
-                        sha256_init(&c);
-                        sha256_update(&c, IMAGE_BLOCK, buf + at);
-                        sha256_digest(&c, sizeof(sha), sha);
+                        block_sha256(buf + at, sha);
                         if (block_wanted(t, (offset + at) / IMAGE_BLOCK, sha)) {
                                 run += IMAGE_BLOCK;
                                 continue;

@@ -155,6 +155,7 @@ struct wire_reader {
         uint8_t header[WIRE_DATA_HEADER_SIZE]; /* the largest fixed part */
         size_t have;                           /* bytes of the current record so far */
         uint8_t *payload;                      /* a data record's, WIRE_CHUNK_MAX */
+        uint8_t *into;                         /* where it goes: payload or begin's */
         uint8_t (*blocks)[32];                 /* its blocks' SHA-256s */
         uint64_t records;
         struct wire_digest digest;
@@ -259,14 +260,37 @@ static int record_done(struct wire_reader *r, const struct wire_reader_ops *ops,
                 uint64_t off = get_u64(r->header + 1);
                 uint32_t len = get_u32(r->header + 9);
                 uint8_t sha[32];
-                wire_chunk_sha256(r->payload, len, r->blocks, sha);
+                /* With begin, the blocks' hashes are the consumer's, who checks the data. */
+                if (ops->begin)
+                        wire_chunk_sha256_of((const uint8_t(*)[32])r->blocks, len / WIRE_BLOCK,
+                                             sha);
+                else
+                        wire_chunk_sha256(r->into, len, r->blocks, sha);
                 if (memcmp(sha, r->header + 13, 32) != 0)
                         e = -EILSEQ;
                 else
-                        e = ops->data(ctx, off, r->payload, len, (const uint8_t(*)[32])r->blocks);
+                        e = ops->data(ctx, off, r->into, len, (const uint8_t(*)[32])r->blocks);
                 if (e == -EILSEQ)
                         r->bad = (struct wire_range){ off, len };
         }
+        return e;
+}
+
+/* A data record's header is read: where its payload goes. */
+static int begin(struct wire_reader *r, const struct wire_reader_ops *ops, void *ctx) {
+        uint64_t off = get_u64(r->header + 1);
+        uint32_t len = get_u32(r->header + 9);
+        void *buf = NULL;
+        int e;
+
+        r->into = r->payload;
+        if (!ops->begin)
+                return 0;
+        e = ops->begin(ctx, off, len, r->blocks, &buf);
+        if (e == -EILSEQ)
+                r->bad = (struct wire_range){ off, len };
+        if (e == 0)
+                r->into = buf;
         return e;
 }
 
@@ -291,11 +315,16 @@ int wire_reader_feed(struct wire_reader *r, const void *buf, size_t len,
                                 break;
                         if (header_done(r) < 0)
                                 return r->error = -EBADMSG;
+                        if (r->header[0] == WIRE_DATA) {
+                                int e = begin(r, ops, ctx);
+                                if (e < 0)
+                                        return r->error = e;
+                        }
                 }
                 want = fixed + (r->header[0] == WIRE_DATA ? get_u32(r->header + 9) : 0);
                 if (r->have < want) {
                         take = want - r->have < len ? want - r->have : len;
-                        memcpy(r->payload + (r->have - fixed), p, take);
+                        memcpy(r->into + (r->have - fixed), p, take);
                         r->have += take, p += take, len -= take;
                         if (r->have < want)
                                 break;

@@ -68,11 +68,22 @@ struct wire_reader_ops {
         /* A data record whose SHA-256 matched; `data` and `block_sha256` (the
          * SHA-256 of each 4 KiB block) are borrowed for the call. -EILSEQ
          * says the record is wrong after all (e.g. a block is not what the
-         * manifest says); wire_reader_bad() then names it. */
+         * manifest says); wire_reader_bad() then names it. With `begin`,
+         * see there: the data is the consumer's to check. */
         int (*data)(void *ctx, uint64_t offset, const void *data, uint32_t length,
                     const uint8_t (*block_sha256)[32]);
         /* A zero record; -EILSEQ as for data. */
         int (*zero)(void *ctx, uint64_t offset, uint64_t length);
+        /* Optional, for a consumer that knows what the blocks hash to (a
+         * manifest) and checks the data itself, elsewhere (another thread):
+         * called when a data record's header is read, it fills in the
+         * SHA-256 each block must have and where to receive the `length`
+         * bytes (*buf, the consumer's until `data` or an error). The reader
+         * then checks the record's SHA-256 against those block hashes
+         * instead of hashing the data, and `data` gets them and data that
+         * NO ONE HAS CHECKED yet. -EILSEQ as for data. */
+        int (*begin)(void *ctx, uint64_t offset, uint32_t length, uint8_t (*block_sha256)[32],
+                     void **buf);
 };
 
 struct wire_reader;
@@ -84,8 +95,9 @@ struct wire_reader *wire_reader_free(struct wire_reader *r);
 /*
  * Feeds the next bytes of the stream; complete records go to `ops`.
  * Returns 0; -EBADMSG for a malformed stream (or bytes after its end);
- * -EILSEQ when a data record's SHA-256 does not match its data (then
- * wire_reader_bad() says which); or the first error an op returned.
+ * -EILSEQ when a data record's SHA-256 does not match its data (or the
+ * block hashes `begin` gave; then wire_reader_bad() says which); or the
+ * first error an op returned.
  * After an error the reader takes nothing more.
  */
 int wire_reader_feed(struct wire_reader *r, const void *buf, size_t len,

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,6 +39,9 @@ extern char **environ;
 #define STATUS_CHUNK (1ull << 30)
 #define TOOL_STDOUT_MAX (1u << 20)
 #define TOOL_STDERR_MAX (8u << 10)
+/* Buffers below 32 MiB from the heap, and a heap that is not given back at every free. */
+#define QEMU_NBD_MALLOC \
+        "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456"
 
 struct image {
         struct nbd_handle *nbd;
@@ -454,6 +458,23 @@ out:
 
 /* ---- open images ---------------------------------------------------------------- */
 
+/*
+ * Whether the file system under `path` takes O_DIRECT (tmpfs before Linux
+ * 6.6 does not). An image written through qemu-nbd with --cache=none
+ * (O_DIRECT) skips the copy into the page cache, which a profile of a
+ * transfer showed as a third of qemu-nbd's time, and leaves little for the
+ * final flush; qemu still writes back its qcow2 metadata and flushes on
+ * image_flush.
+ */
+static bool direct_io_works(const char *path) {
+        int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+
+        if (fd < 0)
+                return false;
+        close(fd);
+        return true;
+}
+
 int image_open(const char *path, bool writable, struct image **out) {
         struct image *img = NULL;
         char *qpath = NULL;
@@ -487,12 +508,22 @@ int image_open(const char *path, bool writable, struct image **out) {
                 goto out;
         }
         {
-                /* No --persistent: qemu-nbd exits when we disconnect. */
-                char *argv[8] = { "qemu-nbd", "-f", "qcow2", "--allocation-depth" };
-                size_t n = 4;
+                /*
+                 * No --persistent: qemu-nbd exits when we disconnect. qemu-nbd
+                 * allocates a buffer for every request, and glibc maps each
+                 * one of a MiB afresh and unmaps it after: every byte written
+                 * cost a page fault, a third of qemu-nbd's time. A fixed
+                 * mmap threshold keeps such buffers on its heap. `env` execs
+                 * qemu-nbd in its own process, as socket activation needs.
+                 */
+                char *argv[10] = { "env", QEMU_NBD_MALLOC, "qemu-nbd",
+                                   "-f",  "qcow2",         "--allocation-depth" };
+                size_t n = 6;
 
                 if (!writable)
                         argv[n++] = "--read-only";
+                else if (direct_io_works(path))
+                        argv[n++] = "--cache=none";
                 argv[n++] = qpath;
                 argv[n] = NULL;
                 if (nbd_connect_systemd_socket_activation(img->nbd, argv) < 0) {
@@ -701,31 +732,91 @@ int image_file_map_find(const struct image_file_map *m, uint64_t offset, uint64_
 
 /* ---- background writes -------------------------------------------------------- */
 
-#define WRITER_SLOTS 4
-#define WRITER_SLOT_SIZE (2u << 20)
+/*
+ * A ring of slots: the caller fills slot (head + count) % SLOTS and counts
+ * it; the thread checks and sends slots [head, head + issued) as NBD
+ * writes, several in flight, so that qemu-nbd receives the next while it
+ * writes the last, and frees them in order as they finish. The caller may
+ * grow the last counted slot while the thread has not taken it.
+ */
+#define WRITER_SLOT_SIZE IMAGE_WRITER_PIECE
+#define WRITER_SLOTS (IMAGE_WRITER_QUEUE / WRITER_SLOT_SIZE)
+
+struct image_writer;
 
 struct writer_slot {
+        struct image_writer *w;
         uint8_t *data;
         uint64_t offset, len;
-        bool zero;
+        bool zero, done;
+        int error; /* errno of a failed write */
 };
 
-/*
- * A ring of slots: the caller fills slot (head + count) % SLOTS, the thread
- * writes slot head and frees it afterwards. `busy` says the thread holds
- * slot head, which the caller may then no longer grow.
- */
 struct image_writer {
         struct image *img;
+        image_writer_check_fn check;
+        void *userdata;
         pthread_t thread;
         pthread_mutex_t lock;
-        pthread_cond_t changed;
+        pthread_cond_t changed; /* a slot was freed */
+        int wake;               /* eventfd: a slot was counted, or closing */
         struct writer_slot slot[WRITER_SLOTS];
-        size_t head, count;
+        size_t slot_size;
+        size_t head, count, issued;
         uint64_t pending; /* bytes queued and not written yet */
-        bool busy, closing;
+        bool closing, polling;
+        bool reserved; /* slot (head + count) is the caller's, not counted yet */
         int error;
 };
+
+/* libnbd calls this in the writer's thread, from nbd_aio_notify_*. 1: retire the command. */
+static int writer_done(void *userdata, int *error) {
+        struct writer_slot *s = userdata;
+
+        pthread_mutex_lock(&s->w->lock);
+        s->done = true;
+        s->error = *error;
+        pthread_mutex_unlock(&s->w->lock);
+        return 1;
+}
+
+/* Sends slot `s` (unlocked). 0, or the -errno of a write that could not be sent. */
+static int writer_send(struct image_writer *w, struct writer_slot *s) {
+        nbd_completion_callback done = { .callback = writer_done, .user_data = s };
+        int64_t cookie = s->zero ? nbd_aio_zero(w->img->nbd, s->len, s->offset, done, 0)
+                                 : nbd_aio_pwrite(w->img->nbd, s->data, s->len, s->offset, done, 0);
+        return cookie < 0 ? nbd_error() : 0;
+}
+
+/* Waits for the connection to move on or the caller to count a slot (unlocked). */
+static int writer_wait(struct image_writer *w, bool in_flight) {
+        struct nbd_handle *nbd = w->img->nbd;
+        struct pollfd fds[2] = { { .fd = w->wake, .events = POLLIN } };
+        nfds_t n = 1;
+        uint64_t v;
+
+        if (in_flight) {
+                unsigned dir = nbd_aio_get_direction(nbd);
+                fds[1].fd = nbd_aio_get_fd(nbd);
+                fds[1].events = (dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
+                                (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
+                if (fds[1].fd < 0)
+                        return nbd_error();
+                n = 2;
+        }
+        if (poll(fds, n, -1) < 0)
+                return errno == EINTR ? 0 : -errno;
+        if (fds[0].revents & POLLIN && read(w->wake, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                return -errno;
+        if (n == 2 && fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+                if (nbd_aio_notify_read(nbd) < 0)
+                        return nbd_error();
+        } else if (n == 2 && fds[1].revents & POLLOUT) {
+                if (nbd_aio_notify_write(nbd) < 0)
+                        return nbd_error();
+        }
+        return 0;
+}
 
 static void *writer_thread(void *userdata) {
         struct image_writer *w = userdata;
@@ -733,33 +824,61 @@ static void *writer_thread(void *userdata) {
         pthread_mutex_lock(&w->lock);
         for (;;) {
                 struct writer_slot *s = &w->slot[w->head];
-                int r = 0;
+                int r;
 
-                if (!w->count) {
-                        if (w->closing)
-                                break;
-                        pthread_cond_wait(&w->changed, &w->lock);
+                /* Free what was written, in order. */
+                if (w->issued && s->done) {
+                        if (s->error && !w->error)
+                                w->error = -s->error;
+                        w->pending -= s->len;
+                        w->head = (w->head + 1) % WRITER_SLOTS;
+                        w->count--;
+                        w->issued--;
+                        pthread_cond_broadcast(&w->changed);
                         continue;
                 }
-                w->busy = true;
+                /* Send what is counted; after a failure, only pass it by. */
+                if (w->issued < w->count) {
+                        s = &w->slot[(w->head + w->issued) % WRITER_SLOTS];
+                        s->done = false;
+                        s->error = 0;
+                        w->issued++;
+                        r = w->error;
+                        pthread_mutex_unlock(&w->lock);
+                        if (r == 0 && w->check)
+                                r = w->check(w->userdata, s->zero ? NULL : s->data, s->len,
+                                             s->offset);
+                        if (r == 0)
+                                r = writer_send(w, s);
+                        pthread_mutex_lock(&w->lock);
+                        if (r < 0) {
+                                s->done = true;
+                                if (!w->error)
+                                        w->error = r;
+                        }
+                        continue;
+                }
+                if (!w->count && w->closing)
+                        break;
+                w->polling = true;
                 pthread_mutex_unlock(&w->lock);
-                if (!w->error)
-                        r = s->zero ? image_zero(w->img, s->len, s->offset)
-                                    : image_write(w->img, s->data, s->len, s->offset);
+                r = writer_wait(w, w->issued > 0);
                 pthread_mutex_lock(&w->lock);
-                if (r < 0 && !w->error)
-                        w->error = r;
-                w->busy = false;
-                w->pending -= s->len;
-                w->head = (w->head + 1) % WRITER_SLOTS;
-                w->count--;
-                pthread_cond_broadcast(&w->changed);
+                w->polling = false;
+                /* A dead connection finishes nothing more: what was sent failed. */
+                if (r < 0) {
+                        if (!w->error)
+                                w->error = r;
+                        for (size_t i = 0; i < w->issued; i++)
+                                w->slot[(w->head + i) % WRITER_SLOTS].done = true;
+                }
         }
         pthread_mutex_unlock(&w->lock);
         return NULL;
 }
 
-int image_writer_new(struct image *img, struct image_writer **out) {
+int image_writer_new(struct image *img, image_writer_check_fn check, void *userdata,
+                     struct image_writer **out) {
         struct image_writer *w;
         int r;
 
@@ -769,8 +888,17 @@ int image_writer_new(struct image *img, struct image_writer **out) {
         if (!w)
                 return -ENOMEM;
         w->img = img;
+        w->check = check;
+        w->userdata = userdata;
+        w->slot_size = img->request_max < WRITER_SLOT_SIZE ? img->request_max : WRITER_SLOT_SIZE;
+        w->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (w->wake < 0) {
+                r = -errno;
+                goto fail;
+        }
         for (unsigned i = 0; i < WRITER_SLOTS; i++) {
-                w->slot[i].data = malloc(WRITER_SLOT_SIZE);
+                w->slot[i].w = w;
+                w->slot[i].data = malloc(w->slot_size);
                 if (!w->slot[i].data) {
                         r = -ENOMEM;
                         goto fail;
@@ -789,8 +917,19 @@ int image_writer_new(struct image *img, struct image_writer **out) {
 fail:
         for (unsigned i = 0; i < WRITER_SLOTS; i++)
                 free(w->slot[i].data);
+        if (w->wake >= 0)
+                close(w->wake);
         free(w);
         return r;
+}
+
+/* Tells a thread that waits in poll that there is more. Locked. */
+static void writer_wake(struct image_writer *w) {
+        uint64_t one = 1;
+
+        if (w->polling && write(w->wake, &one, sizeof(one)) < 0) {
+                /* The counter is full: the thread has a wake-up pending anyway. */
+        }
 }
 
 /* Queues one piece: merged into the last slot when it continues it, else a new slot. */
@@ -799,11 +938,12 @@ static int writer_queue(struct image_writer *w, const void *buf, uint64_t len, u
         int r;
 
         pthread_mutex_lock(&w->lock);
-        if (w->count && !(w->count == 1 && w->busy)) {
+        w->reserved = false;
+        if (w->count > w->issued) {
                 s = &w->slot[(w->head + w->count - 1) % WRITER_SLOTS];
                 if (s->offset + s->len == offset && s->zero == !buf &&
-                    (!buf || s->len + len <= WRITER_SLOT_SIZE)) {
-                        /* The thread takes no slot but head, and not while we hold the lock. */
+                    (!buf || s->len + len <= w->slot_size)) {
+                        /* The thread takes up no slot while we hold the lock. */
                         if (buf)
                                 memcpy(s->data + s->len, buf, len);
                         s->len += len;
@@ -828,7 +968,7 @@ static int writer_queue(struct image_writer *w, const void *buf, uint64_t len, u
         pthread_mutex_lock(&w->lock);
         w->count++;
         w->pending += len;
-        pthread_cond_broadcast(&w->changed);
+        writer_wake(w);
         pthread_mutex_unlock(&w->lock);
         return 0;
 }
@@ -837,7 +977,7 @@ int image_writer_write(struct image_writer *w, const void *buf, size_t len, uint
         int r = range_check(w->img, len, offset);
 
         for (size_t done = 0; !r && done < len;) {
-                size_t n = len - done < WRITER_SLOT_SIZE ? len - done : WRITER_SLOT_SIZE;
+                size_t n = len - done < w->slot_size ? len - done : w->slot_size;
                 r = writer_queue(w, (const uint8_t *)buf + done, n, offset + done);
                 done += n;
         }
@@ -846,7 +986,53 @@ int image_writer_write(struct image_writer *w, const void *buf, size_t len, uint
 
 int image_writer_zero(struct image_writer *w, uint64_t len, uint64_t offset) {
         int r = range_check(w->img, len, offset);
-        return r < 0 ? r : writer_queue(w, NULL, len, offset);
+
+        /* Write_zeroes lengths are 32-bit on the wire. */
+        for (uint64_t done = 0; !r && done < len;) {
+                uint64_t n = len - done < STATUS_CHUNK ? len - done : STATUS_CHUNK;
+                r = writer_queue(w, NULL, n, offset + done);
+                done += n;
+        }
+        return r;
+}
+
+int image_writer_reserve(struct image_writer *w, size_t len, uint64_t offset, void **buf) {
+        struct writer_slot *s;
+        int r = len && len <= w->slot_size ? range_check(w->img, len, offset) : -EINVAL;
+
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&w->lock);
+        w->reserved = false;
+        while (w->count == WRITER_SLOTS && !w->error)
+                pthread_cond_wait(&w->changed, &w->lock);
+        r = w->error;
+        if (r == 0) {
+                /* Slot (head + count) is the caller's until image_writer_commit counts it. */
+                s = &w->slot[(w->head + w->count) % WRITER_SLOTS];
+                s->offset = offset;
+                s->len = len;
+                s->zero = false;
+                *buf = s->data;
+                w->reserved = true;
+        }
+        pthread_mutex_unlock(&w->lock);
+        return r;
+}
+
+int image_writer_commit(struct image_writer *w) {
+        int r;
+
+        pthread_mutex_lock(&w->lock);
+        r = w->reserved ? w->error : -EINVAL;
+        if (r == 0) {
+                w->reserved = false;
+                w->pending += w->slot[(w->head + w->count) % WRITER_SLOTS].len;
+                w->count++;
+                writer_wake(w);
+        }
+        pthread_mutex_unlock(&w->lock);
+        return r;
 }
 
 uint64_t image_writer_pending(struct image_writer *w) {
@@ -865,7 +1051,7 @@ int image_writer_finish(struct image_writer *w) {
                 return 0;
         pthread_mutex_lock(&w->lock);
         w->closing = true;
-        pthread_cond_broadcast(&w->changed);
+        writer_wake(w);
         pthread_mutex_unlock(&w->lock);
         pthread_join(w->thread, NULL);
         r = w->error;
@@ -873,6 +1059,7 @@ int image_writer_finish(struct image_writer *w) {
         pthread_mutex_destroy(&w->lock);
         for (unsigned i = 0; i < WRITER_SLOTS; i++)
                 free(w->slot[i].data);
+        close(w->wake);
         free(w);
         return r;
 }

@@ -142,15 +142,33 @@ int image_flush(struct image *img);
 
 /*
  * A writer: a thread of its own does an open image's writes and zeroes, in
- * the order they were queued, while the caller goes on (receiving and
- * checking the next data, say). While a writer exists, the image is its
- * alone. Queued data is copied; consecutive writes that meet are merged
- * into larger requests while they wait.
+ * the order they were queued, several in flight, while the caller goes on
+ * (receiving the next data, say). While a writer exists, the image is its
+ * alone. Queued data is copied (image_writer_write) or received in place
+ * (image_writer_reserve); consecutive copied writes that meet are merged
+ * into larger requests while they wait. At most IMAGE_WRITER_QUEUE bytes
+ * of data wait at a time.
  */
+#define IMAGE_WRITER_QUEUE (8u << 20)
+#define IMAGE_WRITER_PIECE (1u << 20) /* the most one reservation holds */
+
 struct image_writer;
 
-/* Starts a writer for a writable `img` (borrowed). 0, -EPERM, -ENOMEM or -errno. */
-int image_writer_new(struct image *img, struct image_writer **out);
+/*
+ * Called in the writer's thread with each request before it is sent (`data`
+ * NULL for zeroes), so that checking what is written runs beside the
+ * caller. A negative value fails the writer with it: neither that request
+ * nor any after it is written.
+ */
+typedef int (*image_writer_check_fn)(void *userdata, const void *data, uint64_t len,
+                                     uint64_t offset);
+
+/*
+ * Starts a writer for a writable `img` (borrowed); `check` may be NULL.
+ * 0, -EPERM, -ENOMEM or -errno.
+ */
+int image_writer_new(struct image *img, image_writer_check_fn check, void *userdata,
+                     struct image_writer **out);
 /*
  * Queue a write of `len` bytes (any length, the range inside the image) or
  * of zeroes; wait while the queue is full. Return 0, or the error of the
@@ -158,6 +176,15 @@ int image_writer_new(struct image *img, struct image_writer **out);
  */
 int image_writer_write(struct image_writer *w, const void *buf, size_t len, uint64_t offset);
 int image_writer_zero(struct image_writer *w, uint64_t len, uint64_t offset);
+/*
+ * A write of `len` bytes (at most IMAGE_WRITER_PIECE) whose data the caller
+ * puts in *buf (the queue's own memory) and then queues with
+ * image_writer_commit. Waits while the queue is full. A reservation not
+ * committed is dropped by the next call on the writer. Return 0, -EINVAL,
+ * or the error of a failed request.
+ */
+int image_writer_reserve(struct image_writer *w, size_t len, uint64_t offset, void **buf);
+int image_writer_commit(struct image_writer *w);
 /* Bytes queued (data or zeroes) that are not written yet. */
 uint64_t image_writer_pending(struct image_writer *w);
 /*

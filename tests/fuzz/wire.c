@@ -17,7 +17,9 @@
  * or zeroes); the target writes them with wire_data_header,
  * wire_zero_record and wire_end_record, perhaps flips one byte, and feeds
  * the stream in random pieces: unflipped, the reader hands on exactly those
- * records and is done; flipped, it never says the stream is complete.
+ * records and is done; flipped, it never says the stream is complete. The
+ * same holds for a consumer that gives the blocks' hashes in `begin` (as a
+ * manifest would) and checks the data itself, as a transfer's target does.
  */
 #include <errno.h>
 #include <nettle/sha2.h>
@@ -72,7 +74,7 @@ static int on_zero(void *ctx, uint64_t offset, uint64_t length) {
         return 0;
 }
 
-static const struct wire_reader_ops ops = { on_data, on_zero };
+static const struct wire_reader_ops ops = { .data = on_data, .zero = on_zero };
 
 static bool recs_equal(const struct rec *a, const struct rec *b, size_t n) {
         for (size_t i = 0; i < n; i++)
@@ -148,11 +150,79 @@ static void raw_stream(const uint8_t *data, size_t size) {
         wire_reader_free(b);
 }
 
+/* A consumer that knows what each data record's blocks hash to: that of the records written. */
+struct knower {
+        const struct rec *want;
+        uint8_t (*blocks)[4][32];
+        size_t n, next;
+        uint8_t buf[4 * WIRE_BLOCK];
+        struct sink *sink;
+};
+
+static int on_begin(void *ctx, uint64_t offset, uint32_t length, uint8_t (*block_sha256)[32],
+                    void **buf) {
+        struct knower *k = ctx;
+
+        while (k->next < k->n && k->want[k->next].type != WIRE_DATA)
+                k->next++;
+        if (k->next == k->n || k->want[k->next].offset != offset ||
+            k->want[k->next].length != length)
+                return -EILSEQ;
+        memcpy(block_sha256, k->blocks[k->next], length / WIRE_BLOCK * 32);
+        k->next++;
+        *buf = k->buf;
+        return 0;
+}
+
+static int on_known_data(void *ctx, uint64_t offset, const void *data, uint32_t length,
+                         const uint8_t (*block_sha256)[32]) {
+        struct knower *k = ctx;
+        uint8_t blocks[4][32], sha[32];
+
+        FUZZ_CHECK(data == k->buf && length <= sizeof(k->buf));
+        wire_chunk_sha256(data, length, blocks, sha);
+        if (memcmp(blocks, block_sha256, length / WIRE_BLOCK * 32))
+                return -EILSEQ;
+        return on_data(k->sink, offset, data, length, block_sha256);
+}
+
+static int on_known_zero(void *ctx, uint64_t offset, uint64_t length) {
+        struct knower *k = ctx;
+        return on_zero(k->sink, offset, length);
+}
+
+static const struct wire_reader_ops known_ops = { .data = on_known_data,
+                                                  .zero = on_known_zero,
+                                                  .begin = on_begin };
+
+/* feed_pieces, to the consumer that knows the hashes. */
+static int feed_known(struct wire_reader *r, const uint8_t *buf, size_t len, uint32_t seed,
+                      struct knower *k) {
+        int result = 0;
+
+        while (len > 0) {
+                size_t piece;
+                int e;
+                seed = seed * 1103515245u + 12345u;
+                piece = (seed >> 16) % 4 == 0 ? (seed >> 8) % 8192 : (seed >> 16) % 64;
+                piece = piece > len ? len : piece;
+                e = wire_reader_feed(r, buf, piece, &known_ops, k);
+                if (result < 0)
+                        FUZZ_CHECK(e == result);
+                else
+                        result = e;
+                buf += piece, len -= piece;
+        }
+        return result;
+}
+
 static void written_stream(const uint8_t *data, size_t size) {
         static uint8_t
                 stream[MAX_RECORDS * (WIRE_DATA_HEADER_SIZE + 4 * WIRE_BLOCK) + WIRE_END_SIZE];
         struct fuzz_bytes b = { data, size };
         struct rec want[MAX_RECORDS];
+        uint8_t blocks[MAX_RECORDS][4][32];
+        struct knower k = { want, blocks, 0, 0, { 0 }, &pieces };
         size_t n = fuzz_range(&b, 0, MAX_RECORDS), len = 0;
         struct wire_digest *d = wire_digest_new();
         struct wire_reader *r;
@@ -171,7 +241,7 @@ static void written_stream(const uint8_t *data, size_t size) {
                 if (w->type == WIRE_DATA) {
                         uint8_t *payload = stream + len + WIRE_DATA_HEADER_SIZE;
                         memset(payload, fuzz_u8(&b), w->length);
-                        wire_chunk_sha256(payload, (uint32_t)w->length, NULL, w->sha);
+                        wire_chunk_sha256(payload, (uint32_t)w->length, blocks[i], w->sha);
                         wire_data_header(stream + len, w->offset, (uint32_t)w->length, w->sha);
                         wire_digest_add(d, stream + len, WIRE_DATA_HEADER_SIZE);
                         len += WIRE_DATA_HEADER_SIZE + w->length;
@@ -198,6 +268,19 @@ static void written_stream(const uint8_t *data, size_t size) {
         } else {
                 /* Any flipped byte is caught: by a header check, a data record's
                  * SHA-256 or the end record's count and digest of the headers. */
+                FUZZ_CHECK(e < 0 || !wire_reader_done(r));
+        }
+        wire_reader_free(r);
+
+        /* Again, to a consumer that gives the hashes and checks the data itself. */
+        FUZZ_CHECK(wire_reader_new(VSIZE, &r) == 0);
+        pieces.n = 0;
+        k.n = n;
+        e = feed_known(r, stream, len, seed, &k);
+        if (!flip) {
+                FUZZ_CHECK(e == 0 && wire_reader_done(r));
+                FUZZ_CHECK(pieces.n == n && recs_equal(pieces.recs, want, n));
+        } else {
                 FUZZ_CHECK(e < 0 || !wire_reader_done(r));
         }
         wire_reader_free(r);

@@ -461,14 +461,14 @@ TEST(queued_writes_land_in_order_and_read_ahead_gives_them_back) {
 
         CHECK(store_init(&s) == 0);
         CHECK(image_open(s.tpl, false, &img) == 0);
-        CHECK(img && image_writer_new(img, &w) == -EPERM);
+        CHECK(img && image_writer_new(img, NULL, NULL, &w) == -EPERM);
         img = image_free(img);
         path_in(&s, "versions/v1/disk.qcow2", p, sizeof(p));
         CHECK(image_create_overlay(s.tpl, p) == 0 && image_open(p, true, &img) == 0);
         if (!img)
                 goto out;
         fill(want, 3 * MiB, 77);
-        CHECK(image_writer_new(img, &w) == 0);
+        CHECK(image_writer_new(img, NULL, NULL, &w) == 0);
         /* Small consecutive writes (merged while they wait), a later write over an
          * earlier one, zeroes over the template's data, one past the end. */
         for (size_t at = 0; w && at < 3 * MiB; at += 64 * 1024)
@@ -501,6 +501,77 @@ TEST(queued_writes_land_in_order_and_read_ahead_gives_them_back) {
         CHECK(image_read(img, want, IMAGE_BLOCK, 8 * MiB) == 0 && want[0] == 0);
         spans[0].offset = TEMPLATE_SIZE;
         CHECK(image_reader_new(img, spans, 1, &r) == -EINVAL);
+out:
+        image_free(img);
+        store_fini(&s);
+}
+
+/* A check that refuses the request at `refuse` and counts what it saw. */
+struct seen {
+        uint64_t refuse;
+        unsigned data, zero;
+};
+
+static int check_cb(void *userdata, const void *data, uint64_t len, uint64_t offset) {
+        struct seen *s = userdata;
+
+        if (offset == s->refuse)
+                return -EILSEQ;
+        if (data)
+                s->data++;
+        else
+                s->zero++;
+        return 0;
+}
+
+TEST(reserved_writes_are_checked_before_they_are_written_and_a_refusal_stops_the_rest) {
+        static uint8_t want[3 * MiB], got[3 * MiB];
+        struct seen seen = { .refuse = UINT64_MAX };
+        struct store s;
+        struct image *img = NULL;
+        struct image_writer *w = NULL;
+        void *buf = NULL;
+        char p[256];
+
+        CHECK(store_init(&s) == 0);
+        path_in(&s, "versions/v1/disk.qcow2", p, sizeof(p));
+        CHECK(image_create_overlay(s.tpl, p) == 0 && image_open(p, true, &img) == 0);
+        if (!img)
+                goto out;
+        fill(want, sizeof(want), 31);
+        CHECK(image_writer_new(img, check_cb, &seen, &w) == 0);
+        for (uint64_t at = 0; w && at < 3 * MiB; at += MiB) {
+                CHECK(image_writer_reserve(w, MiB, at, &buf) == 0);
+                memcpy(buf, want + at, MiB);
+                CHECK(image_writer_commit(w) == 0);
+        }
+        CHECK(image_writer_zero(w, MiB, 8 * MiB) == 0);
+        /* Too large, outside the image, nothing reserved. */
+        CHECK(image_writer_reserve(w, IMAGE_WRITER_PIECE + IMAGE_BLOCK, 0, &buf) == -EINVAL);
+        CHECK(image_writer_reserve(w, IMAGE_BLOCK, TEMPLATE_SIZE, &buf) == -EINVAL);
+        CHECK(image_writer_commit(w) == -EINVAL);
+        CHECK(image_writer_finish(w) == 0);
+        CHECK(seen.data == 3 && seen.zero == 1);
+        CHECK(image_read(img, got, sizeof(got), 0) == 0 && !memcmp(got, want, sizeof(got)));
+
+        /* Refused in the middle: the first is written; the refused one and the next are not. */
+        fill(want, sizeof(want), 32);
+        seen = (struct seen){ .refuse = 1 * MiB };
+        CHECK(image_writer_new(img, check_cb, &seen, &w) == 0);
+        for (uint64_t at = 0; w && at < 3 * MiB; at += MiB) {
+                int r = image_writer_reserve(w, MiB, at, &buf);
+                CHECK(r == 0 || r == -EILSEQ);
+                if (r == 0) {
+                        memcpy(buf, want + at, MiB);
+                        r = image_writer_commit(w);
+                        CHECK(r == 0 || r == -EILSEQ);
+                }
+        }
+        CHECK(image_writer_finish(w) == -EILSEQ);
+        CHECK(seen.data == 1);
+        CHECK(image_read(img, got, sizeof(got), 0) == 0 && !memcmp(got, want, MiB));
+        fill(want, sizeof(want), 31); /* beyond it, what the first writer left */
+        CHECK(!memcmp(got + MiB, want + MiB, 2 * MiB));
 out:
         image_free(img);
         store_fini(&s);
@@ -1017,6 +1088,7 @@ TAP_MAIN(TAP_TEST(an_overlay_records_its_template_by_a_relative_path),
          TAP_TEST(a_callback_error_stops_the_walk_and_comes_back),
          TAP_TEST(pipelined_reads_come_in_order_and_stop_cleanly),
          TAP_TEST(queued_writes_land_in_order_and_read_ahead_gives_them_back),
+         TAP_TEST(reserved_writes_are_checked_before_they_are_written_and_a_refusal_stops_the_rest),
          TAP_TEST(the_file_map_places_the_top_layers_data_and_nothing_else),
          TAP_TEST(a_manifest_holds_exactly_the_written_blocks_and_their_hashes),
          TAP_TEST(a_version_rebuilt_from_the_diff_has_the_same_digest),

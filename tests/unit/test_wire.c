@@ -37,7 +37,7 @@ static int on_zero(void *ctx, uint64_t offset, uint64_t length) {
         return 0;
 }
 
-static const struct wire_reader_ops ops = { on_data, on_zero };
+static const struct wire_reader_ops ops = { .data = on_data, .zero = on_zero };
 
 /* A stream: one data record of `len` bytes of `fill` at 4096, a zero record, the end. */
 static size_t build(uint8_t *out, uint32_t len, uint8_t fill, bool corrupt) {
@@ -198,9 +198,80 @@ TEST(records_outside_the_image_or_oversized_are_refused) {
         wire_reader_free(r);
 }
 
+/* A consumer that knows the blocks' hashes: each block of `fill`, received into `into`. */
+struct expect {
+        uint8_t fill;
+        uint8_t into[MIB];
+        const void *handed;
+        unsigned begun, data;
+};
+
+static int on_begin(void *ctx, uint64_t offset, uint32_t length, uint8_t (*block_sha256)[32],
+                    void **buf) {
+        struct expect *e = ctx;
+        uint8_t block[4096];
+
+        memset(block, e->fill, sizeof(block));
+        for (uint32_t i = 0; i < length / 4096; i++)
+                wire_chunk_sha256(block, sizeof(block), &block_sha256[i], (uint8_t[32]){ 0 });
+        *buf = e->into;
+        e->begun++;
+        return 0;
+}
+
+static int on_expected_data(void *ctx, uint64_t offset, const void *data, uint32_t length,
+                            const uint8_t (*block_sha256)[32]) {
+        struct expect *e = ctx;
+        e->handed = data;
+        e->data++;
+        return 0;
+}
+
+static int on_any_zero(void *ctx, uint64_t offset, uint64_t length) {
+        return 0;
+}
+
+static const struct wire_reader_ops expect_ops = { .data = on_expected_data,
+                                                   .zero = on_any_zero,
+                                                   .begin = on_begin };
+
+TEST(with_begin_the_payload_lands_in_the_consumers_buffer_checked_against_its_hashes) {
+        static uint8_t stream[2 * MIB];
+        static struct expect e;
+        struct wire_reader *r;
+        size_t len = build(stream, 65536, 0x5a, false);
+
+        /* The right hashes: the data is handed on where begin put it. */
+        e = (struct expect){ .fill = 0x5a };
+        CHECK(wire_reader_new(4 * MIB, &r) == 0);
+        for (size_t i = 0; i < len; i += 1000)
+                CHECK(wire_reader_feed(r, stream + i, len - i < 1000 ? len - i : 1000, &expect_ops,
+                                       &e) == 0);
+        CHECK(wire_reader_done(r) && e.begun == 1 && e.data == 1 && e.handed == e.into);
+        CHECK(e.into[0] == 0x5a && e.into[65535] == 0x5a);
+        wire_reader_free(r);
+
+        /* The record's SHA-256 is not that of the consumer's hashes: refused, not handed on. */
+        e = (struct expect){ .fill = 0x5b };
+        CHECK(wire_reader_new(4 * MIB, &r) == 0);
+        CHECK(wire_reader_feed(r, stream, len, &expect_ops, &e) == -EILSEQ);
+        CHECK(e.data == 0 && wire_reader_bad(r).offset == 4096 &&
+              wire_reader_bad(r).length == 65536);
+        wire_reader_free(r);
+
+        /* The reader hashes no data then: a flipped byte is the consumer's to find. */
+        len = build(stream, 65536, 0x5a, true);
+        e = (struct expect){ .fill = 0x5a };
+        CHECK(wire_reader_new(4 * MIB, &r) == 0);
+        CHECK(wire_reader_feed(r, stream, len, &expect_ops, &e) == 0);
+        CHECK(e.data == 1 && e.into[17] == (0x5a ^ 1));
+        wire_reader_free(r);
+}
+
 TAP_MAIN(TAP_TEST(ranges_round_trip_and_bad_ones_are_refused),
          TAP_TEST(a_chunk_hash_is_that_of_its_blocks_hashes_which_the_reader_hands_on),
          TAP_TEST(a_stream_read_whole_or_byte_by_byte_gives_the_same_records),
          TAP_TEST(a_flipped_byte_is_caught_before_the_data_is_handed_on),
          TAP_TEST(a_cut_or_spliced_stream_is_not_complete),
-         TAP_TEST(records_outside_the_image_or_oversized_are_refused))
+         TAP_TEST(records_outside_the_image_or_oversized_are_refused),
+         TAP_TEST(with_begin_the_payload_lands_in_the_consumers_buffer_checked_against_its_hashes))
