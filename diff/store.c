@@ -419,7 +419,7 @@ int diff_store_compose(const char *store, const char *snapshot, const struct dif
         started = true;
         r = image_create_overlay(base.template, tmp_image);
         r = r ? r : image_open(tmp_image, true, &img);
-        r = r ? r : image_writer_new(img, &w);
+        r = r ? r : image_writer_new(img, NULL, NULL, &w);
         r = r ? r : copy_blocks(&base, false, x, nx, w, &copied);
         r = r ? r : copy_blocks(&from, true, x, nx, w, &copied);
         if (w) {
