@@ -22,7 +22,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[2]
 HOMING_BIN = os.environ.get("HOMING_BIN", str(ROOT / "build-san" / "homing"))
@@ -212,9 +213,52 @@ def db(database):
 
 
 def stack(action):
-    """deploy/stack <action> on the test stack: pg-down, pg-up, kafka-down, kafka-up."""
+    """deploy/stack <action> on the test stack: pg-down, pg-up, kafka-down, kafka-up.
+    After kafka-up it waits until the broker serves what homing needs, not
+    only its port: the next test's producer must get its idempotence id and
+    its consumer group a coordinator, which a restarted broker refuses while
+    it loads its coordinators (seconds, with many tests' topics behind it)."""
     subprocess.run([str(ROOT / "deploy" / "stack"), action], check=True, env=os.environ,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=180)
+    if action == "kafka-up":
+        kafka_serving()
+
+
+def kafka_serving(timeout=120):
+    """Waits until an idempotent producer's message is acknowledged and a
+    consumer group is given its partition."""
+    topic = "test.ready"
+    deadline = time.time() + timeout
+    admin = AdminClient({"bootstrap.servers": brokers()})
+    while time.time() < deadline:
+        try:
+            admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
+            break
+        except Exception as e:  # noqa: BLE001 - exists already, or not yet
+            if "TOPIC_ALREADY_EXISTS" in str(e):
+                break
+            time.sleep(1)
+    producer = Producer({"bootstrap.servers": brokers(), "enable.idempotence": True})
+    while time.time() < deadline:
+        delivered = []
+        producer.produce(topic, b"ready", on_delivery=lambda err, _: delivered.append(err))
+        producer.flush(5)
+        if delivered and delivered[0] is None:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the restarted broker does not acknowledge an idempotent producer")
+    consumer = Consumer({"bootstrap.servers": brokers(), "group.id": f"ready-{uuid.uuid4().hex[:8]}",
+                         "auto.offset.reset": "earliest"})
+    try:
+        consumer.subscribe([topic])
+        while time.time() < deadline:
+            consumer.poll(0.5)
+            if consumer.assignment():
+                return
+        raise AssertionError("the restarted broker gives a consumer group no partitions")
+    finally:
+        consumer.close()
 
 
 def brokers():
