@@ -275,8 +275,7 @@ static int make_trips(struct run *r, struct user *u, size_t home) {
                                 r->stats.business_trips++;
                         else
                                 r->stats.holidays++;
-                        r->stats.trip_km_sum +=
-                                geo_distance_m(u->home_lat, u->home_lon, c->lat, c->lon) / 1000;
+                        r->stats.trip_km_sum += km;
                         if (free_from >= end)
                                 return 0;
                 }
