@@ -141,36 +141,63 @@ TEST(a_user_who_never_leaves_home_reports_from_home) {
         free(c.v);
 }
 
-/* Gravity: from h, b draws ten times the trips s does (equally far, ten
- * times the people). Counted as the reports of h's users from near b or s. */
-TEST(trips_go_to_bigger_cities_in_proportion_to_their_population) {
+/* The reports, from within 100 km of (0, a_lon) and of (0, b_lon), of the
+ * users whose month starts in the first city of `cities`, at (0, 0): where
+ * its people go on their many business trips. Returns sim_run's result. */
+static int trips_from_the_first_city(const struct sim_city *cities, double a_lon, double b_lon,
+                                      double *near_a, double *near_b) {
         struct sim_params p = small(1000, 30);
         struct collected c = { 0 };
-        bool *from_h = calloc(p.users, 1), *known = calloc(p.users, 1);
-        double near_b = 0, near_s = 0;
+        bool *from_first = calloc(p.users, 1), *known = calloc(p.users, 1);
 
         p.stayer_share = 0;
         p.night_off_share = 0;
         p.business_trips_per_day = 1.0 / 5;
         p.report_interval_s = 4 * 3600;
-        CHECK(sim_run(&p, world, 3, collect, &c, NULL) == 0);
+        int ran;
+
+        *near_a = *near_b = 0;
+        ran = sim_run(&p, cities, 3, collect, &c, NULL);
         for (size_t i = 0; i < c.n; i++) {
                 const struct report *r = &c.v[i].report;
                 int u = atoi(r->user_id + 2);
                 if (!known[u]) { /* a month starts at home */
                         known[u] = true;
-                        from_h[u] = geo_distance_m(0, 0, r->lat, r->lon) < 100000;
+                        from_first[u] = geo_distance_m(0, 0, r->lat, r->lon) < 100000;
                 }
-                if (!from_h[u] || c.v[i].kind != SIM_REPORT)
+                if (!from_first[u] || c.v[i].kind != SIM_REPORT)
                         continue;
-                near_b += geo_distance_m(0, 10, r->lat, r->lon) < 100000;
-                near_s += geo_distance_m(0, -10, r->lat, r->lon) < 100000;
+                *near_a += geo_distance_m(0, a_lon, r->lat, r->lon) < 100000;
+                *near_b += geo_distance_m(0, b_lon, r->lat, r->lon) < 100000;
         }
-        CHECK(near_s > 100);
-        CHECK(near_b / near_s > 6 && near_b / near_s < 16);
-        free(from_h);
+        free(from_first);
         free(known);
         free(c.v);
+        return ran;
+}
+
+/* Gravity, population: from h, b draws ten times the trips s does (equally
+ * far, ten times the people). */
+TEST(trips_go_to_bigger_cities_in_proportion_to_their_population) {
+        double near_b, near_s;
+        CHECK(trips_from_the_first_city(world, 10, -10, &near_b, &near_s) == 0);
+        CHECK(near_s > 100);
+        CHECK(near_b / near_s > 6 && near_b / near_s < 16);
+}
+
+/* Gravity, distance: from h, n (5° east) draws four times the trips f
+ * (10° west) does: as many people, half as far, and the pull falls with
+ * the square of the distance. */
+TEST(trips_go_to_nearer_cities_by_the_square_of_their_distance) {
+        static const struct sim_city two_alike[] = {
+                { "h", 0, 0, 10000000 },
+                { "n", 0, 5, 1000000 },
+                { "f", 0, -10, 1000000 },
+        };
+        double near_n, near_f;
+        CHECK(trips_from_the_first_city(two_alike, 5, -10, &near_n, &near_f) == 0);
+        CHECK(near_f > 100);
+        CHECK(near_n / near_f > 2.5 && near_n / near_f < 6.5);
 }
 
 TEST(restores_on_working_days_come_in_the_local_morning) {
@@ -226,5 +253,6 @@ TAP_MAIN(TAP_TEST(the_same_seed_is_the_same_fleet_and_another_seed_another),
          TAP_TEST(the_share_of_users_who_never_leave_home_is_as_asked),
          TAP_TEST(a_user_who_never_leaves_home_reports_from_home),
          TAP_TEST(trips_go_to_bigger_cities_in_proportion_to_their_population),
+         TAP_TEST(trips_go_to_nearer_cities_by_the_square_of_their_distance),
          TAP_TEST(restores_on_working_days_come_in_the_local_morning),
          TAP_TEST(bad_settings_and_worlds_are_refused))
