@@ -145,7 +145,7 @@ TEST(a_user_who_never_leaves_home_reports_from_home) {
  * users whose month starts in the first city of `cities`, at (0, 0): where
  * its people go on their many business trips. Returns sim_run's result. */
 static int trips_from_the_first_city(const struct sim_city *cities, double a_lon, double b_lon,
-                                      double *near_a, double *near_b) {
+                                     double *near_a, double *near_b) {
         struct sim_params p = small(1000, 30);
         struct collected c = { 0 };
         bool *from_first = calloc(p.users, 1), *known = calloc(p.users, 1);
