@@ -11,12 +11,12 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import DEVICE_TOKEN_KEYS, ROOT, free_port, report, wait_for
+from conftest import ROOT, free_port, report
+from served import config_text, http, wait_ready
 
 STATE = Path(os.environ["HOMING_STATE_DIR"])
 BUILD = STATE / "install-build"
@@ -85,17 +85,7 @@ def test_the_installed_homing_migrates_and_serves_from_its_configuration_file(
     port = free_port()
     conf = installed / "etc" / "homing" / "homing.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text("\n".join([
-        "# written by test_install.py",
-        f"pg-dsn = {database}",
-        f"kafka-brokers = {os.environ['HOMING_KAFKA_BROKERS']}",
-        f"listen = 127.0.0.1:{port}",
-        f"topic-locations = {topics['locations']}",
-        f"topic-transfers = {topics['transfers']}",
-        f"topic-audit = {topics['audit']}",
-        "topic-partitions = 3",
-        f"device-token-keys = {DEVICE_TOKEN_KEYS}",
-    ]) + "\n")
+    conf.write_text(config_text(database, topics, port, "written by test_install.py"))
     env = clean_env()
     command, kw = run_installed(installed, ["migrate"], env)
     migrated = subprocess.run(command, capture_output=True, text=True, timeout=120, **kw)
@@ -108,21 +98,10 @@ def test_the_installed_homing_migrates_and_serves_from_its_configuration_file(
     url = f"http://127.0.0.1:{port}"
 
     def get(path, headers=None, data=None):
-        req = urllib.request.Request(url + path, headers=headers or {}, data=data)
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
+        return http(url + path, headers, data)
 
     try:
-        def ready():
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            try:
-                return get("/readyz")[0] == 200
-            except OSError:
-                return False
-        wait_for(ready, timeout=60, what="the installed homing to be ready")
+        wait_ready(proc, tmp_path / "serve.log", url, "the installed homing to be ready")
         assert get("/")[0] == 200
         assert get("/dashboard/d3-geo.min.js")[0] == 200
         assert json.loads(get("/v1/openapi.json")[1])["openapi"].startswith("3.1")

@@ -12,13 +12,12 @@ import os
 import pwd
 import shutil
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import DEVICE_TOKEN_KEYS, ROOT, free_port, report, wait_for
+from conftest import ROOT, free_port, report
+from served import config_text, http, wait_ready
 
 STATE = Path(os.environ["HOMING_STATE_DIR"])
 APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=300"]
@@ -94,16 +93,7 @@ def test_installed_it_migrates_and_serves_as_its_user_and_purges_cleanly(deb, da
         assert Path("/etc/systemd/system/homing.target.wants/homing-serve.service").is_symlink()
 
         port = free_port()
-        Path("/etc/homing/homing.conf").write_text("\n".join([
-            f"pg-dsn = {database}",
-            f"kafka-brokers = {os.environ['HOMING_KAFKA_BROKERS']}",
-            f"listen = 127.0.0.1:{port}",
-            f"topic-locations = {topics['locations']}",
-            f"topic-transfers = {topics['transfers']}",
-            f"topic-audit = {topics['audit']}",
-            "topic-partitions = 3",
-            f"device-token-keys = {DEVICE_TOKEN_KEYS}",
-        ]) + "\n")
+        Path("/etc/homing/homing.conf").write_text(config_text(database, topics, port))
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOMING_")}
         migrated = subprocess.run(run_as_homing(["migrate"]), env=env, cwd="/",
                                   capture_output=True, text=True, timeout=120)
@@ -114,22 +104,12 @@ def test_installed_it_migrates_and_serves_as_its_user_and_purges_cleanly(deb, da
         proc = subprocess.Popen(run_as_homing(["serve"]), env=env, cwd="/", stdout=log,
                                 stderr=subprocess.STDOUT)
         try:
-            def get(path, headers=None, data=None):
-                req = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
-                                             headers=headers or {}, data=data)
-                try:
-                    with urllib.request.urlopen(req, timeout=10) as r:
-                        return r.status, r.read()
-                except urllib.error.HTTPError as e:
-                    return e.code, e.read()
+            url = f"http://127.0.0.1:{port}"
 
-            def ready():
-                assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-                try:
-                    return get("/readyz")[0] == 200
-                except OSError:
-                    return False
-            wait_for(ready, timeout=60, what="the packaged homing to be ready")
+            def get(path, headers=None, data=None):
+                return http(url + path, headers, data)
+
+            wait_ready(proc, tmp_path / "serve.log", url, "the packaged homing to be ready")
             assert get("/dashboard/countries-110m.json")[0] == 200
             token = subprocess.run(run_as_homing(["token", "device", "--device", "d-1", "--user",
                                                   "u-1", "--ttl", "1h"]),

@@ -10,13 +10,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import HOMING_BIN, free_port, wait_for
+from conftest import HOMING_BIN, free_port
+from served import http, wait_ready
 
 ROOT_USER = os.geteuid() == 0
 
@@ -93,8 +92,8 @@ def test_verify_full_with_the_ca_file_works_end_to_end(tls_pg, topics, tmp_path)
     d, port = tls_pg
     dsn = (f"host=localhost port={port} dbname=homing user=homing sslmode=verify-full "
            f"sslrootcert={d}/ca.pem")
-    http = free_port()
-    env = env_for(dsn, topics, http)
+    port_http = free_port()
+    env = env_for(dsn, topics, port_http)
     migrated = subprocess.run([HOMING_BIN, "migrate"], env=env, capture_output=True, text=True,
                               timeout=120)
     assert migrated.returncode == 0, migrated.stderr[-3000:]
@@ -105,23 +104,14 @@ def test_verify_full_with_the_ca_file_works_end_to_end(tls_pg, topics, tmp_path)
     proc = subprocess.Popen([HOMING_BIN, "serve"], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
 
+    url = f"http://127.0.0.1:{port_http}"
+    viewer = {"Authorization": f"Bearer {token}"}
+
     def get(path):
-        req = urllib.request.Request(f"http://127.0.0.1:{http}{path}",
-                                     headers={"Authorization": f"Bearer {token}"})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
+        return http(url + path, viewer)
 
     try:
-        def ready():
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            try:
-                return get("/readyz")[0] == 200
-            except OSError:
-                return False
-        wait_for(ready, timeout=60, what="homing ready over TLS to PostgreSQL")
+        wait_ready(proc, tmp_path / "serve.log", url, "homing ready over TLS to PostgreSQL", viewer)
         status, body = get("/v1/me")
         assert status == 200 and json.loads(body)["name"] == "tls"
         # homing's connections, as the server sees them: every one is TLS.
