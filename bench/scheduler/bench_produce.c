@@ -1,17 +1,17 @@
 /*
- * bench-produce — puts N location reports on a topic as fast as Kafka takes
- * them, for the scheduler benchmark: random users among U, random places,
- * rising timestamps in the past, keyed by user as the API keys them.
+ * bench-produce — puts a simulated fleet's location reports on a topic as
+ * fast as Kafka takes them, for the scheduler benchmark. FILE is what
+ * `homing simulate` writes: each report line is already the topic's
+ * record and goes as it is, keyed by its user as the API keys it; restore
+ * lines are skipped.
  *
- * usage: bench-produce BROKERS TOPIC REPORTS USERS
+ * usage: bench-produce BROKERS TOPIC FILE
  */
 #include <errno.h>
-#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bus/bus.h"
@@ -25,43 +25,47 @@ static void on_delivery(void *opaque, int err) {
 
 int main(int argc, char **argv) {
         struct bus_producer *p;
-        char errbuf[512];
-        long n, users;
-        int64_t now;
-        unsigned seed = 42;
+        char errbuf[512], *line = NULL;
+        size_t cap = 0;
+        ssize_t len;
+        unsigned long lineno = 0;
+        FILE *in;
 
-        if (argc != 5) {
-                fprintf(stderr, "usage: bench-produce BROKERS TOPIC REPORTS USERS\n");
+        if (argc != 4) {
+                fprintf(stderr, "usage: bench-produce BROKERS TOPIC FILE\n");
                 return 2;
         }
-        n = atol(argv[3]);
-        users = atol(argv[4]);
+        if (!(in = fopen(argv[3], "r"))) {
+                fprintf(stderr, "bench-produce: %s: %s\n", argv[3], strerror(errno));
+                return 1;
+        }
         if (bus_producer_new(&(struct bus_cluster){ argv[1], NULL, NULL }, 60000, on_delivery, &p,
                              errbuf, sizeof(errbuf)) < 0) {
                 fprintf(stderr, "bench-produce: %s\n", errbuf);
                 return 1;
         }
-        now = (int64_t)time(NULL) * 1000;
-        for (long i = 0; i < n; i++) {
-                struct report r = { 0 };
-                char *text;
+        while ((len = getline(&line, &cap, in)) > 0) {
+                struct report r;
                 int e;
-                long u = rand_r(&seed) % users;
-                snprintf(r.device_id, sizeof(r.device_id), "d-%07ld", u);
-                snprintf(r.user_id, sizeof(r.user_id), "u-%07ld", u);
-                r.lat = asin(2.0 * rand_r(&seed) / RAND_MAX - 1) * 180 / M_PI;
-                r.lon = 360.0 * rand_r(&seed) / RAND_MAX - 180;
-                r.accuracy_m = 20;
-                r.ts_ms = now - 86400000LL + i; /* rising, a day ago */
-                r.received_ms = now;
-                text = report_encode(&r);
-                while ((e = bus_produce(p, argv[2], r.user_id, strlen(r.user_id), text,
-                                        strlen(text), NULL)) == -ENOBUFS)
+
+                lineno++;
+                while (len > 0 && line[len - 1] == '\n')
+                        line[--len] = '\0';
+                if (!strncmp(line, "{\"restore\"", 10))
+                        continue;
+                if (report_decode(line, (size_t)len, &r) < 0) {
+                        fprintf(stderr, "bench-produce: %s:%lu: not a report record\n", argv[3],
+                                lineno);
+                        return 1;
+                }
+                while ((e = bus_produce(p, argv[2], r.user_id, strlen(r.user_id), line,
+                                        (size_t)len, NULL)) == -ENOBUFS)
                         usleep(1000);
-                free(text);
                 if (e < 0)
                         return 1;
         }
+        free(line);
+        fclose(in);
         if (bus_producer_flush(p, 60000) < 0)
                 fprintf(stderr, "some reports were still undelivered after 60 s\n");
         p = bus_producer_free(p);
