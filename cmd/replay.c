@@ -184,7 +184,11 @@ static int policies_build(const struct options *o, const struct engine_policy *h
         free(copy);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < (o->x.n ? o->x.n : 0); i++)
+        if (set->n == 0 && o->x.n == 0) {
+                fprintf(stderr, PROG ": --policies names none\n");
+                return -1;
+        }
+        for (size_t i = 0; i < o->x.n; i++)
                 for (size_t j = 0; j < (o->y.n ? o->y.n : 1); j++) {
                         struct replay_policy *p = &set->v[set->n];
                         if (set->n == MAX_POLICIES) {
@@ -574,7 +578,7 @@ static void goal(const char *what, double value, double bound) {
 
 static int report(struct run *run) {
         struct policy_set *set = run->set;
-        struct replay_figures f[MAX_POLICIES];
+        struct replay_figures f[MAX_POLICIES] = { 0 };
         double x[MAX_POLICIES], y[MAX_POLICIES];
         bool front[MAX_POLICIES] = { 0 }, at_restores = run->restores > 0;
         size_t n_engine = 0, idx[MAX_POLICIES];
