@@ -310,6 +310,7 @@ static int decide(struct replay *r, size_t i, struct user *u, const struct repor
         struct policy_state *ps = &r->policies[i];
         uint32_t pending = pl->s.pending, from = pl->s.current;
         struct engine_decision d;
+        double takes_ms;
         int err;
 
         err = engine_decide(&ps->policy.engine, r->ctx, &pl->s, rep->lat, rep->lon, rep->ts_ms, &d);
@@ -328,8 +329,9 @@ static int decide(struct replay *r, size_t i, struct user *u, const struct repor
         pl->queued_ms = rep->ts_ms;
         pl->queued_bytes = d.bytes;
         pl->queued_from = from;
-        pl->arrives_ms =
-                rep->ts_ms + (int64_t)ceil((double)d.bytes / r->params.bandwidth_bps * 1000.0);
+        takes_ms = ceil((double)d.bytes / r->params.bandwidth_bps * 1000.0);
+        /* beyond a million years (a bandwidth near 0): never, rather than an overflow */
+        pl->arrives_ms = takes_ms < 3.2e16 ? rep->ts_ms + (int64_t)takes_ms : INT64_MAX;
         emit(r, &(struct replay_event){ REPLAY_QUEUED, i, u->id, rep->ts_ms, from, d.target,
                                         d.bytes, pl->arrives_ms, &d });
         return 0;

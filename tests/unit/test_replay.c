@@ -226,6 +226,22 @@ TEST(a_superseded_transfer_counts_what_it_sent) {
         run_fini(&run);
 }
 
+/* A bandwidth near 0: the transfer never arrives (and its time does not overflow). */
+TEST(a_transfer_at_almost_no_bandwidth_never_arrives) {
+        struct run run;
+        struct replay_figures f;
+
+        run_init_at(&run, 1e-6);
+        CHECK(report_at(&run, X, T0) == 0);
+        CHECK(report_at(&run, Y, T0 + HOUR_MS) == 0);
+        CHECK(run.n_events == 1 && run.events[0].arrives_ms == INT64_MAX);
+        CHECK(replay_restore(run.r, "u-1", 0, 2, T0 + 1000 * 24 * HOUR_MS) == 0);
+        f = figures(&run, NAIVE);
+        CHECK(f.transfers == 1 && f.arrived == 0);
+        CHECK_NEAR(f.restores.mean_m, geo_distance_m(0, 0, 0, 2), 1e-6);
+        run_fini(&run);
+}
+
 TEST(pareto_front_keeps_the_undominated) {
         double x[] = { 1, 2, 3, 2, 1 }, y[] = { 5, 3, 1, 4, 5 };
         bool front[5];
@@ -240,4 +256,5 @@ TAP_MAIN(TAP_TEST(bad_params_are_refused),
          TAP_TEST(a_two_hour_dwell_does_not_move_for_a_one_hour_trip),
          TAP_TEST(a_transfer_takes_size_over_bandwidth),
          TAP_TEST(a_superseded_transfer_counts_what_it_sent),
+         TAP_TEST(a_transfer_at_almost_no_bandwidth_never_arrives),
          TAP_TEST(pareto_front_keeps_the_undominated))
