@@ -118,3 +118,50 @@ def test_bad_ranges_are_refused(homing):
         proc = subprocess.run([HOMING_BIN, "replay", "--history", "kafka", *args],
                               env=homing.env, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, proc.stderr
+
+
+def test_a_simulated_fleet_replayed_moves_as_the_live_scheduler_moved(homing, db, topics, posted,
+                                                                      tmp_path):
+    """30 users over 10 days in the five test cities, posted through ingest
+    with their device tokens; the live scheduler decides as they arrive.
+    Replayed from the topic with transfers that never arrive (no agent runs
+    here either), every move the replay's homing policy queues is one the
+    live scheduler made, from the same report, and no other."""
+    cities = tmp_path / "cities.csv"
+    cities.write_text("name,lat,lon,population\nParis,48.86,2.35,2100000\n"
+                      "Frankfurt,50.11,8.68,760000\nTokyo,35.68,139.69,13900000\n"
+                      "Ashburn,39.04,-77.49,1000000\nSydney,-33.87,151.21,5300000\n")
+    start = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 12 * 86400))
+    fleet = tmp_path / "fleet.jsonl"
+    subprocess.run([HOMING_BIN, "simulate", "--cities", str(cities), "--users", "30", "--days",
+                    "10", "--seed", "3", "--start", start, "--out", str(fleet)],
+                   env=homing.env, check=True, capture_output=True, timeout=120)
+    reports = [json.loads(line) for line in fleet.read_text().splitlines()
+               if not line.startswith('{"restore"')]
+    # Each user's snapshot starts where the replay starts it: nearest their first report.
+    first = {}
+    for r in reports:
+        first.setdefault(r["user_id"], (r["lat"], r["lon"]))
+    for user, (lat, lon) in first.items():
+        [home] = db.execute("SELECT id FROM datacenters ORDER BY"
+                            " (lat - %s) ^ 2 + ((lon - %s) * cos(radians(%s))) ^ 2 LIMIT 1",
+                            (lat, lon, lat)).fetchone()
+        seed_snapshot(db, user, home)
+    proc = subprocess.run([HOMING_BIN, "simulate", "--cities", str(cities), "--users", "30",
+                           "--days", "10", "--seed", "3", "--start", start, "--post", homing.url,
+                           "--rate", "1000"], env=homing.env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and f"{len(reports)} accepted" in proc.stderr, proc.stderr
+    users = sorted(first)
+    live_moves = lambda: db.execute(  # noqa: E731
+        "SELECT user_id, from_dc, to_dc, report_ts FROM decisions WHERE outcome = 'move'"
+        " AND user_id = ANY(%s) ORDER BY user_id, report_ts", (users,)).fetchall()
+    wait_for(lambda: settled(db, topics) and topic_message_count(topics["locations"]) >=
+             len(reports), timeout=120, what="the live scheduler done with the fleet")
+    live = [(u, f, t, rfc3339(ts.timestamp())) for u, f, t, ts in live_moves()]
+    assert len(live) >= 10, live  # trips between the cities happened
+
+    _, events, _, _ = replay(homing, tmp_path, "--bandwidth", "0.000001", "--policies", "homing")
+    replayed = sorted((e["user_id"], e["from"], e["to"], e["ts"][:19] + "Z") for e in events
+                      if e["event"] == "queued" and e["user_id"] in first)
+    assert replayed == sorted((u, f, t, ts[:19] + "Z") for u, f, t, ts in live)
