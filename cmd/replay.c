@@ -559,6 +559,39 @@ static json_t *distances_json(const struct replay_distances *d) {
                          km(d->p99_m));
 }
 
+/* Each datacenter that held a snapshot under policy i: the most it held at once. */
+static json_t *peaks_json(const struct run *run, size_t i) {
+        json_t *peaks = json_object();
+        size_t slots = geo_index_slots(run->cv->use->index);
+        for (size_t site = 0; peaks && site < slots; site++) {
+                size_t n = replay_site_peak(run->replay, i, site);
+                if (n && json_object_set_new(peaks, site_id(run->cv, (uint32_t)site),
+                                             json_integer((json_int_t)n)) < 0) {
+                        json_decref(peaks);
+                        return NULL;
+                }
+        }
+        return peaks;
+}
+
+/* Transfers policy i queued on each UTC day, by date. */
+static json_t *days_json(const struct run *run, size_t i) {
+        json_t *days = json_object();
+        const uint32_t *counts;
+        int64_t first;
+        size_t n = replay_daily_transfers(run->replay, i, &first, &counts);
+        for (size_t d = 0; days && d < n; d++) {
+                char date[REPORT_TIME_LEN];
+                report_format_time((first + (int64_t)d) * 86400000LL, date);
+                date[10] = '\0';
+                if (json_object_set_new(days, date, json_integer(counts[d])) < 0) {
+                        json_decref(days);
+                        return NULL;
+                }
+        }
+        return days;
+}
+
 static void print_row(const char *name, const char *mark, const struct replay_distances *d,
                       const struct replay_figures *f, const char *peak) {
         printf("| %s%s | %zu | %.1f | %.1f | %.1f | %.1f | %zu | %zu | %.1f %% | %.0f | %.3f | "
@@ -680,6 +713,10 @@ static int report(struct run *run) {
                                           "dwell_reports", p->min_reports, "cooldown_s",
                                           (json_int_t)(p->cooldown_ms / 1000), "max_moves_per_day",
                                           p->max_moves_per_day, "km_per_gib", p->km_per_gib));
+                if (row && json_object_set_new(row, "peaks", peaks_json(run, i)) < 0)
+                        r = -1;
+                if (row && json_object_set_new(row, "transfers_per_day", days_json(run, i)) < 0)
+                        r = -1;
                 if (!row || json_array_append_new(list, row) < 0)
                         r = -1;
         }

@@ -148,6 +148,9 @@ struct policy_state {
         size_t transfers, arrived, cancelled, flaps;
         uint64_t bytes;
         uint32_t *at_site, *peak; /* snapshots held at each site, now and at most */
+        uint32_t *daily;          /* transfers queued on each day from first_day */
+        int64_t first_day;        /* days since 1970 */
+        size_t n_days;
 };
 
 struct replay {
@@ -213,6 +216,7 @@ struct replay *replay_free(struct replay *r) {
         for (size_t i = 0; i < r->n_policies; i++) {
                 free(r->policies[i].at_site);
                 free(r->policies[i].peak);
+                free(r->policies[i].daily);
         }
         free(r->policies);
         table_fini(&r->users);
@@ -246,6 +250,37 @@ static void hold(struct policy_state *ps, uint32_t site, int delta) {
                 ps->peak[site] = ps->at_site[site];
 }
 
+/* Counts a transfer queued at ts_ms on its UTC day (days before the first seen are
+ * put in front). Returns 0 or -ENOMEM. */
+static int count_day(struct policy_state *ps, int64_t ts_ms) {
+        int64_t day = ts_ms >= 0 ? ts_ms / DAY_MS : -((-ts_ms + DAY_MS - 1) / DAY_MS);
+        size_t before = 0, need;
+
+        if (ps->n_days == 0)
+                ps->first_day = day;
+        if (day < ps->first_day)
+                before = (size_t)(ps->first_day - day);
+        need = day < ps->first_day                              ? ps->n_days + before
+               : (size_t)(day - ps->first_day) + 1 > ps->n_days ? (size_t)(day - ps->first_day) + 1
+                                                                : ps->n_days;
+        if (need > ps->n_days) {
+                uint32_t *grown = realloc(ps->daily, need * sizeof(*grown));
+                if (!grown)
+                        return -ENOMEM;
+                if (before) {
+                        memmove(grown + before, grown, ps->n_days * sizeof(*grown));
+                        memset(grown, 0, before * sizeof(*grown));
+                        ps->first_day = day;
+                } else {
+                        memset(grown + ps->n_days, 0, (need - ps->n_days) * sizeof(*grown));
+                }
+                ps->daily = grown;
+                ps->n_days = need;
+        }
+        ps->daily[day - ps->first_day]++;
+        return 0;
+}
+
 static void emit(struct replay *r, const struct replay_event *e) {
         if (r->on_event)
                 r->on_event(r->event_ctx, e);
@@ -275,21 +310,25 @@ static void advance(struct replay *r, size_t i, struct user *u, int64_t ts_ms) {
         pl->s.pending = ENGINE_NO_SITE;
 }
 
-/* The oracle's snapshot is wherever is nearest, at once. */
-static uint32_t oracle_at(struct replay *r, size_t i, struct user *u, double lat, double lon) {
+/* The oracle's snapshot is wherever is nearest, at once: *site. Returns 0 or -ENOMEM. */
+static int oracle_at(struct replay *r, size_t i, struct user *u, double lat, double lon,
+                     int64_t ts_ms, uint32_t *site) {
         struct placement *pl = &u->p[i];
         struct policy_state *ps = &r->policies[i];
-        uint32_t site = nearest_eligible(r, lat, lon);
+        uint32_t nearest = nearest_eligible(r, lat, lon);
 
-        if (site != ENGINE_NO_SITE && site != pl->s.current) {
+        if (nearest != ENGINE_NO_SITE && nearest != pl->s.current) {
+                if (count_day(ps, ts_ms) < 0)
+                        return -ENOMEM;
                 hold(ps, pl->s.current, -1);
-                hold(ps, site, +1);
+                hold(ps, nearest, +1);
                 ps->transfers++;
                 ps->arrived++;
                 ps->bytes += r->params.snapshot_bytes;
-                pl->s.current = site;
+                pl->s.current = nearest;
         }
-        return pl->s.current;
+        *site = pl->s.current;
+        return 0;
 }
 
 static void cancel(struct replay *r, size_t i, struct user *u, uint32_t target, int64_t ts_ms,
@@ -320,6 +359,8 @@ static int decide(struct replay *r, size_t i, struct user *u, const struct repor
                 cancel(r, i, u, pending, rep->ts_ms, &d);
         if (d.outcome != ENGINE_MOVE)
                 return 0;
+        if (count_day(ps, rep->ts_ms) < 0)
+                return -ENOMEM;
         ps->transfers++;
         ps->bytes += d.bytes;
         if (pl->last_move_ms && rep->ts_ms - pl->last_move_ms < DAY_MS && d.target == pl->last_from)
@@ -395,8 +436,10 @@ int replay_report(struct replay *r, const struct report *rep) {
                 if (engine_check_report(&ps->policy.engine, &dev[i], rep->lat, rep->lon,
                                         rep->accuracy_m, rep->ts_ms, rep->received_ms) != ENGINE_OK)
                         continue;
-                site = ps->policy.kind == REPLAY_ORACLE ? oracle_at(r, i, u, rep->lat, rep->lon)
-                                                        : pl->s.current;
+                site = pl->s.current;
+                if (ps->policy.kind == REPLAY_ORACLE &&
+                    (err = oracle_at(r, i, u, rep->lat, rep->lon, rep->ts_ms, &site)) < 0)
+                        return err;
                 if (site != ENGINE_NO_SITE)
                         hist_add(&ps->reports, distance_to(r, site, rep->lat, rep->lon));
                 if (ps->policy.kind == REPLAY_ENGINE && (err = decide(r, i, u, rep)) < 0)
@@ -413,10 +456,13 @@ int replay_restore(struct replay *r, const char *user_id, double lat, double lon
         for (size_t i = 0; i < r->n_policies; i++) {
                 struct policy_state *ps = &r->policies[i];
                 uint32_t site;
+                int err;
 
                 advance(r, i, u, ts_ms);
-                site = ps->policy.kind == REPLAY_ORACLE ? oracle_at(r, i, u, lat, lon)
-                                                        : u->p[i].s.current;
+                site = u->p[i].s.current;
+                if (ps->policy.kind == REPLAY_ORACLE &&
+                    (err = oracle_at(r, i, u, lat, lon, ts_ms, &site)) < 0)
+                        return err;
                 if (site != ENGINE_NO_SITE)
                         hist_add(&ps->restores, distance_to(r, site, lat, lon));
         }
@@ -447,6 +493,22 @@ int replay_figures(const struct replay *r, size_t policy, struct replay_figures 
                         out->peak_site = s;
                 }
         return 0;
+}
+
+size_t replay_site_peak(const struct replay *r, size_t policy, size_t site) {
+        return policy < r->n_policies && site < r->n_sites ? r->policies[policy].peak[site] : 0;
+}
+
+size_t replay_daily_transfers(const struct replay *r, size_t policy, int64_t *first_day,
+                              const uint32_t **counts) {
+        const struct policy_state *ps;
+
+        if (policy >= r->n_policies)
+                return 0;
+        ps = &r->policies[policy];
+        *first_day = ps->first_day;
+        *counts = ps->daily;
+        return ps->n_days;
 }
 
 size_t replay_users(const struct replay *r) {

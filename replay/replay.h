@@ -105,6 +105,17 @@ struct replay_figures {
 /* The figures of policy i so far. Returns 0, or -EINVAL for no such policy. */
 MUST_CHECK int replay_figures(const struct replay *r, size_t policy, struct replay_figures *out);
 
+/* Snapshots `site` held at most at once under the policy (0: no such site or policy). */
+size_t replay_site_peak(const struct replay *r, size_t policy, size_t site);
+
+/*
+ * Transfers the policy queued on each UTC day: returns the number of days,
+ * with the first (days since 1970) in *first_day and the counts in *counts
+ * (borrowed, valid until the next event). 0 when it queued none.
+ */
+size_t replay_daily_transfers(const struct replay *r, size_t policy, int64_t *first_day,
+                              const uint32_t **counts);
+
 size_t replay_users(const struct replay *r);
 
 /*

@@ -171,6 +171,15 @@ TEST(a_two_hour_dwell_does_not_move_for_a_one_hour_trip) {
         CHECK_NEAR(dwell.restores.mean_m, geo_distance_m(0, 0, 0, 2) / 2, 1e-6);
         naive = figures(&run, NAIVE);
         CHECK(naive.transfers == 2 && naive.arrived == 2);
+        {
+                const uint32_t *days;
+                int64_t first;
+                CHECK(replay_daily_transfers(run.r, NAIVE, &first, &days) == 1);
+                CHECK(first == T0 / (24 * HOUR_MS) && days[0] == 2);
+                CHECK(replay_daily_transfers(run.r, DWELL2H, &first, &days) == 0);
+        }
+        CHECK(replay_site_peak(run.r, NAIVE, X) == 1 && replay_site_peak(run.r, NAIVE, Y) == 1);
+        CHECK(replay_site_peak(run.r, DWELL2H, Y) == 0 && replay_site_peak(run.r, 99, X) == 0);
         CHECK(naive.flaps == 1); /* back to x within the day */
         CHECK(naive.bytes == 20 * GIB);
         CHECK(naive.restores.mean_m == 0);
@@ -242,6 +251,34 @@ TEST(a_transfer_at_almost_no_bandwidth_never_arrives) {
         run_fini(&run);
 }
 
+/* Days are counted from the earliest, whatever order the moves come in. */
+TEST(transfers_are_counted_by_day_in_any_order) {
+        struct run run;
+        struct report rep = { .lat = 0, .lon = 2, .accuracy_m = 10 };
+        const uint32_t *days;
+        int64_t first;
+
+        run_init(&run);
+        strcpy(rep.device_id, "d-a");
+        strcpy(rep.user_id, "u-a");
+        rep.ts_ms = rep.received_ms = T0 + 2 * 24 * HOUR_MS; /* first seen at y, day 2 */
+        CHECK(replay_report(run.r, &rep) == 0);
+        rep.lon = 0;
+        rep.ts_ms = rep.received_ms = T0 + 3 * 24 * HOUR_MS; /* x on day 3: a move */
+        CHECK(replay_report(run.r, &rep) == 0);
+        strcpy(rep.device_id, "d-b"); /* another user, from an earlier day */
+        strcpy(rep.user_id, "u-b");
+        rep.ts_ms = rep.received_ms = T0;
+        CHECK(replay_report(run.r, &rep) == 0);
+        rep.lon = 4;
+        rep.ts_ms = rep.received_ms = T0 + 12 * HOUR_MS;
+        CHECK(replay_report(run.r, &rep) == 0);
+        CHECK(replay_daily_transfers(run.r, NAIVE, &first, &days) == 4);
+        CHECK(first == T0 / (24 * HOUR_MS));
+        CHECK(days[0] == 1 && days[1] == 0 && days[2] == 0 && days[3] == 1);
+        run_fini(&run);
+}
+
 TEST(pareto_front_keeps_the_undominated) {
         double x[] = { 1, 2, 3, 2, 1 }, y[] = { 5, 3, 1, 4, 5 };
         bool front[5];
@@ -257,4 +294,5 @@ TAP_MAIN(TAP_TEST(bad_params_are_refused),
          TAP_TEST(a_transfer_takes_size_over_bandwidth),
          TAP_TEST(a_superseded_transfer_counts_what_it_sent),
          TAP_TEST(a_transfer_at_almost_no_bandwidth_never_arrives),
+         TAP_TEST(transfers_are_counted_by_day_in_any_order),
          TAP_TEST(pareto_front_keeps_the_undominated))
