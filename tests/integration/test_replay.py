@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from conftest import HOMING_BIN, Homing, report, seed_catalog, seed_snapshot, topic_message_count, wait_for
+from conftest import (HOMING_BIN, Homing, report, seed_catalog, seed_snapshot,
+                      topic_message_count, wait_for)
 
 HOUR = 3600
 
@@ -35,7 +36,8 @@ def posted(homing, db):
     30-minute dwell. The live scheduler moves the snapshot on that one."""
     seed_snapshot(db, "u-trip", "t-paris")
     now = int(time.time())
-    reports = [report(user="u-trip", device="d-trip", lat=48.86, lon=2.35, ts=rfc3339(now - 20 * HOUR))]
+    reports = [report(user="u-trip", device="d-trip", lat=48.86, lon=2.35,
+                      ts=rfc3339(now - 20 * HOUR))]
     reports += [report(user="u-trip", device="d-trip", lat=35.68, lon=139.69,
                        ts=rfc3339(now - 6 * HOUR + i * 600)) for i in range(4)]
     for r in reports:  # one at a time, in order, as a phone sends them
@@ -50,7 +52,8 @@ def posted(homing, db):
 def state(db, topics):
     counts = db.execute(
         "SELECT (SELECT count(*) FROM decisions), (SELECT count(*) FROM transfers),"
-        " (SELECT count(*) FROM outbox), (SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets),"
+        " (SELECT count(*) FROM outbox),"
+        " (SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets),"
         " (SELECT count(*) FROM snapshot_policy_state), (SELECT count(*) FROM device_locations)"
     ).fetchone()
     return counts, topic_message_count(topics["transfers"]), topic_message_count(topics["audit"])

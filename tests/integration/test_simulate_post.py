@@ -1,8 +1,6 @@
-""
-        "homing simulate --post: a simulated fleet's reports sent to ingest as
-        phones send
-        them(one report a request, each with its own device token),
-        open loop at a target rate; every report reaches the locations topic."""
+"""homing simulate --post: a simulated fleet's reports sent to ingest as
+phones send them (one report a request, each with its own device token),
+open loop at a target rate; every report reaches the locations topic."""
 import json
 import subprocess
 
@@ -37,11 +35,12 @@ def test_every_report_reaches_the_topic_with_its_device_token(homing, topics, tm
     lines = tmp_path / "fleet.jsonl"
     proc = simulate(homing, tmp_path, "--post", homing.url, "--rate", "200", "--out", str(lines))
     assert proc.returncode == 0, proc.stderr
-    reports = [json.loads(l) for l in lines.read_text().splitlines() if '"restore"' not in l]
+    reports = [json.loads(line) for line in lines.read_text().splitlines()
+               if '"restore"' not in line]
     n = len(reports)
     assert n > 20
     assert f"posted {n} reports" in proc.stderr and f"{n} accepted" in proc.stderr, proc.stderr
-#The rate is held : 200 a second, not faster, and nothing fell behind.
+    # The rate is held: 200 a second, not faster, and nothing fell behind.
     rate = float(proc.stderr.split(" s (")[1].split(" a second")[0])
     assert 150 <= rate <= 205, proc.stderr
     assert "0 sent over a second behind" in proc.stderr
@@ -53,7 +52,8 @@ def test_every_report_reaches_the_topic_with_its_device_token(homing, topics, tm
 
 def test_a_wrong_key_is_refused_and_says_so(homing, topics, tmp_path, cities):
     before = topic_message_count(topics["locations"])
-    env = dict(homing.env, HOMING_DEVICE_TOKEN_KEYS="other:b3RoZXItdGVzdHMtZGV2aWNlLXRva2VuLWtleS0zMmJ5dGVz")
+    other_key = "other:b3RoZXItdGVzdHMtZGV2aWNlLXRva2VuLWtleS0zMmJ5dGVz"
+    env = dict(homing.env, HOMING_DEVICE_TOKEN_KEYS=other_key)
     proc = simulate(homing, tmp_path, "--post", homing.url, "--rate", "500", env=env)
     assert proc.returncode == 1, proc.stderr
     assert " 0 accepted" in proc.stderr and "refused" in proc.stderr
