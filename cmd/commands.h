@@ -15,6 +15,7 @@ int cmd_routes(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_compose(int argc, char **argv);
 int cmd_config(int argc, char **argv);

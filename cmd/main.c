@@ -33,6 +33,8 @@ static const struct command commands[] = {
         { "token", cmd_token,
           "make device-token keys, device tokens, operator tokens and agent tokens" },
         { "simulate", cmd_simulate, "a simulated fleet's reports and restores, as JSON lines" },
+        { "replay", cmd_replay,
+          "placement policies over a recorded history, side by side: restore distances, bytes" },
         { "config", cmd_config, "print the effective settings and where each came from" },
         { "routes", cmd_routes, "list the HTTP routes and who may call them" },
         { "nearest", cmd_nearest,
@@ -72,7 +74,7 @@ static int cmd_manual(int argc, char **argv) {
                ".B homing config\n"
                "prints what is in effect and where each value came from.\n"
                "Some commands take flags of their own\n"
-               "(\\fBhoming token\\fR, \\fBhoming snapshot\\fR: see their \\fB\\-\\-help\\fR).\n");
+               "(\\fBhoming token\\fR, \\fBhoming snapshot\\fR, \\fBhoming simulate\\fR, \\fBhoming replay\\fR: see their \\fB\\-\\-help\\fR).\n");
         config_print_man(stdout);
         printf(".SH FILES\n"
                "The configuration file, the migrations and the dashboard: the defaults of\n"

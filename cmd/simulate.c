@@ -19,6 +19,7 @@
 #include "cmd/args.h"
 #include "cmd/catalog.h"
 #include "cmd/commands.h"
+#include "cmd/post.h"
 #include "report/report.h"
 #include "sim/sim.h"
 
@@ -30,6 +31,7 @@ static void usage(FILE *f) {
         fprintf(f,
                 "usage: homing simulate [--cities FILE] [--users N] [--days N] [--seed N]\n"
                 "                       [--start YYYY-MM-DD] [--out FILE] [settings]\n"
+                "                       [--post URL [--rate N] [--in-flight N]]\n"
                 "\n"
                 "Simulates a fleet of users (homes in real cities by population, commutes,\n"
                 "trips by air to cities a gravity model picks, phones that report with\n"
@@ -48,7 +50,15 @@ static void usage(FILE *f) {
                 "  --start YYYY-MM-DD    the first day, UTC (default 2026-01-05)\n"
                 "  --stayers SHARE       users who never leave home (default %.2f)\n"
                 "  --report-interval-s S mean time between a phone's reports (default %.0f)\n"
-                "  --out FILE            where the lines go (default standard output)\n"
+                "  --out FILE            where the lines go (default standard output; with\n"
+                "                        --post, none unless given)\n"
+                "  --post URL            send each report to homing's ingest at URL, as a phone\n"
+                "                        does (POST /v1/locations, one report, its device's\n"
+                "                        token minted with HOMING_DEVICE_TOKEN_KEYS or\n"
+                "                        --device-token-keys), open loop: report k leaves\n"
+                "                        k / rate seconds after the first, whatever the answers\n"
+                "  --rate N              reports a second to --post (default 100)\n"
+                "  --in-flight N         requests at once at most (default 16)\n"
                 "  --help                this text\n"
                 "\n"
                 "Exit status: 0 done, 1 bad data or a write failed, 2 bad command line.\n",
@@ -147,10 +157,25 @@ static int cities_read(const char *path, struct cities *out) {
         return r == 0 && !bad && out->n >= 2 ? 0 : -1;
 }
 
+struct sink {
+        FILE *f;           /* NULL: no lines */
+        struct post *post; /* NULL: no posting */
+};
+
 static int write_line(void *ctx, const struct sim_event *ev) {
-        FILE *f = ctx;
-        char *line = sim_event_json(ev);
-        int ok = line && fputs(line, f) >= 0 && putc('\n', f) != EOF;
+        struct sink *sink = ctx;
+        char *line;
+        int ok;
+
+        if (sink->post && ev->kind == SIM_REPORT) {
+                int r = post_report(sink->post, &ev->report);
+                if (r < 0)
+                        return r;
+        }
+        if (!sink->f)
+                return 0;
+        line = sim_event_json(ev);
+        ok = line && fputs(line, sink->f) >= 0 && putc('\n', sink->f) != EOF;
         free(line);
         return ok ? 0 : -EIO;
 }
@@ -178,13 +203,22 @@ int cmd_simulate(int argc, char **argv) {
                 { "stayers", required_argument, NULL, 'S' },
                 { "report-interval-s", required_argument, NULL, 'i' },
                 { "out", required_argument, NULL, 'o' },
+                { "post", required_argument, NULL, 'p' },
+                { "rate", required_argument, NULL, 'r' },
+                { "in-flight", required_argument, NULL, 'f' },
+                { "device-token-keys", required_argument, NULL, 'k' },
                 { "help", no_argument, NULL, 'h' },
                 { 0 },
         };
         struct sim_params p;
         struct sim_stats st;
         struct cities cities = { 0 };
-        const char *path = HOMING_SIM_CITIES, *out = NULL;
+        const char *path = HOMING_SIM_CITIES, *out = NULL, *post_url = NULL;
+        const char *keys = getenv("HOMING_DEVICE_TOKEN_KEYS");
+        struct sink sink = { 0 };
+        struct post_stats ps;
+        double rate = 100;
+        long in_flight = 16;
         unsigned long long n;
         FILE *f = stdout;
         int opt, r, status = 1;
@@ -239,6 +273,28 @@ int cmd_simulate(int argc, char **argv) {
                 case 'o':
                         out = optarg;
                         break;
+                case 'p':
+                        post_url = optarg;
+                        break;
+                case 'r': {
+                        char *end;
+                        rate = strtod(optarg, &end);
+                        if (!*optarg || *end || !isfinite(rate) || rate <= 0 || rate > 1e6) {
+                                fprintf(stderr,
+                                        PROG ": --rate wants reports a second, above 0, not '%s'\n",
+                                        optarg);
+                                return 2;
+                        }
+                        break;
+                }
+                case 'f':
+                        if (whole("--in-flight", optarg, 1, 1024, &n) < 0)
+                                return 2;
+                        in_flight = (long)n;
+                        break;
+                case 'k':
+                        keys = optarg;
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -252,18 +308,39 @@ int cmd_simulate(int argc, char **argv) {
                 fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
                 return 2;
         }
+        if (post_url && post_new(post_url, rate, in_flight, keys, &sink.post) < 0) {
+                status = 2;
+                goto done;
+        }
+        if (post_url && !out)
+                f = NULL;
         if (cities_read(path, &cities) < 0)
                 goto done;
         if (out && !(f = fopen(out, "w"))) {
                 fprintf(stderr, PROG ": %s: %s\n", out, strerror(errno));
                 goto done;
         }
-        r = sim_run(&p, cities.v, cities.n, write_line, f, &st);
-        if (fflush(f) != 0 && r == 0)
+        sink.f = f;
+        r = sim_run(&p, cities.v, cities.n, write_line, &sink, &st);
+        if (f && fflush(f) != 0 && r == 0)
                 r = -EIO;
+        if (sink.post) {
+                post_finish(sink.post, &ps);
+                fprintf(stderr,
+                        PROG ": posted %zu reports to %s in %.1f s (%.1f a second): %zu accepted, "
+                             "%zu throttled (429), %zu unavailable (503), %zu refused, %zu "
+                             "failed; %zu sent over a second behind their time\n",
+                        ps.sent, post_url, ps.seconds,
+                        ps.seconds > 0 ? (double)ps.sent / ps.seconds : 0.0, ps.accepted,
+                        ps.throttled, ps.unavailable, ps.refused, ps.failed, ps.behind);
+                if ((ps.refused || ps.failed) && r == 0)
+                        r = -EPROTO;
+        }
         if (r < 0) {
                 fprintf(stderr, PROG ": %s\n",
-                        r == -EIO ? "cannot write the output" : strerror(-r));
+                        r == -EIO      ? "cannot write the output"
+                        : r == -EPROTO ? "ingest refused reports or could not be reached"
+                                       : strerror(-r));
                 goto done;
         }
         fprintf(stderr,
@@ -275,6 +352,7 @@ int cmd_simulate(int argc, char **argv) {
                 st.late, st.restores);
         status = 0;
 done:
+        sink.post = post_free(sink.post);
         if (f && f != stdout && fclose(f) != 0 && status == 0) {
                 fprintf(stderr, PROG ": %s: %s\n", out, strerror(errno));
                 status = 1;

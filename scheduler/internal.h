@@ -16,6 +16,7 @@
 
 #include "report/report.h"
 #include "scheduler/engine.h"
+#include "scheduler/scheduler.h"
 #include "scheduler/state.h"
 
 struct bus_consumer;
@@ -178,9 +179,7 @@ void scheduler_update_lag(struct scheduler *s);
 /* A committed batch: its tallies become what /metrics says. */
 void scheduler_count_batch(struct scheduler *s, size_t processed);
 
-/* ---- load.c, also for the what-if ---- */
-
-void scheduler_policy_from_config(struct engine_policy *p, const struct config *cfg);
+/* ---- load.c, also for the what-if (scheduler_policy_from_config: scheduler.h) ---- */
 
 /*
  * Selects the snapshots of the users in $1 (a text array) with their

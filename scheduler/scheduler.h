@@ -11,7 +11,12 @@
 #include <stdint.h>
 
 struct config;
+struct engine_policy;
 struct metrics;
+
+/* The policy the settings give (flags, variables, the file): the one the
+ * scheduler decides with, for the what-if and `homing replay` too. */
+void scheduler_policy_from_config(struct engine_policy *p, const struct config *cfg);
 
 /*
  * Consumes until *stop turns true, counting into `metrics` (borrowed; it

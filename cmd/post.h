@@ -1,0 +1,38 @@
+/*
+ * post — location reports sent to homing's ingest as phones send them: one
+ * report a request, each with its device's own token, open loop at a
+ * target rate (a report is sent when its time comes, whatever the answers
+ * to the earlier ones), several requests in flight. Internal to cmd/
+ * (`homing simulate --post`).
+ */
+#pragma once
+
+#include <stddef.h>
+
+#include "report/report.h"
+
+struct post;
+
+/* Counts of what the requests got. */
+struct post_stats {
+        size_t sent, accepted, throttled, unavailable, refused, failed;
+        size_t behind; /* reports sent later than their time by more than a second */
+        double seconds;
+};
+
+/*
+ * A poster to `base_url` (…/v1/locations is added) at `rate` reports a
+ * second with at most `in_flight` requests at once, minting device tokens
+ * with the keyring `keys` ("kid:base64key,..."). Returns 0, or -EINVAL
+ * after saying why on stderr, or -ENOMEM.
+ */
+int post_new(const char *base_url, double rate, long in_flight, const char *keys,
+             struct post **out);
+
+/* Waits for the report's time, then sends it. Returns 0 or a negative errno. */
+int post_report(struct post *p, const struct report *r);
+
+/* Waits for the requests in flight and fills *stats. NULL stats is fine. */
+void post_finish(struct post *p, struct post_stats *stats);
+
+struct post *post_free(struct post *p);

@@ -1,0 +1,867 @@
+/*
+ * homing replay — what placement policies would have done over a recorded
+ * history, and how close they kept each snapshot to its user: the
+ * scheduler's own engine with the settings given (the flags, variables and
+ * file the scheduler reads), the naive policy, the oracle and a fixed home,
+ * side by side (replay/ runs them). The history is a file of JSON lines
+ * (`homing simulate`'s, or any topic records) or a range of the real
+ * locations topic, read by a consumer that commits nothing; the catalog a
+ * CSV file or PostgreSQL's, read in a read-only session. Nothing is written
+ * anywhere but the outputs asked for.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/config.h"
+#include "bus/bus.h"
+#include "cmd/args.h"
+#include "cmd/catalog.h"
+#include "cmd/commands.h"
+#include "replay/replay.h"
+#include "report/report.h"
+#include "scheduler/scheduler.h"
+#include "scheduler/world.h"
+#include "store/store.h"
+
+#define PROG "homing replay"
+#define GIB 1073741824.0
+#define MAX_POLICIES 64
+
+static const char usage[] =
+        "usage: homing replay --history FILE|kafka [--catalog FILE] [options] [settings]\n"
+        "\n"
+        "Runs placement policies over a recorded history and prints, for each, the\n"
+        "distance from the user to the datacenter holding the active copy at every\n"
+        "restore (mean, p50, p95, p99), the transfers and the bytes they send. Each\n"
+        "user has one snapshot, first at the datacenter nearest their first report.\n"
+        "Nothing is written to PostgreSQL and nothing is published.\n"
+        "\n"
+        "  --history FILE        JSON lines: topic records and {\"restore\": ...} lines\n"
+        "                        (homing simulate's output; - for standard input)\n"
+        "  --history kafka       the topic --topic-locations at --kafka-brokers, read by\n"
+        "                        a consumer of its own that commits nothing\n"
+        "  --offsets FROM:TO     kafka: each partition from offset FROM to before TO\n"
+        "                        (default 0: to the end as it is when the replay starts)\n"
+        "  --since, --until TIME only records received from / before this RFC 3339 time\n"
+        "  --catalog FILE        datacenters as CSV (id, lat, lon: homing nearest's\n"
+        "                        format), all active with room; default PostgreSQL's\n"
+        "                        (--pg-dsn, a read-only session)\n"
+        "  --policies LIST       of oracle, home, naive, homing (default all four);\n"
+        "                        homing is the scheduler's policy as the settings give it\n"
+        "                        (--move-margin-m, --dwell-s, --cooldown-s, --km-per-gib...)\n"
+        "  --sweep-x NAME=V,V.., --sweep-y NAME=V,V..\n"
+        "                        homing's policy over a grid of two of its settings\n"
+        "                        (move-margin-m, move-margin-ratio, dwell-s, dwell-reports,\n"
+        "                        cooldown-s, max-moves-per-day, km-per-gib); the Pareto\n"
+        "                        front of mean restore distance against bytes is marked\n"
+        "  --snapshot-gib N      every snapshot's size (default 10)\n"
+        "  --bandwidth B         bytes per second a transfer moves (default 12500000)\n"
+        "  --json FILE           the figures as JSON\n"
+        "  --events FILE         every transfer queued, arrived or cancelled, JSON lines\n"
+        "\n"
+        "Exit status: 0 done, 1 bad data or a source failed, 2 bad command line.\n";
+
+struct sweep {
+        char name[64];
+        double values[32];
+        size_t n;
+};
+
+struct options {
+        const char *history, *offsets, *since, *until, *catalog, *policies, *sweep_x, *sweep_y;
+        const char *snapshot_gib, *bandwidth, *json, *events;
+        int64_t from_offset, to_offset, since_ms, until_ms;
+        struct sweep x, y;
+};
+
+/* ---- policies -------------------------------------------------------------- */
+
+static int set_setting(struct engine_policy *p, const char *name, double v) {
+        if (!strcmp(name, "move-margin-m") && v >= 0)
+                p->margin_m = v;
+        else if (!strcmp(name, "move-margin-ratio") && v >= 0 && v < 1)
+                p->margin_ratio = v;
+        else if (!strcmp(name, "dwell-s") && v >= 0)
+                p->dwell_ms = (int64_t)(v * 1000);
+        else if (!strcmp(name, "dwell-reports") && v >= 1 && v <= INT32_MAX && v == floor(v))
+                p->min_reports = (int32_t)v;
+        else if (!strcmp(name, "cooldown-s") && v >= 0)
+                p->cooldown_ms = (int64_t)(v * 1000);
+        else if (!strcmp(name, "max-moves-per-day") && v >= 1 && v <= INT32_MAX && v == floor(v))
+                p->max_moves_per_day = (int32_t)v;
+        else if (!strcmp(name, "km-per-gib") && v >= 0)
+                p->km_per_gib = v;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+/* NAME=V,V,...; 0, or -1 after saying what is wrong. */
+static int sweep_parse(const char *flag, const char *text, struct sweep *out) {
+        const char *eq = strchr(text, '=');
+        char *copy, *save = NULL;
+        struct engine_policy probe;
+        int ok = 1;
+
+        engine_policy_defaults(&probe);
+        if (!eq || eq == text || (size_t)(eq - text) >= sizeof(out->name)) {
+                fprintf(stderr, PROG ": %s wants NAME=V,V,..., not '%s'\n", flag, text);
+                return -1;
+        }
+        snprintf(out->name, sizeof(out->name), "%.*s", (int)(eq - text), text);
+        copy = strdup(eq + 1);
+        if (!copy)
+                return -1;
+        for (char *v = strtok_r(copy, ",", &save); v && ok; v = strtok_r(NULL, ",", &save)) {
+                char *end;
+                double d = strtod(v, &end);
+                if (*end || !isfinite(d) || out->n == 32 || set_setting(&probe, out->name, d) < 0)
+                        ok = 0;
+                else
+                        out->values[out->n++] = d;
+        }
+        free(copy);
+        if (!ok || out->n == 0) {
+                fprintf(stderr,
+                        PROG ": %s: '%s' is not a setting a sweep takes with these values (1 to "
+                             "32 of them)\n",
+                        flag, text);
+                return -1;
+        }
+        return 0;
+}
+
+struct policy_set {
+        struct replay_policy v[MAX_POLICIES];
+        char names[MAX_POLICIES][192];
+        bool swept[MAX_POLICIES];
+        size_t n;
+        long homing, naive, oracle, home; /* their index, or -1 */
+};
+
+static int policies_build(const struct options *o, const struct engine_policy *homing,
+                          struct policy_set *set) {
+        const char *list = o->policies ? o->policies : "oracle,home,naive,homing";
+        char *copy = strdup(list), *save = NULL;
+        int r = 0;
+
+        set->homing = set->naive = set->oracle = set->home = -1;
+        if (!copy)
+                return -1;
+        for (char *w = strtok_r(copy, ",", &save); w && r == 0; w = strtok_r(NULL, ",", &save)) {
+                struct replay_policy *p = &set->v[set->n];
+                long *slot = !strcmp(w, "oracle")   ? &set->oracle
+                             : !strcmp(w, "home")   ? &set->home
+                             : !strcmp(w, "naive")  ? &set->naive
+                             : !strcmp(w, "homing") ? &set->homing
+                                                    : NULL;
+                if (!slot || *slot >= 0) {
+                        fprintf(stderr,
+                                PROG ": --policies: '%s' is not one of oracle, home, naive, "
+                                     "homing (each once)\n",
+                                w);
+                        r = -1;
+                        break;
+                }
+                *slot = (long)set->n;
+                snprintf(set->names[set->n], sizeof(set->names[0]), "%s", w);
+                p->name = set->names[set->n];
+                p->engine = *homing;
+                p->kind = slot == &set->oracle ? REPLAY_ORACLE
+                          : slot == &set->home ? REPLAY_HOME
+                                               : REPLAY_ENGINE;
+                if (slot == &set->naive)
+                        replay_naive(&p->engine);
+                set->n++;
+        }
+        free(copy);
+        if (r < 0)
+                return r;
+        if (set->n == 0 && o->x.n == 0) {
+                fprintf(stderr, PROG ": --policies names none\n");
+                return -1;
+        }
+        for (size_t i = 0; i < o->x.n; i++)
+                for (size_t j = 0; j < (o->y.n ? o->y.n : 1); j++) {
+                        struct replay_policy *p = &set->v[set->n];
+                        if (set->n == MAX_POLICIES) {
+                                fprintf(stderr, PROG ": a sweep of at most %d points\n",
+                                        MAX_POLICIES - 4);
+                                return -1;
+                        }
+                        p->engine = *homing;
+                        p->kind = REPLAY_ENGINE;
+                        (void)set_setting(&p->engine, o->x.name, o->x.values[i]);
+                        if (o->y.n) {
+                                (void)set_setting(&p->engine, o->y.name, o->y.values[j]);
+                                snprintf(set->names[set->n], sizeof(set->names[0]), "%s=%g %s=%g",
+                                         o->x.name, o->x.values[i], o->y.name, o->y.values[j]);
+                        } else {
+                                snprintf(set->names[set->n], sizeof(set->names[0]), "%s=%g",
+                                         o->x.name, o->x.values[i]);
+                        }
+                        p->name = set->names[set->n];
+                        set->swept[set->n++] = true;
+                }
+        return 0;
+}
+
+/* ---- the catalog ------------------------------------------------------------ */
+
+struct catalog_view {
+        struct catalog csv;
+        geo_index *index;
+        struct engine_zone_set anywhere;
+        struct engine_context ctx;
+        struct world *world; /* PostgreSQL's */
+        const struct engine_context *use;
+};
+
+static int catalog_open(const struct config *cfg, const char *path, struct catalog_view *cv) {
+        struct store *db = NULL;
+        size_t len;
+        char *buf;
+        int r;
+
+        if (path) {
+                if (!(buf = cmd_read_file(path, &len))) {
+                        fprintf(stderr, PROG ": %s: %s\n", path, strerror(errno));
+                        return -1;
+                }
+                if (catalog_parse(&cv->csv, path, buf, len, stderr) < 0)
+                        return -1;
+                /* The CSV says nothing of status or room: every site takes a snapshot. */
+                for (size_t i = 0; i < cv->csv.n; i++) {
+                        cv->csv.sites[i].status = GEO_SITE_ACTIVE;
+                        cv->csv.sites[i].free_bytes = UINT64_MAX;
+                }
+                r = geo_index_new(&cv->index, cv->csv.sites, cv->csv.n, NULL, 0);
+                if (r < 0) {
+                        fprintf(stderr, PROG ": %s: %s\n", path, strerror(-r));
+                        return -1;
+                }
+                cv->ctx = (struct engine_context){ cv->index, NULL, 0, &cv->anywhere, 1 };
+                cv->use = &cv->ctx;
+                return 0;
+        }
+        r = store_connect(cfg->pg_dsn, &db);
+        /* A read-only session: a replay can never write PostgreSQL's truth. */
+        if (r == 0)
+                r = store_run(db, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY");
+        if (r == 0)
+                r = world_new(&cv->world);
+        if (r == 0)
+                r = world_load(cv->world, db);
+        if (r == 0 && geo_index_count(world_context(cv->world)->index) == 0)
+                r = -ENOENT;
+        if (r < 0)
+                fprintf(stderr, PROG ": cannot read the catalog from PostgreSQL (%s)%s\n",
+                        r == -ENOENT ? "it has no datacenter" : strerror(-r),
+                        db && r != -ENOENT ? "; --catalog FILE reads a CSV instead" : "");
+        store_free(db);
+        if (r < 0)
+                return -1;
+        cv->use = world_context(cv->world);
+        return 0;
+}
+
+static void catalog_close(struct catalog_view *cv) {
+        geo_index_unref(cv->index);
+        catalog_fini(&cv->csv);
+        world_free(cv->world);
+}
+
+static const char *site_id(const struct catalog_view *cv, uint32_t site) {
+        const char *id = site == ENGINE_NO_SITE ? NULL : geo_index_site_id(cv->use->index, site);
+        return id ? id : "";
+}
+
+/* ---- events ------------------------------------------------------------------ */
+
+struct run {
+        const struct options *o;
+        struct catalog_view *cv;
+        struct policy_set *set;
+        struct replay *replay;
+        FILE *events;
+        bool events_failed;
+        size_t records, reports, restores, skipped, outside;
+};
+
+static void on_event(void *ctx, const struct replay_event *e) {
+        static const char *const kinds[] = { "queued", "arrived", "cancelled" };
+        struct run *run = ctx;
+        char ts[REPORT_TIME_LEN], at[REPORT_TIME_LEN];
+        json_t *doc;
+        char *text;
+
+        if (!run->events || run->events_failed)
+                return;
+        report_format_time(e->ts_ms, ts);
+        doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "policy",
+                        run->set->v[e->policy].name, "event", kinds[e->kind], "user_id", e->user_id,
+                        "ts", ts, "from", site_id(run->cv, e->from), "to", site_id(run->cv, e->to),
+                        "bytes", (json_int_t)e->bytes);
+        if (doc && e->kind == REPLAY_QUEUED) {
+                report_format_time(e->arrives_ms, at);
+                json_object_set_new(doc, "arrives_at", json_string(at));
+        }
+        if (doc && e->decision) {
+                json_object_set_new(doc, "reason",
+                                    json_string(engine_reason_name(e->decision->reason)));
+                if (e->kind == REPLAY_QUEUED) {
+                        json_object_set_new(doc, "current_m", json_real(e->decision->current_m));
+                        json_object_set_new(doc, "target_m", json_real(e->decision->target_m));
+                        json_object_set_new(doc, "dwell_s",
+                                            json_real((double)e->decision->dwell_ms / 1000.0));
+                }
+        }
+        text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+        if (!text || fprintf(run->events, "%s\n", text) < 0)
+                run->events_failed = true;
+        free(text);
+        json_decref(doc);
+}
+
+/* ---- the sources ------------------------------------------------------------- */
+
+static bool in_range(const struct options *o, int64_t ms) {
+        return (!o->since_ms || ms >= o->since_ms) && (!o->until_ms || ms < o->until_ms);
+}
+
+/* A restore line; 0, or -EINVAL when it is not one. */
+static int restore_parse(const char *line, size_t len, char user[REPORT_ID_MAX + 1], double *lat,
+                         double *lon, int64_t *ts_ms) {
+        json_t *doc = json_loadb(line, len, 0, NULL);
+        const char *id = NULL, *ts = NULL;
+        int r = -EINVAL;
+
+        if (doc &&
+            json_unpack(doc, "{s:{s:s, s:s, s:F, s:F}}", "restore", "user_id", &id, "ts", &ts,
+                        "lat", lat, "lon", lon) == 0 &&
+            *id && strlen(id) <= REPORT_ID_MAX && report_parse_time(ts, ts_ms) == 0 &&
+            geo_point_valid(*lat, *lon)) {
+                strcpy(user, id);
+                r = 0;
+        }
+        json_decref(doc);
+        return r;
+}
+
+/* One line of a history file; 0, or -1 after saying what is wrong. */
+static int history_line(struct run *run, const char *name, size_t lineno, const char *line,
+                        size_t len) {
+        struct report rep;
+        int r;
+
+        run->records++;
+        if (len > 11 && !strncmp(line, "{\"restore\"", 10)) {
+                char user[REPORT_ID_MAX + 1];
+                double lat, lon;
+                int64_t ts;
+                if (restore_parse(line, len, user, &lat, &lon, &ts) < 0) {
+                        fprintf(stderr,
+                                PROG ": %s:%zu: a restore wants user_id, ts (RFC 3339), lat "
+                                     "and lon\n",
+                                name, lineno);
+                        return -1;
+                }
+                if (!in_range(run->o, ts)) {
+                        run->outside++;
+                        return 0;
+                }
+                run->restores++;
+                r = replay_restore(run->replay, user, lat, lon, ts);
+        } else {
+                if (report_decode(line, len, &rep) < 0) {
+                        fprintf(stderr,
+                                PROG ": %s:%zu: neither a location record (as the topic "
+                                     "holds them) nor a restore\n",
+                                name, lineno);
+                        return -1;
+                }
+                if (!in_range(run->o, rep.received_ms ? rep.received_ms : rep.ts_ms)) {
+                        run->outside++;
+                        return 0;
+                }
+                run->reports++;
+                r = replay_report(run->replay, &rep);
+        }
+        if (r < 0) {
+                fprintf(stderr, PROG ": %s\n", strerror(-r));
+                return -1;
+        }
+        return 0;
+}
+
+static int history_file(struct run *run, const char *path) {
+        FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
+        char *line = NULL;
+        size_t cap = 0, lineno = 0;
+        ssize_t len;
+        int r = 0;
+
+        if (!f) {
+                fprintf(stderr, PROG ": %s: %s\n", path, strerror(errno));
+                return -1;
+        }
+        while (r == 0 && (len = getline(&line, &cap, f)) >= 0) {
+                lineno++;
+                while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+                        line[--len] = '\0';
+                if (len > 0)
+                        r = history_line(run, path, lineno, line, (size_t)len);
+        }
+        if (r == 0 && ferror(f)) {
+                fprintf(stderr, PROG ": %s: cannot read\n", path);
+                r = -1;
+        }
+        free(line);
+        if (f != stdin)
+                fclose(f);
+        return r;
+}
+
+/* ---- the topic ----------------------------------------------------------------- */
+
+#define MAX_PARTS 1024
+#define IDLE_MS 10000 /* no message for this long once assigned: the range is read */
+
+struct topic_read {
+        const struct options *o;
+        size_t n_parts;
+        int32_t part[MAX_PARTS];
+        int64_t next[MAX_PARTS]; /* the next offset to read */
+        int64_t high[MAX_PARTS]; /* the high watermark when first known; -1 before */
+};
+
+static int on_assign(void *ctx, struct bus_partition *parts, size_t n) {
+        struct topic_read *t = ctx;
+        for (size_t i = 0; i < n && t->n_parts < MAX_PARTS; i++) {
+                parts[i].offset = t->o->from_offset > 0 ? t->o->from_offset : BUS_OFFSET_BEGINNING;
+                t->part[t->n_parts] = parts[i].partition;
+                t->next[t->n_parts] = t->o->from_offset;
+                t->high[t->n_parts] = -1;
+                t->n_parts++;
+        }
+        return 0;
+}
+
+static void on_revoke(void *ctx, const struct bus_partition *parts, size_t n) {
+        (void)ctx;
+        (void)parts;
+        (void)n;
+}
+
+/* Where partition k's range ends: --offsets' TO or the high watermark as first seen,
+ * whichever comes first; -1 while neither is known. */
+static int64_t range_end(const struct topic_read *t, size_t k) {
+        int64_t to = t->o->to_offset > 0 ? t->o->to_offset : -1, high = t->high[k];
+        return to < 0 ? high : high < 0 ? to : to < high ? to : high;
+}
+
+/* Every partition read to the end of its range. */
+static bool topic_done(struct topic_read *t, struct bus_consumer *c) {
+        bool done = t->n_parts > 0;
+        for (size_t k = 0; k < t->n_parts; k++) {
+                int64_t high;
+                if (t->high[k] < 0 && bus_consumer_high_watermark(c, t->part[k], &high) == 0)
+                        t->high[k] = high;
+                done = done && range_end(t, k) >= 0 && t->next[k] >= range_end(t, k);
+        }
+        return done;
+}
+
+static int history_topic(struct run *run, const struct config *cfg) {
+        static const struct bus_consumer_ops ops = { on_assign, on_revoke };
+        struct topic_read t = { .o = run->o };
+        struct bus_consumer *c = NULL;
+        struct bus_message *m = NULL;
+        char group[96], errbuf[512];
+        long idle_ms = 0;
+        int r;
+
+        /* A group of its own, whose offsets are never committed: the schedulers' are untouched. */
+        snprintf(group, sizeof(group), "homing-replay-%ld-%ld", (long)getpid(), (long)time(NULL));
+        r = bus_consumer_new(&(struct bus_cluster){ cfg->kafka_brokers, cfg->kafka_property,
+                                                    cfg->kafka_properties_file },
+                             group, cfg->topic_locations, &ops, &t, &c, errbuf, sizeof(errbuf));
+        if (r < 0) {
+                fprintf(stderr, PROG ": cannot read %s: %s\n", cfg->topic_locations, errbuf);
+                return -1;
+        }
+        while (!topic_done(&t, c) && idle_ms < IDLE_MS) {
+                size_t len, k;
+                const char *value;
+                int32_t part;
+                int64_t off;
+                struct report rep;
+
+                r = bus_consumer_poll(c, 200, &m);
+                if (r < 0) {
+                        fprintf(stderr, PROG ": %s: the consumer failed\n", cfg->topic_locations);
+                        break;
+                }
+                if (r == 0) {
+                        idle_ms += t.n_parts ? 200 : 0;
+                        continue;
+                }
+                idle_ms = 0;
+                part = bus_message_partition(m);
+                off = bus_message_offset(m);
+                for (k = 0; k < t.n_parts && t.part[k] != part; k++)
+                        ;
+                if (k == t.n_parts || (range_end(&t, k) >= 0 && off >= range_end(&t, k))) {
+                        if (k < t.n_parts)
+                                t.next[k] = off + 1;
+                        m = bus_message_free(m);
+                        continue; /* past the range */
+                }
+                t.next[k] = off + 1;
+                run->records++;
+                value = bus_message_value(m, &len);
+                if (!value || report_decode(value, len, &rep) < 0) {
+                        run->skipped++; /* the scheduler would quarantine it */
+                } else if (!in_range(run->o, rep.received_ms)) {
+                        run->outside++;
+                } else {
+                        run->reports++;
+                        r = replay_report(run->replay, &rep);
+                        if (r < 0) {
+                                fprintf(stderr, PROG ": %s\n", strerror(-r));
+                                m = bus_message_free(m);
+                                break;
+                        }
+                }
+                r = 0;
+                m = bus_message_free(m);
+        }
+        bus_consumer_free(c);
+        return r < 0 ? -1 : 0;
+}
+
+/* ---- the report ------------------------------------------------------------------ */
+
+static double km(double m) {
+        return m / 1000.0;
+}
+
+static json_t *distances_json(const struct replay_distances *d) {
+        return json_pack("{s:I, s:f, s:f, s:f, s:f}", "n", (json_int_t)d->n, "mean_km",
+                         km(d->mean_m), "p50_km", km(d->p50_m), "p95_km", km(d->p95_m), "p99_km",
+                         km(d->p99_m));
+}
+
+/* Each datacenter that held a snapshot under policy i: the most it held at once. */
+static json_t *peaks_json(const struct run *run, size_t i) {
+        json_t *peaks = json_object();
+        size_t slots = geo_index_slots(run->cv->use->index);
+        for (size_t site = 0; peaks && site < slots; site++) {
+                size_t n = replay_site_peak(run->replay, i, site);
+                if (n && json_object_set_new(peaks, site_id(run->cv, (uint32_t)site),
+                                             json_integer((json_int_t)n)) < 0) {
+                        json_decref(peaks);
+                        return NULL;
+                }
+        }
+        return peaks;
+}
+
+/* Transfers policy i queued on each UTC day, by date. */
+static json_t *days_json(const struct run *run, size_t i) {
+        json_t *days = json_object();
+        const uint32_t *counts;
+        int64_t first;
+        size_t n = replay_daily_transfers(run->replay, i, &first, &counts);
+        for (size_t d = 0; days && d < n; d++) {
+                char date[REPORT_TIME_LEN];
+                report_format_time((first + (int64_t)d) * 86400000LL, date);
+                date[10] = '\0';
+                if (json_object_set_new(days, date, json_integer(counts[d])) < 0) {
+                        json_decref(days);
+                        return NULL;
+                }
+        }
+        return days;
+}
+
+static void print_row(const char *name, const char *mark, const struct replay_distances *d,
+                      const struct replay_figures *f, const char *peak) {
+        printf("| %s%s | %zu | %.1f | %.1f | %.1f | %.1f | %zu | %zu | %.1f %% | %.0f | %.3f | "
+               "%.2f | %s (%zu) |\n",
+               name, mark, d->n, km(d->mean_m), km(d->p50_m), km(d->p95_m), km(d->p99_m),
+               f->transfers, f->cancelled,
+               f->transfers ? 100.0 * (double)f->flaps / (double)f->transfers : 0.0,
+               (double)f->bytes / GIB, f->user_days > 0 ? (double)f->transfers / f->user_days : 0,
+               f->user_days > 0 ? (double)f->bytes / GIB / f->user_days : 0, peak,
+               f->peak_snapshots);
+}
+
+static void goal(const char *what, double value, double bound) {
+        printf("  %-44s %6.3f  (goal <= %.1f: %s)\n", what, value, bound,
+               value <= bound ? "met" : "not met");
+}
+
+static int report(struct run *run) {
+        struct policy_set *set = run->set;
+        struct replay_figures f[MAX_POLICIES] = { 0 };
+        double x[MAX_POLICIES], y[MAX_POLICIES];
+        bool front[MAX_POLICIES] = { 0 }, at_restores = run->restores > 0;
+        size_t n_engine = 0, idx[MAX_POLICIES];
+        json_t *doc = NULL, *list = NULL;
+        int r = 0;
+
+        for (size_t i = 0; i < set->n; i++)
+                if (replay_figures(run->replay, i, &f[i]) < 0)
+                        return -1;
+        /* the front among the engine's policies: homing, the sweep, naive */
+        for (size_t i = 0; i < set->n; i++)
+                if (set->v[i].kind == REPLAY_ENGINE) {
+                        const struct replay_distances *d =
+                                at_restores ? &f[i].restores : &f[i].reports;
+                        x[n_engine] = d->mean_m;
+                        y[n_engine] = (double)f[i].bytes;
+                        idx[n_engine++] = i;
+                }
+        {
+                bool front_e[MAX_POLICIES];
+                replay_pareto(x, y, n_engine, front_e);
+                for (size_t k = 0; k < n_engine; k++)
+                        front[idx[k]] = front_e[k];
+        }
+
+        printf("%zu users, %.0f user-days, %zu reports, %zu restores; snapshots of %s GiB, "
+               "transfers at %s bytes/s\n\n",
+               replay_users(run->replay), f[0].user_days, run->reports, run->restores,
+               run->o->snapshot_gib ? run->o->snapshot_gib : "10",
+               run->o->bandwidth ? run->o->bandwidth : "12500000");
+        printf("| policy | %s | mean km | p50 km | p95 km | p99 km | transfers | cancelled | "
+               "flapping | GiB sent | transfers/user-day | GiB/user-day | peak datacenter "
+               "(snapshots) |\n",
+               at_restores ? "restores" : "reports");
+        printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        for (size_t i = 0; i < set->n; i++)
+                print_row(set->v[i].name, n_engine > 1 && front[i] ? " *" : "",
+                          at_restores ? &f[i].restores : &f[i].reports, &f[i],
+                          f[i].peak_site == SIZE_MAX ? "-"
+                                                     : site_id(run->cv, (uint32_t)f[i].peak_site));
+        if (!at_restores)
+                printf("\n(no restores in this history: distances are measured at every "
+                       "credible report)\n");
+        if (n_engine > 1)
+                printf("\n* on the Pareto front of mean distance against bytes sent, among the "
+                       "engine's policies\n");
+        if (set->homing >= 0) {
+                const struct replay_figures *h = &f[set->homing];
+                double hm = at_restores ? h->restores.mean_m : h->reports.mean_m;
+                printf("\nhoming against the others (the issue's goals):\n");
+                if (set->oracle >= 0) {
+                        const struct replay_figures *o = &f[set->oracle];
+                        double om = at_restores ? o->restores.mean_m : o->reports.mean_m;
+                        if (om > 0)
+                                goal("mean distance / the oracle's", hm / om, 1.5);
+                }
+                if (set->home >= 0) {
+                        const struct replay_figures *o = &f[set->home];
+                        double om = at_restores ? o->restores.mean_m : o->reports.mean_m;
+                        if (om > 0)
+                                goal("mean distance / fixed home's", hm / om, 0.5);
+                }
+                if (set->naive >= 0 && f[set->naive].transfers > 0)
+                        goal("transfers / the naive policy's",
+                             (double)h->transfers / (double)f[set->naive].transfers, 0.2);
+        }
+
+        if (!run->o->json)
+                return 0;
+        doc = json_pack(
+                "{s:I, s:f, s:I, s:I, s:s, s:I, s:f, s:o}", "users",
+                (json_int_t)replay_users(run->replay), "user_days", f[0].user_days, "reports",
+                (json_int_t)run->reports, "restores", (json_int_t)run->restores, "measured_at",
+                at_restores ? "restores" : "reports", "snapshot_bytes",
+                (json_int_t)(strtod(run->o->snapshot_gib ? run->o->snapshot_gib : "10", NULL) *
+                             GIB),
+                "bandwidth_bps", strtod(run->o->bandwidth ? run->o->bandwidth : "12500000", NULL),
+                "policies", list = json_array());
+        for (size_t i = 0; doc && i < set->n; i++) {
+                const struct engine_policy *p = &set->v[i].engine;
+                static const char *const kinds[] = { "engine", "oracle", "home" };
+                json_t *row = json_pack(
+                        "{s:s, s:s, s:b, s:b, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:s?, s:I}",
+                        "name", set->v[i].name, "kind", kinds[set->v[i].kind], "swept",
+                        set->swept[i], "pareto", front[i], "restores",
+                        distances_json(&f[i].restores), "reports", distances_json(&f[i].reports),
+                        "transfers", (json_int_t)f[i].transfers, "arrived",
+                        (json_int_t)f[i].arrived, "cancelled", (json_int_t)f[i].cancelled, "flaps",
+                        (json_int_t)f[i].flaps, "bytes", (json_int_t)f[i].bytes, "peak_datacenter",
+                        f[i].peak_site == SIZE_MAX ? NULL
+                                                   : site_id(run->cv, (uint32_t)f[i].peak_site),
+                        "peak_snapshots", (json_int_t)f[i].peak_snapshots);
+                if (row && set->v[i].kind == REPLAY_ENGINE)
+                        json_object_set_new(
+                                row, "settings",
+                                json_pack("{s:f, s:f, s:I, s:i, s:I, s:i, s:f}", "move_margin_m",
+                                          p->margin_m, "move_margin_ratio", p->margin_ratio,
+                                          "dwell_s", (json_int_t)(p->dwell_ms / 1000),
+                                          "dwell_reports", p->min_reports, "cooldown_s",
+                                          (json_int_t)(p->cooldown_ms / 1000), "max_moves_per_day",
+                                          p->max_moves_per_day, "km_per_gib", p->km_per_gib));
+                if (row && json_object_set_new(row, "peaks", peaks_json(run, i)) < 0)
+                        r = -1;
+                if (row && json_object_set_new(row, "transfers_per_day", days_json(run, i)) < 0)
+                        r = -1;
+                if (!row || json_array_append_new(list, row) < 0)
+                        r = -1;
+        }
+        if (!doc || r < 0 ||
+            json_dump_file(doc, run->o->json, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) < 0) {
+                fprintf(stderr, PROG ": %s: cannot write the figures\n", run->o->json);
+                r = -1;
+        }
+        json_decref(doc);
+        return r;
+}
+
+/* ---- the command ---------------------------------------------------------------- */
+
+static int parse_time(const char *flag, const char *text, int64_t *out) {
+        if (text && report_parse_time(text, out) < 0) {
+                fprintf(stderr, PROG ": %s wants an RFC 3339 time, not '%s'\n", flag, text);
+                return -1;
+        }
+        return 0;
+}
+
+static int parse_positive(const char *flag, const char *text, double dflt, double *out) {
+        char *end;
+        *out = dflt;
+        if (!text)
+                return 0;
+        *out = strtod(text, &end);
+        if (!*text || *end || !isfinite(*out) || *out <= 0) {
+                fprintf(stderr, PROG ": %s wants a number above 0, not '%s'\n", flag, text);
+                return -1;
+        }
+        return 0;
+}
+
+static int options_check(struct options *o, double *gib, double *bandwidth) {
+        if (!o->history) {
+                fprintf(stderr, PROG ": --history FILE or --history kafka is needed\n");
+                return -1;
+        }
+        if (o->offsets) {
+                long long from, to;
+                char tail;
+                if (strcmp(o->history, "kafka") != 0 ||
+                    sscanf(o->offsets, "%lld:%lld%c", &from, &to, &tail) != 2 || from < 0 ||
+                    to < 0 || (to > 0 && to <= from)) {
+                        fprintf(stderr,
+                                PROG ": --offsets FROM:TO (TO above FROM, or 0 for the end) is "
+                                     "for --history kafka\n");
+                        return -1;
+                }
+                o->from_offset = from;
+                o->to_offset = to;
+        }
+        if (parse_time("--since", o->since, &o->since_ms) < 0 ||
+            parse_time("--until", o->until, &o->until_ms) < 0 ||
+            parse_positive("--snapshot-gib", o->snapshot_gib, 10, gib) < 0 ||
+            parse_positive("--bandwidth", o->bandwidth, 12500000, bandwidth) < 0)
+                return -1;
+        if ((o->sweep_x && sweep_parse("--sweep-x", o->sweep_x, &o->x) < 0) ||
+            (o->sweep_y && sweep_parse("--sweep-y", o->sweep_y, &o->y) < 0))
+                return -1;
+        if (o->sweep_y && !o->sweep_x) {
+                fprintf(stderr, PROG ": --sweep-y goes with --sweep-x\n");
+                return -1;
+        }
+        return 0;
+}
+
+int cmd_replay(int argc, char **argv) {
+        struct options o = { 0 };
+        const struct cmd_flag flags[] = {
+                { "--history", &o.history },
+                { "--offsets", &o.offsets },
+                { "--since", &o.since },
+                { "--until", &o.until },
+                { "--catalog", &o.catalog },
+                { "--policies", &o.policies },
+                { "--sweep-x", &o.sweep_x },
+                { "--sweep-y", &o.sweep_y },
+                { "--snapshot-gib", &o.snapshot_gib },
+                { "--bandwidth", &o.bandwidth },
+                { "--json", &o.json },
+                { "--events", &o.events },
+                { NULL, NULL },
+        };
+        struct config cfg = { 0 };
+        struct engine_policy homing;
+        struct policy_set set = { 0 };
+        struct catalog_view cv = { 0 };
+        struct replay_params params;
+        struct run run = { .o = &o, .cv = &cv, .set = &set };
+        double gib, bandwidth;
+        int rest, r, status = 1;
+
+        if (cmd_take_flags("replay", argc, argv, flags, &rest) < 0)
+                return 2;
+        r = config_load(&cfg, rest, argv, usage);
+        if (r == 1)
+                return 0;
+        if (r < 0)
+                return 2;
+        if (options_check(&o, &gib, &bandwidth) < 0) {
+                config_fini(&cfg);
+                return 2;
+        }
+        scheduler_policy_from_config(&homing, &cfg);
+        if (policies_build(&o, &homing, &set) < 0) {
+                config_fini(&cfg);
+                return 2;
+        }
+        if (catalog_open(&cfg, o.catalog, &cv) < 0)
+                goto out;
+        if (o.events && !(run.events = fopen(o.events, "w"))) {
+                fprintf(stderr, PROG ": %s: %s\n", o.events, strerror(errno));
+                goto out;
+        }
+        params = (struct replay_params){ (uint64_t)(gib * GIB), bandwidth };
+        r = replay_new(cv.use, &params, set.v, set.n, on_event, &run, &run.replay);
+        if (r < 0) {
+                fprintf(stderr, PROG ": %s\n", strerror(-r));
+                goto out;
+        }
+        r = strcmp(o.history, "kafka") ? history_file(&run, o.history) : history_topic(&run, &cfg);
+        if (r < 0)
+                goto out;
+        if (run.skipped || run.outside)
+                fprintf(stderr,
+                        PROG ": %zu records were not location reports (skipped), %zu outside "
+                             "--since/--until\n",
+                        run.skipped, run.outside);
+        if (run.events && (fflush(run.events) != 0 || run.events_failed)) {
+                fprintf(stderr, PROG ": %s: cannot write the events\n", o.events);
+                goto out;
+        }
+        if (report(&run) < 0)
+                goto out;
+        status = 0;
+out:
+        if (run.events && fclose(run.events) != 0 && status == 0) {
+                fprintf(stderr, PROG ": %s: %s\n", o.events, strerror(errno));
+                status = 1;
+        }
+        run.replay = replay_free(run.replay);
+        catalog_close(&cv);
+        config_fini(&cfg);
+        return status;
+}

@@ -1,0 +1,298 @@
+/* Replay on small hand-made histories whose answers are known. */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "geo/geo.h"
+#include "replay/replay.h"
+#include "report/report.h"
+#include "tap.h"
+
+#define MIN_MS (60 * 1000LL)
+#define HOUR_MS (60 * MIN_MS)
+#define GIB 1073741824ULL
+#define T0 1767571200000LL /* 2026-01-05T00:00:00Z */
+
+/* Three cities on the equator, 2° (222 km) apart, a datacenter on each. */
+enum { X, Y, Z, N_SITES };
+static const double lon_of[N_SITES] = { 0, 2, 4 };
+
+struct world {
+        geo_index *index;
+        struct engine_zone_set anywhere;
+        struct engine_context ctx;
+};
+
+static void world_init(struct world *w) {
+        geo_site sites[N_SITES] = {
+                { "x", 0, 0, GEO_SITE_ACTIVE, 1000 * GIB },
+                { "y", 0, 2, GEO_SITE_ACTIVE, 1000 * GIB },
+                { "z", 0, 4, GEO_SITE_ACTIVE, 1000 * GIB },
+        };
+        memset(w, 0, sizeof(*w));
+        if (geo_index_new(&w->index, sites, N_SITES, NULL, 0) < 0)
+                abort();
+        w->ctx = (struct engine_context){ w->index, NULL, 0, &w->anywhere, 1 };
+}
+
+enum { ORACLE, HOME, NAIVE, DWELL2H, N_POLICIES };
+
+struct run {
+        struct world w;
+        struct replay *r;
+        struct replay_event events[64];
+        int reasons[64]; /* the decision's (borrowed for the call only), or -1 */
+        size_t n_events;
+};
+
+static void on_event(void *ctx, const struct replay_event *e) {
+        struct run *run = ctx;
+        if (run->n_events < 64) {
+                run->reasons[run->n_events] = e->decision ? (int)e->decision->reason : -1;
+                run->events[run->n_events++] = *e;
+        }
+}
+
+/* 10 GiB snapshots over `bandwidth` bytes a second. */
+static void run_init_at(struct run *run, double bandwidth) {
+        struct replay_policy p[N_POLICIES] = {
+                { .name = "oracle", .kind = REPLAY_ORACLE },
+                { .name = "home", .kind = REPLAY_HOME },
+                { .name = "naive", .kind = REPLAY_ENGINE },
+                { .name = "dwell-2h", .kind = REPLAY_ENGINE },
+        };
+        struct replay_params params = { 10 * GIB, bandwidth };
+
+        memset(run, 0, sizeof(*run));
+        world_init(&run->w);
+        for (int i = 0; i < N_POLICIES; i++)
+                engine_policy_defaults(&p[i].engine);
+        replay_naive(&p[NAIVE].engine);
+        p[DWELL2H].engine.dwell_ms = 2 * HOUR_MS;
+        p[DWELL2H].engine.min_reports = 1;
+        if (replay_new(&run->w.ctx, &params, p, N_POLICIES, on_event, run, &run->r) < 0)
+                abort();
+}
+
+/* Over 1 GiB/s: a transfer takes 10 s. */
+static void run_init(struct run *run) {
+        run_init_at(run, (double)GIB);
+}
+
+static void run_fini(struct run *run) {
+        run->r = replay_free(run->r);
+        geo_index_unref(run->w.index);
+}
+
+static int report_at(struct run *run, int city, int64_t ts_ms) {
+        struct report rep = { .lat = 0,
+                              .lon = lon_of[city],
+                              .accuracy_m = 10,
+                              .ts_ms = ts_ms,
+                              .received_ms = ts_ms + 1000 };
+        strcpy(rep.user_id, "u-1");
+        strcpy(rep.device_id, "d-1");
+        return replay_report(run->r, &rep);
+}
+
+static struct replay_figures figures(struct run *run, int policy) {
+        struct replay_figures f;
+        if (replay_figures(run->r, (size_t)policy, &f) < 0)
+                abort();
+        return f;
+}
+
+TEST(bad_params_are_refused) {
+        struct world w;
+        struct replay *r = NULL;
+        struct replay_policy p = { .name = "home", .kind = REPLAY_HOME };
+        struct replay_params zero_size = { 0, 1e6 }, no_bandwidth = { GIB, 0 };
+
+        world_init(&w);
+        CHECK(replay_new(&w.ctx, &zero_size, &p, 1, NULL, NULL, &r) == -EINVAL);
+        CHECK(replay_new(&w.ctx, &no_bandwidth, &p, 1, NULL, NULL, &r) == -EINVAL);
+        CHECK(replay_new(&w.ctx, &(struct replay_params){ GIB, 1e6 }, &p, 0, NULL, NULL, &r) ==
+              -EINVAL);
+        CHECK(r == NULL);
+        geo_index_unref(w.index);
+}
+
+/* A datacenter on every city: the oracle's restores are all at distance 0;
+ * fixed home's are the distance from home; a restore of a user never seen is ignored. */
+TEST(oracle_is_zero_and_home_is_the_distance_from_home) {
+        struct run run;
+        struct replay_figures f;
+        double xy = geo_distance_m(0, 0, 0, 2), xz = geo_distance_m(0, 0, 0, 4);
+
+        run_init(&run);
+        CHECK(report_at(&run, X, T0) == 0);
+        CHECK(replay_restore(run.r, "u-1", 0, 0, T0 + HOUR_MS) == 0);
+        CHECK(report_at(&run, Y, T0 + 3 * HOUR_MS) == 0);
+        CHECK(replay_restore(run.r, "u-1", 0, 2, T0 + 4 * HOUR_MS) == 0);
+        CHECK(report_at(&run, Z, T0 + 6 * HOUR_MS) == 0);
+        CHECK(replay_restore(run.r, "u-1", 0, 4, T0 + 7 * HOUR_MS) == 0);
+        CHECK(replay_restore(run.r, "u-2", 0, 4, T0 + 7 * HOUR_MS) == 1);
+        CHECK(replay_users(run.r) == 1);
+
+        f = figures(&run, ORACLE);
+        CHECK(f.restores.n == 3);
+        CHECK(f.restores.mean_m == 0 && f.restores.p99_m == 0);
+        CHECK(f.transfers == 2); /* to y, to z: instantly */
+        f = figures(&run, HOME);
+        CHECK(f.restores.n == 3);
+        CHECK_NEAR(f.restores.mean_m, (0 + xy + xz) / 3, 1e-6);
+        CHECK_NEAR(f.restores.p50_m, xy, xy * 0.005);
+        CHECK_NEAR(f.restores.p99_m, xz, xz * 0.005);
+        CHECK(f.transfers == 0 && f.bytes == 0);
+        CHECK(f.peak_site == X && f.peak_snapshots == 1);
+        CHECK_NEAR(f.user_days, 0.25, 1e-9); /* one user, reports over 6 h */
+        CHECK(replay_figures(run.r, N_POLICIES, &f) == -EINVAL);
+        run_fini(&run);
+}
+
+/* A one-hour trip: a 2-hour dwell does not move; the naive policy goes and comes back. */
+TEST(a_two_hour_dwell_does_not_move_for_a_one_hour_trip) {
+        struct run run;
+        struct replay_figures naive, dwell;
+
+        run_init(&run);
+        CHECK(report_at(&run, X, T0) == 0);
+        for (int i = 0; i <= 6; i++) /* at y from T0 + 1 h for an hour, every 10 min */
+                CHECK(report_at(&run, Y, T0 + HOUR_MS + i * 10 * MIN_MS) == 0);
+        CHECK(replay_restore(run.r, "u-1", 0, 2, T0 + 2 * HOUR_MS) == 0);
+        CHECK(report_at(&run, X, T0 + 3 * HOUR_MS) == 0);
+        CHECK(replay_restore(run.r, "u-1", 0, 0, T0 + 4 * HOUR_MS) == 0);
+
+        dwell = figures(&run, DWELL2H);
+        CHECK(dwell.transfers == 0 && dwell.bytes == 0);
+        CHECK_NEAR(dwell.restores.mean_m, geo_distance_m(0, 0, 0, 2) / 2, 1e-6);
+        naive = figures(&run, NAIVE);
+        CHECK(naive.transfers == 2 && naive.arrived == 2);
+        {
+                const uint32_t *days;
+                int64_t first;
+                CHECK(replay_daily_transfers(run.r, NAIVE, &first, &days) == 1);
+                CHECK(first == T0 / (24 * HOUR_MS) && days[0] == 2);
+                CHECK(replay_daily_transfers(run.r, DWELL2H, &first, &days) == 0);
+        }
+        CHECK(replay_site_peak(run.r, NAIVE, X) == 1 && replay_site_peak(run.r, NAIVE, Y) == 1);
+        CHECK(replay_site_peak(run.r, DWELL2H, Y) == 0 && replay_site_peak(run.r, 99, X) == 0);
+        CHECK(naive.flaps == 1); /* back to x within the day */
+        CHECK(naive.bytes == 20 * GIB);
+        CHECK(naive.restores.mean_m == 0);
+        run_fini(&run);
+}
+
+/* A move's transfer takes size ÷ bandwidth: 10 s. Until then the copy is at home. */
+TEST(a_transfer_takes_size_over_bandwidth) {
+        struct run run;
+        struct replay_figures f;
+        double xy = geo_distance_m(0, 0, 0, 2);
+        const struct replay_event *e;
+
+        run_init(&run);
+        CHECK(report_at(&run, X, T0) == 0);
+        CHECK(report_at(&run, Y, T0 + HOUR_MS) == 0); /* naive queues x -> y */
+        CHECK(run.n_events == 1);
+        e = &run.events[0];
+        CHECK(e->kind == REPLAY_QUEUED && e->policy == NAIVE && e->from == X && e->to == Y);
+        CHECK(e->bytes == 10 * GIB && e->arrives_ms == T0 + HOUR_MS + 10000);
+        CHECK(run.reasons[0] == ENGINE_CLOSER);
+        CHECK(replay_restore(run.r, "u-1", 0, 2, T0 + HOUR_MS + 9999) == 0);
+        CHECK(run.n_events == 1);
+        CHECK(replay_restore(run.r, "u-1", 0, 2, T0 + HOUR_MS + 10000) == 0);
+        CHECK(run.n_events == 2);
+        e = &run.events[1];
+        CHECK(e->kind == REPLAY_ARRIVED && e->to == Y && e->ts_ms == T0 + HOUR_MS + 10000);
+        f = figures(&run, NAIVE);
+        CHECK(f.restores.n == 2);
+        CHECK_NEAR(f.restores.mean_m, xy / 2, 1e-6); /* one at x's distance, one at 0 */
+        CHECK(f.peak_site == X || f.peak_site == Y);
+        CHECK(f.peak_snapshots == 1);
+        run_fini(&run);
+}
+
+/* A move superseded before it arrives counts only what it sent. */
+TEST(a_superseded_transfer_counts_what_it_sent) {
+        struct run run;
+        struct replay_figures f;
+
+        run_init_at(&run, 10.0 * GIB / 3600); /* a transfer takes an hour */
+        CHECK(report_at(&run, X, T0) == 0);
+        CHECK(report_at(&run, Y, T0 + HOUR_MS) == 0);               /* x -> y, until T0 + 2 h */
+        CHECK(report_at(&run, Z, T0 + HOUR_MS + 30 * MIN_MS) == 0); /* half sent: x -> z */
+        f = figures(&run, NAIVE);
+        CHECK(f.transfers == 2 && f.cancelled == 1 && f.arrived == 0);
+        CHECK(f.bytes == 5 * GIB + 10 * GIB);
+        CHECK(run.n_events == 3 && run.events[1].kind == REPLAY_CANCELLED);
+        CHECK(run.events[1].to == Y && run.events[1].bytes == 5 * GIB);
+        CHECK(replay_restore(run.r, "u-1", 0, 4, T0 + 2 * HOUR_MS + 30 * MIN_MS) == 0);
+        f = figures(&run, NAIVE);
+        CHECK(f.arrived == 1 && f.restores.mean_m == 0);
+        run_fini(&run);
+}
+
+/* A bandwidth near 0: the transfer never arrives (and its time does not overflow). */
+TEST(a_transfer_at_almost_no_bandwidth_never_arrives) {
+        struct run run;
+        struct replay_figures f;
+
+        run_init_at(&run, 1e-6);
+        CHECK(report_at(&run, X, T0) == 0);
+        CHECK(report_at(&run, Y, T0 + HOUR_MS) == 0);
+        CHECK(run.n_events == 1 && run.events[0].arrives_ms == INT64_MAX);
+        CHECK(replay_restore(run.r, "u-1", 0, 2, T0 + 1000 * 24 * HOUR_MS) == 0);
+        f = figures(&run, NAIVE);
+        CHECK(f.transfers == 1 && f.arrived == 0);
+        CHECK_NEAR(f.restores.mean_m, geo_distance_m(0, 0, 0, 2), 1e-6);
+        run_fini(&run);
+}
+
+/* Days are counted from the earliest, whatever order the moves come in. */
+TEST(transfers_are_counted_by_day_in_any_order) {
+        struct run run;
+        struct report rep = { .lat = 0, .lon = 2, .accuracy_m = 10 };
+        const uint32_t *days;
+        int64_t first;
+
+        run_init(&run);
+        strcpy(rep.device_id, "d-a");
+        strcpy(rep.user_id, "u-a");
+        rep.ts_ms = rep.received_ms = T0 + 2 * 24 * HOUR_MS; /* first seen at y, day 2 */
+        CHECK(replay_report(run.r, &rep) == 0);
+        rep.lon = 0;
+        rep.ts_ms = rep.received_ms = T0 + 3 * 24 * HOUR_MS; /* x on day 3: a move */
+        CHECK(replay_report(run.r, &rep) == 0);
+        strcpy(rep.device_id, "d-b"); /* another user, from an earlier day */
+        strcpy(rep.user_id, "u-b");
+        rep.ts_ms = rep.received_ms = T0;
+        CHECK(replay_report(run.r, &rep) == 0);
+        rep.lon = 4;
+        rep.ts_ms = rep.received_ms = T0 + 12 * HOUR_MS;
+        CHECK(replay_report(run.r, &rep) == 0);
+        CHECK(replay_daily_transfers(run.r, NAIVE, &first, &days) == 4);
+        CHECK(first == T0 / (24 * HOUR_MS));
+        CHECK(days[0] == 1 && days[1] == 0 && days[2] == 0 && days[3] == 1);
+        run_fini(&run);
+}
+
+TEST(pareto_front_keeps_the_undominated) {
+        double x[] = { 1, 2, 3, 2, 1 }, y[] = { 5, 3, 1, 4, 5 };
+        bool front[5];
+        replay_pareto(x, y, 5, front);
+        CHECK(front[0] && front[1] && front[2]);
+        CHECK(!front[3]); /* (2, 3) beats (2, 4) */
+        CHECK(front[4]);  /* equal to a front point, not beaten by it */
+}
+
+TAP_MAIN(TAP_TEST(bad_params_are_refused),
+         TAP_TEST(oracle_is_zero_and_home_is_the_distance_from_home),
+         TAP_TEST(a_two_hour_dwell_does_not_move_for_a_one_hour_trip),
+         TAP_TEST(a_transfer_takes_size_over_bandwidth),
+         TAP_TEST(a_superseded_transfer_counts_what_it_sent),
+         TAP_TEST(a_transfer_at_almost_no_bandwidth_never_arrives),
+         TAP_TEST(transfers_are_counted_by_day_in_any_order),
+         TAP_TEST(pareto_front_keeps_the_undominated))
