@@ -205,6 +205,60 @@ SCHEMAS = {
         "rpo_breached_at": nullable(TIME), "copied_at": nullable(TIME),
     }, ["datacenter_id", "version", "newest_version", "lag_s", "bytes_behind", "rpo_s",
         "rpo_breached"]),
+    "FailoverLevel": obj({
+        "level": {"type": "integer", "minimum": 1, "maximum": 5},
+        "snapshots": COUNT, "failed_over": COUNT,
+        "powered_on": {**COUNT, "description": "failed over and powered on by the replica "
+                                               "site's agent under the new epoch"},
+        "unrecoverable": COUNT,
+        "recovered": {**COUNT, "description": "unrecoverable ones whose site returned"},
+        "versions_lost": COUNT,
+        "data_loss_s_max": {"type": "number", "minimum": 0},
+        "data_loss_bytes": COUNT,
+        "last_powered_on_at": nullable(TIME),
+        "last_powered_on_after_s": nullable({"type": "number",
+                                             "description": "since the site was declared down"}),
+    }, ["level", "snapshots", "failed_over", "powered_on", "unrecoverable", "recovered",
+        "versions_lost", "data_loss_s_max", "data_loss_bytes", "last_powered_on_at",
+        "last_powered_on_after_s"]),
+    "Failover": obj({
+        "id": {"type": "integer"}, "datacenter_id": ID,
+        "state": {"type": "string", "enum": ["open", "ended"],
+                  "description": "open while the site is down"},
+        "created_at": TIME, "ended_at": nullable(TIME),
+        "levels": {"type": "array", "items": ref("FailoverLevel"), "minItems": 5,
+                   "maxItems": 5},
+    }, ["id", "datacenter_id", "state", "created_at", "ended_at", "levels"]),
+    "FailoverPage": page_of("Failover"),
+    "FailoverSnapshot": obj({
+        "failover_id": {"type": "integer"}, "snapshot_id": ID, "priority": PRIORITY,
+        "outcome": {"type": "string", "enum": ["failed_over", "unrecoverable"]},
+        "from_dc": ID, "to_dc": nullable(ID), "epoch": nullable(EPOCH),
+        "version": nullable({"type": "integer", "description": "the replica's version, now "
+                                                               "active"}),
+        "newest_version": {"type": "integer"},
+        "versions_lost": COUNT,
+        "lost": {"type": "array", "items": {"type": "object"},
+                 "description": "the versions only the dead site held (version, "
+                                "content_sha256, size_bytes, datacenter_id, created_at)"},
+        "data_loss_s": {"type": "number", "minimum": 0,
+                        "description": "the replica's lag at failover"},
+        "data_loss_bytes": {**COUNT, "description": "the replica's bytes behind at failover"},
+        "powered_on_at": nullable(TIME), "recovered_at": nullable(TIME), "created_at": TIME,
+    }, ["failover_id", "snapshot_id", "priority", "outcome", "from_dc", "to_dc", "epoch",
+        "version", "newest_version", "versions_lost", "lost", "data_loss_s",
+        "data_loss_bytes", "powered_on_at", "recovered_at", "created_at"]),
+    "FailoverSnapshotPage": page_of("FailoverSnapshot"),
+    "Restore": obj({
+        "snapshot_id": ID,
+        "state": {"type": "string", "enum": ["active", "failed_over", "unrecoverable",
+                                             "nowhere"]},
+        "datacenter_id": ID, "epoch": EPOCH, "version": {"type": "integer"},
+        "failover_id": {"type": "integer"}, "from_dc": ID, "versions_lost": COUNT,
+        "lost_versions": {"type": "array", "items": {"type": "integer"}},
+        "data_loss_s": {"type": "number"}, "data_loss_bytes": COUNT,
+        "detail": {"type": "string", "description": "the same, said for the user"},
+    }, ["snapshot_id", "state", "epoch", "detail"]),
     "ProtectionPolicy": obj({
         "level": {"type": "integer", "minimum": 1, "maximum": 5},
         "replicas": {"type": "integer", "minimum": 0, "maximum": 3,
@@ -607,6 +661,28 @@ op("get", "/v1/snapshots/{id}/replicas", "viewer", "listSnapshotReplicas",
    "a snapshot's warm replicas and how far each lags behind its newest version",
    ok(schema=obj({"items": {"type": "array", "items": ref("Replica")}}, ["items"])), ID_PARAM,
    errors=READ_ERRORS, tag="snapshots")
+op("get", "/v1/snapshots/{id}/restore", "viewer", "getSnapshotRestore",
+   "where the snapshot's next restore comes from: active at a datacenter under an epoch, "
+   "failed over from a down site (with the versions and data lost), or unrecoverable until "
+   "its site returns", ok("Restore"), ID_PARAM, errors=READ_ERRORS, tag="failovers")
+op("get", "/v1/failovers", "viewer", "listFailovers",
+   "failovers of sites declared down, newest first", ok("FailoverPage"),
+   [query("datacenter_id", ID, "only this site's")] + PAGED, errors=["BadRequest"],
+   tag="failovers")
+op("get", "/v1/failovers/{id}", "viewer", "getFailover",
+   "one failover: its progress per priority level", ok("Failover"),
+   [path_param("id", integer=True)], errors=READ_ERRORS, tag="failovers",
+   description="A failover starts when an operator sets a datacenter down (PUT "
+               "/v1/datacenters/{id}/status): every snapshot active there with a warm "
+               "replica at a site that is not down is activated there, level 1 first; the "
+               "others are unrecoverable until the site returns, which ends the failover.")
+op("get", "/v1/failovers/{id}/snapshots", "viewer", "listFailoverSnapshots",
+   "a failover's snapshots by id: failed over (what was lost) or unrecoverable",
+   ok("FailoverSnapshotPage"),
+   [path_param("id", integer=True),
+    query("outcome", {"type": "string", "enum": ["failed_over", "unrecoverable"]},
+          "only these")] + PAGED,
+   errors=READ_ERRORS + ["BadRequest"], tag="failovers")
 op("get", "/v1/users/{id}/what-if", "viewer", "whatIf",
    "what homing would decide for each of the user's snapshots if the user reported from "
    "there, and why; nothing changes", ok("WhatIf"),
@@ -640,7 +716,8 @@ op("get", "/v1/zones", "viewer", "listZones", "list zones", ok("ZonePage"), PAGE
 op("get", "/v1/zones/{id}", "viewer", "getZone", "one zone", ok("Zone", etag=True), ID_PARAM,
    errors=READ_ERRORS, tag="zones")
 op("put", "/v1/datacenters/{id}/status", "operator", "setDatacenterStatus",
-   "set a datacenter's status: draining stops new placements there",
+   "set a datacenter's status: draining stops new placements there; down fails its "
+   "snapshots over to their warm replicas (GET /v1/failovers)",
    ok("Datacenter", etag=True), ID_PARAM + IF_MATCH, body("StatusChange"),
    errors=READ_ERRORS + WRITE_ERRORS + ["PreconditionFailed"], tag="datacenters")
 op("put", "/v1/protection-policies/{level}", "operator", "putProtectionPolicy",
@@ -911,7 +988,7 @@ def document():
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": t} for t in ("datacenters", "templates", "snapshots", "transfers",
-                                       "zones", "protection", "tokens", "agents", "ingest", "health",
+                                       "zones", "protection", "failovers", "tokens", "agents", "ingest", "health",
                                        "dashboard")],
         "paths": paths,
         "components": {

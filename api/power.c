@@ -1,10 +1,10 @@
 /*
  * /v1/agent/vms: powering VMs on and off, fenced. An agent asks which VMs
  * should run at its datacenter (snapshots whose active placement is there
- * and whose desired power is on, each with its version and the snapshot's
- * epoch) and which the records say run there; it reports what it did
- * (powered_on, powered_off, failed) under an epoch. PostgreSQL holds the
- * fence (migration 019): a powered_on report is refused unless its epoch
+ * and whose desired power is on, most urgent level first, each with its
+ * version and the snapshot's epoch) and which the records say run there;
+ * it reports what it did (powered_on, powered_off, failed) under an epoch.
+ * PostgreSQL holds the fence (migration 019): a powered_on report is refused unless its epoch
  * is the snapshot's current one, the active placement is here, and no
  * other datacenter that is not down says it still runs the VM. Every
  * record, and every refusal, is an audit event.
@@ -73,7 +73,7 @@ enum MHD_Result api_power_list(struct request *req) {
                 " 'vms', coalesce((SELECT json_agg(json_build_object('snapshot_id', s.id,"
                 "    'version', p.version, 'epoch', s.epoch, 'template_id', s.template_id,"
                 "    'blocked_by', CASE WHEN x.why LIKE 'powered-on-elsewhere:%' THEN"
-                "                  substr(x.why, 22) END) ORDER BY s.id)"
+                "                  substr(x.why, 22) END) ORDER BY s.priority, s.id)"
                 "   FROM placements p JOIN snapshots s ON s.id = p.snapshot_id"
                 "   CROSS JOIN LATERAL (SELECT homing_power_on_refusal(s.id, $1, s.epoch) AS why) x"
                 "   WHERE p.datacenter_id = $1 AND p.active AND s.power = 'on'), '[]'::json),"

@@ -20,6 +20,7 @@
 #include "api/agent.h"
 #include "api/dashboard.h"
 #include "api/datacenters.h"
+#include "api/failovers.h"
 #include "api/health.h"
 #include "api/ingest.h"
 #include "api/power.h"
@@ -86,6 +87,14 @@ const struct api_route api_routes[] = {
           "a snapshot's recent decisions" },
         { "GET", "/v1/snapshots/{id}/replicas", ACCESS_VIEWER, api_snapshots_replicas,
           "a snapshot's warm replicas and how far each lags" },
+        { "GET", "/v1/snapshots/{id}/restore", ACCESS_VIEWER, api_snapshots_restore,
+          "where the snapshot's next restore comes from: active, failed over or unrecoverable" },
+        { "GET", "/v1/failovers", ACCESS_VIEWER, api_failovers_list,
+          "failovers of sites declared down, newest first" },
+        { "GET", "/v1/failovers/{id}", ACCESS_VIEWER, api_failovers_get,
+          "one failover: its progress per priority level" },
+        { "GET", "/v1/failovers/{id}/snapshots", ACCESS_VIEWER, api_failovers_snapshots,
+          "a failover's snapshots: failed over (what was lost) or unrecoverable" },
         { "GET", "/v1/users/{id}/what-if", ACCESS_VIEWER, api_users_what_if,
           "what homing would decide if the user were there, and why" },
         { "GET", "/v1/transfers", ACCESS_VIEWER, api_transfers_list, "list transfers" },
