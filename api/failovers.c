@@ -5,20 +5,27 @@
  * snapshots failed over to a replica, how many of those the replica site's
  * agent has powered on under their new epoch (and when the last one was),
  * how many are unrecoverable until the site returns, and what was lost
- * (versions, seconds, bytes). Its snapshots are listed one by one. And
+ * (versions, seconds, bytes). Its snapshots are listed one by one. Once
+ * the site is back, an operator fails them back: moves that send only what
+ * the site's cached copy lacks. And
  * /v1/snapshots/{id}/restore answers a user's question: where will my next
  * restore come from, and what did a failover cost me.
  */
 #include "api/failovers.h"
 
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "api/audit.h"
 #include "api/input.h"
 #include "api/pool.h"
 #include "api/reply.h"
 #include "api/request.h"
 #include "api/resource.h"
+#include "api/state.h"
+#include "base/config.h"
 #include "store/store.h"
 
 /* When the item's VM was first powered on under its failover epoch, over failover_items i. */
@@ -37,6 +44,8 @@
         " 'versions_lost', coalesce(sum(i.versions_lost), 0),"                      \
         " 'data_loss_s_max', round(coalesce(max(i.lag_s), 0)::numeric, 3),"         \
         " 'data_loss_bytes', coalesce(sum(i.bytes_behind), 0),"                     \
+        " 'failback_queued', count(i.failback_transfer_id),"                        \
+        " 'failed_back', count(*) FILTER (WHERE i.failback_state = 'succeeded'),"   \
         " 'last_powered_on_at', homing_time(max(i.powered_on_at)),"                 \
         " 'last_powered_on_after_s', round(extract(epoch FROM max(i.powered_on_at)" \
         "                                   - f.created_at)::numeric, 3))"
@@ -47,7 +56,9 @@
         " 'created_at', homing_time(f.created_at), 'ended_at', homing_time(f.ended_at),"       \
         " 'levels', (SELECT json_agg(x.j ORDER BY x.level) FROM (SELECT lv.level, " LEVEL_JSON \
         "   AS j FROM generate_series(1, 5) lv(level)"                                         \
-        "   LEFT JOIN (SELECT i.*, " POWERED_ON_AT " AS powered_on_at FROM failover_items i"   \
+        "   LEFT JOIN (SELECT i.*, " POWERED_ON_AT " AS powered_on_at,"                        \
+        "              (SELECT t.state FROM transfers t WHERE t.id = i.failback_transfer_id)"  \
+        "              AS failback_state FROM failover_items i"                                \
         "              WHERE i.failover_id = f.id) i ON i.priority = lv.level"                 \
         "   GROUP BY lv.level) x))"
 
@@ -58,11 +69,25 @@
         " 'versions_lost', i.versions_lost, 'lost', i.lost,"                                     \
         " 'data_loss_s', round(i.lag_s::numeric, 3), 'data_loss_bytes', i.bytes_behind,"         \
         " 'powered_on_at', homing_time(" POWERED_ON_AT "),"                                      \
-        " 'recovered_at', homing_time(i.recovered_at), 'created_at', homing_time(i.created_at))"
+        " 'recovered_at', homing_time(i.recovered_at),"                                          \
+        " 'failback_transfer_id', i.failback_transfer_id,"                                       \
+        " 'created_at', homing_time(i.created_at))"
 
 static bool id_valid(const char *id) {
         return id && id[0] && strlen(id) < 19 && strspn(id, "0123456789") == strlen(id);
 }
+
+/* A failover locked for its failback: its site and the site's status. */
+const struct api_resource api_failover_resource = {
+        "failover",
+        "/v1/failovers",
+        NULL,
+        "SELECT f.datacenter_id, d.status FROM failovers f"
+        " JOIN datacenters d ON d.id = f.datacenter_id WHERE f.id = $1::bigint FOR UPDATE OF f",
+        false,
+        id_valid,
+        NULL,
+};
 
 enum MHD_Result api_failovers_list(struct request *req) {
         const char *dc = api_query(req, "datacenter_id");
@@ -101,6 +126,56 @@ enum MHD_Result api_failovers_get(struct request *req) {
                           1, params, &res);
         ret = r <= 0 ? api_reply_not_found_or_db_error(req, r, "failover", params[0])
                      : api_reply_raw(req, 200, store_text(res, 0, 0), NULL);
+        store_result_free(res);
+        return ret;
+}
+
+/*
+ * Moves back to the returned site what still runs from the failover's
+ * copies (homing_failback); 409 while the site is not active. Answers 202
+ * with the failover, whose levels count what is queued and done.
+ */
+enum MHD_Result api_failovers_failback(struct request *req) {
+        const char *id = api_param(req, 0);
+        struct store_result *res = NULL;
+        char dc[80], detail[192];
+        long long queued;
+        enum MHD_Result ret;
+
+        /* The flow locked the failover: its site, and the site's status. */
+        snprintf(dc, sizeof(dc), "%s", store_text(req->locked, 0, 0));
+        if (strcmp(store_text(req->locked, 0, 1), "active") != 0) {
+                snprintf(detail, sizeof(detail),
+                         "%.64s is %.16s: set it active before moving its snapshots back", dc,
+                         store_text(req->locked, 0, 1));
+                return api_reply_conflict(req, "site-not-active", detail);
+        }
+        {
+                const char *params[2] = { id, req->api->cfg->topic_transfers };
+                if (api_fetch_one(req, "SELECT homing_failback($1::bigint, $2)", 2, params, &res) <=
+                    0) {
+                        store_result_free(res);
+                        return api_reply_db_error(req);
+                }
+        }
+        queued = store_int(res, 0, 0);
+        res = store_result_free(res);
+        {
+                const char *params[1] = { id };
+                if (api_audit(req, "io.homing.failover.failback_started", dc,
+                              json_pack("{s:I, s:s, s:I}", "failover_id",
+                                        (json_int_t)strtoll(id, NULL, 10), "datacenter_id", dc,
+                                        "transfers", (json_int_t)queued)) < 0 ||
+                    api_fetch_one(req,
+                                  "SELECT " FAILOVER_JSON
+                                  "::text FROM failovers f WHERE f.id = $1::bigint",
+                                  1, params, &res) <= 0 ||
+                    api_commit(req) < 0) {
+                        store_result_free(res);
+                        return api_reply_db_error(req);
+                }
+        }
+        ret = api_reply_raw(req, 202, store_text(res, 0, 0), NULL);
         store_result_free(res);
         return ret;
 }
@@ -147,9 +222,9 @@ enum MHD_Result api_failovers_snapshots(struct request *req) {
 
 /*
  * Where the next restore comes from: `active` at a datacenter under an
- * epoch; `failed_over` when the snapshot still runs from the copy a
- * failover activated (same epoch), with what that cost; `unrecoverable`
- * while its active site is down; `nowhere` without an active placement.
+ * epoch; `failed_over` while the snapshot is still where a failover put it
+ * (active nowhere else since), with what that cost; `unrecoverable` while
+ * its active site is down; `nowhere` without an active placement.
  */
 enum MHD_Result api_snapshots_restore(struct request *req) {
         const char *params[1] = { api_param(req, 0) };
@@ -188,7 +263,9 @@ enum MHD_Result api_snapshots_restore(struct request *req) {
                 " CROSS JOIN LATERAL (SELECT CASE"
                 "   WHEN p.id IS NULL THEN 'nowhere'"
                 "   WHEN d.status = 'down' THEN 'unrecoverable'"
-                "   WHEN i.outcome = 'failed_over' AND i.epoch = s.epoch THEN 'failed_over'"
+                "   WHEN i.outcome = 'failed_over' AND p.datacenter_id = i.to_dc AND NOT EXISTS ("
+                "     SELECT 1 FROM placements q WHERE q.snapshot_id = s.id"
+                "     AND q.datacenter_id <> i.to_dc AND q.epoch > i.epoch) THEN 'failed_over'"
                 "   ELSE 'active' END AS state) st"
                 " WHERE s.id = $1",
                 1, params, &res);

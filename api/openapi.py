@@ -215,12 +215,14 @@ SCHEMAS = {
         "versions_lost": COUNT,
         "data_loss_s_max": {"type": "number", "minimum": 0},
         "data_loss_bytes": COUNT,
+        "failback_queued": {**COUNT, "description": "moves back to the returned site queued"},
+        "failed_back": {**COUNT, "description": "moves back that succeeded"},
         "last_powered_on_at": nullable(TIME),
         "last_powered_on_after_s": nullable({"type": "number",
                                              "description": "since the site was declared down"}),
     }, ["level", "snapshots", "failed_over", "powered_on", "unrecoverable", "recovered",
-        "versions_lost", "data_loss_s_max", "data_loss_bytes", "last_powered_on_at",
-        "last_powered_on_after_s"]),
+        "versions_lost", "data_loss_s_max", "data_loss_bytes", "failback_queued",
+        "failed_back", "last_powered_on_at", "last_powered_on_after_s"]),
     "Failover": obj({
         "id": {"type": "integer"}, "datacenter_id": ID,
         "state": {"type": "string", "enum": ["open", "ended"],
@@ -244,10 +246,14 @@ SCHEMAS = {
         "data_loss_s": {"type": "number", "minimum": 0,
                         "description": "the replica's lag at failover"},
         "data_loss_bytes": {**COUNT, "description": "the replica's bytes behind at failover"},
-        "powered_on_at": nullable(TIME), "recovered_at": nullable(TIME), "created_at": TIME,
+        "powered_on_at": nullable(TIME), "recovered_at": nullable(TIME),
+        "failback_transfer_id": nullable({"type": "integer",
+                                          "description": "the move back, once asked for"}),
+        "created_at": TIME,
     }, ["failover_id", "snapshot_id", "priority", "outcome", "from_dc", "to_dc", "epoch",
         "version", "newest_version", "versions_lost", "lost", "data_loss_s",
-        "data_loss_bytes", "powered_on_at", "recovered_at", "created_at"]),
+        "data_loss_bytes", "powered_on_at", "recovered_at", "failback_transfer_id",
+        "created_at"]),
     "FailoverSnapshotPage": page_of("FailoverSnapshot"),
     "Restore": obj({
         "snapshot_id": ID,
@@ -728,6 +734,17 @@ op("put", "/v1/protection-policies/{level}", "operator", "putProtectionPolicy",
                "new policy at its next replica pass: replicas are designated, refreshed or "
                "released.", tag="protection")
 
+op("post", "/v1/failovers/{id}/failback", "operator", "failback",
+   "move a returned site's failed-over snapshots back: only what its cached copy lacks travels",
+   ok("Failover", status="202", description="the moves are queued (see the levels' "
+      "failback_queued and failed_back)"),
+   [path_param("id", integer=True)], errors=READ_ERRORS + ["Conflict", "Unavailable"],
+   tag="failovers",
+   description="Every snapshot of the failover that still runs from the copy the failover "
+               "activated (active nowhere else since) gets a move back to the site, level 1 first (reason "
+               "failback). The site keeps its copy from before the failover as a cached one, "
+               "which the target builds from. 409 site-not-active while the site is not "
+               "active. A second call queues only what is not queued yet.")
 op("post", "/v1/snapshots/{id}/versions", "operator", "composeVersion",
    "compose a new version: a base version with chosen items of another (its agent writes it)",
    ok("Composition", status="202", description="queued for the agent of the snapshot's "

@@ -119,6 +119,9 @@ const struct api_route api_routes[] = {
           "cancel a queued or running transfer", LOCK(api_transfer_resource, IF_MATCH_NONE) },
         { "POST", "/v1/transfers/{id}/retry", ACCESS_OPERATOR, api_transfers_retry,
           "retry a failed or cancelled transfer", LOCK(api_transfer_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/failovers/{id}/failback", ACCESS_OPERATOR, api_failovers_failback,
+          "move a returned site's failed-over snapshots back (only the difference travels)",
+          LOCK(api_failover_resource, IF_MATCH_NONE) },
         /* admins */
         { "POST", "/v1/datacenters", ACCESS_ADMIN, api_datacenters_create, "add a datacenter",
           .body = api_datacenter_fields, .validate = api_datacenter_valid },

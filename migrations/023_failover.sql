@@ -6,7 +6,8 @@
 -- versions the replica lacked are lost and recorded, with the replica's lag
 -- (seconds, bytes) at that moment as the data lost. The others are
 -- unrecoverable until the site returns. The dead site's copy stays as a
--- cached one: the seed of a delta failback. See README, "Failover".
+-- cached one: the seed of a delta failback, which an operator starts once
+-- the site is back. See README, "Failover".
 
 -- One failover per declaration of a site down; it ends when the site is
 -- active (or draining) again.
@@ -36,6 +37,8 @@ CREATE TABLE failover_items (
     lag_s          double precision NOT NULL DEFAULT 0,
     bytes_behind   bigint NOT NULL DEFAULT 0,
     recovered_at   timestamptz,
+    -- the move back to from_dc, once an operator asked for it
+    failback_transfer_id bigint REFERENCES transfers (id) ON DELETE SET NULL,
     created_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (failover_id, snapshot_id),
     CHECK ((outcome = 'failed_over') = (to_dc IS NOT NULL AND epoch IS NOT NULL
@@ -168,3 +171,57 @@ LANGUAGE sql AS $$
       AND i.outcome = 'unrecoverable';
     UPDATE failovers SET ended_at = now() WHERE datacenter_id = p_dc AND ended_at IS NULL;
 $$;
+
+-- Failback: moves back to the returned site every snapshot of failover
+-- p_failover still active where the failover put it (it has not been
+-- active anywhere else since; new versions there are fine) and with no
+-- move open, level 1 first. Ordinary moves (reason
+-- 'failback'): the site's cached copy, demoted when it was down or found
+-- there by its agent, is what the target builds from, so only the
+-- difference travels. Each job goes to p_topic like every transfer's; a
+-- second call queues only what is not queued yet. Returns how many.
+CREATE FUNCTION homing_failback(p_failover bigint, p_topic text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    WITH due AS (
+        SELECT i.snapshot_id, i.from_dc, i.to_dc, s.template_id, s.priority, s.size_bytes,
+               tpl.size_bytes AS template_bytes,
+               EXISTS (SELECT 1 FROM template_replicas r WHERE r.template_id = s.template_id
+                       AND r.datacenter_id = i.from_dc) AS present
+        FROM failover_items i
+        JOIN snapshots s ON s.id = i.snapshot_id
+        JOIN templates tpl ON tpl.id = s.template_id
+        JOIN placements p ON p.snapshot_id = s.id AND p.active AND p.datacenter_id = i.to_dc
+        WHERE i.failover_id = p_failover AND i.outcome = 'failed_over'
+          AND NOT EXISTS (SELECT 1 FROM placements q WHERE q.snapshot_id = s.id
+                          AND q.datacenter_id <> i.to_dc AND q.epoch > i.epoch)),
+    t AS (
+        INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id, template_present,
+                               priority, reason, idempotency_key, bytes_total)
+        SELECT d.snapshot_id, d.to_dc, d.from_dc, d.template_id, d.present, d.priority,
+               'failback', 'failback/' || p_failover || '/' || d.snapshot_id,
+               d.size_bytes + CASE WHEN d.present THEN 0 ELSE d.template_bytes END
+        FROM due d ORDER BY d.priority, d.snapshot_id
+        ON CONFLICT DO NOTHING
+        RETURNING *),
+    reserve AS (
+        UPDATE datacenters d SET reserved_bytes = d.reserved_bytes + x.bytes, updated_at = now()
+        FROM (SELECT to_dc, sum(bytes_total) AS bytes FROM t GROUP BY to_dc) x
+        WHERE d.id = x.to_dc),
+    mark AS (
+        UPDATE failover_items i SET failback_transfer_id = t.id
+        FROM t WHERE i.failover_id = p_failover AND i.snapshot_id = t.snapshot_id),
+    job AS (
+        INSERT INTO outbox (topic, key, payload)
+        SELECT p_topic, t.snapshot_id, jsonb_build_object(
+            'transfer_id', t.id, 'snapshot_id', t.snapshot_id, 'from_dc', t.from_dc,
+            'to_dc', t.to_dc, 'template_id', t.template_id,
+            'template_present', t.template_present, 'priority', t.priority,
+            'reason', t.reason, 'bytes_total', t.bytes_total,
+            'idempotency_key', t.idempotency_key, 'kind', t.kind)
+        FROM t)
+    SELECT count(*) INTO n FROM t;
+    RETURN n;
+END $$;
