@@ -275,3 +275,174 @@ enum MHD_Result api_snapshots_restore(struct request *req) {
         store_result_free(res);
         return ret;
 }
+
+/* ---- test failover: the rehearsal ------------------------------------------------------ */
+
+#define TEST_VM_JSON                                                                             \
+        "json_build_object('id', v.id, 'name', 'fotest-' || v.id, 'snapshot_id', v.snapshot_id," \
+        " 'datacenter_id', v.datacenter_id, 'priority', v.priority, 'version', v.version,"       \
+        " 'state', v.state, 'reason', v.reason, 'updated_at', homing_time(v.updated_at))"
+
+#define TEST_JSON                                                                                \
+        "json_build_object('id', t.id, 'datacenter_id', t.datacenter_id, 'state', t.state,"      \
+        " 'created_at', homing_time(t.created_at), 'cleanup_at', homing_time(t.cleanup_at),"     \
+        " 'cleaned_at', homing_time(t.cleaned_at),"                                              \
+        " 'counts', (SELECT json_build_object("                                                  \
+        "   'vms', count(*), 'pending', count(*) FILTER (WHERE v.state = 'pending'),"            \
+        "   'powered_on', count(*) FILTER (WHERE v.state = 'powered_on'),"                       \
+        "   'failed', count(*) FILTER (WHERE v.state = 'failed'),"                               \
+        "   'powered_off', count(*) FILTER (WHERE v.state = 'powered_off'))"                     \
+        "   FROM failover_test_vms v WHERE v.test_id = t.id),"                                   \
+        " 'vms', coalesce((SELECT json_agg(" TEST_VM_JSON " ORDER BY v.priority, v.snapshot_id)" \
+        "   FROM failover_test_vms v WHERE v.test_id = t.id), '[]'::json))"
+
+const struct api_field api_failover_test_fields[] = {
+        { "datacenter_id", FIELD_ID, true, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+/* A rehearsal locked for its cleanup: its state. */
+const struct api_resource api_failover_test_resource = {
+        "failover test",
+        "/v1/failover-tests",
+        NULL,
+        "SELECT state FROM failover_tests WHERE id = $1::bigint FOR UPDATE",
+        false,
+        id_valid,
+        NULL,
+};
+
+/* One rehearsal's representation, read in the request's transaction. */
+static int test_json(struct request *req, const char *id, struct store_result **res) {
+        const char *params[1] = { id };
+        return api_fetch_one(req,
+                             "SELECT " TEST_JSON "::text FROM failover_tests t"
+                             " WHERE t.id = $1::bigint",
+                             1, params, res);
+}
+
+enum MHD_Result api_failover_tests_create(struct request *req) {
+        const char *dc = json_string_value(json_object_get(req->input, "datacenter_id"));
+        struct store_result *res = NULL;
+        char id[24], detail[160];
+        enum MHD_Result ret;
+        int r;
+
+        if (api_begin(req) < 0)
+                return api_reply_db_error(req);
+        {
+                const char *params[1] = { dc };
+                r = api_fetch_one(req, "SELECT status FROM datacenters WHERE id = $1 FOR SHARE", 1,
+                                  params, &res);
+        }
+        if (r < 0)
+                return api_reply_db_error(req);
+        if (r == 0)
+                return api_reply_invalid(req, "/datacenter_id", "is no datacenter");
+        if (!strcmp(store_text(res, 0, 0), "down")) {
+                store_result_free(res);
+                snprintf(detail, sizeof(detail),
+                         "%.64s is down: its failover is real, not a rehearsal", dc);
+                return api_reply_conflict(req, "site-down", detail);
+        }
+        res = store_result_free(res);
+        {
+                const char *params[1] = { dc };
+                if (api_fetch_one(req, "SELECT homing_failover_test($1)", 1, params, &res) <= 0) {
+                        store_result_free(res);
+                        return api_reply_db_error(req);
+                }
+        }
+        snprintf(id, sizeof(id), "%s", store_text(res, 0, 0));
+        res = store_result_free(res);
+        if (test_json(req, id, &res) <= 0 ||
+            api_audit(req, "io.homing.failover_test.started", dc,
+                      json_pack("{s:I, s:s}", "failover_test_id", (json_int_t)strtoll(id, NULL, 10),
+                                "datacenter_id", dc)) < 0 ||
+            api_commit(req) < 0) {
+                store_result_free(res);
+                return api_reply_db_error(req);
+        }
+        {
+                char location[64];
+                const char *headers[] = { "Location", location, NULL };
+                snprintf(location, sizeof(location), "/v1/failover-tests/%s", id);
+                ret = api_reply_raw(req, 201, store_text(res, 0, 0), headers);
+        }
+        store_result_free(res);
+        return ret;
+}
+
+enum MHD_Result api_failover_tests_list(struct request *req) {
+        struct api_page page;
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+
+        if (!api_page_parse(req, &page, true, &ret))
+                return ret;
+        {
+                const char *params[2] = { page.after, page.limit_plus_one };
+                ret = api_exec(req,
+                               "SELECT t.id, " TEST_JSON "::text FROM failover_tests t"
+                               " WHERE ($1::bigint IS NULL OR t.id < $1::bigint)"
+                               " ORDER BY t.id DESC LIMIT $2::int",
+                               2, params, &res) < 0
+                              ? api_reply_db_error(req)
+                              : api_reply_page(req, &page, res, 1);
+        }
+        store_result_free(res);
+        api_page_fini(&page);
+        return ret;
+}
+
+enum MHD_Result api_failover_tests_get(struct request *req) {
+        const char *id = api_param(req, 0);
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+        int r;
+
+        if (!id_valid(id))
+                return api_reply_not_found(req, "failover test", id);
+        r = test_json(req, id, &res);
+        ret = r <= 0 ? api_reply_not_found_or_db_error(req, r, "failover test", id)
+                     : api_reply_raw(req, 200, store_text(res, 0, 0), NULL);
+        store_result_free(res);
+        return ret;
+}
+
+/*
+ * Cleans the rehearsal up: its VMs are no longer wanted, so their agents
+ * power them off and delete their overlays; one never started is off at
+ * once. `cleaned` once none runs. Again on a rehearsal cleaning or cleaned:
+ * 202, nothing changes.
+ */
+enum MHD_Result api_failover_tests_cleanup(struct request *req) {
+        const char *id = api_param(req, 0);
+        struct store_result *res = NULL;
+        enum MHD_Result ret;
+        bool running = !strcmp(store_text(req->locked, 0, 0), "running");
+        const char *params[1] = { id };
+
+        if (running &&
+            (api_exec(req,
+                      "UPDATE failover_tests SET state = 'cleaning', cleanup_at = now()"
+                      " WHERE id = $1::bigint",
+                      1, params, NULL) < 0 ||
+             api_exec(req,
+                      "UPDATE failover_test_vms SET state = 'powered_off', updated_at = now(),"
+                      " reason = 'cleaned up before it started'"
+                      " WHERE test_id = $1::bigint AND state = 'pending'",
+                      1, params, NULL) < 0 ||
+             api_exec(req, "SELECT homing_failover_test_settle($1::bigint)", 1, params, NULL) < 0 ||
+             api_audit(req, "io.homing.failover_test.cleanup_requested", id,
+                       json_pack("{s:I}", "failover_test_id", (json_int_t)strtoll(id, NULL, 10))) <
+                     0))
+                return api_reply_db_error(req);
+        if (test_json(req, id, &res) <= 0 || api_commit(req) < 0) {
+                store_result_free(res);
+                return api_reply_db_error(req);
+        }
+        ret = api_reply_raw(req, 202, store_text(res, 0, 0), NULL);
+        store_result_free(res);
+        return ret;
+}

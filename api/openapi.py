@@ -265,6 +265,29 @@ SCHEMAS = {
         "data_loss_s": {"type": "number"}, "data_loss_bytes": COUNT,
         "detail": {"type": "string", "description": "the same, said for the user"},
     }, ["snapshot_id", "state", "epoch", "detail"]),
+    "FailoverTestVm": obj({
+        "id": {"type": "integer"}, "name": {"type": "string", "description": "fotest-<id>: "
+                                                                           "the VM's own name"},
+        "snapshot_id": ID, "datacenter_id": ID, "priority": PRIORITY,
+        "version": {"type": "integer", "description": "the replica's version it runs"},
+        "state": {"type": "string", "enum": ["pending", "powered_on", "failed", "powered_off"]},
+        "reason": nullable({"type": "string"}), "updated_at": TIME,
+    }, ["id", "name", "snapshot_id", "datacenter_id", "priority", "version", "state", "reason",
+        "updated_at"]),
+    "FailoverTest": obj({
+        "id": {"type": "integer"}, "datacenter_id": ID,
+        "state": {"type": "string", "enum": ["running", "cleaning", "cleaned"]},
+        "created_at": TIME, "cleanup_at": nullable(TIME), "cleaned_at": nullable(TIME),
+        "counts": obj({"vms": COUNT, "pending": COUNT, "powered_on": COUNT, "failed": COUNT,
+                       "powered_off": COUNT},
+                      ["vms", "pending", "powered_on", "failed", "powered_off"]),
+        "vms": {"type": "array", "items": ref("FailoverTestVm")},
+    }, ["id", "datacenter_id", "state", "created_at", "cleanup_at", "cleaned_at", "counts",
+        "vms"]),
+    "FailoverTestPage": page_of("FailoverTest"),
+    "FailoverTestInput": obj({"datacenter_id": ID}, ["datacenter_id"]),
+    "FailoverTestReport": obj({
+        "state": POWER_STATE, "reason": {"type": "string", "maxLength": 1024}}, ["state"]),
     "ProtectionPolicy": obj({
         "level": {"type": "integer", "minimum": 1, "maximum": 5},
         "replicas": {"type": "integer", "minimum": 0, "maximum": 3,
@@ -387,7 +410,12 @@ SCHEMAS = {
         }, ["snapshot_id", "version", "epoch", "template_id", "blocked_by"])},
         "powered_on": {"type": "array", "items": obj({"snapshot_id": ID, "epoch": EPOCH},
                                                      ["snapshot_id", "epoch"])},
-    }, ["datacenter_id", "vms", "powered_on"]),
+        "tests": {"type": "array", "description": "a failover test's throwaway VMs to run here "
+                                                  "(most urgent first): no epoch, no fence",
+                  "items": obj({"id": {"type": "integer"}, "name": {"type": "string"},
+                                "snapshot_id": ID, "version": {"type": "integer"}},
+                               ["id", "name", "snapshot_id", "version"])},
+    }, ["datacenter_id", "vms", "powered_on", "tests"]),
     "PowerInput": obj({
         "epoch": {**EPOCH, "minimum": 1}, "state": POWER_STATE,
         "reason": {"type": "string", "minLength": 1, "maxLength": 256},
@@ -689,6 +717,12 @@ op("get", "/v1/failovers/{id}/snapshots", "viewer", "listFailoverSnapshots",
     query("outcome", {"type": "string", "enum": ["failed_over", "unrecoverable"]},
           "only these")] + PAGED,
    errors=READ_ERRORS + ["BadRequest"], tag="failovers")
+op("get", "/v1/failover-tests", "viewer", "listFailoverTests",
+   "failover tests (rehearsals), newest first", ok("FailoverTestPage"), PAGED,
+   errors=["BadRequest"], tag="failovers")
+op("get", "/v1/failover-tests/{id}", "viewer", "getFailoverTest",
+   "one failover test: its throwaway VMs and what their agents reported", ok("FailoverTest"),
+   [path_param("id", integer=True)], errors=READ_ERRORS, tag="failovers")
 op("get", "/v1/users/{id}/what-if", "viewer", "whatIf",
    "what homing would decide for each of the user's snapshots if the user reported from "
    "there, and why; nothing changes", ok("WhatIf"),
@@ -734,6 +768,19 @@ op("put", "/v1/protection-policies/{level}", "operator", "putProtectionPolicy",
                "new policy at its next replica pass: replicas are designated, refreshed or "
                "released.", tag="protection")
 
+op("post", "/v1/failover-tests", "operator", "startFailoverTest",
+   "rehearse a site's failover: throwaway copies of its snapshots at their replica sites",
+   ok("FailoverTest", status="201", description="started; poll it", location=True),
+   request=body("FailoverTestInput"), errors=["Conflict"] + WRITE_ERRORS, tag="failovers",
+   description="Each snapshot active at the site with a warm replica at a site that is not "
+               "down gets a throwaway VM there, named fotest-<id>, on an overlay of the "
+               "replica's copy: the real placements, epochs and power records do not change. "
+               "422 when the datacenter does not exist, 409 site-down when it is down (its "
+               "failover is real).")
+op("post", "/v1/failover-tests/{id}/cleanup", "operator", "cleanUpFailoverTest",
+   "clean a failover test up: its throwaway VMs are powered off and their overlays deleted",
+   ok("FailoverTest", status="202", description="cleaning (or cleaned: none ran)"),
+   [path_param("id", integer=True)], errors=READ_ERRORS + ["Unavailable"], tag="failovers")
 op("post", "/v1/failovers/{id}/failback", "operator", "failback",
    "move a returned site's failed-over snapshots back: only what its cached copy lacks travels",
    ok("Failover", status="202", description="the moves are queued (see the levels' "
@@ -942,6 +989,14 @@ op("get", "/v1/agent/vms", "agent", "listAgentVms",
                "the snapshot's current epoch (power on under it). powered_on: snapshots whose "
                "latest record here says powered_on. Power off what runs here and is not in "
                "vms first, then power on what is.")
+op("post", "/v1/agent/failover-tests/vms/{id}", "agent", "reportFailoverTestVm",
+   "report a failover test's throwaway VM powered on, powered off, or failed to start",
+   ok(schema=obj({"id": {"type": "integer"}, "state": POWER_STATE,
+                  "test_cleaned": {"type": "boolean"}}, ["id", "state", "test_cleaned"])),
+   [path_param("id", "the test VM's id (its name is fotest-<id>)", integer=True)],
+   body("FailoverTestReport"), errors=["NotFound"] + WRITE_ERRORS, tag="agents",
+   description="Only for a VM of the agent's datacenter (404 otherwise). No epoch, no fence: "
+               "the VM is no placement's.")
 op("post", "/v1/agent/vms/{id}/power", "agent", "reportPower",
    "report a VM powered on (fenced by epoch), powered off, or failed to start",
    ok("PowerRecord", status="201", description="recorded"),

@@ -225,3 +225,67 @@ BEGIN
     SELECT count(*) INTO n FROM t;
     RETURN n;
 END $$;
+
+-- Test failover, the rehearsal: throwaway copies of a site's snapshots
+-- started at their replica sites, isolated — a VM of their own name
+-- (fotest-<id>) on a throwaway overlay of the replica's copy — while the
+-- real placements, epochs and power records stay as they are. An operator
+-- starts one, reads what came up, and cleans it up: the agents power the
+-- copies off and delete their overlays; then it is `cleaned`.
+CREATE TABLE failover_tests (
+    id            bigserial PRIMARY KEY,
+    datacenter_id text NOT NULL REFERENCES datacenters (id) ON DELETE CASCADE,
+    state         text NOT NULL DEFAULT 'running'
+                  CHECK (state IN ('running', 'cleaning', 'cleaned')),
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    cleanup_at    timestamptz,
+    cleaned_at    timestamptz
+);
+
+-- One throwaway VM per snapshot: where (the replica site), from which
+-- version, and what its agent reported.
+CREATE TABLE failover_test_vms (
+    id            bigserial PRIMARY KEY,
+    test_id       bigint NOT NULL REFERENCES failover_tests (id) ON DELETE CASCADE,
+    snapshot_id   text NOT NULL REFERENCES snapshots (id) ON DELETE CASCADE,
+    datacenter_id text NOT NULL REFERENCES datacenters (id) ON DELETE CASCADE,
+    priority      integer NOT NULL,
+    version       bigint NOT NULL,
+    state         text NOT NULL DEFAULT 'pending'
+                  CHECK (state IN ('pending', 'powered_on', 'failed', 'powered_off')),
+    reason        text CHECK (length(reason) <= 1024),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (test_id, snapshot_id)
+);
+CREATE INDEX failover_test_vms_by_datacenter ON failover_test_vms (datacenter_id, state);
+
+-- Starts a rehearsal of p_dc's failover: a throwaway VM for each snapshot
+-- active there with a warm replica at a site that is not down (the most
+-- current, as a failover would choose). Nothing real changes. Returns its id.
+CREATE FUNCTION homing_failover_test(p_dc text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    t bigint;
+BEGIN
+    INSERT INTO failover_tests (datacenter_id) VALUES (p_dc) RETURNING id INTO t;
+    INSERT INTO failover_test_vms (test_id, snapshot_id, datacenter_id, priority, version)
+    SELECT DISTINCT ON (a.snapshot_id) t, a.snapshot_id, r.datacenter_id, s.priority, c.version
+    FROM placements a
+    JOIN snapshots s ON s.id = a.snapshot_id
+    JOIN replicas r ON r.snapshot_id = a.snapshot_id
+    JOIN placements c ON c.id = r.placement_id AND NOT c.active AND c.evicted_at IS NULL
+    JOIN datacenters d ON d.id = r.datacenter_id AND d.status <> 'down'
+    WHERE a.datacenter_id = p_dc AND a.active
+    ORDER BY a.snapshot_id, c.version DESC, r.datacenter_id;
+    RETURN t;
+END $$;
+
+-- A rehearsal being cleaned up is cleaned once none of its VMs runs.
+CREATE FUNCTION homing_failover_test_settle(p_test bigint) RETURNS boolean
+LANGUAGE sql AS $$
+    UPDATE failover_tests SET state = 'cleaned', cleaned_at = now()
+    WHERE id = p_test AND state = 'cleaning'
+      AND NOT EXISTS (SELECT 1 FROM failover_test_vms v WHERE v.test_id = p_test
+                      AND v.state = 'powered_on')
+    RETURNING true;
+$$;

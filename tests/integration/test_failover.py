@@ -109,6 +109,13 @@ def powered_on_at(db, snap):
 def seed_fleet(plane, db):
     """Versions 1..newest registered at Paris 100 s apart (the newest now - 100 s), each
     changing CHANGED bytes; Paris active at the newest, the replica's copy at its version."""
+    for snap, _, _, _, newest in FLEET:  # the files first: a start would fail without them
+        for store in plane.stores.values():
+            d = store / "snapshots" / snap
+            d.mkdir(parents=True)
+            for v in range(1, newest + 1):
+                (d / f"v{v}.qcow2").write_bytes(b"")
+                (d / f"v{v}.json").write_text('{"vcpus": 1, "memory_mib": 128}')
     for snap, priority, replica, rv, newest in FLEET:
         db.execute("INSERT INTO snapshots (id, user_id, template_id, size_bytes, priority,"
                    " version, power) VALUES (%s, %s, 'tpl-1', 65536, %s, %s, 'on')",
@@ -127,12 +134,6 @@ def seed_fleet(plane, db):
                              " RETURNING id", (snap, replica, rv, SHA)).fetchone()[0]
             db.execute("INSERT INTO replicas (snapshot_id, datacenter_id, placement_id, created_at)"
                        " VALUES (%s, %s, %s, now() - interval '1 hour')", (snap, replica, pid))
-        for dc, store in plane.stores.items():
-            d = store / "snapshots" / snap
-            d.mkdir(parents=True)
-            for v in range(1, newest + 1):
-                (d / f"v{v}.qcow2").write_bytes(b"")
-                (d / f"v{v}.json").write_text('{"vcpus": 1, "memory_mib": 128}')
 
 
 def lags(db):
