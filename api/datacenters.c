@@ -329,6 +329,12 @@ static int start_failover(struct request *req, const char *id, long long *failov
         json_decref(who);
         if (!actor)
                 return -ENOMEM;
+        /* A large site's failover is one long statement, and it must finish:
+         * --pg-statement-timeout-ms is for reads, not for this. */
+        if (api_exec(req, "SET LOCAL statement_timeout = 0", 0, NULL, NULL) < 0) {
+                free(actor);
+                return -EIO;
+        }
         {
                 const char *params[3] = { id, req->api->cfg->topic_audit, actor };
                 r = api_fetch_one(req, "SELECT homing_failover($1, $2, $3::jsonb)", 3, params,

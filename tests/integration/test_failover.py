@@ -9,6 +9,7 @@ agent comes back it powers its VMs off: nothing runs twice, asked of the
 drivers and of the power records."""
 import re
 import signal
+import time
 import urllib.request
 
 import pytest
@@ -290,3 +291,36 @@ def test_a_failover_is_read_by_viewers_and_bad_ids_are_404(plane):
     plane.api.json("GET", "/v1/snapshots/nope/restore", token=viewer, expect=404)
     status, _, _ = plane.api.request("GET", "/v1/failovers", token=None)
     assert status == 401
+
+
+def test_a_large_sites_failover_is_not_cut_by_the_statement_timeout(plane, database, topics, db,
+                                                                    tmp_path):
+    """The failover is one statement; an API whose statements may take 50 ms
+    still fails over 400 snapshots, which takes longer than that."""
+    db.execute("INSERT INTO snapshots (id, user_id, template_id, size_bytes, priority)"
+               " SELECT 'big-' || i, 'u-big-' || i, 'tpl-1', 4096, 1 + i % 3"
+               " FROM generate_series(1, 400) i")
+    db.execute("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+               " SELECT 'big-' || i, 't-frankfurt', 1, true FROM generate_series(1, 400) i")
+    db.execute("WITH c AS (INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+               " SELECT 'big-' || i, 't-tokyo', 1, false FROM generate_series(1, 400) i"
+               " RETURNING id, snapshot_id)"
+               " INSERT INTO replicas (snapshot_id, datacenter_id, placement_id)"
+               " SELECT snapshot_id, 't-tokyo', id FROM c")
+    api = Homing(database, topics, "failover-timeout", "serve", tmp_path,
+                 extra={"HOMING_PG_STATEMENT_TIMEOUT_MS": "50"})
+    api.start()
+    try:
+        operator = api.token("operator")
+        t0 = time.time()
+        api.json("PUT", "/v1/datacenters/t-frankfurt/status", {"status": "down"},
+                 token=operator)
+        elapsed = time.time() - t0
+        fid = api.json("GET", "/v1/failovers?datacenter_id=t-frankfurt")[0]["items"][0]["id"]
+        doc, _ = api.json("GET", f"/v1/failovers/{fid}")
+        assert sum(lv["failed_over"] for lv in doc["levels"]) == 400
+        assert elapsed > 0.05, f"the failover took {elapsed:.3f} s: too fast to tell"
+        api.json("PUT", "/v1/datacenters/t-frankfurt/status", {"status": "active"},
+                 token=operator)
+    finally:
+        api.stop()
