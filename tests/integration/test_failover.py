@@ -13,6 +13,7 @@ import time
 import urllib.request
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from conftest import Homing, free_port, seed_catalog, wait_for
 from plane import Agent
@@ -78,6 +79,13 @@ def plane(database, db, topics, tmp_path_factory):
         if agent.proc and agent.proc.poll() is None:
             agent.stop()
     api.stop()
+
+
+def conforms(plane, doc, schema):
+    """The answer is what the OpenAPI document (served by homing) says of it."""
+    spec = plane.api.json("GET", "/v1/openapi.json")[0]
+    Draft202012Validator({"$ref": f"#/components/schemas/{schema}",
+                          "components": spec["components"]}).validate(doc)
 
 
 def running(plane, dc):
@@ -204,6 +212,13 @@ def test_a_down_site_fails_over_by_priority_loses_the_replica_lag_and_runs_nothi
             "   AND r.snapshot_id LIKE 'fo-%%' ORDER BY r.id", (dc,))]
         assert order == sorted(order) and len(order) == len([f for f in FLEET if f[2] == dc])
     doc, _ = plane.api.json("GET", f"/v1/failovers/{fid}", token=viewer)
+    conforms(plane, doc, "Failover")
+    conforms(plane, failovers, "FailoverPage")
+    conforms(plane, plane.api.json("GET", f"/v1/failovers/{fid}/snapshots", token=viewer)[0],
+             "FailoverSnapshotPage")
+    vms, _ = plane.api.json("GET", "/v1/agent/vms",
+                            token=plane.agents["t-tokyo"].tokens["t-tokyo"])
+    conforms(plane, vms, "AgentVms")
     assert doc["state"] == "open"
     levels = {lv["level"]: lv for lv in doc["levels"]}
     assert [(levels[n]["snapshots"], levels[n]["failed_over"], levels[n]["powered_on"],
@@ -215,11 +230,13 @@ def test_a_down_site_fails_over_by_priority_loses_the_replica_lag_and_runs_nothi
 
     # The users' next restore says where from, and what it cost.
     doc, _ = plane.api.json("GET", "/v1/snapshots/fo-1c/restore", token=viewer)
+    conforms(plane, doc, "Restore")
     assert (doc["state"], doc["datacenter_id"], doc["epoch"], doc["version"], doc["from_dc"],
             doc["versions_lost"], doc["lost_versions"], doc["failover_id"]) == \
         ("failed_over", "t-tokyo", 2, 1, "t-paris", 2, [2, 3], fid)
     assert "2 newer versions lost" in doc["detail"]
     doc, _ = plane.api.json("GET", "/v1/snapshots/fo-4a/restore", token=viewer)
+    conforms(plane, doc, "Restore")
     assert (doc["state"], doc["datacenter_id"], doc["failover_id"]) == \
         ("unrecoverable", "t-paris", fid)
     assert doc["detail"].startswith("unrecoverable until t-paris returns")

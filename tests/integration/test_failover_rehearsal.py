@@ -12,6 +12,7 @@ import pytest
 from conftest import Homing, free_port, seed_catalog, wait_for
 from plane import Agent, qemu_img
 from test_audit_events import check_event
+from test_failover import conforms
 
 DCS = ("t-paris", "t-tokyo")
 SHA = "cd" * 32
@@ -109,6 +110,11 @@ def test_a_rehearsal_starts_isolated_copies_at_the_replica_site_and_cleans_them_
     doc = wait_for(lambda: (d := plane.api.json("GET", f"/v1/failover-tests/{tid}",
                                                 token=viewer)[0])["counts"]["powered_on"] == 2
                    and d, what="the test's VMs reported")
+    conforms(plane, doc, "FailoverTest")
+    vms, _ = plane.api.json("GET", "/v1/agent/vms",
+                            token=plane.agents["t-tokyo"].tokens["t-tokyo"])
+    conforms(plane, vms, "AgentVms")
+    assert [t["snapshot_id"] for t in vms["tests"]] == ["re-1", "re-2"]
     assert doc["counts"] == {"vms": 2, "pending": 0, "powered_on": 2, "failed": 0,
                              "powered_off": 0}
     # ...each on an overlay of the replica's copy, which stays as it was...
@@ -135,6 +141,7 @@ def test_a_rehearsal_starts_isolated_copies_at_the_replica_site_and_cleans_them_
                               expect=202)
     assert again["state"] == "cleaned"
     listed, _ = plane.api.json("GET", "/v1/failover-tests", token=viewer)
+    conforms(plane, listed, "FailoverTestPage")
     assert [t["id"] for t in listed["items"]] == [tid]
 
     events = [r[0] for r in db.execute(
