@@ -38,6 +38,8 @@
         "json_build_object('level', lv.level,"                                      \
         " 'snapshots', count(i.snapshot_id),"                                       \
         " 'failed_over', count(*) FILTER (WHERE i.outcome = 'failed_over'),"        \
+        " 'to_power_on', count(*) FILTER (WHERE i.outcome = 'failed_over'"          \
+        "                                 AND i.power = 'on'),"                     \
         " 'powered_on', count(i.powered_on_at),"                                    \
         " 'unrecoverable', count(*) FILTER (WHERE i.outcome = 'unrecoverable'),"    \
         " 'recovered', count(i.recovered_at),"                                      \
@@ -58,7 +60,9 @@
         "   AS j FROM generate_series(1, 5) lv(level)"                                         \
         "   LEFT JOIN (SELECT i.*, " POWERED_ON_AT " AS powered_on_at,"                        \
         "              (SELECT t.state FROM transfers t WHERE t.id = i.failback_transfer_id)"  \
-        "              AS failback_state FROM failover_items i"                                \
+        "              AS failback_state,"                                                     \
+        "              (SELECT s.power FROM snapshots s WHERE s.id = i.snapshot_id) AS power"  \
+        "              FROM failover_items i"                                                  \
         "              WHERE i.failover_id = f.id) i ON i.priority = lv.level"                 \
         "   GROUP BY lv.level) x))"
 

@@ -208,6 +208,8 @@ SCHEMAS = {
     "FailoverLevel": obj({
         "level": {"type": "integer", "minimum": 1, "maximum": 5},
         "snapshots": COUNT, "failed_over": COUNT,
+        "to_power_on": {**COUNT, "description": "failed over with their desired power on: "
+                                                "what powered_on reaches when done"},
         "powered_on": {**COUNT, "description": "failed over and powered on by the replica "
                                                "site's agent under the new epoch"},
         "unrecoverable": COUNT,
@@ -220,7 +222,8 @@ SCHEMAS = {
         "last_powered_on_at": nullable(TIME),
         "last_powered_on_after_s": nullable({"type": "number",
                                              "description": "since the site was declared down"}),
-    }, ["level", "snapshots", "failed_over", "powered_on", "unrecoverable", "recovered",
+    }, ["level", "snapshots", "failed_over", "to_power_on", "powered_on", "unrecoverable",
+        "recovered",
         "versions_lost", "data_loss_s_max", "data_loss_bytes", "failback_queued",
         "failed_back", "last_powered_on_at", "last_powered_on_after_s"]),
     "Failover": obj({

@@ -158,7 +158,7 @@ def main():
         doc = api("GET", f"/v1/failovers/{fid}", operator)
         for lv in doc["levels"]:
             n = lv["level"]
-            if n not in reached and lv["failed_over"] and lv["powered_on"] == lv["failed_over"]:
+            if n not in reached and lv["to_power_on"] and lv["powered_on"] == lv["to_power_on"]:
                 reached[n] = time.time() - t0
         return all(n in reached for n in (1, 2, 3)) and doc
     doc = wait(progress, 600, "every failed-over VM powered on", interval=0.1)

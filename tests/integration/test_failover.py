@@ -221,9 +221,9 @@ def test_a_down_site_fails_over_by_priority_loses_the_replica_lag_and_runs_nothi
     conforms(plane, vms, "AgentVms")
     assert doc["state"] == "open"
     levels = {lv["level"]: lv for lv in doc["levels"]}
-    assert [(levels[n]["snapshots"], levels[n]["failed_over"], levels[n]["powered_on"],
-             levels[n]["unrecoverable"]) for n in range(1, 6)] == \
-        [(3, 3, 3, 0), (2, 2, 2, 0), (2, 2, 2, 0), (1, 0, 0, 1), (1, 0, 0, 1)]
+    assert [(levels[n]["snapshots"], levels[n]["failed_over"], levels[n]["to_power_on"],
+             levels[n]["powered_on"], levels[n]["unrecoverable"]) for n in range(1, 6)] == \
+        [(3, 3, 3, 3, 0), (2, 2, 2, 2, 0), (2, 2, 2, 2, 0), (1, 0, 0, 0, 1), (1, 0, 0, 0, 1)]
     assert levels[1]["versions_lost"] == 3 and levels[1]["data_loss_bytes"] == 3 * CHANGED
     assert levels[1]["last_powered_on_after_s"] is not None
     assert levels[4]["last_powered_on_at"] is None
@@ -336,6 +336,7 @@ def test_a_large_sites_failover_is_not_cut_by_the_statement_timeout(plane, datab
         fid = api.json("GET", "/v1/failovers?datacenter_id=t-frankfurt")[0]["items"][0]["id"]
         doc, _ = api.json("GET", f"/v1/failovers/{fid}")
         assert sum(lv["failed_over"] for lv in doc["levels"]) == 400
+        assert sum(lv["to_power_on"] for lv in doc["levels"]) == 0  # their power is off
         assert elapsed > 0.05, f"the failover took {elapsed:.3f} s: too fast to tell"
         api.json("PUT", "/v1/datacenters/t-frankfurt/status", {"status": "active"},
                  token=operator)
