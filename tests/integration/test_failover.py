@@ -155,8 +155,9 @@ def test_a_down_site_fails_over_by_priority_loses_the_replica_lag_and_runs_nothi
     seed_fleet(plane, db)
     wait_for(lambda: set(running(plane, "t-paris")) == {f[0] for f in FLEET},
              what="Paris to run the fleet")
-    for snap, *_ in FLEET:
-        assert powered_on_at(db, snap) == ["t-paris"]
+    for snap, *_ in FLEET:  # the platform runs it a moment before the agent reports it
+        wait_for(lambda: powered_on_at(db, snap) == ["t-paris"],
+                 what=f"Paris's record of {snap}")
     # A viewer sees every snapshot restored from Paris under epoch 1.
     viewer = plane.api.token("viewer")
     doc, _ = plane.api.json("GET", "/v1/snapshots/fo-1b/restore", token=viewer)
