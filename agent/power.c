@@ -17,6 +17,10 @@
  *     moved, powered on elsewhere) it is powered off again at once. A VM
  *     that failed to start is reported failed and tried again after a
  *     while, not on every pass.
+ *  4. A failover test's throwaway VMs (`tests`, named fotest-<id>): each
+ *     runs on an overlay of the replica's copy under failover-tests/ in the
+ *     store, with no epoch, reported to the test's own route; one no longer
+ *     listed (the test is cleaned up) is powered off, its overlay deleted.
  */
 #include "agent/power.h"
 
@@ -27,12 +31,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/control.h"
 #include "agent/driver.h"
 #include "base/config.h"
 #include "base/log.h"
+#include "image/image.h"
 #include "metrics/metrics.h"
 
 #define RETRY_FAILED_S 60.0
@@ -78,6 +84,16 @@ struct wanted {
         int64_t version, epoch;
         const char *blocked_by; /* NULL: free to power on */
 };
+
+/* A failover test's throwaway VM that should run here (its name: fotest-<id>). */
+struct test_vm {
+        long long id;
+        const char *name;
+        const char *snapshot_id;
+        int64_t version;
+};
+
+#define TEST_PREFIX "fotest-"
 
 static bool id_is_plain(const char *id) {
         return id && *id && strlen(id) < 65 && !strchr(id, '/') && strcmp(id, ".") &&
@@ -206,6 +222,90 @@ static void power_on(struct power *p, struct site *s, const struct wanted *w) {
         confirm(p, s, w->snapshot_id, w->epoch);
 }
 
+/* ---- a failover test's throwaway VMs: isolated, no epoch, no fence ---- */
+
+static int test_report(struct site *s, long long id, const char *state, const char *reason) {
+        json_t *body = json_pack("{s:s}", "state", state), *reply = NULL;
+        char path[96], err[256];
+        long status = 0;
+        int r;
+
+        if (reason)
+                json_object_set_new(body, "reason", json_sprintf("%.256s", reason));
+        snprintf(path, sizeof(path), "/v1/agent/failover-tests/vms/%lld", id);
+        r = control_call(s->control, "POST", path, body, &status, &reply, err, sizeof(err));
+        json_decref(body);
+        json_decref(reply);
+        if (r < 0 || status != 200)
+                log_warn("power", "%s: reporting test VM %lld %s: %s", s->datacenter, id, state,
+                         r < 0 ? err : "the API answered an error");
+        return r < 0 ? r : (int)status;
+}
+
+/* The throwaway disk: an overlay of the replica's copy, so the real one is never written. */
+static void test_disk(const struct site *s, const char *name, char out[1024]) {
+        snprintf(out, 1024, "%s/failover-tests/%s.qcow2", s->store, name);
+}
+
+static void test_on(struct power *p, struct site *s, const struct test_vm *t) {
+        const char *ids[] = { "snapshot_id", t->snapshot_id, "datacenter_id", s->datacenter, NULL };
+        char base[1024], disk[1024], dir[1024], config[1024], err[512] = "";
+        struct driver_spec spec = { t->name, t->version, 0, disk, config };
+        int r;
+
+        snprintf(base, sizeof(base), "%s/snapshots/%s/v%lld.qcow2", s->store, t->snapshot_id,
+                 (long long)t->version);
+        snprintf(config, sizeof(config), "%s/snapshots/%s/v%lld.json", s->store, t->snapshot_id,
+                 (long long)t->version);
+        snprintf(dir, sizeof(dir), "%s/failover-tests", s->store);
+        test_disk(s, t->name, disk);
+        if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+                snprintf(err, sizeof(err), "cannot make %.400s: %s", dir, strerror(errno));
+        else if (access(disk, F_OK) < 0 && (r = image_create_overlay(base, disk)) < 0)
+                snprintf(err, sizeof(err), "cannot make a throwaway overlay of %.400s: %s", base,
+                         strerror(-r));
+        else if (driver_activate(s->driver, &spec, err, sizeof(err)) == 0)
+                err[0] = '\0';
+        else if (!err[0])
+                snprintf(err, sizeof(err), "the driver failed");
+        if (err[0]) {
+                log_line(LOG_ERROR, "power", ids, "cannot start test VM %s of %s: %s", t->name,
+                         t->snapshot_id, err);
+                count(p, ACTION_POWER_ON, OUTCOME_FAILED);
+                unlink(disk);
+                test_report(s, t->id, "failed", err); /* not listed again: no retry */
+                return;
+        }
+        log_line(LOG_INFO, "power", ids, "started test VM %s of %s version %lld", t->name,
+                 t->snapshot_id, (long long)t->version);
+        count(p, ACTION_POWER_ON, OUTCOME_OK);
+        test_report(s, t->id, "powered_on", NULL);
+}
+
+static void test_off(struct power *p, struct site *s, const char *name) {
+        char disk[1024], err[512] = "";
+
+        if (driver_deactivate(s->driver, name, err, sizeof(err)) < 0) {
+                log_error("power", "%s: cannot power test VM %s off: %s", s->datacenter, name, err);
+                count(p, ACTION_POWER_OFF, OUTCOME_FAILED);
+                return;
+        }
+        test_disk(s, name, disk);
+        unlink(disk);
+        log_info("power", "%s: test VM %s powered off and its overlay deleted", s->datacenter,
+                 name);
+        count(p, ACTION_POWER_OFF, OUTCOME_OK);
+        test_report(s, strtoll(name + strlen(TEST_PREFIX), NULL, 10), "powered_off",
+                    "the failover test is cleaned up");
+}
+
+static const struct test_vm *find_test(const struct test_vm *t, size_t n, const char *name) {
+        for (size_t i = 0; i < n; i++)
+                if (!strcmp(t[i].name, name))
+                        return &t[i];
+        return NULL;
+}
+
 static const struct wanted *find_wanted(const struct wanted *w, size_t n, const char *snapshot) {
         for (size_t i = 0; i < n; i++)
                 if (!strcmp(w[i].snapshot_id, snapshot))
@@ -243,10 +343,11 @@ static void keep_list(struct site *s, struct driver_vm *vms, size_t n) {
 }
 
 static void reconcile(struct power *p, struct site *s) {
-        json_t *answer = NULL, *vms_json, *powered_on, *item;
+        json_t *answer = NULL, *vms_json, *powered_on, *tests_json, *item;
         struct driver_vm *vms = NULL;
         struct wanted *wanted = NULL;
-        size_t n_vms = 0, n_wanted = 0, i;
+        struct test_vm *tests = NULL;
+        size_t n_vms = 0, n_wanted = 0, n_tests = 0, i;
         char err[512];
         long status = 0;
 
@@ -271,6 +372,20 @@ static void reconcile(struct power *p, struct site *s) {
                 if (id_is_plain(w->snapshot_id) && w->version >= 1 && w->epoch >= 1)
                         n_wanted++;
         }
+        tests_json = json_object_get(answer, "tests");
+        tests = calloc(json_array_size(tests_json) + 1, sizeof(*tests));
+        if (!tests)
+                goto out;
+        json_array_foreach(tests_json, i, item) {
+                struct test_vm *t = &tests[n_tests];
+                t->id = json_integer_value(json_object_get(item, "id"));
+                t->name = json_string_value(json_object_get(item, "name"));
+                t->snapshot_id = json_string_value(json_object_get(item, "snapshot_id"));
+                t->version = json_integer_value(json_object_get(item, "version"));
+                if (id_is_plain(t->name) && !strncmp(t->name, TEST_PREFIX, strlen(TEST_PREFIX)) &&
+                    id_is_plain(t->snapshot_id) && t->version >= 1)
+                        n_tests++;
+        }
         if (driver_list(s->driver, &vms, &n_vms, err, sizeof(err)) < 0) {
                 log_error("power", "%s: the driver cannot list its VMs: %s", s->datacenter, err);
                 goto out;
@@ -279,7 +394,10 @@ static void reconcile(struct power *p, struct site *s) {
         /* Off first: what runs here and should not, or not like this. */
         for (i = 0; i < n_vms; i++) {
                 const struct wanted *w = find_wanted(wanted, n_wanted, vms[i].snapshot_id);
-                if (!w)
+                if (!strncmp(vms[i].snapshot_id, TEST_PREFIX, strlen(TEST_PREFIX))) {
+                        if (!find_test(tests, n_tests, vms[i].snapshot_id))
+                                test_off(p, s, vms[i].snapshot_id);
+                } else if (!w)
                         power_off(p, s, vms[i].snapshot_id, vms[i].epoch,
                                   "not to run here (moved away, or its power is off)");
                 else if (w->version != vms[i].version || w->epoch != vms[i].epoch)
@@ -314,6 +432,10 @@ static void reconcile(struct power *p, struct site *s) {
                 }
                 power_on(p, s, &wanted[i]);
         }
+        /* And a failover test's throwaway VMs, after the real ones. */
+        for (i = 0; i < n_tests && !atomic_load(p->stop); i++)
+                if (!find_running(vms, n_vms, tests[i].name))
+                        test_on(p, s, &tests[i]);
         free(vms);
         vms = NULL;
         n_vms = 0;
@@ -324,6 +446,7 @@ static void reconcile(struct power *p, struct site *s) {
 out:
         free(vms);
         free(wanted);
+        free(tests);
         json_decref(answer);
 }
 

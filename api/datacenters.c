@@ -27,6 +27,7 @@
 #include "api/request.h"
 #include "api/resource.h"
 #include "api/state.h"
+#include "base/config.h"
 #include "geo/geo.h"
 #include "store/store.h"
 
@@ -318,10 +319,41 @@ enum MHD_Result api_datacenters_create(struct request *req) {
                                     json_object());
 }
 
+/* Fails the datacenter's snapshots over (homing_failover); *failover: its id. */
+static int start_failover(struct request *req, const char *id, long long *failover) {
+        struct store_result *res = NULL;
+        json_t *who = api_actor_json(req);
+        char *actor = who ? json_dumps(who, JSON_COMPACT) : NULL;
+        int r;
+
+        json_decref(who);
+        if (!actor)
+                return -ENOMEM;
+        /* A large site's failover is one long statement, and it must finish:
+         * --pg-statement-timeout-ms is for reads, not for this. */
+        if (api_exec(req, "SET LOCAL statement_timeout = 0", 0, NULL, NULL) < 0) {
+                free(actor);
+                return -EIO;
+        }
+        {
+                const char *params[3] = { id, req->api->cfg->topic_audit, actor };
+                r = api_fetch_one(req, "SELECT homing_failover($1, $2, $3::jsonb)", 3, params,
+                                  &res);
+        }
+        if (r > 0)
+                *failover = store_int(res, 0, 0);
+        free(actor);
+        store_result_free(res);
+        return r <= 0 ? -EIO : 0;
+}
+
 enum MHD_Result api_datacenters_set_status(struct request *req) {
         const char *id = api_param(req, 0);
         const char *status = json_string_value(json_object_get(req->input, "status"));
+        long long failover = 0;
         char before[16];
+        json_t *data;
+        int r = 0;
 
         snprintf(before, sizeof(before), "%s", store_text(req->locked, 0, 1));
         if (!strcmp(before, status))
@@ -334,9 +366,25 @@ enum MHD_Result api_datacenters_set_status(struct request *req) {
                              2, params, NULL) < 0)
                         return api_reply_db_error(req);
         }
+        data = json_pack("{s:s, s:s, s:s}", "datacenter_id", id, "from", before, "to", status);
+        if (!data)
+                return api_reply_db_error(req);
+        /* Down: its snapshots fail over now, in this transaction (migration 023).
+         * Back: its failover ends. */
+        if (!strcmp(status, "down"))
+                r = start_failover(req, id, &failover);
+        else if (!strcmp(before, "down")) {
+                const char *params[1] = { id };
+                r = api_exec(req, "SELECT homing_failover_end($1)", 1, params, NULL);
+        }
+        if (r < 0) {
+                json_decref(data);
+                return api_reply_db_error(req);
+        }
+        if (failover > 0)
+                json_object_set_new(data, "failover_id", json_integer(failover));
         return api_commit_and_reply(req, &resource, id, 200, "io.homing.datacenter.status_changed",
-                                    json_pack("{s:s, s:s, s:s}", "datacenter_id", id, "from",
-                                              before, "to", status));
+                                    data);
 }
 
 enum MHD_Result api_datacenters_delete(struct request *req) {

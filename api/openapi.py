@@ -205,6 +205,92 @@ SCHEMAS = {
         "rpo_breached_at": nullable(TIME), "copied_at": nullable(TIME),
     }, ["datacenter_id", "version", "newest_version", "lag_s", "bytes_behind", "rpo_s",
         "rpo_breached"]),
+    "FailoverLevel": obj({
+        "level": {"type": "integer", "minimum": 1, "maximum": 5},
+        "snapshots": COUNT, "failed_over": COUNT,
+        "to_power_on": {**COUNT, "description": "failed over with their desired power on: "
+                                                "what powered_on reaches when done"},
+        "powered_on": {**COUNT, "description": "failed over and powered on by the replica "
+                                               "site's agent under the new epoch"},
+        "unrecoverable": COUNT,
+        "recovered": {**COUNT, "description": "unrecoverable ones whose site returned"},
+        "versions_lost": COUNT,
+        "data_loss_s_max": {"type": "number", "minimum": 0},
+        "data_loss_bytes": COUNT,
+        "failback_queued": {**COUNT, "description": "moves back to the returned site queued"},
+        "failed_back": {**COUNT, "description": "moves back that succeeded"},
+        "last_powered_on_at": nullable(TIME),
+        "last_powered_on_after_s": nullable({"type": "number",
+                                             "description": "since the site was declared down"}),
+    }, ["level", "snapshots", "failed_over", "to_power_on", "powered_on", "unrecoverable",
+        "recovered",
+        "versions_lost", "data_loss_s_max", "data_loss_bytes", "failback_queued",
+        "failed_back", "last_powered_on_at", "last_powered_on_after_s"]),
+    "Failover": obj({
+        "id": {"type": "integer"}, "datacenter_id": ID,
+        "state": {"type": "string", "enum": ["open", "ended"],
+                  "description": "open while the site is down"},
+        "created_at": TIME, "ended_at": nullable(TIME),
+        "levels": {"type": "array", "items": ref("FailoverLevel"), "minItems": 5,
+                   "maxItems": 5},
+    }, ["id", "datacenter_id", "state", "created_at", "ended_at", "levels"]),
+    "FailoverPage": page_of("Failover"),
+    "FailoverSnapshot": obj({
+        "failover_id": {"type": "integer"}, "snapshot_id": ID, "priority": PRIORITY,
+        "outcome": {"type": "string", "enum": ["failed_over", "unrecoverable"]},
+        "from_dc": ID, "to_dc": nullable(ID), "epoch": nullable(EPOCH),
+        "version": nullable({"type": "integer", "description": "the replica's version, now "
+                                                               "active"}),
+        "newest_version": {"type": "integer"},
+        "versions_lost": COUNT,
+        "lost": {"type": "array", "items": {"type": "object"},
+                 "description": "the versions only the dead site held (version, "
+                                "content_sha256, size_bytes, datacenter_id, created_at)"},
+        "data_loss_s": {"type": "number", "minimum": 0,
+                        "description": "the replica's lag at failover"},
+        "data_loss_bytes": {**COUNT, "description": "the replica's bytes behind at failover"},
+        "powered_on_at": nullable(TIME), "recovered_at": nullable(TIME),
+        "failback_transfer_id": nullable({"type": "integer",
+                                          "description": "the move back, once asked for"}),
+        "created_at": TIME,
+    }, ["failover_id", "snapshot_id", "priority", "outcome", "from_dc", "to_dc", "epoch",
+        "version", "newest_version", "versions_lost", "lost", "data_loss_s",
+        "data_loss_bytes", "powered_on_at", "recovered_at", "failback_transfer_id",
+        "created_at"]),
+    "FailoverSnapshotPage": page_of("FailoverSnapshot"),
+    "Restore": obj({
+        "snapshot_id": ID,
+        "state": {"type": "string", "enum": ["active", "failed_over", "unrecoverable",
+                                             "nowhere"]},
+        "datacenter_id": ID, "epoch": EPOCH, "version": {"type": "integer"},
+        "failover_id": {"type": "integer"}, "from_dc": ID, "versions_lost": COUNT,
+        "lost_versions": {"type": "array", "items": {"type": "integer"}},
+        "data_loss_s": {"type": "number"}, "data_loss_bytes": COUNT,
+        "detail": {"type": "string", "description": "the same, said for the user"},
+    }, ["snapshot_id", "state", "epoch", "detail"]),
+    "FailoverTestVm": obj({
+        "id": {"type": "integer"}, "name": {"type": "string", "description": "fotest-<id>: "
+                                                                           "the VM's own name"},
+        "snapshot_id": ID, "datacenter_id": ID, "priority": PRIORITY,
+        "version": {"type": "integer", "description": "the replica's version it runs"},
+        "state": {"type": "string", "enum": ["pending", "powered_on", "failed", "powered_off"]},
+        "reason": nullable({"type": "string"}), "updated_at": TIME,
+    }, ["id", "name", "snapshot_id", "datacenter_id", "priority", "version", "state", "reason",
+        "updated_at"]),
+    "FailoverTest": obj({
+        "id": {"type": "integer"}, "datacenter_id": ID,
+        "state": {"type": "string", "enum": ["running", "cleaning", "cleaned"]},
+        "created_at": TIME, "cleanup_at": nullable(TIME), "cleaned_at": nullable(TIME),
+        "counts": obj({"vms": COUNT, "pending": COUNT, "powered_on": COUNT, "failed": COUNT,
+                       "powered_off": COUNT},
+                      ["vms", "pending", "powered_on", "failed", "powered_off"]),
+        "vms": {"type": "array", "items": ref("FailoverTestVm")},
+    }, ["id", "datacenter_id", "state", "created_at", "cleanup_at", "cleaned_at", "counts",
+        "vms"]),
+    "FailoverTestPage": page_of("FailoverTest"),
+    "FailoverTestInput": obj({"datacenter_id": ID}, ["datacenter_id"]),
+    "FailoverTestReport": obj({
+        "state": POWER_STATE, "reason": {"type": "string", "maxLength": 1024}}, ["state"]),
     "ProtectionPolicy": obj({
         "level": {"type": "integer", "minimum": 1, "maximum": 5},
         "replicas": {"type": "integer", "minimum": 0, "maximum": 3,
@@ -327,7 +413,12 @@ SCHEMAS = {
         }, ["snapshot_id", "version", "epoch", "template_id", "blocked_by"])},
         "powered_on": {"type": "array", "items": obj({"snapshot_id": ID, "epoch": EPOCH},
                                                      ["snapshot_id", "epoch"])},
-    }, ["datacenter_id", "vms", "powered_on"]),
+        "tests": {"type": "array", "description": "a failover test's throwaway VMs to run here "
+                                                  "(most urgent first): no epoch, no fence",
+                  "items": obj({"id": {"type": "integer"}, "name": {"type": "string"},
+                                "snapshot_id": ID, "version": {"type": "integer"}},
+                               ["id", "name", "snapshot_id", "version"])},
+    }, ["datacenter_id", "vms", "powered_on", "tests"]),
     "PowerInput": obj({
         "epoch": {**EPOCH, "minimum": 1}, "state": POWER_STATE,
         "reason": {"type": "string", "minLength": 1, "maxLength": 256},
@@ -607,6 +698,34 @@ op("get", "/v1/snapshots/{id}/replicas", "viewer", "listSnapshotReplicas",
    "a snapshot's warm replicas and how far each lags behind its newest version",
    ok(schema=obj({"items": {"type": "array", "items": ref("Replica")}}, ["items"])), ID_PARAM,
    errors=READ_ERRORS, tag="snapshots")
+op("get", "/v1/snapshots/{id}/restore", "viewer", "getSnapshotRestore",
+   "where the snapshot's next restore comes from: active at a datacenter under an epoch, "
+   "failed over from a down site (with the versions and data lost), or unrecoverable until "
+   "its site returns", ok("Restore"), ID_PARAM, errors=READ_ERRORS, tag="failovers")
+op("get", "/v1/failovers", "viewer", "listFailovers",
+   "failovers of sites declared down, newest first", ok("FailoverPage"),
+   [query("datacenter_id", ID, "only this site's")] + PAGED, errors=["BadRequest"],
+   tag="failovers")
+op("get", "/v1/failovers/{id}", "viewer", "getFailover",
+   "one failover: its progress per priority level", ok("Failover"),
+   [path_param("id", integer=True)], errors=READ_ERRORS, tag="failovers",
+   description="A failover starts when an operator sets a datacenter down (PUT "
+               "/v1/datacenters/{id}/status): every snapshot active there with a warm "
+               "replica at a site that is not down is activated there, level 1 first; the "
+               "others are unrecoverable until the site returns, which ends the failover.")
+op("get", "/v1/failovers/{id}/snapshots", "viewer", "listFailoverSnapshots",
+   "a failover's snapshots by id: failed over (what was lost) or unrecoverable",
+   ok("FailoverSnapshotPage"),
+   [path_param("id", integer=True),
+    query("outcome", {"type": "string", "enum": ["failed_over", "unrecoverable"]},
+          "only these")] + PAGED,
+   errors=READ_ERRORS + ["BadRequest"], tag="failovers")
+op("get", "/v1/failover-tests", "viewer", "listFailoverTests",
+   "failover tests (rehearsals), newest first", ok("FailoverTestPage"), PAGED,
+   errors=["BadRequest"], tag="failovers")
+op("get", "/v1/failover-tests/{id}", "viewer", "getFailoverTest",
+   "one failover test: its throwaway VMs and what their agents reported", ok("FailoverTest"),
+   [path_param("id", integer=True)], errors=READ_ERRORS, tag="failovers")
 op("get", "/v1/users/{id}/what-if", "viewer", "whatIf",
    "what homing would decide for each of the user's snapshots if the user reported from "
    "there, and why; nothing changes", ok("WhatIf"),
@@ -640,7 +759,8 @@ op("get", "/v1/zones", "viewer", "listZones", "list zones", ok("ZonePage"), PAGE
 op("get", "/v1/zones/{id}", "viewer", "getZone", "one zone", ok("Zone", etag=True), ID_PARAM,
    errors=READ_ERRORS, tag="zones")
 op("put", "/v1/datacenters/{id}/status", "operator", "setDatacenterStatus",
-   "set a datacenter's status: draining stops new placements there",
+   "set a datacenter's status: draining stops new placements there; down fails its "
+   "snapshots over to their warm replicas (GET /v1/failovers)",
    ok("Datacenter", etag=True), ID_PARAM + IF_MATCH, body("StatusChange"),
    errors=READ_ERRORS + WRITE_ERRORS + ["PreconditionFailed"], tag="datacenters")
 op("put", "/v1/protection-policies/{level}", "operator", "putProtectionPolicy",
@@ -651,6 +771,30 @@ op("put", "/v1/protection-policies/{level}", "operator", "putProtectionPolicy",
                "new policy at its next replica pass: replicas are designated, refreshed or "
                "released.", tag="protection")
 
+op("post", "/v1/failover-tests", "operator", "startFailoverTest",
+   "rehearse a site's failover: throwaway copies of its snapshots at their replica sites",
+   ok("FailoverTest", status="201", description="started; poll it", location=True),
+   request=body("FailoverTestInput"), errors=["Conflict"] + WRITE_ERRORS, tag="failovers",
+   description="Each snapshot active at the site with a warm replica at a site that is not "
+               "down gets a throwaway VM there, named fotest-<id>, on an overlay of the "
+               "replica's copy: the real placements, epochs and power records do not change. "
+               "422 when the datacenter does not exist, 409 site-down when it is down (its "
+               "failover is real).")
+op("post", "/v1/failover-tests/{id}/cleanup", "operator", "cleanUpFailoverTest",
+   "clean a failover test up: its throwaway VMs are powered off and their overlays deleted",
+   ok("FailoverTest", status="202", description="cleaning (or cleaned: none ran)"),
+   [path_param("id", integer=True)], errors=READ_ERRORS + ["Unavailable"], tag="failovers")
+op("post", "/v1/failovers/{id}/failback", "operator", "failback",
+   "move a returned site's failed-over snapshots back: only what its cached copy lacks travels",
+   ok("Failover", status="202", description="the moves are queued (see the levels' "
+      "failback_queued and failed_back)"),
+   [path_param("id", integer=True)], errors=READ_ERRORS + ["Conflict", "Unavailable"],
+   tag="failovers",
+   description="Every snapshot of the failover that still runs from the copy the failover "
+               "activated (active nowhere else since) gets a move back to the site, level 1 first (reason "
+               "failback). The site keeps its copy from before the failover as a cached one, "
+               "which the target builds from. 409 site-not-active while the site is not "
+               "active. A second call queues only what is not queued yet.")
 op("post", "/v1/snapshots/{id}/versions", "operator", "composeVersion",
    "compose a new version: a base version with chosen items of another (its agent writes it)",
    ok("Composition", status="202", description="queued for the agent of the snapshot's "
@@ -848,6 +992,14 @@ op("get", "/v1/agent/vms", "agent", "listAgentVms",
                "the snapshot's current epoch (power on under it). powered_on: snapshots whose "
                "latest record here says powered_on. Power off what runs here and is not in "
                "vms first, then power on what is.")
+op("post", "/v1/agent/failover-tests/vms/{id}", "agent", "reportFailoverTestVm",
+   "report a failover test's throwaway VM powered on, powered off, or failed to start",
+   ok(schema=obj({"id": {"type": "integer"}, "state": POWER_STATE,
+                  "test_cleaned": {"type": "boolean"}}, ["id", "state", "test_cleaned"])),
+   [path_param("id", "the test VM's id (its name is fotest-<id>)", integer=True)],
+   body("FailoverTestReport"), errors=["NotFound"] + WRITE_ERRORS, tag="agents",
+   description="Only for a VM of the agent's datacenter (404 otherwise). No epoch, no fence: "
+               "the VM is no placement's.")
 op("post", "/v1/agent/vms/{id}/power", "agent", "reportPower",
    "report a VM powered on (fenced by epoch), powered off, or failed to start",
    ok("PowerRecord", status="201", description="recorded"),
@@ -911,7 +1063,7 @@ def document():
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": t} for t in ("datacenters", "templates", "snapshots", "transfers",
-                                       "zones", "protection", "tokens", "agents", "ingest", "health",
+                                       "zones", "protection", "failovers", "tokens", "agents", "ingest", "health",
                                        "dashboard")],
         "paths": paths,
         "components": {

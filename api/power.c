@@ -1,13 +1,17 @@
 /*
  * /v1/agent/vms: powering VMs on and off, fenced. An agent asks which VMs
  * should run at its datacenter (snapshots whose active placement is there
- * and whose desired power is on, each with its version and the snapshot's
- * epoch) and which the records say run there; it reports what it did
- * (powered_on, powered_off, failed) under an epoch. PostgreSQL holds the
- * fence (migration 019): a powered_on report is refused unless its epoch
+ * and whose desired power is on, most urgent level first, each with its
+ * version and the snapshot's epoch) and which the records say run there;
+ * it reports what it did (powered_on, powered_off, failed) under an epoch.
+ * PostgreSQL holds the fence (migration 019): a powered_on report is refused unless its epoch
  * is the snapshot's current one, the active placement is here, and no
  * other datacenter that is not down says it still runs the VM. Every
  * record, and every refusal, is an audit event.
+ *
+ * A failover test's throwaway VMs (api/failovers.c) are listed apart, as
+ * `tests`, each with a name of its own: they are no placement's, carry no
+ * epoch and pass no fence; their agent reports them to their own route.
  */
 #include "api/power.h"
 
@@ -73,7 +77,7 @@ enum MHD_Result api_power_list(struct request *req) {
                 " 'vms', coalesce((SELECT json_agg(json_build_object('snapshot_id', s.id,"
                 "    'version', p.version, 'epoch', s.epoch, 'template_id', s.template_id,"
                 "    'blocked_by', CASE WHEN x.why LIKE 'powered-on-elsewhere:%' THEN"
-                "                  substr(x.why, 22) END) ORDER BY s.id)"
+                "                  substr(x.why, 22) END) ORDER BY s.priority, s.id)"
                 "   FROM placements p JOIN snapshots s ON s.id = p.snapshot_id"
                 "   CROSS JOIN LATERAL (SELECT homing_power_on_refusal(s.id, $1, s.epoch) AS why) x"
                 "   WHERE p.datacenter_id = $1 AND p.active AND s.power = 'on'), '[]'::json),"
@@ -82,7 +86,13 @@ enum MHD_Result api_power_list(struct request *req) {
                 "   FROM (SELECT DISTINCT ON (r.snapshot_id) r.snapshot_id, r.epoch, r.state"
                 "         FROM power_records r WHERE r.datacenter_id = $1"
                 "         ORDER BY r.snapshot_id, r.id DESC) l"
-                "   WHERE l.state = 'powered_on'), '[]'::json))::text",
+                "   WHERE l.state = 'powered_on'), '[]'::json),"
+                " 'tests', coalesce((SELECT json_agg(json_build_object('id', v.id,"
+                "    'name', 'fotest-' || v.id, 'snapshot_id', v.snapshot_id, 'version', v.version)"
+                "    ORDER BY v.priority, v.id)"
+                "   FROM failover_test_vms v JOIN failover_tests t ON t.id = v.test_id"
+                "   WHERE v.datacenter_id = $1 AND t.state = 'running'"
+                "     AND v.state IN ('pending', 'powered_on')), '[]'::json))::text",
                 1, params, &res);
 
         if (r <= 0)
@@ -189,4 +199,84 @@ enum MHD_Result api_power_report(struct request *req) {
                 return api_reply_db_error(req);
         }
         return api_reply_json(req, 201, record);
+}
+
+/* ---- a failover test's throwaway VMs ------------------------------------------------- */
+
+/* The VM, at the agent's datacenter, with its test's state, both locked. */
+const struct api_resource api_power_test_vm_resource = {
+        "failover test VM",
+        "/v1/failover-tests",
+        NULL,
+        "SELECT v.test_id, t.state, v.snapshot_id FROM failover_test_vms v"
+        " JOIN failover_tests t ON t.id = v.test_id"
+        " WHERE v.id = $1::bigint AND v.datacenter_id = $2 FOR UPDATE OF v, t",
+        true,
+        NULL,
+        NULL,
+};
+
+const struct api_field api_power_test_fields[] = {
+        { "state", FIELD_STRING, true, false, 0, 0 },
+        { "reason", FIELD_STRING, false, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+/*
+ * What the agent did with a throwaway VM. A VM powered on while its test
+ * is being cleaned up puts the test back to cleaning (the agent powers it
+ * off at its next pass); the last one off makes the test `cleaned`.
+ */
+enum MHD_Result api_power_test_report(struct request *req) {
+        const char *vm = api_param(req, 0), *dc = req->who.datacenter_id;
+        const char *state = json_string_value(json_object_get(req->input, "state"));
+        const char *reason = json_string_value(json_object_get(req->input, "reason"));
+        const char *test = store_text(req->locked, 0, 0);
+        struct store_result *res = NULL;
+        bool cleaned = false;
+        json_t *data;
+        int r;
+
+        if (strspn(vm, "0123456789") != strlen(vm))
+                return api_reply_not_found(req, "failover test VM", vm);
+        {
+                const char *params[3] = { vm, state, reason };
+                r = api_exec(req,
+                             "UPDATE failover_test_vms SET state = $2, reason = $3,"
+                             " updated_at = now() WHERE id = $1::bigint",
+                             3, params, NULL);
+        }
+        if (r >= 0 && !strcmp(state, "powered_on") &&
+            strcmp(store_text(req->locked, 0, 1), "running") != 0) {
+                const char *params[1] = { test };
+                r = api_exec(req,
+                             "UPDATE failover_tests SET state = 'cleaning', cleaned_at = NULL"
+                             " WHERE id = $1::bigint",
+                             1, params, NULL);
+        }
+        if (r >= 0) {
+                const char *params[1] = { test };
+                r = api_exec(req, "SELECT homing_failover_test_settle($1::bigint)", 1, params,
+                             &res);
+                cleaned = r >= 0 && store_rows(res) == 1 && store_text(res, 0, 0) &&
+                          store_bool(res, 0, 0);
+                res = store_result_free(res);
+        }
+        if (r < 0)
+                return api_reply_db_error(req);
+        data = json_pack("{s:I, s:I, s:s, s:s, s:s}", "failover_test_id",
+                         (json_int_t)strtoll(test, NULL, 10), "vm_id",
+                         (json_int_t)strtoll(vm, NULL, 10), "snapshot_id",
+                         store_text(req->locked, 0, 2), "datacenter_id", dc, "state", state);
+        if (data && reason)
+                json_object_set_new(data, "reason", json_string(reason));
+        if (api_audit(req, "io.homing.failover_test.vm_reported", test, data) < 0 ||
+            (cleaned && api_audit(req, "io.homing.failover_test.cleaned", test,
+                                  json_pack("{s:I}", "failover_test_id",
+                                            (json_int_t)strtoll(test, NULL, 10))) < 0) ||
+            api_commit(req) < 0)
+                return api_reply_db_error(req);
+        return api_reply_json(req, 200,
+                              json_pack("{s:I, s:s, s:b}", "id", (json_int_t)strtoll(vm, NULL, 10),
+                                        "state", state, "test_cleaned", cleaned));
 }

@@ -20,6 +20,7 @@
 #include "api/agent.h"
 #include "api/dashboard.h"
 #include "api/datacenters.h"
+#include "api/failovers.h"
 #include "api/health.h"
 #include "api/ingest.h"
 #include "api/power.h"
@@ -86,6 +87,18 @@ const struct api_route api_routes[] = {
           "a snapshot's recent decisions" },
         { "GET", "/v1/snapshots/{id}/replicas", ACCESS_VIEWER, api_snapshots_replicas,
           "a snapshot's warm replicas and how far each lags" },
+        { "GET", "/v1/snapshots/{id}/restore", ACCESS_VIEWER, api_snapshots_restore,
+          "where the snapshot's next restore comes from: active, failed over or unrecoverable" },
+        { "GET", "/v1/failovers", ACCESS_VIEWER, api_failovers_list,
+          "failovers of sites declared down, newest first" },
+        { "GET", "/v1/failovers/{id}", ACCESS_VIEWER, api_failovers_get,
+          "one failover: its progress per priority level" },
+        { "GET", "/v1/failovers/{id}/snapshots", ACCESS_VIEWER, api_failovers_snapshots,
+          "a failover's snapshots: failed over (what was lost) or unrecoverable" },
+        { "GET", "/v1/failover-tests", ACCESS_VIEWER, api_failover_tests_list,
+          "failover tests (rehearsals), newest first" },
+        { "GET", "/v1/failover-tests/{id}", ACCESS_VIEWER, api_failover_tests_get,
+          "one failover test: its throwaway VMs and what their agents reported" },
         { "GET", "/v1/users/{id}/what-if", ACCESS_VIEWER, api_users_what_if,
           "what homing would decide if the user were there, and why" },
         { "GET", "/v1/transfers", ACCESS_VIEWER, api_transfers_list, "list transfers" },
@@ -110,6 +123,15 @@ const struct api_route api_routes[] = {
           "cancel a queued or running transfer", LOCK(api_transfer_resource, IF_MATCH_NONE) },
         { "POST", "/v1/transfers/{id}/retry", ACCESS_OPERATOR, api_transfers_retry,
           "retry a failed or cancelled transfer", LOCK(api_transfer_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/failover-tests", ACCESS_OPERATOR, api_failover_tests_create,
+          "rehearse a site's failover: throwaway copies at its replica sites, isolated",
+          .body = api_failover_test_fields },
+        { "POST", "/v1/failover-tests/{id}/cleanup", ACCESS_OPERATOR, api_failover_tests_cleanup,
+          "clean a failover test up: its throwaway VMs are powered off and removed",
+          LOCK(api_failover_test_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/failovers/{id}/failback", ACCESS_OPERATOR, api_failovers_failback,
+          "move a returned site's failed-over snapshots back (only the difference travels)",
+          LOCK(api_failover_resource, IF_MATCH_NONE) },
         /* admins */
         { "POST", "/v1/datacenters", ACCESS_ADMIN, api_datacenters_create, "add a datacenter",
           .body = api_datacenter_fields, .validate = api_datacenter_valid },
@@ -185,6 +207,10 @@ const struct api_route api_routes[] = {
           "report a VM powered on (fenced by epoch), powered off, or failed to start",
           .body = api_power_fields, .validate = api_power_valid,
           LOCK(api_power_snapshot_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/agent/failover-tests/vms/{id}", ACCESS_AGENT, api_power_test_report,
+          "report a failover test's throwaway VM powered on, powered off, or failed to start",
+          .body = api_power_test_fields, .validate = api_power_valid,
+          LOCK(api_power_test_vm_resource, IF_MATCH_NONE) },
         { "POST", "/v1/agent/compositions/claim", ACCESS_AGENT, api_agent_composition_claim,
           "the next composition to write here: running now, or 204",
           .body = api_agent_composition_claim_fields },

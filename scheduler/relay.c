@@ -38,7 +38,9 @@ struct relay_metrics {
         struct metrics_gauge *transfers;                                       /* {state} */
         struct metrics_gauge *queued;                                          /* {priority} */
         struct metrics_gauge *replica_lag, *replica_behind, *replica_breached; /* {priority} */
-        struct metrics_histogram *tx_seconds;                                  /* {component} */
+        struct metrics_gauge *unrecoverable, *failed_over, *lost_versions,
+                *lost_bytes;                  /* {priority} */
+        struct metrics_histogram *tx_seconds; /* {component} */
 };
 
 static int register_metrics(struct metrics *m, struct relay_metrics *rm) {
@@ -94,6 +96,30 @@ static int register_metrics(struct metrics *m, struct relay_metrics *rm) {
                      "(database-wide; alert on > 0).",
                      (const struct metrics_label[]){ { "priority", priorities }, { NULL, NULL } },
                      &rm->replica_breached)) < 0 ||
+            (r = metrics_gauge_register(
+                     m, "homing_failover_unrecoverable_snapshots",
+                     "Snapshots active at a datacenter declared down, that no replica could take "
+                     "over: unrecoverable until it returns, by priority level (database-wide).",
+                     (const struct metrics_label[]){ { "priority", priorities }, { NULL, NULL } },
+                     &rm->unrecoverable)) < 0 ||
+            (r = metrics_gauge_register(
+                     m, "homing_failover_failed_over_snapshots",
+                     "Snapshots of the failovers still open (their site down) activated from a "
+                     "replica, by priority level (database-wide).",
+                     (const struct metrics_label[]){ { "priority", priorities }, { NULL, NULL } },
+                     &rm->failed_over)) < 0 ||
+            (r = metrics_gauge_register(
+                     m, "homing_failover_versions_lost",
+                     "Versions lost by the snapshots of the failovers still open (the replica's "
+                     "version against the newest), by priority level (database-wide).",
+                     (const struct metrics_label[]){ { "priority", priorities }, { NULL, NULL } },
+                     &rm->lost_versions)) < 0 ||
+            (r = metrics_gauge_register(
+                     m, "homing_failover_data_loss_bytes",
+                     "Bytes lost by the snapshots of the failovers still open (their replicas' "
+                     "bytes behind at failover), by priority level (database-wide).",
+                     (const struct metrics_label[]){ { "priority", priorities }, { NULL, NULL } },
+                     &rm->lost_bytes)) < 0 ||
             (r = metrics_histogram_register(
                      m, "homing_pg_transaction_duration_seconds",
                      "PostgreSQL transactions, begin to commit or rollback.",
@@ -149,6 +175,30 @@ static void refresh_gauges(struct store *db, struct relay_metrics *rm) {
                                           store_double(res, i, 2));
                         metrics_gauge_set(rm->replica_breached, (size_t[]){ i },
                                           store_double(res, i, 3));
+                }
+        res = store_result_free(res);
+        /* Failovers (migration 023): what a site declared down cost, while it is. */
+        if (store_exec(
+                    db,
+                    "SELECT p,"
+                    " (SELECT count(*) FROM placements a JOIN snapshots s ON s.id = a.snapshot_id"
+                    "  JOIN datacenters d ON d.id = a.datacenter_id"
+                    "  WHERE a.active AND d.status = 'down' AND s.priority = p),"
+                    " count(i.snapshot_id) FILTER (WHERE i.outcome = 'failed_over'),"
+                    " coalesce(sum(i.versions_lost), 0), coalesce(sum(i.bytes_behind), 0)"
+                    " FROM generate_series(1, 5) p"
+                    " LEFT JOIN (failover_items i JOIN failovers f"
+                    "   ON f.id = i.failover_id AND f.ended_at IS NULL) ON i.priority = p"
+                    " GROUP BY p ORDER BY p",
+                    0, NULL, &res) == 0)
+                for (size_t i = 0; i < store_rows(res) && i < 5; i++) {
+                        metrics_gauge_set(rm->unrecoverable, (size_t[]){ i },
+                                          store_double(res, i, 1));
+                        metrics_gauge_set(rm->failed_over, (size_t[]){ i },
+                                          store_double(res, i, 2));
+                        metrics_gauge_set(rm->lost_versions, (size_t[]){ i },
+                                          store_double(res, i, 3));
+                        metrics_gauge_set(rm->lost_bytes, (size_t[]){ i }, store_double(res, i, 4));
                 }
         store_result_free(res);
 }

@@ -174,7 +174,7 @@ def test_operators_set_the_desired_power_and_the_agent_sees_its_vms(homing, db):
                                     token=admin, headers={"If-Match": headers["ETag"]})
     assert status == 422 and b"/power" in raw
     vms = homing.json("GET", "/v1/agent/vms", token=agent_token(homing, "t-virginia"))[0]
-    assert vms == {"datacenter_id": "t-virginia", "vms": [], "powered_on": []}
+    assert vms == {"datacenter_id": "t-virginia", "vms": [], "powered_on": [], "tests": []}
 
     doc, _ = homing.json("PATCH", f"/v1/snapshots/{snap}", {"power": "on"}, token=admin,
                          headers={"If-Match": headers["ETag"]})
