@@ -844,19 +844,25 @@ static int report_end(struct transfer_run *t, int r) {
         return r;
 }
 
-/* The newest cached copy of the snapshot here, older than the wanted version. */
+/* The newest cached copy of the snapshot here, older than the wanted version:
+ * the nearest to it, so the smallest delta. */
 static bool find_cached(const struct transfer_env *env, const struct transfer_job *job,
                         char out[PATH_MAX]) {
+        long long best = -1;
         for (size_t i = 0; i < job->n_have; i++) {
+                long long v = job->have_versions[i];
+                char path[PATH_MAX];
                 struct stat st;
-                if (job->have_versions[i] >= job->version)
+                if (v >= job->version || v <= best)
                         continue;
-                if (pathf(out, "%s/snapshots/%s/v%lld.qcow2", env->store, job->snapshot_id,
-                          (long long)job->have_versions[i]) == 0 &&
-                    stat(out, &st) == 0)
-                        return true;
+                if (pathf(path, "%s/snapshots/%s/v%lld.qcow2", env->store, job->snapshot_id, v) ==
+                            0 &&
+                    stat(path, &st) == 0) {
+                        best = v;
+                        memcpy(out, path, PATH_MAX);
+                }
         }
-        return false;
+        return best >= 0;
 }
 
 int transfer_run(const struct transfer_env *env, const struct transfer_job *job,

@@ -6,7 +6,8 @@ between two datacenters' stores, each agent its own process:
   check), the placement flips, the template gains a replica;
 - a newer version, written at the new site, moves back to the first one,
   which still holds the old version as a cached copy: only the changed
-  blocks travel, counted in bytes;
+  blocks travel, counted in bytes; and from the newest cached copy when a
+  site holds several;
 - a cancelled transfer stops within seconds and nothing active changes;
 - a target killed mid-transfer resumes from what it had written.
 """
@@ -96,6 +97,21 @@ def test_a_snapshot_moves_with_its_template_then_only_the_changed_blocks_come_ba
     assert sent >= 0.5 * changed
     log = agents["t-paris"].log_path.read_text()
     assert f"transfer {tid2} succeeded" in log
+
+    # Paris writes version 3, and the user flies to Tokyo again. Tokyo holds
+    # versions 1 and 2: the delta is from 2, the newer, so version 2's
+    # changes do not travel again.
+    v3 = stores["t-paris"] / "snapshots" / "snap-mover" / "v3.qcow2"
+    shutil.copyfile(stores["t-paris"] / "snapshots" / "snap-mover" / "v2.qcow2", v3)
+    qemu_io(str(v3), *[f"write -P 0x55 {o * MIB + 2 * 65536} 65536" for o in range(0, 64, 3)])
+    changed3 = 22 * 65536
+    digest3, size3 = agents["t-paris"].register("snap-mover", 3)
+    wait_for(lambda: go_to(api, "u-mover", 35.68, 139.69) or len(transfer_rows(db, "snap-mover")) == 3,
+             timeout=30, interval=1, what="the second move to Tokyo")
+    tid3, src, dst, state, sent3, done, error = wait_transfer(db, "snap-mover", 3)
+    assert (src, dst, error) == ("t-paris", "t-tokyo", None)
+    assert active(db, "snap-mover") == [("t-tokyo", 3, digest3)]
+    assert sent3 <= 1.10 * changed3, f"{sent3} bytes travelled for {changed3} changed since v2"
 
 
 def test_a_cancelled_transfer_stops_and_nothing_active_changes(plane, db, tmp_path):
