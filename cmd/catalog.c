@@ -14,7 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
-#define PROG "homing nearest"
+/* homing nearest and homing replay both read catalogs: the messages name neither. */
+#define PROG "homing"
 
 static int fields_push(struct csv_fields *f, char *s) {
         if (f->n == f->cap) {

@@ -39,7 +39,7 @@ struct catalog {
 /*
  * Reads a catalog from buf[0..len) (len + 1 bytes, malloc'd: the catalog
  * takes it and unescapes it in place). Every bad row is reported on `msgs`
- * as "homing nearest: NAME:LINE: why". Returns 0 with at least one site, or
+ * as "homing: NAME:LINE: why". Returns 0 with at least one site, or
  * -1 after reporting what was wrong. catalog_fini frees it either way.
  */
 int catalog_parse(struct catalog *cat, const char *name, char *buf, size_t len, FILE *msgs);
