@@ -223,6 +223,7 @@ DECLARE
     need bigint;
     room bigint;
     tid bigint;
+    copy_sha text;
     lvl record;
     n integer := 0;
 BEGIN
@@ -305,7 +306,20 @@ BEGIN
                     SET reserved_bytes = greatest(reserved_bytes - i.held_bytes, 0) + need,
                         updated_at = now()
                     WHERE id = i.target_dc;
-                    PERFORM homing_evacuation_job(p_transfers_topic, tid);
+                    -- A verified copy of that very version there (the replica, or
+                    -- the bulk copy, with no version since): the final delta is
+                    -- empty, the placement flips now. Else an agent sends it.
+                    SELECT p.content_sha256 INTO copy_sha FROM placements p
+                    JOIN snapshot_versions v ON v.snapshot_id = p.snapshot_id
+                      AND v.version = p.version AND v.content_sha256 = p.content_sha256
+                    WHERE p.snapshot_id = i.snapshot_id AND p.datacenter_id = i.target_dc
+                      AND NOT p.active AND p.evicted_at IS NULL AND p.version = i.newest
+                    LIMIT 1;
+                    IF copy_sha IS NOT NULL THEN
+                        PERFORM homing_transfer_succeeded(tid, copy_sha);
+                    ELSE
+                        PERFORM homing_evacuation_job(p_transfers_topic, tid);
+                    END IF;
                     UPDATE evacuation_items SET state = 'switching', final_transfer = tid,
                                                 held_bytes = 0, updated_at = now()
                     WHERE evacuation_id = e.id AND snapshot_id = i.snapshot_id;
