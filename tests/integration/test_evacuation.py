@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from conftest import HOMING_BIN, Homing, free_port, wait_for
-from plane import ENV, MIB, Agent, make_overlay, make_template
+from plane import ENV, MIB, Agent, active, make_overlay, make_template, qemu_io
 
 N = int(os.environ.get("HOMING_EVAC_N", "30"))
 DCS = ("t-paris", "t-frankfurt", "t-tokyo")
@@ -32,6 +32,9 @@ SITES = [("t-paris", "Paris", 48.86, 2.35), ("t-frankfurt", "Frankfurt", 50.11, 
 
 def snap(i):
     return f"ev-{i:04d}"
+
+
+WRITTEN = snap(4)  # level 5, its user in Paris: no replica, a bulk copy to Frankfurt
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +74,12 @@ def running(metrics, dc):
         r'epoch="(\d+)"\} 1', text)}
 
 
+def item_state(db, s):
+    row = db.execute("SELECT state FROM evacuation_items WHERE snapshot_id = %s"
+                     " ORDER BY evacuation_id DESC LIMIT 1", (s,)).fetchone()
+    return row and row[0]
+
+
 def count(db, sql, *args):
     return db.execute(sql, args).fetchone()[0]
 
@@ -92,7 +101,10 @@ def test_a_drained_site_is_evacuated_by_level_as_its_dry_run_said(plane, db):
         db.execute("INSERT INTO device_locations (device_id, user_id, lat, lon, accuracy_m,"
                    " reported_at, received_at) VALUES (%s, %s, %s, %s, 10, now(), now())",
                    (f"d-{s}", f"u-{s}", 35.7 if tokyo else 48.9, 139.7 if tokyo else 2.4))
+        # WRITTEN's layer is larger (24 MiB): its bulk copy lasts while its VM
+        # writes a version, which the final delta then carries.
         make_overlay(stores["t-paris"], "tpl-1", s, 1,
+                     [(j * MIB, MIB, 0x41) for j in range(8, 32)] if s == WRITTEN else
                      [(j * MIB + 4096 * i, 65536, 0x41 + i % 50) for j in range(0, 16, 4)])
         config = stores["t-paris"] / f"{s}.json"
         config.write_text('{"vcpus": 1, "memory_mib": 128}')
@@ -152,6 +164,26 @@ def test_a_drained_site_is_evacuated_by_level_as_its_dry_run_said(plane, db):
             time.sleep(0.2)
     watcher = threading.Thread(target=watch)
     watcher.start()
+    # Version 2 of WRITTEN, written while its bulk copy runs (the VM still at Paris).
+    v1 = stores["t-paris"] / "snapshots" / WRITTEN / "v1.qcow2"
+    v2 = v1.with_name("v2.qcow2")
+    v2.write_bytes(v1.read_bytes())
+    qemu_io(str(v2), *[f"write -P 0x77 {b * 65536 + 3 * MIB} 4096" for b in range(64)])
+    written = []
+
+    def write_version_2():
+        try:
+            wait_for(lambda: item_state(watch_db, WRITTEN) == "copying", timeout=300,
+                     interval=0.05, what="its bulk copy")
+            subprocess.run([HOMING_BIN, "snapshot", "register", "--snapshot", WRITTEN,
+                            "--version", "2", "--config", str(stores["t-paris"] /
+                                                               f"{WRITTEN}.json")],
+                           env=paris.env, check=True, capture_output=True, timeout=120)
+            written.append(item_state(watch_db, WRITTEN))
+        except Exception as e:  # said by the assertion below
+            written.append(repr(e))
+    writer = threading.Thread(target=write_version_2)
+    writer.start()
     started = time.time()
     api.json("POST", f"/v1/evacuations/{plan['id']}/execute", token=operator)
     try:
@@ -166,6 +198,7 @@ def test_a_drained_site_is_evacuated_by_level_as_its_dry_run_said(plane, db):
                              f"\n{api.log_text()[-3000:]}") from None
     finally:
         stop.set()
+        writer.join()
         watcher.join()
         watch_db.close()
     elapsed = time.time() - started
@@ -194,8 +227,28 @@ def test_a_drained_site_is_evacuated_by_level_as_its_dry_run_said(plane, db):
         assert [dc for dc in DCS if s in vms[dc]] == [i["target_dc"]], s
         records = db.execute("SELECT datacenter_id, state FROM power_records"
                              " WHERE snapshot_id = %s ORDER BY id", (s,)).fetchall()
-        assert records == [("t-paris", "powered_on"), ("t-paris", "powered_off"),
-                           (i["target_dc"], "powered_on")], (s, records)
+        if s == WRITTEN:  # its new version restarted it at Paris (a new epoch) first
+            assert records == [("t-paris", "powered_on"), ("t-paris", "powered_off"),
+                               ("t-paris", "powered_on"), ("t-paris", "powered_off"),
+                               (i["target_dc"], "powered_on")], (s, records)
+        else:
+            assert records == [("t-paris", "powered_on"), ("t-paris", "powered_off"),
+                               (i["target_dc"], "powered_on")], (s, records)
+    # Version 2 was registered while the bulk copy of version 1 ran; the
+    # final move carried version 2, its blocks pulled and the rest taken
+    # from the copy of version 1 there.
+    assert written == ["copying"], written
+    (bulk_v, bulk_sent), (final_v, final_sent, final_state) = db.execute(
+        "SELECT b.version, b.bytes_sent FROM evacuation_items i JOIN transfers b"
+        " ON b.id = i.bulk_transfer WHERE i.snapshot_id = %s", (WRITTEN,)).fetchall() + \
+        db.execute("SELECT f.version, f.bytes_sent, f.state FROM evacuation_items i"
+                   " JOIN transfers f ON f.id = i.final_transfer WHERE i.snapshot_id = %s",
+                   (WRITTEN,)).fetchall()
+    changed = count(db, "SELECT changed_bytes FROM snapshot_versions WHERE snapshot_id = %s"
+                        " AND version = 2", WRITTEN)
+    assert (bulk_v, final_v, final_state) == (1, 2, "succeeded")
+    assert changed == 64 * 4096 and changed <= final_sent <= 1.2 * changed, final_sent
+    assert active(db, WRITTEN)[0][1] == 2
     assert count(db, "SELECT count(*) FROM transfers WHERE state = 'failed'") == 0
 
     # The figures.
@@ -214,8 +267,7 @@ def test_a_drained_site_is_evacuated_by_level_as_its_dry_run_said(plane, db):
         " JOIN transfers f ON f.id = i.final_transfer"
         " LEFT JOIN transfers b ON b.id = i.bulk_transfer WHERE i.evacuation_id = %s",
         (plan["id"],)).fetchone()
-    image = count(db, "SELECT sum(v.size_bytes) FROM snapshot_versions v WHERE v.snapshot_id"
-                      " LIKE 'ev-%%' AND v.version = 1")
+    image = count(db, "SELECT sum(s.size_bytes) FROM snapshots s WHERE s.id LIKE 'ev-%%'")
     print(f"\nevacuation of {N} snapshots: level 1 powered on after "
           f"{level_1.total_seconds():.1f} s, all after {every.total_seconds():.1f} s "
           f"({elapsed:.1f} s observed); bytes at switchover {switchover} of {image} image "
