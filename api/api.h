@@ -24,6 +24,10 @@ struct api_hooks {
          * group and been given its partitions (scheduler_consumer_assigned).
          * NULL: there is no consumer here, /readyz does not ask. */
         bool (*consumer_assigned)(void);
+        /* The scheduler's evacuation planner (scheduler_evacuation_plan); NULL:
+         * creating an evacuation answers 501. */
+        int (*plan_evacuation)(const struct config *cfg, struct store *db,
+                               const char *evacuation_id);
 };
 
 /*

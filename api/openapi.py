@@ -174,9 +174,10 @@ SCHEMAS = {
     "Transfer": obj({
         "id": {"type": "integer"}, "snapshot_id": ID, "from_dc": nullable(ID), "to_dc": ID,
         "template_id": ID, "template_present": {"type": "boolean"},
-        "kind": {"type": "string", "enum": ["move", "replicate"],
+        "kind": {"type": "string", "enum": ["move", "replicate", "evacuate"],
                  "description": "move: the active placement follows it; replicate: makes or "
-                                "refreshes a warm replica at the target"},
+                                "refreshes a warm replica at the target; evacuate: an "
+                                "evacuation's bulk copy while the VM still runs at the source"},
         "priority": PRIORITY, "version": nullable({"type": "integer", "minimum": 1,
                                                    "description": "the snapshot version it moves"}),
         "reason": {"type": "string"}, "state": STATE,
@@ -304,6 +305,56 @@ SCHEMAS = {
         "replicas": {"type": "integer", "minimum": 0, "maximum": 3},
         "rpo_s": nullable({"type": "integer", "minimum": 10, "maximum": 2592000}),
     }, ["replicas"]),
+    "EvacuationLevel": obj({
+        "level": {"type": "integer", "minimum": 1, "maximum": 5},
+        "state": {"type": "string", "enum": ["waiting", "running", "done"]},
+        "snapshots": COUNT, "done": COUNT, "blocked": COUNT, "failed": COUNT, "skipped": COUNT,
+        "cancelled": COUNT, "open": COUNT,
+        "bytes_planned": COUNT, "bytes_sent": {**COUNT, "description": "on the wire, bulk "
+                                                                       "copies and final deltas"},
+        "bytes_sent_at_switchover": {**COUNT, "description": "the final deltas' bytes, sent "
+                                                             "while the VMs were off"},
+        "errors": {"type": "array", "items": obj({"snapshot_id": ID,
+                                                  "error": {"type": "string"}})},
+    }),
+    "EvacuationItem": obj({
+        "snapshot_id": ID, "priority": PRIORITY, "target_dc": nullable(ID),
+        "target_kind": nullable({"type": "string", "enum": ["replica", "nearest"],
+                                 "description": "its replica's site, or the nearest eligible "
+                                                "datacenter to its user"}),
+        "blocked_reason": nullable({"type": "string",
+                                    "enum": ["capacity", "zones", "no-eligible-site"],
+                                    "description": "why it cannot move"}),
+        "version": {"type": "integer"}, "bytes_planned": COUNT,
+        "delta": {"type": "boolean", "description": "the bytes are the delta from a copy the "
+                                                    "target holds"},
+        "distance_m": nullable({"type": "number"}),
+        "state": {"type": "string", "enum": ["pending", "copying", "stopping", "switching",
+                                             "powering", "done", "blocked", "failed",
+                                             "skipped", "cancelled"]},
+        "bulk_transfer_id": nullable({"type": "integer"}),
+        "final_transfer_id": nullable({"type": "integer"}),
+        "error": nullable({"type": "string"}), "switched_at": nullable(TIME),
+        "finished_at": nullable(TIME),
+    }),
+    "Evacuation": obj({
+        "id": {"type": "integer"}, "datacenter_id": ID,
+        "state": {"type": "string", "enum": ["planned", "running", "done", "cancelled"]},
+        "gate": {"type": "string", "enum": ["done", "running"]},
+        "dry_run": {"type": "boolean"}, "created_by": nullable({"type": "string"}),
+        "created_at": TIME, "started_at": nullable(TIME), "finished_at": nullable(TIME),
+        "snapshots": COUNT,
+        "levels": {"type": "array", "items": ref("EvacuationLevel")},
+        "items": nullable({"type": "array", "items": ref("EvacuationItem"),
+                           "description": "the plan (null in lists)"}),
+    }, ["id", "datacenter_id", "state", "gate", "dry_run", "levels"]),
+    "EvacuationInput": obj({
+        "dry_run": {"type": "boolean", "default": False,
+                    "description": "store and answer the plan; change nothing else"},
+        "gate": {"type": "string", "enum": ["done", "running"], "default": "done",
+                 "description": "a priority level starts once the previous one is done, or "
+                                "once its transfers are all under way"},
+    }),
     "Zone": obj({"id": ID, "name": {"type": "string"}, "geojson": ref("GeoJSONGeometry"),
                  "created_at": TIME, "updated_at": TIME}),
     "ZoneInput": obj({"name": {"type": "string"}, "geojson": ref("GeoJSONGeometry")},
@@ -516,7 +567,7 @@ SCHEMAS = {
     }, ["snapshot_id", "from", "to", "versions", "config", "disk"]),
 }
 for name in ("Datacenter", "Template", "Replica", "Snapshot", "Placement", "Decision",
-             "Transfer", "Zone", "OperatorToken", "SnapshotVersion"):
+             "Transfer", "Zone", "OperatorToken", "SnapshotVersion", "Evacuation"):
     SCHEMAS[name + "Page"] = page_of(name)
 
 PROBLEM = {"application/problem+json": {"schema": ref("Problem")}}
@@ -738,8 +789,8 @@ op("get", "/v1/transfers", "viewer", "listTransfers", "list transfers, newest fi
    [query("state", {"type": "string"}, "comma-separated states (queued,running,...)"),
     query("datacenter_id", ID, "only transfers from or to this datacenter"),
     query("snapshot_id", ID, "only this snapshot's"),
-    query("kind", {"type": "string", "enum": ["move", "replicate"]}, "only moves, or only "
-          "the transfers that keep replicas current"),
+    query("kind", {"type": "string", "enum": ["move", "replicate", "evacuate"]}, "only moves, "
+          "only the transfers that keep replicas current, or only evacuations' bulk copies"),
     query("since", TIME, "created at or after"), query("until", TIME, "created before")]
    + PAGED, errors=["BadRequest"], tag="transfers")
 op("get", "/v1/transfers/{id}", "viewer", "getTransfer", "one transfer", ok("Transfer"),
@@ -756,6 +807,14 @@ op("get", "/v1/protection-policies/{level}", "viewer", "getProtectionPolicy",
    errors=READ_ERRORS, tag="protection")
 op("get", "/v1/zones", "viewer", "listZones", "list zones", ok("ZonePage"), PAGED,
    errors=["BadRequest"], tag="zones")
+op("get", "/v1/evacuations", "viewer", "listEvacuations", "list evacuations, newest first",
+   ok("EvacuationPage"),
+   [query("datacenter_id", ID, "only this datacenter's"),
+    query("state", {"type": "string", "enum": ["planned", "running", "done", "cancelled"]},
+          "only evacuations in this state")] + PAGED, errors=["BadRequest"], tag="evacuations")
+op("get", "/v1/evacuations/{id}", "viewer", "getEvacuation",
+   "one evacuation: its plan and its progress per priority level", ok("Evacuation"),
+   [path_param("id", integer=True)], errors=READ_ERRORS, tag="evacuations")
 op("get", "/v1/zones/{id}", "viewer", "getZone", "one zone", ok("Zone", etag=True), ID_PARAM,
    errors=READ_ERRORS, tag="zones")
 op("put", "/v1/datacenters/{id}/status", "operator", "setDatacenterStatus",
@@ -812,6 +871,29 @@ op("post", "/v1/snapshots/{id}/versions", "operator", "composeVersion",
    "with the chosen items of from), registers it as the next version (it becomes the "
    "active one) and reports the composition: poll GET /v1/compositions/{id}. Events: "
    "io.homing.snapshot.composition_requested, then version_composed or composition_failed.")
+op("post", "/v1/datacenters/{id}/evacuations", "operator", "createEvacuation",
+   "plan a datacenter's evacuation (dry_run) or run one",
+   ok("Evacuation", status="201", description="the evacuation with its plan", location=True),
+   ID_PARAM, body("EvacuationInput"),
+   errors=READ_ERRORS + WRITE_ERRORS + ["Conflict"], tag="evacuations",
+   description="The plan names every snapshot active at the datacenter: its target (its "
+   "replica's site when active, else the nearest active datacenter to its user inside its "
+   "zones with room, counting what the plan already sends there), its priority level, the "
+   "bytes to send (the delta from the newest copy the target holds, else the version and "
+   "template), or why it cannot move (capacity, zones, no-eligible-site). A dry run stores "
+   "it (state planned) and changes nothing else. Running (without dry_run, or execute) "
+   "needs the datacenter draining (409 datacenter-not-draining; datacenter-down for a "
+   "site that is down; evacuation-running when one runs). Events: "
+   "io.homing.evacuation.created, .started; the scheduler's .level_done and .completed.")
+op("post", "/v1/evacuations/{id}/execute", "operator", "executeEvacuation",
+   "run a planned evacuation (a dry run's plan, as stored)", ok("Evacuation"),
+   [path_param("id", integer=True)], errors=READ_ERRORS + ["Conflict", "Unavailable"],
+   tag="evacuations")
+op("post", "/v1/evacuations/{id}/cancel", "operator", "cancelEvacuation",
+   "cancel an evacuation: what has not switched over stays (its transfers cancelled, its VM "
+   "running at the source again); what has stays at its target", ok("Evacuation"),
+   [path_param("id", integer=True)], errors=READ_ERRORS + ["Conflict", "Unavailable"],
+   tag="evacuations")
 op("post", "/v1/transfers/{id}/cancel", "operator", "cancelTransfer",
    "cancel a queued or running transfer", ok("Transfer"), [path_param("id", integer=True)],
    errors=READ_ERRORS + ["Conflict", "Unavailable"], tag="transfers")
@@ -1063,8 +1145,8 @@ def document():
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": t} for t in ("datacenters", "templates", "snapshots", "transfers",
-                                       "zones", "protection", "failovers", "tokens", "agents", "ingest", "health",
-                                       "dashboard")],
+                                       "zones", "protection", "evacuations", "failovers",
+                                       "tokens", "agents", "ingest", "health", "dashboard")],
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,

@@ -7,7 +7,9 @@
  * PostgreSQL holds the fence (migration 019): a powered_on report is refused unless its epoch
  * is the snapshot's current one, the active placement is here, and no
  * other datacenter that is not down says it still runs the VM. Every
- * record, and every refusal, is an audit event.
+ * record, and every refusal, is an audit event. A VM whose evacuation is
+ * switching it over (migration 022) is left out at its source, which
+ * powers it off before the final delta is sent.
  *
  * A failover test's throwaway VMs (api/failovers.c) are listed apart, as
  * `tests`, each with a name of its own: they are no placement's, carry no
@@ -80,7 +82,12 @@ enum MHD_Result api_power_list(struct request *req) {
                 "                  substr(x.why, 22) END) ORDER BY s.priority, s.id)"
                 "   FROM placements p JOIN snapshots s ON s.id = p.snapshot_id"
                 "   CROSS JOIN LATERAL (SELECT homing_power_on_refusal(s.id, $1, s.epoch) AS why) x"
-                "   WHERE p.datacenter_id = $1 AND p.active AND s.power = 'on'), '[]'::json),"
+                "   WHERE p.datacenter_id = $1 AND p.active AND s.power = 'on'"
+                "     AND NOT EXISTS (SELECT 1 FROM evacuation_items i"
+                "       JOIN evacuations e ON e.id = i.evacuation_id"
+                "       WHERE i.snapshot_id = s.id AND e.datacenter_id = $1"
+                "         AND e.state = 'running' AND i.state IN ('stopping', 'switching'))),"
+                " '[]'::json),"
                 " 'powered_on', coalesce((SELECT json_agg(json_build_object("
                 "    'snapshot_id', l.snapshot_id, 'epoch', l.epoch) ORDER BY l.snapshot_id)"
                 "   FROM (SELECT DISTINCT ON (r.snapshot_id) r.snapshot_id, r.epoch, r.state"

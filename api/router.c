@@ -24,6 +24,7 @@
 #include "api/health.h"
 #include "api/ingest.h"
 #include "api/power.h"
+#include "api/evacuations.h"
 #include "api/protection.h"
 #include "api/reply.h"
 #include "api/request.h"
@@ -107,6 +108,10 @@ const struct api_route api_routes[] = {
           "what each priority level protects: replicas and RPO" },
         { "GET", "/v1/protection-policies/{level}", ACCESS_VIEWER, api_protection_get,
           "one priority level's protection policy" },
+        { "GET", "/v1/evacuations", ACCESS_VIEWER, api_evacuations_list,
+          "list evacuations, newest first" },
+        { "GET", "/v1/evacuations/{id}", ACCESS_VIEWER, api_evacuations_get,
+          "one evacuation: its plan and its progress per priority level" },
         { "GET", "/v1/zones", ACCESS_VIEWER, api_zones_list, "list zones" },
         { "GET", "/v1/zones/{id}", ACCESS_VIEWER, api_zones_get, "one zone" },
         /* operators */
@@ -119,6 +124,14 @@ const struct api_route api_routes[] = {
         { "POST", "/v1/snapshots/{id}/versions", ACCESS_OPERATOR, api_versions_compose,
           "compose a new version: a base with chosen items of another (its agent writes it)",
           .body = api_compose_fields, LOCK(api_compose_snapshot_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/datacenters/{id}/evacuations", ACCESS_OPERATOR, api_evacuations_create,
+          "plan a datacenter's evacuation (dry_run) or run one", .body = api_evacuation_fields,
+          .validate = api_evacuation_valid, LOCK(api_datacenter_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/evacuations/{id}/execute", ACCESS_OPERATOR, api_evacuations_execute,
+          "run a planned evacuation", LOCK(api_evacuation_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/evacuations/{id}/cancel", ACCESS_OPERATOR, api_evacuations_cancel,
+          "cancel an evacuation: what has not switched over stays",
+          LOCK(api_evacuation_resource, IF_MATCH_NONE) },
         { "POST", "/v1/transfers/{id}/cancel", ACCESS_OPERATOR, api_transfers_cancel,
           "cancel a queued or running transfer", LOCK(api_transfer_resource, IF_MATCH_NONE) },
         { "POST", "/v1/transfers/{id}/retry", ACCESS_OPERATOR, api_transfers_retry,

@@ -82,9 +82,10 @@ enum MHD_Result api_transfers_list(struct request *req) {
                                          "state is a comma-separated list of queued, running, "
                                          "succeeded, failed, cancelled",
                                          NULL);
-        if (kind && strcmp(kind, "move") != 0 && strcmp(kind, "replicate") != 0)
+        if (kind && strcmp(kind, "move") != 0 && strcmp(kind, "replicate") != 0 &&
+            strcmp(kind, "evacuate") != 0)
                 return api_reply_problem(req, 400, "invalid-query", "Invalid query",
-                                         "kind is move or replicate", NULL);
+                                         "kind is move, replicate or evacuate", NULL);
         if (!query_time(req, "since", since_ms, &since) ||
             !query_time(req, "until", until_ms, &until))
                 return api_reply_problem(req, 400, "invalid-query", "Invalid query",

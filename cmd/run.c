@@ -108,7 +108,8 @@ static int run_parts(const struct config *cfg, bool serve, struct worker *worker
                 return 1;
         }
         if (serve) {
-                struct api_hooks hooks = { metrics, scheduler_what_if, NULL };
+                struct api_hooks hooks = { metrics, scheduler_what_if, NULL,
+                                           scheduler_evacuation_plan };
                 /* Ready means the consumer too, where this process has one. */
                 for (size_t i = 0; i < n; i++)
                         if (workers[i].run == scheduler_run)

@@ -29,6 +29,7 @@
     selected: null,
     snapshot: null,
     diff: null,
+    evac: null,
     lastIngest: null,
     timer: null,
   };
@@ -334,13 +335,77 @@
     }));
   }
 
+  /* ---- an evacuation of the selected datacenter: its plan, its progress ------- */
+
+  // What the plan says, or how far it came: one line, then a row per level.
+  function showEvacuation(e) {
+    state.evac = e;
+    const mayAct = state.me && (state.me.role === 'operator' || state.me.role === 'admin');
+    $('evac-run').hidden = !e || e.state !== 'planned' || !mayAct;
+    $('evac-cancel').hidden = !e || !['planned', 'running'].includes(e.state) || !mayAct;
+    $('evac-plan').disabled = !mayAct;
+    $('evac-plan').title = mayAct ? 'a dry run: the plan, nothing changes' : 'needs an operator or admin token';
+    if (!e) {
+      $('evac-summary').textContent = 'none yet';
+      $('evac-levels').tBodies[0].replaceChildren();
+      return;
+    }
+    const sum = (k) => e.levels.reduce((n, l) => n + l[k], 0);
+    let text = `evacuation ${e.id}: ${e.state}${e.dry_run && e.state !== 'planned' ? ' (from a dry run)' : ''} · `
+      + `${e.snapshots} snapshots, ${sum('done')} done, ${sum('blocked')} cannot move`;
+    if (e.items) {
+      const to = {};
+      for (const i of e.items) if (i.target_dc) to[i.target_dc] = (to[i.target_dc] || 0) + 1;
+      const where = Object.entries(to).map(([dc, n]) => `${n} to ${dc}`).join(', ');
+      const why = {};
+      for (const i of e.items) if (i.blocked_reason) why[i.blocked_reason] = (why[i.blocked_reason] || 0) + 1;
+      const whyText = Object.entries(why).map(([r, n]) => `${n} ${r}`).join(', ');
+      text += ` · ${where || 'nothing to move'}${whyText ? ` · cannot move: ${whyText}` : ''}`;
+    }
+    $('evac-summary').textContent = text;
+    $('evac-levels').tBodies[0].replaceChildren(...e.levels.map((l) => {
+      const tr = row([level(l.level), l.state, `${l.done} of ${l.snapshots}`, l.blocked,
+        bytes(l.bytes_planned), bytes(l.bytes_sent), l.errors.length ? l.errors[0].error : '–']);
+      if (l.errors.length || l.failed) tr.cells[6].className = 'error';
+      return tr;
+    }));
+  }
+
+  async function loadEvacuation(id) {
+    const { data } = await api('GET', `/v1/evacuations?datacenter_id=${encodeURIComponent(id)}&limit=1`);
+    if (state.selected !== id) return;
+    // A plan just made keeps its items (the list has none) while it stays the latest.
+    const latest = data.items[0] || null;
+    if (latest && state.evac && state.evac.id === latest.id && state.evac.items) latest.items = state.evac.items;
+    showEvacuation(latest);
+  }
+
+  async function evacuate(action) {
+    const id = state.selected;
+    try {
+      let reply;
+      if (action === 'plan') {
+        message(`planning the evacuation of ${id}…`);
+        reply = await api('POST', `/v1/datacenters/${encodeURIComponent(id)}/evacuations`, { dry_run: true });
+        message('the plan: nothing has changed; run it once the datacenter is draining');
+      } else {
+        reply = await api('POST', `/v1/evacuations/${state.evac.id}/${action}`);
+        message(action === 'execute' ? 'evacuating, most urgent level first' : 'cancelled: what has not switched over stays');
+      }
+      showEvacuation(reply.data);
+    } catch (e) {
+      message(e.status === 403 ? 'your token may not do this (operator role needed)' : e.message, true);
+    }
+  }
+
   async function select(id) {
     state.selected = id;
+    state.evac = null;
     message('');
     showPanel();
     drawDatacenters();
     try {
-      await loadPanelLists(id);
+      await Promise.all([loadPanelLists(id), loadEvacuation(id)]);
     } catch (e) {
       message(e.message, true);
     }
@@ -511,6 +576,7 @@
       if (state.selected) {
         showPanel();
         loadPanelLists(state.selected).catch(() => {});
+        loadEvacuation(state.selected).catch(() => {});
       }
       $('conn').textContent = `live · ${new Date().toLocaleTimeString()}`;
       $('conn').className = 'ok';
@@ -591,6 +657,9 @@
     $('compose-no').addEventListener('click', () => { $('compose-confirm').hidden = true; });
     $('drain').addEventListener('click', () => setStatus('draining'));
     $('activate').addEventListener('click', () => setStatus('active'));
+    $('evac-plan').addEventListener('click', () => evacuate('plan'));
+    $('evac-run').addEventListener('click', () => evacuate('execute'));
+    $('evac-cancel').addEventListener('click', () => evacuate('cancel'));
     if (state.token) start();
     else askForToken('');
   }

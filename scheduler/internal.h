@@ -96,6 +96,7 @@ struct scheduler {
         struct user_table *users;
         time_t world_loaded_at;
         time_t replicas_kept_at;  /* the last replica pass */
+        time_t evacuated_at;      /* the last evacuation step */
         char changes_seen_at[40]; /* PostgreSQL time of the last look for changes */
 
         struct bus_message **messages;
@@ -148,6 +149,9 @@ void scheduler_cancel_outside_zones(struct scheduler *s);
  * the ones missing or behind. Logs and rolls back on failure.
  */
 void scheduler_keep_replicas(struct scheduler *s);
+
+/* One step of every running evacuation (evacuate.c), by one scheduler at a time. */
+void scheduler_run_evacuations(struct scheduler *s);
 
 /* ---- decide.c: the policy over a batch ---- */
 

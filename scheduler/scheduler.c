@@ -467,6 +467,11 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                                 s.replicas_kept_at = time(NULL);
                         }
                 }
+                /* Switchovers wait on agents, not on reports: about once a second. */
+                if (time(NULL) != s.evacuated_at) {
+                        scheduler_run_evacuations(&s);
+                        s.evacuated_at = time(NULL);
+                }
                 while (s.n_messages < batch_max && !atomic_load(stop)) {
                         struct bus_message *m;
                         int64_t left = deadline - clock_mono_ms();

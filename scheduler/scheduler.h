@@ -48,3 +48,13 @@ bool scheduler_consumer_assigned(void);
  */
 int scheduler_what_if(const struct config *cfg, struct store *db, const char *user_id, double lat,
                       double lon, int64_t ts_ms, char **json_out);
+
+/*
+ * Fills the plan of evacuation `evacuation_id` (a row of `evacuations`
+ * without items) in the caller's transaction on `db` (borrowed): for every
+ * snapshot active at its datacenter, its target or why it has none, and the
+ * bytes to send (scheduler/evacuate.c). Returns 0, -ENOENT when the
+ * evacuation or its datacenter is unknown, or another negative errno.
+ */
+int scheduler_evacuation_plan(const struct config *cfg, struct store *db,
+                              const char *evacuation_id);

@@ -10,7 +10,7 @@
 //   node dashboard.mjs URL TOKEN DATACENTER_ID SCREENSHOT.png [SNAPSHOT_ID DIFF.png KEY]
 import { chromium } from 'playwright-core';
 
-const [url, token, dcId, screenshot, snapshotId, diffShot, key] = process.argv.slice(2);
+const [url, token, dcId, screenshot, snapshotId, diffShot, key, evacShot] = process.argv.slice(2);
 if (!screenshot) {
   console.error('usage: node dashboard.mjs URL TOKEN DATACENTER_ID SCREENSHOT.png');
   process.exit(2);
@@ -63,6 +63,23 @@ try {
   await page.locator('#tooltip').evaluate((n) => { n.hidden = true; });
   await page.screenshot({ path: screenshot });
   seen.screenshot = screenshot;
+
+  if (evacShot) {
+    // Plan the drained datacenter's evacuation (a dry run), then run it.
+    await page.click('#evac-plan');
+    await page.waitForFunction(() => document.getElementById('evac-summary').textContent.includes('planned'),
+      null, { timeout: 15000 });
+    seen.evacPlan = await page.textContent('#evac-summary');
+    seen.evacLevels = await page.locator('#evac-levels tbody td:nth-child(1)').allTextContents();
+    await page.click('#evac-run');
+    await page.waitForFunction(() => document.getElementById('evac-summary').textContent.includes('running'),
+      null, { timeout: 15000 });
+    seen.evacRunning = await page.textContent('#evac-summary');
+    seen.evacStates = await page.locator('#evac-levels tbody td:nth-child(2)').allTextContents();
+    await page.locator('#tooltip').evaluate((n) => { n.hidden = true; });
+    await page.screenshot({ path: evacShot });
+    seen.evacScreenshot = evacShot;
+  }
 
   if (snapshotId) {
     // The snapshot's versions: the diff view, then a composition.
