@@ -18,6 +18,10 @@
  * are compared with the template's block (its allocation map first, then
  * its data).
  *
+ * Guest files: the file systems inside two versions' images, compared
+ * through libguestfs (read-only): files added, removed and changed, with
+ * sizes, mode and owner changes, and a unified diff of small text files.
+ *
  * Errors are negative errno values; nothing here logs. JSON arguments are
  * borrowed unless a comment says otherwise.
  */
@@ -162,3 +166,38 @@ struct diff_compose {
  */
 int diff_store_compose(const char *store, const char *snapshot, const struct diff_compose *c,
                        json_t **out, char *err, size_t err_size) MUST_CHECK;
+
+/* ---- guest files --------------------------------------------------------------------- */
+
+/* A text file up to this size gets a unified diff. */
+#define DIFF_TEXT_MAX (64 * 1024)
+
+/* Told how far a long diff is: a phase ("launching", "listing", "comparing", "done") and 0..100. */
+typedef void (*diff_progress_fn)(void *userdata, const char *phase, int percent);
+
+/*
+ * The files that differ between the file systems of two images (qcow2,
+ * opened read-only in one libguestfs appliance; each file system of the
+ * first paired with the one of the same name and type on the second).
+ * `progress` (may be NULL) is called from this thread. Returns 0 and *out,
+ * a new object {"filesystems": ["/dev/sda1", ...], "added", "removed",
+ * "changed" (counts), "truncated" (the list stops at 500 entries),
+ * "files": [{"filesystem", "path", "change": "added" | "removed" |
+ * "changed", "type": "file" | "directory" | "symlink" | "other",
+ * "old_size", "new_size" (regular files), "content_changed", "old_mode",
+ * "new_mode" (octal), "old_owner", "new_owner" ("uid:gid"), "diff" (diff
+ * -u, for text files up to DIFF_TEXT_MAX, 96 KiB of them in all) or
+ * "diff_skipped" (why not)}]}, in path order. -ENOTSUP when libguestfs cannot run here (err says why), else
+ * libguestfs's -errno with err saying what failed.
+ */
+int diff_files(const char *image_a, const char *image_b, diff_progress_fn progress, void *userdata,
+               json_t **out, char *err, size_t err_size) MUST_CHECK;
+
+/*
+ * diff_files on versions `va` and `vb` of `snapshot` in `store` (the
+ * errors of diff_store_versions first): a new object {"snapshot_id",
+ * "from", "to", "files": (as diff_files)}.
+ */
+int diff_store_files(const char *store, const char *snapshot, long long va, long long vb,
+                     diff_progress_fn progress, void *userdata, json_t **out, char *err,
+                     size_t err_size) MUST_CHECK;

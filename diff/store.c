@@ -186,6 +186,27 @@ out:
         return r;
 }
 
+int diff_store_files(const char *store, const char *snapshot, long long va, long long vb,
+                     diff_progress_fn progress, void *userdata, json_t **out, char *err,
+                     size_t err_size) {
+        struct version a, b;
+        json_t *files = NULL;
+        int r = load_pair(store, snapshot, va, vb, &a, &b, err, err_size);
+
+        if (r < 0)
+                return r;
+        r = diff_files(a.image, b.image, progress, userdata, &files, err, err_size);
+        if (r == 0) {
+                *out = json_pack("{s:s, s:I, s:I, s:o}", "snapshot_id", snapshot, "from",
+                                 (json_int_t)va, "to", (json_int_t)vb, "files", files);
+                if (!*out)
+                        r = fail(err, err_size, -ENOMEM, "out of memory");
+        }
+        version_fini(&a);
+        version_fini(&b);
+        return r;
+}
+
 /* ---- compose ----------------------------------------------------------------------- */
 
 static int extent_cmp(const void *x, const void *y) {
