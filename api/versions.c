@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "api/audit.h"
+#include "api/file_diffs.h"
 #include "api/input.h"
 #include "api/parse.h"
 #include "api/pool.h"
@@ -122,12 +123,17 @@ static int disk_diff(struct request *req, const char *id, const char *from, cons
 enum MHD_Result api_versions_diff(struct request *req) {
         const char *id = api_param(req, 0), *from = NULL, *to = NULL;
         struct store_result *res = NULL;
+        const char *files_arg = api_query(req, "files");
         json_t *row[2] = { NULL, NULL }, *changes = NULL, *patch = NULL, *disk = NULL;
+        json_t *files = NULL, *doc;
         enum MHD_Result ret;
         char what[200];
 
         if (!version_arg(req, "from", &from, &ret) || !version_arg(req, "to", &to, &ret))
                 return ret;
+        if (files_arg && strcmp(files_arg, "true") && strcmp(files_arg, "false"))
+                return api_reply_problem(req, 400, "invalid-query", "Invalid query",
+                                         "files is true or false", NULL);
         if (snapshot_exists(req, id, &ret) <= 0)
                 return ret;
         {
@@ -165,18 +171,25 @@ enum MHD_Result api_versions_diff(struct request *req) {
         }
         json_object_del(row[0], "config");
         json_object_del(row[1], "config");
-        if (disk_diff(req, id, from, to, &disk) < 0) {
+        if (disk_diff(req, id, from, to, &disk) < 0 ||
+            (files_arg && !strcmp(files_arg, "true") &&
+             api_file_diff_ask(req, id, from, to, &files) < 0)) {
                 json_decref(changes);
                 json_decref(patch);
+                json_decref(disk);
                 ret = api_reply_db_error(req);
                 goto out;
         }
-        ret = api_reply_json(req, 200,
-                             json_pack("{s:s, s:I, s:I, s:[OO], s:{s:o, s:o}, s:o}", "snapshot_id",
-                                       id, "from", (json_int_t)strtoll(from, NULL, 10), "to",
-                                       (json_int_t)strtoll(to, NULL, 10), "versions", row[0],
-                                       row[1], "config", "changes", changes, "patch", patch, "disk",
-                                       disk ? disk : json_null()));
+        doc = json_pack("{s:s, s:I, s:I, s:[OO], s:{s:o, s:o}, s:o}", "snapshot_id", id, "from",
+                        (json_int_t)strtoll(from, NULL, 10), "to",
+                        (json_int_t)strtoll(to, NULL, 10), "versions", row[0], row[1], "config",
+                        "changes", changes, "patch", patch, "disk", disk ? disk : json_null());
+        /* The file part only when asked: its job opens both images in an appliance. */
+        if (doc && files_arg && !strcmp(files_arg, "true"))
+                json_object_set_new(doc, "files", files ? files : json_null());
+        else
+                json_decref(files);
+        ret = api_reply_json(req, 200, doc);
 out:
         json_decref(row[0]);
         json_decref(row[1]);
