@@ -147,7 +147,9 @@ struct diff_compose {
         size_t n_pointers;
         const struct diff_extent *extents; /* disk regions taken from `from` */
         size_t n_extents;
-        bool whole_disk; /* all of `from`'s disk (the extents are then ignored) */
+        bool whole_disk;          /* all of `from`'s disk (the extents are then ignored) */
+        const char *const *files; /* guest files taken from `from` (diff_files_take) */
+        size_t n_files;
 };
 
 /*
@@ -155,14 +157,17 @@ struct diff_compose {
  * template reading as `base` outside the chosen extents and as `from`
  * inside them, its manifest (recomputed from the image and checked against
  * the two it came from) and its configuration, `base`'s with the chosen
- * items of `from` (diff_config_take). Never over an existing version: it is
+ * items of `from` (diff_config_take), and then the chosen guest files
+ * of `from` (diff_files_take, tens of seconds: a libguestfs appliance),
+ * after which its manifest is taken from what the image reads, not
+ * checked block for block. Never over an existing version: it is
  * built under ".partial" names and linked into place. Returns 0 and *out, a
  * new object {"snapshot_id", "version", "base", "from", "content_sha256",
- * "size_bytes", "virtual_size", "image", "config", "extents"} (what
+ * "size_bytes", "virtual_size", "image", "config", "extents", "files"} (what
  * `homing snapshot register` needs); besides the errors above, -EINVAL for
  * an extent that is not whole blocks, empty or outside the disk, the errors
- * of diff_config_take for a configuration path, -EEXIST when the version
- * exists.
+ * of diff_config_take for a configuration path, those of diff_files_take
+ * for a guest file, -EEXIST when the version exists.
  */
 int diff_store_compose(const char *store, const char *snapshot, const struct diff_compose *c,
                        json_t **out, char *err, size_t err_size) MUST_CHECK;
@@ -192,6 +197,26 @@ typedef void (*diff_progress_fn)(void *userdata, const char *phase, int percent)
  */
 int diff_files(const char *image_a, const char *image_b, diff_progress_fn progress, void *userdata,
                json_t **out, char *err, size_t err_size) MUST_CHECK;
+
+/*
+ * Whether `item` names a guest file to take: "/absolute/path" (on the
+ * first file system) or "/dev/sdaN:/absolute/path", no "." or ".." steps.
+ */
+bool diff_file_item_valid(const char *item);
+
+/*
+ * Makes the guest files named by `items` (n, borrowed) in the image at
+ * `image` (qcow2, written through libguestfs) what they are in the image
+ * at `from_image` (read-only; file systems paired as in diff_files): each
+ * is removed and copied whole from the other (cp -a: a folder with what
+ * it holds), or only removed where the other lacks it. Returns 0; on
+ * failure *bad is the item refused and err says why: -EINVAL for an item
+ * that is not valid (checked before anything is written), -ENOENT for one
+ * in neither image or on no file system, -ENOTSUP when libguestfs cannot
+ * run here, else libguestfs's -errno (the image is then half written).
+ */
+int diff_files_take(const char *image, const char *from_image, const char *const *items, size_t n,
+                    size_t *bad, char *err, size_t err_size) MUST_CHECK;
 
 /*
  * diff_files on versions `va` and `vb` of `snapshot` in `store` (the

@@ -606,3 +606,134 @@ out:
         json_decref(names);
         return r;
 }
+
+/* ---- taking files ------------------------------------------------------------------- */
+
+/* Splits "[/dev/sdaN:]/path" into its device (NULL: the first file system) and path. */
+static bool take_split(const char *item, char *dev, size_t dev_size, const char **path) {
+        const char *colon = strchr(item, ':');
+
+        *path = item;
+        dev[0] = '\0';
+        if (!strncmp(item, "/dev/sda", 8) && colon) {
+                if ((size_t)(colon - item) >= dev_size)
+                        return false;
+                snprintf(dev, dev_size, "%.*s", (int)(colon - item), item);
+                *path = colon + 1;
+        }
+        /* An absolute path below the root, without "." or ".." steps or empty ones. */
+        if ((*path)[0] != '/' || !(*path)[1] || strlen(*path) >= 4096 || strstr(*path, "//") ||
+            strstr(*path, "/./") || strstr(*path, "/../") ||
+            !strcmp(*path + strlen(*path) - 2, "/.") ||
+            (strlen(*path) >= 3 && !strcmp(*path + strlen(*path) - 3, "/..")))
+                return false;
+        return true;
+}
+
+bool diff_file_item_valid(const char *item) {
+        char dev[32];
+        const char *path;
+
+        return item && take_split(item, dev, sizeof(dev), &path);
+}
+
+/* Whether `path` is there (a dangling symlink is). */
+static bool present(guestfs_h *g, const char *path) {
+        struct guestfs_statns *st = guestfs_lstatns(g, path);
+
+        guestfs_free_statns(st);
+        return st != NULL;
+}
+
+int diff_files_take(const char *image, const char *from_image, const char *const *items, size_t n,
+                    size_t *bad, char *err, size_t err_size) {
+        struct run run = { .err = err, .err_size = err_size };
+        char **pairs = NULL;
+        size_t npairs = 0;
+        int r = 0;
+
+        *bad = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (!diff_file_item_valid(items[i])) {
+                        *bad = i;
+                        return fail(&run, -EINVAL,
+                                    "guest file '%s' is not [/dev/sdaN:]/absolute/path", items[i]);
+                }
+        }
+        run.g = guestfs_create_flags(GUESTFS_CREATE_NO_ENVIRONMENT);
+        if (!run.g || guestfs_parse_environment(run.g) < 0) {
+                r = fail(&run, -ENOTSUP, "libguestfs cannot start here");
+                goto out;
+        }
+        guestfs_set_error_handler(run.g, NULL, NULL);
+        if (guestfs_add_drive_opts(run.g, image, GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2", -1) < 0 ||
+            guestfs_add_drive_opts(run.g, from_image, GUESTFS_ADD_DRIVE_OPTS_READONLY, 1,
+                                   GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2", -1) < 0) {
+                r = fail_g(&run, "adding the images");
+                goto out;
+        }
+        if (guestfs_launch(run.g) < 0) {
+                const char *why = guestfs_last_error(run.g);
+                r = fail(&run, -ENOTSUP, "libguestfs cannot run here: %s",
+                         why ? why : "its appliance did not start");
+                goto out;
+        }
+        r = pair_filesystems(&run, &pairs, &npairs);
+        for (size_t i = 0; r == 0 && i < npairs; i++) {
+                char ma[32], mb[32];
+                snprintf(ma, sizeof(ma), "/a%zu", i);
+                snprintf(mb, sizeof(mb), "/b%zu", i);
+                if (guestfs_mkmountpoint(run.g, ma) < 0 || guestfs_mkmountpoint(run.g, mb) < 0 ||
+                    guestfs_mount(run.g, pairs[2 * i], ma) < 0 ||
+                    guestfs_mount_ro(run.g, pairs[2 * i + 1], mb) < 0)
+                        r = fail_g(&run, "mounting the guest file systems");
+        }
+        if (r == 0 && !npairs)
+                r = fail(&run, -ENOENT, "the images hold no file system to take files from");
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                char dev[32], a[4200], b[4200], parent[4200], *slash;
+                const char *path;
+                size_t k = 0;
+                bool in_a, in_b;
+
+                take_split(items[i], dev, sizeof(dev), &path);
+                while (dev[0] && k < npairs && strcmp(pairs[2 * k], dev))
+                        k++;
+                if (k == npairs) {
+                        *bad = i;
+                        r = fail(&run, -ENOENT, "guest file '%s': no file system %s", items[i],
+                                 dev);
+                        break;
+                }
+                snprintf(a, sizeof(a), "/a%zu%s", k, path);
+                snprintf(b, sizeof(b), "/b%zu%s", k, path);
+                in_a = present(run.g, a);
+                in_b = present(run.g, b);
+                if (!in_a && !in_b) {
+                        *bad = i;
+                        r = fail(&run, -ENOENT, "guest file '%s' is in neither version", items[i]);
+                        break;
+                }
+                /* Taken whole: what the base has there goes first, then the other's copy. */
+                if (in_a && guestfs_rm_rf(run.g, a) < 0) {
+                        r = fail_g(&run, "removing a guest file");
+                        break;
+                }
+                if (!in_b)
+                        continue;
+                snprintf(parent, sizeof(parent), "%s", a);
+                slash = strrchr(parent, '/');
+                *slash = '\0';
+                if (guestfs_mkdir_p(run.g, parent) < 0 || guestfs_cp_a(run.g, b, a) < 0)
+                        r = fail_g(&run, "copying a guest file");
+        }
+        if (r == 0 && (guestfs_umount_all(run.g) < 0 || guestfs_shutdown(run.g) < 0))
+                r = fail_g(&run, "writing the image");
+out:
+        if (r == -ENOMEM)
+                fail(&run, r, "out of memory");
+        if (run.g)
+                guestfs_close(run.g);
+        strv_free(pairs);
+        return r;
+}

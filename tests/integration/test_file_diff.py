@@ -10,9 +10,13 @@ two overlays of it):
   and percent as it goes, and posts the same files as the CLI;
 - an agent where libguestfs cannot run reports so, the API answers the file
   diff as a 501 problem naming libguestfs, and the configuration and disk
-  diffs still work.
+  diffs still work;
+- `homing compose --file` takes guest files from another version into a
+  new one (copied back, a changed file and a removed one read as they did
+  there, and nothing else changes); a path that is not one, or names a file
+  of neither version, is refused and writes nothing.
 
-Each appliance launch takes tens of seconds without KVM: three in all.
+Each appliance launch takes tens of seconds without KVM: six in all.
 """
 import json
 import subprocess
@@ -187,3 +191,36 @@ def test_where_libguestfs_cannot_run_the_api_says_so_and_the_other_diffs_work(si
         assert again["config"]["changes"][0]["path"] == "/vcpus"
     finally:
         agent.stop()
+
+
+def test_homing_compose_takes_guest_files_from_another_version(site):
+    _, env, store = site
+    snap = store / "snapshots" / SNAP
+    # Version 2 with hostname and gone.txt as version 1 has them: what differs from 1 is then
+    # only what version 2 changed besides (new.conf added, keep.txt's mode).
+    out = run(HOMING_BIN, "compose", SNAP, "--base", "2", "--from", "1", "--version", "3",
+              "--file", "/etc/hostname", "--file", "/dev/sda:/gone.txt", env=env)
+    made = json.loads(out.stdout)
+    assert made["version"] == 3 and made["files"] == ["/etc/hostname", "/dev/sda:/gone.txt"]
+    assert len(made["content_sha256"]) == 64
+    assert sorted(p.name for p in snap.glob("v3.*")) == ["v3.json", "v3.manifest", "v3.qcow2"]
+    doc = json.loads(run(HOMING_BIN, "diff", "--files", SNAP, "1", "3", env=env).stdout)
+    files = doc["files"]
+    assert (files["added"], files["removed"], files["changed"]) == (1, 0, 1)
+    assert sorted(by_path(files)) == ["/etc/new.conf", "/keep.txt"]
+    assert by_path(files)["/keep.txt"]["content_changed"] is False
+
+
+@pytest.mark.parametrize("item, reason", [
+    ("etc/hostname", "is not [/dev/sdaN:]/absolute/path"),
+    ("/etc/../hostname", "is not [/dev/sdaN:]/absolute/path"),
+    ("/nope.txt", "is in neither version"),
+])
+def test_a_guest_file_compose_cannot_take_is_refused_and_writes_nothing(site, item, reason):
+    _, env, store = site
+    snap = store / "snapshots" / SNAP
+    before = sorted(p.name for p in snap.iterdir())
+    out = subprocess.run([HOMING_BIN, "compose", SNAP, "--base", "2", "--from", "1", "--file",
+                          item], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1 and reason in out.stderr, out.stderr
+    assert sorted(p.name for p in snap.iterdir()) == before
