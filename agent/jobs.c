@@ -90,7 +90,9 @@ static void compose_one(const char *dc, const char *store, struct control *c, co
         long long id = json_integer_value(json_object_get(job, "composition_id"));
         const char *snapshot = json_string_value(json_object_get(job, "snapshot_id"));
         json_t *paths = json_object_get(job, "config"), *ext = json_object_get(job, "disk_extents");
-        size_t np = json_array_size(paths), ne = json_array_size(ext);
+        json_t *gf = json_object_get(job, "files");
+        size_t np = json_array_size(paths), ne = json_array_size(ext), nf = json_array_size(gf);
+        const char **files = calloc(nf + 1, sizeof(*files));
         const char **pointers = calloc(np + 1, sizeof(*pointers));
         struct diff_extent *extents = calloc(ne + 1, sizeof(*extents));
         struct diff_compose want = {
@@ -102,17 +104,21 @@ static void compose_one(const char *dc, const char *store, struct control *c, co
                 .extents = extents,
                 .n_extents = ne,
                 .whole_disk = json_is_true(json_object_get(job, "whole_disk")),
+                .files = files,
+                .n_files = nf,
         };
         json_t *made = NULL, *body = NULL, *reply = NULL;
         char why[600], path[96], err[256];
         long status = 0;
 
-        if (!pointers || !extents || !snapshot) {
+        if (!pointers || !extents || !files || !snapshot) {
                 report_failed(c, dc, id, "the claim was not understood");
                 goto out;
         }
         for (size_t i = 0; i < np; i++)
                 pointers[i] = json_string_value(json_array_get(paths, i));
+        for (size_t i = 0; i < nf; i++)
+                files[i] = json_string_value(json_array_get(gf, i));
         for (size_t i = 0; i < ne; i++) {
                 json_t *e = json_array_get(ext, i);
                 extents[i].offset = (uint64_t)json_integer_value(json_object_get(e, "offset"));
@@ -144,6 +150,7 @@ out:
         json_decref(reply);
         free(pointers);
         free(extents);
+        free(files);
 }
 
 /* Computes one claimed disk diff and posts its extents, or why it could not. */

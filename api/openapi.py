@@ -354,6 +354,8 @@ SCHEMAS = {
         "base": {"type": "integer", "minimum": 1}, "from": {"type": "integer", "minimum": 1},
         "config": {"type": "array", "items": {"type": "string"}},
         "disk_extents": COMPOSE_EXTENTS, "whole_disk": {"type": "boolean"},
+        "files": {"type": "array", "items": {"type": "string"},
+                  "description": "guest files taken from from"},
         "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
         "version": nullable({"type": "integer", "minimum": 1,
                              "description": "the version written, once succeeded"}),
@@ -368,6 +370,10 @@ SCHEMAS = {
         "disk_extents": {**COMPOSE_EXTENTS, "maxItems": 100000,
                          "description": "disk regions to take (bytes, whole 4 KiB blocks)"},
         "whole_disk": {"type": "boolean", "description": "take all of from's disk"},
+        "files": {"type": "array", "maxItems": 1000, "items": {"type": "string"},
+                  "description": ("guest files to take whole from from (libguestfs at the "
+                                  "agent): /absolute/path, or /dev/sdaN:/path on another file "
+                                  "system; removed where from lacks them")},
     }, ["base", "from"]),
     "CompositionClaimInput": obj({}, []),
     "CompositionJob": obj({
@@ -375,6 +381,7 @@ SCHEMAS = {
         "base": {"type": "integer"}, "from": {"type": "integer"},
         "config": {"type": "array", "items": {"type": "string"}},
         "disk_extents": COMPOSE_EXTENTS, "whole_disk": {"type": "boolean"},
+        "files": {"type": "array", "items": {"type": "string"}},
         "version": {"type": "integer", "description": "the version to write: the next one"},
     }),
     "CompositionSucceededInput": obj({"version": {"type": "integer", "minimum": 1}},

@@ -202,7 +202,8 @@ out:
         "json_build_object('id', c.id, 'snapshot_id', c.snapshot_id,"                        \
         " 'datacenter_id', c.datacenter_id, 'base', c.base_version, 'from', c.from_version," \
         " 'config', to_json(c.config_paths), 'disk_extents', c.disk_extents,"                \
-        " 'whole_disk', c.whole_disk, 'state', c.state, 'version', c.version,"               \
+        " 'whole_disk', c.whole_disk, 'files', to_json(c.guest_files),"                      \
+        " 'state', c.state, 'version', c.version,"                                           \
         " 'error', c.error, 'requested_by', c.requested_by,"                                 \
         " 'created_at', homing_time(c.created_at), 'updated_at', homing_time(c.updated_at))"
 
@@ -212,6 +213,7 @@ const struct api_field api_compose_fields[] = {
         { "config", FIELD_ARRAY, false, false, 0, 1000 },
         { "disk_extents", FIELD_ARRAY, false, false, 0, 100000 },
         { "whole_disk", FIELD_BOOLEAN, false, false, 0, 0 },
+        { "files", FIELD_ARRAY, false, false, 0, 1000 },
         { NULL, 0, false, false, 0, 0 },
 };
 
@@ -317,7 +319,7 @@ enum MHD_Result api_versions_compose(struct request *req) {
         const char *id = api_param(req, 0), *dc = store_text(req->locked, 0, 1);
         json_t *body = req->input, *paths = json_object_get(body, "config");
         json_t *extents = json_object_get(body, "disk_extents"), *base = NULL, *from = NULL;
-        json_t *config = NULL;
+        json_t *config = NULL, *files = json_object_get(body, "files");
         bool whole = json_is_true(json_object_get(body, "whole_disk"));
         long long vb = json_integer_value(json_object_get(body, "base"));
         long long vf = json_integer_value(json_object_get(body, "from"));
@@ -330,12 +332,20 @@ enum MHD_Result api_versions_compose(struct request *req) {
 
         snprintf(sb, sizeof(sb), "%lld", vb);
         snprintf(sf, sizeof(sf), "%lld", vf);
-        if (!n && !json_array_size(extents) && !whole) {
+        if (!n && !json_array_size(extents) && !whole && !json_array_size(files)) {
                 ret = api_reply_invalid(req, "/config",
-                                        "choose at least one item: config, disk_extents or "
-                                        "whole_disk");
+                                        "choose at least one item: config, disk_extents, "
+                                        "whole_disk or files");
                 goto out;
         }
+        for (size_t i = 0; i < json_array_size(files); i++)
+                if (!diff_file_item_valid(json_string_value(json_array_get(files, i)))) {
+                        snprintf(pointer, sizeof(pointer), "/files/%zu", i);
+                        ret = api_reply_invalid(req, pointer,
+                                                "is not a guest file: [/dev/sdaN:]/absolute/path "
+                                                "without . or .. steps");
+                        goto out;
+                }
         {
                 const char *params[3] = { id, sb, sf };
                 if (api_exec(req,
@@ -392,23 +402,27 @@ enum MHD_Result api_versions_compose(struct request *req) {
         {
                 char *cfg = paths ? json_dumps(paths, JSON_COMPACT) : strdup("[]");
                 char *ext = extents ? json_dumps(extents, JSON_COMPACT) : strdup("[]");
-                const char *params[8] = {
-                        id, dc, sb, sf, cfg, ext, whole ? "true" : "false", req->who.name
+                char *gf = files ? json_dumps(files, JSON_COMPACT) : strdup("[]");
+                const char *params[9] = {
+                        id, dc, sb, sf, cfg, ext, whole ? "true" : "false", req->who.name, gf
                 };
                 store_result_free(res);
                 res = NULL;
-                r = cfg && ext ? api_exec(req,
-                                          "INSERT INTO compositions (snapshot_id, datacenter_id,"
-                                          " base_version, from_version, config_paths,"
-                                          " disk_extents, whole_disk, requested_by)"
-                                          " SELECT $1, $2, $3::bigint, $4::bigint,"
-                                          "  ARRAY(SELECT jsonb_array_elements_text($5::jsonb)),"
-                                          "  $6::jsonb, $7::boolean, $8"
-                                          " RETURNING id::text",
-                                          8, params, &res)
-                               : -ENOMEM;
+                r = cfg && ext && gf
+                            ? api_exec(req,
+                                       "INSERT INTO compositions (snapshot_id, datacenter_id,"
+                                       " base_version, from_version, config_paths,"
+                                       " disk_extents, whole_disk, requested_by, guest_files)"
+                                       " SELECT $1, $2, $3::bigint, $4::bigint,"
+                                       "  ARRAY(SELECT jsonb_array_elements_text($5::jsonb)),"
+                                       "  $6::jsonb, $7::boolean, $8,"
+                                       "  ARRAY(SELECT jsonb_array_elements_text($9::jsonb))"
+                                       " RETURNING id::text",
+                                       9, params, &res)
+                            : -ENOMEM;
                 free(cfg);
                 free(ext);
+                free(gf);
         }
         if (r < 0) {
                 ret = api_reply_db_error(req);
@@ -469,6 +483,7 @@ enum MHD_Result api_agent_composition_claim(struct request *req) {
                              "  'snapshot_id', c.snapshot_id, 'base', c.base_version,"
                              "  'from', c.from_version, 'config', to_json(c.config_paths),"
                              "  'disk_extents', c.disk_extents, 'whole_disk', c.whole_disk,"
+                             "  'files', to_json(c.guest_files),"
                              "  'version', (SELECT s.version + 1 FROM snapshots s"
                              "              WHERE s.id = c.snapshot_id))::text",
                              1, params, &res);

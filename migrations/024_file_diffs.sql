@@ -29,3 +29,8 @@ CREATE TABLE file_diffs (
 );
 CREATE INDEX file_diffs_claimable ON file_diffs (datacenter_id, id)
     WHERE state IN ('queued', 'running');
+
+-- A composition may also take guest files from its other version: paths
+-- ("/etc/hostname", or "/dev/sdaN:/path" on another file system) its agent
+-- copies whole into the new version through libguestfs (diff_files_take).
+ALTER TABLE compositions ADD COLUMN guest_files text[] NOT NULL DEFAULT '{}';

@@ -14,9 +14,10 @@ two overlays of it):
 - `homing compose --file` takes guest files from another version into a
   new one (copied back, a changed file and a removed one read as they did
   there, and nothing else changes); a path that is not one, or names a file
-  of neither version, is refused and writes nothing.
+  of neither version, is refused and writes nothing; a composition asked of
+  the API with `files` is written by the agent the same way.
 
-Each appliance launch takes tens of seconds without KVM: six in all.
+Each appliance launch takes tens of seconds without KVM: eight in all.
 """
 import json
 import subprocess
@@ -209,6 +210,9 @@ def test_homing_compose_takes_guest_files_from_another_version(site):
     assert (files["added"], files["removed"], files["changed"]) == (1, 0, 1)
     assert sorted(by_path(files)) == ["/etc/new.conf", "/keep.txt"]
     assert by_path(files)["/keep.txt"]["content_changed"] is False
+    # Registered like any version (the API's compositions come next).
+    run(HOMING_BIN, "snapshot", "register", "--snapshot", SNAP, "--version", "3", "--config",
+        str(snap / "v3.json"), env=env)
 
 
 @pytest.mark.parametrize("item, reason", [
@@ -224,3 +228,31 @@ def test_a_guest_file_compose_cannot_take_is_refused_and_writes_nothing(site, it
                           item], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 1 and reason in out.stderr, out.stderr
     assert sorted(p.name for p in snap.iterdir()) == before
+
+
+def test_a_composition_through_the_api_takes_guest_files(site, db, tmp_path):
+    api, env, store = site
+    op = api.token("operator")
+    bad, _ = api.json("POST", f"/v1/snapshots/{SNAP}/versions",
+                      {"base": 2, "from": 1, "files": ["etc/hostname"]}, expect=422, token=op)
+    assert bad["errors"][0]["pointer"] == "/files/0"
+    assert db.execute("SELECT count(*) FROM compositions").fetchone()[0] == 0
+    c, _ = api.json("POST", f"/v1/snapshots/{SNAP}/versions",
+                    {"base": 2, "from": 1, "files": ["/etc/hostname"]}, expect=202, token=op)
+    assert c["files"] == ["/etc/hostname"] and c["state"] == "queued"
+    agent = Agent(api, "t-paris", store, tmp_path, extra={"HOMING_AGENT_EVICT_S": "60"})
+    agent.start()
+    try:
+        done = wait_for(lambda: (lambda x: x["state"] in ("succeeded", "failed") and x)(
+            api.json("GET", f"/v1/compositions/{c['id']}")[0]), timeout=400, interval=0.5,
+            what="the composition")
+    finally:
+        agent.stop()
+    assert done["state"] == "succeeded", done
+    v = done["version"]
+    assert v == 4
+    # Version 2 with version 1's hostname: from 2, only that file differs.
+    doc = json.loads(run(HOMING_BIN, "diff", "--files", SNAP, "2", str(v), env=env).stdout)
+    files = doc["files"]
+    assert [(f["path"], f["change"]) for f in files["files"]] == [("/etc/hostname", "changed")]
+    assert "\n-beta\n+alpha\n" in files["files"][0]["diff"]
