@@ -407,25 +407,38 @@ static void evict(struct agent *a, struct site *s, struct control *c) {
         json_decref(reply);
 }
 
+static void jobs_pass(struct agent *a, struct site *s, struct control *c) {
+        jobs_run_pending(s->datacenter, s->store, c);
+}
+
+/* A thread that runs `pass` for each site, then waits `interval_ms`, until stopped. */
+struct periodic {
+        struct agent *agent;
+        void (*pass)(struct agent *, struct site *, struct control *);
+        long interval_ms;
+        pthread_t thread;
+        bool started;
+};
+
 /*
- * Every --agent-evict-s, each site asks which of its cached copies are to
- * go, and runs the disk diffs and compositions queued for it.
+ * Two of these run: every --agent-evict-s each site asks which of its
+ * cached copies are to go; every --agent-poll-ms it claims the disk diffs,
+ * file diffs and compositions queued for it, so an operator's job starts
+ * within a poll, not an eviction period.
  */
-static void *sweeper_main(void *arg) {
-        struct agent *a = arg;
+static void *periodic_main(void *arg) {
+        struct periodic *p = arg;
+        struct agent *a = p->agent;
         struct control **controls = calloc(a->n_sites, sizeof(*controls));
 
         for (size_t i = 0; controls && i < a->n_sites; i++)
                 control_new(a->cfg->api_url, a->sites[i].token, a->cfg->agent_tls_ca, &controls[i]);
         while (controls && !atomic_load(a->stop)) {
                 for (size_t i = 0; i < a->n_sites && !atomic_load(a->stop); i++)
-                        if (controls[i]) {
-                                evict(a, &a->sites[i], controls[i]);
-                                jobs_run_pending(a->sites[i].datacenter, a->sites[i].store,
-                                                 controls[i]);
-                        }
-                for (long waited = 0;
-                     waited < a->cfg->agent_evict_s * 1000 && !atomic_load(a->stop); waited += 100)
+                        if (controls[i])
+                                p->pass(a, &a->sites[i], controls[i]);
+                for (long waited = 0; waited < p->interval_ms && !atomic_load(a->stop);
+                     waited += 100)
                         usleep(100 * 1000);
         }
         for (size_t i = 0; controls && i < a->n_sites; i++)
@@ -576,12 +589,18 @@ int agent_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
                 pthread_create(&w->thread, NULL, worker_main, w);
         }
         {
-                pthread_t sweeper;
-                bool swept = pthread_create(&sweeper, NULL, sweeper_main, a) == 0;
+                struct periodic loops[] = {
+                        { a, evict, cfg->agent_evict_s * 1000L, 0, false },
+                        { a, jobs_pass, cfg->agent_poll_ms, 0, false },
+                };
+                for (size_t i = 0; i < sizeof(loops) / sizeof(loops[0]); i++)
+                        loops[i].started = pthread_create(&loops[i].thread, NULL, periodic_main,
+                                                          &loops[i]) == 0;
                 for (size_t i = 0; i < n_workers; i++)
                         pthread_join(workers[i].thread, NULL);
-                if (swept)
-                        pthread_join(sweeper, NULL);
+                for (size_t i = 0; i < sizeof(loops) / sizeof(loops[0]); i++)
+                        if (loops[i].started)
+                                pthread_join(loops[i].thread, NULL);
         }
 out:
         free(workers);

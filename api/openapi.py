@@ -496,6 +496,8 @@ SCHEMAS = {
         "base": {"type": "integer", "minimum": 1}, "from": {"type": "integer", "minimum": 1},
         "config": {"type": "array", "items": {"type": "string"}},
         "disk_extents": COMPOSE_EXTENTS, "whole_disk": {"type": "boolean"},
+        "files": {"type": "array", "items": {"type": "string"},
+                  "description": "guest files taken from from"},
         "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
         "version": nullable({"type": "integer", "minimum": 1,
                              "description": "the version written, once succeeded"}),
@@ -510,6 +512,10 @@ SCHEMAS = {
         "disk_extents": {**COMPOSE_EXTENTS, "maxItems": 100000,
                          "description": "disk regions to take (bytes, whole 4 KiB blocks)"},
         "whole_disk": {"type": "boolean", "description": "take all of from's disk"},
+        "files": {"type": "array", "maxItems": 1000, "items": {"type": "string"},
+                  "description": ("guest files to take whole from from (libguestfs at the "
+                                  "agent): /absolute/path, or /dev/sdaN:/path on another file "
+                                  "system; removed where from lacks them")},
     }, ["base", "from"]),
     "CompositionClaimInput": obj({}, []),
     "CompositionJob": obj({
@@ -517,6 +523,7 @@ SCHEMAS = {
         "base": {"type": "integer"}, "from": {"type": "integer"},
         "config": {"type": "array", "items": {"type": "string"}},
         "disk_extents": COMPOSE_EXTENTS, "whole_disk": {"type": "boolean"},
+        "files": {"type": "array", "items": {"type": "string"}},
         "version": {"type": "integer", "description": "the version to write: the next one"},
     }),
     "CompositionSucceededInput": obj({"version": {"type": "integer", "minimum": 1}},
@@ -541,6 +548,54 @@ SCHEMAS = {
         "prints them")}}, ["disk"]),
     "DiskDiffEnded": obj({"id": {"type": "string"},
                           "state": {"type": "string", "enum": ["succeeded", "failed"]}}),
+    "FileDiffSummary": obj({
+        "id": {"type": "integer"}, "datacenter_id": ID,
+        "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+        "phase": nullable({"type": "string", "description": (
+            "claimed, launching, listing, comparing, done")}),
+        "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+        "unavailable": {"type": "boolean", "description": "libguestfs cannot run at the agent"},
+        "error": nullable({"type": "string"}),
+        "href": {"type": "string", "description": "GET it for the files"},
+    }, ["id", "datacenter_id", "state", "progress", "href"]),
+    "FileDiffFiles": obj({
+        "filesystems": {"type": "array", "items": {"type": "string"}, "description": (
+            "the file systems compared, named as on the first disk (/dev/sda1)")},
+        "added": COUNT, "removed": COUNT, "changed": COUNT,
+        "truncated": {"type": "boolean", "description": "the list stops at 500 files"},
+        "files": {"type": "array", "items": obj({
+            "filesystem": {"type": "string"}, "path": {"type": "string"},
+            "change": {"type": "string", "enum": ["added", "removed", "changed"]},
+            "type": {"type": "string", "enum": ["file", "directory", "symlink", "other"]},
+            "old_size": COUNT, "new_size": COUNT, "content_changed": {"type": "boolean"},
+            "old_mode": {"type": "string"}, "new_mode": {"type": "string"},
+            "old_owner": {"type": "string"}, "new_owner": {"type": "string"},
+            "diff": {"type": "string", "description": "diff -u, text files up to 64 KiB"},
+            "diff_skipped": {"type": "string", "description": "why there is no diff"},
+        }, ["filesystem", "path", "change", "type"])},
+    }, ["filesystems", "added", "removed", "changed", "truncated", "files"]),
+    "FileDiff": obj({
+        "id": {"type": "integer"}, "snapshot_id": ID, "from": {"type": "integer"},
+        "to": {"type": "integer"}, "datacenter_id": ID,
+        "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+        "phase": nullable({"type": "string"}),
+        "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+        "unavailable": {"type": "boolean"}, "error": nullable({"type": "string"}),
+        "result": nullable(ref("FileDiffFiles")), "created_at": TIME, "updated_at": TIME,
+    }, ["id", "snapshot_id", "from", "to", "datacenter_id", "state", "progress"]),
+    "FileDiffJob": obj({"file_diff_id": {"type": "integer"}, "snapshot_id": ID,
+                        "from": {"type": "integer"}, "to": {"type": "integer"}}),
+    "FileDiffProgressInput": obj({"phase": {"type": "string", "minLength": 1,
+                                            "maxLength": 256},
+                                  "percent": {"type": "integer", "minimum": 0, "maximum": 100}},
+                                 ["phase", "percent"]),
+    "FileDiffSucceededInput": obj({"files": ref("FileDiffFiles")}, ["files"]),
+    "FileDiffFailedInput": obj({"error": {"type": "string", "minLength": 1, "maxLength": 256},
+                                "unavailable": {"type": "boolean", "description": (
+                                    "libguestfs cannot run at this agent")}}, ["error"]),
+    "FileDiffRunning": obj({"id": {"type": "string"},
+                            "state": {"type": "string",
+                                      "enum": ["running", "succeeded", "failed"]}}),
     "SnapshotDiff": obj({
         "snapshot_id": ID, "from": {"type": "integer", "minimum": 1},
         "to": {"type": "integer", "minimum": 1},
@@ -564,6 +619,10 @@ SCHEMAS = {
             "datacenter on its store: the first GET of a pair queues it (state queued); ask "
             "again for running, succeeded (with the extents) or failed (with why); null when "
             "the snapshot is active nowhere")}),
+        "files": nullable({**ref("FileDiffSummary"), "description": (
+            "with files=true only: the guest-file diff, a job of the agent of the snapshot's "
+            "active datacenter (libguestfs, tens of seconds); its href answers the files; "
+            "null when the snapshot is active nowhere")}),
     }, ["snapshot_id", "from", "to", "versions", "config", "disk"]),
 }
 for name in ("Datacenter", "Template", "Replica", "Snapshot", "Placement", "Decision",
@@ -730,7 +789,9 @@ op("get", "/v1/snapshots/{id}/diff", "viewer", "diffSnapshotVersions",
    ID_PARAM + [{**query("from", {"type": "integer", "minimum": 1}, "the version diffed from"),
                 "required": True},
                {**query("to", {"type": "integer", "minimum": 1}, "the version diffed to"),
-                "required": True}],
+                "required": True},
+               query("files", {"type": "boolean", "default": False},
+                     "also the guest files: queues (once per pair) a file diff at the agent")],
    errors=READ_ERRORS + ["BadRequest"], tag="snapshots",
    description="Needs an operator token with the viewer role or a higher one. The "
    "configuration items (JSON Pointer paths, arrays by index) that were changed, added or "
@@ -738,6 +799,13 @@ op("get", "/v1/snapshots/{id}/diff", "viewer", "diffSnapshotVersions",
    "changed disk extents once the agent has computed them (see disk). 400 "
    "when from or to is not a version number, 404 when the snapshot or either version is "
    "not registered.")
+op("get", "/v1/file-diffs/{id}", "viewer", "getFileDiff",
+   "a file diff: queued, running (phase, percent), succeeded (the files) or failed",
+   {**ok("FileDiff"), "501": {"description": (
+       "guest-files-unavailable: libguestfs cannot run at the agent (the problem's missing "
+       "member names it, file_diff the job); the configuration and disk diffs still work"),
+       "content": PROBLEM}},
+   [path_param("id", "the file diff", integer=True)], errors=READ_ERRORS, tag="snapshots")
 op("get", "/v1/compositions/{id}", "viewer", "getComposition",
    "a composition: queued, running, succeeded (with its version) or failed (with why)",
    ok("Composition", etag=True), [path_param("id", integer=True)], errors=READ_ERRORS,
@@ -1058,6 +1126,27 @@ op("post", "/v1/agent/diffs/{id}/failed", "agent", "diskDiffFailed",
    "a claimed disk diff could not be computed", ok("DiskDiffEnded"),
    [path_param("id", "the disk diff", integer=True)], body("CompositionFailedInput"),
    errors=["NotFound", "Conflict"] + WRITE_ERRORS, tag="agents")
+op("post", "/v1/agent/file-diffs/claim", "agent", "claimFileDiff",
+   "the next file diff to compute here: running now, or 204",
+   {**ok("FileDiffJob", description="the file diff, running now"),
+    "204": {"description": "none is due"}},
+   request=body("DiskDiffClaimInput"), errors=WRITE_ERRORS, tag="agents",
+   description="Queued ones at the token's datacenter, oldest first, and running ones "
+               "claimed more than 10 minutes ago.")
+op("post", "/v1/agent/file-diffs/{id}/progress", "agent", "fileDiffProgress",
+   "how far a claimed file diff is: its phase and percent", ok("FileDiffRunning"),
+   [path_param("id", "the file diff", integer=True)], body("FileDiffProgressInput"),
+   errors=["NotFound", "Conflict"] + WRITE_ERRORS, tag="agents",
+   description="409 file-diff-not-running.")
+op("post", "/v1/agent/file-diffs/{id}/succeeded", "agent", "fileDiffSucceeded",
+   "a claimed file diff's files", ok("FileDiffRunning"),
+   [path_param("id", "the file diff", integer=True)], body("FileDiffSucceededInput"),
+   errors=["NotFound", "Conflict"] + WRITE_ERRORS, tag="agents",
+   description="409 file-diff-not-running; 422 when files is not a file diff.")
+op("post", "/v1/agent/file-diffs/{id}/failed", "agent", "fileDiffFailed",
+   "a claimed file diff could not be computed (unavailable: libguestfs cannot run here)",
+   ok("FileDiffRunning"), [path_param("id", "the file diff", integer=True)],
+   body("FileDiffFailedInput"), errors=["NotFound", "Conflict"] + WRITE_ERRORS, tag="agents")
 op("post", "/v1/agent/snapshots/{id}/versions", "agent", "registerVersion",
    "register a new version of a snapshot active at this datacenter",
    ok("SnapshotVersion", status="201", description="registered"),

@@ -20,11 +20,12 @@
 #include "api/agent.h"
 #include "api/dashboard.h"
 #include "api/datacenters.h"
+#include "api/evacuations.h"
 #include "api/failovers.h"
+#include "api/file_diffs.h"
 #include "api/health.h"
 #include "api/ingest.h"
 #include "api/power.h"
-#include "api/evacuations.h"
 #include "api/protection.h"
 #include "api/reply.h"
 #include "api/request.h"
@@ -82,6 +83,8 @@ const struct api_route api_routes[] = {
           "a snapshot's registered versions" },
         { "GET", "/v1/snapshots/{id}/diff", ACCESS_VIEWER, api_versions_diff,
           "what differs between two versions of a snapshot" },
+        { "GET", "/v1/file-diffs/{id}", ACCESS_VIEWER, api_file_diffs_get,
+          "a file diff: queued, running (phase, percent), succeeded (the files) or failed" },
         { "GET", "/v1/compositions/{id}", ACCESS_VIEWER, api_compositions_get,
           "a composition: queued, running, succeeded (with its version) or failed" },
         { "GET", "/v1/snapshots/{id}/decisions", ACCESS_VIEWER, api_snapshots_decisions,
@@ -243,6 +246,21 @@ const struct api_route api_routes[] = {
         { "POST", "/v1/agent/diffs/{id}/failed", ACCESS_AGENT, api_agent_disk_diff_failed,
           "a claimed disk diff could not be computed", .body = api_agent_composition_failed_fields,
           LOCK(api_agent_disk_diff_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/agent/file-diffs/claim", ACCESS_AGENT, api_agent_file_diff_claim,
+          "the next file diff to compute here: running now, or 204",
+          .body = api_agent_disk_diff_claim_fields },
+        { "POST", "/v1/agent/file-diffs/{id}/progress", ACCESS_AGENT, api_agent_file_diff_progress,
+          "how far a claimed file diff is: its phase and percent",
+          .body = api_agent_file_diff_progress_fields,
+          LOCK(api_agent_file_diff_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/agent/file-diffs/{id}/succeeded", ACCESS_AGENT,
+          api_agent_file_diff_succeeded, "a claimed file diff's files",
+          .body = api_agent_file_diff_succeeded_fields,
+          LOCK(api_agent_file_diff_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/agent/file-diffs/{id}/failed", ACCESS_AGENT, api_agent_file_diff_failed,
+          "a claimed file diff could not be computed (unavailable: libguestfs cannot run here)",
+          .body = api_agent_file_diff_failed_fields,
+          LOCK(api_agent_file_diff_resource, IF_MATCH_NONE) },
 };
 #pragma GCC diagnostic pop
 

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "api/audit.h"
+#include "api/file_diffs.h"
 #include "api/input.h"
 #include "api/parse.h"
 #include "api/pool.h"
@@ -122,12 +123,17 @@ static int disk_diff(struct request *req, const char *id, const char *from, cons
 enum MHD_Result api_versions_diff(struct request *req) {
         const char *id = api_param(req, 0), *from = NULL, *to = NULL;
         struct store_result *res = NULL;
+        const char *files_arg = api_query(req, "files");
         json_t *row[2] = { NULL, NULL }, *changes = NULL, *patch = NULL, *disk = NULL;
+        json_t *files = NULL, *doc;
         enum MHD_Result ret;
         char what[200];
 
         if (!version_arg(req, "from", &from, &ret) || !version_arg(req, "to", &to, &ret))
                 return ret;
+        if (files_arg && strcmp(files_arg, "true") && strcmp(files_arg, "false"))
+                return api_reply_problem(req, 400, "invalid-query", "Invalid query",
+                                         "files is true or false", NULL);
         if (snapshot_exists(req, id, &ret) <= 0)
                 return ret;
         {
@@ -165,18 +171,25 @@ enum MHD_Result api_versions_diff(struct request *req) {
         }
         json_object_del(row[0], "config");
         json_object_del(row[1], "config");
-        if (disk_diff(req, id, from, to, &disk) < 0) {
+        if (disk_diff(req, id, from, to, &disk) < 0 ||
+            (files_arg && !strcmp(files_arg, "true") &&
+             api_file_diff_ask(req, id, from, to, &files) < 0)) {
                 json_decref(changes);
                 json_decref(patch);
+                json_decref(disk);
                 ret = api_reply_db_error(req);
                 goto out;
         }
-        ret = api_reply_json(req, 200,
-                             json_pack("{s:s, s:I, s:I, s:[OO], s:{s:o, s:o}, s:o}", "snapshot_id",
-                                       id, "from", (json_int_t)strtoll(from, NULL, 10), "to",
-                                       (json_int_t)strtoll(to, NULL, 10), "versions", row[0],
-                                       row[1], "config", "changes", changes, "patch", patch, "disk",
-                                       disk ? disk : json_null()));
+        doc = json_pack("{s:s, s:I, s:I, s:[OO], s:{s:o, s:o}, s:o}", "snapshot_id", id, "from",
+                        (json_int_t)strtoll(from, NULL, 10), "to",
+                        (json_int_t)strtoll(to, NULL, 10), "versions", row[0], row[1], "config",
+                        "changes", changes, "patch", patch, "disk", disk ? disk : json_null());
+        /* The file part only when asked: its job opens both images in an appliance. */
+        if (doc && files_arg && !strcmp(files_arg, "true"))
+                json_object_set_new(doc, "files", files ? files : json_null());
+        else
+                json_decref(files);
+        ret = api_reply_json(req, 200, doc);
 out:
         json_decref(row[0]);
         json_decref(row[1]);
@@ -189,7 +202,8 @@ out:
         "json_build_object('id', c.id, 'snapshot_id', c.snapshot_id,"                        \
         " 'datacenter_id', c.datacenter_id, 'base', c.base_version, 'from', c.from_version," \
         " 'config', to_json(c.config_paths), 'disk_extents', c.disk_extents,"                \
-        " 'whole_disk', c.whole_disk, 'state', c.state, 'version', c.version,"               \
+        " 'whole_disk', c.whole_disk, 'files', to_json(c.guest_files),"                      \
+        " 'state', c.state, 'version', c.version,"                                           \
         " 'error', c.error, 'requested_by', c.requested_by,"                                 \
         " 'created_at', homing_time(c.created_at), 'updated_at', homing_time(c.updated_at))"
 
@@ -199,6 +213,7 @@ const struct api_field api_compose_fields[] = {
         { "config", FIELD_ARRAY, false, false, 0, 1000 },
         { "disk_extents", FIELD_ARRAY, false, false, 0, 100000 },
         { "whole_disk", FIELD_BOOLEAN, false, false, 0, 0 },
+        { "files", FIELD_ARRAY, false, false, 0, 1000 },
         { NULL, 0, false, false, 0, 0 },
 };
 
@@ -304,7 +319,7 @@ enum MHD_Result api_versions_compose(struct request *req) {
         const char *id = api_param(req, 0), *dc = store_text(req->locked, 0, 1);
         json_t *body = req->input, *paths = json_object_get(body, "config");
         json_t *extents = json_object_get(body, "disk_extents"), *base = NULL, *from = NULL;
-        json_t *config = NULL;
+        json_t *config = NULL, *files = json_object_get(body, "files");
         bool whole = json_is_true(json_object_get(body, "whole_disk"));
         long long vb = json_integer_value(json_object_get(body, "base"));
         long long vf = json_integer_value(json_object_get(body, "from"));
@@ -317,12 +332,20 @@ enum MHD_Result api_versions_compose(struct request *req) {
 
         snprintf(sb, sizeof(sb), "%lld", vb);
         snprintf(sf, sizeof(sf), "%lld", vf);
-        if (!n && !json_array_size(extents) && !whole) {
+        if (!n && !json_array_size(extents) && !whole && !json_array_size(files)) {
                 ret = api_reply_invalid(req, "/config",
-                                        "choose at least one item: config, disk_extents or "
-                                        "whole_disk");
+                                        "choose at least one item: config, disk_extents, "
+                                        "whole_disk or files");
                 goto out;
         }
+        for (size_t i = 0; i < json_array_size(files); i++)
+                if (!diff_file_item_valid(json_string_value(json_array_get(files, i)))) {
+                        snprintf(pointer, sizeof(pointer), "/files/%zu", i);
+                        ret = api_reply_invalid(req, pointer,
+                                                "is not a guest file: [/dev/sdaN:]/absolute/path "
+                                                "without . or .. steps");
+                        goto out;
+                }
         {
                 const char *params[3] = { id, sb, sf };
                 if (api_exec(req,
@@ -379,23 +402,27 @@ enum MHD_Result api_versions_compose(struct request *req) {
         {
                 char *cfg = paths ? json_dumps(paths, JSON_COMPACT) : strdup("[]");
                 char *ext = extents ? json_dumps(extents, JSON_COMPACT) : strdup("[]");
-                const char *params[8] = {
-                        id, dc, sb, sf, cfg, ext, whole ? "true" : "false", req->who.name
+                char *gf = files ? json_dumps(files, JSON_COMPACT) : strdup("[]");
+                const char *params[9] = {
+                        id, dc, sb, sf, cfg, ext, whole ? "true" : "false", req->who.name, gf
                 };
                 store_result_free(res);
                 res = NULL;
-                r = cfg && ext ? api_exec(req,
-                                          "INSERT INTO compositions (snapshot_id, datacenter_id,"
-                                          " base_version, from_version, config_paths,"
-                                          " disk_extents, whole_disk, requested_by)"
-                                          " SELECT $1, $2, $3::bigint, $4::bigint,"
-                                          "  ARRAY(SELECT jsonb_array_elements_text($5::jsonb)),"
-                                          "  $6::jsonb, $7::boolean, $8"
-                                          " RETURNING id::text",
-                                          8, params, &res)
-                               : -ENOMEM;
+                r = cfg && ext && gf
+                            ? api_exec(req,
+                                       "INSERT INTO compositions (snapshot_id, datacenter_id,"
+                                       " base_version, from_version, config_paths,"
+                                       " disk_extents, whole_disk, requested_by, guest_files)"
+                                       " SELECT $1, $2, $3::bigint, $4::bigint,"
+                                       "  ARRAY(SELECT jsonb_array_elements_text($5::jsonb)),"
+                                       "  $6::jsonb, $7::boolean, $8,"
+                                       "  ARRAY(SELECT jsonb_array_elements_text($9::jsonb))"
+                                       " RETURNING id::text",
+                                       9, params, &res)
+                            : -ENOMEM;
                 free(cfg);
                 free(ext);
+                free(gf);
         }
         if (r < 0) {
                 ret = api_reply_db_error(req);
@@ -456,6 +483,7 @@ enum MHD_Result api_agent_composition_claim(struct request *req) {
                              "  'snapshot_id', c.snapshot_id, 'base', c.base_version,"
                              "  'from', c.from_version, 'config', to_json(c.config_paths),"
                              "  'disk_extents', c.disk_extents, 'whole_disk', c.whole_disk,"
+                             "  'files', to_json(c.guest_files),"
                              "  'version', (SELECT s.version + 1 FROM snapshots s"
                              "              WHERE s.id = c.snapshot_id))::text",
                              1, params, &res);

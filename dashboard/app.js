@@ -30,6 +30,7 @@
     snapshot: null,
     diff: null,
     evac: null,
+    filesKey: null,
     lastIngest: null,
     timer: null,
   };
@@ -449,6 +450,8 @@
     $('snap-panel').dataset.id = id;
     $('snap-title').textContent = `snapshot ${id}`;
     $('diff-config').tBodies[0].replaceChildren();
+    state.filesKey = null;
+    clearFiles('');
     $('compose-confirm').hidden = true;
     snapMessage('');
     try {
@@ -520,6 +523,84 @@
     if (data.disk && (data.disk.state === 'queued' || data.disk.state === 'running')) {
       setTimeout(() => { if (state.diff === data) runDiff().catch(() => {}); }, POLL_MS);
     }
+  }
+
+  /* The guest files: a job of the agent (libguestfs), asked on demand and followed. */
+  function clearFiles(text) {
+    $('diff-files').tBodies[0].replaceChildren();
+    $('file-diff').hidden = true;
+    $('files-text').textContent = text || '';
+  }
+
+  function fileSize(f) {
+    if (f.change === 'added') return f.new_size === undefined ? '' : bytes(f.new_size);
+    if (f.change === 'removed') return f.old_size === undefined ? '' : bytes(f.old_size);
+    const parts = [];
+    if (f.content_changed && f.old_size !== undefined) {
+      parts.push(`${bytes(f.old_size)} → ${bytes(f.new_size)}`);
+    }
+    if (f.old_mode) parts.push(`mode ${f.old_mode} → ${f.new_mode}`);
+    if (f.old_owner) parts.push(`owner ${f.old_owner} → ${f.new_owner}`);
+    return parts.join(', ');
+  }
+
+  function drawFiles(result) {
+    const several = result.filesystems.length > 1;
+    const rows = result.files.map((f) => {
+      const tr = row([several ? `${f.filesystem}:${f.path}` : f.path,
+        f.type === 'file' ? f.change : `${f.change} (${f.type})`, fileSize(f)]);
+      tr.dataset.path = f.path;
+      tr.addEventListener('click', () => {
+        $('diff-files').querySelectorAll('tr.selected').forEach((n) => n.classList.remove('selected'));
+        tr.classList.add('selected');
+        $('file-diff').textContent = f.diff || `no text diff: ${f.diff_skipped ||
+          (f.content_changed === false ? 'the content is the same' : 'not a regular file')}`;
+        $('file-diff').hidden = false;
+      });
+      return tr;
+    });
+    $('diff-files').tBodies[0].replaceChildren(...rows);
+    $('files-text').textContent = `${result.added} added, ${result.removed} removed, ` +
+      `${result.changed} changed` + (result.truncated ? ' (the list is cut at 500)' : '') +
+      (rows.length ? '; click a file for its diff' : '');
+  }
+
+  async function followFiles(href, id, key) {
+    if (state.snapshot !== id || state.filesKey !== key) return;
+    let job;
+    try {
+      ({ data: job } = await api('GET', href));
+    } catch (e) {
+      // 501: libguestfs cannot run at that agent; the problem says what is missing.
+      if (state.snapshot === id && state.filesKey === key) clearFiles(e.message);
+      return;
+    }
+    if (state.snapshot !== id || state.filesKey !== key) return;
+    if (job.state === 'succeeded') {
+      drawFiles(job.result);
+    } else if (job.state === 'failed') {
+      clearFiles(`the agent could not compare the guest files: ${job.error}`);
+    } else {
+      clearFiles(`the agent at ${job.datacenter_id} is comparing the guest files: ` +
+        `${job.phase || job.state} (${job.progress} %)…`);
+      setTimeout(() => followFiles(href, id, key).catch(() => {}), POLL_MS / 3);
+    }
+  }
+
+  async function runFiles() {
+    const id = state.snapshot;
+    const from = $('diff-from').value;
+    const to = $('diff-to').value;
+    const key = `${id}/${from}/${to}`;
+    state.filesKey = key;
+    clearFiles('asking the agent…');
+    const { data } = await api('GET',
+      `/v1/snapshots/${encodeURIComponent(id)}/diff?from=${from}&to=${to}&files=true`);
+    if (!data.files) {
+      clearFiles('the snapshot is active nowhere: no file diff');
+      return;
+    }
+    await followFiles(data.files.href, id, key);
   }
 
   /* What the new version takes from `to`, and the sentence that says so. */
@@ -642,7 +723,12 @@
       state.diff = null;
       $('snap-panel').hidden = true;
     });
-    $('diff-run').addEventListener('click', () => runDiff().catch((e) => snapMessage(e.message, true)));
+    $('diff-run').addEventListener('click', () => {
+      state.filesKey = null;
+      clearFiles('');
+      runDiff().catch((e) => snapMessage(e.message, true));
+    });
+    $('files-run').addEventListener('click', () => runFiles().catch((e) => clearFiles(e.message)));
     $('compose').addEventListener('click', () => {
       if (!state.diff) return;
       const { summary } = chosen();

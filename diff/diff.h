@@ -18,6 +18,10 @@
  * are compared with the template's block (its allocation map first, then
  * its data).
  *
+ * Guest files: the file systems inside two versions' images, compared
+ * through libguestfs (read-only): files added, removed and changed, with
+ * sizes, mode and owner changes, and a unified diff of small text files.
+ *
  * Errors are negative errno values; nothing here logs. JSON arguments are
  * borrowed unless a comment says otherwise.
  */
@@ -143,7 +147,9 @@ struct diff_compose {
         size_t n_pointers;
         const struct diff_extent *extents; /* disk regions taken from `from` */
         size_t n_extents;
-        bool whole_disk; /* all of `from`'s disk (the extents are then ignored) */
+        bool whole_disk;          /* all of `from`'s disk (the extents are then ignored) */
+        const char *const *files; /* guest files taken from `from` (diff_files_take) */
+        size_t n_files;
 };
 
 /*
@@ -151,14 +157,72 @@ struct diff_compose {
  * template reading as `base` outside the chosen extents and as `from`
  * inside them, its manifest (recomputed from the image and checked against
  * the two it came from) and its configuration, `base`'s with the chosen
- * items of `from` (diff_config_take). Never over an existing version: it is
+ * items of `from` (diff_config_take), and then the chosen guest files
+ * of `from` (diff_files_take, tens of seconds: a libguestfs appliance),
+ * after which its manifest is taken from what the image reads, not
+ * checked block for block. Never over an existing version: it is
  * built under ".partial" names and linked into place. Returns 0 and *out, a
  * new object {"snapshot_id", "version", "base", "from", "content_sha256",
- * "size_bytes", "virtual_size", "image", "config", "extents"} (what
+ * "size_bytes", "virtual_size", "image", "config", "extents", "files"} (what
  * `homing snapshot register` needs); besides the errors above, -EINVAL for
  * an extent that is not whole blocks, empty or outside the disk, the errors
- * of diff_config_take for a configuration path, -EEXIST when the version
- * exists.
+ * of diff_config_take for a configuration path, those of diff_files_take
+ * for a guest file, -EEXIST when the version exists.
  */
 int diff_store_compose(const char *store, const char *snapshot, const struct diff_compose *c,
                        json_t **out, char *err, size_t err_size) MUST_CHECK;
+
+/* ---- guest files --------------------------------------------------------------------- */
+
+/* A text file up to this size gets a unified diff. */
+#define DIFF_TEXT_MAX (64 * 1024)
+
+/* Told how far a long diff is: a phase ("launching", "listing", "comparing", "done") and 0..100. */
+typedef void (*diff_progress_fn)(void *userdata, const char *phase, int percent);
+
+/*
+ * The files that differ between the file systems of two images (qcow2,
+ * opened read-only in one libguestfs appliance; each file system of the
+ * first paired with the one of the same name and type on the second).
+ * `progress` (may be NULL) is called from this thread. Returns 0 and *out,
+ * a new object {"filesystems": ["/dev/sda1", ...], "added", "removed",
+ * "changed" (counts), "truncated" (the list stops at 500 entries),
+ * "files": [{"filesystem", "path", "change": "added" | "removed" |
+ * "changed", "type": "file" | "directory" | "symlink" | "other",
+ * "old_size", "new_size" (regular files), "content_changed", "old_mode",
+ * "new_mode" (octal), "old_owner", "new_owner" ("uid:gid"), "diff" (diff
+ * -u, for text files up to DIFF_TEXT_MAX, 96 KiB of them in all) or
+ * "diff_skipped" (why not)}]}, in path order. -ENOTSUP when libguestfs cannot run here (err says why), else
+ * libguestfs's -errno with err saying what failed.
+ */
+int diff_files(const char *image_a, const char *image_b, diff_progress_fn progress, void *userdata,
+               json_t **out, char *err, size_t err_size) MUST_CHECK;
+
+/*
+ * Whether `item` names a guest file to take: "/absolute/path" (on the
+ * first file system) or "/dev/sdaN:/absolute/path", no "." or ".." steps.
+ */
+bool diff_file_item_valid(const char *item);
+
+/*
+ * Makes the guest files named by `items` (n, borrowed) in the image at
+ * `image` (qcow2, written through libguestfs) what they are in the image
+ * at `from_image` (read-only; file systems paired as in diff_files): each
+ * is removed and copied whole from the other (cp -a: a folder with what
+ * it holds), or only removed where the other lacks it. Returns 0; on
+ * failure *bad is the item refused and err says why: -EINVAL for an item
+ * that is not valid (checked before anything is written), -ENOENT for one
+ * in neither image or on no file system, -ENOTSUP when libguestfs cannot
+ * run here, else libguestfs's -errno (the image is then half written).
+ */
+int diff_files_take(const char *image, const char *from_image, const char *const *items, size_t n,
+                    size_t *bad, char *err, size_t err_size) MUST_CHECK;
+
+/*
+ * diff_files on versions `va` and `vb` of `snapshot` in `store` (the
+ * errors of diff_store_versions first): a new object {"snapshot_id",
+ * "from", "to", "files": (as diff_files)}.
+ */
+int diff_store_files(const char *store, const char *snapshot, long long va, long long vb,
+                     diff_progress_fn progress, void *userdata, json_t **out, char *err,
+                     size_t err_size) MUST_CHECK;

@@ -152,6 +152,17 @@ static json_t *extents_json(const struct diff_extent *x, size_t n) {
         return a;
 }
 
+static json_t *strings_json(const char *const *v, size_t n) {
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < n; i++)
+                if (json_array_append_new(a, json_string(v[i]))) {
+                        json_decref(a);
+                        return NULL;
+                }
+        return a;
+}
+
 int diff_store_versions(const char *store, const char *snapshot, long long va, long long vb,
                         json_t **out, char *err, size_t err_size) {
         struct version a, b;
@@ -181,6 +192,27 @@ out:
         json_decref(changes);
         json_decref(patch);
         diff_disk_fini(&d);
+        version_fini(&a);
+        version_fini(&b);
+        return r;
+}
+
+int diff_store_files(const char *store, const char *snapshot, long long va, long long vb,
+                     diff_progress_fn progress, void *userdata, json_t **out, char *err,
+                     size_t err_size) {
+        struct version a, b;
+        json_t *files = NULL;
+        int r = load_pair(store, snapshot, va, vb, &a, &b, err, err_size);
+
+        if (r < 0)
+                return r;
+        r = diff_files(a.image, b.image, progress, userdata, &files, err, err_size);
+        if (r == 0) {
+                *out = json_pack("{s:s, s:I, s:I, s:o}", "snapshot_id", snapshot, "from",
+                                 (json_int_t)va, "to", (json_int_t)vb, "files", files);
+                if (!*out)
+                        r = fail(err, err_size, -ENOMEM, "out of memory");
+        }
         version_fini(&a);
         version_fini(&b);
         return r;
@@ -399,6 +431,12 @@ int diff_store_compose(const char *store, const char *snapshot, const struct dif
                                      : strerror(-r));
                 goto out;
         }
+        for (size_t i = 0; i < c->n_files; i++)
+                if (!diff_file_item_valid(c->files[i])) {
+                        r = fail(err, err_size, -EINVAL,
+                                 "guest file '%s' is not [/dev/sdaN:]/absolute/path", c->files[i]);
+                        goto out;
+                }
         if (n == 0)
                 n = next_version(store, snapshot);
         r = version_paths(store, snapshot, n, &made, err, err_size);
@@ -432,15 +470,22 @@ int diff_store_compose(const char *store, const char *snapshot, const struct dif
                 fail(err, err_size, r, "writing %s: %s", tmp_image, strerror(-r));
                 goto out;
         }
+        if (c->n_files) {
+                r = diff_files_take(tmp_image, from.image, c->files, c->n_files, &bad, err,
+                                    err_size);
+                if (r < 0)
+                        goto out;
+        }
 
-        /* What was written, hashed again, must be exactly what was meant. */
+        /* What was written, hashed again, must be exactly what was meant (guest files
+         * taken change blocks no manifest foretells: then qemu-img check alone). */
         r = image_open(tmp_image, false, &img);
         r = r ? r : image_manifest_compute(img, &m);
         img = image_free(img);
-        if (r == 0 &&
+        if (r == 0 && !c->n_files &&
             (image_manifest_count(m) != copied || copied != count_meant(&base, &from, x, nx)))
                 r = -EIO;
-        for (size_t i = 0; r == 0 && i < image_manifest_count(m); i++) {
+        for (size_t i = 0; r == 0 && !c->n_files && i < image_manifest_count(m); i++) {
                 const struct image_block_hash *e = image_manifest_entry(m, i);
                 const struct image_block_hash *want = meant(&base, &from, x, nx, &k, e->index);
                 if (!want || want->flags != e->flags ||
@@ -460,12 +505,13 @@ int diff_store_compose(const char *store, const char *snapshot, const struct dif
         image_manifest_digest(m, digest);
         image_digest_hex(digest, hex);
         size_bytes = (uint64_t)image_manifest_count(m) * IMAGE_BLOCK;
-        *out = json_pack("{s:s, s:I, s:I, s:I, s:s, s:I, s:I, s:s, s:O, s:o}", "snapshot_id",
+        *out = json_pack("{s:s, s:I, s:I, s:I, s:s, s:I, s:I, s:s, s:O, s:o, s:o}", "snapshot_id",
                          snapshot, "version", (json_int_t)n, "base", (json_int_t)c->base, "from",
                          (json_int_t)c->from, "content_sha256", hex, "size_bytes",
                          (json_int_t)size_bytes, "virtual_size",
                          (json_int_t)image_manifest_virtual_size(m), "image", made.image, "config",
-                         config, "extents", extents_json(x, nx));
+                         config, "extents", extents_json(x, nx), "files",
+                         strings_json(c->files, c->n_files));
         r = *out ? image_manifest_save(m, tmp_manifest) : -ENOMEM;
         r = r ? r : write_config(tmp_config, config);
         r = r ? r : publish(tmp_config, made.config_path);

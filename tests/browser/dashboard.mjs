@@ -92,6 +92,15 @@ try {
     seen.diffNew = await page.locator('#diff-config tbody td:nth-child(4)').allTextContents();
     seen.extents = await page.locator('#diff-disk-bar rect.extent').count();
     seen.diskText = await page.textContent('#diff-disk-text');
+    // The guest files: the agent's job asked for, its list, a file's unified diff.
+    await page.click('#files-run');
+    await page.waitForSelector('#diff-files tbody tr', { timeout: 10000 });
+    seen.files = await page.locator('#diff-files tbody tr').evaluateAll(
+      (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
+    seen.filesText = await page.textContent('#files-text');
+    await page.locator('#diff-files tbody tr', { hasText: '/etc/hostname' }).click();
+    await page.waitForSelector('#file-diff', { state: 'visible' });
+    seen.fileDiff = await page.textContent('#file-diff');
     await page.check(`#diff-config input[data-path="${key}"]`);
     await page.check('#take-extents');
     await page.click('#compose');

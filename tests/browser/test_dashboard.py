@@ -81,6 +81,17 @@ def load_demo_catalog(db):
 
 DIFF_SNAPSHOT = "snap-diff"
 DIFF_EXTENTS = [{"offset": 1064960, "length": 4096}, {"offset": 50331648, "length": 131072}]
+HOSTNAME_DIFF = "--- a/etc/hostname\n+++ b/etc/hostname\n@@ -1 +1 @@\n-alpha\n+beta\n"
+FILES = {"filesystems": ["/dev/sda1"], "added": 1, "removed": 0, "changed": 2,
+         "truncated": False, "files": [
+             {"filesystem": "/dev/sda1", "path": "/etc/hostname", "change": "changed",
+              "type": "file", "old_size": 6, "new_size": 5, "content_changed": True,
+              "diff": HOSTNAME_DIFF},
+             {"filesystem": "/dev/sda1", "path": "/etc/new.conf", "change": "added",
+              "type": "file", "new_size": 6, "diff": "--- a/etc/new.conf\n+++ b/etc/new.conf\n"},
+             {"filesystem": "/dev/sda1", "path": "/keep.sh", "change": "changed", "type": "file",
+              "old_size": 10, "new_size": 10, "content_changed": False, "old_mode": "0644",
+              "new_mode": "0755"}]}
 
 
 def seed_versions(db):
@@ -97,6 +108,10 @@ def seed_versions(db):
                (DIFF_SNAPSHOT, TARGET, json.dumps({
                    "virtual_size": 67108864, "changed_bytes": 135168,
                    "template_blocks_read": 0, "extents": DIFF_EXTENTS})))
+    # The file diff its agent made (tests/integration/test_file_diff.py runs a real one).
+    db.execute("INSERT INTO file_diffs (snapshot_id, from_version, to_version, datacenter_id,"
+               " state, phase, progress, result) VALUES (%s, 1, 2, %s, 'succeeded', 'done', 100,"
+               " %s)", (DIFF_SNAPSHOT, TARGET, json.dumps(FILES)))
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +190,12 @@ def test_the_dashboard_shows_the_map_and_drains_a_datacenter(homing, db):
     assert seen["diffOld"] == ["–", "2"] and seen["diffNew"] == ['"ops"', "4"]
     assert seen["extents"] == len(DIFF_EXTENTS)
     assert seen["diskText"] == "2 changed regions, 132 KiB of 64 MiB"
+    # The guest files, each with its change and size or mode, and a file's unified diff.
+    assert seen["files"] == [["/etc/hostname", "changed", "6 B → 5 B"],
+                             ["/etc/new.conf", "added", "6 B"],
+                             ["/keep.sh", "changed", "mode 0644 → 0755"]]
+    assert seen["filesText"] == "1 added, 0 removed, 2 changed; click a file for its diff"
+    assert seen["fileDiff"] == HOSTNAME_DIFF
     # The confirmation said what would change, and the composition asked exactly that.
     assert seen["summary"] == (f"A new version of {DIFF_SNAPSHOT}: v1 with the configuration "
                                "keys /vcpus and 2 disk regions (132 KiB) taken from v2. Nothing "
