@@ -270,6 +270,8 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                 goto fail;
         r = bus_producer_new(&(struct bus_cluster){ cfg->kafka_brokers, cfg->kafka_property,
                                                     cfg->kafka_properties_file },
+                             &(struct bus_batching){ cfg->kafka_linger_ms, cfg->kafka_batch_bytes,
+                                                     cfg->kafka_compression },
                              cfg->produce_timeout_ms, api_ingest_delivered, &a->producer, errbuf,
                              sizeof(errbuf));
         if (r < 0) {

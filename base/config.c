@@ -42,6 +42,13 @@ static const struct setting settings[] = {
           "applied after --kafka-properties-file (the variable: one per line)" },
         { "kafka-properties-file", SETTING_STRING, FIELD(kafka_properties_file), "", 0, 0,
           "a file of librdkafka properties, key=value lines (# starts a comment)" },
+        { "kafka-linger-ms", SETTING_LONG, FIELD(kafka_linger_ms), "2", 0, 900000,
+          "how long a produced message waits for others to share its request to Kafka "
+          "(librdkafka's linger.ms): latency against throughput" },
+        { "kafka-batch-bytes", SETTING_LONG, FIELD(kafka_batch_bytes), "1000000", 1, 2147483647,
+          "the largest request one partition's messages make (librdkafka's batch.size)" },
+        { "kafka-compression", SETTING_STRING, FIELD(kafka_compression), "lz4", 0, 0,
+          "how produced messages are compressed: none, gzip, snappy, lz4 or zstd" },
         { "listen", SETTING_STRING, FIELD(listen), "127.0.0.1:58080", 0, 0,
           "host:port of the HTTP server (port 0 picks a free one)" },
         { "topic-locations", SETTING_STRING, FIELD(topic_locations), "homing.locations.v1", 0, 0,
