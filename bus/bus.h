@@ -67,9 +67,8 @@ struct bus_batching {
  * value: `errbuf` says which) or -EACCES.
  */
 int bus_producer_new(const struct bus_cluster *cluster, const struct bus_batching *batching,
-                     long timeout_ms,
-                     bus_delivered_fn on_delivery, struct bus_producer **out, char *errbuf,
-                     size_t errbuf_size) MUST_CHECK;
+                     long timeout_ms, bus_delivered_fn on_delivery, struct bus_producer **out,
+                     char *errbuf, size_t errbuf_size) MUST_CHECK;
 
 /* Flushes what is queued (up to 10 s), says what was left, and frees. NULL is fine. */
 struct bus_producer *bus_producer_free(struct bus_producer *p);

@@ -36,8 +36,8 @@ int main(int argc, char **argv) {
         }
         n = atol(argv[3]);
         users = atol(argv[4]);
-        if (bus_producer_new(&(struct bus_cluster){ argv[1], NULL, NULL }, NULL, 60000, on_delivery, &p,
-                             errbuf, sizeof(errbuf)) < 0) {
+        if (bus_producer_new(&(struct bus_cluster){ argv[1], NULL, NULL }, NULL, 60000, on_delivery,
+                             &p, errbuf, sizeof(errbuf)) < 0) {
                 fprintf(stderr, "bench-produce: %s\n", errbuf);
                 return 1;
         }
