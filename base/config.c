@@ -73,6 +73,8 @@ static const struct setting settings[] = {
         { "max-future-skew-s", SETTING_LONG, FIELD(max_future_skew_s), "300", 0, 86400,
           "how far in the future a device timestamp may lie" },
         { "http-threads", SETTING_LONG, FIELD(http_threads), "2", 1, 64, "HTTP worker threads" },
+        { "http-event-loop", SETTING_STRING, FIELD(http_event_loop), "epoll", 0, 0,
+          "how the HTTP threads wait for their connections: poll or epoll" },
         { "http-max-connections", SETTING_LONG, FIELD(http_max_connections), "1024", 1, 100000,
           "HTTP connections held at once; beyond, new ones are closed unanswered" },
         { "http-max-connections-per-ip", SETTING_LONG, FIELD(http_max_connections_per_ip), "128", 0,

@@ -34,6 +34,7 @@ struct config {
         long max_reports_per_request;
         long max_future_skew_s;
         long http_threads;
+        char *http_event_loop; /* "poll" or "epoll" */
         long http_max_connections;
         long http_max_connections_per_ip; /* 0: no limit */
         long http_header_timeout_s;       /* a request's head, from its connection's last answer */
