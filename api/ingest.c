@@ -61,20 +61,26 @@ static enum MHD_Result reply_invalid(struct request *req, int index, const struc
 }
 
 /* Encodes and produces every report; a report that cannot be handed over fails the request. */
-static void produce_all(struct request *req, const struct report *reports, int n) {
+static void produce_all(struct request *req, const struct report_read *reports, int n) {
         struct api *a = req->api;
+        char buf[512]; /* a record of usual numbers; a longer one is malloc'd */
         int handed = 0;
 
         /* One extra count, dropped after suspending, so no delivery can resume us early. */
         atomic_store(&req->pending, n + 1);
         for (int i = 0; i < n; i++) {
-                char *value = report_encode(&reports[i]);
-                int r = value ? bus_produce(a->producer, a->cfg->topic_locations,
-                                            reports[i].user_id, strlen(reports[i].user_id), value,
-                                            strlen(value), req)
-                              : -ENOMEM;
-                free(value);
-                if (r < 0)
+                const struct report *r = &reports[i].report;
+                size_t len = report_encode_read(&reports[i], buf, sizeof(buf));
+                char *value = buf;
+                int e;
+                if (len >= sizeof(buf) && (value = malloc(len + 1)))
+                        report_encode_read(&reports[i], value, len + 1);
+                e = value ? bus_produce(a->producer, a->cfg->topic_locations, r->user_id,
+                                        strlen(r->user_id), value, len, req)
+                          : -ENOMEM;
+                if (value != buf)
+                        free(value);
+                if (e < 0)
                         break;
                 handed++;
         }
@@ -125,12 +131,13 @@ static enum MHD_Result finish(struct request *req) {
 enum MHD_Result api_ingest(struct request *req) {
         struct api *a = req->api;
         struct report_limits limits = { clock_wall_ms(), a->cfg->max_future_skew_s * 1000 };
-        struct report *reports = NULL;
+        struct report_read *reports = NULL;
         struct report_error e;
-        json_error_t jerr;
-        json_t *doc;
+        struct report_body body;
+        char why[160];
         size_t n;
         enum MHD_Result ret;
+        int r;
 
         if (req->produced)
                 return finish(req);
@@ -151,47 +158,49 @@ enum MHD_Result api_ingest(struct request *req) {
                                          detail, NULL);
         }
 
-        doc = json_loadb(req->body ? req->body : "", req->body_len,
-                         JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-        if (!doc) {
-                char detail[256];
-                snprintf(detail, sizeof(detail), "line %d, column %d: %s", jerr.line, jerr.column,
-                         jerr.text);
+        r = report_body_parse(&body, req->body ? req->body : "", req->body_len, why, sizeof(why));
+        if (r < 0) {
+                report_body_fini(&body);
+                if (r == -ENOMEM)
+                        return MHD_NO;
                 api_count_ingest(req, 400);
                 return api_reply_problem(req, 400, "malformed-json", "The body is not valid JSON",
-                                         detail, NULL);
+                                         why, NULL);
         }
 
-        n = json_is_array(doc) ? json_array_size(doc) : 1;
-        if (json_is_array(doc) && (n == 0 || n > (size_t)a->cfg->max_reports_per_request)) {
+        n = body.n_reports;
+        if (body.is_array && (n == 0 || n > (size_t)a->cfg->max_reports_per_request)) {
                 char detail[96];
                 snprintf(detail, sizeof(detail), "an array holds 1 to %ld reports",
                          a->cfg->max_reports_per_request);
-                json_decref(doc);
+                report_body_fini(&body);
                 api_count_ingest(req, 422);
                 return api_reply_problem(req, 422, "invalid-report", "The report is not valid",
                                          detail, NULL);
         }
-        reports = calloc(n, sizeof(*reports));
+        /* One report is read on the stack; an array takes one allocation, not one per report. */
+        struct report_read one;
+        reports = n == 1 ? &one : calloc(n, sizeof(*reports));
         if (!reports) {
-                json_decref(doc);
+                report_body_fini(&body);
                 return MHD_NO;
         }
         for (size_t i = 0; i < n; i++) {
-                const json_t *item = json_is_array(doc) ? json_array_get(doc, i) : doc;
-                if (report_from_json(item, &limits, &reports[i], &e) < 0) {
-                        ret = reply_invalid(req, json_is_array(doc) ? (int)i : -1, &e);
+                if ((r = report_body_next(&body, &limits, &reports[i], &e)) < 0) {
+                        ret = r == -ENOMEM ? MHD_NO
+                                           : reply_invalid(req, body.is_array ? (int)i : -1, &e);
                         goto out;
                 }
-                reports[i].received_ms = limits.now_ms;
+                reports[i].report.received_ms = limits.now_ms;
         }
         for (size_t i = 0; i < n; i++) {
                 const struct auth_device_claims *c = &req->who.device;
-                bool device_ok = !strcmp(reports[i].device_id, c->device_id);
-                if (!device_ok || strcmp(reports[i].user_id, c->user_id) != 0) {
+                const struct report *rep = &reports[i].report;
+                bool device_ok = !strcmp(rep->device_id, c->device_id);
+                if (!device_ok || strcmp(rep->user_id, c->user_id) != 0) {
                         char pointer[32], detail[200];
                         const char *field = device_ok ? "user_id" : "device_id";
-                        if (json_is_array(doc))
+                        if (body.is_array)
                                 snprintf(pointer, sizeof(pointer), "/%zu/%s", i, field);
                         else
                                 snprintf(pointer, sizeof(pointer), "/%s", field);
@@ -252,7 +261,8 @@ enum MHD_Result api_ingest(struct request *req) {
                 MHD_resume_connection(req->conn);
         ret = MHD_YES;
 out:
-        free(reports);
-        json_decref(doc);
+        if (reports != &one)
+                free(reports);
+        report_body_fini(&body);
         return ret;
 }

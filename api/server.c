@@ -230,8 +230,8 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
         struct sockaddr_storage addr;
         const union MHD_DaemonInfo *info;
         char errbuf[512];
-        unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                             MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+        unsigned int flags =
+                MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
         struct api *a;
         int r;
 
@@ -241,6 +241,16 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
         }
         if (addr.ss_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
+        /* poll() is there to compare with (README, Measured performance). */
+        if (!strcmp(cfg->http_event_loop, "epoll"))
+                flags |= MHD_USE_EPOLL;
+        else if (!strcmp(cfg->http_event_loop, "poll"))
+                flags |= MHD_USE_POLL;
+        else {
+                log_error("api", "--http-event-loop: '%s' is neither poll nor epoll",
+                          cfg->http_event_loop);
+                return -EINVAL;
+        }
         a = calloc(1, sizeof(*a));
         if (!a)
                 return -ENOMEM;
@@ -270,6 +280,8 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                 goto fail;
         r = bus_producer_new(&(struct bus_cluster){ cfg->kafka_brokers, cfg->kafka_property,
                                                     cfg->kafka_properties_file },
+                             &(struct bus_batching){ cfg->kafka_linger_ms, cfg->kafka_batch_bytes,
+                                                     cfg->kafka_compression },
                              cfg->produce_timeout_ms, api_ingest_delivered, &a->producer, errbuf,
                              sizeof(errbuf));
         if (r < 0) {

@@ -26,11 +26,15 @@ struct config {
         long topic_partitions;
         bool create_topics; /* false: `homing migrate` only checks that they exist */
         long produce_timeout_ms;
+        long kafka_linger_ms; /* every producer's linger.ms, batch.size, compression.type */
+        long kafka_batch_bytes;
+        char *kafka_compression;
         /* ingest */
         long max_body_bytes;
         long max_reports_per_request;
         long max_future_skew_s;
         long http_threads;
+        char *http_event_loop; /* "poll" or "epoll" */
         long http_max_connections;
         long http_max_connections_per_ip; /* 0: no limit */
         long http_header_timeout_s;       /* a request's head, from its connection's last answer */

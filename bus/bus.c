@@ -247,23 +247,30 @@ static void *producer_poll_loop(void *arg) {
         return NULL;
 }
 
-int bus_producer_new(const struct bus_cluster *cluster, long timeout_ms,
-                     bus_delivered_fn on_delivery, struct bus_producer **out, char *errbuf,
-                     size_t errbuf_size) {
+int bus_producer_new(const struct bus_cluster *cluster, const struct bus_batching *batching,
+                     long timeout_ms, bus_delivered_fn on_delivery, struct bus_producer **out,
+                     char *errbuf, size_t errbuf_size) {
         struct bus_producer *p;
         rd_kafka_conf_t *conf;
-        char timeout[32];
+        char timeout[32], linger[32] = BUS_LINGER_MS_DEFAULT, batch[32] = BUS_BATCH_BYTES_DEFAULT;
+        const char *compression = BUS_COMPRESSION_DEFAULT;
 
         p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
         p->on_delivery = on_delivery;
         snprintf(timeout, sizeof(timeout), "%ld", timeout_ms);
+        if (batching) {
+                snprintf(linger, sizeof(linger), "%ld", batching->linger_ms);
+                snprintf(batch, sizeof(batch), "%ld", batching->batch_bytes);
+                compression = batching->compression;
+        }
 
         conf = conf_new(&p->client);
         if (conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size) < 0 ||
             conf_set(conf, "acks", "all", errbuf, errbuf_size) < 0 ||
-            conf_set(conf, "linger.ms", "2", errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "linger.ms", linger, errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "batch.size", batch, errbuf, errbuf_size) < 0 ||
             conf_set(conf, "message.timeout.ms", timeout, errbuf, errbuf_size) < 0 ||
             /* A bounded queue: beyond, produce fails at once (the API answers 503)
              * rather than holding reports in memory for an unreachable broker. */
@@ -271,7 +278,7 @@ int bus_producer_new(const struct bus_cluster *cluster, long timeout_ms,
                      errbuf_size) < 0 ||
             conf_set(conf, "queue.buffering.max.kbytes", BUS_QUEUE_MAX_KBYTES, errbuf,
                      errbuf_size) < 0 ||
-            conf_set(conf, "compression.type", "lz4", errbuf, errbuf_size) < 0 ||
+            conf_set(conf, "compression.type", compression, errbuf, errbuf_size) < 0 ||
             conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errbuf_size) < 0 ||
             conf_set_cluster(conf, cluster, errbuf, errbuf_size) < 0)
                 goto fail;

@@ -47,13 +47,28 @@ typedef void (*bus_delivered_fn)(void *opaque, int err);
  */
 
 /*
- * An idempotent producer with acks=all. Messages that Kafka has not taken
- * within `timeout_ms` fail. Returns 0, -EINVAL (a bad property: `errbuf` says
- * which) or -EACCES.
+ * How a producer batches (librdkafka's linger.ms, batch.size and
+ * compression.type); the cluster's properties still override them. NULL
+ * takes the defaults below.
  */
-int bus_producer_new(const struct bus_cluster *cluster, long timeout_ms,
-                     bus_delivered_fn on_delivery, struct bus_producer **out, char *errbuf,
-                     size_t errbuf_size) MUST_CHECK;
+struct bus_batching {
+        long linger_ms;          /* how long a message waits for others to share its request */
+        long batch_bytes;        /* a partition's request, at most */
+        const char *compression; /* none, gzip, snappy, lz4 or zstd; borrowed */
+};
+
+#define BUS_LINGER_MS_DEFAULT "2"
+#define BUS_BATCH_BYTES_DEFAULT "1000000"
+#define BUS_COMPRESSION_DEFAULT "lz4"
+
+/*
+ * An idempotent producer with acks=all. Messages that Kafka has not taken
+ * within `timeout_ms` fail. Returns 0, -EINVAL (a bad property or batching
+ * value: `errbuf` says which) or -EACCES.
+ */
+int bus_producer_new(const struct bus_cluster *cluster, const struct bus_batching *batching,
+                     long timeout_ms, bus_delivered_fn on_delivery, struct bus_producer **out,
+                     char *errbuf, size_t errbuf_size) MUST_CHECK;
 
 /* Flushes what is queued (up to 10 s), says what was left, and frees. NULL is fine. */
 struct bus_producer *bus_producer_free(struct bus_producer *p);

@@ -24,7 +24,7 @@ static int fail(struct report_error *err, const char *pointer, const char *detai
         return -EINVAL;
 }
 
-static bool id_valid(const char *s) {
+bool report_id_valid(const char *s) {
         size_t n = strlen(s);
         if (n == 0 || n > REPORT_ID_MAX)
                 return false;
@@ -44,7 +44,7 @@ static int copy_id(const json_t *obj, const char *name, char out[REPORT_ID_MAX +
                 return fail(err, pointer, "is required");
         if (!json_is_string(v))
                 return fail(err, pointer, "must be a string");
-        if (!id_valid(json_string_value(v))) {
+        if (!report_id_valid(json_string_value(v))) {
                 snprintf(detail, sizeof(detail),
                          "must be 1 to %d characters of letters, digits and -_.:@", REPORT_ID_MAX);
                 return fail(err, pointer, detail);
@@ -178,6 +178,50 @@ char *report_encode(const struct report *r) {
         return text;
 }
 
+/* Appends to a bounded buffer; `n` counts what the whole would take. */
+struct out {
+        char *buf;
+        size_t size, n;
+};
+
+static void put(struct out *o, const char *text, size_t len) {
+        if (o->n < o->size)
+                memcpy(o->buf + o->n, text, o->n + len < o->size ? len : o->size - o->n);
+        o->n += len;
+}
+
+static void put_str(struct out *o, const char *text) {
+        put(o, text, strlen(text));
+}
+
+size_t report_encode_read(const struct report_read *in, char *buf, size_t size) {
+        const struct report *r = &in->report;
+        char ts[REPORT_TIME_LEN], received[REPORT_TIME_LEN];
+        struct out o = { buf, size, 0 };
+
+        report_format_time(r->ts_ms, ts);
+        report_format_time(r->received_ms, received);
+        /* The ids need no escaping: their alphabet has no quote or backslash. */
+        put_str(&o, "{\"device_id\":\"");
+        put_str(&o, r->device_id);
+        put_str(&o, "\",\"user_id\":\"");
+        put_str(&o, r->user_id);
+        put_str(&o, "\",\"lat\":");
+        put(&o, in->lat.text, in->lat.len);
+        put_str(&o, ",\"lon\":");
+        put(&o, in->lon.text, in->lon.len);
+        put_str(&o, ",\"accuracy_m\":");
+        put(&o, in->accuracy_m.text, in->accuracy_m.len);
+        put_str(&o, ",\"ts\":\"");
+        put_str(&o, ts);
+        put_str(&o, "\",\"received_at\":\"");
+        put_str(&o, received);
+        put(&o, "\"}", 3); /* with the NUL */
+        if (size)
+                buf[o.n <= size ? o.n - 1 : size - 1] = '\0';
+        return o.n - 1;
+}
+
 /* Reads exactly n digits. */
 static bool digits(const char **p, int n, int *out) {
         int v = 0;
@@ -190,6 +234,32 @@ static bool digits(const char **p, int n, int *out) {
         return true;
 }
 
+/* Days from 1970-01-01 to a date of the proleptic Gregorian calendar. */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+        int64_t era, yoe, doy;
+
+        y -= m <= 2;
+        era = (y >= 0 ? y : y - 399) / 400;
+        yoe = y - era * 400;
+        doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+        return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+}
+
+/* The inverse of days_from_civil. */
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
+        int64_t era, doe, yoe, doy, mp;
+
+        z += 719468;
+        era = (z >= 0 ? z : z - 146096) / 146097;
+        doe = z - era * 146097;
+        yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        mp = (5 * doy + 2) / 153;
+        *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+        *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+        *y = yoe + era * 400 + (*m <= 2);
+}
+
 static int days_in_month(int year, int month) {
         static const int days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
         bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
@@ -199,8 +269,7 @@ static int days_in_month(int year, int month) {
 int report_parse_time(const char *text, int64_t *out_ms) {
         const char *p = text;
         int year, month, day, hour, minute, second, off_h = 0, off_m = 0, sign = 0;
-        int64_t frac_ms = 0, ms;
-        struct tm tm = { 0 };
+        int64_t frac_ms = 0, ms, secs;
 
         if (!digits(&p, 4, &year) || *p++ != '-' || !digits(&p, 2, &month) || *p++ != '-' ||
             !digits(&p, 2, &day) || (*p != 'T' && *p != 't' && *p != ' ') || !*p++ ||
@@ -244,13 +313,9 @@ int report_parse_time(const char *text, int64_t *out_ms) {
                         return -EINVAL;
         }
 
-        tm.tm_year = year - 1900;
-        tm.tm_mon = month - 1;
-        tm.tm_mday = day;
-        tm.tm_hour = hour;
-        tm.tm_min = minute;
-        tm.tm_sec = second;
-        ms = ((int64_t)timegm(&tm) - sign * (off_h * 3600 + off_m * 60)) * 1000 + frac_ms;
+        /* Arithmetic, not timegm: no time zone is involved. */
+        secs = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
+        ms = (secs - sign * (off_h * 3600 + off_m * 60)) * 1000 + frac_ms;
         /* Only instants report_format_time writes back as they were read:
          * an offset can move a 1970 or 9999 local time outside that range. */
         if (ms < 0 || ms > REPORT_TIME_MAX_MS)
@@ -259,13 +324,33 @@ int report_parse_time(const char *text, int64_t *out_ms) {
         return 0;
 }
 
+static void put_digits(char *out, int64_t v, int n) {
+        for (int i = n - 1; i >= 0; i--, v /= 10)
+                out[i] = (char)('0' + v % 10);
+}
+
 void report_format_time(int64_t ms, char out[REPORT_TIME_LEN]) {
         /* Floor, not truncation: -500 ms is 23:59:59.500 of the day before. */
         int64_t frac = ((ms % 1000) + 1000) % 1000;
-        time_t secs = (time_t)((ms - frac) / 1000);
-        struct tm tm;
+        int64_t secs = (ms - frac) / 1000;
+        int64_t days = (secs >= 0 ? secs : secs - 86399) / 86400, in_day = secs - days * 86400;
+        int64_t year;
+        int month, day;
 
-        gmtime_r(&secs, &tm);
-        snprintf(out, REPORT_TIME_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+        civil_from_days(days, &year, &month, &day);
+        if (year < 0 || year > 9999) { /* no four digits: snprintf says it as it is */
+                snprintf(out, REPORT_TIME_LEN, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                         (long long)year, month, day, (int)(in_day / 3600), (int)(in_day / 60 % 60),
+                         (int)(in_day % 60), (int)frac);
+                return;
+        }
+        /* Digits by hand, no snprintf: every record formats two of these. */
+        memcpy(out, "0000-00-00T00:00:00.000Z", 25);
+        put_digits(out, year, 4);
+        put_digits(out + 5, month, 2);
+        put_digits(out + 8, day, 2);
+        put_digits(out + 11, in_day / 3600, 2);
+        put_digits(out + 14, in_day / 60 % 60, 2);
+        put_digits(out + 17, in_day % 60, 2);
+        put_digits(out + 20, frac, 3);
 }

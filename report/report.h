@@ -36,6 +36,9 @@ struct report_limits {
 
 struct json_t;
 
+/* Whether `id` is 1 to REPORT_ID_MAX letters, digits and -_.:@. */
+bool report_id_valid(const char *id);
+
 /*
  * Validates one JSON object as a report. `json` is borrowed. Returns 0 and
  * fills `out`, or -EINVAL and fills `err` (its pointer relative to the object,
@@ -56,6 +59,65 @@ int report_decode(const char *text, size_t len, struct report *out) MUST_CHECK;
  * (the caller frees it), or NULL when out of memory.
  */
 char *report_encode(const struct report *r);
+
+/* A number as it was written in the body it came from (borrowed from it). */
+struct report_number_text {
+        const char *text;
+        size_t len;
+};
+
+/* A report read from a request body, its numbers also as their text. */
+struct report_read {
+        struct report report;
+        struct report_number_text lat, lon, accuracy_m;
+};
+
+#define REPORT_BODY_INLINE_TOKENS 32
+
+/*
+ * A request body read in place: one report object, or an array of them. It
+ * borrows the text it was parsed from, and allocates only for a body of
+ * more than REPORT_BODY_INLINE_TOKENS tokens (JSON values and names).
+ */
+struct report_body {
+        const char *text;
+        size_t len;
+        void *tokens; /* the tokenizer's: inline_tokens or malloc'd */
+        unsigned n_tokens, next_tok;
+        size_t n_reports; /* in the array, or 1 */
+        bool is_array;
+        bool scalar; /* a number or literal alone */
+        int inline_tokens[REPORT_BODY_INLINE_TOKENS * 5];
+};
+
+/*
+ * Parses a body as JSON, refusing exactly what report_from_json's callers
+ * refuse through Jansson (JSON_REJECT_DUPLICATES | JSON_DECODE_ANY): a
+ * syntax error, a number out of a double's (or an integer's) range, a bad
+ * string escape or UTF-8, a member named twice, nesting deeper than 2048.
+ * Returns 0, -EBADMSG (`why` says where and what) or -ENOMEM. Release
+ * it with report_body_fini, whatever this returned.
+ */
+int report_body_parse(struct report_body *b, const char *text, size_t len, char *why,
+                      size_t why_size) MUST_CHECK;
+
+/*
+ * Validates the body's next report (the value itself, or the array's next
+ * element) as report_from_json does, with the same errors. Returns 0, -EINVAL
+ * (`err` says why) or -ENOMEM.
+ */
+int report_body_next(struct report_body *b, const struct report_limits *limits,
+                     struct report_read *out, struct report_error *err) MUST_CHECK;
+
+void report_body_fini(struct report_body *b);
+
+/*
+ * The Kafka record of a report read from a body, as report_encode writes it
+ * but with the numbers as their text (report_decode reads the same report).
+ * Writes at most `size` bytes, NUL included; returns the length the whole
+ * record takes (more than size - 1: it did not fit), as snprintf does.
+ */
+size_t report_encode_read(const struct report_read *r, char *buf, size_t size);
 
 /* The last instant a report's time may name: 9999-12-31T23:59:59.999Z. */
 #define REPORT_TIME_MAX_MS 253402300799999LL

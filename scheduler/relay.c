@@ -365,6 +365,8 @@ int relay_run(const struct config *cfg, struct metrics *metrics, atomic_bool *st
                 return r;
         r = bus_producer_new(&(struct bus_cluster){ cfg->kafka_brokers, cfg->kafka_property,
                                                     cfg->kafka_properties_file },
+                             &(struct bus_batching){ cfg->kafka_linger_ms, cfg->kafka_batch_bytes,
+                                                     cfg->kafka_compression },
                              cfg->produce_timeout_ms, on_delivered, &producer, errbuf,
                              sizeof(errbuf));
         if (r < 0) {

@@ -39,8 +39,8 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench-produce: %s: %s\n", argv[3], strerror(errno));
                 return 1;
         }
-        if (bus_producer_new(&(struct bus_cluster){ argv[1], NULL, NULL }, 60000, on_delivery, &p,
-                             errbuf, sizeof(errbuf)) < 0) {
+        if (bus_producer_new(&(struct bus_cluster){ argv[1], NULL, NULL }, NULL, 60000, on_delivery,
+                             &p, errbuf, sizeof(errbuf)) < 0) {
                 fprintf(stderr, "bench-produce: %s\n", errbuf);
                 return 1;
         }
