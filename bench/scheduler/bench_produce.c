@@ -58,8 +58,8 @@ int main(int argc, char **argv) {
                                 lineno);
                         return 1;
                 }
-                while ((e = bus_produce(p, argv[2], r.user_id, strlen(r.user_id), line,
-                                        (size_t)len, NULL)) == -ENOBUFS)
+                while ((e = bus_produce(p, argv[2], r.user_id, strlen(r.user_id), line, (size_t)len,
+                                        NULL)) == -ENOBUFS)
                         usleep(1000);
                 if (e < 0)
                         return 1;
