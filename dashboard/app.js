@@ -547,9 +547,17 @@
   function drawFiles(result) {
     const several = result.filesystems.length > 1;
     const rows = result.files.map((f) => {
-      const tr = row([several ? `${f.filesystem}:${f.path}` : f.path,
-        f.type === 'file' ? f.change : `${f.change} (${f.type})`, fileSize(f)]);
+      const item = several ? `${f.filesystem}:${f.path}` : f.path;
+      const tr = row(['', item, f.type === 'file' ? f.change : `${f.change} (${f.type})`,
+        fileSize(f)]);
       tr.dataset.path = f.path;
+      // Ticked: the new version takes this file as the other version has it
+      // (or goes without it, where the other version has none).
+      const box = document.createElement('input');
+      box.type = 'checkbox';
+      box.dataset.item = item;
+      box.addEventListener('click', (evt) => evt.stopPropagation());
+      tr.cells[0].appendChild(box);
       tr.addEventListener('click', () => {
         $('diff-files').querySelectorAll('tr.selected').forEach((n) => n.classList.remove('selected'));
         tr.classList.add('selected');
@@ -610,16 +618,21 @@
       .map((b) => b.dataset.path);
     const whole = $('take-disk').checked;
     const extents = !whole && $('take-extents').checked ? d.disk.extents : [];
+    const files = [...document.querySelectorAll('#diff-files input:checked')]
+      .map((b) => b.dataset.item);
     const items = [];
     if (config.length) items.push(`the configuration keys ${config.join(', ')}`);
     if (whole) items.push('the whole disk');
     else if (extents.length) {
       items.push(`${extents.length} disk regions (${bytes(extents.reduce((a, x) => a + x.length, 0))})`);
     }
+    if (files.length) items.push(`the guest files ${files.join(', ')}`);
+    const listed = items.length > 1
+      ? `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}` : items[0];
     return {
-      body: { base: d.from, from: d.to, config, disk_extents: extents, whole_disk: whole },
+      body: { base: d.from, from: d.to, config, disk_extents: extents, whole_disk: whole, files },
       summary: items.length
-        ? `A new version of ${d.snapshot_id}: v${d.from} with ${items.join(' and ')} taken from ` +
+        ? `A new version of ${d.snapshot_id}: v${d.from} with ${listed} taken from ` +
           `v${d.to}. Nothing else changes; v${d.from} and v${d.to} stay as they are.`
         : null,
     };
@@ -733,7 +746,8 @@
       if (!state.diff) return;
       const { summary } = chosen();
       if (!summary) {
-        snapMessage('choose what to take first: keys, the changed disk regions or the whole disk', true);
+        snapMessage('choose what to take first: keys, the changed disk regions, the whole disk or ' +
+          'guest files', true);
         return;
       }
       $('compose-summary').textContent = summary;

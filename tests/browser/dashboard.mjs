@@ -103,6 +103,7 @@ try {
     seen.fileDiff = await page.textContent('#file-diff');
     await page.check(`#diff-config input[data-path="${key}"]`);
     await page.check('#take-extents');
+    await page.check('#diff-files input[data-item="/etc/new.conf"]');
     await page.click('#compose');
     await page.waitForSelector('#compose-confirm', { state: 'visible' });
     seen.summary = await page.textContent('#compose-summary');

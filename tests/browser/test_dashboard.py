@@ -191,20 +191,23 @@ def test_the_dashboard_shows_the_map_and_drains_a_datacenter(homing, db):
     assert seen["extents"] == len(DIFF_EXTENTS)
     assert seen["diskText"] == "2 changed regions, 132 KiB of 64 MiB"
     # The guest files, each with its change and size or mode, and a file's unified diff.
-    assert seen["files"] == [["/etc/hostname", "changed", "6 B → 5 B"],
-                             ["/etc/new.conf", "added", "6 B"],
-                             ["/keep.sh", "changed", "mode 0644 → 0755"]]
+    # (each with a box to take it into the new version)
+    assert seen["files"] == [["", "/etc/hostname", "changed", "6 B → 5 B"],
+                             ["", "/etc/new.conf", "added", "6 B"],
+                             ["", "/keep.sh", "changed", "mode 0644 → 0755"]]
     assert seen["filesText"] == "1 added, 0 removed, 2 changed; click a file for its diff"
     assert seen["fileDiff"] == HOSTNAME_DIFF
     # The confirmation said what would change, and the composition asked exactly that.
     assert seen["summary"] == (f"A new version of {DIFF_SNAPSHOT}: v1 with the configuration "
-                               "keys /vcpus and 2 disk regions (132 KiB) taken from v2. Nothing "
-                               "else changes; v1 and v2 stay as they are.")
+                               "keys /vcpus, 2 disk regions (132 KiB) and the guest files "
+                               "/etc/new.conf taken from v2. Nothing else changes; v1 and v2 stay "
+                               "as they are.")
     assert "queued at " + TARGET in seen["composeMessage"]
     row = db.execute("SELECT base_version, from_version, config_paths, disk_extents, whole_disk,"
-                     " state, requested_by FROM compositions WHERE snapshot_id = %s",
-                     (DIFF_SNAPSHOT,)).fetchall()
-    assert row == [(1, 2, ["/vcpus"], DIFF_EXTENTS, False, "queued", "dashboard-test")]
+                     " guest_files, state, requested_by FROM compositions"
+                     " WHERE snapshot_id = %s", (DIFF_SNAPSHOT,)).fetchall()
+    assert row == [(1, 2, ["/vcpus"], DIFF_EXTENTS, False, ["/etc/new.conf"], "queued",
+                    "dashboard-test")]
     event = db.execute("SELECT payload FROM outbox WHERE key = %s ORDER BY id DESC LIMIT 1",
                        (DIFF_SNAPSHOT,)).fetchone()[0]
     assert event["type"] == "io.homing.snapshot.composition_requested"
