@@ -50,8 +50,17 @@ static int hex(char c) {
         return -1;
 }
 
-static uint32_t hex4(const char *p) {
-        return (uint32_t)(hex(p[0]) << 12 | hex(p[1]) << 8 | hex(p[2]) << 4 | hex(p[3]));
+/* Four hex digits at p as *out; false, *out untouched, when one is not a digit. */
+static bool hex4(const char *p, uint32_t *out) {
+        uint32_t v = 0;
+        for (int i = 0; i < 4; i++) {
+                int d = hex(p[i]);
+                if (d < 0)
+                        return false;
+                v = v << 4 | (uint32_t)d;
+        }
+        *out = v;
+        return true;
 }
 
 /* The JSON number grammar; `integer` says whether it has no fraction or exponent. */
@@ -166,20 +175,16 @@ static const char *string_problem(const char *p, const char *end) {
                                 p += 2;
                                 continue;
                         }
-                        if (end - p < 6 || hex(p[2]) < 0 || hex(p[3]) < 0 || hex(p[4]) < 0 ||
-                            hex(p[5]) < 0)
+                        if (end - p < 6 || !hex4(p + 2, &v))
                                 return "invalid \\u escape";
-                        v = hex4(p + 2);
                         p += 6;
                         if (v == 0)
                                 return "\\u0000 is not allowed";
                         if (v >= 0xdc00 && v <= 0xdfff)
                                 return "unpaired low surrogate";
                         if (v >= 0xd800 && v <= 0xdbff) {
-                                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex(p[2]) < 0 ||
-                                    hex(p[3]) < 0 || hex(p[4]) < 0 || hex(p[5]) < 0)
+                                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !hex4(p + 2, &v))
                                         return "unpaired high surrogate";
-                                v = hex4(p + 2);
                                 if (v < 0xdc00 || v > 0xdfff)
                                         return "invalid surrogate pair";
                                 p += 6;
@@ -197,7 +202,7 @@ static const char *string_problem(const char *p, const char *end) {
 /* The next character of a checked string, escapes decoded, as a code point. */
 static uint32_t next_char(const char **pp) {
         const unsigned char *p = (const unsigned char *)*pp;
-        uint32_t v;
+        uint32_t v = 0, low = 0xdc00;
 
         if (*p == '\\') {
                 static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
@@ -205,10 +210,12 @@ static uint32_t next_char(const char **pp) {
                         *pp += 2;
                         return (unsigned char)to[strchr(from, p[1]) - from];
                 }
-                v = hex4((const char *)p + 2);
+                /* a checked string: the digits are there, a high surrogate is paired */
+                hex4((const char *)p + 2, &v);
                 *pp += 6;
                 if (v >= 0xd800 && v <= 0xdbff) {
-                        v = 0x10000 + ((v - 0xd800) << 10) + (hex4(*pp + 2) - 0xdc00);
+                        hex4(*pp + 2, &low);
+                        v = 0x10000 + ((v - 0xd800) << 10) + (low - 0xdc00);
                         *pp += 6;
                 }
                 return v;
