@@ -73,13 +73,16 @@ def metric(api, name, labels):
 def test_a_level_1_snapshot_gets_its_replica_at_the_nearest_other_site(plane, db):
     api, agents, stores, _ = plane
     seed(db, "u-rep", SNAP, "t-paris")
-    db.execute("UPDATE snapshots SET priority = 1 WHERE id = %s", (SNAP,))
     db.execute("INSERT INTO device_locations (device_id, user_id, lat, lon, accuracy_m,"
                " reported_at, received_at) VALUES ('d-rep', 'u-rep', 48.86, 2.35, 10,"
                " now(), now())")
     make_overlay(stores["t-paris"], "tpl-1", SNAP, 1,
                  [(i * MIB + 4096, 65536, 0x41) for i in range(0, 48, 2)])
     digest1, _ = agents["t-paris"].register(SNAP, 1)
+    # Level 1 (the only level with replicas here) once version 1 is written
+    # and registered: the pass, every second, would otherwise queue the copy
+    # of a version whose image is not there yet.
+    db.execute("UPDATE snapshots SET priority = 1 WHERE id = %s", (SNAP,))
 
     try:
         wait_for(lambda: replica(db) == [("t-frankfurt", 1, digest1)], timeout=90,
