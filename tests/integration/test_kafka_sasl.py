@@ -19,11 +19,16 @@ import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
-from conftest import HOMING_BIN, ROOT, Homing, report, seed_catalog, seed_snapshot, wait_for
+from conftest import (HOMING_BIN, ROOT, Homing, free_port, report, seed_catalog, seed_snapshot,
+                      wait_for)
 
-PORT = int(os.environ.get("HOMING_TEST_KAFKA_SASL_PORT",
-                          int(os.environ["HOMING_KAFKA_PORT"]) + 2))
-CONTROLLER_PORT = PORT + 1
+# Ports free now, not fixed ones: the broker starts in the middle of the
+# suite, when a fixed port may be some client connection's local port (a
+# clean-clone run failed with "Address already in use").
+PORT = int(os.environ.get("HOMING_TEST_KAFKA_SASL_PORT", 0)) or free_port()
+CONTROLLER_PORT = free_port()
+while CONTROLLER_PORT == PORT:
+    CONTROLLER_PORT = free_port()
 BROKERS = f"127.0.0.1:{PORT}"
 USER, PASSWORD = "homing", "homing-secret"
 
