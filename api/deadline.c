@@ -5,6 +5,14 @@
  * libmicrohttpd says a connection is closed (and takes it out of the list
  * here) before it closes its socket, so the descriptor the thread shuts
  * down is never one already handed to someone else.
+ *
+ * Room: libmicrohttpd splits --http-max-connections between its threads
+ * and a thread at its share stops accepting, so a new connection waits in
+ * the kernel's queue until one of that thread's connections closes — for a
+ * client whose pool keeps connections alive, up to the idle timeout, long
+ * after it gave up. Near the share the thread's longest-idle connections
+ * (waiting for a next request's head) are closed, as nginx reuses its idle
+ * keep-alive connections; one a client is just reusing retries on a new one.
  */
 #include "api/deadline.h"
 
@@ -22,34 +30,81 @@ enum phase { PHASE_HEAD, PHASE_BODY, PHASE_BUSY };
 
 static const char *const phase_names[] = { "head", "body", NULL };
 
+struct worker {
+        const void *daemon; /* libmicrohttpd's thread (its worker daemon) */
+        unsigned open;      /* its connections not yet shut down here */
+};
+
 struct watched {
         struct watched *prev, *next;
         int fd;
+        struct worker *worker;
         enum phase phase;
         double since; /* clock_mono_s() when the phase began */
+        bool served;  /* answered a request: idle between requests */
         bool cut;     /* shut down once already */
 };
+
+/* Connections a thread may hold before its idle ones make room: its share
+ * of the limit, less a reserve for the connections accepted meanwhile. */
+#define MAX_WORKERS 64
 
 struct api_deadlines {
         double limit[2]; /* seconds, by phase: head, body */
         pthread_mutex_t lock;
         pthread_cond_t wake;
         struct watched *head; /* every open connection */
+        struct worker workers[MAX_WORKERS];
+        unsigned crowded;     /* a worker with this many open makes room */
+        bool make_room;       /* a worker reached crowded: the thread looks now */
         bool stop;
         pthread_t thread;
-        struct metrics_counter *cut; /* by phase */
+        struct metrics_counter *cut;         /* by phase */
+        struct metrics_counter *idle_closed; /* to make room */
+        struct metrics_fn *open_gauge;
 };
+
+static void shut(struct watched *w) {
+        /* libmicrohttpd sees the end of the stream and closes it. */
+        w->cut = true;
+        w->worker->open--;
+}
 
 static void cut_late(struct api_deadlines *d, double now) {
         for (struct watched *w = d->head; w; w = w->next) {
                 size_t at = w->phase;
                 if (w->cut || w->phase == PHASE_BUSY || now - w->since <= d->limit[w->phase])
                         continue;
-                /* libmicrohttpd sees the end of the stream and closes it. */
-                w->cut = true;
+                shut(w);
                 if (shutdown(w->fd, SHUT_RDWR) == 0)
                         metrics_counter_inc(d->cut, &at);
         }
+}
+
+/* The worker's longest-idle connection that may be closed: one between
+ * requests, or one that has waited a second for its first head (the
+ * connection just accepted is what the room is for). */
+static struct watched *longest_idle(struct api_deadlines *d, const struct worker *k, double now) {
+        struct watched *best = NULL;
+
+        for (struct watched *w = d->head; w; w = w->next)
+                if (w->worker == k && !w->cut && w->phase == PHASE_HEAD &&
+                    (w->served || now - w->since >= 1) && (!best || w->since < best->since))
+                        best = w;
+        return best;
+}
+
+static void make_room(struct api_deadlines *d, double now) {
+        for (struct worker *k = d->workers; k < d->workers + MAX_WORKERS && k->daemon; k++)
+                while (k->open >= d->crowded) {
+                        struct watched *w = longest_idle(d, k, now);
+                        if (!w)
+                                break; /* all busy: new ones wait in the kernel's queue */
+                        shut(w);
+                        if (shutdown(w->fd, SHUT_RDWR) == 0)
+                                metrics_counter_inc(d->idle_closed, NULL);
+                }
+        d->make_room = false;
 }
 
 static void *watch(void *arg) {
@@ -60,28 +115,58 @@ static void *watch(void *arg) {
                 struct timespec until;
                 clock_gettime(CLOCK_MONOTONIC, &until);
                 until.tv_sec += 1;
-                pthread_cond_timedwait(&d->wake, &d->lock, &until);
+                if (!d->make_room)
+                        pthread_cond_timedwait(&d->wake, &d->lock, &until);
                 cut_late(d, clock_mono_s());
+                make_room(d, clock_mono_s());
         }
         pthread_mutex_unlock(&d->lock);
         return NULL;
 }
 
-int api_deadlines_new(double head_s, double body_s, struct metrics *m, struct api_deadlines **out) {
+static double open_connections(void *arg) {
+        struct api_deadlines *d = arg;
+        unsigned open = 0;
+
+        pthread_mutex_lock(&d->lock);
+        for (const struct worker *k = d->workers; k < d->workers + MAX_WORKERS && k->daemon; k++)
+                open += k->open;
+        pthread_mutex_unlock(&d->lock);
+        return open;
+}
+
+int api_deadlines_new(double head_s, double body_s, unsigned max_connections, unsigned threads,
+                      struct metrics *m, struct api_deadlines **out) {
         const struct metrics_label by_phase[] = { { "phase", phase_names }, { NULL, NULL } };
-        struct api_deadlines *d = calloc(1, sizeof(*d));
+        struct api_deadlines *d;
         pthread_condattr_t attr;
+        unsigned share;
         int r;
 
+        if (threads == 0 || threads > MAX_WORKERS || max_connections < threads)
+                return -EINVAL;
+        d = calloc(1, sizeof(*d));
         if (!d)
                 return -ENOMEM;
         d->limit[PHASE_HEAD] = head_s;
         d->limit[PHASE_BODY] = body_s;
+        share = max_connections / threads; /* libmicrohttpd's split, rounded down */
+        d->crowded = share - (share >= 64 ? share / 32 : share > 1);
         r = metrics_counter_register(m, "homing_http_connections_cut_total",
                                      "HTTP connections closed because a request's head or body "
                                      "took longer than --http-header-timeout-s or "
                                      "--http-body-timeout-s, by phase.",
                                      by_phase, &d->cut);
+        if (r >= 0)
+                r = metrics_counter_register(m, "homing_http_idle_connections_closed_total",
+                                             "Keep-alive HTTP connections closed while idle to "
+                                             "make room for new ones near "
+                                             "--http-max-connections.",
+                                             NULL, &d->idle_closed);
+        if (r >= 0)
+                r = metrics_gauge_fn(m, "homing_http_connections",
+                                     "HTTP connections open (--http-max-connections at most).",
+                                     open_connections, d, &d->open_gauge);
         if (r < 0) {
                 free(d);
                 return r;
@@ -93,6 +178,7 @@ int api_deadlines_new(double head_s, double body_s, struct metrics *m, struct ap
         pthread_condattr_destroy(&attr);
         r = -pthread_create(&d->thread, NULL, watch, d);
         if (r < 0) {
+                metrics_fn_detach(d->open_gauge);
                 pthread_cond_destroy(&d->wake);
                 pthread_mutex_destroy(&d->lock);
                 free(d);
@@ -110,12 +196,24 @@ struct api_deadlines *api_deadlines_free(struct api_deadlines *d) {
         pthread_cond_signal(&d->wake);
         pthread_mutex_unlock(&d->lock);
         pthread_join(d->thread, NULL);
+        metrics_fn_detach(d->open_gauge);
         if (d->head)
                 log_error("api", "connections still watched after the server stopped");
         pthread_cond_destroy(&d->wake);
         pthread_mutex_destroy(&d->lock);
         free(d);
         return NULL;
+}
+
+/* The worker's slot, claimed at its first connection. Called locked. */
+static struct worker *worker_of(struct api_deadlines *d, const void *daemon) {
+        struct worker *k = d->workers;
+
+        while (k < d->workers + MAX_WORKERS - 1 && k->daemon && k->daemon != daemon)
+                k++;
+        if (!k->daemon)
+                k->daemon = daemon;
+        return k;
 }
 
 void api_deadlines_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -132,7 +230,14 @@ void api_deadlines_notify(void *cls, struct MHD_Connection *conn, void **socket_
                 w->fd = info->connect_fd;
                 w->phase = PHASE_HEAD;
                 w->since = clock_mono_s();
+                info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON);
                 pthread_mutex_lock(&d->lock);
+                w->worker = worker_of(d, info ? info->daemon : NULL);
+                w->worker->open++;
+                if (w->worker->open >= d->crowded && !d->make_room) {
+                        d->make_room = true;
+                        pthread_cond_signal(&d->wake);
+                }
                 w->next = d->head;
                 if (d->head)
                         d->head->prev = w;
@@ -141,6 +246,8 @@ void api_deadlines_notify(void *cls, struct MHD_Connection *conn, void **socket_
                 *socket_context = w;
         } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && w) {
                 pthread_mutex_lock(&d->lock);
+                if (!w->cut)
+                        w->worker->open--;
                 if (w->prev)
                         w->prev->next = w->next;
                 else
@@ -166,6 +273,7 @@ static void enter(struct api_deadlines *d, struct MHD_Connection *conn, enum pha
         pthread_mutex_lock(&d->lock);
         w->phase = phase;
         w->since = clock_mono_s();
+        w->served |= phase == PHASE_HEAD; /* answered: idle until the next head */
         pthread_mutex_unlock(&d->lock);
 }
 

@@ -7,6 +7,10 @@
  * Kafka, or answers: libmicrohttpd's own timeout). A thread looks each
  * second and cuts (shutdown(2); libmicrohttpd then closes it) a connection
  * that has spent longer than its phase allows.
+ *
+ * It also keeps room for new connections: near a libmicrohttpd thread's
+ * share of --http-max-connections, that thread's longest-idle keep-alive
+ * connections are closed (a thread at its share stops accepting).
  */
 #pragma once
 
@@ -18,8 +22,11 @@ struct api_deadlines;
 struct metrics;
 
 /* Starts the watch: the head must be whole within head_s, the body within
- * body_s of the head. Cuts are counted in m (homing_http_connections_cut_total). */
-MUST_CHECK int api_deadlines_new(double head_s, double body_s, struct metrics *m,
+ * body_s of the head; max_connections are shared by threads (libmicrohttpd's
+ * thread pool). Counted in m: homing_http_connections_cut_total,
+ * homing_http_idle_connections_closed_total, homing_http_connections. */
+MUST_CHECK int api_deadlines_new(double head_s, double body_s, unsigned max_connections,
+                                 unsigned threads, struct metrics *m,
                                  struct api_deadlines **out);
 /* Stops the thread. Call after the daemon has stopped. NULL. */
 struct api_deadlines *api_deadlines_free(struct api_deadlines *d);

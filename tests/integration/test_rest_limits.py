@@ -166,3 +166,52 @@ def test_a_keep_alive_connection_waits_for_its_next_request_within_the_header_ti
         started = time.time()
         assert s.recv(4096) == b""  # idle past the header timeout: closed
         assert time.time() - started < 3
+
+
+@pytest.fixture(scope="module")
+def crowded(database, topics, tmp_path_factory):
+    h = Homing(database, topics, "test-limits-room", "serve", tmp_path_factory.mktemp("room"),
+               extra={"HOMING_HTTP_MAX_CONNECTIONS": "8", "HOMING_HTTP_THREADS": "2",
+                      "HOMING_HTTP_MAX_CONNECTIONS_PER_IP": "0"})
+    h.migrate()
+    h.start()
+    yield h
+    h.stop()
+
+
+def metric(homing, name):
+    metrics = homing.get("/metrics")[2].decode()
+    return float(next(l for l in metrics.splitlines() if l.startswith(name + " ")).split()[-1])
+
+
+def test_idle_keep_alive_connections_make_room_for_new_ones_at_the_limit(crowded):
+    # A client pool that keeps every connection alive fills the limit; a
+    # thread at its share stops accepting, so without room made a new
+    # connection would wait in the kernel's queue until an idle one timed out.
+    before = metric(crowded, "homing_http_idle_connections_closed_total")
+    idle = []
+    try:
+        for _ in range(8):
+            s = socket.create_connection(("127.0.0.1", crowded.port), timeout=3)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.recv(4096)
+            idle.append(s)
+        time.sleep(0.3)
+        started = time.time()
+        assert head_only(crowded, ["GET /healthz HTTP/1.1", "Host: x"], timeout=3) \
+            == "HTTP/1.1 200 OK"
+        assert time.time() - started < 2
+        assert metric(crowded, "homing_http_idle_connections_closed_total") > before
+        assert metric(crowded, "homing_http_connections") <= 8
+        # The connections closed were idle ones: their clients see the end.
+        closed = 0
+        for s in idle:
+            try:
+                s.settimeout(0.5)
+                closed += s.recv(4096) == b""
+            except (socket.timeout, ConnectionError):
+                pass
+        assert closed >= 1
+    finally:
+        for s in idle:
+            s.close()
