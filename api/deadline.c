@@ -55,8 +55,8 @@ struct api_deadlines {
         pthread_cond_t wake;
         struct watched *head; /* every open connection */
         struct worker workers[MAX_WORKERS];
-        unsigned crowded;     /* a worker with this many open makes room */
-        bool make_room;       /* a worker reached crowded: the thread looks now */
+        unsigned crowded; /* a worker with this many open makes room */
+        bool make_room;   /* a worker reached crowded: the thread looks now */
         bool stop;
         pthread_t thread;
         struct metrics_counter *cut;         /* by phase */

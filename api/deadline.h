@@ -26,8 +26,7 @@ struct metrics;
  * thread pool). Counted in m: homing_http_connections_cut_total,
  * homing_http_idle_connections_closed_total, homing_http_connections. */
 MUST_CHECK int api_deadlines_new(double head_s, double body_s, unsigned max_connections,
-                                 unsigned threads, struct metrics *m,
-                                 struct api_deadlines **out);
+                                 unsigned threads, struct metrics *m, struct api_deadlines **out);
 /* Stops the thread. Call after the daemon has stopped. NULL. */
 struct api_deadlines *api_deadlines_free(struct api_deadlines *d);
 

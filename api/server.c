@@ -297,9 +297,8 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
 
         if ((r = api_deadlines_new((double)cfg->http_header_timeout_s,
                                    (double)cfg->http_body_timeout_s,
-                                   (unsigned)cfg->http_max_connections,
-                                   (unsigned)cfg->http_threads, a->hooks.metrics,
-                                   &a->deadlines)) < 0)
+                                   (unsigned)cfg->http_max_connections, (unsigned)cfg->http_threads,
+                                   a->hooks.metrics, &a->deadlines)) < 0)
                 goto fail;
         {
                 struct MHD_OptionItem options[16] = {
