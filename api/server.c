@@ -295,6 +295,14 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                                  &a->buckets)) < 0)
                 goto fail;
 
+        if (cfg->http_max_connections < cfg->http_threads) {
+                log_error("api",
+                          "--http-max-connections (%ld) is below --http-threads (%ld): "
+                          "each thread holds its share of the connections",
+                          (long)cfg->http_max_connections, (long)cfg->http_threads);
+                r = -EINVAL;
+                goto fail;
+        }
         if ((r = api_deadlines_new((double)cfg->http_header_timeout_s,
                                    (double)cfg->http_body_timeout_s,
                                    (unsigned)cfg->http_max_connections, (unsigned)cfg->http_threads,
