@@ -132,7 +132,6 @@ bool api_datacenter_valid(struct request *req, enum MHD_Result *reply) {
 enum MHD_Result api_datacenters_list(struct request *req) {
         const char *status = api_query(req, "status");
         struct api_page page;
-        struct store_result *res = NULL;
         enum MHD_Result ret;
 
         if (status && !status_valid(status))
@@ -142,20 +141,13 @@ enum MHD_Result api_datacenters_list(struct request *req) {
                 return ret;
         {
                 const char *params[3] = { status, page.after, page.limit_plus_one };
-                if (api_exec(req,
-                             "SELECT d.id, " DC_JSON "::text FROM datacenters d"
-                             " WHERE ($1::text IS NULL OR d.status = $1)"
-                             "   AND ($2::text IS NULL OR d.id > $2)"
-                             " ORDER BY d.id LIMIT $3::int",
-                             3, params, &res) < 0) {
-                        api_page_fini(&page);
-                        return api_reply_db_error(req);
-                }
+                return api_reply_page_query(req, &page,
+                                            "SELECT d.id, " DC_JSON "::text FROM datacenters d"
+                                            " WHERE ($1::text IS NULL OR d.status = $1)"
+                                            "   AND ($2::text IS NULL OR d.id > $2)"
+                                            " ORDER BY d.id LIMIT $3::int",
+                                            3, params);
         }
-        ret = api_reply_page(req, &page, res, 1);
-        store_result_free(res);
-        api_page_fini(&page);
-        return ret;
 }
 
 enum MHD_Result api_datacenters_get(struct request *req) {

@@ -263,7 +263,6 @@ static bool state_valid(const char *s) {
 enum MHD_Result api_evacuations_list(struct request *req) {
         const char *dc = api_query(req, "datacenter_id"), *state = api_query(req, "state");
         struct api_page page;
-        struct store_result *res = NULL;
         enum MHD_Result ret;
 
         if (state && !state_valid(state))
@@ -273,20 +272,13 @@ enum MHD_Result api_evacuations_list(struct request *req) {
                 return ret;
         {
                 const char *params[4] = { dc, state, page.after, page.limit_plus_one };
-                if (api_exec(req,
-                             "SELECT e.id, homing_evacuation_json(e.id, false)::text"
-                             " FROM evacuations e"
-                             " WHERE ($1::text IS NULL OR e.datacenter_id = $1)"
-                             "   AND ($2::text IS NULL OR e.state = $2)"
-                             "   AND ($3::bigint IS NULL OR e.id < $3::bigint)"
-                             " ORDER BY e.id DESC LIMIT $4::int",
-                             4, params, &res) < 0) {
-                        api_page_fini(&page);
-                        return api_reply_db_error(req);
-                }
+                return api_reply_page_query(req, &page,
+                                            "SELECT e.id, homing_evacuation_json(e.id, false)::text"
+                                            " FROM evacuations e"
+                                            " WHERE ($1::text IS NULL OR e.datacenter_id = $1)"
+                                            "   AND ($2::text IS NULL OR e.state = $2)"
+                                            "   AND ($3::bigint IS NULL OR e.id < $3::bigint)"
+                                            " ORDER BY e.id DESC LIMIT $4::int",
+                                            4, params);
         }
-        ret = api_reply_page(req, &page, res, 1);
-        store_result_free(res);
-        api_page_fini(&page);
-        return ret;
 }

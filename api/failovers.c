@@ -96,25 +96,19 @@ const struct api_resource api_failover_resource = {
 enum MHD_Result api_failovers_list(struct request *req) {
         const char *dc = api_query(req, "datacenter_id");
         struct api_page page;
-        struct store_result *res = NULL;
         enum MHD_Result ret;
 
         if (!api_page_parse(req, &page, true, &ret))
                 return ret;
         {
                 const char *params[3] = { dc, page.after, page.limit_plus_one };
-                ret = api_exec(req,
-                               "SELECT f.id, " FAILOVER_JSON "::text FROM failovers f"
-                               " WHERE ($1::text IS NULL OR f.datacenter_id = $1)"
-                               "   AND ($2::bigint IS NULL OR f.id < $2::bigint)"
-                               " ORDER BY f.id DESC LIMIT $3::int",
-                               3, params, &res) < 0
-                              ? api_reply_db_error(req)
-                              : api_reply_page(req, &page, res, 1);
+                return api_reply_page_query(req, &page,
+                                            "SELECT f.id, " FAILOVER_JSON "::text FROM failovers f"
+                                            " WHERE ($1::text IS NULL OR f.datacenter_id = $1)"
+                                            "   AND ($2::bigint IS NULL OR f.id < $2::bigint)"
+                                            " ORDER BY f.id DESC LIMIT $3::int",
+                                            3, params);
         }
-        store_result_free(res);
-        api_page_fini(&page);
-        return ret;
 }
 
 enum MHD_Result api_failovers_get(struct request *req) {
@@ -209,19 +203,15 @@ enum MHD_Result api_failovers_snapshots(struct request *req) {
                 return ret;
         {
                 const char *params[4] = { id, outcome, page.after, page.limit_plus_one };
-                ret = api_exec(req,
-                               "SELECT i.snapshot_id, " ITEM_JSON "::text FROM failover_items i"
-                               " WHERE i.failover_id = $1::bigint"
-                               "   AND ($2::text IS NULL OR i.outcome = $2)"
-                               "   AND ($3::text IS NULL OR i.snapshot_id > $3)"
-                               " ORDER BY i.snapshot_id LIMIT $4::int",
-                               4, params, &res) < 0
-                              ? api_reply_db_error(req)
-                              : api_reply_page(req, &page, res, 1);
+                return api_reply_page_query(req, &page,
+                                            "SELECT i.snapshot_id, " ITEM_JSON
+                                            "::text FROM failover_items i"
+                                            " WHERE i.failover_id = $1::bigint"
+                                            "   AND ($2::text IS NULL OR i.outcome = $2)"
+                                            "   AND ($3::text IS NULL OR i.snapshot_id > $3)"
+                                            " ORDER BY i.snapshot_id LIMIT $4::int",
+                                            4, params);
         }
-        store_result_free(res);
-        api_page_fini(&page);
-        return ret;
 }
 
 /*
@@ -379,24 +369,18 @@ enum MHD_Result api_failover_tests_create(struct request *req) {
 
 enum MHD_Result api_failover_tests_list(struct request *req) {
         struct api_page page;
-        struct store_result *res = NULL;
         enum MHD_Result ret;
 
         if (!api_page_parse(req, &page, true, &ret))
                 return ret;
         {
                 const char *params[2] = { page.after, page.limit_plus_one };
-                ret = api_exec(req,
-                               "SELECT t.id, " TEST_JSON "::text FROM failover_tests t"
-                               " WHERE ($1::bigint IS NULL OR t.id < $1::bigint)"
-                               " ORDER BY t.id DESC LIMIT $2::int",
-                               2, params, &res) < 0
-                              ? api_reply_db_error(req)
-                              : api_reply_page(req, &page, res, 1);
+                return api_reply_page_query(req, &page,
+                                            "SELECT t.id, " TEST_JSON "::text FROM failover_tests t"
+                                            " WHERE ($1::bigint IS NULL OR t.id < $1::bigint)"
+                                            " ORDER BY t.id DESC LIMIT $2::int",
+                                            2, params);
         }
-        store_result_free(res);
-        api_page_fini(&page);
-        return ret;
 }
 
 enum MHD_Result api_failover_tests_get(struct request *req) {

@@ -75,8 +75,8 @@ void api_page_fini(struct api_page *page) {
         page->after = NULL;
 }
 
-enum MHD_Result api_reply_page(struct request *req, const struct api_page *page,
-                               const struct store_result *rows, int json_col) {
+static enum MHD_Result reply_page(struct request *req, const struct api_page *page,
+                                  const struct store_result *rows, int json_col) {
         size_t n = store_rows(rows), shown = n > (size_t)page->limit ? (size_t)page->limit : n;
         json_t *items = json_array(), *next = json_null();
 
@@ -96,6 +96,18 @@ enum MHD_Result api_reply_page(struct request *req, const struct api_page *page,
         }
         return api_reply_json(req, 200,
                               json_pack("{s:o, s:o}", "items", items, "next_cursor", next));
+}
+
+enum MHD_Result api_reply_page_query(struct request *req, struct api_page *page, const char *sql,
+                                     int n, const char *const *params) {
+        struct store_result *res = NULL;
+        enum MHD_Result ret = api_exec(req, sql, n, params, &res) < 0
+                                      ? api_reply_db_error(req)
+                                      : reply_page(req, page, res, 1);
+
+        store_result_free(res);
+        api_page_fini(page);
+        return ret;
 }
 
 enum MHD_Result api_reply_row(struct request *req, unsigned status, const struct store_result *res,

@@ -39,11 +39,13 @@ bool api_page_parse(struct request *req, struct api_page *page, bool numeric,
 void api_page_fini(struct api_page *page);
 
 /*
- * Answers {"items": [...], "next_cursor": ...} from rows whose column 0 is
- * the key and column `json_col` the item's JSON text; up to limit+1 rows.
+ * A list's whole answer, {"items": [...], "next_cursor": ...}: runs `sql`
+ * (n params) whose rows, up to limit+1, have the key in column 0 and the
+ * item's JSON text in column 1; answers the page or the database's error,
+ * and finishes the page.
  */
-enum MHD_Result api_reply_page(struct request *req, const struct api_page *page,
-                               const struct store_result *rows, int json_col);
+enum MHD_Result api_reply_page_query(struct request *req, struct api_page *page, const char *sql,
+                                     int n, const char *const *params);
 
 /*
  * Answers with row 0 of `res`: column 0 its row_version (the ETag), column 1

@@ -101,31 +101,24 @@ enum MHD_Result api_snapshots_list(struct request *req) {
         const char *user = api_query(req, "user_id"), *tpl = api_query(req, "template_id"),
                    *dc = api_query(req, "datacenter_id");
         struct api_page page;
-        struct store_result *res = NULL;
         enum MHD_Result ret;
 
         if (!api_page_parse(req, &page, false, &ret))
                 return ret;
         {
                 const char *params[5] = { user, tpl, dc, page.after, page.limit_plus_one };
-                if (api_exec(req,
-                             "SELECT s.id, " SNAP_JSON "::text FROM snapshots s"
-                             " WHERE ($1::text IS NULL OR s.user_id = $1)"
-                             "   AND ($2::text IS NULL OR s.template_id = $2)"
-                             "   AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM placements p"
-                             "        WHERE p.snapshot_id = s.id AND p.active"
-                             "          AND p.datacenter_id = $3))"
-                             "   AND ($4::text IS NULL OR s.id > $4)"
-                             " ORDER BY s.id LIMIT $5::int",
-                             5, params, &res) < 0) {
-                        api_page_fini(&page);
-                        return api_reply_db_error(req);
-                }
+                return api_reply_page_query(
+                        req, &page,
+                        "SELECT s.id, " SNAP_JSON "::text FROM snapshots s"
+                        " WHERE ($1::text IS NULL OR s.user_id = $1)"
+                        "   AND ($2::text IS NULL OR s.template_id = $2)"
+                        "   AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM placements p"
+                        "        WHERE p.snapshot_id = s.id AND p.active"
+                        "          AND p.datacenter_id = $3))"
+                        "   AND ($4::text IS NULL OR s.id > $4)"
+                        " ORDER BY s.id LIMIT $5::int",
+                        5, params);
         }
-        ret = api_reply_page(req, &page, res, 1);
-        store_result_free(res);
-        api_page_fini(&page);
-        return ret;
 }
 
 enum MHD_Result api_snapshots_get(struct request *req) {
@@ -299,7 +292,6 @@ enum MHD_Result api_snapshots_placement(struct request *req) {
 static enum MHD_Result snapshot_page(struct request *req, const char *sql) {
         const char *id = api_param(req, 0);
         struct api_page page;
-        struct store_result *res = NULL;
         enum MHD_Result ret;
 
         if (!api_page_parse(req, &page, true, &ret))
@@ -310,12 +302,8 @@ static enum MHD_Result snapshot_page(struct request *req, const char *sql) {
         }
         {
                 const char *params[3] = { id, page.after, page.limit_plus_one };
-                ret = api_exec(req, sql, 3, params, &res) < 0 ? api_reply_db_error(req)
-                                                              : api_reply_page(req, &page, res, 1);
+                return api_reply_page_query(req, &page, sql, 3, params);
         }
-        store_result_free(res);
-        api_page_fini(&page);
-        return ret;
 }
 
 enum MHD_Result api_snapshots_placements(struct request *req) {

@@ -53,25 +53,18 @@ const struct api_field api_template_patch_fields[] = {
 
 enum MHD_Result api_templates_list(struct request *req) {
         struct api_page page;
-        struct store_result *res = NULL;
         enum MHD_Result ret;
 
         if (!api_page_parse(req, &page, false, &ret))
                 return ret;
         {
                 const char *params[2] = { page.after, page.limit_plus_one };
-                if (api_exec(req,
-                             "SELECT t.id, " TPL_JSON "::text FROM templates t"
-                             " WHERE ($1::text IS NULL OR t.id > $1) ORDER BY t.id LIMIT $2::int",
-                             2, params, &res) < 0) {
-                        api_page_fini(&page);
-                        return api_reply_db_error(req);
-                }
+                return api_reply_page_query(
+                        req, &page,
+                        "SELECT t.id, " TPL_JSON "::text FROM templates t"
+                        " WHERE ($1::text IS NULL OR t.id > $1) ORDER BY t.id LIMIT $2::int",
+                        2, params);
         }
-        ret = api_reply_page(req, &page, res, 1);
-        store_result_free(res);
-        api_page_fini(&page);
-        return ret;
 }
 
 enum MHD_Result api_templates_get(struct request *req) {
@@ -148,20 +141,16 @@ enum MHD_Result api_replicas_list(struct request *req) {
         }
         {
                 const char *params[3] = { id, page.after, page.limit_plus_one };
-                r = api_exec(
-                        req,
+                return api_reply_page_query(
+                        req, &page,
                         "SELECT r.datacenter_id, json_build_object('template_id', r.template_id,"
                         "  'datacenter_id', r.datacenter_id,"
                         "  'created_at', homing_time(r.created_at))::text"
                         " FROM template_replicas r WHERE r.template_id = $1"
                         "  AND ($2::text IS NULL OR r.datacenter_id > $2)"
                         " ORDER BY r.datacenter_id LIMIT $3::int",
-                        3, params, &res);
+                        3, params);
         }
-        ret = r < 0 ? api_reply_db_error(req) : api_reply_page(req, &page, res, 1);
-        store_result_free(res);
-        api_page_fini(&page);
-        return ret;
 }
 
 enum MHD_Result api_replicas_put(struct request *req) {

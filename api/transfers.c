@@ -74,7 +74,6 @@ enum MHD_Result api_transfers_list(struct request *req) {
                    *since, *until;
         char since_ms[24], until_ms[24];
         struct api_page page;
-        struct store_result *res = NULL;
         enum MHD_Result ret;
 
         if (state && !state_list_valid(state))
@@ -96,26 +95,19 @@ enum MHD_Result api_transfers_list(struct request *req) {
                 const char *params[8] = {
                         state, dc, snapshot, since, until, page.after, page.limit_plus_one, kind
                 };
-                if (api_exec(
-                            req,
-                            "SELECT t.id, " API_TRANSFER_JSON "::text FROM transfers t"
-                            " WHERE ($1::text IS NULL OR t.state = ANY (string_to_array($1, ',')))"
-                            "   AND ($2::text IS NULL OR t.from_dc = $2 OR t.to_dc = $2)"
-                            "   AND ($3::text IS NULL OR t.snapshot_id = $3)"
-                            "   AND ($4::text IS NULL OR t.created_at >= to_timestamp($4::float8 / 1000))"
-                            "   AND ($5::text IS NULL OR t.created_at < to_timestamp($5::float8 / 1000))"
-                            "   AND ($6::bigint IS NULL OR t.id < $6::bigint)"
-                            "   AND ($8::text IS NULL OR t.kind = $8)"
-                            " ORDER BY t.id DESC LIMIT $7::int",
-                            8, params, &res) < 0) {
-                        api_page_fini(&page);
-                        return api_reply_db_error(req);
-                }
+                return api_reply_page_query(
+                        req, &page,
+                        "SELECT t.id, " API_TRANSFER_JSON "::text FROM transfers t"
+                        " WHERE ($1::text IS NULL OR t.state = ANY (string_to_array($1, ',')))"
+                        "   AND ($2::text IS NULL OR t.from_dc = $2 OR t.to_dc = $2)"
+                        "   AND ($3::text IS NULL OR t.snapshot_id = $3)"
+                        "   AND ($4::text IS NULL OR t.created_at >= to_timestamp($4::float8 / 1000))"
+                        "   AND ($5::text IS NULL OR t.created_at < to_timestamp($5::float8 / 1000))"
+                        "   AND ($6::bigint IS NULL OR t.id < $6::bigint)"
+                        "   AND ($8::text IS NULL OR t.kind = $8)"
+                        " ORDER BY t.id DESC LIMIT $7::int",
+                        8, params);
         }
-        ret = api_reply_page(req, &page, res, 1);
-        store_result_free(res);
-        api_page_fini(&page);
-        return ret;
 }
 
 enum MHD_Result api_transfers_get(struct request *req) {

@@ -53,25 +53,24 @@ static int snapshot_exists(struct request *req, const char *id, enum MHD_Result 
 enum MHD_Result api_versions_list(struct request *req) {
         const char *id = api_param(req, 0);
         struct api_page page;
-        struct store_result *res = NULL;
         enum MHD_Result ret;
 
         if (!api_page_parse(req, &page, true, &ret))
                 return ret;
-        if (snapshot_exists(req, id, &ret) > 0) {
-                const char *params[3] = { id, page.after, page.limit_plus_one };
-                ret = api_exec(req,
-                               "SELECT v.version, " VERSION_JSON "::text FROM snapshot_versions v"
-                               " WHERE v.snapshot_id = $1"
-                               "   AND ($2::bigint IS NULL OR v.version > $2::bigint)"
-                               " ORDER BY v.version LIMIT $3::int",
-                               3, params, &res) < 0
-                              ? api_reply_db_error(req)
-                              : api_reply_page(req, &page, res, 1);
+        if (snapshot_exists(req, id, &ret) <= 0) {
+                api_page_fini(&page);
+                return ret;
         }
-        store_result_free(res);
-        api_page_fini(&page);
-        return ret;
+        {
+                const char *params[3] = { id, page.after, page.limit_plus_one };
+                return api_reply_page_query(req, &page,
+                                            "SELECT v.version, " VERSION_JSON
+                                            "::text FROM snapshot_versions v"
+                                            " WHERE v.snapshot_id = $1"
+                                            "   AND ($2::bigint IS NULL OR v.version > $2::bigint)"
+                                            " ORDER BY v.version LIMIT $3::int",
+                                            3, params);
+        }
 }
 
 /* A version number from the query: true and *out, false after answering 400. */

@@ -49,23 +49,18 @@ const struct api_field api_zone_fields[] = {
 
 enum MHD_Result api_zones_list(struct request *req) {
         struct api_page page;
-        struct store_result *res = NULL;
         enum MHD_Result ret;
 
         if (!api_page_parse(req, &page, false, &ret))
                 return ret;
         {
                 const char *params[2] = { page.after, page.limit_plus_one };
-                ret = api_exec(req,
-                               "SELECT z.id, " ZONE_JSON "::text FROM zones z"
-                               " WHERE ($1::text IS NULL OR z.id > $1) ORDER BY z.id LIMIT $2::int",
-                               2, params, &res) < 0
-                              ? api_reply_db_error(req)
-                              : api_reply_page(req, &page, res, 1);
+                return api_reply_page_query(
+                        req, &page,
+                        "SELECT z.id, " ZONE_JSON "::text FROM zones z"
+                        " WHERE ($1::text IS NULL OR z.id > $1) ORDER BY z.id LIMIT $2::int",
+                        2, params);
         }
-        store_result_free(res);
-        api_page_fini(&page);
-        return ret;
 }
 
 enum MHD_Result api_zones_get(struct request *req) {
