@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/jobs.h"
 #include "api/parse.h"
 #include "api/pool.h"
 #include "api/reply.h"
@@ -130,38 +131,13 @@ const struct api_resource api_agent_file_diff_resource = {
 };
 
 enum MHD_Result api_agent_file_diff_claim(struct request *req) {
-        const char *params[1] = { req->who.datacenter_id };
-        struct store_result *res = NULL;
-        enum MHD_Result ret;
-        int r = api_exec(req,
-                         "UPDATE file_diffs d SET state = 'running', claimed_at = now(),"
-                         " phase = 'claimed', progress = 0, updated_at = now()"
-                         " WHERE d.id = (SELECT id FROM file_diffs WHERE datacenter_id = $1"
-                         "   AND (state = 'queued' OR (state = 'running'"
-                         "        AND claimed_at < now() - interval '10 minutes'))"
-                         "   ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-                         " RETURNING json_build_object('file_diff_id', d.id,"
-                         "  'snapshot_id', d.snapshot_id, 'from', d.from_version,"
-                         "  'to', d.to_version)::text",
-                         1, params, &res);
-
-        if (r < 0)
-                ret = api_reply_db_error(req);
-        else if (store_rows(res) == 0)
-                ret = api_reply_empty(req, 204);
-        else
-                ret = api_reply_raw(req, 200, store_text(res, 0, 0), NULL);
-        store_result_free(res);
-        return ret;
-}
-
-static bool running(struct request *req, enum MHD_Result *ret) {
-        if (!strcmp(store_text(req->locked, 0, 0), "running"))
-                return true;
-        *ret = api_reply_conflict(req, "file-diff-not-running",
-                                  "the file diff is not running: it was not claimed, or it has "
-                                  "ended");
-        return false;
+        return api_job_claim(
+                req,
+                "UPDATE file_diffs d SET state = 'running', claimed_at = now(),"
+                " phase = 'claimed', progress = 0, updated_at = now()" API_JOB_CLAIMABLE(
+                        "file_diffs", "d") " RETURNING json_build_object('file_diff_id', d.id,"
+                                           "  'snapshot_id', d.snapshot_id, 'from', d.from_version,"
+                                           "  'to', d.to_version)::text");
 }
 
 /* Runs `sql` ($1 the id, then n of a and b) on the locked, running file diff and commits. */
@@ -170,7 +146,7 @@ static enum MHD_Result file_diff_write(struct request *req, const char *sql, int
         const char *params[3] = { api_param(req, 0), a, b };
         enum MHD_Result ret;
 
-        if (!running(req, &ret))
+        if (!api_job_running(req, "file-diff", "file diff", &ret))
                 return ret;
         if (api_exec(req, sql, 1 + n, params, NULL) < 0 || api_commit(req) < 0)
                 return api_reply_db_error(req);

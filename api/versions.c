@@ -24,6 +24,7 @@
 #include "api/audit.h"
 #include "api/file_diffs.h"
 #include "api/input.h"
+#include "api/jobs.h"
 #include "api/parse.h"
 #include "api/pool.h"
 #include "api/reply.h"
@@ -465,47 +466,17 @@ const struct api_resource api_agent_composition_resource = {
 };
 
 enum MHD_Result api_agent_composition_claim(struct request *req) {
-        const char *params[1] = { req->who.datacenter_id };
-        struct store_result *res = NULL;
-        enum MHD_Result ret;
-        int r = api_begin(req);
-
-        if (r == 0)
-                r = api_exec(req,
-                             "UPDATE compositions c SET state = 'running', claimed_at = now(),"
-                             " updated_at = now()"
-                             " WHERE c.id = (SELECT id FROM compositions WHERE datacenter_id = $1"
-                             "   AND (state = 'queued' OR (state = 'running'"
-                             "        AND claimed_at < now() - interval '10 minutes'))"
-                             "   ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-                             " RETURNING json_build_object('composition_id', c.id,"
-                             "  'snapshot_id', c.snapshot_id, 'base', c.base_version,"
-                             "  'from', c.from_version, 'config', to_json(c.config_paths),"
-                             "  'disk_extents', c.disk_extents, 'whole_disk', c.whole_disk,"
-                             "  'files', to_json(c.guest_files),"
-                             "  'version', (SELECT s.version + 1 FROM snapshots s"
-                             "              WHERE s.id = c.snapshot_id))::text",
-                             1, params, &res);
-        if (r == 0)
-                r = api_commit(req);
-        if (r < 0)
-                ret = api_reply_db_error(req);
-        else if (store_rows(res) == 0)
-                ret = api_reply_empty(req, 204);
-        else
-                ret = api_reply_raw(req, 200, store_text(res, 0, 0), NULL);
-        store_result_free(res);
-        return ret;
-}
-
-/* True when the locked composition is running, else false after answering 409. */
-static bool running(struct request *req, enum MHD_Result *ret) {
-        if (!strcmp(store_text(req->locked, 0, 0), "running"))
-                return true;
-        *ret = api_reply_conflict(req, "composition-not-running",
-                                  "the composition is not running: it was not claimed, or it "
-                                  "has ended");
-        return false;
+        return api_job_claim(
+                req, "UPDATE compositions c SET state = 'running', claimed_at = now(),"
+                     " updated_at = now()" API_JOB_CLAIMABLE(
+                             "compositions",
+                             "c") " RETURNING json_build_object('composition_id', c.id,"
+                                  "  'snapshot_id', c.snapshot_id, 'base', c.base_version,"
+                                  "  'from', c.from_version, 'config', to_json(c.config_paths),"
+                                  "  'disk_extents', c.disk_extents, 'whole_disk', c.whole_disk,"
+                                  "  'files', to_json(c.guest_files),"
+                                  "  'version', (SELECT s.version + 1 FROM snapshots s"
+                                  "              WHERE s.id = c.snapshot_id))::text");
 }
 
 enum MHD_Result api_agent_composition_succeeded(struct request *req) {
@@ -515,7 +486,7 @@ enum MHD_Result api_agent_composition_succeeded(struct request *req) {
         enum MHD_Result ret;
         int r;
 
-        if (!running(req, &ret))
+        if (!api_job_running(req, "composition", "composition", &ret))
                 return ret;
         snprintf(version, sizeof(version), "%lld",
                  (long long)json_integer_value(json_object_get(req->input, "version")));
@@ -547,7 +518,7 @@ enum MHD_Result api_agent_composition_failed(struct request *req) {
         const char *params[2] = { cid, json_string_value(json_object_get(req->input, "error")) };
         enum MHD_Result ret;
 
-        if (!running(req, &ret))
+        if (!api_job_running(req, "composition", "composition", &ret))
                 return ret;
         if (api_exec(req,
                      "UPDATE compositions SET state = 'failed', error = $2, updated_at = now()"
@@ -580,29 +551,13 @@ const struct api_resource api_agent_disk_diff_resource = {
 };
 
 enum MHD_Result api_agent_disk_diff_claim(struct request *req) {
-        const char *params[1] = { req->who.datacenter_id };
-        struct store_result *res = NULL;
-        enum MHD_Result ret;
-        int r = api_exec(req,
-                         "UPDATE disk_diffs d SET state = 'running', claimed_at = now(),"
-                         " updated_at = now()"
-                         " WHERE d.id = (SELECT id FROM disk_diffs WHERE datacenter_id = $1"
-                         "   AND (state = 'queued' OR (state = 'running'"
-                         "        AND claimed_at < now() - interval '10 minutes'))"
-                         "   ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-                         " RETURNING json_build_object('disk_diff_id', d.id,"
-                         "  'snapshot_id', d.snapshot_id, 'from', d.from_version,"
-                         "  'to', d.to_version)::text",
-                         1, params, &res);
-
-        if (r < 0)
-                ret = api_reply_db_error(req);
-        else if (store_rows(res) == 0)
-                ret = api_reply_empty(req, 204);
-        else
-                ret = api_reply_raw(req, 200, store_text(res, 0, 0), NULL);
-        store_result_free(res);
-        return ret;
+        return api_job_claim(req,
+                             "UPDATE disk_diffs d SET state = 'running', claimed_at = now(),"
+                             " updated_at = now()" API_JOB_CLAIMABLE(
+                                     "disk_diffs",
+                                     "d") " RETURNING json_build_object('disk_diff_id', d.id,"
+                                          "  'snapshot_id', d.snapshot_id, 'from', d.from_version,"
+                                          "  'to', d.to_version)::text");
 }
 
 /* Ends the locked disk diff: `result` (JSON text) or `error`. */
@@ -610,10 +565,8 @@ static enum MHD_Result disk_diff_end(struct request *req, const char *result, co
         const char *params[3] = { api_param(req, 0), result, error };
         enum MHD_Result ret;
 
-        if (strcmp(store_text(req->locked, 0, 0), "running") != 0)
-                return api_reply_conflict(req, "disk-diff-not-running",
-                                          "the disk diff is not running: it was not claimed, or "
-                                          "it has ended");
+        if (!api_job_running(req, "disk-diff", "disk diff", &ret))
+                return ret;
         if (api_exec(req,
                      "UPDATE disk_diffs SET state = CASE WHEN $2::jsonb IS NULL THEN 'failed'"
                      " ELSE 'succeeded' END, result = $2::jsonb, error = $3, updated_at = now()"
