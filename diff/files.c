@@ -509,6 +509,26 @@ static int pair_filesystems(struct run *run, char ***pairs, size_t *n) {
         return 0;
 }
 
+/* One appliance over two qcow2 images, the second read-only (the first too
+ * unless `a_writable`): run->g, launched, or <0 said in run->err. */
+static int launch_pair(struct run *run, const char *a, bool a_writable, const char *b) {
+        run->g = guestfs_create_flags(GUESTFS_CREATE_NO_ENVIRONMENT);
+        if (!run->g || guestfs_parse_environment(run->g) < 0)
+                return fail(run, -ENOTSUP, "libguestfs cannot start here");
+        guestfs_set_error_handler(run->g, NULL, NULL); /* errors are ours to say */
+        if (guestfs_add_drive_opts(run->g, a, GUESTFS_ADD_DRIVE_OPTS_READONLY, !a_writable,
+                                   GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2", -1) < 0 ||
+            guestfs_add_drive_opts(run->g, b, GUESTFS_ADD_DRIVE_OPTS_READONLY, 1,
+                                   GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2", -1) < 0)
+                return fail_g(run, "adding the images");
+        if (guestfs_launch(run->g) < 0) {
+                const char *why = guestfs_last_error(run->g);
+                return fail(run, -ENOTSUP, "libguestfs cannot run here: %s",
+                            why ? why : "its appliance did not start");
+        }
+        return 0;
+}
+
 int diff_files(const char *image_a, const char *image_b, diff_progress_fn progress, void *userdata,
                json_t **out, char *err, size_t err_size) {
         struct run run = { .progress = progress,
@@ -533,26 +553,9 @@ int diff_files(const char *image_a, const char *image_b, diff_progress_fn progre
                 r = fail(&run, -errno, "a temporary folder: %s", strerror(errno));
                 goto out;
         }
-        run.g = guestfs_create_flags(GUESTFS_CREATE_NO_ENVIRONMENT);
-        if (!run.g || guestfs_parse_environment(run.g) < 0) {
-                r = fail(&run, -ENOTSUP, "libguestfs cannot start here");
-                goto out;
-        }
-        guestfs_set_error_handler(run.g, NULL, NULL); /* errors are ours to say */
         say(&run, "launching", 0);
-        if (guestfs_add_drive_opts(run.g, image_a, GUESTFS_ADD_DRIVE_OPTS_READONLY, 1,
-                                   GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2", -1) < 0 ||
-            guestfs_add_drive_opts(run.g, image_b, GUESTFS_ADD_DRIVE_OPTS_READONLY, 1,
-                                   GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2", -1) < 0) {
-                r = fail_g(&run, "adding the images");
+        if ((r = launch_pair(&run, image_a, false, image_b)) < 0)
                 goto out;
-        }
-        if (guestfs_launch(run.g) < 0) {
-                const char *why = guestfs_last_error(run.g);
-                r = fail(&run, -ENOTSUP, "libguestfs cannot run here: %s",
-                         why ? why : "its appliance did not start");
-                goto out;
-        }
         say(&run, "listing", 40);
         r = pair_filesystems(&run, &pairs, &n);
         for (size_t i = 0; r == 0 && i < n; i++) {
@@ -660,24 +663,8 @@ int diff_files_take(const char *image, const char *from_image, const char *const
                                     "guest file '%s' is not [/dev/sdaN:]/absolute/path", items[i]);
                 }
         }
-        run.g = guestfs_create_flags(GUESTFS_CREATE_NO_ENVIRONMENT);
-        if (!run.g || guestfs_parse_environment(run.g) < 0) {
-                r = fail(&run, -ENOTSUP, "libguestfs cannot start here");
+        if ((r = launch_pair(&run, image, true, from_image)) < 0)
                 goto out;
-        }
-        guestfs_set_error_handler(run.g, NULL, NULL);
-        if (guestfs_add_drive_opts(run.g, image, GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2", -1) < 0 ||
-            guestfs_add_drive_opts(run.g, from_image, GUESTFS_ADD_DRIVE_OPTS_READONLY, 1,
-                                   GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2", -1) < 0) {
-                r = fail_g(&run, "adding the images");
-                goto out;
-        }
-        if (guestfs_launch(run.g) < 0) {
-                const char *why = guestfs_last_error(run.g);
-                r = fail(&run, -ENOTSUP, "libguestfs cannot run here: %s",
-                         why ? why : "its appliance did not start");
-                goto out;
-        }
         r = pair_filesystems(&run, &pairs, &npairs);
         for (size_t i = 0; r == 0 && i < npairs; i++) {
                 char ma[32], mb[32];
