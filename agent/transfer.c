@@ -22,7 +22,6 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
-#include <nettle/sha2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -255,13 +254,6 @@ static bool block_wanted(const struct transfer_run *t, uint64_t index, const uin
         return w && !memcmp(w->sha256, sha256, IMAGE_DIGEST_SIZE);
 }
 
-static void block_sha256(const uint8_t *data, uint8_t out[IMAGE_DIGEST_SIZE]) {
-        struct sha256_ctx c;
-        sha256_init(&c);
-        sha256_update(&c, IMAGE_BLOCK, data);
-        sha256_digest(&c, IMAGE_DIGEST_SIZE, out);
-}
-
 /*
  * Every block is checked against the manifest before it is written (the
  * final verification then needs no second read of what was written): in
@@ -273,7 +265,7 @@ static int check_written(void *userdata, const void *data, uint64_t len, uint64_
 
         for (uint64_t at = 0; data && at < len; at += IMAGE_BLOCK) {
                 uint8_t sha[IMAGE_DIGEST_SIZE];
-                block_sha256((const uint8_t *)data + at, sha);
+                image_block_sha256((const uint8_t *)data + at, sha);
                 if (!block_wanted(t, (offset + at) / IMAGE_BLOCK, sha)) {
                         t->bad = (struct wire_range){ offset + at, IMAGE_BLOCK };
                         return -EILSEQ;
@@ -502,7 +494,7 @@ static int write_wanted(struct transfer_run *t, const uint8_t *buf, size_t len, 
         for (size_t at = 0; at <= len && r == 0; at += IMAGE_BLOCK) {
                 uint8_t sha[IMAGE_DIGEST_SIZE];
                 if (at < len) {
-                        block_sha256(buf + at, sha);
+                        image_block_sha256(buf + at, sha);
                         if (block_wanted(t, (offset + at) / IMAGE_BLOCK, sha)) {
                                 run += IMAGE_BLOCK;
                                 continue;

@@ -320,6 +320,14 @@ int image_manifest_patch_apply(const struct image_manifest *base, const void *pa
 
 /* ---- digests ------------------------------------------------------------------ */
 
+/*
+ * The SHA-256 of one IMAGE_BLOCK of `data`, as a manifest lists it.
+ * Thread-safe. OpenSSL's (libcrypto): its SHA-NI code hashes 4 KiB blocks
+ * about 1.4 times as fast as Nettle's here, and every block of a transfer
+ * and of a manifest is hashed.
+ */
+void image_block_sha256(const void *data, uint8_t out[IMAGE_DIGEST_SIZE]);
+
 /* 64 lower-case hex digits and a NUL. */
 void image_digest_hex(const uint8_t digest[IMAGE_DIGEST_SIZE], char out[IMAGE_DIGEST_HEX_SIZE]);
 /* Parses exactly 64 hex digits (either case). 0 or -EINVAL. */

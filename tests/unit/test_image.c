@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <nettle/sha2.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1079,6 +1080,39 @@ TEST(image_check_passes_good_images_and_flags_broken_ones) {
         store_fini(&s);
 }
 
+/* Hashes blocks [first, first + 512) of a pattern with image_block_sha256 and with Nettle. */
+static void *block_hashes_agree(void *arg) {
+        uint64_t first = (uint64_t)(uintptr_t)arg;
+        uint8_t block[IMAGE_BLOCK], got[32], want[32];
+        uintptr_t differ = 0;
+
+        for (uint64_t b = first; b < first + 512; b++) {
+                fill(block, sizeof(block), b);
+                image_block_sha256(block, got);
+                sha256_of(block, sizeof(block), want);
+                differ += memcmp(got, want, sizeof(got)) != 0;
+        }
+        return (void *)differ;
+}
+
+TEST(a_blocks_hash_is_its_sha256_from_any_thread) {
+        static const uint8_t zero[IMAGE_BLOCK];
+        uint8_t got[32], want[32];
+        pthread_t threads[4];
+        void *differ;
+
+        image_block_sha256(zero, got);
+        sha256_of(zero, sizeof(zero), want);
+        CHECK(!memcmp(got, want, sizeof(got)));
+        CHECK(got[0] == 0xad && got[31] == 0xa7); /* ad7facb2…48892ca7 */
+        for (uintptr_t i = 0; i < 4; i++)
+                CHECK(pthread_create(&threads[i], NULL, block_hashes_agree, (void *)(i * 512)) == 0);
+        for (int i = 0; i < 4; i++) {
+                CHECK(pthread_join(threads[i], &differ) == 0);
+                CHECK(differ == NULL);
+        }
+}
+
 TAP_MAIN(TAP_TEST(an_overlay_records_its_template_by_a_relative_path),
          TAP_TEST(an_overlay_has_its_templates_size_and_reads_through_to_it),
          TAP_TEST(a_read_only_image_refuses_writes_and_qemu_nbd_is_reaped),
@@ -1095,4 +1129,5 @@ TAP_MAIN(TAP_TEST(an_overlay_records_its_template_by_a_relative_path),
          TAP_TEST(the_diff_of_two_versions_lists_exactly_the_changed_blocks),
          TAP_TEST(a_manifest_survives_encoding_and_a_file),
          TAP_TEST(the_decoder_refuses_malformed_input), TAP_TEST(digests_print_and_parse_as_hex),
+         TAP_TEST(a_blocks_hash_is_its_sha256_from_any_thread),
          TAP_TEST(image_check_passes_good_images_and_flags_broken_ones))
