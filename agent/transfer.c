@@ -39,6 +39,9 @@
 #define MANIFEST_MAX (512u << 20)
 #define CONFIG_MAX (1u << 20)
 #define PULL_ROUNDS 8 /* requests for what is still missing before giving up */
+#define LOCAL_READ (4u << 20) /* a cached copy is read this much at a time */
+#define HASHES_MAX (LOCAL_READ / IMAGE_BLOCK)
+_Static_assert(IMAGE_WRITER_PIECE <= LOCAL_READ, "a writer's request is hashed in one go");
 
 /* Formats a path; -ENAMETOOLONG rather than a truncated one. */
 static int __attribute__((format(printf, 2, 3))) pathf(char out[PATH_MAX], const char *fmt, ...) {
@@ -103,6 +106,8 @@ struct transfer_run {
         uint8_t *checked; /* a bit per block: in place and checked against `want` */
         struct wire_reader *reader;
         struct image_writer *writer; /* checks and writes t->out while a stream is read */
+        struct image_hasher *hasher; /* hashes blocks to be checked on both cores */
+        uint8_t (*hashes)[IMAGE_DIGEST_SIZE]; /* HASHES_MAX, the hasher's output */
         struct wire_range bad;       /* the block the writer's check refused */
         int64_t next_progress_ms;
         uint64_t bytes_done; /* blocks of the version in place or queued for writing */
@@ -258,15 +263,16 @@ static bool block_wanted(const struct transfer_run *t, uint64_t index, const uin
  * Every block is checked against the manifest before it is written (the
  * final verification then needs no second read of what was written): in
  * the writer's thread, just before the write, so that hashing runs beside
- * receiving. Marked at once: a write that fails later fails the whole pull.
+ * receiving, and by the hasher's thread with it, so that it runs on both
+ * cores. Marked at once: a write that fails later fails the whole pull.
  */
 static int check_written(void *userdata, const void *data, uint64_t len, uint64_t offset) {
         struct transfer_run *t = userdata;
 
+        if (data)
+                image_hasher_run(t->hasher, data, len / IMAGE_BLOCK, t->hashes);
         for (uint64_t at = 0; data && at < len; at += IMAGE_BLOCK) {
-                uint8_t sha[IMAGE_DIGEST_SIZE];
-                image_block_sha256((const uint8_t *)data + at, sha);
-                if (!block_wanted(t, (offset + at) / IMAGE_BLOCK, sha)) {
+                if (!block_wanted(t, (offset + at) / IMAGE_BLOCK, t->hashes[at / IMAGE_BLOCK])) {
                         t->bad = (struct wire_range){ offset + at, IMAGE_BLOCK };
                         return -EILSEQ;
                 }
@@ -491,11 +497,11 @@ static int write_wanted(struct transfer_run *t, const uint8_t *buf, size_t len, 
         size_t run = 0; /* wanted bytes before `at` not written yet */
         int r = 0;
 
+        image_hasher_run(t->hasher, buf, len / IMAGE_BLOCK, t->hashes);
         for (size_t at = 0; at <= len && r == 0; at += IMAGE_BLOCK) {
-                uint8_t sha[IMAGE_DIGEST_SIZE];
                 if (at < len) {
-                        image_block_sha256(buf + at, sha);
-                        if (block_wanted(t, (offset + at) / IMAGE_BLOCK, sha)) {
+                        if (block_wanted(t, (offset + at) / IMAGE_BLOCK,
+                                         t->hashes[at / IMAGE_BLOCK])) {
                                 run += IMAGE_BLOCK;
                                 continue;
                         }
@@ -516,7 +522,7 @@ static int write_wanted(struct transfer_run *t, const uint8_t *buf, size_t len, 
 
 /* Copies the LOCAL ranges from the cached image, each block checked against the manifest. */
 static int copy_local(struct transfer_run *t, struct image *cached, const struct plan *p) {
-        size_t cap = 4u << 20;
+        size_t cap = LOCAL_READ;
         uint8_t *buf = malloc(cap);
         uint64_t unwanted = 0;
         int r = 0;
@@ -588,6 +594,9 @@ static int build(struct transfer_run *t, const char *partial, const struct image
         t->want = want;
         t->checked = calloc(blocks / 8 + 1, 1);
         if (!t->checked)
+                return -ENOMEM;
+        if ((!t->hasher && image_hasher_new(&t->hasher) < 0) ||
+            (!t->hashes && !(t->hashes = calloc(HASHES_MAX, sizeof(*t->hashes)))))
                 return -ENOMEM;
         r = image_open(partial, true, &t->out);
         if (r < 0) {
@@ -992,6 +1001,8 @@ out:
         }
         r = report_end(&t, r);
         free(t.checked);
+        image_hasher_free(t.hasher);
+        free(t.hashes);
         image_manifest_free(want);
         image_manifest_free(base);
         free(manifest);
