@@ -38,7 +38,7 @@
 
 #define MANIFEST_MAX (512u << 20)
 #define CONFIG_MAX (1u << 20)
-#define PULL_ROUNDS 8 /* requests for what is still missing before giving up */
+#define PULL_ROUNDS 8         /* requests for what is still missing before giving up */
 #define LOCAL_READ (4u << 20) /* a cached copy is read this much at a time */
 #define HASHES_MAX (LOCAL_READ / IMAGE_BLOCK)
 _Static_assert(IMAGE_WRITER_PIECE <= LOCAL_READ, "a writer's request is hashed in one go");
@@ -105,10 +105,10 @@ struct transfer_run {
         const struct image_manifest *want; /* what it is built into */
         uint8_t *checked; /* a bit per block: in place and checked against `want` */
         struct wire_reader *reader;
-        struct image_writer *writer; /* checks and writes t->out while a stream is read */
-        struct image_hasher *hasher; /* hashes blocks to be checked on both cores */
+        struct image_writer *writer;          /* checks and writes t->out while a stream is read */
+        struct image_hasher *hasher;          /* hashes blocks to be checked on both cores */
         uint8_t (*hashes)[IMAGE_DIGEST_SIZE]; /* HASHES_MAX, the hasher's output */
-        struct wire_range bad;       /* the block the writer's check refused */
+        struct wire_range bad;                /* the block the writer's check refused */
         int64_t next_progress_ms;
         uint64_t bytes_done; /* blocks of the version in place or queued for writing */
         int error;           /* why a stream was stopped from our side */

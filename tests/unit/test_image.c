@@ -1106,7 +1106,8 @@ TEST(a_blocks_hash_is_its_sha256_from_any_thread) {
         CHECK(!memcmp(got, want, sizeof(got)));
         CHECK(got[0] == 0xad && got[31] == 0xa7); /* ad7facb2…48892ca7 */
         for (uintptr_t i = 0; i < 4; i++)
-                CHECK(pthread_create(&threads[i], NULL, block_hashes_agree, (void *)(i * 512)) == 0);
+                CHECK(pthread_create(&threads[i], NULL, block_hashes_agree, (void *)(i * 512)) ==
+                      0);
         for (int i = 0; i < 4; i++) {
                 CHECK(pthread_join(threads[i], &differ) == 0);
                 CHECK(differ == NULL);
