@@ -22,7 +22,6 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
-#include <nettle/sha2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +38,10 @@
 
 #define MANIFEST_MAX (512u << 20)
 #define CONFIG_MAX (1u << 20)
-#define PULL_ROUNDS 8 /* requests for what is still missing before giving up */
+#define PULL_ROUNDS 8         /* requests for what is still missing before giving up */
+#define LOCAL_READ (4u << 20) /* a cached copy is read this much at a time */
+#define HASHES_MAX (LOCAL_READ / IMAGE_BLOCK)
+_Static_assert(IMAGE_WRITER_PIECE <= LOCAL_READ, "a writer's request is hashed in one go");
 
 /* Formats a path; -ENAMETOOLONG rather than a truncated one. */
 static int __attribute__((format(printf, 2, 3))) pathf(char out[PATH_MAX], const char *fmt, ...) {
@@ -103,8 +105,10 @@ struct transfer_run {
         const struct image_manifest *want; /* what it is built into */
         uint8_t *checked; /* a bit per block: in place and checked against `want` */
         struct wire_reader *reader;
-        struct image_writer *writer; /* checks and writes t->out while a stream is read */
-        struct wire_range bad;       /* the block the writer's check refused */
+        struct image_writer *writer;          /* checks and writes t->out while a stream is read */
+        struct image_hasher *hasher;          /* hashes blocks to be checked on both cores */
+        uint8_t (*hashes)[IMAGE_DIGEST_SIZE]; /* HASHES_MAX, the hasher's output */
+        struct wire_range bad;                /* the block the writer's check refused */
         int64_t next_progress_ms;
         uint64_t bytes_done; /* blocks of the version in place or queued for writing */
         int error;           /* why a stream was stopped from our side */
@@ -255,26 +259,20 @@ static bool block_wanted(const struct transfer_run *t, uint64_t index, const uin
         return w && !memcmp(w->sha256, sha256, IMAGE_DIGEST_SIZE);
 }
 
-static void block_sha256(const uint8_t *data, uint8_t out[IMAGE_DIGEST_SIZE]) {
-        struct sha256_ctx c;
-        sha256_init(&c);
-        sha256_update(&c, IMAGE_BLOCK, data);
-        sha256_digest(&c, IMAGE_DIGEST_SIZE, out);
-}
-
 /*
  * Every block is checked against the manifest before it is written (the
  * final verification then needs no second read of what was written): in
  * the writer's thread, just before the write, so that hashing runs beside
- * receiving. Marked at once: a write that fails later fails the whole pull.
+ * receiving, and by the hasher's thread with it, so that it runs on both
+ * cores. Marked at once: a write that fails later fails the whole pull.
  */
 static int check_written(void *userdata, const void *data, uint64_t len, uint64_t offset) {
         struct transfer_run *t = userdata;
 
+        if (data)
+                image_hasher_run(t->hasher, data, len / IMAGE_BLOCK, t->hashes);
         for (uint64_t at = 0; data && at < len; at += IMAGE_BLOCK) {
-                uint8_t sha[IMAGE_DIGEST_SIZE];
-                block_sha256((const uint8_t *)data + at, sha);
-                if (!block_wanted(t, (offset + at) / IMAGE_BLOCK, sha)) {
+                if (!block_wanted(t, (offset + at) / IMAGE_BLOCK, t->hashes[at / IMAGE_BLOCK])) {
                         t->bad = (struct wire_range){ offset + at, IMAGE_BLOCK };
                         return -EILSEQ;
                 }
@@ -499,11 +497,11 @@ static int write_wanted(struct transfer_run *t, const uint8_t *buf, size_t len, 
         size_t run = 0; /* wanted bytes before `at` not written yet */
         int r = 0;
 
+        image_hasher_run(t->hasher, buf, len / IMAGE_BLOCK, t->hashes);
         for (size_t at = 0; at <= len && r == 0; at += IMAGE_BLOCK) {
-                uint8_t sha[IMAGE_DIGEST_SIZE];
                 if (at < len) {
-                        block_sha256(buf + at, sha);
-                        if (block_wanted(t, (offset + at) / IMAGE_BLOCK, sha)) {
+                        if (block_wanted(t, (offset + at) / IMAGE_BLOCK,
+                                         t->hashes[at / IMAGE_BLOCK])) {
                                 run += IMAGE_BLOCK;
                                 continue;
                         }
@@ -524,7 +522,7 @@ static int write_wanted(struct transfer_run *t, const uint8_t *buf, size_t len, 
 
 /* Copies the LOCAL ranges from the cached image, each block checked against the manifest. */
 static int copy_local(struct transfer_run *t, struct image *cached, const struct plan *p) {
-        size_t cap = 4u << 20;
+        size_t cap = LOCAL_READ;
         uint8_t *buf = malloc(cap);
         uint64_t unwanted = 0;
         int r = 0;
@@ -596,6 +594,9 @@ static int build(struct transfer_run *t, const char *partial, const struct image
         t->want = want;
         t->checked = calloc(blocks / 8 + 1, 1);
         if (!t->checked)
+                return -ENOMEM;
+        if ((!t->hasher && image_hasher_new(&t->hasher) < 0) ||
+            (!t->hashes && !(t->hashes = calloc(HASHES_MAX, sizeof(*t->hashes)))))
                 return -ENOMEM;
         r = image_open(partial, true, &t->out);
         if (r < 0) {
@@ -1000,6 +1001,8 @@ out:
         }
         r = report_end(&t, r);
         free(t.checked);
+        image_hasher_free(t.hasher);
+        free(t.hashes);
         image_manifest_free(want);
         image_manifest_free(base);
         free(manifest);

@@ -9,7 +9,6 @@
  * which the manifest's zero flag answers), its data only for the rest.
  */
 #include <errno.h>
-#include <nettle/sha2.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,11 +108,7 @@ static int compare_with_template(const char *template_path, struct lone *lone, s
                         run++;
                 r = image_read(tpl, buf, run * IMAGE_BLOCK, off);
                 for (size_t j = 0; r == 0 && j < run; j++) {
-                        struct sha256_ctx ctx;
-
-                        sha256_init(&ctx);
-                        sha256_update(&ctx, IMAGE_BLOCK, buf + j * IMAGE_BLOCK);
-                        sha256_digest(&ctx, sizeof(hash), hash);
+                        image_block_sha256(buf + j * IMAGE_BLOCK, hash);
                         lone[i + j].differs =
                                 memcmp(hash, lone[i + j].e->sha256, sizeof(hash)) != 0;
                 }

@@ -13,6 +13,10 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <nettle/sha2.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,8 +102,6 @@ static int extent_collect(void *userdata, uint64_t offset, uint64_t length, bool
 }
 
 static void entry_set(struct image_block_hash *e, uint64_t index, const uint8_t *data) {
-        struct sha256_ctx ctx;
-
         e->index = index;
         if (!data || block_is_zero(data)) {
                 e->flags = IMAGE_BLOCK_ZERO;
@@ -107,9 +109,7 @@ static void entry_set(struct image_block_hash *e, uint64_t index, const uint8_t 
                 return;
         }
         e->flags = 0;
-        sha256_init(&ctx);
-        sha256_update(&ctx, IMAGE_BLOCK, data);
-        sha256_digest(&ctx, IMAGE_DIGEST_SIZE, e->sha256);
+        image_block_sha256(data, e->sha256);
 }
 
 /* Where each range read for the manifest goes: entries from `first` on. */
@@ -633,6 +633,131 @@ int image_manifest_diff(const struct image_manifest *have, const struct image_ma
 }
 
 /* ---- hex ------------------------------------------------------------------------- */
+
+/* Fetched once: looking the algorithm up on every call costs a tenth of the hashing. */
+static EVP_MD *block_md;
+static pthread_once_t block_md_once = PTHREAD_ONCE_INIT;
+
+static void block_md_fetch(void) {
+        block_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+void image_block_sha256(const void *data, uint8_t out[IMAGE_DIGEST_SIZE]) {
+        struct sha256_ctx ctx;
+
+        pthread_once(&block_md_once, block_md_fetch);
+        if (block_md && EVP_Digest(data, IMAGE_BLOCK, out, NULL, block_md, NULL) == 1)
+                return;
+        /* OpenSSL could not (no memory for its context): the same hash, slower. */
+        sha256_init(&ctx);
+        sha256_update(&ctx, IMAGE_BLOCK, data);
+        sha256_digest(&ctx, IMAGE_DIGEST_SIZE, out);
+}
+
+/* ---- hashing on two cores ---- */
+
+#define HASH_GRAIN 8 /* blocks taken at a time (32 KiB) */
+
+struct image_hasher {
+        pthread_t thread;
+        pthread_mutex_t lock;
+        pthread_cond_t changed;
+        /* The job, set by the caller while the helper is not in one. */
+        const uint8_t *data;
+        uint8_t (*out)[IMAGE_DIGEST_SIZE];
+        size_t n;
+        atomic_size_t next; /* the next block not taken */
+        unsigned job;       /* counts jobs: the helper joins the newest */
+        bool helping;       /* the helper is inside a job: it may not change */
+        bool closing;
+};
+
+/* Hashes blocks of the current job until none is left; either thread. */
+static void hasher_work(struct image_hasher *h) {
+        size_t i;
+
+        while ((i = atomic_fetch_add(&h->next, HASH_GRAIN)) < h->n)
+                for (size_t end = i + HASH_GRAIN < h->n ? i + HASH_GRAIN : h->n; i < end; i++)
+                        image_block_sha256(h->data + i * IMAGE_BLOCK, h->out[i]);
+}
+
+static void *hasher_thread(void *userdata) {
+        struct image_hasher *h = userdata;
+        unsigned seen = 0;
+
+        pthread_mutex_lock(&h->lock);
+        for (;;) {
+                while (h->job == seen && !h->closing)
+                        pthread_cond_wait(&h->changed, &h->lock);
+                if (h->closing)
+                        break;
+                /* A job the caller already finished leaves nothing to take. */
+                seen = h->job;
+                h->helping = true;
+                pthread_mutex_unlock(&h->lock);
+                hasher_work(h);
+                pthread_mutex_lock(&h->lock);
+                h->helping = false;
+                pthread_cond_broadcast(&h->changed);
+        }
+        pthread_mutex_unlock(&h->lock);
+        return NULL;
+}
+
+int image_hasher_new(struct image_hasher **out) {
+        struct image_hasher *h = calloc(1, sizeof(*h));
+        int r;
+
+        if (!h)
+                return -ENOMEM;
+        pthread_mutex_init(&h->lock, NULL);
+        pthread_cond_init(&h->changed, NULL);
+        r = -pthread_create(&h->thread, NULL, hasher_thread, h);
+        if (r < 0) {
+                pthread_cond_destroy(&h->changed);
+                pthread_mutex_destroy(&h->lock);
+                free(h);
+                return r;
+        }
+        *out = h;
+        return 0;
+}
+
+struct image_hasher *image_hasher_free(struct image_hasher *h) {
+        if (!h)
+                return NULL;
+        pthread_mutex_lock(&h->lock);
+        h->closing = true;
+        pthread_cond_broadcast(&h->changed);
+        pthread_mutex_unlock(&h->lock);
+        pthread_join(h->thread, NULL);
+        pthread_cond_destroy(&h->changed);
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+        return NULL;
+}
+
+void image_hasher_run(struct image_hasher *h, const void *data, size_t n,
+                      uint8_t (*out)[IMAGE_DIGEST_SIZE]) {
+        pthread_mutex_lock(&h->lock);
+        /* A helper late for the last job must leave it before this one is set. */
+        while (h->helping)
+                pthread_cond_wait(&h->changed, &h->lock);
+        h->data = data;
+        h->out = out;
+        h->n = n;
+        atomic_store(&h->next, 0);
+        if (n > HASH_GRAIN) {
+                h->job++;
+                pthread_cond_broadcast(&h->changed);
+        }
+        pthread_mutex_unlock(&h->lock);
+        hasher_work(h);
+        pthread_mutex_lock(&h->lock);
+        while (h->helping)
+                pthread_cond_wait(&h->changed, &h->lock);
+        pthread_mutex_unlock(&h->lock);
+}
 
 void image_digest_hex(const uint8_t digest[IMAGE_DIGEST_SIZE], char out[IMAGE_DIGEST_HEX_SIZE]) {
         static const char hex[] = "0123456789abcdef";

@@ -3,7 +3,10 @@
 Everything real: two `homing agent` processes with their own stores, `homing
 serve` for their API calls, PostgreSQL for the transfers (queued here with
 SQL, as the scheduler would), qcow2 images written with qemu-io. Settings
-from the environment: SIZE_GIB (1), DATA_MIB (512), CAP_MBPS (50).
+from the environment: SIZE_GIB (1), DATA_MIB (512), CAP_MBPS (50);
+BENCH_HOMING, another build's binary (to set two builds side by side in one
+period of a busy machine); FULL_ONLY=1, the full copy and curl alone;
+BENCH_API_PORT and BENCH_NGINX_PORT (58480, 58481).
 """
 import json
 import os
@@ -17,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HOMING = str(ROOT / "build" / "homing")
+HOMING = os.environ.get("BENCH_HOMING", str(ROOT / "build" / "homing"))
 SIZE_GIB = int(os.environ.get("SIZE_GIB", "1"))
 DATA_MIB = int(os.environ.get("DATA_MIB", "512"))
 CAP_MBPS = float(os.environ.get("CAP_MBPS", "50"))
@@ -117,6 +120,12 @@ def finished(tid, timeout=600):
     return float(row[0]), int(row[1]), float(row[2])
 
 
+def cpu_s(p):
+    """CPU seconds of a process and its reaped children (an agent's qemu-nbd)."""
+    f = open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def log_time(line):
     t = json.loads(line)["time"]
     return time.mktime(time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone + float(t[19:23])
@@ -170,8 +179,10 @@ def main():
 
     # 1. Full copy, and the same bytes by curl from nginx into B's disk.
     say("full copy A -> B")
+    cpu_a, cpu_b = cpu_s(pa), cpu_s(pb)
     tid1 = transfer("s1", "a", "b", "full", size1)
     secs, sent, _ = finished(tid1)
+    cpu_a, cpu_b = cpu_s(pa) - cpu_a, cpu_s(pb) - cpu_b
     phases = wait(lambda: re.search(r"phases: ([^\"]*)", next(
         (l for l in (WORK / "agent-b.log").read_text().splitlines()
          if f"transfer {tid1} succeeded" in l), "")), 10, "the full copy's log line").group(1)
@@ -190,6 +201,18 @@ http {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{NGINX_PORT}; ro
     t0 = time.time()
     subprocess.run(["cat", str(v1)], stdout=subprocess.DEVNULL, check=True)
     cat_s = time.time() - t0
+
+    full_mbs = size1 / secs / 1e6
+    curl_mbs = file_size / curl_s / 1e6
+    full_row = ("full copy throughput", "≥ 0.7× loopback curl",
+                f"{full_mbs:.0f} MB/s vs curl {curl_mbs:.0f} MB/s (cat {file_size / cat_s / 1e6:.0f}"
+                f" MB/s): {full_mbs / curl_mbs:.2f}×", full_mbs / curl_mbs >= 0.7)
+    if os.environ.get("FULL_ONLY") == "1":
+        print(f"\nfull copy {secs:.2f} s ({phases}); CPU: target {cpu_b:.2f} s, source"
+              f" {cpu_a:.2f} s; load {os.getloadavg()[0]:.2f}\n")
+        print(f"| what | target | measured | met |\n|---|---|---|---|")
+        print(f"| {full_row[0]} | {full_row[1]} | {full_row[2]} | {'yes' if full_row[3] else 'no'} |")
+        return
 
     # 2. Delta: 1 % of the blocks rewritten at B, then back to A.
     say("delta B -> A after 1 % of the blocks changed")
@@ -242,12 +265,8 @@ http {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{NGINX_PORT}; ro
     cap = CAP_MBPS * 1e6
 
     gib = SIZE_GIB
-    full_mbs = size1 / secs / 1e6
-    curl_mbs = file_size / curl_s / 1e6
     rows = [
-        ("full copy throughput", "≥ 0.7× loopback curl",
-         f"{full_mbs:.0f} MB/s vs curl {curl_mbs:.0f} MB/s (cat {file_size / cat_s / 1e6:.0f} MB/s):"
-         f" {full_mbs / curl_mbs:.2f}×", full_mbs / curl_mbs >= 0.7),
+        full_row,
         ("delta bytes on the wire", "≤ 1.10× changed",
          f"{dsent:,} B for {changed_bytes:,} B changed: {dsent / changed_bytes:.3f}×"
          f" (the manifest came as a patch; whole, it is {manifest2:,} B)", dsent <= 1.10 * changed_bytes),
@@ -262,7 +281,8 @@ http {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{NGINX_PORT}; ro
          f"{max(rates) / 1e6:.1f} MB/s", max(rates) <= 1.2 * cap),
     ]
     print(f"\ntransfer benchmark: {gib} GiB virtual, {DATA_MIB} MiB of data;"
-          f" full copy {secs:.2f} s ({phases}), delta {dsecs:.2f} s\n")
+          f" full copy {secs:.2f} s ({phases}; CPU: target {cpu_b:.2f} s, source {cpu_a:.2f} s),"
+          f" delta {dsecs:.2f} s; load {os.getloadavg()[0]:.2f}\n")
     print(f"| what | target | measured | met |\n|---|---|---|---|")
     for what, target, measured, met in rows:
         print(f"| {what} | {target} | {measured} | {'yes' if met else 'no'} |")

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <nettle/sha2.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1079,6 +1080,73 @@ TEST(image_check_passes_good_images_and_flags_broken_ones) {
         store_fini(&s);
 }
 
+/* Hashes blocks [first, first + 512) of a pattern with image_block_sha256 and with Nettle. */
+static void *block_hashes_agree(void *arg) {
+        uint64_t first = (uint64_t)(uintptr_t)arg;
+        uint8_t block[IMAGE_BLOCK], got[32], want[32];
+        uintptr_t differ = 0;
+
+        for (uint64_t b = first; b < first + 512; b++) {
+                fill(block, sizeof(block), b);
+                image_block_sha256(block, got);
+                sha256_of(block, sizeof(block), want);
+                differ += memcmp(got, want, sizeof(got)) != 0;
+        }
+        return (void *)differ;
+}
+
+TEST(a_blocks_hash_is_its_sha256_from_any_thread) {
+        static const uint8_t zero[IMAGE_BLOCK];
+        uint8_t got[32], want[32];
+        pthread_t threads[4];
+        void *differ;
+
+        image_block_sha256(zero, got);
+        sha256_of(zero, sizeof(zero), want);
+        CHECK(!memcmp(got, want, sizeof(got)));
+        CHECK(got[0] == 0xad && got[31] == 0xa7); /* ad7facb2…48892ca7 */
+        for (uintptr_t i = 0; i < 4; i++)
+                CHECK(pthread_create(&threads[i], NULL, block_hashes_agree, (void *)(i * 512)) ==
+                      0);
+        for (int i = 0; i < 4; i++) {
+                CHECK(pthread_join(threads[i], &differ) == 0);
+                CHECK(differ == NULL);
+        }
+}
+
+TEST(a_hasher_gives_every_blocks_hash_job_after_job) {
+        enum { MAX = 512 };
+        uint8_t *data = malloc((size_t)MAX * IMAGE_BLOCK);
+        uint8_t(*got)[32] = calloc(MAX, 32), (*want)[32] = calloc(MAX, 32);
+        static const uint8_t none[32];
+        struct image_hasher *h = NULL;
+        size_t wrong = 0;
+
+        CHECK(data && got && want && image_hasher_new(&h) == 0);
+        if (!data || !got || !want || !h)
+                goto out;
+        fill(data, (size_t)MAX * IMAGE_BLOCK, 7);
+        for (size_t i = 0; i < MAX; i++)
+                sha256_of(data + i * IMAGE_BLOCK, IMAGE_BLOCK, want[i]);
+        /* Sizes around the share (8 blocks), the helper sometimes late for a job. */
+        for (size_t run = 0; run < 200; run++) {
+                size_t n = run % 3 == 0 ? MAX : run % 17, first = run % 5;
+                if (first + n > MAX)
+                        n = MAX - first;
+                memset(got, 0, (size_t)MAX * 32);
+                image_hasher_run(h, data + first * IMAGE_BLOCK, n, got);
+                for (size_t i = 0; i < MAX; i++)
+                        wrong += memcmp(got[i], i < n ? want[first + i] : none, 32) != 0;
+        }
+        CHECK(wrong == 0);
+out:
+        image_hasher_free(h);
+        CHECK(image_hasher_free(NULL) == NULL);
+        free(want);
+        free(got);
+        free(data);
+}
+
 TAP_MAIN(TAP_TEST(an_overlay_records_its_template_by_a_relative_path),
          TAP_TEST(an_overlay_has_its_templates_size_and_reads_through_to_it),
          TAP_TEST(a_read_only_image_refuses_writes_and_qemu_nbd_is_reaped),
@@ -1095,4 +1163,6 @@ TAP_MAIN(TAP_TEST(an_overlay_records_its_template_by_a_relative_path),
          TAP_TEST(the_diff_of_two_versions_lists_exactly_the_changed_blocks),
          TAP_TEST(a_manifest_survives_encoding_and_a_file),
          TAP_TEST(the_decoder_refuses_malformed_input), TAP_TEST(digests_print_and_parse_as_hex),
+         TAP_TEST(a_blocks_hash_is_its_sha256_from_any_thread),
+         TAP_TEST(a_hasher_gives_every_blocks_hash_job_after_job),
          TAP_TEST(image_check_passes_good_images_and_flags_broken_ones))
