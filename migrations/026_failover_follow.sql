@@ -1,5 +1,7 @@
--- Failover, followed through: a failback needs room, and a site set down
--- (or back) outside the API still fails over (or ends its failover).
+-- Failover, followed through: a failback needs room, a site set down (or
+-- back) outside the API still fails over (or ends its failover), and a
+-- site down during its evacuation hands the evacuation's waiting items to
+-- its failover.
 --
 -- A failback is a move like any other: it needs room at the returned site.
 -- homing_failback_due lists what a failback would queue (the snapshots still
@@ -135,8 +137,52 @@ BEGIN
     END LOOP;
 END $$;
 
+-- A site down during its evacuation: the items the evacuation had not
+-- switched over yet (pending, copying, stopping, or switching without their
+-- final move done: still active at the site, so the failover dealt with
+-- them) are the failover's now. Their transfers still open end cancelled (a
+-- bulk copy or a final move from a dead site cannot finish), the room they
+-- held at their targets is given back, and they end `skipped`, saying what
+-- the failover did with the snapshot; the evacuation then completes as
+-- usual. Items switched over already stay the evacuation's. Returns how
+-- many it handed over.
+CREATE FUNCTION homing_evacuation_hand_over(p_failover bigint) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    i record;
+    n integer := 0;
+BEGIN
+    FOR i IN SELECT it.evacuation_id, it.snapshot_id, it.target_dc, it.held_bytes,
+                    it.bulk_transfer, it.final_transfer, fi.outcome, fi.to_dc, f.datacenter_id
+             FROM failovers f
+             JOIN evacuations e ON e.datacenter_id = f.datacenter_id AND e.state = 'running'
+             JOIN evacuation_items it ON it.evacuation_id = e.id
+             JOIN failover_items fi ON fi.failover_id = f.id AND fi.snapshot_id = it.snapshot_id
+             WHERE f.id = p_failover AND NOT homing_evacuation_item_ended(it.state)
+             ORDER BY it.priority, it.snapshot_id
+             FOR UPDATE OF it
+    LOOP
+        PERFORM homing_transfer_ended(t.id, 'cancelled', 'failover of ' || i.datacenter_id)
+        FROM transfers t
+        WHERE t.id IN (i.bulk_transfer, i.final_transfer) AND t.state IN ('queued', 'running');
+        UPDATE datacenters SET reserved_bytes = greatest(reserved_bytes - i.held_bytes, 0),
+                               updated_at = now()
+        WHERE id = i.target_dc AND i.held_bytes > 0;
+        UPDATE evacuation_items SET state = 'skipped', held_bytes = 0,
+            error = format('%s went down: handed to failover %s, %s', i.datacenter_id,
+                           p_failover, CASE i.outcome
+                               WHEN 'failed_over' THEN 'failed over to ' || i.to_dc
+                               ELSE 'unrecoverable until the site returns' END),
+            finished_at = now(), updated_at = now()
+        WHERE evacuation_id = i.evacuation_id AND snapshot_id = i.snapshot_id;
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;
+
 -- The failover itself, as in 023, its events now from whoever started it
--- (source /homing/api or /homing/scheduler).
+-- (source /homing/api or /homing/scheduler), and the site's evacuation, if
+-- one runs, handing its waiting items over to it.
 CREATE OR REPLACE FUNCTION homing_failover(p_dc text, p_topic text, p_actor jsonb) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -241,5 +287,6 @@ BEGIN
                 homing_cloudevent(src || '-' || gen_random_uuid(), '/homing/' || src,
                                   'io.homing.snapshot.failed_over', now(), a.snapshot_id, data));
     END LOOP;
+    PERFORM homing_evacuation_hand_over(f);
     RETURN f;
 END $$;
