@@ -128,18 +128,148 @@ enum MHD_Result api_failovers_get(struct request *req) {
         return ret;
 }
 
+/* The failback's optional body: what to do when the site lacks room for it all. */
+static const struct api_field failback_fields[] = {
+        { "when_full", FIELD_STRING, false, false, 0, 0 },
+        { NULL, 0, false, false, 0, 0 },
+};
+
+enum when_full { WHEN_FULL_REFUSE, WHEN_FULL_QUEUE_WHAT_FITS, WHEN_FULL_QUEUE_ALL };
+
+/* The body's choice (an empty body: refuse); false after answering 4xx. */
+static bool failback_when_full(struct request *req, enum when_full *out, enum MHD_Result *reply) {
+        static const char *const names[] = { "refuse", "queue_what_fits", "queue_all" };
+        const char *v;
+        json_t *in;
+        bool ok = false;
+
+        *out = WHEN_FULL_REFUSE;
+        if (req->body_len == 0)
+                return true;
+        in = api_body_object(req, reply);
+        if (!in)
+                return false;
+        if (!api_check_fields(req, in, failback_fields, reply))
+                goto out;
+        v = json_string_value(json_object_get(in, "when_full"));
+        if (!v) {
+                ok = true;
+                goto out;
+        }
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+                if (!strcmp(v, names[i])) {
+                        *out = (enum when_full)i;
+                        ok = true;
+                        goto out;
+                }
+        *reply = api_reply_invalid(req, "/when_full", "is refuse, queue_what_fits or queue_all");
+out:
+        json_decref(in);
+        return ok;
+}
+
+/*
+ * The failback's moves against the room at the site (capacity less used
+ * and reserved bytes), locked: `*room` is what to pass homing_failback
+ * (NULL to queue all), `left` gets the snapshots that do not fit (most
+ * urgent first, so the ones beyond the room). False after answering: 409
+ * site-full under `refuse`, naming them, or 503.
+ */
+static bool failback_fits(struct request *req, const char *id, const char *dc, enum when_full mode,
+                          char *room, size_t room_size, json_t *left, enum MHD_Result *reply) {
+        struct store_result *res = NULL, *due = NULL;
+        long long free_bytes, needed = 0;
+        char detail[512];
+        bool ok = false;
+        size_t n;
+
+        {
+                const char *params[1] = { dc };
+                if (api_fetch_one(req,
+                                  "SELECT capacity_bytes - used_bytes - reserved_bytes"
+                                  " FROM datacenters WHERE id = $1 FOR UPDATE",
+                                  1, params, &res) <= 0) {
+                        *reply = api_reply_db_error(req);
+                        goto out;
+                }
+        }
+        free_bytes = (long long)store_int(res, 0, 0);
+        {
+                const char *params[1] = { id };
+                if (api_exec(
+                            req,
+                            "SELECT snapshot_id, running_bytes FROM homing_failback_due($1::bigint)"
+                            " ORDER BY priority, snapshot_id",
+                            1, params, &due) < 0) {
+                        *reply = api_reply_db_error(req);
+                        goto out;
+                }
+        }
+        n = store_rows(due);
+        for (size_t i = 0; i < n; i++)
+                if ((long long)store_int(due, i, 1) > free_bytes &&
+                    json_array_append_new(left, json_string(store_text(due, i, 0))) < 0) {
+                        *reply = api_reply_db_error(req);
+                        goto out;
+                }
+        if (n)
+                needed = (long long)store_int(due, n - 1, 1);
+        snprintf(room, room_size, "%lld", free_bytes);
+        if (json_array_size(left) == 0 || mode == WHEN_FULL_QUEUE_WHAT_FITS) {
+                ok = true;
+                goto out;
+        }
+        if (mode == WHEN_FULL_QUEUE_ALL) {
+                room[0] = '\0';
+                ok = true;
+                goto out;
+        }
+        {
+                size_t at = (size_t)snprintf(
+                        detail, sizeof(detail),
+                        "%.64s has %lld bytes free and the failback needs %lld: %zu of %zu"
+                        " snapshots do not fit (",
+                        dc, free_bytes, needed, json_array_size(left), n);
+                for (size_t i = 0; i < json_array_size(left) && at < sizeof(detail); i++)
+                        at += (size_t)snprintf(detail + at, sizeof(detail) - at, "%s%s",
+                                               i ? ", " : "",
+                                               json_string_value(json_array_get(left, i)));
+                if (at < sizeof(detail))
+                        snprintf(detail + at, sizeof(detail) - at,
+                                 "); send {\"when_full\": \"queue_what_fits\"} or"
+                                 " \"queue_all\" to choose");
+                *reply = api_reply_problem(req, 409, "site-full", "Conflict with the current state",
+                                           detail,
+                                           json_pack("{s:I, s:I, s:O}", "free_bytes",
+                                                     (json_int_t)free_bytes, "bytes_needed",
+                                                     (json_int_t)needed, "snapshots", left));
+        }
+out:
+        store_result_free(due);
+        store_result_free(res);
+        return ok;
+}
+
 /*
  * Moves back to the returned site what still runs from the failover's
- * copies (homing_failback); 409 while the site is not active. Answers 202
- * with the failover, whose levels count what is queued and done.
+ * copies (homing_failback); 409 while the site is not active. Like any
+ * move it needs room there: when the site lacks room for them all, 409
+ * site-full names the snapshots that do not fit, unless the body says
+ * {"when_full": "queue_what_fits"} (the most urgent ones that fit) or
+ * "queue_all" (the operator's choice to exceed it). Answers 202 with the
+ * failover, whose levels count what is queued and done.
  */
 enum MHD_Result api_failovers_failback(struct request *req) {
         const char *id = api_param(req, 0);
         struct store_result *res = NULL;
-        char dc[80], detail[192];
+        char dc[80], detail[192], room[24];
+        enum when_full mode;
+        json_t *left = NULL;
         long long queued;
         enum MHD_Result ret;
 
+        if (!failback_when_full(req, &mode, &ret))
+                return ret;
         /* The flow locked the failover: its site, and the site's status. */
         snprintf(dc, sizeof(dc), "%s", store_text(req->locked, 0, 0));
         if (strcmp(store_text(req->locked, 0, 1), "active") != 0) {
@@ -148,22 +278,36 @@ enum MHD_Result api_failovers_failback(struct request *req) {
                          store_text(req->locked, 0, 1));
                 return api_reply_conflict(req, "site-not-active", detail);
         }
+        left = json_array();
+        if (!left)
+                return api_reply_db_error(req);
+        if (!failback_fits(req, id, dc, mode, room, sizeof(room), left, &ret)) {
+                json_decref(left);
+                return ret;
+        }
         {
-                const char *params[2] = { id, req->api->cfg->topic_transfers };
-                if (api_fetch_one(req, "SELECT homing_failback($1::bigint, $2)", 2, params, &res) <=
-                    0) {
+                const char *params[3] = { id, req->api->cfg->topic_transfers,
+                                          room[0] ? room : NULL };
+                if (api_fetch_one(req, "SELECT homing_failback($1::bigint, $2, $3::bigint)", 3,
+                                  params, &res) <= 0) {
                         store_result_free(res);
+                        json_decref(left);
                         return api_reply_db_error(req);
                 }
         }
         queued = store_int(res, 0, 0);
         res = store_result_free(res);
         {
+                static const char *const modes[] = { "refuse", "queue_what_fits", "queue_all" };
                 const char *params[1] = { id };
+                /* What the room left behind, named in the event (queue_what_fits). */
+                if (mode != WHEN_FULL_QUEUE_WHAT_FITS)
+                        json_array_clear(left);
                 if (api_audit(req, "io.homing.failover.failback_started", dc,
-                              json_pack("{s:I, s:s, s:I}", "failover_id",
+                              json_pack("{s:I, s:s, s:I, s:s, s:o}", "failover_id",
                                         (json_int_t)strtoll(id, NULL, 10), "datacenter_id", dc,
-                                        "transfers", (json_int_t)queued)) < 0 ||
+                                        "transfers", (json_int_t)queued, "when_full", modes[mode],
+                                        "not_queued", left)) < 0 ||
                     api_fetch_one(req,
                                   "SELECT " FAILOVER_JSON
                                   "::text FROM failovers f WHERE f.id = $1::bigint",

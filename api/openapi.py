@@ -290,6 +290,11 @@ SCHEMAS = {
         "vms"]),
     "FailoverTestPage": page_of("FailoverTest"),
     "FailoverTestInput": obj({"datacenter_id": ID}, ["datacenter_id"]),
+    "FailbackInput": obj({"when_full": {
+        "type": "string", "enum": ["refuse", "queue_what_fits", "queue_all"],
+        "description": "when the site lacks room for every move: refuse (the default: 409 "
+                       "site-full naming the snapshots that do not fit), queue the most urgent "
+                       "ones that fit, or queue all of them beyond the capacity"}}, []),
     "FailoverTestReport": obj({
         "state": POWER_STATE, "reason": {"type": "string", "maxLength": 1024}}, ["state"]),
     "ProtectionPolicy": obj({
@@ -915,13 +920,18 @@ op("post", "/v1/failovers/{id}/failback", "operator", "failback",
    "move a returned site's failed-over snapshots back: only what its cached copy lacks travels",
    ok("Failover", status="202", description="the moves are queued (see the levels' "
       "failback_queued and failed_back)"),
-   [path_param("id", integer=True)], errors=READ_ERRORS + ["Conflict", "Unavailable"],
-   tag="failovers",
+   [path_param("id", integer=True)],
+   request={"required": False, "content": {"application/json": {"schema": ref("FailbackInput")}}},
+   errors=READ_ERRORS + ["Conflict"] + WRITE_ERRORS, tag="failovers",
    description="Every snapshot of the failover that still runs from the copy the failover "
                "activated (active nowhere else since) gets a move back to the site, level 1 first (reason "
                "failback). The site keeps its copy from before the failover as a cached one, "
                "which the target builds from. 409 site-not-active while the site is not "
-               "active. A second call queues only what is not queued yet.")
+               "active. Like any move it needs room there (capacity less used and reserved "
+               "bytes): when the site lacks room for them all, 409 site-full with free_bytes, "
+               "bytes_needed and the snapshots that do not fit (the least urgent beyond the "
+               "room), unless the body's when_full chooses queue_what_fits or queue_all; no "
+               "body is refuse. A second call queues only what is not queued yet.")
 op("post", "/v1/snapshots/{id}/versions", "operator", "composeVersion",
    "compose a new version: a base version with chosen items of another (its agent writes it)",
    ok("Composition", status="202", description="queued for the agent of the snapshot's "

@@ -6,7 +6,10 @@
  * many snapshots it holds), the transfers in flight as great-circle arcs,
  * and the live numbers: queue depth, decisions per minute, ingest rate.
  * Clicking a datacenter lists its snapshots and transfers; an operator can
- * drain it (or activate it again) from there. Clicking a snapshot compares
+ * drain it (or activate it again) from there, plan and run its evacuation,
+ * see its failovers (each snapshot activated from its replica, with the
+ * versions lost, or unrecoverable), fail back, and rehearse a failover
+ * (a test's throwaway VMs, then their cleanup). Clicking a snapshot compares
  * two of its versions (configuration keys side by side, a bar of the
  * changed disk regions, which the agent computes) and lets an operator pick
  * items of one to compose a new version from the other, after a
@@ -30,6 +33,9 @@
     snapshot: null,
     diff: null,
     evac: null,
+    failovers: [],
+    failover: null,
+    foTest: null,
     filesKey: null,
     lastIngest: null,
     timer: null,
@@ -399,14 +405,132 @@
     }
   }
 
+  /* ---- failovers of the selected datacenter, and its rehearsals ---------------- */
+
+  function mayAct() {
+    return state.me && (state.me.role === 'operator' || state.me.role === 'admin');
+  }
+
+  // A failed-over snapshot: where it came back and what that cost; or why it could not.
+  function outcome(i) {
+    if (i.outcome === 'unrecoverable') {
+      return i.recovered_at ? `recovered: back at ${i.from_dc}` : `unrecoverable until ${i.from_dc} returns`;
+    }
+    const lost = `${i.versions_lost} version${i.versions_lost === 1 ? '' : 's'} lost`;
+    return `activated at ${i.to_dc} from its replica (v${i.version}); ${lost}`
+      + (i.versions_lost ? ` (${bytes(i.data_loss_bytes)}, ${Math.round(i.data_loss_s)} s)` : '');
+  }
+
+  const total = (f, k) => f.levels.reduce((n, l) => n + l[k], 0);
+
+  function showFailovers(list, items) {
+    state.failovers = list;
+    const dc = state.dcs.get(state.selected);
+    const f = list.find((x) => x.id === state.failover) || null;
+    $('fo-list').tBodies[0].replaceChildren(...list.map((x) => {
+      const tr = row([x.id, x.created_at.replace('T', ' ').slice(0, 19), x.state,
+        total(x, 'failed_over'), total(x, 'unrecoverable'), total(x, 'versions_lost')]);
+      tr.dataset.id = x.id;
+      if (x === f) tr.className = 'selected';
+      return tr;
+    }));
+    $('fo-failback').hidden = !f || !mayAct() || !dc || dc.status !== 'active'
+      || total(f, 'failed_over') <= total(f, 'failback_queued');
+    if (!f) {
+      $('fo-summary').textContent = list.length ? '' : 'never failed over';
+      $('fo-snapshots').tBodies[0].replaceChildren();
+      return;
+    }
+    const queued = total(f, 'failback_queued');
+    $('fo-summary').textContent = `failover ${f.id}: ${f.state} · ${total(f, 'failed_over')} failed over `
+      + `(${total(f, 'powered_on')} powered on), ${total(f, 'unrecoverable')} unrecoverable`
+      + `${total(f, 'recovered') ? ` (${total(f, 'recovered')} recovered)` : ''}, `
+      + `${total(f, 'versions_lost')} version${total(f, 'versions_lost') === 1 ? '' : 's'} lost `
+      + `(${bytes(total(f, 'data_loss_bytes'))})`
+      + (queued ? ` · failback: ${queued} queued, ${total(f, 'failed_back')} back` : '');
+    if (items) {
+      $('fo-snapshots').tBodies[0].replaceChildren(...items.map((i) => {
+        const tr = row([i.snapshot_id, level(i.priority), outcome(i)]);
+        if (i.outcome === 'unrecoverable' && !i.recovered_at) tr.cells[2].className = 'error';
+        else if (i.versions_lost) tr.cells[2].className = 'lost';
+        return tr;
+      }));
+    }
+  }
+
+  // The latest rehearsal of the selected datacenter: what came up where.
+  function showFailoverTest(t) {
+    state.foTest = t;
+    const dc = state.dcs.get(state.selected);
+    $('fotest-start').disabled = !mayAct() || !dc || dc.status === 'down' || (t && t.state === 'running');
+    $('fotest-start').title = !mayAct() ? 'needs an operator or admin token'
+      : dc && dc.status === 'down' ? 'the site is down: its failover is real'
+        : 'a rehearsal: a throwaway VM at each replica site; nothing real changes';
+    $('fotest-cleanup').hidden = !t || t.state !== 'running' || !mayAct();
+    if (!t) {
+      $('fotest-summary').textContent = 'no failover test yet';
+      return;
+    }
+    const c = t.counts;
+    const sites = [...new Set(t.vms.map((v) => v.datacenter_id))].join(', ');
+    const failed = t.vms.find((v) => v.state === 'failed');
+    $('fotest-summary').textContent = `failover test ${t.id}: ${t.state} · `
+      + (c.vms ? `${c.vms} VM${c.vms === 1 ? '' : 's'} at ${sites}: ${c.powered_on} powered on, `
+        + `${c.failed} failed, ${c.pending} pending, ${c.powered_off} off${failed ? ` · ${failed.reason}` : ''}`
+        : 'no snapshot here has a warm replica');
+    $('fotest-summary').className = failed ? 'error' : 'muted';
+  }
+
+  async function loadFailovers(id) {
+    const q = encodeURIComponent(id);
+    const [list, tests] = await Promise.all([
+      api('GET', `/v1/failovers?datacenter_id=${q}&limit=20`),
+      api('GET', '/v1/failover-tests?limit=50'),
+    ]);
+    if (state.selected !== id) return;
+    const fos = list.data.items;
+    if (!fos.some((f) => f.id === state.failover)) state.failover = fos.length ? fos[0].id : null;
+    let items = null;
+    if (state.failover) {
+      const fid = state.failover;
+      items = (await api('GET', `/v1/failovers/${fid}/snapshots?limit=100`)).data.items;
+      if (state.selected !== id || state.failover !== fid) return;
+    }
+    showFailovers(fos, items);
+    showFailoverTest(tests.data.items.find((t) => t.datacenter_id === id) || null);
+  }
+
+  async function failoverAction(action) {
+    const id = state.selected;
+    try {
+      if (action === 'test') {
+        message(`rehearsing the failover of ${id}…`);
+        const { data } = await api('POST', '/v1/failover-tests', { datacenter_id: id });
+        message('the test VMs come up at the replica sites; clean them up when you have seen them');
+        showFailoverTest(data);
+      } else if (action === 'cleanup') {
+        const { data } = await api('POST', `/v1/failover-tests/${state.foTest.id}/cleanup`);
+        message('the test VMs are powered off and deleted');
+        showFailoverTest(data);
+      } else {
+        const { data } = await api('POST', `/v1/failovers/${state.failover}/failback`);
+        message(`failing back to ${id}: only what changed since its copy travels`);
+        showFailovers(state.failovers.map((f) => (f.id === data.id ? data : f)), null);
+      }
+    } catch (e) {
+      message(e.status === 403 ? 'your token may not do this (operator role needed)' : e.message, true);
+    }
+  }
+
   async function select(id) {
     state.selected = id;
     state.evac = null;
+    state.failover = null;
     message('');
     showPanel();
     drawDatacenters();
     try {
-      await Promise.all([loadPanelLists(id), loadEvacuation(id)]);
+      await Promise.all([loadPanelLists(id), loadEvacuation(id), loadFailovers(id)]);
     } catch (e) {
       message(e.message, true);
     }
@@ -671,6 +795,7 @@
         showPanel();
         loadPanelLists(state.selected).catch(() => {});
         loadEvacuation(state.selected).catch(() => {});
+        loadFailovers(state.selected).catch(() => {});
       }
       $('conn').textContent = `live · ${new Date().toLocaleTimeString()}`;
       $('conn').className = 'ok';
@@ -760,6 +885,15 @@
     $('evac-plan').addEventListener('click', () => evacuate('plan'));
     $('evac-run').addEventListener('click', () => evacuate('execute'));
     $('evac-cancel').addEventListener('click', () => evacuate('cancel'));
+    $('fotest-start').addEventListener('click', () => failoverAction('test'));
+    $('fotest-cleanup').addEventListener('click', () => failoverAction('cleanup'));
+    $('fo-failback').addEventListener('click', () => failoverAction('failback'));
+    $('fo-list').tBodies[0].addEventListener('click', (evt) => {
+      const tr = evt.target.closest('tr');
+      if (!tr) return;
+      state.failover = Number(tr.dataset.id);
+      loadFailovers(state.selected).catch((e) => message(e.message, true));
+    });
     if (state.token) start();
     else askForToken('');
   }

@@ -153,6 +153,9 @@ void scheduler_keep_replicas(struct scheduler *s);
 /* One step of every running evacuation (evacuate.c), by one scheduler at a time. */
 void scheduler_run_evacuations(struct scheduler *s);
 
+/* Fails over the sites set down outside the API, ends those set back (failover.c). */
+void scheduler_follow_failovers(struct scheduler *s);
+
 /* ---- decide.c: the policy over a batch ---- */
 
 /* Runs the policy over report i; its effects are gathered in `s` for the commit. */

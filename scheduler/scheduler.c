@@ -458,6 +458,7 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                 if (time(NULL) - s.world_loaded_at >= cfg->catalog_refresh_s) {
                         /* Between batches: no decision holds a site index meanwhile. */
                         world_load(s.world, s.db);
+                        scheduler_follow_failovers(&s);
                         scheduler_cancel_outside_zones(&s);
                         scheduler_forget_changed_users(&s);
                         s.world_loaded_at = time(NULL);

@@ -7,10 +7,17 @@
 // screenshots the confirmation and confirms. Prints one JSON line of what
 // it saw; exits non-zero when something is missing.
 //
-//   node dashboard.mjs URL TOKEN DATACENTER_ID SCREENSHOT.png [SNAPSHOT_ID DIFF.png KEY]
+// With EVAC.png it plans and runs the datacenter's evacuation; with a
+// FAILED datacenter (declared down) it rehearses a failover of the first
+// one and cleans it up, then opens the failed one's failover, activates it
+// and fails back.
+//
+//   node dashboard.mjs URL TOKEN DATACENTER_ID SCREENSHOT.png [SNAPSHOT_ID DIFF.png KEY
+//                      [EVAC.png [FAILED_ID FAILOVER.png]]]
 import { chromium } from 'playwright-core';
 
-const [url, token, dcId, screenshot, snapshotId, diffShot, key, evacShot] = process.argv.slice(2);
+const [url, token, dcId, screenshot, snapshotId, diffShot, key, evacShot, failedDc, foShot] =
+  process.argv.slice(2);
 if (!screenshot) {
   console.error('usage: node dashboard.mjs URL TOKEN DATACENTER_ID SCREENSHOT.png');
   process.exit(2);
@@ -113,6 +120,44 @@ try {
     await page.waitForFunction(() => document.getElementById('snap-message').textContent.includes('queued'),
       null, { timeout: 10000 });
     seen.composeMessage = await page.textContent('#snap-message');
+  }
+
+  if (failedDc) {
+    const waitText = (id, text) => page.waitForFunction(
+      ([i, t]) => document.getElementById(i).textContent.includes(t), [id, text], { timeout: 15000 });
+    const cells = (sel) => page.locator(sel).evaluateAll(
+      (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
+    // A rehearsal of this datacenter's failover, then its cleanup.
+    await page.click('#fotest-start');
+    await waitText('fotest-summary', 'running');
+    seen.foTestRunning = await page.textContent('#fotest-summary');
+    await page.click('#fotest-cleanup');
+    await waitText('fotest-summary', 'cleaned');
+    seen.foTestCleaned = await page.textContent('#fotest-summary');
+    // The failed datacenter: its failovers, each snapshot's outcome. (Its
+    // neighbours on the map cover part of its dot: chosen by keyboard.)
+    await page.focus(`circle.dc[data-id="${failedDc}"]`);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector(`#dc-panel[data-id="${failedDc}"]`, { state: 'visible' });
+    await page.waitForFunction(() => document.querySelectorAll('#fo-snapshots tbody tr').length > 0,
+      null, { timeout: 15000 });
+    seen.foList = await cells('#fo-list tbody tr');
+    seen.foSummary = await page.textContent('#fo-summary');
+    seen.foSnapshots = await cells('#fo-snapshots tbody tr');
+    seen.foFailbackWhileDown = await page.isVisible('#fo-failback');
+    seen.foTestWhileDown = await page.isDisabled('#fotest-start');
+    await page.locator('#tooltip').evaluate((n) => { n.hidden = true; });
+    await page.screenshot({ path: foShot });
+    seen.foScreenshot = foShot;
+    // Back: activate it, then fail back from the panel.
+    await page.click('#activate');
+    await page.waitForSelector('#fo-failback', { state: 'visible', timeout: 15000 });
+    await waitText('fo-summary', 'recovered');
+    seen.foBack = await page.textContent('#fo-summary');
+    await page.click('#fo-failback');
+    await waitText('fo-summary', 'failback:');
+    seen.foFailback = await page.textContent('#fo-summary');
+    seen.foFailbackAfter = await page.isVisible('#fo-failback');
   }
 } catch (e) {
   failed = String(e);

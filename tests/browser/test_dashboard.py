@@ -7,7 +7,11 @@ two versions compared side by side (configuration keys, a bar of the
 changed disk regions) and a new version composed of chosen items, after a
 confirmation that says what will change (the composition is queued in
 PostgreSQL with exactly those items, and its audit event names who
-clicked); and the screenshots are kept in the results folder."""
+clicked); an evacuation planned and run; a failover rehearsed and cleaned
+up; a down datacenter's failover (each snapshot activated from its replica
+with the versions lost, or unrecoverable), then the site activated and
+failed back from the page; and the screenshots are kept in the results
+folder."""
 import csv
 import importlib.util
 import json
@@ -29,6 +33,8 @@ database, topics, db = fixtures.database, fixtures.topics, fixtures.db  # pytest
 
 RESULTS = Path(os.environ.get("HOMING_STATE_DIR", ROOT / ".state" / "test")) / "results"
 TARGET = "aws-eu-west-3"  # Paris: drained from the page
+FAILED = "gcp-europe-west3"  # Frankfurt: declared down, its failover seen from the page
+REPLICA_SITE = "aws-eu-central-1"
 IN_FLIGHT = [("aws-ap-northeast-1", "aws-eu-west-3", "running"),
              ("aws-us-east-1", "aws-eu-west-3", "queued"),
              ("aws-sa-east-1", "aws-us-east-1", "queued"),
@@ -114,6 +120,26 @@ def seed_versions(db):
                " %s)", (DIFF_SNAPSHOT, TARGET, json.dumps(FILES)))
 
 
+def seed_failover(db):
+    """Two snapshots at FAILED with warm replicas at REPLICA_SITE: one current,
+    one a version (4 KiB changed) behind. The others there have none."""
+    for name, level, newest in (("fo-current", 1, 1), ("fo-behind", 2, 2)):
+        snap = fixtures.seed_snapshot(db, f"u-{name}", FAILED, snapshot=f"snap-{name}")
+        db.execute("UPDATE snapshots SET priority = %s, version = %s WHERE id = %s",
+                   (level, newest, snap))
+        for v in range(1, newest + 1):
+            db.execute("INSERT INTO snapshot_versions (snapshot_id, version, content_sha256,"
+                       " size_bytes, virtual_size, changed_bytes, datacenter_id, created_at)"
+                       " VALUES (%s, %s, repeat(%s, 64), 8192, 65536, %s, %s,"
+                       " now() - make_interval(mins => 10 - %s))",
+                       (snap, v, str(v), 4096 if v > 1 else None, FAILED, v))
+        copy = db.execute("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+                          " VALUES (%s, %s, 1, false) RETURNING id",
+                          (snap, REPLICA_SITE)).fetchone()[0]
+        db.execute("INSERT INTO replicas (snapshot_id, datacenter_id, placement_id)"
+                   " VALUES (%s, %s, %s)", (snap, REPLICA_SITE, copy))
+
+
 @pytest.fixture(scope="module")
 def homing(database, db, topics, tmp_path_factory):
     h = fixtures.Homing(database, topics, "test-browser", "serve",
@@ -121,6 +147,7 @@ def homing(database, db, topics, tmp_path_factory):
     h.migrate()
     h.n_datacenters = load_demo_catalog(db)
     seed_versions(db)
+    seed_failover(db)
     h.start()
     yield h
     h.stop()
@@ -131,11 +158,17 @@ def test_the_dashboard_shows_the_map_and_drains_a_datacenter(homing, db):
     screenshot = RESULTS / "dashboard.png"
     diff_shot = RESULTS / "dashboard-diff.png"
     evac_shot = RESULTS / "dashboard-evacuation.png"
+    fo_shot = RESULTS / "dashboard-failover.png"
     token = homing.token("operator", "dashboard-test")
+    # FAILED is lost: its failover (the API's) is what the page shows.
+    homing.json("PUT", f"/v1/datacenters/{FAILED}/status", {"status": "down"},
+                token=homing.token("operator", "failover-test"))
+    unrecoverable = db.execute("SELECT count(*) FROM placements WHERE datacenter_id = %s"
+                               " AND active", (FAILED,)).fetchone()[0]
     proc = subprocess.run(["node", str(HERE / "dashboard.mjs"), homing.url, token, TARGET,
                            str(screenshot), DIFF_SNAPSHOT, str(diff_shot), "/vcpus",
-                           str(evac_shot)], cwd=HERE,
-                          capture_output=True, text=True, timeout=120)
+                           str(evac_shot), FAILED, str(fo_shot)], cwd=HERE,
+                          capture_output=True, text=True, timeout=180)
     assert proc.stdout.strip(), proc.stderr
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert proc.returncode == 0 and seen["failed"] is None, f"{seen['failed']}\n{proc.stderr[-2000:]}"
@@ -213,3 +246,42 @@ def test_the_dashboard_shows_the_map_and_drains_a_datacenter(homing, db):
     assert event["type"] == "io.homing.snapshot.composition_requested"
     assert event["data"]["actor"]["name"] == "dashboard-test"
     assert diff_shot.stat().st_size > 20_000
+
+    # The rehearsal at the drained datacenter: the lagging snapshot's throwaway
+    # VM at its replica's site, never started, cleaned up from the page.
+    test_id, test_state = db.execute("SELECT id, state FROM failover_tests WHERE"
+                                     " datacenter_id = %s", (TARGET,)).fetchone()
+    assert test_state == "cleaned"
+    assert seen["foTestRunning"] == (f"failover test {test_id}: running · 1 VM at aws-us-east-1:"
+                                     " 0 powered on, 0 failed, 1 pending, 0 off")
+    assert seen["foTestCleaned"].startswith(f"failover test {test_id}: cleaned · 1 VM")
+    # The failed datacenter's failover: its row, each snapshot's outcome, the loss.
+    fid, created = db.execute("SELECT id, to_char(created_at AT TIME ZONE 'UTC',"
+                              " 'YYYY-MM-DD HH24:MI:SS') FROM failovers WHERE datacenter_id = %s",
+                              (FAILED,)).fetchone()
+    assert seen["foList"] == [[str(fid), created, "open", "2", str(unrecoverable), "1"]]
+    assert seen["foSummary"] == (f"failover {fid}: open · 2 failed over (0 powered on), "
+                                 f"{unrecoverable} unrecoverable, 1 version lost (4.0 KiB)")
+    outcomes = {r[0]: r[1:] for r in seen["foSnapshots"]}
+    assert len(outcomes) == unrecoverable + 2
+    assert outcomes["snap-fo-current"] == ["1 (most urgent)", f"activated at {REPLICA_SITE} from"
+                                           " its replica (v1); 0 versions lost"]
+    assert re.fullmatch(rf"activated at {REPLICA_SITE} from its replica \(v1\); 1 version lost"
+                        r" \(4.0 KiB, \d+ s\)", outcomes["snap-fo-behind"][1])
+    assert sum(o[1] == f"unrecoverable until {FAILED} returns"
+               for o in outcomes.values()) == unrecoverable
+    # No failback while it is down, nor a rehearsal of a real failover.
+    assert seen["foFailbackWhileDown"] is False and seen["foTestWhileDown"] is True
+    assert fo_shot.stat().st_size > 50_000
+    # Back, then failed back from the page: a move home for each of the two.
+    assert seen["foBack"].startswith(f"failover {fid}: ended · 2 failed over")
+    assert f"{unrecoverable} unrecoverable ({unrecoverable} recovered)" in seen["foBack"]
+    assert seen["foFailback"].endswith("· failback: 2 queued, 0 back"), seen["foFailback"]
+    assert seen["foFailbackAfter"] is False
+    moves = db.execute("SELECT snapshot_id, from_dc, to_dc, reason FROM transfers"
+                       " WHERE reason = 'failback' ORDER BY snapshot_id").fetchall()
+    assert moves == [("snap-fo-behind", REPLICA_SITE, FAILED, "failback"),
+                     ("snap-fo-current", REPLICA_SITE, FAILED, "failback")]
+    event = db.execute("SELECT payload FROM outbox WHERE payload->>'type' ="
+                       " 'io.homing.failover.failback_started'").fetchone()[0]
+    assert event["data"]["actor"]["name"] == "dashboard-test"
