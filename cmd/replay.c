@@ -609,6 +609,58 @@ static void goal(const char *what, double value, double bound) {
                value <= bound ? "met" : "not met");
 }
 
+/* The three goals: a policy's figure over a yardstick's, and its bound. */
+enum { GOAL_ORACLE, GOAL_HOME, GOAL_NAIVE, N_GOALS };
+static const char *const goal_names[N_GOALS] = { "oracle_distance", "home_distance",
+                                                 "naive_transfers" };
+static const char *const goal_words[N_GOALS] = { "mean distance / the oracle's <= 1.5",
+                                                 "mean distance / fixed home's <= 0.5",
+                                                 "transfers / the naive policy's <= 0.2" };
+static const double goal_bounds[N_GOALS] = { 1.5, 0.5, 0.2 };
+
+static double mean_of(const struct replay_figures *f, bool at_restores) {
+        return at_restores ? f->restores.mean_m : f->reports.mean_m;
+}
+
+/* Policy i's ratio for each goal; NAN where the yardstick is not run or is 0. */
+static void goal_ratios(const struct policy_set *set, const struct replay_figures *f,
+                        bool at_restores, size_t i, double out[N_GOALS]) {
+        long by[N_GOALS] = { set->oracle, set->home, set->naive };
+        for (int g = 0; g < N_GOALS; g++) {
+                double num, den;
+                if (by[g] < 0) {
+                        out[g] = NAN;
+                        continue;
+                }
+                num = g == GOAL_NAIVE ? (double)f[i].transfers : mean_of(&f[i], at_restores);
+                den = g == GOAL_NAIVE ? (double)f[by[g]].transfers
+                                      : mean_of(&f[by[g]], at_restores);
+                out[g] = den > 0 ? num / den : NAN;
+        }
+}
+
+/* Which swept settings meet each goal: what a sweep is run to find. */
+static void print_sweep_goals(const struct policy_set *set, const struct replay_figures *f,
+                              bool at_restores) {
+        printf("\nthe swept settings that meet each goal:\n");
+        for (int g = 0; g < N_GOALS; g++) {
+                size_t met = 0, swept = 0;
+                printf("  %s:", goal_words[g]);
+                for (size_t i = 0; i < set->n; i++) {
+                        double ratio[N_GOALS];
+                        if (!set->swept[i])
+                                continue;
+                        swept++;
+                        goal_ratios(set, f, at_restores, i, ratio);
+                        if (ratio[g] <= goal_bounds[g]) {
+                                printf("%s %s (%.3f)", met ? "," : "", set->v[i].name, ratio[g]);
+                                met++;
+                        }
+                }
+                printf("%s\n", met == 0 ? " none" : met == swept ? " (all of them)" : "");
+        }
+}
+
 static int report(struct run *run) {
         struct policy_set *set = run->set;
         struct replay_figures f[MAX_POLICIES] = { 0 };
@@ -678,6 +730,15 @@ static int report(struct run *run) {
                         goal("transfers / the naive policy's",
                              (double)h->transfers / (double)f[set->naive].transfers, 0.2);
         }
+        if (set->homing >= 0 && set->oracle >= 0 && set->home >= 0 &&
+            mean_of(&f[set->home], at_restores) > 0)
+                /* no policy is nearer than the oracle: the least a policy's ratio can be */
+                printf("  %-44s %6.3f  (no policy can be below it)\n",
+                       "the oracle's mean distance / fixed home's",
+                       mean_of(&f[set->oracle], at_restores) / mean_of(&f[set->home], at_restores));
+        if (set->n > 0 && set->swept[set->n - 1] &&
+            (set->oracle >= 0 || set->home >= 0 || set->naive >= 0))
+                print_sweep_goals(set, f, at_restores);
 
         if (!run->o->json)
                 return 0;
@@ -713,6 +774,18 @@ static int report(struct run *run) {
                                           "dwell_reports", p->min_reports, "cooldown_s",
                                           (json_int_t)(p->cooldown_ms / 1000), "max_moves_per_day",
                                           p->max_moves_per_day, "km_per_gib", p->km_per_gib));
+                if (row && set->v[i].kind == REPLAY_ENGINE) {
+                        double ratio[N_GOALS];
+                        json_t *goals = json_object();
+                        goal_ratios(set, f, at_restores, i, ratio);
+                        for (int g = 0; goals && g < N_GOALS; g++)
+                                if (isfinite(ratio[g]) &&
+                                    json_object_set_new(goals, goal_names[g], json_real(ratio[g])) <
+                                            0)
+                                        r = -1;
+                        if (json_object_set_new(row, "goals", goals) < 0)
+                                r = -1;
+                }
                 if (row && json_object_set_new(row, "peaks", peaks_json(run, i)) < 0)
                         r = -1;
                 if (row && json_object_set_new(row, "transfers_per_day", days_json(run, i)) < 0)

@@ -22,6 +22,8 @@
  * 1,800 bins reach past the antipode (20,004 km is bin 1,690). */
 #define N_BINS 1800
 #define BIN_BASE 1.01
+#define REPLAY_MEMO 8
+#define REPLAY_MAX_CHECKS 64 /* policies whose check is remembered for the next */
 
 struct hist {
         uint64_t bins[N_BINS];
@@ -144,6 +146,7 @@ struct user {
 
 struct policy_state {
         struct replay_policy policy;
+        size_t same_checks; /* the first policy with the same credibility rules (maybe itself) */
         struct hist restores, reports;
         size_t transfers, arrived, cancelled, flaps;
         uint64_t bytes;
@@ -174,6 +177,12 @@ void replay_naive(struct engine_policy *p) {
         p->km_per_gib = 0;
 }
 
+/* Policies with the same credibility rules judge every report alike: it is judged once. */
+static bool same_credibility(const struct engine_policy *a, const struct engine_policy *b) {
+        return a->max_accuracy_m == b->max_accuracy_m && a->max_speed_mps == b->max_speed_mps &&
+               a->max_future_skew_ms == b->max_future_skew_ms;
+}
+
 int replay_new(const struct engine_context *ctx, const struct replay_params *params,
                const struct replay_policy *policies, size_t n_policies, replay_event_fn on_event,
                void *event_ctx, struct replay **out) {
@@ -199,6 +208,12 @@ int replay_new(const struct engine_context *ctx, const struct replay_params *par
         for (size_t i = 0; i < n_policies; i++) {
                 struct policy_state *ps = &r->policies[i];
                 ps->policy = policies[i];
+                ps->same_checks = i;
+                for (size_t j = 0; j < i; j++)
+                        if (same_credibility(&policies[j].engine, &policies[i].engine)) {
+                                ps->same_checks = j;
+                                break;
+                        }
                 ps->at_site = calloc(r->n_sites + 1, sizeof(*ps->at_site));
                 ps->peak = calloc(r->n_sites + 1, sizeof(*ps->peak));
                 if (!ps->at_site || !ps->peak) {
@@ -240,6 +255,27 @@ static double distance_to(const struct replay *r, uint32_t site, double lat, dou
         if (site == ENGINE_NO_SITE || geo_index_site(r->ctx->index, site, &info) < 0)
                 return INFINITY;
         return geo_distance_m(lat, lon, info.lat, info.lon);
+}
+
+/* The distances to sites measured for one event: policies often hold the same site. */
+struct near_memo {
+        size_t n;
+        uint32_t site[REPLAY_MEMO];
+        double m[REPLAY_MEMO];
+};
+
+static double memo_distance(const struct replay *r, struct near_memo *memo, uint32_t site,
+                            double lat, double lon) {
+        double m;
+        for (size_t k = 0; k < memo->n; k++)
+                if (memo->site[k] == site)
+                        return memo->m[k];
+        m = distance_to(r, site, lat, lon);
+        if (memo->n < REPLAY_MEMO) {
+                memo->site[memo->n] = site;
+                memo->m[memo->n++] = m;
+        }
+        return m;
 }
 
 static void hold(struct policy_state *ps, uint32_t site, int delta) {
@@ -417,6 +453,8 @@ static struct engine_device *device_get(struct replay *r, const char *id) {
 int replay_report(struct replay *r, const struct report *rep) {
         struct user *u = table_find(&r->users, rep->user_id);
         struct engine_device *dev;
+        struct near_memo memo = { 0 };
+        enum engine_reason checked[REPLAY_MAX_CHECKS];
 
         if (!u && !(u = user_add(r, rep->user_id, rep->lat, rep->lon)))
                 return -ENOMEM;
@@ -429,19 +467,30 @@ int replay_report(struct replay *r, const struct report *rep) {
         for (size_t i = 0; i < r->n_policies; i++) {
                 struct policy_state *ps = &r->policies[i];
                 struct placement *pl = &u->p[i];
+                size_t same = ps->same_checks;
+                enum engine_reason why;
                 uint32_t site;
                 int err;
 
                 advance(r, i, u, rep->ts_ms);
-                if (engine_check_report(&ps->policy.engine, &dev[i], rep->lat, rep->lon,
-                                        rep->accuracy_m, rep->ts_ms, rep->received_ms) != ENGINE_OK)
+                if (same < i && same < REPLAY_MAX_CHECKS) {
+                        /* the same rules over the same reports: the same answer and device */
+                        why = checked[same];
+                        dev[i] = dev[same];
+                } else {
+                        why = engine_check_report(&ps->policy.engine, &dev[i], rep->lat, rep->lon,
+                                                  rep->accuracy_m, rep->ts_ms, rep->received_ms);
+                }
+                if (i < REPLAY_MAX_CHECKS)
+                        checked[i] = why;
+                if (why != ENGINE_OK)
                         continue;
                 site = pl->s.current;
                 if (ps->policy.kind == REPLAY_ORACLE &&
                     (err = oracle_at(r, i, u, rep->lat, rep->lon, rep->ts_ms, &site)) < 0)
                         return err;
                 if (site != ENGINE_NO_SITE)
-                        hist_add(&ps->reports, distance_to(r, site, rep->lat, rep->lon));
+                        hist_add(&ps->reports, memo_distance(r, &memo, site, rep->lat, rep->lon));
                 if (ps->policy.kind == REPLAY_ENGINE && (err = decide(r, i, u, rep)) < 0)
                         return err;
         }
@@ -450,6 +499,7 @@ int replay_report(struct replay *r, const struct report *rep) {
 
 int replay_restore(struct replay *r, const char *user_id, double lat, double lon, int64_t ts_ms) {
         struct user *u = table_find(&r->users, user_id);
+        struct near_memo memo = { 0 };
 
         if (!u)
                 return 1;
@@ -464,7 +514,7 @@ int replay_restore(struct replay *r, const char *user_id, double lat, double lon
                     (err = oracle_at(r, i, u, lat, lon, ts_ms, &site)) < 0)
                         return err;
                 if (site != ENGINE_NO_SITE)
-                        hist_add(&ps->restores, distance_to(r, site, lat, lon));
+                        hist_add(&ps->restores, memo_distance(r, &memo, site, lat, lon));
         }
         return 0;
 }

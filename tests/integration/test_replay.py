@@ -168,3 +168,59 @@ def test_a_simulated_fleet_replayed_moves_as_the_live_scheduler_moved(homing, db
     replayed = sorted((e["user_id"], e["from"], e["to"], e["ts"][:19] + "Z") for e in events
                       if e["event"] == "queued" and e["user_id"] in first)
     assert replayed == sorted((u, f, t, ts[:19] + "Z") for u, f, t, ts in live)
+
+
+def test_a_sweep_says_which_settings_meet_each_goal(tmp_path):
+    """A file and a CSV catalog, no stack: one user at x takes a trip to y
+    (222 km) and one to z (4,450 km), restoring 111 km north of each. A
+    margin of 0 follows both trips (near the oracle, far under the fixed
+    home); a margin of 5,000 km never moves (the fixed home, no transfers).
+    The table says which swept settings meet which goal, and the oracle's
+    own ratio to the fixed home; --json gives every engine policy's ratios."""
+    catalog = tmp_path / "sites.csv"
+    catalog.write_text("id,lat,lon\nx,0,0\ny,0,2\nz,0,40\n")
+    t0 = 1767571200  # 2026-01-05T00:00:00Z
+    lines = []
+
+    def at(h, lon):
+        ts = t0 + h * HOUR
+        lines.append(json.dumps({"device_id": "d-1", "user_id": "u-1", "lat": 0, "lon": lon,
+                                 "accuracy_m": 10, "ts": rfc3339(ts),
+                                 "received_at": rfc3339(ts + 1)}))
+
+    def restore(h, lon):
+        lines.append(json.dumps({"restore": {"user_id": "u-1", "ts": rfc3339(t0 + h * HOUR),
+                                             "lat": 1, "lon": lon}}))
+
+    for base, lon in ((0, 2), (36, 40)):  # six hours between places: no speed limit
+        for h in range(0, 3):
+            at(base + h, 0)
+        for h in range(8, 18):
+            at(base + h, lon)
+        restore(base + 14, lon)
+        for h in range(23, 30):
+            at(base + h, 0)
+    restore(65, 0)
+    history = tmp_path / "history.jsonl"
+    history.write_text("\n".join(lines) + "\n")
+    figures = tmp_path / "figures.json"
+    out = subprocess.run([HOMING_BIN, "replay", "--history", str(history), "--catalog",
+                          str(catalog), "--snapshot-gib", "1", "--json", str(figures),
+                          "--sweep-x", "move-margin-m=0,5000000"],
+                         capture_output=True, text=True, check=True).stdout
+    goals = out[out.index("the swept settings that meet each goal:"):].splitlines()
+    assert goals[1].startswith("  mean distance / the oracle's <= 1.5: move-margin-m=0 (")
+    assert "move-margin-m=5e+06" not in goals[1]
+    assert goals[2].startswith("  mean distance / fixed home's <= 0.5: move-margin-m=0 (")
+    assert "move-margin-m=5e+06" not in goals[2]
+    assert goals[3] == "  transfers / the naive policy's <= 0.2: move-margin-m=5e+06 (0.000)"
+    policies = {p["name"]: p for p in json.loads(figures.read_text())["policies"]}
+    oracle, home = (policies[n]["restores"]["mean_km"] for n in ("oracle", "home"))
+    assert f"the oracle's mean distance / fixed home's     {oracle / home:.3f}" in out
+    never = policies["move-margin-m=5e+06"]
+    assert never["transfers"] == 0 and never["goals"]["naive_transfers"] == 0
+    assert never["goals"]["home_distance"] == pytest.approx(1.0)
+    follows = policies["move-margin-m=0"]
+    assert follows["transfers"] == 4 == policies["naive"]["transfers"]
+    assert follows["goals"]["oracle_distance"] == pytest.approx(1.0, rel=0.01)
+    assert "goals" not in policies["oracle"]

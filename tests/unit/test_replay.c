@@ -279,6 +279,50 @@ TEST(transfers_are_counted_by_day_in_any_order) {
         run_fini(&run);
 }
 
+/* Policies judge reports by their own credibility rules, those with the same rules alike
+ * (the replay judges a report once for them): too coarse a fix for one, too fast a hop for
+ * another, two naive policies that both move. */
+TEST(each_policy_judges_reports_by_its_own_rules) {
+        struct world w;
+        struct replay *r = NULL;
+        struct replay_policy p[4] = {
+                { .name = "fine", .kind = REPLAY_ENGINE },
+                { .name = "naive", .kind = REPLAY_ENGINE },
+                { .name = "naive-too", .kind = REPLAY_ENGINE },
+                { .name = "slow", .kind = REPLAY_ENGINE },
+        };
+        struct replay_figures f[4];
+        struct report rep = { .lat = 0, .accuracy_m = 10 };
+        const int city[3] = { X, Y, Y };
+        const int64_t at[3] = { T0, T0 + 3 * HOUR_MS, T0 + 4 * HOUR_MS };
+
+        world_init(&w);
+        for (int i = 0; i < 4; i++) {
+                engine_policy_defaults(&p[i].engine);
+                replay_naive(&p[i].engine);
+        }
+        p[0].engine.max_accuracy_m = 5;
+        p[3].engine.max_speed_mps = 1; /* 222 km in 3 h is 20 m/s */
+        CHECK(replay_new(&w.ctx, &(struct replay_params){ 10 * GIB, (double)GIB }, p, 4, NULL, NULL,
+                         &r) == 0);
+        strcpy(rep.user_id, "u-1");
+        strcpy(rep.device_id, "d-1");
+        for (int k = 0; k < 3; k++) {
+                rep.lon = lon_of[city[k]];
+                rep.ts_ms = at[k];
+                rep.received_ms = at[k] + 1000;
+                CHECK(replay_report(r, &rep) == 0);
+        }
+        for (int i = 0; i < 4; i++)
+                CHECK(replay_figures(r, (size_t)i, &f[i]) == 0);
+        CHECK(f[0].reports.n == 0 && f[0].transfers == 0);
+        CHECK(f[1].reports.n == 3 && f[1].transfers == 1);
+        CHECK(f[2].reports.n == 3 && f[2].transfers == 1);
+        CHECK(f[3].reports.n == 1 && f[3].transfers == 0);
+        r = replay_free(r);
+        geo_index_unref(w.index);
+}
+
 TEST(pareto_front_keeps_the_undominated) {
         double x[] = { 1, 2, 3, 2, 1 }, y[] = { 5, 3, 1, 4, 5 };
         bool front[5];
@@ -295,4 +339,5 @@ TAP_MAIN(TAP_TEST(bad_params_are_refused),
          TAP_TEST(a_superseded_transfer_counts_what_it_sent),
          TAP_TEST(a_transfer_at_almost_no_bandwidth_never_arrives),
          TAP_TEST(transfers_are_counted_by_day_in_any_order),
+         TAP_TEST(each_policy_judges_reports_by_its_own_rules),
          TAP_TEST(pareto_front_keeps_the_undominated))
