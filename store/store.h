@@ -61,7 +61,9 @@ int store_exec(struct store *s, const char *sql, int n_params, const char *const
  * store_exec says it; the statements after a failed one do not run, every
  * `out` is left NULL, and a transaction begun in it is left aborted (call
  * store_rollback). Statements whose answers are large do not belong here:
- * nothing is read until the end.
+ * nothing is read until the end. A pipeline's statements are prepared on
+ * the connection the first time their text is sent (up to 64 texts), and
+ * run by name after that: parsed and planned once per connection.
  */
 int store_pipeline_begin(struct store *s) MUST_CHECK;
 int store_pipeline_end(struct store *s) MUST_CHECK;
