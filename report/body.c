@@ -5,7 +5,7 @@
  * duplicate members, depth) so that exactly the bodies Jansson refuses are
  * refused, and the reports are validated from the tokens with the rules of
  * report_from_json. Their numbers stay the text they came as, for the Kafka
- * record.
+ * record. The scheduler reads the records back the same way (report_decode).
  */
 #include "report/report.h"
 
@@ -553,9 +553,10 @@ static int fail(struct report_error *err, const char *pointer, const char *detai
 }
 
 /* received_at is not here: the API sets it, never the device. */
-enum member { M_DEVICE_ID, M_USER_ID, M_LAT, M_LON, M_ACCURACY_M, M_TS, N_MEMBERS };
-static const char *const member_names[N_MEMBERS] = { "device_id", "user_id",    "lat",
-                                                     "lon",       "accuracy_m", "ts" };
+/* received_at last: the API stamps it, so only a Kafka record may hold it. */
+enum member { M_DEVICE_ID, M_USER_ID, M_LAT, M_LON, M_ACCURACY_M, M_TS, M_RECEIVED_AT, N_MEMBERS };
+static const char *const member_names[N_MEMBERS] = { "device_id",  "user_id", "lat",        "lon",
+                                                     "accuracy_m", "ts",      "received_at" };
 
 static int read_id(const struct report_body *b, const jsmntok_t *t, const char *name,
                    char out[REPORT_ID_MAX + 1], struct report_error *err) {
@@ -599,11 +600,31 @@ static int read_number(const struct report_body *b, const jsmntok_t *t, const ch
         return 0;
 }
 
-int report_body_next(struct report_body *b, const struct report_limits *limits,
-                     struct report_read *out, struct report_error *err) {
+/* A date-time string token to Unix milliseconds. Returns 0, -EINVAL or -ENOMEM. */
+static int read_time(const struct report_body *b, const jsmntok_t *t, int64_t *ms) {
+        char inline_text[REPORT_TIME_LEN];
+        /* Any number of fraction digits is a time: a long one is decoded on the heap. */
+        size_t n = (size_t)(t->end - t->start) + 1;
+        char *text;
+        int e;
+
+        if (t->type != JSMN_STRING)
+                return -EINVAL;
+        text = n <= sizeof(inline_text) ? inline_text : malloc(n);
+        if (!text)
+                return -ENOMEM;
+        decode(b, t, text, n);
+        e = report_parse_time(text, ms);
+        if (text != inline_text)
+                free(text);
+        return e;
+}
+
+/* The next report; `record`: a Kafka record, received_at required with it. */
+static int next_report(struct report_body *b, const struct report_limits *limits, bool record,
+                       struct report_read *out, struct report_error *err) {
         const jsmntok_t *t = tokens(b), *obj, *m[N_MEMBERS] = { 0 };
         struct report *r = &out->report;
-        char ts[REPORT_TIME_LEN];
         unsigned i;
         int e;
 
@@ -620,7 +641,7 @@ int report_body_next(struct report_body *b, const struct report_limits *limits,
                 char key[64];
                 size_t n = decode(b, &t[i], key, sizeof(key));
                 bool known = false;
-                for (int j = 0; j < N_MEMBERS && !known; j++)
+                for (int j = 0; j < (record ? N_MEMBERS : M_RECEIVED_AT) && !known; j++)
                         if (n == strlen(member_names[j]) && !strcmp(key, member_names[j])) {
                                 m[j] = &t[i + 1];
                                 known = true;
@@ -649,20 +670,42 @@ int report_body_next(struct report_body *b, const struct report_limits *limits,
 
         if (!m[M_TS])
                 return fail(err, "/ts", "is required");
-        if (m[M_TS]->type == JSMN_STRING) {
-                /* Any number of fraction digits is a time: a long one is decoded on the heap. */
-                size_t n = (size_t)(m[M_TS]->end - m[M_TS]->start) + 1;
-                char *text = n <= sizeof(ts) ? ts : malloc(n);
-                if (!text)
-                        return -ENOMEM;
-                decode(b, m[M_TS], text, n);
-                e = report_parse_time(text, &r->ts_ms);
-                if (text != ts)
-                        free(text);
-        }
-        if (m[M_TS]->type != JSMN_STRING || e < 0)
+        if ((e = read_time(b, m[M_TS], &r->ts_ms)) == -ENOMEM)
+                return e;
+        if (e < 0)
                 return fail(err, "/ts", "must be an RFC 3339 date-time, e.g. 2026-11-25T19:00:00Z");
         if (limits && r->ts_ms > limits->now_ms + limits->max_future_ms)
                 return fail(err, "/ts", "lies too far in the future: check the device's clock");
+        if (record) {
+                if (!m[M_RECEIVED_AT])
+                        return fail(err, "/received_at", "is required");
+                if ((e = read_time(b, m[M_RECEIVED_AT], &r->received_ms)) == -ENOMEM)
+                        return e;
+                if (e < 0)
+                        return fail(err, "/received_at", "must be an RFC 3339 date-time");
+        }
+        return 0;
+}
+
+int report_body_next(struct report_body *b, const struct report_limits *limits,
+                     struct report_read *out, struct report_error *err) {
+        return next_report(b, limits, false, out, err);
+}
+
+/* The scheduler's reading of a record: tokens, as the ingest reads a body. */
+int report_decode(const char *text, size_t len, struct report *out) {
+        struct report_body b;
+        struct report_read read;
+        int r;
+
+        r = report_body_parse(&b, text, len, NULL, 0);
+        if (r == 0 && (b.is_array || b.scalar))
+                r = -EINVAL;
+        if (r == 0)
+                r = next_report(&b, NULL, true, &read, NULL);
+        report_body_fini(&b);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EINVAL;
+        *out = read.report;
         return 0;
 }

@@ -72,9 +72,8 @@ static int get_number(const json_t *obj, const char *name, double *out, struct r
 static const char *const known_members[] = { "device_id", "user_id",    "lat",
                                              "lon",       "accuracy_m", "ts" };
 
-/* `from_kafka`: the API has stamped received_at, so it may be present. */
-static int parse_report(const json_t *json, const struct report_limits *limits, bool from_kafka,
-                        struct report *out, struct report_error *err) {
+static int parse_report(const json_t *json, const struct report_limits *limits, struct report *out,
+                        struct report_error *err) {
         const char *key;
         json_t *value;
         const json_t *ts;
@@ -85,7 +84,7 @@ static int parse_report(const json_t *json, const struct report_limits *limits, 
                 return fail(err, "", "a report must be a JSON object");
 
         json_object_foreach((json_t *)json, key, value) {
-                bool known = from_kafka && !strcmp(key, "received_at");
+                bool known = false;
                 for (size_t i = 0; i < sizeof(known_members) / sizeof(known_members[0]); i++)
                         known = known || !strcmp(key, known_members[i]);
                 if (!known) {
@@ -120,26 +119,7 @@ static int parse_report(const json_t *json, const struct report_limits *limits, 
 
 int report_from_json(const json_t *json, const struct report_limits *limits, struct report *out,
                      struct report_error *err) {
-        return parse_report(json, limits, false, out, err);
-}
-
-int report_decode(const char *text, size_t len, struct report *out) {
-        json_t *json, *received;
-        int r = -EINVAL;
-
-        json = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
-        if (!json)
-                return -EINVAL;
-        if (parse_report(json, NULL, true, out, NULL) < 0)
-                goto out;
-        received = json_object_get(json, "received_at");
-        if (!json_is_string(received) ||
-            report_parse_time(json_string_value(received), &out->received_ms) < 0)
-                goto out;
-        r = 0;
-out:
-        json_decref(json);
-        return r;
+        return parse_report(json, limits, out, err);
 }
 
 /* The fewest significant digits, 15 to 17, that read back as exactly x. */

@@ -49,7 +49,9 @@ int report_from_json(const struct json_t *json, const struct report_limits *limi
 
 /*
  * Parses a report as the scheduler reads it from Kafka, including
- * received_at. Returns 0 or -EINVAL.
+ * received_at (required), with the same tokenizer and checks as
+ * report_body_next: no tree, and no allocation for a record of up to
+ * REPORT_BODY_INLINE_TOKENS tokens. Returns 0, -EINVAL or -ENOMEM.
  */
 int report_decode(const char *text, size_t len, struct report *out) MUST_CHECK;
 

@@ -22,7 +22,7 @@ static int note_decision(struct scheduler *s, struct tracked_user *u, uint16_t s
                 s->decisions = grown;
                 s->cap_decisions = cap;
         }
-        s->decisions[s->n_decisions++] = (struct decision_record){ u, snap, report, *d };
+        s->decisions[s->n_decisions++] = (struct decision_record){ u, snap, report, *d, NULL };
         return 0;
 }
 

@@ -79,6 +79,7 @@ struct decision_record {
         uint16_t snapshot;
         size_t report; /* index into the batch */
         struct engine_decision decision;
+        struct store_result *queued; /* a move's transfer id, once the batch committed */
 };
 
 /* A snapshot whose policy state changed; may be listed more than once. */
@@ -170,8 +171,17 @@ void scheduler_batch_dedupe(struct scheduler *s);
  * Writes what the batch decided, inside the caller's transaction: device
  * fixes, moves (transfers, their reservations, decisions, outbox rows),
  * stays, policy state, dropped-report counts. Returns 0 or what store says.
+ * Made to be sent in a pipeline: no statement's answer is read here (the
+ * moves' are, by scheduler_persist_done).
  */
 int scheduler_persist_batch(struct scheduler *s);
+
+/*
+ * After the batch's pipeline ended: when it committed, the transfers its
+ * moves queued become the snapshots' pending ones (and are logged); the
+ * answers are freed either way.
+ */
+void scheduler_persist_done(struct scheduler *s, bool committed);
 
 /* Sets report i aside in dead_letters with its audit event (in the caller's transaction). */
 int scheduler_persist_dead_letter(struct scheduler *s, size_t i, const char *error);

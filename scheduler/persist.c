@@ -4,7 +4,8 @@
  * decision, job and audit events, and the cancel of the transfer it
  * supersedes), the recorded stays with their sampled audit events, the
  * snapshots' policy state and the dropped-report counts; and a dead letter.
- * Rows go many at a time, one column array per field (store_columns).
+ * Rows go many at a time, one column array per field (store_columns), and
+ * the statements are sent in the batch's pipeline: none waits for an answer.
  */
 #include <errno.h>
 #include <math.h>
@@ -200,30 +201,61 @@ static int persist_stays(struct scheduler *s) {
 
 /* A transfer a decision cancels — a move replaces it, or the user came back
  * — ends cancelled ($3 says why, $4 is the event's reason), with its audit
- * event. One that ended meanwhile (it succeeded) stays as it ended. */
+ * event. It is named by its id ($1) when it was loaded, or by its
+ * idempotency key ($5) when a move of the same batch queued it: its id is not
+ * known before the batch's answers. One that ended meanwhile (it
+ * succeeded) stays as it ended. */
 static const char cancel_sql[] =
-        "WITH ended AS (SELECT homing_transfer_ended($1::bigint, 'cancelled', $3) AS yes)"
+        "WITH x AS (SELECT id FROM transfers WHERE id = $1::bigint OR idempotency_key = $5),"
+        " ended AS (SELECT x.id, homing_transfer_ended(x.id, 'cancelled', $3) AS yes FROM x)"
         " INSERT INTO outbox (topic, key, payload)"
         " SELECT $2, t.snapshot_id, homing_cloudevent("
         "   'transfer-' || t.id || '-cancelled', '/homing/scheduler',"
         "   'io.homing.transfer.cancelled', now(), t.snapshot_id,"
         "   jsonb_build_object('transfer_id', t.id, 'snapshot_id', t.snapshot_id,"
         "     'from_dc', t.from_dc, 'to_dc', t.to_dc, 'reason', $4::text))"
-        " FROM ended, transfers t WHERE ended.yes AND t.id = $1::bigint";
+        " FROM ended JOIN transfers t ON t.id = ended.id WHERE ended.yes";
 
-static int cancel_pending(struct scheduler *s, struct tracked_snapshot *snap, const char *why,
-                          const char *reason) {
-        char id[32];
-        const char *params[4] = { id, s->cfg->topic_audit, why, reason };
-        int r;
+/* A move's idempotency key: the report that caused it, so replaying it is a no-op. */
+static void move_key(const struct scheduler *s, const struct decision_record *rec, char *key,
+                     size_t size) {
+        const struct batch_report *b = &s->reports[rec->report];
+        snprintf(key, size, "%s/%s/%d/%lld", user_snapshots(rec->user)[rec->snapshot].id,
+                 s->cfg->topic_locations, b->partition, (long long)b->offset);
+}
 
-        if (!snap->pending_transfer)
+/* Whether decision i moves its snapshot or withdraws a move (cancels a transfer). */
+static bool touches_transfer(const struct decision_record *rec) {
+        return rec->decision.outcome == ENGINE_MOVE || rec->decision.superseded != ENGINE_NO_SITE;
+}
+
+/*
+ * Cancels the transfer in flight before decision i, if any: the one an
+ * earlier decision of the batch queued (none if it withdrew one), else the
+ * one loaded with the snapshot.
+ */
+static int cancel_pending(struct scheduler *s, size_t i, const char *why, const char *reason) {
+        const struct decision_record *rec = &s->decisions[i];
+        char id[32], key[200];
+        const char *params[5] = { NULL, s->cfg->topic_audit, why, reason, NULL };
+
+        for (size_t j = i; j-- > 0;) {
+                const struct decision_record *prev = &s->decisions[j];
+                if (prev->user != rec->user || prev->snapshot != rec->snapshot ||
+                    !touches_transfer(prev))
+                        continue;
+                if (prev->decision.outcome != ENGINE_MOVE)
+                        return 0;
+                move_key(s, prev, key, sizeof(key));
+                params[4] = key;
+                return store_exec(s->db, cancel_sql, 5, params, NULL);
+        }
+        if (!user_snapshots(rec->user)[rec->snapshot].pending_transfer)
                 return 0;
-        snprintf(id, sizeof(id), "%lld", (long long)snap->pending_transfer);
-        r = store_exec(s->db, cancel_sql, 4, params, NULL);
-        if (r == 0)
-                snap->pending_transfer = 0;
-        return r;
+        snprintf(id, sizeof(id), "%lld",
+                 (long long)user_snapshots(rec->user)[rec->snapshot].pending_transfer);
+        params[0] = id;
+        return store_exec(s->db, cancel_sql, 5, params, NULL);
 }
 
 /* The effects of one move, in one statement: the transfer, its reservation,
@@ -269,7 +301,8 @@ static const char move_sql[] =
         "                  ('queued', 'io.homing.transfer.queued')) AS e(kind, type))"
         "SELECT id FROM t";
 
-static int persist_move(struct scheduler *s, struct decision_record *rec) {
+static int persist_move(struct scheduler *s, size_t i) {
+        struct decision_record *rec = &s->decisions[i];
         struct tracked_snapshot *snap = &user_snapshots(rec->user)[rec->snapshot];
         const struct batch_report *b = &s->reports[rec->report];
         const struct engine_decision *d = &rec->decision;
@@ -291,16 +324,13 @@ static int persist_move(struct scheduler *s, struct decision_record *rec) {
                                    s->cfg->topic_transfers,
                                    s->cfg->topic_audit,
                                    details };
-        struct store_result *res = NULL;
         int r;
 
-        r = cancel_pending(s, snap, "superseded: the user settled nearer another datacenter",
+        r = cancel_pending(s, i, "superseded: the user settled nearer another datacenter",
                            "superseded");
         if (r < 0)
                 return r;
-        /* The report that caused it names the transfer: replaying it is a no-op. */
-        snprintf(key, sizeof(key), "%s/%s/%d/%lld", snap->id, s->cfg->topic_locations, b->partition,
-                 (long long)b->offset);
+        move_key(s, rec, key, sizeof(key));
         snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)d->bytes);
         snprintf(cur_m, sizeof(cur_m), "%.3f", d->current_m);
         snprintf(target_m, sizeof(target_m), "%.3f", d->target_m);
@@ -308,20 +338,37 @@ static int persist_move(struct scheduler *s, struct decision_record *rec) {
         snprintf(lon, sizeof(lon), "%.9f", b->report.lon);
         snprintf(ts, sizeof(ts), "%lld", (long long)b->report.ts_ms);
         decision_details(s, d, details, sizeof(details));
+        return store_exec(s->db, move_sql, 16, params, &rec->queued);
+}
 
-        r = store_exec(s->db, move_sql, 16, params, &res);
-        if (r == 0 && store_rows(res) == 1) {
-                const char *ids[] = { "snapshot_id", snap->id,      "user_id",
-                                      rec->user->id, "transfer_id", store_text(res, 0, 0),
-                                      NULL };
-                snap->pending_transfer = store_int(res, 0, 0);
-                log_line(LOG_INFO, "scheduler", ids, "move %s -> %s: %.0f m -> %.0f m%s",
-                         params[1] ? params[1] : "(nowhere)", params[2], d->current_m, d->target_m,
-                         d->superseded != ENGINE_NO_SITE ? " (superseding)" : "");
-                s->moves_total++;
+void scheduler_persist_done(struct scheduler *s, bool committed) {
+        for (size_t i = 0; i < s->n_decisions; i++) {
+                struct decision_record *rec = &s->decisions[i];
+                struct tracked_snapshot *snap = &user_snapshots(rec->user)[rec->snapshot];
+                const struct engine_decision *d = &rec->decision;
+
+                if (committed && touches_transfer(rec)) {
+                        /* The last of the batch's moves and withdrawals is what is in flight
+                         * (a replayed move queued nothing: its transfer was decided before). */
+                        bool queued = d->outcome == ENGINE_MOVE && rec->queued &&
+                                      store_rows(rec->queued) == 1;
+                        snap->pending_transfer = queued ? store_int(rec->queued, 0, 0) : 0;
+                }
+                if (committed && d->outcome == ENGINE_MOVE && rec->queued &&
+                    store_rows(rec->queued) == 1) {
+                        const char *ids[] = { "snapshot_id", snap->id,
+                                              "user_id",     rec->user->id,
+                                              "transfer_id", store_text(rec->queued, 0, 0),
+                                              NULL };
+                        const char *from = world_site_id(s->world, snap->policy.current);
+                        log_line(LOG_INFO, "scheduler", ids, "move %s -> %s: %.0f m -> %.0f m%s",
+                                 from ? from : "(nowhere)", world_site_id(s->world, d->target),
+                                 d->current_m, d->target_m,
+                                 d->superseded != ENGINE_NO_SITE ? " (superseding)" : "");
+                        s->moves_total++;
+                }
+                rec->queued = store_result_free(rec->queued);
         }
-        store_result_free(res);
-        return r;
 }
 
 static int persist_drops(struct scheduler *s) {
@@ -368,9 +415,9 @@ int scheduler_persist_batch(struct scheduler *s) {
         for (size_t i = 0; i < s->n_decisions && r == 0; i++) {
                 struct decision_record *rec = &s->decisions[i];
                 if (rec->decision.outcome == ENGINE_MOVE)
-                        r = persist_move(s, rec);
+                        r = persist_move(s, i);
                 else if (rec->decision.superseded != ENGINE_NO_SITE)
-                        r = cancel_pending(s, &user_snapshots(rec->user)[rec->snapshot],
+                        r = cancel_pending(s, i,
                                            "returned: the user came back near the current "
                                            "datacenter",
                                            "returned");

@@ -114,44 +114,39 @@ static void on_revoke(void *ctx, const struct bus_partition *parts, size_t n) {
 }
 
 /*
- * Advances a partition's stored offset from what we last saw; 0 rows means we
- * lost it. `first` is the batch's first offset there: anything but the stored
- * next one would skip reports, and is refused.
+ * Advances the stored offsets of `n` partitions from what we last saw, in one
+ * statement that fails with -ESTALE (and aborts the transaction) when one was
+ * moved by another process: we lost it. `first` is the batch's first offset
+ * there: anything but the stored next one would skip reports, and is refused.
+ * Inside a pipeline it is only sent, and fails at its end.
  */
-static int advance_offset(struct scheduler *s, int32_t partition, int64_t first, int64_t next) {
-        char part[16], next_s[32], expected[32];
-        const char *params[5] = { s->cfg->consumer_group, s->cfg->topic_locations, part, next_s,
-                                  expected };
-        struct partition_state *p = &s->parts[partition];
-        struct store_result *res = NULL;
-        int r;
+static int advance_offsets(struct scheduler *s, size_t n, const int32_t *partitions,
+                           const int64_t *first, const int64_t *next) {
+        const char *params[2] = { s->cfg->consumer_group, s->cfg->topic_locations };
+        struct store_columns c;
 
-        if (p->stored && first != p->next) {
-                log_error("scheduler",
-                          "partition %d: a batch from offset %lld where %lld is due; "
-                          "not committed",
-                          partition, (long long)first, (long long)p->next);
-                return -ESPIPE;
+        store_columns_init(&c, 3);
+        for (size_t i = 0; i < n; i++) {
+                const struct partition_state *p = &s->parts[partitions[i]];
+                if (p->stored && first[i] != p->next) {
+                        log_error("scheduler",
+                                  "partition %d: a batch from offset %lld where %lld is due; "
+                                  "not committed",
+                                  partitions[i], (long long)first[i], (long long)p->next);
+                        store_columns_fini(&c);
+                        return -ESPIPE;
+                }
+                store_array_add_int(&c.col[0], partitions[i]);
+                if (p->stored)
+                        store_array_add_int(&c.col[1], p->next);
+                else
+                        store_array_add_text(&c.col[1], NULL);
+                store_array_add_int(&c.col[2], next[i]);
         }
-        snprintf(part, sizeof(part), "%d", partition);
-        snprintf(next_s, sizeof(next_s), "%lld", (long long)next);
-        snprintf(expected, sizeof(expected), "%lld", (long long)p->next);
-        if (p->stored)
-                r = store_exec(s->db,
-                               "UPDATE consumer_offsets SET next_offset = $4, updated_at = now()"
-                               " WHERE group_id = $1 AND topic = $2 AND partition = $3"
-                               " AND next_offset = $5",
-                               5, params, &res);
-        else
-                r = store_exec(
-                        s->db,
-                        "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
-                        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                        4, params, &res);
-        if (r == 0 && store_changed(res) != 1)
-                r = -ESTALE;
-        store_result_free(res);
-        return r;
+        return store_exec_columns(s->db,
+                                  "SELECT homing_advance_offsets($4, $5, $1::int[], $2::int8[],"
+                                  " $3::int8[])",
+                                  &c, 2, params, NULL);
 }
 
 static void hold_partition(struct scheduler *s, int32_t partition) {
@@ -247,7 +242,7 @@ static int quarantine(struct scheduler *s, size_t i, const char *error) {
         if (r == 0)
                 r = scheduler_persist_dead_letter(s, i, error);
         if (r == 0)
-                r = advance_offset(s, b->partition, b->offset, b->offset + 1);
+                r = advance_offsets(s, 1, &b->partition, &b->offset, &(int64_t){ b->offset + 1 });
         if (r == 0)
                 r = store_commit(s->db);
         if (r < 0) {
@@ -269,11 +264,49 @@ static int quarantine(struct scheduler *s, size_t i, const char *error) {
         return 0;
 }
 
+/*
+ * The batch's effects, its offsets and the COMMIT, sent together and
+ * answered together: one round trip. *sent_us is when all was sent. Returns
+ * 0 once committed; otherwise the transaction is left for the caller to
+ * roll back.
+ */
+static int batch_write(struct scheduler *s, const bool *touched, const int64_t *first,
+                       const int64_t *last, int64_t *sent_us) {
+        int32_t parts[MAX_PARTITIONS];
+        int64_t from[MAX_PARTITIONS], to[MAX_PARTITIONS];
+        size_t n = 0;
+        int r, ended;
+
+        for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
+                if (touched[p]) {
+                        parts[n] = p;
+                        from[n] = first[p];
+                        to[n++] = last[p] + 1;
+                }
+        }
+        r = store_pipeline_begin(s->db);
+        if (r < 0)
+                return r;
+        r = store_begin(s->db);
+        if (r == 0)
+                r = scheduler_persist_batch(s);
+        if (r == 0)
+                r = advance_offsets(s, n, parts, from, to);
+        if (r == 0)
+                r = store_commit(s->db);
+        *sent_us = clock_mono_us();
+        ended = store_pipeline_end(s->db);
+        if (r == 0)
+                r = ended;
+        scheduler_persist_done(s, r == 0);
+        return r;
+}
+
 static int batch_commit(struct scheduler *s) {
         int64_t first[MAX_PARTITIONS] = { 0 }, last[MAX_PARTITIONS] = { 0 };
         bool touched[MAX_PARTITIONS] = { false };
         size_t processed = 0, accepted = 0, only = 0;
-        int64_t t[5];
+        int64_t t[5] = { 0 };
         int r;
 
         if (s->n_messages == 0)
@@ -331,9 +364,8 @@ static int batch_commit(struct scheduler *s) {
         }
 
         t[0] = clock_mono_us();
-        r = store_begin(s->db);
-        if (r == 0)
-                r = scheduler_load_users(s);
+        /* Before the transaction: read committed sees the same from outside it. */
+        r = scheduler_load_users(s);
         t[1] = clock_mono_us();
         for (size_t i = 0; i < s->n_messages && r == 0; i++) {
                 if (!s->reports[i].report.user_id[0])
@@ -344,17 +376,12 @@ static int batch_commit(struct scheduler *s) {
         t[2] = clock_mono_us();
         if (r == 0) {
                 scheduler_batch_dedupe(s);
-                r = scheduler_persist_batch(s);
+                r = batch_write(s, touched, first, last, &t[3]);
         }
-        for (int32_t p = 0; p < MAX_PARTITIONS && r == 0; p++)
-                if (touched[p])
-                        r = advance_offset(s, p, first[p], last[p] + 1);
-        t[3] = clock_mono_us();
-        if (r == 0)
-                r = store_commit(s->db);
         t[4] = clock_mono_us();
         log_debug("scheduler",
-                  "batch of %zu: load %lld us, decide %lld us, write %lld us, commit %lld us",
+                  "batch of %zu: load %lld us, decide %lld us, send %lld us, "
+                  "wait and commit %lld us",
                   s->n_messages, (long long)(t[1] - t[0]), (long long)(t[2] - t[1]),
                   (long long)(t[3] - t[2]), (long long)(t[4] - t[3]));
 

@@ -17,13 +17,42 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/hash.h"
 #include "base/log.h"
+
+/* A statement sent in a pipeline, its answer not read yet. */
+struct store_sent {
+        const char *sql; /* for the log; the caller's, alive until the end */
+        struct store_result **out;
+        int prepared; /* a PREPARE of prepared[prepared]; -1: a statement */
+};
+
+/*
+ * The statements prepared on the connection, by their text, for pipelines:
+ * parsed and planned once per connection, not once per batch. `sent`: its
+ * PREPARE is in the pipeline under way, not yet answered.
+ */
+#define STORE_PREPARED_MAX 64
+
+struct store_prepared {
+        uint64_t hash;
+        char *sql;
+        unsigned serial; /* its name: homing_<serial>, never reused on a connection */
+        bool sent;
+};
 
 struct store {
         PGconn *conn;
         char *dsn;
         char timeout[48]; /* "-c statement_timeout=N", or "" */
         char error[320];  /* the last failure: "SQLSTATE message" */
+        bool pipelining;
+        int pipeline_error; /* the first failure to send, reported at the end */
+        struct store_sent *sent;
+        size_t n_sent, cap_sent;
+        struct store_prepared prepared[STORE_PREPARED_MAX];
+        size_t n_prepared;
+        unsigned next_serial;
 };
 
 struct store_result {
@@ -81,11 +110,25 @@ int store_connect_with_timeout(const char *dsn, long statement_timeout_ms, struc
         return 0;
 }
 
+/* A new connection has none of the old one's prepared statements. */
+static void forget_prepared(struct store *s) {
+        for (size_t i = 0; i < s->n_prepared; i++)
+                free(s->prepared[i].sql);
+        s->n_prepared = 0;
+}
+
+static void close_connection(struct store *s) {
+        PQfinish(s->conn);
+        s->conn = NULL;
+        forget_prepared(s);
+}
+
 struct store *store_free(struct store *s) {
         if (!s)
                 return NULL;
-        PQfinish(s->conn);
+        close_connection(s);
         free(s->dsn);
+        free(s->sent);
         free(s);
         return NULL;
 }
@@ -111,7 +154,7 @@ static bool still_connected(PGconn *conn) {
 static int ensure_connected(struct store *s) {
         if (s->conn && still_connected(s->conn))
                 return 0;
-        PQfinish(s->conn);
+        close_connection(s);
         s->conn = open_connection(s->dsn, s->timeout);
         return s->conn ? 0 : -ECONNREFUSED;
 }
@@ -133,6 +176,8 @@ static int failure_class(PGconn *conn, const char *state) {
         if (!strncmp(state, "08", 2) || !strncmp(state, "53", 2) || !strncmp(state, "58", 2) ||
             !strncmp(state, "57P", 3))
                 return -ECONNRESET;
+        if (!strcmp(state, STORE_SQLSTATE_STALE))
+                return -ESTALE;
         if (!strcmp(state, "40001") || !strcmp(state, "40P01") || !strcmp(state, "55P03") ||
             !strcmp(state, "57014"))
                 return -EAGAIN;
@@ -142,13 +187,194 @@ static int failure_class(PGconn *conn, const char *state) {
         return -EPROTO;
 }
 
+/* Records a failed statement's answer: its class, the message, one log line. */
+static int failed(struct store *s, const char *sql, const PGresult *res) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        int r = failure_class(s->conn, state);
+        char msg[256];
+
+        assert(r < 0); /* callers read *out after a 0 */
+        snprintf(msg, sizeof(msg), "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));
+        msg[strcspn(msg, "\n")] = '\0';
+        snprintf(s->error, sizeof(s->error), "%s %s", state ? state : "none", msg);
+        log_line(r == -EIO ? LOG_ERROR : LOG_WARN, "store", NULL, "%.60s: %s (SQLSTATE %s)", sql,
+                 msg, state ? state : "none");
+        return r;
+}
+
+/* Room for one more answer to wait for. Returns 0 or -ENOMEM. */
+static int sent_room(struct store *s) {
+        if (s->n_sent == s->cap_sent) {
+                size_t cap = s->cap_sent ? 2 * s->cap_sent : 16;
+                struct store_sent *grown = realloc(s->sent, cap * sizeof(*grown));
+                if (!grown)
+                        return -ENOMEM;
+                s->sent = grown;
+                s->cap_sent = cap;
+        }
+        return 0;
+}
+
+/*
+ * Whether `sql` has a name on this connection ("homing_<serial>", into `name`),
+ * its PREPARE sent first when it is new; false when there is no room for
+ * more (the statement then goes unnamed) or the PREPARE could not be sent.
+ */
+static bool prepared_name(struct store *s, const char *sql, int n_params, char name[32]) {
+        uint64_t hash = hash_fnv1a(sql);
+        size_t i;
+
+        for (i = 0; i < s->n_prepared; i++)
+                if (s->prepared[i].hash == hash && !strcmp(s->prepared[i].sql, sql))
+                        break;
+        if (i < s->n_prepared) {
+                snprintf(name, 32, "homing_%u", s->prepared[i].serial);
+                return true;
+        }
+        if (i == STORE_PREPARED_MAX || sent_room(s) < 0 || !(s->prepared[i].sql = strdup(sql)))
+                return false;
+        s->prepared[i].serial = s->next_serial++;
+        snprintf(name, 32, "homing_%u", s->prepared[i].serial);
+        if (!PQsendPrepare(s->conn, name, sql, n_params, NULL)) {
+                free(s->prepared[i].sql);
+                return false;
+        }
+        s->prepared[i].hash = hash;
+        s->prepared[i].sent = true;
+        s->sent[s->n_sent++] = (struct store_sent){ sql, NULL, (int)i };
+        s->n_prepared++;
+        return true;
+}
+
+/* Sends a statement in the pipeline; a failure to send is kept for the end. */
+static int pipeline_send(struct store *s, const char *sql, int n_params, const char *const *params,
+                         struct store_result **out) {
+        char name[32];
+        bool named;
+        int sent;
+
+        if (s->pipeline_error)
+                return 0;
+        named = prepared_name(s, sql, n_params, name);
+        if (sent_room(s) < 0) {
+                s->pipeline_error = -ENOMEM;
+                return 0;
+        }
+        sent = named ? PQsendQueryPrepared(s->conn, name, n_params, params, NULL, NULL, 0)
+                     : PQsendQueryParams(s->conn, sql, n_params, NULL, params, NULL, NULL, 0);
+        if (!sent) {
+                s->pipeline_error = failed(s, sql, NULL);
+                return 0;
+        }
+        s->sent[s->n_sent++] = (struct store_sent){ sql, out, -1 };
+        return 0;
+}
+
+int store_pipeline_begin(struct store *s) {
+        int r;
+
+        if (s->pipelining)
+                return -EBUSY;
+        if (PQtransactionStatus(s->conn) == PQTRANS_IDLE || PQstatus(s->conn) != CONNECTION_OK)
+                if ((r = ensure_connected(s)) < 0) {
+                        snprintf(s->error, sizeof(s->error), "08006 cannot connect");
+                        return r;
+                }
+        if (!PQenterPipelineMode(s->conn))
+                return failed(s, "pipeline", NULL);
+        s->pipelining = true;
+        s->pipeline_error = 0;
+        s->n_sent = 0;
+        return 0;
+}
+
+/* The next answer of the pipeline that is not a statement's end (NULL). */
+static PGresult *next_result(PGconn *conn) {
+        PGresult *res = PQgetResult(conn);
+        return res ? res : PQgetResult(conn);
+}
+
+int store_pipeline_end(struct store *s) {
+        int r = s->pipeline_error;
+        PGresult *res;
+
+        if (!s->pipelining)
+                return -EINVAL;
+        s->pipelining = false;
+        if (!PQpipelineSync(s->conn) && r == 0)
+                r = failed(s, "pipeline sync", NULL);
+        /* Every answer is read, even after a failure: the connection goes on. */
+        for (size_t i = 0; i < s->n_sent; i++) {
+                ExecStatusType status;
+
+                res = next_result(s->conn);
+                if (!res) {
+                        if (r == 0)
+                                r = failed(s, s->sent[i].sql, NULL);
+                        break;
+                }
+                status = PQresultStatus(res);
+                if (s->sent[i].prepared >= 0 && status == PGRES_COMMAND_OK)
+                        s->prepared[s->sent[i].prepared].sent = false;
+                if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+                        struct store_result *out = s->sent[i].out ? malloc(sizeof(*out)) : NULL;
+                        if (out) {
+                                out->res = res;
+                                *s->sent[i].out = out;
+                                continue;
+                        }
+                        if (s->sent[i].out && r == 0)
+                                r = -ENOMEM;
+                } else if (status != PGRES_PIPELINE_ABORTED && r == 0) {
+                        r = failed(s, s->sent[i].sql, res);
+                }
+                PQclear(res);
+        }
+        /* Then the last statement's end and the sync's answer, if it comes. */
+        for (int nulls = 0; nulls < 2 && PQstatus(s->conn) == CONNECTION_OK;) {
+                res = PQgetResult(s->conn);
+                if (!res) {
+                        nulls++;
+                        continue;
+                }
+                nulls = 0;
+                if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+                        PQclear(res);
+                        break;
+                }
+                PQclear(res);
+        }
+        if (!PQexitPipelineMode(s->conn)) {
+                /* Answers still due: the connection is of no further use. */
+                if (r == 0)
+                        r = failed(s, "pipeline end", NULL);
+                close_connection(s);
+        }
+        /* A PREPARE that did not run (the pipeline failed before it) is not there. */
+        for (size_t i = 0; i < s->n_prepared;) {
+                if (s->prepared[i].sent) {
+                        free(s->prepared[i].sql);
+                        s->prepared[i] = s->prepared[--s->n_prepared];
+                } else {
+                        i++;
+                }
+        }
+        if (r < 0)
+                for (size_t i = 0; i < s->n_sent; i++)
+                        if (s->sent[i].out)
+                                *s->sent[i].out = store_result_free(*s->sent[i].out);
+        s->n_sent = 0;
+        return r;
+}
+
 int store_exec(struct store *s, const char *sql, int n_params, const char *const *params,
                struct store_result **out) {
         PGresult *res;
         ExecStatusType status;
-        const char *state;
         int r;
 
+        if (s->pipelining)
+                return pipeline_send(s, sql, n_params, params, out);
         if (PQtransactionStatus(s->conn) == PQTRANS_IDLE || PQstatus(s->conn) != CONNECTION_OK)
                 if ((r = ensure_connected(s)) < 0) {
                         snprintf(s->error, sizeof(s->error), "08006 cannot connect");
@@ -171,17 +397,7 @@ int store_exec(struct store *s, const char *sql, int n_params, const char *const
                 return 0;
         }
 
-        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        r = failure_class(s->conn, state);
-        assert(r < 0); /* callers read *out after a 0 */
-        {
-                char msg[256];
-                snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
-                msg[strcspn(msg, "\n")] = '\0';
-                snprintf(s->error, sizeof(s->error), "%s %s", state ? state : "none", msg);
-                log_line(r == -EIO ? LOG_ERROR : LOG_WARN, "store", NULL, "%.60s: %s (SQLSTATE %s)",
-                         sql, msg, state ? state : "none");
-        }
+        r = failed(s, sql, res);
         PQclear(res);
         return r;
 }

@@ -43,11 +43,36 @@ struct store *store_free(struct store *s);
  *                 trigger's RAISE): the same input fails again;
  *   -EPROTO       the statement does not fit the database (a missing table
  *                 or column, a permission): every input fails until repaired.
+ *   -ESTALE       a conditional write lost to another writer
+ *                 (STORE_SQLSTATE_STALE).
  * Failures are logged with the statement's first words. A broken connection
  * is re-opened on the next call outside a transaction.
  */
 int store_exec(struct store *s, const char *sql, int n_params, const char *const *params,
                struct store_result **out) MUST_CHECK;
+
+/*
+ * Pipelining: between store_pipeline_begin and store_pipeline_end every
+ * store_exec (store_run, store_begin, store_commit, store_exec_columns) is
+ * sent without waiting for its answer, and returns 0 at once; `out`, when
+ * not NULL, must point to NULL and is filled only by store_pipeline_end.
+ * store_pipeline_end sends them all at once (libpq's pipeline mode: one
+ * round trip), reads every answer and returns 0, or the first failure as
+ * store_exec says it; the statements after a failed one do not run, every
+ * `out` is left NULL, and a transaction begun in it is left aborted (call
+ * store_rollback). Statements whose answers are large do not belong here:
+ * nothing is read until the end. A pipeline's statements are prepared on
+ * the connection the first time their text is sent (up to 64 texts), and
+ * run by name after that: parsed and planned once per connection.
+ */
+int store_pipeline_begin(struct store *s) MUST_CHECK;
+int store_pipeline_end(struct store *s) MUST_CHECK;
+
+/*
+ * The SQLSTATE homing's SQL functions raise when a conditional write finds
+ * its row moved on by another writer; store_exec says -ESTALE for it.
+ */
+#define STORE_SQLSTATE_STALE "HM409"
 
 /* Statements without rows or parameters: "BEGIN", "COMMIT", ... */
 int store_run(struct store *s, const char *sql) MUST_CHECK;

@@ -175,6 +175,40 @@ TEST(encode_then_decode_gives_the_same_report) {
         CHECK(report_decode("{\"device_id\": 1}", 16, &out) == -EINVAL);
 }
 
+TEST(a_record_is_read_whole_or_refused) {
+        struct report out = { 0 };
+        const char *ok = "{\"device_id\":\"d\",\"user_id\":\"u\",\"lat\":1,\"lon\":2,"
+                         "\"accuracy_m\":3,\"ts\":\"2026-11-25T19:00:00Z\","
+                         "\"received_at\":\"2026-11-25T19:00:01Z\"}";
+        const char *refused[] = {
+                /* received_at missing, or not a time */
+                "{\"device_id\":\"d\",\"user_id\":\"u\",\"lat\":1,\"lon\":2,"
+                "\"accuracy_m\":3,\"ts\":\"2026-11-25T19:00:00Z\"}",
+                "{\"device_id\":\"d\",\"user_id\":\"u\",\"lat\":1,\"lon\":2,"
+                "\"accuracy_m\":3,\"ts\":\"2026-11-25T19:00:00Z\",\"received_at\":5}",
+                /* a member twice, an unknown one, trailing text, an array of one */
+                "{\"device_id\":\"d\",\"user_id\":\"u\",\"lat\":1,\"lat\":1,\"lon\":2,"
+                "\"accuracy_m\":3,\"ts\":\"2026-11-25T19:00:00Z\","
+                "\"received_at\":\"2026-11-25T19:00:01Z\"}",
+                "{\"device_id\":\"d\",\"user_id\":\"u\",\"lat\":1,\"lon\":2,\"alt\":2,"
+                "\"accuracy_m\":3,\"ts\":\"2026-11-25T19:00:00Z\","
+                "\"received_at\":\"2026-11-25T19:00:01Z\"}",
+                "{\"device_id\":\"d\",\"user_id\":\"u\",\"lat\":1,\"lon\":2,"
+                "\"accuracy_m\":3,\"ts\":\"2026-11-25T19:00:00Z\","
+                "\"received_at\":\"2026-11-25T19:00:01Z\"} x",
+                "[{\"device_id\":\"d\",\"user_id\":\"u\",\"lat\":1,\"lon\":2,"
+                "\"accuracy_m\":3,\"ts\":\"2026-11-25T19:00:00Z\","
+                "\"received_at\":\"2026-11-25T19:00:01Z\"}]",
+                "42",
+        };
+
+        CHECK(report_decode(ok, strlen(ok), &out) == 0);
+        CHECK(out.lat == 1 && out.lon == 2 && out.accuracy_m == 3);
+        CHECK(out.received_ms - out.ts_ms == 1000);
+        for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+                CHECK(report_decode(refused[i], strlen(refused[i]), &out) == -EINVAL);
+}
+
 TEST(every_accepted_time_formats_back_to_the_same_instant) {
         int64_t ms, again;
         char text[REPORT_TIME_LEN];
@@ -239,6 +273,7 @@ TAP_MAIN(TAP_TEST(a_valid_report_is_accepted),
          TAP_TEST(unknown_members_and_device_set_received_at_are_refused),
          TAP_TEST(ids_are_bounded_and_plain), TAP_TEST(rfc3339_offsets_and_fractions),
          TAP_TEST(encode_then_decode_gives_the_same_report),
+         TAP_TEST(a_record_is_read_whole_or_refused),
          TAP_TEST(every_accepted_time_formats_back_to_the_same_instant),
          TAP_TEST(a_leap_second_is_accepted_only_at_23_59_60_utc),
          TAP_TEST(every_accepted_number_reaches_the_scheduler_unchanged))
