@@ -13,7 +13,10 @@ counts, in its postmaster. A process that ran only during the run (the load
 generator) is measured by whoever waited for it: `cpu.py wrap FILE CMD...`
 runs CMD, and writes the seconds CMD and its children used to FILE.
 `split` prints one line, each name's CPU seconds and share of one core over
-the run's wall time; NAME=SECONDS adds figures measured by `wrap`.
+the run's wall time; NAME=SECONDS adds figures measured by `wrap`. A sample
+also holds the machine's busy ticks (/proc/stat), so the line ends with what
+everything else on the machine used meanwhile: on a shared machine, the
+figure that says how much of it the benchmark had.
 The pids of this checkout's stack: `cpu.py stack` prints broker=PID
 postgres=PID from $HOMING_STATE_DIR.
 """
@@ -60,8 +63,15 @@ def ticks(roots):
     return total
 
 
+def machine_busy():
+    """Ticks all CPUs spent on anything but idle and iowait since boot."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v[:8]) - v[3] - v[4]  # user nice system idle iowait irq softirq steal
+
+
 def sample(args):
-    out = [f"wall={time.time():.6f}"]
+    out = [f"wall={time.time():.6f}", f"machine={machine_busy()}"]
     for arg in args:
         name, _, pids = arg.partition("=")
         roots = [int(p) for p in pids.split(",") if p]
@@ -76,10 +86,13 @@ def read(path):
 def split(before, after, extra):
     b, a = read(before), read(after)
     wall = float(a.pop("wall")) - float(b.pop("wall"))
+    machine = (int(a.pop("machine", 0)) - int(b.pop("machine", 0))) / HZ
     secs = {name: (int(a[name]) - int(b.get(name, 0))) / HZ for name in a}
     for arg in extra:
         name, _, value = arg.partition("=")
         secs[name] = float(open(value).read()) if os.path.exists(value) else float(value)
+    if machine:  # the load generator's CPU, measured by wrap, is in the machine's too
+        secs["everything else"] = max(0.0, machine - sum(secs.values()))
     parts = [f"{name} {s:.2f} s ({s / wall * 100:.0f} % of a core)" for name, s in secs.items()]
     print(f"CPU over {wall:.1f} s: " + ", ".join(parts))
 
