@@ -2,7 +2,8 @@
 """bench/report.py DIR — BENCHMARKS.md, on stdout, from what bench/run kept in DIR.
 
 DIR holds `meta` (key=value lines: date, commit, cpu, cores, memory, kernel,
-quick, load_before, load_after) and, for each benchmark NAME that ran,
+quick, load_before, load_after; a rerun= line for each benchmark run again
+afterwards) and, for each benchmark NAME that ran,
 NAME.out (all it printed) and NAME.status ("<exit status> <seconds>").
 Each benchmark has a section: a table of its figures, each beside the
 reference measured in the same run and the goal it is held to, then what
@@ -281,7 +282,12 @@ def main(argv):
            f"Machine: {meta.get('cpu', '?')}, {cores} cores, {meta.get('memory', '?')} of memory, "
            f"{meta.get('kernel', '?')}. Load average (1, 5, 15 minutes) before the run: {before}; "
            f"after: {after}.", ""]
-    if busy:
+    reruns = [line.rstrip("\n").split("=", 1)[1] for line in open(os.path.join(d, "meta"))
+              if line.startswith("rerun=")]
+    for rerun in reruns:
+        out += [f"Run again afterwards (`KEEP=1 ONLY=...`): {rerun}.", ""]
+        loads += [float(x) for x in re.findall(r"\b\d+\.\d+\b", rerun)]
+    if busy or any(x > cores for x in loads):
         out += [f"**The machine was busy**: a load average above its {cores} cores means other "
                 "work shared them with every benchmark here, so these figures say how homing "
                 "fares on a loaded machine, not what it can do.", ""]

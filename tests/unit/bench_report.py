@@ -99,6 +99,15 @@ with tempfile.TemporaryDirectory() as tmp:
         f.write(meta)
     check("busy" not in report(bad), "a load below the cores is not called busy")
 
+    # A benchmark run again afterwards: said so, with its own load.
+    with open(os.path.join(bad, "meta"), "a") as f:
+        f.write("rerun=diff on 2026-12-06 05:00 UTC, commit abcdef1, load average before "
+                "3.50 1.00 0.50, after 0.20 0.30 0.40\n")
+    text = report(bad)
+    check("Run again afterwards (`KEEP=1 ONLY=...`): diff on 2026-12-06 05:00 UTC, commit abcdef1"
+          in text, "a benchmark run again says when and on which commit")
+    check("**The machine was busy**" in text, "a busy rerun makes the report busy")
+
 print(f"1..{len(results)}")
 for i, (ok, what) in enumerate(results, 1):
     print(f"{'ok' if ok else 'not ok'} {i} - {what}")
