@@ -185,7 +185,7 @@ http {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{NGINX_PORT}; ro
     def nginx_up():
         if ng.poll() is not None:  # its port taken, say by a client's local port
             raise SystemExit(f"bench: nginx did not start on port {NGINX_PORT} (BENCH_NGINX_PORT): "
-                             + (WORK / "nginx.log").read_text().strip().splitlines()[-1])
+                             + (WORK / "nginx.log").read_text().strip().splitlines()[0])
         return subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{NGINX_PORT}/"],
                               capture_output=True).returncode == 0
     wait(nginx_up, 30, "nginx")
