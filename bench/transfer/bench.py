@@ -191,8 +191,15 @@ def main():
 error_log {WORK}/nginx.err; events {{}}
 http {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{NGINX_PORT}; root {WORK}/a; }} }}
 """)
-    start("nginx", ["nginx", "-c", str(nginx_conf)], None)
-    time.sleep(0.5)
+    ng = start("nginx", ["nginx", "-c", str(nginx_conf)], None)
+
+    def nginx_up():
+        if ng.poll() is not None:  # its port taken, say by a client's local port
+            raise SystemExit(f"bench: nginx did not start on port {NGINX_PORT} (BENCH_NGINX_PORT): "
+                             + (WORK / "nginx.log").read_text().strip().splitlines()[0])
+        return subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{NGINX_PORT}/"],
+                              capture_output=True).returncode == 0
+    wait(nginx_up, 30, "nginx")
     file_size = v1.stat().st_size
     t0 = time.time()
     run("curl", "-fs", "-o", str(WORK / "b" / "curl-copy"), f"http://127.0.0.1:{NGINX_PORT}/snapshots/s1/v1.qcow2")
