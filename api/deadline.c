@@ -13,6 +13,9 @@
  * after it gave up. Near the share the thread's longest-idle connections
  * (waiting for a next request's head) are closed, as nginx reuses its idle
  * keep-alive connections; one a client is just reusing retries on a new one.
+ * A request read after its connection was shut down (Linux still hands over
+ * what the socket had received) is never handled: it could not be answered,
+ * and ingest would have taken a report its client is told failed.
  */
 #include "api/deadline.h"
 
@@ -260,29 +263,33 @@ void api_deadlines_notify(void *cls, struct MHD_Connection *conn, void **socket_
         }
 }
 
-static void enter(struct api_deadlines *d, struct MHD_Connection *conn, enum phase phase) {
+/* The connection enters `phase`; false when it was shut down here already. */
+static bool enter(struct api_deadlines *d, struct MHD_Connection *conn, enum phase phase) {
         const union MHD_ConnectionInfo *info;
         struct watched *w;
+        bool cut;
 
         if (!d)
-                return;
+                return true;
         info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
         w = info ? info->socket_context : NULL;
         if (!w)
-                return;
+                return true;
         pthread_mutex_lock(&d->lock);
         w->phase = phase;
         w->since = clock_mono_s();
         w->served |= phase == PHASE_HEAD; /* answered: idle until the next head */
+        cut = w->cut;
         pthread_mutex_unlock(&d->lock);
+        return !cut;
 }
 
 void api_deadlines_head_read(struct api_deadlines *d, struct MHD_Connection *conn) {
-        enter(d, conn, PHASE_BODY);
+        (void)enter(d, conn, PHASE_BODY);
 }
 
-void api_deadlines_request_read(struct api_deadlines *d, struct MHD_Connection *conn) {
-        enter(d, conn, PHASE_BUSY);
+bool api_deadlines_request_read(struct api_deadlines *d, struct MHD_Connection *conn) {
+        return enter(d, conn, PHASE_BUSY);
 }
 
 void api_deadlines_answered(struct api_deadlines *d, struct MHD_Connection *conn) {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <microhttpd.h>
+#include <stdbool.h>
 
 #include "base/must-check.h"
 
@@ -36,7 +37,8 @@ void api_deadlines_notify(void *cls, struct MHD_Connection *conn, void **socket_
 
 /* The request's head has come: its body is next. */
 void api_deadlines_head_read(struct api_deadlines *d, struct MHD_Connection *conn);
-/* The request is whole: no deadline until it has been answered. */
-void api_deadlines_request_read(struct api_deadlines *d, struct MHD_Connection *conn);
+/* The request is whole: no deadline until it has been answered. False when
+ * the connection was shut down meanwhile: the request must not be handled. */
+bool api_deadlines_request_read(struct api_deadlines *d, struct MHD_Connection *conn);
 /* The answer is out: the connection waits for the next request's head. */
 void api_deadlines_answered(struct api_deadlines *d, struct MHD_Connection *conn);

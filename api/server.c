@@ -123,8 +123,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 req->body[req->body_len] = '\0';
                 return MHD_YES;
         }
-        /* The whole request is here (or, for ingest, Kafka has answered). */
-        api_deadlines_request_read(a->deadlines, conn);
+        /* The whole request is here (or, for ingest, Kafka has answered). A
+         * connection shut down meanwhile cannot carry an answer: handle nothing. */
+        if (!api_deadlines_request_read(a->deadlines, conn))
+                return MHD_NO;
         if (req->route && !req->checked && !check(req, &ret))
                 goto out;
         /* The handlers of these routes read PostgreSQL through req->db; the
