@@ -98,6 +98,10 @@ with tempfile.TemporaryDirectory() as tmp:
     with open(os.path.join(bad, "meta"), "w") as f:
         f.write(meta)
     check("busy" not in report(bad), "a load below the cores is not called busy")
+    # Nor one whose busy hour shows only in the 15-minute average.
+    with open(os.path.join(bad, "meta"), "w") as f:
+        f.write(re.sub(r"load_(before|after)=.*", r"load_\1=0.20 1.15 4.42", meta))
+    check("busy" not in report(bad), "the 5- and 15-minute averages do not make a run busy")
 
     # A benchmark run again afterwards: said so, with its own load.
     with open(os.path.join(bad, "meta"), "a") as f:
