@@ -274,8 +274,9 @@ def main(argv):
     cores = int(meta.get("cores", "1"))
     before = meta.get("load_before", "?")
     after = meta.get("load_after", "?")
-    # The 1-minute averages: the 5- and 15-minute ones remember work that ended before the run.
-    loads = [float(x.split()[0]) for x in (before, after) if re.match(r"^[\d.]+", x)]
+    # The 1-minute average before the run: the 5- and 15-minute ones remember
+    # work that ended before it, and the one after counts the benchmarks' own.
+    loads = [float(before.split()[0])] if re.match(r"^[\d.]+", before) else []
     busy = any(x > cores for x in loads)
     out = ["# Benchmarks", "",
            f"Written by `bench/run{' --quick' if meta.get('quick') == '1' else ''}` on "
@@ -287,7 +288,7 @@ def main(argv):
               if line.startswith("rerun=")]
     for rerun in reruns:
         out += [f"Run again afterwards (`KEEP=1 ONLY=...`): {rerun}.", ""]
-        loads += [float(x) for x in re.findall(r"\b\d+\.\d+\b", rerun)]
+        loads += [float(x) for x in re.findall(r"before (\d+\.\d+)", rerun)]
     if busy or any(x > cores for x in loads):
         out += [f"**The machine was busy**: a load average above its {cores} cores means other "
                 "work shared them with every benchmark here, so these figures say how homing "

@@ -102,6 +102,11 @@ with tempfile.TemporaryDirectory() as tmp:
     with open(os.path.join(bad, "meta"), "w") as f:
         f.write(re.sub(r"load_(before|after)=.*", r"load_\1=0.20 1.15 4.42", meta))
     check("busy" not in report(bad), "the 5- and 15-minute averages do not make a run busy")
+    # Nor the benchmarks' own load, which the average after the run counts.
+    with open(os.path.join(bad, "meta"), "w") as f:
+        f.write(re.sub(r"load_after=.*", r"load_after=2.40 1.50 1.00",
+                       re.sub(r"load_before=.*", r"load_before=0.20 0.30 0.40", meta)))
+    check("busy" not in report(bad), "the load after the run does not make it busy")
 
     # A benchmark run again afterwards: said so, with its own load.
     with open(os.path.join(bad, "meta"), "a") as f:
