@@ -114,8 +114,10 @@ def test_a_postgresql_outage_skips_no_acknowledged_report(scheduler, db, tmp_pat
         second.proc.kill()
         second.proc.wait()
         second.log.close()
+        # The group's session timeout (6 s), then the rebalance; a rewind's seek
+        # into partitions being revoked can hold the survivor's loop 5 s a try.
         wait_for(lambda: "holding them until PostgreSQL answers" in scheduler.log_text(),
-                 timeout=30, what="the survivor to take the partitions, held")
+                 timeout=90, what="the survivor to take the partitions, held")
         assert scheduler.proc.poll() is None, "the scheduler died with PostgreSQL"
     finally:
         stack("pg-up")
