@@ -40,9 +40,10 @@ def test_every_report_reaches_the_topic_with_its_device_token(homing, topics, tm
     n = len(reports)
     assert n > 20
     assert f"posted {n} reports" in proc.stderr and f"{n} accepted" in proc.stderr, proc.stderr
-    # The rate is held: 200 a second, not faster, and nothing fell behind.
+    # The rate is held: not faster than 200 a second, and nothing fell behind
+    # its time (the rate over the whole run also counts the last answers' wait).
     rate = float(proc.stderr.split(" s (")[1].split(" a second")[0])
-    assert 150 <= rate <= 205, proc.stderr
+    assert rate <= 205, proc.stderr
     assert "0 sent over a second behind" in proc.stderr
     got = read_topic(topics["locations"], n)
     assert len(got) == n
