@@ -48,9 +48,7 @@ struct watched {
         bool cut;     /* shut down once already */
 };
 
-/* Connections a thread may hold before its idle ones make room: its share
- * of the limit, less a reserve for the connections accepted meanwhile. */
-#define MAX_WORKERS 64
+#define MAX_WORKERS 64 /* libmicrohttpd's threads: --http-threads at most */
 
 struct api_deadlines {
         double limit[2]; /* seconds, by phase: head, body */
@@ -58,8 +56,10 @@ struct api_deadlines {
         pthread_cond_t wake;
         struct watched *head; /* every open connection */
         struct worker workers[MAX_WORKERS];
-        unsigned crowded; /* a worker with this many open makes room */
-        bool make_room;   /* a worker reached crowded: the thread looks now */
+        /* A thread with this many open makes room: its share of the limit,
+         * less a reserve for the connections accepted meanwhile. */
+        unsigned crowded;
+        bool make_room; /* a worker reached crowded: the thread looks now */
         bool stop;
         pthread_t thread;
         struct metrics_counter *cut;         /* by phase */
@@ -67,10 +67,12 @@ struct api_deadlines {
         struct metrics_fn *open_gauge;
 };
 
-static void shut(struct watched *w) {
-        /* libmicrohttpd sees the end of the stream and closes it. */
+/* Shuts the connection down: libmicrohttpd sees the end of the stream and
+ * closes it. False when the socket would not be shut. */
+static bool shut(struct watched *w) {
         w->cut = true;
         w->worker->open--;
+        return shutdown(w->fd, SHUT_RDWR) == 0;
 }
 
 static void cut_late(struct api_deadlines *d, double now) {
@@ -78,8 +80,7 @@ static void cut_late(struct api_deadlines *d, double now) {
                 size_t at = w->phase;
                 if (w->cut || w->phase == PHASE_BUSY || now - w->since <= d->limit[w->phase])
                         continue;
-                shut(w);
-                if (shutdown(w->fd, SHUT_RDWR) == 0)
+                if (shut(w))
                         metrics_counter_inc(d->cut, &at);
         }
 }
@@ -103,8 +104,7 @@ static void make_room(struct api_deadlines *d, double now) {
                         struct watched *w = longest_idle(d, k, now);
                         if (!w)
                                 break; /* all busy: new ones wait in the kernel's queue */
-                        shut(w);
-                        if (shutdown(w->fd, SHUT_RDWR) == 0)
+                        if (shut(w))
                                 metrics_counter_inc(d->idle_closed, NULL);
                 }
         d->make_room = false;
