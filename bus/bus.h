@@ -57,7 +57,7 @@ struct bus_batching {
         const char *compression; /* none, gzip, snappy, lz4 or zstd; borrowed */
 };
 
-#define BUS_LINGER_MS_DEFAULT "2"
+#define BUS_LINGER_MS_DEFAULT "1"
 #define BUS_BATCH_BYTES_DEFAULT "1000000"
 #define BUS_COMPRESSION_DEFAULT "lz4"
 
