@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +140,35 @@ out:
         api_db_release(&a->pool, req->db);
         req->db = NULL;
         return ret;
+}
+
+/* Every connection is a file descriptor; beside them the process holds its
+ * Kafka and PostgreSQL sockets and a few files. A limit below that would
+ * show only under load, as accepts failing: raise the soft limit as far as
+ * the hard one allows, and refuse to start if that is not enough. */
+enum { FILES_BESIDE_CONNECTIONS = 128 };
+
+static int room_for_connections(long max_connections) {
+        struct rlimit rl;
+        rlim_t needed = (rlim_t)max_connections + FILES_BESIDE_CONNECTIONS;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < needed) {
+                rl.rlim_cur =
+                        rl.rlim_max == RLIM_INFINITY || rl.rlim_max > needed ? needed : rl.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        return -errno;
+        }
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < needed) {
+                log_error("api",
+                          "--http-max-connections %ld needs %lu open files, and this process "
+                          "may open %lu: raise its limit (ulimit -n, systemd's LimitNOFILE) "
+                          "or lower --http-max-connections",
+                          max_connections, (unsigned long)needed, (unsigned long)rl.rlim_cur);
+                return -EMFILE;
+        }
+        return 0;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -305,6 +335,8 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                 r = -EINVAL;
                 goto fail;
         }
+        if ((r = room_for_connections(cfg->http_max_connections)) < 0)
+                goto fail;
         if ((r = api_deadlines_new((double)cfg->http_header_timeout_s,
                                    (double)cfg->http_body_timeout_s,
                                    (unsigned)cfg->http_max_connections, (unsigned)cfg->http_threads,

@@ -75,7 +75,7 @@ static const struct setting settings[] = {
         { "http-threads", SETTING_LONG, FIELD(http_threads), "2", 1, 64, "HTTP worker threads" },
         { "http-event-loop", SETTING_STRING, FIELD(http_event_loop), "epoll", 0, 0,
           "how the HTTP threads wait for their connections: poll or epoll" },
-        { "http-max-connections", SETTING_LONG, FIELD(http_max_connections), "1024", 1, 100000,
+        { "http-max-connections", SETTING_LONG, FIELD(http_max_connections), "4096", 1, 100000,
           "HTTP connections held at once; near it the longest-idle keep-alive ones make room" },
         { "http-max-connections-per-ip", SETTING_LONG, FIELD(http_max_connections_per_ip), "128", 0,
           100000, "HTTP connections one client address may hold at once (0: no limit)" },

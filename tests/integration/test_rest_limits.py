@@ -8,12 +8,14 @@ body a byte at a time loses its connection at --http-header-timeout-s or
 --http-body-timeout-s, though every byte restarts libmicrohttpd's idle
 timeout."""
 import json
+import resource
 import socket
+import subprocess
 import time
 
 import pytest
 
-from conftest import Homing, report
+from conftest import HOMING_BIN, Homing, report
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +222,50 @@ def test_idle_keep_alive_connections_make_room_for_new_ones_at_the_limit(crowded
     finally:
         for s in idle:
             s.close()
+
+
+def serve_with_file_limit(database, topics, tmp_path, soft, hard, max_connections):
+    """`homing serve` under a file limit of (soft, hard): the process, its log."""
+    tmp_path.mkdir()
+    h = Homing(database, topics, "test-limits-files", "serve", tmp_path,
+               extra={"HOMING_HTTP_MAX_CONNECTIONS": str(max_connections)})
+    limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))  # noqa: E731
+    log = open(h.log_path, "w")
+    proc = subprocess.Popen([HOMING_BIN, "serve"], env=h.env, stdout=log,
+                            stderr=subprocess.STDOUT, preexec_fn=limit)
+    return h, proc, log
+
+
+def test_a_file_limit_below_the_connection_limit_is_raised_or_refused(database, topics,
+                                                                        tmp_path):
+    # Each connection is a file: found out under load, a low limit would
+    # show as failed accepts. Too low a hard limit refuses the start.
+    h, proc, log = serve_with_file_limit(database, topics, tmp_path / "low", 300, 300, 1000)
+    try:
+        assert proc.wait(timeout=30) != 0
+    finally:
+        log.close()
+    assert "--http-max-connections 1000 needs 1128 open files" in h.log_text()
+    assert "may open 300" in h.log_text()
+
+    # A soft limit below it with room under the hard one is raised.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    h, proc, log = serve_with_file_limit(database, topics, tmp_path / "raised", 300, hard, 1000)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if h.get("/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        assert proc.poll() is None, h.log_text()
+        limits = open(f"/proc/{proc.pid}/limits").read()
+        soft = int(next(line for line in limits.splitlines()
+                        if line.startswith("Max open files")).split()[3])
+        assert soft >= 1128
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0, h.log_text()[-4000:]
+        log.close()
