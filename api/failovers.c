@@ -512,18 +512,20 @@ enum MHD_Result api_failover_tests_create(struct request *req) {
 }
 
 enum MHD_Result api_failover_tests_list(struct request *req) {
+        const char *dc = api_query(req, "datacenter_id");
         struct api_page page;
         enum MHD_Result ret;
 
         if (!api_page_parse(req, &page, true, &ret))
                 return ret;
         {
-                const char *params[2] = { page.after, page.limit_plus_one };
+                const char *params[3] = { dc, page.after, page.limit_plus_one };
                 return api_reply_page_query(req, &page,
                                             "SELECT t.id, " TEST_JSON "::text FROM failover_tests t"
-                                            " WHERE ($1::bigint IS NULL OR t.id < $1::bigint)"
-                                            " ORDER BY t.id DESC LIMIT $2::int",
-                                            2, params);
+                                            " WHERE ($1::text IS NULL OR t.datacenter_id = $1)"
+                                            "   AND ($2::bigint IS NULL OR t.id < $2::bigint)"
+                                            " ORDER BY t.id DESC LIMIT $3::int",
+                                            3, params);
         }
 }
 

@@ -845,7 +845,8 @@ op("get", "/v1/failovers/{id}/snapshots", "viewer", "listFailoverSnapshots",
           "only these")] + PAGED,
    errors=READ_ERRORS + ["BadRequest"], tag="failovers")
 op("get", "/v1/failover-tests", "viewer", "listFailoverTests",
-   "failover tests (rehearsals), newest first", ok("FailoverTestPage"), PAGED,
+   "failover tests (rehearsals), newest first", ok("FailoverTestPage"),
+   [query("datacenter_id", ID, "only this site's")] + PAGED,
    errors=["BadRequest"], tag="failovers")
 op("get", "/v1/failover-tests/{id}", "viewer", "getFailoverTest",
    "one failover test: its throwaway VMs and what their agents reported", ok("FailoverTest"),

@@ -143,6 +143,11 @@ def test_a_rehearsal_starts_isolated_copies_at_the_replica_site_and_cleans_them_
     listed, _ = plane.api.json("GET", "/v1/failover-tests", token=viewer)
     conforms(plane, listed, "FailoverTestPage")
     assert [t["id"] for t in listed["items"]] == [tid]
+    # A site's rehearsals, not another's.
+    mine, _ = plane.api.json("GET", "/v1/failover-tests?datacenter_id=t-paris", token=viewer)
+    assert [t["id"] for t in mine["items"]] == [tid]
+    other, _ = plane.api.json("GET", "/v1/failover-tests?datacenter_id=t-tokyo", token=viewer)
+    assert other["items"] == []
 
     events = [r[0] for r in db.execute(
         "SELECT payload FROM outbox WHERE payload->>'type' LIKE 'io.homing.failover_test.%'"
