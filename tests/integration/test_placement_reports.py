@@ -3,13 +3,17 @@
 newest first in pages, read back whole and deleted, each write with its
 audit event (valid against its schema). A body whose shape the dashboard
 could not draw is refused with the member named, and nothing is stored; a
-viewer may read but not write, and nobody without a token may do either."""
+viewer may read but not write, and nobody without a token may do either.
+`homing replay --publish NAME` posts a real replay's figures, exactly those
+--json writes, and says what the API refused when it refuses."""
 import copy
 import json
+import subprocess
+from datetime import datetime, timezone
 
 import pytest
 
-from conftest import Homing
+from conftest import HOMING_BIN, Homing
 from test_audit_events import check_event
 
 PATH = "/v1/placement-reports"
@@ -243,3 +247,65 @@ def test_writes_need_an_operator_and_reads_a_viewer(homing, db):
     assert homing.get(f"{PATH}/{made['id']}", token=None)[0] == 401
     assert homing.get(f"{PATH}/{made['id']}", token=homing.token("viewer"))[0] == 200
     assert homing.get(f"{PATH}/none")[0] == 404
+
+
+def a_history(tmp_path):
+    """One user at x who spends a day at y (222 km) and restores there, three sites."""
+    catalog = tmp_path / "sites.csv"
+    catalog.write_text("id,lat,lon\nx,0,0\ny,0,2\nz,0,40\n")
+    t0 = 1767571200  # 2026-01-05T00:00:00Z
+
+    def at(h):
+        return datetime.fromtimestamp(t0 + h * 3600, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    lines = [json.dumps({"device_id": "d-1", "user_id": "u-1", "lat": 0, "lon": lon,
+                         "accuracy_m": 10, "ts": at(h), "received_at": at(h)})
+             for h, lon in [(h, 0) for h in range(3)] + [(h, 2) for h in range(8, 30)]]
+    lines.append(json.dumps({"restore": {"user_id": "u-1", "ts": at(28), "lat": 1, "lon": 2}}))
+    history = tmp_path / "history.jsonl"
+    history.write_text("\n".join(lines) + "\n")
+    return history, catalog
+
+
+def replay(homing, history, catalog, *args, token=None):
+    env = dict(homing.env, HOMING_API_URL=homing.url + "/")
+    if token is not None:
+        env["HOMING_OPERATOR_TOKEN"] = token
+    return subprocess.run([HOMING_BIN, "replay", "--history", str(history), "--catalog",
+                           str(catalog), "--snapshot-gib", "1", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_replay_publish_posts_the_figures_json_writes(homing, db, tmp_path):
+    history, catalog = a_history(tmp_path)
+    figures = tmp_path / "figures.json"
+    run = replay(homing, history, catalog, "--json", str(figures), "--publish", "a day at y",
+                 token=homing.token("operator", "replayer"))
+    assert run.returncode == 0, run.stderr
+    rid = db.execute("SELECT max(id) FROM placement_reports").fetchone()[0]
+    assert f'published as placement report {rid}, "a day at y": {homing.url}' \
+           f"/v1/placement-reports/{rid}" in run.stdout
+    got, _ = homing.json("GET", f"{PATH}/{rid}")
+    assert got["name"] == "a day at y" and got["created_by"] == "replayer"
+    assert got["report"] == answered(json.loads(figures.read_text()))
+    assert [p["name"] for p in got["report"]["policies"]] == ["oracle", "home", "naive",
+                                                              "homing"]
+    # The oracle moved to y for the restore there: distance from (1, 2) to (0, 2), 111 km.
+    assert got["report"]["policies"][0]["restores"]["mean_km"] == pytest.approx(110.6, abs=0.5)
+
+
+def test_replay_publish_says_what_the_api_refused(homing, db, tmp_path):
+    history, catalog = a_history(tmp_path)
+    before = stored(db)
+    # No token: refused before the replay runs.
+    run = replay(homing, history, catalog, "--publish", "x", token="")
+    assert run.returncode == 2 and "operator token" in run.stderr
+    # A viewer's token: the API's 403, said.
+    run = replay(homing, history, catalog, "--publish", "x", token=homing.token("viewer"))
+    assert run.returncode == 1
+    assert "the API answered 403" in run.stderr, run.stderr
+    # A name the API refuses (over 128 characters): its 400, said.
+    run = replay(homing, history, catalog, "--publish", "n" * 129,
+                 token=homing.token("operator"))
+    assert run.returncode == 1 and "the API answered 400: name" in run.stderr, run.stderr
+    assert stored(db) == before
