@@ -767,7 +767,7 @@ op("get", "/dashboard/{file}", "public", "dashboardFile",
    ok(content_type="application/octet-stream", schema={"type": "string"}),
    [{"name": "file", "in": "path", "required": True, "description": "a file of the dashboard",
      "schema": {"type": "string", "enum": [
-         "app.js", "app.css", "d3-array.min.js", "d3-geo.min.js", "topojson-client.min.js",
+         "app.js", "quality.js", "app.css", "d3-array.min.js", "d3-geo.min.js", "topojson-client.min.js",
          "countries-110m.json"]}}], errors=["NotFound"], tag="dashboard")
 op("get", "/healthz", "public", "healthz", "alive",
    ok(schema={"type": "object"}), tag="health")
