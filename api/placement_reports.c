@@ -268,8 +268,11 @@ bool api_placement_report_valid(struct request *req, enum MHD_Result *reply) {
 
 /* ---- the routes ------------------------------------------------------------------------ */
 
-/* What a list shows without reading the reports: the run's size and each policy's headline. */
+/* What a list shows without reading the reports: the run's size and each policy's headline
+ * (its mean distance where the replay measured it: at restores, or at every report). */
 static json_t *summary_of(const json_t *report) {
+        const char *measured = json_string_value(json_object_get(report, "measured_at"));
+        const char *at = measured && !strcmp(measured, "reports") ? "reports" : "restores";
         json_t *summary = json_object(), *policies = json_array(), *p;
         const char *keep[] = { "users", "user_days", "reports", "restores", "measured_at" };
         size_t i;
@@ -282,11 +285,15 @@ static json_t *summary_of(const json_t *report) {
         for (i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
                 if (json_object_get(report, keep[i]))
                         json_object_set(summary, keep[i], json_object_get(report, keep[i]));
-        json_array_foreach(json_object_get(report, "policies"), i, p) json_array_append_new(
-                policies, json_pack("{s:O, s:O, s:O, s:O}", "name", json_object_get(p, "name"),
-                                    "kind", json_object_get(p, "kind"), "mean_km",
-                                    json_object_get(json_object_get(p, "restores"), "mean_km"),
-                                    "transfers", json_object_get(p, "transfers")));
+        json_array_foreach(json_object_get(report, "policies"), i, p) {
+                const json_t *d = json_object_get(p, at);
+                json_array_append_new(policies,
+                                      json_pack("{s:O, s:O, s:O, s:O}", "name",
+                                                json_object_get(p, "name"), "kind",
+                                                json_object_get(p, "kind"), "mean_km",
+                                                json_object_get(d, "mean_km"), "transfers",
+                                                json_object_get(p, "transfers")));
+        }
         json_object_set_new(summary, "policies", policies);
         return summary;
 }

@@ -23,7 +23,7 @@ def policy(name, kind, mean, transfers, bytes_, **extra):
     return {"name": name, "kind": kind, "swept": False, "pareto": kind == "engine",
             "restores": {"n": 40, "mean_km": mean, "p50_km": mean * 0.8, "p95_km": mean * 2,
                          "p99_km": mean * 3},
-            "reports": {"n": 900, "mean_km": mean, "p50_km": mean, "p95_km": mean,
+            "reports": {"n": 900, "mean_km": mean + 1, "p50_km": mean, "p95_km": mean,
                         "p99_km": mean},
             "transfers": transfers, "arrived": transfers, "cancelled": 0, "flaps": 1,
             "bytes": bytes_, "peak_datacenter": "t-paris", "peak_snapshots": 3,
@@ -184,6 +184,11 @@ BAD = [
     ("a goal as text", setting(["policies", 3, "goals", "home_distance"], "0.2"),
      "/policies/3/goals/home_distance", "number"),
     ("users negative", setting(["users"], -1), "/users", "within"),
+    ("measured elsewhere", setting(["measured_at"], "elsewhere"), "/measured_at",
+     "restores or reports"),
+    ("at reports without them", lambda r: (r.update(measured_at="reports"),
+                                           r["policies"][1].pop("reports")),
+     "/policies/1/reports", "is required"),
 ]
 
 
@@ -309,3 +314,12 @@ def test_replay_publish_says_what_the_api_refused(homing, db, tmp_path):
                  token=homing.token("operator"))
     assert run.returncode == 1 and "the API answered 400: name" in run.stderr, run.stderr
     assert stored(db) == before
+
+
+def test_a_report_measured_at_reports_is_summed_up_by_those(homing):
+    report = sample_report()
+    report.update(measured_at="reports", restores=0)
+    made, _ = homing.json("POST", f"{PATH}?name=no-restores", report, expect=201,
+                          token=homing.token("operator"))
+    assert made["summary"]["measured_at"] == "reports"
+    assert [p["mean_km"] for p in made["summary"]["policies"]] == [121.5, 901.25, 151.0, 211.75]
