@@ -684,7 +684,7 @@ RESPONSES = {
     "PreconditionFailed": "If-Match does not match the current ETag",
     "PreconditionRequired": "If-Match is required here",
     "UnsupportedMediaType": "the body is not application/json",
-    "TooLarge": "the body exceeds --max-body-bytes",
+    "TooLarge": "the body exceeds --max-body-bytes (or the operation's own bound)",
     "Invalid": "a member is missing, unknown, of the wrong type or out of range; "
                "errors[0].pointer names it",
     "Unavailable": "PostgreSQL (or Kafka, for ingest) could not do it now; nothing changed",
@@ -988,7 +988,7 @@ op("post", "/v1/placement-reports", "operator", "createPlacementReport",
    description="The body is the JSON `homing replay --json` writes (`homing replay --publish "
                "NAME` posts it). The members the dashboard draws are checked before anything "
                "is stored (422 names the first that is missing or wrong); the others are kept "
-               "as they come. The body is bounded by --max-body-bytes. Event: "
+               "as they come. The body may be up to 4 MiB (not --max-body-bytes). Event: "
                "io.homing.placement_report.created.")
 op("delete", "/v1/placement-reports/{id}", "operator", "deletePlacementReport",
    "remove a stored replay report", {"204": {"description": "removed"}},

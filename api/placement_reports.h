@@ -9,6 +9,10 @@
 
 struct request;
 
+/* The largest report taken, more than --max-body-bytes: a sweep's figures (every
+ * policy's peaks, CDF and days) outgrow other writes. Only operators may send one. */
+#define API_PLACEMENT_REPORT_MAX_BYTES (4L << 20)
+
 /* What the routes declare (router.c): the resource the delete locks, the body's check. */
 extern const struct api_resource api_placement_report_resource;
 bool api_placement_report_valid(struct request *req, enum MHD_Result *reply);

@@ -155,7 +155,7 @@ const struct api_route api_routes[] = {
           LOCK(api_failover_resource, IF_MATCH_NONE) },
         { "POST", "/v1/placement-reports", ACCESS_OPERATOR, api_placement_reports_create,
           "store a replay's figures (homing replay --json) under ?name=",
-          .validate = api_placement_report_valid },
+          .validate = api_placement_report_valid, .max_body = API_PLACEMENT_REPORT_MAX_BYTES },
         { "DELETE", "/v1/placement-reports/{id}", ACCESS_OPERATOR, api_placement_reports_delete,
           "remove a stored replay report", LOCK(api_placement_report_resource, IF_MATCH_NONE) },
         /* admins */
