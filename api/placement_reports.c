@@ -125,6 +125,31 @@ static bool cdf_valid(struct shape *s, const json_t *cdf, const char *at) {
         return true;
 }
 
+static bool day_valid(const char *day) {
+        int y, m, d, end = 0;
+        return day && strlen(day) == 10 && sscanf(day, "%4d-%2d-%2d%n", &y, &m, &d, &end) == 3 &&
+               end == 10 && m >= 1 && m <= 12 && d >= 1 && d <= 31;
+}
+
+/* The replay's older count by day, {"YYYY-MM-DD": transfers, ...}, which the page draws
+ * when a report has no per_day. */
+static bool day_counts_valid(struct shape *s, const json_t *days, const char *at) {
+        const char *day;
+        json_t *n;
+
+        if (!json_is_object(days) || json_object_size(days) > MAX_DAYS)
+                return bad(s, "must be an object of at most 3660 days", "%s", at);
+        json_object_foreach((json_t *)days, day, n) {
+                char p[288];
+                snprintf(p, sizeof(p), "%s/%.16s", at, day);
+                if (!day_valid(day))
+                        return bad(s, "must be days, YYYY-MM-DD", "%s", p);
+                if (!number_fits(s, n, 0, MAX_COUNT, true, p))
+                        return false;
+        }
+        return true;
+}
+
 /* [{"day": "YYYY-MM-DD", "transfers": n, "bytes": n}, ...] */
 static bool days_valid(struct shape *s, const json_t *days, const char *at) {
         size_t i;
@@ -134,15 +159,10 @@ static bool days_valid(struct shape *s, const json_t *days, const char *at) {
                 return bad(s, "must be an array of at most 3660 days", "%s", at);
         json_array_foreach(days, i, d) {
                 char p[288];
-                const char *day;
-                int y, m, dd, end = 0;
                 snprintf(p, sizeof(p), "%s/%zu", at, i);
                 if (!json_is_object(d))
                         return bad(s, "must be an object", "%s", p);
-                day = json_string_value(json_object_get(d, "day"));
-                if (!day || strlen(day) != 10 ||
-                    sscanf(day, "%4d-%2d-%2d%n", &y, &m, &dd, &end) != 3 || end != 10 || m < 1 ||
-                    m > 12 || dd < 1 || dd > 31)
+                if (!day_valid(json_string_value(json_object_get(d, "day"))))
                         return bad(s, "must be a day, YYYY-MM-DD", "%s/day", p);
                 if (!member_number(s, d, p, "transfers", true, 0, MAX_COUNT, true) ||
                     !member_number(s, d, p, "bytes", true, 0, MAX_COUNT, true))
@@ -213,6 +233,9 @@ static bool policy_valid(struct shape *s, const json_t *list, size_t i, bool at_
                 return false;
         snprintf(sub, sizeof(sub), "%s/per_day", at);
         if ((v = json_object_get(p, "per_day")) && !days_valid(s, v, sub))
+                return false;
+        snprintf(sub, sizeof(sub), "%s/transfers_per_day", at);
+        if ((v = json_object_get(p, "transfers_per_day")) && !day_counts_valid(s, v, sub))
                 return false;
         return true;
 }

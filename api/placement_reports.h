@@ -9,8 +9,8 @@
 
 struct request;
 
-/* The largest report taken, more than --max-body-bytes: a sweep's figures (every
- * policy's peaks, CDF and days) outgrow other writes. Only operators may send one. */
+/* The largest report taken, more than --max-body-bytes: a sweep's figures outgrow other
+ * writes (api/README.md has the sizes measured). Only operators may send one. */
 #define API_PLACEMENT_REPORT_MAX_BYTES (4L << 20)
 
 /* What the routes declare (router.c): the resource the delete locks, the body's check. */

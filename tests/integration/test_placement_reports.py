@@ -48,7 +48,8 @@ def sample_report():
                 policy("homing", "engine", 210.75, 3, 3000,
                        goals={"oracle_distance": 1.749, "home_distance": 0.234,
                               "naive_transfers": 0.075},
-                       restore_cdf=cdf(), per_day=days()),
+                       restore_cdf=cdf(), per_day=days(),
+                       transfers_per_day={"2026-12-01": 2, "2026-12-02": 1}),
             ]}
 
 
@@ -182,6 +183,10 @@ BAD = [
      "/policies/2/per_day/1/day", "YYYY-MM-DD"),
     ("a day's bytes as text", setting(["policies", 2, "per_day", 0, "bytes"], "2000"),
      "/policies/2/per_day/0/bytes", "whole"),
+    ("a day's count under no day", setting(["policies", 3, "transfers_per_day", "Monday"], 1),
+     "/policies/3/transfers_per_day/Monday", "YYYY-MM-DD"),
+    ("a day's count as text", setting(["policies", 3, "transfers_per_day", "2026-12-02"], "1"),
+     "/policies/3/transfers_per_day/2026-12-02", "whole"),
     ("a goal as text", setting(["policies", 3, "goals", "home_distance"], "0.2"),
      "/policies/3/goals/home_distance", "number"),
     ("users negative", setting(["users"], -1), "/users", "within"),
