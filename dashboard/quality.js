@@ -61,24 +61,41 @@
 
   /* ---- axes ------------------------------------------------------------------ */
 
-  // Round steps (1, 2, 5 × 10^n) from 0 to at least max.
-  function ticks(max) {
-    const top = max > 0 ? max : 1;
-    const raw = top / 5;
+  // Round steps (1, 2, 5 × 10^n) covering min to max.
+  function ticks(min, max) {
+    const lo = Math.max(0, min);
+    const hi = max > lo ? max : lo + (lo > 0 ? lo / 10 : 1);
+    const raw = (hi - lo) / 5;
     const mag = 10 ** Math.floor(Math.log10(raw));
     const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw);
     const out = [];
-    for (let v = 0; v <= top + step * 1e-9; v += step) out.push(v);
-    if (out[out.length - 1] < top) out.push(out[out.length - 1] + step);
+    for (let v = Math.floor(lo / step) * step; v <= hi + step * 1e-9; v += step) {
+      out.push(+v.toPrecision(12));
+    }
+    if (out[out.length - 1] < hi) out.push(+(out[out.length - 1] + step).toPrecision(12));
     return out;
   }
 
-  function scale(domainMax, from, to) {
-    const t = ticks(domainMax);
-    const top = t[t.length - 1];
-    const f = (v) => from + ((to - from) * v) / top;
+  // A linear scale from [min, max] (widened to round ticks) onto [from, to].
+  function scale(min, max, from, to) {
+    const t = ticks(min, max);
+    const lo = t[0];
+    const hi = t[t.length - 1];
+    const f = (v) => from + ((to - from) * (v - lo)) / (hi - lo);
     f.ticks = t;
     return f;
+  }
+
+  // Labels beside their points, moved down while they would cover one already placed,
+  // and to the left of points near the right edge.
+  function label(svg, placed, x, y, text) {
+    const width = 6.5 * text.length;
+    const left = x + 8 + width > W - M.right;
+    let ly = y - 6;
+    while (placed.some((b) => Math.abs(b.y - ly) < 11 && b.x0 < x + 8 + width && x - 8 - width < b.x1)) ly += 12;
+    placed.push({ x0: left ? x - 8 - width : x + 8, x1: left ? x - 8 : x + 8 + width, y: ly });
+    svg.appendChild(el('text', { class: 'point-label', x: left ? x - 8 : x + 8, y: ly,
+      'text-anchor': left ? 'end' : 'start' }, text));
   }
 
   function frame(svg, x, y, xLabel, yLabel, xFormat, yFormat) {
@@ -154,8 +171,9 @@
   function drawTradeoff(report, front) {
     const svg = chart('quality-tradeoff');
     const pts = report.policies.map((p, i) => ({ p, i, x: distances(report, p).mean_km, y: p.bytes / GIB }));
-    const x = scale(Math.max(...pts.map((q) => q.x)), M.left, W - M.right);
-    const y = scale(Math.max(...pts.map((q) => q.y)), H - M.bottom, M.top);
+    // Distances from the nearest policy's (they differ by a few %), bytes from 0.
+    const x = scale(Math.min(...pts.map((q) => q.x)), Math.max(...pts.map((q) => q.x)), M.left, W - M.right);
+    const y = scale(0, Math.max(...pts.map((q) => q.y)), H - M.bottom, M.top);
     frame(svg, x, y, `mean restore distance (km, at ${report.measured_at || 'restores'})`, 'GiB sent',
       (v) => String(Math.round(v)), (v) => String(+v.toPrecision(3)));
     const onFront = pts.filter((q) => front[q.i]).sort((a, b) => a.x - b.x);
@@ -163,12 +181,13 @@
       svg.appendChild(el('polyline', { class: 'front',
         points: onFront.map((q) => `${x(q.x)},${y(q.y)}`).join(' ') }));
     }
+    const placed = [];
     for (const q of pts) {
       const dot = el('circle', { class: `point${front[q.i] ? ' pareto' : ''}`, cx: x(q.x), cy: y(q.y),
         r: front[q.i] ? 6 : 4.5, fill: colour(q.i), 'data-policy': q.p.name });
       dot.appendChild(el('title', {}, `${q.p.name}: ${fixed(q.x, 1)} km, ${fixed(q.y, 2)} GiB`));
       svg.appendChild(dot);
-      svg.appendChild(el('text', { class: 'point-label', x: x(q.x) + 8, y: y(q.y) - 6 }, q.p.name));
+      label(svg, placed, x(q.x), y(q.y), q.p.name);
     }
     svg.dataset.absent = 'false';
   }
@@ -180,8 +199,8 @@
       return;
     }
     const svg = chart('quality-cdf');
-    const x = scale(Math.max(...have.flatMap(([p]) => p.restore_cdf.map((pt) => pt[0]))), M.left, W - M.right);
-    const y = scale(1, H - M.bottom, M.top);
+    const x = scale(0, Math.max(...have.flatMap(([p]) => p.restore_cdf.map((pt) => pt[0]))), M.left, W - M.right);
+    const y = scale(0, 1, H - M.bottom, M.top);
     frame(svg, x, y, 'restore distance (km)', 'share of restores',
       (v) => String(Math.round(v)), (v) => `${Math.round(v * 100)} %`);
     for (const [p, i] of have) {
@@ -192,18 +211,27 @@
     svg.dataset.absent = 'false';
   }
 
+  // A policy's days: per_day, or the older transfers_per_day ({day: transfers}, no bytes).
+  function daysOf(p) {
+    if (Array.isArray(p.per_day)) return p.per_day;
+    if (p.transfers_per_day && typeof p.transfers_per_day === 'object') {
+      return Object.entries(p.transfers_per_day).map(([day, transfers]) => ({ day, transfers }));
+    }
+    return [];
+  }
+
   function drawPerDay(report) {
-    const have = report.policies.map((p, i) => [p, i]).filter(([p]) => Array.isArray(p.per_day) && p.per_day.length);
+    const have = report.policies.map((p, i) => [p, i, daysOf(p)]).filter(([, , d]) => d.length);
     if (!have.length) {
       absent('quality-days', 'transfers per day are not in this report');
       return;
     }
     const svg = chart('quality-days');
-    const days = [...new Set(have.flatMap(([p]) => p.per_day.map((d) => d.day)))].sort();
+    const days = [...new Set(have.flatMap(([, , ds]) => ds.map((d) => d.day)))].sort();
     const at = new Map(days.map((d, k) => [d, k]));
     const x = (k) => M.left + ((W - M.left - M.right) * (days.length > 1 ? k / (days.length - 1) : 0.5));
     x.ticks = [];
-    const y = scale(Math.max(...have.flatMap(([p]) => p.per_day.map((d) => d.transfers))), H - M.bottom, M.top);
+    const y = scale(0, Math.max(...have.flatMap(([, , ds]) => ds.map((d) => d.transfers))), H - M.bottom, M.top);
     frame(svg, x, y, `UTC day (${days[0]} to ${days[days.length - 1]})`, 'transfers queued',
       (v) => String(v), (v) => String(+v.toPrecision(3)));
     const every = Math.max(1, Math.ceil(days.length / 8));
@@ -212,13 +240,14 @@
         svg.appendChild(el('text', { class: 'axes-day', x: x(k), y: H - M.bottom + 16, 'text-anchor': 'middle' }, d.slice(5)));
       }
     });
-    for (const [p, i] of have) {
-      const sorted = [...p.per_day].sort((a, b) => (a.day < b.day ? -1 : 1));
+    for (const [p, i, ds] of have) {
+      const sorted = [...ds].sort((a, b) => (a.day < b.day ? -1 : 1));
       svg.appendChild(el('polyline', { class: 'series', stroke: colour(i), 'data-policy': p.name,
         points: sorted.map((d) => `${x(at.get(d.day))},${y(d.transfers)}`).join(' ') }));
       for (const d of sorted) {
         const dot = el('circle', { class: 'day', cx: x(at.get(d.day)), cy: y(d.transfers), r: 2.5, fill: colour(i) });
-        dot.appendChild(el('title', {}, `${p.name}, ${d.day}: ${d.transfers} transfers, ${window.homing.bytes(d.bytes)}`));
+        const sent = d.bytes === undefined ? '' : `, ${window.homing.bytes(d.bytes)}`;
+        dot.appendChild(el('title', {}, `${p.name}, ${d.day}: ${d.transfers} transfers${sent}`));
         svg.appendChild(dot);
       }
     }

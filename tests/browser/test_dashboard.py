@@ -14,7 +14,8 @@ failed back from the page; and the screenshots are kept in the results
 folder. The "Placement quality" page draws stored replay reports: the
 policies' table, one point per policy on the trade-off chart with the
 Pareto front, and the CDF and transfers per day when the report has them
-("not in this report" when not)."""
+(the replay's older count of transfers by day too; "not in this report"
+when not)."""
 import csv
 import importlib.util
 import json
@@ -317,27 +318,31 @@ def test_the_placement_quality_page_draws_stored_reports(homing):
                               restore_cdf=[[km * 1.4, s] for km, s in cdf], per_day=days),
                 replay_policy("margin=5000000", "engine", 700.0, 40, 400),
             ]}
-    # An older replay, before the CDF and the days were in its JSON.
+    # An older replay, before the CDF and the days were in its JSON: its transfers by
+    # day only as a count ({day: transfers}) for homing; and one without even that.
     partial = {"users": 10, "user_days": 70.0, "policies": full["policies"][:2] + [
         {k: v for k, v in p.items() if k not in ("restore_cdf", "per_day")}
         for p in full["policies"][2:4]]}
+    partial["policies"][3] = dict(partial["policies"][3], transfers_per_day={
+        "2026-10-02": 1, "2026-10-01": 3, "2026-10-03": 0})
+    oldest = {"policies": full["policies"][:2]}
     ids = [homing.json("POST", f"/v1/placement-reports?name={name}", body, expect=201,
                        token=token)[0]["id"]
-           for name, body in (("before", partial), ("november", full))]
+           for name, body in (("oldest", oldest), ("before", partial), ("november", full))]
     proc = subprocess.run(["node", str(HERE / "quality.mjs"), homing.url, token, str(shot),
-                           str(ids[1]), str(ids[0])], cwd=HERE, capture_output=True, text=True,
-                          timeout=180)
+                           str(ids[2]), str(ids[1]), str(ids[0])], cwd=HERE,
+                          capture_output=True, text=True, timeout=180)
     assert proc.stdout.strip(), proc.stderr
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert proc.returncode == 0 and seen["failed"] is None, f"{seen['failed']}\n{proc.stderr[-2000:]}"
 
     assert seen["mapHidden"] is True and seen["qualityHiddenAfter"] is True
     # Newest first, with who stored it and its policies.
-    assert [row[0] for row in seen["list"]] == ["november", "before"]
+    assert [row[0] for row in seen["list"]] == ["november", "before", "oldest"]
     assert seen["list"][0][2:] == ["quality-test", "100",
                                    "oracle, home, naive, homing, margin=5000000"]
 
-    r = seen["reports"][str(ids[1])]
+    r = seen["reports"][str(ids[2])]
     assert r["title"] == "november"
     # The table: a row per policy as the replay prints it (* on the front; GiB per user-day;
     # flaps and their share of transfers; the goals' ratios, met or not).
@@ -358,12 +363,15 @@ def test_the_placement_quality_page_draws_stored_reports(homing):
     assert r["cdfLines"] == [["naive", 101], ["homing", 101]] and r["cdfAbsent"] == []
     assert r["dayLines"] == [["naive", 10], ["homing", 10]] and r["daysAbsent"] == []
 
-    old = seen["reports"][str(ids[0])]
+    old = seen["reports"][str(ids[1])]
     assert [row[0] for row in old["rows"]] == ["oracle", "home", "naive *", "homing *"]
     assert len(old["points"]) == 4
-    assert old["cdfLines"] == [] and old["dayLines"] == []
+    assert old["cdfLines"] == [] and old["dayLines"] == [["homing", 3]]
     assert old["cdfAbsent"] == ["the restore-distance CDF is not in this report"]
-    assert old["daysAbsent"] == ["transfers per day are not in this report"]
+    assert old["daysAbsent"] == []
+    oldest = seen["reports"][str(ids[0])]
+    assert len(oldest["points"]) == 2 and oldest["dayLines"] == []
+    assert oldest["daysAbsent"] == ["transfers per day are not in this report"]
 
     assert seen["foreign"] == [] and seen["consoleErrors"] == []
     assert shot.stat().st_size > 30_000
