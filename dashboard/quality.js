@@ -93,6 +93,7 @@
     const left = x + 8 + width > W - M.right;
     let ly = y - 6;
     while (placed.some((b) => Math.abs(b.y - ly) < 11 && b.x0 < x + 8 + width && x - 8 - width < b.x1)) ly += 12;
+    if (ly > H - M.bottom - 2) return; // no room left: the point's title still names it
     placed.push({ x0: left ? x - 8 - width : x + 8, x1: left ? x - 8 : x + 8 + width, y: ly });
     svg.appendChild(el('text', { class: 'point-label', x: left ? x - 8 : x + 8, y: ly,
       'text-anchor': left ? 'end' : 'start' }, text));
@@ -129,12 +130,24 @@
     svg.dataset.absent = 'true';
   }
 
-  function legend(svg, names) {
+  // A sweep has up to 60 policies: lines for the policies named, not swept, and the swept
+  // ones on the Pareto front, at most MAX_LINES; the legend says how many are left out.
+  const MAX_LINES = 10;
+  function drawn(rows, front) {
+    const keep = rows.filter(([p, i]) => !p.swept || front[i]).slice(0, MAX_LINES);
+    return { keep, left: rows.length - keep.length };
+  }
+
+  function legend(svg, names, left) {
+    if (left > 0) names = names.concat([[`${left} more not drawn (swept, off the front)`, -1]]);
+    // as far right as its longest name lets it
+    const x0 = Math.max(M.left + 8, W - M.right - 30 - 6 * Math.max(...names.map(([n]) => n.length)));
     names.forEach(([name, i], k) => {
       const y = M.top + 6 + k * 15;
-      svg.appendChild(el('line', { x1: W - M.right - 130, x2: W - M.right - 112, y1: y, y2: y,
-        stroke: colour(i), class: 'series' }));
-      svg.appendChild(el('text', { class: 'legend', x: W - M.right - 106, y: y + 4 }, name));
+      if (i >= 0) {
+        svg.appendChild(el('line', { x1: x0, x2: x0 + 18, y1: y, y2: y, stroke: colour(i), class: 'series' }));
+      }
+      svg.appendChild(el('text', { class: 'legend', x: x0 + 24, y: y + 4 }, name));
     });
   }
 
@@ -182,18 +195,20 @@
         points: onFront.map((q) => `${x(q.x)},${y(q.y)}`).join(' ') }));
     }
     const placed = [];
+    const named = new Set(drawn(pts.map((q) => [q.p, q.i]), front).keep.map(([p]) => p));
     for (const q of pts) {
       const dot = el('circle', { class: `point${front[q.i] ? ' pareto' : ''}`, cx: x(q.x), cy: y(q.y),
         r: front[q.i] ? 6 : 4.5, fill: colour(q.i), 'data-policy': q.p.name });
       dot.appendChild(el('title', {}, `${q.p.name}: ${fixed(q.x, 1)} km, ${fixed(q.y, 2)} GiB`));
       svg.appendChild(dot);
-      label(svg, placed, x(q.x), y(q.y), q.p.name);
+      if (named.has(q.p)) label(svg, placed, x(q.x), y(q.y), q.p.name);
     }
     svg.dataset.absent = 'false';
   }
 
-  function drawCdf(report) {
-    const have = report.policies.map((p, i) => [p, i]).filter(([p]) => Array.isArray(p.restore_cdf) && p.restore_cdf.length);
+  function drawCdf(report, front) {
+    const all = report.policies.map((p, i) => [p, i]).filter(([p]) => Array.isArray(p.restore_cdf) && p.restore_cdf.length);
+    const { keep: have, left } = drawn(all, front);
     if (!have.length) {
       absent('quality-cdf', 'the restore-distance CDF is not in this report');
       return;
@@ -207,7 +222,7 @@
       svg.appendChild(el('polyline', { class: 'series', stroke: colour(i), 'data-policy': p.name,
         points: p.restore_cdf.map(([km, share]) => `${x(km)},${y(share)}`).join(' ') }));
     }
-    legend(svg, have.map(([p, i]) => [p.name, i]));
+    legend(svg, have.map(([p, i]) => [p.name, i]), left);
     svg.dataset.absent = 'false';
   }
 
@@ -220,8 +235,9 @@
     return [];
   }
 
-  function drawPerDay(report) {
-    const have = report.policies.map((p, i) => [p, i, daysOf(p)]).filter(([, , d]) => d.length);
+  function drawPerDay(report, front) {
+    const all = report.policies.map((p, i) => [p, i, daysOf(p)]).filter(([, , d]) => d.length);
+    const { keep: have, left } = drawn(all, front);
     if (!have.length) {
       absent('quality-days', 'transfers per day are not in this report');
       return;
@@ -251,7 +267,7 @@
         svg.appendChild(dot);
       }
     }
-    legend(svg, have.map(([p, i]) => [p.name, i]));
+    legend(svg, have.map(([p, i]) => [p.name, i]), left);
     svg.dataset.absent = 'false';
   }
 
@@ -268,8 +284,8 @@
     ].filter(Boolean).join(' · ');
     drawTable(report, front);
     drawTradeoff(report, front);
-    drawCdf(report);
-    drawPerDay(report);
+    drawCdf(report, front);
+    drawPerDay(report, front);
     $('quality-report').hidden = false;
     $('quality-report').dataset.id = String(item.id);
   }
@@ -287,7 +303,9 @@
       cell(tr, r.created_at.slice(0, 16).replace('T', ' '));
       cell(tr, r.created_by);
       cell(tr, r.summary.users === undefined ? '–' : String(r.summary.users), 'num');
-      cell(tr, (r.summary.policies || []).map((p) => p.name).join(', '));
+      const names = (r.summary.policies || []).map((p) => p.name);
+      cell(tr, names.length > 4 ? `${names.slice(0, 4).join(', ')} and ${names.length - 4} more`
+        : names.join(', '));
       body.appendChild(tr);
     }
     $('quality-empty').hidden = page.reports.length > 0;

@@ -57,6 +57,8 @@ try {
     r.cdfLines = await page.locator('#quality-cdf polyline.series').evaluateAll(
       (ls) => ls.map((l) => [l.dataset.policy, l.getAttribute('points').split(' ').length]));
     r.cdfAbsent = await texts('#quality-cdf text.absent');
+    r.cdfLegend = await texts('#quality-cdf text.legend');
+    r.labels = await texts('#quality-tradeoff text.point-label');
     r.dayLines = await page.locator('#quality-days polyline.series').evaluateAll(
       (ls) => ls.map((l) => [l.dataset.policy, l.getAttribute('points').split(' ').length]));
     r.daysAbsent = await texts('#quality-days text.absent');

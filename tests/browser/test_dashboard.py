@@ -318,14 +318,20 @@ def test_the_placement_quality_page_draws_stored_reports(homing):
                               restore_cdf=[[km * 1.4, s] for km, s in cdf], per_day=days),
                 replay_policy("margin=5000000", "engine", 700.0, 40, 400),
             ]}
+    # A sweep's points: in the table and on the trade-off, but neither labelled nor drawn
+    # as lines (off the front), so that the named policies stay readable.
+    sweep = [dict(replay_policy(f"dwell-s={d}", "engine", 300.0 + d, 30, 300), swept=True,
+                  restore_cdf=cdf) for d in range(12)]
+    partial_policies = full["policies"][:]
+    full["policies"] = full["policies"] + sweep
     # An older replay, before the CDF and the days were in its JSON: its transfers by
     # day only as a count ({day: transfers}) for homing; and one without even that.
-    partial = {"users": 10, "user_days": 70.0, "policies": full["policies"][:2] + [
+    partial = {"users": 10, "user_days": 70.0, "policies": partial_policies[:2] + [
         {k: v for k, v in p.items() if k not in ("restore_cdf", "per_day")}
-        for p in full["policies"][2:4]]}
+        for p in partial_policies[2:4]]}
     partial["policies"][3] = dict(partial["policies"][3], transfers_per_day={
         "2026-10-02": 1, "2026-10-01": 3, "2026-10-03": 0})
-    oldest = {"policies": full["policies"][:2]}
+    oldest = {"policies": partial_policies[:2]}
     ids = [homing.json("POST", f"/v1/placement-reports?name={name}", body, expect=201,
                        token=token)[0]["id"]
            for name, body in (("oldest", oldest), ("before", partial), ("november", full))]
@@ -339,15 +345,14 @@ def test_the_placement_quality_page_draws_stored_reports(homing):
     assert seen["mapHidden"] is True and seen["qualityHiddenAfter"] is True
     # Newest first, with who stored it and its policies.
     assert [row[0] for row in seen["list"]] == ["november", "before", "oldest"]
-    assert seen["list"][0][2:] == ["quality-test", "100",
-                                   "oracle, home, naive, homing, margin=5000000"]
+    assert seen["list"][0][2:] == ["quality-test", "100", "oracle, home, naive, homing and 13 more"]
 
     r = seen["reports"][str(ids[2])]
     assert r["title"] == "november"
     # The table: a row per policy as the replay prints it (* on the front; GiB per user-day;
     # flaps and their share of transfers; the goals' ratios, met or not).
     assert [row[0] for row in r["rows"]] == ["oracle", "home", "naive *", "homing *",
-                                             "margin=5000000"]
+                                             "margin=5000000"] + [p["name"] for p in sweep]
     assert r["rows"][3] == ["homing *", "engine", "260.0", "130.0", "520.0", "780.0", "20",
                             "0.20", "2 (10.0 %)", "1.733 not met", "0.236 met", "0.067 met"]
     assert r["rows"][0][7:9] == ["0.00", "40 (10.0 %)"] and r["rows"][0][9:] == ["–"] * 3
@@ -359,8 +364,10 @@ def test_the_placement_quality_page_draws_stored_reports(homing):
     assert at["naive"][1] < at["margin=5000000"][1] < at["homing"][1] < at["home"][1] == \
         at["oracle"][1]  # SVG's y grows downwards: more bytes, higher up
     assert sorted(r["pareto"]) == ["homing", "naive"] and r["front"] == 1
-    # The CDF and the days: a line per policy that has them.
+    assert sorted(r["labels"]) == ["home", "homing", "margin=5000000", "naive", "oracle"]
+    # The CDF and the days: a line per policy that has them (the sweep's left out, said).
     assert r["cdfLines"] == [["naive", 101], ["homing", 101]] and r["cdfAbsent"] == []
+    assert r["cdfLegend"] == ["naive", "homing", "12 more not drawn (swept, off the front)"]
     assert r["dayLines"] == [["naive", 10], ["homing", 10]] and r["daysAbsent"] == []
 
     old = seen["reports"][str(ids[1])]
