@@ -6,9 +6,10 @@
  * operator posts the replay's JSON as it is (`POST
  * /v1/placement-reports?name=...`, or `homing replay --publish NAME`); its
  * shape is checked here, member by member, before anything is stored, so
- * the page can draw any report it lists. The body's size is bounded by
- * --max-body-bytes, like every body. Viewers list and read them; operators
- * delete them. Every write is audited.
+ * the page can draw any report it lists. A report may be bigger than other
+ * bodies (API_PLACEMENT_REPORT_MAX_BYTES, not --max-body-bytes: a sweep's
+ * figures are). Viewers list and read them; operators delete them. Every
+ * write is audited.
  */
 #include "api/placement_reports.h"
 
@@ -32,7 +33,7 @@
 #define MAX_POLICIES 64     /* the replay's */
 #define MAX_CDF_POINTS 1001
 #define MAX_DAYS 3660
-#define MAX_KM 40075.0 /* no geodesic on Earth is longer than half of it */
+#define MAX_KM 40075.0 /* the Equator: no geodesic is longer than half of it */
 #define MAX_COUNT 9.2e18
 
 #define ITEM_JSON                                                     \
