@@ -1,6 +1,6 @@
 /*
  * The dashboard's files, served by homing itself so the page works with no
- * network beyond this server: the page, its script and style from
+ * network beyond this server: the page, its scripts and style from
  * --dashboard-dir, and what it takes from npm (country outlines from
  * world-atlas, topojson-client, d3-geo and d3-array), which `npm ci` put in
  * that folder's node_modules at build time. Only the files named below are
@@ -36,6 +36,7 @@ struct asset {
 
 static const struct asset assets[] = {
         { "app.js", "app.js", "text/javascript; charset=utf-8" },
+        { "quality.js", "quality.js", "text/javascript; charset=utf-8" },
         { "app.css", "app.css", "text/css; charset=utf-8" },
         { "d3-array.min.js", "node_modules/d3-array/dist/d3-array.min.js",
           "text/javascript; charset=utf-8" },

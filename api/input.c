@@ -15,9 +15,7 @@
 #include "api/parse.h"
 #include "api/reply.h"
 #include "api/request.h"
-#include "api/state.h"
 #include "auth/auth.h"
-#include "base/config.h"
 
 const char *api_param(const struct request *req, size_t i) {
         return i < req->n_params ? req->params[i] : "";
@@ -45,8 +43,7 @@ json_t *api_body_object(struct request *req, enum MHD_Result *reply) {
         }
         if (req->body_too_large) {
                 char detail[96];
-                snprintf(detail, sizeof(detail), "the body exceeds %ld bytes",
-                         req->api->cfg->max_body_bytes);
+                snprintf(detail, sizeof(detail), "the body exceeds %ld bytes", req->body_max);
                 *reply = api_reply_problem(req, 413, "body-too-large", "Request body too large",
                                            detail, NULL);
                 return NULL;

@@ -25,6 +25,7 @@ def nullable(schema):
 ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,64}$"}
 TIME = {"type": "string", "format": "date-time"}
 COUNT = {"type": "integer", "minimum": 0}
+KM = {"type": "number", "minimum": 0, "maximum": 40075}
 STATUS = {"type": "string", "enum": ["active", "draining", "down"]}
 STATE = {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]}
 PRIORITY = {"type": "integer", "minimum": 1, "maximum": 5, "default": 3,
@@ -362,6 +363,43 @@ SCHEMAS = {
     }),
     "Zone": obj({"id": ID, "name": {"type": "string"}, "geojson": ref("GeoJSONGeometry"),
                  "created_at": TIME, "updated_at": TIME}),
+    "ReplayPolicy": obj({
+        "name": {"type": "string", "minLength": 1, "maxLength": 192},
+        "kind": {"type": "string", "enum": ["engine", "oracle", "home"]},
+        "pareto": {"type": "boolean",
+                   "description": "on the Pareto front of mean distance against bytes"},
+        "restores": obj({"n": COUNT, "mean_km": KM, "p50_km": KM, "p95_km": KM, "p99_km": KM},
+                        ["n", "mean_km", "p50_km", "p95_km", "p99_km"], extra=True),
+        "transfers": COUNT, "bytes": COUNT, "flaps": COUNT,
+        "goals": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
+                  "description": "an engine policy's ratio for each of the issue's goals"},
+        "restore_cdf": {"type": "array", "maxItems": 1001,
+                        "description": "[km, share] points, both rising, share 0 to 1",
+                        "items": {"type": "array", "minItems": 2, "maxItems": 2,
+                                  "items": {"type": "number", "minimum": 0}}},
+        "per_day": {"type": "array", "maxItems": 3660, "items": obj({
+            "day": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+            "transfers": COUNT, "bytes": COUNT}, ["day", "transfers", "bytes"])},
+    }, ["name", "kind", "restores", "transfers", "bytes"], extra=True),
+    "ReplayReport": obj({
+        "users": COUNT, "user_days": {"type": "number", "minimum": 0},
+        "reports": COUNT, "restores": COUNT,
+        "measured_at": {"type": "string", "enum": ["restores", "reports"]},
+        "policies": {"type": "array", "minItems": 1, "maxItems": 64,
+                     "items": ref("ReplayPolicy")},
+    }, ["policies"], extra=True),
+    "PlacementReport": obj({
+        "id": {"type": "integer"}, "name": {"type": "string", "minLength": 1, "maxLength": 128},
+        "created_at": TIME, "created_by": {"type": "string",
+                                           "description": "the operator token's name"},
+        "summary": obj({
+            "users": COUNT, "user_days": {"type": "number"}, "reports": COUNT,
+            "restores": COUNT, "measured_at": {"type": "string"},
+            "policies": {"type": "array", "items": obj({
+                "name": {"type": "string"}, "kind": {"type": "string"},
+                "mean_km": KM, "transfers": COUNT})}}),
+        "report": ref("ReplayReport"),
+    }, ["id", "name", "created_at", "created_by", "summary"]),
     "ZoneInput": obj({"name": {"type": "string"}, "geojson": ref("GeoJSONGeometry")},
                      ["name", "geojson"]),
     "GeoJSONGeometry": {
@@ -631,7 +669,8 @@ SCHEMAS = {
     }, ["snapshot_id", "from", "to", "versions", "config", "disk"]),
 }
 for name in ("Datacenter", "Template", "Replica", "Snapshot", "Placement", "Decision",
-             "Transfer", "Zone", "OperatorToken", "SnapshotVersion", "Evacuation"):
+             "Transfer", "Zone", "OperatorToken", "SnapshotVersion", "Evacuation",
+             "PlacementReport"):
     SCHEMAS[name + "Page"] = page_of(name)
 
 PROBLEM = {"application/problem+json": {"schema": ref("Problem")}}
@@ -645,7 +684,7 @@ RESPONSES = {
     "PreconditionFailed": "If-Match does not match the current ETag",
     "PreconditionRequired": "If-Match is required here",
     "UnsupportedMediaType": "the body is not application/json",
-    "TooLarge": "the body exceeds --max-body-bytes",
+    "TooLarge": "the body exceeds --max-body-bytes (or the operation's own bound)",
     "Invalid": "a member is missing, unknown, of the wrong type or out of range; "
                "errors[0].pointer names it",
     "Unavailable": "PostgreSQL (or Kafka, for ingest) could not do it now; nothing changed",
@@ -728,7 +767,7 @@ op("get", "/dashboard/{file}", "public", "dashboardFile",
    ok(content_type="application/octet-stream", schema={"type": "string"}),
    [{"name": "file", "in": "path", "required": True, "description": "a file of the dashboard",
      "schema": {"type": "string", "enum": [
-         "app.js", "app.css", "d3-array.min.js", "d3-geo.min.js", "topojson-client.min.js",
+         "app.js", "quality.js", "app.css", "d3-array.min.js", "d3-geo.min.js", "topojson-client.min.js",
          "countries-110m.json"]}}], errors=["NotFound"], tag="dashboard")
 op("get", "/healthz", "public", "healthz", "alive",
    ok(schema={"type": "object"}), tag="health")
@@ -891,6 +930,13 @@ op("get", "/v1/evacuations/{id}", "viewer", "getEvacuation",
    [path_param("id", integer=True)], errors=READ_ERRORS, tag="evacuations")
 op("get", "/v1/zones/{id}", "viewer", "getZone", "one zone", ok("Zone", etag=True), ID_PARAM,
    errors=READ_ERRORS, tag="zones")
+op("get", "/v1/placement-reports", "viewer", "listPlacementReports",
+   "stored replay reports (placement quality), newest first, without their figures",
+   ok("PlacementReportPage"), PAGED, errors=["BadRequest"], tag="placement")
+op("get", "/v1/placement-reports/{id}", "viewer", "getPlacementReport",
+   "one stored replay report, with its figures (report: as homing replay --json wrote it)",
+   ok("PlacementReport"), [path_param("id", integer=True)], errors=READ_ERRORS,
+   tag="placement")
 op("put", "/v1/datacenters/{id}/status", "operator", "setDatacenterStatus",
    "set a datacenter's status: draining stops new placements there; down fails its "
    "snapshots over to their warm replicas (GET /v1/failovers)",
@@ -933,6 +979,22 @@ op("post", "/v1/failovers/{id}/failback", "operator", "failback",
                "bytes_needed and the snapshots that do not fit (the least urgent beyond the "
                "room), unless the body's when_full chooses queue_what_fits or queue_all; no "
                "body is refuse. A second call queues only what is not queued yet.")
+op("post", "/v1/placement-reports", "operator", "createPlacementReport",
+   "store a replay's figures under a name",
+   ok("PlacementReport", status="201", description="stored (the answer leaves out the figures)",
+      location=True),
+   [{**query("name", {"type": "string", "minLength": 1, "maxLength": 128},
+             "the report's name"), "required": True}],
+   body("ReplayReport"), errors=WRITE_ERRORS, tag="placement",
+   description="The body is the JSON `homing replay --json` writes (`homing replay --publish "
+               "NAME` posts it). The members the dashboard draws are checked before anything "
+               "is stored (422 names the first that is missing or wrong); the others are kept "
+               "as they come. The body may be up to 4 MiB (not --max-body-bytes). Event: "
+               "io.homing.placement_report.created.")
+op("delete", "/v1/placement-reports/{id}", "operator", "deletePlacementReport",
+   "remove a stored replay report", {"204": {"description": "removed"}},
+   [path_param("id", integer=True)], errors=READ_ERRORS + ["Unavailable"], tag="placement",
+   description="Event: io.homing.placement_report.deleted.")
 op("post", "/v1/snapshots/{id}/versions", "operator", "composeVersion",
    "compose a new version: a base version with chosen items of another (its agent writes it)",
    ok("Composition", status="202", description="queued for the agent of the snapshot's "
@@ -1245,7 +1307,7 @@ def document():
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": t} for t in ("datacenters", "templates", "snapshots", "transfers",
-                                       "zones", "protection", "evacuations", "failovers",
+                                       "zones", "protection", "evacuations", "failovers", "placement",
                                        "tokens", "agents", "ingest", "health", "dashboard")],
         "paths": paths,
         "components": {

@@ -51,6 +51,7 @@ struct request {
         char allow[64]; /* for 405: the methods the path takes */
         char *body;
         size_t body_len, body_cap;
+        long body_max; /* the route's bound, else --max-body-bytes */
         bool body_too_large;
         bool checked; /* access checked and granted */
         struct principal who;

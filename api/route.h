@@ -56,4 +56,7 @@ struct api_route {
         const struct api_resource *resource; /* what is locked */
         enum api_lock lock;
         enum api_if_match if_match;
+        /* The largest body it takes, when not --max-body-bytes: a few routes carry
+         * documents bigger than any other write (a replay's figures). */
+        long max_body;
 };

@@ -26,6 +26,7 @@
 #include "api/health.h"
 #include "api/ingest.h"
 #include "api/power.h"
+#include "api/placement_reports.h"
 #include "api/protection.h"
 #include "api/reply.h"
 #include "api/request.h"
@@ -117,6 +118,10 @@ const struct api_route api_routes[] = {
           "one evacuation: its plan and its progress per priority level" },
         { "GET", "/v1/zones", ACCESS_VIEWER, api_zones_list, "list zones" },
         { "GET", "/v1/zones/{id}", ACCESS_VIEWER, api_zones_get, "one zone" },
+        { "GET", "/v1/placement-reports", ACCESS_VIEWER, api_placement_reports_list,
+          "stored replay reports (placement quality), newest first" },
+        { "GET", "/v1/placement-reports/{id}", ACCESS_VIEWER, api_placement_reports_get,
+          "one stored replay report, with its figures" },
         /* operators */
         { "PUT", "/v1/datacenters/{id}/status", ACCESS_OPERATOR, api_datacenters_set_status,
           "set a datacenter's status (drain it)", .body = api_datacenter_status_fields,
@@ -148,6 +153,11 @@ const struct api_route api_routes[] = {
         { "POST", "/v1/failovers/{id}/failback", ACCESS_OPERATOR, api_failovers_failback,
           "move a returned site's failed-over snapshots back (only the difference travels)",
           LOCK(api_failover_resource, IF_MATCH_NONE) },
+        { "POST", "/v1/placement-reports", ACCESS_OPERATOR, api_placement_reports_create,
+          "store a replay's figures (homing replay --json) under ?name=",
+          .validate = api_placement_report_valid, .max_body = API_PLACEMENT_REPORT_MAX_BYTES },
+        { "DELETE", "/v1/placement-reports/{id}", ACCESS_OPERATOR, api_placement_reports_delete,
+          "remove a stored replay report", LOCK(api_placement_report_resource, IF_MATCH_NONE) },
         /* admins */
         { "POST", "/v1/datacenters", ACCESS_ADMIN, api_datacenters_create, "add a datacenter",
           .body = api_datacenter_fields, .validate = api_datacenter_valid },

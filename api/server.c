@@ -59,16 +59,17 @@ static enum MHD_Result refuse_early(struct request *req) {
         const char *length;
         enum MHD_Result ret = MHD_YES;
 
+        req->body_max =
+                req->route && req->route->max_body ? req->route->max_body : a->cfg->max_body_bytes;
         if (!req->route)
                 return MHD_YES;
         if (!check(req, &ret))
                 goto out;
         length = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
                                              MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (length && strtoull(length, NULL, 10) > (unsigned long long)a->cfg->max_body_bytes) {
+        if (length && strtoull(length, NULL, 10) > (unsigned long long)req->body_max) {
                 char detail[96];
-                snprintf(detail, sizeof(detail), "the body exceeds %ld bytes",
-                         a->cfg->max_body_bytes);
+                snprintf(detail, sizeof(detail), "the body exceeds %ld bytes", req->body_max);
                 if (req->route->access == ACCESS_DEVICE)
                         api_count_ingest(req, 413);
                 ret = api_reply_problem(req, 413, "body-too-large", "Request body too large",
@@ -103,7 +104,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (*upload_size) {
                 size_t n = *upload_size;
                 *upload_size = 0;
-                if (req->body_too_large || req->body_len + n > (size_t)a->cfg->max_body_bytes) {
+                if (req->body_too_large || req->body_len + n > (size_t)req->body_max) {
                         /* Keep reading, keep nothing: the answer is 413. */
                         req->body_too_large = true;
                         return MHD_YES;

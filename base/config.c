@@ -135,7 +135,10 @@ static const struct setting settings[] = {
           "how often a scheduler places warm replicas and queues their refreshes, after a "
           "catalog reload (0: never)" },
         { "api-url", SETTING_STRING, FIELD(api_url), "http://127.0.0.1:58080", 0, 0,
-          "agent: where homing's API answers" },
+          "agent, replay --publish: where homing's API answers" },
+        { "operator-token", SETTING_STRING, FIELD(operator_token), "", 0, 0,
+          "replay --publish: the operator token (hop_..., operator role or higher) it posts "
+          "the figures with; prefer the variable to the flag" },
         { "datacenter", SETTING_STRING, FIELD(datacenter), "", 0, 0,
           "agent: the datacenter(s) it serves, comma-separated" },
         { "store", SETTING_STRING, FIELD(store), "", 0, 0,
@@ -203,7 +206,7 @@ static const struct setting settings[] = {
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
 
 /* The settings `homing config` masks: keys and tokens. pg-dsn's password is masked too. */
-static const char *const secrets[] = { "device-token-keys", "agent-token", NULL };
+static const char *const secrets[] = { "device-token-keys", "agent-token", "operator-token", NULL };
 
 static bool setting_secret(const struct setting *s) {
         for (const char *const *name = secrets; *name; name++)

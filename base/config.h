@@ -68,7 +68,8 @@ struct config {
         char *metrics_listen;     /* host:port of /metrics for schedule and relay; "": none */
         char *metrics_token_file; /* the scrape token of --metrics-listen */
         /* agent: the transfers into a datacenter (agent/README.md) */
-        char *api_url;          /* where agents reach homing's API */
+        char *api_url;          /* where agents (and replay --publish) reach homing's API */
+        char *operator_token;   /* hop_..., replay --publish's */
         char *datacenter;       /* the datacenters this agent serves, comma-separated */
         char *store;            /* the store (one datacenter) or the folder of stores (several) */
         char *agent_token;      /* hag_... for a single datacenter */

@@ -7,8 +7,10 @@
  * (`homing simulate`'s, or any topic records) or a range of the real
  * locations topic, read by a consumer that commits nothing; the catalog a
  * CSV file or PostgreSQL's, read in a read-only session. Nothing is written
- * anywhere but the outputs asked for.
+ * anywhere but the outputs asked for; --publish posts the figures to the
+ * API as a placement report, for the dashboard's "Placement quality" page.
  */
+#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -41,7 +43,8 @@ static const char usage[] =
         "distance from the user to the datacenter holding the active copy at every\n"
         "restore (mean, p50, p95, p99), the transfers and the bytes they send. Each\n"
         "user has one snapshot, first at the datacenter nearest their first report.\n"
-        "Nothing is written to PostgreSQL and nothing is published.\n"
+        "Nothing is written to PostgreSQL and nothing is published, but with --publish\n"
+        "the figures, which the API stores as a placement report.\n"
         "\n"
         "  --history FILE        JSON lines: topic records and {\"restore\": ...} lines\n"
         "                        (homing simulate's output; - for standard input)\n"
@@ -65,6 +68,9 @@ static const char usage[] =
         "  --bandwidth B         bytes per second a transfer moves (default 12500000)\n"
         "  --json FILE           the figures as JSON\n"
         "  --events FILE         every transfer queued, arrived or cancelled, JSON lines\n"
+        "  --publish NAME        post the figures (as --json writes them) to the API at\n"
+        "                        --api-url as a placement report named NAME, with the\n"
+        "                        operator token HOMING_OPERATOR_TOKEN (--operator-token)\n"
         "\n"
         "Exit status: 0 done, 1 bad data or a source failed, 2 bad command line.\n";
 
@@ -76,7 +82,7 @@ struct sweep {
 
 struct options {
         const char *history, *offsets, *since, *until, *catalog, *policies, *sweep_x, *sweep_y;
-        const char *snapshot_gib, *bandwidth, *json, *events;
+        const char *snapshot_gib, *bandwidth, *json, *events, *publish;
         int64_t from_offset, to_offset, since_ms, until_ms;
         struct sweep x, y;
 };
@@ -661,7 +667,83 @@ static void print_sweep_goals(const struct policy_set *set, const struct replay_
         }
 }
 
-static int report(struct run *run) {
+/* ---- publishing ------------------------------------------------------------------ */
+
+struct answer {
+        char text[4096];
+        size_t len;
+};
+
+static size_t keep_answer(char *data, size_t size, size_t n, void *ctx) {
+        struct answer *a = ctx;
+        size_t room = sizeof(a->text) - 1 - a->len, take = size * n < room ? size * n : room;
+
+        memcpy(a->text + a->len, data, take);
+        a->len += take;
+        a->text[a->len] = '\0';
+        return size * n;
+}
+
+/* Posts the figures as a placement report named `name`: 0, or -1 after saying why. */
+static int publish(const struct config *cfg, const char *name, const json_t *doc) {
+        CURL *curl = curl_easy_init();
+        char *body = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        char *escaped = curl ? curl_easy_escape(curl, name, 0) : NULL;
+        size_t base = strlen(cfg->api_url);
+        struct curl_slist *headers = NULL, *h;
+        struct answer answer = { .len = 0 };
+        char *url = NULL, *auth = NULL;
+        json_t *got = NULL;
+        long status = 0;
+        CURLcode c = CURLE_OUT_OF_MEMORY;
+        int r = -1;
+
+        while (base > 0 && cfg->api_url[base - 1] == '/')
+                base--;
+        if (body && escaped &&
+            asprintf(&url, "%.*s/v1/placement-reports?name=%s", (int)base, cfg->api_url, escaped) >=
+                    0 &&
+            asprintf(&auth, "Authorization: Bearer %s", cfg->operator_token) >= 0 &&
+            (h = curl_slist_append(headers, auth)) && (headers = h) &&
+            (h = curl_slist_append(headers, "Content-Type: application/json")) && (headers = h)) {
+                curl_easy_setopt(curl, CURLOPT_URL, url);
+                curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+                curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+                curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+                curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, keep_answer);
+                curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
+                curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
+                c = curl_easy_perform(curl);
+                curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        }
+        got = json_loads(answer.text, 0, NULL);
+        if (c != CURLE_OK) {
+                fprintf(stderr, PROG ": --publish: %s: %s\n", cfg->api_url, curl_easy_strerror(c));
+        } else if (status != 201) {
+                /* the API's problem says what it refused, and where in the figures */
+                const char *detail = json_string_value(json_object_get(got, "detail"));
+                json_t *first = json_array_get(json_object_get(got, "errors"), 0);
+                const char *pointer = json_string_value(json_object_get(first, "pointer"));
+                fprintf(stderr, PROG ": --publish: the API answered %ld: %s%s%s%s\n", status,
+                        detail ? detail : "(no problem document)", pointer ? " (at " : "",
+                        pointer ? pointer : "", pointer ? ")" : "");
+        } else {
+                printf("\npublished as placement report %lld, \"%s\": %.*s/v1/placement-reports/%lld\n",
+                       (long long)json_integer_value(json_object_get(got, "id")), name, (int)base,
+                       cfg->api_url, (long long)json_integer_value(json_object_get(got, "id")));
+                r = 0;
+        }
+        json_decref(got);
+        curl_slist_free_all(headers);
+        free(auth);
+        free(url);
+        curl_free(escaped);
+        free(body);
+        curl_easy_cleanup(curl);
+        return r;
+}
+
+static int report(struct run *run, const struct config *cfg) {
         struct policy_set *set = run->set;
         struct replay_figures f[MAX_POLICIES] = { 0 };
         double x[MAX_POLICIES], y[MAX_POLICIES];
@@ -740,7 +822,7 @@ static int report(struct run *run) {
             (set->oracle >= 0 || set->home >= 0 || set->naive >= 0))
                 print_sweep_goals(set, f, at_restores);
 
-        if (!run->o->json)
+        if (!run->o->json && !run->o->publish)
                 return 0;
         doc = json_pack(
                 "{s:I, s:f, s:I, s:I, s:s, s:I, s:f, s:o}", "users",
@@ -794,10 +876,14 @@ static int report(struct run *run) {
                         r = -1;
         }
         if (!doc || r < 0 ||
-            json_dump_file(doc, run->o->json, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) < 0) {
-                fprintf(stderr, PROG ": %s: cannot write the figures\n", run->o->json);
+            (run->o->json &&
+             json_dump_file(doc, run->o->json, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) < 0)) {
+                fprintf(stderr, PROG ": %s: cannot write the figures\n",
+                        run->o->json ? run->o->json : "--publish");
                 r = -1;
         }
+        if (r == 0 && run->o->publish)
+                r = publish(cfg, run->o->publish, doc);
         json_decref(doc);
         return r;
 }
@@ -874,6 +960,7 @@ int cmd_replay(int argc, char **argv) {
                 { "--bandwidth", &o.bandwidth },
                 { "--json", &o.json },
                 { "--events", &o.events },
+                { "--publish", &o.publish },
                 { NULL, NULL },
         };
         struct config cfg = { 0 };
@@ -893,6 +980,13 @@ int cmd_replay(int argc, char **argv) {
         if (r < 0)
                 return 2;
         if (options_check(&o, &gib, &bandwidth) < 0) {
+                config_fini(&cfg);
+                return 2;
+        }
+        /* before the run, which may be long: a publish that cannot work is said at once */
+        if (o.publish && (!*o.publish || !cfg.operator_token[0])) {
+                fprintf(stderr, PROG ": --publish NAME needs a name and an operator token "
+                                     "(HOMING_OPERATOR_TOKEN or --operator-token)\n");
                 config_fini(&cfg);
                 return 2;
         }
@@ -925,7 +1019,7 @@ int cmd_replay(int argc, char **argv) {
                 fprintf(stderr, PROG ": %s: cannot write the events\n", o.events);
                 goto out;
         }
-        if (report(&run) < 0)
+        if (report(&run, &cfg) < 0)
                 goto out;
         status = 0;
 out:

@@ -15,6 +15,7 @@
  * items of one to compose a new version from the other, after a
  * confirmation that says what will change. Everything is polled every
  * few seconds with the operator's bearer token; nothing leaves this server.
+ * The "Placement quality" page is quality.js's, through window.homing.
  */
 'use strict';
 
@@ -823,6 +824,7 @@
     $('login').close();
     $('whoami').textContent = `${state.me.name} (${state.me.role})`;
     $('token-forget').hidden = false;
+    window.dispatchEvent(new Event('homing-signed-in')); // quality.js's page may load now
     await refresh();
     clearInterval(state.timer);
     state.timer = setInterval(refresh, POLL_MS);
@@ -898,5 +900,7 @@
     else askForToken('');
   }
 
+  // What the other pages of the dashboard (quality.js) call: the same token, the same errors.
+  window.homing = { api, all, bytes };
   main();
 })();

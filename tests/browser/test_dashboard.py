@@ -11,7 +11,11 @@ clicked); an evacuation planned and run; a failover rehearsed and cleaned
 up; a down datacenter's failover (each snapshot activated from its replica
 with the versions lost, or unrecoverable), then the site activated and
 failed back from the page; and the screenshots are kept in the results
-folder."""
+folder. The "Placement quality" page draws stored replay reports: the
+policies' table, one point per policy on the trade-off chart with the
+Pareto front, and the CDF and transfers per day when the report has them
+(the replay's older count of transfers by day too; "not in this report"
+when not)."""
 import csv
 import importlib.util
 import json
@@ -285,3 +289,96 @@ def test_the_dashboard_shows_the_map_and_drains_a_datacenter(homing, db):
     event = db.execute("SELECT payload FROM outbox WHERE payload->>'type' ="
                        " 'io.homing.failover.failback_started'").fetchone()[0]
     assert event["data"]["actor"]["name"] == "dashboard-test"
+
+
+def replay_policy(name, kind, mean, transfers, gib, pareto=False, **extra):
+    return {"name": name, "kind": kind, "pareto": pareto,
+            "restores": {"n": 50, "mean_km": mean, "p50_km": mean / 2, "p95_km": mean * 2,
+                         "p99_km": mean * 3},
+            "transfers": transfers, "flaps": transfers // 10, "bytes": gib * 1073741824,
+            **extra}
+
+
+def test_the_placement_quality_page_draws_stored_reports(homing):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    shot = RESULTS / "dashboard-quality.png"
+    token = homing.token("operator", "quality-test")
+    cdf = [[i * 30.0, i / 100] for i in range(101)]
+    days = [{"day": f"2026-11-{d:02}", "transfers": d % 4, "bytes": (d % 4) * 1000}
+            for d in range(1, 11)]
+    full = {"users": 100, "user_days": 1000.0, "restores": 50, "measured_at": "restores",
+            "policies": [
+                replay_policy("oracle", "oracle", 150.0, 400, 0),
+                replay_policy("home", "home", 1100.0, 0, 0),
+                replay_policy("naive", "engine", 180.0, 300, 3000, pareto=True,
+                              restore_cdf=cdf, per_day=days),
+                replay_policy("homing", "engine", 260.0, 20, 200, pareto=True,
+                              goals={"oracle_distance": 1.733, "home_distance": 0.236,
+                                     "naive_transfers": 0.067},
+                              restore_cdf=[[km * 1.4, s] for km, s in cdf], per_day=days),
+                replay_policy("margin=5000000", "engine", 700.0, 40, 400),
+            ]}
+    # A sweep's points: in the table and on the trade-off, but neither labelled nor drawn
+    # as lines (off the front), so that the named policies stay readable.
+    sweep = [dict(replay_policy(f"dwell-s={d}", "engine", 300.0 + d, 30, 300), swept=True,
+                  restore_cdf=cdf) for d in range(12)]
+    partial_policies = full["policies"][:]
+    full["policies"] = full["policies"] + sweep
+    # An older replay, before the CDF and the days were in its JSON: its transfers by
+    # day only as a count ({day: transfers}) for homing; and one without even that.
+    partial = {"users": 10, "user_days": 70.0, "policies": partial_policies[:2] + [
+        {k: v for k, v in p.items() if k not in ("restore_cdf", "per_day")}
+        for p in partial_policies[2:4]]}
+    partial["policies"][3] = dict(partial["policies"][3], transfers_per_day={
+        "2026-10-02": 1, "2026-10-01": 3, "2026-10-03": 0})
+    oldest = {"policies": partial_policies[:2]}
+    ids = [homing.json("POST", f"/v1/placement-reports?name={name}", body, expect=201,
+                       token=token)[0]["id"]
+           for name, body in (("oldest", oldest), ("before", partial), ("november", full))]
+    proc = subprocess.run(["node", str(HERE / "quality.mjs"), homing.url, token, str(shot),
+                           str(ids[2]), str(ids[1]), str(ids[0])], cwd=HERE,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.stdout.strip(), proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 0 and seen["failed"] is None, f"{seen['failed']}\n{proc.stderr[-2000:]}"
+
+    assert seen["mapHidden"] is True and seen["qualityHiddenAfter"] is True
+    # Newest first, with who stored it and its policies.
+    assert [row[0] for row in seen["list"]] == ["november", "before", "oldest"]
+    assert seen["list"][0][2:] == ["quality-test", "100", "oracle, home, naive, homing and 13 more"]
+
+    r = seen["reports"][str(ids[2])]
+    assert r["title"] == "november"
+    # The table: a row per policy as the replay prints it (* on the front; GiB per user-day;
+    # flaps and their share of transfers; the goals' ratios, met or not).
+    assert [row[0] for row in r["rows"]] == ["oracle", "home", "naive *", "homing *",
+                                             "margin=5000000"] + [p["name"] for p in sweep]
+    assert r["rows"][3] == ["homing *", "engine", "260.0", "130.0", "520.0", "780.0", "20",
+                            "0.20", "2 (10.0 %)", "1.733 not met", "0.236 met", "0.067 met"]
+    assert r["rows"][0][7:9] == ["0.00", "40 (10.0 %)"] and r["rows"][0][9:] == ["–"] * 3
+    # The trade-off: one point per policy, where its mean distance and bytes put it.
+    assert sorted(p[0] for p in r["points"]) == sorted(p["name"] for p in full["policies"])
+    at = {p[0]: p[1:] for p in r["points"]}
+    assert at["oracle"][0] < at["naive"][0] < at["homing"][0] < at["margin=5000000"][0] < \
+        at["home"][0]
+    assert at["naive"][1] < at["margin=5000000"][1] < at["homing"][1] < at["home"][1] == \
+        at["oracle"][1]  # SVG's y grows downwards: more bytes, higher up
+    assert sorted(r["pareto"]) == ["homing", "naive"] and r["front"] == 1
+    assert sorted(r["labels"]) == ["home", "homing", "margin=5000000", "naive", "oracle"]
+    # The CDF and the days: a line per policy that has them (the sweep's left out, said).
+    assert r["cdfLines"] == [["naive", 101], ["homing", 101]] and r["cdfAbsent"] == []
+    assert r["cdfLegend"] == ["naive", "homing", "12 more not drawn (swept, off the front)"]
+    assert r["dayLines"] == [["naive", 10], ["homing", 10]] and r["daysAbsent"] == []
+
+    old = seen["reports"][str(ids[1])]
+    assert [row[0] for row in old["rows"]] == ["oracle", "home", "naive *", "homing *"]
+    assert len(old["points"]) == 4
+    assert old["cdfLines"] == [] and old["dayLines"] == [["homing", 3]]
+    assert old["cdfAbsent"] == ["the restore-distance CDF is not in this report"]
+    assert old["daysAbsent"] == []
+    oldest = seen["reports"][str(ids[0])]
+    assert len(oldest["points"]) == 2 and oldest["dayLines"] == []
+    assert oldest["daysAbsent"] == ["transfers per day are not in this report"]
+
+    assert seen["foreign"] == [] and seen["consoleErrors"] == []
+    assert shot.stat().st_size > 30_000

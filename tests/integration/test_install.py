@@ -59,6 +59,7 @@ def test_meson_install_puts_every_file_where_the_binary_looks(installed):
     for path in ["bin/homing", "share/homing/migrations/001_core.sql",
                  "share/homing/openapi.json", "share/homing/schemas/cloudevent.json",
                  "share/homing/dashboard/index.html", "share/homing/dashboard/app.js",
+                 "share/homing/dashboard/quality.js",
                  "share/homing/dashboard/node_modules/d3-geo/dist/d3-geo.min.js",
                  "share/homing/dashboard/node_modules/world-atlas/countries-110m.json",
                  "share/doc/homing/homing.conf.example", "share/doc/homing/README.md",
