@@ -574,22 +574,60 @@ static json_t *peaks_json(const struct run *run, size_t i) {
         return peaks;
 }
 
+static void day_name(int64_t day, char date[REPORT_TIME_LEN]) {
+        report_format_time(day * 86400000LL, date);
+        date[10] = '\0';
+}
+
 /* Transfers policy i queued on each UTC day, by date. */
 static json_t *days_json(const struct run *run, size_t i) {
         json_t *days = json_object();
         const uint32_t *counts;
         int64_t first;
-        size_t n = replay_daily_transfers(run->replay, i, &first, &counts);
+        size_t n = replay_daily(run->replay, i, &first, &counts, NULL);
         for (size_t d = 0; days && d < n; d++) {
                 char date[REPORT_TIME_LEN];
-                report_format_time((first + (int64_t)d) * 86400000LL, date);
-                date[10] = '\0';
+                day_name(first + (int64_t)d, date);
                 if (json_object_set_new(days, date, json_integer(counts[d])) < 0) {
                         json_decref(days);
                         return NULL;
                 }
         }
         return days;
+}
+
+/* Each UTC day from the first transfer to the last, in order: transfers queued, bytes sent. */
+static json_t *per_day_json(const struct run *run, size_t i) {
+        json_t *days = json_array();
+        const uint32_t *counts;
+        const uint64_t *bytes;
+        int64_t first;
+        size_t n = replay_daily(run->replay, i, &first, &counts, &bytes);
+        for (size_t d = 0; days && d < n; d++) {
+                char date[REPORT_TIME_LEN];
+                day_name(first + (int64_t)d, date);
+                if (json_array_append_new(days, json_pack("{s:s, s:I, s:I}", "day", date,
+                                                          "transfers", (json_int_t)counts[d],
+                                                          "bytes", (json_int_t)bytes[d])) < 0) {
+                        json_decref(days);
+                        return NULL;
+                }
+        }
+        return days;
+}
+
+/* The distances' 0th to 100th percentiles as [km, share] pairs; [] when there are none. */
+static json_t *cdf_json(const struct run *run, size_t i, bool at_restores) {
+        double m[REPLAY_PERCENTILES];
+        json_t *cdf = json_array();
+        if (replay_percentiles(run->replay, i, at_restores, m) == 0)
+                return cdf;
+        for (int k = 0; cdf && k < REPLAY_PERCENTILES; k++)
+                if (json_array_append_new(cdf, json_pack("[f, f]", km(m[k]), k / 100.0)) < 0) {
+                        json_decref(cdf);
+                        return NULL;
+                }
+        return cdf;
 }
 
 static void print_row(const char *name, const char *mark, const struct replay_distances *d,
@@ -661,14 +699,84 @@ static void print_sweep_goals(const struct policy_set *set, const struct replay_
         }
 }
 
+/* The figures to --json's file. Returns 0, or -1 after saying so. */
+static int write_json(const struct run *run, const struct replay_figures *f, const bool *front,
+                      bool at_restores) {
+        const struct policy_set *set = run->set;
+        json_t *doc = NULL, *list = NULL;
+        int r = 0;
+
+        doc = json_pack(
+                "{s:I, s:f, s:I, s:I, s:s, s:I, s:f, s:o}", "users",
+                (json_int_t)replay_users(run->replay), "user_days", f[0].user_days, "reports",
+                (json_int_t)run->reports, "restores", (json_int_t)run->restores, "measured_at",
+                at_restores ? "restores" : "reports", "snapshot_bytes",
+                (json_int_t)(strtod(run->o->snapshot_gib ? run->o->snapshot_gib : "10", NULL) *
+                             GIB),
+                "bandwidth_bps", strtod(run->o->bandwidth ? run->o->bandwidth : "12500000", NULL),
+                "policies", list = json_array());
+        for (size_t i = 0; doc && i < set->n; i++) {
+                const struct engine_policy *p = &set->v[i].engine;
+                static const char *const kinds[] = { "engine", "oracle", "home" };
+                json_t *row = json_pack(
+                        "{s:s, s:s, s:b, s:b, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:s?, s:I}",
+                        "name", set->v[i].name, "kind", kinds[set->v[i].kind], "swept",
+                        set->swept[i], "pareto", front[i], "restores",
+                        distances_json(&f[i].restores), "reports", distances_json(&f[i].reports),
+                        "transfers", (json_int_t)f[i].transfers, "arrived",
+                        (json_int_t)f[i].arrived, "cancelled", (json_int_t)f[i].cancelled, "flaps",
+                        (json_int_t)f[i].flaps, "bytes", (json_int_t)f[i].bytes, "peak_datacenter",
+                        f[i].peak_site == SIZE_MAX ? NULL
+                                                   : site_id(run->cv, (uint32_t)f[i].peak_site),
+                        "peak_snapshots", (json_int_t)f[i].peak_snapshots);
+                if (row && set->v[i].kind == REPLAY_ENGINE)
+                        json_object_set_new(
+                                row, "settings",
+                                json_pack("{s:f, s:f, s:I, s:i, s:I, s:i, s:f}", "move_margin_m",
+                                          p->margin_m, "move_margin_ratio", p->margin_ratio,
+                                          "dwell_s", (json_int_t)(p->dwell_ms / 1000),
+                                          "dwell_reports", p->min_reports, "cooldown_s",
+                                          (json_int_t)(p->cooldown_ms / 1000), "max_moves_per_day",
+                                          p->max_moves_per_day, "km_per_gib", p->km_per_gib));
+                if (row && set->v[i].kind == REPLAY_ENGINE) {
+                        double ratio[N_GOALS];
+                        json_t *goals = json_object();
+                        goal_ratios(set, f, at_restores, i, ratio);
+                        for (int g = 0; goals && g < N_GOALS; g++)
+                                if (isfinite(ratio[g]) &&
+                                    json_object_set_new(goals, goal_names[g], json_real(ratio[g])) <
+                                            0)
+                                        r = -1;
+                        if (json_object_set_new(row, "goals", goals) < 0)
+                                r = -1;
+                }
+                if (row && json_object_set_new(row, "peaks", peaks_json(run, i)) < 0)
+                        r = -1;
+                if (row && json_object_set_new(row, "transfers_per_day", days_json(run, i)) < 0)
+                        r = -1;
+                if (row && json_object_set_new(row, "per_day", per_day_json(run, i)) < 0)
+                        r = -1;
+                if (row &&
+                    json_object_set_new(row, "restore_cdf", cdf_json(run, i, at_restores)) < 0)
+                        r = -1;
+                if (!row || json_array_append_new(list, row) < 0)
+                        r = -1;
+        }
+        if (!doc || r < 0 ||
+            json_dump_file(doc, run->o->json, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) < 0) {
+                fprintf(stderr, PROG ": %s: cannot write the figures\n", run->o->json);
+                r = -1;
+        }
+        json_decref(doc);
+        return r;
+}
+
 static int report(struct run *run) {
         struct policy_set *set = run->set;
         struct replay_figures f[MAX_POLICIES] = { 0 };
         double x[MAX_POLICIES], y[MAX_POLICIES];
         bool front[MAX_POLICIES] = { 0 }, at_restores = run->restores > 0;
         size_t n_engine = 0, idx[MAX_POLICIES];
-        json_t *doc = NULL, *list = NULL;
-        int r = 0;
 
         for (size_t i = 0; i < set->n; i++)
                 if (replay_figures(run->replay, i, &f[i]) < 0)
@@ -740,66 +848,9 @@ static int report(struct run *run) {
             (set->oracle >= 0 || set->home >= 0 || set->naive >= 0))
                 print_sweep_goals(set, f, at_restores);
 
-        if (!run->o->json)
-                return 0;
-        doc = json_pack(
-                "{s:I, s:f, s:I, s:I, s:s, s:I, s:f, s:o}", "users",
-                (json_int_t)replay_users(run->replay), "user_days", f[0].user_days, "reports",
-                (json_int_t)run->reports, "restores", (json_int_t)run->restores, "measured_at",
-                at_restores ? "restores" : "reports", "snapshot_bytes",
-                (json_int_t)(strtod(run->o->snapshot_gib ? run->o->snapshot_gib : "10", NULL) *
-                             GIB),
-                "bandwidth_bps", strtod(run->o->bandwidth ? run->o->bandwidth : "12500000", NULL),
-                "policies", list = json_array());
-        for (size_t i = 0; doc && i < set->n; i++) {
-                const struct engine_policy *p = &set->v[i].engine;
-                static const char *const kinds[] = { "engine", "oracle", "home" };
-                json_t *row = json_pack(
-                        "{s:s, s:s, s:b, s:b, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:s?, s:I}",
-                        "name", set->v[i].name, "kind", kinds[set->v[i].kind], "swept",
-                        set->swept[i], "pareto", front[i], "restores",
-                        distances_json(&f[i].restores), "reports", distances_json(&f[i].reports),
-                        "transfers", (json_int_t)f[i].transfers, "arrived",
-                        (json_int_t)f[i].arrived, "cancelled", (json_int_t)f[i].cancelled, "flaps",
-                        (json_int_t)f[i].flaps, "bytes", (json_int_t)f[i].bytes, "peak_datacenter",
-                        f[i].peak_site == SIZE_MAX ? NULL
-                                                   : site_id(run->cv, (uint32_t)f[i].peak_site),
-                        "peak_snapshots", (json_int_t)f[i].peak_snapshots);
-                if (row && set->v[i].kind == REPLAY_ENGINE)
-                        json_object_set_new(
-                                row, "settings",
-                                json_pack("{s:f, s:f, s:I, s:i, s:I, s:i, s:f}", "move_margin_m",
-                                          p->margin_m, "move_margin_ratio", p->margin_ratio,
-                                          "dwell_s", (json_int_t)(p->dwell_ms / 1000),
-                                          "dwell_reports", p->min_reports, "cooldown_s",
-                                          (json_int_t)(p->cooldown_ms / 1000), "max_moves_per_day",
-                                          p->max_moves_per_day, "km_per_gib", p->km_per_gib));
-                if (row && set->v[i].kind == REPLAY_ENGINE) {
-                        double ratio[N_GOALS];
-                        json_t *goals = json_object();
-                        goal_ratios(set, f, at_restores, i, ratio);
-                        for (int g = 0; goals && g < N_GOALS; g++)
-                                if (isfinite(ratio[g]) &&
-                                    json_object_set_new(goals, goal_names[g], json_real(ratio[g])) <
-                                            0)
-                                        r = -1;
-                        if (json_object_set_new(row, "goals", goals) < 0)
-                                r = -1;
-                }
-                if (row && json_object_set_new(row, "peaks", peaks_json(run, i)) < 0)
-                        r = -1;
-                if (row && json_object_set_new(row, "transfers_per_day", days_json(run, i)) < 0)
-                        r = -1;
-                if (!row || json_array_append_new(list, row) < 0)
-                        r = -1;
-        }
-        if (!doc || r < 0 ||
-            json_dump_file(doc, run->o->json, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) < 0) {
-                fprintf(stderr, PROG ": %s: cannot write the figures\n", run->o->json);
-                r = -1;
-        }
-        json_decref(doc);
-        return r;
+        if (run->o->json && write_json(run, f, front, at_restores) < 0)
+                return -1;
+        return 0;
 }
 
 /* ---- the command ---------------------------------------------------------------- */
