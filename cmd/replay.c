@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
 #include "cmd/args.h"
 #include "cmd/catalog.h"
 #include "cmd/commands.h"
+#include "replay/plot.h"
 #include "replay/replay.h"
 #include "report/report.h"
 #include "scheduler/scheduler.h"
@@ -65,6 +67,9 @@ static const char usage[] =
         "  --bandwidth B         bytes per second a transfer moves (default 12500000)\n"
         "  --json FILE           the figures as JSON\n"
         "  --events FILE         every transfer queued, arrived or cancelled, JSON lines\n"
+        "  --png DIR             pictures (made if missing): tradeoff.png (mean restore\n"
+        "                        distance against GiB per user-day), distances.png (their\n"
+        "                        distribution per policy), transfers-per-day.png\n"
         "\n"
         "Exit status: 0 done, 1 bad data or a source failed, 2 bad command line.\n";
 
@@ -76,7 +81,7 @@ struct sweep {
 
 struct options {
         const char *history, *offsets, *since, *until, *catalog, *policies, *sweep_x, *sweep_y;
-        const char *snapshot_gib, *bandwidth, *json, *events;
+        const char *snapshot_gib, *bandwidth, *json, *events, *png;
         int64_t from_offset, to_offset, since_ms, until_ms;
         struct sweep x, y;
 };
@@ -771,6 +776,224 @@ static int write_json(const struct run *run, const struct replay_figures *f, con
         return r;
 }
 
+/* ---- the pictures ---------------------------------------------------------------- */
+
+#define PNG_W 960
+#define PNG_H 600
+#define FEW_SWEPT 6 /* a sweep this small is drawn whole in the per-policy pictures */
+
+/* A policy's colour: the yardsticks and homing their own, the swept settings the rest. */
+static uint32_t policy_color(const struct policy_set *set, size_t i) {
+        static const size_t others[] = { 1, 4, 5, 6, 8, 9 }; /* plot_color's not taken below */
+        size_t k = 0;
+        if ((long)i == set->oracle)
+                return plot_color(2);
+        if ((long)i == set->home)
+                return plot_color(7);
+        if ((long)i == set->naive)
+                return plot_color(3);
+        if ((long)i == set->homing)
+                return plot_color(0);
+        for (size_t j = 0; j < i; j++)
+                k += set->swept[j];
+        return plot_color(others[k % (sizeof(others) / sizeof(others[0]))]);
+}
+
+/* Whether the per-policy pictures draw policy i: all but a big sweep's points off the front. */
+static bool drawn(const struct policy_set *set, const bool *front, size_t i) {
+        size_t swept = 0;
+        for (size_t j = 0; j < set->n; j++)
+                swept += set->swept[j];
+        return !set->swept[i] || swept <= FEW_SWEPT || front[i];
+}
+
+static int png_write(const struct run *run, const struct plot_chart *chart, const char *name) {
+        char path[4096];
+        int r;
+
+        if (snprintf(path, sizeof(path), "%s/%s", run->o->png, name) >= (int)sizeof(path)) {
+                fprintf(stderr, PROG ": --png %s: too long a path\n", run->o->png);
+                return -1;
+        }
+        r = plot_png(chart, path);
+        if (r < 0) {
+                fprintf(stderr, PROG ": %s: cannot write the picture: %s\n", path, strerror(-r));
+                return -1;
+        }
+        return 0;
+}
+
+/* Mean distance against bytes per user-day, every policy; the engine's Pareto front joined. */
+static int picture_tradeoff(const struct run *run, const struct replay_figures *f,
+                            const bool *front, bool at_restores) {
+        const struct policy_set *set = run->set;
+        double px[MAX_POLICIES], py[MAX_POLICIES], sx[MAX_POLICIES], sy[MAX_POLICIES];
+        double fx[MAX_POLICIES], fy[MAX_POLICIES], days = f[0].user_days;
+        const char *front_labels[MAX_POLICIES] = { 0 };
+        struct plot_series s[MAX_POLICIES + 2];
+        size_t n = 0, n_front = 0, n_swept = 0;
+
+        for (size_t i = 0; i < set->n; i++) {
+                px[i] = (double)f[i].bytes / GIB / (days > 0 ? days : 1);
+                py[i] = km(mean_of(&f[i], at_restores));
+                if (set->swept[i]) {
+                        sx[n_swept] = px[i];
+                        sy[n_swept++] = py[i];
+                }
+                if (front[i]) {
+                        /* in order of bytes, so that its line runs along the front */
+                        size_t k;
+                        for (k = n_front; k > 0 && fx[k - 1] > px[i]; k--) {
+                                fx[k] = fx[k - 1];
+                                fy[k] = fy[k - 1];
+                                front_labels[k] = front_labels[k - 1];
+                        }
+                        fx[k] = px[i];
+                        fy[k] = py[i];
+                        front_labels[k] = set->swept[i] ? set->v[i].name : NULL;
+                        n_front++;
+                }
+        }
+        /* the swept settings one series (those on the front named there); the others labelled */
+        if (n_swept)
+                s[n++] = (struct plot_series){ .name = "swept settings",
+                                               .x = sx,
+                                               .y = sy,
+                                               .n = n_swept,
+                                               .rgb = plot_color(1),
+                                               .marker = PLOT_DOT };
+        for (size_t i = 0; i < set->n; i++)
+                if (!set->swept[i])
+                        s[n++] = (struct plot_series){ .name = set->v[i].name,
+                                                       .x = &px[i],
+                                                       .y = &py[i],
+                                                       .n = 1,
+                                                       .rgb = policy_color(set, i),
+                                                       .marker = PLOT_DOT,
+                                                       .labels = &set->v[i].name };
+        if (n_front > 0)
+                s[n++] = (struct plot_series){ .name = "Pareto front (engine policies)",
+                                               .x = fx,
+                                               .y = fy,
+                                               .n = n_front,
+                                               .rgb = 0x222222,
+                                               .line = true,
+                                               .marker = PLOT_RING,
+                                               .labels = front_labels };
+        return png_write(run,
+                         &(struct plot_chart){
+                                 PNG_W, PNG_H,
+                                 at_restores ? "Restore distance against bytes moved"
+                                             : "Distance (at reports) against bytes moved",
+                                 days > 0 ? "GiB sent per user-day" : "GiB sent",
+                                 at_restores ? "mean restore distance, km"
+                                             : "mean distance at reports, km",
+                                 PLOT_LINEAR, PLOT_FIT, s, n },
+                         "tradeoff.png");
+}
+
+/* The distances' distribution per policy: the 101 percentiles, on a log km axis. */
+static int picture_distances(const struct run *run, const bool *front, bool at_restores) {
+        const struct policy_set *set = run->set;
+        double share[REPLAY_PERCENTILES];
+        double(*m)[REPLAY_PERCENTILES] = calloc(set->n, sizeof(*m));
+        struct plot_series s[MAX_POLICIES];
+        size_t n = 0;
+        int r;
+
+        if (!m)
+                return -1;
+        for (int k = 0; k < REPLAY_PERCENTILES; k++)
+                share[k] = k / 100.0;
+        for (size_t i = 0; i < set->n; i++) {
+                if (!drawn(set, front, i) ||
+                    replay_percentiles(run->replay, i, at_restores, m[i]) == 0)
+                        continue;
+                for (int k = 0; k < REPLAY_PERCENTILES; k++)
+                        m[i][k] = km(m[i][k]);
+                s[n++] = (struct plot_series){ .name = set->v[i].name,
+                                               .x = m[i],
+                                               .y = share,
+                                               .n = REPLAY_PERCENTILES,
+                                               .rgb = policy_color(set, i),
+                                               .line = true };
+        }
+        r = png_write(run,
+                      &(struct plot_chart){
+                              PNG_W, PNG_H,
+                              at_restores ? "Restore distance, cumulative"
+                                          : "Distance at credible reports, cumulative",
+                              at_restores ? "restore distance, km (log scale; nearer than its "
+                                            "first tick: on the left edge)"
+                                          : "distance, km (log scale; nearer than its first "
+                                            "tick: on the left edge)",
+                              at_restores ? "share of restores at most this far"
+                                          : "share of reports at most this far",
+                              PLOT_LOG, PLOT_LINEAR, s, n },
+                      "distances.png");
+        free(m);
+        return r;
+}
+
+/* Transfers queued on each simulated day, per policy, over the days any policy moved. */
+static int picture_days(const struct run *run, const bool *front) {
+        const struct policy_set *set = run->set;
+        int64_t lo = INT64_MAX, hi = INT64_MIN, first;
+        const uint32_t *counts;
+        struct plot_series s[MAX_POLICIES];
+        double *buf = NULL, *day;
+        size_t n = 0, span = 0;
+        int r;
+
+        for (size_t i = 0; i < set->n; i++) {
+                size_t d = replay_daily(run->replay, i, &first, &counts, NULL);
+                if (d == 0)
+                        continue;
+                lo = first < lo ? first : lo;
+                hi = first + (int64_t)d - 1 > hi ? first + (int64_t)d - 1 : hi;
+        }
+        if (lo <= hi)
+                span = (size_t)(hi - lo) + 1;
+        if (span && !(buf = calloc((set->n + 1) * span, sizeof(*buf))))
+                return -1;
+        day = buf;
+        for (size_t k = 0; k < span; k++)
+                day[k] = (double)(lo + (int64_t)k);
+        for (size_t i = 0; i < set->n; i++) {
+                double *y = buf ? buf + (i + 1) * span : NULL;
+                size_t d = replay_daily(run->replay, i, &first, &counts, NULL);
+                if (!drawn(set, front, i))
+                        continue;
+                for (size_t k = 0; k < d; k++)
+                        y[first - lo + (int64_t)k] = counts[k];
+                s[n++] = (struct plot_series){ .name = set->v[i].name,
+                                               .x = day,
+                                               .y = y,
+                                               .n = span,
+                                               .rgb = policy_color(set, i),
+                                               .line = true,
+                                               .marker = span <= 40 ? PLOT_DOT : PLOT_NONE };
+        }
+        r = png_write(run,
+                      &(struct plot_chart){ PNG_W, PNG_H,
+                                            "Transfers queued per day (the oracle's: its "
+                                            "changes of site)",
+                                            "day (UTC)", "transfers queued", PLOT_DAYS, PLOT_LINEAR,
+                                            s, n },
+                      "transfers-per-day.png");
+        free(buf);
+        return r;
+}
+
+/* The pictures to --png's directory. Returns 0, or -1 after saying what failed. */
+static int write_pictures(const struct run *run, const struct replay_figures *f, const bool *front,
+                          bool at_restores) {
+        if (picture_tradeoff(run, f, front, at_restores) < 0 ||
+            picture_distances(run, front, at_restores) < 0 || picture_days(run, front) < 0)
+                return -1;
+        return 0;
+}
+
 static int report(struct run *run) {
         struct policy_set *set = run->set;
         struct replay_figures f[MAX_POLICIES] = { 0 };
@@ -850,6 +1073,8 @@ static int report(struct run *run) {
 
         if (run->o->json && write_json(run, f, front, at_restores) < 0)
                 return -1;
+        if (run->o->png && write_pictures(run, f, front, at_restores) < 0)
+                return -1;
         return 0;
 }
 
@@ -910,6 +1135,30 @@ static int options_check(struct options *o, double *gib, double *bandwidth) {
         return 0;
 }
 
+/* --png's directory, made if missing, can take a file: known before the replay runs,
+ * not after it. Returns 0, or -1 after saying why not. */
+static int png_dir_check(const char *dir) {
+        char probe[4096];
+        int fd;
+
+        if (mkdir(dir, 0777) < 0 && errno != EEXIST) {
+                fprintf(stderr, PROG ": --png %s: %s\n", dir, strerror(errno));
+                return -1;
+        }
+        if (snprintf(probe, sizeof(probe), "%s/.homing-replay-XXXXXX", dir) >= (int)sizeof(probe)) {
+                fprintf(stderr, PROG ": --png %s: too long a path\n", dir);
+                return -1;
+        }
+        fd = mkstemp(probe);
+        if (fd < 0) {
+                fprintf(stderr, PROG ": --png %s: cannot write there: %s\n", dir, strerror(errno));
+                return -1;
+        }
+        close(fd);
+        unlink(probe);
+        return 0;
+}
+
 int cmd_replay(int argc, char **argv) {
         struct options o = { 0 };
         const struct cmd_flag flags[] = {
@@ -925,6 +1174,7 @@ int cmd_replay(int argc, char **argv) {
                 { "--bandwidth", &o.bandwidth },
                 { "--json", &o.json },
                 { "--events", &o.events },
+                { "--png", &o.png },
                 { NULL, NULL },
         };
         struct config cfg = { 0 };
@@ -953,6 +1203,8 @@ int cmd_replay(int argc, char **argv) {
                 return 2;
         }
         if (catalog_open(&cfg, o.catalog, &cv) < 0)
+                goto out;
+        if (o.png && png_dir_check(o.png) < 0)
                 goto out;
         if (o.events && !(run.events = fopen(o.events, "w"))) {
                 fprintf(stderr, PROG ": %s: %s\n", o.events, strerror(errno));
@@ -985,6 +1237,8 @@ out:
                 status = 1;
         }
         run.replay = replay_free(run.replay);
+        if (o.png)
+                plot_fini();
         catalog_close(&cv);
         config_fini(&cfg);
         return status;
