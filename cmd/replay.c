@@ -782,10 +782,18 @@ static int write_json(const struct run *run, const struct replay_figures *f, con
 #define PNG_H 600
 #define FEW_SWEPT 6 /* a sweep this small is drawn whole in the per-policy pictures */
 
-/* A policy's colour: the yardsticks and homing their own, the swept settings the rest. */
-static uint32_t policy_color(const struct policy_set *set, size_t i) {
-        static const size_t others[] = { 1, 4, 5, 6, 8, 9 }; /* plot_color's not taken below */
-        size_t k = 0;
+/* Whether the per-policy pictures draw policy i: all but a big sweep's points off the front. */
+static bool drawn(const struct policy_set *set, const bool *front, size_t i) {
+        size_t swept = 0;
+        for (size_t j = 0; j < set->n; j++)
+                swept += set->swept[j];
+        return !set->swept[i] || swept <= FEW_SWEPT || front[i];
+}
+
+/* A policy's colour: the yardsticks and homing their own, the swept settings drawn
+ * shades along a ramp, in the sweep's order, none twice. */
+static uint32_t policy_color(const struct policy_set *set, const bool *front, size_t i) {
+        size_t k = 0, n = 0;
         if ((long)i == set->oracle)
                 return plot_color(2);
         if ((long)i == set->home)
@@ -794,17 +802,12 @@ static uint32_t policy_color(const struct policy_set *set, size_t i) {
                 return plot_color(3);
         if ((long)i == set->homing)
                 return plot_color(0);
-        for (size_t j = 0; j < i; j++)
-                k += set->swept[j];
-        return plot_color(others[k % (sizeof(others) / sizeof(others[0]))]);
-}
-
-/* Whether the per-policy pictures draw policy i: all but a big sweep's points off the front. */
-static bool drawn(const struct policy_set *set, const bool *front, size_t i) {
-        size_t swept = 0;
         for (size_t j = 0; j < set->n; j++)
-                swept += set->swept[j];
-        return !set->swept[i] || swept <= FEW_SWEPT || front[i];
+                if (set->swept[j] && drawn(set, front, j)) {
+                        k += j < i;
+                        n++;
+                }
+        return plot_ramp(n > 1 ? (double)k / (double)(n - 1) : 0);
 }
 
 static int png_write(const struct run *run, const struct plot_chart *chart, const char *name) {
@@ -868,7 +871,7 @@ static int picture_tradeoff(const struct run *run, const struct replay_figures *
                                                        .x = &px[i],
                                                        .y = &py[i],
                                                        .n = 1,
-                                                       .rgb = policy_color(set, i),
+                                                       .rgb = policy_color(set, front, i),
                                                        .marker = PLOT_DOT,
                                                        .labels = &set->v[i].name };
         if (n_front > 0)
@@ -896,7 +899,7 @@ static int picture_tradeoff(const struct run *run, const struct replay_figures *
 static int picture_distances(const struct run *run, const bool *front, bool at_restores) {
         const struct policy_set *set = run->set;
         double share[REPLAY_PERCENTILES];
-        double(*m)[REPLAY_PERCENTILES] = calloc(set->n, sizeof(*m));
+        double(*m)[REPLAY_PERCENTILES] = calloc(MAX_POLICIES, sizeof(*m));
         struct plot_series s[MAX_POLICIES];
         size_t n = 0;
         int r;
@@ -915,7 +918,7 @@ static int picture_distances(const struct run *run, const bool *front, bool at_r
                                                .x = m[i],
                                                .y = share,
                                                .n = REPLAY_PERCENTILES,
-                                               .rgb = policy_color(set, i),
+                                               .rgb = policy_color(set, front, i),
                                                .line = true };
         }
         r = png_write(run,
@@ -964,13 +967,13 @@ static int picture_days(const struct run *run, const bool *front) {
                 size_t d = replay_daily(run->replay, i, &first, &counts, NULL);
                 if (!drawn(set, front, i))
                         continue;
-                for (size_t k = 0; k < d; k++)
+                for (size_t k = 0; y && k < d; k++) /* y is NULL only when no one moved */
                         y[first - lo + (int64_t)k] = counts[k];
                 s[n++] = (struct plot_series){ .name = set->v[i].name,
                                                .x = day,
                                                .y = y,
                                                .n = span,
-                                               .rgb = policy_color(set, i),
+                                               .rgb = policy_color(set, front, i),
                                                .line = true,
                                                .marker = span <= 40 ? PLOT_DOT : PLOT_NONE };
         }

@@ -136,7 +136,7 @@ static int frame_make(const struct plot_chart *c, struct frame *f) {
         double lo, hi;
 
         if (!c || c->width < 320 || c->height < 200 || c->width > 8000 || c->height > 8000 ||
-            c->n_series == 0 || !c->series || c->y_scale == PLOT_DAYS || c->x_scale > PLOT_DAYS ||
+            (c->n_series > 0 && !c->series) || c->y_scale == PLOT_DAYS || c->x_scale > PLOT_DAYS ||
             c->y_scale > PLOT_DAYS)
                 return -EINVAL;
         f->legend = false;
@@ -182,6 +182,22 @@ uint32_t plot_color(size_t i) {
         static const uint32_t colors[] = { 0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd,
                                            0x8c564b, 0xe377c2, 0x7f7f7f, 0xbcbd22, 0x17becf };
         return colors[i % (sizeof(colors) / sizeof(colors[0]))];
+}
+
+uint32_t plot_ramp(double t) {
+        static const uint32_t stops[] = { 0xff7f0e, 0xe377c2, 0x9467bd, 0x17becf };
+        const size_t last = sizeof(stops) / sizeof(stops[0]) - 1;
+        double at = (t < 0 ? 0 : t > 1 ? 1 : t) * (double)last, f;
+        size_t k = (size_t)at < last ? (size_t)at : last - 1;
+        uint32_t c = 0;
+
+        f = at - (double)k;
+        for (int shift = 16; shift >= 0; shift -= 8) {
+                double a = (double)((stops[k] >> shift) & 0xff);
+                double b = (double)((stops[k + 1] >> shift) & 0xff);
+                c |= (uint32_t)lround(a + (b - a) * f) << shift;
+        }
+        return c;
 }
 
 /* ---- drawing ------------------------------------------------------------ */

@@ -42,15 +42,15 @@ struct plot_chart {
         int width, height; /* pixels */
         const char *title, *x_label, *y_label;
         enum plot_scale x_scale, y_scale; /* y: not PLOT_DAYS */
-        const struct plot_series *series; /* borrowed */
+        const struct plot_series *series; /* borrowed; none: the axes alone */
         size_t n_series;
 };
 
 /*
  * Writes the chart to path as a PNG, first to a temporary name beside it,
  * then renamed: path is never left half-written. Returns 0, -EINVAL for a
- * chart it cannot draw (too small, no series, a scale on the wrong axis, a
- * value that is not finite), -ENOMEM, or the errno of the failed write.
+ * chart it cannot draw (too small, a scale on the wrong axis, a value that
+ * is not finite), -ENOMEM, or the errno of the failed write.
  */
 MUST_CHECK int plot_png(const struct plot_chart *chart, const char *path);
 
@@ -66,3 +66,7 @@ void plot_fini(void);
 
 /* The i-th of a set of colours told apart easily (it repeats after 10). */
 uint32_t plot_color(size_t i);
+
+/* A colour along a ramp from orange (t = 0) through pink and purple to teal (1),
+ * none of plot_color's 0, 2, 3 and 7: shades for things in an order. */
+uint32_t plot_ramp(double t);

@@ -132,6 +132,37 @@ TEST(log_and_day_axes_space_their_values) {
         CHECK_NEAR(d1 - d0, d2 - d1, 1e-9);
 }
 
+/* No series (a history where nothing happened): the axes alone, still a picture. */
+TEST(a_chart_of_no_series_is_its_axes) {
+        struct plot_chart c = chart_of(NULL, 0);
+        char path[256];
+        cairo_surface_t *png;
+
+        path_of(path, sizeof(path), "empty.png");
+        CHECK(plot_png(&c, path) == 0);
+        png = cairo_image_surface_create_from_png(path);
+        CHECK(cairo_surface_status(png) == CAIRO_STATUS_SUCCESS);
+        CHECK(cairo_image_surface_get_width(png) == 640);
+        cairo_surface_destroy(png);
+        unlink(path);
+}
+
+/* The ramp runs from orange to teal, a different shade at each of ten steps, and keeps
+ * clear of the colours plot_color gives the yardsticks. */
+TEST(the_ramp_gives_each_step_its_own_shade) {
+        uint32_t c[10];
+
+        CHECK(plot_ramp(0) == 0xff7f0e && plot_ramp(1) == 0x17becf);
+        CHECK(plot_ramp(-1) == plot_ramp(0) && plot_ramp(2) == plot_ramp(1));
+        for (int k = 0; k < 10; k++) {
+                c[k] = plot_ramp(k / 9.0);
+                for (int j = 0; j < k; j++)
+                        CHECK(c[j] != c[k]);
+                CHECK(c[k] != plot_color(0) && c[k] != plot_color(2) && c[k] != plot_color(3) &&
+                      c[k] != plot_color(7));
+        }
+}
+
 /* What cannot be drawn is refused, and no file is made. */
 TEST(bad_charts_are_refused) {
         const double bad[1] = { NAN };
@@ -142,7 +173,7 @@ TEST(bad_charts_are_refused) {
         double x, y;
 
         path_of(path, sizeof(path), "bad.png");
-        c.n_series = 0;
+        c.series = NULL; /* and 1 of them */
         CHECK(plot_png(&c, path) == -EINVAL);
         c = chart_of(&nan, 1);
         CHECK(plot_png(&c, path) == -EINVAL);
@@ -198,6 +229,8 @@ int main(void) {
                 TAP_TEST(dots_land_where_their_values_map),
                 TAP_TEST(a_moved_dot_moves_in_the_picture),
                 TAP_TEST(log_and_day_axes_space_their_values),
+                TAP_TEST(a_chart_of_no_series_is_its_axes),
+                TAP_TEST(the_ramp_gives_each_step_its_own_shade),
                 TAP_TEST(bad_charts_are_refused),
                 TAP_TEST(an_unwritable_path_is_an_error),
         };
