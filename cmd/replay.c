@@ -1138,13 +1138,14 @@ static int options_check(struct options *o, double *gib, double *bandwidth) {
         return 0;
 }
 
-/* --png's directory, made if missing, can take a file: known before the replay runs,
- * not after it. Returns 0, or -1 after saying why not. */
-static int png_dir_check(const char *dir) {
+/* --png's directory, made if missing (*made), can take a file: known before the replay
+ * runs, not after it. Returns 0, or -1 after saying why not. */
+static int png_dir_check(const char *dir, bool *made) {
         char probe[4096];
         int fd;
 
-        if (mkdir(dir, 0777) < 0 && errno != EEXIST) {
+        *made = mkdir(dir, 0777) == 0;
+        if (!*made && errno != EEXIST) {
                 fprintf(stderr, PROG ": --png %s: %s\n", dir, strerror(errno));
                 return -1;
         }
@@ -1187,6 +1188,7 @@ int cmd_replay(int argc, char **argv) {
         struct replay_params params;
         struct run run = { .o = &o, .cv = &cv, .set = &set };
         double gib, bandwidth;
+        bool png_made = false;
         int rest, r, status = 1;
 
         if (cmd_take_flags("replay", argc, argv, flags, &rest) < 0)
@@ -1207,7 +1209,7 @@ int cmd_replay(int argc, char **argv) {
         }
         if (catalog_open(&cfg, o.catalog, &cv) < 0)
                 goto out;
-        if (o.png && png_dir_check(o.png) < 0)
+        if (o.png && png_dir_check(o.png, &png_made) < 0)
                 goto out;
         if (o.events && !(run.events = fopen(o.events, "w"))) {
                 fprintf(stderr, PROG ": %s: %s\n", o.events, strerror(errno));
@@ -1242,6 +1244,8 @@ out:
         run.replay = replay_free(run.replay);
         if (o.png)
                 plot_fini();
+        if (status != 0 && png_made)
+                rmdir(o.png); /* made for a run that failed: gone again, if still empty */
         catalog_close(&cv);
         config_fini(&cfg);
         return status;

@@ -144,6 +144,17 @@ def test_an_unwritable_directory_is_refused_before_the_replay(tmp_path):
         assert not figures.exists() and not bad.exists()
 
 
+def test_a_failed_replay_leaves_no_directory_it_made(tmp_path):
+    lines = history(tmp_path, 40).read_text().splitlines() + ["not a record"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "pics"
+    run = replay(tmp_path, bad, "--png", str(out), check=False)
+    assert run.returncode == 1
+    assert f"bad.jsonl:{len(lines)}: neither a location record" in run.stderr
+    assert not out.exists()
+
+
 def test_json_gives_each_day_s_transfers_and_bytes_and_the_distances_percentiles(tmp_path):
     """Transfers taking 20 hours: the naive policy's trips are withdrawn
     part-sent, so its bytes are not whole snapshots, yet its days add up."""
