@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@
 #include "cmd/args.h"
 #include "cmd/catalog.h"
 #include "cmd/commands.h"
+#include "replay/plot.h"
 #include "replay/replay.h"
 #include "report/report.h"
 #include "scheduler/scheduler.h"
@@ -71,6 +73,9 @@ static const char usage[] =
         "  --publish NAME        post the figures (as --json writes them) to the API at\n"
         "                        --api-url as a placement report named NAME, with the\n"
         "                        operator token HOMING_OPERATOR_TOKEN (--operator-token)\n"
+        "  --png DIR             pictures (made if missing): tradeoff.png (mean restore\n"
+        "                        distance against GiB per user-day), distances.png (their\n"
+        "                        distribution per policy), transfers-per-day.png\n"
         "\n"
         "Exit status: 0 done, 1 bad data or a source failed, 2 bad command line.\n";
 
@@ -82,7 +87,7 @@ struct sweep {
 
 struct options {
         const char *history, *offsets, *since, *until, *catalog, *policies, *sweep_x, *sweep_y;
-        const char *snapshot_gib, *bandwidth, *json, *events, *publish;
+        const char *snapshot_gib, *bandwidth, *json, *events, *publish, *png;
         int64_t from_offset, to_offset, since_ms, until_ms;
         struct sweep x, y;
 };
@@ -580,22 +585,60 @@ static json_t *peaks_json(const struct run *run, size_t i) {
         return peaks;
 }
 
+static void day_name(int64_t day, char date[REPORT_TIME_LEN]) {
+        report_format_time(day * 86400000LL, date);
+        date[10] = '\0';
+}
+
 /* Transfers policy i queued on each UTC day, by date. */
 static json_t *days_json(const struct run *run, size_t i) {
         json_t *days = json_object();
         const uint32_t *counts;
         int64_t first;
-        size_t n = replay_daily_transfers(run->replay, i, &first, &counts);
+        size_t n = replay_daily(run->replay, i, &first, &counts, NULL);
         for (size_t d = 0; days && d < n; d++) {
                 char date[REPORT_TIME_LEN];
-                report_format_time((first + (int64_t)d) * 86400000LL, date);
-                date[10] = '\0';
+                day_name(first + (int64_t)d, date);
                 if (json_object_set_new(days, date, json_integer(counts[d])) < 0) {
                         json_decref(days);
                         return NULL;
                 }
         }
         return days;
+}
+
+/* Each UTC day from the first transfer to the last, in order: transfers queued, bytes sent. */
+static json_t *per_day_json(const struct run *run, size_t i) {
+        json_t *days = json_array();
+        const uint32_t *counts;
+        const uint64_t *bytes;
+        int64_t first;
+        size_t n = replay_daily(run->replay, i, &first, &counts, &bytes);
+        for (size_t d = 0; days && d < n; d++) {
+                char date[REPORT_TIME_LEN];
+                day_name(first + (int64_t)d, date);
+                if (json_array_append_new(days, json_pack("{s:s, s:I, s:I}", "day", date,
+                                                          "transfers", (json_int_t)counts[d],
+                                                          "bytes", (json_int_t)bytes[d])) < 0) {
+                        json_decref(days);
+                        return NULL;
+                }
+        }
+        return days;
+}
+
+/* The distances' 0th to 100th percentiles as [km, share] pairs; [] when there are none. */
+static json_t *cdf_json(const struct run *run, size_t i, bool at_restores) {
+        double m[REPLAY_PERCENTILES];
+        json_t *cdf = json_array();
+        if (replay_percentiles(run->replay, i, at_restores, m) == 0)
+                return cdf;
+        for (int k = 0; cdf && k < REPLAY_PERCENTILES; k++)
+                if (json_array_append_new(cdf, json_pack("[f, f]", km(m[k]), k / 100.0)) < 0) {
+                        json_decref(cdf);
+                        return NULL;
+                }
+        return cdf;
 }
 
 static void print_row(const char *name, const char *mark, const struct replay_distances *d,
@@ -665,6 +708,298 @@ static void print_sweep_goals(const struct policy_set *set, const struct replay_
                 }
                 printf("%s\n", met == 0 ? " none" : met == swept ? " (all of them)" : "");
         }
+}
+
+/* The figures as --json writes them and --publish posts them; NULL after saying why. */
+static json_t *figures_json(const struct run *run, const struct replay_figures *f,
+                            const bool *front, bool at_restores) {
+        const struct policy_set *set = run->set;
+        json_t *doc = NULL, *list = NULL;
+        int r = 0;
+
+        doc = json_pack(
+                "{s:I, s:f, s:I, s:I, s:s, s:I, s:f, s:o}", "users",
+                (json_int_t)replay_users(run->replay), "user_days", f[0].user_days, "reports",
+                (json_int_t)run->reports, "restores", (json_int_t)run->restores, "measured_at",
+                at_restores ? "restores" : "reports", "snapshot_bytes",
+                (json_int_t)(strtod(run->o->snapshot_gib ? run->o->snapshot_gib : "10", NULL) *
+                             GIB),
+                "bandwidth_bps", strtod(run->o->bandwidth ? run->o->bandwidth : "12500000", NULL),
+                "policies", list = json_array());
+        for (size_t i = 0; doc && i < set->n; i++) {
+                const struct engine_policy *p = &set->v[i].engine;
+                static const char *const kinds[] = { "engine", "oracle", "home" };
+                json_t *row = json_pack(
+                        "{s:s, s:s, s:b, s:b, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:s?, s:I}",
+                        "name", set->v[i].name, "kind", kinds[set->v[i].kind], "swept",
+                        set->swept[i], "pareto", front[i], "restores",
+                        distances_json(&f[i].restores), "reports", distances_json(&f[i].reports),
+                        "transfers", (json_int_t)f[i].transfers, "arrived",
+                        (json_int_t)f[i].arrived, "cancelled", (json_int_t)f[i].cancelled, "flaps",
+                        (json_int_t)f[i].flaps, "bytes", (json_int_t)f[i].bytes, "peak_datacenter",
+                        f[i].peak_site == SIZE_MAX ? NULL
+                                                   : site_id(run->cv, (uint32_t)f[i].peak_site),
+                        "peak_snapshots", (json_int_t)f[i].peak_snapshots);
+                if (row && set->v[i].kind == REPLAY_ENGINE)
+                        json_object_set_new(
+                                row, "settings",
+                                json_pack("{s:f, s:f, s:I, s:i, s:I, s:i, s:f}", "move_margin_m",
+                                          p->margin_m, "move_margin_ratio", p->margin_ratio,
+                                          "dwell_s", (json_int_t)(p->dwell_ms / 1000),
+                                          "dwell_reports", p->min_reports, "cooldown_s",
+                                          (json_int_t)(p->cooldown_ms / 1000), "max_moves_per_day",
+                                          p->max_moves_per_day, "km_per_gib", p->km_per_gib));
+                if (row && set->v[i].kind == REPLAY_ENGINE) {
+                        double ratio[N_GOALS];
+                        json_t *goals = json_object();
+                        goal_ratios(set, f, at_restores, i, ratio);
+                        for (int g = 0; goals && g < N_GOALS; g++)
+                                if (isfinite(ratio[g]) &&
+                                    json_object_set_new(goals, goal_names[g], json_real(ratio[g])) <
+                                            0)
+                                        r = -1;
+                        if (json_object_set_new(row, "goals", goals) < 0)
+                                r = -1;
+                }
+                if (row && json_object_set_new(row, "peaks", peaks_json(run, i)) < 0)
+                        r = -1;
+                if (row && json_object_set_new(row, "transfers_per_day", days_json(run, i)) < 0)
+                        r = -1;
+                if (row && json_object_set_new(row, "per_day", per_day_json(run, i)) < 0)
+                        r = -1;
+                if (row &&
+                    json_object_set_new(row, "restore_cdf", cdf_json(run, i, at_restores)) < 0)
+                        r = -1;
+                if (!row || json_array_append_new(list, row) < 0)
+                        r = -1;
+        }
+        if (!doc || r < 0) {
+                fprintf(stderr, PROG ": no memory for the figures\n");
+                json_decref(doc);
+                return NULL;
+        }
+        return doc;
+}
+
+/* ---- the pictures ---------------------------------------------------------------- */
+
+#define PNG_W 960
+#define PNG_H 600
+#define FEW_SWEPT 6 /* a sweep this small is drawn whole in the per-policy pictures */
+
+/* Whether the per-policy pictures draw policy i: all but a big sweep's points off the front. */
+static bool drawn(const struct policy_set *set, const bool *front, size_t i) {
+        size_t swept = 0;
+        for (size_t j = 0; j < set->n; j++)
+                swept += set->swept[j];
+        return !set->swept[i] || swept <= FEW_SWEPT || front[i];
+}
+
+/* A policy's colour: the yardsticks and homing their own, the swept settings drawn
+ * shades along a ramp, in the sweep's order, none twice. */
+static uint32_t policy_color(const struct policy_set *set, const bool *front, size_t i) {
+        size_t k = 0, n = 0;
+        if ((long)i == set->oracle)
+                return plot_color(2);
+        if ((long)i == set->home)
+                return plot_color(7);
+        if ((long)i == set->naive)
+                return plot_color(3);
+        if ((long)i == set->homing)
+                return plot_color(0);
+        for (size_t j = 0; j < set->n; j++)
+                if (set->swept[j] && drawn(set, front, j)) {
+                        k += j < i;
+                        n++;
+                }
+        return plot_ramp(n > 1 ? (double)k / (double)(n - 1) : 0);
+}
+
+static int png_write(const struct run *run, const struct plot_chart *chart, const char *name) {
+        char path[4096];
+        int r;
+
+        if (snprintf(path, sizeof(path), "%s/%s", run->o->png, name) >= (int)sizeof(path)) {
+                fprintf(stderr, PROG ": --png %s: too long a path\n", run->o->png);
+                return -1;
+        }
+        r = plot_png(chart, path);
+        if (r < 0) {
+                fprintf(stderr, PROG ": %s: cannot write the picture: %s\n", path, strerror(-r));
+                return -1;
+        }
+        return 0;
+}
+
+/* Mean distance against bytes per user-day, every policy; the engine's Pareto front joined. */
+static int picture_tradeoff(const struct run *run, const struct replay_figures *f,
+                            const bool *front, bool at_restores) {
+        const struct policy_set *set = run->set;
+        double px[MAX_POLICIES], py[MAX_POLICIES], sx[MAX_POLICIES], sy[MAX_POLICIES];
+        double fx[MAX_POLICIES], fy[MAX_POLICIES], days = f[0].user_days;
+        const char *front_labels[MAX_POLICIES] = { 0 };
+        struct plot_series s[MAX_POLICIES + 2];
+        size_t n = 0, n_front = 0, n_swept = 0;
+
+        for (size_t i = 0; i < set->n; i++) {
+                px[i] = (double)f[i].bytes / GIB / (days > 0 ? days : 1);
+                py[i] = km(mean_of(&f[i], at_restores));
+                if (set->swept[i]) {
+                        sx[n_swept] = px[i];
+                        sy[n_swept++] = py[i];
+                }
+                if (front[i]) {
+                        /* in order of bytes, so that its line runs along the front */
+                        size_t k;
+                        for (k = n_front; k > 0 && fx[k - 1] > px[i]; k--) {
+                                fx[k] = fx[k - 1];
+                                fy[k] = fy[k - 1];
+                                front_labels[k] = front_labels[k - 1];
+                        }
+                        fx[k] = px[i];
+                        fy[k] = py[i];
+                        front_labels[k] = set->swept[i] ? set->v[i].name : NULL;
+                        n_front++;
+                }
+        }
+        /* the swept settings one series (those on the front named there); the others labelled */
+        if (n_swept)
+                s[n++] = (struct plot_series){ .name = "swept settings",
+                                               .x = sx,
+                                               .y = sy,
+                                               .n = n_swept,
+                                               .rgb = plot_color(1),
+                                               .marker = PLOT_DOT };
+        for (size_t i = 0; i < set->n; i++)
+                if (!set->swept[i])
+                        s[n++] = (struct plot_series){ .name = set->v[i].name,
+                                                       .x = &px[i],
+                                                       .y = &py[i],
+                                                       .n = 1,
+                                                       .rgb = policy_color(set, front, i),
+                                                       .marker = PLOT_DOT,
+                                                       .labels = &set->v[i].name };
+        if (n_front > 0)
+                s[n++] = (struct plot_series){ .name = "Pareto front (engine policies)",
+                                               .x = fx,
+                                               .y = fy,
+                                               .n = n_front,
+                                               .rgb = 0x222222,
+                                               .line = true,
+                                               .marker = PLOT_RING,
+                                               .labels = front_labels };
+        return png_write(run,
+                         &(struct plot_chart){
+                                 PNG_W, PNG_H,
+                                 at_restores ? "Restore distance against bytes moved"
+                                             : "Distance (at reports) against bytes moved",
+                                 days > 0 ? "GiB sent per user-day" : "GiB sent",
+                                 at_restores ? "mean restore distance, km"
+                                             : "mean distance at reports, km",
+                                 PLOT_LINEAR, PLOT_FIT, s, n },
+                         "tradeoff.png");
+}
+
+/* The distances' distribution per policy: the 101 percentiles, on a log km axis. */
+static int picture_distances(const struct run *run, const bool *front, bool at_restores) {
+        const struct policy_set *set = run->set;
+        double share[REPLAY_PERCENTILES];
+        double(*m)[REPLAY_PERCENTILES] = calloc(MAX_POLICIES, sizeof(*m));
+        struct plot_series s[MAX_POLICIES];
+        size_t n = 0;
+        int r;
+
+        if (!m)
+                return -1;
+        for (int k = 0; k < REPLAY_PERCENTILES; k++)
+                share[k] = k / 100.0;
+        for (size_t i = 0; i < set->n; i++) {
+                if (!drawn(set, front, i) ||
+                    replay_percentiles(run->replay, i, at_restores, m[i]) == 0)
+                        continue;
+                for (int k = 0; k < REPLAY_PERCENTILES; k++)
+                        m[i][k] = km(m[i][k]);
+                s[n++] = (struct plot_series){ .name = set->v[i].name,
+                                               .x = m[i],
+                                               .y = share,
+                                               .n = REPLAY_PERCENTILES,
+                                               .rgb = policy_color(set, front, i),
+                                               .line = true };
+        }
+        r = png_write(run,
+                      &(struct plot_chart){
+                              PNG_W, PNG_H,
+                              at_restores ? "Restore distance, cumulative"
+                                          : "Distance at credible reports, cumulative",
+                              at_restores ? "restore distance, km (log scale; nearer than its "
+                                            "first tick: on the left edge)"
+                                          : "distance, km (log scale; nearer than its first "
+                                            "tick: on the left edge)",
+                              at_restores ? "share of restores at most this far"
+                                          : "share of reports at most this far",
+                              PLOT_LOG, PLOT_LINEAR, s, n },
+                      "distances.png");
+        free(m);
+        return r;
+}
+
+/* Transfers queued on each simulated day, per policy, over the days any policy moved. */
+static int picture_days(const struct run *run, const bool *front) {
+        const struct policy_set *set = run->set;
+        int64_t lo = INT64_MAX, hi = INT64_MIN, first;
+        const uint32_t *counts;
+        struct plot_series s[MAX_POLICIES];
+        double *buf = NULL, *day;
+        size_t n = 0, span = 0;
+        int r;
+
+        for (size_t i = 0; i < set->n; i++) {
+                size_t d = replay_daily(run->replay, i, &first, &counts, NULL);
+                if (d == 0)
+                        continue;
+                lo = first < lo ? first : lo;
+                hi = first + (int64_t)d - 1 > hi ? first + (int64_t)d - 1 : hi;
+        }
+        if (lo <= hi)
+                span = (size_t)(hi - lo) + 1;
+        if (span && !(buf = calloc((set->n + 1) * span, sizeof(*buf))))
+                return -1;
+        day = buf;
+        for (size_t k = 0; k < span; k++)
+                day[k] = (double)(lo + (int64_t)k);
+        for (size_t i = 0; i < set->n; i++) {
+                double *y = buf ? buf + (i + 1) * span : NULL;
+                size_t d = replay_daily(run->replay, i, &first, &counts, NULL);
+                if (!drawn(set, front, i))
+                        continue;
+                for (size_t k = 0; y && k < d; k++) /* y is NULL only when no one moved */
+                        y[first - lo + (int64_t)k] = counts[k];
+                s[n++] = (struct plot_series){ .name = set->v[i].name,
+                                               .x = day,
+                                               .y = y,
+                                               .n = span,
+                                               .rgb = policy_color(set, front, i),
+                                               .line = true,
+                                               .marker = span <= 40 ? PLOT_DOT : PLOT_NONE };
+        }
+        r = png_write(run,
+                      &(struct plot_chart){ PNG_W, PNG_H,
+                                            "Transfers queued per day (the oracle's: its "
+                                            "changes of site)",
+                                            "day (UTC)", "transfers queued", PLOT_DAYS, PLOT_LINEAR,
+                                            s, n },
+                      "transfers-per-day.png");
+        free(buf);
+        return r;
+}
+
+/* The pictures to --png's directory. Returns 0, or -1 after saying what failed. */
+static int write_pictures(const struct run *run, const struct replay_figures *f, const bool *front,
+                          bool at_restores) {
+        if (picture_tradeoff(run, f, front, at_restores) < 0 ||
+            picture_distances(run, front, at_restores) < 0 || picture_days(run, front) < 0)
+                return -1;
+        return 0;
 }
 
 /* ---- publishing ------------------------------------------------------------------ */
@@ -749,8 +1084,6 @@ static int report(struct run *run, const struct config *cfg) {
         double x[MAX_POLICIES], y[MAX_POLICIES];
         bool front[MAX_POLICIES] = { 0 }, at_restores = run->restores > 0;
         size_t n_engine = 0, idx[MAX_POLICIES];
-        json_t *doc = NULL, *list = NULL;
-        int r = 0;
 
         for (size_t i = 0; i < set->n; i++)
                 if (replay_figures(run->replay, i, &f[i]) < 0)
@@ -822,70 +1155,25 @@ static int report(struct run *run, const struct config *cfg) {
             (set->oracle >= 0 || set->home >= 0 || set->naive >= 0))
                 print_sweep_goals(set, f, at_restores);
 
-        if (!run->o->json && !run->o->publish)
-                return 0;
-        doc = json_pack(
-                "{s:I, s:f, s:I, s:I, s:s, s:I, s:f, s:o}", "users",
-                (json_int_t)replay_users(run->replay), "user_days", f[0].user_days, "reports",
-                (json_int_t)run->reports, "restores", (json_int_t)run->restores, "measured_at",
-                at_restores ? "restores" : "reports", "snapshot_bytes",
-                (json_int_t)(strtod(run->o->snapshot_gib ? run->o->snapshot_gib : "10", NULL) *
-                             GIB),
-                "bandwidth_bps", strtod(run->o->bandwidth ? run->o->bandwidth : "12500000", NULL),
-                "policies", list = json_array());
-        for (size_t i = 0; doc && i < set->n; i++) {
-                const struct engine_policy *p = &set->v[i].engine;
-                static const char *const kinds[] = { "engine", "oracle", "home" };
-                json_t *row = json_pack(
-                        "{s:s, s:s, s:b, s:b, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:s?, s:I}",
-                        "name", set->v[i].name, "kind", kinds[set->v[i].kind], "swept",
-                        set->swept[i], "pareto", front[i], "restores",
-                        distances_json(&f[i].restores), "reports", distances_json(&f[i].reports),
-                        "transfers", (json_int_t)f[i].transfers, "arrived",
-                        (json_int_t)f[i].arrived, "cancelled", (json_int_t)f[i].cancelled, "flaps",
-                        (json_int_t)f[i].flaps, "bytes", (json_int_t)f[i].bytes, "peak_datacenter",
-                        f[i].peak_site == SIZE_MAX ? NULL
-                                                   : site_id(run->cv, (uint32_t)f[i].peak_site),
-                        "peak_snapshots", (json_int_t)f[i].peak_snapshots);
-                if (row && set->v[i].kind == REPLAY_ENGINE)
-                        json_object_set_new(
-                                row, "settings",
-                                json_pack("{s:f, s:f, s:I, s:i, s:I, s:i, s:f}", "move_margin_m",
-                                          p->margin_m, "move_margin_ratio", p->margin_ratio,
-                                          "dwell_s", (json_int_t)(p->dwell_ms / 1000),
-                                          "dwell_reports", p->min_reports, "cooldown_s",
-                                          (json_int_t)(p->cooldown_ms / 1000), "max_moves_per_day",
-                                          p->max_moves_per_day, "km_per_gib", p->km_per_gib));
-                if (row && set->v[i].kind == REPLAY_ENGINE) {
-                        double ratio[N_GOALS];
-                        json_t *goals = json_object();
-                        goal_ratios(set, f, at_restores, i, ratio);
-                        for (int g = 0; goals && g < N_GOALS; g++)
-                                if (isfinite(ratio[g]) &&
-                                    json_object_set_new(goals, goal_names[g], json_real(ratio[g])) <
-                                            0)
-                                        r = -1;
-                        if (json_object_set_new(row, "goals", goals) < 0)
-                                r = -1;
+        if (run->o->json || run->o->publish) {
+                json_t *doc = figures_json(run, f, front, at_restores);
+                int r = doc ? 0 : -1;
+
+                if (doc && run->o->json &&
+                    json_dump_file(doc, run->o->json, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) <
+                            0) {
+                        fprintf(stderr, PROG ": %s: cannot write the figures\n", run->o->json);
+                        r = -1;
                 }
-                if (row && json_object_set_new(row, "peaks", peaks_json(run, i)) < 0)
-                        r = -1;
-                if (row && json_object_set_new(row, "transfers_per_day", days_json(run, i)) < 0)
-                        r = -1;
-                if (!row || json_array_append_new(list, row) < 0)
-                        r = -1;
+                if (r == 0 && run->o->publish)
+                        r = publish(cfg, run->o->publish, doc);
+                json_decref(doc);
+                if (r < 0)
+                        return -1;
         }
-        if (!doc || r < 0 ||
-            (run->o->json &&
-             json_dump_file(doc, run->o->json, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) < 0)) {
-                fprintf(stderr, PROG ": %s: cannot write the figures\n",
-                        run->o->json ? run->o->json : "--publish");
-                r = -1;
-        }
-        if (r == 0 && run->o->publish)
-                r = publish(cfg, run->o->publish, doc);
-        json_decref(doc);
-        return r;
+        if (run->o->png && write_pictures(run, f, front, at_restores) < 0)
+                return -1;
+        return 0;
 }
 
 /* ---- the command ---------------------------------------------------------------- */
@@ -945,6 +1233,31 @@ static int options_check(struct options *o, double *gib, double *bandwidth) {
         return 0;
 }
 
+/* --png's directory, made if missing (*made), can take a file: known before the replay
+ * runs, not after it. Returns 0, or -1 after saying why not. */
+static int png_dir_check(const char *dir, bool *made) {
+        char probe[4096];
+        int fd;
+
+        *made = mkdir(dir, 0777) == 0;
+        if (!*made && errno != EEXIST) {
+                fprintf(stderr, PROG ": --png %s: %s\n", dir, strerror(errno));
+                return -1;
+        }
+        if (snprintf(probe, sizeof(probe), "%s/.homing-replay-XXXXXX", dir) >= (int)sizeof(probe)) {
+                fprintf(stderr, PROG ": --png %s: too long a path\n", dir);
+                return -1;
+        }
+        fd = mkstemp(probe);
+        if (fd < 0) {
+                fprintf(stderr, PROG ": --png %s: cannot write there: %s\n", dir, strerror(errno));
+                return -1;
+        }
+        close(fd);
+        unlink(probe);
+        return 0;
+}
+
 int cmd_replay(int argc, char **argv) {
         struct options o = { 0 };
         const struct cmd_flag flags[] = {
@@ -961,6 +1274,7 @@ int cmd_replay(int argc, char **argv) {
                 { "--json", &o.json },
                 { "--events", &o.events },
                 { "--publish", &o.publish },
+                { "--png", &o.png },
                 { NULL, NULL },
         };
         struct config cfg = { 0 };
@@ -970,6 +1284,7 @@ int cmd_replay(int argc, char **argv) {
         struct replay_params params;
         struct run run = { .o = &o, .cv = &cv, .set = &set };
         double gib, bandwidth;
+        bool png_made = false;
         int rest, r, status = 1;
 
         if (cmd_take_flags("replay", argc, argv, flags, &rest) < 0)
@@ -996,6 +1311,8 @@ int cmd_replay(int argc, char **argv) {
                 return 2;
         }
         if (catalog_open(&cfg, o.catalog, &cv) < 0)
+                goto out;
+        if (o.png && png_dir_check(o.png, &png_made) < 0)
                 goto out;
         if (o.events && !(run.events = fopen(o.events, "w"))) {
                 fprintf(stderr, PROG ": %s: %s\n", o.events, strerror(errno));
@@ -1028,6 +1345,10 @@ out:
                 status = 1;
         }
         run.replay = replay_free(run.replay);
+        if (o.png)
+                plot_fini();
+        if (status != 0 && png_made)
+                rmdir(o.png); /* made for a run that failed: gone again, if still empty */
         catalog_close(&cv);
         config_fini(&cfg);
         return status;

@@ -152,6 +152,7 @@ struct policy_state {
         uint64_t bytes;
         uint32_t *at_site, *peak; /* snapshots held at each site, now and at most */
         uint32_t *daily;          /* transfers queued on each day from first_day */
+        uint64_t *daily_bytes;    /* the bytes they sent, by the day they were queued */
         int64_t first_day;        /* days since 1970 */
         size_t n_days;
 };
@@ -232,6 +233,7 @@ struct replay *replay_free(struct replay *r) {
                 free(r->policies[i].at_site);
                 free(r->policies[i].peak);
                 free(r->policies[i].daily);
+                free(r->policies[i].daily_bytes);
         }
         free(r->policies);
         table_fini(&r->users);
@@ -286,11 +288,16 @@ static void hold(struct policy_state *ps, uint32_t site, int delta) {
                 ps->peak[site] = ps->at_site[site];
 }
 
-/* Counts a transfer queued at ts_ms on its UTC day (days before the first seen are
- * put in front). Returns 0 or -ENOMEM. */
-static int count_day(struct policy_state *ps, int64_t ts_ms) {
-        int64_t day = ts_ms >= 0 ? ts_ms / DAY_MS : -((-ts_ms + DAY_MS - 1) / DAY_MS);
+static int64_t day_of(int64_t ts_ms) {
+        return ts_ms >= 0 ? ts_ms / DAY_MS : -((-ts_ms + DAY_MS - 1) / DAY_MS);
+}
+
+/* Makes room for `day` in the daily counts (days before the first seen are put in
+ * front). Returns 0 or -ENOMEM. */
+static int day_room(struct policy_state *ps, int64_t day) {
         size_t before = 0, need;
+        uint32_t *grown;
+        uint64_t *grown_bytes;
 
         if (ps->n_days == 0)
                 ps->first_day = day;
@@ -299,21 +306,38 @@ static int count_day(struct policy_state *ps, int64_t ts_ms) {
         need = day < ps->first_day                              ? ps->n_days + before
                : (size_t)(day - ps->first_day) + 1 > ps->n_days ? (size_t)(day - ps->first_day) + 1
                                                                 : ps->n_days;
-        if (need > ps->n_days) {
-                uint32_t *grown = realloc(ps->daily, need * sizeof(*grown));
-                if (!grown)
-                        return -ENOMEM;
-                if (before) {
-                        memmove(grown + before, grown, ps->n_days * sizeof(*grown));
-                        memset(grown, 0, before * sizeof(*grown));
-                        ps->first_day = day;
-                } else {
-                        memset(grown + ps->n_days, 0, (need - ps->n_days) * sizeof(*grown));
-                }
-                ps->daily = grown;
-                ps->n_days = need;
+        if (need <= ps->n_days)
+                return 0;
+        grown = realloc(ps->daily, need * sizeof(*grown));
+        if (!grown)
+                return -ENOMEM;
+        ps->daily = grown;
+        grown_bytes = realloc(ps->daily_bytes, need * sizeof(*grown_bytes));
+        if (!grown_bytes)
+                return -ENOMEM; /* daily is larger than n_days says: harmless */
+        ps->daily_bytes = grown_bytes;
+        if (before) {
+                memmove(grown + before, grown, ps->n_days * sizeof(*grown));
+                memset(grown, 0, before * sizeof(*grown));
+                memmove(grown_bytes + before, grown_bytes, ps->n_days * sizeof(*grown_bytes));
+                memset(grown_bytes, 0, before * sizeof(*grown_bytes));
+                ps->first_day = day;
+        } else {
+                memset(grown + ps->n_days, 0, (need - ps->n_days) * sizeof(*grown));
+                memset(grown_bytes + ps->n_days, 0, (need - ps->n_days) * sizeof(*grown_bytes));
         }
+        ps->n_days = need;
+        return 0;
+}
+
+/* Counts a transfer of `bytes` queued at ts_ms on its UTC day. Returns 0 or -ENOMEM. */
+static int count_day(struct policy_state *ps, int64_t ts_ms, uint64_t bytes) {
+        int64_t day = day_of(ts_ms);
+
+        if (day_room(ps, day) < 0)
+                return -ENOMEM;
         ps->daily[day - ps->first_day]++;
+        ps->daily_bytes[day - ps->first_day] += bytes;
         return 0;
 }
 
@@ -354,7 +378,7 @@ static int oracle_at(struct replay *r, size_t i, struct user *u, double lat, dou
         uint32_t nearest = nearest_eligible(r, lat, lon);
 
         if (nearest != ENGINE_NO_SITE && nearest != pl->s.current) {
-                if (count_day(ps, ts_ms) < 0)
+                if (count_day(ps, ts_ms, r->params.snapshot_bytes) < 0)
                         return -ENOMEM;
                 hold(ps, pl->s.current, -1);
                 hold(ps, nearest, +1);
@@ -376,6 +400,7 @@ static void cancel(struct replay *r, size_t i, struct user *u, uint32_t target, 
         ps->cancelled++;
         /* counted in full when queued; only what it sent counts once it stops */
         ps->bytes -= pl->queued_bytes - sent;
+        ps->daily_bytes[day_of(pl->queued_ms) - ps->first_day] -= pl->queued_bytes - sent;
         emit(r, &(struct replay_event){ REPLAY_CANCELLED, i, u->id, ts_ms, pl->queued_from, target,
                                         sent, 0, d });
 }
@@ -395,7 +420,7 @@ static int decide(struct replay *r, size_t i, struct user *u, const struct repor
                 cancel(r, i, u, pending, rep->ts_ms, &d);
         if (d.outcome != ENGINE_MOVE)
                 return 0;
-        if (count_day(ps, rep->ts_ms) < 0)
+        if (count_day(ps, rep->ts_ms, d.bytes) < 0)
                 return -ENOMEM;
         ps->transfers++;
         ps->bytes += d.bytes;
@@ -549,16 +574,33 @@ size_t replay_site_peak(const struct replay *r, size_t policy, size_t site) {
         return policy < r->n_policies && site < r->n_sites ? r->policies[policy].peak[site] : 0;
 }
 
-size_t replay_daily_transfers(const struct replay *r, size_t policy, int64_t *first_day,
-                              const uint32_t **counts) {
+size_t replay_daily(const struct replay *r, size_t policy, int64_t *first_day,
+                    const uint32_t **transfers, const uint64_t **bytes) {
         const struct policy_state *ps;
 
         if (policy >= r->n_policies)
                 return 0;
         ps = &r->policies[policy];
         *first_day = ps->first_day;
-        *counts = ps->daily;
+        *transfers = ps->daily;
+        if (bytes)
+                *bytes = ps->daily_bytes;
         return ps->n_days;
+}
+
+size_t replay_percentiles(const struct replay *r, size_t policy, bool at_restores,
+                          double out_m[REPLAY_PERCENTILES]) {
+        const struct hist *h;
+
+        if (policy >= r->n_policies)
+                return 0;
+        h = at_restores ? &r->policies[policy].restores : &r->policies[policy].reports;
+        if (h->n == 0)
+                return 0;
+        /* k / 100.0 is the same double as the figures' 0.50, 0.95, 0.99 */
+        for (int k = 0; k < REPLAY_PERCENTILES; k++)
+                out_m[k] = hist_quantile(h, k / 100.0);
+        return h->n;
 }
 
 size_t replay_users(const struct replay *r) {

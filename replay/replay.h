@@ -109,12 +109,25 @@ MUST_CHECK int replay_figures(const struct replay *r, size_t policy, struct repl
 size_t replay_site_peak(const struct replay *r, size_t policy, size_t site);
 
 /*
- * Transfers the policy queued on each UTC day: returns the number of days,
- * with the first (days since 1970) in *first_day and the counts in *counts
- * (borrowed, valid until the next event). 0 when it queued none.
+ * Transfers the policy queued on each UTC day and the bytes they sent (a
+ * cancelled one what it sent by then, on the day it was queued): returns
+ * the number of days, with the first (days since 1970) in *first_day and
+ * the counts in *transfers and, if bytes is not NULL, *bytes (borrowed,
+ * valid until the next event). 0 when it queued none.
  */
-size_t replay_daily_transfers(const struct replay *r, size_t policy, int64_t *first_day,
-                              const uint32_t **counts);
+size_t replay_daily(const struct replay *r, size_t policy, int64_t *first_day,
+                    const uint32_t **transfers, const uint64_t **bytes);
+
+#define REPLAY_PERCENTILES 101
+
+/*
+ * The 0th to the 100th percentile of the policy's distances (at restores,
+ * or at credible reports), in metres, as the figures' p50, p95 and p99 are
+ * (the same bins: out_m[50] is p50_m). Returns how many distances there
+ * are; 0 (out_m untouched) for none or no such policy.
+ */
+size_t replay_percentiles(const struct replay *r, size_t policy, bool at_restores,
+                          double out_m[REPLAY_PERCENTILES]);
 
 size_t replay_users(const struct replay *r);
 

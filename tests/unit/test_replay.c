@@ -174,9 +174,9 @@ TEST(a_two_hour_dwell_does_not_move_for_a_one_hour_trip) {
         {
                 const uint32_t *days;
                 int64_t first;
-                CHECK(replay_daily_transfers(run.r, NAIVE, &first, &days) == 1);
+                CHECK(replay_daily(run.r, NAIVE, &first, &days, NULL) == 1);
                 CHECK(first == T0 / (24 * HOUR_MS) && days[0] == 2);
-                CHECK(replay_daily_transfers(run.r, DWELL2H, &first, &days) == 0);
+                CHECK(replay_daily(run.r, DWELL2H, &first, &days, NULL) == 0);
         }
         CHECK(replay_site_peak(run.r, NAIVE, X) == 1 && replay_site_peak(run.r, NAIVE, Y) == 1);
         CHECK(replay_site_peak(run.r, DWELL2H, Y) == 0 && replay_site_peak(run.r, 99, X) == 0);
@@ -273,9 +273,58 @@ TEST(transfers_are_counted_by_day_in_any_order) {
         rep.lon = 4;
         rep.ts_ms = rep.received_ms = T0 + 12 * HOUR_MS;
         CHECK(replay_report(run.r, &rep) == 0);
-        CHECK(replay_daily_transfers(run.r, NAIVE, &first, &days) == 4);
+        CHECK(replay_daily(run.r, NAIVE, &first, &days, NULL) == 4);
         CHECK(first == T0 / (24 * HOUR_MS));
         CHECK(days[0] == 1 && days[1] == 0 && days[2] == 0 && days[3] == 1);
+        run_fini(&run);
+}
+
+/* A day's bytes are what its transfers sent: a transfer queued late on one day and
+ * superseded half way on the next counts half its bytes on the day it was queued. */
+TEST(a_day_s_bytes_are_what_its_transfers_sent) {
+        struct run run;
+        struct replay_figures f;
+        const uint32_t *transfers;
+        const uint64_t *bytes;
+        int64_t first;
+
+        run_init_at(&run, 10.0 * GIB / 3600); /* a transfer takes an hour */
+        CHECK(report_at(&run, X, T0 + 23 * HOUR_MS) == 0);
+        CHECK(report_at(&run, Y, T0 + 23 * HOUR_MS + 30 * MIN_MS) == 0); /* day 0: x -> y */
+        CHECK(report_at(&run, Z, T0 + 24 * HOUR_MS) == 0); /* day 1, half sent: x -> z */
+        f = figures(&run, NAIVE);
+        CHECK(f.transfers == 2 && f.cancelled == 1 && f.bytes == 15 * GIB);
+        CHECK(replay_daily(run.r, NAIVE, &first, &transfers, &bytes) == 2);
+        CHECK(first == T0 / (24 * HOUR_MS));
+        CHECK(transfers[0] == 1 && bytes[0] == 5 * GIB);
+        CHECK(transfers[1] == 1 && bytes[1] == 10 * GIB);
+        /* the oracle's site changes, each a whole snapshot */
+        CHECK(replay_daily(run.r, ORACLE, &first, &transfers, &bytes) == 2);
+        CHECK(transfers[0] == 1 && bytes[0] == 10 * GIB && bytes[1] == 10 * GIB);
+        run_fini(&run);
+}
+
+/* The percentiles are the figures' own (the same bins), from the nearest to the farthest. */
+TEST(percentiles_are_the_figures_bins) {
+        struct run run;
+        struct replay_figures f;
+        double m[REPLAY_PERCENTILES], xz = geo_distance_m(0, 0, 0, 4);
+
+        run_init(&run);
+        CHECK(report_at(&run, X, T0) == 0);
+        CHECK(replay_percentiles(run.r, HOME, true, m) == 0); /* no restore yet */
+        for (int i = 0; i < 10; i++)                          /* home is x: 0, 222 and 444 km */
+                CHECK(replay_restore(run.r, "u-1", 0, lon_of[i % 3], T0 + i * MIN_MS) == 0);
+        f = figures(&run, HOME);
+        CHECK(replay_percentiles(run.r, HOME, true, m) == 10);
+        CHECK(m[0] == 0);
+        CHECK_NEAR(m[100], xz, 0.005 * xz);
+        CHECK(m[50] == f.restores.p50_m && m[95] == f.restores.p95_m && m[99] == f.restores.p99_m);
+        for (int k = 1; k < REPLAY_PERCENTILES; k++)
+                CHECK(m[k] >= m[k - 1]);
+        CHECK(replay_percentiles(run.r, HOME, false, m) == 1); /* the one report, at home */
+        CHECK(m[0] == 0 && m[100] == 0);
+        CHECK(replay_percentiles(run.r, N_POLICIES, true, m) == 0);
         run_fini(&run);
 }
 
@@ -339,5 +388,7 @@ TAP_MAIN(TAP_TEST(bad_params_are_refused),
          TAP_TEST(a_superseded_transfer_counts_what_it_sent),
          TAP_TEST(a_transfer_at_almost_no_bandwidth_never_arrives),
          TAP_TEST(transfers_are_counted_by_day_in_any_order),
+         TAP_TEST(a_day_s_bytes_are_what_its_transfers_sent),
+         TAP_TEST(percentiles_are_the_figures_bins),
          TAP_TEST(each_policy_judges_reports_by_its_own_rules),
          TAP_TEST(pareto_front_keeps_the_undominated))
