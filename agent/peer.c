@@ -787,10 +787,12 @@ int peer_start(const char *listen, const char *api_url, const struct peer_tls *t
         p->sites = sites;
         p->n_sites = n;
         p->max_streams = max_streams;
+        /* poll, not select: one agent for many datacenters (the quickstart's
+         * 159) holds over FD_SETSIZE descriptors, and select refuses those. */
         if (tls->cert_pem)
                 p->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
                                                      MHD_USE_INTERNAL_POLLING_THREAD |
-                                                     MHD_USE_ERROR_LOG | MHD_USE_TLS,
+                                                     MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_TLS,
                                              0, NULL, NULL, on_request, p, MHD_OPTION_SOCK_ADDR,
                                              (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
                                              on_completed, p, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -803,7 +805,7 @@ int peer_start(const char *listen, const char *api_url, const struct peer_tls *t
         else
                 p->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
                                                      MHD_USE_INTERNAL_POLLING_THREAD |
-                                                     MHD_USE_ERROR_LOG,
+                                                     MHD_USE_POLL | MHD_USE_ERROR_LOG,
                                              0, NULL, NULL, on_request, p, MHD_OPTION_SOCK_ADDR,
                                              (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
                                              on_completed, p, MHD_OPTION_CONNECTION_TIMEOUT,

@@ -1,5 +1,7 @@
 /*
- * Reports to ingest, open loop: report k leaves at start + k / rate, on one
+ * Reports to ingest, open loop: report k leaves at start + k / rate (or, on
+ * a compressed clock, at start + its simulated arrival's distance from t0 /
+ * speed), on one
  * of `in_flight` libcurl easy handles driven by a multi handle, whatever
  * the answers to the earlier ones; when every handle is busy at a report's
  * time it waits, and a report more than a second late is counted as behind
@@ -29,6 +31,8 @@ struct slot {
 struct post {
         char *url;
         double rate;
+        double speed; /* above 0: paced by the simulated clock from t0_ms */
+        int64_t t0_ms;
         struct auth_keyring *keys;
         CURLM *multi;
         struct slot *slots;
@@ -182,12 +186,20 @@ static int start(struct post *p, struct slot *s, const struct report *r) {
         return 0;
 }
 
+void post_set_clock(struct post *p, int64_t t0_ms, double speed) {
+        p->t0_ms = t0_ms;
+        p->speed = speed;
+}
+
 int post_report(struct post *p, const struct report *r) {
         double due;
 
         if (p->start == 0)
                 p->start = now_s();
-        due = p->start + (double)p->stats.sent / p->rate;
+        if (p->speed > 0)
+                due = p->start + (double)(r->received_ms - p->t0_ms) / 1000.0 / p->speed;
+        else
+                due = p->start + (double)p->stats.sent / p->rate;
         for (;;) {
                 double wait = due - now_s();
                 if (wait <= 0 && p->busy < p->n_slots)

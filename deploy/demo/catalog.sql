@@ -1,7 +1,10 @@
 -- Loads the demo catalog: datacenters at real places (public-cloud regions,
 -- city-level coordinates), three templates replicated at a few hubs, and one
--- snapshot for each of 200 demo users, placed at a datacenter of their own.
--- Idempotent: run it again and nothing changes. Expects psql's :csv variable.
+-- snapshot for each of the 300 users of the simulated fleet (u-000000 to
+-- u-000299, as homing simulate names them) and for u-0001, the user whose
+-- reports README's first five minutes posts by hand, each placed at a
+-- datacenter of its own. Idempotent: run it again and nothing changes.
+-- Expects psql's :csv variable.
 BEGIN;
 
 CREATE TEMP TABLE dc_in (id text, name text, provider text, city text, country_code text,
@@ -28,10 +31,10 @@ JOIN datacenters d ON d.id IN ('aws-us-east-1', 'aws-eu-west-1', 'aws-ap-southea
 ON CONFLICT DO NOTHING;
 
 INSERT INTO snapshots (id, user_id, template_id, size_bytes, priority)
-SELECT 'snap-u-' || lpad(i::text, 4, '0'), 'u-' || lpad(i::text, 4, '0'),
-       (ARRAY['tpl-win11-vdi', 'tpl-ubuntu-dev', 'tpl-rhel-ops'])[1 + i % 3],
+SELECT 'snap-' || u, u, (ARRAY['tpl-win11-vdi', 'tpl-ubuntu-dev', 'tpl-rhel-ops'])[1 + i % 3],
        (2 + i % 7) * 1024::bigint ^ 3, 1 + i % 5
-FROM generate_series(1, 200) AS i
+FROM (SELECT i, 'u-' || lpad(i::text, 6, '0') FROM generate_series(0, 299) AS i
+      UNION ALL SELECT 1, 'u-0001') AS fleet (i, u)
 ON CONFLICT (id) DO NOTHING;
 
 -- Each snapshot starts at a datacenter picked by a hash: the same on every run.
