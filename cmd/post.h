@@ -2,12 +2,14 @@
  * post — location reports sent to homing's ingest as phones send them: one
  * report a request, each with its device's own token, open loop at a
  * target rate (a report is sent when its time comes, whatever the answers
- * to the earlier ones), several requests in flight. Internal to cmd/
+ * to the earlier ones), several requests in flight; announced trips go the
+ * same way to /v1/trips. Internal to cmd/
  * (`homing simulate --post`).
  */
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "report/report.h"
 
@@ -31,6 +33,11 @@ int post_new(const char *base_url, double rate, long in_flight, const char *keys
 
 /* Waits for the report's time, then sends it. Returns 0 or a negative errno. */
 int post_report(struct post *p, const struct report *r);
+
+/* The same for an announced trip (POST /v1/trips with the device's token;
+ * 201 counts as accepted). Returns 0 or a negative errno. */
+int post_trip(struct post *p, const char *device_id, const char *user_id, double lat, double lon,
+              int64_t arrive_ms, int64_t return_ms);
 
 /* Waits for the requests in flight and fills *stats. NULL stats is fine. */
 void post_finish(struct post *p, struct post_stats *stats);

@@ -136,8 +136,10 @@ def test_a_simulated_fleet_replayed_moves_as_the_live_scheduler_moved(homing, db
                       "Ashburn,39.04,-77.49,1000000\nSydney,-33.87,151.21,5300000\n")
     start = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 12 * 86400))
     fleet = tmp_path / "fleet.jsonl"
+    # the fleet as it was before commuters and announced trips: reports and restores
+    plain = ["--commuters", "0", "--announced", "0"]
     subprocess.run([HOMING_BIN, "simulate", "--cities", str(cities), "--users", "30", "--days",
-                    "10", "--seed", "3", "--start", start, "--out", str(fleet)],
+                    "10", "--seed", "3", "--start", start, "--out", str(fleet), *plain],
                    env=homing.env, check=True, capture_output=True, timeout=120)
     reports = [json.loads(line) for line in fleet.read_text().splitlines()
                if not line.startswith('{"restore"')]
@@ -152,7 +154,7 @@ def test_a_simulated_fleet_replayed_moves_as_the_live_scheduler_moved(homing, db
         seed_snapshot(db, user, home)
     proc = subprocess.run([HOMING_BIN, "simulate", "--cities", str(cities), "--users", "30",
                            "--days", "10", "--seed", "3", "--start", start, "--post", homing.url,
-                           "--rate", "1000"], env=homing.env, capture_output=True, text=True,
+                           "--rate", "1000", *plain], env=homing.env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0 and f"{len(reports)} accepted" in proc.stderr, proc.stderr
     users = sorted(first)
