@@ -2,9 +2,10 @@
  * Access control: every route says who may call it (route.h, enum
  * api_access); this file checks the bearer token against that.
  *
- *  - Device routes (POST /v1/locations) take a device token, checked here
+ *  - Device routes (/v1/locations, /v1/trips) take a device token, checked here
  *    with the keyring alone: no database round trip. The claims stay on the
- *    request, and ingest refuses reports for another device or user.
+ *    request: ingest refuses reports for another device or user, and a
+ *    trip is the token's user's.
  *  - Operator routes take an operator token. Its SHA-256 is looked up among
  *    the unrevoked tokens (the secret itself is never stored); the token's
  *    role must reach the route's.
@@ -189,7 +190,7 @@ static bool check_agent(struct request *req, const char *token, bool device_toke
         int r;
 
         if (device_token) {
-                *reply = forbidden(req, "a device token may only post location reports");
+                *reply = forbidden(req, "a device token may only post location reports and trips");
                 return false;
         }
         if (auth_operator_token_wellformed(token))
@@ -245,7 +246,7 @@ bool api_check_access(struct request *req, enum MHD_Result *reply) {
                 return true;
         }
         if (r == 0) {
-                *reply = forbidden(req, "a device token may only post location reports");
+                *reply = forbidden(req, "a device token may only post location reports and trips");
                 return false;
         }
         if (auth_agent_token_wellformed(token))

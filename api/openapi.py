@@ -361,6 +361,19 @@ SCHEMAS = {
                  "description": "a priority level starts once the previous one is done, or "
                                 "once its transfers are all under way"},
     }),
+    "TripInput": obj({
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180},
+        "arrive_at": {**TIME, "description": "when the user lands: from a day ago to a year "
+                                             "ahead"},
+        "return_at": nullable({**TIME, "description": "when the user leaves again: after "
+                                                      "arrive_at, within 90 days"}),
+    }, ["lat", "lon", "arrive_at"]),
+    "Trip": obj({
+        "id": {"type": "integer"}, "user_id": ID, "device_id": ID,
+        "lat": {"type": "number"}, "lon": {"type": "number"},
+        "arrive_at": TIME, "return_at": nullable(TIME), "created_at": TIME,
+    }, ["id", "user_id", "device_id", "lat", "lon", "arrive_at", "return_at", "created_at"]),
     "Zone": obj({"id": ID, "name": {"type": "string"}, "geojson": ref("GeoJSONGeometry"),
                  "created_at": TIME, "updated_at": TIME}),
     "ReplayPolicy": obj({
@@ -787,6 +800,23 @@ op("post", "/v1/locations", "device", "postLocations", "post location reports",
                "otherwise). 202 comes only once Kafka has stored all of them; 503 with "
                "Retry-After when it could not in time: nothing was accepted.",
    tag="ingest")
+op("post", "/v1/trips", "device", "postTrip",
+   "announce the user's booked trip: destination, arrival, return",
+   ok("Trip", status="201", description="stored", location=True), request=body("TripInput"),
+   errors=["UnsupportedMediaType", "TooLarge", "BadRequest", "Invalid", "Conflict",
+           "TooManyRequests", "Unavailable"],
+   description="The trip is the device token's user's. The scheduler keeps a warm copy of "
+               "the user's snapshots at the datacenter nearest the destination from before "
+               "the arrival until the return (README, Pre-staging). Each takes a token from "
+               "the device's ingest bucket (429 beyond); a user holds at most 50 trips not "
+               "yet over (409 too-many-trips).",
+   tag="trips")
+op("get", "/v1/trips", "device", "listTrips", "the user's trips not yet over",
+   ok(schema=obj({"items": {"type": "array", "items": ref("Trip")}}, ["items"])),
+   errors=["Unavailable"], tag="trips")
+op("delete", "/v1/trips/{id}", "device", "deleteTrip", "withdraw one of the user's trips",
+   {"204": {"description": "withdrawn"}}, [path_param("id", integer=True)],
+   errors=["NotFound", "Unavailable"], tag="trips")
 op("get", "/metrics", "viewer", "metrics", "Prometheus metrics",
    ok(content_type="text/plain", schema={"type": "string"}), tag="health")
 op("get", "/v1/me", "viewer", "me", "who the token belongs to", ok("Actor"), tag="tokens")
@@ -918,6 +948,15 @@ op("get", "/v1/protection-policies", "viewer", "listProtectionPolicies",
 op("get", "/v1/protection-policies/{level}", "viewer", "getProtectionPolicy",
    "one priority level's protection policy", ok("ProtectionPolicy", etag=True), LEVEL_PARAM,
    errors=READ_ERRORS, tag="protection")
+op("get", "/v1/users/{id}/trips", "viewer", "listUserTrips",
+   "a user's announced trips not yet over",
+   ok(schema=obj({"items": {"type": "array", "items": ref("Trip")}}, ["items"])), ID_PARAM,
+   errors=READ_ERRORS, tag="trips")
+op("delete", "/v1/users/{id}/trips/{trip_id}", "operator", "deleteUserTrip",
+   "remove a user's announced trip (audited: io.homing.trip.deleted)",
+   {"204": {"description": "removed"}},
+   ID_PARAM + [path_param("trip_id", integer=True)], errors=READ_ERRORS + ["Unavailable"],
+   tag="trips")
 op("get", "/v1/zones", "viewer", "listZones", "list zones", ok("ZonePage"), PAGED,
    errors=["BadRequest"], tag="zones")
 op("get", "/v1/evacuations", "viewer", "listEvacuations", "list evacuations, newest first",
@@ -1308,7 +1347,8 @@ def document():
         "servers": [{"url": "/"}],
         "tags": [{"name": t} for t in ("datacenters", "templates", "snapshots", "transfers",
                                        "zones", "protection", "evacuations", "failovers", "placement",
-                                       "tokens", "agents", "ingest", "health", "dashboard")],
+                                       "tokens", "agents", "ingest", "trips", "health",
+                                       "dashboard")],
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,

@@ -36,6 +36,7 @@
 #include "api/templates.h"
 #include "api/tokens.h"
 #include "api/transfers.h"
+#include "api/trips.h"
 #include "api/whatif.h"
 #include "api/zones.h"
 
@@ -62,6 +63,12 @@ const struct api_route api_routes[] = {
           "this API's OpenAPI 3.1 document" },
         /* devices */
         { "POST", "/v1/locations", ACCESS_DEVICE, api_ingest, "post location reports" },
+        { "POST", "/v1/trips", ACCESS_DEVICE, api_trips_create,
+          "announce the user's booked trip: destination, arrival, return", .body = api_trip_fields,
+          .validate = api_trip_valid },
+        { "GET", "/v1/trips", ACCESS_DEVICE, api_trips_list, "the user's trips not yet over" },
+        { "DELETE", "/v1/trips/{id}", ACCESS_DEVICE, api_trips_delete,
+          "withdraw one of the user's trips" },
         /* viewers */
         { "GET", "/metrics", ACCESS_VIEWER, api_metrics, "Prometheus metrics" },
         { "GET", "/v1/me", ACCESS_VIEWER, api_me, "who the token belongs to" },
@@ -106,6 +113,8 @@ const struct api_route api_routes[] = {
           "one failover test: its throwaway VMs and what their agents reported" },
         { "GET", "/v1/users/{id}/what-if", ACCESS_VIEWER, api_users_what_if,
           "what homing would decide if the user were there, and why" },
+        { "GET", "/v1/users/{id}/trips", ACCESS_VIEWER, api_user_trips_list,
+          "a user's announced trips not yet over" },
         { "GET", "/v1/transfers", ACCESS_VIEWER, api_transfers_list, "list transfers" },
         { "GET", "/v1/transfers/{id}", ACCESS_VIEWER, api_transfers_get, "one transfer" },
         { "GET", "/v1/protection-policies", ACCESS_VIEWER, api_protection_list,
@@ -158,6 +167,8 @@ const struct api_route api_routes[] = {
           .validate = api_placement_report_valid, .max_body = API_PLACEMENT_REPORT_MAX_BYTES },
         { "DELETE", "/v1/placement-reports/{id}", ACCESS_OPERATOR, api_placement_reports_delete,
           "remove a stored replay report", LOCK(api_placement_report_resource, IF_MATCH_NONE) },
+        { "DELETE", "/v1/users/{id}/trips/{trip_id}", ACCESS_OPERATOR, api_user_trips_delete,
+          "remove a user's announced trip" },
         /* admins */
         { "POST", "/v1/datacenters", ACCESS_ADMIN, api_datacenters_create, "add a datacenter",
           .body = api_datacenter_fields, .validate = api_datacenter_valid },

@@ -37,10 +37,15 @@
 #include "geo/geo.h"
 #include "metrics/metrics.h"
 
+/* Ingest's answers are counted, and it never touches PostgreSQL; the other device routes do. */
+static bool is_ingest(const struct request *req) {
+        return req->route && req->route->handle == api_ingest;
+}
+
 /* The route's access: true, or false after answering 401 or 403 (counted for ingest). */
 static bool check(struct request *req, enum MHD_Result *reply) {
         if (!api_check_access(req, reply)) {
-                if (req->route->access == ACCESS_DEVICE)
+                if (is_ingest(req))
                         api_count_ingest(req, req->who.kind == PRINCIPAL_NONE ? 401 : 403);
                 return false;
         }
@@ -70,7 +75,7 @@ static enum MHD_Result refuse_early(struct request *req) {
         if (length && strtoull(length, NULL, 10) > (unsigned long long)req->body_max) {
                 char detail[96];
                 snprintf(detail, sizeof(detail), "the body exceeds %ld bytes", req->body_max);
-                if (req->route->access == ACCESS_DEVICE)
+                if (is_ingest(req))
                         api_count_ingest(req, 413);
                 ret = api_reply_problem(req, 413, "body-too-large", "Request body too large",
                                         detail, NULL);
@@ -133,8 +138,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 goto out;
         /* The handlers of these routes read PostgreSQL through req->db; the
          * access check, made before the body came, holds no connection. */
-        if (req->route && req->route->access != ACCESS_PUBLIC &&
-            req->route->access != ACCESS_DEVICE && !req->db)
+        if (req->route && req->route->access != ACCESS_PUBLIC && !is_ingest(req) && !req->db)
                 req->db = api_db_acquire(&a->pool);
         ret = api_flow(req);
 out:

@@ -6,7 +6,8 @@
  * the answers to the earlier ones; when every handle is busy at a report's
  * time it waits, and a report more than a second late is counted as behind
  * (the target rate was not held). Each request carries one report and the
- * token of its device, minted here with the device-token keys.
+ * token of its device, minted here with the device-token keys. Announced
+ * trips take their place in the same stream, to /v1/trips.
  */
 #include "cmd/post.h"
 
@@ -29,7 +30,7 @@ struct slot {
 };
 
 struct post {
-        char *url;
+        char *url, *trips_url; /* .../v1/locations, .../v1/trips */
         double rate;
         double speed; /* above 0: paced by the simulated clock from t0_ms */
         int64_t t0_ms;
@@ -77,14 +78,17 @@ int post_new(const char *base_url, double rate, long in_flight, const char *keys
         while (len > 0 && base_url[len - 1] == '/')
                 len--;
         p->url = malloc(len + sizeof("/v1/locations"));
+        p->trips_url = malloc(len + sizeof("/v1/trips"));
         p->slots = calloc((size_t)in_flight, sizeof(*p->slots));
         p->multi = curl_multi_init();
-        if (!p->url || !p->slots || !p->multi) {
+        if (!p->url || !p->trips_url || !p->slots || !p->multi) {
                 post_free(p);
                 return -ENOMEM;
         }
         memcpy(p->url, base_url, len);
         strcpy(p->url + len, "/v1/locations");
+        memcpy(p->trips_url, base_url, len);
+        strcpy(p->trips_url + len, "/v1/trips");
         p->rate = rate;
         p->n_slots = in_flight;
         *out = p;
@@ -124,7 +128,7 @@ static void drive(struct post *p, int wait_ms) {
                         continue;
                 if (msg->data.result == CURLE_OK)
                         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-                if (status == 202)
+                if (status == 202 || status == 201)
                         p->stats.accepted++;
                 else if (status == 429)
                         p->stats.throttled++;
@@ -142,19 +146,16 @@ static void drive(struct post *p, int wait_ms) {
         }
 }
 
-static int start(struct post *p, struct slot *s, const struct report *r) {
-        char ts[REPORT_TIME_LEN], *token = NULL, *auth = NULL;
-        json_t *doc;
+/* Sends `doc` (taken) to url with the device's token. */
+static int start(struct post *p, struct slot *s, const char *url, const char *device_id,
+                 const char *user_id, json_t *doc) {
+        char *token = NULL, *auth = NULL;
         int err;
 
-        report_format_time(r->ts_ms, ts);
-        doc = json_pack("{s:s, s:s, s:f, s:f, s:f, s:s}", "device_id", r->device_id, "user_id",
-                        r->user_id, "lat", r->lat, "lon", r->lon, "accuracy_m", r->accuracy_m, "ts",
-                        ts);
         s->body = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
         json_decref(doc);
-        err = auth_device_token_mint(p->keys, r->device_id, r->user_id,
-                                     (int64_t)time(NULL) + TOKEN_TTL_S, &token);
+        err = auth_device_token_mint(p->keys, device_id, user_id, (int64_t)time(NULL) + TOKEN_TTL_S,
+                                     &token);
         if (err == 0 && asprintf(&auth, "Authorization: Bearer %s", token) < 0)
                 err = -ENOMEM;
         free(token);
@@ -163,7 +164,7 @@ static int start(struct post *p, struct slot *s, const struct report *r) {
         if (err == 0) {
                 s->headers = curl_slist_append(NULL, auth);
                 s->headers = curl_slist_append(s->headers, "Content-Type: application/json");
-                curl_easy_setopt(s->easy, CURLOPT_URL, p->url);
+                curl_easy_setopt(s->easy, CURLOPT_URL, url);
                 curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, s->headers);
                 curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, s->body);
                 curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, discard);
@@ -191,13 +192,15 @@ void post_set_clock(struct post *p, int64_t t0_ms, double speed) {
         p->speed = speed;
 }
 
-int post_report(struct post *p, const struct report *r) {
+/* Waits for the time of the next request, which the simulation sends at
+ * at_ms, and a free slot; returns the slot. */
+static struct slot *next_slot(struct post *p, int64_t at_ms) {
         double due;
 
         if (p->start == 0)
                 p->start = now_s();
         if (p->speed > 0)
-                due = p->start + (double)(r->received_ms - p->t0_ms) / 1000.0 / p->speed;
+                due = p->start + (double)(at_ms - p->t0_ms) / 1000.0 / p->speed;
         else
                 due = p->start + (double)p->stats.sent / p->rate;
         for (;;) {
@@ -210,8 +213,35 @@ int post_report(struct post *p, const struct report *r) {
                 p->stats.behind++;
         for (long i = 0; i < p->n_slots; i++)
                 if (!p->slots[i].easy)
-                        return start(p, &p->slots[i], r);
-        return -EIO; /* not reached: a slot was free */
+                        return &p->slots[i];
+        return NULL; /* not reached: a slot was free */
+}
+
+int post_report(struct post *p, const struct report *r) {
+        struct slot *s = next_slot(p, r->received_ms);
+        char ts[REPORT_TIME_LEN];
+
+        if (!s)
+                return -EIO;
+        report_format_time(r->ts_ms, ts);
+        return start(p, s, p->url, r->device_id, r->user_id,
+                     json_pack("{s:s, s:s, s:f, s:f, s:f, s:s}", "device_id", r->device_id,
+                               "user_id", r->user_id, "lat", r->lat, "lon", r->lon, "accuracy_m",
+                               r->accuracy_m, "ts", ts));
+}
+
+int post_trip(struct post *p, int64_t told_ms, const char *device_id, const char *user_id,
+              double lat, double lon, int64_t arrive_ms, int64_t return_ms) {
+        struct slot *s = next_slot(p, told_ms);
+        char arrive[REPORT_TIME_LEN], back[REPORT_TIME_LEN];
+
+        if (!s)
+                return -EIO;
+        report_format_time(arrive_ms, arrive);
+        report_format_time(return_ms, back);
+        return start(p, s, p->trips_url, device_id, user_id,
+                     json_pack("{s:f, s:f, s:s, s:s}", "lat", lat, "lon", lon, "arrive_at", arrive,
+                               "return_at", back));
 }
 
 void post_finish(struct post *p, struct post_stats *stats) {
@@ -231,6 +261,7 @@ struct post *post_free(struct post *p) {
                 curl_multi_cleanup(p->multi);
         free(p->slots);
         free(p->url);
+        free(p->trips_url);
         auth_keyring_free(p->keys);
         free(p);
         return NULL;

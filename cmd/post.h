@@ -4,7 +4,8 @@
  * target rate (a report is sent when its time comes, whatever the answers
  * to the earlier ones), several requests in flight, or on a compressed
  * clock: each report when its simulated arrival comes, the simulated clock
- * running a given number of times the wall clock. Internal to cmd/
+ * running a given number of times the wall clock; announced trips go the
+ * same way to /v1/trips. Internal to cmd/
  * (`homing simulate --post`).
  */
 #pragma once
@@ -42,6 +43,11 @@ void post_set_clock(struct post *p, int64_t t0_ms, double speed);
 
 /* Waits for the report's time, then sends it. Returns 0 or a negative errno. */
 int post_report(struct post *p, const struct report *r);
+
+/* The same for an announced trip, told at told_ms (POST /v1/trips with the
+ * device's token; 201 counts as accepted). Returns 0 or a negative errno. */
+int post_trip(struct post *p, int64_t told_ms, const char *device_id, const char *user_id,
+              double lat, double lon, int64_t arrive_ms, int64_t return_ms);
 
 /* Waits for the requests in flight and fills *stats. NULL stats is fine. */
 void post_finish(struct post *p, struct post_stats *stats);

@@ -48,7 +48,8 @@ static const char usage[] =
         "Nothing is written to PostgreSQL and nothing is published, but with --publish\n"
         "the figures, which the API stores as a placement report.\n"
         "\n"
-        "  --history FILE        JSON lines: topic records and {\"restore\": ...} lines\n"
+        "  --history FILE        JSON lines: topic records, {\"restore\": ...} and\n"
+        "                        {\"trip\": ...} lines\n"
         "                        (homing simulate's output; - for standard input)\n"
         "  --history kafka       the topic --topic-locations at --kafka-brokers, read by\n"
         "                        a consumer of its own that commits nothing\n"
@@ -58,9 +59,18 @@ static const char usage[] =
         "  --catalog FILE        datacenters as CSV (id, lat, lon: homing nearest's\n"
         "                        format), all active with room; default PostgreSQL's\n"
         "                        (--pg-dsn, a read-only session)\n"
-        "  --policies LIST       of oracle, home, naive, homing (default all four);\n"
-        "                        homing is the scheduler's policy as the settings give it\n"
-        "                        (--move-margin-m, --dwell-s, --cooldown-s, --km-per-gib...)\n"
+        "  --policies LIST       of oracle, home, naive, homing, homing+prestage (default\n"
+        "                        all five); homing is the scheduler's policy as the\n"
+        "                        settings give it (--move-margin-m, --dwell-s, ...);\n"
+        "                        homing+prestage also keeps a warm copy at the\n"
+        "                        destination of each announced ({\"trip\": ...} lines) or\n"
+        "                        recurring trip, from before the arrival to its end\n"
+        "  --prestage-lead-s S   a pre-staged copy is due this long before the arrival\n"
+        "                        (default 3600)\n"
+        "  --prestage-min-weeks N  recurring: the same site on the same weekday in N of\n"
+        "                        the last 4 weeks (default 2)\n"
+        "  --delta-share X       what moving onto a pre-staged copy sends, as a share of\n"
+        "                        the snapshot (default 0.02)\n"
         "  --sweep-x NAME=V,V.., --sweep-y NAME=V,V..\n"
         "                        homing's policy over a grid of two of its settings\n"
         "                        (move-margin-m, move-margin-ratio, dwell-s, dwell-reports,\n"
@@ -88,6 +98,8 @@ struct sweep {
 struct options {
         const char *history, *offsets, *since, *until, *catalog, *policies, *sweep_x, *sweep_y;
         const char *snapshot_gib, *bandwidth, *json, *events, *publish, *png;
+        const char *prestage_lead_s, *prestage_min_weeks, *delta_share;
+        double lead_s, min_weeks, delta;
         int64_t from_offset, to_offset, since_ms, until_ms;
         struct sweep x, y;
 };
@@ -154,29 +166,30 @@ struct policy_set {
         char names[MAX_POLICIES][192];
         bool swept[MAX_POLICIES];
         size_t n;
-        long homing, naive, oracle, home; /* their index, or -1 */
+        long homing, naive, oracle, home, prestage; /* their index, or -1 */
 };
 
 static int policies_build(const struct options *o, const struct engine_policy *homing,
                           struct policy_set *set) {
-        const char *list = o->policies ? o->policies : "oracle,home,naive,homing";
+        const char *list = o->policies ? o->policies : "oracle,home,naive,homing,homing+prestage";
         char *copy = strdup(list), *save = NULL;
         int r = 0;
 
-        set->homing = set->naive = set->oracle = set->home = -1;
+        set->homing = set->naive = set->oracle = set->home = set->prestage = -1;
         if (!copy)
                 return -1;
         for (char *w = strtok_r(copy, ",", &save); w && r == 0; w = strtok_r(NULL, ",", &save)) {
                 struct replay_policy *p = &set->v[set->n];
-                long *slot = !strcmp(w, "oracle")   ? &set->oracle
-                             : !strcmp(w, "home")   ? &set->home
-                             : !strcmp(w, "naive")  ? &set->naive
-                             : !strcmp(w, "homing") ? &set->homing
-                                                    : NULL;
+                long *slot = !strcmp(w, "oracle")            ? &set->oracle
+                             : !strcmp(w, "home")            ? &set->home
+                             : !strcmp(w, "naive")           ? &set->naive
+                             : !strcmp(w, "homing")          ? &set->homing
+                             : !strcmp(w, "homing+prestage") ? &set->prestage
+                                                             : NULL;
                 if (!slot || *slot >= 0) {
                         fprintf(stderr,
                                 PROG ": --policies: '%s' is not one of oracle, home, naive, "
-                                     "homing (each once)\n",
+                                     "homing, homing+prestage (each once)\n",
                                 w);
                         r = -1;
                         break;
@@ -190,6 +203,7 @@ static int policies_build(const struct options *o, const struct engine_policy *h
                                                : REPLAY_ENGINE;
                 if (slot == &set->naive)
                         replay_naive(&p->engine);
+                p->prestage = slot == &set->prestage;
                 set->n++;
         }
         free(copy);
@@ -303,7 +317,7 @@ struct run {
         struct replay *replay;
         FILE *events;
         bool events_failed;
-        size_t records, reports, restores, skipped, outside;
+        size_t records, reports, restores, trips, skipped, outside;
 };
 
 static void on_event(void *ctx, const struct replay_event *e) {
@@ -366,6 +380,29 @@ static int restore_parse(const char *line, size_t len, char user[REPORT_ID_MAX +
         return r;
 }
 
+/* A trip line (homing simulate's); 0, or -EINVAL when it is not one. */
+static int trip_parse(const char *line, size_t len, char user[REPORT_ID_MAX + 1],
+                      struct engine_trip *trip, int64_t *ts_ms) {
+        json_t *doc = json_loadb(line, len, 0, NULL);
+        const char *id = NULL, *ts = NULL, *arrive = NULL, *back = NULL;
+        int r = -EINVAL;
+
+        *trip = (struct engine_trip){ 0 };
+        if (doc &&
+            json_unpack(doc, "{s:{s:s, s:s, s:F, s:F, s:s, s?s}}", "trip", "user_id", &id,
+                        "announced_at", &ts, "lat", &trip->lat, "lon", &trip->lon, "arrive_at",
+                        &arrive, "return_at", &back) == 0 &&
+            *id && strlen(id) <= REPORT_ID_MAX && report_parse_time(ts, ts_ms) == 0 &&
+            report_parse_time(arrive, &trip->arrive_ms) == 0 &&
+            (!back || report_parse_time(back, &trip->return_ms) == 0) &&
+            geo_point_valid(trip->lat, trip->lon) && (!back || trip->return_ms > trip->arrive_ms)) {
+                strcpy(user, id);
+                r = 0;
+        }
+        json_decref(doc);
+        return r;
+}
+
 /* One line of a history file; 0, or -1 after saying what is wrong. */
 static int history_line(struct run *run, const char *name, size_t lineno, const char *line,
                         size_t len) {
@@ -390,6 +427,23 @@ static int history_line(struct run *run, const char *name, size_t lineno, const 
                 }
                 run->restores++;
                 r = replay_restore(run->replay, user, lat, lon, ts);
+        } else if (len > 8 && !strncmp(line, "{\"trip\"", 7)) {
+                char user[REPORT_ID_MAX + 1];
+                struct engine_trip trip;
+                int64_t ts;
+                if (trip_parse(line, len, user, &trip, &ts) < 0) {
+                        fprintf(stderr,
+                                PROG ": %s:%zu: a trip wants user_id, announced_at, lat, lon, "
+                                     "arrive_at and maybe return_at (after it)\n",
+                                name, lineno);
+                        return -1;
+                }
+                if (!in_range(run->o, ts)) {
+                        run->outside++;
+                        return 0;
+                }
+                run->trips++;
+                r = replay_trip(run->replay, user, &trip, ts);
         } else {
                 if (report_decode(line, len, &rep) < 0) {
                         fprintf(stderr,
@@ -761,6 +815,22 @@ static json_t *figures_json(const struct run *run, const struct replay_figures *
                         if (json_object_set_new(row, "goals", goals) < 0)
                                 r = -1;
                 }
+                if (row && set->v[i].prestage &&
+                    json_object_set_new(
+                            row, "prestage",
+                            json_pack("{s:I, s:I, s:I, s:f, s:f}", "copies",
+                                      (json_int_t)f[i].prestaged, "used",
+                                      (json_int_t)f[i].prestage_used, "bytes",
+                                      (json_int_t)f[i].prestage_bytes, "saved_km",
+                                      set->homing >= 0 ? (mean_of(&f[set->homing], at_restores) -
+                                                          mean_of(&f[i], at_restores)) /
+                                                                 1000
+                                                       : 0.0,
+                                      "extra_bytes",
+                                      set->homing >= 0
+                                              ? (double)f[i].bytes - (double)f[set->homing].bytes
+                                              : 0.0)) < 0)
+                        r = -1;
                 if (row && json_object_set_new(row, "peaks", peaks_json(run, i)) < 0)
                         r = -1;
                 if (row && json_object_set_new(row, "transfers_per_day", days_json(run, i)) < 0)
@@ -1078,6 +1148,30 @@ static int publish(const struct config *cfg, const char *name, const json_t *doc
         return r;
 }
 
+/* Whether pre-staging pays: the distance it saved against homing, and what it sent. */
+static void print_prestage(const struct run *run, const struct replay_figures *f,
+                           bool at_restores) {
+        const struct policy_set *set = run->set;
+        const struct replay_figures *p = &f[set->prestage];
+
+        printf("\npre-staging (%zu trips announced in the history, recurring ones found):\n",
+               run->trips);
+        if (set->homing >= 0) {
+                double hm = mean_of(&f[set->homing], at_restores), pm = mean_of(p, at_restores);
+                printf("  mean %s distance saved against homing: %.1f km (%.1f %%)\n",
+                       at_restores ? "restore" : "report", (hm - pm) / 1000,
+                       hm > 0 ? 100 * (hm - pm) / hm : 0.0);
+                printf("  GiB sent against homing: %+.1f (%.1f in all, %.1f)\n",
+                       ((double)p->bytes - (double)f[set->homing].bytes) / GIB,
+                       (double)p->bytes / GIB, (double)f[set->homing].bytes / GIB);
+        }
+        printf("  copies pre-staged: %zu, %zu used (moved onto, or opened at a restore), %zu "
+               "never; %.1f GiB sent for them, used or not\n",
+               p->prestaged, p->prestage_used,
+               p->prestaged >= p->prestage_used ? p->prestaged - p->prestage_used : 0,
+               (double)p->prestage_bytes / GIB);
+}
+
 static int report(struct run *run, const struct config *cfg) {
         struct policy_set *set = run->set;
         struct replay_figures f[MAX_POLICIES] = { 0 };
@@ -1155,6 +1249,9 @@ static int report(struct run *run, const struct config *cfg) {
             (set->oracle >= 0 || set->home >= 0 || set->naive >= 0))
                 print_sweep_goals(set, f, at_restores);
 
+        if (set->prestage >= 0)
+                print_prestage(run, f, at_restores);
+
         if (run->o->json || run->o->publish) {
                 json_t *doc = figures_json(run, f, front, at_restores);
                 int r = doc ? 0 : -1;
@@ -1221,8 +1318,23 @@ static int options_check(struct options *o, double *gib, double *bandwidth) {
         if (parse_time("--since", o->since, &o->since_ms) < 0 ||
             parse_time("--until", o->until, &o->until_ms) < 0 ||
             parse_positive("--snapshot-gib", o->snapshot_gib, 10, gib) < 0 ||
-            parse_positive("--bandwidth", o->bandwidth, 12500000, bandwidth) < 0)
+            parse_positive("--bandwidth", o->bandwidth, 12500000, bandwidth) < 0 ||
+            parse_positive("--prestage-lead-s", o->prestage_lead_s, 3600, &o->lead_s) < 0 ||
+            parse_positive("--prestage-min-weeks", o->prestage_min_weeks, 2, &o->min_weeks) < 0)
                 return -1;
+        if (o->min_weeks != floor(o->min_weeks) || o->min_weeks > 4) {
+                fprintf(stderr, PROG ": --prestage-min-weeks wants 1 to 4\n");
+                return -1;
+        }
+        o->delta = 0.02;
+        if (o->delta_share) {
+                char *end;
+                o->delta = strtod(o->delta_share, &end);
+                if (!*o->delta_share || *end || !(o->delta >= 0 && o->delta <= 1)) {
+                        fprintf(stderr, PROG ": --delta-share wants a share from 0 to 1\n");
+                        return -1;
+                }
+        }
         if ((o->sweep_x && sweep_parse("--sweep-x", o->sweep_x, &o->x) < 0) ||
             (o->sweep_y && sweep_parse("--sweep-y", o->sweep_y, &o->y) < 0))
                 return -1;
@@ -1275,6 +1387,9 @@ int cmd_replay(int argc, char **argv) {
                 { "--events", &o.events },
                 { "--publish", &o.publish },
                 { "--png", &o.png },
+                { "--prestage-lead-s", &o.prestage_lead_s },
+                { "--prestage-min-weeks", &o.prestage_min_weeks },
+                { "--delta-share", &o.delta_share },
                 { NULL, NULL },
         };
         struct config cfg = { 0 };
@@ -1318,7 +1433,12 @@ int cmd_replay(int argc, char **argv) {
                 fprintf(stderr, PROG ": %s: %s\n", o.events, strerror(errno));
                 goto out;
         }
-        params = (struct replay_params){ (uint64_t)(gib * GIB), bandwidth };
+        params = (struct replay_params){ .snapshot_bytes = (uint64_t)(gib * GIB),
+                                         .bandwidth_bps = bandwidth };
+        engine_prestage_defaults(&params.prestage);
+        params.prestage.lead_ms = (int64_t)(o.lead_s * 1000);
+        params.prestage.min_weeks = (int32_t)o.min_weeks;
+        params.delta_share = o.delta;
         r = replay_new(cv.use, &params, set.v, set.n, on_event, &run, &run.replay);
         if (r < 0) {
                 fprintf(stderr, PROG ": %s\n", strerror(-r));

@@ -54,7 +54,9 @@ static void usage(FILE *f) {
                 "some reports twice or late) and writes what reaches homing, in the order\n"
                 "it arrives, one JSON object a line: each report exactly as the\n"
                 "homing.locations.v1 topic's record, each restore (a user opening their\n"
-                "desktop) as {\"restore\": {\"user_id\", \"ts\", \"lat\", \"lon\"}}. The same\n"
+                "desktop) as {\"restore\": {\"user_id\", \"ts\", \"lat\", \"lon\"}}, each trip\n"
+                "announced ahead as {\"trip\": {\"user_id\", \"device_id\", \"announced_at\",\n"
+                "\"lat\", \"lon\", \"arrive_at\", \"return_at\"}}. The same\n"
                 "seed and settings give the same lines. A summary goes to standard error.\n"
                 "\n"
                 "  --cities FILE         CSV naming name, lat, lon and population columns\n"
@@ -64,6 +66,11 @@ static void usage(FILE *f) {
                 "  --seed N              the random seed (default %llu)\n"
                 "  --start YYYY-MM-DD    the first day, UTC (default 2026-01-05)\n"
                 "  --stayers SHARE       users who never leave home (default %.2f)\n"
+                "  --commuters SHARE     travelling users who fly to one other city every\n"
+                "                        Monday and back on Friday (default %.2f)\n"
+                "  --announced SHARE     business trips the phone announces 1 to 14 days\n"
+                "                        ahead: {\"trip\": ...} lines, POST /v1/trips with\n"
+                "                        --post (default %.2f)\n"
                 "  --report-interval-s S mean time between a phone's reports (default %.0f)\n"
                 "  --out FILE            where the lines go (default standard output; with\n"
                 "                        --post, none unless given)\n"
@@ -84,7 +91,7 @@ static void usage(FILE *f) {
                 "\n"
                 "Exit status: 0 done, 1 bad data or a write failed, 2 bad command line.\n",
                 HOMING_SIM_CITIES, d.users, d.days, (unsigned long long)d.seed, d.stayer_share,
-                d.report_interval_s);
+                d.commuter_share, d.announced_share, d.report_interval_s);
 }
 
 struct cities {
@@ -205,11 +212,16 @@ static int write_line(void *ctx, const struct sim_event *ev) {
         char *line;
         int ok;
 
-        if (sink->post && ev->kind == SIM_REPORT) {
+        if (sink->post && ev->kind != SIM_RESTORE) {
                 int r;
                 if (sink->days)
                         say_day(sink, ev->report.received_ms);
-                if ((r = post_report(sink->post, &ev->report)) < 0)
+                r = ev->kind == SIM_REPORT
+                            ? post_report(sink->post, &ev->report)
+                            : post_trip(sink->post, ev->report.received_ms, ev->report.device_id,
+                                        ev->report.user_id, ev->report.lat, ev->report.lon,
+                                        ev->arrive_ms, ev->return_ms);
+                if (r < 0)
                         return r;
                 sink->posted++;
         }
@@ -292,11 +304,13 @@ int cmd_simulate(int argc, char **argv) {
                 { "seed", required_argument, NULL, 's' },
                 { "start", required_argument, NULL, 't' },
                 { "stayers", required_argument, NULL, 'S' },
+                { "commuters", required_argument, NULL, 'C' },
+                { "announced", required_argument, NULL, 'A' },
                 { "report-interval-s", required_argument, NULL, 'i' },
                 { "out", required_argument, NULL, 'o' },
                 { "post", required_argument, NULL, 'p' },
                 { "rate", required_argument, NULL, 'r' },
-                { "clock-speed", required_argument, NULL, 'C' },
+                { "clock-speed", required_argument, NULL, 'x' },
                 { "in-flight", required_argument, NULL, 'f' },
                 { "device-token-keys", required_argument, NULL, 'k' },
                 { "help", no_argument, NULL, 'h' },
@@ -350,18 +364,26 @@ int cmd_simulate(int argc, char **argv) {
                         start_given = true;
                         break;
                 case 'S':
+                case 'C':
+                case 'A':
                 case 'i': {
                         char *end;
                         double v = strtod(optarg, &end);
-                        bool share = opt == 'S';
+                        bool share = opt != 'i';
+                        const char *flag = opt == 'S'   ? "--stayers"
+                                           : opt == 'C' ? "--commuters"
+                                           : opt == 'A' ? "--announced"
+                                                        : "--report-interval-s";
                         if (!*optarg || *end || !isfinite(v) || (share ? v < 0 || v > 1 : v < 1)) {
-                                fprintf(stderr, PROG ": %s wants %s, not '%s'\n",
-                                        share ? "--stayers" : "--report-interval-s",
+                                fprintf(stderr, PROG ": %s wants %s, not '%s'\n", flag,
                                         share ? "a share from 0 to 1" : "seconds, at least 1",
                                         optarg);
                                 return 2;
                         }
-                        *(share ? &p.stayer_share : &p.report_interval_s) = v;
+                        *(opt == 'S'   ? &p.stayer_share
+                          : opt == 'C' ? &p.commuter_share
+                          : opt == 'A' ? &p.announced_share
+                                       : &p.report_interval_s) = v;
                         break;
                 }
                 case 'o':
@@ -382,7 +404,7 @@ int cmd_simulate(int argc, char **argv) {
                         rate_given = true;
                         break;
                 }
-                case 'C': {
+                case 'x': {
                         char *end;
                         speed = strtod(optarg, &end);
                         if (!*optarg || *end || !isfinite(speed) || speed < 1 || speed > 1e7) {
@@ -443,9 +465,10 @@ int cmd_simulate(int argc, char **argv) {
         if (sink.post) {
                 post_finish(sink.post, &ps);
                 fprintf(stderr,
-                        PROG ": posted %zu reports to %s in %.1f s (%.1f a second): %zu accepted, "
-                             "%zu throttled (429), %zu unavailable (503), %zu refused, %zu "
-                             "failed; %zu sent over a second behind their time\n",
+                        PROG
+                        ": posted %zu reports and trips to %s in %.1f s (%.1f a second): %zu accepted, "
+                        "%zu throttled (429), %zu unavailable (503), %zu refused, %zu "
+                        "failed; %zu sent over a second behind their time\n",
                         ps.sent, post_url, ps.seconds,
                         ps.seconds > 0 ? (double)ps.sent / ps.seconds : 0.0, ps.accepted,
                         ps.throttled, ps.unavailable, ps.refused, ps.failed, ps.behind);
@@ -460,10 +483,12 @@ int cmd_simulate(int argc, char **argv) {
                 goto done;
         }
         fprintf(stderr,
-                PROG ": %zu users (%zu never leave home), %d days, %zu cities: %zu trips "
-                     "(%zu business, %zu holidays, %.0f km on average), %zu reports (%zu sent "
-                     "twice, %zu late), %zu restores\n",
-                st.users, st.stayers, p.days, cities.n, st.trips, st.business_trips, st.holidays,
+                PROG ": %zu users (%zu never leave home, %zu commute weekly), %d days, %zu "
+                     "cities: %zu trips (%zu business, %zu announced ahead; %zu holidays; %zu "
+                     "commutes; %.0f km on average), %zu reports (%zu sent twice, %zu late), %zu "
+                     "restores\n",
+                st.users, st.stayers, st.commuters, p.days, cities.n, st.trips, st.business_trips,
+                st.announced, st.holidays, st.commutes,
                 st.trips ? st.trip_km_sum / (double)st.trips : 0, st.reports, st.duplicates,
                 st.late, st.restores);
         status = 0;

@@ -24,6 +24,7 @@
 #define BIN_BASE 1.01
 #define REPLAY_MEMO 8
 #define REPLAY_MAX_CHECKS 64 /* policies whose check is remembered for the next */
+#define VISITS 16            /* a user's last arrivals, for recurring trips: 4 weeks of a commute */
 
 struct hist {
         uint64_t bins[N_BINS];
@@ -136,12 +137,29 @@ struct placement {
         uint32_t queued_from;
         uint32_t last_from; /* the site the last move left, and when it was decided */
         int64_t last_move_ms;
+        /* pre-staging: the copy at `staged` for `trip`, complete at staged_ready_ms */
+        uint32_t staged;
+        struct engine_trip trip;
+        int64_t staged_ready_ms, last_near_ms;
 };
 
 struct user {
         char *id; /* the table's key */
         uint32_t home;
+        uint32_t last_site;                 /* the eligible site nearest the last credible report */
+        int64_t last_event_ms;              /* the time of the user's last event */
+        struct engine_visit visits[VISITS]; /* a ring of arrivals */
+        size_t n_visits;
         struct placement p[]; /* one per policy */
+};
+
+/* A user's announced trips, when each was announced, and the pre-staging
+ * policies (by index, bits) that have staged each. */
+struct trip_list {
+        struct engine_trip *v;
+        int64_t *known_ms;
+        uint64_t *done;
+        size_t n, cap;
 };
 
 struct policy_state {
@@ -150,6 +168,8 @@ struct policy_state {
         struct hist restores, reports;
         size_t transfers, arrived, cancelled, flaps;
         uint64_t bytes;
+        size_t prestaged, prestage_used;
+        uint64_t prestage_bytes;
         uint32_t *at_site, *peak; /* snapshots held at each site, now and at most */
         uint32_t *daily;          /* transfers queued on each day from first_day */
         uint64_t *daily_bytes;    /* the bytes they sent, by the day they were queued */
@@ -164,8 +184,9 @@ struct replay {
         size_t n_policies, n_sites;
         replay_event_fn on_event;
         void *event_ctx;
-        struct table users, devices;
+        struct table users, devices, trips;
         int64_t first_ms, last_ms; /* the span of the reports' timestamps */
+        long prestager;            /* the first policy that pre-stages, or -1 */
 };
 
 void replay_naive(struct engine_policy *p) {
@@ -206,9 +227,17 @@ int replay_new(const struct engine_context *ctx, const struct replay_params *par
                 return -ENOMEM;
         }
         r->n_policies = n_policies;
+        r->prestager = -1;
+        /* a pre-staged copy moves at the replay's bandwidth, as its transfers do */
+        r->params.prestage.bandwidth_bps = params->bandwidth_bps;
         for (size_t i = 0; i < n_policies; i++) {
                 struct policy_state *ps = &r->policies[i];
                 ps->policy = policies[i];
+                /* a trip remembers which policies staged it in 64 bits */
+                ps->policy.prestage =
+                        policies[i].prestage && policies[i].kind == REPLAY_ENGINE && i < 64;
+                if (ps->policy.prestage && r->prestager < 0)
+                        r->prestager = (long)i;
                 ps->same_checks = i;
                 for (size_t j = 0; j < i; j++)
                         if (same_credibility(&policies[j].engine, &policies[i].engine)) {
@@ -236,8 +265,15 @@ struct replay *replay_free(struct replay *r) {
                 free(r->policies[i].daily_bytes);
         }
         free(r->policies);
+        for (size_t i = 0; i < r->trips.cap; i++)
+                if (r->trips.values[i]) {
+                        free(((struct trip_list *)r->trips.values[i])->v);
+                        free(((struct trip_list *)r->trips.values[i])->known_ms);
+                        free(((struct trip_list *)r->trips.values[i])->done);
+                }
         table_fini(&r->users);
         table_fini(&r->devices);
+        table_fini(&r->trips);
         free(r);
         return NULL;
 }
@@ -330,15 +366,22 @@ static int day_room(struct policy_state *ps, int64_t day) {
         return 0;
 }
 
-/* Counts a transfer of `bytes` queued at ts_ms on its UTC day. Returns 0 or -ENOMEM. */
-static int count_day(struct policy_state *ps, int64_t ts_ms, uint64_t bytes) {
+/* Counts bytes sent for a transfer queued at ts_ms on its UTC day, and the
+ * transfer itself when it is a move (a pre-staged copy is not). Returns 0
+ * or -ENOMEM. */
+static int count_on_day(struct policy_state *ps, int64_t ts_ms, uint64_t bytes, bool move) {
         int64_t day = day_of(ts_ms);
 
         if (day_room(ps, day) < 0)
                 return -ENOMEM;
-        ps->daily[day - ps->first_day]++;
+        ps->daily[day - ps->first_day] += move;
         ps->daily_bytes[day - ps->first_day] += bytes;
         return 0;
+}
+
+/* Counts a move of `bytes` queued at ts_ms on its UTC day. Returns 0 or -ENOMEM. */
+static int count_day(struct policy_state *ps, int64_t ts_ms, uint64_t bytes) {
+        return count_on_day(ps, ts_ms, bytes, true);
 }
 
 static void emit(struct replay *r, const struct replay_event *e) {
@@ -405,11 +448,19 @@ static void cancel(struct replay *r, size_t i, struct user *u, uint32_t target, 
                                         sent, 0, d });
 }
 
+static uint64_t delta_bytes(const struct replay *r) {
+        double b = (double)r->params.snapshot_bytes * r->params.delta_share;
+        return b <= 0                                  ? 0
+               : b >= (double)r->params.snapshot_bytes ? r->params.snapshot_bytes
+                                                       : (uint64_t)b;
+}
+
 static int decide(struct replay *r, size_t i, struct user *u, const struct report *rep) {
         struct placement *pl = &u->p[i];
         struct policy_state *ps = &r->policies[i];
         uint32_t pending = pl->s.pending, from = pl->s.current;
         struct engine_decision d;
+        int64_t start_ms;
         double takes_ms;
         int err;
 
@@ -422,6 +473,15 @@ static int decide(struct replay *r, size_t i, struct user *u, const struct repor
                 return 0;
         if (count_day(ps, rep->ts_ms, d.bytes) < 0)
                 return -ENOMEM;
+        start_ms = rep->ts_ms;
+        if (ps->policy.prestage && pl->staged != ENGINE_NO_SITE && pl->staged == d.target) {
+                /* the warm copy is there: only what changed since travels, once it is */
+                d.bytes = delta_bytes(r);
+                if (pl->staged_ready_ms > start_ms)
+                        start_ms = pl->staged_ready_ms;
+                pl->staged = ENGINE_NO_SITE;
+                ps->prestage_used++;
+        }
         ps->transfers++;
         ps->bytes += d.bytes;
         if (pl->last_move_ms && rep->ts_ms - pl->last_move_ms < DAY_MS && d.target == pl->last_from)
@@ -433,7 +493,7 @@ static int decide(struct replay *r, size_t i, struct user *u, const struct repor
         pl->queued_from = from;
         takes_ms = ceil((double)d.bytes / r->params.bandwidth_bps * 1000.0);
         /* beyond a million years (a bandwidth near 0): never, rather than an overflow */
-        pl->arrives_ms = takes_ms < 3.2e16 ? rep->ts_ms + (int64_t)takes_ms : INT64_MAX;
+        pl->arrives_ms = takes_ms < 3.2e16 ? start_ms + (int64_t)takes_ms : INT64_MAX;
         emit(r, &(struct replay_event){ REPLAY_QUEUED, i, u->id, rep->ts_ms, from, d.target,
                                         d.bytes, pl->arrives_ms, &d });
         return 0;
@@ -450,9 +510,11 @@ static struct user *user_add(struct replay *r, const char *id, double lat, doubl
         }
         u->id = key;
         u->home = nearest_eligible(r, lat, lon);
+        u->last_site = u->home;
         for (size_t i = 0; i < r->n_policies; i++) {
                 engine_snapshot_init(&u->p[i].s, u->home, UINT16_MAX, r->params.snapshot_bytes, 0);
                 u->p[i].last_from = ENGINE_NO_SITE;
+                u->p[i].staged = ENGINE_NO_SITE;
                 hold(&r->policies[i], u->home, +1);
         }
         return u;
@@ -473,6 +535,198 @@ static struct engine_device *device_get(struct replay *r, const char *id) {
                 return NULL;
         }
         return d;
+}
+
+/* ---- pre-staging ---------------------------------------------------------- */
+
+int replay_trip(struct replay *r, const char *user_id, const struct engine_trip *trip,
+                int64_t ts_ms) {
+        struct trip_list *list = table_find(&r->trips, user_id);
+        char *key;
+
+        if (!geo_point_valid(trip->lat, trip->lon) ||
+            (trip->return_ms && trip->return_ms <= trip->arrive_ms))
+                return -EINVAL;
+        if (!list) {
+                list = calloc(1, sizeof(*list));
+                key = strdup(user_id);
+                if (!list || !key || table_add(&r->trips, key, list) < 0) {
+                        free(list);
+                        free(key);
+                        return -ENOMEM;
+                }
+        }
+        if (list->n == list->cap) {
+                size_t cap = list->cap ? 2 * list->cap : 4;
+                struct engine_trip *grown = realloc(list->v, cap * sizeof(*grown));
+                int64_t *known;
+                uint64_t *done;
+                if (!grown)
+                        return -ENOMEM;
+                list->v = grown;
+                known = realloc(list->known_ms, cap * sizeof(*known));
+                if (!known)
+                        return -ENOMEM;
+                list->known_ms = known;
+                done = realloc(list->done, cap * sizeof(*done));
+                if (!done)
+                        return -ENOMEM;
+                list->done = done;
+                list->cap = cap;
+        }
+        list->known_ms[list->n] = ts_ms;
+        list->done[list->n] = 0;
+        list->v[list->n++] = *trip;
+        return 0;
+}
+
+/* A credible report of the user near another site than the last one's is an arrival. */
+static int note_arrival(struct replay *r, struct user *u, const struct report *rep) {
+        uint32_t site = nearest_eligible(r, rep->lat, rep->lon);
+
+        if (site == ENGINE_NO_SITE || site == u->last_site)
+                return 0;
+        u->last_site = site;
+        u->visits[u->n_visits % VISITS] =
+                (struct engine_visit){ rep->ts_ms, site, (float)rep->lat, (float)rep->lon };
+        u->n_visits++;
+        return 0;
+}
+
+/*
+ * The trip to stage for now: of the announced ones, the soonest that should be
+ * staged; else the next recurring one. 1 and *out with *d and when it was
+ * known (*known_ms: its announcement, or the user's previous event), or 0.
+ */
+static int next_trip(struct replay *r, struct user *u, size_t i, int64_t ts_ms,
+                     struct engine_trip *out, struct engine_prestage *d, int64_t *known_ms) {
+        struct trip_list *list = table_find(&r->trips, u->id);
+        const struct engine_snapshot *s = &u->p[i].s;
+        struct policy_state *ps = &r->policies[i];
+        const uint64_t bit = 1ULL << i;
+        struct engine_prestage got;
+        size_t chosen = 0;
+        bool found = false;
+        int err;
+
+        for (size_t k = 0; list && k < list->n; k++) {
+                if (list->done[k] & bit)
+                        continue;
+                if ((err = engine_prestage_decide(&r->params.prestage, r->ctx, s, &list->v[k], 0,
+                                                  ts_ms, &got)) < 0)
+                        return err;
+                if (got.action == ENGINE_PRESTAGE_RELEASE && got.site != ENGINE_NO_SITE &&
+                    got.stage_at_ms < got.end_ms) {
+                        /* due and over between two of the user's events: the scheduler
+                         * would have made the copy, and dropped it unused */
+                        list->done[k] |= bit;
+                        ps->prestaged++;
+                        ps->prestage_bytes += got.bytes;
+                        ps->bytes += got.bytes;
+                } else if (got.action == ENGINE_PRESTAGE_STAGE &&
+                           (!found || list->v[k].arrive_ms < out->arrive_ms)) {
+                        *out = list->v[k];
+                        *d = got;
+                        *known_ms = list->known_ms[k];
+                        chosen = k;
+                        found = true;
+                }
+        }
+        if (found) {
+                list->done[chosen] |= bit;
+                return 1;
+        }
+        if (engine_recurring_trip(&r->params.prestage, u->visits,
+                                  u->n_visits < VISITS ? u->n_visits : VISITS, ts_ms, out) == 1) {
+                if ((err = engine_prestage_decide(&r->params.prestage, r->ctx, s, out, 0, ts_ms,
+                                                  d)) < 0)
+                        return err;
+                *known_ms = u->last_event_ms;
+                return d->action == ENGINE_PRESTAGE_STAGE;
+        }
+        return 0;
+}
+
+/* Policy i's pre-staged copy at ts_ms, the user at (lat, lon): kept, released, or made. */
+static int prestage(struct replay *r, size_t i, struct user *u, double lat, double lon,
+                    int64_t ts_ms) {
+        struct placement *pl = &u->p[i];
+        struct policy_state *ps = &r->policies[i];
+        struct engine_prestage d;
+        struct engine_trip trip;
+        int64_t known_ms = 0, queued_ms;
+        int err;
+
+        if (pl->staged != ENGINE_NO_SITE) {
+                if (distance_to(r, pl->staged, lat, lon) <= r->params.prestage.near_m)
+                        pl->last_near_ms = ts_ms;
+                if ((err = engine_prestage_decide(&r->params.prestage, r->ctx, &pl->s, &pl->trip,
+                                                  pl->last_near_ms, ts_ms, &d)) < 0)
+                        return err;
+                if (d.action != ENGINE_PRESTAGE_RELEASE && d.site == pl->staged)
+                        return 0;
+                /* the trip is over, or the snapshot went there by itself */
+                pl->staged = ENGINE_NO_SITE;
+        }
+        if ((err = next_trip(r, u, i, ts_ms, &trip, &d, &known_ms)) <= 0)
+                return err;
+        /* The replay meets a user at their events only; the scheduler stages on
+         * its own clock: when due, or as soon as the trip is known. */
+        queued_ms = d.stage_at_ms > known_ms ? d.stage_at_ms : known_ms;
+        if (queued_ms > ts_ms)
+                queued_ms = ts_ms;
+        pl->staged = d.site;
+        pl->trip = trip;
+        pl->last_near_ms = 0;
+        pl->staged_ready_ms =
+                queued_ms + (int64_t)ceil((double)d.bytes / r->params.bandwidth_bps * 1000.0);
+        if (count_on_day(ps, queued_ms, d.bytes, false) < 0)
+                return -ENOMEM;
+        ps->prestaged++;
+        ps->prestage_bytes += d.bytes;
+        ps->bytes += d.bytes;
+        return 0;
+}
+
+/* A restore near a complete pre-staged copy opens it: the move it was staged for. */
+static int restore_staged(struct replay *r, size_t i, struct user *u, double lat, double lon,
+                          int64_t ts_ms, struct near_memo *memo) {
+        struct placement *pl = &u->p[i];
+        struct policy_state *ps = &r->policies[i];
+        uint64_t bytes = delta_bytes(r);
+        uint32_t from = pl->s.current;
+
+        if (pl->staged == ENGINE_NO_SITE || pl->staged_ready_ms > ts_ms ||
+            !(memo_distance(r, memo, pl->staged, lat, lon) <
+              memo_distance(r, memo, pl->s.current, lat, lon)))
+                return 0;
+        if (pl->s.pending != ENGINE_NO_SITE) {
+                cancel(r, i, u, pl->s.pending, ts_ms, NULL);
+                pl->s.pending = ENGINE_NO_SITE;
+        }
+        if (count_day(ps, ts_ms, bytes) < 0)
+                return -ENOMEM;
+        hold(ps, from, -1);
+        hold(ps, pl->staged, +1);
+        ps->transfers++;
+        ps->arrived++;
+        ps->bytes += bytes;
+        ps->prestage_used++;
+        pl->queued_ms = ts_ms;
+        pl->queued_bytes = bytes;
+        pl->queued_from = from;
+        pl->last_from = from;
+        pl->last_move_ms = ts_ms;
+        pl->s.current = pl->staged;
+        pl->s.candidate = ENGINE_NO_SITE;
+        pl->s.candidate_reports = 0;
+        pl->s.last_move_ms = ts_ms;
+        pl->staged = ENGINE_NO_SITE;
+        emit(r, &(struct replay_event){ REPLAY_QUEUED, i, u->id, ts_ms, from, pl->s.current, bytes,
+                                        ts_ms, NULL });
+        emit(r, &(struct replay_event){ REPLAY_ARRIVED, i, u->id, ts_ms, from, pl->s.current, bytes,
+                                        0, NULL });
+        return 0;
 }
 
 int replay_report(struct replay *r, const struct report *rep) {
@@ -518,7 +772,16 @@ int replay_report(struct replay *r, const struct report *rep) {
                         hist_add(&ps->reports, memo_distance(r, &memo, site, rep->lat, rep->lon));
                 if (ps->policy.kind == REPLAY_ENGINE && (err = decide(r, i, u, rep)) < 0)
                         return err;
+                if (ps->policy.prestage &&
+                    (err = prestage(r, i, u, rep->lat, rep->lon, rep->ts_ms)) < 0)
+                        return err;
         }
+        if (rep->ts_ms > u->last_event_ms)
+                u->last_event_ms = rep->ts_ms;
+        /* arrivals, for recurring trips: as the first pre-staging policy judged the report */
+        if (r->prestager >= 0 && (size_t)r->prestager < REPLAY_MAX_CHECKS &&
+            checked[r->prestager] == ENGINE_OK)
+                return note_arrival(r, u, rep);
         return 0;
 }
 
@@ -534,6 +797,10 @@ int replay_restore(struct replay *r, const char *user_id, double lat, double lon
                 int err;
 
                 advance(r, i, u, ts_ms);
+                if (ps->policy.prestage &&
+                    ((err = prestage(r, i, u, lat, lon, ts_ms)) < 0 ||
+                     (err = restore_staged(r, i, u, lat, lon, ts_ms, &memo)) < 0))
+                        return err;
                 site = u->p[i].s.current;
                 if (ps->policy.kind == REPLAY_ORACLE &&
                     (err = oracle_at(r, i, u, lat, lon, ts_ms, &site)) < 0)
@@ -541,6 +808,8 @@ int replay_restore(struct replay *r, const char *user_id, double lat, double lon
                 if (site != ENGINE_NO_SITE)
                         hist_add(&ps->restores, memo_distance(r, &memo, site, lat, lon));
         }
+        if (ts_ms > u->last_event_ms)
+                u->last_event_ms = ts_ms;
         return 0;
 }
 
@@ -557,6 +826,9 @@ int replay_figures(const struct replay *r, size_t policy, struct replay_figures 
                 .flaps = ps->flaps,
                 .bytes = ps->bytes,
                 .peak_site = SIZE_MAX,
+                .prestaged = ps->prestaged,
+                .prestage_used = ps->prestage_used,
+                .prestage_bytes = ps->prestage_bytes,
                 .user_days =
                         (double)r->users.n * (double)(r->last_ms - r->first_ms) / (double)DAY_MS,
         };

@@ -8,7 +8,11 @@
  * at that home datacenter. A move queues a transfer that arrives after
  * size ÷ bandwidth: until then the snapshot is where it was. At every
  * restore the distance from the user to the datacenter holding the active
- * copy is measured. No I/O and no clock: time is the events' own.
+ * copy is measured. A policy that pre-stages also keeps a warm copy at the
+ * destination of each trip the user's device announced, or that recurs in
+ * the user's arrivals (engine_prestage_decide, engine_recurring_trip):
+ * moving onto it, or opening it at a restore there, sends only a delta.
+ * No I/O and no clock: time is the events' own.
  */
 #pragma once
 
@@ -33,6 +37,7 @@ struct replay_policy {
         enum replay_kind kind;
         struct engine_policy
                 engine; /* REPLAY_ENGINE's policy; the others use its credibility rules */
+        bool prestage;  /* REPLAY_ENGINE: pre-stage, as replay_params.prestage says */
 };
 
 /* Turns `p` into the naive policy: any nearer site, at once (no margin, no
@@ -42,6 +47,11 @@ void replay_naive(struct engine_policy *p);
 struct replay_params {
         uint64_t snapshot_bytes; /* every user's snapshot */
         double bandwidth_bps;    /* bytes per second a transfer moves */
+        /* the policies that pre-stage: when and for how long (its bandwidth_bps is
+         * the replay's), and what moving onto a pre-staged copy sends, as a share of
+         * the snapshot (the changes since its replicate; 0: nothing) */
+        struct engine_prestage_policy prestage;
+        double delta_share;
 };
 
 /* A snapshot's transfer, as the replay runs it. */
@@ -78,6 +88,13 @@ struct replay *replay_free(struct replay *r);
 /* A location report as the topic has it. Returns 0, or a negative errno. */
 MUST_CHECK int replay_report(struct replay *r, const struct report *report);
 
+/* A trip the user's device announced at ts_ms (POST /v1/trips): the
+ * policies that pre-stage plan for it from then on. Returns 0, -EINVAL for
+ * a destination that is not a point or a return not after the arrival, or
+ * -ENOMEM. */
+MUST_CHECK int replay_trip(struct replay *r, const char *user_id, const struct engine_trip *trip,
+                           int64_t ts_ms);
+
 /* A user opens their desktop at (lat, lon): every policy's restore
  * distance is measured. A user never seen before has no snapshot: ignored
  * (returns 1). Returns 0, 1 or a negative errno. */
@@ -100,6 +117,11 @@ struct replay_figures {
         size_t peak_site; /* the site that held most snapshots at once (SIZE_MAX: none) */
         size_t peak_snapshots;
         double user_days; /* users × days the history spans */
+        /* pre-staging: copies made, those the active copy moved onto (on arrival or
+         * at a restore), and the bytes their replicates sent, used or not (in `bytes`
+         * too) */
+        size_t prestaged, prestage_used;
+        uint64_t prestage_bytes;
 };
 
 /* The figures of policy i so far. Returns 0, or -EINVAL for no such policy. */

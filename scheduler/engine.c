@@ -313,3 +313,122 @@ int engine_decide(const struct engine_policy *p, const struct engine_context *ct
         s->candidate_reports = 0;
         return 0;
 }
+
+/* ---- pre-staging ---------------------------------------------------------- */
+
+#define WEEK_MS (7 * DAY_MS)
+
+void engine_prestage_defaults(struct engine_prestage_policy *pp) {
+        *pp = (struct engine_prestage_policy){
+                .bandwidth_bps = 12500000, /* 100 Mbit/s, as the replay's default */
+                .lead_ms = 3600 * 1000LL,
+                .linger_ms = DAY_MS,
+                .near_m = 100000,
+                .min_weeks = 2,
+                .weeks = 4,
+        };
+}
+
+int engine_prestage_decide(const struct engine_prestage_policy *pp,
+                           const struct engine_context *ctx, const struct engine_snapshot *s,
+                           const struct engine_trip *trip, int64_t last_near_ms, int64_t now_ms,
+                           struct engine_prestage *out) {
+        const struct engine_zone_set *zones =
+                s->zone_set < ctx->n_zone_sets ? &ctx->zone_sets[s->zone_set] : NULL;
+        struct room_check check = { ctx, s };
+        geo_filter eligible = {
+                .statuses = GEO_STATUS_BIT(GEO_SITE_ACTIVE),
+                .zones = zones ? zones->ids : NULL,
+                .n_zones = zones ? zones->n : 0,
+                .accept = has_room,
+                .userdata = &check,
+        };
+        int64_t from = trip->arrive_ms > last_near_ms ? trip->arrive_ms : last_near_ms;
+        double takes_ms;
+        geo_hit best;
+        int n;
+
+        *out = (struct engine_prestage){ .action = ENGINE_PRESTAGE_WAIT, .site = ENGINE_NO_SITE };
+        out->end_ms = trip->return_ms ? trip->return_ms : from + pp->linger_ms;
+        /* a zone set the context lacks allows nowhere */
+        n = zones ? geo_index_nearest(ctx->index, trip->lat, trip->lon, &eligible, &best, 1) : 0;
+        if (n < 0 && n != -ENOENT)
+                return n;
+        /* somewhere to go, and the snapshot is not (nor going) there already */
+        if (n == 1 && best.site != s->current && best.site != s->pending) {
+                out->site = (uint32_t)best.site;
+                out->bytes = bytes_to(ctx, s, best.site);
+                takes_ms = pp->bandwidth_bps > 0
+                                   ? ceil((double)out->bytes / pp->bandwidth_bps * 1000.0)
+                                   : INFINITY;
+                out->stage_at_ms = takes_ms < 3.2e16
+                                           ? trip->arrive_ms - (int64_t)takes_ms - pp->lead_ms
+                                           : INT64_MIN;
+        }
+        if (now_ms >= out->end_ms)
+                out->action = ENGINE_PRESTAGE_RELEASE;
+        else if (out->site != ENGINE_NO_SITE && now_ms >= out->stage_at_ms)
+                out->action = ENGINE_PRESTAGE_STAGE;
+        return 0;
+}
+
+static int64_t floor_div(int64_t a, int64_t b) {
+        return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+int engine_recurring_trip(const struct engine_prestage_policy *pp,
+                          const struct engine_visit *visits, size_t n, int64_t now_ms,
+                          struct engine_trip *out) {
+        int64_t oldest = now_ms - pp->weeks * WEEK_MS;
+        bool found = false;
+
+        for (size_t i = 0; i < n; i++) {
+                const struct engine_visit *v = &visits[i], *latest = v;
+                int64_t day = floor_div(v->ts_ms, DAY_MS), tod = v->ts_ms - day * DAY_MS;
+                int64_t weeks_seen[64];
+                size_t n_weeks = 0;
+                bool first = true;
+
+                if (v->ts_ms < oldest || v->ts_ms >= now_ms)
+                        continue;
+                /* every arrival at this site on this weekday: distinct weeks, earliest time */
+                for (size_t j = 0; j < n; j++) {
+                        const struct engine_visit *w = &visits[j];
+                        int64_t wday = floor_div(w->ts_ms, DAY_MS), week;
+                        bool seen = false;
+
+                        if (w->site != v->site || w->ts_ms < oldest || w->ts_ms >= now_ms ||
+                            (wday - day) % 7 != 0)
+                                continue;
+                        if (j < i) {
+                                first = false; /* this site and weekday were looked at already */
+                                break;
+                        }
+                        if (w->ts_ms - wday * DAY_MS < tod)
+                                tod = w->ts_ms - wday * DAY_MS;
+                        if (w->ts_ms > latest->ts_ms)
+                                latest = w;
+                        week = floor_div(wday, 7);
+                        for (size_t k = 0; k < n_weeks; k++)
+                                seen |= weeks_seen[k] == week;
+                        if (!seen && n_weeks < 64)
+                                weeks_seen[n_weeks++] = week;
+                }
+                if (!first || (int64_t)n_weeks < pp->min_weeks)
+                        continue;
+                {
+                        /* the weekday's next occurrence whose time of day is still ahead */
+                        int64_t next_day = day + 7 * ((floor_div(now_ms, DAY_MS) - day) / 7);
+                        int64_t arrive = next_day * DAY_MS + tod;
+                        while (arrive <= now_ms)
+                                arrive += WEEK_MS;
+                        if (!found || arrive < out->arrive_ms) {
+                                *out = (struct engine_trip){ .lat = latest->lat,
+                                                             .lon = latest->lon,
+                                                             .arrive_ms = arrive };
+                                found = true;
+                        }
+                }
+        }
+        return found ? 1 : 0;
+}

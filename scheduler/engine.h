@@ -157,3 +157,80 @@ bool engine_site_allowed(const struct engine_context *ctx, uint16_t zone_set, ui
 int engine_decide(const struct engine_policy *p, const struct engine_context *ctx,
                   struct engine_snapshot *s, double lat, double lon, int64_t ts_ms,
                   struct engine_decision *out);
+
+/* ---- pre-staging ---------------------------------------------------------
+ *
+ * A trip the user is expected to make — announced by their device (POST
+ * /v1/trips) or found recurring in their history — gets a warm copy at the
+ * eligible datacenter nearest its destination before the user lands, so
+ * the move on arrival finds the snapshot there and sends only a delta; the
+ * copy is released when the trip is over. Pure, like engine_decide: the
+ * scheduler and the replay call the same functions.
+ */
+
+struct engine_trip {
+        double lat, lon;   /* the destination */
+        int64_t arrive_ms; /* when the user lands there */
+        int64_t return_ms; /* when the user leaves it again; 0: not known */
+};
+
+struct engine_prestage_policy {
+        double bandwidth_bps; /* what a replicate is assumed to move: its time = bytes ÷ this */
+        int64_t lead_ms;      /* the copy is due this long before the arrival */
+        int64_t linger_ms;    /* no return known: released this long after the arrival or the
+                                 last report near the destination, whichever is later */
+        double near_m;        /* a report this close to the destination's site is there */
+        int32_t min_weeks;    /* recurring: arrivals at one site on one weekday (UTC) in at
+                                 least this many distinct weeks... */
+        int32_t weeks;        /* ...of the last this many */
+};
+
+/* The defaults README documents. */
+void engine_prestage_defaults(struct engine_prestage_policy *pp);
+
+enum engine_prestage_action {
+        ENGINE_PRESTAGE_WAIT,    /* too early, or nothing to stage (there or going, no site) */
+        ENGINE_PRESTAGE_STAGE,   /* a copy at `site` should exist now: queue its replicate */
+        ENGINE_PRESTAGE_RELEASE, /* the trip is over: drop the pre-staged copy */
+};
+
+/* The site, bytes and stage_at_ms are filled whatever the action (site
+ * ENGINE_NO_SITE when there is nowhere, or nothing, to stage). */
+
+struct engine_prestage {
+        enum engine_prestage_action action;
+        uint32_t site;       /* the eligible site nearest the destination, or ENGINE_NO_SITE */
+        uint64_t bytes;      /* what the replicate sends (the template too, if missing there) */
+        int64_t stage_at_ms; /* when the replicate must start: arrival − its time − lead */
+        int64_t end_ms;      /* when the trip is over */
+};
+
+/*
+ * Decides for one snapshot and one trip at now_ms. last_near_ms is the last
+ * report near the destination's site (0: none); it only matters when the
+ * return is not known. Eligible sites are as engine_decide's (active, room,
+ * zones). Returns 0, or <0 when the index refuses the query.
+ */
+int engine_prestage_decide(const struct engine_prestage_policy *pp,
+                           const struct engine_context *ctx, const struct engine_snapshot *s,
+                           const struct engine_trip *trip, int64_t last_near_ms, int64_t now_ms,
+                           struct engine_prestage *out);
+
+/* An arrival: the first credible report of the user near a site other than the last one's. */
+struct engine_visit {
+        int64_t ts_ms;
+        uint32_t site;
+        float lat, lon;
+};
+
+/*
+ * The next recurring trip in a user's arrivals (any order), if any: a site
+ * arrived at on the same weekday (UTC) in at least min_weeks distinct weeks
+ * of the last `weeks` before now_ms. The trip lands at that weekday's next
+ * occurrence after now_ms, at the earliest time of day seen, at the place
+ * of the latest of those arrivals; its return is not known. Of several, the
+ * soonest. Returns 1 and *out, or 0.
+ */
+int engine_recurring_trip(const struct engine_prestage_policy *pp,
+                          const struct engine_visit *visits, size_t n, int64_t now_ms,
+                          struct engine_trip *out);

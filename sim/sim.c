@@ -46,10 +46,12 @@ void sim_params_defaults(struct sim_params *p) {
                 .holidays_per_day = 1.0 / 120,
                 .duplicate_share = 0.01,
                 .late_share = 0.02,
+                .commuter_share = 0.05,
+                .announced_share = 0.5,
         };
 }
 
-enum trip_kind { BUSINESS, HOLIDAY };
+enum trip_kind { BUSINESS, HOLIDAY, COMMUTE };
 
 struct trip {
         int64_t depart_ms, return_ms, flight_ms;
@@ -76,6 +78,7 @@ struct record {
         float accuracy_m;
         uint32_t user;
         uint8_t kind;
+        int64_t arrive_ms, return_ms; /* SIM_TRIP */
 };
 
 struct run {
@@ -83,6 +86,9 @@ struct run {
         const struct sim_city *cities;
         size_t n_cities;
         gsl_rng *rng;
+        /* Who commutes and which trips are announced draw from a stream of their
+         * own: with both shares 0 a seed gives the fleet it gave before them. */
+        gsl_rng *plans;
         struct geod_geodesic wgs84;
         gsl_ran_discrete_t *homes;
         size_t *destinations; /* the most populous cities, DESTINATIONS_MAX at most */
@@ -222,6 +228,90 @@ static bool phone_on(const struct user *u, int64_t t) {
         return true;
 }
 
+static int add_trip(struct user *u, const struct trip *t, size_t *cap) {
+        if (u->n_trips == *cap) {
+                struct trip *grown;
+                *cap = *cap ? *cap * 2 : 4;
+                grown = realloc(u->trips, *cap * sizeof(*grown));
+                if (!grown)
+                        return -ENOMEM;
+                u->trips = grown;
+        }
+        u->trips[u->n_trips++] = *t;
+        return 0;
+}
+
+/*
+ * A weekly commuter: one city drawn by the gravity model, flown to every
+ * Monday (leaving home at about 06:00 local) and back every Friday (leaving
+ * there at about 17:00), the same pattern each week and nothing else.
+ */
+static int make_commutes(struct run *r, struct user *u, size_t home) {
+        const struct sim_params *p = r->p;
+        const gsl_ran_discrete_t *g;
+        const struct sim_city *c;
+        double lat, lon, km;
+        int64_t flight_ms, leave_ms;
+        size_t cap = 0;
+        int e;
+
+        if ((e = gravity_from(r, home, &g)) < 0)
+                return e;
+        if (!g)
+                return 0;
+        c = &r->cities[r->destinations[gsl_ran_discrete(r->plans, g)]];
+        somewhere_near(r, c->lat, c->lon, gsl_ran_exponential(r->plans, 2000), &lat, &lon);
+        km = sphere_m(u->home_lat, u->home_lon, c->lat, c->lon) / 1000;
+        flight_ms = (int64_t)((1 + km / 800) * HOUR_MS);
+        leave_ms = (int64_t)((6 + gsl_ran_gaussian(r->plans, 0.25)) * HOUR_MS);
+        r->stats.commuters++;
+        for (int day = 0; day < p->days; day++) {
+                int64_t midnight = p->start_ms + day * DAY_MS - u->utc_offset_h * HOUR_MS;
+                struct trip t = { .lat = lat, .lon = lon, .kind = COMMUTE, .flight_ms = flight_ms };
+                if (weekday(local_ms(u, midnight)) != 0)
+                        continue;
+                t.depart_ms = midnight + leave_ms;
+                /* Friday, 17:00 there (solar time of home: close enough), then the flight */
+                t.return_ms = midnight + 4 * DAY_MS + 17 * HOUR_MS + flight_ms;
+                if ((e = add_trip(u, &t, &cap)) < 0)
+                        return e;
+                r->stats.trips++;
+                r->stats.commutes++;
+                r->stats.trip_km_sum += km;
+        }
+        return 0;
+}
+
+/* Announced trips: a share of business trips, told 1 to 14 days before leaving. */
+static int announce_trips(struct run *r, const struct user *u, uint32_t index) {
+        for (size_t i = 0; i < u->n_trips; i++) {
+                const struct trip *t = &u->trips[i];
+                struct record rec;
+                int64_t ahead;
+                int e;
+
+                if (t->kind != BUSINESS || !(gsl_rng_uniform(r->plans) < r->p->announced_share))
+                        continue;
+                ahead = (int64_t)((1 + 13 * gsl_rng_uniform(r->plans)) * DAY_MS);
+                rec = (struct record){
+                        .ts_ms = t->depart_ms - ahead,
+                        .lat = t->lat,
+                        .lon = t->lon,
+                        .user = index,
+                        .kind = SIM_TRIP,
+                        .arrive_ms = t->depart_ms + t->flight_ms,
+                        .return_ms = t->return_ms - t->flight_ms,
+                };
+                if (rec.ts_ms < r->p->start_ms)
+                        rec.ts_ms = r->p->start_ms; /* booked before the month: told at its start */
+                rec.received_ms = rec.ts_ms;
+                if ((e = add_record(r, &rec)) < 0)
+                        return e;
+                r->stats.announced++;
+        }
+        return 0;
+}
+
 static int make_trips(struct run *r, struct user *u, size_t home) {
         const struct sim_params *p = r->p;
         int64_t end = p->start_ms + p->days * DAY_MS, free_from = p->start_ms;
@@ -260,15 +350,8 @@ static int make_trips(struct run *r, struct user *u, size_t home) {
                         t.return_ms = t.depart_ms + 2 * t.flight_ms + (int64_t)(hours * HOUR_MS);
                         somewhere_near(r, c->lat, c->lon, gsl_ran_exponential(r->rng, 2000), &t.lat,
                                        &t.lon);
-                        if (u->n_trips == cap) {
-                                struct trip *grown;
-                                cap = cap ? cap * 2 : 4;
-                                grown = realloc(u->trips, cap * sizeof(*grown));
-                                if (!grown)
-                                        return -ENOMEM;
-                                u->trips = grown;
-                        }
-                        u->trips[u->n_trips++] = t;
+                        if ((e = add_trip(u, &t, &cap)) < 0)
+                                return e;
                         free_from = t.return_ms + DAY_MS;
                         r->stats.trips++;
                         if (kind == BUSINESS)
@@ -401,6 +484,7 @@ static int make_user(struct run *r, uint32_t index) {
         struct user u = { 0 };
         size_t home = gsl_ran_discrete(r->rng, r->homes);
         const struct sim_city *c = &r->cities[home];
+        bool commuter;
         int e;
 
         snprintf(u.id, sizeof(u.id), "u-%06u", index);
@@ -413,7 +497,11 @@ static int make_user(struct run *r, uint32_t index) {
         u.night_off = gsl_rng_uniform(r->rng) < r->p->night_off_share;
         u.leave_ms = (int64_t)((8.5 + gsl_ran_gaussian(r->rng, 0.5)) * HOUR_MS);
         r->stats.stayers += u.stayer;
-        e = u.stayer ? 0 : make_trips(r, &u, home);
+        commuter = !u.stayer && r->p->commuter_share > 0 &&
+                   gsl_rng_uniform(r->plans) < r->p->commuter_share;
+        e = u.stayer ? 0 : commuter ? make_commutes(r, &u, home) : make_trips(r, &u, home);
+        if (e == 0 && r->p->announced_share > 0)
+                e = announce_trips(r, &u, index);
         if (e == 0)
                 e = make_gaps(r, &u);
         if (e == 0)
@@ -446,6 +534,8 @@ static int emit_all(struct run *r, sim_emit_fn emit, void *ctx) {
                 ev.report.accuracy_m = round((double)rec->accuracy_m * 10) / 10;
                 ev.report.ts_ms = rec->ts_ms;
                 ev.report.received_ms = rec->received_ms;
+                ev.arrive_ms = rec->arrive_ms;
+                ev.return_ms = rec->return_ms;
                 if ((e = emit(ctx, &ev)) < 0)
                         return e;
         }
@@ -459,7 +549,9 @@ static bool params_valid(const struct sim_params *p, const struct sim_city *citi
             !(p->business_trips_per_day >= 0 && p->business_trips_per_day <= 1) ||
             !(p->holidays_per_day >= 0 && p->holidays_per_day <= 1) ||
             !(p->duplicate_share >= 0 && p->duplicate_share <= 1) ||
-            !(p->late_share >= 0 && p->late_share <= 1))
+            !(p->late_share >= 0 && p->late_share <= 1) ||
+            !(p->commuter_share >= 0 && p->commuter_share <= 1) ||
+            !(p->announced_share >= 0 && p->announced_share <= 1))
                 return false;
         for (size_t i = 0; i < n; i++)
                 if (!geo_point_valid(cities[i].lat, cities[i].lon) || cities[i].population == 0)
@@ -477,14 +569,16 @@ int sim_run(const struct sim_params *p, const struct sim_city *cities, size_t n_
                 return -EINVAL;
         geod_init(&r.wgs84, 6378137, 1 / 298.257223563);
         r.rng = gsl_rng_alloc(gsl_rng_mt19937);
+        r.plans = gsl_rng_alloc(gsl_rng_mt19937);
         weights = malloc(n_cities * sizeof(*weights));
         r.gravity = calloc(n_cities, sizeof(*r.gravity));
         r.gravity_none = calloc(n_cities, sizeof(*r.gravity_none));
-        if (!r.rng || !weights || !r.gravity || !r.gravity_none) {
+        if (!r.rng || !r.plans || !weights || !r.gravity || !r.gravity_none) {
                 e = -ENOMEM;
                 goto out;
         }
         gsl_rng_set(r.rng, (unsigned long)p->seed);
+        gsl_rng_set(r.plans, (unsigned long)(p->seed ^ 0x9e3779b97f4a7c15ULL));
         for (size_t i = 0; i < n_cities; i++)
                 weights[i] = cities[i].population;
         r.homes = gsl_ran_discrete_preproc(n_cities, weights);
@@ -512,6 +606,8 @@ out:
         free(weights);
         if (r.rng)
                 gsl_rng_free(r.rng);
+        if (r.plans)
+                gsl_rng_free(r.plans);
         return e;
 }
 
@@ -522,6 +618,18 @@ char *sim_event_json(const struct sim_event *event) {
         if (event->kind == SIM_REPORT)
                 return report_encode(&event->report);
         report_format_time(event->report.ts_ms, ts);
+        if (event->kind == SIM_TRIP) {
+                char arrive[REPORT_TIME_LEN], back[REPORT_TIME_LEN];
+                report_format_time(event->arrive_ms, arrive);
+                report_format_time(event->return_ms, back);
+                doc = json_pack("{s:{s:s, s:s, s:s, s:f, s:f, s:s, s:s}}", "trip", "user_id",
+                                event->report.user_id, "device_id", event->report.device_id,
+                                "announced_at", ts, "lat", event->report.lat, "lon",
+                                event->report.lon, "arrive_at", arrive, "return_at", back);
+                text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+                json_decref(doc);
+                return text;
+        }
         doc = json_pack("{s:{s:s, s:s, s:f, s:f}}", "restore", "user_id", event->report.user_id,
                         "ts", ts, "lat", event->report.lat, "lon", event->report.lon);
         text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;

@@ -33,24 +33,30 @@ struct sim_params {
         double holidays_per_day;
         double duplicate_share; /* reports sent twice */
         double late_share;      /* reports delivered minutes late, out of order */
+        double commuter_share;  /* travelling users who fly to one other city every week */
+        double announced_share; /* business trips the phone announces ahead (POST /v1/trips) */
 };
 
 /* The defaults README describes: 10,000 users, 30 days from 2026-01-05. */
 void sim_params_defaults(struct sim_params *p);
 
-enum sim_kind { SIM_REPORT, SIM_RESTORE };
+enum sim_kind { SIM_REPORT, SIM_RESTORE, SIM_TRIP };
 
 /* What the fleet produces, in the order it reaches homing. */
 struct sim_event {
         enum sim_kind kind;
         /* a report as the API puts it on Kafka (received_ms: when it arrives);
-         * a restore: user_id, where the user is (lat, lon) and when (ts_ms) */
+         * a restore: user_id, where the user is (lat, lon) and when (ts_ms);
+         * a trip announced: user_id, device_id, the destination (lat, lon),
+         * when it is announced (ts_ms = received_ms) */
         struct report report;
+        int64_t arrive_ms, return_ms; /* a trip's landing and its leaving the destination */
 };
 
 /* Figures a run can be checked against. */
 struct sim_stats {
         size_t users, stayers, trips, business_trips, holidays;
+        size_t commuters, commutes, announced; /* commutes count among trips */
         double trip_km_sum;
         size_t reports, duplicates, late, restores;
 };
@@ -67,6 +73,8 @@ MUST_CHECK int sim_run(const struct sim_params *p, const struct sim_city *cities
                        sim_emit_fn emit, void *ctx, struct sim_stats *stats);
 
 /* Writes an event as one JSON line: a report exactly as the topic's record
- * (report_encode), a restore as {"restore": {"user_id", "ts", "lat", "lon"}}.
- * Returns a malloc'd string, or NULL when out of memory. */
+ * (report_encode), a restore as {"restore": {"user_id", "ts", "lat", "lon"}},
+ * a trip as {"trip": {"user_id", "device_id", "announced_at", "lat", "lon",
+ * "arrive_at", "return_at"}}. Returns a malloc'd string, or NULL when out
+ * of memory. */
 char *sim_event_json(const struct sim_event *event);

@@ -323,7 +323,7 @@ def test_replay_publish_posts_the_figures_json_writes(homing, db, tmp_path):
     assert got["name"] == "a day at y" and got["created_by"] == "replayer"
     assert got["report"] == answered(json.loads(figures.read_text()))
     assert [p["name"] for p in got["report"]["policies"]] == ["oracle", "home", "naive",
-                                                              "homing"]
+                                                              "homing", "homing+prestage"]
     # The oracle moved to y for the restore there: distance from (1, 2) to (0, 2), 111 km.
     assert got["report"]["policies"][0]["restores"]["mean_km"] == pytest.approx(110.6, abs=0.5)
 

@@ -136,8 +136,10 @@ def test_a_simulated_fleet_replayed_moves_as_the_live_scheduler_moved(homing, db
                       "Ashburn,39.04,-77.49,1000000\nSydney,-33.87,151.21,5300000\n")
     start = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 12 * 86400))
     fleet = tmp_path / "fleet.jsonl"
+    # the fleet as it was before commuters and announced trips: reports and restores
+    plain = ["--commuters", "0", "--announced", "0"]
     subprocess.run([HOMING_BIN, "simulate", "--cities", str(cities), "--users", "30", "--days",
-                    "10", "--seed", "3", "--start", start, "--out", str(fleet)],
+                    "10", "--seed", "3", "--start", start, "--out", str(fleet), *plain],
                    env=homing.env, check=True, capture_output=True, timeout=120)
     reports = [json.loads(line) for line in fleet.read_text().splitlines()
                if not line.startswith('{"restore"')]
@@ -152,7 +154,7 @@ def test_a_simulated_fleet_replayed_moves_as_the_live_scheduler_moved(homing, db
         seed_snapshot(db, user, home)
     proc = subprocess.run([HOMING_BIN, "simulate", "--cities", str(cities), "--users", "30",
                            "--days", "10", "--seed", "3", "--start", start, "--post", homing.url,
-                           "--rate", "1000"], env=homing.env, capture_output=True, text=True,
+                           "--rate", "1000", *plain], env=homing.env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0 and f"{len(reports)} accepted" in proc.stderr, proc.stderr
     users = sorted(first)
@@ -224,3 +226,55 @@ def test_a_sweep_says_which_settings_meet_each_goal(tmp_path):
     assert follows["transfers"] == 4 == policies["naive"]["transfers"]
     assert follows["goals"]["oracle_distance"] == pytest.approx(1.0, rel=0.01)
     assert "goals" not in policies["oracle"]
+
+
+def test_prestaging_lowers_the_mean_restore_distance_of_announced_trips(tmp_path):
+    """A file and a CSV catalog, no stack: one user at x announces three
+    trips to z (4,450 km) a week ahead, lands at each, reports once and
+    restores 30 minutes after landing, then returns. homing has not moved
+    by then (one report is not a stay): each restore is 4,450 km from x.
+    homing+prestage has a copy at z from before each landing: those
+    restores are at z, for three copies of 1 GiB and their deltas."""
+    catalog = tmp_path / "sites.csv"
+    catalog.write_text("id,lat,lon\nx,0,0\nz,0,40\n")
+    t0 = 1767571200  # 2026-01-05T00:00:00Z
+    lines = []
+
+    def at(h, lon):
+        ts = t0 + int(h * HOUR)
+        lines.append(json.dumps({"device_id": "d-1", "user_id": "u-1", "lat": 0, "lon": lon,
+                                 "accuracy_m": 10, "ts": rfc3339(ts),
+                                 "received_at": rfc3339(ts + 1)}))
+
+    for week in range(3):
+        base = week * 7 * 24
+        lines.append(json.dumps({"trip": {
+            "user_id": "u-1", "device_id": "d-1", "announced_at": rfc3339(t0 + base * HOUR),
+            "lat": 0, "lon": 40, "arrive_at": rfc3339(t0 + (base + 48) * HOUR),
+            "return_at": rfc3339(t0 + (base + 72) * HOUR)}}))
+        for h in range(0, 40):
+            at(base + h, 0)
+        at(base + 48.2, 40)
+        lines.append(json.dumps({"restore": {"user_id": "u-1",
+                                             "ts": rfc3339(t0 + int((base + 48.5) * HOUR)),
+                                             "lat": 0, "lon": 40}}))
+        for h in range(80, 90):
+            at(base + h, 0)
+    history = tmp_path / "history.jsonl"
+    history.write_text("\n".join(lines) + "\n")
+    figures = tmp_path / "figures.json"
+    out = subprocess.run([HOMING_BIN, "replay", "--history", str(history), "--catalog",
+                          str(catalog), "--snapshot-gib", "1", "--json", str(figures),
+                          "--policies", "homing,homing+prestage"],
+                         capture_output=True, text=True, check=True).stdout
+    policies = {p["name"]: p for p in json.loads(figures.read_text())["policies"]}
+    homing, prestaged = policies["homing"], policies["homing+prestage"]
+    assert homing["restores"]["n"] == 3 == prestaged["restores"]["n"]
+    assert homing["restores"]["mean_km"] == pytest.approx(4452.8, rel=0.01)
+    assert prestaged["restores"]["mean_km"] < 1
+    assert "prestage" not in homing
+    p = prestaged["prestage"]
+    assert p["copies"] == 3 and p["used"] == 3 and p["bytes"] == 3 * 2 ** 30
+    assert p["saved_km"] == pytest.approx(4452.8, rel=0.01)
+    assert "pre-staging (3 trips announced in the history" in out
+    assert "copies pre-staged: 3, 3 used" in out

@@ -468,6 +468,125 @@ TEST(the_defaults_are_the_configured_defaults) {
         config_fini(&c);
 }
 
+/* ---- pre-staging ---- */
+
+/* A snapshot of 1 GiB at a, its template (10 GiB) at a and c; a trip to d. */
+TEST(an_announced_trip_is_staged_one_transfer_and_the_lead_before_arrival_and_released_after) {
+        struct world w;
+        struct engine_prestage_policy pp;
+        struct engine_snapshot s = snapshot_at(A);
+        struct engine_trip trip = { 0, 30, T0 + DAY_MS, T0 + 3 * DAY_MS };
+        struct engine_prestage d;
+        int64_t takes;
+
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        engine_prestage_defaults(&pp);
+        pp.bandwidth_bps = GIB / 100.0; /* 11 GiB (the template is not at d) take 1,100 s */
+        takes = 1100 * 1000LL;
+        CHECK(engine_prestage_decide(&pp, &w.ctx, &s, &trip, 0, T0, &d) == 0);
+        CHECK(d.action == ENGINE_PRESTAGE_WAIT && d.site == D);
+        CHECK(d.bytes == 11 * GIB);
+        CHECK(d.stage_at_ms == trip.arrive_ms - takes - pp.lead_ms);
+        CHECK(d.end_ms == trip.return_ms);
+        CHECK(engine_prestage_decide(&pp, &w.ctx, &s, &trip, 0, d.stage_at_ms - 1, &d) == 0);
+        CHECK(d.action == ENGINE_PRESTAGE_WAIT);
+        CHECK(engine_prestage_decide(&pp, &w.ctx, &s, &trip, 0, d.stage_at_ms, &d) == 0);
+        CHECK(d.action == ENGINE_PRESTAGE_STAGE && d.site == D);
+        CHECK(engine_prestage_decide(&pp, &w.ctx, &s, &trip, 0, trip.return_ms - 1, &d) == 0);
+        CHECK(d.action == ENGINE_PRESTAGE_STAGE);
+        CHECK(engine_prestage_decide(&pp, &w.ctx, &s, &trip, 0, trip.return_ms, &d) == 0);
+        CHECK(d.action == ENGINE_PRESTAGE_RELEASE);
+        /* already at the destination's site: nothing to stage */
+        s = snapshot_at(D);
+        CHECK(engine_prestage_decide(&pp, &w.ctx, &s, &trip, 0, trip.arrive_ms, &d) == 0);
+        CHECK(d.action == ENGINE_PRESTAGE_WAIT && d.site == ENGINE_NO_SITE);
+        world_fini(&w);
+}
+
+TEST(a_trip_without_a_return_lasts_until_the_linger_after_the_last_report_near_it) {
+        struct world w;
+        struct engine_prestage_policy pp;
+        struct engine_snapshot s = snapshot_at(A);
+        struct engine_trip trip = { 0, 30, T0, 0 };
+        struct engine_prestage d;
+
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        engine_prestage_defaults(&pp);
+        CHECK(engine_prestage_decide(&pp, &w.ctx, &s, &trip, 0, T0, &d) == 0);
+        CHECK(d.end_ms == T0 + pp.linger_ms && d.action == ENGINE_PRESTAGE_STAGE);
+        CHECK(engine_prestage_decide(&pp, &w.ctx, &s, &trip, T0 + 5 * HOUR_MS, T0 + pp.linger_ms,
+                                     &d) == 0);
+        CHECK(d.action == ENGINE_PRESTAGE_STAGE && d.end_ms == T0 + 5 * HOUR_MS + pp.linger_ms);
+        CHECK(engine_prestage_decide(&pp, &w.ctx, &s, &trip, T0 + 5 * HOUR_MS,
+                                     T0 + 5 * HOUR_MS + pp.linger_ms, &d) == 0);
+        CHECK(d.action == ENGINE_PRESTAGE_RELEASE);
+        world_fini(&w);
+}
+
+TEST(a_staged_copy_goes_to_the_nearest_eligible_site_inside_the_zones_with_room) {
+        struct world w;
+        struct engine_prestage_policy pp;
+        struct engine_snapshot s = snapshot_at(A);
+        struct engine_trip near_b = { 0, 10.1, T0, T0 + DAY_MS };
+        struct engine_prestage d;
+
+        engine_prestage_defaults(&pp);
+        /* b is nearest; drained, c takes it */
+        world_init(&w, GEO_SITE_DRAINING, 100 * GIB);
+        CHECK(engine_prestage_decide(&pp, &w.ctx, &s, &near_b, 0, T0, &d) == 0);
+        CHECK(d.action == ENGINE_PRESTAGE_STAGE && d.site == C && d.bytes == 1 * GIB);
+        world_fini(&w);
+        /* b without room for the snapshot and its template: c */
+        world_init(&w, GEO_SITE_ACTIVE, 5 * GIB);
+        CHECK(engine_prestage_decide(&pp, &w.ctx, &s, &near_b, 0, T0, &d) == 0);
+        CHECK(d.site == C);
+        world_fini(&w);
+        /* confined to "east" (c, d) */
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        engine_snapshot_init(&s, A, 0, 1 * GIB, 1);
+        near_b.lon = 9;
+        CHECK(engine_prestage_decide(&pp, &w.ctx, &s, &near_b, 0, T0, &d) == 0);
+        CHECK(d.site == C);
+        world_fini(&w);
+}
+
+/* A weekly commuter: at d on Mondays at 08:00 for three weeks, home (a) on
+ * Fridays. The next Monday's arrival is predicted; a site seen on a Monday
+ * only once is not. */
+TEST(arrivals_on_one_weekday_in_two_weeks_of_four_predict_the_next) {
+        struct engine_prestage_policy pp;
+        const int64_t monday = 1794787200000LL; /* 2026-11-16T00:00:00Z, a Monday */
+        struct engine_visit v[8];
+        struct engine_trip t;
+        size_t n = 0;
+
+        engine_prestage_defaults(&pp);
+        for (int week = 0; week < 3; week++) {
+                v[n++] = (struct engine_visit){
+                        monday + week * 7 * DAY_MS + 8 * HOUR_MS + week * 10 * MIN_MS, D, 0, 30
+                };
+                v[n++] = (struct engine_visit){ monday + (week * 7 + 4) * DAY_MS + 19 * HOUR_MS, A,
+                                                0, 0 };
+        }
+        v[n++] = (struct engine_visit){ monday + 2 * DAY_MS, B, 0, 10 }; /* once, a Wednesday */
+        /* Sunday of week 3: next is Monday 08:00 at d (the earliest time seen) */
+        CHECK(engine_recurring_trip(&pp, v, n, monday + 20 * DAY_MS, &t) == 1);
+        CHECK(t.arrive_ms == monday + 21 * DAY_MS + 8 * HOUR_MS && t.lon == 30 && t.return_ms == 0);
+        /* Tuesday of week 3: the Friday return home comes first */
+        CHECK(engine_recurring_trip(&pp, v, n, monday + 15 * DAY_MS, &t) == 1);
+        CHECK(t.arrive_ms == monday + 18 * DAY_MS + 19 * HOUR_MS && t.lon == 0);
+        /* one week seen is not a pattern: after week 0 only */
+        CHECK(engine_recurring_trip(&pp, v, n, monday + 6 * DAY_MS, &t) == 0);
+        /* three of them needed: not yet at week 1's end */
+        pp.min_weeks = 3;
+        CHECK(engine_recurring_trip(&pp, v, n, monday + 13 * DAY_MS, &t) == 0);
+        CHECK(engine_recurring_trip(&pp, v, n, monday + 20 * DAY_MS, &t) == 1);
+        /* arrivals older than the window are forgotten */
+        pp.min_weeks = 2;
+        pp.weeks = 1;
+        CHECK(engine_recurring_trip(&pp, v, n, monday + 20 * DAY_MS, &t) == 0);
+}
+
 TAP_MAIN(
         TAP_TEST(accuracy_at_the_bound_passes_and_beyond_is_dropped),
         TAP_TEST(older_and_repeated_reports_are_dropped),
@@ -491,4 +610,9 @@ TAP_MAIN(
         TAP_TEST(a_transfer_to_the_same_target_is_left_alone_and_a_new_target_supersedes_it),
         TAP_TEST(a_user_who_comes_back_before_the_move_ends_withdraws_it_after_the_dwell),
         TAP_TEST(a_user_between_sites_leaves_the_move_in_flight),
-        TAP_TEST(the_defaults_are_the_configured_defaults))
+        TAP_TEST(the_defaults_are_the_configured_defaults),
+        TAP_TEST(
+                an_announced_trip_is_staged_one_transfer_and_the_lead_before_arrival_and_released_after),
+        TAP_TEST(a_trip_without_a_return_lasts_until_the_linger_after_the_last_report_near_it),
+        TAP_TEST(a_staged_copy_goes_to_the_nearest_eligible_site_inside_the_zones_with_room),
+        TAP_TEST(arrivals_on_one_weekday_in_two_weeks_of_four_predict_the_next))

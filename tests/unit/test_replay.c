@@ -64,7 +64,7 @@ static void run_init_at(struct run *run, double bandwidth) {
                 { .name = "naive", .kind = REPLAY_ENGINE },
                 { .name = "dwell-2h", .kind = REPLAY_ENGINE },
         };
-        struct replay_params params = { 10 * GIB, bandwidth };
+        struct replay_params params = { .snapshot_bytes = 10 * GIB, .bandwidth_bps = bandwidth };
 
         memset(run, 0, sizeof(*run));
         world_init(&run->w);
@@ -109,13 +109,15 @@ TEST(bad_params_are_refused) {
         struct world w;
         struct replay *r = NULL;
         struct replay_policy p = { .name = "home", .kind = REPLAY_HOME };
-        struct replay_params zero_size = { 0, 1e6 }, no_bandwidth = { GIB, 0 };
+        struct replay_params zero_size = { .bandwidth_bps = 1e6 },
+                             no_bandwidth = { .snapshot_bytes = GIB };
 
         world_init(&w);
         CHECK(replay_new(&w.ctx, &zero_size, &p, 1, NULL, NULL, &r) == -EINVAL);
         CHECK(replay_new(&w.ctx, &no_bandwidth, &p, 1, NULL, NULL, &r) == -EINVAL);
-        CHECK(replay_new(&w.ctx, &(struct replay_params){ GIB, 1e6 }, &p, 0, NULL, NULL, &r) ==
-              -EINVAL);
+        CHECK(replay_new(&w.ctx,
+                         &(struct replay_params){ .snapshot_bytes = GIB, .bandwidth_bps = 1e6 }, &p,
+                         0, NULL, NULL, &r) == -EINVAL);
         CHECK(r == NULL);
         geo_index_unref(w.index);
 }
@@ -352,8 +354,10 @@ TEST(each_policy_judges_reports_by_its_own_rules) {
         }
         p[0].engine.max_accuracy_m = 5;
         p[3].engine.max_speed_mps = 1; /* 222 km in 3 h is 20 m/s */
-        CHECK(replay_new(&w.ctx, &(struct replay_params){ 10 * GIB, (double)GIB }, p, 4, NULL, NULL,
-                         &r) == 0);
+        CHECK(replay_new(&w.ctx,
+                         &(struct replay_params){ .snapshot_bytes = 10 * GIB,
+                                                  .bandwidth_bps = (double)GIB },
+                         p, 4, NULL, NULL, &r) == 0);
         strcpy(rep.user_id, "u-1");
         strcpy(rep.device_id, "d-1");
         for (int k = 0; k < 3; k++) {
@@ -381,6 +385,90 @@ TEST(pareto_front_keeps_the_undominated) {
         CHECK(front[4]);  /* equal to a front point, not beaten by it */
 }
 
+/*
+ * Pre-staging, on two users of the default homing policy over 1 GiB/s. u-1
+ * lives at x and announces a trip to z (445 km): landing a day later, back
+ * two days later. Hourly reports at x, the flight (no reports), a report at
+ * z 10 minutes after landing and a restore there 20 minutes after: homing
+ * has not moved yet (one report is not a stay), so its restore is 445 km
+ * away; the copy pre-staged at z an hour before the arrival is opened, 0 km
+ * away, for a delta of 1 % (0.1 GiB). u-2 announces a trip to y it never
+ * takes: its copy is made, never used and released at its return.
+ */
+TEST(a_copy_staged_for_an_announced_trip_serves_the_restore_at_the_destination) {
+        struct world w;
+        struct replay_policy p[2] = {
+                { .name = "homing", .kind = REPLAY_ENGINE },
+                { .name = "homing+prestage", .kind = REPLAY_ENGINE, .prestage = true },
+        };
+        struct replay_params params = { .snapshot_bytes = 10 * GIB,
+                                        .bandwidth_bps = (double)GIB,
+                                        .delta_share = 0.01 };
+        struct engine_trip to_z = { 0, 4, T0 + 24 * HOUR_MS, T0 + 48 * HOUR_MS };
+        struct engine_trip to_y = { 0, 2, T0 + 24 * HOUR_MS, T0 + 30 * HOUR_MS };
+        struct replay_figures h, ps;
+        struct replay *r;
+        struct report rep = { .lat = 0, .accuracy_m = 10 };
+
+        world_init(&w);
+        engine_policy_defaults(&p[0].engine);
+        p[1].engine = p[0].engine;
+        engine_prestage_defaults(&params.prestage);
+        CHECK(replay_new(&w.ctx, &params, p, 2, NULL, NULL, &r) == 0);
+        strcpy(rep.device_id, "d-1");
+        strcpy(rep.user_id, "u-1");
+        CHECK(replay_trip(r, "u-1", &to_z, T0) == 0);
+        CHECK(replay_trip(r, "u-2", &to_y, T0) == 0);
+        for (int hour = 0; hour <= 20; hour++) {
+                rep.lon = 0;
+                rep.ts_ms = T0 + hour * HOUR_MS;
+                rep.received_ms = rep.ts_ms + 1000;
+                strcpy(rep.device_id, "d-1");
+                strcpy(rep.user_id, "u-1");
+                CHECK(replay_report(r, &rep) == 0);
+                strcpy(rep.device_id, "d-2");
+                strcpy(rep.user_id, "u-2");
+                CHECK(replay_report(r, &rep) == 0);
+        }
+        strcpy(rep.device_id, "d-1");
+        strcpy(rep.user_id, "u-1");
+        rep.lon = 4;
+        rep.ts_ms = T0 + 24 * HOUR_MS + 10 * MIN_MS;
+        rep.received_ms = rep.ts_ms + 1000;
+        CHECK(replay_report(r, &rep) == 0);
+        CHECK(replay_restore(r, "u-1", 0, 4, T0 + 24 * HOUR_MS + 20 * MIN_MS) == 0);
+        /* u-2 stays home past its trip's return: its copy is released unused */
+        strcpy(rep.device_id, "d-2");
+        strcpy(rep.user_id, "u-2");
+        rep.lon = 0;
+        rep.ts_ms = T0 + 31 * HOUR_MS;
+        rep.received_ms = rep.ts_ms + 1000;
+        CHECK(replay_report(r, &rep) == 0);
+        CHECK(replay_restore(r, "u-2", 0, 0, T0 + 32 * HOUR_MS) == 0);
+
+        CHECK(replay_figures(r, 0, &h) == 0 && replay_figures(r, 1, &ps) == 0);
+        CHECK(h.restores.n == 2 && ps.restores.n == 2);
+        /* homing: 445 km and 0; pre-staged: 0 and 0 */
+        CHECK(fabs(h.restores.mean_m - 222639 * 2 / 2.0) < 2000);
+        CHECK(ps.restores.mean_m < 1);
+        CHECK(h.prestaged == 0 && h.prestage_bytes == 0);
+        CHECK(ps.prestaged == 2 && ps.prestage_used == 1);
+        CHECK(ps.prestage_bytes == 20 * GIB);
+        CHECK(ps.bytes == 20 * GIB + (uint64_t)(0.01 * 10 * GIB));
+        CHECK(h.bytes == 0 && h.transfers == 0);
+        CHECK(ps.transfers == 1);
+        /* the copy is released at u-2's return: a report after it stages nothing more */
+        rep.ts_ms = T0 + 40 * HOUR_MS;
+        rep.received_ms = rep.ts_ms + 1000;
+        CHECK(replay_report(r, &rep) == 0);
+        CHECK(replay_figures(r, 1, &ps) == 0 && ps.prestaged == 2);
+        /* a trip that returns before it lands is refused */
+        to_y.return_ms = to_y.arrive_ms;
+        CHECK(replay_trip(r, "u-2", &to_y, T0) == -EINVAL);
+        r = replay_free(r);
+        geo_index_unref(w.index);
+}
+
 TAP_MAIN(TAP_TEST(bad_params_are_refused),
          TAP_TEST(oracle_is_zero_and_home_is_the_distance_from_home),
          TAP_TEST(a_two_hour_dwell_does_not_move_for_a_one_hour_trip),
@@ -391,4 +479,5 @@ TAP_MAIN(TAP_TEST(bad_params_are_refused),
          TAP_TEST(a_day_s_bytes_are_what_its_transfers_sent),
          TAP_TEST(percentiles_are_the_figures_bins),
          TAP_TEST(each_policy_judges_reports_by_its_own_rules),
-         TAP_TEST(pareto_front_keeps_the_undominated))
+         TAP_TEST(pareto_front_keeps_the_undominated),
+         TAP_TEST(a_copy_staged_for_an_announced_trip_serves_the_restore_at_the_destination))

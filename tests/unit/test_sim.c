@@ -84,6 +84,8 @@ TEST(events_come_in_delivery_order_as_valid_reports) {
                         CHECK(r->received_ms >= c.v[i - 1].report.received_ms);
                 CHECK(geo_point_valid(r->lat, r->lon));
                 CHECK(r->ts_ms >= p.start_ms && r->ts_ms < p.start_ms + p.days * DAY_MS);
+                if (c.v[i].kind == SIM_TRIP)
+                        continue; /* the trips' own test */
                 if (c.v[i].kind == SIM_RESTORE) {
                         restores++;
                         continue;
@@ -230,6 +232,79 @@ TEST(restores_on_working_days_come_in_the_local_morning) {
         free(c.v);
 }
 
+/* Weekly commuters: the share asked of the users who travel, each flying out
+ * on every Monday of the run (two in 14 days from a Monday) and reporting
+ * from one far city on the days between. */
+TEST(the_share_of_weekly_commuters_is_as_asked_and_they_fly_every_monday) {
+        struct sim_params p = small(2000, 14);
+        struct collected c = { 0 };
+        struct sim_stats st;
+        double movers, sd;
+
+        p.commuter_share = 0.1;
+        p.report_interval_s = 86400;
+        CHECK(sim_run(&p, world, 3, collect, &c, &st) == 0);
+        movers = (double)(st.users - st.stayers);
+        sd = sqrt(movers * 0.1 * 0.9);
+        CHECK(fabs((double)st.commuters - 0.1 * movers) < 4 * sd);
+        CHECK(st.commutes == 2 * st.commuters);
+        free(c.v);
+        /* none asked, none made, and no trip announced without the share */
+        c = (struct collected){ 0 };
+        p.commuter_share = 0;
+        p.announced_share = 0;
+        CHECK(sim_run(&p, world, 3, collect, &c, &st) == 0);
+        CHECK(st.commuters == 0 && st.commutes == 0 && st.announced == 0);
+        for (size_t i = 0; i < c.n; i++)
+                CHECK(c.v[i].kind != SIM_TRIP);
+        free(c.v);
+}
+
+/* Which of the world's cities a longitude is nearest: 0, 1 (b) or -1 (s). */
+static int city_of(double lon) {
+        return lon > 5 ? 1 : lon < -5 ? -1 : 0;
+}
+
+/* Announced trips: the share asked of business trips, each told before it
+ * lands, with a return after the arrival, to a city far from home, and
+ * written as a {"trip": ...} line. */
+TEST(the_share_of_business_trips_announced_is_as_asked_and_each_comes_ahead) {
+        struct sim_params p = small(1000, 20);
+        struct collected c = { 0 };
+        struct sim_stats st;
+        size_t trips = 0;
+        double sd;
+
+        p.stayer_share = 0;
+        p.commuter_share = 0;
+        p.announced_share = 0.3;
+        p.business_trips_per_day = 1.0 / 5;
+        p.report_interval_s = 86400;
+        CHECK(sim_run(&p, world, 3, collect, &c, &st) == 0);
+        sd = sqrt((double)st.business_trips * 0.3 * 0.7);
+        CHECK(st.business_trips > 1000);
+        CHECK(fabs((double)st.announced - 0.3 * (double)st.business_trips) < 4 * sd);
+        for (size_t i = 0; i < c.n; i++) {
+                const struct sim_event *e = &c.v[i];
+                char *line;
+                if (e->kind != SIM_TRIP)
+                        continue;
+                trips++;
+                CHECK(e->report.ts_ms >= p.start_ms && e->report.ts_ms < e->arrive_ms);
+                CHECK(e->report.received_ms == e->report.ts_ms);
+                CHECK(e->return_ms > e->arrive_ms);
+                /* to one of the world's cities, a few km from its centre */
+                CHECK(geo_distance_m(0, 10 * city_of(e->report.lon), e->report.lat, e->report.lon) <
+                      50000);
+                line = sim_event_json(e);
+                CHECK(line && !strncmp(line, "{\"trip\":{", 9) && strstr(line, "\"arrive_at\"") &&
+                      strstr(line, "\"return_at\""));
+                free(line);
+        }
+        CHECK(trips == st.announced);
+        free(c.v);
+}
+
 TEST(bad_settings_and_worlds_are_refused) {
         struct sim_params p = small(10, 1);
         struct sim_city one_bad[] = { { "x", 0, 0, 10 }, { "y", 95, 0, 10 } };
@@ -244,6 +319,12 @@ TEST(bad_settings_and_worlds_are_refused) {
         p = small(10, 1);
         p.late_share = 1.5;
         CHECK(sim_run(&p, world, 3, collect, &c, NULL) == -EINVAL);
+        p = small(10, 1);
+        p.commuter_share = -0.1;
+        CHECK(sim_run(&p, world, 3, collect, &c, NULL) == -EINVAL);
+        p = small(10, 1);
+        p.announced_share = 2;
+        CHECK(sim_run(&p, world, 3, collect, &c, NULL) == -EINVAL);
         CHECK(c.n == 0);
         free(c.v);
 }
@@ -255,4 +336,6 @@ TAP_MAIN(TAP_TEST(the_same_seed_is_the_same_fleet_and_another_seed_another),
          TAP_TEST(trips_go_to_bigger_cities_in_proportion_to_their_population),
          TAP_TEST(trips_go_to_nearer_cities_by_the_square_of_their_distance),
          TAP_TEST(restores_on_working_days_come_in_the_local_morning),
+         TAP_TEST(the_share_of_weekly_commuters_is_as_asked_and_they_fly_every_monday),
+         TAP_TEST(the_share_of_business_trips_announced_is_as_asked_and_each_comes_ahead),
          TAP_TEST(bad_settings_and_worlds_are_refused))
