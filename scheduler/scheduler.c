@@ -177,6 +177,10 @@ static bool any_held(const struct scheduler *s) {
 
 /*
  * Puts every held partition where PostgreSQL says and lets it run again.
+ * The seek does not wait to land (a wait into a partition being revoked
+ * held the loop 5 s a partition): what it leaves behind never comes, and
+ * batch_commit takes the first message that does only at the offset set
+ * here as `expect`, else holds the partition again.
  * Returns 0, or <0 when some stay held (PostgreSQL or a seek failed).
  */
 static int rewind_partitions(struct scheduler *s) {
