@@ -652,11 +652,24 @@ int bus_consumer_seek(struct bus_consumer *c, int32_t partition, int64_t offset)
 
         rd_kafka_topic_partition_list_add(list, c->topic, partition)->offset =
                 offset < 0 ? RD_KAFKA_OFFSET_BEGINNING : offset;
-        error = rd_kafka_seek_partitions(c->rk, list, 5000);
-        if (error) {
+        /*
+         * Without waiting: a seek waits on the partition's broker thread, and
+         * one into a partition being revoked waited out its whole timeout (5 s
+         * a partition, the loop standing still). The call still raises the
+         * partition's version barrier before it returns, so nothing fetched
+         * before it reaches the caller; where it lands, the caller sees by
+         * the offset of the first message that comes.
+         */
+        error = rd_kafka_seek_partitions(c->rk, list, 0);
+        /* Started, not failed: what an asynchronous seek says of a partition. */
+        if (list->elems[0].err == RD_KAFKA_RESP_ERR__IN_PROGRESS)
+                list->elems[0].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (error || list->elems[0].err) {
                 log_warn("kafka", "seek partition %d to %lld: %s", partition, (long long)offset,
-                         rd_kafka_error_string(error));
-                rd_kafka_error_destroy(error);
+                         error ? rd_kafka_error_string(error)
+                               : rd_kafka_err2str(list->elems[0].err));
+                if (error)
+                        rd_kafka_error_destroy(error);
                 r = -EIO;
         }
         rd_kafka_topic_partition_list_destroy(list);

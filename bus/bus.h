@@ -145,7 +145,11 @@ int bus_consumer_high_watermark(struct bus_consumer *c, int32_t partition,
 
 /*
  * Moves a partition's read position, e.g. after a lost race for its offset;
- * BUS_OFFSET_BEGINNING for the oldest. Returns 0 or -EIO.
+ * BUS_OFFSET_BEGINNING for the oldest. Does not wait for it to land: no
+ * message fetched before the call comes after it, and the first one that
+ * comes says where reading resumed (a seek that failed later resumes
+ * elsewhere, or not at all), so a caller that needs an exact start checks
+ * that offset. Returns 0, or -EIO when it could not even be started.
  */
 int bus_consumer_seek(struct bus_consumer *c, int32_t partition, int64_t offset) MUST_CHECK;
 

@@ -201,29 +201,29 @@ out:
         return r;
 }
 
-void scheduler_run_evacuations(struct scheduler *s) {
+void scheduler_run_evacuations(struct upkeep *u) {
         struct store_result *lock = NULL, *changed = NULL;
-        const char *params[2] = { s->cfg->topic_transfers, s->cfg->topic_audit };
-        int r = store_begin(s->db);
+        const char *params[2] = { u->cfg->topic_transfers, u->cfg->topic_audit };
+        int r = store_begin(u->db);
 
         if (r >= 0)
-                r = store_exec(s->db,
+                r = store_exec(u->db,
                                "SELECT pg_try_advisory_xact_lock(hashtext('homing.evacuations'))",
                                0, NULL, &lock);
         if (r < 0 || !store_bool(lock, 0, 0))
                 goto out;
-        r = store_exec(s->db, "SELECT homing_evacuation_step($1, $2)", 2, params, &changed);
+        r = store_exec(u->db, "SELECT homing_evacuation_step($1, $2)", 2, params, &changed);
         if (r >= 0)
-                r = store_commit(s->db);
+                r = store_commit(u->db);
         if (r < 0)
                 log_error("scheduler", "the evacuation step failed (%s); the next one tries again",
-                          store_error(s->db));
+                          store_error(u->db));
         else if (store_int(changed, 0, 0) > 0)
                 log_info("scheduler", "evacuations: %lld switchover steps",
                          (long long)store_int(changed, 0, 0));
 out:
         if (r < 0 || !lock || !store_bool(lock, 0, 0))
-                store_rollback(s->db);
+                store_rollback(u->db);
         store_result_free(lock);
         store_result_free(changed);
 }

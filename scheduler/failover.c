@@ -13,28 +13,28 @@
 #include "scheduler/internal.h"
 #include "store/store.h"
 
-void scheduler_follow_failovers(struct scheduler *s) {
+void scheduler_follow_failovers(struct upkeep *u) {
         struct store_result *done = NULL;
-        const char *params[1] = { s->cfg->topic_audit };
-        int r = store_begin(s->db);
+        const char *params[1] = { u->cfg->topic_audit };
+        int r = store_begin(u->db);
 
         if (r >= 0) {
                 /* A large site's failover is one long statement, and it must finish. */
-                r = store_exec(s->db, "SET LOCAL statement_timeout = 0", 0, NULL, NULL);
+                r = store_exec(u->db, "SET LOCAL statement_timeout = 0", 0, NULL, NULL);
         }
         if (r >= 0)
-                r = store_exec(s->db,
+                r = store_exec(u->db,
                                "SELECT datacenter_id, failover_id, started"
                                " FROM homing_failover_follow($1)",
                                1, params, &done);
         if (r >= 0)
-                r = store_commit(s->db);
+                r = store_commit(u->db);
         if (r < 0) {
                 log_error("scheduler",
                           "following the sites set down failed (%s); the next"
                           " catalog reload tries again",
-                          store_error(s->db));
-                store_rollback(s->db);
+                          store_error(u->db));
+                store_rollback(u->db);
         } else {
                 for (size_t i = 0; i < store_rows(done); i++)
                         log_info("scheduler",

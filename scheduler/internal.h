@@ -3,8 +3,10 @@
  * consumer loop (scheduler.c) holds a batch in `struct scheduler`; load.c
  * brings its users into memory, decide.c runs the policy over it,
  * persist.c writes its effects, stats.c says what /metrics shows of it;
- * residency.c cancels transfers in flight that the zones no longer allow;
- * replicas.c places warm replicas and keeps them current.
+ * upkeep.c runs the periodic work beside the loop, in its own thread:
+ * failovers followed (failover.c), transfers in flight that the zones no
+ * longer allow cancelled (residency.c), warm replicas placed and kept
+ * current (replicas.c), evacuations stepped (evacuate.c).
  */
 #pragma once
 
@@ -96,9 +98,8 @@ struct scheduler {
         struct world *world;
         struct user_table *users;
         time_t world_loaded_at;
-        time_t replicas_kept_at;  /* the last replica pass */
-        time_t evacuated_at;      /* the last evacuation step */
         char changes_seen_at[40]; /* PostgreSQL time of the last look for changes */
+        struct upkeep_thread *upkeep;
 
         struct bus_message **messages;
         size_t n_messages;
@@ -137,10 +138,42 @@ int scheduler_load_users(struct scheduler *s);
 /* Forgets the users whose snapshots changed in PostgreSQL since the last look. */
 void scheduler_forget_changed_users(struct scheduler *s);
 
+/* ---- upkeep.c: the periodic work, beside the loop ---- */
+
+/*
+ * What the periodic work has: its own connection and its own catalog, and
+ * the configuration (read only). Nothing of the loop's (users, batch,
+ * partitions, consumer) is reachable from it, so it runs in its own thread.
+ */
+struct upkeep {
+        const struct config *cfg;
+        struct store *db;
+        struct world *world;
+};
+
+struct upkeep_thread;
+
+/* Starts the thread (it connects and loads its catalog itself). Returns 0 or <0. */
+int scheduler_upkeep_start(const struct config *cfg, struct upkeep_thread **out);
+
+/* Stops it (after the pass under way) and frees it. NULL is fine. */
+struct upkeep_thread *scheduler_upkeep_stop(struct upkeep_thread *t);
+
+/*
+ * The PostgreSQL time (µs since the epoch) at which the earliest pass that
+ * ended since the last call began, or -1: the loop's look for changed users
+ * reaches back to it, as the pass may have run longer than the look's
+ * overlap. Hands it over: the next call says only what ended after.
+ */
+int64_t scheduler_upkeep_take_began(struct upkeep_thread *t);
+
+/* Hands back a time taken and not used (the look failed). */
+void scheduler_upkeep_give_back_began(struct upkeep_thread *t, int64_t began_us);
+
 /* ---- residency.c: transfers in flight that the zones no longer allow ---- */
 
 /* Cancels the open transfers whose target the snapshot's zones no longer allow. */
-void scheduler_cancel_outside_zones(struct scheduler *s);
+void scheduler_cancel_outside_zones(struct upkeep *u);
 
 /* ---- replicas.c: warm replicas placed and kept current ---- */
 
@@ -149,13 +182,13 @@ void scheduler_cancel_outside_zones(struct scheduler *s);
  * replicas by the protection policies, queues replicate transfers towards
  * the ones missing or behind. Logs and rolls back on failure.
  */
-void scheduler_keep_replicas(struct scheduler *s);
+void scheduler_keep_replicas(struct upkeep *u);
 
 /* One step of every running evacuation (evacuate.c), by one scheduler at a time. */
-void scheduler_run_evacuations(struct scheduler *s);
+void scheduler_run_evacuations(struct upkeep *u);
 
 /* Fails over the sites set down outside the API, ends those set back (failover.c). */
-void scheduler_follow_failovers(struct scheduler *s);
+void scheduler_follow_failovers(struct upkeep *u);
 
 /* ---- decide.c: the policy over a batch ---- */
 

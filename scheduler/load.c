@@ -198,12 +198,19 @@ out:
 
 void scheduler_forget_changed_users(struct scheduler *s) {
         struct store_result *res = NULL;
-        const char *since[1] = { s->changes_seen_at[0] ? s->changes_seen_at : NULL };
+        int64_t upkeep_began = scheduler_upkeep_take_began(s->upkeep);
+        char began[24];
+        const char *since[2] = { s->changes_seen_at[0] ? s->changes_seen_at : NULL,
+                                 upkeep_began >= 0 ? began : NULL };
         size_t forgotten = 0;
 
+        snprintf(began, sizeof(began), "%lld", (long long)upkeep_began);
+        /* Reaching back, too, to the start of the upkeep's passes that ended since. */
         if (store_exec(
                     s->db,
-                    "WITH since AS (SELECT $1::timestamptz - " CHANGES_OVERLAP " AS t)"
+                    "WITH since AS (SELECT CASE WHEN $1::timestamptz IS NOT NULL THEN"
+                    "   least($1::timestamptz, to_timestamp($2::int8 / 1e6))"
+                    "   - " CHANGES_OVERLAP " END AS t)"
                     " SELECT now()::text, array_agg(DISTINCT user_id)::text FROM ("
                     " SELECT sn.user_id FROM since, transfers t JOIN snapshots sn ON sn.id = t.snapshot_id"
                     "  WHERE t.updated_at >= since.t"
@@ -214,8 +221,10 @@ void scheduler_forget_changed_users(struct scheduler *s) {
                     " UNION ALL"
                     " SELECT sn.user_id FROM since, placements p JOIN snapshots sn ON sn.id = p.snapshot_id"
                     "  WHERE p.created_at >= since.t) changed",
-                    1, since, &res) < 0)
+                    2, since, &res) < 0) {
+                scheduler_upkeep_give_back_began(s->upkeep, upkeep_began);
                 return;
+        }
         if (store_text(res, 0, 1)) {
                 char **ids;
                 size_t n;

@@ -276,15 +276,15 @@ static double distance_from(const struct world *w, uint32_t site, double lat, do
 }
 
 /* Decides for the snapshot of row i: its releases and designations into *p. */
-static void plan_snapshot(struct scheduler *s, const struct domains *domains,
+static void plan_snapshot(struct upkeep *u, const struct domains *domains,
                           const struct store_result *res, size_t i, struct plan *p) {
-        const struct world *w = s->world;
+        const struct world *w = u->world;
         const struct engine_context *ctx = world_context(w);
         const char *id = store_text(res, i, 0), *designated = store_text(res, i, 8),
                    *copies = store_text(res, i, 9);
         long wanted = (long)store_int(res, i, 1);
         uint64_t size = (uint64_t)store_int(res, i, 2);
-        uint16_t zones = world_zone_set(s->world, store_text(res, i, 3));
+        uint16_t zones = world_zone_set(u->world, store_text(res, i, 3));
         uint32_t active = world_site(w, store_text(res, i, 4));
         uint32_t kept[MAX_HITS], holders[2 * MAX_HITS], chosen[MAX_REPLICAS];
         size_t n_kept, n_holders, n_chosen = 0;
@@ -373,29 +373,29 @@ static void plan_snapshot(struct scheduler *s, const struct domains *domains,
         }
 }
 
-static int load_domains(struct scheduler *s, struct domains *d, struct store_result **res) {
-        int r = store_exec(s->db, domains_sql, 0, NULL, res);
+static int load_domains(struct upkeep *u, struct domains *d, struct store_result **res) {
+        int r = store_exec(u->db, domains_sql, 0, NULL, res);
 
         if (r < 0)
                 return r;
-        d->n = geo_index_slots(world_context(s->world)->index);
+        d->n = geo_index_slots(world_context(u->world)->index);
         d->of = calloc(d->n + 1, sizeof(*d->of));
         if (!d->of)
                 return -ENOMEM;
         for (size_t i = 0; i < store_rows(*res); i++) {
-                uint32_t site = world_site(s->world, store_text(*res, i, 0));
+                uint32_t site = world_site(u->world, store_text(*res, i, 0));
                 if (site < d->n)
                         d->of[site] = store_text(*res, i, 1);
         }
         return 0;
 }
 
-void scheduler_keep_replicas(struct scheduler *s) {
+void scheduler_keep_replicas(struct upkeep *u) {
         struct store_result *res = NULL, *lock = NULL, *dom = NULL, *cancelled = NULL,
                             *queued = NULL, *breached = NULL;
         struct domains domains = { NULL, 0 };
         struct plan p;
-        const char *topic[1] = { s->cfg->topic_transfers };
+        const char *topic[1] = { u->cfg->topic_transfers };
         int r;
 
         memset(&p, 0, sizeof(p));
@@ -405,48 +405,48 @@ void scheduler_keep_replicas(struct scheduler *s) {
         store_array_init(&p.new_snap);
         store_array_init(&p.new_dc);
         store_array_init(&p.new_active);
-        r = store_begin(s->db);
+        r = store_begin(u->db);
         if (r < 0)
                 goto out;
         /* One scheduler at a time; the others skip this pass. */
-        r = store_exec(s->db, "SELECT pg_try_advisory_xact_lock(hashtext('homing.replicas'))", 0,
+        r = store_exec(u->db, "SELECT pg_try_advisory_xact_lock(hashtext('homing.replicas'))", 0,
                        NULL, &lock);
         if (r < 0 || !store_bool(lock, 0, 0))
                 goto out;
-        r = load_domains(s, &domains, &dom);
+        r = load_domains(u, &domains, &dom);
         if (r >= 0)
-                r = store_exec(s->db, snapshots_sql, 0, NULL, &res);
+                r = store_exec(u->db, snapshots_sql, 0, NULL, &res);
         for (size_t i = 0; r >= 0 && i < store_rows(res); i++)
-                plan_snapshot(s, &domains, res, i, &p);
+                plan_snapshot(u, &domains, res, i, &p);
         if (r >= 0 && p.released) {
                 const char *params[4] = { store_array_text(&p.rel_snap),
                                           store_array_text(&p.rel_dc), store_array_text(&p.rel_why),
-                                          s->cfg->topic_audit };
+                                          u->cfg->topic_audit };
                 r = params[0] && params[1] && params[2]
-                            ? store_exec(s->db, release_sql, 4, params, NULL)
+                            ? store_exec(u->db, release_sql, 4, params, NULL)
                             : -ENOMEM;
         }
         if (r >= 0)
-                r = store_exec(s->db, cancel_sql, 0, NULL, &cancelled);
+                r = store_exec(u->db, cancel_sql, 0, NULL, &cancelled);
         if (r >= 0 && p.designated) {
                 const char *params[4] = { store_array_text(&p.new_snap),
                                           store_array_text(&p.new_dc),
-                                          store_array_text(&p.new_active), s->cfg->topic_audit };
+                                          store_array_text(&p.new_active), u->cfg->topic_audit };
                 r = params[0] && params[1] && params[2]
-                            ? store_exec(s->db, designate_sql, 4, params, NULL)
+                            ? store_exec(u->db, designate_sql, 4, params, NULL)
                             : -ENOMEM;
         }
         if (r >= 0)
-                r = store_exec(s->db, refresh_sql, 1, topic, &queued);
+                r = store_exec(u->db, refresh_sql, 1, topic, &queued);
         if (r >= 0) {
-                const char *audit[1] = { s->cfg->topic_audit };
-                r = store_exec(s->db, rpo_sql, 1, audit, &breached);
+                const char *audit[1] = { u->cfg->topic_audit };
+                r = store_exec(u->db, rpo_sql, 1, audit, &breached);
         }
         if (r >= 0)
-                r = store_commit(s->db);
+                r = store_commit(u->db);
         if (r < 0) {
                 log_error("scheduler", "the replica pass failed (%s); next pass tries again",
-                          store_error(s->db));
+                          store_error(u->db));
                 goto out;
         }
         for (size_t i = 0; i < store_rows(cancelled); i++)
@@ -465,7 +465,7 @@ void scheduler_keep_replicas(struct scheduler *s) {
                          p.designated, p.released, (long long)store_int(queued, 0, 0));
 out:
         if (r < 0 || !lock || !store_bool(lock, 0, 0))
-                store_rollback(s->db);
+                store_rollback(u->db);
         free(domains.of);
         store_result_free(dom);
         store_result_free(lock);

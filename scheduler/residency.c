@@ -35,26 +35,26 @@ static const char cancel_sql[] =
         "     'from_dc', from_dc, 'to_dc', to_dc, 'reason', 'outside_zones'))"
         " FROM ended RETURNING payload->'data'->>'transfer_id', key, payload->'data'->>'to_dc'";
 
-void scheduler_cancel_outside_zones(struct scheduler *s) {
+void scheduler_cancel_outside_zones(struct upkeep *u) {
         struct store_result *open = NULL, *cancelled = NULL;
         struct store_array ids;
 
         store_array_init(&ids);
-        if (store_exec(s->db, open_restricted_sql, 0, NULL, &open) < 0)
+        if (store_exec(u->db, open_restricted_sql, 0, NULL, &open) < 0)
                 goto out;
         for (size_t i = 0; i < store_rows(open); i++) {
-                uint32_t site = world_site(s->world, store_text(open, i, 1));
-                uint16_t zones = world_zone_set(s->world, store_text(open, i, 2));
+                uint32_t site = world_site(u->world, store_text(open, i, 1));
+                uint16_t zones = world_zone_set(u->world, store_text(open, i, 2));
                 /* A site the catalog does not know yet, or a set it could not
                  * keep, says nothing about where the snapshot may live. */
                 if (site == ENGINE_NO_SITE || zones == UINT16_MAX)
                         continue;
-                if (!engine_site_allowed(world_context(s->world), zones, site))
+                if (!engine_site_allowed(world_context(u->world), zones, site))
                         store_array_add_int(&ids, store_int(open, i, 0));
         }
         if (ids.n) {
-                const char *params[2] = { store_array_text(&ids), s->cfg->topic_audit };
-                if (params[0] && store_exec(s->db, cancel_sql, 2, params, &cancelled) == 0)
+                const char *params[2] = { store_array_text(&ids), u->cfg->topic_audit };
+                if (params[0] && store_exec(u->db, cancel_sql, 2, params, &cancelled) == 0)
                         for (size_t i = 0; i < store_rows(cancelled); i++)
                                 log_info("scheduler",
                                          "transfer %s of %s cancelled: its target %s is outside "

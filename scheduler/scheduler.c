@@ -177,6 +177,10 @@ static bool any_held(const struct scheduler *s) {
 
 /*
  * Puts every held partition where PostgreSQL says and lets it run again.
+ * The seek does not wait to land (a wait into a partition being revoked
+ * held the loop 5 s a partition): what it leaves behind never comes, and
+ * batch_commit takes the first message that does only at the offset set
+ * here as `expect`, else holds the partition again.
  * Returns 0, or <0 when some stay held (PostgreSQL or a seek failed).
  */
 static int rewind_partitions(struct scheduler *s) {
@@ -463,6 +467,9 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                 goto out;
         s.world_loaded_at = time(NULL);
         scheduler_forget_changed_users(&s);
+        r = scheduler_upkeep_start(cfg, &s.upkeep);
+        if (r < 0)
+                goto out;
         r = bus_consumer_new(&(struct bus_cluster){ cfg->kafka_brokers, cfg->kafka_property,
                                                     cfg->kafka_properties_file },
                              cfg->consumer_group, cfg->topic_locations, &ops, &s, &s.consumer,
@@ -483,22 +490,15 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                         s.next_rewind_ms = clock_mono_ms() + 1000;
 
                 if (time(NULL) - s.world_loaded_at >= cfg->catalog_refresh_s) {
-                        /* Between batches: no decision holds a site index meanwhile. */
+                        /* Between batches: no decision holds a site index meanwhile.
+                         * The rest of the periodic work runs beside (upkeep.c). */
+                        int64_t t0 = clock_mono_us(), t1;
                         world_load(s.world, s.db);
-                        scheduler_follow_failovers(&s);
-                        scheduler_cancel_outside_zones(&s);
+                        t1 = clock_mono_us();
                         scheduler_forget_changed_users(&s);
                         s.world_loaded_at = time(NULL);
-                        if (cfg->replica_pass_s > 0 &&
-                            s.world_loaded_at - s.replicas_kept_at >= cfg->replica_pass_s) {
-                                scheduler_keep_replicas(&s);
-                                s.replicas_kept_at = time(NULL);
-                        }
-                }
-                /* Switchovers wait on agents, not on reports: about once a second. */
-                if (time(NULL) != s.evacuated_at) {
-                        scheduler_run_evacuations(&s);
-                        s.evacuated_at = time(NULL);
+                        log_debug("scheduler", "catalog %lld us, changed users %lld us",
+                                  (long long)(t1 - t0), (long long)(clock_mono_us() - t1));
                 }
                 while (s.n_messages < batch_max && !atomic_load(stop)) {
                         struct bus_message *m;
@@ -521,6 +521,7 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                  s.quarantined_total);
 out:
         atomic_store(&consumer_assigned, false);
+        s.upkeep = scheduler_upkeep_stop(s.upkeep);
         metrics_fn_detach(s.m_lag); /* `s` is about to go */
         batch_clear(&s);
         s.consumer = bus_consumer_free(s.consumer); /* revokes: on_revoke commits nothing left */
