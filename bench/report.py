@@ -100,6 +100,9 @@ def ingest(text):
     bridge = re.search(r"^bridge: (.*)$", text, re.M)
     if bridge:
         notes.append(f"the bridge: {bridge.group(1)}")
+    warmup = re.search(r"^bridge warm-up: (.*)$", text, re.M)
+    if warmup:
+        notes.append(f"the bridge's warm-up before it was measured: {warmup.group(1)}")
     runs = re.findall(r"^((?:homing|nginx static 202|bridge \(Camel\)), [^\n]*? conns|kcat -P, \d+ records)"
                       r"[^\n]*\n\s+(CPU over [^\n]*)", text, re.M)
     notes += [f"{who}: {cpu}" for who, cpu in runs]
