@@ -20,9 +20,13 @@ TITLES = ["Ingest: POST /v1/locations", "End to end: from the 202 to the committ
           "Image manifest"]
 # A figure of each benchmark's fixture, as the report must show it.
 FIGURES = {
-    "Ingest: POST /v1/locations": ["1,690 req/s", "nginx static 202: 29,063 req/s", "| 0.06 |",
-                                   "18,428 reports/s", "68,763/s", "| 0.27 |",
-                                   "homing 0.49 s (7 % of a core)"],
+    "Ingest: POST /v1/locations": ["18,212 req/s", "nginx static 202: 103,198 req/s", "| 0.18 |",
+                                   "181,093 reports/s", "158,894/s", "| 1.14 |",
+                                   "homing 2.55 s (40 % of a core)",
+                                   "Apache Camel (camel-kafka, acks=all): 7,990 req/s", "| 2.28 | ≥ 15 |",
+                                   "p99 47.09ms", "the bridge: Apache Camel 4.18.0",
+                                   "warm-up before it was measured: 9 rounds of 5 s",
+                                   "bridge (Camel), 64 conns: CPU over 6.0 s: "],
     "End to end: from the 202 to the committed decision": ["p99 817.9 ms", "p50 181.1 ms",
                                                            "2000/s asked for, 5 s"],
     "Scheduler: Kafka to decisions to PostgreSQL": ["24,193 reports/s", "74,383/s", "| 0.325 |",
@@ -90,7 +94,26 @@ with tempfile.TemporaryDirectory() as tmp:
     check("**No figures**" in got.get(TITLES[6], "") and "cannot build the index" in
           got.get(TITLES[6], ""), "an output not recognized says so, with its last lines")
     check("Not run" in got.get(TITLES[8], ""), "a benchmark that did not run says so")
-    check("1,690 req/s" in got.get(TITLES[0], ""), "the others keep their figures")
+    check("18,212 req/s" in got.get(TITLES[0], ""), "the others keep their figures")
+
+    # An ingest run from before the bridge, and one of ONLY=bridge (homing
+    # beside the bridge, no nginx): each shows what it ran, nothing else.
+    with open(os.path.join(FIXTURES, "ingest.out")) as f:
+        ingest_out = f.read()
+    bridge_lines = re.compile(r"^bridge.*\n(?:  CPU over.*\n)?|^  homing / bridge.*\n", re.M)
+    with open(os.path.join(bad, "ingest.out"), "w") as f:
+        f.write(bridge_lines.sub("", ingest_out))
+    body = sections(report(bad)).get(TITLES[0], "")
+    check("nginx static 202: 103,198 req/s" in body and "Apache Camel" not in body,
+          "an ingest run without the bridge has no bridge row")
+    nginx_lines = re.compile(r"^nginx.*\n(?:  CPU over.*\n)?|^  homing / nginx.*\n", re.M)
+    with open(os.path.join(bad, "ingest.out"), "w") as f:
+        f.write(nginx_lines.sub("", ingest_out))
+    body = sections(report(bad)).get(TITLES[0], "")
+    rows = [l for l in body.splitlines() if l.startswith("| 1 report")]
+    check(len(rows) == 1 and "| 2.28 | ≥ 15 |" in rows[0] and "nginx static" not in body,
+          f"ONLY=bridge: homing beside the bridge alone ({rows})")
+    shutil.copy(os.path.join(FIXTURES, "ingest.out"), os.path.join(bad, "ingest.out"))
 
     # A quiet machine is not called busy.
     with open(os.path.join(bad, "meta")) as f:
