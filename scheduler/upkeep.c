@@ -103,7 +103,8 @@ static void *upkeep_main(void *arg) {
                         scheduler_follow_failovers(&t->u);
                         scheduler_cancel_outside_zones(&t->u);
                         loaded_at = time(NULL);
-                        if (cfg->replica_pass_s > 0 && loaded_at - replicas_at >= cfg->replica_pass_s) {
+                        if (cfg->replica_pass_s > 0 &&
+                            loaded_at - replicas_at >= cfg->replica_pass_s) {
                                 scheduler_keep_replicas(&t->u);
                                 replicas_at = time(NULL);
                         }
