@@ -122,8 +122,9 @@ def seed(db, user, snapshot, dc):
 
 def go_to(api, user, lat, lon, n=[0]):
     n[0] += 1
-    assert api.post("/v1/locations", report(user=user, device=f"d-{user}-{n[0]}", lat=lat,
-                                            lon=lon))[0] == 202
+    status, _, body = api.post("/v1/locations", report(user=user, device=f"d-{user}-{n[0]}",
+                                                      lat=lat, lon=lon))
+    assert status == 202, (status, body)
 
 
 def wait_transfer(db, snapshot, count, states=("succeeded",), timeout=90):
