@@ -359,6 +359,7 @@ static int pull(struct transfer_run *t, const char *base, const char *path,
         CURL *curl = curl_easy_init();
         long status = 0;
         CURLcode rc;
+        bool refused;
         int r = 0, written;
 
         if (!body || !curl || wire_reader_new(virtual_size, &t->reader) < 0 ||
@@ -383,16 +384,18 @@ static int pull(struct transfer_run *t, const char *base, const char *path,
         /* What was queued is written, or refused by check_written. */
         written = image_writer_finish(t->writer);
         t->writer = NULL;
-        if (t->error) {
+        /* A refusal's problem body was fed to the reader too: the status says more. */
+        refused = status != 0 && status != 200 && (!t->error || t->error == -EBADMSG);
+        if (refused) {
+                snprintf(t->err, t->err_size, "POST %s: HTTP %ld", url, status);
+                r = status >= 500 ? -EAGAIN : status == 403 || status == 401 ? -EPERM : -EIO;
+        } else if (t->error) {
                 r = t->error;
                 if (r == -EBADMSG)
                         snprintf(t->err, t->err_size, "POST %s: not a chunk stream", url);
         } else if (rc != CURLE_OK) {
                 snprintf(t->err, t->err_size, "POST %s: %s", url, curl_easy_strerror(rc));
                 r = -EAGAIN;
-        } else if (status != 200) {
-                snprintf(t->err, t->err_size, "POST %s: HTTP %ld", url, status);
-                r = status >= 500 ? -EAGAIN : status == 403 || status == 401 ? -EPERM : -EIO;
         } else if (!wire_reader_done(t->reader)) {
                 snprintf(t->err, t->err_size, "POST %s: the stream ended early", url);
                 r = -EAGAIN;

@@ -5,6 +5,8 @@ target slowed to 4 MiB/s so that faults land mid-transfer):
   the lease ends and pulls only what the partial image lacks;
 - a byte is flipped in flight (a proxy between the agents): the chunk is
   caught by its SHA-256, asked again, and the copy verifies;
+- the source answers 503, busy (at its --agent-max-streams): the target
+  asks again after a pause, within the same attempt;
 - the source is SIGKILLed and comes back: the target asks for the rest;
 - a more urgent transfer comes while the target's only worker is busy with
   a less urgent one: that one steps aside (queued again, resumable), the
@@ -105,12 +107,16 @@ def test_a_killed_target_resumes_from_what_it_had_written(plane, db):
     assert_one_verified_copy(db, stores, "snap-kill-target", "t-tokyo", digest)
 
 
-class FlippingProxy(http.server.ThreadingHTTPServer):
-    """Forwards to the source agent; flips one byte in the first block stream."""
+class FaultyProxy(http.server.ThreadingHTTPServer):
+    """Forwards to the source agent; with `flip`, flips one byte in the first
+    block stream; with `busy`, answers that many block requests 503 first,
+    as a source at its --agent-max-streams does."""
 
-    def __init__(self, upstream_port):
+    def __init__(self, upstream_port, flip=False, busy=0):
         self.upstream_port = upstream_port
+        self.flip = flip
         self.flipped = 0
+        self.busy = busy
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), ProxyHandler)
 
@@ -121,6 +127,18 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def forward(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+        with self.server.lock:
+            refuse = self.path.endswith("/blocks") and self.server.busy > 0
+            self.server.busy -= refuse
+        if refuse:
+            problem = (b'{"type":"urn:homing:problem:busy","title":"Service Unavailable",'
+                       b'"status":503,"detail":"this agent sends as many streams as it may"}')
+            self.send_response(503)
+            self.send_header("Content-Type", "application/problem+json")
+            self.send_header("Content-Length", str(len(problem)))
+            self.end_headers()
+            self.wfile.write(problem)
+            return
         conn = http.client.HTTPConnection("127.0.0.1", self.server.upstream_port, timeout=60)
         conn.request(self.command, self.path, body=body,
                      headers={k: v for k, v in self.headers.items()
@@ -128,8 +146,8 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
         resp = conn.getresponse()
         data = bytearray(resp.read())
         with self.server.lock:
-            if self.path.endswith("/blocks") and resp.status == 200 and not self.server.flipped \
-                    and len(data) > 3 * MIB:
+            if self.server.flip and self.path.endswith("/blocks") and resp.status == 200 \
+                    and not self.server.flipped and len(data) > 3 * MIB:
                 data[2 * MIB + 12345] ^= 0x5A  # inside the third chunk's data
                 self.server.flipped += 1
         self.send_response(resp.status)
@@ -144,19 +162,25 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = forward
 
 
-def test_a_flipped_byte_in_flight_is_caught_and_only_its_chunk_comes_again(plane, db):
-    api, agents, stores, ports, tmp = plane
-    proxy = FlippingProxy(ports["t-paris"])
+def through_proxy(plane, db, proxy, name, mib):
+    """Moves a snapshot of `mib` MiB with Paris's agent behind `proxy`."""
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     real = db.execute("SELECT agent_url FROM datacenters WHERE id = 't-paris'").fetchone()[0]
     db.execute("UPDATE datacenters SET agent_url = %s WHERE id = 't-paris'",
                (f"http://127.0.0.1:{proxy.server_address[1]}/dc/t-paris",))
     try:
-        tid, digest, size = start_move(plane, db, "flip", mib=8)
-        wait_transfer(db, "snap-flip", 1, timeout=60)
+        tid, digest, size = start_move(plane, db, name, mib=mib)
+        wait_transfer(db, f"snap-{name}", 1, timeout=60)
     finally:
         db.execute("UPDATE datacenters SET agent_url = %s WHERE id = 't-paris'", (real,))
         proxy.shutdown()
+    return tid, digest, size
+
+
+def test_a_flipped_byte_in_flight_is_caught_and_only_its_chunk_comes_again(plane, db):
+    api, agents, stores, ports, tmp = plane
+    proxy = FaultyProxy(ports["t-paris"], flip=True)
+    tid, digest, size = through_proxy(plane, db, proxy, "flip", 8)
     assert proxy.flipped == 1
     log = agents["t-tokyo"].log_path.read_text()
     assert re.search(rf"transfer {tid}: the chunk at \d+ \(\+\d+\) failed its SHA-256", log)
@@ -164,6 +188,19 @@ def test_a_flipped_byte_in_flight_is_caught_and_only_its_chunk_comes_again(plane
     # The second request asked for the bad chunk and the rest, nothing before it.
     assert kept * 4096 >= 2 * MIB and pulled * 4096 <= size - 2 * MIB
     assert_one_verified_copy(db, stores, "snap-flip", "t-tokyo", digest)
+
+
+def test_a_busy_source_is_asked_again_not_failed_as_a_bad_stream(plane, db):
+    api, agents, stores, ports, tmp = plane
+    proxy = FaultyProxy(ports["t-paris"], busy=2)
+    tid, digest, size = through_proxy(plane, db, proxy, "busy", 4)
+    assert proxy.busy == 0
+    log = agents["t-tokyo"].log_path.read_text()
+    assert re.search(rf"transfer {tid}: POST \S+/blocks: HTTP 503; asking for the rest", log), log
+    assert "not a chunk stream" not in log
+    # Asked again within the same attempt, not handed back as a failure.
+    assert db.execute("SELECT attempts FROM transfers WHERE id = %s", (tid,)).fetchone()[0] == 1
+    assert_one_verified_copy(db, stores, "snap-busy", "t-tokyo", digest)
 
 
 def test_a_source_killed_and_back_is_asked_for_the_rest(plane, db):
