@@ -16,10 +16,14 @@
  * then judges dwell, cooldown, daily limits and speed on the simulated
  * times with its own policy unchanged: a flight is as fast as it was
  * simulated, not N times faster.
+ *
+ * SIGINT or SIGTERM (the quickstart's Ctrl-C) stops it between two events,
+ * and it still says what it posted and how far the simulated clock got.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,7 +196,23 @@ struct sink {
         int days_said, days;
         int64_t start_ms;
         size_t posted;
+        int64_t last_ms; /* the simulated arrival of the last event handed on */
 };
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig) {
+        stop_signal = sig;
+}
+
+/* No SA_RESTART: a wait for the clock ends at the signal. */
+static void stop_on_signals(void) {
+        struct sigaction sa = { .sa_handler = on_stop };
+
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+}
 
 /* On a compressed clock, a line for each simulated day as it begins. */
 static void say_day(struct sink *sink, int64_t arrival_ms) {
@@ -212,6 +232,9 @@ static int write_line(void *ctx, const struct sim_event *ev) {
         char *line;
         int ok;
 
+        if (stop_signal)
+                return -EINTR;
+        sink->last_ms = ev->report.received_ms;
         if (sink->post && ev->kind != SIM_RESTORE) {
                 int r;
                 if (sink->days)
@@ -459,6 +482,7 @@ int cmd_simulate(int argc, char **argv) {
                 goto done;
         }
         sink.f = f;
+        stop_on_signals();
         r = sim_run(&p, cities.v, cities.n, write_line, &sink, &st);
         if (f && fflush(f) != 0 && r == 0)
                 r = -EIO;
@@ -474,6 +498,19 @@ int cmd_simulate(int argc, char **argv) {
                         ps.throttled, ps.unavailable, ps.refused, ps.failed, ps.behind);
                 if ((ps.refused || ps.failed) && r == 0)
                         r = -EPROTO;
+        }
+        if (r == -EINTR) {
+                char when[REPORT_TIME_LEN];
+                report_format_time(sink.last_ms, when);
+                if (sink.post)
+                        fprintf(stderr, PROG ": stopped by %s at simulated %s\n",
+                                strsignal(stop_signal), when);
+                else
+                        fprintf(stderr,
+                                PROG ": stopped by %s at simulated %s; the output ends there\n",
+                                strsignal(stop_signal), when);
+                status = 128 + stop_signal;
+                goto done;
         }
         if (r < 0) {
                 fprintf(stderr, PROG ": %s\n",

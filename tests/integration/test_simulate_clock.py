@@ -156,3 +156,29 @@ def test_bad_clock_settings_are_refused_and_post_nothing(homing, world):
     proc = subprocess.run([*base, "--clock-speed", "360"], env=homing.env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "give --post URL" in proc.stderr, proc.stderr
+
+
+def test_a_fleet_stopped_by_sigterm_says_what_it_posted_and_where_its_clock_got(homing, world):
+    d, start = world
+    proc = subprocess.Popen([HOMING_BIN, "simulate", "--cities", str(d / "cities.csv"),
+                             "--start", start, *FLEET, "--post", homing.url,
+                             "--clock-speed", "7200"],  # a simulated day every 12 s
+                            env=homing.env, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "simulated day 2 of" in line:
+            break
+    proc.terminate()
+    seen += proc.stderr.readlines()
+    assert proc.wait(timeout=30) == 143, seen
+    said = "".join(seen)
+    posted = re.search(r"posted (\d+) reports and trips to \S+ in [0-9.]+ s \([0-9.]+ a second\):"
+                       r" (\d+) accepted", said)
+    assert posted and int(posted.group(1)) > 0 and posted.group(1) == posted.group(2), said
+    stopped = re.search(r"stopped by Terminated at simulated (\S+)", said)
+    assert stopped, said
+    # On day 2 of the run, not at its end.
+    day = (ms(stopped.group(1)) - ms(start + "T00:00:00Z")) / 86400000
+    assert 1 <= day < 3, said
+    assert "users (" not in said  # no summary of a fleet it did not finish
