@@ -22,7 +22,7 @@ from served import config_text, http, wait_ready
 STATE = Path(os.environ["HOMING_STATE_DIR"])
 APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=300"]
 UNITS = ["homing.target", "homing-serve.service", "homing-schedule.service",
-         "homing-relay.service", "homing-migrate.service"]
+         "homing-relay.service", "homing-migrate.service", "homing-agent.service"]
 
 
 def installed():
@@ -91,6 +91,9 @@ def test_installed_it_migrates_and_serves_as_its_user_and_purges_cleanly(deb, da
         assert os.stat("/var/lib/homing").st_uid == user.pw_uid
         assert Path("/etc/systemd/system/multi-user.target.wants/homing.target").is_symlink()
         assert Path("/etc/systemd/system/homing.target.wants/homing-serve.service").is_symlink()
+        # The agent is installed, not enabled: an API host holds no images.
+        assert not os.path.lexists("/etc/systemd/system/multi-user.target.wants/"
+                                   "homing-agent.service")
 
         port = free_port()
         Path("/etc/homing/homing.conf").write_text(config_text(database, topics, port))

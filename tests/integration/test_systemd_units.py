@@ -17,7 +17,10 @@ from conftest import HOMING_BIN
 
 UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
 SERVICES = {"homing-serve.service": "serve", "homing-schedule.service": "schedule",
-            "homing-relay.service": "relay", "homing-migrate.service": "migrate"}
+            "homing-relay.service": "relay", "homing-migrate.service": "migrate",
+            "homing-agent.service": "agent"}
+# The agent runs where the images are, often alone: not part of homing.target.
+OF_THE_TARGET = {name for name in SERVICES if name != "homing-agent.service"}
 INSTALLED = "@bindir@/homing"
 EXAMPLE = UNITS.parent / "homing.conf.example"
 
@@ -91,8 +94,12 @@ def test_a_service_runs_a_homing_command_with_the_shared_settings(name, command)
                           ("ProtectHome", "yes"), ("CapabilityBoundingSet", ""),
                           ("Restart", "on-failure")):
         assert values(unit, "Service", key) == [expected], key
-    assert values(unit, "Install", "WantedBy") == ["homing.target"]
-    assert "homing.target" in values(unit, "Unit", "PartOf")
+    if name in OF_THE_TARGET:
+        assert values(unit, "Install", "WantedBy") == ["homing.target"]
+        assert "homing.target" in values(unit, "Unit", "PartOf")
+    else:
+        assert values(unit, "Install", "WantedBy") == ["multi-user.target"]
+        assert values(unit, "Unit", "PartOf") == []
     # The command exists in the binary (its --help answers 0).
     result = subprocess.run([HOMING_BIN, command, "--help"], capture_output=True, text=True,
                             timeout=30)
@@ -100,13 +107,24 @@ def test_a_service_runs_a_homing_command_with_the_shared_settings(name, command)
 
 
 def test_long_running_services_stop_in_time_and_restart_with_a_limit():
-    for name in ("homing-serve.service", "homing-schedule.service", "homing-relay.service"):
+    for name in ("homing-serve.service", "homing-schedule.service", "homing-relay.service",
+                 "homing-agent.service"):
         unit = parse(UNITS / name)
         assert values(unit, "Service", "Type") == ["exec"]
         assert values(unit, "Service", "KillSignal") == ["SIGTERM"]
         assert values(unit, "Unit", "StartLimitBurst") and values(unit, "Unit",
                                                                    "StartLimitIntervalSec")
-        assert "homing-migrate.service" in " ".join(values(unit, "Unit", "After"))
+        if name in OF_THE_TARGET:  # the agent talks to the API, not the database
+            assert "homing-migrate.service" in " ".join(values(unit, "Unit", "After"))
+
+
+def test_the_agent_may_write_its_store_and_nothing_else():
+    unit = parse(UNITS / "homing-agent.service")
+    assert values(unit, "Service", "StateDirectory") == ["homing"]
+    assert values(unit, "Service", "ProtectSystem") == ["strict"]
+    assert values(unit, "Service", "ReadWritePaths") == []
+    # The example configuration's store is that directory.
+    assert "store = /var/lib/homing/store" in EXAMPLE.read_text()
 
 
 def test_the_target_pulls_in_migrate_serve_and_schedule():
