@@ -865,9 +865,11 @@ static bool drawn(const struct policy_set *set, const bool *front, size_t i) {
         return !set->swept[i] || swept <= FEW_SWEPT || front[i];
 }
 
-/* A policy's colour: the yardsticks and homing their own, the swept settings drawn
- * shades along a ramp, in the sweep's order, none twice. */
+/* A policy's colour: the yardsticks and homing their own, the other policies
+ * asked for (homing+prestage) hues the ramp does not use, the swept settings
+ * drawn shades along a ramp, in the sweep's order, none twice. */
 static uint32_t policy_color(const struct policy_set *set, const bool *front, size_t i) {
+        static const size_t others[] = { 5, 8 }; /* brown, olive: off the ramp */
         size_t k = 0, n = 0;
         if ((long)i == set->oracle)
                 return plot_color(2);
@@ -877,6 +879,12 @@ static uint32_t policy_color(const struct policy_set *set, const bool *front, si
                 return plot_color(3);
         if ((long)i == set->homing)
                 return plot_color(0);
+        if (!set->swept[i]) {
+                for (size_t j = 0; j < i; j++)
+                        k += !set->swept[j] && (long)j != set->oracle && (long)j != set->home &&
+                             (long)j != set->naive && (long)j != set->homing;
+                return plot_color(others[k % (sizeof(others) / sizeof(others[0]))]);
+        }
         for (size_t j = 0; j < set->n; j++)
                 if (set->swept[j] && drawn(set, front, j)) {
                         k += j < i;

@@ -16,6 +16,7 @@ GIB = 1 << 30
 T0 = 1767571200  # 2026-01-05T00:00:00Z
 PICTURES = ("tradeoff.png", "distances.png", "transfers-per-day.png")
 ORACLE_GREEN = (0x2C, 0xA0, 0x2C)  # plot_color(2), the oracle's
+PRESTAGE_BROWN = (0x8C, 0x56, 0x4B)  # plot_color(5), the first policy beyond homing
 
 
 def rfc3339(t):
@@ -115,6 +116,8 @@ def test_png_writes_the_three_pictures_at_their_size(tmp_path):
     width, height, rows = png_pixels(out / "tradeoff.png")
     assert (width, height) == (960, 600)
     assert has_color(rows, ORACLE_GREEN)  # the oracle's marker and legend
+    # homing+prestage has a colour of its own, not the swept settings' orange.
+    assert has_color(rows, PRESTAGE_BROWN)
 
 
 def test_the_pictures_follow_the_data(tmp_path):
