@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
-from conftest import SITES, Homing, brokers, seed_catalog, wait_for
+from conftest import SITES, Homing, brokers, delete_topics, new_topics, seed_catalog, wait_for
 
 ENV = {"HOMING_BATCH_MAX": "50", "HOMING_BATCH_WAIT_MS": "300",
        "HOMING_TOPIC_PARTITIONS": "1"}
@@ -41,7 +41,7 @@ def produce(topic, records):
 @pytest.fixture
 def scheduler(database, tmp_path):
     tag = uuid.uuid4().hex[:8]
-    topics = {k: f"test.{tag}.{k}" for k in ("locations", "transfers", "audit")}
+    topics = new_topics()
     h = Homing(database, topics, f"offsets-{tag}", "schedule", tmp_path, extra=ENV)
     h.migrate()  # the schema, and this test's topics
     with psycopg.connect(database, autocommit=True) as conn:
@@ -54,6 +54,7 @@ def scheduler(database, tmp_path):
     h.start()
     yield h, tag
     h.stop()
+    delete_topics(topics.values())
 
 
 def test_a_batch_behind_another_writer_rolls_back_whole_and_resumes(scheduler, database):

@@ -19,7 +19,8 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
-from conftest import SITES, Homing, brokers, seed_catalog, stack, wait_for
+from conftest import (SITES, Homing, brokers, delete_topics, new_topics, seed_catalog, stack,
+                      wait_for)
 
 ENV = {"HOMING_BATCH_MAX": "50", "HOMING_BATCH_WAIT_MS": "100",
        "HOMING_CATALOG_REFRESH_S": "2", "HOMING_TOPIC_PARTITIONS": "3"}
@@ -66,12 +67,13 @@ def db(prepared):
 def scheduler(prepared, tmp_path):
     """A scheduler on topics and a group of its own; stopped (and checked) after."""
     tag = uuid.uuid4().hex[:8]
-    topics = {k: f"test.{tag}.{k}" for k in ("locations", "transfers", "audit")}
+    topics = new_topics()
     h = Homing(prepared, topics, f"pgfaults-{tag}", "schedule", tmp_path, extra=ENV)
     h.migrate()  # creates this test's topics
     h.start()
     yield h
     h.stop()
+    delete_topics(topics.values())
 
 
 def processed(db, group):
