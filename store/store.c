@@ -729,19 +729,32 @@ static void array_next(struct store_array *a) {
 static void array_append(struct store_array *a, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 
+/* Formats once into the room there is (a number fits nearly always), and
+ * again only after growing when it did not: printf of a double is dear. */
 static void array_append(struct store_array *a, const char *fmt, ...) {
         va_list ap;
+        size_t room;
         int n;
 
-        va_start(ap, fmt);
-        n = vsnprintf(NULL, 0, fmt, ap);
-        va_end(ap);
-        array_reserve(a, (size_t)n);
+        array_reserve(a, 32);
         if (a->failed)
                 return;
+        room = a->cap - a->len - 3; /* the spare that array_reserve keeps */
         va_start(ap, fmt);
-        vsnprintf(a->buf + a->len, a->cap - a->len, fmt, ap);
+        n = vsnprintf(a->buf + a->len, room + 1, fmt, ap);
         va_end(ap);
+        if (n < 0) {
+                a->failed = true;
+                return;
+        }
+        if ((size_t)n > room) {
+                array_reserve(a, (size_t)n);
+                if (a->failed)
+                        return;
+                va_start(ap, fmt);
+                vsnprintf(a->buf + a->len, a->cap - a->len, fmt, ap);
+                va_end(ap);
+        }
         a->len += (size_t)n;
 }
 
