@@ -58,6 +58,21 @@ struct batch_report {
         int32_t partition;
         int64_t offset;
         struct tracked_user *user;
+        int8_t decoded; /* 0: not yet; 1: a report; -1: not a location report */
+};
+
+/*
+ * What a batch sent to PostgreSQL keeps until its answers are read: the
+ * partitions and offsets it advances, and its timings.
+ */
+struct batch_flight {
+        bool touched[MAX_PARTITIONS];
+        int64_t first[MAX_PARTITIONS], last[MAX_PARTITIONS];
+        size_t processed, accepted, only;
+        int64_t t[5];
+        int64_t ahead_us; /* spent reading the next batch ahead meanwhile */
+        bool piped;       /* a pipeline was begun: its answers are due */
+        int r;            /* the first failure before the answers */
 };
 
 /*
@@ -104,6 +119,12 @@ struct scheduler {
         struct bus_message **messages;
         size_t n_messages;
         struct batch_report *reports;
+        /* The next batch, read and decoded while this one's pipeline runs. */
+        struct bus_message **ahead;
+        size_t n_ahead;
+        struct batch_report *ahead_reports;
+        bool inflight; /* a batch is sent; its answers are not read yet */
+        struct batch_flight flight;
         struct device_update *devices;
         size_t n_devices;
         struct decision_record *decisions;

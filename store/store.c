@@ -47,6 +47,7 @@ struct store {
         char timeout[48]; /* "-c statement_timeout=N", or "" */
         char error[320];  /* the last failure: "SQLSTATE message" */
         bool pipelining;
+        bool synced;        /* the pipeline's end is sent: only answers to read */
         int pipeline_error; /* the first failure to send, reported at the end */
         struct store_sent *sent;
         size_t n_sent, cap_sent;
@@ -253,6 +254,8 @@ static int pipeline_send(struct store *s, const char *sql, int n_params, const c
         bool named;
         int sent;
 
+        if (s->synced)
+                return -EBUSY; /* after the end was sent: nothing more goes in */
         if (s->pipeline_error)
                 return 0;
         named = prepared_name(s, sql, n_params, name);
@@ -283,6 +286,7 @@ int store_pipeline_begin(struct store *s) {
         if (!PQenterPipelineMode(s->conn))
                 return failed(s, "pipeline", NULL);
         s->pipelining = true;
+        s->synced = false;
         s->pipeline_error = 0;
         s->n_sent = 0;
         return 0;
@@ -294,15 +298,25 @@ static PGresult *next_result(PGconn *conn) {
         return res ? res : PQgetResult(conn);
 }
 
+int store_pipeline_send(struct store *s) {
+        if (!s->pipelining || s->synced)
+                return -EINVAL;
+        s->synced = true;
+        if (!PQpipelineSync(s->conn) && s->pipeline_error == 0)
+                s->pipeline_error = failed(s, "pipeline sync", NULL);
+        return 0;
+}
+
 int store_pipeline_end(struct store *s) {
-        int r = s->pipeline_error;
+        int r;
         PGresult *res;
 
         if (!s->pipelining)
                 return -EINVAL;
+        if (!s->synced)
+                (void)store_pipeline_send(s);
+        r = s->pipeline_error;
         s->pipelining = false;
-        if (!PQpipelineSync(s->conn) && r == 0)
-                r = failed(s, "pipeline sync", NULL);
         /* Every answer is read, even after a failure: the connection goes on. */
         for (size_t i = 0; i < s->n_sent; i++) {
                 ExecStatusType status;

@@ -66,6 +66,10 @@ int store_exec(struct store *s, const char *sql, int n_params, const char *const
  * run by name after that: parsed and planned once per connection.
  */
 int store_pipeline_begin(struct store *s) MUST_CHECK;
+/* Sends the pipeline's end now, so that PostgreSQL runs it while the caller
+ * does other work; store_pipeline_end then only reads the answers. Nothing
+ * else may use the connection in between. 0, or -EINVAL outside a pipeline. */
+int store_pipeline_send(struct store *s);
 int store_pipeline_end(struct store *s) MUST_CHECK;
 
 /*
