@@ -717,7 +717,7 @@ int report_body_next(struct report_body *b, const struct report_limits *limits,
 }
 
 /* The scheduler's reading of a record: tokens, as the ingest reads a body. */
-int report_decode(const char *text, size_t len, struct report *out) {
+int report_decode_read(const char *text, size_t len, struct report_read *out) {
         struct report_body b;
         struct report_read read;
         int r;
@@ -730,6 +730,15 @@ int report_decode(const char *text, size_t len, struct report *out) {
         report_body_fini(&b);
         if (r < 0)
                 return r == -ENOMEM ? r : -EINVAL;
-        *out = read.report;
+        *out = read;
         return 0;
+}
+
+int report_decode(const char *text, size_t len, struct report *out) {
+        struct report_read read;
+        int r = report_decode_read(text, len, &read);
+
+        if (r == 0)
+                *out = read.report;
+        return r;
 }

@@ -59,6 +59,8 @@ struct batch_report {
         int64_t offset;
         struct tracked_user *user;
         int8_t decoded; /* 0: not yet; 1: a report; -1: not a location report */
+        /* the numbers as the record wrote them (borrowed from its message) */
+        struct report_number_text lat_text, lon_text, accuracy_text;
 };
 
 /*
@@ -88,6 +90,8 @@ struct device_update {
         double lat, lon; /* as reported: the fix in memory is single precision */
         double accuracy_m;
         int64_t ts_ms, received_ms;
+        /* the same numbers as the record wrote them: written without printing */
+        struct report_number_text lat_text, lon_text, accuracy_text;
 };
 
 /* A decision to record: every move, and a stay whose reason changed. */

@@ -243,14 +243,19 @@ static void batch_clear(struct scheduler *s) {
 /* A message's report, decoded: a pure function of the message, so it may
  * run before the batch ahead of it has committed. */
 static void decode_message(struct bus_message *m, struct batch_report *b) {
+        struct report_read read;
         const void *value;
         size_t len;
 
         memset(b, 0, sizeof(*b));
         value = bus_message_value(m, &len);
-        b->decoded = report_decode(value, len, &b->report) < 0 ? -1 : 1;
-        if (b->decoded < 0)
-                b->report.user_id[0] = '\0';
+        b->decoded = report_decode_read(value, len, &read) < 0 ? -1 : 1;
+        if (b->decoded > 0) {
+                b->report = read.report;
+                b->lat_text = read.lat;
+                b->lon_text = read.lon;
+                b->accuracy_text = read.accuracy_m;
+        }
 }
 
 /* What was read ahead becomes the batch (it is empty by then), or is

@@ -803,6 +803,26 @@ void store_array_add_double(struct store_array *a, double value) {
                 array_append(a, "NULL");
 }
 
+void store_array_add_double_text(struct store_array *a, double value, const char *text,
+                                 size_t len) {
+        /* 0 and subnormals are printed: "-0" or "1e-320" may not read back alike. */
+        bool plain = isnormal(value) && text && len > 0 && len < 64;
+
+        for (size_t i = 0; plain && i < len; i++)
+                plain = (text[i] >= '0' && text[i] <= '9') || text[i] == '.' || text[i] == '-' ||
+                        text[i] == '+' || text[i] == 'e' || text[i] == 'E';
+        if (!plain) {
+                store_array_add_double(a, value);
+                return;
+        }
+        array_next(a);
+        array_reserve(a, len);
+        if (a->failed)
+                return;
+        memcpy(a->buf + a->len, text, len);
+        a->len += len;
+}
+
 const char *store_array_text(struct store_array *a) {
         if (a->n == 0) {
                 array_reserve(a, 2);
