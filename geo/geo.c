@@ -36,6 +36,37 @@ double geo_distance_m(double lat1, double lon1, double lat2, double lon2) {
         return s12;
 }
 
+/*
+ * For points P, Q of the ellipsoid with chord c = |P - Q| and geodesic s:
+ * s >= c (no curve is shorter than the segment), and s <= 2a asin(c / 2b)
+ * (the ellipsoid is the unit sphere stretched by at least b and at most a:
+ * c >= 2b sin(sigma / 2) for the preimages' angle sigma, and the stretched
+ * great circle between them, at most a sigma long, joins P and Q). The
+ * slack (a millimetre and 1e-9 of the limit) is far above the rounding of
+ * the chord (1e-8 m) and geod_inverse's error (15 nm): only a geodesic
+ * within it of the limit, or within 0.34 % above it, gets computed.
+ */
+bool geo_distance_exceeds(double lat1, double lon1, double lat2, double lon2, double limit_m) {
+        double p[3], q[3], dx, dy, dz, c, slack;
+
+        if (!geo_point_valid(lat1, lon1) || !geo_point_valid(lat2, lon2))
+                return false;
+        if (!isfinite(limit_m) || limit_m < 0)
+                return geo_distance_m(lat1, lon1, lat2, lon2) > limit_m;
+        geo_ecef(lat1, lon1, p);
+        geo_ecef(lat2, lon2, q);
+        dx = p[0] - q[0];
+        dy = p[1] - q[1];
+        dz = p[2] - q[2];
+        c = sqrt(dx * dx + dy * dy + dz * dz);
+        slack = limit_m * 1e-9 + 1e-3;
+        if (c > limit_m + slack)
+                return true;
+        if (c < GEO_WGS84_B && 2 * GEO_WGS84_A * asin(c / (2 * GEO_WGS84_B)) + slack < limit_m)
+                return false;
+        return geo_distance_m(lat1, lon1, lat2, lon2) > limit_m;
+}
+
 void geo_ecef(double lat, double lon, double xyz[3]) {
         /* Geodetic to earth-centred Cartesian, in metres. */
         double e2 = GEO_WGS84_F * (2.0 - GEO_WGS84_F);

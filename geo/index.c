@@ -772,6 +772,37 @@ static int query_init(struct query *qy, const geo_index *ix, double lat, double 
         return 0;
 }
 
+int geo_index_site_eligible(const geo_index *ix, size_t site, const geo_filter *filter) {
+        const struct site *s;
+        bool in = false;
+
+        if (!filter)
+                return site < ix->n_slots && ix->sites[site].id ? 1 : 0;
+        if (filter->n_zones && !filter->zones)
+                return -EINVAL;
+        /* As query_init: an unknown zone fails whatever the site. */
+        for (size_t i = 0; i < filter->n_zones; i++)
+                if (!filter->zones[i] || zone_find(ix, filter->zones[i]) < 0)
+                        return -ENOENT;
+        if (site >= ix->n_slots || !ix->sites[site].id)
+                return 0;
+        s = &ix->sites[site];
+        if (filter->statuses && !(filter->statuses & (1u << s->status)))
+                return 0;
+        if (s->free_bytes < filter->min_free_bytes)
+                return 0;
+        for (size_t i = 0; i < filter->n_zones && !in; i++) {
+                uint32_t z = (uint32_t)zone_find(ix, filter->zones[i]);
+                for (uint32_t j = 0; j < s->zone_n && !in; j++)
+                        in = ix->zone_members[s->zone_off + j] == z;
+        }
+        if (filter->n_zones && !in)
+                return 0;
+        if (filter->accept && !filter->accept(filter->userdata, ix, site))
+                return 0;
+        return 1;
+}
+
 int geo_index_nearest(const geo_index *ix, double lat, double lon, const geo_filter *filter,
                       geo_hit *hits, size_t k) {
         uint64_t words[ZONESET_STACK_WORDS], *heap;

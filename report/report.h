@@ -74,6 +74,9 @@ struct report_read {
         struct report_number_text lat, lon, accuracy_m;
 };
 
+/* As report_decode, with the numbers' text too (borrowed from `text`). */
+int report_decode_read(const char *text, size_t len, struct report_read *out) MUST_CHECK;
+
 #define REPORT_BODY_INLINE_TOKENS 32
 
 /*

@@ -77,7 +77,10 @@ int scheduler_decide_report(struct scheduler *s, size_t i) {
                                                            rep->lon,
                                                            rep->accuracy_m,
                                                            rep->ts_ms,
-                                                           rep->received_ms };
+                                                           rep->received_ms,
+                                                           b->lat_text,
+                                                           b->lon_text,
+                                                           b->accuracy_text };
         s->n_devices++;
 
         snaps = user_snapshots(u);

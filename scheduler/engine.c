@@ -66,14 +66,15 @@ enum engine_reason engine_check_report(const struct engine_policy *p, struct eng
         if (ts_ms > received_ms + p->max_future_skew_ms)
                 return ENGINE_FUTURE;
         if (device->ts_ms != 0) {
-                double seconds, metres;
+                double seconds;
                 if (ts_ms < device->ts_ms)
                         return ENGINE_STALE;
                 if (ts_ms == device->ts_ms)
                         return ENGINE_DUPLICATE;
                 seconds = (double)(ts_ms - device->ts_ms) / 1000.0;
-                metres = geo_distance_m(device->lat, device->lon, lat, lon);
-                if (metres > p->max_speed_mps * seconds)
+                /* geo_distance_m(...) > limit, mostly without the geodesic */
+                if (geo_distance_exceeds(device->lat, device->lon, lat, lon,
+                                         p->max_speed_mps * seconds))
                         return ENGINE_IMPLAUSIBLE_SPEED;
         }
         device->ts_ms = ts_ms;
@@ -211,7 +212,7 @@ int engine_decide(const struct engine_policy *p, const struct engine_context *ct
         };
         geo_hit any, best;
         int n_any, n_best;
-        double gain_km;
+        double gain_km, current_m;
 
         memset(out, 0, sizeof(*out));
         out->target = out->nearest = out->superseded = ENGINE_NO_SITE;
@@ -220,13 +221,28 @@ int engine_decide(const struct engine_policy *p, const struct engine_context *ct
         n_any = geo_index_nearest(ctx->index, lat, lon, NULL, &any, 1);
         if (n_any < 0)
                 return n_any;
-        n_best = s->zone_set < ctx->n_zone_sets
-                         ? geo_index_nearest(ctx->index, lat, lon, &eligible, &best, 1)
-                         : -ENOENT;
+        if (s->zone_set >= ctx->n_zone_sets) {
+                n_best = -ENOENT;
+        } else {
+                /* Mostly the nearest of all is eligible, so the nearest eligible:
+                 * the same answer without a second search. */
+                n_best = n_any == 1 ? geo_index_site_eligible(ctx->index, any.site, &eligible) : 0;
+                if (n_best == 1)
+                        best = any;
+                else if (n_best != -ENOENT)
+                        n_best = geo_index_nearest(ctx->index, lat, lon, &eligible, &best, 1);
+        }
+        /* The distance of record, as a search computed it if it found the site. */
+        if (n_any == 1 && any.site == s->current)
+                current_m = any.distance_m;
+        else if (n_best == 1 && best.site == s->current)
+                current_m = best.distance_m;
+        else
+                current_m = distance_to(ctx->index, s->current, lat, lon);
         if (n_best == -ENOENT) {
                 /* The snapshot names a zone the catalog does not have, or its set of
                  * zones could not be kept: nowhere qualifies. */
-                out->current_m = distance_to(ctx->index, s->current, lat, lon);
+                out->current_m = current_m;
                 s->candidate = ENGINE_NO_SITE;
                 s->candidate_reports = 0;
                 stay(out, ENGINE_ZONE);
@@ -235,7 +251,7 @@ int engine_decide(const struct engine_policy *p, const struct engine_context *ct
         if (n_best < 0)
                 return n_best;
 
-        out->current_m = distance_to(ctx->index, s->current, lat, lon);
+        out->current_m = current_m;
         if (n_any == 1)
                 out->nearest = (uint32_t)any.site;
         if (n_best == 1) {

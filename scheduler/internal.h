@@ -58,6 +58,23 @@ struct batch_report {
         int32_t partition;
         int64_t offset;
         struct tracked_user *user;
+        int8_t decoded; /* 0: not yet; 1: a report; -1: not a location report */
+        /* the numbers as the record wrote them (borrowed from its message) */
+        struct report_number_text lat_text, lon_text, accuracy_text;
+};
+
+/*
+ * What a batch sent to PostgreSQL keeps until its answers are read: the
+ * partitions and offsets it advances, and its timings.
+ */
+struct batch_flight {
+        bool touched[MAX_PARTITIONS];
+        int64_t first[MAX_PARTITIONS], last[MAX_PARTITIONS];
+        size_t processed, accepted, only;
+        int64_t t[5];
+        int64_t ahead_us; /* spent reading the next batch ahead meanwhile */
+        bool piped;       /* a pipeline was begun: its answers are due */
+        int r;            /* the first failure before the answers */
 };
 
 /*
@@ -73,6 +90,8 @@ struct device_update {
         double lat, lon; /* as reported: the fix in memory is single precision */
         double accuracy_m;
         int64_t ts_ms, received_ms;
+        /* the same numbers as the record wrote them: written without printing */
+        struct report_number_text lat_text, lon_text, accuracy_text;
 };
 
 /* A decision to record: every move, and a stay whose reason changed. */
@@ -104,6 +123,12 @@ struct scheduler {
         struct bus_message **messages;
         size_t n_messages;
         struct batch_report *reports;
+        /* The next batch, read and decoded while this one's pipeline runs. */
+        struct bus_message **ahead;
+        size_t n_ahead;
+        struct batch_report *ahead_reports;
+        bool inflight; /* a batch is sent; its answers are not read yet */
+        struct batch_flight flight;
         struct device_update *devices;
         size_t n_devices;
         struct decision_record *decisions;

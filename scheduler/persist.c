@@ -34,9 +34,11 @@ static int persist_devices(struct scheduler *s) {
                 struct tracked_device *td = &user_devices(d->user)[d->device];
                 store_array_add_text(dev, td->id);
                 store_array_add_text(user, d->user->id);
-                store_array_add_double(lat, d->lat);
-                store_array_add_double(lon, d->lon);
-                store_array_add_double(acc, d->accuracy_m);
+                /* as the record wrote them: PostgreSQL reads back the same doubles */
+                store_array_add_double_text(lat, d->lat, d->lat_text.text, d->lat_text.len);
+                store_array_add_double_text(lon, d->lon, d->lon_text.text, d->lon_text.len);
+                store_array_add_double_text(acc, d->accuracy_m, d->accuracy_text.text,
+                                            d->accuracy_text.len);
                 store_array_add_int(ts, d->ts_ms);
                 store_array_add_int(rcv, d->received_ms);
         }

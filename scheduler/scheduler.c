@@ -68,6 +68,9 @@ static int64_t take_offset(struct partition_state *p, int32_t partition,
         return p->stored ? p->next : BUS_OFFSET_BEGINNING;
 }
 
+static void batch_send(struct scheduler *s);
+static void batch_finish(struct scheduler *s);
+
 static int on_assign(void *ctx, struct bus_partition *parts, size_t n) {
         struct scheduler *s = ctx;
         struct store_result *res = NULL;
@@ -76,6 +79,7 @@ static int on_assign(void *ctx, struct bus_partition *parts, size_t n) {
         for (size_t i = 0; i < n; i++)
                 if (parts[i].partition < 0 || parts[i].partition >= MAX_PARTITIONS)
                         return -ERANGE;
+        batch_finish(s); /* the connection is the batch's until its answers are read */
         /* Without PostgreSQL the start is unknown: hold them until it answers. */
         r = read_offsets(s, &res);
         for (size_t i = 0; i < n; i++) {
@@ -98,13 +102,14 @@ static int on_assign(void *ctx, struct bus_partition *parts, size_t n) {
         return 0;
 }
 
-static int batch_commit(struct scheduler *s);
-
 static void on_revoke(void *ctx, const struct bus_partition *parts, size_t n) {
         struct scheduler *s = ctx;
 
-        /* Finish what we hold before the partitions go to another process. */
-        batch_commit(s);
+        /* Finish what we hold before the partitions go to another process:
+         * the batch in flight, then what was read ahead of it. */
+        batch_finish(s);
+        batch_send(s);
+        batch_finish(s);
         for (size_t i = 0; i < n; i++) {
                 if (parts[i].partition >= 0 && parts[i].partition < MAX_PARTITIONS) {
                         s->parts[parts[i].partition].assigned = false;
@@ -179,7 +184,7 @@ static bool any_held(const struct scheduler *s) {
  * Puts every held partition where PostgreSQL says and lets it run again.
  * The seek does not wait to land (a wait into a partition being revoked
  * held the loop 5 s a partition): what it leaves behind never comes, and
- * batch_commit takes the first message that does only at the offset set
+ * batch_send takes the first message that does only at the offset set
  * here as `expect`, else holds the partition again.
  * Returns 0, or <0 when some stay held (PostgreSQL or a seek failed).
  */
@@ -225,12 +230,61 @@ static bool isolating(const struct scheduler *s) {
 }
 
 static void batch_clear(struct scheduler *s) {
-        for (size_t i = 0; i < s->n_messages; i++)
+        for (size_t i = 0; i < s->n_messages; i++) {
                 s->messages[i] = bus_message_free(s->messages[i]);
+                s->reports[i].decoded = 0;
+        }
         s->n_messages = s->n_devices = s->n_decisions = s->n_dirty = 0;
         memset(s->drops, 0, sizeof(s->drops));
         memset(s->tally_decisions, 0, sizeof(s->tally_decisions));
         s->tally_superseded = s->tally_invalid = 0;
+}
+
+/* A message's report, decoded: a pure function of the message, so it may
+ * run before the batch ahead of it has committed. */
+static void decode_message(struct bus_message *m, struct batch_report *b) {
+        struct report_read read;
+        const void *value;
+        size_t len;
+
+        memset(b, 0, sizeof(*b));
+        value = bus_message_value(m, &len);
+        b->decoded = report_decode_read(value, len, &read) < 0 ? -1 : 1;
+        if (b->decoded > 0) {
+                b->report = read.report;
+                b->lat_text = read.lat;
+                b->lon_text = read.lon;
+                b->accuracy_text = read.accuracy_m;
+        }
+}
+
+/* What was read ahead becomes the batch (it is empty by then), or is
+ * dropped with a batch that failed: its partitions rewind, and it comes again. */
+static void take_ahead(struct scheduler *s, bool keep) {
+        if (!keep) {
+                for (size_t i = 0; i < s->n_ahead; i++)
+                        s->ahead[i] = bus_message_free(s->ahead[i]);
+        } else if (s->n_messages == 0) {
+                struct bus_message **m = s->messages;
+                struct batch_report *r = s->reports;
+                s->messages = s->ahead;
+                s->reports = s->ahead_reports;
+                s->ahead = m;
+                s->ahead_reports = r;
+                s->n_messages = s->n_ahead;
+        } else {
+                /* Not met (a batch is empty when it takes them); were it, a
+                 * message left out makes a gap, and its partition rewinds. */
+                for (size_t i = 0; i < s->n_ahead; i++) {
+                        if (s->n_messages < (size_t)s->cfg->batch_max) {
+                                s->messages[s->n_messages] = s->ahead[i];
+                                s->reports[s->n_messages++] = s->ahead_reports[i];
+                        } else {
+                                s->ahead[i] = bus_message_free(s->ahead[i]);
+                        }
+                }
+        }
+        s->n_ahead = 0;
 }
 
 /*
@@ -269,28 +323,29 @@ static int quarantine(struct scheduler *s, size_t i, const char *error) {
 }
 
 /*
- * The batch's effects, its offsets and the COMMIT, sent together and
- * answered together: one round trip. *sent_us is when all was sent. Returns
- * 0 once committed; otherwise the transaction is left for the caller to
- * roll back.
+ * The batch's effects, its offsets and the COMMIT, sent together in one
+ * pipeline and answered together (batch_finish): one round trip, which
+ * PostgreSQL runs while the loop reads the next batch ahead. Returns 0 once
+ * all is sent; otherwise the transaction is left for the caller to roll back.
  */
-static int batch_write(struct scheduler *s, const bool *touched, const int64_t *first,
-                       const int64_t *last, int64_t *sent_us) {
+static int batch_write(struct scheduler *s) {
+        struct batch_flight *f = &s->flight;
         int32_t parts[MAX_PARTITIONS];
         int64_t from[MAX_PARTITIONS], to[MAX_PARTITIONS];
         size_t n = 0;
-        int r, ended;
+        int r;
 
         for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
-                if (touched[p]) {
+                if (f->touched[p]) {
                         parts[n] = p;
-                        from[n] = first[p];
-                        to[n++] = last[p] + 1;
+                        from[n] = f->first[p];
+                        to[n++] = f->last[p] + 1;
                 }
         }
         r = store_pipeline_begin(s->db);
         if (r < 0)
                 return r;
+        f->piped = true;
         r = store_begin(s->db);
         if (r == 0)
                 r = scheduler_persist_batch(s);
@@ -298,26 +353,29 @@ static int batch_write(struct scheduler *s, const bool *touched, const int64_t *
                 r = advance_offsets(s, n, parts, from, to);
         if (r == 0)
                 r = store_commit(s->db);
-        *sent_us = clock_mono_us();
-        ended = store_pipeline_end(s->db);
-        if (r == 0)
-                r = ended;
-        scheduler_persist_done(s, r == 0);
+        store_pipeline_send(s->db);
         return r;
 }
 
-static int batch_commit(struct scheduler *s) {
-        int64_t first[MAX_PARTITIONS] = { 0 }, last[MAX_PARTITIONS] = { 0 };
-        bool touched[MAX_PARTITIONS] = { false };
-        size_t processed = 0, accepted = 0, only = 0;
-        int64_t t[5] = { 0 };
+/*
+ * Decides the batch in s->messages and sends its effects (batch_write);
+ * batch_finish reads the answers. Nothing of the next batch is decided or
+ * sent before: a batch's users, partitions and offsets are as the one
+ * before it left them, committed or rolled back.
+ */
+static void batch_send(struct scheduler *s) {
+        struct batch_flight *f = &s->flight;
         int r;
 
-        if (s->n_messages == 0)
-                return 0;
+        if (s->n_messages == 0 || s->inflight)
+                return;
+        memset(f->touched, 0, sizeof(f->touched));
+        f->processed = f->accepted = f->only = 0;
+        f->ahead_us = 0;
+        f->piped = false;
 
         /*
-         * Decode what follows PostgreSQL's offsets exactly: older messages
+         * Decide what follows PostgreSQL's offsets exactly: older messages
          * (after a re-seek) are done already, a held partition's are not
          * ours to read yet, and a gap means something was skipped.
          */
@@ -326,99 +384,130 @@ static int batch_commit(struct scheduler *s) {
                 int32_t p = bus_message_partition(s->messages[i]);
                 int64_t off = bus_message_offset(s->messages[i]);
                 struct partition_state *part;
-                const void *value;
-                size_t len;
 
-                memset(b, 0, sizeof(*b));
+                if (!b->decoded)
+                        decode_message(s->messages[i], b);
                 b->partition = p;
                 b->offset = off;
+                b->user = NULL;
                 if (p < 0 || p >= MAX_PARTITIONS)
-                        continue;
+                        goto skip;
                 part = &s->parts[p];
                 if (!part->assigned || part->held || (part->stored && off < part->next))
-                        continue;
+                        goto skip;
                 if (part->expect >= 0 && off != part->expect) {
                         log_warn("scheduler",
                                  "partition %d: offset %lld came where %lld was due; "
                                  "rewinding",
                                  p, (long long)off, (long long)part->expect);
                         hold_partition(s, p);
-                        continue;
+                        goto skip;
                 }
                 part->expect = off + 1;
-                if (!touched[p])
-                        first[p] = off;
-                touched[p] = true;
-                last[p] = off;
-                accepted++;
-                only = i;
-                value = bus_message_value(s->messages[i], &len);
-                if (report_decode(value, len, &b->report) < 0) {
+                if (!f->touched[p])
+                        f->first[p] = off;
+                f->touched[p] = true;
+                f->last[p] = off;
+                f->accepted++;
+                f->only = i;
+                if (b->decoded < 0) {
                         /* The API validated it; a bad one here came from elsewhere. */
                         log_warn("scheduler",
                                  "partition %d offset %lld: not a location report; skipped", p,
                                  (long long)off);
-                        b->report.user_id[0] = '\0';
                         s->tally_invalid++;
                 }
+                continue;
+skip:
+                b->report.user_id[0] = '\0'; /* not ours to decide */
         }
-        if (accepted == 0) {
+        if (f->accepted == 0) {
                 batch_clear(s);
-                return 0;
+                return;
         }
 
-        t[0] = clock_mono_us();
+        f->t[0] = clock_mono_us();
         /* Before the transaction: read committed sees the same from outside it. */
         r = scheduler_load_users(s);
-        t[1] = clock_mono_us();
+        f->t[1] = clock_mono_us();
         for (size_t i = 0; i < s->n_messages && r == 0; i++) {
                 if (!s->reports[i].report.user_id[0])
                         continue;
                 r = scheduler_decide_report(s, i);
-                processed++;
+                f->processed++;
         }
-        t[2] = clock_mono_us();
+        f->t[2] = clock_mono_us();
         if (r == 0) {
                 scheduler_batch_dedupe(s);
-                r = batch_write(s, touched, first, last, &t[3]);
+                r = batch_write(s);
         }
-        t[4] = clock_mono_us();
+        f->t[3] = clock_mono_us();
+        f->r = r;
+        s->inflight = true;
+}
+
+/*
+ * Reads the answers of the batch in flight: committed, its offsets are
+ * PostgreSQL's and what was read ahead becomes the next batch; rolled back,
+ * memory is forgotten, the partitions held to rewind, and what was read
+ * ahead dropped. Without a batch in flight, only takes what was read ahead.
+ */
+static void batch_finish(struct scheduler *s) {
+        struct batch_flight *f = &s->flight;
+        int r;
+
+        if (!s->inflight) {
+                take_ahead(s, true);
+                return;
+        }
+        s->inflight = false;
+        r = f->r;
+        if (f->piped) {
+                int ended = store_pipeline_end(s->db);
+                if (r == 0)
+                        r = ended;
+                scheduler_persist_done(s, r == 0);
+        }
+        f->t[4] = clock_mono_us();
         log_debug("scheduler",
                   "batch of %zu: load %lld us, decide %lld us, send %lld us, "
-                  "wait and commit %lld us",
-                  s->n_messages, (long long)(t[1] - t[0]), (long long)(t[2] - t[1]),
-                  (long long)(t[3] - t[2]), (long long)(t[4] - t[3]));
+                  "wait and commit %lld us (%zu read ahead meanwhile in %lld us)",
+                  s->n_messages, (long long)(f->t[1] - f->t[0]), (long long)(f->t[2] - f->t[1]),
+                  (long long)(f->t[3] - f->t[2]), (long long)(f->t[4] - f->t[3]), s->n_ahead,
+                  (long long)f->ahead_us);
 
         metrics_histogram_observe(s->m_batch_seconds, (size_t[]){ 0 } /* scheduler */,
-                                  (double)(clock_mono_us() - t[0]) / 1e6);
+                                  (double)(f->t[4] - f->t[0] - f->ahead_us) / 1e6);
         if (r == 0) {
-                scheduler_count_batch(s, processed);
-                s->reports_total += processed;
+                scheduler_count_batch(s, f->processed);
+                s->reports_total += f->processed;
                 for (int32_t p = 0; p < MAX_PARTITIONS; p++) {
-                        if (touched[p]) {
+                        if (f->touched[p]) {
                                 s->parts[p].stored = true;
-                                s->parts[p].next = last[p] + 1;
+                                s->parts[p].next = f->last[p] + 1;
                         }
                 }
                 batch_clear(s);
-                return 0;
+                take_ahead(s, true);
+                return;
         }
 
         store_rollback(s->db);
         metrics_counter_inc(s->m_rollbacks, (size_t[]){ r == -ESTALE ? 0 : 1 });
         if (r == -EIO) {
                 /* The statement's own fault: find the report that causes it. */
-                const struct batch_report *b = &s->reports[only];
+                const struct batch_report *b = &s->reports[f->only];
                 char error[400];
                 snprintf(error, sizeof(error), "%s", store_error(s->db));
-                if (accepted == 1 && s->parts[b->partition].isolate_through >= b->offset &&
-                    quarantine(s, only, error) == 0) {
+                if (f->accepted == 1 && s->parts[b->partition].isolate_through >= b->offset &&
+                    quarantine(s, f->only, error) == 0) {
                         batch_clear(s);
-                        return 0;
+                        take_ahead(s, true);
+                        return;
                 }
                 for (int32_t q = 0; q < MAX_PARTITIONS; q++)
-                        if (touched[q] && last[q] > s->parts[q].isolate_through)
-                                s->parts[q].isolate_through = last[q];
+                        if (f->touched[q] && f->last[q] > s->parts[q].isolate_through)
+                                s->parts[q].isolate_through = f->last[q];
                 log_error("scheduler",
                           "batch of %zu reports rolled back (%s); "
                           "retrying them one at a time",
@@ -432,8 +521,26 @@ static int batch_commit(struct scheduler *s) {
         }
         /* Memory ran ahead of what committed: forget it all, then re-read. */
         batch_clear(s);
+        take_ahead(s, false);
         hold_partitions(s, r == -ESTALE || r == -EIO ? 0 : 200);
-        return r;
+}
+
+/*
+ * While a batch's pipeline runs in PostgreSQL: the messages already there
+ * (no waiting), up to a batch, decoded for the next one. Polling may run a
+ * rebalance callback, which finishes the batch first; then this stops.
+ */
+static void read_ahead(struct scheduler *s, const atomic_bool *stop) {
+        int64_t t0 = clock_mono_us();
+
+        while (s->inflight && s->n_ahead < (size_t)s->cfg->batch_max && !atomic_load(stop)) {
+                struct bus_message *m;
+                if (bus_consumer_poll(s->consumer, 0, &m) != 1)
+                        break;
+                decode_message(m, &s->ahead_reports[s->n_ahead]);
+                s->ahead[s->n_ahead++] = m;
+        }
+        s->flight.ahead_us = clock_mono_us() - t0;
 }
 
 int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool *stop) {
@@ -451,9 +558,11 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                 goto out;
         s.messages = calloc((size_t)cfg->batch_max, sizeof(*s.messages));
         s.reports = calloc((size_t)cfg->batch_max, sizeof(*s.reports));
+        s.ahead = calloc((size_t)cfg->batch_max, sizeof(*s.ahead));
+        s.ahead_reports = calloc((size_t)cfg->batch_max, sizeof(*s.ahead_reports));
         s.devices = calloc((size_t)cfg->batch_max, sizeof(*s.devices));
-        if (!s.messages || !s.reports || !s.devices || world_new(&s.world) < 0 ||
-            user_table_new(&s.users) < 0) {
+        if (!s.messages || !s.reports || !s.ahead || !s.ahead_reports || !s.devices ||
+            world_new(&s.world) < 0 || user_table_new(&s.users) < 0) {
                 r = -ENOMEM;
                 goto out;
         }
@@ -505,12 +614,16 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                         int64_t left = deadline - clock_mono_ms();
                         r = bus_consumer_poll(s.consumer,
                                               s.n_messages ? (left > 0 ? left : 0) : 200, &m);
-                        if (r == 1)
+                        if (r == 1) {
+                                s.reports[s.n_messages].decoded = 0;
                                 s.messages[s.n_messages++] = m;
-                        else if (s.n_messages ? left <= 0 : true)
+                        } else if (s.n_messages ? left <= 0 : true)
                                 break;
                 }
-                batch_commit(&s);
+                batch_send(&s);
+                if (batch_max > 1)
+                        read_ahead(&s, stop);
+                batch_finish(&s);
                 scheduler_update_lag(&s);
         }
         r = 0;
@@ -524,12 +637,16 @@ out:
         s.upkeep = scheduler_upkeep_stop(s.upkeep);
         metrics_fn_detach(s.m_lag); /* `s` is about to go */
         batch_clear(&s);
+        if (s.ahead)
+                take_ahead(&s, false);
         s.consumer = bus_consumer_free(s.consumer); /* revokes: on_revoke commits nothing left */
         s.users = user_table_free(s.users);
         s.world = world_free(s.world);
         s.db = store_free(s.db);
         free(s.messages);
         free(s.reports);
+        free(s.ahead);
+        free(s.ahead_reports);
         free(s.devices);
         free(s.decisions);
         free(s.dirty);

@@ -47,6 +47,7 @@ struct store {
         char timeout[48]; /* "-c statement_timeout=N", or "" */
         char error[320];  /* the last failure: "SQLSTATE message" */
         bool pipelining;
+        bool synced;        /* the pipeline's end is sent: only answers to read */
         int pipeline_error; /* the first failure to send, reported at the end */
         struct store_sent *sent;
         size_t n_sent, cap_sent;
@@ -253,6 +254,8 @@ static int pipeline_send(struct store *s, const char *sql, int n_params, const c
         bool named;
         int sent;
 
+        if (s->synced)
+                return -EBUSY; /* after the end was sent: nothing more goes in */
         if (s->pipeline_error)
                 return 0;
         named = prepared_name(s, sql, n_params, name);
@@ -283,6 +286,7 @@ int store_pipeline_begin(struct store *s) {
         if (!PQenterPipelineMode(s->conn))
                 return failed(s, "pipeline", NULL);
         s->pipelining = true;
+        s->synced = false;
         s->pipeline_error = 0;
         s->n_sent = 0;
         return 0;
@@ -294,15 +298,25 @@ static PGresult *next_result(PGconn *conn) {
         return res ? res : PQgetResult(conn);
 }
 
+int store_pipeline_send(struct store *s) {
+        if (!s->pipelining || s->synced)
+                return -EINVAL;
+        s->synced = true;
+        if (!PQpipelineSync(s->conn) && s->pipeline_error == 0)
+                s->pipeline_error = failed(s, "pipeline sync", NULL);
+        return 0;
+}
+
 int store_pipeline_end(struct store *s) {
-        int r = s->pipeline_error;
+        int r;
         PGresult *res;
 
         if (!s->pipelining)
                 return -EINVAL;
+        if (!s->synced)
+                (void)store_pipeline_send(s);
+        r = s->pipeline_error;
         s->pipelining = false;
-        if (!PQpipelineSync(s->conn) && r == 0)
-                r = failed(s, "pipeline sync", NULL);
         /* Every answer is read, even after a failure: the connection goes on. */
         for (size_t i = 0; i < s->n_sent; i++) {
                 ExecStatusType status;
@@ -729,19 +743,32 @@ static void array_next(struct store_array *a) {
 static void array_append(struct store_array *a, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 
+/* Formats once into the room there is (a number fits nearly always), and
+ * again only after growing when it did not: printf of a double is dear. */
 static void array_append(struct store_array *a, const char *fmt, ...) {
         va_list ap;
+        size_t room;
         int n;
 
-        va_start(ap, fmt);
-        n = vsnprintf(NULL, 0, fmt, ap);
-        va_end(ap);
-        array_reserve(a, (size_t)n);
+        array_reserve(a, 32);
         if (a->failed)
                 return;
+        room = a->cap - a->len - 3; /* the spare that array_reserve keeps */
         va_start(ap, fmt);
-        vsnprintf(a->buf + a->len, a->cap - a->len, fmt, ap);
+        n = vsnprintf(a->buf + a->len, room + 1, fmt, ap);
         va_end(ap);
+        if (n < 0) {
+                a->failed = true;
+                return;
+        }
+        if ((size_t)n > room) {
+                array_reserve(a, (size_t)n);
+                if (a->failed)
+                        return;
+                va_start(ap, fmt);
+                vsnprintf(a->buf + a->len, a->cap - a->len, fmt, ap);
+                va_end(ap);
+        }
         a->len += (size_t)n;
 }
 
@@ -774,6 +801,26 @@ void store_array_add_double(struct store_array *a, double value) {
                 array_append(a, "%.17g", value);
         else
                 array_append(a, "NULL");
+}
+
+void store_array_add_double_text(struct store_array *a, double value, const char *text,
+                                 size_t len) {
+        /* 0 and subnormals are printed: "-0" or "1e-320" may not read back alike. */
+        bool plain = isnormal(value) && text && len > 0 && len < 64;
+
+        for (size_t i = 0; plain && i < len; i++)
+                plain = (text[i] >= '0' && text[i] <= '9') || text[i] == '.' || text[i] == '-' ||
+                        text[i] == '+' || text[i] == 'e' || text[i] == 'E';
+        if (!plain) {
+                store_array_add_double(a, value);
+                return;
+        }
+        array_next(a);
+        array_reserve(a, len);
+        if (a->failed)
+                return;
+        memcpy(a->buf + a->len, text, len);
+        a->len += len;
 }
 
 const char *store_array_text(struct store_array *a) {

@@ -66,6 +66,10 @@ int store_exec(struct store *s, const char *sql, int n_params, const char *const
  * run by name after that: parsed and planned once per connection.
  */
 int store_pipeline_begin(struct store *s) MUST_CHECK;
+/* Sends the pipeline's end now, so that PostgreSQL runs it while the caller
+ * does other work; store_pipeline_end then only reads the answers. Nothing
+ * else may use the connection in between. 0, or -EINVAL outside a pipeline. */
+int store_pipeline_send(struct store *s);
 int store_pipeline_end(struct store *s) MUST_CHECK;
 
 /*
@@ -133,6 +137,10 @@ void store_array_fini(struct store_array *a);
 void store_array_add_text(struct store_array *a, const char *value); /* NULL adds NULL */
 void store_array_add_int(struct store_array *a, int64_t value);
 void store_array_add_double(struct store_array *a, double value); /* not finite adds NULL */
+/* The value as the decimal text it came as (len bytes, which must read
+ * back as value), when that is a plain number of a normal value: nothing
+ * printed. Otherwise as store_array_add_double. */
+void store_array_add_double_text(struct store_array *a, double value, const char *text, size_t len);
 /* The literal ("{...}"), borrowed from `a`; NULL if anything failed. */
 const char *store_array_text(struct store_array *a);
 

@@ -175,6 +175,20 @@ TEST(encode_then_decode_gives_the_same_report) {
         CHECK(report_decode("{\"device_id\": 1}", 16, &out) == -EINVAL);
 }
 
+TEST(a_record_is_read_with_its_numbers_as_written) {
+        const char *text = "{\"device_id\":\"d\",\"user_id\":\"u\",\"lat\":-33.86880,"
+                           "\"lon\":1.5e2,\"accuracy_m\":12,\"ts\":\"2026-11-25T19:00:00Z\","
+                           "\"received_at\":\"2026-11-25T19:00:01Z\"}";
+        struct report_read r;
+
+        CHECK(report_decode_read(text, strlen(text), &r) == 0);
+        CHECK(r.lat.len == 9 && !memcmp(r.lat.text, "-33.86880", 9));
+        CHECK(r.lon.len == 5 && !memcmp(r.lon.text, "1.5e2", 5));
+        CHECK(r.accuracy_m.len == 2 && !memcmp(r.accuracy_m.text, "12", 2));
+        CHECK(r.report.lat == -33.8688 && r.report.lon == 150 && r.report.accuracy_m == 12);
+        CHECK(r.lat.text >= text && r.lat.text < text + strlen(text)); /* borrowed */
+}
+
 TEST(a_record_is_read_whole_or_refused) {
         struct report out = { 0 };
         const char *ok = "{\"device_id\":\"d\",\"user_id\":\"u\",\"lat\":1,\"lon\":2,"
@@ -265,6 +279,7 @@ TEST(every_accepted_number_reaches_the_scheduler_unchanged) {
 }
 
 TAP_MAIN(TAP_TEST(a_valid_report_is_accepted),
+         TAP_TEST(a_record_is_read_with_its_numbers_as_written),
          TAP_TEST(latitude_out_of_range_is_refused_with_its_pointer),
          TAP_TEST(longitude_out_of_range_is_refused_and_both_antimeridians_pass),
          TAP_TEST(a_string_where_a_number_belongs_is_refused), TAP_TEST(missing_fields_are_named),

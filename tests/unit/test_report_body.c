@@ -68,6 +68,21 @@ TEST(what_jsmn_lets_through_is_refused_as_jansson_refuses_it) {
         REFUSED("[1e999]");                /* a real beyond a double */
         REFUSED("[99999999999999999999]"); /* an integer beyond long long */
         ACCEPTED("[1e-999]");              /* underflow is 0 to Jansson too */
+        /* At the edges of the range check that converts nothing. */
+        ACCEPTED("[-999999999999999999,999999999999999999]");
+        ACCEPTED("[9223372036854775807,-9223372036854775808]");
+        REFUSED("[9223372036854775808]");
+        REFUSED("[-9223372036854775809]");
+        {
+                /* reals without an exponent: 10^308 is a double, 10^309 is not */
+                char big[400] = "[1";
+                memset(big + 2, '0', 308);
+                strcpy(big + 310, ".5]");
+                ACCEPTED(big);
+                memmove(big + 3, big + 2, strlen(big + 2) + 1);
+                big[2] = '0';
+                REFUSED(big);
+        }
         REFUSED("[\"\\x\"]");
         REFUSED("[\"\\u12\"]");
         REFUSED("[\"\\u0000\"]");

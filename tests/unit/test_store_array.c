@@ -39,6 +39,48 @@ TEST(numbers_and_an_empty_array) {
         store_array_fini(&e);
 }
 
+/* Numbers formatted in place, across every growth of the buffer: each
+ * element as printf writes it, nothing cut, nothing doubled. */
+TEST(many_numbers_are_written_whole) {
+        struct store_array a;
+        char *want = malloc(64 * 3000 + 2), *p = want;
+        double v = 0.1;
+
+        store_array_init(&a);
+        *p++ = '{';
+        for (int i = 0; i < 3000; i++) {
+                v = v * 1.7 + (double)i / 3.0;
+                if (v > 1e300)
+                        v = 0.1;
+                if (i % 3 == 0) {
+                        store_array_add_int(&a, (int64_t)i * -1234567891LL);
+                        p += sprintf(p, "%s%lld", i ? "," : "", (long long)i * -1234567891LL);
+                } else {
+                        store_array_add_double(&a, v);
+                        p += sprintf(p, "%s%.17g", i ? "," : "", v);
+                }
+        }
+        strcpy(p, "}");
+        CHECK_STR(store_array_text(&a), want);
+        CHECK(a.n == 3000);
+        store_array_fini(&a);
+        free(want);
+}
+
+TEST(a_double_goes_as_its_text_only_when_that_is_safe) {
+        struct store_array a;
+
+        store_array_init(&a);
+        store_array_add_double_text(&a, 48.8566, "48.85660", 8); /* as written */
+        store_array_add_double_text(&a, 150, "1.5e2", 5);        /* as written */
+        store_array_add_double_text(&a, 0.0, "-0", 2);           /* printed: 0 */
+        store_array_add_double_text(&a, 1e-320, "1e-320", 6);    /* printed: subnormal */
+        store_array_add_double_text(&a, 2.5, "2.5);DROP", 9);    /* printed: not a number */
+        store_array_add_double_text(&a, 7.25, NULL, 0);          /* printed: no text */
+        CHECK_STR(store_array_text(&a), "{48.85660,1.5e2,0,9.9998886718268301e-321,2.5,7.25}");
+        store_array_fini(&a);
+}
+
 TEST(what_is_written_parses_back_the_same) {
         const char *values[] = { "u-1",      "a,b",  "{braces}", "quote\"d", "back\\",
                                  " spaced ", "NULL", "",         NULL };
@@ -123,6 +165,8 @@ TEST(columns_start_empty_and_keep_their_own_values) {
 }
 
 TAP_MAIN(TAP_TEST(texts_are_quoted_and_escaped_and_null_is_bare),
-         TAP_TEST(numbers_and_an_empty_array), TAP_TEST(what_is_written_parses_back_the_same),
-         TAP_TEST(parses_what_postgresql_writes), TAP_TEST(anything_else_is_refused),
+         TAP_TEST(numbers_and_an_empty_array), TAP_TEST(many_numbers_are_written_whole),
+         TAP_TEST(a_double_goes_as_its_text_only_when_that_is_safe),
+         TAP_TEST(what_is_written_parses_back_the_same), TAP_TEST(parses_what_postgresql_writes),
+         TAP_TEST(anything_else_is_refused),
          TAP_TEST(columns_start_empty_and_keep_their_own_values))

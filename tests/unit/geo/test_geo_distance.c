@@ -187,6 +187,66 @@ out:
         free(p);
 }
 
+/* A pair of each kind the bounds must get right: far, near, antipodal, polar. */
+static void some_pair(uint64_t *s, int i, double p[4]) {
+        rng_point(s, &p[0], &p[1]);
+        switch (i % 4) {
+        case 0:
+                rng_point(s, &p[2], &p[3]);
+                break;
+        case 1: /* within a few kilometres, as a device's next fix mostly is */
+                p[2] = fmax(-90, fmin(90, p[0] + (rng_unit(s) - 0.5) * 0.1));
+                p[3] = remainder(p[1] + (rng_unit(s) - 0.5) * 0.1, 360.0);
+                break;
+        case 2: /* nearly antipodal, where the chord is useless */
+                p[2] = -p[0] + (rng_unit(s) - 0.5) * 1e-3;
+                p[3] = remainder(p[1] + 180 + (rng_unit(s) - 0.5) * 1e-3, 360.0);
+                break;
+        default: /* near a pole */
+                p[0] = 89.99 + rng_unit(s) * 0.01;
+                p[2] = 89.9 + rng_unit(s) * 0.1;
+                p[3] = 360.0 * rng_unit(s) - 180.0;
+                break;
+        }
+}
+
+TEST(exceeds_answers_as_the_distance_does) {
+        static const double rel[] = { -0.5,  -0.01, -0.0034, -1e-6, -1e-12, 0,
+                                      1e-12, 1e-6,  0.0034,  0.01,  0.5 };
+        uint64_t s = 11;
+        int wrong = 0, checked = 0;
+
+        for (int i = 0; i < 20000; i++) {
+                double p[4], d;
+                some_pair(&s, i, p);
+                d = geo_distance_m(p[0], p[1], p[2], p[3]);
+                for (size_t k = 0; k < sizeof(rel) / sizeof(rel[0]); k++) {
+                        double limit = d * (1 + rel[k]) + rel[k] * 1e-3;
+                        wrong += geo_distance_exceeds(p[0], p[1], p[2], p[3], limit) != (d > limit);
+                        checked++;
+                }
+                /* at the distance itself, and a hair below it */
+                wrong += geo_distance_exceeds(p[0], p[1], p[2], p[3], d);
+                wrong += !geo_distance_exceeds(p[0], p[1], p[2], p[3], nextafter(d, 0)) && d > 0;
+                checked += 2;
+        }
+        printf("#   %d limits checked\n", checked);
+        CHECK(wrong == 0);
+}
+
+TEST(exceeds_at_the_edges) {
+        CHECK(!geo_distance_exceeds(NAN, 0, 0, 0, 1));
+        CHECK(!geo_distance_exceeds(0, 0, 91, 0, 1));
+        CHECK(!geo_distance_exceeds(0, 0, 0, 0, 0));
+        CHECK(geo_distance_exceeds(0, 0, 0, 0, -1));
+        CHECK(!geo_distance_exceeds(0, 0, 0, 180, INFINITY));
+        CHECK(!geo_distance_exceeds(0, 0, 0, 180, NAN));
+        CHECK(geo_distance_exceeds(0, 0, 0, 180, 20003931.45862));
+        CHECK(!geo_distance_exceeds(0, 0, 0, 180, 20003931.45863));
+        CHECK(!geo_distance_exceeds(12.5, 180, 12.5, -180, 0));
+}
+
 TAP_MAIN(TAP_TEST(valid_points_are_finite_and_in_range), TAP_TEST(invalid_points_have_no_distance),
          TAP_TEST(identical_points_are_zero_apart), TAP_TEST(known_distances),
-         TAP_TEST(agrees_with_geodsolve_to_a_micrometre))
+         TAP_TEST(agrees_with_geodsolve_to_a_micrometre),
+         TAP_TEST(exceeds_answers_as_the_distance_does), TAP_TEST(exceeds_at_the_edges))

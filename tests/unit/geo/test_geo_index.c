@@ -307,6 +307,9 @@ TEST(eligibility_is_applied_inside_the_search) {
                                 break;
                         }
                 }
+                /* One site at a time, the query's judgement. */
+                for (size_t i = 0; i < N; i++)
+                        bad += geo_index_site_eligible(ix, i, cases[c]) != (int)t[i].eligible;
                 for (int q = 0; q < 5000; q++) {
                         double lat, lon;
                         rng_point(&r, &lat, &lon);
@@ -437,6 +440,9 @@ TEST(zones_restrict_the_search) {
                 for (size_t i = 0; i < N; i++)
                         t[i].eligible = geo_index_site_in_zone(ix, i, "EU") == 1 ||
                                         (c == 1 && geo_index_site_in_zone(ix, i, "PAC") == 1);
+                for (size_t i = 0; i < N; i++)
+                        bad += geo_index_site_eligible(ix, i, c ? &f_either : &f_eu) !=
+                               (int)t[i].eligible;
                 for (int q = 0; q < 3000; q++) {
                         double lat, lon;
                         rng_point(&r, &lat, &lon);
@@ -445,6 +451,14 @@ TEST(zones_restrict_the_search) {
                 }
         }
         CHECK(bad == 0);
+        {
+                /* An unknown zone fails the site as it fails the query. */
+                const char *unknown[] = { "EU", "MARS" };
+                geo_filter f_unknown = { .zones = unknown, .n_zones = 2 };
+                CHECK(geo_index_site_eligible(ix, 0, &f_unknown) == -ENOENT);
+                CHECK(geo_index_site_eligible(ix, N, NULL) == 0);
+                CHECK(geo_index_site_eligible(ix, 0, NULL) == 1);
+        }
 out:
         geo_zone_unref(z[0]);
         geo_zone_unref(z[1]);
