@@ -71,7 +71,9 @@ static const char staged_sql[] =
  * The trips whose copy may be due, of snapshots without a pre-staged copy:
  * not over, and arriving within the time the snapshot and its template take
  * at $1 bytes a second, plus the lead ($2 s). $3 the linger (s) of a trip
- * without a return. Per snapshot, by arrival.
+ * without a return. Per snapshot, by arrival. The first two conditions are
+ * on trips_by_arrival's range: no stay is longer than 90 days (POST
+ * /v1/trips), none takes longer than the largest snapshot and template.
  */
 static const char due_sql[] =
         "SELECT " SNAPSHOT_COLUMNS ", tr.id, tr.lat, tr.lon,"
@@ -80,7 +82,10 @@ static const char due_sql[] =
         " FROM trips tr"
         " JOIN snapshots s ON s.user_id = tr.user_id"
         " JOIN templates tpl ON tpl.id = s.template_id" SNAPSHOT_JOINS
-        " WHERE coalesce(tr.return_at, tr.arrive_at + make_interval(secs => $3::float8)) > now()"
+        " WHERE tr.arrive_at > now() - interval '90 days' - make_interval(secs => $3::float8)"
+        "   AND tr.arrive_at <= now() + make_interval(secs => ((SELECT max(size_bytes)"
+        "     FROM snapshots) + (SELECT max(size_bytes) FROM templates)) / $1::float8 + $2::float8)"
+        "   AND coalesce(tr.return_at, tr.arrive_at + make_interval(secs => $3::float8)) > now()"
         "   AND tr.arrive_at <= now() + make_interval(secs =>"
         "     (s.size_bytes + tpl.size_bytes) / $1::float8 + $2::float8)"
         "   AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.snapshot_id = s.id"
