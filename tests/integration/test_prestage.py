@@ -132,6 +132,7 @@ def test_a_trip_far_ahead_waits_and_a_withdrawn_one_is_released(homing, db):
     assert homing.request("DELETE", f"/v1/trips/{soon}", token=token)[0] == 204
     wait_for(lambda: designated(db, snap) == [], what="the copy of a withdrawn trip released")
     released = event(db, snap, "io.homing.prestage.released")
+    check_event(released)
     assert (released["data"]["reason"], released["data"]["trip_id"]) == ("trip_withdrawn", None)
     assert replicates(db, snap) == []
     assert db.execute("SELECT error FROM transfers WHERE snapshot_id = %s AND state = 'cancelled'",
@@ -208,7 +209,28 @@ def test_a_copy_whose_site_is_drained_is_released(homing, db):
         wait_for(lambda: designated(db, snap) == [("t-tokyo", "prestage", trip)],
                  what="the copy at Tokyo instead")
         released = event(db, snap, "io.homing.prestage.released")
+        check_event(released)
         assert (released["data"]["datacenter_id"], released["data"]["reason"]) == \
             ("t-sydney", "not_eligible")
     finally:
         db.execute("UPDATE datacenters SET status = 'active' WHERE id = 't-sydney'")
+
+
+def test_the_replica_pass_may_take_a_pre_staged_copy_as_its_replica(homing, db):
+    snap = seed_snapshot(db, "u-ps-6", "t-paris")
+    user_at(db, "u-ps-6", 48.9, 2.4)
+    trip = announce(homing, "u-ps-6", *TOKYO, 600, 86400)
+    wait_for(lambda: designated(db, snap) == [("t-tokyo", "prestage", trip)], what="staged")
+    (rep,) = wait_for(lambda: replicates(db, snap), what="its replicate")
+    assert db.execute("SELECT homing_transfer_succeeded(%s)", (rep[0],)).fetchone()[0]
+    # The user is in Tokyo when the level comes to want a replica: the copy
+    # there is the nearest holder, and becomes the protection replica, kept.
+    user_at(db, "u-ps-6", *TOKYO)
+    db.execute("UPDATE snapshots SET priority = 1 WHERE id = %s", (snap,))
+    wait_for(lambda: designated(db, snap) == [("t-tokyo", "protection", None)],
+             what="the copy a protection replica")
+    assert event(db, snap, "io.homing.replica.designated")["data"]["has_copy"] is True
+    time.sleep(2.5)
+    assert designated(db, snap) == [("t-tokyo", "protection", None)]
+    assert event(db, snap, "io.homing.prestage.released") is None
+    assert replicates(db, snap) == []
