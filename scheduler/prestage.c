@@ -8,12 +8,12 @@
  * scheduler (a PostgreSQL advisory lock picks it):
  *
  * - looks at every pre-staged copy (replicas with reason 'prestage',
- *   migration 029): released when its trip is over or withdrawn, or when
- *   its site is no longer eligible (not active, outside the snapshot's
- *   zones) or no longer serves the trip (no nearer the destination than
- *   where the snapshot is now, by the move's margins);
- *   kept while a move onto it is in flight (the move ends the designation);
- *   else kept, its end moved on while the user's last fix is near it and
+ *   migration 029) and releases it when its trip is over or withdrawn, or
+ *   when its site is no longer eligible (not active, outside the
+ *   snapshot's zones) or no longer serves the trip (no nearer the
+ *   destination than where the snapshot is now, by the move's margins),
+ *   unless a move onto it is in flight (that move ends the designation);
+ *   a kept copy's end moves on while the user's last fix is near it and
  *   the trip has no return;
  * - for each snapshot without one, takes its user's trips whose copy may be
  *   due (their arrival within a transfer's time and the lead) and asks the
@@ -29,8 +29,6 @@
  * pre-staged live: they need the user's arrivals, which PostgreSQL does not
  * keep (device_locations holds each device's last fix only).
  */
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
