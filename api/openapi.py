@@ -203,8 +203,15 @@ SCHEMAS = {
                                  "(or since it was designated); 0 when current"},
         "bytes_behind": {**COUNT, "description": "what it lacks: the newer versions' changed "
                                                  "bytes, at most the newest version's size"},
-        "rpo_s": nullable({"type": "integer"}), "rpo_breached": {"type": "boolean"},
+        "rpo_s": nullable({"type": "integer", "description": "null for a pre-staged copy"}),
+        "rpo_breached": {"type": "boolean"},
         "rpo_breached_at": nullable(TIME), "copied_at": nullable(TIME),
+        "reason": {"type": "string", "enum": ["protection", "prestage"],
+                   "description": "a warm replica of the level's protection policy, or a copy "
+                                  "pre-staged for an announced trip (README, Pre-staging)"},
+        "trip_id": nullable({"type": "integer", "description": "the trip a pre-staged copy "
+                                                               "serves; null once withdrawn"}),
+        "ends_at": nullable({**TIME, "description": "when a pre-staged copy is released"}),
     }, ["datacenter_id", "version", "newest_version", "lag_s", "bytes_behind", "rpo_s",
         "rpo_breached"]),
     "FailoverLevel": obj({

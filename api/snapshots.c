@@ -21,14 +21,16 @@
 #include "api/resource.h"
 #include "store/store.h"
 
-/* A replica and its lag, over the view replica_lag (migration 020) as l. */
+/* A replica and its lag, over the view replica_lag (migrations 020, 029) as l:
+ * a protection replica, or a copy pre-staged for a trip until ends_at. */
 #define REPLICA_JSON                                                                \
         "json_build_object('datacenter_id', l.datacenter_id, 'version', l.version," \
         " 'newest_version', l.newest_version, 'lag_s', round(l.lag_s::numeric, 3)," \
         " 'bytes_behind', l.bytes_behind, 'rpo_s', l.rpo_s,"                        \
         " 'rpo_breached', coalesce(l.lag_s > l.rpo_s, false),"                      \
         " 'rpo_breached_at', homing_time(l.rpo_breached_at),"                       \
-        " 'copied_at', homing_time(l.copied_at))"
+        " 'copied_at', homing_time(l.copied_at), 'reason', l.reason,"               \
+        " 'trip_id', l.trip_id, 'ends_at', homing_time(l.ends_at))"
 
 #define REPLICAS_OF(snapshot)                                                  \
         "coalesce((SELECT json_agg(" REPLICA_JSON " ORDER BY l.datacenter_id)" \

@@ -134,6 +134,11 @@ static const struct setting settings[] = {
         { "replica-pass-s", SETTING_LONG, FIELD(replica_pass_s), "10", 0, 86400,
           "how often a scheduler places warm replicas and queues their refreshes, after a "
           "catalog reload (0: never)" },
+        { "prestage-pass-s", SETTING_LONG, FIELD(prestage_pass_s), "10", 0, 86400,
+          "how often a scheduler pre-stages warm copies for announced trips and releases "
+          "those of trips over, after a catalog reload (0: never)" },
+        { "prestage-lead-s", SETTING_LONG, FIELD(prestage_lead_s), "3600", 0, 7 * 86400,
+          "a pre-staged copy is due a transfer's time and this long before the arrival" },
         { "api-url", SETTING_STRING, FIELD(api_url), "http://127.0.0.1:58080", 0, 0,
           "agent, replay --publish: where homing's API answers" },
         { "operator-token", SETTING_STRING, FIELD(operator_token), "", 0, 0,

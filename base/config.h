@@ -64,6 +64,8 @@ struct config {
         long batch_wait_ms;
         long catalog_refresh_s;
         long replica_pass_s;      /* how often warm replicas are placed and refreshed; 0: never */
+        long prestage_pass_s;     /* how often copies are pre-staged for trips; 0: never */
+        long prestage_lead_s;     /* a pre-staged copy is due this long before the arrival */
         long outbox_max_attempts; /* refusals of one row before the relay parks it */
         char *metrics_listen;     /* host:port of /metrics for schedule and relay; "": none */
         char *metrics_token_file; /* the scrape token of --metrics-listen */

@@ -289,13 +289,16 @@
     return tr;
   }
 
-  // A snapshot's warm replicas: where, and how far behind (red past the RPO).
+  // A snapshot's warm replicas: where, and how far behind (red past the RPO);
+  // a copy pre-staged for a trip says so, and until when.
   function replicasCell(s) {
     const td = document.createElement('td');
     const reps = s.replicas || [];
+    const what = (r) => (r.reason === 'prestage'
+      ? `${r.datacenter_id} (pre-staged for a trip until ${r.ends_at})` : r.datacenter_id);
     td.textContent = reps.length ? reps.map((r) => (r.lag_s > 0
-      ? `${r.datacenter_id}: ${Math.round(r.lag_s)} s, ${bytes(r.bytes_behind)} behind`
-      : `${r.datacenter_id}: current`)).join('; ') : '–';
+      ? `${what(r)}: ${Math.round(r.lag_s)} s, ${bytes(r.bytes_behind)} behind`
+      : `${what(r)}: current`)).join('; ') : '–';
     if (reps.some((r) => r.rpo_breached)) {
       td.className = 'error';
       td.title = 'a replica lags beyond its priority level\'s RPO';

@@ -388,6 +388,16 @@ int engine_prestage_decide(const struct engine_prestage_policy *pp,
         return 0;
 }
 
+bool engine_prestage_serves(const struct engine_policy *p, const struct engine_context *ctx,
+                            const struct engine_snapshot *s, const struct engine_trip *trip,
+                            uint32_t site) {
+        double target_m = distance_to(ctx->index, site, trip->lat, trip->lon);
+
+        return !isinf(target_m) &&
+               beats_margins(p, distance_to(ctx->index, s->current, trip->lat, trip->lon),
+                             target_m);
+}
+
 static int64_t floor_div(int64_t a, int64_t b) {
         return a >= 0 ? a / b : -((-a + b - 1) / b);
 }

@@ -216,6 +216,17 @@ int engine_prestage_decide(const struct engine_prestage_policy *pp,
                            const struct engine_trip *trip, int64_t last_near_ms, int64_t now_ms,
                            struct engine_prestage *out);
 
+/*
+ * Whether a copy at `site` would serve the trip: a report at the destination
+ * finds the site nearer than the snapshot's current one by both of the
+ * move's margins (engine_decide's), so the move on arrival goes there. The
+ * live scheduler stages only such copies: the nearest site inside the zones
+ * to a destination outside them may be no better than where the snapshot is.
+ */
+bool engine_prestage_serves(const struct engine_policy *p, const struct engine_context *ctx,
+                            const struct engine_snapshot *s, const struct engine_trip *trip,
+                            uint32_t site);
+
 /* An arrival: the first credible report of the user near a site other than the last one's. */
 struct engine_visit {
         int64_t ts_ms;

@@ -33,7 +33,7 @@ static const char snapshots_sql[] =
         "SELECT s.id, s.priority, s.size_bytes, s.allowed_zones::text, s.version, loc.lat, loc.lon,"
         "  (SELECT r.datacenter_id FROM replicas r JOIN datacenters d ON d.id = r.datacenter_id"
         "    WHERE r.snapshot_id = s.id AND d.status = 'active' AND d.id <> e.datacenter_id"
-        "    ORDER BY r.placement_id IS NULL, r.datacenter_id LIMIT 1)"
+        "    ORDER BY r.reason <> 'protection', r.placement_id IS NULL, r.datacenter_id LIMIT 1)"
         " FROM evacuations e"
         " JOIN placements p ON p.datacenter_id = e.datacenter_id AND p.active"
         " JOIN snapshots s ON s.id = p.snapshot_id"

@@ -6,7 +6,8 @@
  * upkeep.c runs the periodic work beside the loop, in its own thread:
  * failovers followed (failover.c), transfers in flight that the zones no
  * longer allow cancelled (residency.c), warm replicas placed and kept
- * current (replicas.c), evacuations stepped (evacuate.c).
+ * current (replicas.c), copies pre-staged for announced trips
+ * (prestage.c), evacuations stepped (evacuate.c).
  */
 #pragma once
 
@@ -208,6 +209,16 @@ void scheduler_cancel_outside_zones(struct upkeep *u);
  * the ones missing or behind. Logs and rolls back on failure.
  */
 void scheduler_keep_replicas(struct upkeep *u);
+
+/* ---- prestage.c: warm copies for announced trips ---- */
+
+/*
+ * One pass (when no other scheduler runs one): releases the pre-staged
+ * copies of trips over, withdrawn or no longer served, designates those
+ * due, queues replicate transfers towards the ones missing or behind.
+ * Logs and rolls back on failure.
+ */
+void scheduler_prestage(struct upkeep *u);
 
 /* One step of every running evacuation (evacuate.c), by one scheduler at a time. */
 void scheduler_run_evacuations(struct upkeep *u);

@@ -166,7 +166,8 @@ static void refresh_gauges(struct store *db, struct relay_metrics *rm) {
                        "SELECT p, coalesce(max(l.lag_s), 0), coalesce(sum(l.bytes_behind), 0),"
                        " count(*) FILTER (WHERE l.lag_s > l.rpo_s)"
                        " FROM generate_series(1, 5) p"
-                       " LEFT JOIN replica_lag l ON l.priority = p GROUP BY p ORDER BY p",
+                       " LEFT JOIN replica_lag l ON l.priority = p AND l.reason = 'protection'"
+                       " GROUP BY p ORDER BY p",
                        0, NULL, &res) == 0)
                 for (size_t i = 0; i < store_rows(res) && i < 5; i++) {
                         metrics_gauge_set(rm->replica_lag, (size_t[]){ i },

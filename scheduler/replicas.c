@@ -18,6 +18,9 @@
  * just left becomes its replica for the price of a delta, and a fresh copy
  * goes as near the user as it can.
  *
+ * Only the protection replicas (migration 029): a pre-staged copy for a
+ * trip is prestage.c's, neither counted nor released here.
+ *
  * Last, it marks the replicas whose lag (view replica_lag) first went
  * beyond their level's RPO, each with an io.homing.replica.rpo_breached
  * event, and unmarks those back within it.
@@ -45,7 +48,7 @@ static const char snapshots_sql[] =
         "SELECT s.id, pp.replicas, s.size_bytes, s.allowed_zones::text, a.datacenter_id,"
         "       loc.lat, loc.lon, mv.to_dc,"
         "       (SELECT string_agg(r.datacenter_id, ',') FROM replicas r"
-        "         WHERE r.snapshot_id = s.id),"
+        "         WHERE r.snapshot_id = s.id AND r.reason = 'protection'),"
         "       (SELECT string_agg(DISTINCT p.datacenter_id, ',') FROM placements p"
         "         WHERE p.snapshot_id = s.id AND NOT p.active AND p.evicted_at IS NULL)"
         " FROM snapshots s"
@@ -55,7 +58,8 @@ static const char snapshots_sql[] =
         "   AND mv.state IN ('queued', 'running')"
         " LEFT JOIN LATERAL (SELECT dl.lat, dl.lon FROM device_locations dl"
         "   WHERE dl.user_id = s.user_id ORDER BY dl.reported_at DESC LIMIT 1) loc ON true"
-        " WHERE pp.replicas > 0 OR EXISTS (SELECT 1 FROM replicas r WHERE r.snapshot_id = s.id)"
+        " WHERE pp.replicas > 0 OR EXISTS (SELECT 1 FROM replicas r WHERE r.snapshot_id = s.id"
+        "   AND r.reason = 'protection')"
         " ORDER BY s.id";
 
 static const char domains_sql[] =
@@ -65,7 +69,7 @@ static const char domains_sql[] =
 static const char release_sql[] =
         "WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS x(s, d, why)),"
         " gone AS (DELETE FROM replicas r USING x"
-        "   WHERE r.snapshot_id = x.s AND r.datacenter_id = x.d"
+        "   WHERE r.snapshot_id = x.s AND r.datacenter_id = x.d AND r.reason = 'protection'"
         "   RETURNING r.snapshot_id, r.datacenter_id, x.why)"
         " INSERT INTO outbox (topic, key, payload)"
         " SELECT $4, g.snapshot_id, homing_cloudevent("
@@ -85,7 +89,8 @@ static const char cancel_sql[] =
         "   AND NOT EXISTS (SELECT 1 FROM replicas r"
         "     WHERE r.snapshot_id = t.snapshot_id AND r.datacenter_id = t.to_dc)";
 
-/* The copy a new replica starts from: the newest verified one there, if any. */
+/* The copy a new replica starts from: the newest verified one there, if any. A
+ * site holding a pre-staged copy (prestage.c) keeps it as a protection one. */
 static const char designate_sql[] =
         "WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS x(s, d, a)),"
         " made AS (INSERT INTO replicas (snapshot_id, datacenter_id, placement_id)"
@@ -94,7 +99,9 @@ static const char designate_sql[] =
         "       AND p.evicted_at IS NULL"
         "       AND NOT EXISTS (SELECT 1 FROM replicas o WHERE o.placement_id = p.id)"
         "     ORDER BY p.version DESC, p.id DESC LIMIT 1)"
-        "   FROM x ON CONFLICT DO NOTHING"
+        "   FROM x ON CONFLICT (snapshot_id, datacenter_id) DO UPDATE"
+        "   SET reason = 'protection', trip_id = NULL, ends_at = NULL, updated_at = now()"
+        "   WHERE replicas.reason = 'prestage'"
         "   RETURNING snapshot_id, datacenter_id, placement_id)"
         " INSERT INTO outbox (topic, key, payload)"
         " SELECT $4, m.snapshot_id, homing_cloudevent("
@@ -128,7 +135,8 @@ static const char refresh_sql[] =
         "  CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM template_replicas tr"
         "    WHERE tr.template_id = s.template_id AND tr.datacenter_id = r.datacenter_id)"
         "    AS present) x"
-        "  WHERE (c.id IS NULL OR c.version < s.version) AND a.datacenter_id <> r.datacenter_id"
+        "  WHERE r.reason = 'protection'"
+        "    AND (c.id IS NULL OR c.version < s.version) AND a.datacenter_id <> r.datacenter_id"
         "    AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.snapshot_id = r.snapshot_id"
         "      AND t.to_dc = r.datacenter_id AND t.kind = 'replicate'"
         "      AND (t.state IN ('queued', 'running') OR (t.state IN ('failed', 'cancelled')"

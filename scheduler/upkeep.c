@@ -2,9 +2,10 @@
  * The scheduler's periodic work, in a thread of its own beside the consumer
  * loop, so that no report waits for it: following the sites set down
  * outside the API (failover.c), cancelling the transfers in flight that the
- * zones no longer allow (residency.c), the replica pass (replicas.c) and the
- * evacuation step (evacuate.c). Inline, between batches, the replica pass
- * alone held the loop for seconds at 20,000 snapshots.
+ * zones no longer allow (residency.c), the replica pass (replicas.c), the
+ * pre-staging pass (prestage.c) and the evacuation step (evacuate.c).
+ * Inline, between batches, the replica pass alone held the loop for seconds
+ * at 20,000 snapshots.
  *
  * Why running beside the loop is safe. The thread has its own PostgreSQL
  * connection and its own catalog (struct upkeep: nothing of the loop's
@@ -75,7 +76,7 @@ static void ended_pass(struct upkeep_thread *t, int64_t began_us) {
 static void *upkeep_main(void *arg) {
         struct upkeep_thread *t = arg;
         const struct config *cfg = t->u.cfg;
-        time_t loaded_at = 0, replicas_at = 0, evacuated_at = 0;
+        time_t loaded_at = 0, replicas_at = 0, prestaged_at = 0, evacuated_at = 0;
 
         while (store_connect(cfg->pg_dsn, &t->u.db) < 0) {
                 nap(t, 1000);
@@ -107,6 +108,11 @@ static void *upkeep_main(void *arg) {
                             loaded_at - replicas_at >= cfg->replica_pass_s) {
                                 scheduler_keep_replicas(&t->u);
                                 replicas_at = time(NULL);
+                        }
+                        if (cfg->prestage_pass_s > 0 &&
+                            loaded_at - prestaged_at >= cfg->prestage_pass_s) {
+                                scheduler_prestage(&t->u);
+                                prestaged_at = time(NULL);
                         }
                 }
                 if (evacuate) {

@@ -550,6 +550,38 @@ TEST(a_staged_copy_goes_to_the_nearest_eligible_site_inside_the_zones_with_room)
         world_fini(&w);
 }
 
+TEST(a_staged_copy_serves_a_trip_only_when_the_move_on_arrival_would_go_there) {
+        struct world w;
+        struct engine_policy p;
+        struct engine_snapshot s = snapshot_at(A);
+        struct engine_trip to_d = { 0, 30, T0, T0 + DAY_MS }, to_b = { 0, 10, T0, T0 + DAY_MS };
+
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        engine_policy_defaults(&p); /* 50 km and a fifth of the way */
+        CHECK(engine_prestage_serves(&p, &w.ctx, &s, &to_d, D));
+        /* to b (1,113 km from a): b, and c 56 km off it */
+        CHECK(engine_prestage_serves(&p, &w.ctx, &s, &to_b, B));
+        CHECK(engine_prestage_serves(&p, &w.ctx, &s, &to_b, C));
+        /* to a itself: nothing beats a */
+        to_b.lon = 0;
+        CHECK(!engine_prestage_serves(&p, &w.ctx, &s, &to_b, B));
+        CHECK(!engine_prestage_serves(&p, &w.ctx, &s, &to_b, A));
+        /* to 5°E: c (612 km) is further than a (557 km) */
+        to_b.lon = 5;
+        CHECK(!engine_prestage_serves(&p, &w.ctx, &s, &to_b, C));
+        /* to 6°E: b 445 km, a 668 km, by both margins */
+        to_b.lon = 6;
+        CHECK(engine_prestage_serves(&p, &w.ctx, &s, &to_b, B));
+        /* to 5.5°E: b 501 km, a 612 km: by 111 km, not by a fifth (490 km) */
+        to_b.lon = 5.5;
+        CHECK(!engine_prestage_serves(&p, &w.ctx, &s, &to_b, B));
+        /* nowhere yet: any site serves; an unknown site none */
+        s = snapshot_at(ENGINE_NO_SITE);
+        CHECK(engine_prestage_serves(&p, &w.ctx, &s, &to_b, A));
+        CHECK(!engine_prestage_serves(&p, &w.ctx, &s, &to_b, ENGINE_NO_SITE));
+        world_fini(&w);
+}
+
 /* A weekly commuter: at d on Mondays at 08:00 for three weeks, home (a) on
  * Fridays. The next Monday's arrival is predicted; a site seen on a Monday
  * only once is not. */
@@ -615,4 +647,5 @@ TAP_MAIN(
                 an_announced_trip_is_staged_one_transfer_and_the_lead_before_arrival_and_released_after),
         TAP_TEST(a_trip_without_a_return_lasts_until_the_linger_after_the_last_report_near_it),
         TAP_TEST(a_staged_copy_goes_to_the_nearest_eligible_site_inside_the_zones_with_room),
+        TAP_TEST(a_staged_copy_serves_a_trip_only_when_the_move_on_arrival_would_go_there),
         TAP_TEST(arrivals_on_one_weekday_in_two_weeks_of_four_predict_the_next))
