@@ -34,17 +34,19 @@
  * changes nothing (the sites it designated are the holders it keeps). So a
  * pass plans only the snapshots whose inputs may have changed since the
  * last one began: rows stamped since then (migration 030 stamps
- * placements; transfers back five minutes more, the pause after a failed
- * replicate), users whose devices reported and who moved as far as the
+ * placements; failed replicates back five minutes more, the pause after
+ * them), users whose devices reported and who moved as far as the
  * radius kept for the snapshot (reach.c: a move shorter than half the gap
  * between the farthest chosen holder and the nearest holder left out
  * overtakes none), and the snapshots planned with fewer sites than wanted
  * (the room they wait for is not watched). "Since" reaches back to the
- * oldest transaction open when the last pass began (and 30 s), so a row
- * committed after that pass read is still seen. Every snapshot is planned
- * when the catalog's fingerprint changed (that pass and the next: the
- * world it plans with was loaded before), after a failed pass, at the
- * first pass and every ten minutes. The refreshes, cancellations and RPO
+ * start of the oldest transaction open when the last pass began, so a row
+ * stamped before and committed after that pass read is still seen; and
+ * 10 s at least, for the transactions of roles whose start PostgreSQL does
+ * not show this one (the full pass is the net under a longer one). Every
+ * snapshot is planned when the catalog's fingerprint changed (that pass
+ * and the next: the world it plans with was loaded before), after a
+ * failed pass, at the first pass and every ten minutes. The refreshes, cancellations and RPO
  * marks look at the same snapshots; the RPO marks at every replica too
  * once the earliest time one not looked at could go beyond its RPO has
  * come.
@@ -339,8 +341,8 @@ static void plan_snapshot(struct upkeep *u, const struct domains *domains,
         size_t n_left = 0;
         geo_site here;
 
-        /* Where the user was last seen; else where the snapshot is (and then
-         * any location reported changes it). */
+        /* Where the user was last seen; else where the snapshot is (a first
+         * location is a move from there). */
         if (store_text(res, i, 5)) {
                 lat = store_double(res, i, 5);
                 lon = store_double(res, i, 6);
@@ -348,7 +350,7 @@ static void plan_snapshot(struct upkeep *u, const struct domains *domains,
         } else if (active != ENGINE_NO_SITE && geo_index_site(ctx->index, active, &here) == 0) {
                 lat = here.lat;
                 lon = here.lon;
-                remember(p, id, NAN, NAN, 0);
+                remember(p, id, lat, lon, 0);
         } else {
                 lat = lon = NAN;
                 remember(p, id, NAN, NAN, 0);
@@ -445,8 +447,7 @@ static void plan_snapshot(struct upkeep *u, const struct domains *domains,
         }
         for (size_t c = 0; c < n_chosen; c++)
                 chosen_m[c] = distance_from(w, chosen[c], lat, lon);
-        if (store_text(res, i, 5))
-                remember(p, id, lat, lon, replica_reach_radius(chosen_m, n_chosen, left_m, n_left));
+        remember(p, id, lat, lon, replica_reach_radius(chosen_m, n_chosen, left_m, n_left));
 }
 
 static int load_domains(struct upkeep *u, struct domains *d, struct store_result **res) {
@@ -497,35 +498,41 @@ struct replica_memory *scheduler_replica_memory_free(struct replica_memory *m) {
 /* The pass's start: its `since` for the next pass, PostgreSQL's now in µs,
  * the catalog's fingerprint. */
 static const char start_sql[] =
-        "SELECT least(now() - interval '30 seconds', (SELECT min(xact_start) FROM pg_stat_activity"
+        "SELECT least(now() - interval '10 seconds', (SELECT min(xact_start) FROM pg_stat_activity"
         "   WHERE backend_type = 'client backend'))::text,"
         " (extract(epoch FROM now()) * 1000000)::int8,"
         " md5(concat((SELECT string_agg(concat_ws('|', id, lat, lon, status, capacity_bytes,"
         "      failure_domain), ',' ORDER BY id) FROM datacenters), ';',"
-        "   (SELECT string_agg(concat_ws('|', id, md5(geojson::text)), ',' ORDER BY id) FROM zones),"
+        "   (SELECT string_agg(concat_ws('|', id, md5(geojson::text)), ',' ORDER BY id)"
+        "      FROM zones),"
         "   ';', (SELECT string_agg(concat_ws('|', level, replicas, rpo_s), ',' ORDER BY level)"
         "      FROM protection_policies)))";
 
 /*
  * The snapshots whose own rows changed since $1: the snapshot (made, a
  * version, its zones, level or size), a placement (made, activated,
- * deactivated, evicted), a transfer (queued, started, ended; back five
- * minutes, the pause after a failed replicate), a replica (designated, its
- * copy landed).
+ * deactivated, evicted), a transfer (queued, started, ended; a replicate
+ * that failed or was cancelled back five minutes more: the pause after it
+ * ends), a replica (designated, its copy landed).
  */
 static const char changed_sql[] =
-        "SELECT id FROM snapshots WHERE updated_at >= $1::timestamptz OR created_at >= $1::timestamptz"
+        "SELECT id FROM snapshots"
+        "   WHERE updated_at >= $1::timestamptz OR created_at >= $1::timestamptz"
         " UNION SELECT snapshot_id FROM placements WHERE updated_at >= $1::timestamptz"
         "   OR created_at >= $1::timestamptz"
         " UNION SELECT snapshot_id FROM transfers"
         "   WHERE updated_at >= $1::timestamptz - interval '5 minutes'"
+        "     AND (updated_at >= $1::timestamptz OR (kind = 'replicate'"
+        "       AND state IN ('failed', 'cancelled')"
+        "       AND finished_at >= $1::timestamptz - interval '5 minutes'))"
         " UNION SELECT snapshot_id FROM replicas WHERE updated_at >= $1::timestamptz";
 
 /* The snapshots (that replicas concern) of the users whose devices reported
  * since $1, with the user's location. */
 static const char moved_sql[] =
         "SELECT s.id, loc.lat, loc.lon"
-        " FROM (SELECT DISTINCT user_id FROM device_locations WHERE updated_at >= $1::timestamptz) u"
+        " FROM (SELECT DISTINCT user_id FROM device_locations"
+        "   WHERE updated_at >= $1::timestamptz) u"
         " JOIN snapshots s ON s.user_id = u.user_id"
         " JOIN protection_policies pp ON pp.level = s.priority"
         " CROSS JOIN LATERAL (SELECT dl.lat, dl.lon FROM device_locations dl"
