@@ -20,6 +20,7 @@ def homing(database, db, topics, tmp_path_factory):
     h.migrate()
     seed_catalog(db)
     db.execute("UPDATE protection_policies SET replicas = 0, rpo_s = NULL WHERE level > 2")
+    db.execute("UPDATE protection_policies SET rpo_s = 25 WHERE level = 2")
     h.start()
     wait_for(lambda: passes(h, "incremental"), what="an incremental pass")
     yield h
@@ -31,10 +32,10 @@ def passes(h, kind):
     return h.log_text().count(f'"msg":"replica pass ({kind})')
 
 
-def replica_at(db, snap, user, where):
+def replica_at(db, snap, user, where, at_level=1):
     seed_snapshot(db, user, "t-paris", snapshot=snap)
     user_at(db, user, 48.9, 2.4)
-    level(db, snap, 1)
+    level(db, snap, at_level)
     wait_for(lambda: replicas(db, snap) == [where], what=f"a replica at {where}")
 
 
@@ -54,6 +55,28 @@ def test_a_new_version_is_refreshed_by_an_incremental_pass(homing, db):
     rows = wait_for(lambda: open_replicates(db, snap), what="a refresh")
     assert rows == [("t-paris", "t-frankfurt", "replica-behind")]
     assert passes(homing, "full") == full  # no full pass did it
+
+
+def test_a_replica_falling_behind_is_marked_at_its_rpo_with_nothing_else_changed(homing, db):
+    snap = "snap-ri-rpo"
+    replica_at(db, snap, "u-ri-rpo", "t-frankfurt", at_level=2)  # RPO 25 s
+    rep = wait_for(lambda: db.execute("SELECT id FROM transfers WHERE snapshot_id = %s",
+                                      (snap,)).fetchone(), what="a replicate")[0]
+    assert db.execute("SELECT homing_transfer_succeeded(%s)", (rep,)).fetchone()[0]
+    db.execute("INSERT INTO snapshot_versions (snapshot_id, version, content_sha256,"
+               " size_bytes, virtual_size) VALUES (%s, 2, %s, 500, 4096)", (snap, "e" * 64))
+    db.execute("UPDATE snapshots SET version = 2 WHERE id = %s", (snap,))
+    written = time.time()
+    full = passes(homing, "full")
+    # The refresh is queued and never runs (no agents): from about 11 s on
+    # (the look back) no pass sees anything of this snapshot changed, and
+    # the lag grows alone.
+    wait_for(lambda: open_replicates(db, snap), what="a refresh")
+    wait_for(lambda: db.execute("SELECT rpo_breached_at IS NOT NULL FROM replicas"
+                                " WHERE snapshot_id = %s", (snap,)).fetchone()[0],
+             timeout=60, what="the replica marked beyond its RPO")
+    assert time.time() - written >= 25
+    assert passes(homing, "full") == full
 
 
 def test_a_user_who_moves_past_the_gap_gets_the_nearer_copy(homing, db):
