@@ -117,6 +117,15 @@ size_t replica_reach_count(const struct replica_reach *m) {
         return m->count;
 }
 
+void replica_reach_each_watched(const struct replica_reach *m,
+                                void (*fn)(void *userdata, const char *snapshot), void *userdata) {
+        for (size_t i = 0; i < m->n_slots; i++) {
+                const struct reach_entry *e = &m->slots[i];
+                if (e->snapshot && (!geo_point_valid(e->lat, e->lon) || !isinf(e->radius_m)))
+                        fn(userdata, e->snapshot);
+        }
+}
+
 double replica_reach_radius(const double *chosen_m, size_t n_chosen, const double *left_m,
                             size_t n_left) {
         double far = 0, near = INFINITY;

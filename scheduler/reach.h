@@ -34,6 +34,11 @@ bool replica_reach_moved(const struct replica_reach *m, const char *snapshot, do
 
 size_t replica_reach_count(const struct replica_reach *m);
 
+/* Calls fn for each snapshot a move may change (a finite radius, or planned
+ * without a point): the ones whose users' reports are worth reading. */
+void replica_reach_each_watched(const struct replica_reach *m,
+                                void (*fn)(void *userdata, const char *snapshot), void *userdata);
+
 /*
  * The radius within which a nearest-first choice stands: half the gap
  * between the farthest site chosen and the nearest left out (a move of d

@@ -527,17 +527,15 @@ static const char changed_sql[] =
         "       AND finished_at >= $1::timestamptz - interval '5 minutes'))"
         " UNION SELECT snapshot_id FROM replicas WHERE updated_at >= $1::timestamptz";
 
-/* The snapshots (that replicas concern) of the users whose devices reported
- * since $1, with the user's location. */
+/* Of the snapshots $2 (those a move may change), the ones whose users'
+ * devices reported since $1, with the user's location. */
 static const char moved_sql[] =
         "SELECT s.id, loc.lat, loc.lon"
-        " FROM (SELECT DISTINCT user_id FROM device_locations"
-        "   WHERE updated_at >= $1::timestamptz) u"
-        " JOIN snapshots s ON s.user_id = u.user_id"
-        " JOIN protection_policies pp ON pp.level = s.priority"
+        " FROM snapshots s"
         " CROSS JOIN LATERAL (SELECT dl.lat, dl.lon FROM device_locations dl"
         "   WHERE dl.user_id = s.user_id ORDER BY dl.reported_at DESC LIMIT 1) loc"
-        " WHERE pp.replicas > 0 OR EXISTS (SELECT 1 FROM replicas r WHERE r.snapshot_id = s.id)";
+        " WHERE s.id = ANY ($2::text[]) AND EXISTS (SELECT 1 FROM device_locations d"
+        "   WHERE d.user_id = s.user_id AND d.updated_at >= $1::timestamptz)";
 
 /* The earliest time (µs) one of the replicas of $1 (NULL: all) not marked
  * breached goes beyond its RPO if nothing changes; NULL: none will. */
@@ -552,18 +550,34 @@ static const char rpo_due_sql[] =
 #define FULL_PASS_MS (10 * 60 * 1000) /* the safety net: every snapshot, this often */
 #define ANALYZE_AFTER 1000            /* rows a pass added that make the statistics stale */
 
+static void add_watched(void *userdata, const char *snapshot) {
+        store_array_add_text(userdata, snapshot);
+}
+
 /* The snapshots to look at since m->since into *out: changed, moved, unsettled. */
 static int gather(struct upkeep *u, struct replica_memory *m, struct store_array *out, size_t *n) {
         struct store_result *changed = NULL, *moved = NULL;
-        const char *since[1] = { m->since };
+        struct store_array watched;
+        const char *since[2] = { m->since, NULL };
+        size_t n_watched = 0;
         int r = store_exec(u->db, changed_sql, 1, since, &changed);
 
-        if (r >= 0)
-                r = store_exec(u->db, moved_sql, 1, since, &moved);
+        /* Every snapshot that replicas concern was planned since the last full
+         * pass (or changed since, and is looked at above): the ones whose
+         * reach is infinite no move changes, and their users are not read. */
+        store_array_init(&watched);
+        replica_reach_each_watched(m->reach, add_watched, &watched);
+        n_watched = watched.n;
+        since[1] = store_array_text(&watched);
+        if (r >= 0 && !since[1])
+                r = -ENOMEM;
+        if (r >= 0 && n_watched > 0)
+                r = store_exec(u->db, moved_sql, 2, since, &moved);
+        store_array_fini(&watched);
         *n = 0;
         for (size_t i = 0; r >= 0 && i < store_rows(changed); i++, (*n)++)
                 store_array_add_text(out, store_text(changed, i, 0));
-        for (size_t i = 0; r >= 0 && i < store_rows(moved); i++) {
+        for (size_t i = 0; r >= 0 && moved && i < store_rows(moved); i++) {
                 double lat = store_double(moved, i, 1), lon = store_double(moved, i, 2);
                 if (replica_reach_moved(m->reach, store_text(moved, i, 0), lat, lon)) {
                         store_array_add_text(out, store_text(moved, i, 0));

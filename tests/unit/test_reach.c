@@ -3,7 +3,8 @@
  * its replicas were chosen — a move below the radius changes nothing, one
  * at or beyond it, to an unknown snapshot or one planned without a location
  * does; the radius is half the gap between the farthest chosen site and the
- * nearest left out; the table keeps every snapshot through growth.
+ * nearest left out; only the snapshots a move may change are watched; the
+ * table keeps every snapshot through growth.
  */
 #include <math.h>
 #include <stdio.h>
@@ -52,6 +53,25 @@ TEST(a_move_below_the_radius_changes_nothing) {
         CHECK(m == NULL);
 }
 
+static void count_watched(void *userdata, const char *snapshot) {
+        (void)snapshot;
+        ++*(int *)userdata;
+}
+
+TEST(only_the_snapshots_a_move_may_change_are_watched) {
+        struct replica_reach *m = NULL;
+        int n = 0;
+
+        CHECK(replica_reach_new(&m) == 0);
+        CHECK(replica_reach_put(m, "snap-gap", 1, 2, 5000) == 0);
+        CHECK(replica_reach_put(m, "snap-tie", 1, 2, 0) == 0);
+        CHECK(replica_reach_put(m, "snap-nowhere", NAN, NAN, INFINITY) == 0);
+        CHECK(replica_reach_put(m, "snap-alone", 1, 2, INFINITY) == 0);
+        replica_reach_each_watched(m, count_watched, &n);
+        CHECK(n == 3);
+        m = replica_reach_free(m);
+}
+
 TEST(every_snapshot_is_found_through_growth) {
         struct replica_reach *m = NULL;
         char id[32];
@@ -74,4 +94,5 @@ TEST(every_snapshot_is_found_through_growth) {
 
 TAP_MAIN(TAP_TEST(the_radius_is_half_the_gap_to_the_nearest_left_out),
          TAP_TEST(a_move_below_the_radius_changes_nothing),
+         TAP_TEST(only_the_snapshots_a_move_may_change_are_watched),
          TAP_TEST(every_snapshot_is_found_through_growth))
