@@ -46,10 +46,10 @@
  * not show this one (the full pass is the net under a longer one). Every
  * snapshot is planned when the catalog's fingerprint changed (that pass
  * and the next: the world it plans with was loaded before), after a
- * failed pass, at the first pass and every ten minutes. The refreshes, cancellations and RPO
- * marks look at the same snapshots; the RPO marks at every replica too
- * once the earliest time one not looked at could go beyond its RPO has
- * come.
+ * failed pass, at the first pass and every ten minutes. The refreshes,
+ * cancellations and RPO marks look at the same snapshots; the RPO marks
+ * at every replica too once the earliest time one not looked at could go
+ * beyond its RPO has come.
  */
 #include <errno.h>
 #include <math.h>
