@@ -30,6 +30,7 @@ struct metrics_counter;
 struct metrics_fn;
 struct metrics_gauge;
 struct metrics_histogram;
+struct replica_memory;
 struct store;
 struct store_result;
 struct user_table;
@@ -175,6 +176,7 @@ struct upkeep {
         const struct config *cfg;
         struct store *db;
         struct world *world;
+        struct replica_memory *replicas; /* replicas.c's, between passes; NULL before the first */
 };
 
 struct upkeep_thread;
@@ -209,6 +211,9 @@ void scheduler_cancel_outside_zones(struct upkeep *u);
  * the ones missing or behind. Logs and rolls back on failure.
  */
 void scheduler_keep_replicas(struct upkeep *u);
+
+/* Frees what the passes kept between them; NULL is fine. Returns NULL. */
+struct replica_memory *scheduler_replica_memory_free(struct replica_memory *m);
 
 /* ---- prestage.c: warm copies for announced trips ---- */
 

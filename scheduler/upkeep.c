@@ -159,6 +159,7 @@ struct upkeep_thread *scheduler_upkeep_stop(struct upkeep_thread *t) {
         pthread_join(t->thread, NULL);
         t->u.db = store_free(t->u.db);
         t->u.world = world_free(t->u.world);
+        t->u.replicas = scheduler_replica_memory_free(t->u.replicas);
         pthread_mutex_destroy(&t->lock);
         free(t);
         return NULL;
