@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -801,6 +802,49 @@ static int ensure_template(struct transfer_run *t, const char *incoming) {
         return r;
 }
 
+/* ---- the version's files ---- */
+
+/*
+ * The version's manifest and configuration are written beside the partial
+ * image, and made durable, by a thread of their own while the blocks are
+ * pulled; the commit only renames them into place. Written at the commit,
+ * a 512 MiB version's 5 MB manifest and its fsync took 50 to 150 ms of a
+ * busy machine, a tenth of the whole copy.
+ */
+struct staged {
+        const struct image_manifest *want; /* borrowed, as the configuration */
+        const char *config;
+        size_t config_len;
+        char manifest[PATH_MAX], json[PATH_MAX];
+        pthread_t thread;
+        bool started;
+        int r;
+};
+
+static void *stage_files(void *userdata) {
+        struct staged *s = userdata;
+
+        s->r = image_manifest_save(s->want, s->manifest);
+        if (s->r == 0)
+                s->r = write_file(s->json, s->config, s->config_len);
+        return NULL;
+}
+
+/* Starts writing them (in this thread when no other can start). */
+static void stage_start(struct staged *s) {
+        s->started = pthread_create(&s->thread, NULL, stage_files, s) == 0;
+        if (!s->started)
+                stage_files(s);
+}
+
+/* Waits for them: 0 once both are durable, or why not. */
+static int stage_wait(struct staged *s) {
+        if (s->started)
+                pthread_join(s->thread, NULL);
+        s->started = false;
+        return s->r;
+}
+
 /* ---- the whole run ---- */
 
 static int report_end(struct transfer_run *t, int r) {
@@ -869,6 +913,7 @@ static bool find_cached(const struct transfer_env *env, const struct transfer_jo
 int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
                  struct transfer_stats *stats, char *err, size_t err_size) {
         struct transfer_run t = { env, job, stats, .err = err, .err_size = err_size };
+        struct staged staged = { .r = -ENOENT };
         char incoming[PATH_MAX], partial[PATH_MAX], dir[PATH_MAX], final[PATH_MAX];
         char path[PATH_MAX], cached[PATH_MAX], template_path[PATH_MAX], base_path[PATH_MAX];
         struct image_manifest *want = NULL, *base = NULL;
@@ -891,6 +936,10 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
                 r = pathf(partial, "%s/v%lld.qcow2.partial", incoming, (long long)job->version);
         if (r == 0)
                 r = pathf(template_path, "%s/templates/%s.qcow2", env->store, job->template_id);
+        if (r == 0)
+                r = pathf(staged.manifest, "%s/v%lld.manifest", incoming, (long long)job->version);
+        if (r == 0)
+                r = pathf(staged.json, "%s/v%lld.json", incoming, (long long)job->version);
         if (r == 0)
                 r = mkdirs(incoming);
         if (r == 0)
@@ -950,6 +999,10 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         r = fetch(&t, job->source_url, path, CONFIG_MAX, &config, &config_len);
         if (r < 0)
                 goto out;
+        staged.want = want;
+        staged.config = config;
+        staged.config_len = config_len;
+        stage_start(&staged);
 
         if (stat(partial, &st) < 0 && (r = image_create_overlay(template_path, partial)) < 0) {
                 snprintf(err, err_size, "cannot create %s: %s", partial, strerror(-r));
@@ -974,13 +1027,15 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
 
         /* The copy is proven: its manifest and configuration, then the image, into place. */
         started = clock_mono_s();
-        r = pathf(cached, "%s/v%lld.manifest", dir, (long long)job->version);
+        r = stage_wait(&staged);
         if (r == 0)
-                r = image_manifest_save(want, cached);
+                r = pathf(cached, "%s/v%lld.manifest", dir, (long long)job->version);
+        if (r == 0 && rename(staged.manifest, cached) < 0)
+                r = -errno;
         if (r == 0)
                 r = pathf(cached, "%s/v%lld.json", dir, (long long)job->version);
-        if (r == 0)
-                r = write_file(cached, config, config_len);
+        if (r == 0 && rename(staged.json, cached) < 0)
+                r = -errno;
         if (r == 0 && rename(partial, final) < 0)
                 r = -errno;
         if (r == 0)
@@ -994,9 +1049,12 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         t.bytes_done = stats->bytes_total;
         progress(&t, true);
 out:
+        stage_wait(&staged);
         if (r == -ECANCELED) {
                 /* Cancelled for good: what was built is of no use. */
                 unlink(partial);
+                unlink(staged.manifest);
+                unlink(staged.json);
                 rmdir(incoming);
         }
         r = report_end(&t, r);
