@@ -1046,8 +1046,6 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         }
         rmdir(incoming);
         stats->s_commit += clock_mono_s() - started;
-        t.bytes_done = stats->bytes_total;
-        progress(&t, true);
 out:
         stage_wait(&staged);
         if (r == -ECANCELED) {
