@@ -802,47 +802,78 @@ static int ensure_template(struct transfer_run *t, const char *incoming) {
         return r;
 }
 
-/* ---- the version's files ---- */
+/* ---- steps beside the transfer's thread ---- */
+
+/*
+ * A step that needs neither the network nor the blocks (a file written, a
+ * qemu-img run) runs in a thread of its own while the transfer's thread
+ * waits on the source, and is waited for where its result is needed; in
+ * the caller's thread when no thread can start.
+ */
+struct beside {
+        int (*fn)(void *arg);
+        void *arg;
+        pthread_t thread;
+        bool started, ran;
+        int r;
+};
+
+static void *beside_main(void *userdata) {
+        struct beside *b = userdata;
+        b->r = b->fn(b->arg);
+        return NULL;
+}
+
+static void beside_start(struct beside *b, int (*fn)(void *arg), void *arg) {
+        b->fn = fn;
+        b->arg = arg;
+        b->ran = true;
+        b->started = pthread_create(&b->thread, NULL, beside_main, b) == 0;
+        if (!b->started)
+                b->r = fn(arg);
+}
+
+/* The step's result once it is done; -ENOENT for one never started. */
+static int beside_wait(struct beside *b) {
+        if (b->started)
+                pthread_join(b->thread, NULL);
+        b->started = false;
+        return b->ran ? b->r : -ENOENT;
+}
 
 /*
  * The version's manifest and configuration are written beside the partial
- * image, and made durable, by a thread of their own while the blocks are
- * pulled; the commit only renames them into place. Written at the commit,
- * a 512 MiB version's 5 MB manifest and its fsync took 50 to 150 ms of a
- * busy machine, a tenth of the whole copy.
+ * image, and made durable, while the blocks are pulled; the commit only
+ * renames them into place. Written at the commit, a 512 MiB version's 5 MB
+ * manifest and its fsync took 50 to 150 ms of a busy machine, a tenth of
+ * the whole copy.
  */
 struct staged {
         const struct image_manifest *want; /* borrowed, as the configuration */
         const char *config;
         size_t config_len;
         char manifest[PATH_MAX], json[PATH_MAX];
-        pthread_t thread;
-        bool started;
-        int r;
 };
 
-static void *stage_files(void *userdata) {
-        struct staged *s = userdata;
-
-        s->r = image_manifest_save(s->want, s->manifest);
-        if (s->r == 0)
-                s->r = write_file(s->json, s->config, s->config_len);
-        return NULL;
+static int stage_files(void *arg) {
+        struct staged *s = arg;
+        int r = image_manifest_save(s->want, s->manifest);
+        return r < 0 ? r : write_file(s->json, s->config, s->config_len);
 }
 
-/* Starts writing them (in this thread when no other can start). */
-static void stage_start(struct staged *s) {
-        s->started = pthread_create(&s->thread, NULL, stage_files, s) == 0;
-        if (!s->started)
-                stage_files(s);
-}
+/*
+ * The partial image, an empty overlay of the template unless an earlier
+ * attempt left one, is made while the manifest is fetched: qemu-img takes
+ * 15 to 30 ms to start on a busy machine.
+ */
+struct partial {
+        const char *template_path, *path;
+};
 
-/* Waits for them: 0 once both are durable, or why not. */
-static int stage_wait(struct staged *s) {
-        if (s->started)
-                pthread_join(s->thread, NULL);
-        s->started = false;
-        return s->r;
+static int make_partial(void *arg) {
+        struct partial *p = arg;
+        struct stat st;
+        return stat(p->path, &st) == 0 ? 0 : image_create_overlay(p->template_path, p->path);
 }
 
 /* ---- the whole run ---- */
@@ -913,15 +944,16 @@ static bool find_cached(const struct transfer_env *env, const struct transfer_jo
 int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
                  struct transfer_stats *stats, char *err, size_t err_size) {
         struct transfer_run t = { env, job, stats, .err = err, .err_size = err_size };
-        struct staged staged = { .r = -ENOENT };
         char incoming[PATH_MAX], partial[PATH_MAX], dir[PATH_MAX], final[PATH_MAX];
         char path[PATH_MAX], cached[PATH_MAX], template_path[PATH_MAX], base_path[PATH_MAX];
+        struct staged staged = { 0 };
+        struct partial made = { template_path, partial };
+        struct beside staging = { 0 }, making = { 0 };
         struct image_manifest *want = NULL, *base = NULL;
         bool have_cached;
         uint8_t digest[IMAGE_DIGEST_SIZE];
         char *manifest = NULL, *config = NULL;
         size_t manifest_len = 0, config_len = 0;
-        struct stat st;
         double started = clock_mono_s();
         int r;
 
@@ -958,6 +990,7 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         r = ensure_template(&t, incoming);
         if (r < 0)
                 goto out;
+        beside_start(&making, make_partial, &made);
 
         /* Holding an older version, ask only for how the manifest differs from it. */
         have_cached = find_cached(env, job, cached);
@@ -1002,9 +1035,10 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         staged.want = want;
         staged.config = config;
         staged.config_len = config_len;
-        stage_start(&staged);
+        beside_start(&staging, stage_files, &staged);
 
-        if (stat(partial, &st) < 0 && (r = image_create_overlay(template_path, partial)) < 0) {
+        r = beside_wait(&making);
+        if (r < 0) {
                 snprintf(err, err_size, "cannot create %s: %s", partial, strerror(-r));
                 goto out;
         }
@@ -1027,7 +1061,7 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
 
         /* The copy is proven: its manifest and configuration, then the image, into place. */
         started = clock_mono_s();
-        r = stage_wait(&staged);
+        r = beside_wait(&staging);
         if (r == 0)
                 r = pathf(cached, "%s/v%lld.manifest", dir, (long long)job->version);
         if (r == 0 && rename(staged.manifest, cached) < 0)
@@ -1047,7 +1081,8 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         rmdir(incoming);
         stats->s_commit += clock_mono_s() - started;
 out:
-        stage_wait(&staged);
+        beside_wait(&making);
+        beside_wait(&staging);
         if (r == -ECANCELED) {
                 /* Cancelled for good: what was built is of no use. */
                 unlink(partial);
