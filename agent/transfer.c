@@ -96,6 +96,44 @@ static int write_file(const char *path, const void *data, size_t len) {
         return r;
 }
 
+/* ---- steps beside the transfer's thread ---- */
+
+/*
+ * A step that needs neither the network nor the blocks (a file written, a
+ * qemu-img run) runs in a thread of its own while the transfer's thread
+ * waits on the source, and is waited for where its result is needed; in
+ * the caller's thread when no thread can start.
+ */
+struct beside {
+        int (*fn)(void *arg);
+        void *arg;
+        pthread_t thread;
+        bool started, ran;
+        int r;
+};
+
+static void *beside_main(void *userdata) {
+        struct beside *b = userdata;
+        b->r = b->fn(b->arg);
+        return NULL;
+}
+
+/* Starts b->fn(b->arg). */
+static void beside_start(struct beside *b) {
+        b->ran = true;
+        b->started = pthread_create(&b->thread, NULL, beside_main, b) == 0;
+        if (!b->started)
+                b->r = b->fn(b->arg);
+}
+
+/* The step's result once it is done; -ENOENT for one never started. */
+static int beside_wait(struct beside *b) {
+        if (b->started)
+                pthread_join(b->thread, NULL);
+        b->started = false;
+        return b->ran ? b->r : -ENOENT;
+}
+
 /* ---- talking to the source ---- */
 
 struct transfer_run {
@@ -108,6 +146,7 @@ struct transfer_run {
         struct wire_reader *reader;
         struct image_writer *writer;          /* checks and writes t->out while a stream is read */
         struct image_hasher *hasher;          /* hashes blocks to be checked on both cores */
+        struct beside *during_pull;           /* started when the first pull starts; or NULL */
         uint8_t (*hashes)[IMAGE_DIGEST_SIZE]; /* HASHES_MAX, the hasher's output */
         struct wire_range bad;                /* the block the writer's check refused */
         int64_t next_progress_ms;
@@ -642,6 +681,8 @@ static int build(struct transfer_run *t, const char *partial, const struct image
                 r = copy_local(t, cached_img, &plan);
         if (r == 0)
                 r = zero_ranges(t, &plan);
+        if (r == 0 && t->during_pull && !t->during_pull->ran)
+                beside_start(t->during_pull);
         /* Pull what is missing; after a bad chunk or a cut, ask again for what still is. */
         for (int round = 0; r == 0; round++) {
                 plan_fini(&plan);
@@ -802,45 +843,6 @@ static int ensure_template(struct transfer_run *t, const char *incoming) {
         return r;
 }
 
-/* ---- steps beside the transfer's thread ---- */
-
-/*
- * A step that needs neither the network nor the blocks (a file written, a
- * qemu-img run) runs in a thread of its own while the transfer's thread
- * waits on the source, and is waited for where its result is needed; in
- * the caller's thread when no thread can start.
- */
-struct beside {
-        int (*fn)(void *arg);
-        void *arg;
-        pthread_t thread;
-        bool started, ran;
-        int r;
-};
-
-static void *beside_main(void *userdata) {
-        struct beside *b = userdata;
-        b->r = b->fn(b->arg);
-        return NULL;
-}
-
-static void beside_start(struct beside *b, int (*fn)(void *arg), void *arg) {
-        b->fn = fn;
-        b->arg = arg;
-        b->ran = true;
-        b->started = pthread_create(&b->thread, NULL, beside_main, b) == 0;
-        if (!b->started)
-                b->r = fn(arg);
-}
-
-/* The step's result once it is done; -ENOENT for one never started. */
-static int beside_wait(struct beside *b) {
-        if (b->started)
-                pthread_join(b->thread, NULL);
-        b->started = false;
-        return b->ran ? b->r : -ENOENT;
-}
-
 /*
  * The version's manifest and configuration are written beside the partial
  * image, and made durable, while the blocks are pulled; the commit only
@@ -948,7 +950,8 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         char path[PATH_MAX], cached[PATH_MAX], template_path[PATH_MAX], base_path[PATH_MAX];
         struct staged staged = { 0 };
         struct partial made = { template_path, partial };
-        struct beside staging = { 0 }, making = { 0 };
+        struct beside making = { .fn = make_partial, .arg = &made };
+        struct beside staging = { .fn = stage_files, .arg = &staged };
         struct image_manifest *want = NULL, *base = NULL;
         bool have_cached;
         uint8_t digest[IMAGE_DIGEST_SIZE];
@@ -990,7 +993,7 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         r = ensure_template(&t, incoming);
         if (r < 0)
                 goto out;
-        beside_start(&making, make_partial, &made);
+        beside_start(&making);
 
         /* Holding an older version, ask only for how the manifest differs from it. */
         have_cached = find_cached(env, job, cached);
@@ -1035,7 +1038,11 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         staged.want = want;
         staged.config = config;
         staged.config_len = config_len;
-        beside_start(&staging, stage_files, &staged);
+        /*
+         * Started when the blocks start to move: beside the scan, its fsync
+         * held the scan up (0.08 to 0.13 s instead of 0.01 to 0.02).
+         */
+        t.during_pull = &staging;
 
         r = beside_wait(&making);
         if (r < 0) {
