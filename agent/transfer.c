@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,44 @@ static int write_file(const char *path, const void *data, size_t len) {
         return r;
 }
 
+/* ---- steps beside the transfer's thread ---- */
+
+/*
+ * A step that needs neither the network nor the blocks (a file written, a
+ * qemu-img run) runs in a thread of its own while the transfer's thread
+ * waits on the source, and is waited for where its result is needed; in
+ * the caller's thread when no thread can start.
+ */
+struct beside {
+        int (*fn)(void *arg);
+        void *arg;
+        pthread_t thread;
+        bool started, ran;
+        int r;
+};
+
+static void *beside_main(void *userdata) {
+        struct beside *b = userdata;
+        b->r = b->fn(b->arg);
+        return NULL;
+}
+
+/* Starts b->fn(b->arg). */
+static void beside_start(struct beside *b) {
+        b->ran = true;
+        b->started = pthread_create(&b->thread, NULL, beside_main, b) == 0;
+        if (!b->started)
+                b->r = b->fn(b->arg);
+}
+
+/* The step's result once it is done; -ENOENT for one never started. */
+static int beside_wait(struct beside *b) {
+        if (b->started)
+                pthread_join(b->thread, NULL);
+        b->started = false;
+        return b->ran ? b->r : -ENOENT;
+}
+
 /* ---- talking to the source ---- */
 
 struct transfer_run {
@@ -107,6 +146,7 @@ struct transfer_run {
         struct wire_reader *reader;
         struct image_writer *writer;          /* checks and writes t->out while a stream is read */
         struct image_hasher *hasher;          /* hashes blocks to be checked on both cores */
+        struct beside *during_pull;           /* started when the first pull starts; or NULL */
         uint8_t (*hashes)[IMAGE_DIGEST_SIZE]; /* HASHES_MAX, the hasher's output */
         struct wire_range bad;                /* the block the writer's check refused */
         int64_t next_progress_ms;
@@ -644,6 +684,8 @@ static int build(struct transfer_run *t, const char *partial, const struct image
                 r = copy_local(t, cached_img, &plan);
         if (r == 0)
                 r = zero_ranges(t, &plan);
+        if (r == 0 && t->during_pull && !t->during_pull->ran)
+                beside_start(t->during_pull);
         /* Pull what is missing; after a bad chunk or a cut, ask again for what still is. */
         for (int round = 0; r == 0; round++) {
                 plan_fini(&plan);
@@ -804,6 +846,41 @@ static int ensure_template(struct transfer_run *t, const char *incoming) {
         return r;
 }
 
+/*
+ * The version's manifest and configuration are written beside the partial
+ * image, and made durable, while the blocks are pulled; the commit only
+ * renames them into place. Written at the commit, a 512 MiB version's 5 MB
+ * manifest and its fsync took 50 to 150 ms of a busy machine, a tenth of
+ * the whole copy.
+ */
+struct staged {
+        const struct image_manifest *want; /* borrowed, as the configuration */
+        const char *config;
+        size_t config_len;
+        char manifest[PATH_MAX], json[PATH_MAX];
+};
+
+static int stage_files(void *arg) {
+        struct staged *s = arg;
+        int r = image_manifest_save(s->want, s->manifest);
+        return r < 0 ? r : write_file(s->json, s->config, s->config_len);
+}
+
+/*
+ * The partial image, an empty overlay of the template unless an earlier
+ * attempt left one, is made while the manifest is fetched: qemu-img takes
+ * 15 to 30 ms to start on a busy machine.
+ */
+struct partial {
+        const char *template_path, *path;
+};
+
+static int make_partial(void *arg) {
+        struct partial *p = arg;
+        struct stat st;
+        return stat(p->path, &st) == 0 ? 0 : image_create_overlay(p->template_path, p->path);
+}
+
 /* ---- the whole run ---- */
 
 static int report_end(struct transfer_run *t, int r) {
@@ -874,12 +951,15 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         struct transfer_run t = { env, job, stats, .err = err, .err_size = err_size };
         char incoming[PATH_MAX], partial[PATH_MAX], dir[PATH_MAX], final[PATH_MAX];
         char path[PATH_MAX], cached[PATH_MAX], template_path[PATH_MAX], base_path[PATH_MAX];
+        struct staged staged = { 0 };
+        struct partial made = { template_path, partial };
+        struct beside making = { .fn = make_partial, .arg = &made };
+        struct beside staging = { .fn = stage_files, .arg = &staged };
         struct image_manifest *want = NULL, *base = NULL;
         bool have_cached;
         uint8_t digest[IMAGE_DIGEST_SIZE];
         char *manifest = NULL, *config = NULL;
         size_t manifest_len = 0, config_len = 0;
-        struct stat st;
         double started = clock_mono_s();
         int r;
 
@@ -894,6 +974,10 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
                 r = pathf(partial, "%s/v%lld.qcow2.partial", incoming, (long long)job->version);
         if (r == 0)
                 r = pathf(template_path, "%s/templates/%s.qcow2", env->store, job->template_id);
+        if (r == 0)
+                r = pathf(staged.manifest, "%s/v%lld.manifest", incoming, (long long)job->version);
+        if (r == 0)
+                r = pathf(staged.json, "%s/v%lld.json", incoming, (long long)job->version);
         if (r == 0)
                 r = mkdirs(incoming);
         if (r == 0)
@@ -912,6 +996,7 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         r = ensure_template(&t, incoming);
         if (r < 0)
                 goto out;
+        beside_start(&making);
 
         /* Holding an older version, ask only for how the manifest differs from it. */
         have_cached = find_cached(env, job, cached);
@@ -953,8 +1038,17 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         r = fetch(&t, job->source_url, path, CONFIG_MAX, &config, &config_len);
         if (r < 0)
                 goto out;
+        staged.want = want;
+        staged.config = config;
+        staged.config_len = config_len;
+        /*
+         * Started when the blocks start to move: beside the scan, its fsync
+         * held the scan up (0.08 to 0.13 s instead of 0.01 to 0.02).
+         */
+        t.during_pull = &staging;
 
-        if (stat(partial, &st) < 0 && (r = image_create_overlay(template_path, partial)) < 0) {
+        r = beside_wait(&making);
+        if (r < 0) {
                 snprintf(err, err_size, "cannot create %s: %s", partial, strerror(-r));
                 goto out;
         }
@@ -977,13 +1071,15 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
 
         /* The copy is proven: its manifest and configuration, then the image, into place. */
         started = clock_mono_s();
-        r = pathf(cached, "%s/v%lld.manifest", dir, (long long)job->version);
+        r = beside_wait(&staging);
         if (r == 0)
-                r = image_manifest_save(want, cached);
+                r = pathf(cached, "%s/v%lld.manifest", dir, (long long)job->version);
+        if (r == 0 && rename(staged.manifest, cached) < 0)
+                r = -errno;
         if (r == 0)
                 r = pathf(cached, "%s/v%lld.json", dir, (long long)job->version);
-        if (r == 0)
-                r = write_file(cached, config, config_len);
+        if (r == 0 && rename(staged.json, cached) < 0)
+                r = -errno;
         if (r == 0 && rename(partial, final) < 0)
                 r = -errno;
         if (r == 0)
@@ -994,12 +1090,14 @@ int transfer_run(const struct transfer_env *env, const struct transfer_job *job,
         }
         rmdir(incoming);
         stats->s_commit += clock_mono_s() - started;
-        t.bytes_done = stats->bytes_total;
-        progress(&t, true);
 out:
+        beside_wait(&making);
+        beside_wait(&staging);
         if (r == -ECANCELED) {
                 /* Cancelled for good: what was built is of no use. */
                 unlink(partial);
+                unlink(staged.manifest);
+                unlink(staged.json);
                 rmdir(incoming);
         }
         r = report_end(&t, r);

@@ -941,8 +941,9 @@ static int writer_queue(struct image_writer *w, const void *buf, uint64_t len, u
         w->reserved = false;
         if (w->count > w->issued) {
                 s = &w->slot[(w->head + w->count - 1) % WRITER_SLOTS];
+                /* Zeroes merge up to a request NBD can carry: 32-bit lengths. */
                 if (s->offset + s->len == offset && s->zero == !buf &&
-                    (!buf || s->len + len <= w->slot_size)) {
+                    s->len + len <= (buf ? w->slot_size : STATUS_CHUNK)) {
                         /* The thread takes up no slot while we hold the lock. */
                         if (buf)
                                 memcpy(s->data + s->len, buf, len);
@@ -955,11 +956,12 @@ static int writer_queue(struct image_writer *w, const void *buf, uint64_t len, u
         while (w->count == WRITER_SLOTS && !w->error)
                 pthread_cond_wait(&w->changed, &w->lock);
         r = w->error;
+        /* Slot (head + count) is ours until count covers it; taken under the
+         * lock, since head and count change together as the thread frees one. */
+        s = &w->slot[(w->head + w->count) % WRITER_SLOTS];
         pthread_mutex_unlock(&w->lock);
         if (r < 0)
                 return r;
-        /* Slot (head + count) is ours until count covers it. */
-        s = &w->slot[(w->head + w->count) % WRITER_SLOTS];
         s->offset = offset;
         s->len = len;
         s->zero = !buf;

@@ -507,6 +507,35 @@ out:
         store_fini(&s);
 }
 
+TEST(a_queued_zero_range_longer_than_four_gib_is_written_in_requests_nbd_accepts) {
+        const uint64_t size = 6ull << 30, zero_len = 5ull << 30;
+        uint8_t block[IMAGE_BLOCK], got[IMAGE_BLOCK], zero[IMAGE_BLOCK] = { 0 };
+        struct store s;
+        struct image *img = NULL;
+        struct image_writer *w = NULL;
+        char p[256];
+
+        CHECK(store_init(&s) == 0);
+        path_in(&s, "versions/v1/big.qcow2", p, sizeof(p));
+        CHECK(image_create(p, size) == 0 && image_open(p, true, &img) == 0);
+        if (!img)
+                goto out;
+        /* Data to be zeroed, at 4.5 GiB, and data past the range, kept. */
+        fill(block, sizeof(block), 4545);
+        CHECK(image_write(img, block, IMAGE_BLOCK, 9ull << 29) == 0);
+        CHECK(image_write(img, block, IMAGE_BLOCK, zero_len) == 0);
+        CHECK(image_writer_new(img, NULL, NULL, &w) == 0);
+        /* Queued in pieces of 1 GiB that meet: merged, they must not exceed NBD's 32 bits. */
+        CHECK(w && image_writer_zero(w, zero_len, 0) == 0);
+        CHECK(image_writer_finish(w) == 0);
+        CHECK(image_read(img, got, IMAGE_BLOCK, 9ull << 29) == 0 &&
+              !memcmp(got, zero, IMAGE_BLOCK));
+        CHECK(image_read(img, got, IMAGE_BLOCK, zero_len) == 0 && !memcmp(got, block, IMAGE_BLOCK));
+out:
+        image_free(img);
+        store_fini(&s);
+}
+
 /* A check that refuses the request at `refuse` and counts what it saw. */
 struct seen {
         uint64_t refuse;
@@ -1156,6 +1185,7 @@ TAP_MAIN(TAP_TEST(an_overlay_records_its_template_by_a_relative_path),
          TAP_TEST(a_callback_error_stops_the_walk_and_comes_back),
          TAP_TEST(pipelined_reads_come_in_order_and_stop_cleanly),
          TAP_TEST(queued_writes_land_in_order_and_read_ahead_gives_them_back),
+         TAP_TEST(a_queued_zero_range_longer_than_four_gib_is_written_in_requests_nbd_accepts),
          TAP_TEST(reserved_writes_are_checked_before_they_are_written_and_a_refusal_stops_the_rest),
          TAP_TEST(the_file_map_places_the_top_layers_data_and_nothing_else),
          TAP_TEST(a_manifest_holds_exactly_the_written_blocks_and_their_hashes),
