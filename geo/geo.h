@@ -49,8 +49,9 @@ double geo_distance_m(double lat1, double lon1, double lat2, double lon2);
 /*
  * Whether geo_distance_m(lat1, lon1, lat2, lon2) > limit_m, always the same
  * answer, but decided from bounds on the straight-line distance when they
- * settle it (nearly always), so that geod_inverse runs only within 0.34 % of
- * the limit. False when either point is not valid, as NaN > limit is.
+ * settle it (nearly always), so that geod_inverse runs only near the limit
+ * (within 0.34 % for limits of up to a few hundred km). False when either
+ * point is not valid, as NaN > limit is.
  */
 bool geo_distance_exceeds(double lat1, double lon1, double lat2, double lon2, double limit_m);
 

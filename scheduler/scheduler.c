@@ -273,8 +273,10 @@ static void take_ahead(struct scheduler *s, bool keep) {
                 s->ahead_reports = r;
                 s->n_messages = s->n_ahead;
         } else {
-                /* Not met (a batch is empty when it takes them); were it, a
-                 * message left out makes a gap, and its partition rewinds. */
+                /* Met after an on_assign inside read_ahead moved the read-ahead
+                 * into the batch and the same poll brought more: never past
+                 * batch_max then; were it, a message left out makes a gap,
+                 * and its partition rewinds. */
                 for (size_t i = 0; i < s->n_ahead; i++) {
                         if (s->n_messages < (size_t)s->cfg->batch_max) {
                                 s->messages[s->n_messages] = s->ahead[i];

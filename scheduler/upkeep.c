@@ -100,16 +100,21 @@ static void *upkeep_main(void *arg) {
                         continue;
                 }
                 if (refresh) {
-                        world_load(t->u.world, t->u.db); /* keeps the last view on failure */
+                        /* On failure the last view stays. The passes that plan
+                         * copies wait for a fresh one: the incremental replica
+                         * pass would otherwise settle a changed catalog's
+                         * full-again pass with the old view and then leave
+                         * those plans alone until its next full pass. */
+                        bool fresh = world_load(t->u.world, t->u.db) == 0;
                         scheduler_follow_failovers(&t->u);
                         scheduler_cancel_outside_zones(&t->u);
                         loaded_at = time(NULL);
-                        if (cfg->replica_pass_s > 0 &&
+                        if (fresh && cfg->replica_pass_s > 0 &&
                             loaded_at - replicas_at >= cfg->replica_pass_s) {
                                 scheduler_keep_replicas(&t->u);
                                 replicas_at = time(NULL);
                         }
-                        if (cfg->prestage_pass_s > 0 &&
+                        if (fresh && cfg->prestage_pass_s > 0 &&
                             loaded_at - prestaged_at >= cfg->prestage_pass_s) {
                                 scheduler_prestage(&t->u);
                                 prestaged_at = time(NULL);
