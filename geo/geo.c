@@ -45,7 +45,7 @@ double geo_distance_m(double lat1, double lon1, double lat2, double lon2) {
  * slack (a millimetre and 1e-9 of the limit) is far above the rounding of
  * the chord (1e-8 m) and geod_inverse's error (15 nm): only a geodesic
  * within it of the limit, or just above it (0.34 % for short chords,
- * growing to about 5 % as the chord nears b; beyond b the lower bound is
+ * growing to about 5 % as the chord nears b; beyond b the upper bound is
  * not tried), gets computed.
  */
 bool geo_distance_exceeds(double lat1, double lon1, double lat2, double lon2, double limit_m) {
