@@ -107,7 +107,7 @@ SCHEMAS = {
     "TemplateInput": obj({"id": ID, "name": {"type": "string"}, "size_bytes": COUNT},
                          ["id", "name", "size_bytes"]),
     "TemplatePatch": obj({"name": {"type": "string"}, "size_bytes": COUNT}),
-    "Replica": obj({"template_id": ID, "datacenter_id": ID, "created_at": TIME}),
+    "TemplateReplica": obj({"template_id": ID, "datacenter_id": ID, "created_at": TIME}),
     "ActivePlacement": obj({"datacenter_id": ID, "version": {"type": "integer"},
                             "epoch": EPOCH, "since": TIME}),
     "Snapshot": obj({
@@ -688,7 +688,7 @@ SCHEMAS = {
             "null when the snapshot is active nowhere")}),
     }, ["snapshot_id", "from", "to", "versions", "config", "disk"]),
 }
-for name in ("Datacenter", "Template", "Replica", "Snapshot", "Placement", "Decision",
+for name in ("Datacenter", "Template", "TemplateReplica", "Snapshot", "Placement", "Decision",
              "Transfer", "Zone", "OperatorToken", "SnapshotVersion", "Evacuation",
              "PlacementReport"):
     SCHEMAS[name + "Page"] = page_of(name)
@@ -848,7 +848,7 @@ op("get", "/v1/templates", "viewer", "listTemplates", "list templates", ok("Temp
 op("get", "/v1/templates/{id}", "viewer", "getTemplate", "one template",
    ok("Template", etag=True), ID_PARAM, errors=READ_ERRORS, tag="templates")
 op("get", "/v1/templates/{id}/replicas", "viewer", "listReplicas",
-   "where a template is replicated", ok("ReplicaPage"), ID_PARAM + PAGED,
+   "where a template is replicated", ok("TemplateReplicaPage"), ID_PARAM + PAGED,
    errors=READ_ERRORS + ["BadRequest"], tag="templates")
 op("get", "/v1/snapshots", "viewer", "listSnapshots", "list snapshots", ok("SnapshotPage"),
    [query("user_id", ID, "only this user's"), query("template_id", ID, "only of this template"),

@@ -1,8 +1,10 @@
 """The OpenAPI document at /v1/openapi.json is valid OpenAPI 3.1 and
 describes exactly the routes homing serves, with who may call each."""
+import ast
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from openapi_spec_validator import validate
@@ -49,6 +51,18 @@ def documented_routes(document):
 def test_the_document_is_valid_openapi_3_1(document):
     assert document["openapi"].startswith("3.1")
     validate(document)  # raises on the first violation
+
+
+def test_no_key_is_written_twice_in_the_generator():
+    """A Python dict keeps the last of two equal keys, silently: the template
+    replicas' page once described itself with the snapshot replicas' schema
+    so (two "Replica" schemas)."""
+    tree = ast.parse((Path(__file__).resolve().parents[2] / "api" / "openapi.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            keys = [k.value for k in node.keys if isinstance(k, ast.Constant)]
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            assert not twice, f"api/openapi.py:{node.lineno}: {twice}"
 
 
 def test_every_route_is_documented_and_every_documented_route_exists(document):
