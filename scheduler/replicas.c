@@ -146,58 +146,12 @@ static const char designate_sql[] =
 
 /*
  * A replicate transfer for every replica whose copy is missing or older
- * than the snapshot's version, unless one is open, or one to the same site
- * failed or was cancelled in the last five minutes (a site that cannot
- * take it is not asked every pass). Its bytes are reserved at the target
- * and its job goes to the transfers topic, as a move's. $1 the transfers
- * topic, $2 the snapshots looked at (NULL: all).
+ * than the snapshot's version (migration 031 says when one is held back),
+ * its bytes reserved and its job on the transfers topic, as a move's. $1
+ * the transfers topic, $2 the snapshots looked at (NULL: all).
  */
 static const char refresh_sql[] =
-        "WITH due AS ("
-        "  SELECT r.snapshot_id, a.datacenter_id AS from_dc, r.datacenter_id AS to_dc,"
-        "    s.template_id, s.priority, s.version, c.id IS NULL AS missing,"
-        "    s.size_bytes + CASE WHEN x.present THEN 0 ELSE tpl.size_bytes END AS bytes,"
-        "    x.present"
-        "  FROM replicas r"
-        "  JOIN snapshots s ON s.id = r.snapshot_id"
-        "  JOIN templates tpl ON tpl.id = s.template_id"
-        "  JOIN placements a ON a.snapshot_id = r.snapshot_id AND a.active"
-        "  JOIN datacenters src ON src.id = a.datacenter_id AND src.status <> 'down'"
-        "  JOIN datacenters dst ON dst.id = r.datacenter_id AND dst.status <> 'down'"
-        "  LEFT JOIN placements c ON c.id = r.placement_id"
-        "  CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM template_replicas tr"
-        "    WHERE tr.template_id = s.template_id AND tr.datacenter_id = r.datacenter_id)"
-        "    AS present) x"
-        "  WHERE r.reason = 'protection'"
-        "    AND (c.id IS NULL OR c.version < s.version) AND a.datacenter_id <> r.datacenter_id"
-        "    AND ($2::text[] IS NULL OR r.snapshot_id = ANY ($2::text[]))"
-        "    AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.snapshot_id = r.snapshot_id"
-        "      AND t.to_dc = r.datacenter_id AND t.kind = 'replicate'"
-        "      AND (t.state IN ('queued', 'running') OR (t.state IN ('failed', 'cancelled')"
-        "           AND t.finished_at > now() - interval '5 minutes')))),"
-        " t AS ("
-        "  INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id, template_present,"
-        "    priority, reason, idempotency_key, bytes_total, kind, version)"
-        "  SELECT snapshot_id, from_dc, to_dc, template_id, present, priority,"
-        "    CASE WHEN missing THEN 'replica-missing' ELSE 'replica-behind' END,"
-        "    'replicate/' || snapshot_id || '/' || to_dc || '/v' || version || '/'"
-        "      || (extract(epoch FROM now()) * 1000)::bigint,"
-        "    bytes, 'replicate', version FROM due"
-        "  ON CONFLICT DO NOTHING RETURNING *),"
-        " reserve AS ("
-        "  UPDATE datacenters d SET reserved_bytes = d.reserved_bytes + s.bytes,"
-        "    updated_at = now()"
-        "  FROM (SELECT to_dc, sum(bytes_total) AS bytes FROM t GROUP BY to_dc) s"
-        "  WHERE d.id = s.to_dc),"
-        " job AS ("
-        "  INSERT INTO outbox (topic, key, payload)"
-        "  SELECT $1, t.snapshot_id, jsonb_build_object("
-        "    'transfer_id', t.id, 'kind', t.kind, 'snapshot_id', t.snapshot_id,"
-        "    'from_dc', t.from_dc, 'to_dc', t.to_dc, 'template_id', t.template_id,"
-        "    'template_present', t.template_present, 'priority', t.priority,"
-        "    'reason', t.reason, 'bytes_total', t.bytes_total, 'version', t.version,"
-        "    'idempotency_key', t.idempotency_key) FROM t)"
-        " SELECT count(*) FROM t";
+        "SELECT count(*) FROM homing_queue_replica_refreshes('protection', $1, $2)";
 
 /*
  * A replica whose lag first exceeds its level's RPO is marked breached,
