@@ -8,64 +8,24 @@ the environment: N (1000), LEVEL1_SHARE (0.1), RECONCILE_MS (200).
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import Bench, run, say, wait  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 HOMING = str(ROOT / "build" / "homing")
 N = int(os.environ.get("N", "1000"))
 LEVEL1_SHARE = float(os.environ.get("LEVEL1_SHARE", "0.1"))
 RECONCILE_MS = os.environ.get("RECONCILE_MS", "200")
-STATE = Path(os.environ["HOMING_STATE_DIR"])
-WORK = STATE / "bench-failover"
-DB = "homing_bench_failover"
-DSN = os.environ["HOMING_PG_DSN"].replace("dbname=homing", f"dbname={DB}")
-ADMIN_DSN = os.environ["HOMING_PG_DSN"].replace("dbname=homing", "dbname=postgres")
 API_PORT = int(os.environ.get("BENCH_API_PORT", "58490"))
-procs = []
-
-
-def say(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def sql(q, dsn=DSN):
-    return subprocess.run(["psql", dsn, "-v", "ON_ERROR_STOP=1", "-Atq", "-F", "|", "-c", q],
-                          check=True, capture_output=True, text=True).stdout.strip()
-
-
-def run(*argv, env=None):
-    return subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout
-
-
-def env_for(extra=None):
-    env = dict(os.environ, HOMING_PG_DSN=DSN, HOMING_LISTEN=f"127.0.0.1:{API_PORT}",
-               HOMING_TOPIC_LOCATIONS="homing.bench.failover.locations",
-               HOMING_TOPIC_TRANSFERS="homing.bench.failover.jobs",
-               HOMING_TOPIC_AUDIT="homing.bench.failover.audit", HOMING_LOG_LEVEL="info")
-    env.update(extra or {})
-    return env
-
-
-def start(name, argv, env):
-    log = open(WORK / f"{name}.log", "w")
-    p = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    procs.append(p)
-    return p
-
-
-def wait(pred, timeout, what, interval=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    raise SystemExit(f"bench: timed out waiting for {what}")
+BENCH = Bench("failover", API_PORT)
+WORK, DSN = BENCH.work, BENCH.dsn
+sql, env_for, start = BENCH.sql, BENCH.env, BENCH.start
 
 
 def api(method, path, token, body=None):
@@ -88,11 +48,7 @@ def level_of(i):
 
 
 def main():
-    shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
-    sql(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)', ADMIN_DSN)
-    sql(f'CREATE DATABASE "{DB}"', ADMIN_DSN)
-    run(HOMING, "migrate", env=env_for())
+    BENCH.fresh(HOMING)
     sql("INSERT INTO datacenters (id, name, city, lat, lon, capacity_bytes) VALUES"
         " ('paris', 'Paris', 'Paris', 48.86, 2.35, 1e15),"
         " ('tokyo', 'Tokyo', 'Tokyo', 35.68, 139.69, 1e15),"
@@ -183,13 +139,5 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
+    with BENCH:
         main()
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()

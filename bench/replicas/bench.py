@@ -19,6 +19,9 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import Bench, pct, qemu_io, run, say, wait  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 HOMING = str(ROOT / "build" / "homing")
 N = int(os.environ.get("N", "10"))
@@ -29,80 +32,18 @@ PASS_S = os.environ.get("PASS_S", "10")
 LEVELS = [int(x) for x in os.environ.get("LEVELS", "1,2").split(",")]
 MIB, BLOCK = 1024 * 1024, 4096
 HOT = 8 * MIB
-STATE = Path(os.environ["HOMING_STATE_DIR"])
-WORK = STATE / "bench-replicas"
-DB = "homing_bench_replicas"
-DSN = os.environ["HOMING_PG_DSN"].replace("dbname=homing", f"dbname={DB}")
-ADMIN_DSN = os.environ["HOMING_PG_DSN"].replace("dbname=homing", "dbname=postgres")
 API_PORT = int(os.environ.get("BENCH_API_PORT", os.environ.get("HOMING_HTTP_PORT", "58180")))
 DCS = ("paris", "frankfurt", "tokyo")
-procs = []
-
-
-def say(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def sql(q, dsn=DSN):
-    return subprocess.run(["psql", dsn, "-v", "ON_ERROR_STOP=1", "-Atq", "-F", "|", "-c", q],
-                          check=True, capture_output=True, text=True).stdout.strip()
-
-
-def run(*argv, env=None):
-    return subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout
-
-
-def qemu_io(path, commands):
-    argv = ["qemu-io", "-f", "qcow2"]
-    for c in commands:
-        argv += ["-c", c]
-    subprocess.run(argv + [str(path)], check=True, capture_output=True)
-
-
-def env_for(extra=None):
-    env = dict(os.environ, HOMING_PG_DSN=DSN, HOMING_LISTEN=f"127.0.0.1:{API_PORT}",
-               HOMING_TOPIC_LOCATIONS="homing.bench.replicas.locations",
-               HOMING_TOPIC_TRANSFERS="homing.bench.replicas.jobs",
-               HOMING_TOPIC_AUDIT="homing.bench.replicas.audit",
-               HOMING_CONSUMER_GROUP="bench-replicas", HOMING_LOG_LEVEL="info",
-               HOMING_MIGRATIONS_DIR=str(ROOT / "migrations"))
-    env.update(extra or {})
-    return env
-
-
-def start(name, argv, env):
-    log = open(WORK / f"{name}.log", "w")
-    p = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    procs.append(p)
-    return p
-
-
-def wait(pred, timeout, what, interval=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    raise SystemExit(f"bench: timed out waiting for {what}")
-
-
-def pct(values, p):
-    if not values:
-        return 0
-    s = sorted(values)
-    return s[min(len(s) - 1, int(p / 100 * len(s)))]
+BENCH = Bench("replicas", API_PORT)
+WORK = BENCH.work
+sql, env_for, start = BENCH.sql, BENCH.env, BENCH.start
 
 
 def main():
     global HOMING
-    shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
+    BENCH.fresh(HOMING)
     # A copy: a rebuild during the run would replace the binary under it.
     HOMING = str(shutil.copy(HOMING, WORK / "homing"))
-    sql(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)', ADMIN_DSN)
-    sql(f'CREATE DATABASE "{DB}"', ADMIN_DSN)
-    run(HOMING, "migrate", env=env_for())
     # Users alternate between Paris (their replica: Frankfurt, the nearest
     # other site) and Osaka (Tokyo); all their snapshots are active at Paris.
     sql("INSERT INTO datacenters (id, name, city, lat, lon, capacity_bytes) VALUES"
@@ -279,13 +220,5 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
+    with BENCH:
         main()
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()

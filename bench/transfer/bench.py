@@ -19,67 +19,20 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import Bench, qemu_io, run, say, wait  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 HOMING = os.environ.get("BENCH_HOMING", str(ROOT / "build" / "homing"))
 SIZE_GIB = int(os.environ.get("SIZE_GIB", "1"))
 DATA_MIB = int(os.environ.get("DATA_MIB", "512"))
 CAP_MBPS = float(os.environ.get("CAP_MBPS", "50"))
 MIB, BLOCK = 1024 * 1024, 4096
-STATE = Path(os.environ["HOMING_STATE_DIR"])
-WORK = STATE / "bench-transfer"
-DB = "homing_bench_transfer"
-DSN = os.environ["HOMING_PG_DSN"].replace("dbname=homing", f"dbname={DB}")
-ADMIN_DSN = os.environ["HOMING_PG_DSN"].replace("dbname=homing", "dbname=postgres")
 API_PORT = int(os.environ.get("BENCH_API_PORT", "58480"))
 NGINX_PORT = int(os.environ.get("BENCH_NGINX_PORT", "58481"))
-procs = []
-
-
-def say(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def sql(q, dsn=DSN):
-    return subprocess.run(["psql", dsn, "-v", "ON_ERROR_STOP=1", "-Atq", "-F", "|", "-c", q],
-                          check=True, capture_output=True, text=True).stdout.strip()
-
-
-def run(*argv, env=None, **kw):
-    return subprocess.run(argv, check=True, capture_output=True, text=True, env=env, **kw).stdout
-
-
-def qemu_io(path, commands):
-    for i in range(0, len(commands), 400):
-        argv = ["qemu-io", "-f", "qcow2"]
-        for c in commands[i:i + 400]:
-            argv += ["-c", c]
-        subprocess.run(argv + [str(path)], check=True, capture_output=True)
-
-
-def env_for(extra=None):
-    env = dict(os.environ, HOMING_PG_DSN=DSN, HOMING_LISTEN=f"127.0.0.1:{API_PORT}",
-               HOMING_TOPIC_LOCATIONS="homing.bench.transfer.locations",
-               HOMING_TOPIC_TRANSFERS="homing.bench.transfer.jobs",
-               HOMING_TOPIC_AUDIT="homing.bench.transfer.audit", HOMING_LOG_LEVEL="info")
-    env.update(extra or {})
-    return env
-
-
-def start(name, argv, env):
-    log = open(WORK / f"{name}.log", "w")
-    p = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    procs.append(p)
-    return p
-
-
-def wait(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise SystemExit(f"bench: timed out waiting for {what}")
+BENCH = Bench("transfer", API_PORT)
+WORK = BENCH.work
+sql, env_for, start = BENCH.sql, BENCH.env, BENCH.start
 
 
 def agent(dc, extra=None):
@@ -133,11 +86,7 @@ def log_time(line):
 
 def main():
     global TOKENS
-    shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
-    sql(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)', ADMIN_DSN)
-    sql(f'CREATE DATABASE "{DB}"', ADMIN_DSN)
-    run(HOMING, "migrate", env=env_for())
+    BENCH.fresh(HOMING)
     sql("INSERT INTO datacenters (id, name, city, lat, lon, capacity_bytes) VALUES"
         " ('a', 'A', 'Paris', 48.86, 2.35, 1e13), ('b', 'B', 'Frankfurt', 50.11, 8.68, 1e13);"
         " INSERT INTO templates (id, name, size_bytes) VALUES ('tpl', 'bench', 68719476736);"
@@ -296,14 +245,5 @@ http {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{NGINX_PORT}; ro
 
 
 if __name__ == "__main__":
-    try:
+    with BENCH:
         main()
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
