@@ -144,7 +144,6 @@ def scheduler(text):
 
 
 def transfer(text):
-    cell = r"\| ([^|]*) \|"
     found = {m.group(1): (m.group(2), m.group(3)) for m in
              re.finditer(r"^\| ([^|]+) \| ([^|]+) \| ([^|]+) \| (?:yes|no) \|$", text, re.M)}
 
