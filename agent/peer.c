@@ -433,17 +433,13 @@ static int pread_all(int fd, uint8_t *buf, uint64_t len, uint64_t offset) {
 static void chunk_sha256(struct stream *s, uint64_t at, const uint8_t *data, uint64_t len,
                          uint8_t out[32]) {
         size_t n = len / IMAGE_BLOCK;
+        const struct image_block_hash *e;
 
-        for (size_t i = 0; s->manifest && i < n; i++) {
-                const struct image_block_hash *e =
-                        image_manifest_lookup(s->manifest, at / IMAGE_BLOCK + i);
-                if (!e)
-                        break;
-                memcpy(s->blocks[i], e->sha256, 32);
-                if (i + 1 == n) {
-                        wire_chunk_sha256_of((const uint8_t(*)[32])s->blocks, n, out);
-                        return;
-                }
+        if (s->manifest && image_manifest_run(s->manifest, at / IMAGE_BLOCK, n, &e) == n) {
+                for (size_t i = 0; i < n; i++)
+                        memcpy(s->blocks[i], e[i].sha256, 32);
+                wire_chunk_sha256_of((const uint8_t(*)[32])s->blocks, n, out);
+                return;
         }
         wire_chunk_sha256(data, (uint32_t)len, NULL, out);
 }
@@ -456,20 +452,22 @@ static void chunk_sha256(struct stream *s, uint64_t at, const uint8_t *data, uin
  */
 static int next_record_mapped(struct stream *s, struct wire_range rg, uint64_t at) {
         uint64_t max = rg.length - s->pos < WIRE_CHUNK_MAX ? rg.length - s->pos : WIRE_CHUNK_MAX;
+        const struct image_block_hash *e;
         uint64_t file_off, n, run;
+        size_t listed;
         uint8_t sha[32];
         bool zero = false;
 
         /* read_directly found every range in the file. */
         if (image_file_map_find(s->map, at, max, &file_off, &n) < 0)
                 return -EIO;
-        for (run = 0; run < n; run += IMAGE_BLOCK) {
-                const struct image_block_hash *e =
-                        image_manifest_lookup(s->manifest, (at + run) / IMAGE_BLOCK);
-                if (!e || (run && zero != !!(e->flags & IMAGE_BLOCK_ZERO)))
+        listed = image_manifest_run(s->manifest, at / IMAGE_BLOCK, n / IMAGE_BLOCK, &e);
+        for (run = 0; run / IMAGE_BLOCK < listed; run += IMAGE_BLOCK) {
+                const struct image_block_hash *b = &e[run / IMAGE_BLOCK];
+                if (run && zero != !!(b->flags & IMAGE_BLOCK_ZERO))
                         break;
-                zero = e->flags & IMAGE_BLOCK_ZERO;
-                memcpy(s->blocks[run / IMAGE_BLOCK], e->sha256, 32);
+                zero = b->flags & IMAGE_BLOCK_ZERO;
+                memcpy(s->blocks[run / IMAGE_BLOCK], b->sha256, 32);
         }
         if (run == 0)
                 return 1;

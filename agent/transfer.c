@@ -308,12 +308,16 @@ static bool block_wanted(const struct transfer_run *t, uint64_t index, const uin
  */
 static int check_written(void *userdata, const void *data, uint64_t len, uint64_t offset) {
         struct transfer_run *t = userdata;
+        const struct image_block_hash *w = NULL;
+        size_t n = 0;
 
-        if (data)
+        if (data) {
                 image_hasher_run(t->hasher, data, len / IMAGE_BLOCK, t->hashes);
-        for (uint64_t at = 0; data && at < len; at += IMAGE_BLOCK) {
-                if (!block_wanted(t, (offset + at) / IMAGE_BLOCK, t->hashes[at / IMAGE_BLOCK])) {
-                        t->bad = (struct wire_range){ offset + at, IMAGE_BLOCK };
+                n = image_manifest_run(t->want, offset / IMAGE_BLOCK, len / IMAGE_BLOCK, &w);
+        }
+        for (size_t i = 0; data && i < len / IMAGE_BLOCK; i++) {
+                if (i >= n || memcmp(w[i].sha256, t->hashes[i], IMAGE_DIGEST_SIZE) != 0) {
+                        t->bad = (struct wire_range){ offset + i * IMAGE_BLOCK, IMAGE_BLOCK };
                         return -EILSEQ;
                 }
         }
@@ -325,14 +329,13 @@ static int check_written(void *userdata, const void *data, uint64_t len, uint64_
 static int on_chunk_begin(void *ctx, uint64_t offset, uint32_t length, uint8_t (*block_sha256)[32],
                           void **buf) {
         struct transfer_run *t = ctx;
+        const struct image_block_hash *w;
+        size_t n = length / IMAGE_BLOCK;
 
-        for (uint32_t i = 0; i < length / IMAGE_BLOCK; i++) {
-                const struct image_block_hash *w =
-                        image_manifest_lookup(t->want, offset / IMAGE_BLOCK + i);
-                if (!w)
-                        return -EILSEQ;
-                memcpy(block_sha256[i], w->sha256, IMAGE_DIGEST_SIZE);
-        }
+        if (image_manifest_run(t->want, offset / IMAGE_BLOCK, n, &w) < n)
+                return -EILSEQ;
+        for (size_t i = 0; i < n; i++)
+                memcpy(block_sha256[i], w[i].sha256, IMAGE_DIGEST_SIZE);
         return image_writer_reserve(t->writer, length, offset, buf);
 }
 
