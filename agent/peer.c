@@ -560,35 +560,46 @@ static int next_record(struct stream *s) {
         return 0;
 }
 
+/*
+ * Fills `buf` with as many records as fit, a header together with its
+ * data: a header sent on its own was a send, a segment and a wake-up of
+ * the receiver of their own for each record.
+ */
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         struct stream *s = cls;
-        size_t n;
+        size_t n = 0, take;
 
-        if (s->out_sent == s->out_len + s->payload_len) {
-                if (s->ended)
-                        return MHD_CONTENT_READER_END_OF_STREAM;
-                if (next_record(s) < 0) {
-                        log_warn("agent", "a block stream stopped: the image could not be read");
-                        return MHD_CONTENT_READER_END_WITH_ERROR;
+        while (n < max) {
+                if (s->out_sent == s->out_len + s->payload_len) {
+                        if (s->ended)
+                                break;
+                        if (next_record(s) < 0)
+                                goto failed;
+                        s->out_sent = 0;
                 }
-                s->out_sent = 0;
-        }
-        if (s->out_sent < s->out_len) {
-                n = s->out_len - s->out_sent < max ? s->out_len - s->out_sent : max;
-                memcpy(buf, s->out + s->out_sent, n);
-        } else {
-                size_t at = s->out_sent - s->out_len;
-                n = s->payload_len - at < max ? s->payload_len - at : max;
-                if (!s->payload_in_file) {
-                        memcpy(buf, s->payload + at, n);
-                } else if (pread_all(s->fd, (uint8_t *)buf, n, s->payload_at + at) < 0) {
-                        log_warn("agent", "a block stream stopped: the image could not be read");
-                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                if (s->out_sent < s->out_len) {
+                        take = s->out_len - s->out_sent < max - n ? s->out_len - s->out_sent
+                                                                  : max - n;
+                        memcpy(buf + n, s->out + s->out_sent, take);
+                } else {
+                        size_t at = s->out_sent - s->out_len;
+                        take = s->payload_len - at < max - n ? s->payload_len - at : max - n;
+                        if (!s->payload_in_file)
+                                memcpy(buf + n, s->payload + at, take);
+                        else if (pread_all(s->fd, (uint8_t *)buf + n, take,
+                                           s->payload_at + at) < 0)
+                                goto failed;
                 }
+                s->out_sent += take;
+                n += take;
         }
-        s->out_sent += n;
+        if (n == 0)
+                return MHD_CONTENT_READER_END_OF_STREAM;
         atomic_fetch_add(&s->peer->bytes_sent, n);
         return (ssize_t)n;
+failed:
+        log_warn("agent", "a block stream stopped: the image could not be read");
+        return MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
 static void stream_free(void *cls) {
