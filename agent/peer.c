@@ -84,6 +84,14 @@ struct request {
         bool too_big;
 };
 
+/*
+ * Each connection's memory in libmicrohttpd, which mmaps it (pages are used
+ * only once touched). A chunked answer is sent from a buffer of what is
+ * free in it: with the default 32 KiB a block stream went out 32 KiB at a
+ * time, a pread, a chunk and a send each, 16,700 of them per 512 MiB.
+ */
+#define PEER_CONNECTION_MEMORY (1u << 20)
+
 /* A block stream being sent. */
 struct stream {
         struct peer *peer;
@@ -807,7 +815,8 @@ int peer_start(const char *listen, const char *api_url, const struct peer_tls *t
                                              on_completed, p, MHD_OPTION_CONNECTION_TIMEOUT,
                                              (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT,
                                              (unsigned int)256, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-                                             (unsigned int)1, MHD_OPTION_HTTPS_MEM_CERT,
+                                             (unsigned int)1, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                             (size_t)PEER_CONNECTION_MEMORY, MHD_OPTION_HTTPS_MEM_CERT,
                                              tls->cert_pem, MHD_OPTION_HTTPS_MEM_KEY, tls->key_pem,
                                              MHD_OPTION_HTTPS_PRIORITIES, NET_TLS_PRIORITIES,
                                              MHD_OPTION_END);
@@ -820,7 +829,8 @@ int peer_start(const char *listen, const char *api_url, const struct peer_tls *t
                                              on_completed, p, MHD_OPTION_CONNECTION_TIMEOUT,
                                              (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT,
                                              (unsigned int)256, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-                                             (unsigned int)1, MHD_OPTION_END);
+                                             (unsigned int)1, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                             (size_t)PEER_CONNECTION_MEMORY, MHD_OPTION_END);
         if (!p->daemon) {
                 log_error("agent", "cannot listen on %s", listen);
                 peer_stop(p);
