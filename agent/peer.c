@@ -84,6 +84,14 @@ struct request {
         bool too_big;
 };
 
+/*
+ * Each connection's memory in libmicrohttpd, which mmaps it (pages are used
+ * only once touched). A chunked answer is sent from a buffer of what is
+ * free in it: with the default 32 KiB a block stream went out 32 KiB at a
+ * time, a pread, a chunk and a send each, 16,700 of them per 512 MiB.
+ */
+#define PEER_CONNECTION_MEMORY (1u << 20)
+
 /* A block stream being sent. */
 struct stream {
         struct peer *peer;
@@ -433,17 +441,13 @@ static int pread_all(int fd, uint8_t *buf, uint64_t len, uint64_t offset) {
 static void chunk_sha256(struct stream *s, uint64_t at, const uint8_t *data, uint64_t len,
                          uint8_t out[32]) {
         size_t n = len / IMAGE_BLOCK;
+        const struct image_block_hash *e;
 
-        for (size_t i = 0; s->manifest && i < n; i++) {
-                const struct image_block_hash *e =
-                        image_manifest_lookup(s->manifest, at / IMAGE_BLOCK + i);
-                if (!e)
-                        break;
-                memcpy(s->blocks[i], e->sha256, 32);
-                if (i + 1 == n) {
-                        wire_chunk_sha256_of((const uint8_t(*)[32])s->blocks, n, out);
-                        return;
-                }
+        if (s->manifest && image_manifest_run(s->manifest, at / IMAGE_BLOCK, n, &e) == n) {
+                for (size_t i = 0; i < n; i++)
+                        memcpy(s->blocks[i], e[i].sha256, 32);
+                wire_chunk_sha256_of((const uint8_t(*)[32])s->blocks, n, out);
+                return;
         }
         wire_chunk_sha256(data, (uint32_t)len, NULL, out);
 }
@@ -456,20 +460,22 @@ static void chunk_sha256(struct stream *s, uint64_t at, const uint8_t *data, uin
  */
 static int next_record_mapped(struct stream *s, struct wire_range rg, uint64_t at) {
         uint64_t max = rg.length - s->pos < WIRE_CHUNK_MAX ? rg.length - s->pos : WIRE_CHUNK_MAX;
+        const struct image_block_hash *e;
         uint64_t file_off, n, run;
+        size_t listed;
         uint8_t sha[32];
         bool zero = false;
 
         /* read_directly found every range in the file. */
         if (image_file_map_find(s->map, at, max, &file_off, &n) < 0)
                 return -EIO;
-        for (run = 0; run < n; run += IMAGE_BLOCK) {
-                const struct image_block_hash *e =
-                        image_manifest_lookup(s->manifest, (at + run) / IMAGE_BLOCK);
-                if (!e || (run && zero != !!(e->flags & IMAGE_BLOCK_ZERO)))
+        listed = image_manifest_run(s->manifest, at / IMAGE_BLOCK, n / IMAGE_BLOCK, &e);
+        for (run = 0; run / IMAGE_BLOCK < listed; run += IMAGE_BLOCK) {
+                const struct image_block_hash *b = &e[run / IMAGE_BLOCK];
+                if (run && zero != !!(b->flags & IMAGE_BLOCK_ZERO))
                         break;
-                zero = e->flags & IMAGE_BLOCK_ZERO;
-                memcpy(s->blocks[run / IMAGE_BLOCK], e->sha256, 32);
+                zero = b->flags & IMAGE_BLOCK_ZERO;
+                memcpy(s->blocks[run / IMAGE_BLOCK], b->sha256, 32);
         }
         if (run == 0)
                 return 1;
@@ -562,35 +568,46 @@ static int next_record(struct stream *s) {
         return 0;
 }
 
+/*
+ * Fills `buf` with as many records as fit, a header together with its
+ * data: a header sent on its own was a send, a segment and a wake-up of
+ * the receiver of their own for each record.
+ */
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         struct stream *s = cls;
-        size_t n;
+        size_t n = 0, take;
 
-        if (s->out_sent == s->out_len + s->payload_len) {
-                if (s->ended)
-                        return MHD_CONTENT_READER_END_OF_STREAM;
-                if (next_record(s) < 0) {
-                        log_warn("agent", "a block stream stopped: the image could not be read");
-                        return MHD_CONTENT_READER_END_WITH_ERROR;
+        while (n < max) {
+                if (s->out_sent == s->out_len + s->payload_len) {
+                        if (s->ended)
+                                break;
+                        if (next_record(s) < 0)
+                                goto failed;
+                        s->out_sent = 0;
                 }
-                s->out_sent = 0;
-        }
-        if (s->out_sent < s->out_len) {
-                n = s->out_len - s->out_sent < max ? s->out_len - s->out_sent : max;
-                memcpy(buf, s->out + s->out_sent, n);
-        } else {
-                size_t at = s->out_sent - s->out_len;
-                n = s->payload_len - at < max ? s->payload_len - at : max;
-                if (!s->payload_in_file) {
-                        memcpy(buf, s->payload + at, n);
-                } else if (pread_all(s->fd, (uint8_t *)buf, n, s->payload_at + at) < 0) {
-                        log_warn("agent", "a block stream stopped: the image could not be read");
-                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                if (s->out_sent < s->out_len) {
+                        take = s->out_len - s->out_sent < max - n ? s->out_len - s->out_sent
+                                                                  : max - n;
+                        memcpy(buf + n, s->out + s->out_sent, take);
+                } else {
+                        size_t at = s->out_sent - s->out_len;
+                        take = s->payload_len - at < max - n ? s->payload_len - at : max - n;
+                        if (!s->payload_in_file)
+                                memcpy(buf + n, s->payload + at, take);
+                        else if (pread_all(s->fd, (uint8_t *)buf + n, take,
+                                           s->payload_at + at) < 0)
+                                goto failed;
                 }
+                s->out_sent += take;
+                n += take;
         }
-        s->out_sent += n;
+        if (n == 0)
+                return MHD_CONTENT_READER_END_OF_STREAM;
         atomic_fetch_add(&s->peer->bytes_sent, n);
         return (ssize_t)n;
+failed:
+        log_warn("agent", "a block stream stopped: the image could not be read");
+        return MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
 static void stream_free(void *cls) {
@@ -798,7 +815,8 @@ int peer_start(const char *listen, const char *api_url, const struct peer_tls *t
                                              on_completed, p, MHD_OPTION_CONNECTION_TIMEOUT,
                                              (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT,
                                              (unsigned int)256, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-                                             (unsigned int)1, MHD_OPTION_HTTPS_MEM_CERT,
+                                             (unsigned int)1, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                             (size_t)PEER_CONNECTION_MEMORY, MHD_OPTION_HTTPS_MEM_CERT,
                                              tls->cert_pem, MHD_OPTION_HTTPS_MEM_KEY, tls->key_pem,
                                              MHD_OPTION_HTTPS_PRIORITIES, NET_TLS_PRIORITIES,
                                              MHD_OPTION_END);
@@ -811,7 +829,8 @@ int peer_start(const char *listen, const char *api_url, const struct peer_tls *t
                                              on_completed, p, MHD_OPTION_CONNECTION_TIMEOUT,
                                              (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT,
                                              (unsigned int)256, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-                                             (unsigned int)1, MHD_OPTION_END);
+                                             (unsigned int)1, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                             (size_t)PEER_CONNECTION_MEMORY, MHD_OPTION_END);
         if (!p->daemon) {
                 log_error("agent", "cannot listen on %s", listen);
                 peer_stop(p);

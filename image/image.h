@@ -264,6 +264,13 @@ const struct image_block_hash *image_manifest_entry(const struct image_manifest 
 /* The entry for block `index`, or NULL when it is not in the manifest; borrowed. */
 const struct image_block_hash *image_manifest_lookup(const struct image_manifest *m,
                                                      uint64_t index);
+/*
+ * How many of blocks `index`, `index` + 1, ... (at most `max`) the manifest
+ * lists, one search for all: their entries are (*first)[0 .. return - 1],
+ * borrowed. 0 (and *first NULL) when it lacks block `index`.
+ */
+size_t image_manifest_run(const struct image_manifest *m, uint64_t index, size_t max,
+                          const struct image_block_hash **first);
 
 /*
  * The canonical encoding (README.md). *out is malloc'd, the caller frees it.

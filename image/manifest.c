@@ -230,6 +230,21 @@ const struct image_block_hash *image_manifest_lookup(const struct image_manifest
         return NULL;
 }
 
+size_t image_manifest_run(const struct image_manifest *m, uint64_t index, size_t max,
+                          const struct image_block_hash **first) {
+        const struct image_block_hash *e = image_manifest_lookup(m, index);
+        size_t n = 0, left;
+
+        *first = e;
+        if (!e)
+                return 0;
+        /* Entries are in increasing index order: a run is consecutive entries. */
+        left = m->n - (size_t)(e - m->entries);
+        while (n < max && n < left && e[n].index == index + n)
+                n++;
+        return n;
+}
+
 /* ---- encoding ------------------------------------------------------------------ */
 
 /* The encoding goes to a sink in pieces, so the digest needs no copy of it. */

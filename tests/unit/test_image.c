@@ -688,6 +688,15 @@ TEST(a_manifest_holds_exactly_the_written_blocks_and_their_hashes) {
         CHECK(image_manifest_lookup(m, 4) == NULL);
         CHECK(image_manifest_lookup(m, 0) == NULL);
         CHECK(image_manifest_lookup(m, BLOCKS + 5) == NULL);
+        /* A run: as many consecutive blocks as are listed, up to max. */
+        CHECK(image_manifest_run(m, V1_RUN_FIRST, 64, &e) == V1_RUN_BLOCKS &&
+              e == image_manifest_lookup(m, V1_RUN_FIRST));
+        CHECK(image_manifest_run(m, V1_RUN_FIRST + 3, 4, &e) == 4 &&
+              e[3].index == V1_RUN_FIRST + 6);
+        CHECK(image_manifest_run(m, V1_RUN_FIRST + V1_RUN_BLOCKS - 1, 2, &e) == 1);
+        CHECK(image_manifest_run(m, 3, 2, &e) == 1 && e->index == 3); /* 4 is not listed */
+        CHECK(image_manifest_run(m, 4, 8, &e) == 0 && e == NULL);
+        CHECK(image_manifest_run(m, 9000, 8, &e) == 1); /* the last entry */
 out:
         image_manifest_free(m);
         image_free(img);
