@@ -125,7 +125,10 @@ static const struct setting settings[] = {
           "a move must save this many km for every GiB it sends" },
         { "batch-max", SETTING_LONG, FIELD(batch_max), "500", 1, 100000,
           "reports the scheduler commits in one PostgreSQL transaction at most" },
-        { "batch-wait-ms", SETTING_LONG, FIELD(batch_wait_ms), "50", 0, 10000,
+        /* 0: a batch is what came while the one before it committed (its
+         * read-ahead) and what Kafka has at once; a wait to fill it added up
+         * to itself to every report's latency below the backlog's rate. */
+        { "batch-wait-ms", SETTING_LONG, FIELD(batch_wait_ms), "0", 0, 10000,
           "how long the scheduler waits to fill a batch" },
         { "outbox-max-attempts", SETTING_LONG, FIELD(outbox_max_attempts), "10", 1, 1000000,
           "times Kafka may refuse an outbox row for its own sake before the relay parks it" },

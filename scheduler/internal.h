@@ -74,7 +74,9 @@ struct batch_flight {
         int64_t first[MAX_PARTITIONS], last[MAX_PARTITIONS];
         size_t processed, accepted, only;
         int64_t t[5];
-        int64_t ahead_us; /* spent reading the next batch ahead meanwhile */
+        int64_t poll_us;   /* the loop's polls that made the batch: waiting for Kafka */
+        int64_t decode_us; /* its messages not read ahead decoded, all checked */
+        int64_t ahead_us;  /* spent reading the next batch ahead meanwhile */
         bool piped;       /* a pipeline was begun: its answers are due */
         int r;            /* the first failure before the answers */
 };
@@ -131,6 +133,7 @@ struct scheduler {
         struct batch_report *ahead_reports;
         bool inflight; /* a batch is sent; its answers are not read yet */
         struct batch_flight flight;
+        int64_t poll_us; /* for the next batch_send: its polls' time */
         struct device_update *devices;
         size_t n_devices;
         struct decision_record *decisions;

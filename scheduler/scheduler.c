@@ -374,6 +374,8 @@ static void batch_send(struct scheduler *s) {
         memset(f->touched, 0, sizeof(f->touched));
         f->processed = f->accepted = f->only = 0;
         f->ahead_us = 0;
+        f->poll_us = s->poll_us;
+        f->decode_us = clock_mono_us();
         f->piped = false;
 
         /*
@@ -429,6 +431,7 @@ skip:
         }
 
         f->t[0] = clock_mono_us();
+        f->decode_us = f->t[0] - f->decode_us;
         /* Before the transaction: read committed sees the same from outside it. */
         r = scheduler_load_users(s);
         f->t[1] = clock_mono_us();
@@ -471,10 +474,12 @@ static void batch_finish(struct scheduler *s) {
                 scheduler_persist_done(s, r == 0);
         }
         f->t[4] = clock_mono_us();
+        /* The split of a batch's time (scheduler/README.md, "Where a batch's time goes"). */
         log_debug("scheduler",
-                  "batch of %zu: load %lld us, decide %lld us, send %lld us, "
-                  "wait and commit %lld us (%zu read ahead meanwhile in %lld us)",
-                  s->n_messages, (long long)(f->t[1] - f->t[0]), (long long)(f->t[2] - f->t[1]),
+                  "batch of %zu: Kafka %lld us, decode %lld us, load %lld us, decide %lld us, "
+                  "send %lld us, wait and commit %lld us (%zu read ahead meanwhile in %lld us)",
+                  s->n_messages, (long long)f->poll_us, (long long)f->decode_us,
+                  (long long)(f->t[1] - f->t[0]), (long long)(f->t[2] - f->t[1]),
                   (long long)(f->t[3] - f->t[2]), (long long)(f->t[4] - f->t[3]), s->n_ahead,
                   (long long)f->ahead_us);
 
@@ -611,6 +616,7 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                         log_debug("scheduler", "catalog %lld us, changed users %lld us",
                                   (long long)(t1 - t0), (long long)(clock_mono_us() - t1));
                 }
+                s.poll_us = clock_mono_us();
                 while (s.n_messages < batch_max && !atomic_load(stop)) {
                         struct bus_message *m;
                         int64_t left = deadline - clock_mono_ms();
@@ -622,6 +628,7 @@ int scheduler_run(const struct config *cfg, struct metrics *metrics, atomic_bool
                         } else if (s.n_messages ? left <= 0 : true)
                                 break;
                 }
+                s.poll_us = clock_mono_us() - s.poll_us;
                 batch_send(&s);
                 if (batch_max > 1)
                         read_ahead(&s, stop);

@@ -13,9 +13,11 @@
         PostgreSQL delivers a notification only once its transaction has
         committed) and writes "<received, this machine's clock> <partition>
         <next_offset> <PostgreSQL's clock_timestamp() at the UPDATE>" lines.
-    e2e.py analyze WORK USERS BASE_TS RATE DURATION
-        joins vegeta's results (results.csv), the topic (topic.txt: partition,
-        offset, record) and the commits (commits.txt), and prints the figures.
+    e2e.py analyze WORK USERS BASE_TS RATE DURATION [RESULTS]
+        joins vegeta's results (RESULTS: results.csv, or warm.csv for the
+        warm-up's), the topic (topic.txt: partition, offset, record) and the
+        commits (commits.txt), and prints the figures, the 202 -> committed
+        ones also second by second (a warm-up or a stall shows there).
 
 Every time compared is CLOCK_REALTIME of this one machine: vegeta's
 timestamp plus its latency (the 202's arrival), the listener's receipt of
@@ -88,7 +90,7 @@ def parse_ms(ts):
     return int(datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000 + 0.5)
 
 
-def analyze(work, users, base_ms, rate, duration):
+def analyze(work, users, base_ms, rate, duration, results="results.csv"):
     users, base_ms = int(users), int(base_ms)
     # Where each report landed: (device, ts in ms) -> (partition, offset).
     where = {}
@@ -110,7 +112,8 @@ def analyze(work, users, base_ms, rate, duration):
     answered, e2e, e2e_pg, codes, errors, unseen, early = [], [], [], {}, 0, 0, 0
     lost = 0  # not answered, yet on the topic: homing took the report and never said so
     first = last = None
-    for row in csv.reader(open(f"{work}/results.csv")):
+    by_second = {}  # second sent -> its reports' 202 -> committed, ms
+    for row in csv.reader(open(f"{work}/{results}")):
         sent_ns, code, latency_ns, url = int(row[0]), row[1], int(row[2]), row[10]
         codes[code] = codes.get(code, 0) + 1
         first = sent_ns if first is None else min(first, sent_ns)
@@ -132,6 +135,7 @@ def analyze(work, users, base_ms, rate, duration):
         d = (seen[i][1] - at) * 1000
         early += d < 0
         e2e.append(d)
+        by_second.setdefault(int(sent_ns // 1_000_000_000), []).append(d)
         e2e_pg.append((seen[i][2] - at) * 1000)
     total = sum(codes.values())
     achieved = total / ((last - first) / 1e9) if total > 1 else 0
@@ -154,6 +158,12 @@ def analyze(work, users, base_ms, rate, duration):
               f" p50 {pct(e2e_pg, 50):.1f} ms, p99 {pct(e2e_pg, 99):.1f} ms")
     else:
         print(f"  202 -> committed decision: none measured ({unseen} not seen committed)")
+    if by_second:
+        # Where the tail sits: a warm-up shows as its first seconds, a stall as one second.
+        t0 = min(by_second)
+        print("  202 -> committed by second sent (p50/p99/max ms): " + "; ".join(
+            f"{t - t0}: {pct(sorted(v), 50):.0f}/{pct(sorted(v), 99):.0f}/{max(v):.0f}"
+            for t, v in sorted(by_second.items())))
     if lag:
         print(f"  commit notifications: {len(lag)}, received after the offset's UPDATE by"
               f" p50 {pct(lag, 50) * 1000:.1f} ms, max {lag[-1] * 1000:.1f} ms (the commit's"
@@ -168,7 +178,7 @@ def main(argv):
         datacenters()
     elif cmd == "listen" and len(argv) == 3:
         listen(*argv[1:])
-    elif cmd == "analyze" and len(argv) == 6:
+    elif cmd == "analyze" and len(argv) in (6, 7):
         analyze(*argv[1:])
     else:
         print(__doc__, file=sys.stderr)
