@@ -72,15 +72,15 @@ static void produce_all(struct request *req, const struct report_read *reports, 
                 const struct report *r = &reports[i].report;
                 size_t len = report_encode_read(&reports[i], buf, sizeof(buf));
                 char *value = buf;
-                int e;
+                size_t queued = 0;
                 if (len >= sizeof(buf) && (value = malloc(len + 1)))
                         report_encode_read(&reports[i], value, len + 1);
-                e = value ? bus_produce(a->producer, a->cfg->topic_locations, r->user_id,
-                                        strlen(r->user_id), value, len, req)
-                          : -ENOMEM;
+                if (value)
+                        queued = bus_produce_many(a->locations, r->user_id, strlen(r->user_id),
+                                                  &(struct bus_value){ value, len }, 1, req);
                 if (value != buf)
                         free(value);
-                if (e < 0)
+                if (queued < 1)
                         break;
                 handed++;
         }

@@ -38,6 +38,11 @@ struct bus_producer {
         atomic_bool stopping;
 };
 
+struct bus_topic {
+        rd_kafka_topic_t *rkt;
+        struct bus_producer *producer;
+};
+
 struct bus_consumer {
         struct client client;
         rd_kafka_t *rk;
@@ -351,6 +356,60 @@ int bus_produce(struct bus_producer *p, const char *topic, const void *key, size
                 log_warn("kafka", "cannot produce to %s: %s", topic, rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
         return r;
+}
+
+int bus_topic_new(struct bus_producer *p, const char *name, struct bus_topic **out, char *errbuf,
+                  size_t errbuf_size) {
+        struct bus_topic *t = calloc(1, sizeof(*t));
+
+        if (!t)
+                return -ENOMEM;
+        /* NULL: the producer's topic settings (acks, message.timeout.ms, ...). */
+        t->rkt = rd_kafka_topic_new(p->rk, name, NULL);
+        if (!t->rkt) {
+                snprintf(errbuf, errbuf_size, "topic %s: %s", name,
+                         rd_kafka_err2str(rd_kafka_last_error()));
+                free(t);
+                return -EINVAL;
+        }
+        t->producer = p;
+        *out = t;
+        return 0;
+}
+
+struct bus_topic *bus_topic_free(struct bus_topic *t) {
+        if (t) {
+                rd_kafka_topic_destroy(t->rkt);
+                free(t);
+        }
+        return NULL;
+}
+
+size_t bus_produce_many(struct bus_topic *t, const void *key, size_t key_len,
+                        const struct bus_value *values, size_t n, void *opaque) {
+        size_t queued = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                const rd_kafka_vu_t vus[] = {
+                        { .vtype = RD_KAFKA_VTYPE_RKT, .u.ptr = t->rkt },
+                        { .vtype = RD_KAFKA_VTYPE_KEY, .u.mem = { (void *)key, key_len } },
+                        { .vtype = RD_KAFKA_VTYPE_VALUE,
+                          .u.mem = { (void *)values[i].data, values[i].len } },
+                        { .vtype = RD_KAFKA_VTYPE_MSGFLAGS, .u.i = RD_KAFKA_MSG_F_COPY },
+                        { .vtype = RD_KAFKA_VTYPE_OPAQUE, .u.ptr = opaque },
+                };
+                rd_kafka_error_t *error =
+                        rd_kafka_produceva(t->producer->rk, vus, sizeof(vus) / sizeof(vus[0]));
+                if (error) {
+                        if (rd_kafka_error_code(error) != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                                log_warn("kafka", "cannot produce to %s: %s",
+                                         rd_kafka_topic_name(t->rkt), rd_kafka_error_string(error));
+                        rd_kafka_error_destroy(error);
+                        break;
+                }
+                queued++;
+        }
+        return queued;
 }
 
 bool bus_producer_reachable(struct bus_producer *p, long timeout_ms) {
