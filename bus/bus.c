@@ -385,29 +385,42 @@ struct bus_topic *bus_topic_free(struct bus_topic *t) {
         return NULL;
 }
 
+/* rd_kafka_produce_batch's messages, on the stack: more take several calls. */
+#define PRODUCE_CHUNK 64
+
 size_t bus_produce_many(struct bus_topic *t, const void *key, size_t key_len,
                         const struct bus_value *values, size_t n, void *opaque) {
+        rd_kafka_message_t msgs[PRODUCE_CHUNK];
         size_t queued = 0;
 
-        for (size_t i = 0; i < n; i++) {
-                const rd_kafka_vu_t vus[] = {
-                        { .vtype = RD_KAFKA_VTYPE_RKT, .u.ptr = t->rkt },
-                        { .vtype = RD_KAFKA_VTYPE_KEY, .u.mem = { (void *)key, key_len } },
-                        { .vtype = RD_KAFKA_VTYPE_VALUE,
-                          .u.mem = { (void *)values[i].data, values[i].len } },
-                        { .vtype = RD_KAFKA_VTYPE_MSGFLAGS, .u.i = RD_KAFKA_MSG_F_COPY },
-                        { .vtype = RD_KAFKA_VTYPE_OPAQUE, .u.ptr = opaque },
-                };
-                rd_kafka_error_t *error =
-                        rd_kafka_produceva(t->producer->rk, vus, sizeof(vus) / sizeof(vus[0]));
-                if (error) {
-                        if (rd_kafka_error_code(error) != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                                log_warn("kafka", "cannot produce to %s: %s",
-                                         rd_kafka_topic_name(t->rkt), rd_kafka_error_string(error));
-                        rd_kafka_error_destroy(error);
-                        break;
+        for (size_t at = 0; at < n; at += PRODUCE_CHUNK) {
+                size_t m = n - at < PRODUCE_CHUNK ? n - at : PRODUCE_CHUNK;
+                int good;
+
+                memset(msgs, 0, m * sizeof(*msgs));
+                for (size_t i = 0; i < m; i++) {
+                        msgs[i].payload = (void *)values[at + i].data;
+                        msgs[i].len = values[at + i].len;
+                        msgs[i].key = (void *)key;
+                        msgs[i].key_len = key_len;
+                        msgs[i]._private = opaque;
                 }
-                queued++;
+                /* The topic locked once for all; each message still partitioned by its key. */
+                good = rd_kafka_produce_batch(t->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+                                              msgs, (int)m);
+                queued += good > 0 ? (size_t)good : 0;
+                if (good == (int)m)
+                        continue;
+                /* Any of them may have failed: say the first reason, unless only a full queue. */
+                for (size_t i = 0; i < m; i++) {
+                        if (msgs[i].err && msgs[i].err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                                log_warn("kafka", "cannot produce to %s: %s",
+                                         rd_kafka_topic_name(t->rkt),
+                                         rd_kafka_err2str(msgs[i].err));
+                                break;
+                        }
+                }
+                break;
         }
         return queued;
 }
