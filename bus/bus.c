@@ -266,7 +266,7 @@ int bus_producer_new(const struct bus_cluster *cluster, const struct bus_batchin
         p->on_delivery = on_delivery;
         snprintf(timeout, sizeof(timeout), "%ld", timeout_ms);
         if (batching) {
-                snprintf(linger, sizeof(linger), "%ld", batching->linger_ms);
+                snprintf(linger, sizeof(linger), "%g", batching->linger_ms);
                 snprintf(batch, sizeof(batch), "%ld", batching->batch_bytes);
                 compression = batching->compression;
         }

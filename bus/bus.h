@@ -52,12 +52,12 @@ typedef void (*bus_delivered_fn)(void *opaque, int err);
  * takes the defaults below.
  */
 struct bus_batching {
-        long linger_ms;          /* how long a message waits for others to share its request */
+        double linger_ms;        /* how long a message waits for others to share its request */
         long batch_bytes;        /* a partition's request, at most */
         const char *compression; /* none, gzip, snappy, lz4 or zstd; borrowed */
 };
 
-#define BUS_LINGER_MS_DEFAULT "1"
+#define BUS_LINGER_MS_DEFAULT "0.5"
 #define BUS_BATCH_BYTES_DEFAULT "1000000"
 #define BUS_COMPRESSION_DEFAULT "lz4"
 
