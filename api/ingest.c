@@ -60,35 +60,55 @@ static enum MHD_Result reply_invalid(struct request *req, int index, const struc
                                  errors);
 }
 
-/* Encodes and produces every report; a report that cannot be handed over fails the request. */
+/*
+ * Encodes the reports end to end into one buffer (the stack's for a usual
+ * single report) and hands them to Kafka in one call: one user, so one key
+ * and one partition. A report that cannot be handed over fails the request.
+ */
 static void produce_all(struct request *req, const struct report_read *reports, int n) {
         struct api *a = req->api;
-        char buf[512]; /* a record of usual numbers; a longer one is malloc'd */
-        int handed = 0;
+        char stack[512]; /* a usual record */
+        char *arena = stack;
+        size_t cap = sizeof(stack), used = 0, queued = 0;
+        struct bus_value one, *values = n == 1 ? &one : malloc((size_t)n * sizeof(*values));
 
         /* One extra count, dropped after suspending, so no delivery can resume us early. */
         atomic_store(&req->pending, n + 1);
+        if (!values)
+                goto out;
+        /* About 200 bytes a record: a batch's arena is allocated once, seldom grown. */
+        if (n > 1 && (arena = malloc(cap = (size_t)n * 256)) == NULL)
+                goto out;
         for (int i = 0; i < n; i++) {
-                const struct report *r = &reports[i].report;
-                size_t len = report_encode_read(&reports[i], buf, sizeof(buf));
-                char *value = buf;
-                int e;
-                if (len >= sizeof(buf) && (value = malloc(len + 1)))
-                        report_encode_read(&reports[i], value, len + 1);
-                e = value ? bus_produce(a->producer, a->cfg->topic_locations, r->user_id,
-                                        strlen(r->user_id), value, len, req)
-                          : -ENOMEM;
-                if (value != buf)
-                        free(value);
-                if (e < 0)
-                        break;
-                handed++;
+                size_t len = report_encode_read(&reports[i], arena + used, cap - used);
+                if (len >= cap - used) {
+                        size_t bigger = cap * 2 > used + len + 1 ? cap * 2 : used + len + 1;
+                        char *grown = arena == stack ? malloc(bigger) : realloc(arena, bigger);
+                        if (!grown)
+                                goto out;
+                        if (arena == stack)
+                                memcpy(grown, stack, used);
+                        arena = grown;
+                        cap = bigger;
+                        report_encode_read(&reports[i], arena + used, cap - used);
+                }
+                values[i].len = len;
+                used += len; /* the next record starts on this one's NUL */
         }
-        if (handed < n) {
+        for (size_t i = 0, at = 0; i < (size_t)n; at += values[i].len, i++)
+                values[i].data = arena + at;
+        queued = bus_produce_many(a->locations, reports[0].report.user_id,
+                                  strlen(reports[0].report.user_id), values, (size_t)n, req);
+out:
+        if ((size_t)n > queued) {
                 /* Nothing will report on the ones never handed over. */
-                atomic_fetch_sub(&req->pending, n - handed);
+                atomic_fetch_sub(&req->pending, n - (int)queued);
                 atomic_store(&req->failed, 1);
         }
+        if (arena != stack)
+                free(arena);
+        if (values != &one)
+                free(values);
 }
 
 void api_ingest_delivered(void *opaque, int err) {

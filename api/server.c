@@ -325,6 +325,11 @@ int api_start(const struct config *cfg, const struct api_hooks *hooks, struct ap
                 log_error("api", "cannot create the Kafka producer: %s", errbuf);
                 goto fail;
         }
+        r = bus_topic_new(a->producer, cfg->topic_locations, &a->locations, errbuf, sizeof(errbuf));
+        if (r < 0) {
+                log_error("api", "--topic-locations: %s", errbuf);
+                goto fail;
+        }
         if ((r = api_ready_start(a)) < 0)
                 goto fail;
         if (cfg->ingest_rate_per_device > 0 &&
@@ -433,6 +438,7 @@ struct api *api_stop(struct api *a) {
         a->deadlines = api_deadlines_free(a->deadlines);
         api_ready_stop(a);
         metrics_fn_detach(a->kafka_queue);
+        a->locations = bus_topic_free(a->locations);
         a->producer = bus_producer_free(a->producer);
         api_pool_fini(&a->pool);
         a->device_keys = auth_keyring_free(a->device_keys);

@@ -20,6 +20,7 @@ struct api {
         const struct config *cfg;
         struct MHD_Daemon *daemon;
         struct bus_producer *producer;
+        struct bus_topic *locations;     /* the producer's handle of --topic-locations */
         struct api_buckets *buckets;     /* ingest's per device; NULL: no limit */
         struct api_deadlines *deadlines; /* on reading a request (deadline.c) */
         struct api_pool pool;

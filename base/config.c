@@ -42,9 +42,9 @@ static const struct setting settings[] = {
           "applied after --kafka-properties-file (the variable: one per line)" },
         { "kafka-properties-file", SETTING_STRING, FIELD(kafka_properties_file), "", 0, 0,
           "a file of librdkafka properties, key=value lines (# starts a comment)" },
-        { "kafka-linger-ms", SETTING_LONG, FIELD(kafka_linger_ms), "1", 0, 900000,
+        { "kafka-linger-ms", SETTING_DOUBLE, FIELD(kafka_linger_ms), "0.5", 0, 900000,
           "how long a produced message waits for others to share its request to Kafka "
-          "(librdkafka's linger.ms): latency against throughput" },
+          "(librdkafka's linger.ms, fractions too): latency against throughput" },
         { "kafka-batch-bytes", SETTING_LONG, FIELD(kafka_batch_bytes), "1000000", 1, 2147483647,
           "the largest request one partition's messages make (librdkafka's batch.size)" },
         { "kafka-compression", SETTING_STRING, FIELD(kafka_compression), "lz4", 0, 0,

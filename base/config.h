@@ -26,7 +26,7 @@ struct config {
         long topic_partitions;
         bool create_topics; /* false: `homing migrate` only checks that they exist */
         long produce_timeout_ms;
-        long kafka_linger_ms; /* every producer's linger.ms, batch.size, compression.type */
+        double kafka_linger_ms; /* every producer's linger.ms, batch.size, compression.type */
         long kafka_batch_bytes;
         char *kafka_compression;
         /* ingest */

@@ -38,6 +38,11 @@ struct bus_producer {
         atomic_bool stopping;
 };
 
+struct bus_topic {
+        rd_kafka_topic_t *rkt;
+        struct bus_producer *producer;
+};
+
 struct bus_consumer {
         struct client client;
         rd_kafka_t *rk;
@@ -261,7 +266,7 @@ int bus_producer_new(const struct bus_cluster *cluster, const struct bus_batchin
         p->on_delivery = on_delivery;
         snprintf(timeout, sizeof(timeout), "%ld", timeout_ms);
         if (batching) {
-                snprintf(linger, sizeof(linger), "%ld", batching->linger_ms);
+                snprintf(linger, sizeof(linger), "%g", batching->linger_ms);
                 snprintf(batch, sizeof(batch), "%ld", batching->batch_bytes);
                 compression = batching->compression;
         }
@@ -351,6 +356,73 @@ int bus_produce(struct bus_producer *p, const char *topic, const void *key, size
                 log_warn("kafka", "cannot produce to %s: %s", topic, rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
         return r;
+}
+
+int bus_topic_new(struct bus_producer *p, const char *name, struct bus_topic **out, char *errbuf,
+                  size_t errbuf_size) {
+        struct bus_topic *t = calloc(1, sizeof(*t));
+
+        if (!t)
+                return -ENOMEM;
+        /* NULL: the producer's topic settings (acks, message.timeout.ms, ...). */
+        t->rkt = rd_kafka_topic_new(p->rk, name, NULL);
+        if (!t->rkt) {
+                snprintf(errbuf, errbuf_size, "topic %s: %s", name,
+                         rd_kafka_err2str(rd_kafka_last_error()));
+                free(t);
+                return -EINVAL;
+        }
+        t->producer = p;
+        *out = t;
+        return 0;
+}
+
+struct bus_topic *bus_topic_free(struct bus_topic *t) {
+        if (t) {
+                rd_kafka_topic_destroy(t->rkt);
+                free(t);
+        }
+        return NULL;
+}
+
+/* rd_kafka_produce_batch's messages, on the stack: more take several calls. */
+#define PRODUCE_CHUNK 64
+
+size_t bus_produce_many(struct bus_topic *t, const void *key, size_t key_len,
+                        const struct bus_value *values, size_t n, void *opaque) {
+        rd_kafka_message_t msgs[PRODUCE_CHUNK];
+        size_t queued = 0;
+
+        for (size_t at = 0; at < n; at += PRODUCE_CHUNK) {
+                size_t m = n - at < PRODUCE_CHUNK ? n - at : PRODUCE_CHUNK;
+                int good;
+
+                memset(msgs, 0, m * sizeof(*msgs));
+                for (size_t i = 0; i < m; i++) {
+                        msgs[i].payload = (void *)values[at + i].data;
+                        msgs[i].len = values[at + i].len;
+                        msgs[i].key = (void *)key;
+                        msgs[i].key_len = key_len;
+                        msgs[i]._private = opaque;
+                }
+                /* The topic locked once for all; each message still partitioned by its key. */
+                good = rd_kafka_produce_batch(t->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+                                              msgs, (int)m);
+                queued += good > 0 ? (size_t)good : 0;
+                if (good == (int)m)
+                        continue;
+                /* Any of them may have failed: say the first reason, unless only a full queue. */
+                for (size_t i = 0; i < m; i++) {
+                        if (msgs[i].err && msgs[i].err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                                log_warn("kafka", "cannot produce to %s: %s",
+                                         rd_kafka_topic_name(t->rkt),
+                                         rd_kafka_err2str(msgs[i].err));
+                                break;
+                        }
+                }
+                break;
+        }
+        return queued;
 }
 
 bool bus_producer_reachable(struct bus_producer *p, long timeout_ms) {

@@ -52,12 +52,12 @@ typedef void (*bus_delivered_fn)(void *opaque, int err);
  * takes the defaults below.
  */
 struct bus_batching {
-        long linger_ms;          /* how long a message waits for others to share its request */
+        double linger_ms;        /* how long a message waits for others to share its request */
         long batch_bytes;        /* a partition's request, at most */
         const char *compression; /* none, gzip, snappy, lz4 or zstd; borrowed */
 };
 
-#define BUS_LINGER_MS_DEFAULT "1"
+#define BUS_LINGER_MS_DEFAULT "0.5"
 #define BUS_BATCH_BYTES_DEFAULT "1000000"
 #define BUS_COMPRESSION_DEFAULT "lz4"
 
@@ -80,6 +80,32 @@ struct bus_producer *bus_producer_free(struct bus_producer *p);
  */
 int bus_produce(struct bus_producer *p, const char *topic, const void *key, size_t key_len,
                 const void *value, size_t value_len, void *opaque) MUST_CHECK;
+
+/*
+ * A topic looked up once, for bus_produce_many: no lookup by name per
+ * message. Returns 0, -EINVAL (`errbuf` says why) or -ENOMEM. Free it
+ * before its producer.
+ */
+struct bus_topic;
+int bus_topic_new(struct bus_producer *p, const char *name, struct bus_topic **out, char *errbuf,
+                  size_t errbuf_size) MUST_CHECK;
+struct bus_topic *bus_topic_free(struct bus_topic *t);
+
+struct bus_value {
+        const void *data;
+        size_t len;
+};
+
+/*
+ * Queues `n` messages with one key (so one partition) on the topic, its
+ * handle not looked up by name each time. Key and values are copied; every
+ * message's callback gets
+ * `opaque`. Returns how many were queued, 0 to n: a message not queued
+ * (the local queue full, or one of the delivery callback's errors, logged)
+ * gets no callback, and any of them may be the one.
+ */
+size_t bus_produce_many(struct bus_topic *t, const void *key, size_t key_len,
+                        const struct bus_value *values, size_t n, void *opaque) MUST_CHECK;
 
 /* Waits until every queued message has its delivery report. Returns 0 or -ETIMEDOUT. */
 int bus_producer_flush(struct bus_producer *p, long timeout_ms) MUST_CHECK;

@@ -480,16 +480,22 @@ int report_body_parse(struct report_body *b, const char *text, size_t len, char 
         }
         jsmn_init(&parser);
         n = jsmn_parse(&parser, text, len, tokens(b), REPORT_BODY_INLINE_TOKENS);
-        if (n == JSMN_ERROR_NOMEM) {
-                jsmn_init(&parser);
-                n = jsmn_parse(&parser, text, len, NULL, 0);
-                if (n > 0) {
-                        b->tokens = calloc((size_t)n, sizeof(jsmntok_t));
-                        if (!b->tokens)
-                                return -ENOMEM;
-                        jsmn_init(&parser);
-                        n = jsmn_parse(&parser, text, len, tokens(b), (unsigned)n);
-                }
+        /* Out of tokens: jsmn goes on from where it stopped, with more
+         * (counting them first was a second pass over the whole body). A
+         * report takes about a token for 9 bytes; no body has more tokens
+         * than bytes. */
+        for (size_t cap = REPORT_BODY_INLINE_TOKENS; n == JSMN_ERROR_NOMEM && cap <= len;) {
+                size_t more = cap < len / 8 ? len / 8 : cap * 2 < len + 1 ? cap * 2 : len + 1;
+                jsmntok_t *grown = b->tokens == b->inline_tokens
+                                           ? malloc(more * sizeof(jsmntok_t))
+                                           : realloc(b->tokens, more * sizeof(jsmntok_t));
+                if (!grown)
+                        return -ENOMEM;
+                if (b->tokens == b->inline_tokens)
+                        memcpy(grown, b->inline_tokens, sizeof(b->inline_tokens));
+                b->tokens = grown;
+                cap = more;
+                n = jsmn_parse(&parser, text, len, tokens(b), (unsigned)cap);
         }
         if (n == JSMN_ERROR_PART) {
                 /* A scalar at the very end is "partial" to strict jsmn: check it here. */

@@ -210,9 +210,38 @@ TEST(the_record_keeps_the_numbers_as_they_were_written) {
         report_body_fini(&b);
 }
 
+/* Past the inline tokens the tokenizer grows its array and goes on: every report is read. */
+TEST(a_batch_of_a_thousand_reports_reads_every_one) {
+        static char text[1000 * (sizeof(GOOD) + 1) + 2];
+        struct report_body b;
+        struct report_read r;
+        struct report_error e;
+        size_t n = 0;
+
+        text[n++] = '[';
+        for (int i = 0; i < 1000; i++) {
+                if (i)
+                        text[n++] = ',';
+                memcpy(text + n, GOOD, sizeof(GOOD) - 1);
+                n += sizeof(GOOD) - 1;
+        }
+        text[n++] = ']';
+        CHECK(parse(text, n) == 0);
+        CHECK(report_body_parse(&b, text, n, NULL, 0) == 0);
+        CHECK(b.is_array && b.n_reports == 1000 && b.n_tokens == 1 + 1000 * 13);
+        for (int i = 0; i < 1000; i++) {
+                CHECK(report_body_next(&b, &limits, &r, &e) == 0);
+                CHECK_STR(r.report.device_id, "d-7");
+        }
+        report_body_fini(&b);
+        /* Cut short inside the last report: refused, however far the tokens went. */
+        CHECK(parse(text, n - 2) == -EBADMSG);
+}
+
 TAP_MAIN(TAP_TEST(what_jsmn_lets_through_is_refused_as_jansson_refuses_it),
          TAP_TEST(a_nul_byte_is_refused_where_jansson_drops_it),
          TAP_TEST(deep_nesting_stops_where_jansson_stops),
          TAP_TEST(many_members_are_checked_for_duplicates_too),
          TAP_TEST(reports_get_report_from_json_s_verdicts),
-         TAP_TEST(the_record_keeps_the_numbers_as_they_were_written))
+         TAP_TEST(the_record_keeps_the_numbers_as_they_were_written),
+         TAP_TEST(a_batch_of_a_thousand_reports_reads_every_one))
