@@ -6,7 +6,7 @@ SQL, as the scheduler would), qcow2 images written with qemu-io. Settings
 from the environment: SIZE_GIB (1), DATA_MIB (512), CAP_MBPS (50);
 BENCH_HOMING, another build's binary (to set two builds side by side in one
 period of a busy machine); FULL_ONLY=1, the full copy and curl alone;
-BENCH_API_PORT and BENCH_NGINX_PORT (58480, 58481).
+BENCH_API_PORT and BENCH_NGINX_PORT (28480, 28481).
 """
 import json
 import os
@@ -28,8 +28,8 @@ SIZE_GIB = int(os.environ.get("SIZE_GIB", "1"))
 DATA_MIB = int(os.environ.get("DATA_MIB", "512"))
 CAP_MBPS = float(os.environ.get("CAP_MBPS", "50"))
 MIB, BLOCK = 1024 * 1024, 4096
-API_PORT = int(os.environ.get("BENCH_API_PORT", "58480"))
-NGINX_PORT = int(os.environ.get("BENCH_NGINX_PORT", "58481"))
+API_PORT = int(os.environ.get("BENCH_API_PORT", "28480"))
+NGINX_PORT = int(os.environ.get("BENCH_NGINX_PORT", "28481"))
 BENCH = Bench("transfer", API_PORT)
 WORK = BENCH.work
 sql, env_for, start = BENCH.sql, BENCH.env, BENCH.start
