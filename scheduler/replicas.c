@@ -475,7 +475,8 @@ static const char start_sql[] =
  * version, its zones, level or size), a placement (made, activated,
  * deactivated, evicted), a transfer (queued, started, ended; a replicate
  * that failed or was cancelled back five minutes more: the pause after it
- * ends), a replica (designated, its copy landed).
+ * ends), a replica (designated, its copy landed); and the snapshots of a
+ * user whose device changed hands or was deleted (migration 032).
  */
 static const char changed_sql[] =
         "SELECT id FROM snapshots"
@@ -487,7 +488,9 @@ static const char changed_sql[] =
         "     AND (updated_at >= $1::timestamptz OR (kind = 'replicate'"
         "       AND state IN ('failed', 'cancelled')"
         "       AND finished_at >= $1::timestamptz - interval '5 minutes'))"
-        " UNION SELECT snapshot_id FROM replicas WHERE updated_at >= $1::timestamptz";
+        " UNION SELECT snapshot_id FROM replicas WHERE updated_at >= $1::timestamptz"
+        " UNION SELECT s.id FROM snapshots s JOIN device_user_changes c ON c.user_id = s.user_id"
+        "   WHERE c.changed_at >= $1::timestamptz";
 
 /* Of the snapshots $2 (those a move may change), the ones whose users'
  * devices reported since $1, with the user's location. */
@@ -674,6 +677,15 @@ void scheduler_keep_replicas(struct upkeep *u) {
         if (r >= 0) {
                 const char *which[1] = { rpo_full ? NULL : only[0] };
                 r = store_exec(u->db, rpo_due_sql, 1, which, &due);
+        }
+        if (r >= 0) {
+                /* The notes of devices that changed hands before what this
+                 * pass covers (all of them, or since the last pass) are done
+                 * with: an earlier pass, or this one, planned their users. */
+                const char *seen[1] = { full ? since : m->since };
+                r = store_exec(u->db,
+                               "DELETE FROM device_user_changes WHERE changed_at < $1::timestamptz",
+                               1, seen, NULL);
         }
         if (r >= 0)
                 r = store_commit(u->db);

@@ -99,6 +99,34 @@ def test_a_user_who_moves_past_the_gap_gets_the_nearer_copy(homing, db):
     assert why == "not_wanted"
 
 
+
+def test_a_device_that_changes_hands_moves_its_old_user(homing, db):
+    snap = "snap-ri-hands"
+    user = "u-ri-hands"
+    replica_at(db, snap, user, "t-frankfurt")
+    db.execute("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+               " VALUES (%s, 't-virginia', 1, false)", (snap,))
+    # An older fix of another of the user's devices, in New York: the user
+    # is in Paris while the phone there is theirs.
+    # Written an hour ago: no pass takes it for a new fix of the user.
+    db.execute("INSERT INTO device_locations (device_id, user_id, lat, lon, accuracy_m,"
+               " reported_at, received_at, updated_at) VALUES ('d-ri-hands-old', %s, 40.7,"
+               " -74.0, 10, now() - interval '1 hour', now() - interval '1 hour',"
+               " now() - interval '1 hour')", (user,))
+    # Past the passes' look back (10 s), nothing of the user's is new.
+    time.sleep(11)
+    assert replicas(db, snap) == ["t-frankfurt"]
+    full = passes(homing, "full")
+    # The Paris phone reports for someone else now: its old user is back to
+    # the New York fix, where Ashburn's copy is the nearer.
+    db.execute("UPDATE device_locations SET user_id = 'u-ri-hands-new' WHERE device_id = %s",
+               (f"d-{user}",))
+    wait_for(lambda: replicas(db, snap) == ["t-virginia"], what="the replica at Ashburn")
+    assert passes(homing, "full") == full
+    # Seen, the note is forgotten by a later pass.
+    wait_for(lambda: db.execute("SELECT count(*) FROM device_user_changes WHERE user_id = %s",
+                                (user,)).fetchone()[0] == 0, what="the note forgotten")
+
 def test_a_datacenter_out_of_service_is_left_by_a_full_pass(homing, db):
     snap = "snap-ri-drain"
     replica_at(db, snap, "u-ri-drain", "t-frankfurt")
