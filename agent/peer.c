@@ -594,8 +594,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
                         take = s->payload_len - at < max - n ? s->payload_len - at : max - n;
                         if (!s->payload_in_file)
                                 memcpy(buf + n, s->payload + at, take);
-                        else if (pread_all(s->fd, (uint8_t *)buf + n, take,
-                                           s->payload_at + at) < 0)
+                        else if (pread_all(s->fd, (uint8_t *)buf + n, take, s->payload_at + at) < 0)
                                 goto failed;
                 }
                 s->out_sent += take;
@@ -807,19 +806,18 @@ int peer_start(const char *listen, const char *api_url, const struct peer_tls *t
         /* poll, not select: one agent for many datacenters (the quickstart's
          * 159) holds over FD_SETSIZE descriptors, and select refuses those. */
         if (tls->cert_pem)
-                p->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
-                                                     MHD_USE_INTERNAL_POLLING_THREAD |
-                                                     MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_TLS,
-                                             0, NULL, NULL, on_request, p, MHD_OPTION_SOCK_ADDR,
-                                             (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
-                                             on_completed, p, MHD_OPTION_CONNECTION_TIMEOUT,
-                                             (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT,
-                                             (unsigned int)256, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-                                             (unsigned int)1, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                                             (size_t)PEER_CONNECTION_MEMORY, MHD_OPTION_HTTPS_MEM_CERT,
-                                             tls->cert_pem, MHD_OPTION_HTTPS_MEM_KEY, tls->key_pem,
-                                             MHD_OPTION_HTTPS_PRIORITIES, NET_TLS_PRIORITIES,
-                                             MHD_OPTION_END);
+                p->daemon = MHD_start_daemon(
+                        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_TLS,
+                        0, NULL, NULL, on_request, p, MHD_OPTION_SOCK_ADDR,
+                        (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, p,
+                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60,
+                        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256,
+                        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
+                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)PEER_CONNECTION_MEMORY,
+                        MHD_OPTION_HTTPS_MEM_CERT, tls->cert_pem, MHD_OPTION_HTTPS_MEM_KEY,
+                        tls->key_pem, MHD_OPTION_HTTPS_PRIORITIES, NET_TLS_PRIORITIES,
+                        MHD_OPTION_END);
         else
                 p->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
                                                      MHD_USE_INTERNAL_POLLING_THREAD |

@@ -77,8 +77,8 @@ struct batch_flight {
         int64_t poll_us;   /* the loop's polls that made the batch: waiting for Kafka */
         int64_t decode_us; /* its messages not read ahead decoded, all checked */
         int64_t ahead_us;  /* spent reading the next batch ahead meanwhile */
-        bool piped;       /* a pipeline was begun: its answers are due */
-        int r;            /* the first failure before the answers */
+        bool piped;        /* a pipeline was begun: its answers are due */
+        int r;             /* the first failure before the answers */
 };
 
 /*
