@@ -99,10 +99,10 @@ struct bus_value {
 /*
  * Queues `n` messages with one key (so one partition) on the topic, its
  * handle not looked up by name each time. Key and values are copied; every
- * message's callback gets
- * `opaque`. Returns how many were queued, 0 to n: a message not queued
- * (the local queue full, or one of the delivery callback's errors, logged)
- * gets no callback, and any of them may be the one.
+ * message's delivery callback gets `opaque`. Returns how many were queued,
+ * 0 to n: a message not queued (the local queue full, or one of the
+ * delivery callback's errors, logged) gets no callback, and any of them
+ * may be the one.
  */
 size_t bus_produce_many(struct bus_topic *t, const void *key, size_t key_len,
                         const struct bus_value *values, size_t n, void *opaque) MUST_CHECK;
