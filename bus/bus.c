@@ -40,7 +40,6 @@ struct bus_producer {
 
 struct bus_topic {
         rd_kafka_topic_t *rkt;
-        struct bus_producer *producer;
 };
 
 struct bus_consumer {
@@ -372,7 +371,6 @@ int bus_topic_new(struct bus_producer *p, const char *name, struct bus_topic **o
                 free(t);
                 return -EINVAL;
         }
-        t->producer = p;
         *out = t;
         return 0;
 }
