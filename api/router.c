@@ -299,21 +299,21 @@ void api_routes_print(FILE *f) {
 /*
  * Matches a path against a template. Returns -1 for no match, else the
  * number of literal segments; fills params when `params` is not NULL.
+ * Literal segments are compared as they are read: every request is matched
+ * against every route, and most part from the path at their first letters.
  */
 static int match(const char *pattern, const char *path,
                  char params[API_MAX_PARAMS][API_PARAM_MAX + 1], size_t *n_params) {
         int literal = 0;
         size_t n = 0;
 
-        for (;;) {
-                size_t plen, slen;
+        do {
                 if (*pattern != '/' || *path != '/')
                         return -1;
                 pattern++;
                 path++;
-                plen = strcspn(pattern, "/");
-                slen = strcspn(path, "/");
-                if (plen > 1 && pattern[0] == '{' && pattern[plen - 1] == '}') {
+                if (*pattern == '{') {
+                        size_t slen = strcspn(path, "/");
                         if (slen == 0 || slen > API_PARAM_MAX || n == API_MAX_PARAMS)
                                 return -1;
                         if (params) {
@@ -321,16 +321,18 @@ static int match(const char *pattern, const char *path,
                                 params[n][slen] = '\0';
                         }
                         n++;
+                        pattern += strcspn(pattern, "/");
+                        path += slen;
                 } else {
-                        if (plen != slen || memcmp(pattern, path, plen) != 0)
+                        while (*pattern && *pattern != '/' && *pattern == *path) {
+                                pattern++;
+                                path++;
+                        }
+                        if ((*pattern && *pattern != '/') || (*path && *path != '/'))
                                 return -1;
                         literal++;
                 }
-                pattern += plen;
-                path += slen;
-                if (!*pattern && !*path)
-                        break;
-        }
+        } while (*pattern || *path);
         if (n_params)
                 *n_params = n;
         return literal;
@@ -365,19 +367,19 @@ static enum MHD_Result bad_param(struct request *req) {
 }
 
 void api_route(struct request *req, const char *method, const char *path) {
-        int best = -1;
+        int literal[sizeof(api_routes) / sizeof(api_routes[0])], best = -1;
 
         for (size_t i = 0; i < api_n_routes; i++) {
-                int m = match(api_routes[i].pattern, path, NULL, NULL);
-                if (m > best)
-                        best = m;
+                literal[i] = match(api_routes[i].pattern, path, NULL, NULL);
+                if (literal[i] > best)
+                        best = literal[i];
         }
         req->route = NULL;
         req->handle = not_found;
         if (best < 0)
                 return;
         for (size_t i = 0; i < api_n_routes; i++) {
-                if (match(api_routes[i].pattern, path, NULL, NULL) != best)
+                if (literal[i] != best)
                         continue;
                 if (!strcmp(method, api_routes[i].method)) {
                         match(api_routes[i].pattern, path, req->params, &req->n_params);
