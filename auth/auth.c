@@ -16,6 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+
+/* Strict: no bare words. */
+#define JSMN_STRICT
+#define JSMN_STATIC
+#include <jsmn.h>
 
 #define KEY_MIN_BYTES 32
 #define KEY_MAX_BYTES 128
@@ -68,52 +74,57 @@ int auth_base64url_encode(const void *data, size_t len, char **out) {
         return base64_encode_with(base64url_encode_init, false, data, len, out);
 }
 
-static bool base64url_char(char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '-' || c == '_';
+/* A base64url character's six bits, or -1. */
+static int base64url_value(char c) {
+        if (c >= 'A' && c <= 'Z')
+                return c - 'A';
+        if (c >= 'a' && c <= 'z')
+                return c - 'a' + 26;
+        if (c >= '0' && c <= '9')
+                return c - '0' + 52;
+        return c == '-' ? 62 : c == '_' ? 63 : -1;
+}
+
+/*
+ * Decodes unpadded base64url into `out`, which has room for
+ * BASE64_DECODE_LENGTH(len) bytes: no allocation, so a device token costs
+ * none. Returns the number of bytes, or -EINVAL.
+ */
+static ssize_t base64url_decode_into(const char *text, size_t len, uint8_t *out) {
+        static const unsigned stray_bits[4] = { 0, 0, 0xf, 0x3 };
+        struct base64_decode_ctx ctx;
+        size_t n = 0;
+
+        for (size_t i = 0; i < len; i++)
+                if (base64url_value(text[i]) < 0)
+                        return -EINVAL;
+        /* One encoding per value: stray low bits in the last character would
+         * make a second spelling. */
+        if (len % 4 == 1 || (len && (unsigned)base64url_value(text[len - 1]) & stray_bits[len % 4]))
+                return -EINVAL;
+        base64url_decode_init(&ctx);
+        if (!base64_decode_update(&ctx, &n, out, len, text))
+                return -EINVAL;
+        /* Nettle wants whole quanta: put back the padding base64url leaves off. */
+        for (size_t i = len; i % 4; i++)
+                if (base64_decode_single(&ctx, out + n, '=') < 0)
+                        return -EINVAL;
+        return base64_decode_final(&ctx) ? (ssize_t)n : -EINVAL;
 }
 
 int auth_base64url_decode(const char *text, size_t len, uint8_t **out, size_t *out_len) {
-        struct base64_decode_ctx ctx;
-        char *padded, *again = NULL;
-        uint8_t *bytes;
-        size_t n = 0, padded_len = len;
-        bool ok;
+        uint8_t *bytes = malloc(BASE64_DECODE_LENGTH(len) + 1);
+        ssize_t n;
 
-        for (size_t i = 0; i < len; i++)
-                if (!base64url_char(text[i]))
-                        return -EINVAL;
-        if (len % 4 == 1)
-                return -EINVAL;
-        /* Nettle wants whole quanta: put back the padding base64url leaves off. */
-        while (padded_len % 4)
-                padded_len++;
-        padded = malloc(padded_len + 1);
-        bytes = malloc(BASE64_DECODE_LENGTH(padded_len) + 1);
-        if (!padded || !bytes) {
-                free(padded);
-                free(bytes);
+        if (!bytes)
                 return -ENOMEM;
-        }
-        memcpy(padded, text, len);
-        memset(padded + len, '=', padded_len - len);
-        base64url_decode_init(&ctx);
-        ok = base64_decode_update(&ctx, &n, bytes, padded_len, padded) && base64_decode_final(&ctx);
-        free(padded);
-        /* One encoding per value: stray low bits would make a second spelling. */
-        if (ok && auth_base64url_encode(bytes, n, &again) < 0) {
+        if ((n = base64url_decode_into(text, len, bytes)) < 0) {
                 free(bytes);
-                return -ENOMEM;
-        }
-        ok = ok && strlen(again) == len && !memcmp(again, text, len);
-        free(again);
-        if (!ok) {
-                free(bytes);
-                return -EINVAL;
+                return (int)n;
         }
         bytes[n] = '\0';
         *out = bytes;
-        *out_len = n;
+        *out_len = (size_t)n;
         return 0;
 }
 
@@ -162,8 +173,8 @@ static bool kid_valid(const char *kid, size_t n) {
 
 struct auth_key {
         char kid[AUTH_KID_MAX + 1];
-        uint8_t key[KEY_MAX_BYTES];
-        size_t key_len;
+        /* Keyed once (the key's inner and outer states): each token costs only its own blocks. */
+        struct hmac_sha256_ctx mac;
 };
 
 struct auth_keyring {
@@ -218,8 +229,7 @@ static int key_parse(const char *entry, size_t len, struct auth_key *key, char *
                 snprintf(err, err_size, "key '%s' has %zu bytes; keys have %d to %d", key->kid, n,
                          KEY_MIN_BYTES, KEY_MAX_BYTES);
         } else {
-                memcpy(key->key, bytes, n);
-                key->key_len = n;
+                hmac_sha256_set_key(&key->mac, n, bytes);
                 r = 0;
         }
         explicit_bzero(bytes, BASE64_DECODE_LENGTH(b64_len));
@@ -306,9 +316,8 @@ int auth_key_generate(const char *kid, char **out) {
 
 static void mac_compute(const struct auth_key *key, const char *signed_part, size_t len,
                         uint8_t mac[SHA256_DIGEST_SIZE]) {
-        struct hmac_sha256_ctx ctx;
+        struct hmac_sha256_ctx ctx = key->mac;
 
-        hmac_sha256_set_key(&ctx, key->key_len, key->key);
         hmac_sha256_update(&ctx, len, (const uint8_t *)signed_part);
         hmac_sha256_digest(&ctx, SHA256_DIGEST_SIZE, mac);
         explicit_bzero(&ctx, sizeof(ctx));
@@ -352,24 +361,81 @@ out:
         return r;
 }
 
-/* Copies a string member that must be a valid id. */
-static bool claim_id(const json_t *payload, const char *name, char out[AUTH_ID_MAX + 1]) {
-        const char *v = json_string_value(json_object_get(payload, name));
-        if (!v || !auth_id_valid(v))
+/* Whether token t of the payload is the string `name`. */
+static bool claim_is(const char *json, const jsmntok_t *t, const char *name) {
+        size_t n = strlen(name);
+        return t->type == JSMN_STRING && (size_t)(t->end - t->start) == n &&
+               !memcmp(json + t->start, name, n);
+}
+
+/* Copies a string claim that must be a valid id (which needs no escapes). */
+static bool claim_id(const char *json, const jsmntok_t *t, char out[AUTH_ID_MAX + 1]) {
+        size_t n = (size_t)(t->end - t->start);
+        if (t->type != JSMN_STRING || n > AUTH_ID_MAX)
                 return false;
-        strcpy(out, v);
+        memcpy(out, json + t->start, n);
+        out[n] = '\0';
+        return auth_id_valid(out);
+}
+
+/* An integer claim: an optional minus and digits, nothing else. */
+static bool claim_integer(const char *json, const jsmntok_t *t, int64_t *out) {
+        const char *p = json + t->start;
+        char *end;
+        if (t->type != JSMN_PRIMITIVE || !(*p == '-' || (*p >= '0' && *p <= '9')))
+                return false;
+        errno = 0;
+        *out = strtoll(p, &end, 10);
+        return errno == 0 && end == json + t->end;
+}
+
+/*
+ * Reads the payload {"device_id": .., "user_id": .., "exp": ..} in any
+ * member order, each member once and nothing else. jsmn cuts it in place:
+ * a request's token costs no allocation. jsmn checks less than a JSON
+ * parser (commas, for one), but only a payload signed with one of our keys
+ * comes here: what matters is that it says exactly these three things.
+ */
+static bool claims_read(const char *json, size_t len, struct auth_device_claims *claims) {
+        jsmntok_t t[8];
+        jsmn_parser parser;
+        bool device = false, user = false, exp = false;
+        int n;
+
+        jsmn_init(&parser);
+        n = jsmn_parse(&parser, json, len, t, sizeof(t) / sizeof(t[0]));
+        if (n != 7 || t[0].type != JSMN_OBJECT || t[0].size != 3)
+                return false;
+        for (size_t i = (size_t)t[0].end; i < len; i++)
+                if (!strchr(" \t\r\n", json[i]))
+                        return false;
+        for (int k = 1; k < n; k += 2) {
+                const jsmntok_t *key = &t[k], *value = &t[k + 1];
+                bool ok;
+                if (claim_is(json, key, "device_id") && !device)
+                        ok = device = claim_id(json, value, claims->device_id);
+                else if (claim_is(json, key, "user_id") && !user)
+                        ok = user = claim_id(json, value, claims->user_id);
+                else if (claim_is(json, key, "exp") && !exp)
+                        ok = exp = claim_integer(json, value, &claims->exp_s);
+                else
+                        ok = false;
+                if (!ok)
+                        return false;
+        }
         return true;
 }
 
 int auth_device_token_verify(const struct auth_keyring *ring, const char *token, int64_t now_s,
                              struct auth_device_claims *claims) {
         const char *kid, *payload_b64, *mac_b64, *dot;
-        size_t len, kid_len, payload_len;
+        size_t len, kid_len, payload_len, mac_len;
         const struct auth_key *key;
-        uint8_t mac[SHA256_DIGEST_SIZE], *given = NULL, *json = NULL;
-        size_t given_len = 0, json_len = 0;
-        json_t *payload = NULL;
-        int r = -EINVAL;
+        uint8_t mac[SHA256_DIGEST_SIZE], json[BASE64_DECODE_LENGTH(AUTH_TOKEN_MAX)];
+        char expected[BASE64_ENCODE_LENGTH(SHA256_DIGEST_SIZE) + BASE64_ENCODE_FINAL_LENGTH];
+        struct base64_encode_ctx ctx;
+        ssize_t json_len;
+        size_t n;
 
         len = token ? strnlen(token, AUTH_TOKEN_MAX + 1) : 0;
         if (len == 0 || len > AUTH_TOKEN_MAX || strncmp(token, "v1.", 3) != 0)
@@ -383,42 +449,32 @@ int auth_device_token_verify(const struct auth_keyring *ring, const char *token,
                 return -EINVAL;
         payload_len = (size_t)(dot - payload_b64);
         mac_b64 = dot + 1;
-        if (strchr(mac_b64, '.') || !kid_valid(kid, kid_len) || payload_len == 0)
+        mac_len = len - (size_t)(mac_b64 - token);
+        if (!kid_valid(kid, kid_len) || payload_len == 0)
                 return -EINVAL;
+        for (size_t i = 0; i < mac_len; i++)
+                if (base64url_value(mac_b64[i]) < 0)
+                        return -EINVAL;
 
         key = keyring_find(ring, kid, kid_len);
         if (!key)
                 return -ENOKEY;
-        if (auth_base64url_decode(mac_b64, strlen(mac_b64), &given, &given_len) < 0)
-                return -EINVAL;
-        if (given_len != sizeof(mac)) {
-                r = -EBADMSG;
-                goto out;
-        }
+        /* The signature is compared as the one spelling of the MAC we compute. */
         mac_compute(key, token, (size_t)(mac_b64 - 1 - token), mac);
-        if (!auth_equal(mac, given, sizeof(mac))) {
-                r = -EBADMSG;
-                goto out;
-        }
+        base64url_encode_init(&ctx);
+        n = base64_encode_update(&ctx, expected, sizeof(mac), mac);
+        base64_encode_final(&ctx, expected + n);
+        if (mac_len != BASE64_ENCODE_RAW_LENGTH(sizeof(mac)) - 1 ||
+            !auth_equal(expected, mac_b64, mac_len))
+                return -EBADMSG;
 
         /* Signed by us: now the payload may be read. */
-        if (auth_base64url_decode(payload_b64, payload_len, &json, &json_len) < 0)
-                goto out;
-        payload = json_loadb((const char *)json, json_len, JSON_REJECT_DUPLICATES, NULL);
-        if (!json_is_object(payload) || json_object_size(payload) != 3 ||
-            !json_is_integer(json_object_get(payload, "exp")) ||
-            !claim_id(payload, "device_id", claims->device_id) ||
-            !claim_id(payload, "user_id", claims->user_id))
-                goto out;
-        claims->exp_s = json_integer_value(json_object_get(payload, "exp"));
+        json_len = base64url_decode_into(payload_b64, payload_len, json);
+        if (json_len < 0 || !claims_read((const char *)json, (size_t)json_len, claims))
+                return -EINVAL;
         memcpy(claims->kid, kid, kid_len);
         claims->kid[kid_len] = '\0';
-        r = claims->exp_s > now_s ? 0 : -EKEYEXPIRED;
-out:
-        json_decref(payload);
-        free(given);
-        free(json);
-        return r;
+        return claims->exp_s > now_s ? 0 : -EKEYEXPIRED;
 }
 
 /* ---- operator tokens ------------------------------------------------------------ */
@@ -454,7 +510,7 @@ static bool prefixed_secret_wellformed(const char *prefix, const char *token) {
         if (n != BASE64_ENCODE_RAW_LENGTH(SECRET_BYTES) - 1)
                 return false;
         for (size_t i = 0; i < n; i++)
-                if (!base64url_char(token[len + i]))
+                if (base64url_value(token[len + i]) < 0)
                         return false;
         return true;
 }

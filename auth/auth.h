@@ -132,8 +132,9 @@ bool auth_equal(const void *a, const void *b, size_t n);
 int auth_base64url_encode(const void *data, size_t len, char **out) MUST_CHECK;
 
 /*
- * Decodes base64url with or without padding. *out is malloc'd, NUL-terminated
- * after *out_len bytes. Returns 0, -EINVAL for text that is not base64url, -ENOMEM.
+ * Decodes base64url without padding, in its one spelling (no stray low bits in
+ * the last character). *out is malloc'd, NUL-terminated after *out_len bytes.
+ * Returns 0, -EINVAL for text that is not base64url, -ENOMEM.
  */
 int auth_base64url_decode(const char *text, size_t len, uint8_t **out, size_t *out_len) MUST_CHECK;
 

@@ -1,5 +1,7 @@
 /* Device tokens, keyrings, operator tokens and the helpers under them. */
 #include <errno.h>
+#include <nettle/hmac.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +70,76 @@ TEST(a_changed_payload_or_signature_is_refused) {
         free(token);
         free(forged);
         free(payload);
+        auth_keyring_free(r);
+}
+
+/* A token for `payload`, signed as homing would sign it with KEY_A. */
+static char *signed_token(const char *payload) {
+        uint8_t key[32], mac[SHA256_DIGEST_SIZE];
+        struct hmac_sha256_ctx ctx;
+        char *b64 = NULL, *b64_mac = NULL, *token = NULL;
+        size_t n;
+
+        for (size_t i = 0; i < sizeof(key); i++)
+                key[i] = (uint8_t)i; /* KEY_A */
+        if (auth_base64url_encode(payload, strlen(payload), &b64) < 0)
+                return NULL;
+        n = strlen("v1.ka.") + strlen(b64) + 1 + 43 + 1;
+        token = malloc(n);
+        snprintf(token, n, "v1.ka.%s", b64);
+        hmac_sha256_set_key(&ctx, sizeof(key), key);
+        hmac_sha256_update(&ctx, strlen(token), (const uint8_t *)token);
+        hmac_sha256_digest(&ctx, sizeof(mac), mac);
+        if (auth_base64url_encode(mac, sizeof(mac), &b64_mac) == 0)
+                snprintf(token + strlen(token), n - strlen(token), ".%s", b64_mac);
+        free(b64);
+        free(b64_mac);
+        return token;
+}
+
+TEST(a_signed_payload_is_read_in_any_order_and_only_with_its_three_claims) {
+        struct auth_keyring *r = ring(KEY_A);
+        struct auth_device_claims c;
+        const char *good[] = {
+                "{\"device_id\":\"d-7\",\"exp\":2000000000,\"user_id\":\"u-42\"}",
+                "{\"user_id\":\"u-42\",\"exp\":2000000000,\"device_id\":\"d-7\"}",
+                " { \"exp\" : 2000000000 ,\n \"device_id\" : \"d-7\", \"user_id\":\"u-42\" } \n",
+        };
+        const char *bad[] = {
+                "{\"device_id\":\"d-7\",\"device_id\":\"d-8\",\"exp\":2000000000}",
+                "{\"device_id\":\"d-7\",\"exp\":2000000000,\"user_id\":\"u-42\",\"x\":1}",
+                "{\"device_id\":\"d-7\",\"exp\":2000000000}",
+                "{\"device_id\":\"d-7\",\"exp\":2e9,\"user_id\":\"u-42\"}",
+                "{\"device_id\":\"d-7\",\"exp\":2000000000.0,\"user_id\":\"u-42\"}",
+                "{\"device_id\":\"d-7\",\"exp\":\"2000000000\",\"user_id\":\"u-42\"}",
+                "{\"device_id\":\"d-7\",\"exp\":99999999999999999999,\"user_id\":\"u-42\"}",
+                "{\"device_id\":\"d 7\",\"exp\":2000000000,\"user_id\":\"u-42\"}",
+                "{\"device_id\":\"d\\u002d7\",\"exp\":2000000000,\"user_id\":\"u-42\"}",
+                "{\"device_id\":{\"a\":1},\"exp\":2000000000,\"user_id\":\"u-42\"}",
+                "{\"device_id\":\"d-7\",\"exp\":2000000000,\"user_id\":\"u-42\"} {}",
+                "{\"device_id\":\"d-7\",\"exp\":2000000000,\"user_id\":\"u-42\"}x",
+                "[\"device_id\",\"d-7\",\"exp\",2000000000,\"user_id\",\"u-42\"]",
+                "{\"device_id\":\"d-7\",\"exp\":2000000000,\"user_id\":\"u-42\"",
+        };
+
+        for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+                char *token = signed_token(good[i]);
+                memset(&c, 0, sizeof(c));
+                CHECK(auth_device_token_verify(r, token, 0, &c) == 0);
+                CHECK_STR(c.device_id, "d-7");
+                CHECK_STR(c.user_id, "u-42");
+                CHECK(c.exp_s == 2000000000);
+                free(token);
+        }
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                char *token = signed_token(bad[i]);
+                int res = auth_device_token_verify(r, token, 0, &c);
+                if (res != -EINVAL) {
+                        printf("#   '%s' gave %d\n", bad[i], res);
+                        CHECK(0);
+                }
+                free(token);
+        }
         auth_keyring_free(r);
 }
 
@@ -230,6 +302,7 @@ TEST(roles_parse_and_order) {
 
 TAP_MAIN(TAP_TEST(a_minted_token_verifies_and_carries_its_claims),
          TAP_TEST(an_expired_token_is_refused), TAP_TEST(a_changed_payload_or_signature_is_refused),
+         TAP_TEST(a_signed_payload_is_read_in_any_order_and_only_with_its_three_claims),
          TAP_TEST(keys_rotate_the_first_signs_and_all_verify),
          TAP_TEST(malformed_tokens_are_refused_without_crashing),
          TAP_TEST(an_empty_keyring_mints_and_verifies_nothing),
