@@ -325,7 +325,8 @@ enum MHD_Result api_transfers_retry(struct request *req) {
         {
                 const char *params[2] = { id, req->api->cfg->topic_transfers };
                 /* ON CONFLICT without a target: the retry key, and the one open
-                 * transfer per snapshot, both turn into "nothing inserted". */
+                 * transfer per snapshot, both turn into "nothing inserted". The
+                 * job is every writer's (homing_transfer_job, migration 033). */
                 r = api_fetch_one(
                         req,
                         "WITH t AS ("
@@ -350,13 +351,7 @@ enum MHD_Result api_transfers_retry(struct request *req) {
                         "   updated_at = now() FROM t WHERE d.id = t.to_dc),"
                         " job AS ("
                         "  INSERT INTO outbox (topic, key, payload)"
-                        "  SELECT $2, t.snapshot_id, jsonb_build_object("
-                        "    'transfer_id', t.id, 'snapshot_id', t.snapshot_id, 'from_dc', t.from_dc,"
-                        "    'to_dc', t.to_dc, 'template_id', t.template_id,"
-                        "    'template_present', t.template_present, 'priority', t.priority,"
-                        "    'reason', t.reason, 'bytes_total', t.bytes_total,"
-                        "    'idempotency_key', t.idempotency_key, 'retry_of', t.retry_of,"
-                        "    'kind', t.kind) FROM t)"
+                        "  SELECT $2, t.snapshot_id, homing_transfer_job(t::transfers) FROM t)"
                         "SELECT id FROM t",
                         2, params, &res);
         }

@@ -261,7 +261,8 @@ static int cancel_pending(struct scheduler *s, size_t i, const char *why, const 
 }
 
 /* The effects of one move, in one statement: the transfer, its reservation,
- * why, and the outbox rows (the job, and two audit events). */
+ * why, and the outbox rows (the job, as every writer builds it with
+ * homing_transfer_job of migration 033, and two audit events). */
 static const char move_sql[] =
         "WITH t AS ("
         "  INSERT INTO transfers (snapshot_id, from_dc, to_dc, template_id, template_present,"
@@ -283,12 +284,7 @@ static const char move_sql[] =
         "  FROM t),"
         " job AS ("
         "  INSERT INTO outbox (topic, key, payload)"
-        "  SELECT $14, t.snapshot_id, jsonb_build_object("
-        "    'transfer_id', t.id, 'snapshot_id', t.snapshot_id, 'from_dc', t.from_dc,"
-        "    'to_dc', t.to_dc, 'template_id', t.template_id,"
-        "    'template_present', t.template_present, 'priority', t.priority,"
-        "    'reason', t.reason, 'bytes_total', t.bytes_total,"
-        "    'idempotency_key', t.idempotency_key) FROM t),"
+        "  SELECT $14, t.snapshot_id, homing_transfer_job(t::transfers) FROM t),"
         " audit AS ("
         "  INSERT INTO outbox (topic, key, payload)"
         "  SELECT $15, t.snapshot_id, homing_cloudevent("
