@@ -280,6 +280,11 @@ def test_the_move_on_arrival_onto_the_pre_staged_copy_pays_for_what_it_lacks_onl
     (rep,) = wait_for(lambda: replicates(db, snap), what="its replicate")
     assert db.execute("SELECT homing_transfer_succeeded(%s)", (rep[0],)).fetchone()[0]
     time.sleep(2.5)  # the scheduler hears of the copy (it looks every catalog refresh, 1 s)
+    # The what-if, from PostgreSQL, already says so.
+    answer, _ = homing.json("GET", "/v1/users/u-ps-9/what-if?lat=35.68&lon=139.69")
+    settled = answer["snapshots"][0]["once_settled"]
+    assert (settled["outcome"], settled["target_dc"], settled["copy_present"],
+            settled["bytes_to_send"], settled["bytes"]) == ("move", "t-tokyo", True, 0, 100 * GIB)
 
     # It lands and stays: the move goes onto the copy, which lacks nothing.
     post_reports(homing, "p-u-ps-9", "u-ps-9", TOKYO_DWELL)
