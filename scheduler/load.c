@@ -217,8 +217,9 @@ out:
 /*
  * Users whose snapshots changed under us since the last look (a transfer
  * ran or ended, an operator cancelled or retried one, a snapshot was added
- * or edited, a new version was registered) are forgotten, to be loaded
- * afresh with their next report. A row carries its transaction's start
+ * or edited, a new version was registered, a copy landed or was evicted: a
+ * placement made or changed) are forgotten, to be loaded afresh with their
+ * next report. A row carries its transaction's start
  * time, which can be before our last look though it committed after it:
  * the look reaches back CHANGES_OVERLAP further (forgetting a user twice
  * costs a reload). The scheduler's own queued moves are not news to it;
