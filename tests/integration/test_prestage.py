@@ -303,3 +303,26 @@ def test_the_move_on_arrival_onto_the_pre_staged_copy_pays_for_what_it_lacks_onl
     assert queued["data"]["details"]["bytes_to_send"] == 0
     # The plain one still stays.
     assert policy_state(db, plain) == ("stay", "not_worth_it")
+
+
+def test_a_copy_evicted_after_the_user_was_loaded_no_longer_cheapens_the_move(homing, db):
+    # A cached copy at Tokyo (a trip's copy released, say) when the user is loaded...
+    snap = seed_snapshot(db, "u-ps-10", "t-paris", size=100 * GIB)
+    db.execute("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+               " VALUES (%s, 't-tokyo', 1, false)", (snap,))
+    # The look for changed users reaches 30 s back: past that, rows just made
+    # no longer make the scheduler forget the user, and only the eviction can.
+    time.sleep(33)
+    post_reports(homing, "p-u-ps-10", "u-ps-10", PARIS_AGO)
+    wait_for(lambda: policy_state(db, snap) == ("stay", "already_nearest"),
+             what="the user loaded in Paris")
+    # ...then evicted: the scheduler forgets what it knew, and the flight does
+    # not pay for the whole snapshot.
+    db.execute("UPDATE placements SET evicted_at = now() WHERE snapshot_id = %s"
+               " AND datacenter_id = 't-tokyo'", (snap,))
+    time.sleep(2.5)  # the scheduler's look for changed users (every catalog refresh, 1 s)
+    post_reports(homing, "p-u-ps-10", "u-ps-10", TOKYO_DWELL)
+    wait_for(lambda: policy_state(db, snap) == ("stay", "not_worth_it"),
+             what="the whole snapshot not worth the flight")
+    assert db.execute("SELECT count(*) FROM decisions WHERE snapshot_id = %s"
+                      " AND outcome = 'move'", (snap,)).fetchone()[0] == 0
