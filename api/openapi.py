@@ -157,7 +157,13 @@ SCHEMAS = {
         "target_dc": nullable(ID), "nearest_dc": nullable(ID),
         "current_distance_m": nullable({"type": "number"}),
         "target_distance_m": nullable({"type": "number"}),
-        "bytes": COUNT, "template_present": {"type": "boolean"},
+        "bytes": {**COUNT, "description": "what the move brings to the target: the snapshot"
+                  " and, where missing, the template"},
+        "bytes_to_send": {**COUNT, "description": "what it sends: bytes less what a copy of the"
+                          " snapshot at the target already holds; what km-per-gib weighs"},
+        "template_present": {"type": "boolean"},
+        "copy_present": {"type": "boolean", "description": "the target holds a verified copy of"
+                         " the snapshot (pre-staged, a replica or a cached version)"},
         "supersedes_transfer_to": nullable(ID),
         "dwell_ms": {"type": "integer"}, "dwell_reports": {"type": "integer"},
     }),

@@ -464,6 +464,15 @@ static int decide(struct replay *r, size_t i, struct user *u, const struct repor
         double takes_ms;
         int err;
 
+        /* A complete warm copy is the snapshot's copy at another site, as the live
+         * scheduler loads a verified one: a move onto it is weighed at what it lacks. */
+        pl->s.copy_site = ENGINE_NO_SITE;
+        pl->s.copy_bytes = 0;
+        if (ps->policy.prestage && pl->staged != ENGINE_NO_SITE &&
+            pl->staged_ready_ms <= rep->ts_ms) {
+                pl->s.copy_site = pl->staged;
+                pl->s.copy_bytes = delta_bytes(r);
+        }
         err = engine_decide(&ps->policy.engine, r->ctx, &pl->s, rep->lat, rep->lon, rep->ts_ms, &d);
         if (err < 0)
                 return err;
@@ -471,8 +480,6 @@ static int decide(struct replay *r, size_t i, struct user *u, const struct repor
                 cancel(r, i, u, pending, rep->ts_ms, &d);
         if (d.outcome != ENGINE_MOVE)
                 return 0;
-        if (count_day(ps, rep->ts_ms, d.bytes) < 0)
-                return -ENOMEM;
         start_ms = rep->ts_ms;
         if (ps->policy.prestage && pl->staged != ENGINE_NO_SITE && pl->staged == d.target) {
                 /* the warm copy is there: only what changed since travels, once it is */
@@ -482,6 +489,8 @@ static int decide(struct replay *r, size_t i, struct user *u, const struct repor
                 pl->staged = ENGINE_NO_SITE;
                 ps->prestage_used++;
         }
+        if (count_day(ps, rep->ts_ms, d.bytes) < 0)
+                return -ENOMEM;
         ps->transfers++;
         ps->bytes += d.bytes;
         if (pl->last_move_ms && rep->ts_ms - pl->last_move_ms < DAY_MS && d.target == pl->last_from)

@@ -5,7 +5,8 @@
  * the snapshot's zones; closer than the current one by both margins); the
  * user has dwelt near it long enough and often enough; the snapshot is not
  * cooling down nor at its daily limit; and the distance saved pays for the
- * bytes to send. Otherwise it stays, and the reason says which rule held it.
+ * bytes to send (only what a copy already at the target lacks, when there is
+ * one). Otherwise it stays, and the reason says which rule held it.
  */
 #include "scheduler/engine.h"
 
@@ -91,6 +92,7 @@ void engine_snapshot_init(struct engine_snapshot *s, uint32_t current, uint16_t 
                 .candidate = ENGINE_NO_SITE,
                 .template_index = template_index,
                 .size_bytes = size_bytes,
+                .copy_site = ENGINE_NO_SITE,
                 .zone_set = zone_set,
         };
 }
@@ -104,11 +106,25 @@ static bool template_at(const struct engine_context *ctx, const struct engine_sn
         return t->replicas && site / 64 < t->n_words && (t->replicas[site / 64] >> (site % 64)) & 1;
 }
 
+static uint64_t template_bytes_to(const struct engine_context *ctx, const struct engine_snapshot *s,
+                                  size_t site) {
+        if (s->template_index >= ctx->n_templates || template_at(ctx, s, site))
+                return 0;
+        return ctx->templates[s->template_index].bytes;
+}
+
+/* What the site holds once the snapshot is there: the snapshot and the template. */
 static uint64_t bytes_to(const struct engine_context *ctx, const struct engine_snapshot *s,
                          size_t site) {
-        uint64_t template_bytes =
-                s->template_index < ctx->n_templates ? ctx->templates[s->template_index].bytes : 0;
-        return s->size_bytes + (template_at(ctx, s, site) ? 0 : template_bytes);
+        return s->size_bytes + template_bytes_to(ctx, s, site);
+}
+
+/* What a transfer to the site sends: as bytes_to, less what a copy there holds. */
+static uint64_t sends_to(const struct engine_context *ctx, const struct engine_snapshot *s,
+                         size_t site) {
+        uint64_t snapshot = site == s->copy_site && s->copy_bytes < s->size_bytes ? s->copy_bytes
+                                                                                  : s->size_bytes;
+        return snapshot + template_bytes_to(ctx, s, site);
 }
 
 struct room_check {
@@ -258,7 +274,9 @@ int engine_decide(const struct engine_policy *p, const struct engine_context *ct
                 out->target = (uint32_t)best.site;
                 out->target_m = best.distance_m;
                 out->bytes = bytes_to(ctx, s, best.site);
+                out->send_bytes = sends_to(ctx, s, best.site);
                 out->template_present = template_at(ctx, s, best.site);
+                out->copy_present = best.site == s->copy_site;
         }
 
         /* Back near the current site while a move away is in flight: once the
@@ -310,7 +328,7 @@ int engine_decide(const struct engine_policy *p, const struct engine_context *ct
                 return 0;
         }
         gain_km = isinf(out->current_m) ? INFINITY : (out->current_m - out->target_m) / 1000.0;
-        if (gain_km < p->km_per_gib * ((double)out->bytes / GIB)) {
+        if (gain_km < p->km_per_gib * ((double)out->send_bytes / GIB)) {
                 stay(out, ENGINE_NOT_WORTH_IT);
                 return 0;
         }

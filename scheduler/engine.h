@@ -87,7 +87,7 @@ enum engine_reason engine_check_report(const struct engine_policy *p, struct eng
                                        double lat, double lon, double accuracy_m, int64_t ts_ms,
                                        int64_t received_ms);
 
-/* What the policy knows and keeps about one snapshot (56 bytes: a
+/* What the policy knows and keeps about one snapshot (72 bytes: a
  * scheduler holds one for every snapshot of every user it tracks). */
 struct engine_snapshot {
         uint32_t current;   /* site of the active placement, or ENGINE_NO_SITE */
@@ -98,12 +98,18 @@ struct engine_snapshot {
         int64_t last_move_ms;    /* 0: never moved */
         int64_t window_start_ms; /* the 24 h window of max_moves_per_day */
         uint64_t size_bytes;
+        /* A verified copy at another site (a pre-staged copy, a warm replica, a
+         * cached older version): a move there sends only what it lacks, copy_bytes
+         * (at most size_bytes). ENGINE_NO_SITE: none known. Loaded, not kept:
+         * engine_snapshot_init clears it and engine_decide never changes it. */
+        uint64_t copy_bytes;
+        uint32_t copy_site;
         uint16_t template_index; /* into engine_context.templates */
         uint16_t zone_set;       /* into engine_context.zone_sets; 0: anywhere */
         uint16_t window_moves;
 };
 
-/* Resets the policy fields of a snapshot held at `current`. */
+/* Resets the policy fields of a snapshot held at `current`, with no copy elsewhere. */
 void engine_snapshot_init(struct engine_snapshot *s, uint32_t current, uint16_t template_index,
                           uint64_t size_bytes, uint16_t zone_set);
 
@@ -134,8 +140,12 @@ struct engine_decision {
         uint32_t nearest;      /* the nearest site of any kind, or ENGINE_NO_SITE */
         double current_m;      /* report to the current site (INFINITY: none) */
         double target_m;       /* report to the target (INFINITY: none) */
-        uint64_t bytes;        /* what a move to the target sends */
+        uint64_t bytes;        /* what a move to the target brings there: the snapshot and,
+                                  if missing there, the template (reserved at the target) */
+        uint64_t send_bytes;   /* what it sends: `bytes` less what a copy of the snapshot
+                                  at the target holds already; what km_per_gib weighs */
         bool template_present; /* the target holds the template */
+        bool copy_present;     /* the target holds a copy of the snapshot (copy_site) */
         uint32_t superseded;   /* the target of the transfer this decision cancels (a move
                                   replacing it, or a return withdrawing it), or ENGINE_NO_SITE */
         int64_t dwell_ms;      /* how long the user has been near the target */

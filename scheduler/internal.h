@@ -277,9 +277,9 @@ void scheduler_count_batch(struct scheduler *s, size_t processed);
 
 /*
  * Selects the snapshots of the users in $1 (a text array) with their
- * placement, transfer in flight and policy state, grouped by user; column 0
- * is the user id, column 1 the snapshot id, and scheduler_fill_snapshot()
- * reads the rest.
+ * placement, transfer in flight, policy state and copy at another site,
+ * grouped by user; column 0 is the user id, column 1 the snapshot id,
+ * and scheduler_fill_snapshot() reads the rest.
  */
 extern const char scheduler_load_snapshots_sql[];
 

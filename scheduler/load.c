@@ -32,19 +32,47 @@ static int64_t epoch_ms(const struct store_result *res, size_t row, int col) {
         return store_text(res, row, col) ? store_int(res, row, col) : 0;
 }
 
-/* The columns of a snapshot's state, in the order load_users reads them. */
+/*
+ * The columns of a snapshot's state, in the order load_users reads them.
+ *
+ * The last two are the snapshot's copy at another site (engine_snapshot's
+ * copy_site and copy_bytes): a verified copy there that is not evicted (an
+ * inactive placement, as the agents' have_versions), the pre-staged one
+ * first (it was made for the next move), then the newest, a designated one
+ * (never evicted) before a cached one; and what it lacks of the snapshot's
+ * version: the bytes each newer version changed, as the agents recorded
+ * them (snapshot_versions.changed_bytes), or, not recorded, 2 % of the
+ * version's size (homing replay's --delta-share); at most the snapshot's
+ * size. README "Cost model".
+ */
+#define COPY_UNKNOWN_CHANGE_DIVISOR "50"
 const char scheduler_load_snapshots_sql[] =
         "SELECT s.user_id, s.id, s.template_id, s.size_bytes, s.allowed_zones::text,"
         "       p.datacenter_id, t.id, t.to_dc,"
         "       ps.candidate_dc, round(extract(epoch FROM ps.candidate_since) * 1000),"
         "       ps.candidate_reports, round(extract(epoch FROM ps.last_move_at) * 1000),"
         "       round(extract(epoch FROM ps.window_start) * 1000), ps.window_moves,"
-        "       ps.last_outcome, ps.last_reason"
+        "       ps.last_outcome, ps.last_reason, cp.datacenter_id, cp.lacks"
         " FROM snapshots s"
         " LEFT JOIN placements p ON p.snapshot_id = s.id AND p.active"
         " LEFT JOIN transfers t ON t.snapshot_id = s.id AND t.kind = 'move'"
         "   AND t.state IN ('queued', 'running')"
         " LEFT JOIN snapshot_policy_state ps ON ps.snapshot_id = s.id"
+        " LEFT JOIN LATERAL ("
+        "   SELECT c.datacenter_id, CASE WHEN c.version >= s.version THEN 0"
+        "     ELSE least(s.size_bytes, ("
+        "       SELECT coalesce(sum(coalesce(v.changed_bytes,"
+        "                       v.size_bytes / " COPY_UNKNOWN_CHANGE_DIVISOR ")), 0)"
+        "         + (s.version - c.version - count(*))"
+        "           * (s.size_bytes / " COPY_UNKNOWN_CHANGE_DIVISOR ")"
+        "       FROM snapshot_versions v WHERE v.snapshot_id = s.id"
+        "         AND v.version > c.version AND v.version <= s.version))::bigint END AS lacks"
+        "   FROM placements c LEFT JOIN replicas r ON r.placement_id = c.id"
+        "   WHERE c.snapshot_id = s.id AND NOT c.active AND c.evicted_at IS NULL"
+        "     AND c.datacenter_id IS DISTINCT FROM p.datacenter_id"
+        "   ORDER BY r.reason IS NOT DISTINCT FROM 'prestage' DESC, c.version DESC,"
+        "     r.reason IS NOT NULL DESC, c.datacenter_id COLLATE \"C\""
+        "   LIMIT 1) cp ON true"
         " WHERE s.user_id = ANY ($1::text[])"
         " ORDER BY s.user_id COLLATE \"C\", s.id";
 
@@ -74,6 +102,8 @@ void scheduler_fill_snapshot(struct world *w, struct tracked_snapshot *snap,
                                      ? ENGINE_MOVE
                                      : ENGINE_STAY;
         snap->last_reason = reason_from_name(store_text(res, row, 15));
+        p->copy_site = world_site(w, store_text(res, row, 16));
+        p->copy_bytes = p->copy_site != ENGINE_NO_SITE ? (uint64_t)store_int(res, row, 17) : 0;
 }
 
 /* A user of the batch to load, and the partition its reports come from. */
@@ -187,8 +217,9 @@ out:
 /*
  * Users whose snapshots changed under us since the last look (a transfer
  * ran or ended, an operator cancelled or retried one, a snapshot was added
- * or edited, a new version was registered) are forgotten, to be loaded
- * afresh with their next report. A row carries its transaction's start
+ * or edited, a new version was registered, a copy landed or was evicted: a
+ * placement made or changed) are forgotten, to be loaded afresh with their
+ * next report. A row carries its transaction's start
  * time, which can be before our last look though it committed after it:
  * the look reaches back CHANGES_OVERLAP further (forgetting a user twice
  * costs a reload). The scheduler's own queued moves are not news to it;
@@ -220,7 +251,7 @@ void scheduler_forget_changed_users(struct scheduler *s) {
                     "  WHERE created_at >= since.t OR updated_at >= since.t"
                     " UNION ALL"
                     " SELECT sn.user_id FROM since, placements p JOIN snapshots sn ON sn.id = p.snapshot_id"
-                    "  WHERE p.created_at >= since.t) changed",
+                    "  WHERE p.created_at >= since.t OR p.updated_at >= since.t) changed",
                     2, since, &res) < 0) {
                 scheduler_upkeep_give_back_began(s->upkeep, upkeep_began);
                 return;

@@ -114,12 +114,12 @@ static void decision_details(const struct scheduler *s, const struct engine_deci
         const char *nearest = world_site_id(s->world, d->nearest);
         snprintf(buf, size,
                  "{\"nearest_dc\": %s%s%s, \"dwell_ms\": %lld, \"dwell_reports\": %d,"
-                 " \"bytes\": %llu, \"template_present\": %s, \"margin_m\": %.0f,"
-                 " \"margin_ratio\": %g}",
+                 " \"bytes\": %llu, \"bytes_to_send\": %llu, \"template_present\": %s,"
+                 " \"copy_present\": %s, \"margin_m\": %.0f, \"margin_ratio\": %g}",
                  nearest ? "\"" : "", nearest ? nearest : "null", nearest ? "\"" : "",
                  (long long)d->dwell_ms, d->dwell_reports, (unsigned long long)d->bytes,
-                 d->template_present ? "true" : "false", s->policy.margin_m,
-                 s->policy.margin_ratio);
+                 (unsigned long long)d->send_bytes, d->template_present ? "true" : "false",
+                 d->copy_present ? "true" : "false", s->policy.margin_m, s->policy.margin_ratio);
 }
 
 /*

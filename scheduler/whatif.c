@@ -20,13 +20,14 @@ static json_t *distance_json(double metres) {
 }
 
 static json_t *decision_json(const struct world *w, const struct engine_decision *d) {
-        return json_pack("{s:s, s:s, s:s?, s:s?, s:o, s:o, s:I, s:b, s:s?, s:I, s:i}", "outcome",
-                         d->outcome == ENGINE_MOVE ? "move" : "stay", "reason",
+        return json_pack("{s:s, s:s, s:s?, s:s?, s:o, s:o, s:I, s:I, s:b, s:b, s:s?, s:I, s:i}",
+                         "outcome", d->outcome == ENGINE_MOVE ? "move" : "stay", "reason",
                          engine_reason_name(d->reason), "target_dc", world_site_id(w, d->target),
                          "nearest_dc", world_site_id(w, d->nearest), "current_distance_m",
                          distance_json(d->current_m), "target_distance_m",
-                         distance_json(d->target_m), "bytes", (json_int_t)d->bytes,
-                         "template_present", d->template_present, "supersedes_transfer_to",
+                         distance_json(d->target_m), "bytes", (json_int_t)d->bytes, "bytes_to_send",
+                         (json_int_t)d->send_bytes, "template_present", d->template_present,
+                         "copy_present", d->copy_present, "supersedes_transfer_to",
                          world_site_id(w, d->superseded), "dwell_ms", (json_int_t)d->dwell_ms,
                          "dwell_reports", d->dwell_reports);
 }

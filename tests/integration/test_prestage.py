@@ -2,14 +2,15 @@
 gets a warm copy at the eligible site nearest its destination before the
 arrival, by a replicate transfer; the replica pass neither counts nor
 releases it; it is released when the trip is over or withdrawn; a trip that
-no site inside the snapshot's zones would serve stages nothing. Judged from
-PostgreSQL and the API."""
+no site inside the snapshot's zones would serve stages nothing; the move on
+arrival onto the copy costs only what the copy lacks. Judged from PostgreSQL
+and the API."""
 import json
 import time
 
 import pytest
 
-from conftest import Homing, seed_catalog, seed_snapshot, wait_for, now_rfc3339
+from conftest import Homing, report, seed_catalog, seed_snapshot, wait_for, now_rfc3339
 from test_audit_events import check_event
 
 EUROPE = {"type": "Polygon",
@@ -21,7 +22,10 @@ TOKYO = (35.68, 139.69)
 def homing(database, db, topics, tmp_path_factory):
     h = Homing(database, topics, "prestage", "standalone", tmp_path_factory.mktemp("ps"),
                extra={"HOMING_CATALOG_REFRESH_S": "1", "HOMING_REPLICA_PASS_S": "1",
-                      "HOMING_PRESTAGE_PASS_S": "1"})
+                      "HOMING_PRESTAGE_PASS_S": "1",
+                      # a GiB must save 100 km: Paris to Tokyo (9,700 km) does not
+                      # pay for a whole 100 GiB snapshot
+                      "HOMING_KM_PER_GIB": "100"})
     h.migrate()
     seed_catalog(db)
     db.execute("INSERT INTO zones (id, name, geojson) VALUES ('eu', 'Europe', %s)",
@@ -234,3 +238,91 @@ def test_the_replica_pass_may_take_a_pre_staged_copy_as_its_replica(homing, db):
     assert designated(db, snap) == [("t-tokyo", "protection", None)]
     assert event(db, snap, "io.homing.prestage.released") is None
     assert replicates(db, snap) == []
+
+
+GIB = 1 << 30
+
+
+def post_reports(homing, device, user, fixes):
+    """Reports of one device: (lat, lon, seconds from now) each."""
+    body = [report(user, device, lat, lon, ts=now_rfc3339(ago)) for lat, lon, ago in fixes]
+    status, _, raw = homing.post("/v1/locations", body)
+    assert status == 202, raw
+
+
+def policy_state(db, snapshot):
+    return db.execute("SELECT last_outcome, last_reason FROM snapshot_policy_state"
+                      " WHERE snapshot_id = %s", (snapshot,)).fetchone()
+
+
+# Twelve hours ago in Paris (far enough back for the flight at 300 m/s), then
+# the half-hour dwell and three reports in Tokyo.
+PARIS_AGO = [(48.86, 2.35, -12 * 3600)]
+TOKYO_DWELL = [(*TOKYO, -40 * 60), (*TOKYO, -20 * 60), (*TOKYO, -60)]
+
+
+def test_the_move_on_arrival_onto_the_pre_staged_copy_pays_for_what_it_lacks_only(homing, db):
+    # Two 100 GiB snapshots in Paris; at 100 km a GiB a move to Tokyo in
+    # full (10,000 km) does not pay. u-ps-8 flies without a copy: it stays.
+    plain = seed_snapshot(db, "u-ps-8", "t-paris", size=100 * GIB)
+    post_reports(homing, "p-u-ps-8", "u-ps-8", PARIS_AGO + TOKYO_DWELL)
+    wait_for(lambda: policy_state(db, plain) == ("stay", "not_worth_it"),
+             what="the whole snapshot not worth the flight")
+
+    # u-ps-9 announces the trip: its copy is pre-staged in Tokyo and lands.
+    snap = seed_snapshot(db, "u-ps-9", "t-paris", size=100 * GIB)
+    user_at(db, "u-ps-9", 48.9, 2.4)
+    post_reports(homing, "p-u-ps-9", "u-ps-9", PARIS_AGO)  # the scheduler knows the user
+    wait_for(lambda: policy_state(db, snap) == ("stay", "already_nearest"),
+             what="the user loaded in Paris")
+    trip = announce(homing, "u-ps-9", *TOKYO, 1800, 2 * 86400)
+    wait_for(lambda: designated(db, snap) == [("t-tokyo", "prestage", trip)], what="staged")
+    (rep,) = wait_for(lambda: replicates(db, snap), what="its replicate")
+    assert db.execute("SELECT homing_transfer_succeeded(%s)", (rep[0],)).fetchone()[0]
+    time.sleep(2.5)  # the scheduler hears of the copy (it looks every catalog refresh, 1 s)
+    # The what-if, from PostgreSQL, already says so.
+    answer, _ = homing.json("GET", "/v1/users/u-ps-9/what-if?lat=35.68&lon=139.69")
+    settled = answer["snapshots"][0]["once_settled"]
+    assert (settled["outcome"], settled["target_dc"], settled["copy_present"],
+            settled["bytes_to_send"], settled["bytes"]) == ("move", "t-tokyo", True, 0, 100 * GIB)
+
+    # It lands and stays: the move goes onto the copy, which lacks nothing.
+    post_reports(homing, "p-u-ps-9", "u-ps-9", TOKYO_DWELL)
+    row = wait_for(lambda: db.execute(
+        "SELECT d.to_dc, d.details, t.bytes_total FROM decisions d"
+        " JOIN transfers t ON t.id = d.transfer_id"
+        " WHERE d.snapshot_id = %s AND d.outcome = 'move'", (snap,)).fetchone(),
+        what="the move on arrival")
+    to_dc, details, bytes_total = row
+    assert to_dc == "t-tokyo"
+    assert (details["copy_present"], details["bytes_to_send"], details["bytes"]) == \
+        (True, 0, 100 * GIB)
+    assert bytes_total == 100 * GIB  # the whole snapshot lands there: reserved in full
+    queued = event(db, snap, "io.homing.placement.decided")
+    check_event(queued)
+    assert queued["data"]["details"]["bytes_to_send"] == 0
+    # The plain one still stays.
+    assert policy_state(db, plain) == ("stay", "not_worth_it")
+
+
+def test_a_copy_evicted_after_the_user_was_loaded_no_longer_cheapens_the_move(homing, db):
+    # A cached copy at Tokyo (a trip's copy released, say) when the user is loaded...
+    snap = seed_snapshot(db, "u-ps-10", "t-paris", size=100 * GIB)
+    db.execute("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+               " VALUES (%s, 't-tokyo', 1, false)", (snap,))
+    # The look for changed users reaches 30 s back: past that, rows just made
+    # no longer make the scheduler forget the user, and only the eviction can.
+    time.sleep(33)
+    post_reports(homing, "p-u-ps-10", "u-ps-10", PARIS_AGO)
+    wait_for(lambda: policy_state(db, snap) == ("stay", "already_nearest"),
+             what="the user loaded in Paris")
+    # ...then evicted: the scheduler forgets what it knew, and the flight does
+    # not pay for the whole snapshot.
+    db.execute("UPDATE placements SET evicted_at = now() WHERE snapshot_id = %s"
+               " AND datacenter_id = 't-tokyo'", (snap,))
+    time.sleep(2.5)  # the scheduler's look for changed users (every catalog refresh, 1 s)
+    post_reports(homing, "p-u-ps-10", "u-ps-10", TOKYO_DWELL)
+    wait_for(lambda: policy_state(db, snap) == ("stay", "not_worth_it"),
+             what="the whole snapshot not worth the flight")
+    assert db.execute("SELECT count(*) FROM decisions WHERE snapshot_id = %s"
+                      " AND outcome = 'move'", (snap,)).fetchone()[0] == 0

@@ -3,12 +3,12 @@ their refreshes (scheduler/replicas.c), judged from PostgreSQL: the nearest
 eligible site to the user other than the active one, outside its failure
 domain, inside the zones; none for a level that wants none; released when
 the policy changes; re-chosen when the active site changes, the old active
-site first."""
+site first. A move onto a warm replica is weighed at what its copy lacks."""
 import time
 
 import pytest
 
-from conftest import Homing, seed_catalog, seed_snapshot, wait_for
+from conftest import Homing, now_rfc3339, report, seed_catalog, seed_snapshot, wait_for
 from test_audit_events import check_event
 
 
@@ -158,3 +158,39 @@ def test_a_copy_left_behind_is_preferred_to_a_nearer_empty_site(homing, db):
     db.execute("UPDATE snapshots SET version = 2 WHERE id = %s", (snap,))
     rows = wait_for(lambda: open_replicates(db, snap), what="a refresh")
     assert rows == [("t-tokyo", "t-paris", "replica-behind")]
+
+
+GIB = 1 << 30
+
+
+def test_a_move_onto_the_warm_replica_is_weighed_at_what_its_copy_lacks(homing, db):
+    """A 200 GiB snapshot in Paris whose replica at Frankfurt holds version 1
+    of 3: version 2 changed 10 GiB (as recorded), version 3 did not say, so
+    counts 2 % of its 200 GiB. At the default 5 km a GiB the whole snapshot
+    would need 1,000 km saved; Paris to Frankfurt saves about 480, enough
+    for the 14 GiB the copy lacks."""
+    snap = seed_snapshot(db, "u-rp-9", "t-paris", size=200 * GIB)
+    user_at(db, "u-rp-9", 48.9, 2.4)
+    level(db, snap, 1)
+    wait_for(lambda: replicas(db, snap) == ["t-frankfurt"], what="a replica at Frankfurt")
+    (rep,) = wait_for(lambda: db.execute(
+        "SELECT id FROM transfers WHERE snapshot_id = %s AND kind = 'replicate'"
+        " AND state = 'queued'", (snap,)).fetchall(), what="its replicate")
+    assert db.execute("SELECT homing_transfer_succeeded(%s)", (rep[0],)).fetchone()[0]
+    for version, changed in ((1, None), (2, 10 * GIB), (3, None)):
+        db.execute("INSERT INTO snapshot_versions (snapshot_id, version, content_sha256,"
+                   " size_bytes, virtual_size, changed_bytes) VALUES (%s, %s, %s, %s, %s, %s)",
+                   (snap, version, f"{version:064x}", 200 * GIB, 200 * GIB, changed))
+    db.execute("UPDATE snapshots SET version = 3 WHERE id = %s", (snap,))
+    time.sleep(2.5)  # the catalog knows Frankfurt holds the template now
+    # The user flies to Frankfurt and stays half an hour.
+    body = [report("u-rp-9", "p-u-rp-9", 50.11, 8.68, ts=now_rfc3339(ago))
+            for ago in (-40 * 60, -20 * 60, -60)]
+    status, _, raw = homing.post("/v1/locations", body)
+    assert status == 202, raw
+    to_dc, details = wait_for(lambda: db.execute(
+        "SELECT to_dc, details FROM decisions WHERE snapshot_id = %s AND outcome = 'move'",
+        (snap,)).fetchone(), what="the move onto the replica")
+    assert to_dc == "t-frankfurt"
+    assert (details["copy_present"], details["bytes_to_send"], details["bytes"]) == \
+        (True, 10 * GIB + 200 * GIB // 50, 200 * GIB)

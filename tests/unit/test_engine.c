@@ -312,6 +312,69 @@ TEST(the_distance_saved_must_pay_for_the_bytes_and_a_missing_template_costs_more
         world_fini(&w);
 }
 
+TEST(a_move_refused_for_the_whole_snapshot_is_made_when_a_copy_at_the_target_holds_most_of_it) {
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(A);
+        struct engine_decision d;
+        double gain_km;
+
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        /* To c (template present), the whole 1 GiB: refused for a hair. */
+        decide(&p, &w, &s, 10.5, T0, &d);
+        gain_km = (d.current_m - d.target_m) / 1000;
+        p.km_per_gib = gain_km / 1 + 1e-9;
+        s = snapshot_at(A);
+        CHECK(decide(&p, &w, &s, 10.5, T0, &d) == ENGINE_NOT_WORTH_IT);
+        CHECK(d.send_bytes == 1 * GIB && !d.copy_present);
+        /* A copy at c that lacks a quarter of the snapshot: a quarter is sent,
+         * the whole snapshot still lands there (what the target reserves). */
+        s = snapshot_at(A);
+        s.copy_site = C;
+        s.copy_bytes = GIB / 4;
+        CHECK(decide(&p, &w, &s, 10.5, T0, &d) == ENGINE_CLOSER);
+        CHECK(d.target == C && d.copy_present && d.send_bytes == GIB / 4 && d.bytes == 1 * GIB);
+        /* ...and it pays exactly at the quarter's price, not a hair above it. */
+        s = snapshot_at(A);
+        s.copy_site = C;
+        s.copy_bytes = GIB / 4;
+        p.km_per_gib = gain_km * 4 + 1e-9;
+        CHECK(decide(&p, &w, &s, 10.5, T0, &d) == ENGINE_NOT_WORTH_IT);
+        p.km_per_gib = gain_km * 4;
+        CHECK(decide(&p, &w, &s, 10.5, T0, &d) == ENGINE_CLOSER);
+        world_fini(&w);
+}
+
+TEST(a_copy_at_another_site_saves_nothing_and_a_template_missing_at_the_copy_still_counts) {
+        struct world w;
+        struct engine_policy p = lenient();
+        struct engine_snapshot s = snapshot_at(A);
+        struct engine_decision d;
+
+        world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
+        /* The copy is at d; the user goes near c: the whole snapshot. */
+        s.copy_site = D;
+        s.copy_bytes = 0;
+        CHECK(decide(&p, &w, &s, 10.5, T0, &d) == ENGINE_CLOSER);
+        CHECK(d.target == C && !d.copy_present && d.send_bytes == 1 * GIB);
+        /* A current copy at b, which lacks the template (10 GiB): the template alone. */
+        s = snapshot_at(A);
+        s.copy_site = B;
+        s.copy_bytes = 0;
+        decide(&p, &w, &s, 10, T0, &d);
+        CHECK(d.target == B && d.copy_present && d.send_bytes == 10 * GIB && d.bytes == 11 * GIB);
+        /* A copy said to lack more than the snapshot's size sends the snapshot, no more. */
+        s = snapshot_at(A);
+        s.copy_site = C;
+        s.copy_bytes = 5 * GIB;
+        decide(&p, &w, &s, 10.5, T0, &d);
+        CHECK(d.copy_present && d.send_bytes == 1 * GIB);
+        /* A fresh snapshot knows no copy. */
+        engine_snapshot_init(&s, A, 0, 1 * GIB, 0);
+        CHECK(s.copy_site == ENGINE_NO_SITE);
+        world_fini(&w);
+}
+
 /* ---- eligibility ---- */
 
 TEST(a_draining_nearest_site_is_skipped_for_the_next_eligible_one) {
@@ -634,6 +697,10 @@ TAP_MAIN(
         TAP_TEST(a_move_within_the_cooldown_waits),
         TAP_TEST(the_daily_limit_counts_moves_in_a_24_hour_window),
         TAP_TEST(the_distance_saved_must_pay_for_the_bytes_and_a_missing_template_costs_more),
+        TAP_TEST(
+                a_move_refused_for_the_whole_snapshot_is_made_when_a_copy_at_the_target_holds_most_of_it),
+        TAP_TEST(
+                a_copy_at_another_site_saves_nothing_and_a_template_missing_at_the_copy_still_counts),
         TAP_TEST(a_draining_nearest_site_is_skipped_for_the_next_eligible_one),
         TAP_TEST(a_stay_names_what_held_back_the_nearest_site),
         TAP_TEST(a_snapshot_restricted_to_a_zone_moves_only_inside_it),

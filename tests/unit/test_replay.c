@@ -469,6 +469,59 @@ TEST(a_copy_staged_for_an_announced_trip_serves_the_restore_at_the_destination) 
         geo_index_unref(w.index);
 }
 
+/*
+ * The move on arrival onto a complete warm copy is weighed at what the copy
+ * lacks, as the live scheduler weighs a move onto any verified copy: at 100
+ * km per GiB the whole 10 GiB snapshot (1,000 km) does not pay for x to z
+ * (445 km), its 1 % delta does. u-1 reports hourly at x, the copy at z is
+ * staged at the report an hour before landing, and the first report at z
+ * moves homing+prestage (0.1 GiB) and holds homing (not worth it).
+ */
+TEST(a_move_onto_a_complete_warm_copy_pays_for_what_it_lacks_only) {
+        struct world w;
+        struct replay_policy p[2] = {
+                { .name = "homing", .kind = REPLAY_ENGINE },
+                { .name = "homing+prestage", .kind = REPLAY_ENGINE, .prestage = true },
+        };
+        struct replay_params params = { .snapshot_bytes = 10 * GIB,
+                                        .bandwidth_bps = (double)GIB,
+                                        .delta_share = 0.01 };
+        struct engine_trip to_z = { 0, 4, T0 + 24 * HOUR_MS, T0 + 48 * HOUR_MS };
+        struct report rep = { .lat = 0, .accuracy_m = 10 };
+        struct run run;
+
+        memset(&run, 0, sizeof(run));
+        world_init(&w);
+        engine_policy_defaults(&p[0].engine);
+        p[0].engine.dwell_ms = 0;
+        p[0].engine.min_reports = 1;
+        p[0].engine.km_per_gib = 100;
+        p[1].engine = p[0].engine;
+        engine_prestage_defaults(&params.prestage);
+        CHECK(replay_new(&w.ctx, &params, p, 2, on_event, &run, &run.r) == 0);
+        strcpy(rep.device_id, "d-1");
+        strcpy(rep.user_id, "u-1");
+        CHECK(replay_trip(run.r, "u-1", &to_z, T0) == 0);
+        for (int hour = 0; hour <= 23; hour++) {
+                rep.lon = 0;
+                rep.ts_ms = T0 + hour * HOUR_MS;
+                rep.received_ms = rep.ts_ms + 1000;
+                CHECK(replay_report(run.r, &rep) == 0);
+        }
+        CHECK(run.n_events == 0);
+        rep.lon = 4;
+        rep.ts_ms = T0 + 24 * HOUR_MS + 10 * MIN_MS;
+        rep.received_ms = rep.ts_ms + 1000;
+        CHECK(replay_report(run.r, &rep) == 0);
+        CHECK(run.n_events == 1);
+        CHECK(run.events[0].kind == REPLAY_QUEUED && run.events[0].policy == 1);
+        CHECK(run.events[0].from == X && run.events[0].to == Z);
+        CHECK(run.events[0].bytes == (uint64_t)(0.01 * 10 * GIB));
+        CHECK(run.reasons[0] == ENGINE_CLOSER);
+        run.r = replay_free(run.r);
+        geo_index_unref(w.index);
+}
+
 TAP_MAIN(TAP_TEST(bad_params_are_refused),
          TAP_TEST(oracle_is_zero_and_home_is_the_distance_from_home),
          TAP_TEST(a_two_hour_dwell_does_not_move_for_a_one_hour_trip),
@@ -480,4 +533,5 @@ TAP_MAIN(TAP_TEST(bad_params_are_refused),
          TAP_TEST(percentiles_are_the_figures_bins),
          TAP_TEST(each_policy_judges_reports_by_its_own_rules),
          TAP_TEST(pareto_front_keeps_the_undominated),
-         TAP_TEST(a_copy_staged_for_an_announced_trip_serves_the_restore_at_the_destination))
+         TAP_TEST(a_copy_staged_for_an_announced_trip_serves_the_restore_at_the_destination),
+         TAP_TEST(a_move_onto_a_complete_warm_copy_pays_for_what_it_lacks_only))
