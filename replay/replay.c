@@ -467,11 +467,11 @@ static int decide(struct replay *r, size_t i, struct user *u, const struct repor
         /* A complete warm copy is the snapshot's copy at another site, as the live
          * scheduler loads a verified one: a move onto it is weighed at what it lacks. */
         pl->s.copy_site = ENGINE_NO_SITE;
-        pl->s.copy_bytes = 0;
+        pl->s.copy_lacks_bytes = 0;
         if (ps->policy.prestage && pl->staged != ENGINE_NO_SITE &&
             pl->staged_ready_ms <= rep->ts_ms) {
                 pl->s.copy_site = pl->staged;
-                pl->s.copy_bytes = delta_bytes(r);
+                pl->s.copy_lacks_bytes = delta_bytes(r);
         }
         err = engine_decide(&ps->policy.engine, r->ctx, &pl->s, rep->lat, rep->lon, rep->ts_ms, &d);
         if (err < 0)

@@ -122,8 +122,9 @@ static uint64_t bytes_to(const struct engine_context *ctx, const struct engine_s
 /* What a transfer to the site sends: as bytes_to, less what a copy there holds. */
 static uint64_t sends_to(const struct engine_context *ctx, const struct engine_snapshot *s,
                          size_t site) {
-        uint64_t snapshot = site == s->copy_site && s->copy_bytes < s->size_bytes ? s->copy_bytes
-                                                                                  : s->size_bytes;
+        uint64_t snapshot = site == s->copy_site && s->copy_lacks_bytes < s->size_bytes
+                                    ? s->copy_lacks_bytes
+                                    : s->size_bytes;
         return snapshot + template_bytes_to(ctx, s, site);
 }
 

@@ -99,10 +99,11 @@ struct engine_snapshot {
         int64_t window_start_ms; /* the 24 h window of max_moves_per_day */
         uint64_t size_bytes;
         /* A verified copy at another site (a pre-staged copy, a warm replica, a
-         * cached older version): a move there sends only what it lacks, copy_bytes
-         * (at most size_bytes). ENGINE_NO_SITE: none known. Loaded, not kept:
-         * engine_snapshot_init clears it and engine_decide never changes it. */
-        uint64_t copy_bytes;
+         * cached older version): a move there sends only what it lacks,
+         * copy_lacks_bytes (at most size_bytes). ENGINE_NO_SITE: none known.
+         * Loaded, not kept: engine_snapshot_init clears it and engine_decide
+         * never changes it. */
+        uint64_t copy_lacks_bytes;
         uint32_t copy_site;
         uint16_t template_index; /* into engine_context.templates */
         uint16_t zone_set;       /* into engine_context.zone_sets; 0: anywhere */

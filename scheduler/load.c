@@ -36,7 +36,7 @@ static int64_t epoch_ms(const struct store_result *res, size_t row, int col) {
  * The columns of a snapshot's state, in the order load_users reads them.
  *
  * The last two are the snapshot's copy at another site (engine_snapshot's
- * copy_site and copy_bytes): a verified copy there that is not evicted (an
+ * copy_site and copy_lacks_bytes): a verified copy there that is not evicted (an
  * inactive placement, as the agents' have_versions), the pre-staged one
  * first (it was made for the next move), then the newest, a designated one
  * (never evicted) before a cached one; and what it lacks of the snapshot's
@@ -103,7 +103,8 @@ void scheduler_fill_snapshot(struct world *w, struct tracked_snapshot *snap,
                                      : ENGINE_STAY;
         snap->last_reason = reason_from_name(store_text(res, row, 15));
         p->copy_site = world_site(w, store_text(res, row, 16));
-        p->copy_bytes = p->copy_site != ENGINE_NO_SITE ? (uint64_t)store_int(res, row, 17) : 0;
+        p->copy_lacks_bytes =
+                p->copy_site != ENGINE_NO_SITE ? (uint64_t)store_int(res, row, 17) : 0;
 }
 
 /* A user of the batch to load, and the partition its reports come from. */

@@ -331,13 +331,13 @@ TEST(a_move_refused_for_the_whole_snapshot_is_made_when_a_copy_at_the_target_hol
          * the whole snapshot still lands there (what the target reserves). */
         s = snapshot_at(A);
         s.copy_site = C;
-        s.copy_bytes = GIB / 4;
+        s.copy_lacks_bytes = GIB / 4;
         CHECK(decide(&p, &w, &s, 10.5, T0, &d) == ENGINE_CLOSER);
         CHECK(d.target == C && d.copy_present && d.send_bytes == GIB / 4 && d.bytes == 1 * GIB);
         /* ...and it pays exactly at the quarter's price, not a hair above it. */
         s = snapshot_at(A);
         s.copy_site = C;
-        s.copy_bytes = GIB / 4;
+        s.copy_lacks_bytes = GIB / 4;
         p.km_per_gib = gain_km * 4 + 1e-9;
         CHECK(decide(&p, &w, &s, 10.5, T0, &d) == ENGINE_NOT_WORTH_IT);
         p.km_per_gib = gain_km * 4;
@@ -354,19 +354,19 @@ TEST(a_copy_at_another_site_saves_nothing_and_a_template_missing_at_the_copy_sti
         world_init(&w, GEO_SITE_ACTIVE, 100 * GIB);
         /* The copy is at d; the user goes near c: the whole snapshot. */
         s.copy_site = D;
-        s.copy_bytes = 0;
+        s.copy_lacks_bytes = 0;
         CHECK(decide(&p, &w, &s, 10.5, T0, &d) == ENGINE_CLOSER);
         CHECK(d.target == C && !d.copy_present && d.send_bytes == 1 * GIB);
         /* A current copy at b, which lacks the template (10 GiB): the template alone. */
         s = snapshot_at(A);
         s.copy_site = B;
-        s.copy_bytes = 0;
+        s.copy_lacks_bytes = 0;
         decide(&p, &w, &s, 10, T0, &d);
         CHECK(d.target == B && d.copy_present && d.send_bytes == 10 * GIB && d.bytes == 11 * GIB);
         /* A copy said to lack more than the snapshot's size sends the snapshot, no more. */
         s = snapshot_at(A);
         s.copy_site = C;
-        s.copy_bytes = 5 * GIB;
+        s.copy_lacks_bytes = 5 * GIB;
         decide(&p, &w, &s, 10.5, T0, &d);
         CHECK(d.copy_present && d.send_bytes == 1 * GIB);
         /* A fresh snapshot knows no copy. */
