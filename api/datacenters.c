@@ -131,22 +131,18 @@ bool api_datacenter_valid(struct request *req, enum MHD_Result *reply) {
 
 enum MHD_Result api_datacenters_list(struct request *req) {
         const char *status = api_query(req, "status");
-        struct api_page page;
-        enum MHD_Result ret;
 
         if (status && !status_valid(status))
                 return api_reply_problem(req, 400, "invalid-query", "Invalid query",
                                          "status is active, draining or down", NULL);
-        if (!api_page_parse(req, &page, false, &ret))
-                return ret;
         {
-                const char *params[3] = { status, page.after, page.limit_plus_one };
-                return api_reply_page_query(req, &page,
-                                            "SELECT d.id, " DC_JSON "::text FROM datacenters d"
-                                            " WHERE ($1::text IS NULL OR d.status = $1)"
-                                            "   AND ($2::text IS NULL OR d.id > $2)"
-                                            " ORDER BY d.id LIMIT $3::int",
-                                            3, params);
+                const char *filters[1] = { status };
+                return api_reply_list(req, false,
+                                      "SELECT d.id, " DC_JSON "::text FROM datacenters d"
+                                      " WHERE ($1::text IS NULL OR d.status = $1)"
+                                      "   AND ($2::text IS NULL OR d.id > $2)"
+                                      " ORDER BY d.id LIMIT $3::int",
+                                      1, filters);
         }
 }
 

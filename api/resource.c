@@ -6,6 +6,7 @@
  */
 #include "api/resource.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -108,6 +109,22 @@ enum MHD_Result api_reply_page_query(struct request *req, struct api_page *page,
         store_result_free(res);
         api_page_fini(page);
         return ret;
+}
+
+enum MHD_Result api_reply_list(struct request *req, bool numeric, const char *sql, int n,
+                               const char *const *filters) {
+        const char *params[API_LIST_FILTERS_MAX + 2];
+        struct api_page page;
+        enum MHD_Result ret;
+
+        assert(n >= 0 && n <= API_LIST_FILTERS_MAX);
+        if (!api_page_parse(req, &page, numeric, &ret))
+                return ret;
+        for (int i = 0; i < n; i++)
+                params[i] = filters[i];
+        params[n] = page.after;
+        params[n + 1] = page.limit_plus_one;
+        return api_reply_page_query(req, &page, sql, n + 2, params);
 }
 
 enum MHD_Result api_reply_row(struct request *req, unsigned status, const struct store_result *res,

@@ -47,6 +47,19 @@ void api_page_fini(struct api_page *page);
 enum MHD_Result api_reply_page_query(struct request *req, struct api_page *page, const char *sql,
                                      int n, const char *const *params);
 
+/* The most filters api_reply_list passes before the page's two parameters. */
+#define API_LIST_FILTERS_MAX 4
+
+/*
+ * A list that checks nothing between its page and its query: parses ?limit=
+ * and ?cursor= (`numeric`: keys are integers; 400 answered here), then runs
+ * `sql` with the n (at most API_LIST_FILTERS_MAX) `filters` as $1..$n, the
+ * cursor's key as $n+1 and limit+1 as $n+2, and answers as
+ * api_reply_page_query.
+ */
+enum MHD_Result api_reply_list(struct request *req, bool numeric, const char *sql, int n,
+                               const char *const *filters);
+
 /*
  * Answers with row 0 of `res`: column 0 its row_version (the ETag), column 1
  * its JSON. `location` (may be NULL) becomes the Location header.

@@ -102,25 +102,18 @@ bool api_snapshot_valid(struct request *req, enum MHD_Result *reply) {
 enum MHD_Result api_snapshots_list(struct request *req) {
         const char *user = api_query(req, "user_id"), *tpl = api_query(req, "template_id"),
                    *dc = api_query(req, "datacenter_id");
-        struct api_page page;
-        enum MHD_Result ret;
+        const char *filters[3] = { user, tpl, dc };
 
-        if (!api_page_parse(req, &page, false, &ret))
-                return ret;
-        {
-                const char *params[5] = { user, tpl, dc, page.after, page.limit_plus_one };
-                return api_reply_page_query(
-                        req, &page,
-                        "SELECT s.id, " SNAP_JSON "::text FROM snapshots s"
-                        " WHERE ($1::text IS NULL OR s.user_id = $1)"
-                        "   AND ($2::text IS NULL OR s.template_id = $2)"
-                        "   AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM placements p"
-                        "        WHERE p.snapshot_id = s.id AND p.active"
-                        "          AND p.datacenter_id = $3))"
-                        "   AND ($4::text IS NULL OR s.id > $4)"
-                        " ORDER BY s.id LIMIT $5::int",
-                        5, params);
-        }
+        return api_reply_list(req, false,
+                              "SELECT s.id, " SNAP_JSON "::text FROM snapshots s"
+                              " WHERE ($1::text IS NULL OR s.user_id = $1)"
+                              "   AND ($2::text IS NULL OR s.template_id = $2)"
+                              "   AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM placements p"
+                              "        WHERE p.snapshot_id = s.id AND p.active"
+                              "          AND p.datacenter_id = $3))"
+                              "   AND ($4::text IS NULL OR s.id > $4)"
+                              " ORDER BY s.id LIMIT $5::int",
+                              3, filters);
 }
 
 enum MHD_Result api_snapshots_get(struct request *req) {

@@ -52,19 +52,10 @@ const struct api_field api_template_patch_fields[] = {
 };
 
 enum MHD_Result api_templates_list(struct request *req) {
-        struct api_page page;
-        enum MHD_Result ret;
-
-        if (!api_page_parse(req, &page, false, &ret))
-                return ret;
-        {
-                const char *params[2] = { page.after, page.limit_plus_one };
-                return api_reply_page_query(
-                        req, &page,
-                        "SELECT t.id, " TPL_JSON "::text FROM templates t"
-                        " WHERE ($1::text IS NULL OR t.id > $1) ORDER BY t.id LIMIT $2::int",
-                        2, params);
-        }
+        return api_reply_list(req, false,
+                              "SELECT t.id, " TPL_JSON "::text FROM templates t"
+                              " WHERE ($1::text IS NULL OR t.id > $1) ORDER BY t.id LIMIT $2::int",
+                              0, NULL);
 }
 
 enum MHD_Result api_templates_get(struct request *req) {
