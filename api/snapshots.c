@@ -243,8 +243,7 @@ enum MHD_Result api_snapshots_delete(struct request *req) {
         return api_reply_empty(req, 204);
 }
 
-/* 1 when the snapshot exists, 0 after answering 404, <0 after answering 503. */
-static int snapshot_exists(struct request *req, const char *id, enum MHD_Result *ret) {
+int api_snapshot_exists(struct request *req, const char *id, enum MHD_Result *ret) {
         const char *params[1] = { id };
         struct store_result *res = NULL;
         int r = api_fetch_one(req, "SELECT 1 FROM snapshots WHERE id = $1", 1, params, &res);
@@ -269,7 +268,7 @@ enum MHD_Result api_snapshots_placement(struct request *req) {
         enum MHD_Result ret;
         int r;
 
-        if (snapshot_exists(req, params[0], &ret) <= 0)
+        if (api_snapshot_exists(req, params[0], &ret) <= 0)
                 return ret;
         r = api_fetch_one(req,
                           "SELECT p.id, " PLACEMENT_JSON "::text FROM placements p"
@@ -283,15 +282,14 @@ enum MHD_Result api_snapshots_placement(struct request *req) {
         return ret;
 }
 
-/* A page of a snapshot's rows, newest first: `sql` takes $1 id, $2 cursor, $3 limit. */
-static enum MHD_Result snapshot_page(struct request *req, const char *sql) {
+enum MHD_Result api_snapshot_page(struct request *req, const char *sql) {
         const char *id = api_param(req, 0);
         struct api_page page;
         enum MHD_Result ret;
 
         if (!api_page_parse(req, &page, true, &ret))
                 return ret;
-        if (snapshot_exists(req, id, &ret) <= 0) {
+        if (api_snapshot_exists(req, id, &ret) <= 0) {
                 api_page_fini(&page);
                 return ret;
         }
@@ -302,10 +300,10 @@ static enum MHD_Result snapshot_page(struct request *req, const char *sql) {
 }
 
 enum MHD_Result api_snapshots_placements(struct request *req) {
-        return snapshot_page(req, "SELECT p.id, " PLACEMENT_JSON "::text FROM placements p"
-                                  " WHERE p.snapshot_id = $1"
-                                  "   AND ($2::bigint IS NULL OR p.id < $2::bigint)"
-                                  " ORDER BY p.id DESC LIMIT $3::int");
+        return api_snapshot_page(req, "SELECT p.id, " PLACEMENT_JSON "::text FROM placements p"
+                                      " WHERE p.snapshot_id = $1"
+                                      "   AND ($2::bigint IS NULL OR p.id < $2::bigint)"
+                                      " ORDER BY p.id DESC LIMIT $3::int");
 }
 
 /* Its replicas with their lag: a few (the policy allows 3), so one page. */
@@ -314,7 +312,7 @@ enum MHD_Result api_snapshots_replicas(struct request *req) {
         struct store_result *res = NULL;
         enum MHD_Result ret;
 
-        if (snapshot_exists(req, params[0], &ret) <= 0)
+        if (api_snapshot_exists(req, params[0], &ret) <= 0)
                 return ret;
         ret = api_exec(req, "SELECT json_build_object('items', " REPLICAS_OF("$1") ")::text", 1,
                        params, &res) < 0
@@ -326,7 +324,7 @@ enum MHD_Result api_snapshots_replicas(struct request *req) {
 
 enum MHD_Result api_snapshots_decisions(struct request *req) {
         /* Named columns: the decisions table grows, this answer keeps its shape. */
-        return snapshot_page(
+        return api_snapshot_page(
                 req, "SELECT d.id, json_build_object('id', d.id, 'snapshot_id', d.snapshot_id,"
                      "  'user_id', d.user_id, 'device_id', d.device_id, 'outcome', d.outcome,"
                      "  'reason', d.reason, 'from_dc', d.from_dc, 'to_dc', d.to_dc,"
