@@ -274,37 +274,20 @@ out:
 }
 
 enum MHD_Result api_datacenters_create(struct request *req) {
-        const char *id = json_string_value(json_object_get(req->input, "id"));
-        struct store_result *res = NULL;
-        char *text = json_dumps(req->input, JSON_COMPACT);
-        int r;
-
-        {
-                const char *params[1] = { text };
-                r = text ? api_begin(req) : -ENOMEM;
-                if (r == 0)
-                        r = api_fetch_one(
-                                req,
-                                "INSERT INTO datacenters (id, name, provider, city, country_code,"
-                                "  lat, lon, status, capacity_bytes, used_bytes, failure_domain)"
-                                " SELECT j->>'id', j->>'name', j->>'provider', j->>'city',"
-                                "  j->>'country_code', (j->>'lat')::float8, (j->>'lon')::float8,"
-                                "  coalesce(j->>'status', 'active'),"
-                                "  coalesce((j->>'capacity_bytes')::bigint, 0),"
-                                "  coalesce((j->>'used_bytes')::bigint, 0), j->>'failure_domain'"
-                                " FROM (SELECT $1::jsonb AS j) b"
-                                " ON CONFLICT (id) DO NOTHING RETURNING id",
-                                1, params, &res);
-        }
-        free(text);
-        store_result_free(res);
-        if (r < 0)
+        if (api_begin(req) < 0)
                 return api_reply_db_error(req);
-        if (r == 0)
-                return api_reply_conflict(req, "already-exists",
-                                          "a datacenter with this id exists");
-        return api_commit_and_reply(req, &resource, id, 201, "io.homing.datacenter.created",
-                                    json_object());
+        return api_create_and_reply(
+                req, &resource,
+                "INSERT INTO datacenters (id, name, provider, city, country_code,"
+                "  lat, lon, status, capacity_bytes, used_bytes, failure_domain)"
+                " SELECT j->>'id', j->>'name', j->>'provider', j->>'city',"
+                "  j->>'country_code', (j->>'lat')::float8, (j->>'lon')::float8,"
+                "  coalesce(j->>'status', 'active'),"
+                "  coalesce((j->>'capacity_bytes')::bigint, 0),"
+                "  coalesce((j->>'used_bytes')::bigint, 0), j->>'failure_domain'"
+                " FROM (SELECT $1::jsonb AS j) b"
+                " ON CONFLICT (id) DO NOTHING RETURNING id",
+                "io.homing.datacenter.created");
 }
 
 /* Fails the datacenter's snapshots over (homing_failover); *failover: its id. */

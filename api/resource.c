@@ -195,6 +195,25 @@ enum MHD_Result api_commit_and_reply(struct request *req, const struct api_resou
         return ret;
 }
 
+enum MHD_Result api_create_and_reply(struct request *req, const struct api_resource *r,
+                                     const char *insert, const char *audit_type) {
+        const char *id = json_string_value(json_object_get(req->input, "id"));
+        char *text = json_dumps(req->input, JSON_COMPACT), detail[96];
+        const char *params[1] = { text };
+        struct store_result *res = NULL;
+        int inserted = text ? api_fetch_one(req, insert, 1, params, &res) : -ENOMEM;
+
+        free(text);
+        store_result_free(res);
+        if (inserted < 0)
+                return api_reply_db_error(req);
+        if (inserted == 0) {
+                snprintf(detail, sizeof(detail), "a %s with this id exists", r->name);
+                return api_reply_conflict(req, "already-exists", detail);
+        }
+        return api_commit_and_reply(req, r, id, 201, audit_type, json_object());
+}
+
 enum MHD_Result api_patch(struct request *req) {
         const struct api_resource *r = req->route->resource;
         const struct api_field *f = req->route->body;

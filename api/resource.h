@@ -85,6 +85,16 @@ struct api_resource {
 };
 
 /*
+ * The end of a POST that creates, in the open transaction: runs `insert`
+ * with $1 the request's body as JSON text, which returns a row when it
+ * inserted and none when the body's id is taken (ON CONFLICT DO NOTHING);
+ * answers 409 already-exists when taken, else ends as api_commit_and_reply
+ * with 201 and the event `audit_type`.
+ */
+enum MHD_Result api_create_and_reply(struct request *req, const struct api_resource *r,
+                                     const char *insert, const char *audit_type);
+
+/*
  * PATCH: the members the route's body names replace their columns
  * (jsonb_populate_record over the locked row, so absent members stay),
  * updated_at moves, and the write ends as api_commit_and_reply with the

@@ -147,11 +147,9 @@ enum MHD_Result api_snapshots_create(struct request *req) {
         enum MHD_Result ret;
         json_t *body = req->input;
         struct store_result *res = NULL;
-        const char *id;
-        char *text = NULL, zone[AUTH_ID_MAX + 1];
+        char zone[AUTH_ID_MAX + 1];
         int r;
 
-        id = json_string_value(json_object_get(body, "id"));
         if (api_begin(req) < 0) {
                 ret = api_reply_db_error(req);
                 goto out;
@@ -184,35 +182,23 @@ enum MHD_Result api_snapshots_create(struct request *req) {
                                                 "names a zone that does not exist");
                 goto out;
         }
-        text = json_dumps(body, JSON_COMPACT);
-        {
-                const char *params[1] = { text };
-                r = api_fetch_one(
-                        req,
-                        "WITH s AS ("
-                        "  INSERT INTO snapshots (id, user_id, template_id, size_bytes, priority,"
-                        "                         allowed_zones)"
-                        "  SELECT j->>'id', j->>'user_id', j->>'template_id',"
-                        "   (j->>'size_bytes')::bigint, coalesce((j->>'priority')::int, 3),"
-                        "   coalesce(ARRAY(SELECT jsonb_array_elements_text(j->'allowed_zones')),"
-                        "            '{}')"
-                        "  FROM (SELECT $1::jsonb AS j) b"
-                        "  ON CONFLICT (id) DO NOTHING RETURNING id, version)"
-                        " INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
-                        " SELECT s.id, $1::jsonb->>'datacenter_id', s.version, true FROM s"
-                        " RETURNING snapshot_id",
-                        1, params, &res);
-        }
-        if (r < 0)
-                ret = api_reply_db_error(req);
-        else if (r == 0)
-                ret = api_reply_conflict(req, "already-exists", "a snapshot with this id exists");
-        else
-                ret = api_commit_and_reply(req, &resource, id, 201, "io.homing.snapshot.created",
-                                           json_object());
+        ret = api_create_and_reply(
+                req, &resource,
+                "WITH s AS ("
+                "  INSERT INTO snapshots (id, user_id, template_id, size_bytes, priority,"
+                "                         allowed_zones)"
+                "  SELECT j->>'id', j->>'user_id', j->>'template_id',"
+                "   (j->>'size_bytes')::bigint, coalesce((j->>'priority')::int, 3),"
+                "   coalesce(ARRAY(SELECT jsonb_array_elements_text(j->'allowed_zones')),"
+                "            '{}')"
+                "  FROM (SELECT $1::jsonb AS j) b"
+                "  ON CONFLICT (id) DO NOTHING RETURNING id, version)"
+                " INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+                " SELECT s.id, $1::jsonb->>'datacenter_id', s.version, true FROM s"
+                " RETURNING snapshot_id",
+                "io.homing.snapshot.created");
 out:
         store_result_free(res);
-        free(text);
         return ret;
 }
 
