@@ -369,6 +369,14 @@ def seed_snapshot(db, user, at, snapshot=None, size=500):
     return snapshot
 
 
+def user_at(db, user, lat, lon):
+    """The user's device d-<user> is at (lat, lon) now, as the ingest would store its fix."""
+    db.execute("INSERT INTO device_locations (device_id, user_id, lat, lon, accuracy_m,"
+               " reported_at, received_at) VALUES (%s, %s, %s, %s, 10, now(), now())"
+               " ON CONFLICT (device_id) DO UPDATE SET lat = excluded.lat, lon = excluded.lon,"
+               " reported_at = now()", (f"d-{user}", user, lat, lon))
+
+
 def seed_fleet(db, fleet):
     """A fleet of (snapshot, user, datacenter) at sites that all hold the
     template, so every move costs the snapshot alone (1000 bytes)."""
