@@ -360,6 +360,20 @@ def seed_catalog(db):
     db.execute("INSERT INTO template_replicas VALUES ('tpl-1', 't-tokyo'), ('tpl-1', 't-paris')")
 
 
+def homing_with_catalog(db, dsn, topics, group, command, tmp_path, extra=None, log_lacks=()):
+    """A module's homing (Homing's arguments) on a migrated database with the
+    catalog of SITES, started; stopped when the module is done, and then its
+    log must hold none of `log_lacks`. A fixture yields from it."""
+    h = Homing(dsn, topics, group, command, tmp_path, extra=extra)
+    h.migrate()
+    seed_catalog(db)
+    h.start()
+    yield h
+    h.stop()
+    for line in log_lacks:
+        assert line not in h.log_text()
+
+
 def seed_snapshot(db, user, at, snapshot=None, size=500):
     snapshot = snapshot or f"snap-{user}"
     db.execute("INSERT INTO snapshots (id, user_id, template_id, size_bytes)"

@@ -9,19 +9,15 @@ import time
 
 import pytest
 
-from conftest import (HOMING_BIN, Homing, report, seed_catalog, seed_snapshot,
-                      topic_message_count, wait_for)
+from conftest import (HOMING_BIN, homing_with_catalog, report, seed_snapshot, topic_message_count,
+                      wait_for)
 from replay_files import HOUR, T0, history, report_line, restore_line, rfc3339
 
 
 @pytest.fixture(scope="module")
 def homing(database, db, topics, tmp_path_factory):
-    h = Homing(database, topics, "replay", "standalone", tmp_path_factory.mktemp("replay"))
-    h.migrate()
-    seed_catalog(db)
-    h.start()
-    yield h
-    h.stop()
+    yield from homing_with_catalog(db, database, topics, "replay", "standalone",
+                                   tmp_path_factory.mktemp("replay"))
 
 
 @pytest.fixture(scope="module")
