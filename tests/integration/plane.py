@@ -2,9 +2,11 @@
 qemu-io, `homing agent` processes (one per datacenter, each with its store),
 and the rows they are judged by."""
 import json
+import re
 import signal
 import subprocess
 import time
+import urllib.request
 
 from conftest import HOMING_BIN, free_port, report, wait_for
 
@@ -97,6 +99,16 @@ class Agent:
                               "--version", str(version)], env=env, check=True,
                              capture_output=True, text=True, timeout=120).stdout.split()
         return out[2], int(out[3])  # digest, bytes
+
+
+def agent_vms(port):
+    """What an agent's driver runs, {snapshot or VM name: epoch}, from its
+    homing_agent_vm metric on its metrics `port`."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return {m.group(1): int(m.group(2)) for m in re.finditer(
+        r'homing_agent_vm\{datacenter="[^"]+",snapshot="([^"]+)",version="\d+",'
+        r'epoch="(\d+)"\} 1', text)}
 
 
 POWER_DCS = ("t-paris", "t-tokyo", "t-sydney")

@@ -10,13 +10,12 @@ drivers and of the power records."""
 import re
 import signal
 import time
-import urllib.request
 
 import pytest
 from jsonschema import Draft202012Validator
 
 from conftest import Homing, seed_catalog, wait_for
-from plane import POWER_DCS as DCS, PowerPlane, powered_on_at
+from plane import POWER_DCS as DCS, PowerPlane, agent_vms, powered_on_at
 from test_audit_events import check_event
 
 PLATFORM = """#!/bin/sh
@@ -76,12 +75,7 @@ def running(plane, dc):
         path = plane.platform / "vms-t-paris"
         lines = path.read_text().split("\n") if path.exists() else []
         return {f[0]: int(f[2]) for f in (line.split() for line in lines) if len(f) == 3}
-    with urllib.request.urlopen(f"http://127.0.0.1:{plane.metrics[dc]}/metrics",
-                                timeout=10) as r:
-        text = r.read().decode()
-    return {m.group(1): int(m.group(2)) for m in re.finditer(
-        r'homing_agent_vm\{datacenter="[^"]+",snapshot="([^"]+)",version="\d+",'
-        r'epoch="(\d+)"\} 1', text)}
+    return agent_vms(plane.metrics[dc])
 
 
 def metric(plane, name, level):
