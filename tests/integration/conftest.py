@@ -309,6 +309,16 @@ def read_topic(topic, expect, timeout=30):
     return got
 
 
+def produce(topic, records):
+    """The records as JSON, each keyed by its user (so a user's stay in order),
+    through an idempotent producer; all of them acknowledged."""
+    producer = Producer({"bootstrap.servers": brokers(), "enable.idempotence": True,
+                         "acks": "all"})
+    for r in records:
+        producer.produce(topic, key=r["user_id"], value=json.dumps(r))
+    assert producer.flush(30) == 0
+
+
 def topic_message_count(topic):
     """Messages in all partitions of a topic, from the watermarks."""
     consumer = Consumer({"bootstrap.servers": brokers(), "group.id": "test-watermarks"})
