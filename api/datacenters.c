@@ -131,22 +131,18 @@ bool api_datacenter_valid(struct request *req, enum MHD_Result *reply) {
 
 enum MHD_Result api_datacenters_list(struct request *req) {
         const char *status = api_query(req, "status");
-        struct api_page page;
-        enum MHD_Result ret;
 
         if (status && !status_valid(status))
                 return api_reply_problem(req, 400, "invalid-query", "Invalid query",
                                          "status is active, draining or down", NULL);
-        if (!api_page_parse(req, &page, false, &ret))
-                return ret;
         {
-                const char *params[3] = { status, page.after, page.limit_plus_one };
-                return api_reply_page_query(req, &page,
-                                            "SELECT d.id, " DC_JSON "::text FROM datacenters d"
-                                            " WHERE ($1::text IS NULL OR d.status = $1)"
-                                            "   AND ($2::text IS NULL OR d.id > $2)"
-                                            " ORDER BY d.id LIMIT $3::int",
-                                            3, params);
+                const char *filters[1] = { status };
+                return api_reply_list(req, false,
+                                      "SELECT d.id, " DC_JSON "::text FROM datacenters d"
+                                      " WHERE ($1::text IS NULL OR d.status = $1)"
+                                      "   AND ($2::text IS NULL OR d.id > $2)"
+                                      " ORDER BY d.id LIMIT $3::int",
+                                      1, filters);
         }
 }
 
@@ -278,37 +274,20 @@ out:
 }
 
 enum MHD_Result api_datacenters_create(struct request *req) {
-        const char *id = json_string_value(json_object_get(req->input, "id"));
-        struct store_result *res = NULL;
-        char *text = json_dumps(req->input, JSON_COMPACT);
-        int r;
-
-        {
-                const char *params[1] = { text };
-                r = text ? api_begin(req) : -ENOMEM;
-                if (r == 0)
-                        r = api_fetch_one(
-                                req,
-                                "INSERT INTO datacenters (id, name, provider, city, country_code,"
-                                "  lat, lon, status, capacity_bytes, used_bytes, failure_domain)"
-                                " SELECT j->>'id', j->>'name', j->>'provider', j->>'city',"
-                                "  j->>'country_code', (j->>'lat')::float8, (j->>'lon')::float8,"
-                                "  coalesce(j->>'status', 'active'),"
-                                "  coalesce((j->>'capacity_bytes')::bigint, 0),"
-                                "  coalesce((j->>'used_bytes')::bigint, 0), j->>'failure_domain'"
-                                " FROM (SELECT $1::jsonb AS j) b"
-                                " ON CONFLICT (id) DO NOTHING RETURNING id",
-                                1, params, &res);
-        }
-        free(text);
-        store_result_free(res);
-        if (r < 0)
+        if (api_begin(req) < 0)
                 return api_reply_db_error(req);
-        if (r == 0)
-                return api_reply_conflict(req, "already-exists",
-                                          "a datacenter with this id exists");
-        return api_commit_and_reply(req, &resource, id, 201, "io.homing.datacenter.created",
-                                    json_object());
+        return api_create_and_reply(
+                req, &resource,
+                "INSERT INTO datacenters (id, name, provider, city, country_code,"
+                "  lat, lon, status, capacity_bytes, used_bytes, failure_domain)"
+                " SELECT j->>'id', j->>'name', j->>'provider', j->>'city',"
+                "  j->>'country_code', (j->>'lat')::float8, (j->>'lon')::float8,"
+                "  coalesce(j->>'status', 'active'),"
+                "  coalesce((j->>'capacity_bytes')::bigint, 0),"
+                "  coalesce((j->>'used_bytes')::bigint, 0), j->>'failure_domain'"
+                " FROM (SELECT $1::jsonb AS j) b"
+                " ON CONFLICT (id) DO NOTHING RETURNING id",
+                "io.homing.datacenter.created");
 }
 
 /* Fails the datacenter's snapshots over (homing_failover); *failover: its id. */

@@ -262,23 +262,19 @@ static bool state_valid(const char *s) {
 
 enum MHD_Result api_evacuations_list(struct request *req) {
         const char *dc = api_query(req, "datacenter_id"), *state = api_query(req, "state");
-        struct api_page page;
-        enum MHD_Result ret;
 
         if (state && !state_valid(state))
                 return api_reply_problem(req, 400, "invalid-query", "Invalid query",
                                          "state is planned, running, done or cancelled", NULL);
-        if (!api_page_parse(req, &page, true, &ret))
-                return ret;
         {
-                const char *params[4] = { dc, state, page.after, page.limit_plus_one };
-                return api_reply_page_query(req, &page,
-                                            "SELECT e.id, homing_evacuation_json(e.id, false)::text"
-                                            " FROM evacuations e"
-                                            " WHERE ($1::text IS NULL OR e.datacenter_id = $1)"
-                                            "   AND ($2::text IS NULL OR e.state = $2)"
-                                            "   AND ($3::bigint IS NULL OR e.id < $3::bigint)"
-                                            " ORDER BY e.id DESC LIMIT $4::int",
-                                            4, params);
+                const char *filters[2] = { dc, state };
+                return api_reply_list(req, true,
+                                      "SELECT e.id, homing_evacuation_json(e.id, false)::text"
+                                      " FROM evacuations e"
+                                      " WHERE ($1::text IS NULL OR e.datacenter_id = $1)"
+                                      "   AND ($2::text IS NULL OR e.state = $2)"
+                                      "   AND ($3::bigint IS NULL OR e.id < $3::bigint)"
+                                      " ORDER BY e.id DESC LIMIT $4::int",
+                                      2, filters);
         }
 }

@@ -95,20 +95,14 @@ const struct api_resource api_failover_resource = {
 
 enum MHD_Result api_failovers_list(struct request *req) {
         const char *dc = api_query(req, "datacenter_id");
-        struct api_page page;
-        enum MHD_Result ret;
+        const char *filters[1] = { dc };
 
-        if (!api_page_parse(req, &page, true, &ret))
-                return ret;
-        {
-                const char *params[3] = { dc, page.after, page.limit_plus_one };
-                return api_reply_page_query(req, &page,
-                                            "SELECT f.id, " FAILOVER_JSON "::text FROM failovers f"
-                                            " WHERE ($1::text IS NULL OR f.datacenter_id = $1)"
-                                            "   AND ($2::bigint IS NULL OR f.id < $2::bigint)"
-                                            " ORDER BY f.id DESC LIMIT $3::int",
-                                            3, params);
-        }
+        return api_reply_list(req, true,
+                              "SELECT f.id, " FAILOVER_JSON "::text FROM failovers f"
+                              " WHERE ($1::text IS NULL OR f.datacenter_id = $1)"
+                              "   AND ($2::bigint IS NULL OR f.id < $2::bigint)"
+                              " ORDER BY f.id DESC LIMIT $3::int",
+                              1, filters);
 }
 
 enum MHD_Result api_failovers_get(struct request *req) {
@@ -325,9 +319,7 @@ enum MHD_Result api_failovers_failback(struct request *req) {
 /* Its snapshots by id, `?outcome=` failed_over or unrecoverable. */
 enum MHD_Result api_failovers_snapshots(struct request *req) {
         const char *id = api_param(req, 0), *outcome = api_query(req, "outcome");
-        struct api_page page;
         struct store_result *res = NULL;
-        enum MHD_Result ret;
         int r;
 
         if (outcome && strcmp(outcome, "failed_over") != 0 && strcmp(outcome, "unrecoverable") != 0)
@@ -343,18 +335,16 @@ enum MHD_Result api_failovers_snapshots(struct request *req) {
                 if (r <= 0)
                         return api_reply_not_found_or_db_error(req, r, "failover", id);
         }
-        if (!api_page_parse(req, &page, false, &ret))
-                return ret;
         {
-                const char *params[4] = { id, outcome, page.after, page.limit_plus_one };
-                return api_reply_page_query(req, &page,
-                                            "SELECT i.snapshot_id, " ITEM_JSON
-                                            "::text FROM failover_items i"
-                                            " WHERE i.failover_id = $1::bigint"
-                                            "   AND ($2::text IS NULL OR i.outcome = $2)"
-                                            "   AND ($3::text IS NULL OR i.snapshot_id > $3)"
-                                            " ORDER BY i.snapshot_id LIMIT $4::int",
-                                            4, params);
+                const char *filters[2] = { id, outcome };
+                return api_reply_list(req, false,
+                                      "SELECT i.snapshot_id, " ITEM_JSON
+                                      "::text FROM failover_items i"
+                                      " WHERE i.failover_id = $1::bigint"
+                                      "   AND ($2::text IS NULL OR i.outcome = $2)"
+                                      "   AND ($3::text IS NULL OR i.snapshot_id > $3)"
+                                      " ORDER BY i.snapshot_id LIMIT $4::int",
+                                      2, filters);
         }
 }
 
@@ -513,20 +503,14 @@ enum MHD_Result api_failover_tests_create(struct request *req) {
 
 enum MHD_Result api_failover_tests_list(struct request *req) {
         const char *dc = api_query(req, "datacenter_id");
-        struct api_page page;
-        enum MHD_Result ret;
+        const char *filters[1] = { dc };
 
-        if (!api_page_parse(req, &page, true, &ret))
-                return ret;
-        {
-                const char *params[3] = { dc, page.after, page.limit_plus_one };
-                return api_reply_page_query(req, &page,
-                                            "SELECT t.id, " TEST_JSON "::text FROM failover_tests t"
-                                            " WHERE ($1::text IS NULL OR t.datacenter_id = $1)"
-                                            "   AND ($2::bigint IS NULL OR t.id < $2::bigint)"
-                                            " ORDER BY t.id DESC LIMIT $3::int",
-                                            3, params);
-        }
+        return api_reply_list(req, true,
+                              "SELECT t.id, " TEST_JSON "::text FROM failover_tests t"
+                              " WHERE ($1::text IS NULL OR t.datacenter_id = $1)"
+                              "   AND ($2::bigint IS NULL OR t.id < $2::bigint)"
+                              " ORDER BY t.id DESC LIMIT $3::int",
+                              1, filters);
 }
 
 enum MHD_Result api_failover_tests_get(struct request *req) {

@@ -323,20 +323,12 @@ static json_t *summary_of(const json_t *report) {
 }
 
 enum MHD_Result api_placement_reports_list(struct request *req) {
-        struct api_page page;
-        enum MHD_Result ret;
-
-        if (!api_page_parse(req, &page, true, &ret))
-                return ret;
-        {
-                const char *params[2] = { page.after, page.limit_plus_one };
-                return api_reply_page_query(req, &page,
-                                            "SELECT p.id, " ITEM_JSON "::text"
-                                            " FROM placement_reports p"
-                                            " WHERE ($1::bigint IS NULL OR p.id < $1::bigint)"
-                                            " ORDER BY p.id DESC LIMIT $2::int",
-                                            2, params);
-        }
+        return api_reply_list(req, true,
+                              "SELECT p.id, " ITEM_JSON "::text"
+                              " FROM placement_reports p"
+                              " WHERE ($1::bigint IS NULL OR p.id < $1::bigint)"
+                              " ORDER BY p.id DESC LIMIT $2::int",
+                              0, NULL);
 }
 
 enum MHD_Result api_placement_reports_get(struct request *req) {

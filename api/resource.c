@@ -6,6 +6,7 @@
  */
 #include "api/resource.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -110,6 +111,22 @@ enum MHD_Result api_reply_page_query(struct request *req, struct api_page *page,
         return ret;
 }
 
+enum MHD_Result api_reply_list(struct request *req, bool numeric, const char *sql, int n,
+                               const char *const *filters) {
+        const char *params[API_LIST_FILTERS_MAX + 2];
+        struct api_page page;
+        enum MHD_Result ret;
+
+        assert(n >= 0 && n <= API_LIST_FILTERS_MAX);
+        if (!api_page_parse(req, &page, numeric, &ret))
+                return ret;
+        for (int i = 0; i < n; i++)
+                params[i] = filters[i];
+        params[n] = page.after;
+        params[n + 1] = page.limit_plus_one;
+        return api_reply_page_query(req, &page, sql, n + 2, params);
+}
+
 enum MHD_Result api_reply_row(struct request *req, unsigned status, const struct store_result *res,
                               const char *location) {
         char etag[32];
@@ -176,6 +193,25 @@ enum MHD_Result api_commit_and_reply(struct request *req, const struct api_resou
         ret = api_reply_row(req, status, res, status == 201 ? location : NULL);
         store_result_free(res);
         return ret;
+}
+
+enum MHD_Result api_create_and_reply(struct request *req, const struct api_resource *r,
+                                     const char *insert, const char *audit_type) {
+        const char *id = json_string_value(json_object_get(req->input, "id"));
+        char *text = json_dumps(req->input, JSON_COMPACT), detail[96];
+        const char *params[1] = { text };
+        struct store_result *res = NULL;
+        int inserted = text ? api_fetch_one(req, insert, 1, params, &res) : -ENOMEM;
+
+        free(text);
+        store_result_free(res);
+        if (inserted < 0)
+                return api_reply_db_error(req);
+        if (inserted == 0) {
+                snprintf(detail, sizeof(detail), "a %s with this id exists", r->name);
+                return api_reply_conflict(req, "already-exists", detail);
+        }
+        return api_commit_and_reply(req, r, id, 201, audit_type, json_object());
 }
 
 enum MHD_Result api_patch(struct request *req) {

@@ -47,6 +47,19 @@ void api_page_fini(struct api_page *page);
 enum MHD_Result api_reply_page_query(struct request *req, struct api_page *page, const char *sql,
                                      int n, const char *const *params);
 
+/* The most filters api_reply_list passes before the page's two parameters. */
+#define API_LIST_FILTERS_MAX 4
+
+/*
+ * A list that checks nothing between its page and its query: parses ?limit=
+ * and ?cursor= (`numeric`: keys are integers; 400 answered here), then runs
+ * `sql` with the n (at most API_LIST_FILTERS_MAX) `filters` as $1..$n, the
+ * cursor's key as $n+1 and limit+1 as $n+2, and answers as
+ * api_reply_page_query.
+ */
+enum MHD_Result api_reply_list(struct request *req, bool numeric, const char *sql, int n,
+                               const char *const *filters);
+
 /*
  * Answers with row 0 of `res`: column 0 its row_version (the ETag), column 1
  * its JSON. `location` (may be NULL) becomes the Location header.
@@ -70,6 +83,16 @@ struct api_resource {
         bool (*id_valid)(const char *id); /* NULL: any id; false: 404 without asking */
         const char *table;                /* what api_patch updates */
 };
+
+/*
+ * The end of a POST that creates, in the open transaction: runs `insert`
+ * with $1 the request's body as JSON text, which returns a row when it
+ * inserted and none when the body's id is taken (ON CONFLICT DO NOTHING);
+ * answers 409 already-exists when taken, else ends as api_commit_and_reply
+ * with 201 and the event `audit_type`.
+ */
+enum MHD_Result api_create_and_reply(struct request *req, const struct api_resource *r,
+                                     const char *insert, const char *audit_type);
 
 /*
  * PATCH: the members the route's body names replace their columns

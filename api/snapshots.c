@@ -102,25 +102,18 @@ bool api_snapshot_valid(struct request *req, enum MHD_Result *reply) {
 enum MHD_Result api_snapshots_list(struct request *req) {
         const char *user = api_query(req, "user_id"), *tpl = api_query(req, "template_id"),
                    *dc = api_query(req, "datacenter_id");
-        struct api_page page;
-        enum MHD_Result ret;
+        const char *filters[3] = { user, tpl, dc };
 
-        if (!api_page_parse(req, &page, false, &ret))
-                return ret;
-        {
-                const char *params[5] = { user, tpl, dc, page.after, page.limit_plus_one };
-                return api_reply_page_query(
-                        req, &page,
-                        "SELECT s.id, " SNAP_JSON "::text FROM snapshots s"
-                        " WHERE ($1::text IS NULL OR s.user_id = $1)"
-                        "   AND ($2::text IS NULL OR s.template_id = $2)"
-                        "   AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM placements p"
-                        "        WHERE p.snapshot_id = s.id AND p.active"
-                        "          AND p.datacenter_id = $3))"
-                        "   AND ($4::text IS NULL OR s.id > $4)"
-                        " ORDER BY s.id LIMIT $5::int",
-                        5, params);
-        }
+        return api_reply_list(req, false,
+                              "SELECT s.id, " SNAP_JSON "::text FROM snapshots s"
+                              " WHERE ($1::text IS NULL OR s.user_id = $1)"
+                              "   AND ($2::text IS NULL OR s.template_id = $2)"
+                              "   AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM placements p"
+                              "        WHERE p.snapshot_id = s.id AND p.active"
+                              "          AND p.datacenter_id = $3))"
+                              "   AND ($4::text IS NULL OR s.id > $4)"
+                              " ORDER BY s.id LIMIT $5::int",
+                              3, filters);
 }
 
 enum MHD_Result api_snapshots_get(struct request *req) {
@@ -154,11 +147,9 @@ enum MHD_Result api_snapshots_create(struct request *req) {
         enum MHD_Result ret;
         json_t *body = req->input;
         struct store_result *res = NULL;
-        const char *id;
-        char *text = NULL, zone[AUTH_ID_MAX + 1];
+        char zone[AUTH_ID_MAX + 1];
         int r;
 
-        id = json_string_value(json_object_get(body, "id"));
         if (api_begin(req) < 0) {
                 ret = api_reply_db_error(req);
                 goto out;
@@ -191,35 +182,23 @@ enum MHD_Result api_snapshots_create(struct request *req) {
                                                 "names a zone that does not exist");
                 goto out;
         }
-        text = json_dumps(body, JSON_COMPACT);
-        {
-                const char *params[1] = { text };
-                r = api_fetch_one(
-                        req,
-                        "WITH s AS ("
-                        "  INSERT INTO snapshots (id, user_id, template_id, size_bytes, priority,"
-                        "                         allowed_zones)"
-                        "  SELECT j->>'id', j->>'user_id', j->>'template_id',"
-                        "   (j->>'size_bytes')::bigint, coalesce((j->>'priority')::int, 3),"
-                        "   coalesce(ARRAY(SELECT jsonb_array_elements_text(j->'allowed_zones')),"
-                        "            '{}')"
-                        "  FROM (SELECT $1::jsonb AS j) b"
-                        "  ON CONFLICT (id) DO NOTHING RETURNING id, version)"
-                        " INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
-                        " SELECT s.id, $1::jsonb->>'datacenter_id', s.version, true FROM s"
-                        " RETURNING snapshot_id",
-                        1, params, &res);
-        }
-        if (r < 0)
-                ret = api_reply_db_error(req);
-        else if (r == 0)
-                ret = api_reply_conflict(req, "already-exists", "a snapshot with this id exists");
-        else
-                ret = api_commit_and_reply(req, &resource, id, 201, "io.homing.snapshot.created",
-                                           json_object());
+        ret = api_create_and_reply(
+                req, &resource,
+                "WITH s AS ("
+                "  INSERT INTO snapshots (id, user_id, template_id, size_bytes, priority,"
+                "                         allowed_zones)"
+                "  SELECT j->>'id', j->>'user_id', j->>'template_id',"
+                "   (j->>'size_bytes')::bigint, coalesce((j->>'priority')::int, 3),"
+                "   coalesce(ARRAY(SELECT jsonb_array_elements_text(j->'allowed_zones')),"
+                "            '{}')"
+                "  FROM (SELECT $1::jsonb AS j) b"
+                "  ON CONFLICT (id) DO NOTHING RETURNING id, version)"
+                " INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
+                " SELECT s.id, $1::jsonb->>'datacenter_id', s.version, true FROM s"
+                " RETURNING snapshot_id",
+                "io.homing.snapshot.created");
 out:
         store_result_free(res);
-        free(text);
         return ret;
 }
 
@@ -250,8 +229,7 @@ enum MHD_Result api_snapshots_delete(struct request *req) {
         return api_reply_empty(req, 204);
 }
 
-/* 1 when the snapshot exists, 0 after answering 404, <0 after answering 503. */
-static int snapshot_exists(struct request *req, const char *id, enum MHD_Result *ret) {
+int api_snapshot_exists(struct request *req, const char *id, enum MHD_Result *ret) {
         const char *params[1] = { id };
         struct store_result *res = NULL;
         int r = api_fetch_one(req, "SELECT 1 FROM snapshots WHERE id = $1", 1, params, &res);
@@ -276,7 +254,7 @@ enum MHD_Result api_snapshots_placement(struct request *req) {
         enum MHD_Result ret;
         int r;
 
-        if (snapshot_exists(req, params[0], &ret) <= 0)
+        if (api_snapshot_exists(req, params[0], &ret) <= 0)
                 return ret;
         r = api_fetch_one(req,
                           "SELECT p.id, " PLACEMENT_JSON "::text FROM placements p"
@@ -290,15 +268,14 @@ enum MHD_Result api_snapshots_placement(struct request *req) {
         return ret;
 }
 
-/* A page of a snapshot's rows, newest first: `sql` takes $1 id, $2 cursor, $3 limit. */
-static enum MHD_Result snapshot_page(struct request *req, const char *sql) {
+enum MHD_Result api_snapshot_page(struct request *req, const char *sql) {
         const char *id = api_param(req, 0);
         struct api_page page;
         enum MHD_Result ret;
 
         if (!api_page_parse(req, &page, true, &ret))
                 return ret;
-        if (snapshot_exists(req, id, &ret) <= 0) {
+        if (api_snapshot_exists(req, id, &ret) <= 0) {
                 api_page_fini(&page);
                 return ret;
         }
@@ -309,10 +286,10 @@ static enum MHD_Result snapshot_page(struct request *req, const char *sql) {
 }
 
 enum MHD_Result api_snapshots_placements(struct request *req) {
-        return snapshot_page(req, "SELECT p.id, " PLACEMENT_JSON "::text FROM placements p"
-                                  " WHERE p.snapshot_id = $1"
-                                  "   AND ($2::bigint IS NULL OR p.id < $2::bigint)"
-                                  " ORDER BY p.id DESC LIMIT $3::int");
+        return api_snapshot_page(req, "SELECT p.id, " PLACEMENT_JSON "::text FROM placements p"
+                                      " WHERE p.snapshot_id = $1"
+                                      "   AND ($2::bigint IS NULL OR p.id < $2::bigint)"
+                                      " ORDER BY p.id DESC LIMIT $3::int");
 }
 
 /* Its replicas with their lag: a few (the policy allows 3), so one page. */
@@ -321,7 +298,7 @@ enum MHD_Result api_snapshots_replicas(struct request *req) {
         struct store_result *res = NULL;
         enum MHD_Result ret;
 
-        if (snapshot_exists(req, params[0], &ret) <= 0)
+        if (api_snapshot_exists(req, params[0], &ret) <= 0)
                 return ret;
         ret = api_exec(req, "SELECT json_build_object('items', " REPLICAS_OF("$1") ")::text", 1,
                        params, &res) < 0
@@ -333,7 +310,7 @@ enum MHD_Result api_snapshots_replicas(struct request *req) {
 
 enum MHD_Result api_snapshots_decisions(struct request *req) {
         /* Named columns: the decisions table grows, this answer keeps its shape. */
-        return snapshot_page(
+        return api_snapshot_page(
                 req, "SELECT d.id, json_build_object('id', d.id, 'snapshot_id', d.snapshot_id,"
                      "  'user_id', d.user_id, 'device_id', d.device_id, 'outcome', d.outcome,"
                      "  'reason', d.reason, 'from_dc', d.from_dc, 'to_dc', d.to_dc,"

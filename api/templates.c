@@ -52,19 +52,10 @@ const struct api_field api_template_patch_fields[] = {
 };
 
 enum MHD_Result api_templates_list(struct request *req) {
-        struct api_page page;
-        enum MHD_Result ret;
-
-        if (!api_page_parse(req, &page, false, &ret))
-                return ret;
-        {
-                const char *params[2] = { page.after, page.limit_plus_one };
-                return api_reply_page_query(
-                        req, &page,
-                        "SELECT t.id, " TPL_JSON "::text FROM templates t"
-                        " WHERE ($1::text IS NULL OR t.id > $1) ORDER BY t.id LIMIT $2::int",
-                        2, params);
-        }
+        return api_reply_list(req, false,
+                              "SELECT t.id, " TPL_JSON "::text FROM templates t"
+                              " WHERE ($1::text IS NULL OR t.id > $1) ORDER BY t.id LIMIT $2::int",
+                              0, NULL);
 }
 
 enum MHD_Result api_templates_get(struct request *req) {
@@ -72,30 +63,14 @@ enum MHD_Result api_templates_get(struct request *req) {
 }
 
 enum MHD_Result api_templates_create(struct request *req) {
-        struct store_result *res = NULL;
-        char *text = json_dumps(req->input, JSON_COMPACT);
-        int r;
-
-        {
-                const char *params[1] = { text };
-                r = text ? api_begin(req) : -ENOMEM;
-                if (r == 0)
-                        r = api_fetch_one(req,
-                                          "INSERT INTO templates (id, name, size_bytes)"
-                                          " SELECT j->>'id', j->>'name', (j->>'size_bytes')::bigint"
-                                          " FROM (SELECT $1::jsonb AS j) b"
-                                          " ON CONFLICT (id) DO NOTHING RETURNING id",
-                                          1, params, &res);
-        }
-        free(text);
-        store_result_free(res);
-        if (r < 0)
+        if (api_begin(req) < 0)
                 return api_reply_db_error(req);
-        if (r == 0)
-                return api_reply_conflict(req, "already-exists", "a template with this id exists");
-        return api_commit_and_reply(req, &resource,
-                                    json_string_value(json_object_get(req->input, "id")), 201,
-                                    "io.homing.template.created", json_object());
+        return api_create_and_reply(req, &resource,
+                                    "INSERT INTO templates (id, name, size_bytes)"
+                                    " SELECT j->>'id', j->>'name', (j->>'size_bytes')::bigint"
+                                    " FROM (SELECT $1::jsonb AS j) b"
+                                    " ON CONFLICT (id) DO NOTHING RETURNING id",
+                                    "io.homing.template.created");
 }
 
 enum MHD_Result api_templates_delete(struct request *req) {

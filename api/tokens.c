@@ -49,20 +49,11 @@ const struct api_field api_device_tokens_create_fields[] = {
 };
 
 enum MHD_Result api_tokens_list(struct request *req) {
-        struct api_page page;
-        enum MHD_Result ret;
-
-        if (!api_page_parse(req, &page, true, &ret))
-                return ret;
-        {
-                const char *params[2] = { page.after, page.limit_plus_one };
-                return api_reply_page_query(req, &page,
-                                            "SELECT o.id, " TOKEN_JSON
-                                            "::text FROM operator_tokens o"
-                                            " WHERE ($1::bigint IS NULL OR o.id > $1::bigint)"
-                                            " ORDER BY o.id LIMIT $2::int",
-                                            2, params);
-        }
+        return api_reply_list(req, true,
+                              "SELECT o.id, " TOKEN_JSON "::text FROM operator_tokens o"
+                              " WHERE ($1::bigint IS NULL OR o.id > $1::bigint)"
+                              " ORDER BY o.id LIMIT $2::int",
+                              0, NULL);
 }
 
 enum MHD_Result api_tokens_create(struct request *req) {

@@ -30,6 +30,7 @@
 #include "api/reply.h"
 #include "api/request.h"
 #include "api/resource.h"
+#include "api/snapshots.h"
 #include "diff/diff.h"
 #include "store/store.h"
 
@@ -39,39 +40,12 @@
         " 'virtual_size', v.virtual_size, 'datacenter_id', v.datacenter_id,"    \
         " 'created_at', homing_time(v.created_at))"
 
-/* 1 when the snapshot exists, 0 after answering 404, <0 after answering 503. */
-static int snapshot_exists(struct request *req, const char *id, enum MHD_Result *ret) {
-        const char *params[1] = { id };
-        struct store_result *res = NULL;
-        int r = api_fetch_one(req, "SELECT 1 FROM snapshots WHERE id = $1", 1, params, &res);
-
-        store_result_free(res);
-        if (r <= 0)
-                *ret = api_reply_not_found_or_db_error(req, r, "snapshot", id);
-        return r;
-}
-
 enum MHD_Result api_versions_list(struct request *req) {
-        const char *id = api_param(req, 0);
-        struct api_page page;
-        enum MHD_Result ret;
-
-        if (!api_page_parse(req, &page, true, &ret))
-                return ret;
-        if (snapshot_exists(req, id, &ret) <= 0) {
-                api_page_fini(&page);
-                return ret;
-        }
-        {
-                const char *params[3] = { id, page.after, page.limit_plus_one };
-                return api_reply_page_query(req, &page,
-                                            "SELECT v.version, " VERSION_JSON
-                                            "::text FROM snapshot_versions v"
-                                            " WHERE v.snapshot_id = $1"
-                                            "   AND ($2::bigint IS NULL OR v.version > $2::bigint)"
-                                            " ORDER BY v.version LIMIT $3::int",
-                                            3, params);
-        }
+        return api_snapshot_page(req,
+                                 "SELECT v.version, " VERSION_JSON "::text FROM snapshot_versions v"
+                                 " WHERE v.snapshot_id = $1"
+                                 "   AND ($2::bigint IS NULL OR v.version > $2::bigint)"
+                                 " ORDER BY v.version LIMIT $3::int");
 }
 
 /* A version number from the query: true and *out, false after answering 400. */
@@ -134,7 +108,7 @@ enum MHD_Result api_versions_diff(struct request *req) {
         if (files_arg && strcmp(files_arg, "true") && strcmp(files_arg, "false"))
                 return api_reply_problem(req, 400, "invalid-query", "Invalid query",
                                          "files is true or false", NULL);
-        if (snapshot_exists(req, id, &ret) <= 0)
+        if (api_snapshot_exists(req, id, &ret) <= 0)
                 return ret;
         {
                 const char *params[3] = { id, from, to };

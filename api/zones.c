@@ -48,19 +48,10 @@ const struct api_field api_zone_fields[] = {
 };
 
 enum MHD_Result api_zones_list(struct request *req) {
-        struct api_page page;
-        enum MHD_Result ret;
-
-        if (!api_page_parse(req, &page, false, &ret))
-                return ret;
-        {
-                const char *params[2] = { page.after, page.limit_plus_one };
-                return api_reply_page_query(
-                        req, &page,
-                        "SELECT z.id, " ZONE_JSON "::text FROM zones z"
-                        " WHERE ($1::text IS NULL OR z.id > $1) ORDER BY z.id LIMIT $2::int",
-                        2, params);
-        }
+        return api_reply_list(req, false,
+                              "SELECT z.id, " ZONE_JSON "::text FROM zones z"
+                              " WHERE ($1::text IS NULL OR z.id > $1) ORDER BY z.id LIMIT $2::int",
+                              0, NULL);
 }
 
 enum MHD_Result api_zones_get(struct request *req) {

@@ -432,15 +432,16 @@ bool bus_producer_reachable(struct bus_producer *p, long timeout_ms) {
         return true;
 }
 
-int bus_ensure_topics(const struct bus_cluster *cluster, const char *const *topics, size_t n_topics,
-                      int partitions, char *errbuf, size_t errbuf_size) {
-        struct client client = { 0 };
-        rd_kafka_conf_t *conf = conf_new(&client);
-        rd_kafka_NewTopic_t **new_topics = NULL;
-        rd_kafka_queue_t *queue = NULL;
-        rd_kafka_event_t *event = NULL;
+/*
+ * A producer handle for one of the cluster's admin calls (making and
+ * checking topics), whose callbacks use `client` (the caller's, which must
+ * outlive it). 0 and *out; -EINVAL when the settings or librdkafka refused
+ * them, -EACCES when the cluster refused us (errbuf says why).
+ */
+static int admin_new(const struct bus_cluster *cluster, struct client *client, rd_kafka_t **out,
+                     char *errbuf, size_t errbuf_size) {
+        rd_kafka_conf_t *conf = conf_new(client);
         rd_kafka_t *rk;
-        int r = -EIO;
 
         if (conf_set_cluster(conf, cluster, errbuf, errbuf_size) < 0) {
                 rd_kafka_conf_destroy(conf);
@@ -451,10 +452,26 @@ int bus_ensure_topics(const struct bus_cluster *cluster, const char *const *topi
                 rd_kafka_conf_destroy(conf);
                 return -EINVAL;
         }
-        if (client_check(rk, &client, true, errbuf, errbuf_size) < 0) {
+        if (client_check(rk, client, true, errbuf, errbuf_size) < 0) {
                 rd_kafka_destroy(rk);
                 return -EACCES;
         }
+        *out = rk;
+        return 0;
+}
+
+int bus_ensure_topics(const struct bus_cluster *cluster, const char *const *topics, size_t n_topics,
+                      int partitions, char *errbuf, size_t errbuf_size) {
+        struct client client = { 0 };
+        rd_kafka_NewTopic_t **new_topics = NULL;
+        rd_kafka_queue_t *queue = NULL;
+        rd_kafka_event_t *event = NULL;
+        rd_kafka_t *rk;
+        int r = admin_new(cluster, &client, &rk, errbuf, errbuf_size);
+
+        if (r < 0)
+                return r;
+        r = -EIO;
 
         new_topics = calloc(n_topics, sizeof(*new_topics));
         if (!new_topics)
@@ -510,25 +527,13 @@ out:
 int bus_check_topics(const struct bus_cluster *cluster, const char *const *topics, size_t n_topics,
                      int partitions, char *errbuf, size_t errbuf_size) {
         struct client client = { 0 };
-        rd_kafka_conf_t *conf = conf_new(&client);
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_resp_err_t err;
         rd_kafka_t *rk;
-        int missing = 0;
+        int missing = 0, r = admin_new(cluster, &client, &rk, errbuf, errbuf_size);
 
-        if (conf_set_cluster(conf, cluster, errbuf, errbuf_size) < 0) {
-                rd_kafka_conf_destroy(conf);
-                return -EINVAL;
-        }
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errbuf_size);
-        if (!rk) {
-                rd_kafka_conf_destroy(conf);
-                return -EINVAL;
-        }
-        if (client_check(rk, &client, true, errbuf, errbuf_size) < 0) {
-                rd_kafka_destroy(rk);
-                return -EACCES;
-        }
+        if (r < 0)
+                return r;
         /* All topics: asking for one by name may create it where the cluster auto-creates. */
         err = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
         if (err) {

@@ -615,118 +615,103 @@ static void heap_offer(struct query *qy, geo_hit hit, hit_less_fn less) {
         }
 }
 
-/* Step 1: the k eligible sites nearest by chord. */
-static void walk_chord(struct query *qy, size_t node, size_t lo, size_t hi, double rd,
-                       double off[3]) {
-        const geo_index *ix = qy->ix;
+/* What a walk does at a leaf of the tree: its points lo..hi. */
+typedef void (*leaf_fn)(struct query *qy, size_t lo, size_t hi);
 
+/*
+ * The descent every query shares: the subtree at `node` (points lo..hi), the
+ * near child first, the far one only while its cell may hold a point within
+ * qy->bound2 (rd: the squared distance to the cell, kept by the Arya–Mount
+ * increments in off[], one an axis), `leaf` on every leaf reached. What the
+ * query keeps is the leaf's; the walk stops once qy->err is set.
+ */
+static void walk(struct query *qy, size_t node, size_t lo, size_t hi, double rd, double off[3],
+                 leaf_fn leaf) {
+        if (qy->err)
+                return;
         if (hi - lo <= LEAF) {
-                for (size_t i = lo; i < hi; i++) {
-                        const struct point *p = &ix->points[i];
-                        double d2;
-
-                        if (!cheap_ok(qy, p))
-                                continue;
-                        d2 = chord2(qy->q, p);
-                        if (qy->n == qy->k && !chord_less(d2, p->slot, qy->hits[0].distance_m,
-                                                          (uint32_t)qy->hits[0].site))
-                                continue;
-                        if (!full_ok(qy, p->slot))
-                                continue;
-                        heap_offer(qy, (geo_hit){ .site = p->slot, .distance_m = d2 },
-                                   chord_hit_less);
-                        if (qy->n == qy->k)
-                                qy->bound2 = qy->hits[0].distance_m;
-                }
+                leaf(qy, lo, hi);
                 return;
         }
-
         if (!node_may(qy, node))
                 return;
 
-        const struct node *nd = &ix->nodes[node];
+        const struct node *nd = &qy->ix->nodes[node];
         size_t mid = lo + (hi - lo) / 2;
         double diff = qy->q[nd->axis] - nd->split;
         double saved = off[nd->axis], far_rd = rd - saved * saved + diff * diff;
 
         if (diff < 0) {
-                walk_chord(qy, 2 * node + 1, lo, mid, rd, off);
+                walk(qy, 2 * node + 1, lo, mid, rd, off, leaf);
                 if (far_rd <= qy->bound2) {
                         off[nd->axis] = diff;
-                        walk_chord(qy, 2 * node + 2, mid, hi, far_rd, off);
+                        walk(qy, 2 * node + 2, mid, hi, far_rd, off, leaf);
                         off[nd->axis] = saved;
                 }
         } else {
-                walk_chord(qy, 2 * node + 2, mid, hi, rd, off);
+                walk(qy, 2 * node + 2, mid, hi, rd, off, leaf);
                 if (far_rd <= qy->bound2) {
                         off[nd->axis] = diff;
-                        walk_chord(qy, 2 * node + 1, lo, mid, far_rd, off);
+                        walk(qy, 2 * node + 1, lo, mid, far_rd, off, leaf);
                         off[nd->axis] = saved;
                 }
         }
 }
 
-/* Step 3: sites whose chord is within reach of the k-th geodesic so far. */
-static void walk_reach(struct query *qy, size_t node, size_t lo, size_t hi, double rd,
-                       double off[3]) {
+/* Step 1: the k eligible sites nearest by chord, among a leaf's points lo..hi. */
+static void leaf_chord(struct query *qy, size_t lo, size_t hi) {
         const geo_index *ix = qy->ix;
 
-        if (hi - lo <= LEAF) {
-                for (size_t i = lo; i < hi; i++) {
-                        const struct point *p = &ix->points[i];
-                        const struct site *s = &ix->sites[p->slot];
-                        geo_hit hit;
-                        double d2;
-                        bool seen = false;
+        for (size_t i = lo; i < hi; i++) {
+                const struct point *p = &ix->points[i];
+                double d2;
 
-                        if (!cheap_ok(qy, p))
-                                continue;
-                        d2 = chord2(qy->q, p);
-                        if (d2 > qy->bound2)
-                                continue;
-                        /* Eligible sites at or before the cut are step 1's. */
-                        if (qy->cut && !chord_less(qy->cut_d2, qy->cut_slot, d2, p->slot))
-                                continue;
-                        if (!full_ok(qy, p->slot))
-                                continue;
-                        hit = (geo_hit){ .site = p->slot,
-                                         .distance_m =
-                                                 geo_distance_m(qy->lat, qy->lon, s->lat, s->lon) };
-                        if (!hit_less(ix, &hit, &qy->hits[0]))
-                                continue;
-                        /* The cut makes this impossible; it is cheap to be sure. */
-                        for (size_t h = 0; h < qy->n && !seen; h++)
-                                seen = qy->hits[h].site == hit.site;
-                        if (seen)
-                                continue;
-                        heap_offer(qy, hit, hit_less);
-                        qy->bound2 = reach2(qy->hits[0].distance_m);
-                }
-                return;
+                if (!cheap_ok(qy, p))
+                        continue;
+                d2 = chord2(qy->q, p);
+                if (qy->n == qy->k &&
+                    !chord_less(d2, p->slot, qy->hits[0].distance_m, (uint32_t)qy->hits[0].site))
+                        continue;
+                if (!full_ok(qy, p->slot))
+                        continue;
+                heap_offer(qy, (geo_hit){ .site = p->slot, .distance_m = d2 }, chord_hit_less);
+                if (qy->n == qy->k)
+                        qy->bound2 = qy->hits[0].distance_m;
         }
+}
 
-        if (!node_may(qy, node))
-                return;
+/* Step 3: a leaf's sites whose chord is within reach of the k-th geodesic so far. */
+static void leaf_reach(struct query *qy, size_t lo, size_t hi) {
+        const geo_index *ix = qy->ix;
 
-        const struct node *nd = &ix->nodes[node];
-        size_t mid = lo + (hi - lo) / 2;
-        double diff = qy->q[nd->axis] - nd->split;
-        double saved = off[nd->axis], far_rd = rd - saved * saved + diff * diff;
+        for (size_t i = lo; i < hi; i++) {
+                const struct point *p = &ix->points[i];
+                const struct site *s = &ix->sites[p->slot];
+                geo_hit hit;
+                double d2;
+                bool seen = false;
 
-        if (diff < 0) {
-                walk_reach(qy, 2 * node + 1, lo, mid, rd, off);
-                if (far_rd <= qy->bound2) {
-                        off[nd->axis] = diff;
-                        walk_reach(qy, 2 * node + 2, mid, hi, far_rd, off);
-                        off[nd->axis] = saved;
-                }
-        } else {
-                walk_reach(qy, 2 * node + 2, mid, hi, rd, off);
-                if (far_rd <= qy->bound2) {
-                        off[nd->axis] = diff;
-                        walk_reach(qy, 2 * node + 1, lo, mid, far_rd, off);
-                        off[nd->axis] = saved;
-                }
+                if (!cheap_ok(qy, p))
+                        continue;
+                d2 = chord2(qy->q, p);
+                if (d2 > qy->bound2)
+                        continue;
+                /* Eligible sites at or before the cut are step 1's. */
+                if (qy->cut && !chord_less(qy->cut_d2, qy->cut_slot, d2, p->slot))
+                        continue;
+                if (!full_ok(qy, p->slot))
+                        continue;
+                hit = (geo_hit){ .site = p->slot,
+                                 .distance_m = geo_distance_m(qy->lat, qy->lon, s->lat, s->lon) };
+                if (!hit_less(ix, &hit, &qy->hits[0]))
+                        continue;
+                /* The cut makes this impossible; it is cheap to be sure. */
+                for (size_t h = 0; h < qy->n && !seen; h++)
+                        seen = qy->hits[h].site == hit.site;
+                if (seen)
+                        continue;
+                heap_offer(qy, hit, hit_less);
+                qy->bound2 = reach2(qy->hits[0].distance_m);
         }
 }
 
@@ -820,7 +805,7 @@ int geo_index_nearest(const geo_index *ix, double lat, double lon, const geo_fil
         qy.hits = hits;
         qy.k = k;
 
-        walk_chord(&qy, 0, 0, ix->n_sites, 0.0, off);
+        walk(&qy, 0, 0, ix->n_sites, 0.0, off, leaf_chord);
         if (qy.n == 0)
                 goto out;
 
@@ -839,7 +824,7 @@ int geo_index_nearest(const geo_index *ix, double lat, double lon, const geo_fil
         if (qy.cut) {
                 qy.bound2 = reach2(hits[0].distance_m);
                 off[0] = off[1] = off[2] = 0;
-                walk_reach(&qy, 0, 0, ix->n_sites, 0.0, off);
+                walk(&qy, 0, 0, ix->n_sites, 0.0, off, leaf_reach);
         }
 
         /* Heap to ascending order. */
@@ -854,60 +839,31 @@ out:
         return (int)qy.n;
 }
 
-static void walk_within(struct query *qy, size_t node, size_t lo, size_t hi, double rd,
-                        double off[3]) {
+/* Within: a leaf's eligible sites at most the radius away, appended to the hits. */
+static void leaf_within(struct query *qy, size_t lo, size_t hi) {
         const geo_index *ix = qy->ix;
 
-        if (qy->err)
-                return;
-        if (hi - lo <= LEAF) {
-                for (size_t i = lo; i < hi; i++) {
-                        const struct point *p = &ix->points[i];
-                        const struct site *s = &ix->sites[p->slot];
-                        double d;
+        for (size_t i = lo; i < hi; i++) {
+                const struct point *p = &ix->points[i];
+                const struct site *s = &ix->sites[p->slot];
+                double d;
 
-                        if (!cheap_ok(qy, p) || chord2(qy->q, p) > qy->bound2 ||
-                            !full_ok(qy, p->slot))
-                                continue;
-                        d = geo_distance_m(qy->lat, qy->lon, s->lat, s->lon);
-                        if (d > qy->radius)
-                                continue;
-                        if (qy->n == qy->cap) {
-                                size_t cap = qy->cap ? 2 * qy->cap : 16;
-                                geo_hit *h = realloc(qy->hits, cap * sizeof(*h));
-                                if (!h) {
-                                        qy->err = -ENOMEM;
-                                        return;
-                                }
-                                qy->hits = h;
-                                qy->cap = cap;
+                if (!cheap_ok(qy, p) || chord2(qy->q, p) > qy->bound2 || !full_ok(qy, p->slot))
+                        continue;
+                d = geo_distance_m(qy->lat, qy->lon, s->lat, s->lon);
+                if (d > qy->radius)
+                        continue;
+                if (qy->n == qy->cap) {
+                        size_t cap = qy->cap ? 2 * qy->cap : 16;
+                        geo_hit *h = realloc(qy->hits, cap * sizeof(*h));
+                        if (!h) {
+                                qy->err = -ENOMEM;
+                                return;
                         }
-                        qy->hits[qy->n++] = (geo_hit){ .site = p->slot, .distance_m = d };
+                        qy->hits = h;
+                        qy->cap = cap;
                 }
-                return;
-        }
-
-        if (!node_may(qy, node))
-                return;
-
-        const struct node *nd = &ix->nodes[node];
-        size_t mid = lo + (hi - lo) / 2;
-        double diff = qy->q[nd->axis] - nd->split;
-        double saved = off[nd->axis], far_rd = rd - saved * saved + diff * diff;
-        size_t near_node = diff < 0 ? 2 * node + 1 : 2 * node + 2;
-        size_t far_node = diff < 0 ? 2 * node + 2 : 2 * node + 1;
-
-        if (diff < 0)
-                walk_within(qy, near_node, lo, mid, rd, off);
-        else
-                walk_within(qy, near_node, mid, hi, rd, off);
-        if (far_rd <= qy->bound2) {
-                off[nd->axis] = diff;
-                if (diff < 0)
-                        walk_within(qy, far_node, mid, hi, far_rd, off);
-                else
-                        walk_within(qy, far_node, lo, mid, far_rd, off);
-                off[nd->axis] = saved;
+                qy->hits[qy->n++] = (geo_hit){ .site = p->slot, .distance_m = d };
         }
 }
 
@@ -932,7 +888,7 @@ int geo_index_within(const geo_index *ix, double lat, double lon, double radius_
         qy.radius = radius_m;
         qy.bound2 = reach2(radius_m);
         if (ix->n_sites)
-                walk_within(&qy, 0, 0, ix->n_sites, 0.0, off);
+                walk(&qy, 0, 0, ix->n_sites, 0.0, off, leaf_within);
         free(heap);
         if (qy.err) {
                 free(qy.hits);

@@ -240,32 +240,36 @@ static int claim_path(const char *path) {
         return 0;
 }
 
-int image_create(const char *path, uint64_t virtual_size) {
+/*
+ * Runs `qemu-img create` (argv) for an image at `path`, which must not exist:
+ * claims the path first and removes it again when qemu-img fails, so a failed
+ * create leaves nothing behind. 0, or -errno.
+ */
+static int qemu_img_create(const char *path, char *const argv[]) {
         struct capture out = { .max = TOOL_STDERR_MAX };
+        int r = claim_path(path);
+
+        if (r < 0)
+                return r;
+        r = qemu_img(argv, &out, NULL, 0);
+        if (r < 0)
+                unlink(path);
+        capture_fini(&out);
+        return r;
+}
+
+int image_create(const char *path, uint64_t virtual_size) {
         char size[32], *qpath = NULL;
-        bool claimed = false;
         int r;
 
         if (!virtual_size || virtual_size % IMAGE_BLOCK || virtual_size > INT64_MAX)
                 return -EINVAL;
         r = qemu_path(path, &qpath);
         if (r < 0)
-                goto out;
-        r = claim_path(path);
-        if (r < 0)
-                goto out;
-        claimed = true;
+                return r;
         snprintf(size, sizeof(size), "%" PRIu64, virtual_size);
-        r = qemu_img((char *[]){ "qemu-img", "create", "-q", "-f", "qcow2", "-o", CLUSTER_OPTIONS,
-                                 qpath, size, NULL },
-                     &out, NULL, 0);
-        if (r < 0)
-                goto out;
-        claimed = false;
-out:
-        if (claimed)
-                unlink(path);
-        capture_fini(&out);
+        r = qemu_img_create(path, (char *[]){ "qemu-img", "create", "-q", "-f", "qcow2", "-o",
+                                              CLUSTER_OPTIONS, qpath, size, NULL });
         free(qpath);
         return r;
 }
@@ -313,9 +317,7 @@ static int path_relative(const char *dir, const char *file, char **out) {
 }
 
 int image_create_overlay(const char *template_path, const char *overlay_path) {
-        struct capture out = { .max = TOOL_STDERR_MAX };
         char *tpl = NULL, *dir_copy = NULL, *dir = NULL, *backing = NULL, *qpath = NULL;
-        bool claimed = false;
         int r;
 
         r = qemu_path(overlay_path, &qpath);
@@ -339,21 +341,11 @@ int image_create_overlay(const char *template_path, const char *overlay_path) {
         r = path_relative(dir, tpl, &backing);
         if (r < 0)
                 goto out;
-        r = claim_path(overlay_path);
-        if (r < 0)
-                goto out;
-        claimed = true;
         /* No size: qemu-img takes the template's, opening it through `backing`. */
-        r = qemu_img((char *[]){ "qemu-img", "create", "-q", "-f", "qcow2", "-b", backing, "-F",
-                                 "qcow2", "-o", CLUSTER_OPTIONS, qpath, NULL },
-                     &out, NULL, 0);
-        if (r < 0)
-                goto out;
-        claimed = false;
+        r = qemu_img_create(overlay_path,
+                            (char *[]){ "qemu-img", "create", "-q", "-f", "qcow2", "-b", backing,
+                                        "-F", "qcow2", "-o", CLUSTER_OPTIONS, qpath, NULL });
 out:
-        if (claimed)
-                unlink(overlay_path);
-        capture_fini(&out);
         free(qpath);
         free(backing);
         free(dir);

@@ -309,6 +309,16 @@ def read_topic(topic, expect, timeout=30):
     return got
 
 
+def produce(topic, records):
+    """The records as JSON, each keyed by its user (so a user's stay in order),
+    through an idempotent producer; all of them acknowledged."""
+    producer = Producer({"bootstrap.servers": brokers(), "enable.idempotence": True,
+                         "acks": "all"})
+    for r in records:
+        producer.produce(topic, key=r["user_id"], value=json.dumps(r))
+    assert producer.flush(30) == 0
+
+
 def topic_message_count(topic):
     """Messages in all partitions of a topic, from the watermarks."""
     consumer = Consumer({"bootstrap.servers": brokers(), "group.id": "test-watermarks"})
@@ -360,6 +370,20 @@ def seed_catalog(db):
     db.execute("INSERT INTO template_replicas VALUES ('tpl-1', 't-tokyo'), ('tpl-1', 't-paris')")
 
 
+def homing_with_catalog(db, dsn, topics, group, command, tmp_path, extra=None, log_lacks=()):
+    """A module's homing (Homing's arguments) on a migrated database with the
+    catalog of SITES, started; stopped when the module is done, and then its
+    log must hold none of `log_lacks`. A fixture yields from it."""
+    h = Homing(dsn, topics, group, command, tmp_path, extra=extra)
+    h.migrate()
+    seed_catalog(db)
+    h.start()
+    yield h
+    h.stop()
+    for line in log_lacks:
+        assert line not in h.log_text()
+
+
 def seed_snapshot(db, user, at, snapshot=None, size=500):
     snapshot = snapshot or f"snap-{user}"
     db.execute("INSERT INTO snapshots (id, user_id, template_id, size_bytes)"
@@ -367,6 +391,14 @@ def seed_snapshot(db, user, at, snapshot=None, size=500):
     db.execute("INSERT INTO placements (snapshot_id, datacenter_id, version, active)"
                " VALUES (%s, %s, 1, true)", (snapshot, at))
     return snapshot
+
+
+def user_at(db, user, lat, lon):
+    """The user's device d-<user> is at (lat, lon) now, as the ingest would store its fix."""
+    db.execute("INSERT INTO device_locations (device_id, user_id, lat, lon, accuracy_m,"
+               " reported_at, received_at) VALUES (%s, %s, %s, %s, 10, now(), now())"
+               " ON CONFLICT (device_id) DO UPDATE SET lat = excluded.lat, lon = excluded.lon,"
+               " reported_at = now()", (f"d-{user}", user, lat, lon))
 
 
 def seed_fleet(db, fleet):

@@ -2,9 +2,11 @@
 qemu-io, `homing agent` processes (one per datacenter, each with its store),
 and the rows they are judged by."""
 import json
+import re
 import signal
 import subprocess
 import time
+import urllib.request
 
 from conftest import HOMING_BIN, free_port, report, wait_for
 
@@ -97,6 +99,59 @@ class Agent:
                               "--version", str(version)], env=env, check=True,
                              capture_output=True, text=True, timeout=120).stdout.split()
         return out[2], int(out[3])  # digest, bytes
+
+
+def agent_vms(port):
+    """What an agent's driver runs, {snapshot or VM name: epoch}, from its
+    homing_agent_vm metric on its metrics `port`."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return {m.group(1): int(m.group(2)) for m in re.finditer(
+        r'homing_agent_vm\{datacenter="[^"]+",snapshot="([^"]+)",version="\d+",'
+        r'epoch="(\d+)"\} 1', text)}
+
+
+POWER_DCS = ("t-paris", "t-tokyo", "t-sydney")
+
+
+class PowerPlane:
+    """The API and an agent at each of POWER_DCS that powers VMs on and off:
+    Paris through an operator's command (the exec driver running
+    `platform`/run), Tokyo and Sydney through libvirt's test driver
+    (test:///default: its domains live inside the agent's process). Each
+    agent serves its metrics on a port of its own (`metrics`)."""
+
+    def __init__(self, api, tmp, platform_script):
+        self.api, self.agents, self.metrics, self.stores = api, {}, {}, {}
+        self.platform = tmp / "platform"
+        self.platform.mkdir()
+        (self.platform / "run").write_text(platform_script)
+        (self.platform / "run").chmod(0o755)
+        for dc in POWER_DCS:
+            self.stores[dc] = tmp / f"store-{dc}"
+            self.stores[dc].mkdir()
+            self.metrics[dc] = free_port()
+            driver = {"HOMING_DRIVER": "exec",
+                      "HOMING_DRIVER_COMMAND": str(self.platform / "run")} if dc == "t-paris" \
+                else {"HOMING_DRIVER": "libvirt", "HOMING_LIBVIRT_URI": "test:///default"}
+            self.agents[dc] = Agent(api, dc, self.stores[dc], tmp, extra={
+                **driver, "HOMING_AGENT_RECONCILE_MS": "200",
+                "HOMING_METRICS_LISTEN": f"127.0.0.1:{self.metrics[dc]}"}).start()
+
+    def stop_agents(self):
+        """Stops every agent still running, a frozen one (SIGSTOP) thawed first."""
+        for agent in self.agents.values():
+            if agent.proc and agent.proc.poll() is None:
+                agent.proc.send_signal(signal.SIGCONT)
+                agent.stop()
+
+
+def powered_on_at(db, snap):
+    """Where the power records say the snapshot's VM runs: each site's last record."""
+    return sorted(r[0] for r in db.execute(
+        "SELECT datacenter_id FROM (SELECT DISTINCT ON (datacenter_id) datacenter_id, state"
+        " FROM power_records WHERE snapshot_id = %s ORDER BY datacenter_id, id DESC) l"
+        " WHERE state = 'powered_on'", (snap,)))
 
 
 ENV = {"HOMING_DWELL_S": "0", "HOMING_DWELL_REPORTS": "1", "HOMING_COOLDOWN_S": "0",

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import Homing, seed_catalog, seed_snapshot, wait_for
+from conftest import homing_with_catalog, seed_snapshot, wait_for
 from test_audit_events import check_event
 
 DIGEST_A = "a" * 64
@@ -27,13 +27,9 @@ JOB_KEYS = {"transfer_id", "snapshot_id", "version", "content_sha256", "template
 
 @pytest.fixture(scope="module")
 def homing(database, db, topics, tmp_path_factory):
-    h = Homing(database, topics, "test-agent-api", "serve", tmp_path_factory.mktemp("agent"),
-               extra={"HOMING_TOKEN_CACHE_S": "2"})
-    h.migrate()
-    seed_catalog(db)
-    h.start()
-    yield h
-    h.stop()
+    yield from homing_with_catalog(db, database, topics, "test-agent-api", "serve",
+                                   tmp_path_factory.mktemp("agent"),
+                                   extra={"HOMING_TOKEN_CACHE_S": "2"})
 
 
 @pytest.fixture(autouse=True)

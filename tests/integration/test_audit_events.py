@@ -15,8 +15,7 @@ import pytest
 from jsonschema import Draft202012Validator, ValidationError
 from referencing import Registry, Resource
 
-from conftest import (Homing, brokers, now_rfc3339, report, seed_catalog, seed_snapshot,
-                      wait_for)
+from conftest import brokers, homing_with_catalog, now_rfc3339, report, seed_snapshot, wait_for
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 ENVELOPE = "https://homing.io/schemas/v1/cloudevent.json"
@@ -88,15 +87,11 @@ def published_events(db, topic):
 def homing(database, db, topics, tmp_path_factory):
     # The first credible report near a better site moves (no dwell, no cooldown);
     # a scheduler that has no such settings ignores the variables.
-    h = Homing(database, topics, f"test-{topics['locations']}", "standalone",
-               tmp_path_factory.mktemp("audit"),
-               extra={"HOMING_DWELL_S": "0", "HOMING_DWELL_REPORTS": "1",
-                      "HOMING_COOLDOWN_S": "0", "HOMING_AUDIT_STAY_SAMPLE": "1"})
-    h.migrate()
-    seed_catalog(db)
-    h.start()
-    yield h
-    h.stop()
+    yield from homing_with_catalog(db, database, topics, f"test-{topics['locations']}",
+                                   "standalone", tmp_path_factory.mktemp("audit"),
+                                   extra={"HOMING_DWELL_S": "0", "HOMING_DWELL_REPORTS": "1",
+                                          "HOMING_COOLDOWN_S": "0",
+                                          "HOMING_AUDIT_STAY_SAMPLE": "1"})
 
 
 class Posted:

@@ -5,20 +5,15 @@ import json
 
 import pytest
 
-from conftest import (Homing, read_topic, report, seed_catalog, seed_snapshot, wait_for)
+from conftest import homing_with_catalog, read_topic, report, seed_snapshot, wait_for
 
 
 @pytest.fixture(scope="module")
 def homing(database, db, topics, tmp_path_factory):
     # No dwell: the first credible report near a better site moves the snapshot.
-    h = Homing(database, topics, f"test-{topics['locations']}", "standalone",
-               tmp_path_factory.mktemp("e2e"),
-               extra={"HOMING_DWELL_S": "0", "HOMING_DWELL_REPORTS": "1"})
-    h.migrate()
-    seed_catalog(db)
-    h.start()
-    yield h
-    h.stop()
+    yield from homing_with_catalog(db, database, topics, f"test-{topics['locations']}",
+                                   "standalone", tmp_path_factory.mktemp("e2e"),
+                                   extra={"HOMING_DWELL_S": "0", "HOMING_DWELL_REPORTS": "1"})
 
 
 def processed(db, n):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import Homing, seed_catalog
+from conftest import homing_with_catalog
 from test_audit_events import check_event
 
 PARIS_ONLY = {"type": "Polygon",
@@ -19,14 +19,11 @@ PARIS_ONLY = {"type": "Polygon",
 
 @pytest.fixture(scope="module")
 def homing(database, db, topics, tmp_path_factory):
-    h = Homing(database, topics, "evac-api", "standalone", tmp_path_factory.mktemp("evac-api"),
-               extra={"HOMING_REPLICA_PASS_S": "0", "HOMING_CATALOG_REFRESH_S": "1"})
-    h.migrate()
-    seed_catalog(db)
-    h.start()
-    yield h
-    h.stop()
-    assert "evacuation step failed" not in h.log_text()
+    yield from homing_with_catalog(db, database, topics, "evac-api", "standalone",
+                                   tmp_path_factory.mktemp("evac-api"),
+                                   extra={"HOMING_REPLICA_PASS_S": "0",
+                                          "HOMING_CATALOG_REFRESH_S": "1"},
+                                   log_lacks=("evacuation step failed",))
 
 
 def add(db, snap, priority, size=1000, user=None, zones="{}"):

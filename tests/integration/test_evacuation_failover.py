@@ -9,21 +9,17 @@ room the evacuation held is given back, and the evacuation completes
 instead of waiting for power-off records that will never come."""
 import pytest
 
-from conftest import Homing, seed_catalog, wait_for
+from conftest import homing_with_catalog, wait_for
 from test_audit_events import check_event
 
 
 @pytest.fixture(scope="module")
 def homing(database, db, topics, tmp_path_factory):
-    h = Homing(database, topics, "evac-failover", "standalone",
-               tmp_path_factory.mktemp("evac-failover"),
-               extra={"HOMING_REPLICA_PASS_S": "0", "HOMING_CATALOG_REFRESH_S": "1"})
-    h.migrate()
-    seed_catalog(db)
-    h.start()
-    yield h
-    h.stop()
-    assert "evacuation step failed" not in h.log_text()
+    yield from homing_with_catalog(db, database, topics, "evac-failover", "standalone",
+                                   tmp_path_factory.mktemp("evac-failover"),
+                                   extra={"HOMING_REPLICA_PASS_S": "0",
+                                          "HOMING_CATALOG_REFRESH_S": "1"},
+                                   log_lacks=("evacuation step failed",))
 
 
 def add(db, snap, priority, replica=None):

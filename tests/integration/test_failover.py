@@ -10,13 +10,12 @@ drivers and of the power records."""
 import re
 import signal
 import time
-import urllib.request
 
 import pytest
 from jsonschema import Draft202012Validator
 
-from conftest import Homing, free_port, seed_catalog, wait_for
-from plane import Agent
+from conftest import Homing, seed_catalog, wait_for
+from plane import POWER_DCS as DCS, PowerPlane, agent_vms, powered_on_at
 from test_audit_events import check_event
 
 PLATFORM = """#!/bin/sh
@@ -31,7 +30,6 @@ deactivate)
 list) cat "$vms" ;;
 esac
 """
-DCS = ("t-paris", "t-tokyo", "t-sydney")
 SHA = "ab" * 32
 # (snapshot, priority, replica site or None, the replica's version, the newest version)
 FLEET = [
@@ -58,26 +56,9 @@ def plane(database, db, topics, tmp_path_factory):
     api.migrate()
     seed_catalog(db)
     api.start()
-    platform = tmp / "platform"
-    platform.mkdir()
-    (platform / "run").write_text(PLATFORM)
-    (platform / "run").chmod(0o755)
-    p = type("Plane", (), {})()
-    p.api, p.platform, p.agents, p.metrics, p.stores = api, platform, {}, {}, {}
-    for dc in DCS:
-        p.stores[dc] = tmp / f"store-{dc}"
-        p.stores[dc].mkdir()
-        p.metrics[dc] = free_port()
-        driver = {"HOMING_DRIVER": "exec",
-                  "HOMING_DRIVER_COMMAND": str(platform / "run")} if dc == "t-paris" else \
-            {"HOMING_DRIVER": "libvirt", "HOMING_LIBVIRT_URI": "test:///default"}
-        p.agents[dc] = Agent(api, dc, p.stores[dc], tmp, extra={
-            **driver, "HOMING_AGENT_RECONCILE_MS": "200",
-            "HOMING_METRICS_LISTEN": f"127.0.0.1:{p.metrics[dc]}"}).start()
+    p = PowerPlane(api, tmp, PLATFORM)
     yield p
-    for agent in p.agents.values():
-        if agent.proc and agent.proc.poll() is None:
-            agent.stop()
+    p.stop_agents()
     api.stop()
 
 
@@ -94,25 +75,13 @@ def running(plane, dc):
         path = plane.platform / "vms-t-paris"
         lines = path.read_text().split("\n") if path.exists() else []
         return {f[0]: int(f[2]) for f in (line.split() for line in lines) if len(f) == 3}
-    with urllib.request.urlopen(f"http://127.0.0.1:{plane.metrics[dc]}/metrics",
-                                timeout=10) as r:
-        text = r.read().decode()
-    return {m.group(1): int(m.group(2)) for m in re.finditer(
-        r'homing_agent_vm\{datacenter="[^"]+",snapshot="([^"]+)",version="\d+",'
-        r'epoch="(\d+)"\} 1', text)}
+    return agent_vms(plane.metrics[dc])
 
 
 def metric(plane, name, level):
     text = plane.api.get("/metrics", token=plane.api.token("viewer"))[2].decode()
     m = re.search(rf'^{name}\{{priority="{level}"\}} (\S+)$', text, re.M)
     return float(m.group(1)) if m else None
-
-
-def powered_on_at(db, snap):
-    return sorted(r[0] for r in db.execute(
-        "SELECT datacenter_id FROM (SELECT DISTINCT ON (datacenter_id) datacenter_id, state"
-        " FROM power_records WHERE snapshot_id = %s ORDER BY datacenter_id, id DESC) l"
-        " WHERE state = 'powered_on'", (snap,)))
 
 
 def seed_fleet(plane, db):

@@ -4,13 +4,11 @@ failover test of Paris: Tokyo's agent starts a throwaway VM of each of the
 two, under a name of its own, on an overlay of the replica's copy, while
 the real VMs keep running at Paris under their epoch and nothing real
 changes; the cleanup powers the copies off and deletes their overlays."""
-import re
-import urllib.request
 
 import pytest
 
 from conftest import Homing, free_port, seed_catalog, wait_for
-from plane import Agent, qemu_img
+from plane import Agent, agent_vms, qemu_img
 from test_audit_events import check_event
 from test_failover import conforms
 
@@ -45,12 +43,7 @@ def plane(database, db, topics, tmp_path_factory):
 
 def running(plane, dc):
     """{VM name: epoch} from the agent's driver list (its metric)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{plane.metrics[dc]}/metrics",
-                                timeout=10) as r:
-        text = r.read().decode()
-    return {m.group(1): int(m.group(2)) for m in re.finditer(
-        r'homing_agent_vm\{datacenter="[^"]+",snapshot="([^"]+)",version="\d+",'
-        r'epoch="(\d+)"\} 1', text)}
+    return agent_vms(plane.metrics[dc])
 
 
 def seed(plane, db):

@@ -11,17 +11,13 @@ import time
 import psycopg
 import pytest
 
-from conftest import Homing, seed_catalog, seed_snapshot
+from conftest import homing_with_catalog, seed_snapshot
 
 
 @pytest.fixture(scope="module")
 def homing(database, db, topics, tmp_path_factory):
-    h = Homing(database, topics, "fencing", "serve", tmp_path_factory.mktemp("fencing"))
-    h.migrate()
-    seed_catalog(db)
-    h.start()
-    yield h
-    h.stop()
+    yield from homing_with_catalog(db, database, topics, "fencing", "serve",
+                                   tmp_path_factory.mktemp("fencing"))
 
 
 def epoch(db, snapshot):

@@ -10,7 +10,8 @@ import urllib.request
 
 import pytest
 
-from conftest import HOMING_BIN, Homing, free_port, report, seed_catalog, seed_snapshot, wait_for
+from conftest import (HOMING_BIN, Homing, free_port, homing_with_catalog, report, seed_snapshot,
+                      wait_for)
 
 
 def promtool_check(text):
@@ -34,13 +35,9 @@ def sample(text, name, **labels):
 
 @pytest.fixture(scope="module")
 def homing(database, db, topics, tmp_path_factory):
-    h = Homing(database, topics, "metrics", "standalone", tmp_path_factory.mktemp("metrics"),
-               extra={"HOMING_DWELL_S": "0", "HOMING_DWELL_REPORTS": "1"})
-    h.migrate()
-    seed_catalog(db)
-    h.start()
-    yield h
-    h.stop()
+    yield from homing_with_catalog(db, database, topics, "metrics", "standalone",
+                                   tmp_path_factory.mktemp("metrics"),
+                                   extra={"HOMING_DWELL_S": "0", "HOMING_DWELL_REPORTS": "1"})
 
 
 def scrape(homing):

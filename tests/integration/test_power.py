@@ -12,8 +12,8 @@ import urllib.request
 
 import pytest
 
-from conftest import Homing, free_port, seed_catalog, wait_for
-from plane import Agent, make_overlay, make_template
+from conftest import Homing, seed_catalog, wait_for
+from plane import POWER_DCS as DCS, PowerPlane, make_overlay, make_template, powered_on_at
 
 # A platform for the exec driver: VMs are lines in a file; activating
 # waits while a "slow" file exists, so a test can freeze the agent mid-start.
@@ -32,11 +32,6 @@ deactivate)
 list) cat "$vms" ;;
 esac
 """
-DCS = ("t-paris", "t-tokyo", "t-sydney")
-
-
-class Plane:
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -46,27 +41,9 @@ def plane(database, db, topics, tmp_path_factory):
     api.migrate()
     seed_catalog(db)
     api.start()
-    platform = tmp / "platform"
-    platform.mkdir()
-    (platform / "run").write_text(PLATFORM)
-    (platform / "run").chmod(0o755)
-    p = Plane()
-    p.api, p.platform, p.agents, p.metrics, p.stores = api, platform, {}, {}, {}
-    for dc in DCS:
-        p.stores[dc] = tmp / f"store-{dc}"
-        p.stores[dc].mkdir()
-        p.metrics[dc] = free_port()
-        driver = {"HOMING_DRIVER": "exec",
-                  "HOMING_DRIVER_COMMAND": str(platform / "run")} if dc == "t-paris" else \
-            {"HOMING_DRIVER": "libvirt", "HOMING_LIBVIRT_URI": "test:///default"}
-        p.agents[dc] = Agent(api, dc, p.stores[dc], tmp, extra={
-            **driver, "HOMING_AGENT_RECONCILE_MS": "200",
-            "HOMING_METRICS_LISTEN": f"127.0.0.1:{p.metrics[dc]}"}).start()
+    p = PowerPlane(api, tmp, PLATFORM)
     yield p
-    for agent in p.agents.values():
-        if agent.proc.poll() is None:
-            agent.proc.send_signal(signal.SIGCONT)
-            agent.stop()
+    p.stop_agents()
     api.stop()
 
 
@@ -98,13 +75,6 @@ def records(db, snap):
     return [tuple(r) for r in db.execute(
         "SELECT datacenter_id, epoch, state FROM power_records WHERE snapshot_id = %s"
         " ORDER BY id", (snap,))]
-
-
-def powered_on_at(db, snap):
-    return sorted(r[0] for r in db.execute(
-        "SELECT datacenter_id FROM (SELECT DISTINCT ON (datacenter_id) datacenter_id, state"
-        " FROM power_records WHERE snapshot_id = %s ORDER BY datacenter_id, id DESC) l"
-        " WHERE state = 'powered_on'", (snap,)))
 
 
 def everywhere(plane, snap):

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from conftest import Homing, report, seed_catalog, seed_snapshot, wait_for, now_rfc3339
+from conftest import (Homing, now_rfc3339, report, seed_catalog, seed_snapshot, user_at,
+                      wait_for)
 from test_audit_events import check_event
 
 EUROPE = {"type": "Polygon",
@@ -37,13 +38,6 @@ def homing(database, db, topics, tmp_path_factory):
     h.stop()
     assert "pre-staging pass failed" not in h.log_text()
     assert "replica pass failed" not in h.log_text()
-
-
-def user_at(db, user, lat, lon):
-    db.execute("INSERT INTO device_locations (device_id, user_id, lat, lon, accuracy_m,"
-               " reported_at, received_at) VALUES (%s, %s, %s, %s, 10, now(), now())"
-               " ON CONFLICT (device_id) DO UPDATE SET lat = excluded.lat, lon = excluded.lon,"
-               " reported_at = now()", (f"d-{user}", user, lat, lon))
 
 
 def announce(homing, user, lat, lon, arrive_s, back_s=None):

@@ -9,24 +9,15 @@ import time
 
 import pytest
 
-from conftest import (HOMING_BIN, Homing, report, seed_catalog, seed_snapshot,
-                      topic_message_count, wait_for)
-
-HOUR = 3600
-
-
-def rfc3339(t):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+from conftest import (HOMING_BIN, homing_with_catalog, report, seed_snapshot, topic_message_count,
+                      wait_for)
+from replay_files import HOUR, T0, history, report_line, restore_line, rfc3339
 
 
 @pytest.fixture(scope="module")
 def homing(database, db, topics, tmp_path_factory):
-    h = Homing(database, topics, "replay", "standalone", tmp_path_factory.mktemp("replay"))
-    h.migrate()
-    seed_catalog(db)
-    h.start()
-    yield h
-    h.stop()
+    yield from homing_with_catalog(db, database, topics, "replay", "standalone",
+                                   tmp_path_factory.mktemp("replay"))
 
 
 @pytest.fixture(scope="module")
@@ -181,32 +172,9 @@ def test_a_sweep_says_which_settings_meet_each_goal(tmp_path):
     own ratio to the fixed home; --json gives every engine policy's ratios."""
     catalog = tmp_path / "sites.csv"
     catalog.write_text("id,lat,lon\nx,0,0\ny,0,2\nz,0,40\n")
-    t0 = 1767571200  # 2026-01-05T00:00:00Z
-    lines = []
-
-    def at(h, lon):
-        ts = t0 + h * HOUR
-        lines.append(json.dumps({"device_id": "d-1", "user_id": "u-1", "lat": 0, "lon": lon,
-                                 "accuracy_m": 10, "ts": rfc3339(ts),
-                                 "received_at": rfc3339(ts + 1)}))
-
-    def restore(h, lon):
-        lines.append(json.dumps({"restore": {"user_id": "u-1", "ts": rfc3339(t0 + h * HOUR),
-                                             "lat": 1, "lon": lon}}))
-
-    for base, lon in ((0, 2), (36, 40)):  # six hours between places: no speed limit
-        for h in range(0, 3):
-            at(base + h, 0)
-        for h in range(8, 18):
-            at(base + h, lon)
-        restore(base + 14, lon)
-        for h in range(23, 30):
-            at(base + h, 0)
-    restore(65, 0)
-    history = tmp_path / "history.jsonl"
-    history.write_text("\n".join(lines) + "\n")
+    hist = history(tmp_path, 40)
     figures = tmp_path / "figures.json"
-    out = subprocess.run([HOMING_BIN, "replay", "--history", str(history), "--catalog",
+    out = subprocess.run([HOMING_BIN, "replay", "--history", str(hist), "--catalog",
                           str(catalog), "--snapshot-gib", "1", "--json", str(figures),
                           "--sweep-x", "move-margin-m=0,5000000"],
                          capture_output=True, text=True, check=True).stdout
@@ -237,33 +205,21 @@ def test_prestaging_lowers_the_mean_restore_distance_of_announced_trips(tmp_path
     restores are at z, for three copies of 1 GiB and their deltas."""
     catalog = tmp_path / "sites.csv"
     catalog.write_text("id,lat,lon\nx,0,0\nz,0,40\n")
-    t0 = 1767571200  # 2026-01-05T00:00:00Z
     lines = []
-
-    def at(h, lon):
-        ts = t0 + int(h * HOUR)
-        lines.append(json.dumps({"device_id": "d-1", "user_id": "u-1", "lat": 0, "lon": lon,
-                                 "accuracy_m": 10, "ts": rfc3339(ts),
-                                 "received_at": rfc3339(ts + 1)}))
-
     for week in range(3):
         base = week * 7 * 24
         lines.append(json.dumps({"trip": {
-            "user_id": "u-1", "device_id": "d-1", "announced_at": rfc3339(t0 + base * HOUR),
-            "lat": 0, "lon": 40, "arrive_at": rfc3339(t0 + (base + 48) * HOUR),
-            "return_at": rfc3339(t0 + (base + 72) * HOUR)}}))
-        for h in range(0, 40):
-            at(base + h, 0)
-        at(base + 48.2, 40)
-        lines.append(json.dumps({"restore": {"user_id": "u-1",
-                                             "ts": rfc3339(t0 + int((base + 48.5) * HOUR)),
-                                             "lat": 0, "lon": 40}}))
-        for h in range(80, 90):
-            at(base + h, 0)
-    history = tmp_path / "history.jsonl"
-    history.write_text("\n".join(lines) + "\n")
+            "user_id": "u-1", "device_id": "d-1", "announced_at": rfc3339(T0 + base * HOUR),
+            "lat": 0, "lon": 40, "arrive_at": rfc3339(T0 + (base + 48) * HOUR),
+            "return_at": rfc3339(T0 + (base + 72) * HOUR)}}))
+        lines += [report_line(base + h, 0) for h in range(0, 40)]
+        lines.append(report_line(base + 48.2, 40))
+        lines.append(restore_line(base + 48.5, 0, 40))
+        lines += [report_line(base + h, 0) for h in range(80, 90)]
+    hist = tmp_path / "history.jsonl"
+    hist.write_text("\n".join(lines) + "\n")
     figures = tmp_path / "figures.json"
-    out = subprocess.run([HOMING_BIN, "replay", "--history", str(history), "--catalog",
+    out = subprocess.run([HOMING_BIN, "replay", "--history", str(hist), "--catalog",
                           str(catalog), "--snapshot-gib", "1", "--json", str(figures),
                           "--policies", "homing,homing+prestage"],
                          capture_output=True, text=True, check=True).stdout

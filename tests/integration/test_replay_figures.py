@@ -4,52 +4,17 @@ stack. The PNGs are read back with the standard library (zlib, struct)."""
 import json
 import struct
 import subprocess
-import time
 import zlib
 
 import pytest
 
 from conftest import HOMING_BIN
+from replay_files import HOUR, history
 
-HOUR = 3600
 GIB = 1 << 30
-T0 = 1767571200  # 2026-01-05T00:00:00Z
 PICTURES = ("tradeoff.png", "distances.png", "transfers-per-day.png")
 ORACLE_GREEN = (0x2C, 0xA0, 0x2C)  # plot_color(2), the oracle's
 PRESTAGE_BROWN = (0x8C, 0x56, 0x4B)  # plot_color(5), the first policy beyond homing
-
-
-def rfc3339(t):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-def history(tmp_path, far_lon, name="history.jsonl", second=36):
-    """One user at x (0, 0) takes a trip to y (222 km) and, `second` hours
-    later, one to far_lon, restoring 111 km north of each place."""
-    lines = []
-
-    def at(h, lon):
-        ts = T0 + h * HOUR
-        lines.append(json.dumps({"device_id": "d-1", "user_id": "u-1", "lat": 0, "lon": lon,
-                                 "accuracy_m": 10, "ts": rfc3339(ts),
-                                 "received_at": rfc3339(ts + 1)}))
-
-    def restore(h, lon):
-        lines.append(json.dumps({"restore": {"user_id": "u-1", "ts": rfc3339(T0 + h * HOUR),
-                                             "lat": 1, "lon": lon}}))
-
-    for base, lon in ((0, 2), (second, far_lon)):
-        for h in range(0, 3):
-            at(base + h, 0)
-        for h in range(8, 18):
-            at(base + h, lon)
-        restore(base + 14, lon)
-        for h in range(23, 30):
-            at(base + h, 0)
-    restore(second + 29, 0)
-    path = tmp_path / name
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def catalog(tmp_path):

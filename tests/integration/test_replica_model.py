@@ -4,17 +4,13 @@ level; `replicate` transfers beside the one open `move`, a replica that is
 kept out of eviction and counted against its datacenter's capacity."""
 import pytest
 
-from conftest import Homing, seed_catalog, seed_snapshot
+from conftest import homing_with_catalog, seed_snapshot
 
 
 @pytest.fixture(scope="module")
 def api(database, db, topics, tmp_path_factory):
-    h = Homing(database, topics, "replica-model", "serve", tmp_path_factory.mktemp("rm"))
-    h.migrate()
-    seed_catalog(db)
-    h.start()
-    yield h
-    h.stop()
+    yield from homing_with_catalog(db, database, topics, "replica-model", "serve",
+                                   tmp_path_factory.mktemp("rm"))
 
 
 def queue(db, snapshot, to_dc, kind=None, from_dc=None, key=None):

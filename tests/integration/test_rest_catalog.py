@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import Homing, seed_catalog, seed_snapshot
+from conftest import homing_with_catalog, seed_snapshot
 
 PARIS = {"id": "c-paris", "name": "Paris 1", "provider": "test", "city": "Paris",
          "country_code": "FR", "lat": 48.86, "lon": 2.35, "capacity_bytes": 10 ** 12}
@@ -15,12 +15,8 @@ PARIS = {"id": "c-paris", "name": "Paris 1", "provider": "test", "city": "Paris"
 
 @pytest.fixture(scope="module")
 def homing(database, db, topics, tmp_path_factory):
-    h = Homing(database, topics, "test-catalog", "serve", tmp_path_factory.mktemp("catalog"))
-    h.migrate()
-    seed_catalog(db)
-    h.start()
-    yield h
-    h.stop()
+    yield from homing_with_catalog(db, database, topics, "test-catalog", "serve",
+                                   tmp_path_factory.mktemp("catalog"))
 
 
 @pytest.fixture(scope="module")

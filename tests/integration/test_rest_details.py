@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from conftest import Homing, seed_catalog
+from conftest import homing_with_catalog
 
 SQUARE = {"type": "Polygon",
           "coordinates": [[[-10, 35], [30, 35], [30, 60], [-10, 60], [-10, 35]]]}
@@ -15,12 +15,8 @@ SQUARE = {"type": "Polygon",
 
 @pytest.fixture(scope="module")
 def homing(database, db, topics, tmp_path_factory):
-    h = Homing(database, topics, "test-details", "serve", tmp_path_factory.mktemp("details"))
-    h.migrate()
-    seed_catalog(db)
-    h.start()
-    yield h
-    h.stop()
+    yield from homing_with_catalog(db, database, topics, "test-details", "serve",
+                                   tmp_path_factory.mktemp("details"))
 
 
 @pytest.fixture(scope="module")

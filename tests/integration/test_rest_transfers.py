@@ -6,18 +6,13 @@ import time
 
 import pytest
 
-from conftest import Homing, now_rfc3339, read_topic, seed_catalog, seed_snapshot, wait_for
+from conftest import homing_with_catalog, now_rfc3339, read_topic, seed_snapshot, wait_for
 
 
 @pytest.fixture(scope="module")
 def homing(database, db, topics, tmp_path_factory):
-    h = Homing(database, topics, f"test-{topics['locations']}", "standalone",
-               tmp_path_factory.mktemp("transfers"))
-    h.migrate()
-    seed_catalog(db)
-    h.start()
-    yield h
-    h.stop()
+    yield from homing_with_catalog(db, database, topics, f"test-{topics['locations']}",
+                                   "standalone", tmp_path_factory.mktemp("transfers"))
 
 
 def add_transfer(db, snapshot, to_dc, state, from_dc=None, key=None):

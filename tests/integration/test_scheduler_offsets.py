@@ -6,15 +6,13 @@ The scheduler sends a batch's writes, its offsets and its COMMIT together
 the one this process read, the whole batch rolls back, and the scheduler
 resumes from the offset PostgreSQL holds.
 """
-import json
 import time
 import uuid
 
 import psycopg
 import pytest
-from confluent_kafka import Producer
 
-from conftest import SITES, Homing, brokers, delete_topics, new_topics, seed_catalog, wait_for
+from conftest import SITES, Homing, delete_topics, new_topics, produce, seed_catalog, wait_for
 
 ENV = {"HOMING_BATCH_MAX": "50", "HOMING_BATCH_WAIT_MS": "300",
        "HOMING_TOPIC_PARTITIONS": "1"}
@@ -28,14 +26,6 @@ def record(user, device, site_index, ts_ms):
     _, _, lat, lon = SITES[site_index]
     return {"device_id": device, "user_id": user, "lat": lat, "lon": lon, "accuracy_m": 20.0,
             "ts": iso(ts_ms), "received_at": iso(int(time.time() * 1000))}
-
-
-def produce(topic, records):
-    producer = Producer({"bootstrap.servers": brokers(), "enable.idempotence": True,
-                         "acks": "all"})
-    for r in records:
-        producer.produce(topic, key=r["user_id"], value=json.dumps(r))
-    assert producer.flush(30) == 0
 
 
 @pytest.fixture

@@ -17,9 +17,8 @@ import uuid
 
 import psycopg
 import pytest
-from confluent_kafka import Producer
 
-from conftest import (SITES, Homing, brokers, delete_topics, new_topics, seed_catalog, stack,
+from conftest import (SITES, Homing, delete_topics, new_topics, produce, seed_catalog, stack,
                       wait_for)
 
 ENV = {"HOMING_BATCH_MAX": "50", "HOMING_BATCH_WAIT_MS": "100",
@@ -37,14 +36,6 @@ def record(user, device, site_index, ts_ms):
     now = int(time.time() * 1000)
     return {"device_id": device, "user_id": user, "lat": lat, "lon": lon, "accuracy_m": 20.0,
             "ts": iso(ts_ms), "received_at": iso(now)}
-
-
-def produce(topic, records):
-    producer = Producer({"bootstrap.servers": brokers(), "enable.idempotence": True,
-                         "acks": "all"})
-    for r in records:
-        producer.produce(topic, key=r["user_id"], value=json.dumps(r))
-    assert producer.flush(30) == 0
 
 
 @pytest.fixture(scope="module")

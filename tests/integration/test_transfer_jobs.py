@@ -10,7 +10,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from conftest import Homing, read_topic, report, seed_catalog, seed_snapshot, wait_for
+from conftest import homing_with_catalog, read_topic, report, seed_snapshot, wait_for
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 JOB = "https://homing.io/schemas/v1/transfer-job.json"
@@ -29,15 +29,11 @@ def job_validator():
 def homing(database, db, topics, tmp_path_factory):
     # No dwell: the first report near a better site moves the snapshot; no
     # replica pass: the refresh below is the only replicate.
-    h = Homing(database, topics, "transfer-jobs", "standalone",
-               tmp_path_factory.mktemp("transfer-jobs"),
-               extra={"HOMING_DWELL_S": "0", "HOMING_DWELL_REPORTS": "1",
-                      "HOMING_REPLICA_PASS_S": "0", "HOMING_CATALOG_REFRESH_S": "1"})
-    h.migrate()
-    seed_catalog(db)
-    h.start()
-    yield h
-    h.stop()
+    yield from homing_with_catalog(db, database, topics, "transfer-jobs", "standalone",
+                                   tmp_path_factory.mktemp("transfer-jobs"),
+                                   extra={"HOMING_DWELL_S": "0", "HOMING_DWELL_REPORTS": "1",
+                                          "HOMING_REPLICA_PASS_S": "0",
+                                          "HOMING_CATALOG_REFRESH_S": "1"})
 
 
 def transfer_of(db, snapshot, **where):

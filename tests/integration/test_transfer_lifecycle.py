@@ -8,19 +8,16 @@ import time
 import psycopg
 import pytest
 
-from conftest import Homing, report, seed_catalog, seed_snapshot, wait_for
+from conftest import homing_with_catalog, report, seed_snapshot, wait_for
 
 
 @pytest.fixture(scope="module")
 def homing(database, db, topics, tmp_path_factory):
-    h = Homing(database, topics, "lifecycle", "standalone", tmp_path_factory.mktemp("life"),
-               extra={"HOMING_DWELL_S": "0", "HOMING_DWELL_REPORTS": "1",
-                      "HOMING_COOLDOWN_S": "0", "HOMING_CATALOG_REFRESH_S": "1"})
-    h.migrate()
-    seed_catalog(db)
-    h.start()
-    yield h
-    h.stop()
+    yield from homing_with_catalog(db, database, topics, "lifecycle", "standalone",
+                                   tmp_path_factory.mktemp("life"),
+                                   extra={"HOMING_DWELL_S": "0", "HOMING_DWELL_REPORTS": "1",
+                                          "HOMING_COOLDOWN_S": "0",
+                                          "HOMING_CATALOG_REFRESH_S": "1"})
 
 
 def transfers(db, snapshot):

@@ -4,18 +4,14 @@ import json
 
 import pytest
 
-from conftest import Homing, seed_catalog, seed_snapshot
+from conftest import homing_with_catalog, seed_snapshot
 
 
 @pytest.fixture(scope="module")
 def homing(database, db, topics, tmp_path_factory):
     # The production policy: a 30-minute dwell, three reports.
-    h = Homing(database, topics, "whatif", "standalone", tmp_path_factory.mktemp("whatif"))
-    h.migrate()
-    seed_catalog(db)
-    h.start()
-    yield h
-    h.stop()
+    yield from homing_with_catalog(db, database, topics, "whatif", "standalone",
+                                   tmp_path_factory.mktemp("whatif"))
 
 
 def counts(db):
