@@ -85,6 +85,14 @@ static int base64url_value(char c) {
         return c == '-' ? 62 : c == '_' ? 63 : -1;
 }
 
+/* Whether all `len` characters are base64url's. */
+static bool base64url_text(const char *text, size_t len) {
+        for (size_t i = 0; i < len; i++)
+                if (base64url_value(text[i]) < 0)
+                        return false;
+        return true;
+}
+
 /*
  * Decodes unpadded base64url into `out`, which has room for
  * BASE64_DECODE_LENGTH(len) bytes: no allocation, so a device token costs
@@ -95,9 +103,8 @@ static ssize_t base64url_decode_into(const char *text, size_t len, uint8_t *out)
         struct base64_decode_ctx ctx;
         size_t n = 0;
 
-        for (size_t i = 0; i < len; i++)
-                if (base64url_value(text[i]) < 0)
-                        return -EINVAL;
+        if (!base64url_text(text, len))
+                return -EINVAL;
         /* One encoding per value: stray low bits in the last character would
          * make a second spelling. */
         if (len % 4 == 1 || (len && (unsigned)base64url_value(text[len - 1]) & stray_bits[len % 4]))
@@ -450,11 +457,8 @@ int auth_device_token_verify(const struct auth_keyring *ring, const char *token,
         payload_len = (size_t)(dot - payload_b64);
         mac_b64 = dot + 1;
         mac_len = len - (size_t)(mac_b64 - token);
-        if (!kid_valid(kid, kid_len) || payload_len == 0)
+        if (!kid_valid(kid, kid_len) || payload_len == 0 || !base64url_text(mac_b64, mac_len))
                 return -EINVAL;
-        for (size_t i = 0; i < mac_len; i++)
-                if (base64url_value(mac_b64[i]) < 0)
-                        return -EINVAL;
 
         key = keyring_find(ring, kid, kid_len);
         if (!key)
@@ -507,12 +511,7 @@ static bool prefixed_secret_wellformed(const char *prefix, const char *token) {
         if (!token || strncmp(token, prefix, len) != 0)
                 return false;
         n = strnlen(token + len, 64);
-        if (n != BASE64_ENCODE_RAW_LENGTH(SECRET_BYTES) - 1)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (base64url_value(token[len + i]) < 0)
-                        return false;
-        return true;
+        return n == BASE64_ENCODE_RAW_LENGTH(SECRET_BYTES) - 1 && base64url_text(token + len, n);
 }
 
 int auth_operator_token_generate(char **out) {
